@@ -1,0 +1,238 @@
+//! `prism`: flags and glue over the library crates. Nothing here that a library should own.
+
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use prism_generator::{GenerateConfig, generate};
+use prism_warehouse::{LoadMode, LoadOptions, LoadReport, Warehouse, WarehouseError};
+
+#[derive(Parser)]
+#[command(name = "prism", version, about = "Partner relationship management analytics")]
+struct Cli {
+    /// The data folder holding the warehouse.
+    #[arg(long, global = true, env = "PRISM_DATA", default_value = "./prism-data")]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load a CRM export (a folder of CSV files) into the warehouse, all or nothing.
+    Load {
+        /// The export folder: partners.csv, products.csv, customers.csv, orders.csv, ...
+        export_dir: PathBuf,
+        /// Replace the whole warehouse with this export instead of applying it by key.
+        #[arg(long)]
+        replace: bool,
+        /// Load the valid rows and set every rejected row aside in a rejects file.
+        #[arg(long)]
+        quarantine: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// The current warehouse version, each table's rows, and the history of loads.
+    Status {
+        /// Show an earlier warehouse version instead of the current one.
+        #[arg(long, value_name = "VERSION")]
+        as_of: Option<u64>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Write a realistic demo export to the data contract.
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+        /// 1 is about one million order lines.
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Generate a demo export if there is none, load it, and say what to run next.
+    Demo {
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        /// Where the demo export is written.
+        #[arg(long, default_value = "./demo-export")]
+        export: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PRISM_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Load { export_dir, replace, quarantine, format } => {
+            let wh = Warehouse::open(&cli.data).with_context(|| format!("opening the data folder {}", cli.data.display()))?;
+            let options = LoadOptions {
+                export_dir,
+                mode: if replace { LoadMode::Replace } else { LoadMode::Upsert },
+                quarantine,
+            };
+            let progress = progress::Reporter::new();
+            let result = runtime()?.block_on(wh.load(&options, &progress));
+            progress.clear();
+            match result {
+                Ok(report) => {
+                    print_load(&report, format);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(WarehouseError::Rejected(report)) => {
+                    print_load(&report, format);
+                    eprintln!("error: {}", WarehouseError::Rejected(report));
+                    Ok(ExitCode::from(2))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::Status { as_of, format } => {
+            let wh = Warehouse::open(&cli.data)?;
+            let versions = wh.versions()?;
+            let snapshot = match wh.snapshot(as_of) {
+                Ok(s) => Some(s),
+                Err(WarehouseError::Empty) => None,
+                Err(e) => return Err(e.into()),
+            };
+            if format == Format::Json {
+                let value = serde_json::json!({
+                    "data": wh.dir(),
+                    "current_version": versions.current().map(|v| v.version),
+                    "shown_version": snapshot.as_ref().map(|s| s.version.version),
+                    "tables": snapshot.as_ref().map(|s| s.table_rows()),
+                    "history": versions.versions,
+                });
+                println!("{}", serde_json::to_string_pretty(&value)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("data folder: {}", wh.dir().display());
+            let Some(snapshot) = snapshot else {
+                println!("the warehouse is empty: load an export with `prism load EXPORT_DIR` (or run `prism demo`)");
+                return Ok(ExitCode::SUCCESS);
+            };
+            let v = &snapshot.version;
+            let current = versions.current().map_or(0, |c| c.version);
+            println!(
+                "version {}{} — loaded {} from {} ({}{})",
+                v.version,
+                if v.version == current { " (current)" } else { "" },
+                v.loaded_at,
+                v.source,
+                v.mode,
+                if v.quarantine { ", quarantine" } else { "" }
+            );
+            println!("\n{:<22} {:>12}", "table", "rows");
+            for (name, pin) in &v.tables {
+                println!("{name:<22} {:>12}", pin.rows);
+            }
+            println!("\nhistory:");
+            println!("{:>7}  {:<20}  {:<8} {:>10} {:>10} {:>10}  source", "version", "loaded at", "mode", "added", "replaced", "rejected");
+            for h in &versions.versions {
+                let added: u64 = h.changes.values().map(|c| c.added).sum();
+                let replaced: u64 = h.changes.values().map(|c| c.replaced).sum();
+                let rejected: u64 = h.changes.values().map(|c| c.rejected).sum();
+                println!("{:>7}  {:<20}  {:<8} {added:>10} {replaced:>10} {rejected:>10}  {}", h.version, h.loaded_at, h.mode.to_string(), h.source);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate { out, scale, seed } => {
+            let started = std::time::Instant::now();
+            let summary = generate(&GenerateConfig { out: out.clone(), scale, seed })?;
+            for (entity, rows) in &summary.rows {
+                println!("{:<26} {rows:>12} rows", entity.file_name());
+            }
+            println!(
+                "wrote {} ({:.1} MB) in {:.1} s",
+                out.display(),
+                summary.bytes as f64 / 1e6,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { scale, export } => {
+            if !export.join("partners.csv").exists() {
+                println!("generating a demo export (scale {scale}) in {} ...", export.display());
+                generate(&GenerateConfig { out: export.clone(), scale, seed: 42 })?;
+            }
+            let wh = Warehouse::open(&cli.data)?;
+            if wh.versions()?.current().is_none() {
+                println!("loading {} into {} ...", export.display(), wh.dir().display());
+                let progress = progress::Reporter::new();
+                let report = runtime()?.block_on(wh.load(
+                    &LoadOptions { export_dir: export.clone(), mode: LoadMode::Upsert, quarantine: false },
+                    &progress,
+                ));
+                progress.clear();
+                print_load(&report?, Format::Table);
+            } else {
+                println!("the warehouse in {} is already loaded", wh.dir().display());
+            }
+            println!("\nnext: `prism status` shows what is loaded; `prism load EXPORT_DIR` applies a newer export.");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_load(report: &LoadReport, format: Format) {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(report).expect("report serialises"));
+        return;
+    }
+    for e in &report.file_errors {
+        eprintln!("{e}");
+    }
+    for f in &report.files {
+        for r in &f.shown {
+            eprintln!("{r}");
+        }
+        if f.rows_rejected as usize > f.shown.len() {
+            eprintln!("{}: ... and more rejected rows (all of them are in the report)", f.file);
+        }
+        for w in &f.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    println!("{:<26} {:>12} {:>12} {:>12} {:>12}", "file", "rows", "rejected", "added", "replaced");
+    for f in &report.files {
+        if f.present {
+            println!("{:<26} {:>12} {:>12} {:>12} {:>12}", f.file, f.rows_read, f.rows_rejected, f.added, f.replaced);
+        } else {
+            println!("{:<26} {:>12}", f.file, "(absent)");
+        }
+    }
+    match report.version {
+        Some(v) => println!("committed warehouse version {v}"),
+        None => println!("nothing was committed"),
+    }
+    if let Some(dir) = &report.rejects_dir {
+        println!("rejected rows were set aside in {}", dir.display());
+    }
+    println!("report: {}", report.report_path.display());
+}

@@ -1,0 +1,270 @@
+//! The seven entities of the data contract (`spec/data-contract.md`), column by column.
+//!
+//! Everything the loader, the generator and the warehouse know about a file's shape comes from
+//! the tables in this module, so the contract is written down exactly once.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// Money is stored exactly as Decimal128 with this precision and two decimals.
+pub const MONEY_PRECISION: u8 = 18;
+pub const MONEY_SCALE: i8 = 2;
+
+/// An entity of the contract: one CSV file in an export, one table in the warehouse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Entity {
+    Partners,
+    Products,
+    Customers,
+    Orders,
+    Opportunities,
+    ServiceRequests,
+    SatisfactionSurveys,
+}
+
+/// The type of a column as the contract states it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnType {
+    /// An exact string (ids are compared exactly, names may hold any Unicode).
+    Text,
+    /// `YYYY-MM-DD`.
+    Date,
+    /// `YYYY-MM-DDTHH:MM:SS[.fff][Z|±HH:MM]`, stored in UTC.
+    Timestamp,
+    /// Money: `.` as the decimal point, no thousands separator, up to two decimals.
+    Money,
+    Integer,
+    Bool,
+}
+
+/// A rule beyond the type that a column's values must satisfy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    None,
+    /// One of these spellings (matched case-insensitively, stored as written here).
+    OneOf(&'static [&'static str]),
+    /// An integer within an inclusive range.
+    Range(i64, i64),
+    /// An integer greater than zero.
+    Positive,
+    /// Money that is zero or more.
+    NonNegative,
+    /// An id that must exist in another entity (in this export or in the warehouse).
+    References(Entity),
+    /// A timestamp that must not precede the timestamp in the named column of the same row.
+    NotBefore(&'static str),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Column {
+    pub name: &'static str,
+    pub ty: ColumnType,
+    pub required: bool,
+    pub rule: Rule,
+}
+
+const fn col(name: &'static str, ty: ColumnType, required: bool, rule: Rule) -> Column {
+    Column { name, ty, required, rule }
+}
+
+use ColumnType::*;
+
+pub const TIERS: &[&str] = &["Platinum", "Gold", "Silver", "Registered"];
+pub const PARTNER_STATUSES: &[&str] = &["Active", "Inactive"];
+pub const SIZE_BANDS: &[&str] = &["SMB", "Mid-Market", "Enterprise"];
+pub const STAGES: &[&str] =
+    &["Prospecting", "Qualification", "Proposal", "Negotiation", "Closed Won", "Closed Lost"];
+pub const PRIORITIES: &[&str] = &["P1", "P2", "P3", "P4"];
+
+const PARTNERS: &[Column] = &[
+    col("partner_id", Text, true, Rule::None),
+    col("partner_name", Text, true, Rule::None),
+    col("tier", Text, true, Rule::OneOf(TIERS)),
+    col("partner_type", Text, true, Rule::None),
+    col("region", Text, true, Rule::None),
+    col("country", Text, false, Rule::None),
+    col("joined_on", Date, false, Rule::None),
+    col("status", Text, true, Rule::OneOf(PARTNER_STATUSES)),
+];
+
+const PRODUCTS: &[Column] = &[
+    col("product_id", Text, true, Rule::None),
+    col("product_name", Text, true, Rule::None),
+    col("product_line", Text, true, Rule::None),
+    col("category", Text, false, Rule::None),
+    col("list_price", Money, false, Rule::None),
+];
+
+const CUSTOMERS: &[Column] = &[
+    col("customer_id", Text, true, Rule::None),
+    col("customer_name", Text, true, Rule::None),
+    col("industry", Text, true, Rule::None),
+    col("size_band", Text, true, Rule::OneOf(SIZE_BANDS)),
+    col("region", Text, true, Rule::None),
+    col("country", Text, false, Rule::None),
+    col("annual_revenue", Money, false, Rule::None),
+];
+
+const ORDERS: &[Column] = &[
+    col("order_id", Text, true, Rule::None),
+    col("line_number", Integer, true, Rule::None),
+    col("partner_id", Text, false, Rule::References(Entity::Partners)),
+    col("customer_id", Text, true, Rule::References(Entity::Customers)),
+    col("product_id", Text, true, Rule::References(Entity::Products)),
+    col("order_date", Date, true, Rule::None),
+    col("quantity", Integer, true, Rule::Positive),
+    col("revenue", Money, true, Rule::None),
+    col("cost", Money, false, Rule::None),
+];
+
+const OPPORTUNITIES: &[Column] = &[
+    col("opportunity_id", Text, true, Rule::None),
+    col("partner_id", Text, false, Rule::References(Entity::Partners)),
+    col("customer_id", Text, true, Rule::References(Entity::Customers)),
+    col("product_id", Text, true, Rule::References(Entity::Products)),
+    col("stage", Text, true, Rule::OneOf(STAGES)),
+    col("amount", Money, true, Rule::NonNegative),
+    col("probability", Integer, true, Rule::Range(0, 100)),
+    col("created_on", Date, true, Rule::None),
+    col("close_date", Date, true, Rule::None),
+    col("deal_registered", Bool, false, Rule::None),
+];
+
+const SERVICE_REQUESTS: &[Column] = &[
+    col("request_id", Text, true, Rule::None),
+    col("partner_id", Text, true, Rule::References(Entity::Partners)),
+    col("customer_id", Text, true, Rule::References(Entity::Customers)),
+    col("product_id", Text, false, Rule::References(Entity::Products)),
+    col("priority", Text, true, Rule::OneOf(PRIORITIES)),
+    col("opened_at", Timestamp, true, Rule::None),
+    col("first_response_at", Timestamp, false, Rule::NotBefore("opened_at")),
+    col("resolved_at", Timestamp, false, Rule::NotBefore("opened_at")),
+];
+
+const SATISFACTION_SURVEYS: &[Column] = &[
+    col("survey_id", Text, true, Rule::None),
+    col("partner_id", Text, true, Rule::References(Entity::Partners)),
+    col("customer_id", Text, true, Rule::References(Entity::Customers)),
+    col("request_id", Text, false, Rule::None),
+    col("surveyed_on", Date, true, Rule::None),
+    col("score", Integer, true, Rule::Range(1, 5)),
+];
+
+impl Entity {
+    /// Every entity, dimensions first: the order in which a load validates them, so that the
+    /// facts' references can be checked against the dimensions of the same export.
+    pub const ALL: [Entity; 7] = [
+        Entity::Partners,
+        Entity::Products,
+        Entity::Customers,
+        Entity::Orders,
+        Entity::Opportunities,
+        Entity::ServiceRequests,
+        Entity::SatisfactionSurveys,
+    ];
+
+    /// The table's name in the warehouse.
+    pub fn name(self) -> &'static str {
+        match self {
+            Entity::Partners => "partners",
+            Entity::Products => "products",
+            Entity::Customers => "customers",
+            Entity::Orders => "orders",
+            Entity::Opportunities => "opportunities",
+            Entity::ServiceRequests => "service_requests",
+            Entity::SatisfactionSurveys => "satisfaction_surveys",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Entity> {
+        Entity::ALL.into_iter().find(|e| e.name() == name)
+    }
+
+    /// The file's name in an export.
+    pub fn file_name(self) -> String {
+        format!("{}.csv", self.name())
+    }
+
+    pub fn columns(self) -> &'static [Column] {
+        match self {
+            Entity::Partners => PARTNERS,
+            Entity::Products => PRODUCTS,
+            Entity::Customers => CUSTOMERS,
+            Entity::Orders => ORDERS,
+            Entity::Opportunities => OPPORTUNITIES,
+            Entity::ServiceRequests => SERVICE_REQUESTS,
+            Entity::SatisfactionSurveys => SATISFACTION_SURVEYS,
+        }
+    }
+
+    /// The columns whose values together identify a row: unique within an export, and the key
+    /// by which a later export replaces a stored row.
+    pub fn key(self) -> &'static [&'static str] {
+        match self {
+            Entity::Partners => &["partner_id"],
+            Entity::Products => &["product_id"],
+            Entity::Customers => &["customer_id"],
+            Entity::Orders => &["order_id", "line_number"],
+            Entity::Opportunities => &["opportunity_id"],
+            Entity::ServiceRequests => &["request_id"],
+            Entity::SatisfactionSurveys => &["survey_id"],
+        }
+    }
+
+    /// Dimensions must be present on a first load; an absent fact file means no rows.
+    pub fn is_dimension(self) -> bool {
+        matches!(self, Entity::Partners | Entity::Products | Entity::Customers)
+    }
+
+    pub fn column_index(self, name: &str) -> Option<usize> {
+        self.columns().iter().position(|c| c.name == name)
+    }
+
+    /// The Arrow schema of the entity's table in the warehouse.
+    pub fn schema(self) -> SchemaRef {
+        let fields: Vec<Field> = self
+            .columns()
+            .iter()
+            .map(|c| Field::new(c.name, arrow_type(c.ty), !c.required))
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+pub fn arrow_type(ty: ColumnType) -> DataType {
+    match ty {
+        Text => DataType::Utf8,
+        Date => DataType::Date32,
+        Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        Money => DataType::Decimal128(MONEY_PRECISION, MONEY_SCALE),
+        Integer => DataType::Int64,
+        Bool => DataType::Boolean,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rule_names_a_column_of_its_entity_and_every_key_column_is_required() {
+        for e in Entity::ALL {
+            for c in e.columns() {
+                if let Rule::NotBefore(other) = c.rule {
+                    assert!(e.column_index(other).is_some(), "{e}.{} refers to {other}", c.name);
+                }
+            }
+            for k in e.key() {
+                let c = &e.columns()[e.column_index(k).expect("key column exists")];
+                assert!(c.required, "{e}.{k} is a key and must be required");
+            }
+        }
+    }
+}

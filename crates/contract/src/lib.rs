@@ -1,0 +1,12 @@
+//! The CRM export contract (`spec/data-contract.md`): the seven entities, their columns and
+//! Arrow schemas, and the reading and validation of export files.
+//!
+//! This crate knows nothing of storage or queries: it turns bytes into validated Arrow batches
+//! and located rejections, and describes the tables the warehouse keeps.
+
+pub mod entity;
+pub mod reader;
+pub mod values;
+
+pub use entity::{Column, ColumnType, Entity, Rule};
+pub use reader::{FileError, FileReader, KnownIds, Rejection, BATCH_ROWS};

@@ -1,0 +1,465 @@
+//! Reading one export file: header matching, row validation and Arrow batches.
+//!
+//! A [`FileReader`] streams a CSV file into Arrow record batches of the entity's schema. Every
+//! row is fully validated before it is appended; a row with faults is handed to the caller with
+//! one [`Rejection`] per fault and never reaches a batch, so the same reader serves both the
+//! all-or-nothing load and the quarantine mode.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow::record_batch::RecordBatch;
+use csv::ByteRecord;
+use serde::Serialize;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::entity::{Column, ColumnType, Entity, MONEY_PRECISION, MONEY_SCALE, Rule};
+use crate::values;
+
+/// Rows per Arrow batch: large enough for efficient Parquet row groups, small enough that a
+/// batch in flight stays a few megabytes.
+pub const BATCH_ROWS: usize = 64 * 1024;
+
+/// One fault in an export: where it is and why it was rejected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    pub file: String,
+    /// 1-based line of the file where the row starts (the header is line 1).
+    pub line: u64,
+    /// 1-based position of the column in the file, when the fault is in one field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column_number: Option<usize>,
+    /// The column's name, when the fault is in one column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// The offending value as found, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)?;
+        if let Some(n) = self.column_number {
+            write!(f, ":{n}")?;
+        }
+        if let Some(c) = &self.column {
+            write!(f, " ({c})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// The ids a reference may point to: those of the export being loaded plus those already in
+/// the warehouse.
+pub trait KnownIds {
+    fn contains(&self, entity: Entity, id: &str) -> bool;
+}
+
+/// A file that cannot be read at all (as opposed to rows that are rejected).
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{0}")]
+    Rejected(Rejection),
+    #[error("{file}: {source}")]
+    Io { file: String, source: std::io::Error },
+}
+
+enum Builder {
+    Text(StringBuilder),
+    Date(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+    Money(Decimal128Builder),
+    Integer(Int64Builder),
+    Bool(BooleanBuilder),
+}
+
+impl Builder {
+    fn new(ty: ColumnType) -> Builder {
+        match ty {
+            ColumnType::Text => Builder::Text(StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 8)),
+            ColumnType::Date => Builder::Date(Date32Builder::with_capacity(BATCH_ROWS)),
+            ColumnType::Timestamp => Builder::Timestamp(
+                TimestampMicrosecondBuilder::with_capacity(BATCH_ROWS).with_timezone("UTC"),
+            ),
+            ColumnType::Money => Builder::Money(
+                Decimal128Builder::with_capacity(BATCH_ROWS)
+                    .with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)
+                    .expect("valid decimal type"),
+            ),
+            ColumnType::Integer => Builder::Integer(Int64Builder::with_capacity(BATCH_ROWS)),
+            ColumnType::Bool => Builder::Bool(BooleanBuilder::with_capacity(BATCH_ROWS)),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::Text(b) => Arc::new(b.finish()),
+            Builder::Date(b) => Arc::new(b.finish()),
+            Builder::Timestamp(b) => Arc::new(b.finish()),
+            Builder::Money(b) => Arc::new(b.finish()),
+            Builder::Integer(b) => Arc::new(b.finish()),
+            Builder::Bool(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// A field's value once parsed, before it is appended.
+#[derive(Clone, Copy)]
+enum Parsed {
+    Null,
+    /// A text field, taken from the record as it is.
+    Text,
+    /// A text field replaced by the contract's spelling of an enumeration value.
+    Canonical(&'static str),
+    Integer(i64),
+    Money(i128),
+    Date(i32),
+    Timestamp(i64),
+    Bool(bool),
+}
+
+/// Streams one export file into validated Arrow batches.
+pub struct FileReader<R: Read> {
+    entity: Entity,
+    file: String,
+    csv: csv::Reader<R>,
+    header_len: usize,
+    /// For each column of the entity, its position in the file, if the file has it.
+    positions: Vec<Option<usize>>,
+    key_positions: Vec<usize>,
+    not_before: Vec<Option<usize>>,
+    record: ByteRecord,
+    parsed: Vec<Parsed>,
+    builders: Vec<Builder>,
+    rows_in_batch: usize,
+    seen_keys: HashSet<u128>,
+    warnings: Vec<String>,
+    rows_read: u64,
+    rows_rejected: u64,
+}
+
+impl<R: Read> FileReader<R> {
+    /// Reads and checks the header. A header that lacks a required column, names a column
+    /// twice, or is absent (an empty file) makes the whole file unreadable.
+    pub fn new(entity: Entity, file: impl Into<String>, reader: R) -> Result<Self, FileError> {
+        let file = file.into();
+        let mut csv = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(reader);
+        let mut header = ByteRecord::new();
+        let header_error = |reason: String, column: Option<String>| {
+            FileError::Rejected(Rejection {
+                file: file.clone(),
+                line: 1,
+                column_number: None,
+                column,
+                value: None,
+                reason,
+            })
+        };
+        let has_header = csv
+            .read_byte_record(&mut header)
+            .map_err(|e| FileError::Io { file: file.clone(), source: e.into() })?;
+        if !has_header {
+            return Err(header_error(
+                "the file is empty: expected a header row naming the columns".into(),
+                None,
+            ));
+        }
+        let mut names = Vec::with_capacity(header.len());
+        for (i, raw) in header.iter().enumerate() {
+            let raw = if i == 0 { raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw) } else { raw };
+            let name = std::str::from_utf8(raw)
+                .map_err(|_| header_error(format!("header column {} is not valid UTF-8", i + 1), None))?
+                .trim()
+                .to_string();
+            names.push(name);
+        }
+        let columns = entity.columns();
+        let mut positions = vec![None; columns.len()];
+        let mut warnings = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            match entity.column_index(name) {
+                Some(c) if positions[c].is_some() => {
+                    return Err(header_error(
+                        format!("column {name:?} appears twice in the header"),
+                        Some(name.clone()),
+                    ));
+                }
+                Some(c) => positions[c] = Some(i),
+                None => warnings.push(format!(
+                    "{file}: unknown column {name:?} (column {}) is ignored",
+                    i + 1
+                )),
+            }
+        }
+        let missing: Vec<&str> = columns
+            .iter()
+            .zip(&positions)
+            .filter(|(c, p)| c.required && p.is_none())
+            .map(|(c, _)| c.name)
+            .collect();
+        if !missing.is_empty() {
+            let expected: Vec<&str> = columns.iter().map(|c| c.name).collect();
+            return Err(header_error(
+                format!(
+                    "required column{} {} missing from the header (expected columns: {})",
+                    if missing.len() > 1 { "s" } else { "" },
+                    missing.join(", "),
+                    expected.join(", ")
+                ),
+                Some(missing.join(", ")),
+            ));
+        }
+        let key_positions = entity
+            .key()
+            .iter()
+            .map(|k| entity.column_index(k).expect("key column"))
+            .collect();
+        let not_before = columns
+            .iter()
+            .map(|c| match c.rule {
+                Rule::NotBefore(other) => entity.column_index(other),
+                _ => None,
+            })
+            .collect();
+        Ok(FileReader {
+            entity,
+            file,
+            csv,
+            header_len: names.len(),
+            positions,
+            key_positions,
+            not_before,
+            record: ByteRecord::new(),
+            parsed: vec![Parsed::Null; columns.len()],
+            builders: columns.iter().map(|c| Builder::new(c.ty)).collect(),
+            rows_in_batch: 0,
+            seen_keys: HashSet::new(),
+            warnings,
+            rows_read: 0,
+            rows_rejected: 0,
+        })
+    }
+
+    pub fn entity(&self) -> Entity {
+        self.entity
+    }
+
+    /// Warnings about the header (unknown columns), for the load report.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Bytes of the file consumed so far, for progress.
+    pub fn bytes_read(&self) -> u64 {
+        self.csv.position().byte()
+    }
+
+    /// Data rows read so far, rejected or not.
+    pub fn rows_read(&self) -> u64 {
+        self.rows_read
+    }
+
+    pub fn rows_rejected(&self) -> u64 {
+        self.rows_rejected
+    }
+
+    /// The next batch of valid rows, or `None` at the end of the file. Each rejected row is
+    /// passed to `on_reject` with its faults and the record exactly as read.
+    pub fn next_batch(
+        &mut self,
+        known: &dyn KnownIds,
+        on_reject: &mut dyn FnMut(Vec<Rejection>, &ByteRecord),
+    ) -> Result<Option<RecordBatch>, FileError> {
+        loop {
+            let more = self
+                .csv
+                .read_byte_record(&mut self.record)
+                .map_err(|e| FileError::Io { file: self.file.clone(), source: e.into() })?;
+            if !more {
+                break;
+            }
+            self.rows_read += 1;
+            let faults = self.check_row(known);
+            if faults.is_empty() {
+                self.append_row();
+                if self.rows_in_batch == BATCH_ROWS {
+                    return Ok(Some(self.finish_batch()));
+                }
+            } else {
+                self.rows_rejected += 1;
+                on_reject(faults, &self.record);
+            }
+        }
+        Ok((self.rows_in_batch > 0).then(|| self.finish_batch()))
+    }
+
+    fn line(&self) -> u64 {
+        self.record.position().map_or(0, csv::Position::line)
+    }
+
+    fn fault(&self, column: Option<usize>, value: Option<&[u8]>, reason: String) -> Rejection {
+        let columns = self.entity.columns();
+        Rejection {
+            file: self.file.clone(),
+            line: self.line(),
+            column_number: column.and_then(|c| self.positions[c]).map(|p| p + 1),
+            column: column.map(|c| columns[c].name.to_string()),
+            value: value.map(|v| String::from_utf8_lossy(v).into_owned()),
+            reason,
+        }
+    }
+
+    /// Parses every field of the current record into `self.parsed`; returns the faults.
+    fn check_row(&mut self, known: &dyn KnownIds) -> Vec<Rejection> {
+        let mut faults = Vec::new();
+        if self.record.len() != self.header_len {
+            let reason = if self.record.len() < self.header_len {
+                format!(
+                    "truncated row: {} field{} where the header has {}",
+                    self.record.len(),
+                    if self.record.len() == 1 { "" } else { "s" },
+                    self.header_len
+                )
+            } else {
+                format!("{} fields where the header has {}", self.record.len(), self.header_len)
+            };
+            faults.push(self.fault(None, None, reason));
+            return faults;
+        }
+        let columns = self.entity.columns();
+        for (c, column) in columns.iter().enumerate() {
+            let raw: &[u8] = match self.positions[c] {
+                Some(p) => &self.record[p],
+                None => b"",
+            };
+            match parse_field(self.entity, column, raw, known) {
+                Ok(v) => self.parsed[c] = v,
+                Err(reason) => {
+                    self.parsed[c] = Parsed::Null;
+                    faults.push(self.fault(Some(c), Some(raw), reason));
+                }
+            }
+        }
+        for (c, other) in self.not_before.iter().enumerate() {
+            if let (Some(o), Parsed::Timestamp(t)) = (*other, self.parsed[c])
+                && let Parsed::Timestamp(start) = self.parsed[o]
+                && t < start
+            {
+                let raw = self.positions[c].map(|p| &self.record[p]);
+                let reason = format!("{} must not precede {}", columns[c].name, columns[o].name);
+                faults.push(self.fault(Some(c), raw, reason));
+            }
+        }
+        if faults.is_empty() {
+            let mut h = Xxh3::new();
+            for &k in &self.key_positions {
+                h.update(&self.record[self.positions[k].expect("key columns are required")]);
+                // 0xFF never occurs in UTF-8, so ("ab","c") and ("a","bc") hash apart.
+                h.update(&[0xFF]);
+            }
+            if !self.seen_keys.insert(h.digest128()) {
+                let key: Vec<String> = self
+                    .key_positions
+                    .iter()
+                    .map(|&k| String::from_utf8_lossy(&self.record[self.positions[k].unwrap()]).into_owned())
+                    .collect();
+                let first = self.key_positions[0];
+                let reason = format!(
+                    "duplicate key {} = {}: an earlier row of this file has the same key",
+                    self.entity.key().join(", "),
+                    key.join(", ")
+                );
+                faults.push(self.fault(Some(first), Some(key.join(", ").as_bytes()), reason));
+            }
+        }
+        faults
+    }
+
+    fn append_row(&mut self) {
+        for (c, builder) in self.builders.iter_mut().enumerate() {
+            let parsed = self.parsed[c];
+            match (builder, parsed) {
+                (Builder::Text(b), Parsed::Text) => {
+                    let raw = &self.record[self.positions[c].expect("text field present")];
+                    // Checked by parse_field.
+                    b.append_value(std::str::from_utf8(raw).expect("validated UTF-8"));
+                }
+                (Builder::Text(b), Parsed::Canonical(s)) => b.append_value(s),
+                (Builder::Text(b), Parsed::Null) => b.append_null(),
+                (Builder::Date(b), Parsed::Date(d)) => b.append_value(d),
+                (Builder::Date(b), Parsed::Null) => b.append_null(),
+                (Builder::Timestamp(b), Parsed::Timestamp(t)) => b.append_value(t),
+                (Builder::Timestamp(b), Parsed::Null) => b.append_null(),
+                (Builder::Money(b), Parsed::Money(m)) => b.append_value(m),
+                (Builder::Money(b), Parsed::Null) => b.append_null(),
+                (Builder::Integer(b), Parsed::Integer(i)) => b.append_value(i),
+                (Builder::Integer(b), Parsed::Null) => b.append_null(),
+                (Builder::Bool(b), Parsed::Bool(v)) => b.append_value(v),
+                (Builder::Bool(b), Parsed::Null) => b.append_null(),
+                _ => unreachable!("parse_field returns the column's type"),
+            }
+        }
+        self.rows_in_batch += 1;
+    }
+
+    fn finish_batch(&mut self) -> RecordBatch {
+        self.rows_in_batch = 0;
+        let arrays = self.builders.iter_mut().map(Builder::finish).collect();
+        RecordBatch::try_new(self.entity.schema(), arrays).expect("builders match the schema")
+    }
+}
+
+fn parse_field(entity: Entity, column: &Column, raw: &[u8], known: &dyn KnownIds) -> Result<Parsed, String> {
+    if raw.is_empty() {
+        return if column.required {
+            Err(format!("{} is required but empty", column.name))
+        } else {
+            Ok(Parsed::Null)
+        };
+    }
+    let text = std::str::from_utf8(raw).map_err(|e| {
+        format!("not valid UTF-8 (invalid byte at offset {} of the field)", e.valid_up_to())
+    })?;
+    let value = match column.ty {
+        ColumnType::Text => Parsed::Text,
+        ColumnType::Date => Parsed::Date(values::parse_date(text)?),
+        ColumnType::Timestamp => Parsed::Timestamp(values::parse_timestamp(text)?),
+        ColumnType::Money => Parsed::Money(values::parse_money(text)?),
+        ColumnType::Integer => Parsed::Integer(values::parse_integer(text)?),
+        ColumnType::Bool => Parsed::Bool(values::parse_bool(text)?),
+    };
+    match (column.rule, value) {
+        (Rule::None | Rule::NotBefore(_), v) => Ok(v),
+        (Rule::OneOf(allowed), _) => allowed
+            .iter()
+            .find(|a| a.eq_ignore_ascii_case(text))
+            .map(|a| Parsed::Canonical(a))
+            .ok_or_else(|| format!("{} must be one of {}, found {text:?}", column.name, allowed.join(", "))),
+        (Rule::Range(lo, hi), Parsed::Integer(i)) if i < lo || i > hi => {
+            Err(format!("{} must be between {lo} and {hi}, found {i}", column.name))
+        }
+        (Rule::Positive, Parsed::Integer(i)) if i <= 0 => Err(format!(
+            "{} must be greater than 0, found {i}{}",
+            column.name,
+            if entity == Entity::Orders { " (a return is a line with negative revenue, not negative quantity)" } else { "" }
+        )),
+        (Rule::NonNegative, Parsed::Money(m)) if m < 0 => {
+            Err(format!("{} must not be negative, found {text}", column.name))
+        }
+        (Rule::References(target), v) => {
+            if known.contains(target, text) {
+                Ok(v)
+            } else {
+                Err(format!("unknown {}: {text:?} is neither in this export's {} nor in the warehouse", column.name, target.file_name()))
+            }
+        }
+        (_, v) => Ok(v),
+    }
+}

@@ -1,0 +1,160 @@
+//! The warehouse: one Delta Lake table per entity of the contract, and one current warehouse
+//! version that pins each table's Delta version.
+//!
+//! Layout of a data folder:
+//! ```text
+//! warehouse.json        current version + history (see `versions`)
+//! tables/<entity>/      a Delta Lake table (Parquet files + _delta_log), readable by Spark,
+//!                       Trino or DuckDB as they are
+//! loads/<id>/           report.json of each load attempt, and rejects/*.csv in quarantine mode
+//! staging/              validated rows of a load in progress (removed when it ends)
+//! .lock                 held by the one load that may run at a time
+//! ```
+//! Readers open tables at the pinned versions only, so a load in progress, or one that died,
+//! is invisible until it switches `warehouse.json`.
+//!
+//! This crate knows nothing of the business model, metrics or HTTP.
+
+mod load;
+mod staging;
+pub mod versions;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::prelude::SessionContext;
+use deltalake::DeltaTable;
+use prism_contract::Entity;
+use url::Url;
+
+pub use load::{FileOutcome, LoadOptions, LoadProgress, LoadReport, NoProgress};
+pub use versions::{LoadMode, TableChange, TablePin, VersionFile, WarehouseVersion};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the warehouse is damaged: {0}")]
+    Corrupt(String),
+    #[error("Delta Lake: {0}")]
+    Delta(#[from] deltalake::DeltaTableError),
+    #[error("query: {0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+    #[error("staging: {0}")]
+    Staging(String),
+    #[error("another load is running on {0} (it holds the lock); try again when it has finished")]
+    Locked(PathBuf),
+    #[error("no warehouse version {asked}: {available}")]
+    NoSuchVersion { asked: u64, available: String },
+    #[error("the warehouse is empty: load an export first (prism load EXPORT_DIR)")]
+    Empty,
+    #[error("{0}")]
+    Export(String),
+    /// The export was rejected: nothing changed. The report says why, row by row.
+    #[error("the load was rejected ({} rejected row{}, {} file error{}); the warehouse is unchanged. Full report: {}",
+        .0.rows_rejected(), if .0.rows_rejected() == 1 { "" } else { "s" },
+        .0.file_errors.len(), if .0.file_errors.len() == 1 { "" } else { "s" },
+        .0.report_path.display())]
+    Rejected(Box<LoadReport>),
+}
+
+impl WarehouseError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> WarehouseError {
+        WarehouseError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+pub type Result<T, E = WarehouseError> = std::result::Result<T, E>;
+
+/// A data folder holding a warehouse.
+#[derive(Clone, Debug)]
+pub struct Warehouse {
+    dir: PathBuf,
+}
+
+/// The tables of one warehouse version, as a reader sees them.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub version: WarehouseVersion,
+    dir: PathBuf,
+}
+
+impl Warehouse {
+    /// Opens (and creates, if needed) the data folder.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Warehouse> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
+        let dir = fs::canonicalize(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
+        Ok(Warehouse { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn versions(&self) -> Result<VersionFile> {
+        VersionFile::read(&self.dir)
+    }
+
+    pub(crate) fn table_dir(&self, entity: Entity) -> PathBuf {
+        self.dir.join("tables").join(entity.name())
+    }
+
+    /// The current version, or the one asked for (`--as-of`).
+    pub fn snapshot(&self, as_of: Option<u64>) -> Result<Snapshot> {
+        let file = self.versions()?;
+        let version = match as_of {
+            None => file.current().ok_or(WarehouseError::Empty)?,
+            Some(v) => file.get(v).ok_or_else(|| WarehouseError::NoSuchVersion {
+                asked: v,
+                available: match (file.versions.first(), file.versions.last()) {
+                    (Some(a), Some(b)) => format!("versions {} to {} exist", a.version, b.version),
+                    _ => "the warehouse is empty".into(),
+                },
+            })?,
+        };
+        Ok(Snapshot { version: version.clone(), dir: self.dir.clone() })
+    }
+
+    /// Loads an export. See `load::run`.
+    pub async fn load(&self, options: &LoadOptions, progress: &dyn LoadProgress) -> Result<LoadReport> {
+        load::run(self, options, progress).await
+    }
+}
+
+pub(crate) fn table_url(dir: &Path) -> Result<Url> {
+    Url::from_directory_path(dir)
+        .map_err(|()| WarehouseError::Corrupt(format!("{} is not an absolute path", dir.display())))
+}
+
+pub(crate) async fn open_table_at(dir: &Path, delta_version: u64) -> Result<DeltaTable> {
+    Ok(deltalake::open_table_with_version(table_url(dir)?, delta_version).await?)
+}
+
+impl Snapshot {
+    pub fn table_rows(&self) -> BTreeMap<String, u64> {
+        self.version.tables.iter().map(|(k, v)| (k.clone(), v.rows)).collect()
+    }
+
+    /// Registers every table of this version, at its pinned Delta version, in a DataFusion
+    /// session under the entity's name.
+    pub async fn register(&self, ctx: &SessionContext) -> Result<()> {
+        for (name, pin) in &self.version.tables {
+            let dir = self.dir.join("tables").join(name);
+            let table = open_table_at(&dir, pin.delta_version).await?;
+            table.update_datafusion_session(&ctx.state())?;
+            let provider = table.table_provider().await?;
+            ctx.register_table(name.as_str(), provider)?;
+        }
+        Ok(())
+    }
+
+    /// A session over this version, ready for SQL over the entity tables.
+    pub async fn session(&self) -> Result<Arc<SessionContext>> {
+        let ctx = SessionContext::new();
+        self.register(&ctx).await?;
+        Ok(Arc::new(ctx))
+    }
+}

@@ -1,0 +1,586 @@
+//! `prism load`: validate a whole export, then commit it as one new warehouse version.
+//!
+//! 1. Put back whatever a crashed load left behind (Delta versions past the pinned ones).
+//! 2. Validate every file, dimensions first, streaming valid rows to staged Parquet. References
+//!    are checked against this export's dimensions plus the warehouse's.
+//! 3. Any rejected row without `--quarantine`: remove the staging, write the report, stop. Delta
+//!    has not been touched.
+//! 4. Commit each touched table to Delta (append, overwrite, or merge by key).
+//! 5. Switch `warehouse.json`: only now do readers see the load. Dying anywhere before this
+//!    leaves the previous version current, and step 1 of the next load cleans up.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray};
+use arrow::record_batch::RecordBatch;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use deltalake::protocol::SaveMode;
+use deltalake::DeltaTable;
+use prism_contract::{Entity, FileError, FileReader, KnownIds, Rejection};
+use serde::Serialize;
+
+use crate::staging::{StagedTable, remove_dir_if_exists};
+use crate::versions::{LoadMode, TableChange, TablePin, VersionFile, WarehouseVersion};
+use crate::{Result, Warehouse, WarehouseError, open_table_at, table_url};
+
+/// On screen, a report shows this many rejections per file; the JSON report has all of them.
+pub const SHOWN_PER_FILE: usize = 100;
+
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub export_dir: PathBuf,
+    pub mode: LoadMode,
+    /// Load the valid rows and set the rejected ones aside, instead of refusing the export.
+    pub quarantine: bool,
+}
+
+/// Callbacks for progress display; the warehouse knows nothing of terminals.
+pub trait LoadProgress: Sync {
+    fn file_started(&self, _file: &str, _bytes: u64) {}
+    fn file_advanced(&self, _file: &str, _bytes_done: u64) {}
+    fn file_finished(&self, _file: &str, _rows: u64, _rejected: u64) {}
+    fn step(&self, _message: &str) {}
+}
+
+pub struct NoProgress;
+impl LoadProgress for NoProgress {}
+
+/// What happened to one file of the export.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FileOutcome {
+    pub file: String,
+    pub present: bool,
+    pub rows_read: u64,
+    pub rows_loaded: u64,
+    pub rows_rejected: u64,
+    pub added: u64,
+    pub replaced: u64,
+    pub warnings: Vec<String>,
+    /// The first rejections of this file, for the screen.
+    #[serde(skip)]
+    pub shown: Vec<Rejection>,
+}
+
+/// The outcome of a load, also written as `report.json` in the load's folder.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadReport {
+    pub committed: bool,
+    /// The new warehouse version, when committed.
+    pub version: Option<u64>,
+    pub source: String,
+    pub mode: LoadMode,
+    pub quarantine: bool,
+    pub started_at: String,
+    pub finished_at: String,
+    pub files: Vec<FileOutcome>,
+    /// Problems with whole files (missing, unreadable header, no rows where rows are needed).
+    pub file_errors: Vec<Rejection>,
+    pub report_path: PathBuf,
+    /// Where quarantined rows went, when any were.
+    pub rejects_dir: Option<PathBuf>,
+}
+
+impl LoadReport {
+    pub fn rows_rejected(&self) -> u64 {
+        self.files.iter().map(|f| f.rows_rejected).sum()
+    }
+}
+
+#[derive(Default)]
+struct KnownIdSet {
+    partners: HashSet<String>,
+    products: HashSet<String>,
+    customers: HashSet<String>,
+}
+
+impl KnownIdSet {
+    fn set_mut(&mut self, entity: Entity) -> Option<&mut HashSet<String>> {
+        match entity {
+            Entity::Partners => Some(&mut self.partners),
+            Entity::Products => Some(&mut self.products),
+            Entity::Customers => Some(&mut self.customers),
+            _ => None,
+        }
+    }
+}
+
+impl KnownIds for KnownIdSet {
+    fn contains(&self, entity: Entity, id: &str) -> bool {
+        match entity {
+            Entity::Partners => self.partners.contains(id),
+            Entity::Products => self.products.contains(id),
+            Entity::Customers => self.customers.contains(id),
+            _ => false,
+        }
+    }
+}
+
+/// Streams every rejection into the JSON report as it is found, so that an export with millions
+/// of bad rows is reported in full without holding them in memory.
+struct ReportWriter {
+    out: BufWriter<File>,
+    path: PathBuf,
+    first: bool,
+}
+
+impl ReportWriter {
+    fn create(path: PathBuf) -> Result<ReportWriter> {
+        let f = File::create(&path).map_err(|e| WarehouseError::io(&path, e))?;
+        let mut out = BufWriter::new(f);
+        out.write_all(b"{\"rejections\": [").map_err(|e| WarehouseError::io(&path, e))?;
+        Ok(ReportWriter { out, path, first: true })
+    }
+
+    fn rejection(&mut self, r: &Rejection) -> Result<()> {
+        let sep: &[u8] = if self.first { b"\n  " } else { b",\n  " };
+        self.first = false;
+        self.out.write_all(sep).map_err(|e| WarehouseError::io(&self.path, e))?;
+        serde_json::to_writer(&mut self.out, r).map_err(|e| WarehouseError::io(&self.path, e.into()))
+    }
+
+    fn finish(mut self, report: &LoadReport) -> Result<()> {
+        let summary = serde_json::to_string_pretty(report).expect("report serialises");
+        write!(self.out, "\n],\n\"summary\": {summary}\n}}\n").map_err(|e| WarehouseError::io(&self.path, e))?;
+        let f = self.out.into_inner().map_err(|e| WarehouseError::io(&self.path, e.into_error()))?;
+        f.sync_all().map_err(|e| WarehouseError::io(&self.path, e))
+    }
+}
+
+/// Rejected rows of one file in quarantine mode: the original columns, unchanged, followed by
+/// the line and the reason. Unknown columns are ignored by a load, so a corrected rejects file
+/// can be loaded again as it is.
+struct RejectsFile {
+    writer: csv::Writer<BufWriter<File>>,
+    path: PathBuf,
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Holds the load lock for the duration of a load.
+struct LoadLock {
+    _file: File,
+}
+
+fn lock(dir: &Path) -> Result<LoadLock> {
+    let path = dir.join(".lock");
+    let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| WarehouseError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(LoadLock { _file: file }),
+        Err(fs::TryLockError::WouldBlock) => Err(WarehouseError::Locked(dir.to_path_buf())),
+        Err(fs::TryLockError::Error(e)) => Err(WarehouseError::io(&path, e)),
+    }
+}
+
+/// Puts back whatever a load that died before switching `warehouse.json` left behind: Delta
+/// versions past the pinned ones are restored to the pinned state, tables that no version pins
+/// are removed, and the staging folder goes.
+async fn recover(wh: &Warehouse, current: Option<&WarehouseVersion>, progress: &dyn LoadProgress) -> Result<()> {
+    remove_dir_if_exists(&wh.dir.join("staging"))?;
+    let _ = fs::remove_file(wh.dir.join(format!("{}.tmp", crate::versions::FILE_NAME)));
+    for entity in Entity::ALL {
+        let dir = wh.table_dir(entity);
+        if !dir.exists() {
+            continue;
+        }
+        match current.and_then(|v| v.tables.get(entity.name())) {
+            None => {
+                progress.step(&format!("removing {} left by an unfinished load", entity.name()));
+                remove_dir_if_exists(&dir)?;
+            }
+            Some(pin) => {
+                let latest = deltalake::open_table(table_url(&dir)?).await?;
+                let latest_version = latest.version().unwrap_or(0);
+                if latest_version > pin.delta_version {
+                    progress.step(&format!(
+                        "restoring {} to version {} (an unfinished load had reached {latest_version})",
+                        entity.name(),
+                        pin.delta_version
+                    ));
+                    latest.restore().with_version_to_restore(pin.delta_version).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The ids already in the warehouse, for reference checks.
+async fn warehouse_ids(wh: &Warehouse, current: &WarehouseVersion, known: &mut KnownIdSet) -> Result<()> {
+    for entity in [Entity::Partners, Entity::Products, Entity::Customers] {
+        let Some(pin) = current.tables.get(entity.name()) else { continue };
+        let table = open_table_at(&wh.table_dir(entity), pin.delta_version).await?;
+        let ctx = SessionContext::new();
+        table.update_datafusion_session(&ctx.state())?;
+        ctx.register_table("t", table.table_provider().await?)?;
+        let key = entity.key()[0];
+        let batches = ctx.sql(&format!("SELECT {key} FROM t")).await?.collect().await?;
+        let set = known.set_mut(entity).expect("dimension");
+        for b in batches {
+            let ids = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
+                .map_err(datafusion::error::DataFusionError::from)?;
+            for id in ids.as_string::<i32>().iter().flatten() {
+                set.insert(id.to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(wh: &Warehouse, options: &LoadOptions, progress: &dyn LoadProgress) -> Result<LoadReport> {
+    let _lock = lock(&wh.dir)?;
+    let started_at = now_rfc3339();
+    let export = &options.export_dir;
+    if !export.is_dir() {
+        return Err(WarehouseError::Export(format!("{}: not a folder (an export is a folder of CSV files)", export.display())));
+    }
+    let mut versions = VersionFile::read(&wh.dir)?;
+    let current = versions.current().cloned();
+    recover(wh, current.as_ref(), progress).await?;
+
+    let load_id = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let load_dir = wh.dir.join("loads").join(&load_id);
+    fs::create_dir_all(&load_dir).map_err(|e| WarehouseError::io(&load_dir, e))?;
+    let report_path = load_dir.join("report.json");
+    let mut report_writer = ReportWriter::create(report_path.clone())?;
+    let staging_dir = wh.dir.join("staging").join(&load_id);
+
+    let first_load = current.is_none() || options.mode == LoadMode::Replace;
+    let mut known = KnownIdSet::default();
+    if let (Some(cur), LoadMode::Upsert) = (&current, options.mode) {
+        progress.step("reading the ids already in the warehouse");
+        warehouse_ids(wh, cur, &mut known).await?;
+    }
+
+    let mut report = LoadReport {
+        committed: false,
+        version: None,
+        source: export.display().to_string(),
+        mode: options.mode,
+        quarantine: options.quarantine,
+        started_at,
+        finished_at: String::new(),
+        files: Vec::new(),
+        file_errors: Vec::new(),
+        report_path: report_path.clone(),
+        rejects_dir: None,
+    };
+    // Tables to commit, with the rows staged for each.
+    let mut staged: Vec<(Entity, PathBuf, u64)> = Vec::new();
+
+    let outcome = validate_and_stage(
+        export, options, first_load, &staging_dir, &load_dir, &mut known, &mut report, &mut report_writer, &mut staged, progress,
+    );
+    if let Err(e) = outcome {
+        let _ = remove_dir_if_exists(&staging_dir);
+        report.finished_at = now_rfc3339();
+        let _ = report_writer.finish(&report);
+        return Err(e);
+    }
+    if !report.file_errors.is_empty() || (!options.quarantine && report.rows_rejected() > 0) {
+        remove_dir_if_exists(&wh.dir.join("staging"))?;
+        report.finished_at = now_rfc3339();
+        report_writer.finish(&report)?;
+        return Err(WarehouseError::Rejected(Box::new(report)));
+    }
+
+    // Commit each table to Delta; nothing is visible until warehouse.json switches.
+    let mut pins: BTreeMap<String, TablePin> = current.as_ref().map(|c| c.tables.clone()).unwrap_or_default();
+    let mut changes: BTreeMap<String, TableChange> = BTreeMap::new();
+    let commit_result = async {
+        for (entity, dir, rows) in &staged {
+            progress.step(&format!("committing {}", entity.name()));
+            let prev = pins.get(entity.name()).cloned();
+            let (pin, change) = commit_table(wh, *entity, dir, *rows, prev, options.mode).await?;
+            pins.insert(entity.name().to_string(), pin);
+            changes.insert(entity.name().to_string(), change);
+        }
+        Ok::<(), WarehouseError>(())
+    }
+    .await;
+    if let Err(e) = commit_result {
+        // The Delta commits made so far are past the pinned versions: put them back now (or,
+        // if that fails too, at the start of the next load).
+        let _ = recover(wh, current.as_ref(), progress).await;
+        report.finished_at = now_rfc3339();
+        let _ = report_writer.finish(&report);
+        return Err(e);
+    }
+    for f in &mut report.files {
+        if let Some(c) = Entity::ALL.iter().find(|e| e.file_name() == f.file).and_then(|e| changes.get_mut(e.name())) {
+            c.rows_read = f.rows_read;
+            c.rejected = f.rows_rejected;
+            f.added = c.added;
+            f.replaced = c.replaced;
+        }
+    }
+    let version = current.as_ref().map_or(1, |c| c.version + 1);
+    versions.versions.push(WarehouseVersion {
+        version,
+        loaded_at: now_rfc3339(),
+        source: report.source.clone(),
+        mode: options.mode,
+        quarantine: options.quarantine,
+        tables: pins,
+        changes,
+    });
+    progress.step("switching the warehouse version");
+    versions.write(&wh.dir)?;
+    remove_dir_if_exists(&wh.dir.join("staging"))?;
+    report.committed = true;
+    report.version = Some(version);
+    report.finished_at = now_rfc3339();
+    report_writer.finish(&report)?;
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn validate_and_stage(
+    export: &Path,
+    options: &LoadOptions,
+    first_load: bool,
+    staging_dir: &Path,
+    load_dir: &Path,
+    known: &mut KnownIdSet,
+    report: &mut LoadReport,
+    report_writer: &mut ReportWriter,
+    staged: &mut Vec<(Entity, PathBuf, u64)>,
+    progress: &dyn LoadProgress,
+) -> Result<()> {
+    for entity in Entity::ALL {
+        let file_name = entity.file_name();
+        let path = export.join(&file_name);
+        let mut outcome = FileOutcome { file: file_name.clone(), ..FileOutcome::default() };
+        if !path.exists() {
+            if entity.is_dimension() && first_load {
+                report.file_errors.push(Rejection {
+                    file: file_name.clone(),
+                    line: 0,
+                    column_number: None,
+                    column: None,
+                    value: None,
+                    reason: format!(
+                        "{file_name} is missing: a first load{} needs partners.csv, products.csv and customers.csv",
+                        if options.mode == LoadMode::Replace { " or a replace" } else { "" }
+                    ),
+                });
+            } else if options.mode == LoadMode::Replace {
+                // Replacing the warehouse with an export that has no rows of this fact.
+                let table = StagedTable::start(staging_dir.join(entity.name()), entity.schema())?;
+                let dir = table.dir.clone();
+                staged.push((entity, dir, table.finish()?));
+            }
+            report.files.push(outcome);
+            continue;
+        }
+        outcome.present = true;
+        let bytes = fs::metadata(&path).map_err(|e| WarehouseError::io(&path, e))?.len();
+        progress.file_started(&file_name, bytes);
+        let file = File::open(&path).map_err(|e| WarehouseError::io(&path, e))?;
+        let mut reader = match FileReader::new(entity, file_name.clone(), BufReader::with_capacity(1 << 20, file)) {
+            Ok(r) => r,
+            Err(FileError::Rejected(r)) => {
+                report_writer.rejection(&r)?;
+                report.file_errors.push(r);
+                progress.file_finished(&file_name, 0, 0);
+                report.files.push(outcome);
+                continue;
+            }
+            Err(FileError::Io { source, .. }) => return Err(WarehouseError::io(&path, source)),
+        };
+        outcome.warnings = reader.warnings().to_vec();
+        let table = StagedTable::start(staging_dir.join(entity.name()), entity.schema())?;
+        let mut rejects: Option<RejectsFile> = None;
+        let mut sink_error: Option<WarehouseError> = None;
+        let header: Vec<String> = {
+            // The rejects file repeats the export's own header.
+            let f = File::open(&path).map_err(|e| WarehouseError::io(&path, e))?;
+            let mut r = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(f);
+            let mut rec = csv::ByteRecord::new();
+            r.read_byte_record(&mut rec).map_err(|e| WarehouseError::io(&path, e.into()))?;
+            rec.iter().map(|f| String::from_utf8_lossy(f).trim_start_matches('\u{feff}').to_string()).collect()
+        };
+        let mut new_ids: Vec<String> = Vec::new();
+        let mut last_progress = 0u64;
+        loop {
+            let mut on_reject = |faults: Vec<Rejection>, record: &csv::ByteRecord| {
+                if sink_error.is_some() {
+                    return;
+                }
+                for f in &faults {
+                    if outcome.shown.len() < SHOWN_PER_FILE {
+                        outcome.shown.push(f.clone());
+                    }
+                    if let Err(e) = report_writer.rejection(f) {
+                        sink_error = Some(e);
+                        return;
+                    }
+                }
+                if options.quarantine {
+                    let r = match &mut rejects {
+                        Some(r) => r,
+                        None => {
+                            let dir = load_dir.join("rejects");
+                            let path = dir.join(&file_name);
+                            let created = fs::create_dir_all(&dir).and_then(|()| File::create(&path));
+                            match created {
+                                Ok(f) => {
+                                    let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(BufWriter::new(f));
+                                    let mut h = header.clone();
+                                    h.push("reject_line".into());
+                                    h.push("reject_reason".into());
+                                    if let Err(e) = writer.write_record(&h) {
+                                        sink_error = Some(WarehouseError::io(&path, e.into()));
+                                        return;
+                                    }
+                                    rejects.insert(RejectsFile { writer, path })
+                                }
+                                Err(e) => {
+                                    sink_error = Some(WarehouseError::io(&path, e));
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    let mut row = record.clone();
+                    row.push_field(faults[0].line.to_string().as_bytes());
+                    let reasons: Vec<String> = faults.iter().map(|f| match &f.column {
+                        Some(c) => format!("{c}: {}", f.reason),
+                        None => f.reason.clone(),
+                    }).collect();
+                    row.push_field(reasons.join("; ").as_bytes());
+                    if let Err(e) = r.writer.write_byte_record(&row) {
+                        sink_error = Some(WarehouseError::io(&r.path, e.into()));
+                    }
+                }
+            };
+            let batch = match reader.next_batch(known, &mut on_reject) {
+                Ok(b) => b,
+                Err(FileError::Io { source, .. }) => return Err(WarehouseError::io(&path, source)),
+                Err(FileError::Rejected(r)) => return Err(WarehouseError::Export(r.to_string())),
+            };
+            if let Some(e) = sink_error.take() {
+                return Err(e);
+            }
+            let Some(batch) = batch else { break };
+            if entity.is_dimension() {
+                collect_ids(&batch, &mut new_ids);
+            }
+            if !table.push(batch) {
+                break; // The writer stopped; its error comes from finish().
+            }
+            let done = reader.bytes_read();
+            if done - last_progress > (4 << 20) {
+                progress.file_advanced(&file_name, done);
+                last_progress = done;
+            }
+        }
+        if let Some(set) = known.set_mut(entity) {
+            set.extend(new_ids);
+        }
+        if let Some(mut r) = rejects.take() {
+            r.writer.flush().map_err(|e| WarehouseError::io(&r.path, e))?;
+            report.rejects_dir = Some(load_dir.join("rejects"));
+        }
+        let dir = table.dir.clone();
+        let rows = table.finish()?;
+        outcome.rows_read = reader.rows_read();
+        outcome.rows_rejected = reader.rows_rejected();
+        outcome.rows_loaded = rows;
+        progress.file_finished(&file_name, outcome.rows_read, outcome.rows_rejected);
+        if entity.is_dimension() && first_load && rows == 0 && outcome.rows_rejected == 0 {
+            report.file_errors.push(Rejection {
+                file: file_name.clone(),
+                line: 1,
+                column_number: None,
+                column: None,
+                value: None,
+                reason: format!("{file_name} has a header but no rows: a first load needs at least one {}", &entity.name()[..entity.name().len() - 1]),
+            });
+        }
+        staged.push((entity, dir, rows));
+        report.files.push(outcome);
+    }
+    Ok(())
+}
+
+fn collect_ids(batch: &RecordBatch, out: &mut Vec<String>) {
+    let ids = batch.column(0).as_string::<i32>();
+    out.reserve(ids.len());
+    for i in 0..ids.len() {
+        if ids.is_valid(i) {
+            out.push(ids.value(i).to_string());
+        }
+    }
+}
+
+/// Writes one table's staged rows into its Delta table and returns its new pin.
+async fn commit_table(
+    wh: &Warehouse,
+    entity: Entity,
+    staged_dir: &Path,
+    staged_rows: u64,
+    prev: Option<TablePin>,
+    mode: LoadMode,
+) -> Result<(TablePin, TableChange)> {
+    let dir = wh.table_dir(entity);
+    fs::create_dir_all(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
+    let ctx = SessionContext::new();
+    let staged_url = format!("{}/", staged_dir.display());
+    let source = ctx
+        .read_parquet(staged_url, ParquetReadOptions::default().schema(entity.schema().as_ref()))
+        .await?;
+    let table = match &prev {
+        Some(pin) => open_table_at(&dir, pin.delta_version).await?,
+        // A new table: build without loading, as there is no log to read yet.
+        None => deltalake::DeltaTableBuilder::from_url(table_url(&dir)?)?.build()?,
+    };
+    let prev_rows = prev.as_ref().map_or(0, |p| p.rows);
+    let (table, change, rows): (DeltaTable, TableChange, u64) = match (mode, prev_rows) {
+        (LoadMode::Replace, _) | (LoadMode::Upsert, 0) => {
+            let save = if mode == LoadMode::Replace { SaveMode::Overwrite } else { SaveMode::Append };
+            let t = table
+                .write(Vec::new())
+                .with_input_plan(source.into_unoptimized_plan())
+                .with_save_mode(save)
+                .with_table_name(entity.name())
+                .await?;
+            (t, TableChange { added: staged_rows, ..TableChange::default() }, staged_rows)
+        }
+        (LoadMode::Upsert, _) => {
+            let columns = entity.columns();
+            let predicate = entity
+                .key()
+                .iter()
+                .map(|k| format!("target.{k} = source.{k}"))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let (t, metrics) = table
+                .merge(source, predicate)
+                .with_source_alias("source")
+                .with_target_alias("target")
+                .when_matched_update(|mut u| {
+                    for c in columns {
+                        u = u.update(c.name, format!("source.{}", c.name));
+                    }
+                    u
+                })?
+                .when_not_matched_insert(|mut i| {
+                    for c in columns {
+                        i = i.set(c.name, format!("source.{}", c.name));
+                    }
+                    i
+                })?
+                .await?;
+            let added = metrics.num_target_rows_inserted as u64;
+            let replaced = metrics.num_target_rows_updated as u64;
+            (t, TableChange { added, replaced, ..TableChange::default() }, prev_rows + added)
+        }
+    };
+    let delta_version = table.version().ok_or_else(|| WarehouseError::Corrupt(format!("{} has no version after commit", entity.name())))?;
+    Ok((TablePin { delta_version, rows }, change))
+}

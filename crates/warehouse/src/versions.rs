@@ -1,0 +1,121 @@
+//! The warehouse version file: which Delta version of each table is current, and the history.
+//!
+//! `warehouse.json` is the single switch that makes a load visible. It is replaced whole by
+//! writing a temporary file, fsyncing it, renaming it over the old one and fsyncing the folder,
+//! so a reader (or a crash) sees either the previous file or the new one, never a mix.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::WarehouseError;
+
+pub const FILE_NAME: &str = "warehouse.json";
+const FORMAT: u32 = 1;
+
+/// One table as pinned by a warehouse version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TablePin {
+    /// The Delta Lake version of the table that this warehouse version reads.
+    pub delta_version: u64,
+    pub rows: u64,
+}
+
+/// What a load did to one table.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableChange {
+    pub rows_read: u64,
+    pub added: u64,
+    pub replaced: u64,
+    pub rejected: u64,
+}
+
+/// A committed warehouse version: the result of one load.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarehouseVersion {
+    pub version: u64,
+    /// RFC 3339, UTC.
+    pub loaded_at: String,
+    /// The export folder the load read.
+    pub source: String,
+    pub mode: LoadMode,
+    pub quarantine: bool,
+    pub tables: BTreeMap<String, TablePin>,
+    pub changes: BTreeMap<String, TableChange>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadMode {
+    /// Rows whose key exists replace the stored row; new keys add rows.
+    Upsert,
+    /// The export becomes the whole warehouse.
+    Replace,
+}
+
+impl std::fmt::Display for LoadMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LoadMode::Upsert => "upsert",
+            LoadMode::Replace => "replace",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionFile {
+    pub format: u32,
+    /// Every committed version, oldest first; the last one is current.
+    pub versions: Vec<WarehouseVersion>,
+}
+
+impl VersionFile {
+    pub fn read(data_dir: &Path) -> Result<VersionFile, WarehouseError> {
+        let path = data_dir.join(FILE_NAME);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let file: VersionFile = serde_json::from_slice(&bytes).map_err(|e| {
+                    WarehouseError::Corrupt(format!("{}: {e}", path.display()))
+                })?;
+                if file.format != FORMAT {
+                    return Err(WarehouseError::Corrupt(format!(
+                        "{}: format {} is not supported by this version of Prism (expected {FORMAT})",
+                        path.display(),
+                        file.format
+                    )));
+                }
+                Ok(file)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(VersionFile { format: FORMAT, versions: Vec::new() })
+            }
+            Err(e) => Err(WarehouseError::io(&path, e)),
+        }
+    }
+
+    pub fn current(&self) -> Option<&WarehouseVersion> {
+        self.versions.last()
+    }
+
+    pub fn get(&self, version: u64) -> Option<&WarehouseVersion> {
+        self.versions.iter().find(|v| v.version == version)
+    }
+
+    /// Atomically replaces the version file with this one.
+    pub fn write(&self, data_dir: &Path) -> Result<(), WarehouseError> {
+        let path = data_dir.join(FILE_NAME);
+        let tmp = data_dir.join(format!("{FILE_NAME}.tmp"));
+        let bytes = serde_json::to_vec_pretty(self).expect("version file serialises");
+        let mut f = File::create(&tmp).map_err(|e| WarehouseError::io(&tmp, e))?;
+        f.write_all(&bytes).map_err(|e| WarehouseError::io(&tmp, e))?;
+        f.sync_all().map_err(|e| WarehouseError::io(&tmp, e))?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(|e| WarehouseError::io(&path, e))?;
+        // The rename is durable only once the folder itself is synced.
+        File::open(data_dir).and_then(|d| d.sync_all()).map_err(|e| WarehouseError::io(data_dir, e))?;
+        Ok(())
+    }
+}
