@@ -9,4 +9,4 @@ pub mod reader;
 pub mod values;
 
 pub use entity::{Column, ColumnType, Entity, Rule};
-pub use reader::{FileError, FileReader, KnownIds, Rejection, BATCH_ROWS};
+pub use reader::{FileError, FileReader, IdStatus, KnownIds, Rejection, BATCH_ROWS};

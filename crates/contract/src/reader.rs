@@ -45,7 +45,11 @@ pub struct Rejection {
 
 impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)?;
+        write!(f, "{}", self.file)?;
+        // Line 0: the fault is the file as a whole (it is missing, say).
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
         if let Some(n) = self.column_number {
             write!(f, ":{n}")?;
         }
@@ -56,10 +60,20 @@ impl std::fmt::Display for Rejection {
     }
 }
 
+/// What a load knows of an id that a fact row refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdStatus {
+    /// In this export's dimension file or already in the warehouse.
+    Known,
+    /// In this export's dimension file, but its row was rejected.
+    Rejected,
+    Unknown,
+}
+
 /// The ids a reference may point to: those of the export being loaded plus those already in
 /// the warehouse.
 pub trait KnownIds {
-    fn contains(&self, entity: Entity, id: &str) -> bool;
+    fn lookup(&self, entity: Entity, id: &str) -> IdStatus;
 }
 
 /// A file that cannot be read at all (as opposed to rows that are rejected).
@@ -245,6 +259,11 @@ impl<R: Read> FileReader<R> {
             rows_read: 0,
             rows_rejected: 0,
         })
+    }
+
+    /// Where the entity's first key column is in the file's records.
+    pub fn key_position(&self) -> usize {
+        self.positions[self.key_positions[0]].expect("key columns are required")
     }
 
     pub fn entity(&self) -> Entity {
@@ -453,13 +472,19 @@ fn parse_field(entity: Entity, column: &Column, raw: &[u8], known: &dyn KnownIds
         (Rule::NonNegative, Parsed::Money(m)) if m < 0 => {
             Err(format!("{} must not be negative, found {text}", column.name))
         }
-        (Rule::References(target), v) => {
-            if known.contains(target, text) {
-                Ok(v)
-            } else {
-                Err(format!("unknown {}: {text:?} is neither in this export's {} nor in the warehouse", column.name, target.file_name()))
-            }
-        }
+        (Rule::References(target), v) => match known.lookup(target, text) {
+            IdStatus::Known => Ok(v),
+            IdStatus::Rejected => Err(format!(
+                "{} {text:?} refers to a row of {} that was rejected",
+                column.name,
+                target.file_name()
+            )),
+            IdStatus::Unknown => Err(format!(
+                "unknown {}: {text:?} is neither in this export's {} nor in the warehouse",
+                column.name,
+                target.file_name()
+            )),
+        },
         (_, v) => Ok(v),
     }
 }

@@ -19,7 +19,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
-use prism_contract::{Entity, FileError, FileReader, KnownIds, Rejection};
+use prism_contract::{Entity, FileError, FileReader, IdStatus, KnownIds, Rejection};
 use serde::Serialize;
 
 use crate::staging::{StagedTable, remove_dir_if_exists};
@@ -94,6 +94,11 @@ struct KnownIdSet {
     partners: HashSet<String>,
     products: HashSet<String>,
     customers: HashSet<String>,
+    /// Ids whose dimension row was rejected in this export.
+    rejected: HashSet<(Entity, String)>,
+    /// Dimensions whose file could not be read at all: the load fails for that already, and
+    /// checking references against them would only bury that one error under a row per fact.
+    unchecked: HashSet<Entity>,
 }
 
 impl KnownIdSet {
@@ -108,12 +113,19 @@ impl KnownIdSet {
 }
 
 impl KnownIds for KnownIdSet {
-    fn contains(&self, entity: Entity, id: &str) -> bool {
-        match entity {
+    fn lookup(&self, entity: Entity, id: &str) -> IdStatus {
+        let known = match entity {
             Entity::Partners => self.partners.contains(id),
             Entity::Products => self.products.contains(id),
             Entity::Customers => self.customers.contains(id),
             _ => false,
+        };
+        if known || self.unchecked.contains(&entity) {
+            IdStatus::Known
+        } else if self.rejected.contains(&(entity, id.to_string())) {
+            IdStatus::Rejected
+        } else {
+            IdStatus::Unknown
         }
     }
 }
@@ -384,6 +396,7 @@ fn validate_and_stage(
         let mut reader = match FileReader::new(entity, file_name.clone(), BufReader::with_capacity(1 << 20, file)) {
             Ok(r) => r,
             Err(FileError::Rejected(r)) => {
+                known.unchecked.insert(entity);
                 report_writer.rejection(&r)?;
                 report.file_errors.push(r);
                 progress.file_finished(&file_name, 0, 0);
@@ -405,11 +418,16 @@ fn validate_and_stage(
             rec.iter().map(|f| String::from_utf8_lossy(f).trim_start_matches('\u{feff}').to_string()).collect()
         };
         let mut new_ids: Vec<String> = Vec::new();
+        let mut rejected_ids: Vec<String> = Vec::new();
+        let key_position = reader.key_position();
         let mut last_progress = 0u64;
         loop {
             let mut on_reject = |faults: Vec<Rejection>, record: &csv::ByteRecord| {
                 if sink_error.is_some() {
                     return;
+                }
+                if entity.is_dimension() && let Some(id) = record.get(key_position) {
+                    rejected_ids.push(String::from_utf8_lossy(id).into_owned());
                 }
                 for f in &faults {
                     if outcome.shown.len() < SHOWN_PER_FILE {
@@ -482,6 +500,7 @@ fn validate_and_stage(
         if let Some(set) = known.set_mut(entity) {
             set.extend(new_ids);
         }
+        known.rejected.extend(rejected_ids.into_iter().map(|id| (entity, id)));
         if let Some(mut r) = rejects.take() {
             r.writer.flush().map_err(|e| WarehouseError::io(&r.path, e))?;
             report.rejects_dir = Some(load_dir.join("rejects"));
