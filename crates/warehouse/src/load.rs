@@ -554,7 +554,9 @@ async fn commit_table(
         .read_parquet(staged_url, ParquetReadOptions::default().schema(entity.schema().as_ref()))
         .await?;
     let table = match &prev {
-        Some(pin) => open_table_at(&dir, pin.delta_version).await?,
+        // The latest Delta version: after `recover` its state is the pinned one, and a commit
+        // must build on the latest version or Delta sees a conflict.
+        Some(_) => deltalake::open_table(table_url(&dir)?).await?,
         // A new table: build without loading, as there is no log to read yet.
         None => deltalake::DeltaTableBuilder::from_url(table_url(&dir)?)?.build()?,
     };
