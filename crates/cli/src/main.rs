@@ -71,7 +71,7 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PRISM_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PRISM_LOG").unwrap_or_else(|_| "warn,deltalake_core=error,buoyant_kernel=error".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

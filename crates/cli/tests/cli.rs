@@ -1,0 +1,73 @@
+//! The CLI as a user meets it: exit codes, what is printed, and the generate → load → status
+//! round trip.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn prism(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_prism")).arg("--data").arg(data).args(args).output().unwrap()
+}
+
+#[test]
+fn a_rejected_load_exits_2_and_says_where_and_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let export = tmp.path().join("export");
+    prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.01, seed: 3 }).unwrap();
+    // Break line 3 of orders.csv: quantity (column 7) becomes 0.
+    let orders = std::fs::read_to_string(export.join("orders.csv")).unwrap();
+    let mut lines: Vec<String> = orders.lines().map(str::to_string).collect();
+    let mut fields: Vec<String> = lines[2].split(',').map(str::to_string).collect();
+    fields[6] = "0".into();
+    lines[2] = fields.join(",");
+    std::fs::write(export.join("orders.csv"), lines.join("\n") + "\n").unwrap();
+
+    let data = tmp.path().join("data");
+    let out = prism(&data, &["load", export.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("orders.csv:3:7 (quantity): quantity must be greater than 0, found 0"), "{stderr}");
+    assert!(stderr.contains("the warehouse is unchanged"), "{stderr}");
+    let status = String::from_utf8_lossy(&prism(&data, &["status"]).stdout).to_string();
+    assert!(status.contains("the warehouse is empty"), "{status}");
+}
+
+#[test]
+fn generate_then_load_then_status_agree_on_every_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let export = tmp.path().join("export");
+    let data = tmp.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_prism"))
+        .args(["generate", "--out", export.to_str().unwrap(), "--scale", "0.02", "--seed", "11"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // The generator's own summary: "orders.csv    12345 rows".
+    let generated: Vec<(String, u64)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let parts: Vec<&str> = l.split_whitespace().collect();
+            (parts.len() == 3 && parts[2] == "rows").then(|| (parts[0].trim_end_matches(".csv").to_string(), parts[1].parse().unwrap()))
+        })
+        .collect();
+    assert_eq!(generated.len(), 7);
+
+    assert!(prism(&data, &["load", export.to_str().unwrap()]).status.success());
+    let status: serde_json::Value = serde_json::from_slice(&prism(&data, &["status", "--format", "json"]).stdout).unwrap();
+    assert_eq!(status["current_version"], 1);
+    for (table, rows) in &generated {
+        assert_eq!(status["tables"][table], *rows, "{table}");
+        assert_eq!(status["history"][0]["changes"][table]["added"], *rows, "{table}");
+    }
+
+    // The same seed writes the same bytes.
+    let again = tmp.path().join("again");
+    Command::new(env!("CARGO_BIN_EXE_prism"))
+        .args(["generate", "--out", again.to_str().unwrap(), "--scale", "0.02", "--seed", "11"])
+        .output()
+        .unwrap();
+    for (table, _) in &generated {
+        let a = std::fs::read(export.join(format!("{table}.csv"))).unwrap();
+        let b = std::fs::read(again.join(format!("{table}.csv"))).unwrap();
+        assert!(a == b, "{table}.csv differs between two runs with the same seed");
+    }
+}
