@@ -1,4 +1,5 @@
-//! A tiny export whose every figure is known by hand, and helpers to load variants of it.
+//! The tiny export of `fixtures/tiny`, whose every figure is known by hand, and helpers to load
+//! variants of it.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -6,46 +7,21 @@ use std::path::{Path, PathBuf};
 use arrow::util::display::array_value_to_string;
 use prism_warehouse::{LoadMode, LoadOptions, LoadReport, NoProgress, Warehouse, WarehouseError};
 
-pub const PARTNERS: &str = "partner_id,partner_name,tier,partner_type,region,country,joined_on,status
-P-1,\"Acme, \"\"Best\"\" Partners\",Gold,Reseller,EMEA,Germany,2020-01-15,Active
-P-2,Müller & Söhne,Silver,System Integrator,EMEA,,,Active
-P-3,東京データ,Registered,ISV,APAC,Japan,2021-06-01,Inactive
-";
+pub const PARTNERS: &str = include_str!("../../../../fixtures/tiny/partners.csv");
 
-pub const PRODUCTS: &str = "product_id,product_name,product_line,category,list_price
-PR-1,Cloud Pro,Cloud Infrastructure,Subscription,1200.00
-PR-2,Firewall X,Security,,99.5
-";
+pub const PRODUCTS: &str = include_str!("../../../../fixtures/tiny/products.csv");
 
-pub const CUSTOMERS: &str = "customer_id,customer_name,industry,size_band,region,country,annual_revenue
-C-1,General Hospital,Healthcare,Enterprise,EMEA,Germany,2500000000
-C-2,\"Bank of Foo, Inc.\",Financial Services,Mid-Market,EMEA,,
-";
+pub const CUSTOMERS: &str = include_str!("../../../../fixtures/tiny/customers.csv");
 
 /// Columns in another order than the contract's, an unknown column, a byte-order mark, a direct
 /// sale (no partner) and a credit line.
-pub const ORDERS: &str = "\u{feff}order_id,line_number,customer_id,product_id,partner_id,order_date,quantity,revenue,cost,note
-O-1,1,C-1,PR-1,P-1,2024-01-10,2,2400.00,1500.00,hello
-O-1,2,C-1,PR-2,P-1,2024-01-10,1,99.50,,
-O-2,1,C-2,PR-1,,2024-02-01,1,1200,800,
-O-3,1,C-2,PR-2,P-2,2024-03-05,1,-49.75,-30.00,return
-";
+pub const ORDERS: &str = include_str!("../../../../fixtures/tiny/orders.csv");
 
-pub const OPPORTUNITIES: &str = "opportunity_id,partner_id,customer_id,product_id,stage,amount,probability,created_on,close_date,deal_registered
-OP-1,P-1,C-1,PR-1,Proposal,10000,50,2024-01-01,2024-06-30,yes
-OP-2,,C-2,PR-2,Closed Won,500.00,100,2024-01-01,2024-02-15,
-OP-3,P-2,C-2,PR-1,closed lost,700,0,2024-02-01,2024-03-01,FALSE
-";
+pub const OPPORTUNITIES: &str = include_str!("../../../../fixtures/tiny/opportunities.csv");
 
-pub const SERVICE_REQUESTS: &str = "request_id,partner_id,customer_id,product_id,priority,opened_at,first_response_at,resolved_at
-SR-1,P-1,C-1,PR-1,P1,2024-01-10T08:00:00,2024-01-10T08:30:00.250Z,2024-01-10T12:00:00+02:00
-SR-2,P-2,C-2,,P3,2024-02-01T09:00:00Z,,
-";
+pub const SERVICE_REQUESTS: &str = include_str!("../../../../fixtures/tiny/service_requests.csv");
 
-pub const SURVEYS: &str = "survey_id,partner_id,customer_id,request_id,surveyed_on,score
-S-1,P-1,C-1,SR-1,2024-01-12,5
-S-2,P-2,C-2,,2024-02-10,2
-";
+pub const SURVEYS: &str = include_str!("../../../../fixtures/tiny/satisfaction_surveys.csv");
 
 pub fn base_files() -> Vec<(&'static str, Vec<u8>)> {
     vec![

@@ -1,0 +1,490 @@
+//! The query engine: a `Query` plus a `Scope`, compiled against the `Model` into SQL that
+//! DataFusion plans and runs over one warehouse version.
+//!
+//! Metrics of several facts are aggregated per fact, each with its own filters and the scope,
+//! and then joined on the requested dimensions (drill-across), so asking for a second metric
+//! never changes the first one's value. Ratios are computed after aggregation from their
+//! additive parts. There is no way to compile without a scope: it is a parameter of `compile`.
+//!
+//! Only this crate knows DataFusion; the model knows nothing of it.
+
+pub mod query;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
+use prism_model::{Aggregate, Format, Metric, MetricKind, Model, did_you_mean};
+
+pub use query::{Filter, FilterOp, Order, Period, Query};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The query as typed cannot be read.
+    #[error("{0}")]
+    Parse(String),
+    /// The query names something the model lacks, or asks for a cut the model cannot make.
+    #[error("{0}")]
+    Invalid(String),
+    /// A partner user asked for something outside their scope.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("query execution: {0}")]
+    Execution(#[from] datafusion::error::DataFusionError),
+}
+
+/// Whose data a query may read. Every query carries one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Every partner, and direct sales (a brand-owner user).
+    All,
+    /// The partners a channel manager manages.
+    Partners(BTreeSet<String>),
+    /// One partner (a partner user): its own rows only, never direct sales.
+    Partner(String),
+}
+
+/// A dimension as the compiler understands it.
+#[derive(Clone, Debug, PartialEq)]
+enum Dim {
+    /// An attribute of a conformed dimension: `partner.tier`.
+    Attribute { dimension: String, attribute: String },
+    /// An attribute of one fact: `opportunity.stage`.
+    FactAttribute { fact: String, column: String },
+    /// `time.month`: the fact's own time column at a grain.
+    Time { grain: String },
+}
+
+/// A column of a result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResultColumn {
+    pub name: String,
+    /// `None` for dimensions.
+    pub format: Option<Format>,
+}
+
+#[derive(Clone, Debug)]
+pub struct QueryResult {
+    pub columns: Vec<ResultColumn>,
+    pub batches: Vec<RecordBatch>,
+    pub sql: String,
+}
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// The compiled form of a query, before execution.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    pub sql: String,
+    pub columns: Vec<ResultColumn>,
+    /// The metrics used, with their definitions, for `explain`.
+    pub metrics: Vec<Metric>,
+}
+
+pub struct Engine {
+    pub model: Model,
+}
+
+impl Engine {
+    pub fn new(model: Model) -> Engine {
+        Engine { model }
+    }
+
+    fn resolve_dim(&self, name: &str) -> Result<Dim, EngineError> {
+        if let Some(grain) = name.strip_prefix("time.") {
+            if prism_model::TIME_GRAINS.contains(&grain) {
+                return Ok(Dim::Time { grain: grain.to_string() });
+            }
+        }
+        for fact in self.model.facts.values() {
+            if let Some(a) = fact.attributes.get(name) {
+                return Ok(Dim::FactAttribute { fact: fact.name.clone(), column: a.column.clone() });
+            }
+        }
+        if let Some((d, a)) = name.split_once('.')
+            && let Some(dim) = self.model.dimensions.get(d)
+            && dim.attributes.contains_key(a)
+        {
+            return Ok(Dim::Attribute { dimension: d.to_string(), attribute: a.to_string() });
+        }
+        let names = self.model.dimension_names();
+        Err(EngineError::Invalid(format!(
+            "no dimension `{name}`{}",
+            did_you_mean(name, names.iter().map(String::as_str))
+        )))
+    }
+
+    /// The SQL expression of a dimension over a fact aliased `f`, joined dimensions aliased by name.
+    fn dim_sql(&self, dim: &Dim, fact: &prism_model::Fact, scope: &Scope) -> String {
+        match dim {
+            Dim::Attribute { dimension, attribute } => {
+                let d = &self.model.dimensions[dimension];
+                let expr = match &d.attributes[attribute].expression {
+                    Some(e) => qualify(e, dimension),
+                    None => format!("{dimension}.{attribute}"),
+                };
+                // Direct sales have no partner; a brand-owner user sees them as "(direct)".
+                if dimension == "partner" && *scope == Scope::All {
+                    format!("CASE WHEN f.partner_id IS NULL THEN '(direct)' ELSE CAST({expr} AS VARCHAR) END")
+                } else {
+                    expr
+                }
+            }
+            Dim::FactAttribute { column, .. } => format!("f.{column}"),
+            Dim::Time { grain } => {
+                let day = format!("CAST(f.{} AS DATE)", fact.time);
+                match grain.as_str() {
+                    "day" => format!("to_char({day}, '%Y-%m-%d')"),
+                    "week" => format!("to_char({day}, '%G-W%V')"),
+                    "month" => format!("to_char({day}, '%Y-%m')"),
+                    "quarter" => format!("concat(to_char({day}, '%Y'), '-Q', CAST(date_part('quarter', {day}) AS INT))"),
+                    _ => format!("to_char({day}, '%Y')"),
+                }
+            }
+        }
+    }
+
+    /// Compiles a query for a scope. Validation happens here, before anything runs.
+    pub fn compile(&self, query: &Query, scope: &Scope) -> Result<Compiled, EngineError> {
+        if query.metrics.is_empty() {
+            return Err(EngineError::Invalid("a query needs at least one metric".into()));
+        }
+        let mut metrics: Vec<&Metric> = Vec::new();
+        for name in &query.metrics {
+            let m = self.model.metric(name).map_err(EngineError::Invalid)?;
+            if !metrics.iter().any(|x| x.name == m.name) {
+                metrics.push(m);
+            }
+        }
+        let dims: Vec<(String, Dim)> =
+            query.by.iter().map(|d| Ok((d.clone(), self.resolve_dim(d)?))).collect::<Result<_, EngineError>>()?;
+        let filters: Vec<(&Filter, Dim)> =
+            query.filters.iter().map(|f| Ok((f, self.resolve_dim(&f.dimension)?))).collect::<Result<_, EngineError>>()?;
+
+        // The base metrics each fact must aggregate, ratios expanded into their parts.
+        let mut per_fact: BTreeMap<String, Vec<&Metric>> = BTreeMap::new();
+        for m in &metrics {
+            let parts: Vec<&Metric> = match &m.kind {
+                MetricKind::Base { .. } => vec![m],
+                MetricKind::Ratio { numerator, denominator, .. } => {
+                    vec![&self.model.metrics[numerator], &self.model.metrics[denominator]]
+                }
+            };
+            let list = per_fact.entry(m.fact.clone()).or_default();
+            for p in parts {
+                if !list.iter().any(|x| x.name == p.name) {
+                    list.push(p);
+                }
+            }
+        }
+
+        let mut ctes = Vec::new();
+        for (fact_name, parts) in &per_fact {
+            let fact = &self.model.facts[fact_name];
+            let reaches = |dim: &Dim, used_as: &str| -> Result<(), EngineError> {
+                let ok = match dim {
+                    Dim::Attribute { dimension, .. } => fact.reaches.contains(dimension),
+                    Dim::FactAttribute { fact: f, .. } => f == fact_name,
+                    Dim::Time { .. } => true,
+                };
+                if ok {
+                    return Ok(());
+                }
+                let metric = metrics.iter().find(|m| &m.fact == fact_name).map_or("", |m| m.name.as_str());
+                Err(EngineError::Invalid(format!(
+                    "`{metric}` is a metric of {fact_name}, which does not reach the dimension `{used_as}`{}",
+                    match dim {
+                        Dim::FactAttribute { fact, .. } => format!(" (an attribute of {fact}, usable with that fact's metrics only)"),
+                        _ => String::new(),
+                    }
+                )))
+            };
+            let mut joins: BTreeSet<String> = BTreeSet::new();
+            for (name, d) in &dims {
+                reaches(d, name)?;
+                if let Dim::Attribute { dimension, .. } = d {
+                    joins.insert(dimension.clone());
+                }
+            }
+            for (f, d) in &filters {
+                reaches(d, &f.dimension)?;
+                if let Dim::Attribute { dimension, .. } = d {
+                    joins.insert(dimension.clone());
+                }
+            }
+            let mut sql = String::from("SELECT ");
+            let mut select = Vec::new();
+            for (i, (_, d)) in dims.iter().enumerate() {
+                select.push(format!("{} AS d{i}", self.dim_sql(d, fact, scope)));
+            }
+            for p in parts {
+                select.push(format!("{} AS {}", aggregate_sql(p), quote_ident(&p.name)));
+            }
+            sql.push_str(&select.join(", "));
+            write!(sql, " FROM {} f", fact.table).expect("string");
+            for j in &joins {
+                let d = &self.model.dimensions[j];
+                write!(sql, " LEFT JOIN {} {j} ON f.{key} = {j}.{key}", d.table, key = d.key).expect("string");
+            }
+            let mut conditions = Vec::new();
+            match scope {
+                Scope::All => {}
+                Scope::Partner(id) => conditions.push(format!("f.partner_id = {}", quote_literal(id))),
+                Scope::Partners(ids) => {
+                    if ids.is_empty() {
+                        conditions.push("FALSE".into());
+                    } else {
+                        let list: Vec<String> = ids.iter().map(|i| quote_literal(i)).collect();
+                        conditions.push(format!("f.partner_id IN ({})", list.join(", ")));
+                    }
+                }
+            }
+            if let Some(p) = &query.period {
+                conditions.push(format!(
+                    "CAST(f.{t} AS DATE) BETWEEN DATE '{}' AND DATE '{}'",
+                    p.from,
+                    p.to,
+                    t = fact.time
+                ));
+            }
+            for (f, d) in &filters {
+                let expr = self.dim_sql(d, fact, scope);
+                conditions.push(match &f.op {
+                    FilterOp::In(v) => format!("{expr} IN ({})", v.iter().map(|x| quote_literal(x)).collect::<Vec<_>>().join(", ")),
+                    FilterOp::NotIn(v) => format!("{expr} NOT IN ({})", v.iter().map(|x| quote_literal(x)).collect::<Vec<_>>().join(", ")),
+                    FilterOp::Range { from, to } => {
+                        let mut c = Vec::new();
+                        if let Some(a) = from {
+                            c.push(format!("{expr} >= {}", quote_literal(a)));
+                        }
+                        if let Some(b) = to {
+                            c.push(format!("{expr} <= {}", quote_literal(b)));
+                        }
+                        c.join(" AND ")
+                    }
+                });
+            }
+            if !conditions.is_empty() {
+                write!(sql, " WHERE {}", conditions.join(" AND ")).expect("string");
+            }
+            if !dims.is_empty() {
+                let group: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
+                write!(sql, " GROUP BY {}", group.join(", ")).expect("string");
+            }
+            ctes.push((fact_name.clone(), sql));
+        }
+
+        // Drill-across: the key set of every fact's result, then each fact joined onto it.
+        let dim_cols: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
+        let mut sql = String::from("WITH ");
+        sql.push_str(
+            &ctes.iter().map(|(n, s)| format!("{n} AS ({s})")).collect::<Vec<_>>().join(",\n"),
+        );
+        let single = ctes.len() == 1;
+        if !dims.is_empty() && !single {
+            let keys: Vec<String> = ctes.iter().map(|(n, _)| format!("SELECT {} FROM {n}", dim_cols.join(", "))).collect();
+            write!(sql, ",\nkeys AS ({})", keys.join(" UNION ")).expect("string");
+        }
+        let mut select = Vec::new();
+        let mut columns = Vec::new();
+        for (i, (name, _)) in dims.iter().enumerate() {
+            let source = if single || dims.is_empty() { ctes[0].0.as_str() } else { "keys" };
+            select.push(format!("{source}.d{i} AS {}", quote_ident(name)));
+            columns.push(ResultColumn { name: name.clone(), format: None });
+        }
+        for m in &metrics {
+            let col = |name: &str| -> String {
+                let part = &self.model.metrics[name];
+                let c = format!("{}.{}", part.fact, quote_ident(name));
+                // A count over no rows is 0; a sum over no rows has no value.
+                if matches!(&part.kind, MetricKind::Base { aggregate: Aggregate::Count(_) | Aggregate::CountDistinct(_), .. }) {
+                    format!("COALESCE({c}, 0)")
+                } else {
+                    c
+                }
+            };
+            let expr = match &m.kind {
+                MetricKind::Base { .. } => col(&m.name),
+                MetricKind::Ratio { numerator, denominator, scale, divide_by } => {
+                    let (n, d) = (col(numerator), col(denominator));
+                    let factor = scale / divide_by;
+                    if m.format == Format::Money {
+                        format!("CASE WHEN {d} = 0 THEN NULL ELSE CAST({n} AS DECIMAL(38, 6)) / {d} END")
+                    } else if factor == 1.0 {
+                        format!("CASE WHEN {d} = 0 THEN NULL ELSE CAST({n} AS DOUBLE) / {d} END")
+                    } else {
+                        format!("CASE WHEN {d} = 0 THEN NULL ELSE {scale:?} * CAST({n} AS DOUBLE) / {d} / {divide_by:?} END")
+                    }
+                }
+            };
+            select.push(format!("{expr} AS {}", quote_ident(&m.name)));
+            columns.push(ResultColumn { name: m.name.clone(), format: Some(m.format) });
+        }
+        write!(sql, "\nSELECT {}", select.join(", ")).expect("string");
+        if single || dims.is_empty() {
+            write!(sql, " FROM {}", ctes[0].0).expect("string");
+            for (n, _) in &ctes[1..] {
+                write!(sql, " CROSS JOIN {n}").expect("string");
+            }
+        } else {
+            write!(sql, " FROM keys").expect("string");
+            for (n, _) in &ctes {
+                let on: Vec<String> = dim_cols.iter().map(|c| format!("keys.{c} IS NOT DISTINCT FROM {n}.{c}")).collect();
+                write!(sql, " LEFT JOIN {n} ON {}", on.join(" AND ")).expect("string");
+            }
+        }
+        let mut order = Vec::new();
+        for o in &query.order {
+            if !columns.iter().any(|c| c.name == o.column) {
+                return Err(EngineError::Invalid(format!(
+                    "cannot order by `{}`: it is not a metric or dimension of this query{}",
+                    o.column,
+                    did_you_mean(&o.column, columns.iter().map(|c| c.name.as_str()))
+                )));
+            }
+            order.push(format!("{} {} NULLS LAST", quote_ident(&o.column), if o.descending { "DESC" } else { "ASC" }));
+        }
+        // A stable order: what was asked, then the dimensions.
+        for (name, _) in &dims {
+            if !query.order.iter().any(|o| &o.column == name) {
+                order.push(format!("{} ASC NULLS LAST", quote_ident(name)));
+            }
+        }
+        if !order.is_empty() {
+            write!(sql, " ORDER BY {}", order.join(", ")).expect("string");
+        }
+        if let Some(n) = query.limit {
+            write!(sql, " LIMIT {n}").expect("string");
+        }
+        Ok(Compiled { sql, columns, metrics: metrics.into_iter().cloned().collect() })
+    }
+
+    /// Compiles and runs a query over a session holding the warehouse's tables.
+    pub async fn run(&self, ctx: &SessionContext, query: &Query, scope: &Scope) -> Result<QueryResult, EngineError> {
+        let compiled = self.compile(query, scope)?;
+        let batches = ctx.sql(&compiled.sql).await?.collect().await?;
+        Ok(QueryResult { columns: compiled.columns, batches, sql: compiled.sql })
+    }
+}
+
+/// Qualifies the bare column names of a dimension attribute's expression with the table alias.
+fn qualify(expr: &str, alias: &str) -> String {
+    // Attribute expressions refer to their own table's columns only; the one in the shipped
+    // model uses `annual_revenue`. Identifiers followed by '(' are functions and stay.
+    let mut out = String::new();
+    let mut word = String::new();
+    let mut in_string = false;
+    let flush = |word: &mut String, out: &mut String, next: Option<char>| {
+        if !word.is_empty() {
+            let keyword = matches!(word.to_ascii_uppercase().as_str(), "CASE" | "WHEN" | "THEN" | "ELSE" | "END" | "IS" | "NULL" | "NOT" | "AND" | "OR" | "IN" | "AS" | "CAST" | "TRUE" | "FALSE" | "VARCHAR" | "DOUBLE" | "BIGINT");
+            if keyword || word.chars().next().is_some_and(|c| c.is_ascii_digit()) || next == Some('(') {
+                out.push_str(word);
+            } else {
+                out.push_str(&format!("{alias}.{word}"));
+            }
+            word.clear();
+        }
+    };
+    let chars: Vec<char> = expr.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if in_string {
+            out.push(c);
+            if c == '\'' {
+                in_string = false;
+            }
+        } else if c == '\'' {
+            flush(&mut word, &mut out, Some(c));
+            in_string = true;
+            out.push(c);
+        } else if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+        } else {
+            let next = chars[i..].iter().copied().find(|x| !x.is_whitespace());
+            flush(&mut word, &mut out, next);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out, None);
+    out
+}
+
+fn aggregate_sql(m: &Metric) -> String {
+    let MetricKind::Base { aggregate, filter } = &m.kind else {
+        unreachable!("ratios are expanded into their parts")
+    };
+    let cond = |e: &str| match filter {
+        Some(f) => format!("CASE WHEN {} THEN {} END", qualify_fact(f), e),
+        None => e.to_string(),
+    };
+    match aggregate {
+        Aggregate::Sum(e) => format!("SUM({})", cond(&qualify_fact(e))),
+        Aggregate::Count(e) if e == "*" => match filter {
+            Some(f) => format!("COUNT(CASE WHEN {} THEN 1 END)", qualify_fact(f)),
+            None => "COUNT(*)".into(),
+        },
+        Aggregate::Count(e) => format!("COUNT({})", cond(&qualify_fact(e))),
+        Aggregate::CountDistinct(e) => format!("COUNT(DISTINCT {})", cond(&qualify_fact(e))),
+    }
+}
+
+fn qualify_fact(expr: &str) -> String {
+    qualify(expr, "f")
+}
+
+/// Formats one value of a result for a person or a CSV: money with exactly two decimals,
+/// ratios unrounded, nulls empty.
+pub fn format_value(array: &dyn arrow::array::Array, row: usize, format: Option<Format>) -> String {
+    use arrow::array::AsArray;
+    use arrow::datatypes::DataType;
+    if array.is_null(row) {
+        return String::new();
+    }
+    if format == Some(Format::Money) {
+        if let DataType::Decimal128(_, scale) = array.data_type() {
+            let v = array.as_primitive::<arrow::datatypes::Decimal128Type>().value(row);
+            let cents = rescale_to_cents(v, *scale);
+            let sign = if cents < 0 { "-" } else { "" };
+            let a = cents.unsigned_abs();
+            return format!("{sign}{}.{:02}", a / 100, a % 100);
+        }
+    }
+    arrow::util::display::array_value_to_string(array, row).unwrap_or_default()
+}
+
+/// Rounds a decimal of any scale to cents, half away from zero.
+fn rescale_to_cents(v: i128, scale: i8) -> i128 {
+    if scale <= 2 {
+        return v * 10i128.pow((2 - scale) as u32);
+    }
+    let div = 10i128.pow((scale - 2) as u32);
+    let q = v / div;
+    let r = v % div;
+    if r.abs() * 2 >= div { q + v.signum() } else { q }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribute_expressions_are_qualified_but_keywords_strings_and_functions_are_not() {
+        assert_eq!(
+            qualify("CASE WHEN annual_revenue IS NULL THEN 'unknown value' ELSE lower(region) END", "customer"),
+            "CASE WHEN customer.annual_revenue IS NULL THEN 'unknown value' ELSE lower(customer.region) END"
+        );
+    }
+
+    #[test]
+    fn money_rounds_half_away_from_zero_to_cents() {
+        assert_eq!(rescale_to_cents(123_456, 4), 1235);
+        assert_eq!(rescale_to_cents(-123_450, 4), -1235);
+        assert_eq!(rescale_to_cents(5, 0), 500);
+    }
+}

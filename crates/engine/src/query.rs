@@ -1,0 +1,187 @@
+//! The query a user asks: metrics, dimensions, filters, a period, order and limit — parsed from
+//! the text a user types, so that once a `Query` exists its parts are well-formed.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::EngineError;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Query {
+    pub metrics: Vec<String>,
+    #[serde(default)]
+    pub by: Vec<String>,
+    #[serde(default)]
+    pub filters: Vec<Filter>,
+    #[serde(default)]
+    pub period: Option<Period>,
+    #[serde(default)]
+    pub order: Vec<Order>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Filter {
+    pub dimension: String,
+    pub op: FilterOp,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FilterOp {
+    In(Vec<String>),
+    NotIn(Vec<String>),
+    /// Inclusive bounds; either may be open.
+    Range { from: Option<String>, to: Option<String> },
+}
+
+/// Days from `from` to `to`, both included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Period {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    pub column: String,
+    pub descending: bool,
+}
+
+fn parse_date(s: &str, what: &str) -> Result<NaiveDate, EngineError> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| EngineError::Parse(format!("{what}: {s:?} is not a date (YYYY-MM-DD)")))
+}
+
+impl Period {
+    /// `FROM..TO` with dates (`2024-01-01..2024-03-31`), or a year (`2024`), a quarter
+    /// (`2024-Q2`) or a month (`2024-05`).
+    pub fn parse(s: &str) -> Result<Period, EngineError> {
+        let bad = || EngineError::Parse(format!(
+            "period {s:?}: expected FROM..TO (2024-01-01..2024-03-31), a year (2024), a quarter (2024-Q2) or a month (2024-05)"
+        ));
+        if let Some((a, b)) = s.split_once("..") {
+            let from = parse_date(a.trim(), "period start")?;
+            let to = parse_date(b.trim(), "period end")?;
+            if to < from {
+                return Err(EngineError::Parse(format!("period {s:?}: the end comes before the start")));
+            }
+            return Ok(Period { from, to });
+        }
+        let ymd = |y: i32, m: u32| NaiveDate::from_ymd_opt(y, m, 1).ok_or_else(bad);
+        let last_of = |y: i32, m: u32| -> Result<NaiveDate, EngineError> {
+            let next = if m == 12 { ymd(y + 1, 1)? } else { ymd(y, m + 1)? };
+            Ok(next.pred_opt().expect("a day before"))
+        };
+        if let Some((y, q)) = s.split_once("-Q") {
+            let y: i32 = y.parse().map_err(|_| bad())?;
+            let q: u32 = q.parse().map_err(|_| bad())?;
+            if !(1..=4).contains(&q) {
+                return Err(bad());
+            }
+            return Ok(Period { from: ymd(y, q * 3 - 2)?, to: last_of(y, q * 3)? });
+        }
+        if let Some((y, m)) = s.split_once('-') {
+            let y: i32 = y.parse().map_err(|_| bad())?;
+            let m: u32 = m.parse().map_err(|_| bad())?;
+            if !(1..=12).contains(&m) {
+                return Err(bad());
+            }
+            return Ok(Period { from: ymd(y, m)?, to: last_of(y, m)? });
+        }
+        let y: i32 = s.parse().map_err(|_| bad())?;
+        Ok(Period { from: ymd(y, 1)?, to: last_of(y, 12)? })
+    }
+
+    /// The period of the same length just before this one.
+    pub fn previous(&self) -> Period {
+        let days = (self.to - self.from).num_days() + 1;
+        let to = self.from.pred_opt().expect("a day before");
+        Period { from: to - chrono::Duration::days(days - 1), to }
+    }
+}
+
+impl Filter {
+    /// `D=V`, `D=V1|V2` (any of), `D!=V1|V2` (none of), `D>=V`, `D<=V`, `D=A..B` (range).
+    pub fn parse(s: &str) -> Result<Filter, EngineError> {
+        let bad = || EngineError::Parse(format!(
+            "filter {s:?}: expected DIMENSION=VALUE, DIMENSION=V1|V2, DIMENSION!=VALUE, DIMENSION>=VALUE, DIMENSION<=VALUE or DIMENSION=FROM..TO"
+        ));
+        let values = |v: &str| v.split('|').map(|x| x.trim().to_string()).collect::<Vec<_>>();
+        let (dimension, op) = if let Some((d, v)) = s.split_once("!=") {
+            (d, FilterOp::NotIn(values(v)))
+        } else if let Some((d, v)) = s.split_once(">=") {
+            (d, FilterOp::Range { from: Some(v.trim().to_string()), to: None })
+        } else if let Some((d, v)) = s.split_once("<=") {
+            (d, FilterOp::Range { from: None, to: Some(v.trim().to_string()) })
+        } else if let Some((d, v)) = s.split_once('=') {
+            match v.split_once("..") {
+                Some((a, b)) => (d, FilterOp::Range { from: Some(a.trim().into()), to: Some(b.trim().into()) }),
+                None => (d, FilterOp::In(values(v))),
+            }
+        } else {
+            return Err(bad());
+        };
+        let dimension = dimension.trim();
+        if dimension.is_empty() {
+            return Err(bad());
+        }
+        if let FilterOp::In(v) | FilterOp::NotIn(v) = &op
+            && v.iter().any(String::is_empty)
+        {
+            return Err(EngineError::Parse(format!("filter {s:?}: an empty value")));
+        }
+        Ok(Filter { dimension: dimension.to_string(), op })
+    }
+}
+
+impl Order {
+    /// `NAME`, `NAME:asc` or `NAME:desc`.
+    pub fn parse(s: &str) -> Result<Order, EngineError> {
+        let (column, dir) = s.rsplit_once(':').unwrap_or((s, "asc"));
+        let descending = match dir {
+            "asc" => false,
+            "desc" => true,
+            other => return Err(EngineError::Parse(format!("order {s:?}: direction {other:?} is not asc or desc"))),
+        };
+        Ok(Order { column: column.trim().to_string(), descending })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn periods_are_ranges_years_quarters_or_months() {
+        assert_eq!(Period::parse("2024-01-05..2024-02-10").unwrap(), Period { from: d("2024-01-05"), to: d("2024-02-10") });
+        assert_eq!(Period::parse("2024").unwrap(), Period { from: d("2024-01-01"), to: d("2024-12-31") });
+        assert_eq!(Period::parse("2024-Q1").unwrap(), Period { from: d("2024-01-01"), to: d("2024-03-31") });
+        assert_eq!(Period::parse("2024-02").unwrap(), Period { from: d("2024-02-01"), to: d("2024-02-29") });
+        assert_eq!(Period::parse("2024-Q2").unwrap().previous(), Period { from: d("2024-01-01"), to: d("2024-03-31") - chrono::Duration::days(0) }.with_len(91));
+        for bad in ["2024-Q5", "2024-13", "Q1", "2024-02-01..2024-01-01", "2024-02-30..2024-03-01", ""] {
+            assert!(Period::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    impl Period {
+        fn with_len(self, days: i64) -> Period {
+            Period { from: self.to - chrono::Duration::days(days - 1), to: self.to }
+        }
+    }
+
+    #[test]
+    fn filters_read_as_typed() {
+        assert_eq!(Filter::parse("partner.tier=Gold|Platinum").unwrap().op, FilterOp::In(vec!["Gold".into(), "Platinum".into()]));
+        assert_eq!(Filter::parse("partner.region!=EMEA").unwrap().op, FilterOp::NotIn(vec!["EMEA".into()]));
+        assert_eq!(Filter::parse("time.month=2024-01..2024-03").unwrap().op, FilterOp::Range { from: Some("2024-01".into()), to: Some("2024-03".into()) });
+        assert!(Filter::parse("partner.tier").is_err());
+        assert!(Filter::parse("=Gold").is_err());
+        assert!(Filter::parse("partner.tier=").is_err());
+    }
+}

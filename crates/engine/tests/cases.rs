@@ -1,0 +1,115 @@
+//! The query cases of `tests/cases/*.case`, run against `fixtures/tiny`: a query, then the table
+//! expected, computed by hand. One test runs them all and reports every difference.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use prism_engine::{Engine, EngineError, Filter, Order, Period, Query, Scope, format_value};
+use prism_model::Model;
+use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
+
+struct Case {
+    name: String,
+    query: Vec<(String, String)>,
+    expected: Vec<String>,
+}
+
+fn parse_cases(text: &str) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for block in text.split("\n=== ").skip(1) {
+        let mut lines = block.lines();
+        let name = lines.next().unwrap().to_string();
+        let mut query = Vec::new();
+        let mut expected = Vec::new();
+        let mut in_expected = false;
+        for l in lines {
+            if l == "----" {
+                in_expected = true;
+            } else if in_expected {
+                if !l.is_empty() {
+                    expected.push(l.to_string());
+                }
+            } else if let Some((k, v)) = l.split_once(": ") {
+                query.push((k.to_string(), v.to_string()));
+            }
+        }
+        cases.push(Case { name, query, expected });
+    }
+    cases
+}
+
+fn build(case: &Case) -> Result<(Query, Scope), EngineError> {
+    let mut q = Query::default();
+    let mut scope = Scope::All;
+    for (k, v) in &case.query {
+        match k.as_str() {
+            "metrics" => q.metrics = v.split(',').map(str::to_string).collect(),
+            "by" => q.by = v.split(',').map(str::to_string).collect(),
+            "filter" => q.filters.push(Filter::parse(v)?),
+            "period" => q.period = Some(Period::parse(v)?),
+            "order" => q.order.push(Order::parse(v)?),
+            "limit" => q.limit = Some(v.parse().unwrap()),
+            "scope" => {
+                scope = match v.split_once(' ') {
+                    Some(("partner", id)) => Scope::Partner(id.to_string()),
+                    Some(("partners", ids)) => Scope::Partners(ids.split(',').map(str::to_string).collect::<BTreeSet<_>>()),
+                    _ => panic!("{}: scope {v:?}", case.name),
+                }
+            }
+            other => panic!("{}: unknown key {other}", case.name),
+        }
+    }
+    Ok((q, scope))
+}
+
+/// Two cells agree when equal as text, or as numbers within 1e-9 relative (floating ratios).
+fn same(a: &str, b: &str) -> bool {
+    a == b || matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if (x - y).abs() <= 1e-9 * x.abs().max(y.abs()))
+}
+
+#[tokio::test]
+async fn query_cases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
+    wh.load(&LoadOptions { export_dir: fixture, mode: LoadMode::Upsert, quarantine: false }, &NoProgress).await.unwrap();
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    let engine = Engine::new(Model::shipped());
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for case in parse_cases(&text) {
+            count += 1;
+            let got: Vec<String> = match build(&case) {
+                Err(e) => vec![format!("error: {e}")],
+                Ok((q, scope)) => match engine.run(&ctx, &q, &scope).await {
+                    Err(e) => vec![format!("error: {e}")],
+                    Ok(r) => {
+                        let mut lines = vec![r.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>().join(",")];
+                        for b in &r.batches {
+                            for row in 0..b.num_rows() {
+                                let cells: Vec<String> = r.columns.iter().enumerate().map(|(i, c)| format_value(b.column(i).as_ref(), row, c.format)).collect();
+                                lines.push(cells.join(","));
+                            }
+                        }
+                        lines
+                    }
+                },
+            };
+            let agree = got.len() == case.expected.len()
+                && got.iter().zip(&case.expected).all(|(g, e)| {
+                    let (gs, es): (Vec<&str>, Vec<&str>) = (g.split(',').collect(), e.split(',').collect());
+                    gs.len() == es.len() && gs.iter().zip(&es).all(|(a, b)| same(a, b))
+                });
+            if !agree {
+                failures.push(format!("{} / {}:\n  expected:\n    {}\n  got:\n    {}", path.file_name().unwrap().to_string_lossy(), case.name, case.expected.join("\n    "), got.join("\n    ")));
+            }
+        }
+    }
+    assert!(count >= 20, "only {count} cases found");
+    assert!(failures.is_empty(), "{} of {count} cases failed:\n{}", failures.len(), failures.join("\n"));
+}

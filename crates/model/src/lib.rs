@@ -1,0 +1,432 @@
+//! The semantic model of the business (`model/prm.yaml`, spec/metrics.md): the conformed
+//! dimensions and their attributes, each fact with its time column and the dimensions it
+//! reaches, and every metric with one exact definition.
+//!
+//! A model is parsed and validated as a whole: every problem is reported at once, each with its
+//! line and, for a misspelt name, the nearest valid one. Once a `Model` exists it is consistent:
+//! every metric's fact exists, every ratio's parts are metrics of the same fact.
+//!
+//! This crate knows nothing of DataFusion, the warehouse or HTTP: expressions are SQL text over
+//! the fact's own columns, handed to the engine as they are.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The model that ships with Prism.
+pub const SHIPPED: &str = include_str!("../../../model/prm.yaml");
+pub const SHIPPED_NAME: &str = "prm.yaml";
+
+/// The time grains every fact's time column can be cut by.
+pub const TIME_GRAINS: &[&str] = &["day", "week", "month", "quarter", "year"];
+
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub dimensions: BTreeMap<String, Dimension>,
+    pub facts: BTreeMap<String, Fact>,
+    pub metrics: BTreeMap<String, Metric>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Dimension {
+    pub name: String,
+    pub table: String,
+    pub key: String,
+    pub attributes: BTreeMap<String, Attribute>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Attribute {
+    pub name: String,
+    pub description: String,
+    /// SQL over the dimension table's columns; `None` is the column of the same name.
+    pub expression: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Fact {
+    pub name: String,
+    pub table: String,
+    /// The one time column that the time dimension and every period filter refer to.
+    pub time: String,
+    pub reaches: Vec<String>,
+    pub description: String,
+    /// Degenerate dimensions (`opportunity.stage`): attributes of the fact itself.
+    pub attributes: BTreeMap<String, FactAttribute>,
+}
+
+#[derive(Clone, Debug)]
+pub struct FactAttribute {
+    pub name: String,
+    pub column: String,
+    pub description: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Aggregate {
+    Sum(String),
+    /// `*` counts rows.
+    Count(String),
+    CountDistinct(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetricKind {
+    /// An aggregate over the fact's rows, optionally only those satisfying `filter`.
+    Base { aggregate: Aggregate, filter: Option<String> },
+    /// `scale * numerator / denominator / divide_by`, after aggregation; null when the
+    /// denominator is 0.
+    Ratio { numerator: String, denominator: String, scale: f64, divide_by: f64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Money,
+    Integer,
+    Number,
+    Percent,
+    Ratio,
+}
+
+#[derive(Clone, Debug)]
+pub struct Metric {
+    pub name: String,
+    pub fact: String,
+    pub kind: MetricKind,
+    pub format: Format,
+    pub description: String,
+    /// An additive part of a ratio, not listed by default.
+    pub hidden: bool,
+}
+
+impl Metric {
+    /// Sums and counts re-aggregate by summing; distinct counts do not.
+    pub fn is_additive(&self) -> bool {
+        matches!(&self.kind, MetricKind::Base { aggregate: Aggregate::Sum(_) | Aggregate::Count(_), .. })
+    }
+}
+
+/// A problem in a model file, with the line it is on when known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelProblem {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.iter().map(|p| match p.line { Some(l) => format!("{}:{l}: {}", .file, p.message), None => format!("{}: {}", .file, p.message) }).collect::<Vec<_>>().join("\n"))]
+pub struct ModelError {
+    pub file: String,
+    pub problems: Vec<ModelProblem>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    #[serde(default)]
+    dimensions: BTreeMap<String, RawDimension>,
+    #[serde(default)]
+    facts: BTreeMap<String, RawFact>,
+    #[serde(default)]
+    metrics: BTreeMap<String, RawMetric>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDimension {
+    table: String,
+    key: String,
+    attributes: BTreeMap<String, RawAttribute>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAttribute {
+    #[serde(default)]
+    description: String,
+    expression: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFact {
+    table: String,
+    time: String,
+    #[serde(default)]
+    reaches: Vec<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    attributes: BTreeMap<String, RawFactAttribute>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFactAttribute {
+    column: String,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetric {
+    fact: String,
+    sum: Option<String>,
+    count: Option<String>,
+    count_distinct: Option<String>,
+    ratio: Option<(String, String)>,
+    #[serde(rename = "where")]
+    filter: Option<String>,
+    scale: Option<f64>,
+    divide_by: Option<f64>,
+    format: Option<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    hidden: bool,
+}
+
+/// The nearest of `candidates` to `name`, when one is close enough to be a likely misspelling.
+pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(name, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// " did you mean `x`?" or nothing.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    nearest(name, candidates).map(|n| format!("; did you mean `{n}`?")).unwrap_or_default()
+}
+
+/// The line of the first `key:` in the text after `after_line`, for locating a problem.
+fn line_of(text: &str, key: &str, after_line: usize) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .skip(after_line.saturating_sub(1))
+        .find(|(_, l)| {
+            let t = l.trim_start();
+            t.strip_prefix(key).is_some_and(|rest| rest.starts_with(':'))
+        })
+        .map(|(i, _)| i + 1)
+}
+
+impl Model {
+    /// The model that ships with Prism.
+    pub fn shipped() -> Model {
+        Model::parse(SHIPPED_NAME, SHIPPED).expect("the shipped model is valid")
+    }
+
+    /// Parses and validates a model file, reporting every problem at once.
+    pub fn parse(file: &str, text: &str) -> Result<Model, ModelError> {
+        let err = |problems| ModelError { file: file.to_string(), problems };
+        let raw: RawModel = serde_norway::from_str(text).map_err(|e| {
+            err(vec![ModelProblem { line: e.location().map(|l| l.line()), message: e.to_string() }])
+        })?;
+        let mut problems = Vec::new();
+        let mut dimensions = BTreeMap::new();
+        for (name, d) in raw.dimensions {
+            let attributes = d
+                .attributes
+                .into_iter()
+                .map(|(a, r)| (a.clone(), Attribute { name: a, description: r.description, expression: r.expression }))
+                .collect();
+            dimensions.insert(name.clone(), Dimension { name, table: d.table, key: d.key, attributes });
+        }
+        let mut facts = BTreeMap::new();
+        let facts_line = line_of(text, "facts", 0).unwrap_or(0);
+        let metrics_line = line_of(text, "metrics", 0).unwrap_or(0);
+        for (name, f) in raw.facts {
+            let line = line_of(text, &name, facts_line);
+            for r in &f.reaches {
+                if !dimensions.contains_key(r) {
+                    problems.push(ModelProblem {
+                        line,
+                        message: format!("fact `{name}` reaches `{r}`, which is not a dimension{}", did_you_mean(r, dimensions.keys().map(String::as_str))),
+                    });
+                }
+            }
+            let attributes = f
+                .attributes
+                .into_iter()
+                .map(|(a, r)| (a.clone(), FactAttribute { name: a, column: r.column, description: r.description }))
+                .collect();
+            facts.insert(name.clone(), Fact { name, table: f.table, time: f.time, reaches: f.reaches, description: f.description, attributes });
+        }
+        let metric_facts: BTreeMap<String, String> = raw.metrics.iter().map(|(n, m)| (n.clone(), m.fact.clone())).collect();
+        let mut metrics = BTreeMap::new();
+        for (name, m) in raw.metrics {
+            let line = line_of(text, &name, metrics_line);
+            let mut problem = |message: String| problems.push(ModelProblem { line, message: format!("metric `{name}`: {message}") });
+            if !facts.contains_key(&m.fact) {
+                problem(format!("`{}` is not a fact{}", m.fact, did_you_mean(&m.fact, facts.keys().map(String::as_str))));
+            }
+            let given = [m.sum.is_some(), m.count.is_some(), m.count_distinct.is_some(), m.ratio.is_some()].iter().filter(|x| **x).count();
+            if given != 1 {
+                problem("needs exactly one of sum, count, count_distinct, ratio".into());
+                continue;
+            }
+            let kind = if let Some((numerator, denominator)) = m.ratio {
+                for part in [&numerator, &denominator] {
+                    match metric_facts.get(part) {
+                        None => problem(format!("ratio part `{part}` is not a metric{}", did_you_mean(part, metric_facts.keys().map(String::as_str)))),
+                        Some(f) if *f != m.fact => problem(format!("ratio part `{part}` is a metric of `{f}`, not of `{}`", m.fact)),
+                        Some(_) => {}
+                    }
+                }
+                if m.filter.is_some() {
+                    problem("a ratio takes no `where`: put the condition on its parts".into());
+                }
+                MetricKind::Ratio { numerator, denominator, scale: m.scale.unwrap_or(1.0), divide_by: m.divide_by.unwrap_or(1.0) }
+            } else {
+                if m.scale.is_some() || m.divide_by.is_some() {
+                    problem("`scale` and `divide_by` apply to ratios only".into());
+                }
+                let aggregate = match (m.sum, m.count, m.count_distinct) {
+                    (Some(e), _, _) => Aggregate::Sum(e),
+                    (_, Some(e), _) => Aggregate::Count(e),
+                    (_, _, Some(e)) => Aggregate::CountDistinct(e),
+                    _ => unreachable!("exactly one is given"),
+                };
+                MetricKind::Base { aggregate, filter: m.filter }
+            };
+            let format = match m.format.as_deref() {
+                None | Some("number") => Format::Number,
+                Some("money") => Format::Money,
+                Some("integer") => Format::Integer,
+                Some("percent") => Format::Percent,
+                Some("ratio") => Format::Ratio,
+                Some(other) => {
+                    let formats = ["money", "integer", "number", "percent", "ratio"];
+                    problem(format!("format `{other}` is not one of {}{}", formats.join(", "), did_you_mean(other, formats)));
+                    Format::Number
+                }
+            };
+            metrics.insert(name.clone(), Metric { name, fact: m.fact, kind, format, description: m.description, hidden: m.hidden });
+        }
+        if problems.is_empty() {
+            Ok(Model { dimensions, facts, metrics })
+        } else {
+            problems.sort_by_key(|p| p.line);
+            Err(err(problems))
+        }
+    }
+
+    /// The shipped model extended by a user's file: its dimensions, facts and metrics are added,
+    /// or replace the shipped ones of the same name.
+    pub fn extended(file: &str, text: &str) -> Result<Model, ModelError> {
+        let combined = merge_yaml(SHIPPED, text).map_err(|message| ModelError {
+            file: file.to_string(),
+            problems: vec![ModelProblem { line: None, message }],
+        })?;
+        Model::parse(file, &combined)
+    }
+
+    /// Every dimension name a query may use: `partner.tier`, `opportunity.stage`, `time.month`.
+    pub fn dimension_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .dimensions
+            .values()
+            .flat_map(|d| d.attributes.keys().map(move |a| format!("{}.{a}", d.name)))
+            .collect();
+        names.extend(self.facts.values().flat_map(|f| f.attributes.keys().cloned()));
+        names.extend(TIME_GRAINS.iter().map(|g| format!("time.{g}")));
+        names
+    }
+
+    pub fn metric(&self, name: &str) -> Result<&Metric, String> {
+        self.metrics.get(name).ok_or_else(|| {
+            format!("no metric `{name}`{}", did_you_mean(name, self.metrics.keys().map(String::as_str)))
+        })
+    }
+}
+
+/// Merges two YAML models key by key at the second level (`metrics.x` from `extra` replaces
+/// or adds to `base`).
+fn merge_yaml(base: &str, extra: &str) -> Result<String, String> {
+    use serde_norway::Value;
+    let mut b: Value = serde_norway::from_str(base).map_err(|e| e.to_string())?;
+    let e: Value = serde_norway::from_str(extra).map_err(|e| e.to_string())?;
+    let (Value::Mapping(bm), Value::Mapping(em)) = (&mut b, e) else {
+        return Err("a model file is a mapping with dimensions, facts and metrics".into());
+    };
+    for (section, entries) in em {
+        match (bm.get_mut(&section), entries) {
+            (Some(Value::Mapping(target)), Value::Mapping(add)) => {
+                for (k, v) in add {
+                    target.insert(k, v);
+                }
+            }
+            (_, entries) => {
+                bm.insert(section, entries);
+            }
+        }
+    }
+    serde_norway::to_string(&b).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_model_defines_every_metric_of_the_spec() {
+        let m = Model::shipped();
+        for name in [
+            "closed_revenue", "units_sold", "order_count", "buying_customers", "gross_margin", "gross_margin_pct",
+            "indirect_revenue_share", "open_pipeline", "weighted_pipeline", "open_opportunities", "won_amount",
+            "won_count", "lost_count", "win_rate", "avg_deal_size", "registered_deal_share", "avg_sales_cycle_days",
+            "csat_avg", "csat_satisfied_pct", "survey_count", "sr_count", "open_sr_count", "resolution_rate",
+            "avg_first_response_hours", "avg_resolution_hours", "sla_met_pct",
+        ] {
+            let metric = m.metric(name).unwrap();
+            assert!(!metric.hidden && !metric.description.is_empty(), "{name}");
+        }
+        assert!(m.dimension_names().contains(&"customer.annual_revenue_band".to_string()));
+        assert!(m.dimension_names().contains(&"opportunity.stage".to_string()));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_its_line_and_the_nearest_name() {
+        let text = "\
+dimensions:
+  partner: { table: partners, key: partner_id, attributes: { tier: {} } }
+facts:
+  orders: { table: orders, time: order_date, reaches: [partnr] }
+metrics:
+  revenue: { fact: orders, sum: revenue }
+  share: { fact: orders, ratio: [revenu, revenue] }
+  bad: { fact: order, count: \"*\", format: percnt }
+";
+        let err = Model::parse("mine.yaml", text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "mine.yaml:4: fact `orders` reaches `partnr`, which is not a dimension; did you mean `partner`?\n\
+             mine.yaml:7: metric `share`: ratio part `revenu` is not a metric; did you mean `revenue`?\n\
+             mine.yaml:8: metric `bad`: `order` is not a fact; did you mean `orders`?\n\
+             mine.yaml:8: metric `bad`: format `percnt` is not one of money, integer, number, percent, ratio; did you mean `percent`?"
+        );
+    }
+
+    #[test]
+    fn a_yaml_syntax_error_says_where() {
+        let err = Model::parse("mine.yaml", "metrics:\n  x: { fact: orders, sum: [\n").unwrap_err();
+        assert_eq!(err.problems.len(), 1);
+        assert!(err.problems[0].line.is_some(), "{err}");
+    }
+
+    #[test]
+    fn a_user_model_adds_metrics_to_the_shipped_one() {
+        let m = Model::extended(
+            "mine.yaml",
+            "metrics:\n  big_deals: { fact: opportunities, count: \"*\", where: \"amount >= 100000\", format: integer, description: Deals of 100 k or more. }\n",
+        )
+        .unwrap();
+        assert!(m.metric("big_deals").is_ok());
+        assert!(m.metric("closed_revenue").is_ok());
+        assert_eq!(m.metric("closed_revnue").unwrap_err(), "no metric `closed_revnue`; did you mean `closed_revenue`?");
+    }
+}
