@@ -1,6 +1,7 @@
 //! `prism`: flags and glue over the library crates. Nothing here that a library should own.
 
 mod progress;
+mod query_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +24,7 @@ struct Cli {
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Format {
     Table,
+    Csv,
     Json,
 }
 
@@ -58,6 +60,31 @@ enum Command {
         scale: f64,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+    },
+    /// Compute metrics, cut by dimensions, for a period and a scope.
+    Query {
+        #[command(flatten)]
+        args: query_cmd::QueryArgs,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// A model file extending the shipped one (default: model.yaml in the data folder, if any).
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// Show the definitions a query uses and the SQL it compiles to, without running it.
+    Explain {
+        #[command(flatten)]
+        args: query_cmd::QueryArgs,
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// List the metrics and dimensions of the model, with their definitions.
+    Model {
+        /// Also list the hidden parts of ratios.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
     /// Generate a demo export if there is none, load it, and say what to run next.
     Demo {
@@ -162,6 +189,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Query { args, format, model } => {
+            let model = query_cmd::load_model(&cli.data, model.as_ref())?;
+            let (query, scope) = args.query()?;
+            let wh = Warehouse::open(&cli.data)?;
+            let snapshot = wh.snapshot(args.as_of)?;
+            let rt = runtime()?;
+            let result = rt.block_on(async {
+                let ctx = snapshot.session().await?;
+                Ok::<_, anyhow::Error>(prism_engine::Engine::new(model).run(&ctx, &query, &scope).await?)
+            })?;
+            query_cmd::print(&result, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain { args, model } => {
+            let model = query_cmd::load_model(&cli.data, model.as_ref())?;
+            let (query, scope) = args.query()?;
+            query_cmd::explain(&prism_engine::Engine::new(model), &query, &scope)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Model { all, model } => {
+            query_cmd::print_model(&query_cmd::load_model(&cli.data, model.as_ref())?, all);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Generate { out, scale, seed } => {
             let started = std::time::Instant::now();
             let summary = generate(&GenerateConfig { out: out.clone(), scale, seed })?;
@@ -194,7 +244,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 println!("the warehouse in {} is already loaded", wh.dir().display());
             }
-            println!("\nnext: `prism status` shows what is loaded; `prism load EXPORT_DIR` applies a newer export.");
+            println!("\nnext:");
+            println!("  prism status                                        what is loaded");
+            println!("  prism model                                         the metrics and dimensions");
+            println!("  prism query --metrics closed_revenue,win_rate,csat_avg --by partner.tier");
+            println!("  prism query --metrics closed_revenue --by partner.partner_name --order closed_revenue:desc --limit 10");
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -233,9 +233,10 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
     let (path, mut w) = out.writer(Entity::Partners)?;
     let mut partners: Vec<Partner> = Vec::with_capacity(n_partners);
     for i in 0..n_partners {
-        // Pareto(alpha = 1.2) sizes give the familiar 80/20 split of revenue.
+        // Pareto(alpha = 0.75) sizes, capped so that no single partner dwarfs the channel,
+        // give the familiar 80/20 split of revenue.
         let u: f64 = rng.random::<f64>().max(1e-9);
-        let weight = u.powf(-1.0 / 1.2);
+        let weight = u.powf(-1.0 / 0.75).min(100.0);
         let quality = (rng.random::<f64>() * 0.7 + 0.3 * (weight.ln() / 4.0).clamp(0.0, 1.0)).clamp(0.0, 1.0);
         let region = {
             let cum = cumulate(REGIONS.iter().map(|r| r.2));
@@ -244,13 +245,17 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         let active = rng.random::<f64>() > 0.07;
         let decline = if active && rng.random::<f64>() < 0.06 { rng.random_range(0.25..0.6) } else { 1.0 };
         let id = format!("P-{:05}", i + 1);
-        let name = format!(
-            "{} {}",
-            NAME_STEMS[rng.random_range(0..NAME_STEMS.len())],
-            PARTNER_SUFFIXES[rng.random_range(0..PARTNER_SUFFIXES.len())]
-        );
         let countries = REGIONS[region].1;
         let country = countries[rng.random_range(0..countries.len())];
+        // Partner names are unique: every stem × suffix once (in a scattered order), then with
+        // the country and a number.
+        let combos = NAME_STEMS.len() * PARTNER_SUFFIXES.len();
+        let c = (i * 7919) % combos;
+        let name = if i < combos {
+            format!("{} {}", NAME_STEMS[c / PARTNER_SUFFIXES.len()], PARTNER_SUFFIXES[c % PARTNER_SUFFIXES.len()])
+        } else {
+            format!("{} {} {country} {}", NAME_STEMS[c / PARTNER_SUFFIXES.len()], PARTNER_SUFFIXES[c % PARTNER_SUFFIXES.len()], i / combos + 1)
+        };
         let joined = first_day() - chrono::Days::new(rng.random_range(0..3650));
         let ptype = pick(&mut rng, PARTNER_TYPES);
         partners.push(Partner {
@@ -267,9 +272,9 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         // A few brand-new registered partners have not sold yet.
         let weight_for_tier = p.weight;
         let tier = match weight_for_tier {
-            w if w > 12.0 => "Platinum",
-            w if w > 3.5 => "Gold",
-            w if w > 1.6 => "Silver",
+            w if w > 40.0 => "Platinum",
+            w if w > 8.0 => "Gold",
+            w if w > 2.5 => "Silver",
             _ => "Registered",
         };
         let joined = if i % 53 == 52 { None } else { Some(joined.to_string()) };
@@ -383,7 +388,9 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
     }));
     // A partner in decline sells less and less over the last two quarters.
     let decline_start = days.len() - 183;
-    let partner_cum = cumulate(partners.iter().map(|p| p.weight));
+    // Bigger partners also close bigger and more frequent deals: order volume grows faster
+    // than partner size.
+    let partner_cum = cumulate(partners.iter().map(|p| p.weight.powf(1.3)));
 
     // Orders.
     let (path, mut w) = out.writer(Entity::Orders)?;
@@ -415,7 +422,7 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         let n_lines = 1 + (rng.random::<f64>().powf(2.0) * [3.0, 5.0, 8.0][c.size]) as u32;
         for line in 1..=n_lines {
             let prod = &products[pick_cumulative(&mut rng, &segment_cumulative[c.segment])];
-            let qty = 1 + (rng.random::<f64>().powf(3.0) * [8.0, 30.0, 120.0][c.size]) as i64;
+            let qty = 1 + (rng.random::<f64>().powf(3.0) * [4.0, 12.0, 40.0][c.size]) as i64;
             let discount = rng.random_range(0.0..0.22) + if direct { 0.0 } else { 0.05 };
             let mut revenue = ((prod.price_cents * qty) as f64 * (1.0 - discount)).round() as i64;
             let returned = rng.random::<f64>() < 0.012;

@@ -1,0 +1,172 @@
+//! `prism query`, `prism explain` and `prism model`: the query flags, and the three output
+//! formats of a result.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use prism_engine::{Engine, Filter, Order, Period, Query, QueryResult, Scope, format_value};
+use prism_model::{Format as MetricFormat, MetricKind, Model};
+
+#[derive(Args, Clone)]
+pub struct QueryArgs {
+    /// Metrics to compute, comma-separated (`prism model` lists them).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub metrics: Vec<String>,
+    /// Dimensions to cut by, comma-separated: partner.tier, time.quarter, ...
+    #[arg(long, value_delimiter = ',')]
+    pub by: Vec<String>,
+    /// D=V, D=V1|V2, D!=V, D>=V, D<=V or D=FROM..TO; repeatable.
+    #[arg(long)]
+    pub filter: Vec<String>,
+    /// FROM..TO (inclusive dates), or a year, quarter (2024-Q2) or month (2024-05). Default: all loaded data.
+    #[arg(long)]
+    pub period: Option<String>,
+    /// NAME or NAME:asc or NAME:desc; repeatable.
+    #[arg(long)]
+    pub order: Vec<String>,
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Answer as this partner's user would see it: its own rows only.
+    #[arg(long, value_name = "PARTNER_ID")]
+    pub as_partner: Option<String>,
+    /// Read an earlier warehouse version.
+    #[arg(long, value_name = "VERSION")]
+    pub as_of: Option<u64>,
+}
+
+impl QueryArgs {
+    pub fn query(&self) -> Result<(Query, Scope)> {
+        let query = Query {
+            metrics: self.metrics.clone(),
+            by: self.by.clone(),
+            filters: self.filter.iter().map(|f| Filter::parse(f)).collect::<Result<_, _>>()?,
+            period: self.period.as_deref().map(Period::parse).transpose()?,
+            order: self.order.iter().map(|o| Order::parse(o)).collect::<Result<_, _>>()?,
+            limit: self.limit,
+        };
+        let scope = match &self.as_partner {
+            Some(p) => Scope::Partner(p.clone()),
+            None => Scope::All,
+        };
+        Ok((query, scope))
+    }
+}
+
+/// The shipped model, extended by `--model FILE` or by `model.yaml` in the data folder.
+pub fn load_model(data: &Path, model: Option<&PathBuf>) -> Result<Model> {
+    let file = model.cloned().or_else(|| Some(data.join("model.yaml")).filter(|p| p.exists()));
+    match file {
+        None => Ok(Model::shipped()),
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading the model {}", path.display()))?;
+            Ok(Model::extended(&path.display().to_string(), &text)?)
+        }
+    }
+}
+
+pub fn rows(result: &QueryResult) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for b in &result.batches {
+        for row in 0..b.num_rows() {
+            out.push(result.columns.iter().enumerate().map(|(i, c)| format_value(b.column(i).as_ref(), row, c.format)).collect());
+        }
+    }
+    out
+}
+
+pub fn print(result: &QueryResult, format: crate::Format) -> Result<()> {
+    let header: Vec<&str> = result.columns.iter().map(|c| c.name.as_str()).collect();
+    let rows = rows(result);
+    match format {
+        crate::Format::Csv => {
+            let mut w = csv::Writer::from_writer(std::io::stdout());
+            w.write_record(&header)?;
+            for r in &rows {
+                w.write_record(r)?;
+            }
+            w.flush()?;
+        }
+        crate::Format::Json => {
+            // Money is a string with exactly two decimals, so that no reader turns it into a
+            // binary float; counts and ratios are numbers.
+            let objects: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    let mut o = serde_json::Map::new();
+                    for (c, v) in result.columns.iter().zip(r) {
+                        let value = if v.is_empty() {
+                            serde_json::Value::Null
+                        } else if c.format.is_none() || c.format == Some(MetricFormat::Money) {
+                            serde_json::Value::String(v.clone())
+                        } else {
+                            v.parse::<f64>().ok().and_then(|f| serde_json::Number::from_f64(f)).map_or_else(|| serde_json::Value::String(v.clone()), serde_json::Value::Number)
+                        };
+                        o.insert(c.name.clone(), value);
+                    }
+                    serde_json::Value::Object(o)
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "api_version": 1, "columns": header, "rows": objects }))?);
+        }
+        crate::Format::Table => {
+            let widths: Vec<usize> = (0..header.len())
+                .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].chars().count()]).max().unwrap_or(0))
+                .collect();
+            let line = |cells: Vec<&str>| {
+                cells
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let pad = widths[i] - c.chars().count();
+                        if result.columns[i].format.is_some() { format!("{}{c}", " ".repeat(pad)) } else { format!("{c}{}", " ".repeat(pad)) }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            };
+            println!("{}", line(header.clone()));
+            println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+            for r in &rows {
+                println!("{}", line(r.iter().map(String::as_str).collect()));
+            }
+            println!("({} row{})", rows.len(), if rows.len() == 1 { "" } else { "s" });
+        }
+    }
+    Ok(())
+}
+
+pub fn explain(engine: &Engine, query: &Query, scope: &Scope) -> Result<()> {
+    let compiled = engine.compile(query, scope)?;
+    println!("metrics:");
+    for m in &compiled.metrics {
+        let definition = match &m.kind {
+            MetricKind::Base { .. } => String::new(),
+            MetricKind::Ratio { numerator, denominator, .. } => format!(" [ratio of {numerator} / {denominator}]"),
+        };
+        println!("  {} ({}): {}{definition}", m.name, m.fact, m.description);
+    }
+    println!("scope: {scope:?}");
+    println!("sql:\n{}", compiled.sql);
+    Ok(())
+}
+
+pub fn print_model(model: &Model, all: bool) {
+    println!("metrics:");
+    for m in model.metrics.values().filter(|m| all || !m.hidden) {
+        println!("  {:<26} {:<22} {}", m.name, m.fact, m.description);
+    }
+    println!("\ndimensions:");
+    for d in model.dimensions.values() {
+        for a in d.attributes.values() {
+            println!("  {:<34} {}", format!("{}.{}", d.name, a.name), a.description);
+        }
+    }
+    for f in model.facts.values() {
+        for a in f.attributes.values() {
+            println!("  {:<34} {} (with {} metrics only)", a.name, a.description, f.name);
+        }
+    }
+    for g in prism_model::TIME_GRAINS {
+        println!("  {:<34} each fact's own date: {}", format!("time.{g}"), model.facts.values().map(|f| format!("{}.{}", f.name, f.time)).collect::<Vec<_>>().join(", "));
+    }
+}
