@@ -313,7 +313,8 @@ impl Engine {
             let expr = match &m.kind {
                 MetricKind::Base { .. } => col(&m.name),
                 MetricKind::Ratio { numerator, denominator, scale, divide_by } => {
-                    let (n, d) = (col(numerator), col(denominator));
+                    // A part with no rows in its filter sums to nothing, which in a share means 0.
+                    let (n, d) = (format!("COALESCE({}, 0)", col(numerator)), col(denominator));
                     let factor = scale / divide_by;
                     if m.format == Format::Money {
                         format!("CASE WHEN {d} = 0 THEN NULL ELSE CAST({n} AS DECIMAL(38, 6)) / {d} END")
