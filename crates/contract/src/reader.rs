@@ -124,6 +124,37 @@ impl Builder {
     }
 }
 
+/// The keys of `seen_keys` are already 128-bit XXH3 digests: hashing them again would only
+/// cost time, so the table takes their bits as they are.
+#[derive(Clone, Copy, Default)]
+struct KeyHashState;
+
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::BuildHasher for KeyHashState {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(0)
+    }
+}
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 ^= (v as u64) ^ ((v >> 64) as u64);
+    }
+}
+
 /// A field's value once parsed, before it is appended.
 #[derive(Clone, Copy)]
 enum Parsed {
@@ -153,7 +184,10 @@ pub struct FileReader<R: Read> {
     parsed: Vec<Parsed>,
     builders: Vec<Builder>,
     rows_in_batch: usize,
-    seen_keys: HashSet<u128>,
+    seen_keys: HashSet<u128, KeyHashState>,
+    /// Per column, the last reference that was found to exist: order lines of one order name the
+    /// same partner and customer, so most lookups are answered here.
+    last_known_reference: Vec<Vec<u8>>,
     warnings: Vec<String>,
     rows_read: u64,
     rows_rejected: u64,
@@ -254,7 +288,8 @@ impl<R: Read> FileReader<R> {
             parsed: vec![Parsed::Null; columns.len()],
             builders: columns.iter().map(|c| Builder::new(c.ty)).collect(),
             rows_in_batch: 0,
-            seen_keys: HashSet::new(),
+            seen_keys: HashSet::with_hasher(KeyHashState),
+            last_known_reference: vec![Vec::new(); columns.len()],
             warnings,
             rows_read: 0,
             rows_rejected: 0,
@@ -358,8 +393,19 @@ impl<R: Read> FileReader<R> {
                 Some(p) => &self.record[p],
                 None => b"",
             };
+            let is_reference = matches!(column.rule, Rule::References(_));
+            if is_reference && !raw.is_empty() && self.last_known_reference[c] == raw {
+                self.parsed[c] = Parsed::Text;
+                continue;
+            }
             match parse_field(self.entity, column, raw, known) {
-                Ok(v) => self.parsed[c] = v,
+                Ok(v) => {
+                    if is_reference {
+                        self.last_known_reference[c].clear();
+                        self.last_known_reference[c].extend_from_slice(raw);
+                    }
+                    self.parsed[c] = v;
+                }
                 Err(reason) => {
                     self.parsed[c] = Parsed::Null;
                     faults.push(self.fault(Some(c), Some(raw), reason));

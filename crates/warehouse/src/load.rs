@@ -89,11 +89,13 @@ impl LoadReport {
     }
 }
 
+type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct KnownIdSet {
-    partners: HashSet<String>,
-    products: HashSet<String>,
-    customers: HashSet<String>,
+    partners: FastSet<String>,
+    products: FastSet<String>,
+    customers: FastSet<String>,
     /// Ids whose dimension row was rejected in this export.
     rejected: HashSet<(Entity, String)>,
     /// Dimensions whose file could not be read at all: the load fails for that already, and
@@ -102,7 +104,7 @@ struct KnownIdSet {
 }
 
 impl KnownIdSet {
-    fn set_mut(&mut self, entity: Entity) -> Option<&mut HashSet<String>> {
+    fn set_mut(&mut self, entity: Entity) -> Option<&mut FastSet<String>> {
         match entity {
             Entity::Partners => Some(&mut self.partners),
             Entity::Products => Some(&mut self.products),
@@ -527,6 +529,54 @@ fn validate_and_stage(
     Ok(())
 }
 
+async fn create_with_staged_files(dir: &Path, entity: Entity, staged_dir: &Path, table: DeltaTable) -> Result<DeltaTable> {
+    use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+    use deltalake::kernel::{Action, Add, StructType};
+    let mut staged: Vec<PathBuf> = fs::read_dir(staged_dir)
+        .map_err(|e| WarehouseError::io(staged_dir, e))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| WarehouseError::io(staged_dir, e))?;
+    staged.sort();
+    let mut adds = Vec::new();
+    let prefix = uuid::Uuid::new_v4().simple().to_string();
+    for (n, path) in staged.iter().enumerate() {
+        let file = File::open(path).map_err(|e| WarehouseError::io(path, e))?;
+        let rows = parquet::file::reader::FileReader::metadata(
+            &parquet::file::reader::SerializedFileReader::new(file).map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?,
+        )
+        .file_metadata()
+        .num_rows();
+        if rows == 0 {
+            continue;
+        }
+        let name = format!("part-{n:05}-{prefix}.parquet");
+        let target = dir.join(&name);
+        fs::rename(path, &target).map_err(|e| WarehouseError::io(&target, e))?;
+        let size = fs::metadata(&target).map_err(|e| WarehouseError::io(&target, e))?.len();
+        adds.push(Action::Add(Add {
+            path: name,
+            partition_values: Default::default(),
+            size: size as i64,
+            modification_time: chrono::Utc::now().timestamp_millis(),
+            data_change: true,
+            stats: Some(format!("{{\"numRecords\":{rows}}}")),
+            tags: None,
+            deletion_vector: None,
+            base_row_id: None,
+            default_row_commit_version: None,
+            clustering_provider: None,
+        }));
+    }
+    let schema: StructType = entity.schema().as_ref().try_into_kernel().map_err(|e| WarehouseError::Staging(e.to_string()))?;
+    Ok(table
+        .create()
+        .with_columns(schema.fields().cloned())
+        .with_table_name(entity.name())
+        .with_actions(adds)
+        .await?)
+}
+
 fn collect_ids(batch: &RecordBatch, out: &mut Vec<String>) {
     let ids = batch.column(0).as_string::<i32>();
     out.reserve(ids.len());
@@ -561,6 +611,13 @@ async fn commit_table(
         None => deltalake::DeltaTableBuilder::from_url(table_url(&dir)?)?.build()?,
     };
     let prev_rows = prev.as_ref().map_or(0, |p| p.rows);
+    if prev.is_none() {
+        // A new table: the staged files are already what the table needs, so they are moved in
+        // and named by the table's first commit, without being written again.
+        let table = create_with_staged_files(&dir, entity, staged_dir, table).await?;
+        let delta_version = table.version().ok_or_else(|| WarehouseError::Corrupt(format!("{} has no version after commit", entity.name())))?;
+        return Ok((TablePin { delta_version, rows: staged_rows }, TableChange { added: staged_rows, ..TableChange::default() }));
+    }
     let (table, change, rows): (DeltaTable, TableChange, u64) = match (mode, prev_rows) {
         (LoadMode::Replace, _) | (LoadMode::Upsert, 0) => {
             let save = if mode == LoadMode::Replace { SaveMode::Overwrite } else { SaveMode::Append };

@@ -37,8 +37,9 @@ impl StagedTable {
             .name("prism-stage".into())
             .spawn(move || -> Result<u64, WarehouseError> {
                 let props = WriterProperties::builder()
-                    // Staging is read once by the commit: speed matters more than size.
-                    .set_compression(Compression::UNCOMPRESSED)
+                    // A new table takes the staged files as they are, so they are written in
+                    // the table's own format.
+                    .set_compression(Compression::SNAPPY)
                     .set_max_row_group_row_count(Some(1024 * 1024))
                     .build();
                 let mut rows = 0u64;
