@@ -9,4 +9,6 @@ pub mod reader;
 pub mod values;
 
 pub use entity::{Column, ColumnType, Entity, Rule};
-pub use reader::{FileError, FileReader, IdStatus, KnownIds, Rejection, BATCH_ROWS};
+pub use reader::{
+    BATCH_ROWS, FileError, FileReader, IdStatus, KeyRegistry, KnownIds, Rejection, RowValidator, ValidatedChunk,
+};

@@ -170,24 +170,223 @@ enum Parsed {
     Bool(bool),
 }
 
-/// Streams one export file into validated Arrow batches.
-pub struct FileReader<R: Read> {
+/// Turns records of one file into validated Arrow batches. Every field of a row is checked
+/// before the row is appended. One validator per thread: `FileReader::validator` makes more.
+pub struct RowValidator {
     entity: Entity,
     file: String,
-    csv: csv::Reader<R>,
     header_len: usize,
     /// For each column of the entity, its position in the file, if the file has it.
     positions: Vec<Option<usize>>,
     key_positions: Vec<usize>,
     not_before: Vec<Option<usize>>,
-    record: ByteRecord,
     parsed: Vec<Parsed>,
     builders: Vec<Builder>,
     rows_in_batch: usize,
-    seen_keys: HashSet<u128, KeyHashState>,
     /// Per column, the last reference that was found to exist: order lines of one order name the
     /// same partner and customer, so most lookups are answered here.
     last_known_reference: Vec<Vec<u8>>,
+}
+
+/// The outcome of validating a chunk of records on a worker.
+pub struct ValidatedChunk {
+    /// The valid rows, in the chunk's order.
+    pub batch: Option<RecordBatch>,
+    /// For each row of `batch`: its key digest and the index of its record in the chunk.
+    pub keys: Vec<(u128, usize)>,
+    /// The records that failed, by index in the chunk, with their faults.
+    pub rejected: Vec<(usize, Vec<Rejection>)>,
+}
+
+impl RowValidator {
+    fn line(record: &ByteRecord) -> u64 {
+        record.position().map_or(0, csv::Position::line)
+    }
+
+    fn fault(&self, record: &ByteRecord, column: Option<usize>, value: Option<&[u8]>, reason: String) -> Rejection {
+        let columns = self.entity.columns();
+        Rejection {
+            file: self.file.clone(),
+            line: Self::line(record),
+            column_number: column.and_then(|c| self.positions[c]).map(|p| p + 1),
+            column: column.map(|c| columns[c].name.to_string()),
+            value: value.map(|v| String::from_utf8_lossy(v).into_owned()),
+            reason,
+        }
+    }
+
+    /// Parses every field of a record into `self.parsed`; returns the faults.
+    fn check_row(&mut self, record: &ByteRecord, known: &dyn KnownIds) -> Vec<Rejection> {
+        let mut faults = Vec::new();
+        if record.len() != self.header_len {
+            let reason = if record.len() < self.header_len {
+                format!(
+                    "truncated row: {} field{} where the header has {}",
+                    record.len(),
+                    if record.len() == 1 { "" } else { "s" },
+                    self.header_len
+                )
+            } else {
+                format!("{} fields where the header has {}", record.len(), self.header_len)
+            };
+            faults.push(self.fault(record, None, None, reason));
+            return faults;
+        }
+        let columns = self.entity.columns();
+        for (c, column) in columns.iter().enumerate() {
+            let raw: &[u8] = match self.positions[c] {
+                Some(p) => &record[p],
+                None => b"",
+            };
+            let is_reference = matches!(column.rule, Rule::References(_));
+            if is_reference && !raw.is_empty() && self.last_known_reference[c] == raw {
+                self.parsed[c] = Parsed::Text;
+                continue;
+            }
+            match parse_field(self.entity, column, raw, known) {
+                Ok(v) => {
+                    if is_reference {
+                        self.last_known_reference[c].clear();
+                        self.last_known_reference[c].extend_from_slice(raw);
+                    }
+                    self.parsed[c] = v;
+                }
+                Err(reason) => {
+                    self.parsed[c] = Parsed::Null;
+                    faults.push(self.fault(record, Some(c), Some(raw), reason));
+                }
+            }
+        }
+        for (c, other) in self.not_before.iter().enumerate() {
+            if let (Some(o), Parsed::Timestamp(t)) = (*other, self.parsed[c])
+                && let Parsed::Timestamp(start) = self.parsed[o]
+                && t < start
+            {
+                let raw = self.positions[c].map(|p| &record[p]);
+                let reason = format!("{} must not precede {}", columns[c].name, columns[o].name);
+                faults.push(self.fault(record, Some(c), raw, reason));
+            }
+        }
+        faults
+    }
+
+    /// The 128-bit digest of a valid record's key.
+    fn key_digest(&self, record: &ByteRecord) -> u128 {
+        let mut h = Xxh3::new();
+        for &k in &self.key_positions {
+            h.update(&record[self.positions[k].expect("key columns are required")]);
+            // 0xFF never occurs in UTF-8, so ("ab","c") and ("a","bc") hash apart.
+            h.update(&[0xFF]);
+        }
+        h.digest128()
+    }
+
+    /// The rejection of a record whose key an earlier record of the file already had.
+    pub fn duplicate(&self, record: &ByteRecord) -> Rejection {
+        let key: Vec<String> = self
+            .key_positions
+            .iter()
+            .map(|&k| String::from_utf8_lossy(&record[self.positions[k].expect("key column")]).into_owned())
+            .collect();
+        let reason = format!(
+            "duplicate key {} = {}: an earlier row of this file has the same key",
+            self.entity.key().join(", "),
+            key.join(", ")
+        );
+        self.fault(record, Some(self.key_positions[0]), Some(key.join(", ").as_bytes()), reason)
+    }
+
+    fn append_row(&mut self, record: &ByteRecord) {
+        for (c, builder) in self.builders.iter_mut().enumerate() {
+            let parsed = self.parsed[c];
+            match (builder, parsed) {
+                (Builder::Text(b), Parsed::Text) => {
+                    let raw = &record[self.positions[c].expect("text field present")];
+                    // Checked by parse_field.
+                    b.append_value(std::str::from_utf8(raw).expect("validated UTF-8"));
+                }
+                (Builder::Text(b), Parsed::Canonical(s)) => b.append_value(s),
+                (Builder::Text(b), Parsed::Null) => b.append_null(),
+                (Builder::Date(b), Parsed::Date(d)) => b.append_value(d),
+                (Builder::Date(b), Parsed::Null) => b.append_null(),
+                (Builder::Timestamp(b), Parsed::Timestamp(t)) => b.append_value(t),
+                (Builder::Timestamp(b), Parsed::Null) => b.append_null(),
+                (Builder::Money(b), Parsed::Money(m)) => b.append_value(m),
+                (Builder::Money(b), Parsed::Null) => b.append_null(),
+                (Builder::Integer(b), Parsed::Integer(i)) => b.append_value(i),
+                (Builder::Integer(b), Parsed::Null) => b.append_null(),
+                (Builder::Bool(b), Parsed::Bool(v)) => b.append_value(v),
+                (Builder::Bool(b), Parsed::Null) => b.append_null(),
+                _ => unreachable!("parse_field returns the column's type"),
+            }
+        }
+        self.rows_in_batch += 1;
+    }
+
+    fn finish_batch(&mut self) -> RecordBatch {
+        self.rows_in_batch = 0;
+        let arrays = self.builders.iter_mut().map(Builder::finish).collect();
+        RecordBatch::try_new(self.entity.schema(), arrays).expect("builders match the schema")
+    }
+
+    /// Validates a chunk of records read by `FileReader::read_chunk`. Keys are not checked
+    /// for uniqueness here: the caller does that in file order with `KeyRegistry`.
+    pub fn validate_chunk(&mut self, records: &[ByteRecord], known: &dyn KnownIds) -> ValidatedChunk {
+        let mut keys = Vec::with_capacity(records.len());
+        let mut rejected = Vec::new();
+        for (i, record) in records.iter().enumerate() {
+            let faults = self.check_row(record, known);
+            if faults.is_empty() {
+                keys.push((self.key_digest(record), i));
+                self.append_row(record);
+            } else {
+                rejected.push((i, faults));
+            }
+        }
+        let batch = (self.rows_in_batch > 0).then(|| self.finish_batch());
+        ValidatedChunk { batch, keys, rejected }
+    }
+}
+
+impl Clone for RowValidator {
+    fn clone(&self) -> RowValidator {
+        RowValidator {
+            entity: self.entity,
+            file: self.file.clone(),
+            header_len: self.header_len,
+            positions: self.positions.clone(),
+            key_positions: self.key_positions.clone(),
+            not_before: self.not_before.clone(),
+            parsed: self.parsed.clone(),
+            builders: self.entity.columns().iter().map(|c| Builder::new(c.ty)).collect(),
+            rows_in_batch: 0,
+            last_known_reference: vec![Vec::new(); self.positions.len()],
+        }
+    }
+}
+
+/// The keys seen so far in one file, to find duplicates in file order.
+pub struct KeyRegistry {
+    seen: HashSet<u128, KeyHashState>,
+}
+
+impl Default for KeyRegistry {
+    fn default() -> Self {
+        KeyRegistry { seen: HashSet::with_hasher(KeyHashState) }
+    }
+}
+
+impl KeyRegistry {
+    /// True the first time a key digest is seen.
+    pub fn first(&mut self, digest: u128) -> bool {
+        self.seen.insert(digest)
+    }
+}
+
+/// One export file: its header, checked, and its records, read in chunks for `RowValidator`s.
+pub struct FileReader<R: Read> {
+    csv: csv::Reader<R>,
+    validator: RowValidator,
     warnings: Vec<String>,
     rows_read: u64,
     rows_rejected: u64,
@@ -276,20 +475,21 @@ impl<R: Read> FileReader<R> {
                 _ => None,
             })
             .collect();
-        Ok(FileReader {
+        let validator = RowValidator {
             entity,
             file,
-            csv,
             header_len: names.len(),
             positions,
             key_positions,
             not_before,
-            record: ByteRecord::new(),
             parsed: vec![Parsed::Null; columns.len()],
             builders: columns.iter().map(|c| Builder::new(c.ty)).collect(),
             rows_in_batch: 0,
-            seen_keys: HashSet::with_hasher(KeyHashState),
             last_known_reference: vec![Vec::new(); columns.len()],
+        };
+        Ok(FileReader {
+            csv,
+            validator,
             warnings,
             rows_read: 0,
             rows_rejected: 0,
@@ -298,11 +498,16 @@ impl<R: Read> FileReader<R> {
 
     /// Where the entity's first key column is in the file's records.
     pub fn key_position(&self) -> usize {
-        self.positions[self.key_positions[0]].expect("key columns are required")
+        self.validator.positions[self.validator.key_positions[0]].expect("key columns are required")
     }
 
     pub fn entity(&self) -> Entity {
-        self.entity
+        self.validator.entity
+    }
+
+    /// A validator for another thread, with this file's header.
+    pub fn validator(&self) -> RowValidator {
+        self.validator.clone()
     }
 
     /// Warnings about the header (unknown columns), for the load report.
@@ -324,160 +529,27 @@ impl<R: Read> FileReader<R> {
         self.rows_rejected
     }
 
-    /// The next batch of valid rows, or `None` at the end of the file. Each rejected row is
-    /// passed to `on_reject` with its faults and the record exactly as read.
-    pub fn next_batch(
-        &mut self,
-        known: &dyn KnownIds,
-        on_reject: &mut dyn FnMut(Vec<Rejection>, &ByteRecord),
-    ) -> Result<Option<RecordBatch>, FileError> {
-        loop {
+    /// Counts rows rejected by validators on other threads.
+    pub fn add_rejected(&mut self, n: u64) {
+        self.rows_rejected += n;
+    }
+
+    /// Reads up to `records.len()` raw records into `records` (reusing their buffers); returns
+    /// how many were read (0 at the end of the file).
+    pub fn read_chunk(&mut self, records: &mut [ByteRecord]) -> Result<usize, FileError> {
+        let mut n = 0;
+        for r in records.iter_mut() {
             let more = self
                 .csv
-                .read_byte_record(&mut self.record)
-                .map_err(|e| FileError::Io { file: self.file.clone(), source: e.into() })?;
+                .read_byte_record(r)
+                .map_err(|e| FileError::Io { file: self.validator.file.clone(), source: e.into() })?;
             if !more {
                 break;
             }
-            self.rows_read += 1;
-            let faults = self.check_row(known);
-            if faults.is_empty() {
-                self.append_row();
-                if self.rows_in_batch == BATCH_ROWS {
-                    return Ok(Some(self.finish_batch()));
-                }
-            } else {
-                self.rows_rejected += 1;
-                on_reject(faults, &self.record);
-            }
+            n += 1;
         }
-        Ok((self.rows_in_batch > 0).then(|| self.finish_batch()))
-    }
-
-    fn line(&self) -> u64 {
-        self.record.position().map_or(0, csv::Position::line)
-    }
-
-    fn fault(&self, column: Option<usize>, value: Option<&[u8]>, reason: String) -> Rejection {
-        let columns = self.entity.columns();
-        Rejection {
-            file: self.file.clone(),
-            line: self.line(),
-            column_number: column.and_then(|c| self.positions[c]).map(|p| p + 1),
-            column: column.map(|c| columns[c].name.to_string()),
-            value: value.map(|v| String::from_utf8_lossy(v).into_owned()),
-            reason,
-        }
-    }
-
-    /// Parses every field of the current record into `self.parsed`; returns the faults.
-    fn check_row(&mut self, known: &dyn KnownIds) -> Vec<Rejection> {
-        let mut faults = Vec::new();
-        if self.record.len() != self.header_len {
-            let reason = if self.record.len() < self.header_len {
-                format!(
-                    "truncated row: {} field{} where the header has {}",
-                    self.record.len(),
-                    if self.record.len() == 1 { "" } else { "s" },
-                    self.header_len
-                )
-            } else {
-                format!("{} fields where the header has {}", self.record.len(), self.header_len)
-            };
-            faults.push(self.fault(None, None, reason));
-            return faults;
-        }
-        let columns = self.entity.columns();
-        for (c, column) in columns.iter().enumerate() {
-            let raw: &[u8] = match self.positions[c] {
-                Some(p) => &self.record[p],
-                None => b"",
-            };
-            let is_reference = matches!(column.rule, Rule::References(_));
-            if is_reference && !raw.is_empty() && self.last_known_reference[c] == raw {
-                self.parsed[c] = Parsed::Text;
-                continue;
-            }
-            match parse_field(self.entity, column, raw, known) {
-                Ok(v) => {
-                    if is_reference {
-                        self.last_known_reference[c].clear();
-                        self.last_known_reference[c].extend_from_slice(raw);
-                    }
-                    self.parsed[c] = v;
-                }
-                Err(reason) => {
-                    self.parsed[c] = Parsed::Null;
-                    faults.push(self.fault(Some(c), Some(raw), reason));
-                }
-            }
-        }
-        for (c, other) in self.not_before.iter().enumerate() {
-            if let (Some(o), Parsed::Timestamp(t)) = (*other, self.parsed[c])
-                && let Parsed::Timestamp(start) = self.parsed[o]
-                && t < start
-            {
-                let raw = self.positions[c].map(|p| &self.record[p]);
-                let reason = format!("{} must not precede {}", columns[c].name, columns[o].name);
-                faults.push(self.fault(Some(c), raw, reason));
-            }
-        }
-        if faults.is_empty() {
-            let mut h = Xxh3::new();
-            for &k in &self.key_positions {
-                h.update(&self.record[self.positions[k].expect("key columns are required")]);
-                // 0xFF never occurs in UTF-8, so ("ab","c") and ("a","bc") hash apart.
-                h.update(&[0xFF]);
-            }
-            if !self.seen_keys.insert(h.digest128()) {
-                let key: Vec<String> = self
-                    .key_positions
-                    .iter()
-                    .map(|&k| String::from_utf8_lossy(&self.record[self.positions[k].unwrap()]).into_owned())
-                    .collect();
-                let first = self.key_positions[0];
-                let reason = format!(
-                    "duplicate key {} = {}: an earlier row of this file has the same key",
-                    self.entity.key().join(", "),
-                    key.join(", ")
-                );
-                faults.push(self.fault(Some(first), Some(key.join(", ").as_bytes()), reason));
-            }
-        }
-        faults
-    }
-
-    fn append_row(&mut self) {
-        for (c, builder) in self.builders.iter_mut().enumerate() {
-            let parsed = self.parsed[c];
-            match (builder, parsed) {
-                (Builder::Text(b), Parsed::Text) => {
-                    let raw = &self.record[self.positions[c].expect("text field present")];
-                    // Checked by parse_field.
-                    b.append_value(std::str::from_utf8(raw).expect("validated UTF-8"));
-                }
-                (Builder::Text(b), Parsed::Canonical(s)) => b.append_value(s),
-                (Builder::Text(b), Parsed::Null) => b.append_null(),
-                (Builder::Date(b), Parsed::Date(d)) => b.append_value(d),
-                (Builder::Date(b), Parsed::Null) => b.append_null(),
-                (Builder::Timestamp(b), Parsed::Timestamp(t)) => b.append_value(t),
-                (Builder::Timestamp(b), Parsed::Null) => b.append_null(),
-                (Builder::Money(b), Parsed::Money(m)) => b.append_value(m),
-                (Builder::Money(b), Parsed::Null) => b.append_null(),
-                (Builder::Integer(b), Parsed::Integer(i)) => b.append_value(i),
-                (Builder::Integer(b), Parsed::Null) => b.append_null(),
-                (Builder::Bool(b), Parsed::Bool(v)) => b.append_value(v),
-                (Builder::Bool(b), Parsed::Null) => b.append_null(),
-                _ => unreachable!("parse_field returns the column's type"),
-            }
-        }
-        self.rows_in_batch += 1;
-    }
-
-    fn finish_batch(&mut self) -> RecordBatch {
-        self.rows_in_batch = 0;
-        let arrays = self.builders.iter_mut().map(Builder::finish).collect();
-        RecordBatch::try_new(self.entity.schema(), arrays).expect("builders match the schema")
+        self.rows_read += n as u64;
+        Ok(n)
     }
 }
 

@@ -19,7 +19,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
-use prism_contract::{Entity, FileError, FileReader, IdStatus, KnownIds, Rejection};
+use prism_contract::{Entity, FileError, FileReader, IdStatus, KeyRegistry, KnownIds, Rejection, ValidatedChunk};
 use serde::Serialize;
 
 use crate::staging::{StagedTable, remove_dir_if_exists};
@@ -28,6 +28,12 @@ use crate::{Result, Warehouse, WarehouseError, open_table_at, table_url};
 
 /// On screen, a report shows this many rejections per file; the JSON report has all of them.
 pub const SHOWN_PER_FILE: usize = 100;
+
+/// Threads validating rows of one file: the machine this runs on has two cores, and reading,
+/// putting in order and Parquet encoding share them with the validators.
+const VALIDATORS: usize = 2;
+/// Raw records per chunk handed to a validator.
+const CHUNK_ROWS: usize = 16 * 1024;
 
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
@@ -422,83 +428,155 @@ fn validate_and_stage(
         let mut new_ids: Vec<String> = Vec::new();
         let mut rejected_ids: Vec<String> = Vec::new();
         let key_position = reader.key_position();
-        let mut last_progress = 0u64;
-        loop {
-            let mut on_reject = |faults: Vec<Rejection>, record: &csv::ByteRecord| {
-                if sink_error.is_some() {
+        let mut on_reject = |faults: Vec<Rejection>, record: &csv::ByteRecord| {
+            if sink_error.is_some() {
+                return;
+            }
+            if entity.is_dimension() && let Some(id) = record.get(key_position) {
+                rejected_ids.push(String::from_utf8_lossy(id).into_owned());
+            }
+            for f in &faults {
+                if outcome.shown.len() < SHOWN_PER_FILE {
+                    outcome.shown.push(f.clone());
+                }
+                if let Err(e) = report_writer.rejection(f) {
+                    sink_error = Some(e);
                     return;
                 }
-                if entity.is_dimension() && let Some(id) = record.get(key_position) {
-                    rejected_ids.push(String::from_utf8_lossy(id).into_owned());
-                }
-                for f in &faults {
-                    if outcome.shown.len() < SHOWN_PER_FILE {
-                        outcome.shown.push(f.clone());
-                    }
-                    if let Err(e) = report_writer.rejection(f) {
-                        sink_error = Some(e);
-                        return;
-                    }
-                }
-                if options.quarantine {
-                    let r = match &mut rejects {
-                        Some(r) => r,
-                        None => {
-                            let dir = load_dir.join("rejects");
-                            let path = dir.join(&file_name);
-                            let created = fs::create_dir_all(&dir).and_then(|()| File::create(&path));
-                            match created {
-                                Ok(f) => {
-                                    let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(BufWriter::new(f));
-                                    let mut h = header.clone();
-                                    h.push("reject_line".into());
-                                    h.push("reject_reason".into());
-                                    if let Err(e) = writer.write_record(&h) {
-                                        sink_error = Some(WarehouseError::io(&path, e.into()));
-                                        return;
-                                    }
-                                    rejects.insert(RejectsFile { writer, path })
-                                }
-                                Err(e) => {
-                                    sink_error = Some(WarehouseError::io(&path, e));
+            }
+            if options.quarantine {
+                let r = match &mut rejects {
+                    Some(r) => r,
+                    None => {
+                        let dir = load_dir.join("rejects");
+                        let path = dir.join(&file_name);
+                        let created = fs::create_dir_all(&dir).and_then(|()| File::create(&path));
+                        match created {
+                            Ok(f) => {
+                                let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(BufWriter::new(f));
+                                let mut h = header.clone();
+                                h.push("reject_line".into());
+                                h.push("reject_reason".into());
+                                if let Err(e) = writer.write_record(&h) {
+                                    sink_error = Some(WarehouseError::io(&path, e.into()));
                                     return;
                                 }
+                                rejects.insert(RejectsFile { writer, path })
+                            }
+                            Err(e) => {
+                                sink_error = Some(WarehouseError::io(&path, e));
+                                return;
                             }
                         }
-                    };
-                    let mut row = record.clone();
-                    row.push_field(faults[0].line.to_string().as_bytes());
-                    let reasons: Vec<String> = faults.iter().map(|f| match &f.column {
-                        Some(c) => format!("{c}: {}", f.reason),
-                        None => f.reason.clone(),
-                    }).collect();
-                    row.push_field(reasons.join("; ").as_bytes());
-                    if let Err(e) = r.writer.write_byte_record(&row) {
-                        sink_error = Some(WarehouseError::io(&r.path, e.into()));
                     }
+                };
+                let mut row = record.clone();
+                row.push_field(faults[0].line.to_string().as_bytes());
+                let reasons: Vec<String> = faults.iter().map(|f| match &f.column {
+                    Some(c) => format!("{c}: {}", f.reason),
+                    None => f.reason.clone(),
+                }).collect();
+                row.push_field(reasons.join("; ").as_bytes());
+                if let Err(e) = r.writer.write_byte_record(&row) {
+                    sink_error = Some(WarehouseError::io(&r.path, e.into()));
                 }
-            };
-            let batch = match reader.next_batch(known, &mut on_reject) {
-                Ok(b) => b,
-                Err(FileError::Io { source, .. }) => return Err(WarehouseError::io(&path, source)),
-                Err(FileError::Rejected(r)) => return Err(WarehouseError::Export(r.to_string())),
-            };
-            if let Some(e) = sink_error.take() {
-                return Err(e);
             }
-            let Some(batch) = batch else { break };
-            if entity.is_dimension() {
-                collect_ids(&batch, &mut new_ids);
+        };
+        // Validation runs on two workers; a reader thread feeds them chunks of raw records and
+        // this thread puts their results back in file order, where duplicate keys are found,
+        // rejections reported and batches handed to the stager.
+        let known_ref: &KnownIdSet = known;
+        let validator = reader.validator();
+        let mut keys = KeyRegistry::default();
+        let mut rejected_here = 0u64;
+        let (chunk_tx, chunk_rx) = crossbeam_channel::bounded::<(u64, Vec<csv::ByteRecord>, usize)>(4);
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<(u64, Vec<csv::ByteRecord>, usize, ValidatedChunk)>(4);
+        let (pool_tx, pool_rx) = crossbeam_channel::unbounded::<Vec<csv::ByteRecord>>();
+        let file_for_reader = file_name.clone();
+        let (mut reader, read_result) = std::thread::scope(|scope| {
+            for _ in 0..VALIDATORS {
+                let mut v = validator.clone();
+                let rx = chunk_rx.clone();
+                let tx = done_tx.clone();
+                scope.spawn(move || {
+                    for (seq, records, n) in rx {
+                        let out = v.validate_chunk(&records[..n], known_ref);
+                        if tx.send((seq, records, n, out)).is_err() {
+                            break;
+                        }
+                    }
+                });
             }
-            if !table.push(batch) {
-                break; // The writer stopped; its error comes from finish().
+            drop(done_tx);
+            drop(chunk_rx);
+            let reading = scope.spawn(move || {
+                let mut seq = 0u64;
+                let mut last_progress = 0u64;
+                let result = loop {
+                    let mut records = pool_rx.try_recv().unwrap_or_else(|_| vec![csv::ByteRecord::new(); CHUNK_ROWS]);
+                    match reader.read_chunk(&mut records) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            if chunk_tx.send((seq, records, n)).is_err() {
+                                break Ok(());
+                            }
+                            seq += 1;
+                        }
+                        Err(e) => break Err(e),
+                    }
+                    let done = reader.bytes_read();
+                    if done - last_progress > (4 << 20) {
+                        progress.file_advanced(&file_for_reader, done);
+                        last_progress = done;
+                    }
+                };
+                drop(chunk_tx);
+                (reader, result)
+            });
+            let mut pending = BTreeMap::new();
+            let mut next = 0u64;
+            for item in done_rx {
+                pending.insert(item.0, item);
+                while let Some((_, records, _n, chunk)) = pending.remove(&next) {
+                    next += 1;
+                    let mut faults: Vec<(usize, Vec<Rejection>)> = chunk.rejected;
+                    let mut keep: Option<Vec<bool>> = None;
+                    for (row, (digest, index)) in chunk.keys.iter().enumerate() {
+                        if !keys.first(*digest) {
+                            faults.push((*index, vec![validator.duplicate(&records[*index])]));
+                            keep.get_or_insert_with(|| vec![true; chunk.keys.len()])[row] = false;
+                        }
+                    }
+                    faults.sort_by_key(|(i, _)| *i);
+                    rejected_here += faults.len() as u64;
+                    for (i, f) in faults {
+                        on_reject(f, &records[i]);
+                    }
+                    if let Some(mut batch) = chunk.batch {
+                        if let Some(keep) = keep {
+                            batch = arrow::compute::filter_record_batch(&batch, &arrow::array::BooleanArray::from(keep))
+                                .expect("mask matches the batch");
+                        }
+                        if entity.is_dimension() {
+                            collect_ids(&batch, &mut new_ids);
+                        }
+                        // A stopped stager reports its error from finish().
+                        let _ = table.push(batch);
+                    }
+                    let _ = pool_tx.send(records);
+                }
             }
-            let done = reader.bytes_read();
-            if done - last_progress > (4 << 20) {
-                progress.file_advanced(&file_name, done);
-                last_progress = done;
-            }
+            reading.join().expect("the reader thread does not panic")
+        });
+        if let Some(e) = sink_error.take() {
+            return Err(e);
         }
+        match read_result {
+            Ok(()) => {}
+            Err(FileError::Io { source, .. }) => return Err(WarehouseError::io(&path, source)),
+            Err(FileError::Rejected(r)) => return Err(WarehouseError::Export(r.to_string())),
+        }
+        reader.add_rejected(rejected_here);
         if let Some(set) = known.set_mut(entity) {
             set.extend(new_ids);
         }

@@ -147,3 +147,32 @@ async fn a_generated_export_loads_whole_and_status_counts_what_the_generator_wro
     let direct = query(&wh, None, "SELECT COUNT(*) > 0, COUNT(partner_id) > 0 FROM orders WHERE partner_id IS NULL OR partner_id IS NOT NULL").await;
     assert_eq!(direct, rows(&["true|true"]));
 }
+
+#[tokio::test]
+async fn a_duplicate_key_far_from_its_first_row_is_found_and_only_the_later_row_set_aside() {
+    // Rows are validated in chunks on several threads; a key repeated in another chunk must
+    // still be found, in file order.
+    let tmp = tempfile::tempdir().unwrap();
+    let export = tmp.path().join("export");
+    let summary = prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.06, seed: 5 }).unwrap();
+    let orders_written = summary.rows_of(prism_contract::Entity::Orders);
+    assert!(orders_written > 40_000, "the file spans several chunks");
+    let path = export.join("orders.csv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let second_line = text.lines().nth(1).unwrap().to_string();
+    std::fs::write(&path, format!("{text}{second_line}\n")).unwrap();
+    let last_line = orders_written + 2;
+
+    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
+    let err = load(&wh, &export, LoadMode::Upsert, false).await.unwrap_err();
+    let prism_warehouse::WarehouseError::Rejected(report) = err else { panic!("rejected load expected") };
+    let orders = report.files.iter().find(|f| f.file == "orders.csv").unwrap();
+    assert_eq!(orders.shown.len(), 1);
+    assert_eq!(orders.shown[0].line, last_line);
+    assert!(orders.shown[0].reason.starts_with("duplicate key order_id, line_number = "), "{}", orders.shown[0].reason);
+
+    let report = load(&wh, &export, LoadMode::Upsert, true).await.unwrap();
+    let orders = report.files.iter().find(|f| f.file == "orders.csv").unwrap();
+    assert_eq!((orders.rows_read, orders.rows_loaded, orders.rows_rejected), (orders_written + 1, orders_written, 1));
+    assert_eq!(query(&wh, None, "SELECT COUNT(*) FROM orders").await, rows(&[&orders_written.to_string()]));
+}
