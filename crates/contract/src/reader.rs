@@ -377,6 +377,12 @@ impl Default for KeyRegistry {
 }
 
 impl KeyRegistry {
+    /// Room for about this many keys up front: growing a table of millions of keys copies it
+    /// again and again.
+    pub fn with_capacity(keys: usize) -> KeyRegistry {
+        KeyRegistry { seen: HashSet::with_capacity_and_hasher(keys, KeyHashState) }
+    }
+
     /// True the first time a key digest is seen.
     pub fn first(&mut self, digest: u128) -> bool {
         self.seen.insert(digest)

@@ -29,9 +29,11 @@ use crate::{Result, Warehouse, WarehouseError, open_table_at, table_url};
 /// On screen, a report shows this many rejections per file; the JSON report has all of them.
 pub const SHOWN_PER_FILE: usize = 100;
 
-/// Threads validating rows of one file: the machine this runs on has two cores, and reading,
-/// putting in order and Parquet encoding share them with the validators.
-const VALIDATORS: usize = 2;
+/// Threads validating rows of one file: one per core. Reading, putting in order and Parquet
+/// encoding share the cores with them; more validators than cores measured slower.
+fn validators() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(8))
+}
 /// Raw records per chunk handed to a validator.
 const CHUNK_ROWS: usize = 16 * 1024;
 
@@ -487,14 +489,15 @@ fn validate_and_stage(
         // rejections reported and batches handed to the stager.
         let known_ref: &KnownIdSet = known;
         let validator = reader.validator();
-        let mut keys = KeyRegistry::default();
+        // No export row is shorter than about 40 bytes; a table sized for that never grows.
+        let mut keys = KeyRegistry::with_capacity((bytes / 40).min(64 << 20) as usize);
         let mut rejected_here = 0u64;
         let (chunk_tx, chunk_rx) = crossbeam_channel::bounded::<(u64, Vec<csv::ByteRecord>, usize)>(4);
         let (done_tx, done_rx) = crossbeam_channel::bounded::<(u64, Vec<csv::ByteRecord>, usize, ValidatedChunk)>(4);
         let (pool_tx, pool_rx) = crossbeam_channel::unbounded::<Vec<csv::ByteRecord>>();
         let file_for_reader = file_name.clone();
         let (mut reader, read_result) = std::thread::scope(|scope| {
-            for _ in 0..VALIDATORS {
+            for _ in 0..validators() {
                 let mut v = validator.clone();
                 let rx = chunk_rx.clone();
                 let tx = done_tx.clone();
