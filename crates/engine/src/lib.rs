@@ -316,12 +316,15 @@ impl Engine {
                     // A part with no rows in its filter sums to nothing, which in a share means 0.
                     let (n, d) = (format!("COALESCE({}, 0)", col(numerator)), col(denominator));
                     let factor = scale / divide_by;
+                    // Compared as a float: an exact zero either way, and it spares DataFusion
+                    // comparing decimals of different precisions after the joins.
+                    let zero = format!("CAST({d} AS DOUBLE) = 0");
                     if m.format == Format::Money {
-                        format!("CASE WHEN {d} = 0 THEN NULL ELSE CAST({n} AS DECIMAL(38, 6)) / {d} END")
+                        format!("CASE WHEN {zero} THEN NULL ELSE CAST({n} AS DECIMAL(38, 6)) / {d} END")
                     } else if factor == 1.0 {
-                        format!("CASE WHEN {d} = 0 THEN NULL ELSE CAST({n} AS DOUBLE) / {d} END")
+                        format!("CASE WHEN {zero} THEN NULL ELSE CAST({n} AS DOUBLE) / {d} END")
                     } else {
-                        format!("CASE WHEN {d} = 0 THEN NULL ELSE {scale:?} * CAST({n} AS DOUBLE) / {d} / {divide_by:?} END")
+                        format!("CASE WHEN {zero} THEN NULL ELSE {scale:?} * CAST({n} AS DOUBLE) / {d} / {divide_by:?} END")
                     }
                 }
             };
@@ -337,7 +340,8 @@ impl Engine {
         } else {
             write!(sql, " FROM keys").expect("string");
             for (n, _) in &ctes {
-                let on: Vec<String> = dim_cols.iter().map(|c| format!("keys.{c} IS NOT DISTINCT FROM {n}.{c}")).collect();
+                // Parenthesised: the SQL parser binds IS NOT DISTINCT FROM looser than AND.
+                let on: Vec<String> = dim_cols.iter().map(|c| format!("(keys.{c} IS NOT DISTINCT FROM {n}.{c})")).collect();
                 write!(sql, " LEFT JOIN {n} ON {}", on.join(" AND ")).expect("string");
             }
         }

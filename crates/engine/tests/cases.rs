@@ -23,6 +23,9 @@ fn parse_cases(text: &str) -> Vec<Case> {
         let mut expected = Vec::new();
         let mut in_expected = false;
         for l in lines {
+            if l.starts_with('#') {
+                continue;
+            }
             if l == "----" {
                 in_expected = true;
             } else if in_expected {
