@@ -1,0 +1,72 @@
+//! A partner user's answers contain only their partner's rows and do not move when other
+//! partners' data changes.
+
+use prism_engine::{Engine, Query, Scope, format_value};
+use prism_model::Model;
+use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
+
+async fn answer(wh: &Warehouse, engine: &Engine, q: &Query, scope: &Scope) -> Vec<Vec<String>> {
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    let r = engine.run(&ctx, q, scope).await.unwrap();
+    let mut rows = Vec::new();
+    for b in &r.batches {
+        for row in 0..b.num_rows() {
+            rows.push(r.columns.iter().enumerate().map(|(i, c)| format_value(b.column(i).as_ref(), row, c.format)).collect());
+        }
+    }
+    rows
+}
+
+#[tokio::test]
+async fn a_partner_scope_sees_only_its_rows_and_ignores_other_partners_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let export = tmp.path().join("export");
+    prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.01, seed: 21 }).unwrap();
+    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
+    wh.load(&LoadOptions { export_dir: export.clone(), mode: LoadMode::Upsert, quarantine: false }, &NoProgress).await.unwrap();
+    let engine = Engine::new(Model::shipped());
+    let metrics: Vec<String> = engine.model.metrics.values().filter(|m| !m.hidden).map(|m| m.name.clone()).collect();
+    let queries: Vec<Query> = [vec!["partner.partner_id"], vec!["partner.partner_id", "time.quarter"], vec!["customer.industry"]]
+        .into_iter()
+        .map(|by| Query { metrics: metrics.clone(), by: by.into_iter().map(str::to_string).collect(), ..Query::default() })
+        .collect();
+    let partners = ["P-00001", "P-00002", "P-00005"];
+
+    let mut before = Vec::new();
+    for p in partners {
+        for q in &queries {
+            let rows = answer(&wh, &engine, q, &Scope::Partner(p.into())).await;
+            if q.by[0] == "partner.partner_id" {
+                assert!(!rows.is_empty(), "{p} has data to compare");
+                assert!(rows.iter().all(|r| r[0] == p), "{p}: {:?}", rows.iter().map(|r| &r[0]).collect::<Vec<_>>());
+            }
+            before.push(rows);
+        }
+    }
+    let channel_before = answer(&wh, &engine, &queries[0], &Scope::All).await;
+
+    // Every other partner's order lines change revenue; these partners' lines stay.
+    let orders = std::fs::read_to_string(export.join("orders.csv")).unwrap();
+    let mut changed = String::new();
+    for (i, line) in orders.lines().enumerate() {
+        let mut fields: Vec<String> = line.split(',').map(str::to_string).collect();
+        if i > 0 && !partners.contains(&fields[2].as_str()) {
+            fields[7] = "1.00".into();
+        }
+        changed.push_str(&fields.join(","));
+        changed.push('\n');
+    }
+    let update = tmp.path().join("update");
+    std::fs::create_dir_all(&update).unwrap();
+    std::fs::write(update.join("orders.csv"), changed).unwrap();
+    wh.load(&LoadOptions { export_dir: update, mode: LoadMode::Upsert, quarantine: false }, &NoProgress).await.unwrap();
+
+    assert_ne!(answer(&wh, &engine, &queries[0], &Scope::All).await, channel_before, "the update changed the channel");
+    let mut i = 0;
+    for p in partners {
+        for q in &queries {
+            assert_eq!(answer(&wh, &engine, q, &Scope::Partner(p.into())).await, before[i], "{p} by {:?}", q.by);
+            i += 1;
+        }
+    }
+}
