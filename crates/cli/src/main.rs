@@ -244,11 +244,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 println!("the warehouse in {} is already loaded", wh.dir().display());
             }
+            // The binary as it was started, so that the hints can be pasted as they are.
+            let prism = std::env::current_exe().map_or_else(|_| "prism".to_string(), |p| p.display().to_string());
+            let data = format!("--data {}", wh.dir().display());
             println!("\nnext:");
-            println!("  prism status                                        what is loaded");
-            println!("  prism model                                         the metrics and dimensions");
-            println!("  prism query --metrics closed_revenue,win_rate,csat_avg --by partner.tier");
-            println!("  prism query --metrics closed_revenue --by partner.partner_name --order closed_revenue:desc --limit 10");
+            println!("  {prism} {data} status");
+            println!("  {prism} {data} model");
+            println!("  {prism} {data} query --metrics closed_revenue,win_rate,csat_avg --by partner.tier");
+            println!("  {prism} {data} query --metrics closed_revenue --by partner.partner_name --order closed_revenue:desc --limit 10");
             Ok(ExitCode::SUCCESS)
         }
     }
