@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use prism_engine::{Engine, Filter, Order, Period, Query, QueryResult, Scope, format_value};
+use prism_engine::{Engine, Filter, Order, Period, Query, QueryResult, Scope};
 use prism_model::{Format as MetricFormat, MetricKind, Model};
 
 #[derive(Args, Clone)]
@@ -65,19 +65,9 @@ pub fn load_model(data: &Path, model: Option<&PathBuf>) -> Result<Model> {
     }
 }
 
-pub fn rows(result: &QueryResult) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    for b in &result.batches {
-        for row in 0..b.num_rows() {
-            out.push(result.columns.iter().enumerate().map(|(i, c)| format_value(b.column(i).as_ref(), row, c.format)).collect());
-        }
-    }
-    out
-}
-
 pub fn print(result: &QueryResult, format: crate::Format) -> Result<()> {
     let header: Vec<&str> = result.columns.iter().map(|c| c.name.as_str()).collect();
-    let rows = rows(result);
+    let rows = result.formatted_rows();
     match format {
         crate::Format::Csv => {
             let mut w = csv::Writer::from_writer(std::io::stdout());

@@ -71,6 +71,21 @@ pub struct QueryResult {
     pub sql: String,
 }
 
+impl QueryResult {
+    /// Every row as the text a person or a CSV file gets (see `format_value`).
+    pub fn formatted_rows(&self) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        for b in &self.batches {
+            for row in 0..b.num_rows() {
+                out.push(
+                    self.columns.iter().enumerate().map(|(i, c)| format_value(b.column(i).as_ref(), row, c.format)).collect(),
+                );
+            }
+        }
+        out
+    }
+}
+
 fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use prism_engine::{Engine, EngineError, Filter, Order, Period, Query, Scope, format_value};
+use prism_engine::{Engine, EngineError, Filter, Order, Period, Query, Scope};
 use prism_model::Model;
 use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
 
@@ -93,12 +93,7 @@ async fn query_cases() {
                     Err(e) => vec![format!("error: {e}")],
                     Ok(r) => {
                         let mut lines = vec![r.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>().join(",")];
-                        for b in &r.batches {
-                            for row in 0..b.num_rows() {
-                                let cells: Vec<String> = r.columns.iter().enumerate().map(|(i, c)| format_value(b.column(i).as_ref(), row, c.format)).collect();
-                                lines.push(cells.join(","));
-                            }
-                        }
+                        lines.extend(r.formatted_rows().iter().map(|cells| cells.join(",")));
                         lines
                     }
                 },

@@ -3,19 +3,12 @@
 
 use std::collections::HashMap;
 
-use prism_engine::{Engine, Query, Scope, format_value};
+use prism_engine::{Engine, Query, Scope};
 use prism_model::Model;
 use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
 
 fn table(r: &prism_engine::QueryResult, dims: usize) -> HashMap<Vec<String>, Vec<String>> {
-    let mut out = HashMap::new();
-    for b in &r.batches {
-        for row in 0..b.num_rows() {
-            let cells: Vec<String> = r.columns.iter().enumerate().map(|(i, c)| format_value(b.column(i).as_ref(), row, c.format)).collect();
-            out.insert(cells[..dims].to_vec(), cells[dims..].to_vec());
-        }
-    }
-    out
+    r.formatted_rows().into_iter().map(|cells| (cells[..dims].to_vec(), cells[dims..].to_vec())).collect()
 }
 
 #[tokio::test]

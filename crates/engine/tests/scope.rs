@@ -1,20 +1,13 @@
 //! A partner user's answers contain only their partner's rows and do not move when other
 //! partners' data changes.
 
-use prism_engine::{Engine, Query, Scope, format_value};
+use prism_engine::{Engine, Query, Scope};
 use prism_model::Model;
 use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
 
 async fn answer(wh: &Warehouse, engine: &Engine, q: &Query, scope: &Scope) -> Vec<Vec<String>> {
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
-    let r = engine.run(&ctx, q, scope).await.unwrap();
-    let mut rows = Vec::new();
-    for b in &r.batches {
-        for row in 0..b.num_rows() {
-            rows.push(r.columns.iter().enumerate().map(|(i, c)| format_value(b.column(i).as_ref(), row, c.format)).collect());
-        }
-    }
-    rows
+    engine.run(&ctx, q, scope).await.unwrap().formatted_rows()
 }
 
 #[tokio::test]

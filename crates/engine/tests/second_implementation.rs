@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use prism_engine::{Engine, Query, Scope, format_value};
+use prism_engine::{Engine, Query, Scope};
 use prism_model::Model;
 use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
 
@@ -84,13 +84,7 @@ async fn base_metrics_by_partner_agree_with_a_plain_computation_over_the_files()
     let metrics = ["closed_revenue", "units_sold", "order_count", "buying_customers", "won_count", "lost_count", "open_pipeline", "csat_avg", "sr_count", "open_sr_count"];
     let q = Query { metrics: metrics.iter().map(|m| m.to_string()).collect(), by: vec!["partner.partner_id".into()], ..Query::default() };
     let r = engine.run(&ctx, &q, &Scope::All).await.unwrap();
-    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for b in &r.batches {
-        for row in 0..b.num_rows() {
-            let cells: Vec<String> = r.columns.iter().enumerate().map(|(i, c)| format_value(b.column(i).as_ref(), row, c.format)).collect();
-            got.insert(cells[0].clone(), cells[1..].to_vec());
-        }
-    }
+    let got: BTreeMap<String, Vec<String>> = r.formatted_rows().into_iter().map(|cells| (cells[0].clone(), cells[1..].to_vec())).collect();
     assert_eq!(got.keys().collect::<Vec<_>>(), by.keys().collect::<Vec<_>>());
     for (partner, e) in &by {
         let has_orders = !e.orders.is_empty();
