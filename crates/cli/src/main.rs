@@ -104,6 +104,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // A reader that stopped early (`prism query ... | head`) is not an error.
+        Err(e) if e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                || c.downcast_ref::<csv::Error>().is_some_and(|c| matches!(c.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe))
+        }) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -197,15 +202,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let rt = runtime()?;
             let result = rt.block_on(async {
                 let ctx = snapshot.session().await?;
-                Ok::<_, anyhow::Error>(prism_engine::Engine::new(model).run(&ctx, &query, &scope).await?)
+                let engine = prism_engine::Engine::new(model);
+                Ok::<_, anyhow::Error>(if args.benchmark {
+                    engine.run_benchmark(&ctx, &query).await?
+                } else {
+                    engine.run(&ctx, &query, &scope).await?
+                })
             })?;
             query_cmd::print(&result, format)?;
+            if args.benchmark {
+                let withheld = result
+                    .formatted_rows()
+                    .iter()
+                    .any(|r| r.last().and_then(|n| n.parse::<i64>().ok()).is_some_and(|n| n < prism_engine::BENCHMARK_MIN_PARTNERS));
+                if withheld {
+                    eprintln!("note: figures over fewer than {} partners are withheld", prism_engine::BENCHMARK_MIN_PARTNERS);
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain { args, model } => {
             let model = query_cmd::load_model(&cli.data, model.as_ref())?;
             let (query, scope) = args.query()?;
-            query_cmd::explain(&prism_engine::Engine::new(model), &query, &scope)?;
+            query_cmd::explain(&prism_engine::Engine::new(model), &query, &scope, args.benchmark)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Model { all, model } => {

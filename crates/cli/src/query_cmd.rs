@@ -1,6 +1,7 @@
 //! `prism query`, `prism explain` and `prism model`: the query flags, and the three output
 //! formats of a result.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -30,6 +31,10 @@ pub struct QueryArgs {
     /// Answer as this partner's user would see it: its own rows only.
     #[arg(long, value_name = "PARTNER_ID")]
     pub as_partner: Option<String>,
+    /// Channel benchmark: the figures over all partners' rows (no direct sales), each withheld
+    /// where fewer than 5 partners contribute; the only cross-partner answer for a partner user.
+    #[arg(long)]
+    pub benchmark: bool,
     /// Read an earlier warehouse version.
     #[arg(long, value_name = "VERSION")]
     pub as_of: Option<u64>,
@@ -97,7 +102,8 @@ pub fn print(result: &QueryResult, format: crate::Format) -> Result<()> {
                     serde_json::Value::Object(o)
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "api_version": 1, "columns": header, "rows": objects }))?);
+            let text = serde_json::to_string_pretty(&serde_json::json!({ "api_version": 1, "columns": header, "rows": objects }))?;
+            writeln!(std::io::stdout().lock(), "{text}")?;
         }
         crate::Format::Table => {
             let widths: Vec<usize> = (0..header.len())
@@ -114,19 +120,20 @@ pub fn print(result: &QueryResult, format: crate::Format) -> Result<()> {
                     .collect::<Vec<_>>()
                     .join("  ")
             };
-            println!("{}", line(header.clone()));
-            println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", line(header.clone()))?;
+            writeln!(out, "{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "))?;
             for r in &rows {
-                println!("{}", line(r.iter().map(String::as_str).collect()));
+                writeln!(out, "{}", line(r.iter().map(String::as_str).collect()))?;
             }
-            println!("({} row{})", rows.len(), if rows.len() == 1 { "" } else { "s" });
+            writeln!(out, "({} row{})", rows.len(), if rows.len() == 1 { "" } else { "s" })?;
         }
     }
     Ok(())
 }
 
-pub fn explain(engine: &Engine, query: &Query, scope: &Scope) -> Result<()> {
-    let compiled = engine.compile(query, scope)?;
+pub fn explain(engine: &Engine, query: &Query, scope: &Scope, benchmark: bool) -> Result<()> {
+    let compiled = if benchmark { engine.compile_benchmark(query)? } else { engine.compile(query, scope)? };
     println!("metrics:");
     for m in &compiled.metrics {
         let definition = match &m.kind {
@@ -135,7 +142,11 @@ pub fn explain(engine: &Engine, query: &Query, scope: &Scope) -> Result<()> {
         };
         println!("  {} ({}): {}{definition}", m.name, m.fact, m.description);
     }
-    println!("scope: {scope:?}");
+    if benchmark {
+        println!("scope: channel benchmark (every partner, figures over fewer than {} partners withheld)", prism_engine::BENCHMARK_MIN_PARTNERS);
+    } else {
+        println!("scope: {scope:?}");
+    }
     println!("sql:\n{}", compiled.sql);
     Ok(())
 }

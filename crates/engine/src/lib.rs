@@ -34,6 +34,10 @@ pub enum EngineError {
     Execution(#[from] datafusion::error::DataFusionError),
 }
 
+/// A channel benchmark shows no figure over fewer partners than this, so that no partner user
+/// can read another partner's value from it.
+pub const BENCHMARK_MIN_PARTNERS: i64 = 5;
+
 /// Whose data a query may read. Every query carries one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Scope {
@@ -168,6 +172,19 @@ impl Engine {
 
     /// Compiles a query for a scope. Validation happens here, before anything runs.
     pub fn compile(&self, query: &Query, scope: &Scope) -> Result<Compiled, EngineError> {
+        self.compile_with(query, scope, false)
+    }
+
+    /// Compiles a channel benchmark: the query over every partner's rows (never direct sales),
+    /// with each metric withheld (null) wherever fewer than `BENCHMARK_MIN_PARTNERS` partners
+    /// contribute to it, and a `benchmark_partners` column saying over how many partners each
+    /// row is. This is the only cross-partner answer a partner user may get, so the rule lives
+    /// here and not in a page.
+    pub fn compile_benchmark(&self, query: &Query) -> Result<Compiled, EngineError> {
+        self.compile_with(query, &Scope::All, true)
+    }
+
+    fn compile_with(&self, query: &Query, scope: &Scope, benchmark: bool) -> Result<Compiled, EngineError> {
         if query.metrics.is_empty() {
             return Err(EngineError::Invalid("a query needs at least one metric".into()));
         }
@@ -242,6 +259,9 @@ impl Engine {
             for p in parts {
                 select.push(format!("{} AS {}", aggregate_sql(p), quote_ident(&p.name)));
             }
+            if benchmark {
+                select.push("COUNT(DISTINCT f.partner_id) AS partners".into());
+            }
             sql.push_str(&select.join(", "));
             write!(sql, " FROM {} f", fact.table).expect("string");
             for j in &joins {
@@ -250,6 +270,7 @@ impl Engine {
             }
             let mut conditions = Vec::new();
             match scope {
+                Scope::All if benchmark => conditions.push("f.partner_id IS NOT NULL".into()),
                 Scope::All => {}
                 Scope::Partner(id) => conditions.push(format!("f.partner_id = {}", quote_literal(id))),
                 Scope::Partners(ids) => {
@@ -343,8 +364,19 @@ impl Engine {
                     }
                 }
             };
+            let expr = if benchmark {
+                format!("CASE WHEN {}.partners >= {BENCHMARK_MIN_PARTNERS} THEN {expr} END", m.fact)
+            } else {
+                expr
+            };
             select.push(format!("{expr} AS {}", quote_ident(&m.name)));
             columns.push(ResultColumn { name: m.name.clone(), format: Some(m.format) });
+        }
+        if benchmark {
+            let counts: Vec<String> = ctes.iter().map(|(n, _)| format!("COALESCE({n}.partners, 0)")).collect();
+            let fewest = if counts.len() == 1 { counts[0].clone() } else { format!("least({})", counts.join(", ")) };
+            select.push(format!("{fewest} AS benchmark_partners"));
+            columns.push(ResultColumn { name: "benchmark_partners".into(), format: Some(Format::Integer) });
         }
         write!(sql, "\nSELECT {}", select.join(", ")).expect("string");
         if single || dims.is_empty() {
@@ -388,7 +420,15 @@ impl Engine {
 
     /// Compiles and runs a query over a session holding the warehouse's tables.
     pub async fn run(&self, ctx: &SessionContext, query: &Query, scope: &Scope) -> Result<QueryResult, EngineError> {
-        let compiled = self.compile(query, scope)?;
+        self.execute(ctx, self.compile(query, scope)?).await
+    }
+
+    /// Compiles and runs a channel benchmark (see `compile_benchmark`).
+    pub async fn run_benchmark(&self, ctx: &SessionContext, query: &Query) -> Result<QueryResult, EngineError> {
+        self.execute(ctx, self.compile_benchmark(query)?).await
+    }
+
+    async fn execute(&self, ctx: &SessionContext, compiled: Compiled) -> Result<QueryResult, EngineError> {
         let batches = ctx.sql(&compiled.sql).await?.collect().await?;
         Ok(QueryResult { columns: compiled.columns, batches, sql: compiled.sql })
     }

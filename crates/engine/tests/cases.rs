@@ -41,9 +41,10 @@ fn parse_cases(text: &str) -> Vec<Case> {
     cases
 }
 
-fn build(case: &Case) -> Result<(Query, Scope), EngineError> {
+/// `None` as the scope: a channel benchmark.
+fn build(case: &Case) -> Result<(Query, Option<Scope>), EngineError> {
     let mut q = Query::default();
-    let mut scope = Scope::All;
+    let mut scope = Some(Scope::All);
     for (k, v) in &case.query {
         match k.as_str() {
             "metrics" => q.metrics = v.split(',').map(str::to_string).collect(),
@@ -54,8 +55,9 @@ fn build(case: &Case) -> Result<(Query, Scope), EngineError> {
             "limit" => q.limit = Some(v.parse().unwrap()),
             "scope" => {
                 scope = match v.split_once(' ') {
-                    Some(("partner", id)) => Scope::Partner(id.to_string()),
-                    Some(("partners", ids)) => Scope::Partners(ids.split(',').map(str::to_string).collect::<BTreeSet<_>>()),
+                    Some(("partner", id)) => Some(Scope::Partner(id.to_string())),
+                    Some(("partners", ids)) => Some(Scope::Partners(ids.split(',').map(str::to_string).collect::<BTreeSet<_>>())),
+                    None if v == "benchmark" => None,
                     _ => panic!("{}: scope {v:?}", case.name),
                 }
             }
@@ -89,7 +91,10 @@ async fn query_cases() {
             count += 1;
             let got: Vec<String> = match build(&case) {
                 Err(e) => vec![format!("error: {e}")],
-                Ok((q, scope)) => match engine.run(&ctx, &q, &scope).await {
+                Ok((q, scope)) => match match &scope {
+                    Some(scope) => engine.run(&ctx, &q, scope).await,
+                    None => engine.run_benchmark(&ctx, &q).await,
+                } {
                     Err(e) => vec![format!("error: {e}")],
                     Ok(r) => {
                         let mut lines = vec![r.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>().join(",")];

@@ -63,3 +63,37 @@ async fn a_partner_scope_sees_only_its_rows_and_ignores_other_partners_changes()
         }
     }
 }
+
+#[tokio::test]
+async fn a_benchmark_is_an_aggregate_over_at_least_five_partners_and_never_one_partners_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let export = tmp.path().join("export");
+    prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.01, seed: 4 }).unwrap();
+    // The plain answer: the mean score over every survey (surveys always name a partner).
+    let (mut sum, mut n, mut partners) = (0i64, 0i64, std::collections::BTreeSet::new());
+    for r in csv::Reader::from_path(export.join("satisfaction_surveys.csv")).unwrap().records() {
+        let r = r.unwrap();
+        sum += r[5].parse::<i64>().unwrap();
+        n += 1;
+        partners.insert(r[1].to_string());
+    }
+    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
+    wh.load(&LoadOptions { export_dir: export, mode: LoadMode::Upsert, quarantine: false }, &NoProgress).await.unwrap();
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    let engine = Engine::new(Model::shipped());
+
+    let whole = engine.run_benchmark(&ctx, &Query { metrics: vec!["csat_avg".into()], ..Query::default() }).await.unwrap().formatted_rows();
+    assert!(partners.len() >= 5);
+    let got: f64 = whole[0][0].parse().unwrap();
+    assert!((got - sum as f64 / n as f64).abs() < 1e-9, "{got}");
+    assert_eq!(whole[0][1], partners.len().to_string());
+
+    // Cut by partner, every group is one partner: every figure is withheld.
+    let by_partner = engine
+        .run_benchmark(&ctx, &Query { metrics: vec!["csat_avg".into(), "closed_revenue".into()], by: vec!["partner.partner_id".into()], ..Query::default() })
+        .await
+        .unwrap()
+        .formatted_rows();
+    assert!(!by_partner.is_empty());
+    assert!(by_partner.iter().all(|r| r[1].is_empty() && r[2].is_empty() && r[3].parse::<i64>().unwrap() <= 1), "{by_partner:?}");
+}
