@@ -148,6 +148,14 @@ impl Snapshot {
             let provider = table.table_provider().await?;
             ctx.register_table(name.as_str(), provider)?;
         }
+        // An entity no load has brought yet (no survey file so far, say) reads as empty, not as
+        // a missing table.
+        for entity in Entity::ALL {
+            if !self.version.tables.contains_key(entity.name()) {
+                let empty = datafusion::datasource::MemTable::try_new(entity.schema(), vec![vec![]])?;
+                ctx.register_table(entity.name(), Arc::new(empty))?;
+            }
+        }
         Ok(())
     }
 

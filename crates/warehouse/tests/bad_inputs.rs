@@ -164,4 +164,6 @@ async fn an_absent_fact_file_means_no_rows_of_it() {
     let report = load(&wh, &export, LoadMode::Upsert, false).await.unwrap();
     assert_eq!(report.version, Some(1));
     assert!(!wh.snapshot(None).unwrap().version.tables.contains_key("satisfaction_surveys"));
+    // Readers see an empty table, not a missing one.
+    assert_eq!(query(&wh, None, "SELECT COUNT(*) FROM satisfaction_surveys").await, vec![vec!["0".to_string()]]);
 }
