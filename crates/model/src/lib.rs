@@ -318,11 +318,25 @@ impl Model {
     /// The shipped model extended by a user's file: its dimensions, facts and metrics are added,
     /// or replace the shipped ones of the same name.
     pub fn extended(file: &str, text: &str) -> Result<Model, ModelError> {
+        // The user's file on its own first: its syntax errors carry its own line numbers.
+        serde_norway::from_str::<serde_norway::Value>(text).map_err(|e| ModelError {
+            file: file.to_string(),
+            problems: vec![ModelProblem { line: e.location().map(|l| l.line()), message: e.to_string() }],
+        })?;
         let combined = merge_yaml(SHIPPED, text).map_err(|message| ModelError {
             file: file.to_string(),
             problems: vec![ModelProblem { line: None, message }],
         })?;
-        Model::parse(file, &combined)
+        Model::parse(file, &combined).map_err(|mut e| {
+            // Problems were found in the merged text: point at the user's own lines.
+            for p in &mut e.problems {
+                let named = ["metric `", "fact `"].iter().find_map(|prefix| {
+                    p.message.strip_prefix(prefix).and_then(|rest| rest.split('`').next())
+                });
+                p.line = named.and_then(|name| line_of(text, name, 0));
+            }
+            e
+        })
     }
 
     /// Every dimension name a query may use: `partner.tier`, `opportunity.stage`, `time.month`.
@@ -428,5 +442,15 @@ metrics:
         assert!(m.metric("big_deals").is_ok());
         assert!(m.metric("closed_revenue").is_ok());
         assert_eq!(m.metric("closed_revnue").unwrap_err(), "no metric `closed_revnue`; did you mean `closed_revenue`?");
+    }
+
+    #[test]
+    fn a_problem_in_a_user_model_points_at_the_users_own_line() {
+        let err = Model::extended(
+            "mine.yaml",
+            "# my metrics\nmetrics:\n  big_deals: { fact: opportunites, count: \"*\" }\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "mine.yaml:3: metric `big_deals`: `opportunites` is not a fact; did you mean `opportunities`?");
     }
 }
