@@ -60,6 +60,34 @@ enum Dim {
     Time { grain: String },
 }
 
+/// A derived form of a metric, asked as `METRIC:FORM`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Derived {
+    /// 100 * the row's value / the total over all rows of the answer.
+    PctOfTotal,
+    /// 1 for the largest value; ties share a rank.
+    Rank,
+    /// The running share of the total, largest values first (ties by the dimensions).
+    CumulativePct,
+}
+
+impl Derived {
+    const FORMS: [&str; 3] = ["pct_of_total", "rank", "cumulative_pct"];
+
+    fn parse(s: &str) -> Result<Derived, EngineError> {
+        match s {
+            "pct_of_total" => Ok(Derived::PctOfTotal),
+            "rank" => Ok(Derived::Rank),
+            "cumulative_pct" => Ok(Derived::CumulativePct),
+            other => Err(EngineError::Invalid(format!(
+                "no derived form `{other}`: the forms are {}{}",
+                Derived::FORMS.join(", "),
+                did_you_mean(other, Derived::FORMS)
+            ))),
+        }
+    }
+}
+
 /// A column of a result.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResultColumn {
@@ -188,12 +216,19 @@ impl Engine {
         if query.metrics.is_empty() {
             return Err(EngineError::Invalid("a query needs at least one metric".into()));
         }
+        // Each asked metric is a model metric, or one in a derived form (`closed_revenue:rank`).
+        let mut asked: Vec<(String, &Metric, Option<Derived>)> = Vec::new();
         let mut metrics: Vec<&Metric> = Vec::new();
         for name in &query.metrics {
-            let m = self.model.metric(name).map_err(EngineError::Invalid)?;
+            let (base, derived) = match name.split_once(':') {
+                Some((b, d)) => (b, Some(Derived::parse(d)?)),
+                None => (name.as_str(), None),
+            };
+            let m = self.model.metric(base).map_err(EngineError::Invalid)?;
             if !metrics.iter().any(|x| x.name == m.name) {
                 metrics.push(m);
             }
+            asked.push((name.clone(), m, derived));
         }
         let dims: Vec<(String, Dim)> =
             query.by.iter().map(|d| Ok((d.clone(), self.resolve_dim(d)?))).collect::<Result<_, EngineError>>()?;
@@ -392,6 +427,44 @@ impl Engine {
                 write!(sql, " LEFT JOIN {n} ON {}", on.join(" AND ")).expect("string");
             }
         }
+        // The asked columns over the aggregated rows, with derived forms as window functions.
+        let base_columns = columns;
+        let mut columns: Vec<ResultColumn> = base_columns.iter().filter(|c| c.format.is_none() || c.name == "benchmark_partners").cloned().collect();
+        let mut outer: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
+        let dim_order: Vec<String> = dims.iter().map(|(n, _)| format!("{} ASC", quote_ident(n))).collect();
+        for (name, m, derived) in &asked {
+            let v = quote_ident(&m.name);
+            let (expr, format) = match derived {
+                None => (v.clone(), Some(m.format)),
+                Some(Derived::PctOfTotal) => (format!("100.0 * CAST({v} AS DOUBLE) / NULLIF(CAST(SUM({v}) OVER () AS DOUBLE), 0)"), Some(Format::Percent)),
+                Some(Derived::Rank) => (format!("RANK() OVER (ORDER BY {v} DESC NULLS LAST)"), Some(Format::Integer)),
+                Some(Derived::CumulativePct) => {
+                    let mut by = vec![format!("{v} DESC NULLS LAST")];
+                    by.extend(dim_order.iter().cloned());
+                    (
+                        format!(
+                            "100.0 * CAST(SUM({v}) OVER (ORDER BY {} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS DOUBLE) / NULLIF(CAST(SUM({v}) OVER () AS DOUBLE), 0)",
+                            by.join(", ")
+                        ),
+                        Some(Format::Percent),
+                    )
+                }
+            };
+            if columns.iter().any(|c| &c.name == name) {
+                continue;
+            }
+            outer.push(format!("{expr} AS {}", quote_ident(name)));
+            columns.push(ResultColumn { name: name.clone(), format });
+        }
+        // Dimensions first, then the metrics in the order asked, then the benchmark count.
+        if let Some(i) = columns.iter().position(|c| c.name == "benchmark_partners") {
+            let c = columns.remove(i);
+            let o = outer.remove(i);
+            columns.push(c);
+            outer.push(o);
+        }
+        let sql_inner = sql;
+        let mut sql = format!("SELECT {} FROM (\n{sql_inner}\n) aggregated", outer.join(", "));
         let mut order = Vec::new();
         for o in &query.order {
             if !columns.iter().any(|c| c.name == o.column) {

@@ -137,14 +137,16 @@ impl Filter {
 }
 
 impl Order {
-    /// `NAME`, `NAME:asc` or `NAME:desc`.
+    /// `NAME`, `NAME:asc` or `NAME:desc`; NAME may itself be a derived form (`units_sold:rank`).
     pub fn parse(s: &str) -> Result<Order, EngineError> {
-        let (column, dir) = s.rsplit_once(':').unwrap_or((s, "asc"));
-        let descending = match dir {
-            "asc" => false,
-            "desc" => true,
-            other => return Err(EngineError::Parse(format!("order {s:?}: direction {other:?} is not asc or desc"))),
+        let (column, descending) = match s.rsplit_once(':') {
+            Some((c, "asc")) => (c, false),
+            Some((c, "desc")) => (c, true),
+            _ => (s, false),
         };
+        if column.trim().is_empty() {
+            return Err(EngineError::Parse(format!("order {s:?}: expected NAME, NAME:asc or NAME:desc")));
+        }
         Ok(Order { column: column.trim().to_string(), descending })
     }
 }
