@@ -10,5 +10,5 @@ pub mod values;
 
 pub use entity::{Column, ColumnType, Entity, Rule};
 pub use reader::{
-    BATCH_ROWS, FileError, FileReader, IdStatus, KeyRegistry, KnownIds, Rejection, RowValidator, ValidatedChunk,
+    CHUNK_ROWS, FileError, FileReader, IdStatus, KeyRegistry, KnownIds, Rejection, RowValidator, ValidatedChunk,
 };

@@ -1,9 +1,10 @@
 //! Reading one export file: header matching, row validation and Arrow batches.
 //!
-//! A [`FileReader`] streams a CSV file into Arrow record batches of the entity's schema. Every
-//! row is fully validated before it is appended; a row with faults is handed to the caller with
-//! one [`Rejection`] per fault and never reaches a batch, so the same reader serves both the
-//! all-or-nothing load and the quarantine mode.
+//! A [`FileReader`] checks a file's header and reads its records in chunks; a [`RowValidator`]
+//! (one per thread) turns a chunk into an Arrow batch of the entity's schema. Every row is fully
+//! validated before it is appended; a row with faults comes back with one [`Rejection`] per
+//! fault and never reaches a batch, so the same code serves both the all-or-nothing load and the
+//! quarantine mode. Duplicate keys are found in file order by a [`KeyRegistry`].
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -21,9 +22,9 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::entity::{Column, ColumnType, Entity, MONEY_PRECISION, MONEY_SCALE, Rule};
 use crate::values;
 
-/// Rows per Arrow batch: large enough for efficient Parquet row groups, small enough that a
-/// batch in flight stays a few megabytes.
-pub const BATCH_ROWS: usize = 64 * 1024;
+/// Records per chunk, and so rows per Arrow batch at most: enough to keep a validator busy
+/// between hand-overs, small enough that the chunks in flight stay a few megabytes.
+pub const CHUNK_ROWS: usize = 16 * 1024;
 
 /// One fault in an export: where it is and why it was rejected.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -97,18 +98,18 @@ enum Builder {
 impl Builder {
     fn new(ty: ColumnType) -> Builder {
         match ty {
-            ColumnType::Text => Builder::Text(StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 8)),
-            ColumnType::Date => Builder::Date(Date32Builder::with_capacity(BATCH_ROWS)),
+            ColumnType::Text => Builder::Text(StringBuilder::with_capacity(CHUNK_ROWS, CHUNK_ROWS * 8)),
+            ColumnType::Date => Builder::Date(Date32Builder::with_capacity(CHUNK_ROWS)),
             ColumnType::Timestamp => Builder::Timestamp(
-                TimestampMicrosecondBuilder::with_capacity(BATCH_ROWS).with_timezone("UTC"),
+                TimestampMicrosecondBuilder::with_capacity(CHUNK_ROWS).with_timezone("UTC"),
             ),
             ColumnType::Money => Builder::Money(
-                Decimal128Builder::with_capacity(BATCH_ROWS)
+                Decimal128Builder::with_capacity(CHUNK_ROWS)
                     .with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)
                     .expect("valid decimal type"),
             ),
-            ColumnType::Integer => Builder::Integer(Int64Builder::with_capacity(BATCH_ROWS)),
-            ColumnType::Bool => Builder::Bool(BooleanBuilder::with_capacity(BATCH_ROWS)),
+            ColumnType::Integer => Builder::Integer(Int64Builder::with_capacity(CHUNK_ROWS)),
+            ColumnType::Bool => Builder::Bool(BooleanBuilder::with_capacity(CHUNK_ROWS)),
         }
     }
 
@@ -392,6 +393,8 @@ impl KeyRegistry {
 /// One export file: its header, checked, and its records, read in chunks for `RowValidator`s.
 pub struct FileReader<R: Read> {
     csv: csv::Reader<R>,
+    /// The header's column names as written (trimmed, without a byte-order mark).
+    header: Vec<String>,
     validator: RowValidator,
     warnings: Vec<String>,
     rows_read: u64,
@@ -495,11 +498,16 @@ impl<R: Read> FileReader<R> {
         };
         Ok(FileReader {
             csv,
+            header: names,
             validator,
             warnings,
             rows_read: 0,
             rows_rejected: 0,
         })
+    }
+
+    pub fn header(&self) -> &[String] {
+        &self.header
     }
 
     /// Where the entity's first key column is in the file's records.

@@ -19,7 +19,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
-use prism_contract::{Entity, FileError, FileReader, IdStatus, KeyRegistry, KnownIds, Rejection, ValidatedChunk};
+use prism_contract::{CHUNK_ROWS, Entity, FileError, FileReader, IdStatus, KeyRegistry, KnownIds, Rejection, ValidatedChunk};
 use serde::Serialize;
 
 use crate::staging::{StagedTable, remove_dir_if_exists};
@@ -34,8 +34,7 @@ pub const SHOWN_PER_FILE: usize = 100;
 fn validators() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().min(8))
 }
-/// Raw records per chunk handed to a validator.
-const CHUNK_ROWS: usize = 16 * 1024;
+
 
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
@@ -419,14 +418,8 @@ fn validate_and_stage(
         let table = StagedTable::start(staging_dir.join(entity.name()), entity.schema())?;
         let mut rejects: Option<RejectsFile> = None;
         let mut sink_error: Option<WarehouseError> = None;
-        let header: Vec<String> = {
-            // The rejects file repeats the export's own header.
-            let f = File::open(&path).map_err(|e| WarehouseError::io(&path, e))?;
-            let mut r = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(f);
-            let mut rec = csv::ByteRecord::new();
-            r.read_byte_record(&mut rec).map_err(|e| WarehouseError::io(&path, e.into()))?;
-            rec.iter().map(|f| String::from_utf8_lossy(f).trim_start_matches('\u{feff}').to_string()).collect()
-        };
+        // The rejects file repeats the export's own header.
+        let header: Vec<String> = reader.header().to_vec();
         let mut new_ids: Vec<String> = Vec::new();
         let mut rejected_ids: Vec<String> = Vec::new();
         let key_position = reader.key_position();
