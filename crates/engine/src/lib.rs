@@ -60,6 +60,26 @@ enum Dim {
     Time { grain: String },
 }
 
+/// The period a comparison form compares with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Comparison {
+    /// The period of the same length just before: the previous month on a monthly row, the
+    /// previous quarter for a quarter's period (see `Period::previous`).
+    PreviousPeriod,
+    /// The same period a year before.
+    YearBefore,
+}
+
+impl Comparison {
+    /// The suffix of the comparison's columns and aggregations in the SQL.
+    fn suffix(self) -> &'static str {
+        match self {
+            Comparison::PreviousPeriod => "previous_period",
+            Comparison::YearBefore => "year_before",
+        }
+    }
+}
+
 /// A derived form of a metric, asked as `METRIC:FORM`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Derived {
@@ -69,16 +89,39 @@ enum Derived {
     Rank,
     /// The running share of the total, largest values first (ties by the dimensions).
     CumulativePct,
+    /// The metric's value in the compared period.
+    Compared(Comparison),
+    /// The value minus the compared value.
+    Change(Comparison),
+    /// 100 * the change / |the compared value|; none when the compared value is 0 or absent.
+    ChangePct(Comparison),
 }
 
 impl Derived {
-    const FORMS: [&str; 3] = ["pct_of_total", "rank", "cumulative_pct"];
+    const FORMS: [&str; 9] = [
+        "pct_of_total",
+        "rank",
+        "cumulative_pct",
+        "previous_period",
+        "year_before",
+        "change",
+        "change_pct",
+        "change_year_before",
+        "change_pct_year_before",
+    ];
 
     fn parse(s: &str) -> Result<Derived, EngineError> {
+        use Comparison::*;
         match s {
             "pct_of_total" => Ok(Derived::PctOfTotal),
             "rank" => Ok(Derived::Rank),
             "cumulative_pct" => Ok(Derived::CumulativePct),
+            "previous_period" => Ok(Derived::Compared(PreviousPeriod)),
+            "year_before" => Ok(Derived::Compared(YearBefore)),
+            "change" => Ok(Derived::Change(PreviousPeriod)),
+            "change_pct" => Ok(Derived::ChangePct(PreviousPeriod)),
+            "change_year_before" => Ok(Derived::Change(YearBefore)),
+            "change_pct_year_before" => Ok(Derived::ChangePct(YearBefore)),
             other => Err(EngineError::Invalid(format!(
                 "no derived form `{other}`: the forms are {}{}",
                 Derived::FORMS.join(", "),
@@ -86,7 +129,17 @@ impl Derived {
             ))),
         }
     }
+
+    fn comparison(self) -> Option<Comparison> {
+        match self {
+            Derived::Compared(c) | Derived::Change(c) | Derived::ChangePct(c) => Some(c),
+            _ => None,
+        }
+    }
 }
+
+/// The time grains from finest to coarsest.
+const GRAIN_ORDER: [&str; 5] = ["day", "week", "month", "quarter", "year"];
 
 /// A column of a result.
 #[derive(Clone, Debug, PartialEq)]
@@ -169,7 +222,8 @@ impl Engine {
     }
 
     /// The SQL expression of a dimension over a fact aliased `f`, joined dimensions aliased by name.
-    fn dim_sql(&self, dim: &Dim, fact: &prism_model::Fact, scope: &Scope) -> String {
+    /// `day` is the fact's date, shifted forward when the aggregation is of a compared period.
+    fn dim_sql(&self, dim: &Dim, day: &str, scope: &Scope) -> String {
         match dim {
             Dim::Attribute { dimension, attribute } => {
                 let d = &self.model.dimensions[dimension];
@@ -186,7 +240,6 @@ impl Engine {
             }
             Dim::FactAttribute { column, .. } => format!("f.{column}"),
             Dim::Time { grain } => {
-                let day = format!("CAST(f.{} AS DATE)", fact.time);
                 match grain.as_str() {
                     "day" => format!("to_char({day}, '%Y-%m-%d')"),
                     "week" => format!("to_char({day}, '%G-W%V')"),
@@ -252,115 +305,69 @@ impl Engine {
             }
         }
 
-        let mut ctes = Vec::new();
-        for (fact_name, parts) in &per_fact {
-            let fact = &self.model.facts[fact_name];
-            let reaches = |dim: &Dim, used_as: &str| -> Result<(), EngineError> {
-                let ok = match dim {
-                    Dim::Attribute { dimension, .. } => fact.reaches.contains(dimension),
-                    Dim::FactAttribute { fact: f, .. } => f == fact_name,
-                    Dim::Time { .. } => true,
-                };
-                if ok {
-                    return Ok(());
+        // The periods compared with, each with how far its dates move forward to meet the
+        // query's own: by a step of the finest time grain asked (month over month on a monthly
+        // row), otherwise by the length of the query's period.
+        let comparisons: BTreeSet<Comparison> = asked.iter().filter_map(|(_, _, d)| d.and_then(Derived::comparison)).collect();
+        let finest_grain = dims.iter().filter_map(|(_, d)| match d {
+            Dim::Time { grain } => GRAIN_ORDER.iter().position(|g| g == grain),
+            _ => None,
+        }).min().map(|i| GRAIN_ORDER[i]);
+        let mut shifts: Vec<(Comparison, String)> = Vec::new();
+        for c in &comparisons {
+            let interval = match (c, finest_grain, &query.period) {
+                (Comparison::PreviousPeriod, Some(grain), _) => match grain {
+                    "day" => "1 day".to_string(),
+                    "week" => "7 days".to_string(),
+                    "month" => "1 month".to_string(),
+                    "quarter" => "3 months".to_string(),
+                    _ => "12 months".to_string(),
+                },
+                // ISO weeks: week N of the year before, not the week holding the same date.
+                (Comparison::YearBefore, Some("week"), _) => "364 days".to_string(),
+                (Comparison::YearBefore, _, _) if finest_grain.is_some() || query.period.is_some() => "12 months".to_string(),
+                (Comparison::PreviousPeriod, None, Some(p)) => match p.whole_months() {
+                    Some(n) => format!("{n} months"),
+                    None => format!("{} days", p.days()),
+                },
+                _ => {
+                    return Err(EngineError::Invalid(format!(
+                        "`{}` compares with {}, which needs a period (--period 2024-Q2) or a time dimension (--by time.quarter) to compare",
+                        asked.iter().find(|(_, _, d)| d.and_then(Derived::comparison) == Some(*c)).map_or("", |a| a.0.as_str()),
+                        match c {
+                            Comparison::PreviousPeriod => "the previous period",
+                            Comparison::YearBefore => "the same period a year before",
+                        }
+                    )));
                 }
-                let metric = metrics.iter().find(|m| &m.fact == fact_name).map_or("", |m| m.name.as_str());
-                Err(EngineError::Invalid(format!(
-                    "`{metric}` is a metric of {fact_name}, which does not reach the dimension `{used_as}`{}",
-                    match dim {
-                        Dim::FactAttribute { fact, .. } => format!(" (an attribute of {fact}, usable with that fact's metrics only)"),
-                        _ => String::new(),
-                    }
-                )))
             };
-            let mut joins: BTreeSet<String> = BTreeSet::new();
-            for (name, d) in &dims {
-                reaches(d, name)?;
-                if let Dim::Attribute { dimension, .. } = d {
-                    joins.insert(dimension.clone());
-                }
-            }
-            for (f, d) in &filters {
-                reaches(d, &f.dimension)?;
-                if let Dim::Attribute { dimension, .. } = d {
-                    joins.insert(dimension.clone());
-                }
-            }
-            let mut sql = String::from("SELECT ");
-            let mut select = Vec::new();
-            for (i, (_, d)) in dims.iter().enumerate() {
-                select.push(format!("{} AS d{i}", self.dim_sql(d, fact, scope)));
-            }
-            for p in parts {
-                select.push(format!("{} AS {}", aggregate_sql(p), quote_ident(&p.name)));
-            }
-            if benchmark {
-                select.push("COUNT(DISTINCT f.partner_id) AS partners".into());
-            }
-            sql.push_str(&select.join(", "));
-            write!(sql, " FROM {} f", fact.table).expect("string");
-            for j in &joins {
-                let d = &self.model.dimensions[j];
-                write!(sql, " LEFT JOIN {} {j} ON f.{key} = {j}.{key}", d.table, key = d.key).expect("string");
-            }
-            let mut conditions = Vec::new();
-            match scope {
-                Scope::All if benchmark => conditions.push("f.partner_id IS NOT NULL".into()),
-                Scope::All => {}
-                Scope::Partner(id) => conditions.push(format!("f.partner_id = {}", quote_literal(id))),
-                Scope::Partners(ids) => {
-                    if ids.is_empty() {
-                        conditions.push("FALSE".into());
-                    } else {
-                        let list: Vec<String> = ids.iter().map(|i| quote_literal(i)).collect();
-                        conditions.push(format!("f.partner_id IN ({})", list.join(", ")));
-                    }
-                }
-            }
-            if let Some(p) = &query.period {
-                conditions.push(format!(
-                    "CAST(f.{t} AS DATE) BETWEEN DATE '{}' AND DATE '{}'",
-                    p.from,
-                    p.to,
-                    t = fact.time
-                ));
-            }
-            for (f, d) in &filters {
-                let expr = self.dim_sql(d, fact, scope);
-                conditions.push(match &f.op {
-                    FilterOp::In(v) => format!("{expr} IN ({})", v.iter().map(|x| quote_literal(x)).collect::<Vec<_>>().join(", ")),
-                    FilterOp::NotIn(v) => format!("{expr} NOT IN ({})", v.iter().map(|x| quote_literal(x)).collect::<Vec<_>>().join(", ")),
-                    FilterOp::Range { from, to } => {
-                        let mut c = Vec::new();
-                        if let Some(a) = from {
-                            c.push(format!("{expr} >= {}", quote_literal(a)));
-                        }
-                        if let Some(b) = to {
-                            c.push(format!("{expr} <= {}", quote_literal(b)));
-                        }
-                        c.join(" AND ")
-                    }
-                });
-            }
-            if !conditions.is_empty() {
-                write!(sql, " WHERE {}", conditions.join(" AND ")).expect("string");
-            }
-            if !dims.is_empty() {
-                let group: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
-                write!(sql, " GROUP BY {}", group.join(", ")).expect("string");
-            }
-            ctes.push((fact_name.clone(), sql));
+            shifts.push((*c, interval));
         }
 
-        // Drill-across: the key set of every fact's result, then each fact joined onto it.
+        // One aggregation per fact for the query's period, and one per fact and compared period.
+        // A source is (alias, SQL, whether its rows add keys to the answer).
+        let mut ctes: Vec<(String, String, bool)> = Vec::new();
+        let mut views: Vec<(Option<Comparison>, Option<&str>)> = vec![(None, None)];
+        views.extend(shifts.iter().map(|(c, i)| (Some(*c), Some(i.as_str()))));
+        for (comparison, shift) in views {
+            for (fact_name, parts) in &per_fact {
+                let sql = self.fact_sql(fact_name, parts, &metrics, &dims, &filters, query.period.as_ref(), shift, scope, benchmark)?;
+                let alias = aggregation_alias(fact_name, comparison);
+                // A partner that sold last quarter and not this one is a row of "revenue by
+                // partner with its change"; a month after the last one is not a row of a trend.
+                let adds_keys = comparison.is_none() || finest_grain.is_none();
+                ctes.push((alias, sql, adds_keys));
+            }
+        }
+
+        // Drill-across: the key set of every aggregation, then each joined onto it.
         let dim_cols: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
         let mut sql = String::from("WITH ");
-        sql.push_str(
-            &ctes.iter().map(|(n, s)| format!("{n} AS ({s})")).collect::<Vec<_>>().join(",\n"),
-        );
+        sql.push_str(&ctes.iter().map(|(n, s, _)| format!("{n} AS ({s})")).collect::<Vec<_>>().join(",\n"));
         let single = ctes.len() == 1;
         if !dims.is_empty() && !single {
-            let keys: Vec<String> = ctes.iter().map(|(n, _)| format!("SELECT {} FROM {n}", dim_cols.join(", "))).collect();
+            let keys: Vec<String> =
+                ctes.iter().filter(|c| c.2).map(|(n, _, _)| format!("SELECT {} FROM {n}", dim_cols.join(", "))).collect();
             write!(sql, ",\nkeys AS ({})", keys.join(" UNION ")).expect("string");
         }
         let mut select = Vec::new();
@@ -370,45 +377,55 @@ impl Engine {
             select.push(format!("{source}.d{i} AS {}", quote_ident(name)));
             columns.push(ResultColumn { name: name.clone(), format: None });
         }
-        for m in &metrics {
-            let col = |name: &str| -> String {
-                let part = &self.model.metrics[name];
-                let c = format!("{}.{}", part.fact, quote_ident(name));
-                // A count over no rows is 0; a sum over no rows has no value.
-                if matches!(&part.kind, MetricKind::Base { aggregate: Aggregate::Count(_) | Aggregate::CountDistinct(_), .. }) {
-                    format!("COALESCE({c}, 0)")
-                } else {
-                    c
-                }
-            };
-            let expr = match &m.kind {
-                MetricKind::Base { .. } => col(&m.name),
-                MetricKind::Ratio { numerator, denominator, scale, divide_by } => {
-                    // A part with no rows in its filter sums to nothing, which in a share means 0.
-                    let (n, d) = (format!("COALESCE({}, 0)", col(numerator)), col(denominator));
-                    let factor = scale / divide_by;
-                    // Compared as a float: an exact zero either way, and it spares DataFusion
-                    // comparing decimals of different precisions after the joins.
-                    let zero = format!("CAST({d} AS DOUBLE) = 0");
-                    if m.format == Format::Money {
-                        format!("CASE WHEN {zero} THEN NULL ELSE CAST({n} AS DECIMAL(38, 6)) / {d} END")
-                    } else if factor == 1.0 {
-                        format!("CASE WHEN {zero} THEN NULL ELSE CAST({n} AS DOUBLE) / {d} END")
+        let mut views: Vec<Option<Comparison>> = vec![None];
+        views.extend(comparisons.iter().copied().map(Some));
+        for view in views {
+            for m in &metrics {
+                let alias = |fact: &str| aggregation_alias(fact, view);
+                let col = |name: &str| -> String {
+                    let part = &self.model.metrics[name];
+                    let c = format!("{}.{}", alias(&part.fact), quote_ident(name));
+                    // A count over no rows is 0; a sum over no rows has no value.
+                    if matches!(&part.kind, MetricKind::Base { aggregate: Aggregate::Count(_) | Aggregate::CountDistinct(_), .. }) {
+                        format!("COALESCE({c}, 0)")
                     } else {
-                        format!("CASE WHEN {zero} THEN NULL ELSE {scale:?} * CAST({n} AS DOUBLE) / {d} / {divide_by:?} END")
+                        c
                     }
-                }
-            };
-            let expr = if benchmark {
-                format!("CASE WHEN {}.partners >= {BENCHMARK_MIN_PARTNERS} THEN {expr} END", m.fact)
-            } else {
-                expr
-            };
-            select.push(format!("{expr} AS {}", quote_ident(&m.name)));
-            columns.push(ResultColumn { name: m.name.clone(), format: Some(m.format) });
+                };
+                let expr = match &m.kind {
+                    MetricKind::Base { .. } => col(&m.name),
+                    MetricKind::Ratio { numerator, denominator, scale, divide_by } => {
+                        // A part with no rows in its filter sums to nothing, which in a share means 0.
+                        let (n, d) = (format!("COALESCE({}, 0)", col(numerator)), col(denominator));
+                        let factor = scale / divide_by;
+                        // Compared as a float: an exact zero either way, and it spares DataFusion
+                        // comparing decimals of different precisions after the joins.
+                        let zero = format!("CAST({d} AS DOUBLE) = 0");
+                        if m.format == Format::Money {
+                            format!("CASE WHEN {zero} THEN NULL ELSE CAST({n} AS DECIMAL(38, 6)) / {d} END")
+                        } else if factor == 1.0 {
+                            format!("CASE WHEN {zero} THEN NULL ELSE CAST({n} AS DOUBLE) / {d} END")
+                        } else {
+                            format!("CASE WHEN {zero} THEN NULL ELSE {scale:?} * CAST({n} AS DOUBLE) / {d} / {divide_by:?} END")
+                        }
+                    }
+                };
+                let expr = if benchmark {
+                    format!("CASE WHEN {}.partners >= {BENCHMARK_MIN_PARTNERS} THEN {expr} END", alias(&m.fact))
+                } else {
+                    expr
+                };
+                let name = match view {
+                    None => m.name.clone(),
+                    Some(c) => format!("{}@{}", m.name, c.suffix()),
+                };
+                select.push(format!("{expr} AS {}", quote_ident(&name)));
+                columns.push(ResultColumn { name, format: Some(m.format) });
+            }
         }
         if benchmark {
-            let counts: Vec<String> = ctes.iter().map(|(n, _)| format!("COALESCE({n}.partners, 0)")).collect();
+            let counts: Vec<String> =
+                ctes.iter().filter(|c| c.2).map(|(n, _, _)| format!("COALESCE({n}.partners, 0)")).collect();
             let fewest = if counts.len() == 1 { counts[0].clone() } else { format!("least({})", counts.join(", ")) };
             select.push(format!("{fewest} AS benchmark_partners"));
             columns.push(ResultColumn { name: "benchmark_partners".into(), format: Some(Format::Integer) });
@@ -416,12 +433,12 @@ impl Engine {
         write!(sql, "\nSELECT {}", select.join(", ")).expect("string");
         if single || dims.is_empty() {
             write!(sql, " FROM {}", ctes[0].0).expect("string");
-            for (n, _) in &ctes[1..] {
+            for (n, _, _) in &ctes[1..] {
                 write!(sql, " CROSS JOIN {n}").expect("string");
             }
         } else {
             write!(sql, " FROM keys").expect("string");
-            for (n, _) in &ctes {
+            for (n, _, _) in &ctes {
                 // Parenthesised: the SQL parser binds IS NOT DISTINCT FROM looser than AND.
                 let on: Vec<String> = dim_cols.iter().map(|c| format!("(keys.{c} IS NOT DISTINCT FROM {n}.{c})")).collect();
                 write!(sql, " LEFT JOIN {n} ON {}", on.join(" AND ")).expect("string");
@@ -448,6 +465,29 @@ impl Engine {
                         ),
                         Some(Format::Percent),
                     )
+                }
+                Some(Derived::Compared(c)) => (quote_ident(&format!("{}@{}", m.name, c.suffix())), Some(m.format)),
+                Some(Derived::Change(c)) | Some(Derived::ChangePct(c)) => {
+                    let was = quote_ident(&format!("{}@{}", m.name, c.suffix()));
+                    // A sum or count over no rows is nothing sold: revenue that fell to nothing
+                    // changed by all of it. An average over no rows has no value to compare.
+                    let additive = matches!(m.kind, MetricKind::Base { .. });
+                    let (now, then) = if additive {
+                        (format!("COALESCE({v}, 0)"), format!("COALESCE({was}, 0)"))
+                    } else {
+                        (v.clone(), was.clone())
+                    };
+                    if matches!(derived, Some(Derived::Change(_))) {
+                        let change = format!("{now} - {then}");
+                        let change = if additive { format!("CASE WHEN {v} IS NULL AND {was} IS NULL THEN NULL ELSE {change} END") } else { change };
+                        (change, Some(m.format))
+                    } else {
+                        // Against the absolute value, so that a credit turning into a sale is a rise.
+                        (
+                            format!("100.0 * (CAST({now} AS DOUBLE) - CAST({then} AS DOUBLE)) / NULLIF(abs(CAST({then} AS DOUBLE)), 0)"),
+                            Some(Format::Percent),
+                        )
+                    }
                 }
             };
             if columns.iter().any(|c| &c.name == name) {
@@ -491,6 +531,119 @@ impl Engine {
         Ok(Compiled { sql, columns, metrics: metrics.into_iter().cloned().collect() })
     }
 
+    /// One fact's aggregation: its parts by the asked dimensions, over the scope, the period and
+    /// the filters. With a shift, each row's date moves forward by it first, so that the rows of
+    /// the compared period land on the dimensions and the period of the query.
+    #[allow(clippy::too_many_arguments)]
+    fn fact_sql(
+        &self,
+        fact_name: &str,
+        parts: &[&Metric],
+        metrics: &[&Metric],
+        dims: &[(String, Dim)],
+        filters: &[(&Filter, Dim)],
+        period: Option<&Period>,
+        shift: Option<&str>,
+        scope: &Scope,
+        benchmark: bool,
+    ) -> Result<String, EngineError> {
+        let fact = &self.model.facts[fact_name];
+        let day = match shift {
+            None => format!("CAST(f.{} AS DATE)", fact.time),
+            Some(interval) => format!("(CAST(f.{} AS DATE) + INTERVAL '{interval}')", fact.time),
+        };
+        let reaches = |dim: &Dim, used_as: &str| -> Result<(), EngineError> {
+            let ok = match dim {
+                Dim::Attribute { dimension, .. } => fact.reaches.contains(dimension),
+                Dim::FactAttribute { fact: f, .. } => f == fact_name,
+                Dim::Time { .. } => true,
+            };
+            if ok {
+                return Ok(());
+            }
+            let metric = metrics.iter().find(|m| &m.fact == fact_name).map_or("", |m| m.name.as_str());
+            Err(EngineError::Invalid(format!(
+                "`{metric}` is a metric of {fact_name}, which does not reach the dimension `{used_as}`{}",
+                match dim {
+                    Dim::FactAttribute { fact, .. } => format!(" (an attribute of {fact}, usable with that fact's metrics only)"),
+                    _ => String::new(),
+                }
+            )))
+        };
+        let mut joins: BTreeSet<String> = BTreeSet::new();
+        for (name, d) in dims {
+            reaches(d, name)?;
+            if let Dim::Attribute { dimension, .. } = d {
+                joins.insert(dimension.clone());
+            }
+        }
+        for (f, d) in filters {
+            reaches(d, &f.dimension)?;
+            if let Dim::Attribute { dimension, .. } = d {
+                joins.insert(dimension.clone());
+            }
+        }
+        let mut sql = String::from("SELECT ");
+        let mut select = Vec::new();
+        for (i, (_, d)) in dims.iter().enumerate() {
+            select.push(format!("{} AS d{i}", self.dim_sql(d, &day, scope)));
+        }
+        for p in parts {
+            select.push(format!("{} AS {}", aggregate_sql(p), quote_ident(&p.name)));
+        }
+        if benchmark {
+            select.push("COUNT(DISTINCT f.partner_id) AS partners".into());
+        }
+        sql.push_str(&select.join(", "));
+        write!(sql, " FROM {} f", fact.table).expect("string");
+        for j in &joins {
+            let d = &self.model.dimensions[j];
+            write!(sql, " LEFT JOIN {} {j} ON f.{key} = {j}.{key}", d.table, key = d.key).expect("string");
+        }
+        let mut conditions = Vec::new();
+        match scope {
+            Scope::All if benchmark => conditions.push("f.partner_id IS NOT NULL".into()),
+            Scope::All => {}
+            Scope::Partner(id) => conditions.push(format!("f.partner_id = {}", quote_literal(id))),
+            Scope::Partners(ids) => {
+                if ids.is_empty() {
+                    conditions.push("FALSE".into());
+                } else {
+                    let list: Vec<String> = ids.iter().map(|i| quote_literal(i)).collect();
+                    conditions.push(format!("f.partner_id IN ({})", list.join(", ")));
+                }
+            }
+        }
+        if let Some(p) = period {
+            conditions.push(format!("{day} BETWEEN DATE '{}' AND DATE '{}'", p.from, p.to));
+        }
+        for (f, d) in filters {
+            let expr = self.dim_sql(d, &day, scope);
+            conditions.push(match &f.op {
+                FilterOp::In(v) => format!("{expr} IN ({})", v.iter().map(|x| quote_literal(x)).collect::<Vec<_>>().join(", ")),
+                FilterOp::NotIn(v) => format!("{expr} NOT IN ({})", v.iter().map(|x| quote_literal(x)).collect::<Vec<_>>().join(", ")),
+                FilterOp::Range { from, to } => {
+                    let mut c = Vec::new();
+                    if let Some(a) = from {
+                        c.push(format!("{expr} >= {}", quote_literal(a)));
+                    }
+                    if let Some(b) = to {
+                        c.push(format!("{expr} <= {}", quote_literal(b)));
+                    }
+                    c.join(" AND ")
+                }
+            });
+        }
+        if !conditions.is_empty() {
+            write!(sql, " WHERE {}", conditions.join(" AND ")).expect("string");
+        }
+        if !dims.is_empty() {
+            let group: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
+            write!(sql, " GROUP BY {}", group.join(", ")).expect("string");
+        }
+        Ok(sql)
+    }
+
     /// Compiles and runs a query over a session holding the warehouse's tables.
     pub async fn run(&self, ctx: &SessionContext, query: &Query, scope: &Scope) -> Result<QueryResult, EngineError> {
         self.execute(ctx, self.compile(query, scope)?).await
@@ -504,6 +657,15 @@ impl Engine {
     async fn execute(&self, ctx: &SessionContext, compiled: Compiled) -> Result<QueryResult, EngineError> {
         let batches = ctx.sql(&compiled.sql).await?.collect().await?;
         Ok(QueryResult { columns: compiled.columns, batches, sql: compiled.sql })
+    }
+}
+
+/// The name of a fact's aggregation in the SQL; never a table's name, which it would hide from
+/// the aggregations after it.
+fn aggregation_alias(fact: &str, comparison: Option<Comparison>) -> String {
+    match comparison {
+        None => format!("{fact}_now"),
+        Some(c) => format!("{fact}_{}", c.suffix()),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The query a user asks: metrics, dimensions, filters, a period, order and limit — parsed from
 //! the text a user types, so that once a `Query` exists its parts are well-formed.
 
-use chrono::NaiveDate;
+use chrono::{Datelike, Months, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
@@ -94,11 +94,46 @@ impl Period {
         Ok(Period { from: ymd(y, 1)?, to: last_of(y, 12)? })
     }
 
-    /// The period of the same length just before this one.
+    /// The number of calendar months the period spans, when it is made of whole months
+    /// (a month, a quarter, a year, or a range from a first to a last day of a month).
+    pub fn whole_months(&self) -> Option<u32> {
+        let first = self.from.day() == 1;
+        let last = self.to.succ_opt().is_some_and(|d| d.day() == 1);
+        if !(first && last) {
+            return None;
+        }
+        let months = (self.to.year() - self.from.year()) * 12 + self.to.month() as i32 - self.from.month() as i32 + 1;
+        u32::try_from(months).ok()
+    }
+
+    /// The number of days in the period, both ends included.
+    pub fn days(&self) -> i64 {
+        (self.to - self.from).num_days() + 1
+    }
+
+    /// The period of the same length just before this one: the previous quarter for a quarter,
+    /// the previous N months for N whole months, otherwise the same number of days before.
     pub fn previous(&self) -> Period {
-        let days = (self.to - self.from).num_days() + 1;
-        let to = self.from.pred_opt().expect("a day before");
-        Period { from: to - chrono::Duration::days(days - 1), to }
+        match self.whole_months() {
+            Some(n) => {
+                let from = self.from - Months::new(n);
+                let to = self.from.pred_opt().expect("a day before");
+                Period { from, to }
+            }
+            None => {
+                let to = self.from.pred_opt().expect("a day before");
+                Period { from: to - chrono::Duration::days(self.days() - 1), to }
+            }
+        }
+    }
+
+    /// The same period a year before (29 February becomes 28 February).
+    pub fn year_before(&self) -> Period {
+        match self.whole_months() {
+            // Whole months stay whole months: February 2025 compares with all of February 2024.
+            Some(_) => Period { from: self.from - Months::new(12), to: (self.to.succ_opt().expect("a day after") - Months::new(12)).pred_opt().expect("a day before") },
+            None => Period { from: self.from - Months::new(12), to: self.to - Months::new(12) },
+        }
     }
 }
 
@@ -165,15 +200,28 @@ mod tests {
         assert_eq!(Period::parse("2024").unwrap(), Period { from: d("2024-01-01"), to: d("2024-12-31") });
         assert_eq!(Period::parse("2024-Q1").unwrap(), Period { from: d("2024-01-01"), to: d("2024-03-31") });
         assert_eq!(Period::parse("2024-02").unwrap(), Period { from: d("2024-02-01"), to: d("2024-02-29") });
-        assert_eq!(Period::parse("2024-Q2").unwrap().previous(), Period { from: d("2024-01-01"), to: d("2024-03-31") - chrono::Duration::days(0) }.with_len(91));
-        for bad in ["2024-Q5", "2024-13", "Q1", "2024-02-01..2024-01-01", "2024-02-30..2024-03-01", ""] {
-            assert!(Period::parse(bad).is_err(), "{bad}");
-        }
     }
 
-    impl Period {
-        fn with_len(self, days: i64) -> Period {
-            Period { from: self.to - chrono::Duration::days(days - 1), to: self.to }
+    #[test]
+    fn the_previous_period_of_whole_months_is_whole_months_otherwise_the_same_number_of_days() {
+        let p = |s: &str| Period::parse(s).unwrap();
+        // Q3 has 92 days, Q2 91: the previous quarter all the same.
+        assert_eq!(p("2024-Q3").previous(), p("2024-Q2"));
+        assert_eq!(p("2024-Q1").previous(), p("2023-Q4"));
+        assert_eq!(p("2024-03").previous(), p("2024-02"));
+        assert_eq!(p("2024").previous(), p("2023"));
+        assert_eq!(p("2024-02-01..2024-04-30").previous(), p("2023-11-01..2024-01-31"));
+        // 34 days before 2024-02-01.
+        assert_eq!(p("2024-02-01..2024-03-05").previous(), p("2023-12-29..2024-01-31"));
+        assert_eq!(p("2024-02").year_before(), p("2023-02"));
+        assert_eq!(p("2025-02").year_before(), p("2024-02"));
+        assert_eq!(p("2024-02-29..2024-03-10").year_before(), p("2023-02-28..2023-03-10"));
+    }
+
+    #[test]
+    fn malformed_periods_are_refused() {
+        for bad in ["2024-Q5", "2024-13", "Q1", "2024-02-01..2024-01-01", "2024-02-30..2024-03-01", ""] {
+            assert!(Period::parse(bad).is_err(), "{bad}");
         }
     }
 
