@@ -56,14 +56,27 @@ fn parse_date(s: &str, what: &str) -> Result<NaiveDate, EngineError> {
 
 impl Period {
     /// `FROM..TO` with dates (`2024-01-01..2024-03-31`), or a year (`2024`), a quarter
-    /// (`2024-Q2`) or a month (`2024-05`).
+    /// (`2024-Q2`) or a month (`2024-05`); the ends of a range may be those too
+    /// (`2024-01..2024-06`, `2023-Q4..2024-Q1`).
     pub fn parse(s: &str) -> Result<Period, EngineError> {
         let bad = || EngineError::Parse(format!(
             "period {s:?}: expected FROM..TO (2024-01-01..2024-03-31), a year (2024), a quarter (2024-Q2) or a month (2024-05)"
         ));
         if let Some((a, b)) = s.split_once("..") {
-            let from = parse_date(a.trim(), "period start")?;
-            let to = parse_date(b.trim(), "period end")?;
+            // Each end is a date, or a year, quarter or month taken from its first or last day.
+            let end = |t: &str, what: &str| -> Result<Period, EngineError> {
+                let t = t.trim();
+                if t.len() == 10 {
+                    let d = parse_date(t, what)?;
+                    return Ok(Period { from: d, to: d });
+                }
+                if t.is_empty() || t.contains("..") {
+                    return Err(bad());
+                }
+                Period::parse(t).map_err(|_| bad())
+            };
+            let from = end(a, "period start")?.from;
+            let to = end(b, "period end")?.to;
             if to < from {
                 return Err(EngineError::Parse(format!("period {s:?}: the end comes before the start")));
             }
@@ -200,6 +213,9 @@ mod tests {
         assert_eq!(Period::parse("2024").unwrap(), Period { from: d("2024-01-01"), to: d("2024-12-31") });
         assert_eq!(Period::parse("2024-Q1").unwrap(), Period { from: d("2024-01-01"), to: d("2024-03-31") });
         assert_eq!(Period::parse("2024-02").unwrap(), Period { from: d("2024-02-01"), to: d("2024-02-29") });
+        assert_eq!(Period::parse("2024-01..2024-06").unwrap(), Period { from: d("2024-01-01"), to: d("2024-06-30") });
+        assert_eq!(Period::parse("2023-Q4..2024-02-10").unwrap(), Period { from: d("2023-10-01"), to: d("2024-02-10") });
+        assert_eq!(Period::parse("2023..2024").unwrap(), Period { from: d("2023-01-01"), to: d("2024-12-31") });
     }
 
     #[test]
@@ -220,7 +236,7 @@ mod tests {
 
     #[test]
     fn malformed_periods_are_refused() {
-        for bad in ["2024-Q5", "2024-13", "Q1", "2024-02-01..2024-01-01", "2024-02-30..2024-03-01", ""] {
+        for bad in ["2024-Q5", "2024-13", "Q1", "2024-02-01..2024-01-01", "2024-02-30..2024-03-01", "", "2024-06..2024-01", "..2024", "2024..", "2024-1-5..2024-02"] {
             assert!(Period::parse(bad).is_err(), "{bad}");
         }
     }
