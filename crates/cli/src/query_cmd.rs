@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use prism_engine::{Engine, Filter, Order, Period, Query, QueryResult, Scope};
-use prism_model::{Format as MetricFormat, MetricKind, Model};
+use prism_model::{MetricKind, Model};
 
 #[derive(Args, Clone)]
 pub struct QueryArgs {
@@ -83,26 +83,7 @@ pub fn print(result: &QueryResult, format: crate::Format) -> Result<()> {
             w.flush()?;
         }
         crate::Format::Json => {
-            // Money is a string with exactly two decimals, so that no reader turns it into a
-            // binary float; counts and ratios are numbers.
-            let objects: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|r| {
-                    let mut o = serde_json::Map::new();
-                    for (c, v) in result.columns.iter().zip(r) {
-                        let value = if v.is_empty() {
-                            serde_json::Value::Null
-                        } else if c.format.is_none() || c.format == Some(MetricFormat::Money) {
-                            serde_json::Value::String(v.clone())
-                        } else {
-                            v.parse::<f64>().ok().and_then(|f| serde_json::Number::from_f64(f)).map_or_else(|| serde_json::Value::String(v.clone()), serde_json::Value::Number)
-                        };
-                        o.insert(c.name.clone(), value);
-                    }
-                    serde_json::Value::Object(o)
-                })
-                .collect();
-            let text = serde_json::to_string_pretty(&serde_json::json!({ "api_version": 1, "columns": header, "rows": objects }))?;
+            let text = serde_json::to_string_pretty(&prism_engine::api::QueryResponse::from_result(result))?;
             writeln!(std::io::stdout().lock(), "{text}")?;
         }
         crate::Format::Table => {

@@ -71,3 +71,45 @@ fn generate_then_load_then_status_agree_on_every_count() {
         assert!(a == b, "{table}.csv differs between two runs with the same seed");
     }
 }
+
+#[test]
+fn a_query_answers_as_table_csv_and_versioned_json_with_exact_money() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
+    assert!(prism(&data, &["load", fixture.to_str().unwrap()]).status.success());
+    let ask = |format: &str, extra: &[&str]| {
+        let mut args = vec!["query", "--metrics", "closed_revenue,order_count,win_rate", "--by", "partner.partner_id", "--format", format];
+        args.extend_from_slice(extra);
+        let out = prism(&data, &args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Hand-computed from fixtures/tiny (see crates/engine/tests/cases): P-1 2400 + 99.50, P-2 a credit.
+    assert_eq!(
+        ask("csv", &[]),
+        "partner.partner_id,closed_revenue,order_count,win_rate\n(direct),1200.00,1,1.0\nP-1,2499.50,1,\nP-2,-49.75,1,0.0\n"
+    );
+    let json: serde_json::Value = serde_json::from_str(&ask("json", &["--as-partner", "P-1"])).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "api_version": 1,
+            "columns": [
+                {"name": "partner.partner_id", "kind": "dimension"},
+                {"name": "closed_revenue", "kind": "money"},
+                {"name": "order_count", "kind": "integer"},
+                {"name": "win_rate", "kind": "ratio"}
+            ],
+            "rows": [{"partner.partner_id": "P-1", "closed_revenue": "2499.50", "order_count": 1, "win_rate": null}]
+        })
+    );
+    let table = ask("table", &[]);
+    assert!(table.lines().nth(2).unwrap().starts_with("(direct)"), "{table}");
+    assert!(table.ends_with("(3 rows)\n"), "{table}");
+
+    // A mistake says what and where, and exits 1 without an answer.
+    let out = prism(&data, &["query", "--metrics", "closed_revnue"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no metric `closed_revnue`; did you mean `closed_revenue`?"));
+}

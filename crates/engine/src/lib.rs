@@ -8,6 +8,7 @@
 //!
 //! Only this crate knows DataFusion; the model knows nothing of it.
 
+pub mod api;
 pub mod query;
 
 use std::collections::{BTreeMap, BTreeSet};
