@@ -1,5 +1,6 @@
 //! `prism`: flags and glue over the library crates. Nothing here that a library should own.
 
+mod bench;
 mod progress;
 mod query_cmd;
 
@@ -85,6 +86,18 @@ enum Command {
         all: bool,
         #[arg(long)]
         model: Option<PathBuf>,
+    },
+    /// Time the dashboard questions in Prism and in DuckDB over the same data, in the same run.
+    Bench {
+        /// Size of the generated export (1 is about one million order lines).
+        #[arg(long, default_value_t = 8.0)]
+        scale: f64,
+        /// Runs of each question: the first is reported apart, the rest give the warm median.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Where the export and its warehouse are kept between runs.
+        #[arg(long, default_value = "./prism-bench")]
+        dir: PathBuf,
     },
     /// Generate a demo export if there is none, load it, and say what to run next.
     Demo {
@@ -243,6 +256,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 summary.bytes as f64 / 1e6,
                 started.elapsed().as_secs_f64()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { scale, runs, dir } => {
+            bench::run(&bench::BenchArgs { scale, runs, dir }, &runtime()?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { scale, export } => {

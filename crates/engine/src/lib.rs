@@ -223,32 +223,51 @@ impl Engine {
     }
 
     /// The SQL expression of a dimension over a fact aliased `f`, joined dimensions aliased by name.
-    /// `day` is the fact's date, shifted forward when the aggregation is of a compared period.
-    fn dim_sql(&self, dim: &Dim, day: &str, scope: &Scope) -> String {
+    /// What a fact row is grouped by for a dimension: the raw column, or for a time grain a
+    /// number or date that is cheap to group; the label users see is made after aggregation
+    /// (`label_sql`), on a few rows instead of every row. `day` is the fact's date, shifted
+    /// forward when the aggregation is of a compared period.
+    fn group_sql(&self, dim: &Dim, day: &str) -> String {
         match dim {
             Dim::Attribute { dimension, attribute } => {
                 let d = &self.model.dimensions[dimension];
-                let expr = match &d.attributes[attribute].expression {
+                match &d.attributes[attribute].expression {
                     Some(e) => qualify(e, dimension),
+                    // The key is on the fact itself: no join needed.
+                    None if *attribute == d.key => format!("f.{attribute}"),
                     None => format!("{dimension}.{attribute}"),
-                };
-                // Direct sales have no partner; a brand-owner user sees them as "(direct)".
-                if dimension == "partner" && *scope == Scope::All {
-                    format!("CASE WHEN f.partner_id IS NULL THEN '(direct)' ELSE CAST({expr} AS VARCHAR) END")
-                } else {
-                    expr
                 }
             }
             Dim::FactAttribute { column, .. } => format!("f.{column}"),
             Dim::Time { grain } => {
+                let part = |p: &str| format!("CAST(date_part('{p}', {day}) AS BIGINT)");
                 match grain.as_str() {
-                    "day" => format!("to_char({day}, '%Y-%m-%d')"),
-                    "week" => format!("to_char({day}, '%G-W%V')"),
-                    "month" => format!("to_char({day}, '%Y-%m')"),
-                    "quarter" => format!("concat(to_char({day}, '%Y'), '-Q', CAST(date_part('quarter', {day}) AS INT))"),
-                    _ => format!("to_char({day}, '%Y')"),
+                    "day" => day.to_string(),
+                    "week" => format!("CAST(date_trunc('week', {day}) AS DATE)"),
+                    "month" => format!("{} * 100 + {}", part("year"), part("month")),
+                    "quarter" => format!("{} * 10 + {}", part("year"), part("quarter")),
+                    _ => part("year"),
                 }
             }
+        }
+    }
+
+    /// The label of a grouped value (`group_sql`), as users see and filter it. `direct` is the
+    /// SQL of "this row is a direct sale", for a brand-owner user's partner dimensions.
+    fn label_sql(&self, dim: &Dim, value: &str, direct: Option<&str>) -> String {
+        match dim {
+            // Direct sales have no partner; a brand-owner user sees them as "(direct)".
+            Dim::Attribute { dimension, .. } if dimension == "partner" && direct.is_some() => {
+                format!("CASE WHEN {} THEN '(direct)' ELSE CAST({value} AS VARCHAR) END", direct.expect("checked"))
+            }
+            Dim::Time { grain } => match grain.as_str() {
+                "day" => format!("to_char({value}, '%Y-%m-%d')"),
+                "week" => format!("to_char({value}, '%G-W%V')"),
+                "month" => format!("concat(CAST({value} / 100 AS VARCHAR), '-', lpad(CAST({value} % 100 AS VARCHAR), 2, '0'))"),
+                "quarter" => format!("concat(CAST({value} / 10 AS VARCHAR), '-Q', CAST({value} % 10 AS VARCHAR))"),
+                _ => format!("CAST({value} AS VARCHAR)"),
+            },
+            _ => value.to_string(),
         }
     }
 
@@ -362,7 +381,11 @@ impl Engine {
         }
 
         // Drill-across: the key set of every aggregation, then each joined onto it.
-        let dim_cols: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
+        let mut dim_cols: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
+        let direct = direct_flag(&dims, scope);
+        if direct {
+            dim_cols.push("direct".into());
+        }
         let mut sql = String::from("WITH ");
         sql.push_str(&ctes.iter().map(|(n, s, _)| format!("{n} AS ({s})")).collect::<Vec<_>>().join(",\n"));
         let single = ctes.len() == 1;
@@ -373,9 +396,11 @@ impl Engine {
         }
         let mut select = Vec::new();
         let mut columns = Vec::new();
-        for (i, (name, _)) in dims.iter().enumerate() {
+        for (i, (name, d)) in dims.iter().enumerate() {
             let source = if single || dims.is_empty() { ctes[0].0.as_str() } else { "keys" };
-            select.push(format!("{source}.d{i} AS {}", quote_ident(name)));
+            let flag = format!("{source}.direct");
+            let label = self.label_sql(d, &format!("{source}.d{i}"), direct.then_some(flag.as_str()));
+            select.push(format!("{label} AS {}", quote_ident(name)));
             columns.push(ResultColumn { name: name.clone(), format: None });
         }
         let mut views: Vec<Option<Comparison>> = vec![None];
@@ -579,22 +604,29 @@ impl Engine {
             )))
         };
         let mut joins: BTreeSet<String> = BTreeSet::new();
-        for (name, d) in dims {
-            reaches(d, name)?;
-            if let Dim::Attribute { dimension, .. } = d {
+        let mut need_join = |d: &Dim| {
+            if let Dim::Attribute { dimension, .. } = d
+                && self.group_sql(d, &day).contains(&format!("{dimension}."))
+            {
                 joins.insert(dimension.clone());
             }
+        };
+        for (name, d) in dims {
+            reaches(d, name)?;
+            need_join(d);
         }
         for (f, d) in filters {
             reaches(d, &f.dimension)?;
-            if let Dim::Attribute { dimension, .. } = d {
-                joins.insert(dimension.clone());
-            }
+            need_join(d);
         }
         let mut sql = String::from("SELECT ");
         let mut select = Vec::new();
         for (i, (_, d)) in dims.iter().enumerate() {
-            select.push(format!("{} AS d{i}", self.dim_sql(d, &day, scope)));
+            select.push(format!("{} AS d{i}", self.group_sql(d, &day)));
+        }
+        let direct = direct_flag(dims, scope);
+        if direct {
+            select.push("f.partner_id IS NULL AS direct".into());
         }
         for p in parts {
             select.push(format!("{} AS {}", aggregate_sql(p), quote_ident(&p.name)));
@@ -626,7 +658,7 @@ impl Engine {
             conditions.push(format!("{day} BETWEEN DATE '{}' AND DATE '{}'", p.from, p.to));
         }
         for (f, d) in filters {
-            let expr = self.dim_sql(d, &day, scope);
+            let expr = self.label_sql(d, &self.group_sql(d, &day), (*scope == Scope::All).then_some("f.partner_id IS NULL"));
             conditions.push(match &f.op {
                 FilterOp::In(v) => format!("{expr} IN ({})", v.iter().map(|x| quote_literal(x)).collect::<Vec<_>>().join(", ")),
                 FilterOp::NotIn(v) => format!("{expr} NOT IN ({})", v.iter().map(|x| quote_literal(x)).collect::<Vec<_>>().join(", ")),
@@ -646,7 +678,10 @@ impl Engine {
             write!(sql, " WHERE {}", conditions.join(" AND ")).expect("string");
         }
         if !dims.is_empty() {
-            let group: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
+            let mut group: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
+            if direct {
+                group.push("direct".into());
+            }
             write!(sql, " GROUP BY {}", group.join(", ")).expect("string");
         }
         Ok(sql)
@@ -666,6 +701,13 @@ impl Engine {
         let batches = ctx.sql(&compiled.sql).await?.collect().await?;
         Ok(QueryResult { columns: compiled.columns, batches, sql: compiled.sql })
     }
+}
+
+/// Whether the aggregations group by "is a direct sale" too: for a brand-owner user cutting by a
+/// partner attribute, so that direct sales are their own "(direct)" row and never merge with a
+/// partner whose attribute happens to be empty.
+fn direct_flag(dims: &[(String, Dim)], scope: &Scope) -> bool {
+    *scope == Scope::All && dims.iter().any(|(_, d)| matches!(d, Dim::Attribute { dimension, .. } if dimension == "partner"))
 }
 
 /// The name of a fact's aggregation in the SQL; never a table's name, which it would hide from
