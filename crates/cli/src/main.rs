@@ -78,6 +78,9 @@ enum Command {
         args: query_cmd::QueryArgs,
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Also run the query and print DataFusion's plan with the time and rows of each step.
+        #[arg(long)]
+        analyze: bool,
     },
     /// List the metrics and dimensions of the model, with their definitions.
     Model {
@@ -234,10 +237,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Explain { args, model } => {
+        Command::Explain { args, model, analyze } => {
             let model = query_cmd::load_model(&cli.data, model.as_ref())?;
             let (query, scope) = args.query()?;
-            query_cmd::explain(&prism_engine::Engine::new(model), &query, &scope, args.benchmark)?;
+            let engine = prism_engine::Engine::new(model);
+            query_cmd::explain(&engine, &query, &scope, args.benchmark)?;
+            if analyze {
+                let compiled = if args.benchmark { engine.compile_benchmark(&query)? } else { engine.compile(&query, &scope)? };
+                let snapshot = Warehouse::open(&cli.data)?.snapshot(args.as_of)?;
+                let plan = runtime()?.block_on(async {
+                    let ctx = snapshot.session().await?;
+                    let batches = ctx.sql(&format!("EXPLAIN ANALYZE {}", compiled.sql)).await?.collect().await?;
+                    Ok::<_, anyhow::Error>(arrow::util::pretty::pretty_format_batches(&batches)?.to_string())
+                })?;
+                println!("plan (executed):\n{plan}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Model { all, model } => {

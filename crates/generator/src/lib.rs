@@ -397,11 +397,13 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
     let mut lines_written = 0u64;
     let mut order_no = 0u64;
     let mut rec: Vec<String> = vec![String::new(); 9];
-    for _ in 0..n_orders {
+    // A CRM numbers orders as they come: ids follow the order date, as in a real export.
+    let mut order_days: Vec<usize> = (0..n_orders).map(|_| pick_cumulative(&mut rng, &day_cum)).collect();
+    order_days.sort_unstable();
+    for di in order_days {
         let direct = rng.random::<f64>() < 0.07;
         let pi = pick_cumulative(&mut rng, &partner_cum);
         let p = &partners[pi];
-        let di = pick_cumulative(&mut rng, &day_cum);
         if p.decline < 1.0 && di >= decline_start {
             let progress = (di - decline_start) as f64 / 183.0;
             if rng.random::<f64>() > 1.0 - (1.0 - p.decline) * (0.5 + progress) {
@@ -500,11 +502,14 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
     let mut request_partner: Vec<(u32, u32, i64)> = Vec::with_capacity(n_srs);
     let mut rec: Vec<String> = vec![String::new(); 8];
     let end_ts = chrono::NaiveDateTime::from(last_day()) + chrono::Duration::hours(23);
-    for i in 0..n_srs {
+    // Requests are numbered as they are opened.
+    let mut request_days: Vec<usize> = (0..n_srs).map(|_| pick_cumulative(&mut rng, &day_cum)).collect();
+    request_days.sort_unstable();
+    for (i, di) in request_days.into_iter().enumerate() {
         let pi = pick_cumulative(&mut rng, &served);
         let p = &partners[pi];
         let ci = p.customers[pick_cumulative(&mut rng, &p.customer_cumulative)] as usize;
-        let day = days[pick_cumulative(&mut rng, &day_cum)];
+        let day = days[di];
         let opened = day.and_hms_opt(rng.random_range(6..20), rng.random_range(0..60), rng.random_range(0..60)).expect("time");
         let priority = pick(&mut rng, &[(0usize, 0.06), (1, 0.22), (2, 0.45), (3, 0.27)]);
         let target_h = [1.0, 4.0, 8.0, 24.0][*priority];

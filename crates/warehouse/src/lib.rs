@@ -141,12 +141,27 @@ impl Snapshot {
     /// Registers every table of this version, at its pinned Delta version, in a DataFusion
     /// session under the entity's name.
     pub async fn register(&self, ctx: &SessionContext) -> Result<()> {
+        use datafusion::datasource::file_format::parquet::ParquetFormat;
+        use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
         for (name, pin) in &self.version.tables {
             let dir = self.dir.join("tables").join(name);
             let table = open_table_at(&dir, pin.delta_version).await?;
-            table.update_datafusion_session(&ctx.state())?;
-            let provider = table.table_provider().await?;
-            ctx.register_table(name.as_str(), provider)?;
+            let Some(entity) = Entity::ALL.iter().find(|e| e.name() == name) else {
+                return Err(WarehouseError::Corrupt(format!("warehouse.json names a table `{name}` that is no entity")));
+            };
+            // The Parquet files of the pinned Delta version, read as a plain listing: Prism is
+            // the only writer of these tables and uses no Delta feature that changes how a
+            // file reads (no deletion vectors, column mapping or partitions), and DataFusion's
+            // own Parquet path keeps each file's metadata cached between queries.
+            let files: Vec<String> = table.get_file_uris()?.collect();
+            if files.is_empty() {
+                ctx.register_table(name.as_str(), Arc::new(datafusion::datasource::MemTable::try_new(entity.schema(), vec![vec![]])?))?;
+                continue;
+            }
+            let urls = files.iter().map(|f| ListingTableUrl::parse(f)).collect::<std::result::Result<Vec<_>, _>>()?;
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+            let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(entity.schema());
+            ctx.register_table(name.as_str(), Arc::new(ListingTable::try_new(config)?))?;
         }
         // An entity no load has brought yet (no survey file so far, say) reads as empty, not as
         // a missing table.
@@ -161,7 +176,8 @@ impl Snapshot {
 
     /// A session over this version, ready for SQL over the entity tables.
     pub async fn session(&self) -> Result<Arc<SessionContext>> {
-        let ctx = SessionContext::new();
+        let config = datafusion::prelude::SessionConfig::from_env()?;
+        let ctx = SessionContext::new_with_config(config);
         self.register(&ctx).await?;
         Ok(Arc::new(ctx))
     }
