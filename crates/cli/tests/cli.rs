@@ -108,6 +108,12 @@ fn a_query_answers_as_table_csv_and_versioned_json_with_exact_money() {
     assert!(table.lines().nth(2).unwrap().starts_with("(direct)"), "{table}");
     assert!(table.ends_with("(3 rows)\n"), "{table}");
 
+    // Only two partners sold: the channel benchmark withholds the figure and says why.
+    let out = prism(&data, &["query", "--metrics", "closed_revenue", "--benchmark", "--format", "csv"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "closed_revenue,benchmark_partners\n,2\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("figures over fewer than 5 partners are withheld"));
+
     // A mistake says what and where, and exits 1 without an answer.
     let out = prism(&data, &["query", "--metrics", "closed_revnue"]);
     assert_eq!(out.status.code(), Some(1));
