@@ -20,6 +20,10 @@ use prism_model::{Aggregate, Format, Metric, MetricKind, Model, did_you_mean};
 
 pub use query::{Filter, FilterOp, Order, Period, Query};
 
+/// A session over one warehouse version, as the engine runs queries on it. Callers hold one
+/// without needing to know the query engine behind it.
+pub type Session = SessionContext;
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The query as typed cannot be read.
@@ -640,20 +644,7 @@ impl Engine {
             let d = &self.model.dimensions[j];
             write!(sql, " LEFT JOIN {} {j} ON f.{key} = {j}.{key}", d.table, key = d.key).expect("string");
         }
-        let mut conditions = Vec::new();
-        match scope {
-            Scope::All if benchmark => conditions.push("f.partner_id IS NOT NULL".into()),
-            Scope::All => {}
-            Scope::Partner(id) => conditions.push(format!("f.partner_id = {}", quote_literal(id))),
-            Scope::Partners(ids) => {
-                if ids.is_empty() {
-                    conditions.push("FALSE".into());
-                } else {
-                    let list: Vec<String> = ids.iter().map(|i| quote_literal(i)).collect();
-                    conditions.push(format!("f.partner_id IN ({})", list.join(", ")));
-                }
-            }
-        }
+        let mut conditions: Vec<String> = scope_condition(scope, benchmark).into_iter().collect();
         if let Some(p) = period {
             conditions.push(format!("{day} BETWEEN DATE '{}' AND DATE '{}'", p.from, p.to));
         }
@@ -687,6 +678,85 @@ impl Engine {
         Ok(sql)
     }
 
+    /// Compiles the list of a dimension's members a scope may see, with every attribute,
+    /// ordered by key: the partners of a scope (a partner user: its own row only), every
+    /// product (the brand owner's catalogue), and the customers a scope serves (for a partner
+    /// scope, those with at least one fact row of its partners). Analyses use it for members
+    /// that have no fact rows at all: a partner without revenue, a product nobody sold.
+    pub fn compile_members(&self, dimension: &str, scope: &Scope) -> Result<Compiled, EngineError> {
+        let d = self.model.dimensions.get(dimension).ok_or_else(|| {
+            EngineError::Invalid(format!("no dimension `{dimension}`{}", did_you_mean(dimension, self.model.dimensions.keys().map(String::as_str))))
+        })?;
+        let mut select = Vec::new();
+        let mut columns = Vec::new();
+        for a in d.attributes.values() {
+            let expr = match &a.expression {
+                Some(e) => qualify(e, "m"),
+                None => format!("m.{}", a.name),
+            };
+            let name = format!("{dimension}.{}", a.name);
+            select.push(format!("{expr} AS {}", quote_ident(&name)));
+            columns.push(ResultColumn { name, format: None });
+        }
+        let partners = match scope {
+            Scope::All => None,
+            Scope::Partner(id) => Some(quote_literal(id)),
+            Scope::Partners(ids) if ids.is_empty() => Some("NULL".to_string()),
+            Scope::Partners(ids) => Some(ids.iter().map(|i| quote_literal(i)).collect::<Vec<_>>().join(", ")),
+        };
+        let condition = match (&partners, dimension) {
+            (None, _) => None,
+            (Some(list), "partner") => Some(format!("m.{} IN ({list})", d.key)),
+            // The catalogue is the brand owner's, and the same for every partner.
+            (Some(_), "product") => None,
+            (Some(list), _) => {
+                let served: Vec<String> = self
+                    .model
+                    .facts
+                    .values()
+                    .filter(|f| f.reaches.iter().any(|r| r == dimension))
+                    .map(|f| format!("SELECT {key} FROM {} WHERE partner_id IN ({list})", f.table, key = d.key))
+                    .collect();
+                Some(format!("m.{} IN ({})", d.key, served.join(" UNION ")))
+            }
+        };
+        let mut sql = format!("SELECT {} FROM {} m", select.join(", "), d.table);
+        if let Some(c) = condition {
+            write!(sql, " WHERE {c}").expect("string");
+        }
+        write!(sql, " ORDER BY m.{}", d.key).expect("string");
+        Ok(Compiled { sql, columns, metrics: Vec::new() })
+    }
+
+    /// Compiles a listing of a fact's own rows (the columns named, as stored) for a scope and
+    /// period: for analyses that look at rows one by one, like a customer's last five surveys.
+    pub fn compile_rows(&self, fact: &str, columns: &[&str], scope: &Scope, period: Option<&Period>) -> Result<Compiled, EngineError> {
+        let f = self.model.facts.get(fact).ok_or_else(|| {
+            EngineError::Invalid(format!("no fact `{fact}`{}", did_you_mean(fact, self.model.facts.keys().map(String::as_str))))
+        })?;
+        let select: Vec<String> = columns.iter().map(|c| format!("f.{} AS {}", quote_ident(c), quote_ident(c))).collect();
+        let mut conditions: Vec<String> = scope_condition(scope, false).into_iter().collect();
+        if let Some(p) = period {
+            conditions.push(format!("CAST(f.{} AS DATE) BETWEEN DATE '{}' AND DATE '{}'", f.time, p.from, p.to));
+        }
+        let mut sql = format!("SELECT {} FROM {} f", select.join(", "), f.table);
+        if !conditions.is_empty() {
+            write!(sql, " WHERE {}", conditions.join(" AND ")).expect("string");
+        }
+        let columns = columns.iter().map(|c| ResultColumn { name: c.to_string(), format: None }).collect();
+        Ok(Compiled { sql, columns, metrics: Vec::new() })
+    }
+
+    /// Runs `compile_rows`.
+    pub async fn rows(&self, ctx: &SessionContext, fact: &str, columns: &[&str], scope: &Scope, period: Option<&Period>) -> Result<QueryResult, EngineError> {
+        self.execute(ctx, self.compile_rows(fact, columns, scope, period)?).await
+    }
+
+    /// Runs `compile_members`.
+    pub async fn members(&self, ctx: &SessionContext, dimension: &str, scope: &Scope) -> Result<QueryResult, EngineError> {
+        self.execute(ctx, self.compile_members(dimension, scope)?).await
+    }
+
     /// Compiles and runs a query over a session holding the warehouse's tables.
     pub async fn run(&self, ctx: &SessionContext, query: &Query, scope: &Scope) -> Result<QueryResult, EngineError> {
         self.execute(ctx, self.compile(query, scope)?).await
@@ -700,6 +770,18 @@ impl Engine {
     async fn execute(&self, ctx: &SessionContext, compiled: Compiled) -> Result<QueryResult, EngineError> {
         let batches = ctx.sql(&compiled.sql).await?.collect().await?;
         Ok(QueryResult { columns: compiled.columns, batches, sql: compiled.sql })
+    }
+}
+
+/// The condition a scope puts on every fact row (`f`): its partners' rows only, and for a
+/// benchmark every partner's rows but no direct sales.
+fn scope_condition(scope: &Scope, benchmark: bool) -> Option<String> {
+    match scope {
+        Scope::All if benchmark => Some("f.partner_id IS NOT NULL".into()),
+        Scope::All => None,
+        Scope::Partner(id) => Some(format!("f.partner_id = {}", quote_literal(id))),
+        Scope::Partners(ids) if ids.is_empty() => Some("FALSE".into()),
+        Scope::Partners(ids) => Some(format!("f.partner_id IN ({})", ids.iter().map(|i| quote_literal(i)).collect::<Vec<_>>().join(", "))),
     }
 }
 

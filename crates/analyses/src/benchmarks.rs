@@ -1,0 +1,99 @@
+//! A partner against the channel: the partner's own figures beside the channel's, where the
+//! channel figure is an aggregate over at least 5 partners (the engine's benchmark withholds
+//! any other), so that no figure reveals another partner's value.
+
+use prism_engine::{BENCHMARK_MIN_PARTNERS, Query};
+use serde::Serialize;
+
+use crate::{Context, Result, Table, number};
+
+/// Figures that compare across partners of any size: rates and averages, not totals.
+pub const METRICS: [(&str, bool); 10] = [
+    ("win_rate", true),
+    ("avg_deal_size", true),
+    ("avg_sales_cycle_days", false),
+    ("gross_margin_pct", true),
+    ("csat_avg", true),
+    ("csat_satisfied_pct", true),
+    ("avg_first_response_hours", false),
+    ("avg_resolution_hours", false),
+    ("sla_met_pct", true),
+    ("resolution_rate", true),
+];
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchmarkRow {
+    pub metric: &'static str,
+    pub description: String,
+    pub partner: Option<String>,
+    /// None when withheld.
+    pub channel: Option<String>,
+    /// How many partners the channel figure is over.
+    pub channel_partners: i64,
+    pub higher_is_better: bool,
+    /// "better", "worse", "same", or none when either figure is missing.
+    pub verdict: Option<&'static str>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Benchmarks {
+    pub partner_id: String,
+    pub rows: Vec<BenchmarkRow>,
+}
+
+pub async fn benchmarks(cx: &Context<'_>, partner: &str) -> Result<Benchmarks> {
+    cx.check_partner(partner)?;
+    let mut rows = Vec::new();
+    // One metric at a time: each fact has its own count of partners behind the channel figure.
+    let query = |m: &str| Query { metrics: vec![m.to_string()], ..Query::default() };
+    for (metric, higher_is_better) in METRICS {
+        let own = cx.run_for(partner, query(metric)).await?.formatted_rows();
+        let channel = cx.benchmark(query(metric)).await?.formatted_rows();
+        let own = own.first().and_then(|r| r.first()).cloned().filter(|v| !v.is_empty());
+        let (channel_value, partners) = channel.first().map_or((None, 0), |r| (Some(r[0].clone()).filter(|v| !v.is_empty()), r[1].parse().unwrap_or(0)));
+        let verdict = match (own.as_deref().and_then(number), channel_value.as_deref().and_then(number)) {
+            (Some(a), Some(b)) if a == b => Some("same"),
+            (Some(a), Some(b)) => Some(if (a > b) == higher_is_better { "better" } else { "worse" }),
+            _ => None,
+        };
+        rows.push(BenchmarkRow {
+            metric,
+            description: cx.engine.model.metrics[metric].description.clone(),
+            partner: own,
+            channel: channel_value,
+            channel_partners: partners,
+            higher_is_better,
+            verdict,
+        });
+    }
+    Ok(Benchmarks { partner_id: partner.to_string(), rows })
+}
+
+impl Table for Benchmarks {
+    fn headline(&self) -> Vec<String> {
+        let mut h = vec![format!("partner {} against the channel (channel figures over at least {BENCHMARK_MIN_PARTNERS} partners)", self.partner_id)];
+        if self.rows.iter().any(|r| r.channel.is_none() && r.channel_partners < BENCHMARK_MIN_PARTNERS) {
+            h.push(format!("some channel figures are withheld: fewer than {BENCHMARK_MIN_PARTNERS} partners contribute to them"));
+        }
+        h
+    }
+
+    fn header(&self) -> Vec<String> {
+        ["metric", "partner", "channel", "channel_partners", "verdict"].map(String::from).to_vec()
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        self.rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.metric.to_string(),
+                    r.partner.clone().unwrap_or_default(),
+                    r.channel.clone().unwrap_or_else(|| if r.channel_partners < BENCHMARK_MIN_PARTNERS { "(withheld)".into() } else { String::new() }),
+                    r.channel_partners.to_string(),
+                    r.verdict.unwrap_or_default().to_string(),
+                ]
+            })
+            .collect()
+    }
+}

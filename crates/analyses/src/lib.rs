@@ -1,0 +1,235 @@
+//! The analyses of the scenario (spec: "Analyses" in metrics.md): Pareto segmentation, the
+//! partner scorecard, under-performers, a partner's products, customer potential with target
+//! lists, high-risk accounts and channel benchmarks.
+//!
+//! Every figure is a model metric computed by the engine under the caller's scope; this crate
+//! only orders, ranks and classifies the answers. It knows nothing of DataFusion.
+
+pub mod benchmarks;
+pub mod pareto;
+pub mod potential;
+pub mod products;
+pub mod risk;
+pub mod scorecard;
+pub mod underperformers;
+
+use std::collections::BTreeMap;
+
+use prism_engine::{Engine, EngineError, Period, Query, QueryResult, Scope, Session};
+use serde::{Serialize, Serializer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A parameter is wrong; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    /// The scope does not reach what was asked.
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+pub type Result<T> = std::result::Result<T, AnalysisError>;
+
+/// What every analysis runs with: the engine, a session over one warehouse version, the
+/// caller's scope and the period (none: all loaded data).
+pub struct Context<'a> {
+    pub engine: &'a Engine,
+    pub session: &'a Session,
+    pub scope: Scope,
+    pub period: Option<Period>,
+}
+
+impl Context<'_> {
+    async fn run(&self, query: Query) -> Result<QueryResult> {
+        Ok(self.engine.run(self.session, &Query { period: self.period, ..query }, &self.scope).await?)
+    }
+
+    /// The same query for one partner only; `check_partner` must have allowed it.
+    async fn run_for(&self, partner: &str, query: Query) -> Result<QueryResult> {
+        Ok(self.engine.run(self.session, &Query { period: self.period, ..query }, &Scope::Partner(partner.to_string())).await?)
+    }
+
+    async fn benchmark(&self, query: Query) -> Result<QueryResult> {
+        Ok(self.engine.run_benchmark(self.session, &Query { period: self.period, ..query }).await?)
+    }
+
+    /// Refuses a partner outside the scope: a partner user asking for another partner, or a
+    /// channel manager for a partner they do not manage.
+    pub fn check_partner(&self, partner: &str) -> Result<()> {
+        match &self.scope {
+            Scope::All => Ok(()),
+            Scope::Partner(own) if own == partner => Ok(()),
+            Scope::Partner(own) => Err(AnalysisError::Forbidden(format!(
+                "partner {partner}: a partner user sees only their own partner ({own})"
+            ))),
+            Scope::Partners(set) if set.contains(partner) => Ok(()),
+            Scope::Partners(_) => Err(AnalysisError::Forbidden(format!("partner {partner} is not one of the partners you manage"))),
+        }
+    }
+
+    /// The partners the scope sees, by id.
+    async fn partners(&self) -> Result<BTreeMap<String, Partner>> {
+        let r = self.engine.members(self.session, "partner", &self.scope).await?;
+        let cols: Vec<&str> = r.columns.iter().map(|c| c.name.as_str()).collect();
+        let at = |name: &str| cols.iter().position(|c| *c == name).expect("the shipped partner dimension");
+        let (id, name, tier, kind, region, status) =
+            (at("partner.partner_id"), at("partner.partner_name"), at("partner.tier"), at("partner.partner_type"), at("partner.region"), at("partner.status"));
+        Ok(r.formatted_rows()
+            .into_iter()
+            .map(|row| {
+                let p = Partner {
+                    partner_id: row[id].clone(),
+                    partner_name: row[name].clone(),
+                    tier: row[tier].clone(),
+                    partner_type: row[kind].clone(),
+                    region: row[region].clone(),
+                    status: row[status].clone(),
+                };
+                (p.partner_id.clone(), p)
+            })
+            .collect())
+    }
+
+    /// One query's rows by partner id, without direct sales (which are no partner).
+    async fn by_partner(&self, metrics: &[&str]) -> Result<BTreeMap<String, Vec<String>>> {
+        let r = self
+            .run(Query { metrics: metrics.iter().map(|m| m.to_string()).collect(), by: vec!["partner.partner_id".into()], ..Query::default() })
+            .await?;
+        Ok(r.formatted_rows().into_iter().filter(|row| row[0] != "(direct)").map(|mut row| (row.remove(0), row)).collect())
+    }
+}
+
+/// A partner, as the partner lists of every analysis show it (so each list can go to a loyalty
+/// or improvement program as it is).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Partner {
+    pub partner_id: String,
+    pub partner_name: String,
+    pub tier: String,
+    pub partner_type: String,
+    pub region: String,
+    pub status: String,
+}
+
+impl Partner {
+    /// The value of a partner attribute named as in the model (`partner.tier`).
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        Some(match name {
+            "partner.partner_id" => &self.partner_id,
+            "partner.partner_name" => &self.partner_name,
+            "partner.tier" => &self.tier,
+            "partner.partner_type" => &self.partner_type,
+            "partner.region" => &self.region,
+            "partner.status" => &self.status,
+            _ => return None,
+        })
+    }
+}
+
+/// The partners an analysis of a period covers: every partner with status Active, and any
+/// other partner with revenue in the period (an inactive partner that still sold is part of
+/// the channel's revenue).
+fn active_partners(partners: &BTreeMap<String, Partner>, with_revenue: impl Fn(&str) -> bool) -> Vec<Partner> {
+    partners.values().filter(|p| p.status.eq_ignore_ascii_case("active") || with_revenue(&p.partner_id)).cloned().collect()
+}
+
+/// Exact money, in cents. Shown and sent with exactly two decimals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Money(pub i128);
+
+impl Money {
+    /// Reads money as the engine formats it (`-1234.50`); empty is none.
+    pub fn parse(s: &str) -> Option<Money> {
+        if s.is_empty() {
+            return None;
+        }
+        let (neg, digits) = s.strip_prefix('-').map_or((false, s), |r| (true, r));
+        let (a, b) = digits.split_once('.').unwrap_or((digits, "0"));
+        let cents = a.parse::<i128>().ok()? * 100 + format!("{b:0<2}")[..2].parse::<i128>().ok()?;
+        Some(Money(if neg { -cents } else { cents }))
+    }
+}
+
+impl std::fmt::Display for Money {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        write!(f, "{sign}{}.{:02}", self.0.abs() / 100, self.0.abs() % 100)
+    }
+}
+
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+fn number(s: &str) -> Option<f64> {
+    if s.is_empty() { None } else { s.parse().ok() }
+}
+
+/// Percentile ranks, 0 (worst) to 100 (best), among the values given; ties share the average
+/// of the ranks they span. A single value ranks 100.
+pub fn percentile_ranks(values: &[f64], higher_is_better: bool) -> Vec<f64> {
+    let n = values.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    // Worst first.
+    order.sort_by(|&a, &b| {
+        let c = values[a].total_cmp(&values[b]);
+        if higher_is_better { c } else { c.reverse() }
+    });
+    let mut ranks = vec![0.0; n];
+    let mut i = 0;
+    while i < n {
+        let mut j = i;
+        while j + 1 < n && values[order[j + 1]] == values[order[i]] {
+            j += 1;
+        }
+        // Positions i..=j (0-based) share the average rank.
+        let average = (i + j) as f64 / 2.0;
+        for k in i..=j {
+            ranks[order[k]] = if n == 1 { 100.0 } else { 100.0 * average / (n - 1) as f64 };
+        }
+        i = j + 1;
+    }
+    ranks
+}
+
+/// A table for a person or a CSV file: what every analysis can print.
+pub trait Table {
+    /// Sentences that say what the table means ("12 partners, 14.6 % of ... bring 80 % ...").
+    fn headline(&self) -> Vec<String>;
+    fn header(&self) -> Vec<String>;
+    fn rows(&self) -> Vec<Vec<String>>;
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or(String::new(), |v| v.to_string())
+}
+
+/// A percentage for a table: one decimal is what a person reads; JSON keeps the full value.
+fn pct(v: Option<f64>) -> String {
+    v.map_or(String::new(), |v| format!("{v:.1}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_ranks_share_ties_and_invert_when_lower_is_better() {
+        assert_eq!(percentile_ranks(&[10.0, 30.0, 20.0], true), vec![0.0, 100.0, 50.0]);
+        assert_eq!(percentile_ranks(&[10.0, 30.0, 20.0], false), vec![100.0, 0.0, 50.0]);
+        // 5 and 5 span positions 1 and 2 of 0..3: both 1.5 / 3.
+        assert_eq!(percentile_ranks(&[1.0, 5.0, 5.0, 9.0], true), vec![0.0, 50.0, 50.0, 100.0]);
+        assert_eq!(percentile_ranks(&[7.0], true), vec![100.0]);
+    }
+
+    #[test]
+    fn money_reads_and_prints_exactly() {
+        assert_eq!(Money::parse("-1234.5"), Some(Money(-123450)));
+        assert_eq!(Money(-5).to_string(), "-0.05");
+        assert_eq!(Money::parse(""), None);
+    }
+}

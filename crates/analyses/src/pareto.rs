@@ -1,0 +1,139 @@
+//! Partner segmentation (Pareto): which partners bring 80 % of partner revenue.
+//!
+//! Partners are ordered by closed_revenue in the period, descending, ties by partner_id;
+//! direct sales take no part. Class A is every partner up to and including the first whose
+//! cumulative share reaches 80 %, class B the following ones up to and including the first that
+//! reaches 95 %, class C the rest, and always the partners without revenue.
+
+use serde::Serialize;
+
+use crate::{Context, Money, Partner, Result, Table, active_partners, pct};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ParetoRow {
+    /// The value of the cut (`partner.tier` = Gold), when the segmentation is cut.
+    pub group: Option<String>,
+    #[serde(flatten)]
+    pub partner: Partner,
+    pub closed_revenue: Money,
+    pub share_pct: Option<f64>,
+    pub cumulative_pct: Option<f64>,
+    pub class: char,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ParetoGroup {
+    pub group: Option<String>,
+    pub partner_revenue: Money,
+    pub active_partners: usize,
+    pub class_a_partners: usize,
+    pub class_a_pct_of_partners: Option<f64>,
+    pub headline: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Pareto {
+    pub by: Option<String>,
+    pub groups: Vec<ParetoGroup>,
+    pub rows: Vec<ParetoRow>,
+}
+
+/// The cuts a segmentation can be made within.
+pub const CUTS: [&str; 3] = ["partner.partner_type", "partner.tier", "partner.region"];
+
+pub async fn pareto(cx: &Context<'_>, by: Option<&str>) -> Result<Pareto> {
+    if let Some(b) = by
+        && !CUTS.contains(&b)
+    {
+        return Err(crate::AnalysisError::Invalid(format!(
+            "--by {b}: a segmentation can be cut by {}{}",
+            CUTS.join(", "),
+            prism_model::did_you_mean(b, CUTS)
+        )));
+    }
+    let revenue = cx.by_partner(&["closed_revenue"]).await?;
+    let revenue_of = |id: &str| revenue.get(id).and_then(|r| Money::parse(&r[0]));
+    let partners = active_partners(&cx.partners().await?, |id| revenue_of(id).is_some());
+
+    let mut groups: std::collections::BTreeMap<Option<String>, Vec<(Partner, Money, bool)>> = Default::default();
+    for p in partners {
+        let key = by.map(|b| p.attribute(b).unwrap_or_default().to_string());
+        let r = revenue_of(&p.partner_id);
+        groups.entry(key).or_default().push((p, r.unwrap_or_default(), r.is_some_and(|m| m.0 != 0)));
+    }
+    let mut out = Pareto { by: by.map(str::to_string), groups: Vec::new(), rows: Vec::new() };
+    for (group, mut members) in groups {
+        members.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.partner_id.cmp(&b.0.partner_id)));
+        let total: i128 = members.iter().map(|m| m.1.0).sum();
+        let mut running = 0i128;
+        // A: until the first reaching 80 % (included); B: until the first reaching 95 %.
+        let mut class = 'A';
+        let mut class_a = 0;
+        for (partner, revenue, sold) in members.iter().cloned() {
+            running += revenue.0;
+            let (share, cumulative) = if total > 0 {
+                (Some(100.0 * revenue.0 as f64 / total as f64), Some(100.0 * running as f64 / total as f64))
+            } else {
+                (None, None)
+            };
+            let this = if total <= 0 || !sold { 'C' } else { class };
+            if this == 'A' {
+                class_a += 1;
+            }
+            // Exact, in cents: a boundary partner reaching exactly 80 % is in A.
+            if this == 'A' && running * 100 >= total * 80 {
+                class = 'B';
+            } else if this == 'B' && running * 100 >= total * 95 {
+                class = 'C';
+            }
+            out.rows.push(ParetoRow { group: group.clone(), partner, closed_revenue: revenue, share_pct: share, cumulative_pct: cumulative, class: this });
+        }
+        let n = members.len();
+        let share_of_partners = (n > 0).then(|| 100.0 * class_a as f64 / n as f64);
+        let within = group.as_ref().map_or(String::new(), |g| format!(" ({} {g})", by.unwrap_or_default()));
+        let headline = if total <= 0 {
+            format!("no partner revenue in the period{within}: every partner is class C")
+        } else {
+            format!(
+                "{class_a} partner{}, {:.1} % of the {n} active partners, bring 80 % of partner revenue{within}",
+                if class_a == 1 { "" } else { "s" },
+                share_of_partners.unwrap_or(0.0)
+            )
+        };
+        out.groups.push(ParetoGroup {
+            group,
+            partner_revenue: Money(total),
+            active_partners: n,
+            class_a_partners: class_a,
+            class_a_pct_of_partners: share_of_partners,
+            headline,
+        });
+    }
+    Ok(out)
+}
+
+impl Table for Pareto {
+    fn headline(&self) -> Vec<String> {
+        self.groups.iter().map(|g| g.headline.clone()).collect()
+    }
+
+    fn header(&self) -> Vec<String> {
+        let mut h: Vec<String> = self.by.iter().cloned().collect();
+        h.extend(["partner_id", "partner_name", "tier", "partner_type", "region", "closed_revenue", "share_pct", "cumulative_pct", "class"].map(String::from));
+        h
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        self.rows
+            .iter()
+            .map(|r| {
+                let mut row: Vec<String> = r.group.iter().cloned().collect();
+                let p = &r.partner;
+                row.extend([p.partner_id.clone(), p.partner_name.clone(), p.tier.clone(), p.partner_type.clone(), p.region.clone()]);
+                row.extend([r.closed_revenue.to_string(), pct(r.share_pct), pct(r.cumulative_pct), r.class.to_string()]);
+                row
+            })
+            .collect()
+    }
+}
+

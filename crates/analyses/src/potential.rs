@@ -1,0 +1,245 @@
+//! Customer potential: where a product that sells poorly for a partner could sell. For a
+//! partner P, a product X and each customer segment S = (industry, size band):
+//! - channel adoption of X in S: customers in S that bought X from any partner / customers in S
+//!   that bought anything from any partner (a channel benchmark: withheld below 5 partners);
+//! - P's adoption of X in S: P's customers in S that bought X from P / P's customers in S;
+//! - untapped customers: P's customers in S that have not bought X from anyone;
+//! - expected additional buyers: untapped × channel adoption.
+//!
+//! The target list of a segment is its untapped customers, for a campaign.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use prism_engine::{Filter, FilterOp, Query, Scope};
+use serde::Serialize;
+
+use crate::{AnalysisError, Context, Result, Table, pct};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Segment {
+    pub industry: String,
+    pub size_band: String,
+    /// Percent; none when withheld (fewer than 5 partners sold in the segment) or no buyers.
+    pub channel_adoption_pct: Option<f64>,
+    pub channel_partners: i64,
+    pub partner_customers: i64,
+    pub partner_buyers: i64,
+    pub partner_adoption_pct: Option<f64>,
+    pub untapped_customers: i64,
+    pub expected_additional_buyers: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Target {
+    pub customer_id: String,
+    pub customer_name: String,
+    pub industry: String,
+    pub size_band: String,
+    pub region: String,
+    /// The product lines the customer already buys from the partner.
+    pub already_buys: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Potential {
+    pub partner_id: String,
+    pub product_id: String,
+    pub segments: Vec<Segment>,
+    /// The untapped customers of every segment, by "industry/size band".
+    #[serde(skip)]
+    pub untapped: BTreeMap<(String, String), Vec<Target>>,
+}
+
+const SEGMENT: [&str; 2] = ["customer.industry", "customer.size_band"];
+
+fn product_filter(product: &str) -> Filter {
+    Filter { dimension: "product.product_id".into(), op: FilterOp::In(vec![product.to_string()]) }
+}
+
+fn by_segment(rows: Vec<Vec<String>>) -> BTreeMap<(String, String), Vec<String>> {
+    rows.into_iter().map(|mut r| {
+        let rest = r.split_off(2);
+        ((r[0].clone(), r[1].clone()), rest)
+    }).collect()
+}
+
+pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result<Potential> {
+    cx.check_partner(partner)?;
+    let catalogue = cx.engine.members(cx.session, "product", &cx.scope).await?;
+    if !catalogue.formatted_rows().iter().any(|r| r.first().is_some_and(|id| id == product)) {
+        return Err(AnalysisError::Invalid(format!("--product {product}: no such product")));
+    }
+    let segment_query = |filters: Vec<Filter>| Query {
+        metrics: vec!["buying_customers".into()],
+        by: SEGMENT.map(String::from).to_vec(),
+        filters,
+        ..Query::default()
+    };
+    let channel_x = by_segment(cx.benchmark(segment_query(vec![product_filter(product)])).await?.formatted_rows());
+    let channel_any = by_segment(cx.benchmark(segment_query(vec![])).await?.formatted_rows());
+    let own_any = by_segment(cx.run_for(partner, segment_query(vec![])).await?.formatted_rows());
+    let own_x = by_segment(cx.run_for(partner, segment_query(vec![product_filter(product)])).await?.formatted_rows());
+
+    // P's customers, one row each.
+    let customers = cx
+        .run_for(
+            partner,
+            Query {
+                metrics: vec!["order_count".into()],
+                by: ["customer.customer_id", "customer.customer_name", "customer.industry", "customer.size_band", "customer.region"].map(String::from).to_vec(),
+                ..Query::default()
+            },
+        )
+        .await?
+        .formatted_rows();
+    // Which of them bought X from anyone — another partner or the brand owner directly. This is
+    // the one read outside the partner's scope, and it is confined to the partner's own
+    // customers: it says only whether each of them already has the product.
+    let ids: Vec<String> = customers.iter().map(|c| c[0].clone()).collect();
+    let mut has_x: BTreeSet<String> = BTreeSet::new();
+    for chunk in ids.chunks(2000) {
+        let q = Query {
+            metrics: vec!["buying_customers".into()],
+            by: vec!["customer.customer_id".into()],
+            filters: vec![product_filter(product), Filter { dimension: "customer.customer_id".into(), op: FilterOp::In(chunk.to_vec()) }],
+            period: cx.period,
+            ..Query::default()
+        };
+        has_x.extend(cx.engine.run(cx.session, &q, &Scope::All).await?.formatted_rows().into_iter().map(|r| r[0].clone()));
+    }
+    let lines = cx
+        .run_for(partner, Query { metrics: vec!["units_sold".into()], by: vec!["customer.customer_id".into(), "product.product_line".into()], ..Query::default() })
+        .await?
+        .formatted_rows();
+    let mut buys: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for l in lines {
+        buys.entry(l[0].clone()).or_default().push(l[1].clone());
+    }
+    let mut untapped: BTreeMap<(String, String), Vec<Target>> = BTreeMap::new();
+    for c in &customers {
+        if has_x.contains(&c[0]) {
+            continue;
+        }
+        untapped.entry((c[2].clone(), c[3].clone())).or_default().push(Target {
+            customer_id: c[0].clone(),
+            customer_name: c[1].clone(),
+            industry: c[2].clone(),
+            size_band: c[3].clone(),
+            region: c[4].clone(),
+            already_buys: buys.get(&c[0]).cloned().unwrap_or_default(),
+        });
+    }
+
+    let count = |m: &BTreeMap<(String, String), Vec<String>>, k: &(String, String)| m.get(k).and_then(|r| r[0].parse::<i64>().ok());
+    let mut segments: Vec<Segment> = own_any
+        .keys()
+        .map(|k| {
+            let (x, any) = (count(&channel_x, k), count(&channel_any, k));
+            let channel_partners = channel_any.get(k).and_then(|r| r[1].parse().ok()).unwrap_or(0);
+            // Withheld figures are empty: no adoption can be shown from them.
+            let adoption = match (x, any) {
+                (Some(x), Some(a)) if a > 0 => Some(100.0 * x as f64 / a as f64),
+                (None, Some(a)) if a > 0 && channel_x.get(k).is_none() && channel_partners >= prism_engine::BENCHMARK_MIN_PARTNERS => Some(0.0),
+                _ => None,
+            };
+            let customers = count(&own_any, k).unwrap_or(0);
+            let buyers = count(&own_x, k).unwrap_or(0);
+            let open = untapped.get(k).map_or(0, |v| v.len() as i64);
+            Segment {
+                industry: k.0.clone(),
+                size_band: k.1.clone(),
+                channel_adoption_pct: adoption,
+                channel_partners,
+                partner_customers: customers,
+                partner_buyers: buyers,
+                partner_adoption_pct: (customers > 0).then(|| 100.0 * buyers as f64 / customers as f64),
+                untapped_customers: open,
+                expected_additional_buyers: adoption.map(|a| open as f64 * a / 100.0),
+            }
+        })
+        .collect();
+    segments.sort_by(|a, b| {
+        let (x, y) = (a.expected_additional_buyers.unwrap_or(-1.0), b.expected_additional_buyers.unwrap_or(-1.0));
+        y.total_cmp(&x).then_with(|| (&a.industry, &a.size_band).cmp(&(&b.industry, &b.size_band)))
+    });
+    Ok(Potential { partner_id: partner.to_string(), product_id: product.to_string(), segments, untapped })
+}
+
+impl Potential {
+    /// The untapped customers of `INDUSTRY/SIZE`, for a campaign.
+    pub fn targets(&self, segment: &str) -> Result<TargetList> {
+        let (industry, size) = segment
+            .split_once('/')
+            .ok_or_else(|| AnalysisError::Invalid(format!("--segment {segment:?}: expected INDUSTRY/SIZE_BAND, e.g. Healthcare/Enterprise")))?;
+        let key = (industry.trim().to_string(), size.trim().to_string());
+        if !self.segments.iter().any(|s| (s.industry.as_str(), s.size_band.as_str()) == (key.0.as_str(), key.1.as_str())) {
+            let known: Vec<String> = self.segments.iter().map(|s| format!("{}/{}", s.industry, s.size_band)).collect();
+            return Err(AnalysisError::Invalid(format!(
+                "--segment {segment}: partner {} has no customers in it; its segments are {}{}",
+                self.partner_id,
+                known.join(", "),
+                prism_model::did_you_mean(segment, known.iter().map(String::as_str))
+            )));
+        }
+        Ok(TargetList { customers: self.untapped.get(&key).cloned().unwrap_or_default() })
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetList {
+    pub customers: Vec<Target>,
+}
+
+impl Table for TargetList {
+    fn headline(&self) -> Vec<String> {
+        vec![format!("{} untapped customers", self.customers.len())]
+    }
+
+    fn header(&self) -> Vec<String> {
+        ["customer_id", "customer_name", "industry", "size_band", "region", "already_buys"].map(String::from).to_vec()
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        self.customers
+            .iter()
+            .map(|c| vec![c.customer_id.clone(), c.customer_name.clone(), c.industry.clone(), c.size_band.clone(), c.region.clone(), c.already_buys.join("; ")])
+            .collect()
+    }
+}
+
+impl Table for Potential {
+    fn headline(&self) -> Vec<String> {
+        vec![format!(
+            "partner {}, product {}: segments ranked by expected additional buyers (untapped customers × channel adoption); channel adoption withheld below {} partners",
+            self.partner_id,
+            self.product_id,
+            prism_engine::BENCHMARK_MIN_PARTNERS
+        )]
+    }
+
+    fn header(&self) -> Vec<String> {
+        ["industry", "size_band", "channel_adoption_pct", "channel_partners", "partner_customers", "partner_buyers", "partner_adoption_pct", "untapped_customers", "expected_additional_buyers"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        self.segments
+            .iter()
+            .map(|s| {
+                vec![
+                    s.industry.clone(),
+                    s.size_band.clone(),
+                    s.channel_adoption_pct.map_or_else(|| "(withheld)".to_string(), |v| format!("{v:.1}")),
+                    s.channel_partners.to_string(),
+                    s.partner_customers.to_string(),
+                    s.partner_buyers.to_string(),
+                    pct(s.partner_adoption_pct),
+                    s.untapped_customers.to_string(),
+                    s.expected_additional_buyers.map_or(String::new(), |v| format!("{v:.1}")),
+                ]
+            })
+            .collect()
+    }
+}
+

@@ -1,0 +1,191 @@
+//! The partner scorecard: every active partner's revenue, pipeline, win rate, CSAT and
+//! responsiveness, each as a percentile rank among the partners that have a value, combined
+//! into a weighted score, and the partners ranked by it.
+
+use serde::Serialize;
+
+use crate::{AnalysisError, Context, Money, Partner, Result, Table, active_partners, number, opt, pct, percentile_ranks};
+
+/// The weight of each attribute in the score.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Weights {
+    pub revenue: f64,
+    pub pipeline: f64,
+    pub win_rate: f64,
+    pub csat: f64,
+    pub responsiveness: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Weights {
+        Weights { revenue: 0.35, pipeline: 0.20, win_rate: 0.15, csat: 0.20, responsiveness: 0.10 }
+    }
+}
+
+const WEIGHT_NAMES: [&str; 5] = ["revenue", "pipeline", "win_rate", "csat", "responsiveness"];
+
+impl Weights {
+    /// `revenue=0.5,csat=0.3`: the named weights change, the others keep their defaults.
+    /// Weights are non-negative numbers and not all zero.
+    pub fn parse(s: &str) -> Result<Weights> {
+        let mut w = Weights::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((name, value)) = part.split_once('=') else {
+                return Err(AnalysisError::Invalid(format!("--weights {part:?}: expected NAME=NUMBER, e.g. revenue=0.4")));
+            };
+            let (name, value) = (name.trim(), value.trim());
+            let v: f64 = value
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite())
+                .ok_or_else(|| AnalysisError::Invalid(format!("--weights {name}: {value:?} is not a number")))?;
+            if v < 0.0 {
+                return Err(AnalysisError::Invalid(format!("--weights {name}: {value} is negative; a weight is 0 or more")));
+            }
+            *match name {
+                "revenue" => &mut w.revenue,
+                "pipeline" => &mut w.pipeline,
+                "win_rate" => &mut w.win_rate,
+                "csat" => &mut w.csat,
+                "responsiveness" => &mut w.responsiveness,
+                other => {
+                    return Err(AnalysisError::Invalid(format!(
+                        "--weights: no attribute `{other}`: the attributes are {}{}",
+                        WEIGHT_NAMES.join(", "),
+                        prism_model::did_you_mean(other, WEIGHT_NAMES)
+                    )));
+                }
+            } = v;
+        }
+        if w.all().iter().all(|v| *v == 0.0) {
+            return Err(AnalysisError::Invalid("--weights: every weight is 0; at least one must be more".into()));
+        }
+        Ok(w)
+    }
+
+    fn all(&self) -> [f64; 5] {
+        [self.revenue, self.pipeline, self.win_rate, self.csat, self.responsiveness]
+    }
+}
+
+/// The metrics behind the attributes, in the order of `Weights`, and whether more is better.
+const ATTRIBUTES: [(&str, bool); 5] = [
+    ("closed_revenue", true),
+    ("open_pipeline", true),
+    ("win_rate", true),
+    ("csat_avg", true),
+    ("avg_first_response_hours", false),
+];
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Attribute {
+    pub metric: &'static str,
+    /// As the engine formats it (money with two decimals); none when the partner has no value.
+    pub value: Option<String>,
+    pub percentile: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ScorecardRow {
+    /// 1 for the best score; equal scores share a rank; none without any attribute.
+    pub rank: Option<usize>,
+    #[serde(flatten)]
+    pub partner: Partner,
+    pub score: Option<f64>,
+    pub attributes: Vec<Attribute>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Scorecard {
+    pub weights: Weights,
+    pub rows: Vec<ScorecardRow>,
+}
+
+pub async fn scorecard(cx: &Context<'_>, weights: Weights) -> Result<Scorecard> {
+    let metrics: Vec<&str> = ATTRIBUTES.iter().map(|a| a.0).collect();
+    let values = cx.by_partner(&metrics).await?;
+    let partners = active_partners(&cx.partners().await?, |id| values.get(id).is_some_and(|v| !v[0].is_empty()));
+
+    // A partner without orders or open opportunities sold nothing and has no pipeline: 0, which
+    // ranks. A rate or an average over nothing has no value and does not rank.
+    let value = |p: &Partner, i: usize| -> Option<String> {
+        let v = values.get(&p.partner_id).map(|row| row[i].clone()).filter(|v| !v.is_empty());
+        if i < 2 { Some(v.unwrap_or_else(|| Money(0).to_string())) } else { v }
+    };
+    let mut percentiles: Vec<Vec<Option<f64>>> = vec![vec![None; ATTRIBUTES.len()]; partners.len()];
+    for (i, (_, higher_is_better)) in ATTRIBUTES.iter().enumerate() {
+        let present: Vec<(usize, f64)> = partners.iter().enumerate().filter_map(|(k, p)| value(p, i).and_then(|v| number(&v)).map(|v| (k, v))).collect();
+        let ranks = percentile_ranks(&present.iter().map(|x| x.1).collect::<Vec<_>>(), *higher_is_better);
+        for ((k, _), r) in present.iter().zip(ranks) {
+            percentiles[*k][i] = Some(r);
+        }
+    }
+    let w = weights.all();
+    let mut rows: Vec<ScorecardRow> = partners
+        .iter()
+        .zip(&percentiles)
+        .map(|(p, ranks)| {
+            // The weighted mean over the attributes the partner has.
+            let (sum, weight) = ranks.iter().zip(w).filter_map(|(r, w)| r.map(|r| (r * w, w))).fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+            ScorecardRow {
+                rank: None,
+                partner: p.clone(),
+                score: (weight > 0.0).then(|| sum / weight),
+                attributes: ATTRIBUTES.iter().enumerate().map(|(i, (metric, _))| Attribute { metric, value: value(p, i), percentile: ranks[i] }).collect(),
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| match (a.score, b.score) {
+        (Some(x), Some(y)) => y.total_cmp(&x).then_with(|| a.partner.partner_id.cmp(&b.partner.partner_id)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.partner.partner_id.cmp(&b.partner.partner_id),
+    });
+    for i in 0..rows.len() {
+        rows[i].rank = match rows[i].score {
+            None => None,
+            Some(s) if i > 0 && rows[i - 1].score == Some(s) => rows[i - 1].rank,
+            Some(_) => Some(i + 1),
+        };
+    }
+    Ok(Scorecard { weights, rows })
+}
+
+impl Table for Scorecard {
+    fn headline(&self) -> Vec<String> {
+        let w = &self.weights;
+        vec![format!(
+            "{} partners ranked by score; weights: revenue {}, pipeline {}, win_rate {}, csat {}, responsiveness {} (percentile ranks 0-100, lower response hours rank higher)",
+            self.rows.len(),
+            w.revenue,
+            w.pipeline,
+            w.win_rate,
+            w.csat,
+            w.responsiveness
+        )]
+    }
+
+    fn header(&self) -> Vec<String> {
+        let mut h: Vec<String> = ["rank", "partner_id", "partner_name", "tier", "region", "score"].map(String::from).to_vec();
+        for (m, _) in ATTRIBUTES {
+            h.push(m.to_string());
+            h.push(format!("{m}_percentile"));
+        }
+        h
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        self.rows
+            .iter()
+            .map(|r| {
+                let p = &r.partner;
+                let mut row = vec![opt(r.rank), p.partner_id.clone(), p.partner_name.clone(), p.tier.clone(), p.region.clone(), pct(r.score)];
+                for a in &r.attributes {
+                    row.push(a.value.clone().unwrap_or_default());
+                    row.push(pct(a.percentile));
+                }
+                row
+            })
+            .collect()
+    }
+}

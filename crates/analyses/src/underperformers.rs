@@ -1,0 +1,145 @@
+//! Under-performers: the partners in the bottom quartile of the scorecard's score, and the
+//! partners whose closed_revenue fell by 25 % or more against the previous period of the same
+//! length; each with the reason it was flagged and the figures behind it.
+
+use serde::Serialize;
+
+use crate::scorecard::{Weights, scorecard};
+use crate::{Context, Money, Partner, Result, Table, opt, pct, percentile_ranks};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Underperformer {
+    #[serde(flatten)]
+    pub partner: Partner,
+    pub reasons: Vec<String>,
+    pub score: Option<f64>,
+    pub score_percentile: Option<f64>,
+    pub rank: Option<usize>,
+    pub closed_revenue: Option<Money>,
+    pub previous_revenue: Option<Money>,
+    pub revenue_change_pct: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Underperformers {
+    pub weights: Weights,
+    /// Why decliners could not be looked for (no period to compare), if so.
+    pub note: Option<String>,
+    pub partners: Vec<Underperformer>,
+}
+
+/// The share of revenue lost that flags a decliner: 25 %.
+const DECLINE: (i128, i128) = (1, 4);
+
+pub async fn underperformers(cx: &Context<'_>, weights: Weights) -> Result<Underperformers> {
+    let card = scorecard(cx, weights).await?;
+    let scored: Vec<f64> = card.rows.iter().filter_map(|r| r.score).collect();
+    let ranked = percentile_ranks(&scored, true);
+    let total = scored.len();
+    let mut out: Vec<Underperformer> = Vec::new();
+    for (row, percentile) in card.rows.iter().filter(|r| r.score.is_some()).zip(ranked) {
+        if percentile > 25.0 {
+            continue;
+        }
+        // The attributes that pulled the score down most.
+        let mut weakest: Vec<(&str, f64)> = row.attributes.iter().filter_map(|a| a.percentile.map(|p| (a.metric, p))).collect();
+        weakest.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let weakest: Vec<String> = weakest.iter().take(2).map(|(m, p)| format!("{m} at percentile {p:.0}")).collect();
+        out.push(Underperformer {
+            partner: row.partner.clone(),
+            reasons: vec![format!(
+                "score {:.1} is in the bottom quartile (rank {} of {total}); weakest: {}",
+                row.score.unwrap_or_default(),
+                opt(row.rank),
+                weakest.join(", ")
+            )],
+            score: row.score,
+            score_percentile: Some(percentile),
+            rank: row.rank,
+            closed_revenue: None,
+            previous_revenue: None,
+            revenue_change_pct: None,
+        });
+    }
+
+    let note = match cx.period {
+        None => Some("no --period: decliners need a period to compare with the previous one; only the bottom quartile is shown".to_string()),
+        Some(period) => {
+            let previous = period.previous();
+            let revenue = cx.by_partner(&["closed_revenue", "closed_revenue:previous_period"]).await?;
+            let partners = cx.partners().await?;
+            for (id, v) in &revenue {
+                let (now, then) = (Money::parse(&v[0]), Money::parse(&v[1]));
+                let Some(then) = then.filter(|t| t.0 > 0) else { continue };
+                let now_or_zero = now.unwrap_or_default();
+                // Exact: fell by at least a quarter when now <= then * 3/4.
+                if now_or_zero.0 * DECLINE.1 > then.0 * (DECLINE.1 - DECLINE.0) {
+                    continue;
+                }
+                let change = 100.0 * (now_or_zero.0 - then.0) as f64 / then.0 as f64;
+                let reason = format!(
+                    "closed revenue fell {:.1} %, from {then} ({}..{}) to {now_or_zero} ({}..{})",
+                    -change, previous.from, previous.to, period.from, period.to
+                );
+                let entry = match out.iter_mut().position(|u| &u.partner.partner_id == id) {
+                    Some(i) => &mut out[i],
+                    None => {
+                        let Some(partner) = partners.get(id) else { continue };
+                        let card_row = card.rows.iter().find(|r| &r.partner.partner_id == id);
+                        out.push(Underperformer {
+                            partner: partner.clone(),
+                            reasons: Vec::new(),
+                            score: card_row.and_then(|r| r.score),
+                            score_percentile: None,
+                            rank: card_row.and_then(|r| r.rank),
+                            closed_revenue: None,
+                            previous_revenue: None,
+                            revenue_change_pct: None,
+                        });
+                        out.last_mut().expect("pushed")
+                    }
+                };
+                entry.reasons.push(reason);
+                entry.closed_revenue = Some(now_or_zero);
+                entry.previous_revenue = Some(then);
+                entry.revenue_change_pct = Some(change);
+            }
+            None
+        }
+    };
+    out.sort_by(|a, b| a.partner.partner_id.cmp(&b.partner.partner_id));
+    Ok(Underperformers { weights, note, partners: out })
+}
+
+impl Table for Underperformers {
+    fn headline(&self) -> Vec<String> {
+        let mut h = vec![format!("{} partners flagged", self.partners.len())];
+        h.extend(self.note.clone());
+        h
+    }
+
+    fn header(&self) -> Vec<String> {
+        ["partner_id", "partner_name", "tier", "region", "reasons", "score", "rank", "closed_revenue", "previous_revenue", "revenue_change_pct"].map(String::from).to_vec()
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        self.partners
+            .iter()
+            .map(|u| {
+                let p = &u.partner;
+                vec![
+                    p.partner_id.clone(),
+                    p.partner_name.clone(),
+                    p.tier.clone(),
+                    p.region.clone(),
+                    u.reasons.join("; "),
+                    pct(u.score),
+                    opt(u.rank),
+                    opt(u.closed_revenue),
+                    opt(u.previous_revenue),
+                    pct(u.revenue_change_pct),
+                ]
+            })
+            .collect()
+    }
+}
