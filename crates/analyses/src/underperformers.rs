@@ -107,7 +107,13 @@ pub async fn underperformers(cx: &Context<'_>, weights: Weights) -> Result<Under
             None
         }
     };
-    out.sort_by(|a, b| a.partner.partner_id.cmp(&b.partner.partner_id));
+    // Worst first: the lowest scores, then the partners flagged only for a decline, by fall.
+    out.sort_by(|a, b| match (a.score_percentile, b.score_percentile) {
+        (Some(x), Some(y)) => a.score.unwrap_or_default().total_cmp(&b.score.unwrap_or_default()).then(x.total_cmp(&y)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.revenue_change_pct.unwrap_or_default().total_cmp(&b.revenue_change_pct.unwrap_or_default()),
+    }.then_with(|| a.partner.partner_id.cmp(&b.partner.partner_id)));
     Ok(Underperformers { weights, note, partners: out })
 }
 

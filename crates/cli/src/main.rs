@@ -1,5 +1,6 @@
 //! `prism`: flags and glue over the library crates. Nothing here that a library should own.
 
+mod analyses_cmd;
 mod bench;
 mod progress;
 mod query_cmd;
@@ -90,6 +91,8 @@ enum Command {
         #[arg(long)]
         model: Option<PathBuf>,
     },
+    #[command(flatten)]
+    Analysis(analyses_cmd::Analysis),
     /// Time the dashboard questions in Prism and in DuckDB over the same data, in the same run.
     Bench {
         /// Size of the generated export (1 is about one million order lines).
@@ -270,6 +273,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 summary.bytes as f64 / 1e6,
                 started.elapsed().as_secs_f64()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Analysis(analysis) => {
+            analyses_cmd::run(&cli.data, analysis, &runtime()?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { scale, runs, dir } => {

@@ -87,27 +87,9 @@ pub fn print(result: &QueryResult, format: crate::Format) -> Result<()> {
             writeln!(std::io::stdout().lock(), "{text}")?;
         }
         crate::Format::Table => {
-            let widths: Vec<usize> = (0..header.len())
-                .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].chars().count()]).max().unwrap_or(0))
-                .collect();
-            let line = |cells: Vec<&str>| {
-                cells
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        let pad = widths[i] - c.chars().count();
-                        if result.columns[i].format.is_some() { format!("{}{c}", " ".repeat(pad)) } else { format!("{c}{}", " ".repeat(pad)) }
-                    })
-                    .collect::<Vec<_>>()
-                    .join("  ")
-            };
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{}", line(header.clone()))?;
-            writeln!(out, "{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "))?;
-            for r in &rows {
-                writeln!(out, "{}", line(r.iter().map(String::as_str).collect()))?;
-            }
-            writeln!(out, "({} row{})", rows.len(), if rows.len() == 1 { "" } else { "s" })?;
+            let numeric: Vec<bool> = result.columns.iter().map(|c| c.format.is_some()).collect();
+            let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+            print_aligned(&header, &rows, &numeric)?;
         }
     }
     Ok(())
@@ -151,4 +133,32 @@ pub fn print_model(model: &Model, all: bool) {
     for g in prism_model::TIME_GRAINS {
         println!("  {:<34} each fact's own date: {}", format!("time.{g}"), model.facts.values().map(|f| format!("{}.{}", f.name, f.time)).collect::<Vec<_>>().join(", "));
     }
+}
+
+/// A table for a person: columns padded to their widest cell, numbers aligned right, and the
+/// number of rows at the end.
+pub fn print_aligned(header: &[String], rows: &[Vec<String>], numeric: &[bool]) -> Result<()> {
+    let widths: Vec<usize> =
+        (0..header.len()).map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].chars().count()]).max().unwrap_or(0)).collect();
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let pad = " ".repeat(widths[i] - c.chars().count());
+                if numeric[i] { format!("{pad}{c}") } else { format!("{c}{pad}") }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", line(header))?;
+    writeln!(out, "{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "))?;
+    for r in rows {
+        writeln!(out, "{}", line(r))?;
+    }
+    writeln!(out, "({} row{})", rows.len(), if rows.len() == 1 { "" } else { "s" })?;
+    Ok(())
 }

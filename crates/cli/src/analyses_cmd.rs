@@ -1,0 +1,232 @@
+//! The analysis commands: `pareto`, `scorecard`, `underperformers`, `products`, `potential`,
+//! `risk`, `benchmarks`. Each runs the library function of `prism-analyses` under the scope
+//! the flags give, and prints its table, its CSV (a program list, ready for a campaign or a
+//! loyalty or improvement program) or its JSON.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand};
+use prism_analyses::{Context, Table};
+use prism_engine::{Engine, Period, Scope};
+use prism_warehouse::Warehouse;
+use serde::Serialize;
+
+#[derive(Args, Clone)]
+pub struct Common {
+    /// FROM..TO, a year, a quarter (2024-Q2) or a month. Default: all loaded data.
+    #[arg(long)]
+    pub period: Option<String>,
+    /// Answer as this partner's user would: its own data, and channel figures only as benchmarks.
+    #[arg(long, value_name = "PARTNER_ID")]
+    pub as_partner: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::Format,
+    /// Read an earlier warehouse version.
+    #[arg(long, value_name = "VERSION")]
+    pub as_of: Option<u64>,
+    /// A model file extending the shipped one.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum Analysis {
+    /// Partner segmentation: which partners bring 80 % of partner revenue (classes A, B, C).
+    Pareto {
+        #[command(flatten)]
+        common: Common,
+        /// Segment within each partner type, tier or region: partner.partner_type, partner.tier, partner.region.
+        #[arg(long)]
+        by: Option<String>,
+        /// Only the partners of this class (A, B or C): a program list.
+        #[arg(long)]
+        class: Option<char>,
+    },
+    /// Every active partner's attributes as percentile ranks, a weighted score, and the ranking.
+    Scorecard {
+        #[command(flatten)]
+        common: Common,
+        /// revenue=..,pipeline=..,win_rate=..,csat=..,responsiveness=.. (defaults 0.35, 0.20, 0.15, 0.20, 0.10).
+        #[arg(long)]
+        weights: Option<String>,
+        /// Only the best N partners: a program list.
+        #[arg(long)]
+        top: Option<usize>,
+    },
+    /// Partners in the bottom quartile of the score, and partners whose revenue fell 25 % or more.
+    Underperformers {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        weights: Option<String>,
+    },
+    /// One partner's products: revenue, units, change against the previous period; best and poor sellers.
+    Products {
+        #[command(flatten)]
+        common: Common,
+        /// The partner (default: the --as-partner one).
+        #[arg(long)]
+        partner: Option<String>,
+    },
+    /// Where a product could sell for a partner: customer segments ranked by expected additional buyers.
+    Potential {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        partner: Option<String>,
+        #[arg(long)]
+        product: String,
+        /// INDUSTRY/SIZE_BAND: with --targets, that segment's untapped customers.
+        #[arg(long)]
+        segment: Option<String>,
+        /// Print (or with --out, write) the segment's target list as CSV for a campaign.
+        #[arg(long, requires = "segment")]
+        targets: bool,
+        /// The file the target list is written to.
+        #[arg(long, requires = "targets")]
+        out: Option<PathBuf>,
+    },
+    /// High-risk accounts: 3+ open P1/P2 requests, or average CSAT below 3 over the last 5 surveys.
+    Risk {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A partner against the channel (channel figures over at least 5 partners only).
+    Benchmarks {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        partner: Option<String>,
+    },
+}
+
+fn output<T: Table + Serialize>(value: &T, format: crate::Format) -> Result<()> {
+    match format {
+        crate::Format::Json => {
+            writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(value)?)?;
+        }
+        crate::Format::Csv => {
+            let mut w = csv::Writer::from_writer(std::io::stdout());
+            w.write_record(value.header())?;
+            for r in value.rows() {
+                w.write_record(&r)?;
+            }
+            w.flush()?;
+        }
+        crate::Format::Table => {
+            for h in value.headline() {
+                println!("{h}");
+            }
+            println!();
+            let rows = value.rows();
+            let header = value.header();
+            let numeric: Vec<bool> = (0..header.len())
+                .map(|i| {
+                    let cells: Vec<&String> = rows.iter().map(|r| &r[i]).filter(|c| !c.is_empty()).collect();
+                    !cells.is_empty() && cells.iter().all(|c| c.parse::<f64>().is_ok())
+                })
+                .collect();
+            crate::query_cmd::print_aligned(&header, &rows, &numeric)?;
+        }
+    }
+    Ok(())
+}
+
+fn partner_of(given: Option<String>, common: &Common, flag: &str) -> Result<String> {
+    match given.or_else(|| common.as_partner.clone()) {
+        Some(p) => Ok(p),
+        None => bail!("{flag}: which partner? Give --partner ID"),
+    }
+}
+
+impl Analysis {
+    fn common(&self) -> &Common {
+        match self {
+            Analysis::Pareto { common, .. }
+            | Analysis::Scorecard { common, .. }
+            | Analysis::Underperformers { common, .. }
+            | Analysis::Products { common, .. }
+            | Analysis::Potential { common, .. }
+            | Analysis::Risk { common }
+            | Analysis::Benchmarks { common, .. } => common,
+        }
+    }
+}
+
+pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -> Result<()> {
+    let common = analysis.common().clone();
+    let common = &common;
+    let model = crate::query_cmd::load_model(data, common.model.as_ref())?;
+    let engine = Engine::new(model);
+    let period = common.period.as_deref().map(Period::parse).transpose()?;
+    let scope = match &common.as_partner {
+        Some(p) => Scope::Partner(p.clone()),
+        None => Scope::All,
+    };
+    let snapshot = Warehouse::open(data)?.snapshot(common.as_of).with_context(|| format!("reading the warehouse in {}", data.display()))?;
+    runtime.block_on(async {
+        let session = snapshot.session().await?;
+        let cx = Context { engine: &engine, session: &session, scope, period };
+        let format = common.format;
+        match analysis {
+            Analysis::Pareto { by, class, .. } => {
+                let mut p = prism_analyses::pareto::pareto(&cx, by.as_deref()).await?;
+                if let Some(c) = class {
+                    let c = c.to_ascii_uppercase();
+                    if !matches!(c, 'A' | 'B' | 'C') {
+                        bail!("--class {c}: the classes are A, B and C");
+                    }
+                    p.rows.retain(|r| r.class == c);
+                }
+                output(&p, format)
+            }
+            Analysis::Scorecard { weights, top, .. } => {
+                let w = weights.as_deref().map(prism_analyses::scorecard::Weights::parse).transpose()?.unwrap_or_default();
+                let mut s = prism_analyses::scorecard::scorecard(&cx, w).await?;
+                if let Some(n) = top {
+                    s.rows.truncate(n);
+                }
+                output(&s, format)
+            }
+            Analysis::Underperformers { weights, .. } => {
+                let w = weights.as_deref().map(prism_analyses::scorecard::Weights::parse).transpose()?.unwrap_or_default();
+                output(&prism_analyses::underperformers::underperformers(&cx, w).await?, format)
+            }
+            Analysis::Products { partner, .. } => {
+                let p = partner_of(partner, common, "products")?;
+                output(&prism_analyses::products::products(&cx, &p).await?, format)
+            }
+            Analysis::Potential { partner, product, segment, targets, out, .. } => {
+                let p = partner_of(partner, common, "potential")?;
+                let potential = prism_analyses::potential::potential(&cx, &p, &product).await?;
+                match (segment, targets) {
+                    (Some(s), true) => {
+                        let list = potential.targets(&s)?;
+                        match out {
+                            Some(path) => {
+                                let mut w = csv::Writer::from_path(&path).with_context(|| format!("writing {}", path.display()))?;
+                                w.write_record(list.header())?;
+                                for r in list.rows() {
+                                    w.write_record(&r)?;
+                                }
+                                w.flush()?;
+                                println!("wrote {} untapped customers of {s} to {}", list.customers.len(), path.display());
+                                Ok(())
+                            }
+                            None if format == crate::Format::Table => output(&list, crate::Format::Csv),
+                            None => output(&list, format),
+                        }
+                    }
+                    _ => output(&potential, format),
+                }
+            }
+            Analysis::Risk { .. } => output(&prism_analyses::risk::risk(&cx).await?, format),
+            Analysis::Benchmarks { partner, .. } => {
+                let p = partner_of(partner, common, "benchmarks")?;
+                output(&prism_analyses::benchmarks::benchmarks(&cx, &p).await?, format)
+            }
+        }
+    })
+}
