@@ -242,13 +242,16 @@ async fn a_decline_of_exactly_25_percent_is_flagged_and_one_of_a_cent_less_is_no
     let (_tmp, session) = e.load().await;
     let engine = Engine::new(Model::shipped());
     let u = prism_analyses::underperformers::underperformers(&cx(&engine, &session, Scope::All, period("2025-Q2")), Weights::default()).await.unwrap();
-    let decliners: Vec<(&str, Option<f64>)> = u
+    let mut decliners: Vec<(&str, Option<f64>)> = u
         .partners
         .iter()
         .filter(|p| p.reasons.iter().any(|r| r.starts_with("closed revenue fell")))
         .map(|p| (p.partner.partner_id.as_str(), p.revenue_change_pct))
         .collect();
+    decliners.sort_by_key(|d| d.0);
     assert_eq!(decliners, [("D", Some(-25.0)), ("F", Some(-100.0))]);
+    // Worst first: F is in the bottom quartile as well.
+    assert_eq!(u.partners[0].partner.partner_id, "F");
     let d = u.partners.iter().find(|p| p.partner.partner_id == "D").unwrap();
     assert!(d.reasons.contains(&"closed revenue fell 25.0 %, from 400.00 (2025-01-01..2025-03-31) to 300.00 (2025-04-01..2025-06-30)".to_string()), "{:?}", d.reasons);
     // Bottom quartile of 5 scores (percentile <= 25): the two lowest, each with its reason.
