@@ -3,7 +3,8 @@
 //! Partners are ordered by closed_revenue in the period, descending, ties by partner_id;
 //! direct sales take no part. Class A is every partner up to and including the first whose
 //! cumulative share reaches 80 %, class B the following ones up to and including the first that
-//! reaches 95 %, class C the rest, and always the partners without revenue.
+//! reaches 95 %, class C the rest, and always the partners without revenue (none, or a net
+//! credit).
 
 use serde::Serialize;
 
@@ -59,7 +60,7 @@ pub async fn pareto(cx: &Context<'_>, by: Option<&str>) -> Result<Pareto> {
     for p in partners {
         let key = by.map(|b| p.attribute(b).unwrap_or_default().to_string());
         let r = revenue_of(&p.partner_id);
-        groups.entry(key).or_default().push((p, r.unwrap_or_default(), r.is_some_and(|m| m.0 != 0)));
+        groups.entry(key).or_default().push((p, r.unwrap_or_default(), r.is_some_and(|m| m.0 > 0)));
     }
     let mut out = Pareto { by: by.map(str::to_string), groups: Vec::new(), rows: Vec::new() };
     for (group, mut members) in groups {

@@ -119,3 +119,30 @@ fn a_query_answers_as_table_csv_and_versioned_json_with_exact_money() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no metric `closed_revnue`; did you mean `closed_revenue`?"));
 }
+
+#[test]
+fn analyses_print_program_lists_and_refuse_a_partner_user_another_partner() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
+    assert!(prism(&data, &["load", fixture.to_str().unwrap()]).status.success());
+    // Partner revenue: P-1 2499.50 and P-2's credit of -49.75, 2449.75 in all; the direct sale
+    // takes no part and P-3 (inactive, no revenue) is not listed. P-1 alone reaches 80 %.
+    let out = prism(&data, &["pareto", "--class", "A", "--format", "csv"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "partner_id,partner_name,tier,partner_type,region,closed_revenue,share_pct,cumulative_pct,class\nP-1,\"Acme, \"\"Best\"\" Partners\",Gold,Reseller,EMEA,2499.50,102.0,102.0,A\n"
+    );
+    let table = String::from_utf8_lossy(&prism(&data, &["pareto"]).stdout).to_string();
+    assert!(table.starts_with("1 partner, 50.0 % of the 2 active partners, bring 80 % of partner revenue\n"), "{table}");
+
+    let out = prism(&data, &["products", "--as-partner", "P-2", "--partner", "P-1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("partner P-1: a partner user sees only their own partner (P-2)"));
+    assert!(out.stdout.is_empty());
+
+    let json: serde_json::Value = serde_json::from_slice(&prism(&data, &["pareto", "--as-partner", "P-2", "--format", "json"]).stdout).unwrap();
+    let ids: Vec<&str> = json["rows"].as_array().unwrap().iter().map(|r| r["partner_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["P-2"]);
+}
