@@ -2,6 +2,7 @@
 
 mod analyses_cmd;
 mod bench;
+mod web_cmd;
 mod progress;
 mod query_cmd;
 
@@ -93,6 +94,21 @@ enum Command {
     },
     #[command(flatten)]
     Analysis(analyses_cmd::Analysis),
+    /// Serve the dashboards, the JSON API and CSV exports in the browser.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Mark cookies Secure (when serving over TLS; behind a proxy, X-Forwarded-Proto does it).
+        #[arg(long)]
+        secure_cookies: bool,
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// Manage the users of the web app.
+    Users {
+        #[command(subcommand)]
+        command: web_cmd::Users,
+    },
     /// Time the dashboard questions in Prism and in DuckDB over the same data, in the same run.
     Bench {
         /// Size of the generated export (1 is about one million order lines).
@@ -112,6 +128,12 @@ enum Command {
         /// Where the demo export is written.
         #[arg(long, default_value = "./demo-export")]
         export: PathBuf,
+        /// Where the web app listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Prepare the data and the demo users, but do not start the web app.
+        #[arg(long)]
+        no_serve: bool,
     },
 }
 
@@ -275,6 +297,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve { addr, secure_cookies, model } => {
+            let model = query_cmd::load_model(&cli.data, model.as_ref())?;
+            web_cmd::serve(&cli.data, model, &addr, secure_cookies, &runtime()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Users { command } => {
+            web_cmd::users(&cli.data, command)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Analysis(analysis) => {
             analyses_cmd::run(&cli.data, analysis, &runtime()?)?;
             Ok(ExitCode::SUCCESS)
@@ -283,7 +314,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             bench::run(&bench::BenchArgs { scale, runs, dir }, &runtime()?)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { scale, export } => {
+        Command::Demo { scale, export, addr, no_serve } => {
             if !export.join("partners.csv").exists() {
                 println!("generating a demo export (scale {scale}) in {} ...", export.display());
                 generate(&GenerateConfig { out: export.clone(), scale, seed: 42 })?;
@@ -309,6 +340,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("  {prism} {data} model");
             println!("  {prism} {data} query --metrics closed_revenue,win_rate,csat_avg --by partner.tier");
             println!("  {prism} {data} query --metrics closed_revenue --by partner.partner_name --order closed_revenue:desc --limit 10");
+            println!("  {prism} {data} pareto");
+            let sign_ins = web_cmd::demo_users(wh.dir())?;
+            if no_serve {
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("\nsign in at http://{addr}/ as any of:");
+            for (name, role, password) in &sign_ins {
+                println!("  {name:<10} password {password:<12} ({role})");
+            }
+            web_cmd::serve(wh.dir(), prism_model::Model::shipped(), &addr, false, &runtime()?)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,0 +1,122 @@
+//! `prism serve` and `prism users`: the web app and its users.
+
+use std::io::{BufRead as _, IsTerminal as _};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Subcommand;
+use prism_web::{AppState, Role};
+
+#[derive(Subcommand)]
+pub enum Users {
+    /// Add a user: `prism users add NAME --role ROLE [--partner ID | --partners ID,ID] [--password-stdin]`.
+    Add {
+        name: String,
+        /// channel_executive, channel_manager, partner_manager or admin.
+        #[arg(long)]
+        role: String,
+        /// The partner of a partner_manager.
+        #[arg(long, conflicts_with = "partners")]
+        partner: Option<String>,
+        /// The partners a channel_manager manages.
+        #[arg(long, value_delimiter = ',')]
+        partners: Vec<String>,
+        /// Read the password from the first line of standard input instead of a prompt.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List the users, their roles and partners.
+    List,
+    /// Remove a user (their sessions end).
+    Remove { name: String },
+    /// Set a user's password (their sessions end).
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+fn password(from_stdin: bool) -> Result<String> {
+    if from_stdin || !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        let p = line.trim_end_matches(['\r', '\n']).to_string();
+        if p.is_empty() {
+            bail!("no password on standard input");
+        }
+        return Ok(p);
+    }
+    let p = rpassword::prompt_password("password: ")?;
+    let again = rpassword::prompt_password("again: ")?;
+    if p != again {
+        bail!("the two passwords differ");
+    }
+    Ok(p)
+}
+
+pub fn users(data: &Path, command: Users) -> Result<()> {
+    let state = AppState::open(data, prism_model::Model::shipped(), false)?;
+    match command {
+        Users::Add { name, role, partner, partners, password_stdin } => {
+            let role = Role::parse(&role)?;
+            let partners: Vec<String> = partner.into_iter().chain(partners).collect();
+            let pw = password(password_stdin)?;
+            state.store.add_user(&name, role, &partners, &pw)?;
+            println!("added {name} ({})", role.name());
+        }
+        Users::List => {
+            println!("{:<24} {:<18} partners", "name", "role");
+            for u in state.store.users()? {
+                println!("{:<24} {:<18} {}", u.name, u.role.name(), u.partners.join(", "));
+            }
+        }
+        Users::Remove { name } => {
+            state.store.remove_user(&name)?;
+            println!("removed {name}");
+        }
+        Users::Passwd { name, password_stdin } => {
+            let pw = password(password_stdin)?;
+            state.store.set_password(&name, &pw)?;
+            println!("password of {name} changed");
+        }
+    }
+    Ok(())
+}
+
+pub fn serve(data: &Path, model: prism_model::Model, addr: &str, secure_cookies: bool, runtime: &tokio::runtime::Runtime) -> Result<()> {
+    let addr: SocketAddr = addr.parse().with_context(|| format!("--addr {addr:?}: expected HOST:PORT, e.g. 127.0.0.1:8080"))?;
+    let state = Arc::new(AppState::open(data, model, secure_cookies)?);
+    println!("Prism is serving {} on http://{addr}/ (Ctrl-C stops it)", data.display());
+    runtime.block_on(prism_web::serve(state, addr)).with_context(|| format!("serving on {addr}"))?;
+    Ok(())
+}
+
+/// The demo's users, one per role, added to an app without users: (name, role, password).
+/// A partner manager belongs to the first partner, a channel manager manages the first ten.
+pub fn demo_users(data: &Path) -> Result<Vec<(String, String, String)>> {
+    const PASSWORD: &str = "prism-demo";
+    let state = AppState::open(data, prism_model::Model::shipped(), false)?;
+    let demo: Vec<(String, String, String)> =
+        ["executive", "manager", "partner", "admin"].iter().zip(["channel_executive", "channel_manager", "partner_manager", "admin"]).map(|(n, r)| (n.to_string(), r.to_string(), PASSWORD.to_string())).collect();
+    if state.store.users()?.is_empty() {
+        let snapshot = prism_warehouse::Warehouse::open(data)?.snapshot(None)?;
+        let partners: Vec<String> = tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+            let session = snapshot.session().await?;
+            let r = state.engine.members(&session, "partner", &prism_engine::Scope::All).await?;
+            let id = r.columns.iter().position(|c| c.name == "partner.partner_id").expect("partner ids");
+            Ok::<_, anyhow::Error>(r.formatted_rows().into_iter().map(|row| row[id].clone()).collect())
+        })?;
+        let Some(first) = partners.first() else { bail!("the demo export has no partners") };
+        state.store.add_user("executive", Role::ChannelExecutive, &[], PASSWORD)?;
+        state.store.add_user("manager", Role::ChannelManager, &partners.iter().take(10).cloned().collect::<Vec<_>>(), PASSWORD)?;
+        state.store.add_user("partner", Role::PartnerManager, std::slice::from_ref(first), PASSWORD)?;
+        state.store.add_user("admin", Role::Admin, &[], PASSWORD)?;
+    } else if !state.store.users()?.iter().any(|u| u.name == "executive") {
+        // Users of one's own: the demo's are not added over them, and their passwords are not ours to print.
+        return Ok(Vec::new());
+    }
+    Ok(demo)
+}

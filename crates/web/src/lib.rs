@@ -1,0 +1,385 @@
+//! The browser app: `prism serve`. Server-rendered pages (askama, one layout) with charts drawn
+//! by the bundled ECharts script, a JSON API under `/api/` with the same data as every page, and
+//! a CSV export of every table. Users sign in; every query runs with the scope of their role, in
+//! the engine — a page never filters anything itself.
+//!
+//! Every route is listed in `ROUTES`, from which the router is built, so that the route × role
+//! test covers every route there is.
+
+pub mod pages;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::{Extension, Router};
+use axum::extract::{ConnectInfo, Form, Query as UrlQuery, RawPathParams, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use prism_engine::{Engine, Session};
+use prism_model::Model;
+use prism_warehouse::Warehouse;
+use serde::Deserialize;
+
+pub use pages::{PageId, Prompts};
+pub use store::{Role, Store, User};
+
+/// The front-end bundle (Apache ECharts and the chart script), built by `scripts/build-web`.
+const APP_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/app.js"));
+const STYLE_CSS: &str = include_str!("../assets/style.css");
+
+pub struct AppState {
+    pub data: PathBuf,
+    pub engine: Engine,
+    pub store: Store,
+    /// Cookies marked Secure: set when the app is served over TLS (directly or behind a proxy).
+    pub secure_cookies: bool,
+    /// The session over the current warehouse version, kept until a load switches the version.
+    session: Mutex<Option<(u64, Arc<Session>)>>,
+}
+
+impl AppState {
+    pub fn open(data: &Path, model: Model, secure_cookies: bool) -> Result<AppState, store::StoreError> {
+        std::fs::create_dir_all(data).map_err(|e| store::StoreError::Invalid(format!("{}: {e}", data.display())))?;
+        Ok(AppState {
+            data: data.to_path_buf(),
+            engine: Engine::new(model),
+            store: Store::open(&data.join("app.sqlite"))?,
+            secure_cookies,
+            session: Mutex::new(None),
+        })
+    }
+
+    /// A session over the current warehouse version (the same one until a load commits).
+    pub async fn session(&self) -> Result<(u64, Arc<Session>), WebError> {
+        let wh = Warehouse::open(&self.data).map_err(|e| WebError::Internal(e.to_string()))?;
+        let snapshot = wh.snapshot(None).map_err(|e| WebError::NoData(e.to_string()))?;
+        let version = snapshot.version.version;
+        if let Some((v, s)) = self.session.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+            && *v == version
+        {
+            return Ok((version, s.clone()));
+        }
+        let session = snapshot.session().await.map_err(|e| WebError::Internal(e.to_string()))?;
+        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Some((version, session.clone()));
+        Ok((version, session))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("sign in first")]
+    SignedOut,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("no data yet: {0}")]
+    NoData(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<prism_analyses::AnalysisError> for WebError {
+    fn from(e: prism_analyses::AnalysisError) -> WebError {
+        use prism_analyses::AnalysisError as A;
+        match e {
+            A::Forbidden(m) => WebError::Forbidden(m),
+            A::Invalid(m) => WebError::BadRequest(m),
+            A::Engine(prism_engine::EngineError::Forbidden(m)) => WebError::Forbidden(m),
+            A::Engine(prism_engine::EngineError::Execution(e)) => WebError::Internal(e.to_string()),
+            A::Engine(other) => WebError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl From<prism_engine::EngineError> for WebError {
+    fn from(e: prism_engine::EngineError) -> WebError {
+        prism_analyses::AnalysisError::Engine(e).into()
+    }
+}
+
+impl From<store::StoreError> for WebError {
+    fn from(e: store::StoreError) -> WebError {
+        WebError::Internal(e.to_string())
+    }
+}
+
+impl WebError {
+    fn status(&self) -> StatusCode {
+        match self {
+            WebError::SignedOut => StatusCode::UNAUTHORIZED,
+            WebError::Forbidden(_) => StatusCode::FORBIDDEN,
+            WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WebError::NotFound(_) => StatusCode::NOT_FOUND,
+            WebError::NoData(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// As a page: signed-out visitors go to the sign-in page; the rest see the reason.
+    fn page(self, user: Option<&User>) -> Response {
+        if matches!(self, WebError::SignedOut) {
+            return Redirect::to("/").into_response();
+        }
+        if let WebError::Internal(m) = &self {
+            tracing::error!("{m}");
+        }
+        let status = self.status();
+        let body = pages::ErrorPage { user_name: user.map(|u| u.name.clone()).unwrap_or_default(), nav: pages::nav(user), status: status.as_u16(), message: self.to_string() }
+            .render();
+        (status, Html(body)).into_response()
+    }
+
+    /// As JSON: `{"error": "..."}` with the status.
+    fn json(self) -> Response {
+        (self.status(), axum::Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+/// What a route serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serves {
+    /// A dashboard page, its JSON, or its table as CSV.
+    Html(PageId),
+    Api(PageId),
+    Csv(PageId),
+    SignInPage,
+    SignIn,
+    SignOut,
+    Script,
+    Style,
+}
+
+/// Every route: method, path and what it serves. The router is built from this list.
+pub fn routes() -> Vec<(&'static str, String, Serves)> {
+    let mut r = vec![
+        ("GET", "/".to_string(), Serves::SignInPage),
+        ("POST", "/sign-in".to_string(), Serves::SignIn),
+        ("POST", "/sign-out".to_string(), Serves::SignOut),
+        ("GET", "/assets/app.js".to_string(), Serves::Script),
+        ("GET", "/assets/style.css".to_string(), Serves::Style),
+    ];
+    for page in PageId::ALL {
+        r.push(("GET", page.path().to_string(), Serves::Html(page)));
+        r.push(("GET", format!("/api{}", page.path()), Serves::Api(page)));
+        r.push(("GET", format!("/export{}", page.path()), Serves::Csv(page)));
+    }
+    r
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let mut router = Router::new();
+    for (method, path, serves) in routes() {
+        let handler = match serves {
+            Serves::SignInPage => get(home),
+            Serves::SignIn => post(sign_in),
+            Serves::SignOut => post(sign_out),
+            Serves::Script => get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")], APP_JS) }),
+            Serves::Style => get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")], STYLE_CSS) }),
+            Serves::Html(page) => get(move |s, h, p, q| html_page(s, h, p, q, page)),
+            Serves::Api(page) => get(move |s, h, p, q| api_page(s, h, p, q, page)),
+            Serves::Csv(page) => get(move |s, h, p, q| csv_export(s, h, p, q, page)),
+        };
+        debug_assert!(method == "GET" || method == "POST");
+        router = router.route(&path, handler);
+    }
+    router.fallback(|| async { (StatusCode::NOT_FOUND, "no such page") }).with_state(state)
+}
+
+/// Serves the app until the process is stopped.
+pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>()).await
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+const SESSION_COOKIE: &str = "prism_session";
+const SIGN_IN_CSRF_COOKIE: &str = "prism_csrf";
+
+fn set_cookie(state: &AppState, headers: &HeaderMap, name: &str, value: &str, max_age: i64) -> HeaderValue {
+    let tls = state.secure_cookies || headers.get("x-forwarded-proto").is_some_and(|v| v.as_bytes() == b"https");
+    let secure = if tls { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")).expect("cookie text")
+}
+
+/// The signed-in user and their session's CSRF token.
+fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<(User, String), WebError> {
+    let token = cookie(headers, SESSION_COOKIE).ok_or(WebError::SignedOut)?;
+    state.store.session(token)?.ok_or(WebError::SignedOut)
+}
+
+/// The `{id}` of a route like `/partners/{id}`.
+fn path_id(params: &RawPathParams) -> Option<String> {
+    params.iter().find(|(k, _)| *k == "id").map(|(_, v)| v.to_string())
+}
+
+fn address(headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
+    // Behind a proxy, the client's address is the first of X-Forwarded-For.
+    headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|v| v.trim().to_string())
+        .or_else(|| peer.map(|p| p.ip().to_string()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+async fn home(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Ok((user, _)) = signed_in(&st, &headers) {
+        return Redirect::to(pages::home_of(&user).path()).into_response();
+    }
+    sign_in_page(&st, &headers, None, StatusCode::OK)
+}
+
+fn sign_in_page(st: &AppState, headers: &HeaderMap, message: Option<String>, status: StatusCode) -> Response {
+    let csrf = store::random_token();
+    let body = pages::SignInPage { csrf: csrf.clone(), message: message.unwrap_or_default() }.render();
+    let mut response = (status, Html(body)).into_response();
+    response.headers_mut().append(header::SET_COOKIE, set_cookie(st, headers, SIGN_IN_CSRF_COOKIE, &csrf, 3600));
+    response
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    name: String,
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn sign_in(State(st): State<Arc<AppState>>, peer: Option<Extension<ConnectInfo<SocketAddr>>>, headers: HeaderMap, Form(form): Form<SignInForm>) -> Response {
+    // Double-submit: the form's token must equal the cookie set with the sign-in page.
+    if cookie(&headers, SIGN_IN_CSRF_COOKIE).is_none_or(|c| c.is_empty() || c != form.csrf) {
+        return sign_in_page(&st, &headers, Some("the form has expired; please sign in again".into()), StatusCode::FORBIDDEN);
+    }
+    let addr = address(&headers, peer.map(|c| c.0.0));
+    let result = (|| -> Result<Result<User, String>, WebError> {
+        if let Some(minutes) = st.store.locked_for(&form.name, &addr)? {
+            st.store.audit(&form.name, "sign-in refused", &format!("too many failures, from {addr}"))?;
+            return Ok(Err(format!("too many failed sign-ins; try again in {minutes} minute{}", if minutes == 1 { "" } else { "s" })));
+        }
+        match st.store.verify(&form.name, &form.password)? {
+            Some(user) => {
+                st.store.audit(&user.name, "sign-in", &format!("from {addr}"))?;
+                Ok(Ok(user))
+            }
+            None => {
+                st.store.record_failure(&form.name, &addr)?;
+                st.store.audit(&form.name, "sign-in failed", &format!("from {addr}"))?;
+                Ok(Err("wrong name or password".into()))
+            }
+        }
+    })();
+    match result {
+        Err(e) => e.page(None),
+        Ok(Err(message)) => sign_in_page(&st, &headers, Some(message), StatusCode::UNAUTHORIZED),
+        Ok(Ok(user)) => match st.store.start_session(&user) {
+            Err(e) => WebError::from(e).page(None),
+            Ok((token, _)) => {
+                let mut r = Redirect::to(pages::home_of(&user).path()).into_response();
+                r.headers_mut().append(header::SET_COOKIE, set_cookie(&st, &headers, SESSION_COOKIE, &token, store::SESSION_HOURS * 3600));
+                r.headers_mut().append(header::SET_COOKIE, set_cookie(&st, &headers, SIGN_IN_CSRF_COOKIE, "", 0));
+                r
+            }
+        },
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn sign_out(State(st): State<Arc<AppState>>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+    let (user, csrf) = match signed_in(&st, &headers) {
+        Ok(u) => u,
+        Err(e) => return e.page(None),
+    };
+    if form.csrf != csrf {
+        return WebError::Forbidden("the form has no valid CSRF token".into()).page(Some(&user));
+    }
+    if let Some(token) = cookie(&headers, SESSION_COOKIE)
+        && let Err(e) = st.store.end_session(token)
+    {
+        return WebError::from(e).page(Some(&user));
+    }
+    let _ = st.store.audit(&user.name, "sign-out", "");
+    let mut r = Redirect::to("/").into_response();
+    r.headers_mut().append(header::SET_COOKIE, set_cookie(&st, &headers, SESSION_COOKIE, "", 0));
+    r
+}
+
+
+async fn html_page(State(st): State<Arc<AppState>>, headers: HeaderMap, params: RawPathParams, UrlQuery(prompts): UrlQuery<Prompts>, page: PageId) -> Response {
+    let (user, csrf) = match signed_in(&st, &headers) {
+        Ok(u) => u,
+        Err(e) => return e.page(None),
+    };
+    match pages::build(&st, &user, page, path_id(&params).as_deref(), &prompts).await {
+        Ok(p) => Html(pages::render(&st, &user, &csrf, &p, &prompts).await).into_response(),
+        Err(e) => e.page(Some(&user)),
+    }
+}
+
+async fn api_page(State(st): State<Arc<AppState>>, headers: HeaderMap, params: RawPathParams, UrlQuery(prompts): UrlQuery<Prompts>, page: PageId) -> Response {
+    let (user, _) = match signed_in(&st, &headers) {
+        Ok(u) => u,
+        Err(e) => return e.json(),
+    };
+    match pages::build(&st, &user, page, path_id(&params).as_deref(), &prompts).await {
+        Ok(p) => axum::Json(p).into_response(),
+        Err(e) => e.json(),
+    }
+}
+
+async fn csv_export(State(st): State<Arc<AppState>>, headers: HeaderMap, params: RawPathParams, UrlQuery(prompts): UrlQuery<Prompts>, page: PageId) -> Response {
+    let (user, _) = match signed_in(&st, &headers) {
+        Ok(u) => u,
+        Err(e) => return (e.status(), e.to_string()).into_response(),
+    };
+    let result = async {
+        let p = pages::build(&st, &user, page, path_id(&params).as_deref(), &prompts).await?;
+        let wanted = prompts.table.clone().unwrap_or_default();
+        let table = p
+            .panels
+            .iter()
+            .find(|t| t.kind == "table" && (wanted.is_empty() || t.id == wanted))
+            .ok_or_else(|| WebError::NotFound(format!("no table {wanted:?} on this page")))?;
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(&table.header).map_err(|e| WebError::Internal(e.to_string()))?;
+        for r in &table.rows {
+            w.write_record(r).map_err(|e| WebError::Internal(e.to_string()))?;
+        }
+        let bytes = w.into_inner().map_err(|e| WebError::Internal(e.to_string()))?;
+        st.store.audit(&user.name, "export", &format!("{} table {} ({} rows)", page.path(), table.id, table.rows.len()))?;
+        Ok::<_, WebError>((table.id.clone(), bytes))
+    }
+    .await;
+    match result {
+        Ok((id, bytes)) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}-{id}.csv\"", page.name())),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => (e.status(), e.to_string()).into_response(),
+    }
+}

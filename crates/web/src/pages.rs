@@ -1,0 +1,802 @@
+//! The dashboards: which role may open which page, and what each page shows — tiles, charts and
+//! tables, every figure a model metric or an analysis run with the signed-in user's scope.
+//! A page is built once as data (`Page`), then rendered as HTML, sent as JSON (`/api/...`) or
+//! cut into CSV (`/export/...`), so the three never disagree.
+
+use std::sync::Arc;
+
+use askama::Template;
+use chrono::Datelike;
+use prism_analyses::Table as _;
+use prism_engine::{Filter, FilterOp, Order, Period, Query, QueryResult, Scope, Session};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Role, User};
+use crate::{AppState, WebError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PageId {
+    Overview,
+    Segmentation,
+    Scorecard,
+    Underperformers,
+    Sales,
+    Service,
+    Customers,
+    PartnerDetail,
+    MyPerformance,
+    MyProducts,
+    MyPotential,
+    Admin,
+}
+
+impl PageId {
+    pub const ALL: [PageId; 12] = [
+        PageId::Overview,
+        PageId::Segmentation,
+        PageId::Scorecard,
+        PageId::Underperformers,
+        PageId::Sales,
+        PageId::Service,
+        PageId::Customers,
+        PageId::PartnerDetail,
+        PageId::MyPerformance,
+        PageId::MyProducts,
+        PageId::MyPotential,
+        PageId::Admin,
+    ];
+
+    pub fn path(self) -> &'static str {
+        match self {
+            PageId::Overview => "/overview",
+            PageId::Segmentation => "/segmentation",
+            PageId::Scorecard => "/scorecard",
+            PageId::Underperformers => "/underperformers",
+            PageId::Sales => "/sales",
+            PageId::Service => "/service",
+            PageId::Customers => "/customers",
+            PageId::PartnerDetail => "/partners/{id}",
+            PageId::MyPerformance => "/my/performance",
+            PageId::MyProducts => "/my/products",
+            PageId::MyPotential => "/my/potential",
+            PageId::Admin => "/admin",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PageId::Overview => "overview",
+            PageId::Segmentation => "segmentation",
+            PageId::Scorecard => "scorecard",
+            PageId::Underperformers => "underperformers",
+            PageId::Sales => "sales",
+            PageId::Service => "service",
+            PageId::Customers => "customers",
+            PageId::PartnerDetail => "partner",
+            PageId::MyPerformance => "my-performance",
+            PageId::MyProducts => "my-products",
+            PageId::MyPotential => "my-potential",
+            PageId::Admin => "admin",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            PageId::Overview => "Overview",
+            PageId::Segmentation => "Segmentation",
+            PageId::Scorecard => "Scorecard",
+            PageId::Underperformers => "Under-performers",
+            PageId::Sales => "Sales",
+            PageId::Service => "Service",
+            PageId::Customers => "Customers",
+            PageId::PartnerDetail => "Partner",
+            PageId::MyPerformance => "My performance",
+            PageId::MyProducts => "My products",
+            PageId::MyPotential => "Customer potential",
+            PageId::Admin => "Administration",
+        }
+    }
+
+    /// Whether a role may open the page at all (a partner page still checks which partner).
+    pub fn allows(self, role: Role) -> bool {
+        match self {
+            PageId::Overview | PageId::Segmentation | PageId::Scorecard | PageId::Underperformers | PageId::Sales | PageId::Service | PageId::Customers => {
+                matches!(role, Role::ChannelExecutive | Role::ChannelManager | Role::Admin)
+            }
+            PageId::PartnerDetail => true,
+            PageId::MyPerformance | PageId::MyProducts | PageId::MyPotential => role == Role::PartnerManager,
+            PageId::Admin => role == Role::Admin,
+        }
+    }
+}
+
+pub fn home_of(user: &User) -> PageId {
+    match user.role {
+        Role::PartnerManager => PageId::MyPerformance,
+        Role::Admin => PageId::Admin,
+        _ => PageId::Overview,
+    }
+}
+
+/// The links of the navigation bar for a user.
+pub fn nav(user: Option<&User>) -> Vec<(String, String)> {
+    let Some(user) = user else { return Vec::new() };
+    let mut links: Vec<(String, String)> =
+        PageId::ALL.iter().filter(|p| p.allows(user.role) && **p != PageId::PartnerDetail).map(|p| (p.path().to_string(), p.title().to_string())).collect();
+    if user.is_partner_user()
+        && let Some(own) = user.partners.first()
+    {
+        links.insert(1, (format!("/partners/{own}"), "My partner".into()));
+    }
+    links
+}
+
+/// The prompts of every page, kept in the URL so a view can be bookmarked and shared.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct Prompts {
+    pub period: Option<String>,
+    pub region: Option<String>,
+    pub tier: Option<String>,
+    pub partner_type: Option<String>,
+    pub product_line: Option<String>,
+    /// Scorecard weights: `revenue=0.4,csat=0.3`.
+    pub weights: Option<String>,
+    /// Customer potential: the product, and the segment whose target list is shown.
+    pub product: Option<String>,
+    pub segment: Option<String>,
+    /// Export: which table of the page.
+    pub table: Option<String>,
+}
+
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Tile {
+    pub metric: String,
+    pub value: String,
+    /// Percent change against the previous period, when there is a period.
+    pub change_pct: Option<f64>,
+    pub definition: String,
+    /// The generated SQL, for admins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Series {
+    pub name: String,
+    pub values: Vec<Option<f64>>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Chart {
+    /// bar, line or pie.
+    pub kind: &'static str,
+    pub categories: Vec<String>,
+    pub series: Vec<Series>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Panel {
+    /// tiles, chart or table.
+    pub kind: &'static str,
+    pub id: String,
+    pub title: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tiles: Vec<Tile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chart: Option<Chart>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub header: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rows: Vec<Vec<String>>,
+    /// Where the first cell of each row leads (a partner's page, a segment's targets).
+    #[serde(skip)]
+    pub links: Vec<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Panel {
+    fn new(kind: &'static str, id: &str, title: &str) -> Panel {
+        Panel { kind, id: id.into(), title: title.into(), tiles: Vec::new(), chart: None, header: Vec::new(), rows: Vec::new(), links: Vec::new(), note: None }
+    }
+
+    /// A table from an analysis, linking partner ids to their page.
+    fn from_table(id: &str, title: &str, t: &dyn prism_analyses::Table) -> Panel {
+        let mut p = Panel::new("table", id, title);
+        p.header = t.header();
+        p.rows = t.rows();
+        if let Some(c) = p.header.iter().position(|h| h == "partner_id") {
+            p.links = p.rows.iter().map(|r| Some(format!("/partners/{}", r[c]))).collect();
+            // The id first, so that the link is on it.
+            if c != 0 {
+                for r in p.rows.iter_mut() {
+                    let v = r.remove(c);
+                    r.insert(0, v);
+                }
+                let h = p.header.remove(c);
+                p.header.insert(0, h);
+            }
+        }
+        p
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Page {
+    pub page: &'static str,
+    pub title: String,
+    pub period: Option<Period>,
+    pub headline: Vec<String>,
+    pub notes: Vec<String>,
+    pub panels: Vec<Panel>,
+}
+
+/// What a page's builders share: the user, their scope's session, the prompts as filters.
+struct Ctx<'a> {
+    st: &'a AppState,
+    user: &'a User,
+    session: Arc<Session>,
+    scope: Scope,
+    period: Option<Period>,
+    filters: Vec<Filter>,
+    notes: Vec<String>,
+}
+
+impl Ctx<'_> {
+    /// The prompt filters a query's metrics can take: a survey is of no product, so the product
+    /// line prompt does not apply to satisfaction figures (and the page says so).
+    fn filters_for(&mut self, metrics: &[&str]) -> Vec<Filter> {
+        let model = &self.st.engine.model;
+        let reaches = |dimension: &str| {
+            metrics.iter().all(|m| {
+                let base = m.split(':').next().unwrap_or(m);
+                model.metrics.get(base).is_none_or(|metric| model.facts[&metric.fact].reaches.iter().any(|r| r == dimension))
+            })
+        };
+        let mut out = Vec::new();
+        for f in &self.filters {
+            let dimension = f.dimension.split('.').next().unwrap_or_default();
+            if reaches(dimension) {
+                out.push(f.clone());
+            } else {
+                let note = format!("the {} prompt does not apply to {}", f.dimension, metrics.join(", "));
+                if !self.notes.contains(&note) {
+                    self.notes.push(note);
+                }
+            }
+        }
+        out
+    }
+
+    fn query(&mut self, metrics: &[&str], by: &[&str], order: Option<&str>, limit: Option<usize>) -> Result<Query, WebError> {
+        Ok(Query {
+            metrics: metrics.iter().map(|m| m.to_string()).collect(),
+            by: by.iter().map(|d| d.to_string()).collect(),
+            filters: self.filters_for(metrics),
+            period: self.period,
+            order: order.map(Order::parse).transpose()?.into_iter().collect(),
+            limit,
+        })
+    }
+
+    async fn run(&self, q: &Query) -> Result<QueryResult, WebError> {
+        Ok(self.st.engine.run(&self.session, q, &self.scope).await?)
+    }
+
+    async fn tiles(&mut self, id: &str, title: &str, metrics: &[&str]) -> Result<Panel, WebError> {
+        let mut asked: Vec<String> = metrics.iter().map(|m| m.to_string()).collect();
+        if self.period.is_some() {
+            asked.extend(metrics.iter().map(|m| format!("{m}:change_pct")));
+        }
+        let names: Vec<&str> = asked.iter().map(String::as_str).collect();
+        let q = self.query(&names, &[], None, None)?;
+        let r = self.run(&q).await?;
+        let row = r.formatted_rows().into_iter().next().unwrap_or_default();
+        let mut p = Panel::new("tiles", id, title);
+        for (i, m) in metrics.iter().enumerate() {
+            let change_pct = row.get(metrics.len() + i).and_then(|v| v.parse().ok());
+            p.tiles.push(Tile {
+                metric: m.to_string(),
+                value: row.get(i).cloned().unwrap_or_default(),
+                change_pct,
+                definition: self.st.engine.model.metrics.get(*m).map(|d| d.description.clone()).unwrap_or_default(),
+                sql: (self.user.role == Role::Admin).then(|| r.sql.clone()),
+            });
+        }
+        Ok(p)
+    }
+
+    async fn chart(&mut self, id: &str, title: &str, kind: &'static str, metrics: &[&str], by: &str, order: Option<&str>, limit: Option<usize>) -> Result<Panel, WebError> {
+        let q = self.query(metrics, &[by], order, limit)?;
+        let r = self.run(&q).await?;
+        let rows = r.formatted_rows();
+        let mut p = Panel::new("chart", id, title);
+        p.chart = Some(Chart {
+            kind,
+            categories: rows.iter().map(|r| r[0].clone()).collect(),
+            series: metrics.iter().enumerate().map(|(i, m)| Series { name: m.to_string(), values: rows.iter().map(|r| r[i + 1].parse().ok()).collect() }).collect(),
+        });
+        // The chart's figures as a table too: readable without the script, and exportable.
+        p.header = r.columns.iter().map(|c| c.name.clone()).collect();
+        p.rows = rows;
+        Ok(p)
+    }
+
+    async fn table(&mut self, id: &str, title: &str, metrics: &[&str], by: &[&str], order: Option<&str>, limit: Option<usize>) -> Result<Panel, WebError> {
+        let q = self.query(metrics, by, order, limit)?;
+        let r = self.run(&q).await?;
+        let mut p = Panel::new("table", id, title);
+        p.header = r.columns.iter().map(|c| c.name.clone()).collect();
+        p.rows = r.formatted_rows();
+        if p.header.first().is_some_and(|h| h == "partner.partner_id") {
+            p.links = p.rows.iter().map(|r| (r[0] != "(direct)").then(|| format!("/partners/{}", r[0]))).collect();
+        }
+        Ok(p)
+    }
+
+    fn analysis(&self) -> prism_analyses::Context<'_> {
+        prism_analyses::Context { engine: &self.st.engine, session: &self.session, scope: self.scope.clone(), period: self.period }
+    }
+}
+
+/// Builds a page for a user, or says why not.
+pub async fn build(st: &AppState, user: &User, page: PageId, id: Option<&str>, prompts: &Prompts) -> Result<Page, WebError> {
+    if !page.allows(user.role) {
+        return Err(WebError::Forbidden(format!("the {} page is not for the {} role", page.title(), user.role.name())));
+    }
+    let period = given(&prompts.period).map(Period::parse).transpose()?;
+    let mut filters = Vec::new();
+    for (dimension, value) in [
+        ("partner.region", &prompts.region),
+        ("partner.tier", &prompts.tier),
+        ("partner.partner_type", &prompts.partner_type),
+        ("product.product_line", &prompts.product_line),
+    ] {
+        if let Some(v) = given(value) {
+            filters.push(Filter { dimension: dimension.into(), op: FilterOp::In(vec![v.to_string()]) });
+        }
+    }
+    let (_, session) = st.session().await?;
+    let mut cx = Ctx { st, user, session, scope: user.scope(), period, filters, notes: Vec::new() };
+    let mut out = Page { page: page.name(), title: page.title().into(), period, headline: Vec::new(), notes: Vec::new(), panels: Vec::new() };
+    match page {
+        PageId::Overview => {
+            out.panels.push(cx.tiles("kpi", "Key figures", &["closed_revenue", "open_pipeline", "win_rate", "csat_avg", "avg_first_response_hours", "indirect_revenue_share"]).await?);
+            out.panels.push(cx.chart("revenue-trend", "Closed revenue by month", "line", &["closed_revenue"], "time.month", None, None).await?);
+            out.panels.push(cx.chart("pipeline-trend", "Open pipeline by expected close month", "bar", &["open_pipeline"], "time.month", None, None).await?);
+            out.panels.push(cx.chart("by-tier", "Revenue by tier", "bar", &["closed_revenue"], "partner.tier", Some("closed_revenue:desc"), None).await?);
+            out.panels.push(cx.chart("by-type", "Revenue by partner type", "pie", &["closed_revenue"], "partner.partner_type", Some("closed_revenue:desc"), None).await?);
+            out.panels.push(cx.chart("by-region", "Revenue by region", "bar", &["closed_revenue"], "partner.region", Some("closed_revenue:desc"), None).await?);
+            out.panels.push(
+                cx.table("top-partners", "Top partners by revenue", &["closed_revenue", "closed_revenue:pct_of_total", "win_rate", "csat_avg"], &["partner.partner_id", "partner.partner_name", "partner.tier", "partner.region"], Some("closed_revenue:desc"), Some(15))
+                    .await?,
+            );
+        }
+        PageId::Segmentation => {
+            let p = prism_analyses::pareto::pareto(&cx.analysis(), None).await?;
+            out.headline = p.headline();
+            let mut chart = Panel::new("chart", "pareto-chart", "Cumulative share of partner revenue, largest partners first");
+            let top: Vec<&prism_analyses::pareto::ParetoRow> = p.rows.iter().take(60).collect();
+            chart.chart = Some(Chart {
+                kind: "bar",
+                categories: top.iter().map(|r| r.partner.partner_name.clone()).collect(),
+                series: vec![Series { name: "cumulative_pct".into(), values: top.iter().map(|r| r.cumulative_pct).collect() }],
+            });
+            out.panels.push(chart);
+            out.panels.push(Panel::from_table("partners", "Partners by revenue, with their class (export: a program list)", &p));
+        }
+        PageId::Scorecard => {
+            let weights = given(&prompts.weights).map(prism_analyses::scorecard::Weights::parse).transpose()?.unwrap_or_default();
+            let s = prism_analyses::scorecard::scorecard(&cx.analysis(), weights).await?;
+            out.headline = s.headline();
+            out.panels.push(Panel::from_table("scorecard", "Partners ranked by score", &s));
+        }
+        PageId::Underperformers => {
+            let weights = given(&prompts.weights).map(prism_analyses::scorecard::Weights::parse).transpose()?.unwrap_or_default();
+            let u = prism_analyses::underperformers::underperformers(&cx.analysis(), weights).await?;
+            out.headline = u.headline();
+            out.panels.push(Panel::from_table("underperformers", "Partners flagged, worst first (export: an improvement-program list)", &u));
+        }
+        PageId::Sales => {
+            out.panels.push(cx.tiles("kpi", "Sales", &["won_amount", "win_rate", "avg_deal_size", "avg_sales_cycle_days", "open_opportunities", "weighted_pipeline"]).await?);
+            out.panels.push(cx.chart("pipeline-by-stage", "Open pipeline by stage", "bar", &["open_pipeline"], "opportunity.stage", None, None).await?);
+            out.panels.push(cx.chart("pipeline-by-quarter", "Open pipeline by close quarter", "bar", &["open_pipeline"], "time.quarter", None, None).await?);
+            out.panels.push(cx.chart("wins-losses", "Wins and losses by quarter", "bar", &["won_count", "lost_count"], "time.quarter", None, None).await?);
+            out.panels.push(cx.table("margin", "Margin by product line", &["closed_revenue", "gross_margin", "gross_margin_pct"], &["product.product_line"], Some("closed_revenue:desc"), None).await?);
+        }
+        PageId::Service => {
+            out.panels.push(cx.tiles("kpi", "Service", &["sr_count", "open_sr_count", "avg_first_response_hours", "avg_resolution_hours", "sla_met_pct", "resolution_rate"]).await?);
+            out.panels.push(cx.chart("csat-trend", "CSAT by month", "line", &["csat_avg"], "time.month", None, None).await?);
+            out.panels.push(cx.table("by-priority", "By priority", &["sr_count", "open_sr_count", "avg_first_response_hours", "avg_resolution_hours", "sla_met_pct"], &["service_request.priority"], None, None).await?);
+            let critical = Filter { dimension: "service_request.priority".into(), op: FilterOp::In(vec!["P1".into(), "P2".into()]) };
+            let mut q = cx.query(&["open_sr_count"], &["partner.partner_id", "partner.partner_name"], Some("open_sr_count:desc"), Some(20))?;
+            q.filters.push(critical);
+            let r = cx.run(&q).await?;
+            let mut p = Panel::new("table", "open-critical", "Open critical (P1/P2) requests by partner");
+            p.header = r.columns.iter().map(|c| c.name.clone()).collect();
+            p.rows = r.formatted_rows();
+            p.links = p.rows.iter().map(|r| (r[0] != "(direct)").then(|| format!("/partners/{}", r[0]))).collect();
+            out.panels.push(p);
+        }
+        PageId::Customers => {
+            out.panels.push(cx.chart("by-industry", "Revenue by industry", "bar", &["closed_revenue"], "customer.industry", Some("closed_revenue:desc"), None).await?);
+            out.panels.push(cx.chart("by-size", "Revenue by company size", "pie", &["closed_revenue"], "customer.size_band", None, None).await?);
+            out.panels.push(cx.chart("by-revenue-band", "Revenue by the customer's own annual revenue", "bar", &["closed_revenue"], "customer.annual_revenue_band", None, None).await?);
+            out.panels.push(
+                cx.table("top-accounts", "Top accounts", &["closed_revenue", "order_count", "csat_avg"], &["customer.customer_id", "customer.customer_name", "customer.industry", "customer.size_band"], Some("closed_revenue:desc"), Some(20))
+                    .await?,
+            );
+            let risk = prism_analyses::risk::risk(&cx.analysis()).await?;
+            let mut p = Panel::from_table("high-risk", "High-risk accounts", &risk);
+            p.note = Some(risk.headline().join(" "));
+            p.rows.truncate(100);
+            out.panels.push(p);
+        }
+        PageId::PartnerDetail => {
+            let id = id.ok_or_else(|| WebError::NotFound("which partner?".into()))?;
+            cx.analysis().check_partner(id)?;
+            let partners = st.engine.members(&cx.session, "partner", &Scope::Partner(id.to_string())).await?;
+            let rows = partners.formatted_rows();
+            let Some(row) = rows.first() else { return Err(WebError::NotFound(format!("no partner {id}"))) };
+            let at = |n: &str| partners.columns.iter().position(|c| c.name == n).map(|i| row[i].clone()).unwrap_or_default();
+            out.title = at("partner.partner_name");
+            out.headline = vec![format!("{} · {} · {} · {} · {}", id, at("partner.tier"), at("partner.partner_type"), at("partner.region"), at("partner.status"))];
+            // From here on, only this partner's rows.
+            cx.scope = Scope::Partner(id.to_string());
+            out.panels.push(cx.tiles("kpi", "Key figures", &["closed_revenue", "open_pipeline", "win_rate", "csat_avg", "avg_first_response_hours", "sla_met_pct"]).await?);
+            out.panels.push(cx.chart("revenue-trend", "Closed revenue by month", "line", &["closed_revenue"], "time.month", None, None).await?);
+            let products = prism_analyses::products::products(&cx.analysis(), id).await?;
+            out.panels.push(Panel::from_table("products", "Products", &products));
+            out.panels.push(
+                cx.table("customers", "Customers", &["closed_revenue", "order_count", "open_sr_count", "csat_avg"], &["customer.customer_id", "customer.customer_name", "customer.industry", "customer.size_band"], Some("closed_revenue:desc"), Some(50))
+                    .await?,
+            );
+        }
+        PageId::MyPerformance => {
+            let own = own_partner(user)?;
+            out.panels.push(cx.tiles("kpi", "My key figures", &["closed_revenue", "open_pipeline", "win_rate", "csat_avg", "avg_first_response_hours", "sla_met_pct"]).await?);
+            let b = prism_analyses::benchmarks::benchmarks(&cx.analysis(), &own).await?;
+            out.headline = b.headline();
+            out.panels.push(Panel::from_table("benchmarks", "Against the channel (channel figures over at least 5 partners)", &b));
+            out.panels.push(cx.chart("csat-trend", "My CSAT by month", "line", &["csat_avg"], "time.month", None, None).await?);
+            out.panels.push(cx.chart("revenue-trend", "My revenue by month", "line", &["closed_revenue"], "time.month", None, None).await?);
+        }
+        PageId::MyProducts => {
+            let own = own_partner(user)?;
+            let products = prism_analyses::products::products(&cx.analysis(), &own).await?;
+            out.headline = products.headline();
+            out.panels.push(cx.chart("by-line", "My revenue by product line", "bar", &["closed_revenue"], "product.product_line", Some("closed_revenue:desc"), None).await?);
+            out.panels.push(Panel::from_table("products", "My products: best sellers first, poor sellers marked", &products));
+        }
+        PageId::MyPotential => {
+            let own = own_partner(user)?;
+            match given(&prompts.product) {
+                None => out.notes.push("choose a product to see where it could sell".into()),
+                Some(product) => {
+                    let potential = prism_analyses::potential::potential(&cx.analysis(), &own, product).await?;
+                    out.headline = potential.headline();
+                    let mut p = Panel::from_table("segments", "Segments by expected additional buyers", &potential);
+                    p.links = potential
+                        .segments
+                        .iter()
+                        .map(|s| Some(format!("/my/potential?product={}&segment={}/{}", url(product), url(&s.industry), url(&s.size_band))))
+                        .collect();
+                    out.panels.push(p);
+                    if let Some(segment) = given(&prompts.segment) {
+                        let targets = potential.targets(segment)?;
+                        out.panels.push(Panel::from_table("targets", &format!("Target list: untapped customers in {segment}"), &targets));
+                    }
+                }
+            }
+        }
+        PageId::Admin => {
+            let wh = prism_warehouse::Warehouse::open(&st.data).map_err(|e| WebError::Internal(e.to_string()))?;
+            let versions = wh.versions().map_err(|e| WebError::Internal(e.to_string()))?;
+            let mut p = Panel::new("table", "loads", "Warehouse versions (loads)");
+            p.header = ["version", "loaded_at", "mode", "source", "rows_added", "rows_rejected"].map(String::from).to_vec();
+            p.rows = versions
+                .versions
+                .iter()
+                .rev()
+                .map(|v| {
+                    let added: u64 = v.changes.values().map(|c| c.added).sum();
+                    let rejected: u64 = v.changes.values().map(|c| c.rejected).sum();
+                    vec![v.version.to_string(), v.loaded_at.to_string(), v.mode.to_string(), v.source.clone(), added.to_string(), rejected.to_string()]
+                })
+                .collect();
+            out.panels.push(p);
+            let mut u = Panel::new("table", "users", "Users (manage with `prism users`)");
+            u.header = ["name", "role", "partners"].map(String::from).to_vec();
+            u.rows = st.store.users()?.into_iter().map(|x| vec![x.name, x.role.name().to_string(), x.partners.join(", ")]).collect();
+            out.panels.push(u);
+            let mut a = Panel::new("table", "audit", "Audit log: sign-ins and exports, newest first");
+            a.header = ["at", "user", "event", "detail"].map(String::from).to_vec();
+            a.rows = st
+                .store
+                .audit_log(200)?
+                .into_iter()
+                .map(|(at, user, event, detail)| vec![chrono::DateTime::from_timestamp(at, 0).map(|t| t.to_rfc3339()).unwrap_or_default(), user, event, detail])
+                .collect();
+            out.panels.push(a);
+        }
+    }
+    out.notes.extend(cx.notes);
+    Ok(out)
+}
+
+fn own_partner(user: &User) -> Result<String, WebError> {
+    user.partners.first().cloned().ok_or_else(|| WebError::Forbidden("this user belongs to no partner".into()))
+}
+
+fn url(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+// ----- rendering -----
+
+pub struct TileView {
+    pub label: String,
+    pub value: String,
+    pub change: String,
+    pub change_class: &'static str,
+    pub definition: String,
+    pub sql: String,
+}
+
+pub struct CellView {
+    pub text: String,
+    pub href: String,
+    pub numeric: bool,
+}
+
+pub struct PanelView {
+    pub kind: &'static str,
+    pub id: String,
+    pub title: String,
+    pub tiles: Vec<TileView>,
+    pub chart_json: String,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<CellView>>,
+    pub export_href: String,
+    pub note: String,
+}
+
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "page.html")]
+pub struct PageTemplate {
+    pub user_name: String,
+    pub role: String,
+    pub nav: Vec<(String, String)>,
+    pub current: String,
+    pub csrf: String,
+    pub title: String,
+    pub headline: Vec<String>,
+    pub notes: Vec<String>,
+    pub panels: Vec<PanelView>,
+    pub periods: Vec<Choice>,
+    pub period_text: String,
+    pub regions: Vec<Choice>,
+    pub tiers: Vec<Choice>,
+    pub types: Vec<Choice>,
+    pub lines: Vec<Choice>,
+    pub show_weights: bool,
+    pub weights: String,
+    pub show_products: bool,
+    pub products: Vec<Choice>,
+    pub segment: String,
+}
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+pub struct SignInPage {
+    pub csrf: String,
+    pub message: String,
+}
+
+impl SignInPage {
+    pub fn render(&self) -> String {
+        Template::render(self).unwrap_or_else(|e| format!("template: {e}"))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub user_name: String,
+    pub nav: Vec<(String, String)>,
+    pub status: u16,
+    pub message: String,
+}
+
+impl ErrorPage {
+    pub fn render(&self) -> String {
+        Template::render(self).unwrap_or_else(|e| format!("template: {e}"))
+    }
+}
+
+/// A number for a person: at most two decimals for fractions; money and counts as they are.
+fn display(v: &str) -> (String, bool) {
+    match v.parse::<f64>() {
+        Ok(f) if v.contains('.') && v.split('.').nth(1).is_some_and(|d| d.len() > 2) => (format!("{f:.2}"), true),
+        Ok(_) => (v.to_string(), true),
+        Err(_) => (v.to_string(), false),
+    }
+}
+
+fn query_string(prompts: &Prompts, table: Option<&str>) -> String {
+    let mut parts = Vec::new();
+    for (k, v) in [
+        ("period", &prompts.period),
+        ("region", &prompts.region),
+        ("tier", &prompts.tier),
+        ("partner_type", &prompts.partner_type),
+        ("product_line", &prompts.product_line),
+        ("weights", &prompts.weights),
+        ("product", &prompts.product),
+        ("segment", &prompts.segment),
+    ] {
+        if let Some(v) = given(v) {
+            parts.push(format!("{k}={}", url(v)));
+        }
+    }
+    if let Some(t) = table {
+        parts.push(format!("table={}", url(t)));
+    }
+    parts.join("&")
+}
+
+/// The periods offered: all data, this year to date, the last eight quarters and three years.
+fn periods(selected: Option<&str>) -> Vec<Choice> {
+    let today = chrono::Utc::now().date_naive();
+    let mut v = vec![("".to_string(), "All loaded data".to_string())];
+    v.push((format!("{}-01-01..{today}", today.year()), format!("{} year to date", today.year())));
+    let (mut y, mut q) = (today.year(), (today.month() - 1) / 3 + 1);
+    for _ in 0..8 {
+        v.push((format!("{y}-Q{q}"), format!("{y} Q{q}")));
+        if q == 1 {
+            y -= 1;
+            q = 4;
+        } else {
+            q -= 1;
+        }
+    }
+    for y in (today.year() - 2..=today.year()).rev() {
+        v.push((y.to_string(), y.to_string()));
+    }
+    let mut out: Vec<Choice> = v.into_iter().map(|(value, label)| Choice { selected: Some(value.as_str()) == selected.or(Some("")), value, label }).collect();
+    // A custom range typed in the URL stays selected.
+    if let Some(s) = selected
+        && !out.iter().any(|c| c.value == s)
+    {
+        out.push(Choice { value: s.to_string(), label: s.to_string(), selected: true });
+    }
+    out
+}
+
+fn choices(values: Vec<String>, selected: Option<&str>) -> Vec<Choice> {
+    let mut out = vec![Choice { value: String::new(), label: "All".into(), selected: selected.is_none() }];
+    out.extend(values.into_iter().map(|v| Choice { selected: Some(v.as_str()) == selected, label: v.clone(), value: v }));
+    out
+}
+
+async fn members_of(st: &AppState, user: &User, dimension: &str, attribute: &str) -> Vec<String> {
+    let Ok((_, session)) = st.session().await else { return Vec::new() };
+    let Ok(r) = st.engine.members(&session, dimension, &user.scope()).await else { return Vec::new() };
+    let Some(i) = r.columns.iter().position(|c| c.name == attribute) else { return Vec::new() };
+    let mut v: Vec<String> = r.formatted_rows().into_iter().map(|row| row[i].clone()).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+pub async fn render(st: &AppState, user: &User, csrf: &str, page: &Page, prompts: &Prompts) -> String {
+    let page_id = PageId::ALL.iter().copied().find(|p| p.name() == page.page).unwrap_or(PageId::Overview);
+    let export_base = match page_id {
+        PageId::PartnerDetail => format!("/export{}", prompts_path_of_partner(page)),
+        other => format!("/export{}", other.path()),
+    };
+    let panels = page
+        .panels
+        .iter()
+        .map(|p| PanelView {
+            kind: p.kind,
+            id: p.id.clone(),
+            title: p.title.clone(),
+            tiles: p
+                .tiles
+                .iter()
+                .map(|t| TileView {
+                    label: t.metric.replace('_', " "),
+                    value: display(&t.value).0,
+                    change: t.change_pct.map_or(String::new(), |c| format!("{c:+.1} % vs previous period")),
+                    change_class: match t.change_pct {
+                        Some(c) if c > 0.0 => "up",
+                        Some(c) if c < 0.0 => "down",
+                        _ => "",
+                    },
+                    definition: t.definition.clone(),
+                    sql: t.sql.clone().unwrap_or_default(),
+                })
+                .collect(),
+            chart_json: p.chart.as_ref().map(|c| serde_json::to_string(c).unwrap_or_default()).unwrap_or_default(),
+            header: p.header.clone(),
+            rows: p
+                .rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    r.iter()
+                        .enumerate()
+                        .map(|(j, c)| {
+                            let (text, numeric) = display(c);
+                            CellView { text, numeric, href: if j == 0 { p.links.get(i).cloned().flatten().unwrap_or_default() } else { String::new() } }
+                        })
+                        .collect()
+                })
+                .collect(),
+            export_href: if p.kind == "chart" && p.chart.is_some() || p.kind == "table" { format!("{export_base}?{}", query_string(prompts, Some(&p.id))) } else { String::new() },
+            note: p.note.clone().unwrap_or_default(),
+        })
+        .collect();
+    let channel_page = !matches!(page_id, PageId::Admin | PageId::MyPotential);
+    let product_choices = if page_id == PageId::MyPotential {
+        let ids = members_pairs(st, user).await;
+        ids.into_iter().map(|(id, name)| Choice { selected: given(&prompts.product) == Some(id.as_str()), label: format!("{name} ({id})"), value: id }).collect()
+    } else {
+        Vec::new()
+    };
+    let t = PageTemplate {
+        user_name: user.name.clone(),
+        role: user.role.name().to_string(),
+        nav: nav(Some(user)),
+        current: page_id.path().to_string(),
+        csrf: csrf.to_string(),
+        title: page.title.clone(),
+        headline: page.headline.clone(),
+        notes: page.notes.clone(),
+        panels,
+        periods: if channel_page { periods(given(&prompts.period)) } else { Vec::new() },
+        period_text: given(&prompts.period).unwrap_or_default().to_string(),
+        regions: if channel_page && !user.is_partner_user() { choices(members_of(st, user, "partner", "partner.region").await, given(&prompts.region)) } else { Vec::new() },
+        tiers: if channel_page && !user.is_partner_user() { choices(members_of(st, user, "partner", "partner.tier").await, given(&prompts.tier)) } else { Vec::new() },
+        types: if channel_page && !user.is_partner_user() { choices(members_of(st, user, "partner", "partner.partner_type").await, given(&prompts.partner_type)) } else { Vec::new() },
+        lines: if channel_page { choices(members_of(st, user, "product", "product.product_line").await, given(&prompts.product_line)) } else { Vec::new() },
+        show_weights: matches!(page_id, PageId::Scorecard | PageId::Underperformers),
+        weights: given(&prompts.weights).unwrap_or_default().to_string(),
+        show_products: page_id == PageId::MyPotential,
+        products: product_choices,
+        segment: given(&prompts.segment).unwrap_or_default().to_string(),
+    };
+    Template::render(&t).unwrap_or_else(|e| format!("template: {e}"))
+}
+
+fn prompts_path_of_partner(page: &Page) -> String {
+    // The partner page's own path: its first link-less headline starts with the id.
+    let id = page.headline.first().and_then(|h| h.split(" · ").next()).unwrap_or_default();
+    format!("/partners/{id}")
+}
+
+async fn members_pairs(st: &AppState, user: &User) -> Vec<(String, String)> {
+    let Ok((_, session)) = st.session().await else { return Vec::new() };
+    let Ok(r) = st.engine.members(&session, "product", &user.scope()).await else { return Vec::new() };
+    let id = r.columns.iter().position(|c| c.name == "product.product_id");
+    let name = r.columns.iter().position(|c| c.name == "product.product_name");
+    match (id, name) {
+        (Some(i), Some(n)) => r.formatted_rows().into_iter().map(|row| (row[i].clone(), row[n].clone())).collect(),
+        _ => Vec::new(),
+    }
+}
+

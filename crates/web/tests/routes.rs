@@ -1,0 +1,254 @@
+//! Every route for every role, without a socket: a visitor reaches only the sign-in page; a
+//! partner user gets its own partner's data or a refusal, never another partner's or direct
+//! sales; a channel manager only its partners'. Routes come from `prism_web::routes()`, the
+//! list the router is built from, so a new route is in this test by construction.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use prism_web::{AppState, Role, Serves};
+use tower::ServiceExt as _;
+
+async fn app() -> (tempfile::TempDir, Arc<AppState>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let wh = prism_warehouse::Warehouse::open(&data).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
+    wh.load(&prism_warehouse::LoadOptions { export_dir: fixture, mode: prism_warehouse::LoadMode::Upsert, quarantine: false }, &prism_warehouse::NoProgress)
+        .await
+        .unwrap();
+    let state = Arc::new(AppState::open(&data, prism_model::Model::shipped(), false).unwrap());
+    let pw = "correct horse";
+    state.store.add_user("exec", Role::ChannelExecutive, &[], pw).unwrap();
+    state.store.add_user("manager", Role::ChannelManager, &["P-1".into(), "P-3".into()], pw).unwrap();
+    state.store.add_user("partner", Role::PartnerManager, &["P-2".into()], pw).unwrap();
+    state.store.add_user("admin", Role::Admin, &[], pw).unwrap();
+    (tmp, state)
+}
+
+struct Reply {
+    status: StatusCode,
+    location: String,
+    cookies: Vec<String>,
+    body: String,
+}
+
+async fn send(state: &Arc<AppState>, req: Request<Body>) -> Reply {
+    let r = prism_web::router(state.clone()).oneshot(req).await.unwrap();
+    let status = r.status();
+    let location = r.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let cookies = r.headers().get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    let body = String::from_utf8_lossy(&r.into_body().collect().await.unwrap().to_bytes()).to_string();
+    Reply { status, location, cookies, body }
+}
+
+fn get(path: &str, cookie: &str) -> Request<Body> {
+    Request::get(path).header(header::COOKIE, cookie).body(Body::empty()).unwrap()
+}
+
+fn cookie_value(reply: &Reply, name: &str) -> String {
+    reply.cookies.iter().find_map(|c| c.strip_prefix(&format!("{name}="))).map(|c| c.split(';').next().unwrap().to_string()).unwrap_or_default()
+}
+
+/// Signs in through the form, as a browser does: the sign-in page's CSRF cookie and token, then the post.
+async fn sign_in(state: &Arc<AppState>, name: &str, password: &str) -> Reply {
+    let page = send(state, get("/", "")).await;
+    let csrf = cookie_value(&page, "prism_csrf");
+    assert!(page.body.contains(&format!("value=\"{csrf}\"")), "the form carries the cookie's token");
+    let form = format!("name={name}&password={}&csrf={csrf}", password.replace(' ', "+"));
+    send(
+        state,
+        Request::post("/sign-in")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, format!("prism_csrf={csrf}"))
+            .body(Body::from(form))
+            .unwrap(),
+    )
+    .await
+}
+
+async fn session_of(state: &Arc<AppState>, name: &str) -> String {
+    let r = sign_in(state, name, "correct horse").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{name}: {}", r.body);
+    format!("prism_session={}", cookie_value(&r, "prism_session"))
+}
+
+/// Every concrete GET path: `{id}` as each partner of the fixture.
+fn paths() -> Vec<(String, Serves)> {
+    let mut out = Vec::new();
+    for (method, path, serves) in prism_web::routes() {
+        if method != "GET" {
+            continue;
+        }
+        if path.contains("{id}") {
+            for id in ["P-1", "P-2", "P-3"] {
+                out.push((path.replace("{id}", id), serves));
+            }
+        } else {
+            out.push((path, serves));
+        }
+    }
+    out
+}
+
+/// What of another partner a body must never hold: ids and names, and direct sales.
+fn others(partners: &[&str]) -> Vec<&'static str> {
+    let all = [("P-1", "Acme"), ("P-2", "Müller"), ("P-3", "東京データ")];
+    let mut v: Vec<&'static str> = all.iter().filter(|(id, _)| !partners.contains(id)).flat_map(|(id, name)| [*id, *name]).collect();
+    v.push("(direct)");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_route_for_every_role_shows_only_what_the_role_may_see() {
+    let (_tmp, state) = app().await;
+    let all = paths();
+    assert!(all.len() >= 30, "{} routes", all.len());
+
+    // A signed-out visitor: the sign-in page and the assets, nothing else.
+    for (path, serves) in &all {
+        let r = send(&state, get(path, "")).await;
+        match serves {
+            Serves::SignInPage | Serves::Script | Serves::Style => assert_eq!(r.status, StatusCode::OK, "{path}"),
+            Serves::Html(_) => assert_eq!((r.status, r.location.as_str()), (StatusCode::SEE_OTHER, "/"), "{path}"),
+            _ => assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}"),
+        }
+        for secret in others(&[]) {
+            assert!(!r.body.contains(secret), "{path} shows {secret} to a visitor");
+        }
+    }
+
+    for (user, own) in [("partner", vec!["P-2"]), ("manager", vec!["P-1", "P-3"])] {
+        let cookie = session_of(&state, user).await;
+        let mut served = 0;
+        for (path, serves) in &all {
+            let r = send(&state, get(path, &cookie)).await;
+            assert!(
+                matches!(r.status, StatusCode::OK | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND | StatusCode::SEE_OTHER),
+                "{user} {path}: {} {}",
+                r.status,
+                r.body
+            );
+            if r.status == StatusCode::OK && !matches!(serves, Serves::Script | Serves::Style) {
+                served += 1;
+                for secret in others(&own) {
+                    assert!(!r.body.contains(secret), "{user} {path} shows {secret}:\n{}", &r.body[..r.body.len().min(3000)]);
+                }
+            }
+            // The partner pages of partners not theirs are refused, whatever the format.
+            if path.contains("/partners/") && !own.iter().any(|p| path.ends_with(p)) {
+                assert_eq!(r.status, StatusCode::FORBIDDEN, "{user} {path}");
+            }
+        }
+        assert!(served >= 6, "{user} was served only {served} routes");
+    }
+
+    // A partner user's pages are its own; channel pages are refused.
+    let partner = session_of(&state, "partner").await;
+    let r = send(&state, get("/my/performance", &partner)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("My key figures"));
+    assert_eq!(send(&state, get("/overview", &partner)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(send(&state, get("/api/segmentation", &partner)).await.status, StatusCode::FORBIDDEN);
+    // Its partner page holds its figures: P-2's credit of -49.75.
+    let r = send(&state, get("/api/partners/P-2", &partner)).await;
+    assert!(r.body.contains("-49.75"), "{}", r.body);
+
+    // The executive sees the channel, direct sales included, and not the admin page.
+    let exec = session_of(&state, "exec").await;
+    let r = send(&state, get("/api/overview", &exec)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let json: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let kpi = &json["panels"][0]["tiles"][0];
+    assert_eq!((kpi["metric"].as_str(), kpi["value"].as_str()), (Some("closed_revenue"), Some("3649.75")));
+    assert_eq!(send(&state, get("/admin", &exec)).await.status, StatusCode::FORBIDDEN);
+    let admin = session_of(&state, "admin").await;
+    assert_eq!(send(&state, get("/admin", &admin)).await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_exports_as_csv_with_the_prompts_and_the_export_is_audited() {
+    let (_tmp, state) = app().await;
+    let exec = session_of(&state, "exec").await;
+    let r = send(&state, get("/export/overview?table=top-partners", &exec)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let mut lines = r.body.lines();
+    assert_eq!(lines.next(), Some("partner.partner_id,partner.partner_name,partner.tier,partner.region,closed_revenue,closed_revenue:pct_of_total,win_rate,csat_avg"));
+    // Largest first: P-1 2499.50, the direct sale 1200, P-2's credit.
+    let firsts: Vec<&str> = lines.map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(firsts, ["P-1", "(direct)", "P-2"]);
+    // A period prompt: only March 2024, P-2's credit.
+    let r = send(&state, get("/export/overview?table=top-partners&period=2024-03", &exec)).await;
+    assert_eq!(r.body.lines().count(), 2, "{}", r.body);
+    assert!(r.body.contains("P-2,Müller & Söhne,Silver,EMEA,-49.75"), "{}", r.body);
+    let log = state.store.audit_log(10).unwrap();
+    assert!(log.iter().any(|(_, user, event, detail)| user == "exec" && event == "export" && detail.contains("top-partners")), "{log:?}");
+    // A bad prompt is a clear refusal, not a wrong answer.
+    let r = send(&state, get("/api/overview?period=2024-13", &exec)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("2024-13"), "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forms_without_a_valid_csrf_token_are_refused() {
+    let (_tmp, state) = app().await;
+    // Sign-in without the cookie's token.
+    let r = send(
+        &state,
+        Request::post("/sign-in").header(header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(Body::from("name=exec&password=correct+horse&csrf=forged")).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(cookie_value(&r, "prism_session").is_empty());
+    // Sign-out without the session's token leaves the session alive.
+    let exec = session_of(&state, "exec").await;
+    let r = send(
+        &state,
+        Request::post("/sign-out").header(header::COOKIE, &exec).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(Body::from("csrf=forged")).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(send(&state, get("/api/overview", &exec)).await.status, StatusCode::OK);
+    // With it, the session ends.
+    let page = send(&state, get("/overview", &exec)).await;
+    let csrf = page.body.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let r = send(
+        &state,
+        Request::post("/sign-out").header(header::COOKIE, &exec).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(Body::from(format!("csrf={csrf}"))).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(send(&state, get("/api/overview", &exec)).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_failed_sign_ins_lock_the_name_and_are_audited() {
+    let (_tmp, state) = app().await;
+    for _ in 0..prism_web::store::MAX_FAILURES {
+        let r = sign_in(&state, "exec", "wrong password").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert!(r.body.contains("wrong name or password"));
+    }
+    // The right password is refused too while the name is locked.
+    let r = sign_in(&state, "exec", "correct horse").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body.contains("too many failed sign-ins"), "{}", r.body);
+    let log = state.store.audit_log(20).unwrap();
+    assert_eq!(log.iter().filter(|e| e.2 == "sign-in failed").count(), prism_web::store::MAX_FAILURES as usize);
+    assert!(log.iter().any(|e| e.2 == "sign-in refused"));
+    // Another user signs in meanwhile.
+    assert_eq!(sign_in(&state, "manager", "correct horse").await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_cookies_are_http_only_same_site_and_secure_behind_tls() {
+    let (_tmp, state) = app().await;
+    let r = sign_in(&state, "exec", "correct horse").await;
+    let c = r.cookies.iter().find(|c| c.starts_with("prism_session=")).unwrap();
+    assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax") && !c.contains("Secure"), "{c}");
+    let page = send(&state, Request::get("/").header("x-forwarded-proto", "https").body(Body::empty()).unwrap()).await;
+    assert!(page.cookies.iter().all(|c| c.contains("; Secure")), "{:?}", page.cookies);
+}
