@@ -18,10 +18,10 @@ function option(spec) {
   return {
     tooltip: { trigger: 'axis' },
     legend: spec.series.length > 1 ? { bottom: 0 } : undefined,
-    grid: { left: 70, right: 20, top: 20, bottom: spec.series.length > 1 ? 50 : 30 },
+    grid: { left: 10, right: 20, top: 20, bottom: spec.series.length > 1 ? 40 : 10, containLabel: true },
     xAxis: { type: 'category', data: spec.categories },
     yAxis: { type: 'value' },
-    series: spec.series.map((s) => ({ name: s.name, type: spec.kind, data: s.values, smooth: spec.kind === 'line' })),
+    series: spec.series.map((s) => ({ name: s.name, type: spec.kind, data: s.values, smooth: false })),
   };
 }
 

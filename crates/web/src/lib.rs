@@ -153,6 +153,7 @@ pub enum Serves {
     SignOut,
     Script,
     Style,
+    Favicon,
 }
 
 /// Every route: method, path and what it serves. The router is built from this list.
@@ -163,6 +164,7 @@ pub fn routes() -> Vec<(&'static str, String, Serves)> {
         ("POST", "/sign-out".to_string(), Serves::SignOut),
         ("GET", "/assets/app.js".to_string(), Serves::Script),
         ("GET", "/assets/style.css".to_string(), Serves::Style),
+        ("GET", "/favicon.ico".to_string(), Serves::Favicon),
     ];
     for page in PageId::ALL {
         r.push(("GET", page.path().to_string(), Serves::Html(page)));
@@ -181,6 +183,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             Serves::SignOut => post(sign_out),
             Serves::Script => get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")], APP_JS) }),
             Serves::Style => get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")], STYLE_CSS) }),
+            // Browsers ask for it on every site: no icon, and no error either.
+            Serves::Favicon => get(|| async { StatusCode::NO_CONTENT }),
             Serves::Html(page) => get(move |s, h, p, q| html_page(s, h, p, q, page)),
             Serves::Api(page) => get(move |s, h, p, q| api_page(s, h, p, q, page)),
             Serves::Csv(page) => get(move |s, h, p, q| csv_export(s, h, p, q, page)),

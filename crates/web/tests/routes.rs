@@ -113,6 +113,7 @@ async fn every_route_for_every_role_shows_only_what_the_role_may_see() {
         let r = send(&state, get(path, "")).await;
         match serves {
             Serves::SignInPage | Serves::Script | Serves::Style => assert_eq!(r.status, StatusCode::OK, "{path}"),
+            Serves::Favicon => assert_eq!(r.status, StatusCode::NO_CONTENT, "{path}"),
             Serves::Html(_) => assert_eq!((r.status, r.location.as_str()), (StatusCode::SEE_OTHER, "/"), "{path}"),
             _ => assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}"),
         }
@@ -132,7 +133,7 @@ async fn every_route_for_every_role_shows_only_what_the_role_may_see() {
                 r.status,
                 r.body
             );
-            if r.status == StatusCode::OK && !matches!(serves, Serves::Script | Serves::Style) {
+            if r.status == StatusCode::OK && !matches!(serves, Serves::Script | Serves::Style | Serves::Favicon) {
                 served += 1;
                 for secret in others(&own) {
                     assert!(!r.body.contains(secret), "{user} {path} shows {secret}:\n{}", &r.body[..r.body.len().min(3000)]);

@@ -1,0 +1,90 @@
+// Browser tests in real headless Chromium: each role signs in, opens every page of its
+// navigation, changes a prompt, drills down, downloads a CSV and checks its rows; any error in
+// the browser console fails the run. Screenshots of each page go to the artefacts folder.
+// Usage: node tests/browser.mjs BASE_URL ARTEFACTS_DIR   (users: see scripts/browser-test)
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const [base, artefacts] = process.argv.slice(2);
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+fs.mkdirSync(artefacts, { recursive: true });
+const failures = [];
+const check = (ok, what) => { if (!ok) { failures.push(what); console.error(`FAIL ${what}`); } };
+
+const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
+for (const [name, own] of [['executive', null], ['manager', null], ['partner', 'P-00001'], ['admin', null]]) {
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1400, height: 1000 } });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(`${page.url()}: ${m.text()}`); });
+  page.on('pageerror', (e) => errors.push(`${page.url()}: ${e.message}`));
+
+  await page.goto(base + '/');
+  await page.fill('input[name=name]', name);
+  await page.fill('input[name=password]', 'browser-test');
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  check(!page.url().endsWith('/'), `${name}: signed in (now at ${page.url()})`);
+
+  const links = await page.$$eval('header nav a', (as) => as.map((a) => a.getAttribute('href')));
+  check(links.length >= 2, `${name}: a navigation`);
+  for (const href of links) {
+    const response = await page.goto(base + href);
+    check(response.status() === 200, `${name} ${href}: status ${response.status()}`);
+    // Charts are drawn: every chart element holds a canvas.
+    const charts = await page.$$eval('.chart', (cs) => cs.map((c) => c.querySelector('canvas') !== null));
+    check(charts.every(Boolean), `${name} ${href}: every chart drawn (${charts})`);
+    await page.screenshot({ path: path.join(artefacts, `${name}${href.replaceAll('/', '_')}.png`), fullPage: true });
+  }
+
+  if (name === 'executive') {
+    // A prompt: the period is kept in the URL, and the page answers for it.
+    await page.goto(base + '/overview');
+    await page.selectOption('select[name=period]', { index: 3 });
+    await Promise.all([page.waitForNavigation(), page.click('form.prompts button')]);
+    check(/period=/.test(page.url()), `executive: the period prompt is in the URL (${page.url()})`);
+    // Drill down: a partner of the top-partners table leads to its page.
+    await page.goto(base + '/overview');
+    const first = page.locator('#top-partners td a').first();
+    const id = await first.textContent();
+    await Promise.all([page.waitForNavigation(), first.click()]);
+    check(page.url().endsWith(`/partners/${id}`), `executive: drill down to ${id} (${page.url()})`);
+    await page.screenshot({ path: path.join(artefacts, 'executive_partner_detail.png'), fullPage: true });
+    // Download a table and check its rows against the page.
+    await page.goto(base + '/segmentation');
+    const shown = await page.$$eval('#partners tbody tr', (rows) => rows.length);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#partners a.export')]);
+    const csv = fs.readFileSync(await download.path(), 'utf8').trim().split('\n');
+    check(csv[0].startsWith('partner_id,partner_name,tier'), `executive: CSV header (${csv[0]})`);
+    check(csv.length - 1 === shown, `executive: CSV rows ${csv.length - 1} = table rows ${shown}`);
+  }
+  if (own) {
+    // A partner user's potential page: choose a product, open a segment, download its target list.
+    await page.goto(base + '/my/potential');
+    await page.selectOption('select[name=product]', { index: 2 });
+    await Promise.all([page.waitForNavigation(), page.click('form.prompts button')]);
+    const segment = page.locator('#segments td a').first();
+    if (await segment.count()) {
+      await Promise.all([page.waitForNavigation(), segment.click()]);
+      const [download] = await Promise.all([page.waitForEvent('download'), page.click('#targets a.export')]);
+      const csv = fs.readFileSync(await download.path(), 'utf8').trim().split('\n');
+      check(csv[0] === 'customer_id,customer_name,industry,size_band,region,already_buys', `partner: target list header (${csv[0]})`);
+      await page.screenshot({ path: path.join(artefacts, 'partner_potential_targets.png'), fullPage: true });
+    } else {
+      check(false, 'partner: a segment to open');
+    }
+    // Another partner's page is refused.
+    const response = await page.goto(base + '/partners/P-00002');
+    check(response.status() === 403, `partner: another partner refused (${response.status()})`);
+    // The browser reports the refusal it was meant to get as an error: not a fault of the page.
+    for (let i = errors.length - 1; i >= 0; i--) if (errors[i].includes('/partners/P-00002') && errors[i].includes('403')) errors.splice(i, 1);
+  }
+  check(errors.length === 0, `${name}: no console errors (${errors.join(' | ')})`);
+  await context.close();
+}
+await browser.close();
+if (failures.length) {
+  console.error(`${failures.length} browser check(s) failed`);
+  process.exit(1);
+}
+console.log('browser tests passed');
