@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use prism_engine::{Engine, Filter, Order, Period, Query, QueryResult, Scope};
+use prism_engine::{Engine, Query, QueryResult, Scope};
 use prism_model::{MetricKind, Model};
 
 #[derive(Args, Clone)]
@@ -42,14 +42,17 @@ pub struct QueryArgs {
 
 impl QueryArgs {
     pub fn query(&self) -> Result<(Query, Scope)> {
-        let query = Query {
+        // The same parsing as the JSON API's: one syntax, one parser.
+        let query = prism_engine::api::QueryRequest {
+            api_version: prism_engine::api::API_VERSION,
             metrics: self.metrics.clone(),
             by: self.by.clone(),
-            filters: self.filter.iter().map(|f| Filter::parse(f)).collect::<Result<_, _>>()?,
-            period: self.period.as_deref().map(Period::parse).transpose()?,
-            order: self.order.iter().map(|o| Order::parse(o)).collect::<Result<_, _>>()?,
+            filters: self.filter.clone(),
+            period: self.period.clone(),
+            order: self.order.clone(),
             limit: self.limit,
-        };
+        }
+        .to_query()?;
         let scope = match &self.as_partner {
             Some(p) => Scope::Partner(p.clone()),
             None => Scope::All,
