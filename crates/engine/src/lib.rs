@@ -9,6 +9,7 @@
 //! Only this crate knows DataFusion; the model knows nothing of it.
 
 pub mod api;
+mod cache;
 pub mod query;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -195,11 +196,18 @@ pub struct Compiled {
 
 pub struct Engine {
     pub model: Model,
+    cache: Option<cache::ResultCache>,
 }
 
 impl Engine {
     pub fn new(model: Model) -> Engine {
-        Engine { model }
+        Engine { model, cache: None }
+    }
+
+    /// An engine that keeps answers (up to `limit_bytes`) for the session they were computed
+    /// in: a server asks the same questions again and again over one warehouse version.
+    pub fn with_result_cache(model: Model, limit_bytes: usize) -> Engine {
+        Engine { model, cache: Some(cache::ResultCache::new(limit_bytes)) }
     }
 
     fn resolve_dim(&self, name: &str) -> Result<Dim, EngineError> {
@@ -768,7 +776,14 @@ impl Engine {
     }
 
     async fn execute(&self, ctx: &SessionContext, compiled: Compiled) -> Result<QueryResult, EngineError> {
+        let session = ctx.session_id();
+        if let Some(batches) = self.cache.as_ref().and_then(|c| c.get(&session, &compiled.sql)) {
+            return Ok(QueryResult { columns: compiled.columns, batches, sql: compiled.sql });
+        }
         let batches = ctx.sql(&compiled.sql).await?.collect().await?;
+        if let Some(c) = &self.cache {
+            c.put(&session, &compiled.sql, &batches);
+        }
         Ok(QueryResult { columns: compiled.columns, batches, sql: compiled.sql })
     }
 }

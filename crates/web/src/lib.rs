@@ -45,7 +45,8 @@ impl AppState {
         std::fs::create_dir_all(data).map_err(|e| store::StoreError::Invalid(format!("{}: {e}", data.display())))?;
         Ok(AppState {
             data: data.to_path_buf(),
-            engine: Engine::new(model),
+            // Pages ask the same questions again and again; a load starts a new session.
+            engine: Engine::with_result_cache(model, 256 << 20),
             store: Store::open(&data.join("app.sqlite"))?,
             secure_cookies,
             session: Mutex::new(None),
