@@ -65,8 +65,18 @@ pub async fn risk(cx: &Context<'_>) -> Result<Risk> {
     let at = |n: &str| cols.iter().position(|c| c == n).expect("the shipped customer dimension");
     let (id, name, industry, size, region) =
         (at("customer.customer_id"), at("customer.customer_name"), at("customer.industry"), at("customer.size_band"), at("customer.region"));
+    // Only the flagged customers' attributes are read out: most customers are not at risk.
+    let flagged = |id: &str| open.get(id).is_some_and(|n| *n >= OPEN_CRITICAL) || recent.get(id).is_some_and(|(a, _)| *a < LOW_CSAT);
+    let mut rows = Vec::new();
+    for b in &customers.batches {
+        for r in 0..b.num_rows() {
+            if flagged(&prism_engine::format_value(b.column(id).as_ref(), r, None)) {
+                rows.push((0..b.num_columns()).map(|i| prism_engine::format_value(b.column(i).as_ref(), r, None)).collect::<Vec<String>>());
+            }
+        }
+    }
     let mut accounts = Vec::new();
-    for c in customers.formatted_rows() {
+    for c in rows {
         let critical = open.get(&c[id]).copied().unwrap_or(0);
         let (csat, n) = recent.get(&c[id]).map_or((None, 0), |(a, n)| (Some(*a), *n));
         let mut reasons = Vec::new();
