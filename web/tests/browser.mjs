@@ -32,7 +32,7 @@ for (const [name, own] of [['executive', null], ['manager', null], ['partner', '
     const response = await page.goto(base + href);
     check(response.status() === 200, `${name} ${href}: status ${response.status()}`);
     // Charts are drawn: every chart element holds a canvas.
-    const charts = await page.$$eval('.chart', (cs) => cs.map((c) => c.querySelector('canvas') !== null));
+    const charts = await page.$$eval('.chart-canvas', (cs) => cs.map((c) => c.querySelector('canvas') !== null));
     check(charts.every(Boolean), `${name} ${href}: every chart drawn (${charts})`);
     await page.screenshot({ path: path.join(artefacts, `${name}${href.replaceAll('/', '_')}.png`), fullPage: true });
   }
