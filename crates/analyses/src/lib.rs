@@ -72,8 +72,7 @@ impl Context<'_> {
     /// The partners the scope sees, by id.
     async fn partners(&self) -> Result<BTreeMap<String, Partner>> {
         let r = self.engine.members(self.session, "partner", &self.scope).await?;
-        let cols: Vec<&str> = r.columns.iter().map(|c| c.name.as_str()).collect();
-        let at = |name: &str| cols.iter().position(|c| *c == name).expect("the shipped partner dimension");
+        let at = |name: &str| r.column(name).expect("the shipped partner dimension");
         let (id, name, tier, kind, region, status) =
             (at("partner.partner_id"), at("partner.partner_name"), at("partner.tier"), at("partner.partner_type"), at("partner.region"), at("partner.status"));
         Ok(r.formatted_rows()

@@ -66,7 +66,7 @@ fn by_segment(rows: Vec<Vec<String>>) -> BTreeMap<(String, String), Vec<String>>
 pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result<Potential> {
     cx.check_partner(partner)?;
     let catalogue = cx.engine.members(cx.session, "product", &cx.scope).await?;
-    let id = catalogue.columns.iter().position(|c| c.name == "product.product_id").expect("the shipped product dimension");
+    let id = catalogue.column("product.product_id").expect("the shipped product dimension");
     if !catalogue.formatted_rows().iter().any(|r| r[id] == product) {
         return Err(AnalysisError::Invalid(format!("--product {product}: no such product")));
     }

@@ -47,8 +47,7 @@ pub async fn products(cx: &Context<'_>, partner: &str) -> Result<Products> {
         .await?;
     let sold: BTreeMap<String, Vec<String>> = sold.formatted_rows().into_iter().map(|mut r| (r.remove(0), r)).collect();
     let catalogue = cx.engine.members(cx.session, "product", &cx.scope).await?;
-    let cols: Vec<String> = catalogue.columns.iter().map(|c| c.name.clone()).collect();
-    let at = |n: &str| cols.iter().position(|c| c == n).expect("the shipped product dimension");
+    let at = |n: &str| catalogue.column(n).expect("the shipped product dimension");
     let (id, name, line) = (at("product.product_id"), at("product.product_name"), at("product.product_line"));
 
     let mut rows: Vec<ProductRow> = Vec::new();

@@ -61,8 +61,7 @@ pub async fn risk(cx: &Context<'_>) -> Result<Risk> {
     }
 
     let customers = cx.engine.members(cx.session, "customer", &cx.scope).await?;
-    let cols: Vec<String> = customers.columns.iter().map(|c| c.name.clone()).collect();
-    let at = |n: &str| cols.iter().position(|c| c == n).expect("the shipped customer dimension");
+    let at = |n: &str| customers.column(n).expect("the shipped customer dimension");
     let (id, name, industry, size, region) =
         (at("customer.customer_id"), at("customer.customer_name"), at("customer.industry"), at("customer.size_band"), at("customer.region"));
     // Only the flagged customers' attributes are read out: most customers are not at risk.

@@ -106,7 +106,7 @@ pub fn demo_users(data: &Path) -> Result<Vec<(String, String, String)>> {
         let partners: Vec<String> = tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
             let session = snapshot.session().await?;
             let r = state.engine.members(&session, "partner", &prism_engine::Scope::All).await?;
-            let id = r.columns.iter().position(|c| c.name == "partner.partner_id").expect("partner ids");
+            let id = r.column("partner.partner_id").expect("partner ids");
             Ok::<_, anyhow::Error>(r.formatted_rows().into_iter().map(|row| row[id].clone()).collect())
         })?;
         let Some(first) = partners.first() else { bail!("the demo export has no partners") };

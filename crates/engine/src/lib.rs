@@ -163,6 +163,11 @@ pub struct QueryResult {
 }
 
 impl QueryResult {
+    /// The position of a column by name (`partner.tier`, `closed_revenue`).
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
     /// Every row as the text a person or a CSV file gets (see `format_value`).
     pub fn formatted_rows(&self) -> Vec<Vec<String>> {
         let mut out = Vec::new();

@@ -229,6 +229,8 @@ impl Panel {
 #[derive(Clone, Debug, Serialize)]
 pub struct Page {
     pub page: &'static str,
+    /// The page's own path (`/partners/P-00017`), which its exports are under.
+    pub path: String,
     pub title: String,
     pub period: Option<Period>,
     pub headline: Vec<String>,
@@ -363,7 +365,11 @@ pub async fn build(st: &AppState, user: &User, page: PageId, id: Option<&str>, p
     }
     let (_, session) = st.session().await?;
     let mut cx = Ctx { st, user, session, scope: user.scope(), period, filters, notes: Vec::new() };
-    let mut out = Page { page: page.name(), title: page.title().into(), period, headline: Vec::new(), notes: Vec::new(), panels: Vec::new() };
+    let path = match (page, id) {
+        (PageId::PartnerDetail, Some(id)) => format!("/partners/{}", url(id)),
+        _ => page.path().to_string(),
+    };
+    let mut out = Page { page: page.name(), path, title: page.title().into(), period, headline: Vec::new(), notes: Vec::new(), panels: Vec::new() };
     match page {
         PageId::Overview => {
             out.panels.push(cx.tiles("kpi", "Key figures", &["closed_revenue", "open_pipeline", "win_rate", "csat_avg", "avg_first_response_hours", "indirect_revenue_share"]).await?);
@@ -443,7 +449,7 @@ pub async fn build(st: &AppState, user: &User, page: PageId, id: Option<&str>, p
             let partners = st.engine.members(&cx.session, "partner", &Scope::Partner(id.to_string())).await?;
             let rows = partners.formatted_rows();
             let Some(row) = rows.first() else { return Err(WebError::NotFound(format!("no partner {id}"))) };
-            let at = |n: &str| partners.columns.iter().position(|c| c.name == n).map(|i| row[i].clone()).unwrap_or_default();
+            let at = |n: &str| partners.column(n).map(|i| row[i].clone()).unwrap_or_default();
             out.title = at("partner.partner_name");
             out.headline = vec![format!("{} · {} · {} · {} · {}", id, at("partner.tier"), at("partner.partner_type"), at("partner.region"), at("partner.status"))];
             // From here on, only this partner's rows.
@@ -695,7 +701,7 @@ fn choices(values: Vec<String>, selected: Option<&str>) -> Vec<Choice> {
 async fn members_of(st: &AppState, user: &User, dimension: &str, attribute: &str) -> Vec<String> {
     let Ok((_, session)) = st.session().await else { return Vec::new() };
     let Ok(r) = st.engine.members(&session, dimension, &user.scope()).await else { return Vec::new() };
-    let Some(i) = r.columns.iter().position(|c| c.name == attribute) else { return Vec::new() };
+    let Some(i) = r.column(attribute) else { return Vec::new() };
     let mut v: Vec<String> = r.formatted_rows().into_iter().map(|row| row[i].clone()).collect();
     v.sort();
     v.dedup();
@@ -704,10 +710,7 @@ async fn members_of(st: &AppState, user: &User, dimension: &str, attribute: &str
 
 pub async fn render(st: &AppState, user: &User, csrf: &str, page: &Page, prompts: &Prompts) -> String {
     let page_id = PageId::ALL.iter().copied().find(|p| p.name() == page.page).unwrap_or(PageId::Overview);
-    let export_base = match page_id {
-        PageId::PartnerDetail => format!("/export{}", prompts_path_of_partner(page)),
-        other => format!("/export{}", other.path()),
-    };
+    let export_base = format!("/export{}", page.path);
     let panels = page
         .panels
         .iter()
@@ -783,18 +786,10 @@ pub async fn render(st: &AppState, user: &User, csrf: &str, page: &Page, prompts
     Template::render(&t).unwrap_or_else(|e| format!("template: {e}"))
 }
 
-fn prompts_path_of_partner(page: &Page) -> String {
-    // The partner page's own path: its first link-less headline starts with the id.
-    let id = page.headline.first().and_then(|h| h.split(" · ").next()).unwrap_or_default();
-    format!("/partners/{id}")
-}
-
 async fn members_pairs(st: &AppState, user: &User) -> Vec<(String, String)> {
     let Ok((_, session)) = st.session().await else { return Vec::new() };
     let Ok(r) = st.engine.members(&session, "product", &user.scope()).await else { return Vec::new() };
-    let id = r.columns.iter().position(|c| c.name == "product.product_id");
-    let name = r.columns.iter().position(|c| c.name == "product.product_name");
-    match (id, name) {
+    match (r.column("product.product_id"), r.column("product.product_name")) {
         (Some(i), Some(n)) => r.formatted_rows().into_iter().map(|row| (row[i].clone(), row[n].clone())).collect(),
         _ => Vec::new(),
     }
