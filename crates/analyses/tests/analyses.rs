@@ -85,7 +85,7 @@ impl Export {
             std::fs::write(dir.join(format!("{name}.csv")), text).unwrap();
         }
         let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-        wh.load(&LoadOptions { export_dir: dir, mode: LoadMode::Upsert, quarantine: false }, &NoProgress).await.unwrap();
+        wh.load(&LoadOptions { export_dir: dir, mode: LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
         let session = wh.snapshot(None).unwrap().session().await.unwrap();
         (tmp, session)
     }

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use prism_engine::Engine;
 use prism_generator::{GenerateConfig, generate};
 use prism_warehouse::{LoadMode, LoadOptions, LoadReport, Warehouse, WarehouseError};
 
@@ -45,6 +46,10 @@ enum Command {
         quarantine: bool,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// A model file extending the shipped one (default: DATA/model.yaml if present); the
+        /// load builds its rollups.
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
     /// The current warehouse version, each table's rows, and the history of loads.
     Status {
@@ -73,6 +78,12 @@ enum Command {
         /// A model file extending the shipped one (default: model.yaml in the data folder, if any).
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Run the query N times and print the first and median times (to stderr).
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+        /// Keep no answers: every repeat runs the query again.
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Show the definitions a query uses and the SQL it compiles to, without running it.
     Explain {
@@ -163,12 +174,15 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Load { export_dir, replace, quarantine, format } => {
+        Command::Load { export_dir, replace, quarantine, format, model } => {
             let wh = Warehouse::open(&cli.data).with_context(|| format!("opening the data folder {}", cli.data.display()))?;
+            // The rollups of the model in use are built with the tables, in the same version.
+            let model = query_cmd::load_model(&cli.data, model.as_ref())?;
             let options = LoadOptions {
                 export_dir,
                 mode: if replace { LoadMode::Replace } else { LoadMode::Upsert },
                 quarantine,
+                rollups: Engine::new(model).rollup_builds(),
             };
             let progress = progress::Reporter::new();
             let result = runtime()?.block_on(wh.load(&options, &progress));
@@ -235,21 +249,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Query { args, format, model } => {
+        Command::Query { args, format, model, repeat, no_cache } => {
             let model = query_cmd::load_model(&cli.data, model.as_ref())?;
             let (query, scope) = args.query()?;
             let wh = Warehouse::open(&cli.data)?;
             let snapshot = wh.snapshot(args.as_of)?;
             let rt = runtime()?;
+            let engine = args.engine(model, !no_cache);
+            let mut times = Vec::new();
             let result = rt.block_on(async {
                 let ctx = snapshot.session().await?;
-                let engine = prism_engine::Engine::new(model);
-                Ok::<_, anyhow::Error>(if args.benchmark {
-                    engine.run_benchmark(&ctx, &query).await?
-                } else {
-                    engine.run(&ctx, &query, &scope).await?
-                })
+                let mut result = None;
+                for _ in 0..repeat.max(1) {
+                    let started = std::time::Instant::now();
+                    result = Some(if args.benchmark { engine.run_benchmark(&ctx, &query).await? } else { engine.run(&ctx, &query, &scope).await? });
+                    times.push(started.elapsed().as_secs_f64() * 1000.0);
+                }
+                Ok::<_, anyhow::Error>(result.expect("at least one run"))
             })?;
+            if repeat > 1 {
+                let mut sorted = times.clone();
+                sorted.sort_by(f64::total_cmp);
+                eprintln!(
+                    "{} runs: first {:.1} ms, median {:.1} ms ({}, {})",
+                    times.len(),
+                    times[0],
+                    sorted[sorted.len() / 2],
+                    if args.no_rollups { "no rollups" } else { "rollups" },
+                    if no_cache { "no result cache" } else { "result cache" }
+                );
+            }
             query_cmd::print(&result, format)?;
             if args.benchmark {
                 let withheld = result
@@ -265,18 +294,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Explain { args, model, analyze } => {
             let model = query_cmd::load_model(&cli.data, model.as_ref())?;
             let (query, scope) = args.query()?;
-            let engine = prism_engine::Engine::new(model);
-            query_cmd::explain(&engine, &query, &scope, args.benchmark)?;
-            if analyze {
-                let compiled = if args.benchmark { engine.compile_benchmark(&query)? } else { engine.compile(&query, &scope)? };
-                let snapshot = Warehouse::open(&cli.data)?.snapshot(args.as_of)?;
-                let plan = runtime()?.block_on(async {
-                    let ctx = snapshot.session().await?;
+            let engine = args.engine(model, false);
+            let rt = runtime()?;
+            let wh = Warehouse::open(&cli.data)?;
+            let snapshot = match wh.snapshot(args.as_of) {
+                Ok(s) => Some(s),
+                Err(WarehouseError::Empty) if !analyze => None,
+                Err(e) => return Err(e.into()),
+            };
+            rt.block_on(async {
+                let ctx = match &snapshot {
+                    Some(s) => Some(s.session().await?),
+                    None => None,
+                };
+                let compiled = query_cmd::explain(&engine, ctx.as_deref(), &query, &scope, args.benchmark)?;
+                if analyze && let Some(ctx) = &ctx {
                     let batches = ctx.sql(&format!("EXPLAIN ANALYZE {}", compiled.sql)).await?.collect().await?;
-                    Ok::<_, anyhow::Error>(arrow::util::pretty::pretty_format_batches(&batches)?.to_string())
-                })?;
-                println!("plan (executed):\n{plan}");
-            }
+                    println!("plan (executed):\n{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+                }
+                Ok::<_, anyhow::Error>(())
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Model { all, model } => {
@@ -324,7 +361,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("loading {} into {} ...", export.display(), wh.dir().display());
                 let progress = progress::Reporter::new();
                 let report = runtime()?.block_on(wh.load(
-                    &LoadOptions { export_dir: export.clone(), mode: LoadMode::Upsert, quarantine: false },
+                    &LoadOptions {
+                        export_dir: export.clone(),
+                        mode: LoadMode::Upsert,
+                        quarantine: false,
+                        rollups: Engine::new(query_cmd::load_model(&cli.data, None)?).rollup_builds(),
+                    },
                     &progress,
                 ));
                 progress.clear();

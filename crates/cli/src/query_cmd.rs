@@ -38,6 +38,17 @@ pub struct QueryArgs {
     /// Read an earlier warehouse version.
     #[arg(long, value_name = "VERSION")]
     pub as_of: Option<u64>,
+    /// Read the base tables only, never a rollup (the answer is the same; the time is not).
+    #[arg(long)]
+    pub no_rollups: bool,
+}
+
+impl QueryArgs {
+    /// The engine these flags ask for.
+    pub fn engine(&self, model: Model, cache: bool) -> Engine {
+        let engine = if cache { Engine::with_result_cache(model, 256 << 20) } else { Engine::new(model) };
+        if self.no_rollups { engine.without_rollups() } else { engine }
+    }
 }
 
 impl QueryArgs {
@@ -98,8 +109,15 @@ pub fn print(result: &QueryResult, format: crate::Format) -> Result<()> {
     Ok(())
 }
 
-pub fn explain(engine: &Engine, query: &Query, scope: &Scope, benchmark: bool) -> Result<()> {
-    let compiled = if benchmark { engine.compile_benchmark(query)? } else { engine.compile(query, scope)? };
+/// Prints what a query uses and the SQL it runs; with a session, which rollup answers each
+/// fact's aggregation and why the others do not.
+pub fn explain(engine: &Engine, ctx: Option<&prism_engine::Session>, query: &Query, scope: &Scope, benchmark: bool) -> Result<prism_engine::Compiled> {
+    let compiled = match (ctx, benchmark) {
+        (Some(ctx), true) => engine.compile_benchmark_in(ctx, query)?,
+        (Some(ctx), false) => engine.compile_in(ctx, query, scope)?,
+        (None, true) => engine.compile_benchmark(query)?,
+        (None, false) => engine.compile(query, scope)?,
+    };
     println!("metrics:");
     for m in &compiled.metrics {
         let definition = match &m.kind {
@@ -113,8 +131,20 @@ pub fn explain(engine: &Engine, query: &Query, scope: &Scope, benchmark: bool) -
     } else {
         println!("scope: {scope:?}");
     }
+    if ctx.is_none() {
+        println!("rollup: none (the warehouse is empty: nothing is built yet)");
+    }
+    for c in &compiled.rollups {
+        match (&c.rollup, &c.reason) {
+            (Some(r), _) => println!("rollup: {r} (for {})", c.fact),
+            (None, reason) => println!("rollup: none (for {}): {}", c.fact, reason.as_deref().unwrap_or("")),
+        }
+        for (name, why) in &c.passed_over {
+            println!("  not {name}: {why}");
+        }
+    }
     println!("sql:\n{}", compiled.sql);
-    Ok(())
+    Ok(compiled)
 }
 
 pub fn print_model(model: &Model, all: bool) {

@@ -11,6 +11,7 @@
 pub mod api;
 mod cache;
 pub mod query;
+mod rollups;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -20,6 +21,8 @@ use datafusion::prelude::SessionContext;
 use prism_model::{Aggregate, Format, Metric, MetricKind, Model, did_you_mean};
 
 pub use query::{Filter, FilterOp, Order, Period, Query};
+pub use rollups::RollupChoice;
+use rollups::{Need, RollupSource};
 
 /// A session over one warehouse version, as the engine runs queries on it. Callers hold one
 /// without needing to know the query engine behind it.
@@ -197,22 +200,31 @@ pub struct Compiled {
     pub columns: Vec<ResultColumn>,
     /// The metrics used, with their definitions, for `explain`.
     pub metrics: Vec<Metric>,
+    /// For each fact aggregated, the rollup that answered or why none did.
+    pub rollups: Vec<RollupChoice>,
 }
 
 pub struct Engine {
     pub model: Model,
     cache: Option<cache::ResultCache>,
+    use_rollups: bool,
 }
 
 impl Engine {
     pub fn new(model: Model) -> Engine {
-        Engine { model, cache: None }
+        Engine { model, cache: None, use_rollups: true }
     }
 
     /// An engine that keeps answers (up to `limit_bytes`) for the session they were computed
     /// in: a server asks the same questions again and again over one warehouse version.
     pub fn with_result_cache(model: Model, limit_bytes: usize) -> Engine {
-        Engine { model, cache: Some(cache::ResultCache::new(limit_bytes)) }
+        Engine { model, cache: Some(cache::ResultCache::new(limit_bytes)), use_rollups: true }
+    }
+
+    /// The same engine reading base tables only (`--no-rollups`): for tests and comparisons.
+    pub fn without_rollups(mut self) -> Engine {
+        self.use_rollups = false;
+        self
     }
 
     fn resolve_dim(&self, name: &str) -> Result<Dim, EngineError> {
@@ -244,8 +256,12 @@ impl Engine {
     /// number or date that is cheap to group; the label users see is made after aggregation
     /// (`label_sql`), on a few rows instead of every row. `day` is the fact's date, shifted
     /// forward when the aggregation is of a compared period.
-    fn group_sql(&self, dim: &Dim, day: &str) -> String {
+    fn group_sql(&self, dim: &Dim, day: &str, source: Option<&RollupSource>) -> String {
         match dim {
+            // A rollup that holds the attribute itself has it as a column named after it.
+            Dim::Attribute { dimension, attribute } if source.is_some_and(|s| s.rollup.dimensions.contains(&format!("{dimension}.{attribute}"))) && self.model.dimensions[dimension].key != *attribute => {
+                format!("f.{}", quote_ident(&format!("{dimension}.{attribute}")))
+            }
             Dim::Attribute { dimension, attribute } => {
                 let d = &self.model.dimensions[dimension];
                 match &d.attributes[attribute].expression {
@@ -289,8 +305,20 @@ impl Engine {
     }
 
     /// Compiles a query for a scope. Validation happens here, before anything runs.
+    /// This compiles for the base tables only; `compile_in` also reads the session's rollups.
     pub fn compile(&self, query: &Query, scope: &Scope) -> Result<Compiled, EngineError> {
-        self.compile_with(query, scope, false)
+        self.compile_with(query, scope, false, None)
+    }
+
+    /// Compiles a query for a scope over a session: each fact's aggregation reads the smallest
+    /// of the session's rollups that answers it exactly, or the base tables.
+    pub fn compile_in(&self, ctx: &SessionContext, query: &Query, scope: &Scope) -> Result<Compiled, EngineError> {
+        self.compile_with(query, scope, false, built_rollups(ctx).as_deref())
+    }
+
+    /// `compile_benchmark` over a session's rollups.
+    pub fn compile_benchmark_in(&self, ctx: &SessionContext, query: &Query) -> Result<Compiled, EngineError> {
+        self.compile_with(query, &Scope::All, true, built_rollups(ctx).as_deref())
     }
 
     /// Compiles a channel benchmark: the query over every partner's rows (never direct sales),
@@ -299,10 +327,10 @@ impl Engine {
     /// row is. This is the only cross-partner answer a partner user may get, so the rule lives
     /// here and not in a page.
     pub fn compile_benchmark(&self, query: &Query) -> Result<Compiled, EngineError> {
-        self.compile_with(query, &Scope::All, true)
+        self.compile_with(query, &Scope::All, true, None)
     }
 
-    fn compile_with(&self, query: &Query, scope: &Scope, benchmark: bool) -> Result<Compiled, EngineError> {
+    fn compile_with(&self, query: &Query, scope: &Scope, benchmark: bool, built: Option<&prism_warehouse::BuiltRollups>) -> Result<Compiled, EngineError> {
         if query.metrics.is_empty() {
             return Err(EngineError::Invalid("a query needs at least one metric".into()));
         }
@@ -383,12 +411,22 @@ impl Engine {
 
         // One aggregation per fact for the query's period, and one per fact and compared period.
         // A source is (alias, SQL, whether its rows add keys to the answer).
+        // Each fact's aggregations read the smallest rollup that answers all of them, or the base.
+        let mut sources: BTreeMap<&str, Option<RollupSource>> = BTreeMap::new();
+        let mut choices = Vec::new();
+        for (fact_name, parts) in &per_fact {
+            let need = Need { parts, dims: &dims, filters: &filters, period: query.period.as_ref(), shifts: &shifts, scope, benchmark };
+            let (source, choice) = self.navigate(fact_name, &need, built);
+            sources.insert(fact_name.as_str(), source);
+            choices.push(choice);
+        }
         let mut ctes: Vec<(String, String, bool)> = Vec::new();
         let mut views: Vec<(Option<Comparison>, Option<&str>)> = vec![(None, None)];
         views.extend(shifts.iter().map(|(c, i)| (Some(*c), Some(i.as_str()))));
         for (comparison, shift) in views {
             for (fact_name, parts) in &per_fact {
-                let sql = self.fact_sql(fact_name, parts, &metrics, &dims, &filters, query.period.as_ref(), shift, scope, benchmark)?;
+                let source = sources.get(fact_name.as_str()).and_then(Option::as_ref);
+                let sql = self.fact_sql(fact_name, parts, &metrics, &dims, &filters, query.period.as_ref(), shift, scope, benchmark, source)?;
                 let alias = aggregation_alias(fact_name, comparison);
                 // A partner that sold last quarter and not this one is a row of "revenue by
                 // partner with its change"; a month after the last one is not a row of a trend.
@@ -578,7 +616,7 @@ impl Engine {
         if let Some(n) = query.limit {
             write!(sql, " LIMIT {n}").expect("string");
         }
-        Ok(Compiled { sql, columns, metrics: metrics.into_iter().cloned().collect() })
+        Ok(Compiled { sql, columns, metrics: metrics.into_iter().cloned().collect(), rollups: choices })
     }
 
     /// One fact's aggregation: its parts by the asked dimensions, over the scope, the period and
@@ -596,6 +634,7 @@ impl Engine {
         shift: Option<&str>,
         scope: &Scope,
         benchmark: bool,
+        source: Option<&RollupSource>,
     ) -> Result<String, EngineError> {
         let fact = &self.model.facts[fact_name];
         let day = match shift {
@@ -622,8 +661,11 @@ impl Engine {
         };
         let mut joins: BTreeSet<String> = BTreeSet::new();
         let mut need_join = |d: &Dim| {
-            if let Dim::Attribute { dimension, .. } = d
-                && self.group_sql(d, &day).contains(&format!("{dimension}."))
+            // The dimension table is joined for an attribute other than its key (which is on the
+            // fact), unless the rollup read holds the attribute itself.
+            if let Dim::Attribute { dimension, attribute } = d
+                && self.model.dimensions[dimension].key != *attribute
+                && !source.is_some_and(|s| s.rollup.dimensions.contains(&format!("{dimension}.{attribute}")))
             {
                 joins.insert(dimension.clone());
             }
@@ -639,20 +681,20 @@ impl Engine {
         let mut sql = String::from("SELECT ");
         let mut select = Vec::new();
         for (i, (_, d)) in dims.iter().enumerate() {
-            select.push(format!("{} AS d{i}", self.group_sql(d, &day)));
+            select.push(format!("{} AS d{i}", self.group_sql(d, &day, source)));
         }
         let direct = direct_flag(dims, scope);
         if direct {
             select.push("f.partner_id IS NULL AS direct".into());
         }
         for p in parts {
-            select.push(format!("{} AS {}", aggregate_sql(p), quote_ident(&p.name)));
+            select.push(format!("{} AS {}", aggregate_sql(p, source), quote_ident(&p.name)));
         }
         if benchmark {
             select.push("COUNT(DISTINCT f.partner_id) AS partners".into());
         }
         sql.push_str(&select.join(", "));
-        write!(sql, " FROM {} f", fact.table).expect("string");
+        write!(sql, " FROM {} f", source.map_or(fact.table.as_str(), |s| s.table.as_str())).expect("string");
         for j in &joins {
             let d = &self.model.dimensions[j];
             write!(sql, " LEFT JOIN {} {j} ON f.{key} = {j}.{key}", d.table, key = d.key).expect("string");
@@ -662,7 +704,7 @@ impl Engine {
             conditions.push(format!("{day} BETWEEN DATE '{}' AND DATE '{}'", p.from, p.to));
         }
         for (f, d) in filters {
-            let expr = self.label_sql(d, &self.group_sql(d, &day), (*scope == Scope::All).then_some("f.partner_id IS NULL"));
+            let expr = self.label_sql(d, &self.group_sql(d, &day, source), (*scope == Scope::All).then_some("f.partner_id IS NULL"));
             conditions.push(match &f.op {
                 FilterOp::In(v) => format!("{expr} IN ({})", v.iter().map(|x| quote_literal(x)).collect::<Vec<_>>().join(", ")),
                 FilterOp::NotIn(v) => format!("{expr} NOT IN ({})", v.iter().map(|x| quote_literal(x)).collect::<Vec<_>>().join(", ")),
@@ -738,7 +780,7 @@ impl Engine {
             write!(sql, " WHERE {c}").expect("string");
         }
         write!(sql, " ORDER BY m.{}", d.key).expect("string");
-        Ok(Compiled { sql, columns, metrics: Vec::new() })
+        Ok(Compiled { sql, columns, metrics: Vec::new(), rollups: Vec::new() })
     }
 
     /// Compiles a listing of a fact's own rows (the columns named, as stored) for a scope and
@@ -757,7 +799,7 @@ impl Engine {
             write!(sql, " WHERE {}", conditions.join(" AND ")).expect("string");
         }
         let columns = columns.iter().map(|c| ResultColumn { name: c.to_string(), format: None }).collect();
-        Ok(Compiled { sql, columns, metrics: Vec::new() })
+        Ok(Compiled { sql, columns, metrics: Vec::new(), rollups: Vec::new() })
     }
 
     /// Runs `compile_rows`.
@@ -772,12 +814,17 @@ impl Engine {
 
     /// Compiles and runs a query over a session holding the warehouse's tables.
     pub async fn run(&self, ctx: &SessionContext, query: &Query, scope: &Scope) -> Result<QueryResult, EngineError> {
-        self.execute(ctx, self.compile(query, scope)?).await
+        self.execute(ctx, self.compile_in(ctx, query, scope)?).await
     }
 
     /// Compiles and runs a channel benchmark (see `compile_benchmark`).
     pub async fn run_benchmark(&self, ctx: &SessionContext, query: &Query) -> Result<QueryResult, EngineError> {
-        self.execute(ctx, self.compile_benchmark(query)?).await
+        self.execute(ctx, self.compile_benchmark_in(ctx, query)?).await
+    }
+
+    /// Runs what was compiled (by `compile_in`, so that `explain --analyze` runs what it shows).
+    pub async fn run_compiled(&self, ctx: &SessionContext, compiled: Compiled) -> Result<QueryResult, EngineError> {
+        self.execute(ctx, compiled).await
     }
 
     async fn execute(&self, ctx: &SessionContext, compiled: Compiled) -> Result<QueryResult, EngineError> {
@@ -862,7 +909,16 @@ fn qualify(expr: &str, alias: &str) -> String {
     out
 }
 
-fn aggregate_sql(m: &Metric) -> String {
+/// The rollups registered in a session (see `prism_warehouse::BuiltRollups`).
+fn built_rollups(ctx: &SessionContext) -> Option<std::sync::Arc<prism_warehouse::BuiltRollups>> {
+    ctx.state_ref().read().config().get_extension::<prism_warehouse::BuiltRollups>()
+}
+
+/// A base metric's aggregate over its fact's rows (`f`), or summed again from a rollup's.
+fn aggregate_sql(m: &Metric, source: Option<&RollupSource>) -> String {
+    if let Some(s) = source {
+        return rollups::reaggregate(m, s);
+    }
     let MetricKind::Base { aggregate, filter } = &m.kind else {
         unreachable!("ratios are expanded into their parts")
     };

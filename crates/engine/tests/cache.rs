@@ -11,7 +11,7 @@ async fn the_cache_answers_per_scope_and_a_load_makes_a_new_answer() {
     let tmp = tempfile::tempdir().unwrap();
     let wh = Warehouse::open(tmp.path().join("data")).unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
-    wh.load(&LoadOptions { export_dir: fixture.clone(), mode: LoadMode::Upsert, quarantine: false }, &NoProgress).await.unwrap();
+    wh.load(&LoadOptions { export_dir: fixture.clone(), mode: LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
     let engine = Engine::with_result_cache(Model::shipped(), 1 << 20);
     let q = Query { metrics: vec!["closed_revenue".into()], ..Query::default() };
     let ask = |session, scope| {
@@ -30,7 +30,7 @@ async fn the_cache_answers_per_scope_and_a_load_makes_a_new_answer() {
     std::fs::create_dir_all(&update).unwrap();
     let orders = std::fs::read_to_string(fixture.join("orders.csv")).unwrap().replace(",2400.00,", ",100.00,");
     std::fs::write(update.join("orders.csv"), orders).unwrap();
-    wh.load(&LoadOptions { export_dir: update, mode: LoadMode::Upsert, quarantine: false }, &NoProgress).await.unwrap();
+    wh.load(&LoadOptions { export_dir: update, mode: LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
     let second = wh.snapshot(None).unwrap().session().await.unwrap();
     assert_eq!(ask(&second, Scope::Partner("P-1".into())).await, "199.50");
     assert_eq!(ask(&second, Scope::All).await, "1349.75");

@@ -72,37 +72,57 @@ fn same(a: &str, b: &str) -> bool {
     a == b || matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if (x - y).abs() <= 1e-9 * x.abs().max(y.abs()))
 }
 
+/// One case's answer as lines of text (header first), or its error.
+async fn answer(engine: &Engine, ctx: &prism_engine::Session, case: &Case) -> Vec<String> {
+    match build(case) {
+        Err(e) => vec![format!("error: {e}")],
+        Ok((q, scope)) => match match &scope {
+            Some(scope) => engine.run(ctx, &q, scope).await,
+            None => engine.run_benchmark(ctx, &q).await,
+        } {
+            Err(e) => vec![format!("error: {e}")],
+            Ok(r) => {
+                let mut lines = vec![r.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>().join(",")];
+                lines.extend(r.formatted_rows().iter().map(|cells| cells.join(",")));
+                lines
+            }
+        },
+    }
+}
+
+/// Every case is answered twice — from the rollups the load built, and from the base tables
+/// only — and both answers must be the expected one, to the last character.
 #[tokio::test]
 async fn query_cases() {
     let tmp = tempfile::tempdir().unwrap();
     let wh = Warehouse::open(tmp.path().join("data")).unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
-    wh.load(&LoadOptions { export_dir: fixture, mode: LoadMode::Upsert, quarantine: false }, &NoProgress).await.unwrap();
+    wh.load(&LoadOptions { export_dir: fixture, mode: LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
-    let engine = Engine::new(Model::shipped());
+    let with_rollups = Engine::new(Model::shipped());
+    let base_only = Engine::new(Model::shipped()).without_rollups();
 
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
     let mut failures = Vec::new();
     let mut count = 0;
+    let (mut from_rollups, mut from_base) = (0, 0);
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
         for case in parse_cases(&text) {
             count += 1;
-            let got: Vec<String> = match build(&case) {
-                Err(e) => vec![format!("error: {e}")],
-                Ok((q, scope)) => match match &scope {
-                    Some(scope) => engine.run(&ctx, &q, scope).await,
-                    None => engine.run_benchmark(&ctx, &q).await,
-                } {
-                    Err(e) => vec![format!("error: {e}")],
-                    Ok(r) => {
-                        let mut lines = vec![r.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>().join(",")];
-                        lines.extend(r.formatted_rows().iter().map(|cells| cells.join(",")));
-                        lines
-                    }
-                },
-            };
+            let rolled = answer(&with_rollups, &ctx, &case).await;
+            let based = answer(&base_only, &ctx, &case).await;
+            if let Ok((q, Some(scope))) = build(&case)
+                && let Ok(c) = with_rollups.compile_in(&ctx, &q, &scope)
+            {
+                from_rollups += c.rollups.iter().filter(|r| r.rollup.is_some()).count();
+                from_base += c.rollups.iter().filter(|r| r.rollup.is_none()).count();
+            }
+            if rolled != based {
+                failures.push(format!("{} / {}: rollups and base tables differ:\n  rollups:\n    {}\n  base:\n    {}", path.file_name().unwrap().to_string_lossy(), case.name, rolled.join("\n    "), based.join("\n    ")));
+            }
+            let got = rolled;
             let agree = got.len() == case.expected.len()
                 && got.iter().zip(&case.expected).all(|(g, e)| {
                     let (gs, es): (Vec<&str>, Vec<&str>) = (g.split(',').collect(), e.split(',').collect());
@@ -115,4 +135,7 @@ async fn query_cases() {
     }
     assert!(count >= 20, "only {count} cases found");
     assert!(failures.is_empty(), "{} of {count} cases failed:\n{}", failures.len(), failures.join("\n"));
+    // The comparison means something only if rollups answered much of the suite, and the base
+    // tables the rest.
+    assert!(from_rollups >= 25 && from_base >= 3, "rollups answered {from_rollups} fact aggregations, the base tables {from_base}");
 }

@@ -17,7 +17,7 @@ async fn any_two_metrics_asked_together_equal_each_asked_alone() {
     let export = tmp.path().join("export");
     prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.01, seed: 9 }).unwrap();
     let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-    wh.load(&LoadOptions { export_dir: export, mode: LoadMode::Upsert, quarantine: false }, &NoProgress).await.unwrap();
+    wh.load(&LoadOptions { export_dir: export, mode: LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     let model = Model::shipped();
     let metrics: Vec<String> = model.metrics.values().filter(|m| !m.hidden).map(|m| m.name.clone()).collect();

@@ -16,7 +16,7 @@ async fn a_partner_scope_sees_only_its_rows_and_ignores_other_partners_changes()
     let export = tmp.path().join("export");
     prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.01, seed: 21 }).unwrap();
     let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-    wh.load(&LoadOptions { export_dir: export.clone(), mode: LoadMode::Upsert, quarantine: false }, &NoProgress).await.unwrap();
+    wh.load(&LoadOptions { export_dir: export.clone(), mode: LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
     let engine = Engine::new(Model::shipped());
     let metrics: Vec<String> = engine.model.metrics.values().filter(|m| !m.hidden).map(|m| m.name.clone()).collect();
     let queries: Vec<Query> = [vec!["partner.partner_id"], vec!["partner.partner_id", "time.quarter"], vec!["customer.industry"]]
@@ -52,7 +52,7 @@ async fn a_partner_scope_sees_only_its_rows_and_ignores_other_partners_changes()
     let update = tmp.path().join("update");
     std::fs::create_dir_all(&update).unwrap();
     std::fs::write(update.join("orders.csv"), changed).unwrap();
-    wh.load(&LoadOptions { export_dir: update, mode: LoadMode::Upsert, quarantine: false }, &NoProgress).await.unwrap();
+    wh.load(&LoadOptions { export_dir: update, mode: LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
 
     assert_ne!(answer(&wh, &engine, &queries[0], &Scope::All).await, channel_before, "the update changed the channel");
     let mut i = 0;
@@ -78,7 +78,7 @@ async fn a_benchmark_is_an_aggregate_over_at_least_five_partners_and_never_one_p
         partners.insert(r[1].to_string());
     }
     let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-    wh.load(&LoadOptions { export_dir: export, mode: LoadMode::Upsert, quarantine: false }, &NoProgress).await.unwrap();
+    wh.load(&LoadOptions { export_dir: export, mode: LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     let engine = Engine::new(Model::shipped());
 

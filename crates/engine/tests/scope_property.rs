@@ -82,7 +82,7 @@ fn a_scoped_answer_holds_only_the_scope_and_ignores_everyone_else() {
         let mut sessions = Vec::new();
         for (name, dir) in [("a", &export), ("b", &other)] {
             let wh = Warehouse::open(tmp.path().join(name)).unwrap();
-            wh.load(&LoadOptions { export_dir: dir.clone(), mode: LoadMode::Upsert, quarantine: false }, &NoProgress).await.unwrap();
+            wh.load(&LoadOptions { export_dir: dir.clone(), mode: LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
             sessions.push(wh.snapshot(None).unwrap().session().await.unwrap());
         }
         let b = sessions.pop().unwrap();

@@ -240,7 +240,7 @@ async fn every_base_metric_by_partner_by_tier_and_quarter_and_overall_agrees_wit
     let plain = Plain::over(&export);
 
     let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-    wh.load(&LoadOptions { export_dir: export, mode: LoadMode::Upsert, quarantine: false }, &NoProgress).await.unwrap();
+    wh.load(&LoadOptions { export_dir: export, mode: LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     let engine = Engine::new(Model::shipped());
     let metrics: Vec<String> = engine.model.metrics.values().filter(|m| !m.hidden).map(|m| m.name.clone()).collect();

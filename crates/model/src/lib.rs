@@ -25,6 +25,23 @@ pub struct Model {
     pub dimensions: BTreeMap<String, Dimension>,
     pub facts: BTreeMap<String, Fact>,
     pub metrics: BTreeMap<String, Metric>,
+    pub rollups: BTreeMap<String, Rollup>,
+}
+
+/// A rollup: a fact's metrics aggregated ahead of time by some dimensions and a time grain,
+/// built by every load with the base tables. Queries it can answer read it instead of the fact.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rollup {
+    pub name: String,
+    pub fact: String,
+    /// Dimension attributes (`partner.partner_id`, `customer.industry`) and attributes of the
+    /// fact (`opportunity.stage`). A dimension's key brings every attribute of the dimension.
+    pub dimensions: Vec<String>,
+    /// The time grain of its rows; `None` holds all time in one row per group.
+    pub grain: Option<String>,
+    /// The base metrics it holds, ratios given in the file expanded into their parts.
+    pub metrics: Vec<String>,
+    pub description: String,
 }
 
 #[derive(Clone, Debug)]
@@ -129,6 +146,20 @@ struct RawModel {
     facts: BTreeMap<String, RawFact>,
     #[serde(default)]
     metrics: BTreeMap<String, RawMetric>,
+    #[serde(default)]
+    rollups: BTreeMap<String, RawRollup>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRollup {
+    fact: String,
+    #[serde(default)]
+    dimensions: Vec<String>,
+    grain: Option<String>,
+    metrics: Vec<String>,
+    #[serde(default)]
+    description: String,
 }
 
 #[derive(Deserialize)]
@@ -307,8 +338,71 @@ impl Model {
             };
             metrics.insert(name.clone(), Metric { name, fact: m.fact, kind, format, description: m.description, hidden: m.hidden });
         }
+        let rollups_line = line_of(text, "rollups", 0).unwrap_or(0);
+        let mut rollups = BTreeMap::new();
+        for (name, r) in raw.rollups {
+            let line = line_of(text, &name, rollups_line);
+            let mut problem = |message: String| problems.push(ModelProblem { line, message: format!("rollup `{name}`: {message}") });
+            // Its name becomes part of a table's name.
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+                problem("a rollup's name is lowercase letters, digits and `_`".into());
+            }
+            let Some(fact) = facts.get(&r.fact) else {
+                problem(format!("`{}` is not a fact{}", r.fact, did_you_mean(&r.fact, facts.keys().map(String::as_str))));
+                continue;
+            };
+            for d in &r.dimensions {
+                let ok = fact.attributes.contains_key(d)
+                    || d.split_once('.').is_some_and(|(dim, attr)| {
+                        fact.reaches.iter().any(|x| x == dim) && dimensions.get(dim).is_some_and(|x: &Dimension| x.attributes.contains_key(attr))
+                    });
+                if !ok {
+                    let names: Vec<String> = fact
+                        .reaches
+                        .iter()
+                        .filter_map(|x| dimensions.get(x))
+                        .flat_map(|x| x.attributes.keys().map(move |a| format!("{}.{a}", x.name)))
+                        .chain(fact.attributes.keys().cloned())
+                        .collect();
+                    problem(format!(
+                        "`{d}` is not a dimension that {} reaches{}",
+                        r.fact,
+                        did_you_mean(d, names.iter().map(String::as_str))
+                    ));
+                }
+            }
+            if let Some(g) = &r.grain
+                && !TIME_GRAINS.contains(&g.as_str())
+            {
+                problem(format!("grain `{g}` is not one of {}{}", TIME_GRAINS.join(", "), did_you_mean(g, TIME_GRAINS.iter().copied())));
+            }
+            let mut held: Vec<String> = Vec::new();
+            for m in &r.metrics {
+                let parts = match metrics.get(m) {
+                    None => {
+                        problem(format!("`{m}` is not a metric{}", did_you_mean(m, metrics.keys().map(String::as_str))));
+                        continue;
+                    }
+                    Some(metric) if metric.fact != r.fact => {
+                        problem(format!("`{m}` is a metric of `{}`, not of `{}`", metric.fact, r.fact));
+                        continue;
+                    }
+                    Some(Metric { kind: MetricKind::Ratio { numerator, denominator, .. }, .. }) => vec![numerator.clone(), denominator.clone()],
+                    Some(_) => vec![m.clone()],
+                };
+                for p in parts {
+                    if !held.contains(&p) {
+                        held.push(p);
+                    }
+                }
+            }
+            if r.metrics.is_empty() {
+                problem("holds no metric".into());
+            }
+            rollups.insert(name.clone(), Rollup { name, fact: r.fact, dimensions: r.dimensions, grain: r.grain, metrics: held, description: r.description });
+        }
         if problems.is_empty() {
-            Ok(Model { dimensions, facts, metrics })
+            Ok(Model { dimensions, facts, metrics, rollups })
         } else {
             problems.sort_by_key(|p| p.line);
             Err(err(problems))
@@ -330,7 +424,7 @@ impl Model {
         Model::parse(file, &combined).map_err(|mut e| {
             // Problems were found in the merged text: point at the user's own lines.
             for p in &mut e.problems {
-                let named = ["metric `", "fact `"].iter().find_map(|prefix| {
+                let named = ["metric `", "fact `", "rollup `"].iter().find_map(|prefix| {
                     p.message.strip_prefix(prefix).and_then(|rest| rest.split('`').next())
                 });
                 p.line = named.and_then(|name| line_of(text, name, 0));
@@ -423,6 +517,28 @@ metrics:
              mine.yaml:8: metric `bad`: `order` is not a fact; did you mean `orders`?\n\
              mine.yaml:8: metric `bad`: format `percnt` is not one of money, integer, number, percent, ratio; did you mean `percent`?"
         );
+    }
+
+    #[test]
+    fn a_rollup_is_checked_against_its_fact_with_every_problem_at_once() {
+        let err = Model::extended(
+            "mine.yaml",
+            "rollups:\n  by_line:\n    fact: orders\n    dimensions: [product.product_lin, opportunity.stage]\n    grain: monthly\n    metrics: [closed_revenue, win_rate]\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for expected in [
+            "mine.yaml:2: rollup `by_line`: `product.product_lin` is not a dimension that orders reaches; did you mean `product.product_line`?",
+            "mine.yaml:2: rollup `by_line`: `opportunity.stage` is not a dimension that orders reaches",
+            "mine.yaml:2: rollup `by_line`: grain `monthly` is not one of day, week, month, quarter, year; did you mean `month`?",
+            "mine.yaml:2: rollup `by_line`: `win_rate` is a metric of `opportunities`, not of `orders`",
+        ] {
+            assert!(text.contains(expected), "{expected}\nnot in:\n{text}");
+        }
+        // A ratio given to a rollup is held as its two parts.
+        let m = Model::shipped();
+        let r = &m.rollups["orders_by_partner_month"];
+        assert!(r.metrics.contains(&"gross_margin".to_string()) && r.metrics.contains(&"costed_revenue".to_string()));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! warehouse.json        current version + history (see `versions`)
 //! tables/<entity>/      a Delta Lake table (Parquet files + _delta_log), readable by Spark,
 //!                       Trino or DuckDB as they are
+//! rollups/<table>/      a rollup (Delta Lake): rewritten whole by every load that builds it;
+//!                       each warehouse version pins the Delta version it built
 //! loads/<id>/           report.json of each load attempt, and rejects/*.csv in quarantine mode
 //! staging/              validated rows of a load in progress (removed when it ends)
 //! .lock                 held by the one load that may run at a time
@@ -30,7 +32,8 @@ use prism_contract::Entity;
 use url::Url;
 
 pub use load::{FileOutcome, LoadOptions, LoadProgress, LoadReport, NoProgress};
-pub use versions::{LoadMode, TableChange, TablePin, VersionFile, WarehouseVersion};
+pub use load::RollupBuild;
+pub use versions::{LoadMode, RollupPin, TableChange, TablePin, VersionFile, WarehouseVersion};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
@@ -102,6 +105,10 @@ impl Warehouse {
         self.dir.join("tables").join(entity.name())
     }
 
+    pub(crate) fn rollup_dir(&self, table: &str) -> PathBuf {
+        self.dir.join("rollups").join(table)
+    }
+
     /// The current version, or the one asked for (`--as-of`).
     pub fn snapshot(&self, as_of: Option<u64>) -> Result<Snapshot> {
         let file = self.versions()?;
@@ -133,45 +140,90 @@ pub(crate) async fn open_table_at(dir: &Path, delta_version: u64) -> Result<Delt
     Ok(deltalake::open_table_with_version(table_url(dir)?, delta_version).await?)
 }
 
+/// The rollups registered in a session, with their rows and columns: the engine reads this from
+/// the session's configuration to know what it may answer from.
+#[derive(Clone, Debug, Default)]
+pub struct BuiltRollups {
+    pub tables: BTreeMap<String, BuiltRollup>,
+}
+
+#[derive(Clone, Debug)]
+pub struct BuiltRollup {
+    pub rows: u64,
+    pub schema: arrow::datatypes::SchemaRef,
+}
+
+/// The Parquet files of a pinned Delta version as a DataFusion table. Prism is the only writer of
+/// these tables and uses no Delta feature that changes how a file reads (no deletion vectors,
+/// column mapping or partitions), and DataFusion's own Parquet path keeps each file's metadata
+/// cached between queries. `None` when the version has no file (an empty table).
+async fn listing(ctx: &SessionContext, table: &DeltaTable, schema: Option<arrow::datatypes::SchemaRef>) -> Result<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
+    use datafusion::datasource::file_format::parquet::ParquetFormat;
+    use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+    let files: Vec<String> = table.get_file_uris()?.collect();
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let urls = files.iter().map(|f| ListingTableUrl::parse(f)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options);
+    let config = match schema {
+        Some(s) => config.with_schema(s),
+        // A rollup's columns are what its build wrote.
+        None => config.infer_schema(&ctx.state()).await?,
+    };
+    Ok(Some(Arc::new(ListingTable::try_new(config)?)))
+}
+
+pub(crate) async fn register_tables(
+    dir: &Path,
+    tables: &BTreeMap<String, TablePin>,
+    rollups: &BTreeMap<String, RollupPin>,
+    ctx: &SessionContext,
+) -> Result<()> {
+    use datafusion::datasource::MemTable;
+    for (name, pin) in tables {
+        let table = open_table_at(&dir.join("tables").join(name), pin.delta_version).await?;
+        let Some(entity) = Entity::ALL.iter().find(|e| e.name() == name) else {
+            return Err(WarehouseError::Corrupt(format!("warehouse.json names a table `{name}` that is no entity")));
+        };
+        let provider = match listing(ctx, &table, Some(entity.schema())).await? {
+            Some(p) => p,
+            None => Arc::new(MemTable::try_new(entity.schema(), vec![vec![]])?),
+        };
+        ctx.register_table(name.as_str(), provider)?;
+    }
+    // An entity no load has brought yet (no survey file so far, say) reads as empty, not as
+    // a missing table.
+    for entity in Entity::ALL {
+        if !tables.contains_key(entity.name()) {
+            ctx.register_table(entity.name(), Arc::new(MemTable::try_new(entity.schema(), vec![vec![]])?))?;
+        }
+    }
+    let mut built = BuiltRollups::default();
+    for (name, pin) in rollups {
+        let table = open_table_at(&dir.join("rollups").join(name), pin.delta_version).await?;
+        let provider = match listing(ctx, &table, None).await? {
+            Some(p) => p,
+            None => Arc::new(MemTable::try_new(table.snapshot()?.snapshot().arrow_schema(), vec![vec![]])?),
+        };
+        built.tables.insert(name.clone(), BuiltRollup { rows: pin.rows, schema: provider.schema() });
+        ctx.register_table(name.as_str(), provider)?;
+    }
+    ctx.state_ref().write().config_mut().set_extension(Arc::new(built));
+    Ok(())
+}
+
 impl Snapshot {
     pub fn table_rows(&self) -> BTreeMap<String, u64> {
         self.version.tables.iter().map(|(k, v)| (k.clone(), v.rows)).collect()
     }
 
     /// Registers every table of this version, at its pinned Delta version, in a DataFusion
-    /// session under the entity's name.
+    /// session under the entity's name, and its rollups under their table names; the session's
+    /// configuration carries `BuiltRollups`, which says what they are.
     pub async fn register(&self, ctx: &SessionContext) -> Result<()> {
-        use datafusion::datasource::file_format::parquet::ParquetFormat;
-        use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
-        for (name, pin) in &self.version.tables {
-            let dir = self.dir.join("tables").join(name);
-            let table = open_table_at(&dir, pin.delta_version).await?;
-            let Some(entity) = Entity::ALL.iter().find(|e| e.name() == name) else {
-                return Err(WarehouseError::Corrupt(format!("warehouse.json names a table `{name}` that is no entity")));
-            };
-            // The Parquet files of the pinned Delta version, read as a plain listing: Prism is
-            // the only writer of these tables and uses no Delta feature that changes how a
-            // file reads (no deletion vectors, column mapping or partitions), and DataFusion's
-            // own Parquet path keeps each file's metadata cached between queries.
-            let files: Vec<String> = table.get_file_uris()?.collect();
-            if files.is_empty() {
-                ctx.register_table(name.as_str(), Arc::new(datafusion::datasource::MemTable::try_new(entity.schema(), vec![vec![]])?))?;
-                continue;
-            }
-            let urls = files.iter().map(|f| ListingTableUrl::parse(f)).collect::<std::result::Result<Vec<_>, _>>()?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-            let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(entity.schema());
-            ctx.register_table(name.as_str(), Arc::new(ListingTable::try_new(config)?))?;
-        }
-        // An entity no load has brought yet (no survey file so far, say) reads as empty, not as
-        // a missing table.
-        for entity in Entity::ALL {
-            if !self.version.tables.contains_key(entity.name()) {
-                let empty = datafusion::datasource::MemTable::try_new(entity.schema(), vec![vec![]])?;
-                ctx.register_table(entity.name(), Arc::new(empty))?;
-            }
-        }
-        Ok(())
+        register_tables(&self.dir, &self.version.tables, &self.version.rollups, ctx).await
     }
 
     /// A session over this version, ready for SQL over the entity tables.

@@ -23,7 +23,7 @@ use prism_contract::{CHUNK_ROWS, Entity, FileError, FileReader, IdStatus, KeyReg
 use serde::Serialize;
 
 use crate::staging::{StagedTable, remove_dir_if_exists};
-use crate::versions::{LoadMode, TableChange, TablePin, VersionFile, WarehouseVersion};
+use crate::versions::{LoadMode, RollupPin, TableChange, TablePin, VersionFile, WarehouseVersion};
 use crate::{Result, Warehouse, WarehouseError, open_table_at, table_url};
 
 /// On screen, a report shows this many rejections per file; the JSON report has all of them.
@@ -36,12 +36,25 @@ fn validators() -> usize {
 }
 
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
     pub export_dir: PathBuf,
     pub mode: LoadMode,
     /// Load the valid rows and set the rejected ones aside, instead of refusing the export.
     pub quarantine: bool,
+    /// The rollups to build from the loaded tables, in this order, into the same version.
+    pub rollups: Vec<RollupBuild>,
+}
+
+/// A rollup to build: the table it becomes and the SQL that computes it over the entity tables
+/// (and over the rollups built before it in the same load). The warehouse runs it as given; what
+/// a rollup means is the engine's business.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RollupBuild {
+    /// The rollup's name in the model, for progress and reports.
+    pub name: String,
+    pub table: String,
+    pub sql: String,
 }
 
 /// Callbacks for progress display; the warehouse knows nothing of terminals.
@@ -323,14 +336,23 @@ pub(crate) async fn run(wh: &Warehouse, options: &LoadOptions, progress: &dyn Lo
         Ok::<(), WarehouseError>(())
     }
     .await;
-    if let Err(e) = commit_result {
-        // The Delta commits made so far are past the pinned versions: put them back now (or,
-        // if that fails too, at the start of the next load).
-        let _ = recover(wh, current.as_ref(), progress).await;
-        report.finished_at = now_rfc3339();
-        let _ = report_writer.finish(&report);
-        return Err(e);
-    }
+    // The rollups, from the tables just committed: in the same warehouse version, so that no
+    // reader ever sees a rollup that disagrees with its base tables.
+    let commit_result = match commit_result {
+        Ok(()) => build_rollups(wh, &pins, &options.rollups, progress).await,
+        Err(e) => Err(e),
+    };
+    let rollups = match commit_result {
+        Ok(r) => r,
+        Err(e) => {
+            // The Delta commits made so far are past the pinned versions: put them back now (or,
+            // if that fails too, at the start of the next load).
+            let _ = recover(wh, current.as_ref(), progress).await;
+            report.finished_at = now_rfc3339();
+            let _ = report_writer.finish(&report);
+            return Err(e);
+        }
+    };
     for f in &mut report.files {
         if let Some(c) = Entity::ALL.iter().find(|e| e.file_name() == f.file).and_then(|e| changes.get_mut(e.name())) {
             c.rows_read = f.rows_read;
@@ -348,6 +370,7 @@ pub(crate) async fn run(wh: &Warehouse, options: &LoadOptions, progress: &dyn Lo
         quarantine: options.quarantine,
         tables: pins,
         changes,
+        rollups,
     });
     progress.step("switching the warehouse version");
     versions.write(&wh.dir)?;
@@ -357,6 +380,57 @@ pub(crate) async fn run(wh: &Warehouse, options: &LoadOptions, progress: &dyn Lo
     report.finished_at = now_rfc3339();
     report_writer.finish(&report)?;
     Ok(report)
+}
+
+/// Builds each rollup over the base tables at `pins` (and the rollups built before it), writing
+/// it whole as a new Delta version of `rollups/<table>/`. Nothing is visible until the version
+/// that pins them is switched.
+pub(crate) async fn build_rollups(
+    wh: &Warehouse,
+    pins: &BTreeMap<String, TablePin>,
+    builds: &[RollupBuild],
+    progress: &dyn LoadProgress,
+) -> Result<BTreeMap<String, RollupPin>> {
+    let mut out = BTreeMap::new();
+    if builds.is_empty() {
+        return Ok(out);
+    }
+    let ctx = SessionContext::new_with_config(datafusion::prelude::SessionConfig::from_env()?);
+    crate::register_tables(&wh.dir, pins, &BTreeMap::new(), &ctx).await?;
+    for b in builds {
+        progress.step(&format!("building rollup {}", b.name));
+        let started = std::time::Instant::now();
+        let df = ctx.sql(&b.sql).await?;
+        let schema: arrow::datatypes::SchemaRef = std::sync::Arc::new(df.schema().as_arrow().clone());
+        let mut batches = df.collect().await?;
+        // The batches' own schema: the plan's may differ in nullability.
+        let schema = batches.first().map_or(schema, |b| b.schema());
+        if batches.is_empty() {
+            // An empty rollup (no rows in its fact yet) is still a table with its columns.
+            batches.push(RecordBatch::new_empty(schema.clone()));
+        }
+        let rows: u64 = batches.iter().map(|x| x.num_rows() as u64).sum();
+        let dir = wh.rollup_dir(&b.table);
+        fs::create_dir_all(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
+        let table = if dir.join("_delta_log").is_dir() {
+            deltalake::open_table(table_url(&dir)?).await?
+        } else {
+            // A new rollup: the write creates the table.
+            deltalake::DeltaTableBuilder::from_url(table_url(&dir)?)?.build()?
+        };
+        let table = table
+            .write(batches.clone())
+            .with_save_mode(SaveMode::Overwrite)
+            .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
+            .with_table_name(b.table.as_str())
+            .await?;
+        let delta_version = table.version().ok_or_else(|| WarehouseError::Corrupt(format!("rollup {} has no version after its write", b.table)))?;
+        let pin = RollupPin { delta_version, rows, build_ms: started.elapsed().as_millis() as u64 };
+        // Later rollups may be built from this one.
+        ctx.register_table(b.table.as_str(), std::sync::Arc::new(datafusion::datasource::MemTable::try_new(schema, vec![batches])?))?;
+        out.insert(b.table.clone(), pin);
+    }
+    Ok(out)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -24,6 +24,17 @@ pub struct TablePin {
     pub rows: u64,
 }
 
+/// A rollup as pinned by a warehouse version: built by the load that made the version, from
+/// the base tables of that version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollupPin {
+    pub delta_version: u64,
+    pub rows: u64,
+    /// How long building it took, in milliseconds.
+    #[serde(default)]
+    pub build_ms: u64,
+}
+
 /// What a load did to one table.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableChange {
@@ -45,12 +56,17 @@ pub struct WarehouseVersion {
     pub quarantine: bool,
     pub tables: BTreeMap<String, TablePin>,
     pub changes: BTreeMap<String, TableChange>,
+    /// The rollups of this version, by table name (`rollups/<name>/`). Versions written before
+    /// rollups existed have none.
+    #[serde(default)]
+    pub rollups: BTreeMap<String, RollupPin>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LoadMode {
     /// Rows whose key exists replace the stored row; new keys add rows.
+    #[default]
     Upsert,
     /// The export becomes the whole warehouse.
     Replace,

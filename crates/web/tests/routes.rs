@@ -17,7 +17,7 @@ async fn app() -> (tempfile::TempDir, Arc<AppState>) {
     let data = tmp.path().join("data");
     let wh = prism_warehouse::Warehouse::open(&data).unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
-    wh.load(&prism_warehouse::LoadOptions { export_dir: fixture, mode: prism_warehouse::LoadMode::Upsert, quarantine: false }, &prism_warehouse::NoProgress)
+    wh.load(&prism_warehouse::LoadOptions { export_dir: fixture, mode: prism_warehouse::LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &prism_warehouse::NoProgress)
         .await
         .unwrap();
     let state = Arc::new(AppState::open(&data, prism_model::Model::shipped(), false).unwrap());

@@ -124,7 +124,7 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
         let wh = Warehouse::open(&data)?;
         println!("loading {} ...", export.display());
         let started = Instant::now();
-        runtime.block_on(wh.load(&LoadOptions { export_dir: export.clone(), mode: LoadMode::Upsert, quarantine: false }, &NoProgress))?;
+        runtime.block_on(wh.load(&LoadOptions { export_dir: export.clone(), mode: LoadMode::Upsert, quarantine: false, rollups: Engine::new(Model::shipped()).rollup_builds() }, &NoProgress))?;
         println!("loaded in {:.2} s", started.elapsed().as_secs_f64());
     }
     let wh = Warehouse::open(&data)?;

@@ -54,7 +54,7 @@ pub fn variant(dir: &Path, file: &str, content: Option<&[u8]>) -> PathBuf {
 }
 
 pub async fn load(wh: &Warehouse, export: &Path, mode: LoadMode, quarantine: bool) -> Result<LoadReport, WarehouseError> {
-    wh.load(&LoadOptions { export_dir: export.to_path_buf(), mode, quarantine }, &NoProgress).await
+    wh.load(&LoadOptions { export_dir: export.to_path_buf(), mode, quarantine, ..Default::default() }, &NoProgress).await
 }
 
 /// Runs SQL over a warehouse version and returns the rows as strings, for comparison.

@@ -1,0 +1,298 @@
+//! Aggregate navigation: which rollup, if any, answers one fact's aggregation of a query, and
+//! the SQL that builds each rollup.
+//!
+//! A rollup answers exactly when every row it holds is a whole group of base rows for every cut
+//! the query makes: its dimensions and grain must be at least as fine as the query's dimensions,
+//! filters, period and compared periods, it must hold every part the query's metrics are made
+//! of, and a distinct count is only summed again when what it counts is one of its dimensions.
+//! Anything else reads the base tables, and `explain` says why.
+
+use chrono::{Datelike, Duration, Weekday};
+use prism_model::{Aggregate, Metric, MetricKind, Rollup};
+use prism_warehouse::BuiltRollups;
+
+use crate::{Comparison, Dim, Engine, Period, Scope};
+
+/// What answered one fact's aggregation, and why the other rollups of the fact could not.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RollupChoice {
+    pub fact: String,
+    /// The rollup that answered, by its model name.
+    pub rollup: Option<String>,
+    /// Why no rollup answered, when none did.
+    pub reason: Option<String>,
+    /// Every other rollup of the fact, with why it was not used.
+    pub passed_over: Vec<(String, String)>,
+}
+
+/// A rollup chosen for a fact's aggregation: its definition and the table that holds it.
+pub(crate) struct RollupSource<'a> {
+    pub rollup: &'a Rollup,
+    pub table: String,
+    pub schema: arrow::datatypes::SchemaRef,
+}
+
+/// Whether rows at `stored` grain add up to rows at `asked` grain.
+fn composes(stored: &str, asked: &str) -> bool {
+    match stored {
+        "day" => true,
+        "week" => asked == "week",
+        "month" => matches!(asked, "month" | "quarter" | "year"),
+        "quarter" => matches!(asked, "quarter" | "year"),
+        _ => asked == "year",
+    }
+}
+
+/// Whether a period starts and ends on boundaries of the grain.
+fn aligned(p: &Period, grain: &str) -> bool {
+    let after = p.to + Duration::days(1);
+    let months = |step: u32| p.from.day() == 1 && after.day() == 1 && (p.from.month() - 1) % step == 0 && (after.month() - 1) % step == 0;
+    match grain {
+        "day" => true,
+        "week" => p.from.weekday() == Weekday::Mon && p.to.weekday() == Weekday::Sun,
+        "month" => months(1),
+        "quarter" => months(3),
+        _ => months(12),
+    }
+}
+
+/// Whether moving dates by a comparison's interval keeps rows of the grain whole.
+fn shift_keeps(interval: &str, grain: &str) -> bool {
+    let (n, unit) = interval.split_once(' ').unwrap_or(("0", ""));
+    let n: u32 = n.parse().unwrap_or(0);
+    match (grain, unit) {
+        ("day", _) => true,
+        ("week", "days" | "day") => n % 7 == 0,
+        ("month", "months" | "month") => true,
+        ("quarter", "months" | "month") => n % 3 == 0,
+        ("year", "months" | "month") => n % 12 == 0,
+        _ => false,
+    }
+}
+
+/// What a query asks of one fact's aggregation, as navigation needs it.
+pub(crate) struct Need<'q> {
+    pub parts: &'q [&'q Metric],
+    pub dims: &'q [(String, Dim)],
+    pub filters: &'q [(&'q crate::Filter, Dim)],
+    pub period: Option<&'q Period>,
+    pub shifts: &'q [(Comparison, String)],
+    pub scope: &'q Scope,
+    pub benchmark: bool,
+}
+
+impl Engine {
+    /// The table a rollup is built into: its name and a digest of its build SQL, so that a
+    /// rollup built from an earlier definition (of itself or of a metric it holds) is never read.
+    pub fn rollup_table(&self, rollup: &str) -> String {
+        let sql = self.rollup_sql(&self.model.rollups[rollup]);
+        format!("rollup_{rollup}_{:012x}", xxhash_rust::xxh3::xxh3_64(sql.as_bytes()) >> 16)
+    }
+
+    /// Every rollup of the model with the SQL that builds it over the entity tables, for a load.
+    pub fn rollup_builds(&self) -> Vec<prism_warehouse::RollupBuild> {
+        self.model
+            .rollups
+            .values()
+            .map(|r| prism_warehouse::RollupBuild { name: r.name.clone(), table: self.rollup_table(&r.name), sql: self.rollup_sql(r) })
+            .collect()
+    }
+
+    /// A dimension of a rollup as a column of its table: a dimension's key or a fact attribute
+    /// by the fact's column name (so that scope and joins read it as they read the fact), any
+    /// other attribute by its full name.
+    fn rollup_column(&self, r: &Rollup, dimension: &str) -> String {
+        let fact = &self.model.facts[&r.fact];
+        if let Some(a) = fact.attributes.get(dimension) {
+            return a.column.clone();
+        }
+        match dimension.split_once('.') {
+            Some((d, a)) if self.model.dimensions[d].key == a => a.to_string(),
+            _ => dimension.to_string(),
+        }
+    }
+
+    /// The SQL that computes a rollup from its fact's base rows: one row per group of its
+    /// dimensions and time grain (the grain's first day, in the fact's time column).
+    pub(crate) fn rollup_sql(&self, r: &Rollup) -> String {
+        let fact = &self.model.facts[&r.fact];
+        let day = format!("CAST(f.{} AS DATE)", fact.time);
+        let mut select = Vec::new();
+        let mut joins = std::collections::BTreeSet::new();
+        for d in &r.dimensions {
+            let dim = self.resolve_dim(d).expect("the model checked the rollup's dimensions");
+            if let Dim::Attribute { dimension, attribute } = &dim
+                && self.model.dimensions[dimension].key != *attribute
+            {
+                joins.insert(dimension.clone());
+            }
+            select.push(format!("{} AS {}", self.group_sql(&dim, &day, None), crate::quote_ident(&self.rollup_column(r, d))));
+        }
+        if let Some(g) = &r.grain {
+            let start = if g == "day" { day.clone() } else { format!("CAST(date_trunc('{g}', {day}) AS DATE)") };
+            select.push(format!("{start} AS {}", crate::quote_ident(&fact.time)));
+        }
+        let groups = select.len();
+        for m in &r.metrics {
+            select.push(format!("{} AS {}", crate::aggregate_sql(&self.model.metrics[m], None), crate::quote_ident(m)));
+        }
+        let mut sql = format!("SELECT {} FROM {} f", select.join(", "), fact.table);
+        for j in &joins {
+            let d = &self.model.dimensions[j];
+            sql.push_str(&format!(" LEFT JOIN {} {j} ON f.{key} = {j}.{key}", d.table, key = d.key));
+        }
+        if groups > 0 {
+            sql.push_str(&format!(" GROUP BY {}", (1..=groups).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")));
+        }
+        sql
+    }
+
+    /// Whether a rollup holds a dimension the query cuts or filters by.
+    fn holds(&self, r: &Rollup, d: &Dim) -> bool {
+        match d {
+            Dim::Attribute { dimension, attribute } => {
+                let key = &self.model.dimensions[dimension].key;
+                r.dimensions.iter().any(|x| *x == format!("{dimension}.{key}") || *x == format!("{dimension}.{attribute}"))
+            }
+            Dim::FactAttribute { fact, column } => {
+                *fact == r.fact && r.dimensions.iter().any(|x| self.model.facts[fact].attributes.get(x).is_some_and(|a| a.column == *column))
+            }
+            Dim::Time { grain } => r.grain.as_deref().is_some_and(|g| composes(g, grain)),
+        }
+    }
+
+    /// Why a rollup cannot answer what a query needs of its fact, or `Ok` when it can.
+    fn fit(&self, r: &Rollup, need: &Need) -> Result<(), String> {
+        for p in need.parts {
+            if !r.metrics.contains(&p.name) {
+                return Err(format!("does not hold `{}`", p.name));
+            }
+            if let MetricKind::Base { aggregate: Aggregate::CountDistinct(e), .. } = &p.kind
+                && !self.counts_a_dimension_key(r, e)
+            {
+                return Err(format!("`{}` counts distinct {e}, which is not a dimension of the rollup: its counts cannot be added up", p.name));
+            }
+        }
+        let name = |d: &Dim| match d {
+            Dim::Attribute { dimension, attribute } => format!("{dimension}.{attribute}"),
+            Dim::FactAttribute { fact, column } => {
+                self.model.facts[fact].attributes.iter().find(|(_, a)| a.column == *column).map_or(column.clone(), |(n, _)| n.clone())
+            }
+            Dim::Time { grain } => format!("time.{grain}"),
+        };
+        for (_, d) in need.dims {
+            if !self.holds(r, d) {
+                return Err(match (d, &r.grain) {
+                    (Dim::Time { grain }, Some(g)) => format!("its grain, {g}, is too coarse for time.{grain}"),
+                    (Dim::Time { .. }, None) => "holds all time in one row, and the query cuts by time".into(),
+                    _ => format!("has no dimension {}", name(d)),
+                });
+            }
+        }
+        for (_, d) in need.filters {
+            if !self.holds(r, d) {
+                return Err(format!("cannot filter by {}", name(d)));
+            }
+        }
+        if let Some(p) = need.period {
+            match &r.grain {
+                None => return Err("holds all time in one row, and the query has a period".into()),
+                Some(g) if !aligned(p, g) => return Err(format!("the period {} to {} does not start and end on whole {g}s", p.from, p.to)),
+                Some(_) => {}
+            }
+        }
+        for (_, interval) in need.shifts {
+            if let Some(g) = &r.grain
+                && !shift_keeps(interval, g)
+            {
+                return Err(format!("the compared period moves dates by {interval}, which does not keep whole {g}s"));
+            }
+        }
+        let partner_key = format!("partner.{}", self.model.dimensions.get("partner").map_or("partner_id", |d| d.key.as_str()));
+        if !r.dimensions.contains(&partner_key) {
+            let uses_partner = need.dims.iter().map(|(_, d)| d).chain(need.filters.iter().map(|(_, d)| d)).any(|d| matches!(d, Dim::Attribute { dimension, .. } if dimension == "partner"));
+            if need.benchmark {
+                return Err(format!("has no {partner_key}, which a channel benchmark counts partners by"));
+            }
+            if *need.scope != Scope::All {
+                return Err(format!("has no {partner_key}, which the partner scope needs"));
+            }
+            if uses_partner {
+                return Err(format!("has no {partner_key}, which sets direct sales apart"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `expr` (a distinct count's expression) is the key column of a dimension the
+    /// rollup holds: then each key appears in a rollup row exactly when it appears in a base row.
+    fn counts_a_dimension_key(&self, r: &Rollup, expr: &str) -> bool {
+        r.dimensions.iter().any(|d| {
+            d.split_once('.').is_some_and(|(dim, attr)| self.model.dimensions.get(dim).is_some_and(|x| x.key == attr && attr == expr.trim()))
+        })
+    }
+
+    /// The smallest built rollup that answers one fact's aggregation, with the choice explained.
+    pub(crate) fn navigate<'a>(&'a self, fact: &str, need: &Need, built: Option<&BuiltRollups>) -> (Option<RollupSource<'a>>, RollupChoice) {
+        let mut choice = RollupChoice { fact: fact.to_string(), rollup: None, reason: None, passed_over: Vec::new() };
+        let declared: Vec<&Rollup> = self.model.rollups.values().filter(|r| r.fact == fact).collect();
+        if declared.is_empty() {
+            choice.reason = Some(format!("the model declares no rollup of {fact}"));
+            return (None, choice);
+        }
+        if !self.use_rollups {
+            choice.reason = Some("rollups are turned off".into());
+            return (None, choice);
+        }
+        let mut fitting: Vec<(&Rollup, String, u64, arrow::datatypes::SchemaRef)> = Vec::new();
+        for r in declared {
+            let table = self.rollup_table(&r.name);
+            let Some(b) = built.and_then(|b| b.tables.get(&table)) else {
+                let earlier = built.is_some_and(|b| b.tables.keys().any(|t| t.starts_with(&format!("rollup_{}_", r.name))));
+                choice.passed_over.push((
+                    r.name.clone(),
+                    if earlier {
+                        "was built from an earlier definition; the next load rebuilds it".into()
+                    } else {
+                        "is not built in this warehouse version; the next load builds it".into()
+                    },
+                ));
+                continue;
+            };
+            match self.fit(r, need) {
+                Ok(()) => fitting.push((r, table, b.rows, b.schema.clone())),
+                Err(why) => choice.passed_over.push((r.name.clone(), why)),
+            }
+        }
+        fitting.sort_by(|a, b| a.2.cmp(&b.2).then_with(|| a.0.name.cmp(&b.0.name)));
+        let mut fitting = fitting.into_iter();
+        let Some((r, table, rows, schema)) = fitting.next() else {
+            choice.reason = Some(format!("no rollup of {fact} answers this query"));
+            return (None, choice);
+        };
+        for (other, _, other_rows, _) in fitting {
+            choice.passed_over.push((other.name.clone(), format!("answers too, but has {other_rows} rows against {rows}")));
+        }
+        choice.passed_over.sort();
+        choice.rollup = Some(r.name.clone());
+        (Some(RollupSource { rollup: r, table, schema }), choice)
+    }
+}
+
+/// A base metric summed again from a rollup's column: sums and counts add up; a distinct count
+/// of a key the rollup holds counts the keys of the rows where it was not zero.
+pub(crate) fn reaggregate(m: &Metric, source: &RollupSource) -> String {
+    let MetricKind::Base { aggregate, .. } = &m.kind else { unreachable!("ratios are expanded into their parts") };
+    let column = format!("f.{}", crate::quote_ident(&m.name));
+    match aggregate {
+        Aggregate::Sum(_) => {
+            // Summed again, a decimal would widen; the answer keeps the type the base table gives.
+            match source.schema.field_with_name(&m.name).map(|f| f.data_type().clone()) {
+                Ok(arrow::datatypes::DataType::Decimal128(p, s)) => format!("CAST(SUM({column}) AS DECIMAL({p}, {s}))"),
+                _ => format!("SUM({column})"),
+            }
+        }
+        Aggregate::Count(_) => format!("CAST(SUM({column}) AS BIGINT)"),
+        Aggregate::CountDistinct(e) => format!("COUNT(DISTINCT CASE WHEN {column} > 0 THEN f.{} END)", e.trim()),
+    }
+}

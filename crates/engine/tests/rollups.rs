@@ -1,0 +1,176 @@
+//! Aggregate navigation, one rule at a time, over fixtures/tiny with rollups of its own: the
+//! query names the rollup that must answer it (or none, and the reason a rollup was passed
+//! over), and the answer is the one computed by hand from the fixture's seven files.
+//!
+//! Orders of the fixture: O-1 (C-1, P-1, 2024-01-10) PR-1 2400.00 cost 1500, PR-2 99.50 no cost;
+//! O-2 (C-2, direct, 2024-02-01) PR-1 1200 cost 800; O-3 (C-2, P-2, 2024-03-05) PR-2 -49.75
+//! cost -30. C-1 is Enterprise, C-2 Mid-Market.
+
+use std::path::Path;
+
+use prism_engine::{Engine, Filter, Period, Query, Scope, Session};
+use prism_model::Model;
+use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
+
+/// The shipped model with these rollups instead of the shipped ones.
+const ROLLUPS: &str = "
+rollups:
+  by_partner_month:
+    fact: orders
+    dimensions: [partner.partner_id]
+    grain: month
+    metrics: [closed_revenue, buying_customers, gross_margin]
+  by_customer:
+    fact: orders
+    dimensions: [customer.customer_id]
+    metrics: [closed_revenue, buying_customers]
+";
+
+fn model_text() -> String {
+    let shipped = prism_model::SHIPPED;
+    format!("{}{ROLLUPS}", &shipped[..shipped.find("\nrollups:").expect("the shipped model has rollups")])
+}
+
+fn model() -> Model {
+    Model::parse("test.yaml", &model_text()).unwrap()
+}
+
+async fn warehouse() -> (tempfile::TempDir, std::sync::Arc<Session>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
+    let options = LoadOptions { export_dir: fixture, mode: LoadMode::Upsert, quarantine: false, rollups: Engine::new(model()).rollup_builds() };
+    wh.load(&options, &NoProgress).await.unwrap();
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    (tmp, ctx)
+}
+
+fn query(metrics: &[&str], by: &[&str]) -> Query {
+    Query { metrics: metrics.iter().map(|m| m.to_string()).collect(), by: by.iter().map(|d| d.to_string()).collect(), ..Query::default() }
+}
+
+/// The rollup that answered the orders aggregation, the reasons given for passing over the
+/// others, and the answer as CSV lines without the header.
+async fn ask(engine: &Engine, ctx: &Session, q: &Query, scope: &Scope) -> (Option<String>, Vec<(String, String)>, Vec<String>) {
+    let compiled = engine.compile_in(ctx, q, scope).unwrap();
+    let choice = compiled.rollups.iter().find(|c| c.fact == "orders").expect("an orders aggregation").clone();
+    let rows = engine.run(ctx, q, scope).await.unwrap().formatted_rows().iter().map(|r| r.join(",")).collect();
+    (choice.rollup, choice.passed_over, rows)
+}
+
+fn reason<'a>(passed_over: &'a [(String, String)], rollup: &str) -> &'a str {
+    passed_over.iter().find(|(n, _)| n == rollup).map(|(_, w)| w.as_str()).unwrap_or_else(|| panic!("no reason for {rollup}: {passed_over:?}"))
+}
+
+#[tokio::test]
+async fn a_grain_too_coarse_reads_the_base_tables() {
+    let (_tmp, ctx) = warehouse().await;
+    let engine = Engine::new(model());
+    let (used, why, rows) = ask(&engine, &ctx, &query(&["closed_revenue"], &["time.week"]), &Scope::All).await;
+    assert_eq!(used, None);
+    assert_eq!(reason(&why, "by_partner_month"), "its grain, month, is too coarse for time.week");
+    assert_eq!(reason(&why, "by_customer"), "holds all time in one row, and the query cuts by time");
+    assert_eq!(rows, ["2024-W02,2499.50", "2024-W05,1200.00", "2024-W10,-49.75"]);
+    // By quarter, the monthly rollup answers, with the same sums.
+    let (used, _, rows) = ask(&engine, &ctx, &query(&["closed_revenue"], &["time.quarter"]), &Scope::All).await;
+    assert_eq!(used.as_deref(), Some("by_partner_month"));
+    assert_eq!(rows, ["2024-Q1,3649.75"]);
+}
+
+#[tokio::test]
+async fn a_filter_on_a_dimension_the_rollup_lacks_reads_the_base_tables() {
+    let (_tmp, ctx) = warehouse().await;
+    let engine = Engine::new(model());
+    let mut q = query(&["closed_revenue"], &["time.month"]);
+    q.filters.push(Filter::parse("customer.size_band=Enterprise").unwrap());
+    let (used, why, rows) = ask(&engine, &ctx, &q, &Scope::All).await;
+    assert_eq!(used, None);
+    assert_eq!(reason(&why, "by_partner_month"), "cannot filter by customer.size_band");
+    assert_eq!(rows, ["2024-01,2499.50"]);
+    // Without the month, the customer rollup holds the customer's key, and so its size band.
+    q.by.clear();
+    let (used, _, rows) = ask(&engine, &ctx, &q, &Scope::All).await;
+    assert_eq!(used.as_deref(), Some("by_customer"));
+    assert_eq!(rows, ["2499.50"]);
+}
+
+#[tokio::test]
+async fn a_distinct_count_is_summed_again_only_over_the_key_it_counts() {
+    let (_tmp, ctx) = warehouse().await;
+    let engine = Engine::new(model());
+    // By partner: the monthly rollup holds the count per partner and month, but C-2 would be
+    // counted in two months; the customer rollup has no partner.
+    let (used, why, rows) = ask(&engine, &ctx, &query(&["buying_customers"], &["partner.partner_id"]), &Scope::All).await;
+    assert_eq!(used, None);
+    assert_eq!(reason(&why, "by_partner_month"), "`buying_customers` counts distinct customer_id, which is not a dimension of the rollup: its counts cannot be added up");
+    assert_eq!(reason(&why, "by_customer"), "has no dimension partner.partner_id");
+    assert_eq!(rows, ["(direct),1", "P-1,1", "P-2,1"]);
+    // Over everything, the customer rollup counts its keys: C-1 and C-2 (C-2 bought twice).
+    let (used, _, rows) = ask(&engine, &ctx, &query(&["buying_customers"], &[]), &Scope::All).await;
+    assert_eq!(used.as_deref(), Some("by_customer"));
+    assert_eq!(rows, ["2"]);
+}
+
+#[tokio::test]
+async fn a_ratio_is_rebuilt_from_its_parts_only_when_the_rollup_holds_them_all() {
+    let (_tmp, ctx) = warehouse().await;
+    let engine = Engine::new(model());
+    // gross_margin_pct = gross_margin / costed_revenue; the rollup holds the margin only.
+    let (used, why, rows) = ask(&engine, &ctx, &query(&["gross_margin_pct"], &["partner.partner_id"]), &Scope::All).await;
+    assert_eq!(used, None);
+    assert_eq!(reason(&why, "by_partner_month"), "does not hold `costed_revenue`");
+    // 100 * 400 / 1200, 100 * 900 / 2400, 100 * -19.75 / -49.75
+    let pct: Vec<(String, f64)> = rows.iter().map(|r| r.split_once(',').map(|(a, b)| (a.to_string(), b.parse().unwrap())).unwrap()).collect();
+    let expected = [("(direct)", 100.0 * 400.0 / 1200.0), ("P-1", 37.5), ("P-2", 100.0 * 19.75 / 49.75)];
+    for ((p, v), (ep, ev)) in pct.iter().zip(expected) {
+        assert_eq!(p, ep);
+        assert!((v - ev).abs() < 1e-9, "{p}: {v} against {ev}");
+    }
+    let (used, _, rows) = ask(&engine, &ctx, &query(&["gross_margin"], &["partner.partner_id"]), &Scope::All).await;
+    assert_eq!(used.as_deref(), Some("by_partner_month"));
+    assert_eq!(rows, ["(direct),400.00", "P-1,900.00", "P-2,-19.75"]);
+}
+
+#[tokio::test]
+async fn a_period_off_the_grain_and_a_scope_without_the_partner_read_the_base_tables() {
+    let (_tmp, ctx) = warehouse().await;
+    let engine = Engine::new(model());
+    let mut q = query(&["closed_revenue"], &[]);
+    q.period = Some(Period::parse("2024-01-05..2024-02-10").unwrap());
+    let (used, why, rows) = ask(&engine, &ctx, &q, &Scope::All).await;
+    assert_eq!(used, None);
+    assert_eq!(reason(&why, "by_partner_month"), "the period 2024-01-05 to 2024-02-10 does not start and end on whole months");
+    assert_eq!(rows, ["3699.50"]);
+    q.period = Some(Period::parse("2024-Q1").unwrap());
+    let (used, _, rows) = ask(&engine, &ctx, &q, &Scope::All).await;
+    assert_eq!(used.as_deref(), Some("by_partner_month"));
+    assert_eq!(rows, ["3649.75"]);
+
+    // A partner user: the customer rollup has no partner to scope by; the monthly one has.
+    let q = query(&["buying_customers"], &[]);
+    let (used, why, rows) = ask(&engine, &ctx, &q, &Scope::Partner("P-2".into())).await;
+    assert_eq!(used, None);
+    assert_eq!(reason(&why, "by_customer"), "has no partner.partner_id, which the partner scope needs");
+    assert_eq!(rows, ["1"]);
+    let (used, _, rows) = ask(&engine, &ctx, &query(&["closed_revenue"], &["partner.partner_id"]), &Scope::Partner("P-2".into())).await;
+    assert_eq!(used.as_deref(), Some("by_partner_month"));
+    assert_eq!(rows, ["P-2,-49.75"]);
+}
+
+#[tokio::test]
+async fn a_rollup_built_from_another_definition_is_never_read() {
+    let (_tmp, ctx) = warehouse().await;
+    // The same rollups, but closed revenue now means units: the rollups built by the load hold
+    // the old definition, and must not answer until a load rebuilds them.
+    let text = model_text().replace("closed_revenue: { fact: orders, sum: revenue,", "closed_revenue: { fact: orders, sum: quantity,");
+    let engine = Engine::new(Model::parse("changed.yaml", &text).unwrap());
+    let (used, why, rows) = ask(&engine, &ctx, &query(&["closed_revenue"], &[]), &Scope::All).await;
+    assert_eq!(used, None);
+    assert_eq!(reason(&why, "by_partner_month"), "was built from an earlier definition; the next load rebuilds it");
+    assert_eq!(rows, ["5"]);
+    // Turned off, rollups answer nothing; the answer is the same.
+    let engine = Engine::new(model()).without_rollups();
+    let compiled = engine.compile_in(&ctx, &query(&["closed_revenue"], &[]), &Scope::All).unwrap();
+    assert_eq!(compiled.rollups[0].reason.as_deref(), Some("rollups are turned off"));
+    assert!(!compiled.sql.contains("rollup_"));
+}
