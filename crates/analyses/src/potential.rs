@@ -81,12 +81,13 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
     let own_any = by_segment(cx.run_for(partner, segment_query(vec![])).await?.formatted_rows());
     let own_x = by_segment(cx.run_for(partner, segment_query(vec![product_filter(product)])).await?.formatted_rows());
 
-    // P's customers, one row each.
+    // P's customers, one row each: a customer is a row when it has an order line with P, whatever
+    // the metric; revenue is one the customer rollup holds.
     let customers = cx
         .run_for(
             partner,
             Query {
-                metrics: vec!["order_count".into()],
+                metrics: vec!["closed_revenue".into()],
                 by: ["customer.customer_id", "customer.customer_name", "customer.industry", "customer.size_band", "customer.region"].map(String::from).to_vec(),
                 ..Query::default()
             },

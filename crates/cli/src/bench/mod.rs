@@ -17,31 +17,37 @@ use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
 
 const DUCKDB_RUNNER: &str = include_str!("duckdb_runner.py");
 
-/// One question: Prism's query and DuckDB's equivalent SQL.
+/// What Prism is asked: a query, or one of the analyses behind a dashboard.
+enum Ask {
+    Query(Query),
+    Pareto,
+    Scorecard,
+    Products,
+    Potential,
+}
+
+/// One question of the dashboard set: what Prism is asked, and DuckDB's SQL for the figures the
+/// answer is compared on.
 struct Question {
     name: &'static str,
-    query: Query,
+    ask: Ask,
     duckdb: String,
 }
 
-fn questions() -> Result<Vec<Question>> {
+/// The dashboard set. `partner` is the partner whose products and customer potential are asked
+/// (the one with the most revenue). For customer potential, DuckDB's SQL computes the partner's
+/// customers by segment, one of the figures the potential is built on.
+fn questions(partner: &str) -> Result<Vec<Question>> {
     let period = Period::parse("2025-07..2026-06")?;
     let (from, to) = (period.from, period.to);
+    let q = |metrics: &[&str], by: &[&str]| Query { metrics: metrics.iter().map(|m| m.to_string()).collect(), by: by.iter().map(|m| m.to_string()).collect(), ..Query::default() };
     Ok(vec![
         Question {
-            name: "revenue by partner",
-            query: Query { metrics: vec!["closed_revenue".into()], by: vec!["partner.partner_id".into()], ..Query::default() },
-            duckdb: "SELECT COALESCE(partner_id, '(direct)') AS partner, SUM(revenue) FROM orders GROUP BY 1 ORDER BY 1".into(),
-        },
-        Question {
             name: "KPI tiles (one year)",
-            query: Query {
-                metrics: ["closed_revenue", "open_pipeline", "win_rate", "csat_avg", "avg_first_response_hours", "sla_met_pct"]
-                    .map(String::from)
-                    .to_vec(),
+            ask: Ask::Query(Query {
                 period: Some(period),
-                ..Query::default()
-            },
+                ..q(&["closed_revenue", "open_pipeline", "win_rate", "csat_avg", "avg_first_response_hours", "sla_met_pct"], &[])
+            }),
             duckdb: format!(
                 "WITH o AS (SELECT SUM(revenue) AS revenue FROM orders WHERE order_date BETWEEN DATE '{from}' AND DATE '{to}'),
                  op AS (SELECT SUM(amount) FILTER (WHERE stage NOT IN ('Closed Won', 'Closed Lost')) AS pipeline,
@@ -55,14 +61,120 @@ fn questions() -> Result<Vec<Question>> {
             ),
         },
         Question {
+            name: "top partners",
+            ask: Ask::Query(Query {
+                order: vec![prism_engine::Order::parse("closed_revenue:desc")?],
+                limit: Some(15),
+                ..q(&["closed_revenue", "closed_revenue:pct_of_total", "win_rate", "csat_avg"], &["partner.partner_id", "partner.partner_name", "partner.tier", "partner.region"])
+            }),
+            duckdb: "WITH o AS (SELECT partner_id, SUM(revenue) AS revenue FROM orders GROUP BY 1),
+                 op AS (SELECT partner_id, COUNT(*) FILTER (WHERE stage = 'Closed Won') AS won, COUNT(*) FILTER (WHERE stage IN ('Closed Won', 'Closed Lost')) AS closed FROM opportunities GROUP BY 1),
+                 s AS (SELECT partner_id, AVG(score) AS csat FROM satisfaction_surveys GROUP BY 1),
+                 k AS (SELECT partner_id FROM o UNION SELECT partner_id FROM op UNION SELECT partner_id FROM s)
+                 SELECT COALESCE(k.partner_id, '(direct)') AS id, CASE WHEN k.partner_id IS NULL THEN '(direct)' ELSE p.partner_name END AS name,
+                        CASE WHEN k.partner_id IS NULL THEN '(direct)' ELSE p.tier END AS tier, CASE WHEN k.partner_id IS NULL THEN '(direct)' ELSE p.region END AS region,
+                        o.revenue, 100.0 * o.revenue / SUM(o.revenue) OVER () AS pct, op.won / NULLIF(op.closed, 0) AS win_rate, s.csat
+                 FROM k LEFT JOIN o ON k.partner_id IS NOT DISTINCT FROM o.partner_id LEFT JOIN op ON k.partner_id IS NOT DISTINCT FROM op.partner_id
+                      LEFT JOIN s ON k.partner_id IS NOT DISTINCT FROM s.partner_id LEFT JOIN partners p ON k.partner_id = p.partner_id
+                 ORDER BY o.revenue DESC NULLS LAST, 1, 2, 3, 4 LIMIT 15"
+                .into(),
+        },
+        Question {
+            name: "Pareto (80/20)",
+            ask: Ask::Pareto,
+            duckdb: "SELECT partner_id, SUM(revenue) FROM orders WHERE partner_id IS NOT NULL GROUP BY 1 HAVING SUM(revenue) <> 0 ORDER BY 1".into(),
+        },
+        Question {
             name: "revenue by tier x quarter",
-            query: Query { metrics: vec!["closed_revenue".into()], by: vec!["partner.tier".into(), "time.quarter".into()], ..Query::default() },
+            ask: Ask::Query(q(&["closed_revenue"], &["partner.tier", "time.quarter"])),
             duckdb: "SELECT CASE WHEN o.partner_id IS NULL THEN '(direct)' ELSE p.tier END AS tier,
                             year(o.order_date) || '-Q' || quarter(o.order_date) AS quarter, SUM(o.revenue)
                      FROM orders o LEFT JOIN partners p ON o.partner_id = p.partner_id GROUP BY 1, 2 ORDER BY 1, 2"
                 .into(),
         },
+        Question {
+            name: "scorecard",
+            ask: Ask::Scorecard,
+            duckdb: "WITH o AS (SELECT partner_id, SUM(revenue) AS revenue FROM orders WHERE partner_id IS NOT NULL GROUP BY 1),
+                 op AS (SELECT partner_id, SUM(amount) FILTER (WHERE stage NOT IN ('Closed Won', 'Closed Lost')) AS pipeline,
+                               COUNT(*) FILTER (WHERE stage = 'Closed Won') / NULLIF(COUNT(*) FILTER (WHERE stage IN ('Closed Won', 'Closed Lost')), 0) AS win_rate
+                        FROM opportunities WHERE partner_id IS NOT NULL GROUP BY 1),
+                 s AS (SELECT partner_id, AVG(score) AS csat FROM satisfaction_surveys WHERE partner_id IS NOT NULL GROUP BY 1),
+                 sr AS (SELECT partner_id, AVG(epoch_us(first_response_at) - epoch_us(opened_at)) / 3600e6 AS response_hours FROM service_requests WHERE partner_id IS NOT NULL GROUP BY 1)
+                 SELECT p.partner_id, o.revenue, op.pipeline, op.win_rate, s.csat, sr.response_hours
+                 FROM partners p LEFT JOIN o USING (partner_id) LEFT JOIN op USING (partner_id) LEFT JOIN s USING (partner_id) LEFT JOIN sr USING (partner_id) ORDER BY 1"
+                .into(),
+        },
+        Question {
+            name: "one partner's products",
+            ask: Ask::Products,
+            duckdb: format!("SELECT product_id, SUM(revenue), SUM(quantity) FROM orders WHERE partner_id = '{partner}' GROUP BY 1 ORDER BY 1"),
+        },
+        Question {
+            name: "customer potential",
+            ask: Ask::Potential,
+            duckdb: format!(
+                "SELECT c.industry, c.size_band, COUNT(DISTINCT o.customer_id) FROM orders o JOIN customers c USING (customer_id)
+                 WHERE o.partner_id = '{partner}' GROUP BY 1, 2 ORDER BY 1, 2"
+            ),
+        },
     ])
+}
+
+/// How answers are compared: row by row, or only where both give a figure (an analysis fills
+/// in figures a plain query leaves empty, such as 0 revenue for a partner without orders).
+#[derive(Clone, Copy, PartialEq)]
+enum Compare {
+    Rows,
+    WhereBothHaveFigures,
+}
+
+/// Prism's answer to a question as rows of text comparable with DuckDB's.
+async fn answer(engine: &Engine, ctx: &prism_engine::Session, ask: &Ask, partner: &str, product: &str) -> Result<(Vec<Vec<String>>, Compare)> {
+    let cx = prism_analyses::Context { engine, session: ctx, scope: Scope::All, period: None };
+    Ok(match ask {
+        Ask::Query(q) => (engine.run(ctx, q, &Scope::All).await?.formatted_rows(), Compare::Rows),
+        Ask::Pareto => {
+            let p = prism_analyses::pareto::pareto(&cx, None).await?;
+            let mut rows: Vec<Vec<String>> =
+                p.rows.iter().filter(|r| r.closed_revenue.to_string() != "0.00").map(|r| vec![r.partner.partner_id.clone(), r.closed_revenue.to_string()]).collect();
+            rows.sort();
+            (rows, Compare::Rows)
+        }
+        Ask::Scorecard => {
+            let s = prism_analyses::scorecard::scorecard(&cx, prism_analyses::scorecard::Weights::default()).await?;
+            let mut rows: Vec<Vec<String>> = s
+                .rows
+                .iter()
+                .map(|r| std::iter::once(r.partner.partner_id.clone()).chain(r.attributes.iter().map(|a| a.value.clone().unwrap_or_default())).collect())
+                .collect();
+            rows.sort();
+            (rows, Compare::WhereBothHaveFigures)
+        }
+        Ask::Products => {
+            let p = prism_analyses::products::products(&cx, partner).await?;
+            let rows = p
+                .rows
+                .iter()
+                .filter(|r| r.units_sold.is_some())
+                .map(|r| vec![r.product_id.clone(), r.closed_revenue.map(|m| m.to_string()).unwrap_or_default(), r.units_sold.map(|u| u.to_string()).unwrap_or_default()])
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            (rows, Compare::Rows)
+        }
+        Ask::Potential => {
+            let p = prism_analyses::potential::potential(&cx, partner, product).await?;
+            let mut rows: Vec<Vec<String>> = p
+                .segments
+                .iter()
+                .filter(|s| s.partner_customers > 0)
+                .map(|s| vec![s.industry.clone(), s.size_band.clone(), s.partner_customers.to_string()])
+                .collect();
+            rows.sort();
+            (rows, Compare::Rows)
+        }
+    })
 }
 
 pub struct BenchArgs {
@@ -103,6 +215,56 @@ fn python_with_duckdb() -> Result<()> {
     bail!("DuckDB is needed for the comparison: `python3 -m pip install duckdb` did not succeed")
 }
 
+/// Same cells, or both figures where `compare` allows an empty one.
+fn same_rows(p: &[Vec<String>], d: &[Vec<String>], compare: Compare) -> bool {
+    match compare {
+        Compare::Rows => p.len() == d.len() && p.iter().zip(d).all(|(a, b)| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_cell(x, y))),
+        Compare::WhereBothHaveFigures => {
+            let by_key: std::collections::HashMap<&str, &Vec<String>> = d.iter().map(|r| (r[0].as_str(), r)).collect();
+            !p.is_empty()
+                && p.iter().all(|a| {
+                    by_key.get(a[0].as_str()).is_some_and(|b| a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x.is_empty() || y.is_empty() || same_cell(x, y)))
+                })
+        }
+    }
+}
+
+/// Times of one way of answering: the first run, then the warm median.
+struct Timing {
+    first: f64,
+    warm: f64,
+}
+
+fn time_set(
+    runtime: &tokio::runtime::Runtime,
+    engine: &Engine,
+    ctx: &prism_engine::Session,
+    questions: &[Question],
+    runs: usize,
+    partner: &str,
+    product: &str,
+) -> Result<(Vec<Timing>, Vec<(Vec<Vec<String>>, Compare)>)> {
+    let mut timings = Vec::new();
+    let mut answers = Vec::new();
+    // First runs in dashboard order, as a user opening the pages after a load; then warm runs.
+    let mut firsts = Vec::new();
+    for q in questions {
+        let started = Instant::now();
+        answers.push(runtime.block_on(answer(engine, ctx, &q.ask, partner, product))?);
+        firsts.push(started.elapsed().as_secs_f64());
+    }
+    for (i, q) in questions.iter().enumerate() {
+        let mut times = Vec::new();
+        for _ in 1..runs.max(2) {
+            let started = Instant::now();
+            runtime.block_on(answer(engine, ctx, &q.ask, partner, product))?;
+            times.push(started.elapsed().as_secs_f64());
+        }
+        timings.push(Timing { first: firsts[i], warm: median(&times) });
+    }
+    Ok((timings, answers))
+}
+
 pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     if args.runs == 0 {
         bail!("--runs: at least 1");
@@ -112,11 +274,17 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
         println!("generating scale {} in {} ...", args.scale, export.display());
         generate(&GenerateConfig { out: export.clone(), scale: args.scale, seed: 42 })?;
     }
+    let model = Model::shipped();
+    let builds = Engine::new(model.clone()).rollup_builds();
     // A warehouse of exactly one load, so that every Parquet file of a table is current and
-    // DuckDB may read the folders as they are.
+    // DuckDB may read the folders as they are; loaded again when its rollups are not the
+    // model's.
     let data = args.dir.join(format!("data-scale-{}", args.scale));
     let wh = Warehouse::open(&data)?;
-    if wh.versions()?.versions.len() != 1 {
+    let current = wh.versions()?;
+    let up_to_date = current.versions.len() == 1
+        && current.current().is_some_and(|v| builds.iter().all(|b| v.rollups.contains_key(&b.table)));
+    if !up_to_date {
         drop(wh);
         if data.exists() {
             std::fs::remove_dir_all(&data).with_context(|| format!("clearing {}", data.display()))?;
@@ -124,31 +292,37 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
         let wh = Warehouse::open(&data)?;
         println!("loading {} ...", export.display());
         let started = Instant::now();
-        runtime.block_on(wh.load(&LoadOptions { export_dir: export.clone(), mode: LoadMode::Upsert, quarantine: false, rollups: Engine::new(Model::shipped()).rollup_builds() }, &NoProgress))?;
+        runtime.block_on(wh.load(&LoadOptions { export_dir: export.clone(), mode: LoadMode::Upsert, quarantine: false, rollups: builds.clone() }, &NoProgress))?;
         println!("loaded in {:.2} s", started.elapsed().as_secs_f64());
     }
     let wh = Warehouse::open(&data)?;
     let snapshot = wh.snapshot(None)?;
     let order_lines = snapshot.table_rows().get("orders").copied().unwrap_or(0);
+    let build_ms: u64 = snapshot.version.rollups.values().map(|r| r.build_ms).sum();
+    let rollup_rows: u64 = snapshot.version.rollups.values().map(|r| r.rows).sum();
     python_with_duckdb()?;
 
-    let questions = questions()?;
-    let engine = Engine::new(Model::shipped());
+    // The partner with the most revenue, and the product it sells least of all it sells.
+    let setup = Engine::new(model.clone()).without_rollups();
+    let (partner, product) = runtime.block_on(async {
+        let ctx = snapshot.session().await?;
+        let q = Query { metrics: vec!["closed_revenue".into()], by: vec!["partner.partner_id".into()], order: vec![prism_engine::Order::parse("closed_revenue:desc")?], ..Query::default() };
+        let rows = setup.run(&ctx, &q, &Scope::All).await?.formatted_rows();
+        let partner = rows.iter().find(|r| r[0] != "(direct)").map(|r| r[0].clone()).context("no partner sold anything")?;
+        let q = Query { metrics: vec!["units_sold".into()], by: vec!["product.product_id".into()], order: vec![prism_engine::Order::parse("units_sold:asc")?], limit: Some(1), ..Query::default() };
+        let product = setup.run(&ctx, &q, &Scope::Partner(partner.clone())).await?.formatted_rows().first().map(|r| r[0].clone()).context("the partner sold no product")?;
+        Ok::<_, anyhow::Error>((partner, product))
+    })?;
+    let questions = questions(&partner)?;
+
+    // Each way in a fresh session of its own, so that each first run starts cold.
+    let session = || runtime.block_on(snapshot.session());
     let started = Instant::now();
-    let ctx = runtime.block_on(snapshot.session())?;
+    let ctx = session()?;
     let open_secs = started.elapsed().as_secs_f64();
-    let mut prism: Vec<(Vec<f64>, Vec<Vec<String>>)> = Vec::new();
-    for q in &questions {
-        let mut times = Vec::new();
-        let mut rows = Vec::new();
-        for _ in 0..args.runs {
-            let started = Instant::now();
-            let result = runtime.block_on(engine.run(&ctx, &q.query, &Scope::All))?;
-            times.push(started.elapsed().as_secs_f64());
-            rows = result.formatted_rows();
-        }
-        prism.push((times, rows));
-    }
+    let (rolled, answers) = time_set(runtime, &Engine::new(model.clone()), &ctx, &questions, args.runs, &partner, &product)?;
+    let (based, base_answers) = time_set(runtime, &Engine::new(model.clone()).without_rollups(), &*session()?, &questions, args.runs, &partner, &product)?;
+    let (cached, _) = time_set(runtime, &Engine::with_result_cache(model.clone(), 256 << 20), &*session()?, &questions, args.runs, &partner, &product)?;
 
     let tables: serde_json::Map<String, serde_json::Value> = snapshot
         .table_rows()
@@ -157,7 +331,7 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
         .collect();
     let job = serde_json::json!({
         "tables": tables,
-        "runs": args.runs,
+        "runs": args.runs.max(2),
         "queries": questions.iter().map(|q| serde_json::json!({"name": q.name, "sql": q.duckdb})).collect::<Vec<_>>(),
     });
     let script = args.dir.join("duckdb_runner.py");
@@ -171,42 +345,69 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let duck: serde_json::Value = serde_json::from_slice(&out.stdout).context("reading DuckDB's answers")?;
 
     println!(
-        "\nscale {} ({order_lines} order lines), {} runs each; Prism opened the warehouse version in {}; DuckDB {}",
+        "\nscale {} ({order_lines} order lines), {} runs each; partner {partner}, product {product}; Prism opened the warehouse version in {}; DuckDB {}",
         args.scale,
-        args.runs,
+        args.runs.max(2),
         ms(open_secs),
         duck["duckdb"].as_str().unwrap_or("?")
     );
-    println!("{:<28} {:>12} {:>12} {:>12} {:>12} {:>8}  answers", "question", "prism first", "prism warm", "duckdb first", "duckdb warm", "ratio");
+    println!(
+        "rollups: {} built in {:.2} s at load, {rollup_rows} rows in all",
+        snapshot.version.rollups.len(),
+        build_ms as f64 / 1000.0
+    );
+    println!(
+        "{:<26} {:>10} {:>10} {:>12} {:>12} {:>10} {:>12} {:>8}  answers",
+        "question", "first", "warm", "first base", "warm base", "cached", "duckdb warm", "ratio"
+    );
     let mut all_agree = true;
+    let (mut sum_warm, mut sum_base, mut sum_cached, mut sum_duck, mut sum_first) = (0.0, 0.0, 0.0, 0.0, 0.0);
     for (i, q) in questions.iter().enumerate() {
         let d = &duck["results"][i];
         let d_times: Vec<f64> = d["times"].as_array().into_iter().flatten().filter_map(|t| t.as_f64()).collect();
         let d_rows: Vec<Vec<String>> = serde_json::from_value(d["rows"].clone()).unwrap_or_default();
-        let (p_times, p_rows) = &prism[i];
-        let agree = p_rows.len() == d_rows.len()
-            && p_rows.iter().zip(&d_rows).all(|(a, b)| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_cell(x, y)));
+        let d_warm = median(&d_times[1..]);
+        let (p_rows, compare) = &answers[i];
+        let agree = same_rows(p_rows, &d_rows, *compare) && same_rows(&base_answers[i].0, &d_rows, *compare);
         all_agree &= agree;
-        let warm = |t: &[f64]| if t.len() > 1 { median(&t[1..]) } else { t[0] };
+        sum_warm += rolled[i].warm;
+        sum_base += based[i].warm;
+        sum_cached += cached[i].warm;
+        sum_duck += d_warm;
+        sum_first += rolled[i].first;
         println!(
-            "{:<28} {:>12} {:>12} {:>12} {:>12} {:>7.2}x  {}",
+            "{:<26} {:>10} {:>10} {:>12} {:>12} {:>10} {:>12} {:>7.2}x  {}",
             q.name,
-            ms(p_times[0]),
-            ms(warm(p_times)),
-            ms(d_times[0]),
-            ms(warm(&d_times)),
-            warm(p_times) / warm(&d_times),
+            ms(rolled[i].first),
+            ms(rolled[i].warm),
+            ms(based[i].first),
+            ms(based[i].warm),
+            ms(cached[i].warm),
+            ms(d_warm),
+            rolled[i].warm / d_warm,
             if agree { format!("same ({} rows)", p_rows.len()) } else { "DIFFER".to_string() }
         );
         if !agree {
             eprintln!("  prism:  {:?}", &p_rows[..p_rows.len().min(3)]);
+            eprintln!("  base:   {:?}", &base_answers[i].0[..base_answers[i].0.len().min(3)]);
             eprintln!("  duckdb: {:?}", &d_rows[..d_rows.len().min(3)]);
         }
     }
-    println!("(warm: median of runs 2..N; ratio: Prism warm / DuckDB warm, lower is better)");
+    println!(
+        "{:<26} {:>10} {:>10} {:>12} {:>12} {:>10} {:>12} {:>7.2}x",
+        "whole set",
+        ms(sum_first),
+        ms(sum_warm),
+        "",
+        ms(sum_base),
+        ms(sum_cached),
+        ms(sum_duck),
+        sum_warm / sum_duck
+    );
+    println!("(first: the first run in a fresh session, pages in this order; warm: median of the later runs; base: rollups off;");
+    println!(" cached: with the result cache, as the web app runs; ratio: Prism warm with rollups, no cache / DuckDB warm; lower is better)");
     if !all_agree {
         bail!("Prism and DuckDB answered differently: the comparison is void");
     }
     Ok(())
 }
-
