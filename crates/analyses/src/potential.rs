@@ -99,7 +99,8 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
     // customers: it says only whether each of them already has the product.
     let ids: Vec<String> = customers.iter().map(|c| c[0].clone()).collect();
     let mut has_x: BTreeSet<String> = BTreeSet::new();
-    for chunk in ids.chunks(2000) {
+    // Each chunk is one scan of the orders: few, large chunks (the IN list becomes a hash set).
+    for chunk in ids.chunks(20_000) {
         let q = Query {
             metrics: vec!["buying_customers".into()],
             by: vec!["customer.customer_id".into()],

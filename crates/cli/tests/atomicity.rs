@@ -5,7 +5,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use prism_engine::{Engine, Query, Scope};
 use prism_generator::{GenerateConfig, generate};
+use prism_model::Model;
 use prism_warehouse::Warehouse;
 
 fn prism(data: &Path) -> Command {
@@ -33,6 +35,24 @@ fn reader_view(data: &Path) -> String {
         ] {
             let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
             out.push_str(&format!("{name}: {}\n", arrow::util::pretty::pretty_format_batches(&batches).unwrap()));
+        }
+        // The rollups of the version read as the base tables do: built in the same version,
+        // never one load behind or ahead of them.
+        assert!(!snapshot.version.rollups.is_empty(), "version {} has no rollups", snapshot.version.version);
+        let rolled = Engine::new(Model::shipped());
+        let base = Engine::new(Model::shipped()).without_rollups();
+        for (metrics, by) in [
+            ("closed_revenue,units_sold,gross_margin_pct", "partner.tier,time.quarter"),
+            ("open_pipeline,win_rate", "opportunity.stage"),
+            ("csat_avg", "time.month"),
+            ("sr_count,sla_met_pct", "service_request.priority"),
+        ] {
+            let q = Query { metrics: metrics.split(',').map(String::from).collect(), by: by.split(',').map(String::from).collect(), ..Query::default() };
+            let compiled = rolled.compile_in(&ctx, &q, &Scope::All).unwrap();
+            assert!(compiled.rollups.iter().all(|c| c.rollup.is_some()), "no rollup answered {metrics} by {by}: {:?}", compiled.rollups);
+            let answer = rolled.run(&ctx, &q, &Scope::All).await.unwrap().formatted_rows();
+            assert_eq!(answer, base.run(&ctx, &q, &Scope::All).await.unwrap().formatted_rows(), "{metrics} by {by} in version {}", snapshot.version.version);
+            out.push_str(&format!("{metrics} by {by}: {answer:?}\n"));
         }
         out
     })

@@ -174,3 +174,35 @@ async fn a_rollup_built_from_another_definition_is_never_read() {
     assert_eq!(compiled.rollups[0].reason.as_deref(), Some("rollups are turned off"));
     assert!(!compiled.sql.contains("rollup_"));
 }
+
+#[tokio::test]
+async fn a_rollup_built_from_a_finer_one_holds_what_its_definition_computes_from_the_base() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
+    let engine = Engine::new(Model::shipped());
+    let builds = engine.rollup_builds();
+    let at = |name: &str| builds.iter().position(|b| b.name == name).unwrap();
+    // The monthly totals are built after, and from, the monthly totals by product (or by line,
+    // itself built from those by product).
+    assert!(at("orders_by_partner_product_month") < at("orders_by_partner_line_month"));
+    assert!(builds[at("orders_by_partner_line_month")].sql.contains(&engine.rollup_table("orders_by_partner_product_month")));
+    assert!(builds[at("orders_by_partner_month")].sql.contains("FROM rollup_orders_by_partner_"));
+    assert!(builds[at("orders_by_partner_product_month")].sql.contains("FROM orders f"));
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
+    wh.load(&LoadOptions { export_dir: fixture, mode: LoadMode::Upsert, quarantine: false, rollups: builds.clone() }, &NoProgress).await.unwrap();
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    let sorted = |batches: Vec<arrow::record_batch::RecordBatch>| {
+        let text = arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines.sort();
+        lines
+    };
+    let mut derived = 0;
+    for b in &builds {
+        let stored = sorted(ctx.sql(&format!("SELECT * FROM {}", b.table)).await.unwrap().collect().await.unwrap());
+        let defined = sorted(ctx.sql(&b.definition).await.unwrap().collect().await.unwrap());
+        assert_eq!(stored, defined, "{} (built by {})", b.name, b.sql);
+        derived += usize::from(b.sql != b.definition);
+    }
+    assert!(derived >= 2, "only {derived} rollups were built from another");
+}

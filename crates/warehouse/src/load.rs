@@ -46,14 +46,16 @@ pub struct LoadOptions {
     pub rollups: Vec<RollupBuild>,
 }
 
-/// A rollup to build: the table it becomes and the SQL that computes it over the entity tables
-/// (and over the rollups built before it in the same load). The warehouse runs it as given; what
-/// a rollup means is the engine's business.
+/// A rollup to build: the table it becomes, its definition (SQL over the entity tables), and the
+/// SQL that builds it, which may read the rollups built before it in the same load. The table
+/// keeps the column types of the definition, whichever way it was built. The warehouse runs
+/// these as given; what a rollup means is the engine's business.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RollupBuild {
     /// The rollup's name in the model, for progress and reports.
     pub name: String,
     pub table: String,
+    pub definition: String,
     pub sql: String,
 }
 
@@ -400,11 +402,22 @@ pub(crate) async fn build_rollups(
     for b in builds {
         progress.step(&format!("building rollup {}", b.name));
         let started = std::time::Instant::now();
-        let df = ctx.sql(&b.sql).await?;
-        let schema: arrow::datatypes::SchemaRef = std::sync::Arc::new(df.schema().as_arrow().clone());
-        let mut batches = df.collect().await?;
-        // The batches' own schema: the plan's may differ in nullability.
-        let schema = batches.first().map_or(schema, |b| b.schema());
+        // The definition is only planned, for its column types: a sum summed again is wider.
+        let defined = ctx.sql(&b.definition).await?.schema().as_arrow().clone();
+        let mut batches = ctx.sql(&b.sql).await?.collect().await?;
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(
+            defined.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
+        ));
+        for batch in &mut batches {
+            let columns = batch
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(datafusion::error::DataFusionError::from)?;
+            *batch = RecordBatch::try_new(schema.clone(), columns).map_err(datafusion::error::DataFusionError::from)?;
+        }
         if batches.is_empty() {
             // An empty rollup (no rows in its fact yet) is still a table with its columns.
             batches.push(RecordBatch::new_empty(schema.clone()));

@@ -35,9 +35,9 @@ struct Question {
 }
 
 /// The dashboard set. `partner` is the partner whose products and customer potential are asked
-/// (the one with the most revenue). For customer potential, DuckDB's SQL computes the partner's
-/// customers by segment, one of the figures the potential is built on.
-fn questions(partner: &str) -> Result<Vec<Question>> {
+/// (the one with the most revenue), `product` the product whose potential is asked (the one the
+/// partner sold fewest units of).
+fn questions(partner: &str, product: &str) -> Result<Vec<Question>> {
     let period = Period::parse("2025-07..2026-06")?;
     let (from, to) = (period.from, period.to);
     let q = |metrics: &[&str], by: &[&str]| Query { metrics: metrics.iter().map(|m| m.to_string()).collect(), by: by.iter().map(|m| m.to_string()).collect(), ..Query::default() };
@@ -113,9 +113,23 @@ fn questions(partner: &str) -> Result<Vec<Question>> {
         Question {
             name: "customer potential",
             ask: Ask::Potential,
+            // The whole segments table: adoption in the channel (withheld under 5 partners, 0
+            // where 5 or more partners sold in the segment and none of them the product), the
+            // partner's customers and buyers, and its customers nobody sold the product to.
             duckdb: format!(
-                "SELECT c.industry, c.size_band, COUNT(DISTINCT o.customer_id) FROM orders o JOIN customers c USING (customer_id)
-                 WHERE o.partner_id = '{partner}' GROUP BY 1, 2 ORDER BY 1, 2"
+                "WITH oc AS (SELECT o.customer_id, o.partner_id, o.product_id, c.industry, c.size_band FROM orders o JOIN customers c USING (customer_id)),
+                 chx AS (SELECT industry, size_band, COUNT(DISTINCT customer_id) AS n, COUNT(DISTINCT partner_id) AS p FROM oc WHERE partner_id IS NOT NULL AND product_id = '{product}' GROUP BY 1, 2),
+                 cha AS (SELECT industry, size_band, COUNT(DISTINCT customer_id) AS n, COUNT(DISTINCT partner_id) AS p FROM oc WHERE partner_id IS NOT NULL GROUP BY 1, 2),
+                 pc AS (SELECT DISTINCT customer_id, industry, size_band FROM oc WHERE partner_id = '{partner}'),
+                 own AS (SELECT industry, size_band, COUNT(*) AS n FROM pc GROUP BY 1, 2),
+                 ownx AS (SELECT industry, size_band, COUNT(DISTINCT customer_id) AS n FROM oc WHERE partner_id = '{partner}' AND product_id = '{product}' GROUP BY 1, 2),
+                 open AS (SELECT industry, size_band, COUNT(*) AS n FROM pc WHERE customer_id NOT IN (SELECT customer_id FROM orders WHERE product_id = '{product}') GROUP BY 1, 2)
+                 SELECT own.industry, own.size_band,
+                        CASE WHEN cha.p >= 5 AND cha.n > 0 THEN CASE WHEN chx.n IS NULL THEN 0.0 WHEN chx.p >= 5 THEN 100.0 * chx.n / cha.n END END,
+                        COALESCE(cha.p, 0), own.n, COALESCE(ownx.n, 0), COALESCE(open.n, 0)
+                 FROM own LEFT JOIN cha USING (industry, size_band) LEFT JOIN chx USING (industry, size_band)
+                      LEFT JOIN ownx USING (industry, size_band) LEFT JOIN open USING (industry, size_band)
+                 ORDER BY 1, 2"
             ),
         },
     ])
@@ -168,8 +182,17 @@ async fn answer(engine: &Engine, ctx: &prism_engine::Session, ask: &Ask, partner
             let mut rows: Vec<Vec<String>> = p
                 .segments
                 .iter()
-                .filter(|s| s.partner_customers > 0)
-                .map(|s| vec![s.industry.clone(), s.size_band.clone(), s.partner_customers.to_string()])
+                .map(|s| {
+                    vec![
+                        s.industry.clone(),
+                        s.size_band.clone(),
+                        s.channel_adoption_pct.map(|a| a.to_string()).unwrap_or_default(),
+                        s.channel_partners.to_string(),
+                        s.partner_customers.to_string(),
+                        s.partner_buyers.to_string(),
+                        s.untapped_customers.to_string(),
+                    ]
+                })
                 .collect();
             rows.sort();
             (rows, Compare::Rows)
@@ -283,7 +306,7 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let wh = Warehouse::open(&data)?;
     let current = wh.versions()?;
     let up_to_date = current.versions.len() == 1
-        && current.current().is_some_and(|v| builds.iter().all(|b| v.rollups.contains_key(&b.table)));
+        && current.current().is_some_and(|v| v.rollups.keys().eq(builds.iter().map(|b| &b.table).collect::<std::collections::BTreeSet<_>>()));
     if !up_to_date {
         drop(wh);
         if data.exists() {
@@ -313,7 +336,7 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
         let product = setup.run(&ctx, &q, &Scope::Partner(partner.clone())).await?.formatted_rows().first().map(|r| r[0].clone()).context("the partner sold no product")?;
         Ok::<_, anyhow::Error>((partner, product))
     })?;
-    let questions = questions(&partner)?;
+    let questions = questions(&partner, &product)?;
 
     // Each way in a fresh session of its own, so that each first run starts cold.
     let session = || runtime.block_on(snapshot.session());
