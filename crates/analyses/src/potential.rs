@@ -76,24 +76,29 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
         filters,
         ..Query::default()
     };
-    let channel_x = by_segment(cx.benchmark(segment_query(vec![product_filter(product)])).await?.formatted_rows());
-    let channel_any = by_segment(cx.benchmark(segment_query(vec![])).await?.formatted_rows());
-    let own_any = by_segment(cx.run_for(partner, segment_query(vec![])).await?.formatted_rows());
-    let own_x = by_segment(cx.run_for(partner, segment_query(vec![product_filter(product)])).await?.formatted_rows());
+    let customers_query = Query {
+        // A customer is a row when it has an order line with P, whatever the metric; revenue is
+        // one the customer rollup holds.
+        metrics: vec!["closed_revenue".into()],
+        by: ["customer.customer_id", "customer.customer_name", "customer.industry", "customer.size_band", "customer.region"].map(String::from).to_vec(),
+        ..Query::default()
+    };
+    let lines_query = Query { metrics: vec!["units_sold".into()], by: vec!["customer.customer_id".into(), "product.product_line".into()], ..Query::default() };
+    // The questions do not depend on each other: asked side by side, each one's waits and
+    // single-threaded phases leave the cores to the others.
+    let (channel_x, channel_any, own_any, own_x, customers, lines) = tokio::try_join!(
+        cx.benchmark(segment_query(vec![product_filter(product)])),
+        cx.benchmark(segment_query(vec![])),
+        cx.run_for(partner, segment_query(vec![])),
+        cx.run_for(partner, segment_query(vec![product_filter(product)])),
+        cx.run_for(partner, customers_query),
+        cx.run_for(partner, lines_query),
+    )?;
+    let (channel_x, channel_any) = (by_segment(channel_x.formatted_rows()), by_segment(channel_any.formatted_rows()));
+    let (own_any, own_x) = (by_segment(own_any.formatted_rows()), by_segment(own_x.formatted_rows()));
+    let customers = customers.formatted_rows();
+    let lines = lines.formatted_rows();
 
-    // P's customers, one row each: a customer is a row when it has an order line with P, whatever
-    // the metric; revenue is one the customer rollup holds.
-    let customers = cx
-        .run_for(
-            partner,
-            Query {
-                metrics: vec!["closed_revenue".into()],
-                by: ["customer.customer_id", "customer.customer_name", "customer.industry", "customer.size_band", "customer.region"].map(String::from).to_vec(),
-                ..Query::default()
-            },
-        )
-        .await?
-        .formatted_rows();
     // Which of them bought X from anyone — another partner or the brand owner directly. This is
     // the one read outside the partner's scope, and it is confined to the partner's own
     // customers: it says only whether each of them already has the product.
@@ -110,10 +115,6 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
         };
         has_x.extend(cx.engine.run(cx.session, &q, &Scope::All).await?.formatted_rows().into_iter().map(|r| r[0].clone()));
     }
-    let lines = cx
-        .run_for(partner, Query { metrics: vec!["units_sold".into()], by: vec!["customer.customer_id".into(), "product.product_line".into()], ..Query::default() })
-        .await?
-        .formatted_rows();
     let mut buys: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for l in lines {
         buys.entry(l[0].clone()).or_default().push(l[1].clone());

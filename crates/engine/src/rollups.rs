@@ -197,7 +197,10 @@ impl Engine {
     /// Why a rollup cannot answer what a query needs of its fact, or `Ok` when it can.
     fn fit(&self, r: &Rollup, need: &Need) -> Result<(), String> {
         for p in need.parts {
-            if !r.metrics.contains(&p.name) {
+            // An unconditional distinct count of a key the rollup holds needs nothing stored: the
+            // rollup's rows hold each key exactly when the base rows do.
+            let key_count = matches!(&p.kind, MetricKind::Base { aggregate: Aggregate::CountDistinct(e), filter: None } if self.counts_a_dimension_key(r, e));
+            if !r.metrics.contains(&p.name) && !key_count {
                 return Err(format!("does not hold `{}`", p.name));
             }
             if let MetricKind::Base { aggregate: Aggregate::CountDistinct(e), .. } = &p.kind
@@ -313,9 +316,10 @@ impl Engine {
 }
 
 /// A base metric summed again from a rollup's column: sums and counts add up; a distinct count
-/// of a key the rollup holds counts the keys of the rows where it was not zero.
+/// of a key the rollup holds counts its keys (those of the rows where it was not zero, when the
+/// count has a condition).
 pub(crate) fn reaggregate(m: &Metric, source: &RollupSource) -> String {
-    let MetricKind::Base { aggregate, .. } = &m.kind else { unreachable!("ratios are expanded into their parts") };
+    let MetricKind::Base { aggregate, filter } = &m.kind else { unreachable!("ratios are expanded into their parts") };
     let column = format!("f.{}", crate::quote_ident(&m.name));
     match aggregate {
         Aggregate::Sum(_) => {
@@ -326,6 +330,7 @@ pub(crate) fn reaggregate(m: &Metric, source: &RollupSource) -> String {
             }
         }
         Aggregate::Count(_) => format!("CAST(SUM({column}) AS BIGINT)"),
+        Aggregate::CountDistinct(e) if filter.is_none() => format!("COUNT(DISTINCT f.{})", e.trim()),
         Aggregate::CountDistinct(e) => format!("COUNT(DISTINCT CASE WHEN {column} > 0 THEN f.{} END)", e.trim()),
     }
 }

@@ -205,4 +205,10 @@ async fn a_rollup_built_from_a_finer_one_holds_what_its_definition_computes_from
         derived += usize::from(b.sql != b.definition);
     }
     assert!(derived >= 2, "only {derived} rollups were built from another");
+
+    // The shipped customer rollup stores no distinct count: it holds the customer key, so it
+    // counts keys. C-2 bought from P-2 and directly, and is one buyer.
+    let (used, _, rows) = ask(&engine, &ctx, &query(&["buying_customers"], &["customer.industry"]), &Scope::All).await;
+    assert_eq!(used.as_deref(), Some("orders_by_partner_customer"));
+    assert_eq!(rows, ["Financial Services,1", "Healthcare,1"]);
 }

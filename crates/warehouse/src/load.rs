@@ -399,51 +399,73 @@ pub(crate) async fn build_rollups(
     }
     let ctx = SessionContext::new_with_config(datafusion::prelude::SessionConfig::from_env()?);
     crate::register_tables(&wh.dir, pins, &BTreeMap::new(), &ctx).await?;
-    for b in builds {
-        progress.step(&format!("building rollup {}", b.name));
-        let started = std::time::Instant::now();
-        // The definition is only planned, for its column types: a sum summed again is wider.
-        let defined = ctx.sql(&b.definition).await?.schema().as_arrow().clone();
-        let mut batches = ctx.sql(&b.sql).await?.collect().await?;
-        let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(
-            defined.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
-        ));
-        for batch in &mut batches {
-            let columns = batch
-                .columns()
-                .iter()
-                .zip(schema.fields())
-                .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(datafusion::error::DataFusionError::from)?;
-            *batch = RecordBatch::try_new(schema.clone(), columns).map_err(datafusion::error::DataFusionError::from)?;
+    // In rounds: every rollup whose sources are built is built in the same round, side by side
+    // (an aggregation leaves cores idle in its last phase, and a write is mostly waiting).
+    let mut waiting: Vec<&RollupBuild> = builds.iter().collect();
+    while !waiting.is_empty() {
+        let (ready, later): (Vec<&RollupBuild>, Vec<&RollupBuild>) =
+            waiting.iter().partition(|b| !waiting.iter().any(|o| o.table != b.table && b.sql.contains(&o.table)));
+        if ready.is_empty() {
+            return Err(WarehouseError::Staging("the rollups read each other in a circle".into()));
         }
-        if batches.is_empty() {
-            // An empty rollup (no rows in its fact yet) is still a table with its columns.
-            batches.push(RecordBatch::new_empty(schema.clone()));
+        progress.step(&format!("building {}", ready.iter().map(|b| format!("rollup {}", b.name)).collect::<Vec<_>>().join(", ")));
+        let mut tasks = tokio::task::JoinSet::new();
+        for b in &ready {
+            tasks.spawn(build_rollup(ctx.clone(), wh.rollup_dir(&b.table), (*b).clone()));
         }
-        let rows: u64 = batches.iter().map(|x| x.num_rows() as u64).sum();
-        let dir = wh.rollup_dir(&b.table);
-        fs::create_dir_all(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
-        let table = if dir.join("_delta_log").is_dir() {
-            deltalake::open_table(table_url(&dir)?).await?
-        } else {
-            // A new rollup: the write creates the table.
-            deltalake::DeltaTableBuilder::from_url(table_url(&dir)?)?.build()?
-        };
-        let table = table
-            .write(batches.clone())
-            .with_save_mode(SaveMode::Overwrite)
-            .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
-            .with_table_name(b.table.as_str())
-            .await?;
-        let delta_version = table.version().ok_or_else(|| WarehouseError::Corrupt(format!("rollup {} has no version after its write", b.table)))?;
-        let pin = RollupPin { delta_version, rows, build_ms: started.elapsed().as_millis() as u64 };
-        // Later rollups may be built from this one.
-        ctx.register_table(b.table.as_str(), std::sync::Arc::new(datafusion::datasource::MemTable::try_new(schema, vec![batches])?))?;
-        out.insert(b.table.clone(), pin);
+        while let Some(done) = tasks.join_next().await {
+            let (b, pin, table) = done.map_err(|e| WarehouseError::Staging(format!("a rollup build stopped: {e}")))??;
+            // Later rollups may be built from this one.
+            ctx.register_table(b.table.as_str(), table)?;
+            out.insert(b.table.clone(), pin);
+        }
+        waiting = later;
     }
     Ok(out)
+}
+
+/// Builds one rollup and writes it as a new Delta version of its folder; returns its pin and
+/// its rows in memory, for the rollups built from it.
+async fn build_rollup(ctx: SessionContext, dir: PathBuf, b: RollupBuild) -> Result<(RollupBuild, RollupPin, std::sync::Arc<datafusion::datasource::MemTable>)> {
+    let started = std::time::Instant::now();
+    // The definition is only planned, for its column types: a sum summed again is wider.
+    let defined = ctx.sql(&b.definition).await?.schema().as_arrow().clone();
+    let mut batches = ctx.sql(&b.sql).await?.collect().await?;
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(
+        defined.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
+    ));
+    for batch in &mut batches {
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(schema.fields())
+            .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(datafusion::error::DataFusionError::from)?;
+        *batch = RecordBatch::try_new(schema.clone(), columns).map_err(datafusion::error::DataFusionError::from)?;
+    }
+    if batches.is_empty() {
+        // An empty rollup (no rows in its fact yet) is still a table with its columns.
+        batches.push(RecordBatch::new_empty(schema.clone()));
+    }
+    let rows: u64 = batches.iter().map(|x| x.num_rows() as u64).sum();
+    fs::create_dir_all(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
+    let table = if dir.join("_delta_log").is_dir() {
+        deltalake::open_table(table_url(&dir)?).await?
+    } else {
+        // A new rollup: the write creates the table.
+        deltalake::DeltaTableBuilder::from_url(table_url(&dir)?)?.build()?
+    };
+    let table = table
+        .write(batches.clone())
+        .with_save_mode(SaveMode::Overwrite)
+        .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
+        .with_table_name(b.table.as_str())
+        .await?;
+    let delta_version = table.version().ok_or_else(|| WarehouseError::Corrupt(format!("rollup {} has no version after its write", b.table)))?;
+    let pin = RollupPin { delta_version, rows, build_ms: started.elapsed().as_millis() as u64 };
+    let memory = std::sync::Arc::new(datafusion::datasource::MemTable::try_new(schema, vec![batches])?);
+    Ok((b, pin, memory))
 }
 
 #[allow(clippy::too_many_arguments)]
