@@ -161,9 +161,20 @@ impl Engine {
             }
             select.push(format!("{} AS {}", self.group_sql(&dim, &day, source), crate::quote_ident(&self.rollup_column(r, d))));
         }
+        // Months, quarters and years are grouped as numbers (2024 * 100 + 5), far cheaper than
+        // truncating every row's date, and made the grain's first day after aggregation.
+        let mut first_day = None;
         if let Some(g) = &r.grain {
-            let start = if g == "day" { day.clone() } else { format!("CAST(date_trunc('{g}', {day}) AS DATE)") };
-            select.push(format!("{start} AS {}", crate::quote_ident(&fact.time)));
+            let time = Dim::Time { grain: g.clone() };
+            let (grouped, day_of) = match g.as_str() {
+                "day" => (day.clone(), None),
+                "week" => (self.group_sql(&time, &day, None), None),
+                "month" => (self.group_sql(&time, &day, None), Some("make_date(CAST({t} / 100 AS INT), CAST({t} % 100 AS INT), 1)")),
+                "quarter" => (self.group_sql(&time, &day, None), Some("make_date(CAST({t} / 10 AS INT), CAST(({t} % 10) * 3 - 2 AS INT), 1)")),
+                _ => (self.group_sql(&time, &day, None), Some("make_date(CAST({t} AS INT), 1, 1)")),
+            };
+            first_day = day_of.map(|e| (select.len(), e.replace("{t}", &crate::quote_ident(&fact.time))));
+            select.push(format!("{grouped} AS {}", crate::quote_ident(&fact.time)));
         }
         let groups = select.len();
         for m in &r.metrics {
@@ -177,7 +188,16 @@ impl Engine {
         if groups > 0 {
             sql.push_str(&format!(" GROUP BY {}", (1..=groups).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")));
         }
-        sql
+        match first_day {
+            None => sql,
+            Some((at, day_of)) => {
+                let mut names: Vec<String> = r.dimensions.iter().map(|d| crate::quote_ident(&self.rollup_column(r, d))).collect();
+                names.push(format!("{day_of} AS {}", crate::quote_ident(&fact.time)));
+                names.extend(r.metrics.iter().map(|m| crate::quote_ident(m)));
+                debug_assert_eq!(at, r.dimensions.len());
+                format!("SELECT {} FROM ({sql}) grouped", names.join(", "))
+            }
+        }
     }
 
     /// Whether a rollup holds a dimension the query cuts or filters by.

@@ -340,10 +340,12 @@ pub(crate) async fn run(wh: &Warehouse, options: &LoadOptions, progress: &dyn Lo
     .await;
     // The rollups, from the tables just committed: in the same warehouse version, so that no
     // reader ever sees a rollup that disagrees with its base tables.
+    let rollups_started = std::time::Instant::now();
     let commit_result = match commit_result {
         Ok(()) => build_rollups(wh, &pins, &options.rollups, progress).await,
         Err(e) => Err(e),
     };
+    let rollups_build_ms = rollups_started.elapsed().as_millis() as u64;
     let rollups = match commit_result {
         Ok(r) => r,
         Err(e) => {
@@ -373,6 +375,7 @@ pub(crate) async fn run(wh: &Warehouse, options: &LoadOptions, progress: &dyn Lo
         tables: pins,
         changes,
         rollups,
+        rollups_build_ms,
     });
     progress.step("switching the warehouse version");
     versions.write(&wh.dir)?;

@@ -60,6 +60,10 @@ pub struct WarehouseVersion {
     /// rollups existed have none.
     #[serde(default)]
     pub rollups: BTreeMap<String, RollupPin>,
+    /// How long building all of them took, in milliseconds of wall-clock time (they are built
+    /// side by side, so this is less than the sum of their own times).
+    #[serde(default)]
+    pub rollups_build_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
