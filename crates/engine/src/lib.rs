@@ -435,7 +435,10 @@ impl Engine {
             }
         }
 
-        // Drill-across: the key set of every aggregation, then each joined onto it.
+        // Drill-across: the aggregations that add keys are full-joined one after the other, each
+        // on the keys of those before it (the first that has a row gives them), and the others
+        // left-joined onto the result. Each aggregation is read once: DataFusion runs a CTE
+        // again at each mention, so a separate key set would compute every aggregation twice.
         let mut dim_cols: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
         let direct = direct_flag(&dims, scope);
         if direct {
@@ -444,17 +447,20 @@ impl Engine {
         let mut sql = String::from("WITH ");
         sql.push_str(&ctes.iter().map(|(n, s, _)| format!("{n} AS ({s})")).collect::<Vec<_>>().join(",\n"));
         let single = ctes.len() == 1;
-        if !dims.is_empty() && !single {
-            let keys: Vec<String> =
-                ctes.iter().filter(|c| c.2).map(|(n, _, _)| format!("SELECT {} FROM {n}", dim_cols.join(", "))).collect();
-            write!(sql, ",\nkeys AS ({})", keys.join(" UNION ")).expect("string");
-        }
+        let key_sources: Vec<&str> = ctes.iter().filter(|c| c.2).map(|(n, _, _)| n.as_str()).collect();
+        // A key column of the joined rows, over the first `upto` key-adding aggregations.
+        let key = |c: &str, upto: usize| -> String {
+            if upto <= 1 || single || dims.is_empty() {
+                format!("{}.{c}", key_sources.first().copied().unwrap_or(ctes[0].0.as_str()))
+            } else {
+                format!("COALESCE({})", key_sources[..upto].iter().map(|n| format!("{n}.{c}")).collect::<Vec<_>>().join(", "))
+            }
+        };
         let mut select = Vec::new();
         let mut columns = Vec::new();
         for (i, (name, d)) in dims.iter().enumerate() {
-            let source = if single || dims.is_empty() { ctes[0].0.as_str() } else { "keys" };
-            let flag = format!("{source}.direct");
-            let label = self.label_sql(d, &format!("{source}.d{i}"), direct.then_some(flag.as_str()));
+            let flag = key("direct", key_sources.len());
+            let label = self.label_sql(d, &key(&format!("d{i}"), key_sources.len()), direct.then_some(flag.as_str()));
             select.push(format!("{label} AS {}", quote_ident(name)));
             columns.push(ResultColumn { name: name.clone(), format: None });
         }
@@ -518,11 +524,16 @@ impl Engine {
                 write!(sql, " CROSS JOIN {n}").expect("string");
             }
         } else {
-            write!(sql, " FROM keys").expect("string");
-            for (n, _, _) in &ctes {
-                // Parenthesised: the SQL parser binds IS NOT DISTINCT FROM looser than AND.
-                let on: Vec<String> = dim_cols.iter().map(|c| format!("(keys.{c} IS NOT DISTINCT FROM {n}.{c})")).collect();
-                write!(sql, " LEFT JOIN {n} ON {}", on.join(" AND ")).expect("string");
+            write!(sql, " FROM {}", key_sources[0]).expect("string");
+            // Parenthesised: the SQL parser binds IS NOT DISTINCT FROM looser than AND.
+            let on = |n: &str, upto: usize| dim_cols.iter().map(|c| format!("({} IS NOT DISTINCT FROM {n}.{c})", key(c, upto))).collect::<Vec<_>>().join(" AND ");
+            for (j, n) in key_sources.iter().enumerate().skip(1) {
+                write!(sql, " FULL JOIN {n} ON {}", on(n, j)).expect("string");
+            }
+            for (n, _, adds_keys) in &ctes {
+                if !adds_keys {
+                    write!(sql, " LEFT JOIN {n} ON {}", on(n, key_sources.len())).expect("string");
+                }
             }
         }
         // The asked columns over the aggregated rows, with derived forms as window functions.
