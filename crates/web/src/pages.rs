@@ -3,6 +3,7 @@
 //! A page is built once as data (`Page`), then rendered as HTML, sent as JSON (`/api/...`) or
 //! cut into CSV (`/export/...`), so the three never disagree.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use askama::Template;
@@ -341,6 +342,41 @@ impl Ctx<'_> {
         Ok(p)
     }
 
+    /// A table of the top rows by one metric, with more figures for those rows only: the
+    /// ranking reads what a rollup can answer (revenue by customer), and the figures that only
+    /// the base tables answer (distinct orders, say) are computed for the few rows shown
+    /// instead of every customer. The same answer as one query with every metric.
+    async fn top_table(&mut self, id: &str, title: &str, rank_by: &str, more: &[&str], by: &[&str], limit: usize) -> Result<Panel, WebError> {
+        let order = format!("{rank_by}:desc");
+        let ranking = self.query(&[rank_by], by, Some(&order), Some(limit))?;
+        let top = self.run(&ranking).await?;
+        let top_rows = top.formatted_rows();
+        let mut all: Vec<&str> = vec![rank_by];
+        all.extend(more);
+        if top_rows.len() < limit {
+            // Fewer rows with the ranking figure than asked: rows with only the other figures
+            // (a customer with surveys but no orders) fill the table, as in one query.
+            return self.table(id, title, &all, by, Some(&order), Some(limit)).await;
+        }
+        let mut p = Panel::new("table", id, title);
+        p.header = by.iter().map(|d| d.to_string()).chain(all.iter().map(|m| m.to_string())).collect();
+        {
+            let mut q = self.query(more, by, None, None)?;
+            q.filters.push(Filter { dimension: by[0].to_string(), op: FilterOp::In(top_rows.iter().map(|r| r[0].clone()).collect()) });
+            let details: BTreeMap<Vec<String>, Vec<String>> =
+                self.run(&q).await?.formatted_rows().into_iter().map(|mut r| (r.drain(..by.len()).collect(), r)).collect();
+            p.rows = top_rows
+                .into_iter()
+                .map(|r| {
+                    let key: Vec<String> = r[..by.len()].to_vec();
+                    let extra = details.get(&key).cloned().unwrap_or_else(|| vec![String::new(); more.len()]);
+                    r.into_iter().chain(extra).collect()
+                })
+                .collect();
+        }
+        Ok(p)
+    }
+
     fn analysis(&self) -> prism_analyses::Context<'_> {
         prism_analyses::Context { engine: &self.st.engine, session: &self.session, scope: self.scope.clone(), period: self.period }
     }
@@ -434,7 +470,7 @@ pub async fn build(st: &AppState, user: &User, page: PageId, id: Option<&str>, p
             out.panels.push(cx.chart("by-size", "Revenue by company size", "pie", &["closed_revenue"], "customer.size_band", None, None).await?);
             out.panels.push(cx.chart("by-revenue-band", "Revenue by the customer's own annual revenue", "bar", &["closed_revenue"], "customer.annual_revenue_band", None, None).await?);
             out.panels.push(
-                cx.table("top-accounts", "Top accounts", &["closed_revenue", "order_count", "csat_avg"], &["customer.customer_id", "customer.customer_name", "customer.industry", "customer.size_band"], Some("closed_revenue:desc"), Some(20))
+                cx.top_table("top-accounts", "Top accounts", "closed_revenue", &["order_count", "csat_avg"], &["customer.customer_id", "customer.customer_name", "customer.industry", "customer.size_band"], 20)
                     .await?,
             );
             let risk = prism_analyses::risk::risk(&cx.analysis()).await?;
@@ -459,7 +495,7 @@ pub async fn build(st: &AppState, user: &User, page: PageId, id: Option<&str>, p
             let products = prism_analyses::products::products(&cx.analysis(), id).await?;
             out.panels.push(Panel::from_table("products", "Products", &products));
             out.panels.push(
-                cx.table("customers", "Customers", &["closed_revenue", "order_count", "open_sr_count", "csat_avg"], &["customer.customer_id", "customer.customer_name", "customer.industry", "customer.size_band"], Some("closed_revenue:desc"), Some(50))
+                cx.top_table("customers", "Customers", "closed_revenue", &["order_count", "open_sr_count", "csat_avg"], &["customer.customer_id", "customer.customer_name", "customer.industry", "customer.size_band"], 50)
                     .await?,
             );
         }

@@ -253,3 +253,39 @@ async fn session_cookies_are_http_only_same_site_and_secure_behind_tls() {
     let page = send(&state, Request::get("/").header("x-forwarded-proto", "https").body(Body::empty()).unwrap()).await;
     assert!(page.cookies.iter().all(|c| c.contains("; Secure")), "{:?}", page.cookies);
 }
+
+/// The top accounts are ranked by revenue first (a rollup answers it) and the distinct orders
+/// and CSAT computed for those rows only: the table must be the one a single query gives.
+#[tokio::test(flavor = "multi_thread")]
+async fn top_accounts_are_the_answer_of_one_query_with_every_figure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let export = tmp.path().join("export");
+    prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.01, seed: 3 }).unwrap();
+    let data = tmp.path().join("data");
+    let wh = prism_warehouse::Warehouse::open(&data).unwrap();
+    let engine = prism_engine::Engine::new(prism_model::Model::shipped());
+    wh.load(&prism_warehouse::LoadOptions { export_dir: export, rollups: engine.rollup_builds(), ..Default::default() }, &prism_warehouse::NoProgress).await.unwrap();
+    let state = Arc::new(AppState::open(&data, prism_model::Model::shipped(), false).unwrap());
+    state.store.add_user("exec", Role::ChannelExecutive, &[], "correct horse").unwrap();
+    let exec = session_of(&state, "exec").await;
+    let r = send(&state, get("/export/customers?table=top-accounts", &exec)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let shown: Vec<String> = r.body.lines().skip(1).map(String::from).collect();
+
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    let q = prism_engine::Query {
+        metrics: ["closed_revenue", "order_count", "csat_avg"].map(String::from).to_vec(),
+        by: ["customer.customer_id", "customer.customer_name", "customer.industry", "customer.size_band"].map(String::from).to_vec(),
+        order: vec![prism_engine::Order::parse("closed_revenue:desc").unwrap()],
+        limit: Some(20),
+        ..Default::default()
+    };
+    let one = engine.without_rollups().run(&ctx, &q, &prism_engine::Scope::All).await.unwrap();
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    for row in one.formatted_rows() {
+        csv.write_record(&row).unwrap();
+    }
+    let expected: Vec<String> = String::from_utf8(csv.into_inner().unwrap()).unwrap().lines().map(String::from).collect();
+    assert_eq!(expected.len(), 20);
+    assert_eq!(shown, expected);
+}
