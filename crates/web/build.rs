@@ -5,7 +5,10 @@
 use std::path::Path;
 
 fn main() {
-    let bundle = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web/dist/app.js");
+    // Read when the script runs, not when it was compiled: a build folder shared by clones at
+    // other paths reuses the compiled script.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let bundle = Path::new(&manifest_dir).join("../../web/dist/app.js");
     println!("cargo:rerun-if-changed={}", bundle.display());
     let out = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("app.js");
     let text = std::fs::read_to_string(&bundle)
