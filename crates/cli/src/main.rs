@@ -114,6 +114,12 @@ enum Command {
         secure_cookies: bool,
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Read the base tables only, never a rollup (for comparisons).
+        #[arg(long)]
+        no_rollups: bool,
+        /// Keep no answers between requests (for comparisons).
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Manage the users of the web app.
     Users {
@@ -334,9 +340,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { addr, secure_cookies, model } => {
+        Command::Serve { addr, secure_cookies, model, no_rollups, no_cache } => {
             let model = query_cmd::load_model(&cli.data, model.as_ref())?;
-            web_cmd::serve(&cli.data, model, &addr, secure_cookies, &runtime()?)?;
+            let engine = if no_cache { Engine::new(model) } else { Engine::with_result_cache(model, prism_web::RESULT_CACHE_BYTES) };
+            let engine = if no_rollups { engine.without_rollups() } else { engine };
+            web_cmd::serve(&cli.data, engine, &addr, secure_cookies, &runtime()?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Users { command } => {
@@ -391,7 +399,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             for (name, role, password) in &sign_ins {
                 println!("  {name:<10} password {password:<12} ({role})");
             }
-            web_cmd::serve(wh.dir(), prism_model::Model::shipped(), &addr, false, &runtime()?)?;
+            let engine = Engine::with_result_cache(query_cmd::load_model(&cli.data, None)?, prism_web::RESULT_CACHE_BYTES);
+            web_cmd::serve(wh.dir(), engine, &addr, false, &runtime()?)?;
             Ok(ExitCode::SUCCESS)
         }
     }

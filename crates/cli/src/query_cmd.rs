@@ -46,7 +46,7 @@ pub struct QueryArgs {
 impl QueryArgs {
     /// The engine these flags ask for.
     pub fn engine(&self, model: Model, cache: bool) -> Engine {
-        let engine = if cache { Engine::with_result_cache(model, 256 << 20) } else { Engine::new(model) };
+        let engine = if cache { Engine::with_result_cache(model, prism_web::RESULT_CACHE_BYTES) } else { Engine::new(model) };
         if self.no_rollups { engine.without_rollups() } else { engine }
     }
 }

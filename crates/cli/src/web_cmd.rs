@@ -86,9 +86,9 @@ pub fn users(data: &Path, command: Users) -> Result<()> {
     Ok(())
 }
 
-pub fn serve(data: &Path, model: prism_model::Model, addr: &str, secure_cookies: bool, runtime: &tokio::runtime::Runtime) -> Result<()> {
+pub fn serve(data: &Path, engine: prism_engine::Engine, addr: &str, secure_cookies: bool, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let addr: SocketAddr = addr.parse().with_context(|| format!("--addr {addr:?}: expected HOST:PORT, e.g. 127.0.0.1:8080"))?;
-    let state = Arc::new(AppState::open(data, model, secure_cookies)?);
+    let state = Arc::new(AppState::with_engine(data, engine, secure_cookies)?);
     println!("Prism is serving {} on http://{addr}/ (Ctrl-C stops it)", data.display());
     runtime.block_on(prism_web::serve(state, addr)).with_context(|| format!("serving on {addr}"))?;
     Ok(())

@@ -40,13 +40,21 @@ pub struct AppState {
     session: Mutex<Option<(u64, Arc<Session>)>>,
 }
 
+/// Memory the web app's result cache may hold.
+pub const RESULT_CACHE_BYTES: usize = 256 << 20;
+
 impl AppState {
     pub fn open(data: &Path, model: Model, secure_cookies: bool) -> Result<AppState, store::StoreError> {
+        // Pages ask the same questions again and again; a load starts a new session.
+        Self::with_engine(data, Engine::with_result_cache(model, RESULT_CACHE_BYTES), secure_cookies)
+    }
+
+    /// An app over an engine of the caller's making (`prism serve --no-cache --no-rollups`).
+    pub fn with_engine(data: &Path, engine: Engine, secure_cookies: bool) -> Result<AppState, store::StoreError> {
         std::fs::create_dir_all(data).map_err(|e| store::StoreError::Invalid(format!("{}: {e}", data.display())))?;
         Ok(AppState {
             data: data.to_path_buf(),
-            // Pages ask the same questions again and again; a load starts a new session.
-            engine: Engine::with_result_cache(model, 256 << 20),
+            engine,
             store: Store::open(&data.join("app.sqlite"))?,
             secure_cookies,
             session: Mutex::new(None),
