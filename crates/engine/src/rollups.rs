@@ -46,7 +46,7 @@ fn composes(stored: &str, asked: &str) -> bool {
 /// Whether a period starts and ends on boundaries of the grain.
 fn aligned(p: &Period, grain: &str) -> bool {
     let after = p.to + Duration::days(1);
-    let months = |step: u32| p.from.day() == 1 && after.day() == 1 && (p.from.month() - 1) % step == 0 && (after.month() - 1) % step == 0;
+    let months = |step: u32| p.from.day() == 1 && after.day() == 1 && (p.from.month() - 1).is_multiple_of(step) && (after.month() - 1).is_multiple_of(step);
     match grain {
         "day" => true,
         "week" => p.from.weekday() == Weekday::Mon && p.to.weekday() == Weekday::Sun,
@@ -62,10 +62,10 @@ fn shift_keeps(interval: &str, grain: &str) -> bool {
     let n: u32 = n.parse().unwrap_or(0);
     match (grain, unit) {
         ("day", _) => true,
-        ("week", "days" | "day") => n % 7 == 0,
+        ("week", "days" | "day") => n.is_multiple_of(7),
         ("month", "months" | "month") => true,
-        ("quarter", "months" | "month") => n % 3 == 0,
-        ("year", "months" | "month") => n % 12 == 0,
+        ("quarter", "months" | "month") => n.is_multiple_of(3),
+        ("year", "months" | "month") => n.is_multiple_of(12),
         _ => false,
     }
 }

@@ -164,7 +164,7 @@ async fn listing(ctx: &SessionContext, table: &DeltaTable, schema: Option<arrow:
     if files.is_empty() {
         return Ok(None);
     }
-    let urls = files.iter().map(|f| ListingTableUrl::parse(f)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let urls = files.iter().map(ListingTableUrl::parse).collect::<std::result::Result<Vec<_>, _>>()?;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options);
     let config = match schema {

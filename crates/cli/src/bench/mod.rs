@@ -143,8 +143,11 @@ enum Compare {
     WhereBothHaveFigures,
 }
 
+/// Rows of text, and how they are compared with DuckDB's.
+type Answer = (Vec<Vec<String>>, Compare);
+
 /// Prism's answer to a question as rows of text comparable with DuckDB's.
-async fn answer(engine: &Engine, ctx: &prism_engine::Session, ask: &Ask, partner: &str, product: &str) -> Result<(Vec<Vec<String>>, Compare)> {
+async fn answer(engine: &Engine, ctx: &prism_engine::Session, ask: &Ask, partner: &str, product: &str) -> Result<Answer> {
     let cx = prism_analyses::Context { engine, session: ctx, scope: Scope::All, period: None };
     Ok(match ask {
         Ask::Query(q) => (engine.run(ctx, q, &Scope::All).await?.formatted_rows(), Compare::Rows),
@@ -266,7 +269,7 @@ fn time_set(
     runs: usize,
     partner: &str,
     product: &str,
-) -> Result<(Vec<Timing>, Vec<(Vec<Vec<String>>, Compare)>)> {
+) -> Result<(Vec<Timing>, Vec<Answer>)> {
     let mut timings = Vec::new();
     let mut answers = Vec::new();
     // First runs in dashboard order, as a user opening the pages after a load; then warm runs.
