@@ -104,11 +104,23 @@ impl Engine {
             let grain_rank = |x: &Rollup| x.grain.as_deref().map_or(usize::MAX, |g| crate::GRAIN_ORDER.iter().position(|k| *k == g).unwrap_or(0));
             let from = built.iter().filter(|o| self.serves(o, r)).min_by_key(|o| (o.dimensions.len(), std::cmp::Reverse(grain_rank(o)), o.name.clone()));
             let source = from.map(|o| RollupSource { rollup: o, table: self.rollup_table(&o.name), schema: std::sync::Arc::new(arrow::datatypes::Schema::empty()) });
+            // The fact's table and the dimension tables the definition joins.
+            let mut reads = vec![self.model.facts[&r.fact].table.clone()];
+            for d in &r.dimensions {
+                if let Some((dim, attr)) = d.split_once('.')
+                    && let Some(x) = self.model.dimensions.get(dim)
+                    && x.key != attr
+                    && !reads.contains(&x.table)
+                {
+                    reads.push(x.table.clone());
+                }
+            }
             out.push(prism_warehouse::RollupBuild {
                 name: r.name.clone(),
                 table: self.rollup_table(&r.name),
                 definition: self.rollup_sql(r, None),
                 sql: self.rollup_sql(r, source.as_ref()),
+                reads,
             });
             built.push(r);
         }

@@ -212,3 +212,42 @@ async fn a_rollup_built_from_a_finer_one_holds_what_its_definition_computes_from
     assert_eq!(used.as_deref(), Some("orders_by_partner_customer"));
     assert_eq!(rows, ["Financial Services,1", "Healthcare,1"]);
 }
+
+#[tokio::test]
+async fn a_load_keeps_the_rollups_whose_tables_it_did_not_change_and_rebuilds_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
+    let engine = Engine::new(Model::shipped());
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
+    wh.load(&LoadOptions { export_dir: fixture, rollups: engine.rollup_builds(), ..Default::default() }, &NoProgress).await.unwrap();
+    // One more survey, of P-1's customer C-1, scoring 1: only the surveys change.
+    let update = tmp.path().join("update");
+    std::fs::create_dir_all(&update).unwrap();
+    std::fs::write(update.join("satisfaction_surveys.csv"), "survey_id,partner_id,customer_id,request_id,surveyed_on,score\nS-9,P-1,C-1,,2024-04-02,1\n").unwrap();
+    wh.load(&LoadOptions { export_dir: update, rollups: engine.rollup_builds(), ..Default::default() }, &NoProgress).await.unwrap();
+    let versions = wh.versions().unwrap();
+    let (before, after) = (&versions.versions[0], &versions.versions[1]);
+    let surveys = engine.rollup_table("surveys_by_partner_month");
+    for (table, pin) in &after.rollups {
+        if *table == surveys {
+            assert_ne!(pin.delta_version, before.rollups[table].delta_version, "{table} was not rebuilt");
+        } else {
+            assert_eq!(pin, &before.rollups[table], "{table} was rebuilt though its tables did not change");
+        }
+    }
+    // And the rebuilt one has the new survey: P-1's scores 5 and 1.
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    let (used, _, rows) = ask_fact(&engine, &ctx, &query(&["csat_avg", "survey_count"], &["partner.partner_id"]), "satisfaction_surveys").await;
+    assert_eq!(used.as_deref(), Some("surveys_by_partner_month"));
+    let base = Engine::new(Model::shipped()).without_rollups().run(&ctx, &query(&["csat_avg", "survey_count"], &["partner.partner_id"]), &Scope::All).await.unwrap();
+    assert_eq!(rows, base.formatted_rows().iter().map(|r| r.join(",")).collect::<Vec<_>>());
+    assert!(rows.contains(&"P-1,3.0,2".to_string()), "{rows:?}");
+}
+
+/// As `ask`, for the aggregation of another fact.
+async fn ask_fact(engine: &Engine, ctx: &Session, q: &Query, fact: &str) -> (Option<String>, Vec<(String, String)>, Vec<String>) {
+    let compiled = engine.compile_in(ctx, q, &Scope::All).unwrap();
+    let choice = compiled.rollups.iter().find(|c| c.fact == fact).expect("the fact's aggregation").clone();
+    let rows = engine.run(ctx, q, &Scope::All).await.unwrap().formatted_rows().iter().map(|r| r.join(",")).collect();
+    (choice.rollup, choice.passed_over, rows)
+}

@@ -57,6 +57,9 @@ pub struct RollupBuild {
     pub table: String,
     pub definition: String,
     pub sql: String,
+    /// The entity tables the definition reads: when none of them changed since the version
+    /// before, the rollup it built is kept as it is.
+    pub reads: Vec<String>,
 }
 
 /// Callbacks for progress display; the warehouse knows nothing of terminals.
@@ -342,7 +345,7 @@ pub(crate) async fn run(wh: &Warehouse, options: &LoadOptions, progress: &dyn Lo
     // reader ever sees a rollup that disagrees with its base tables.
     let rollups_started = std::time::Instant::now();
     let commit_result = match commit_result {
-        Ok(()) => build_rollups(wh, &pins, &options.rollups, progress).await,
+        Ok(()) => build_rollups(wh, &pins, current.as_ref(), &options.rollups, progress).await,
         Err(e) => Err(e),
     };
     let rollups_build_ms = rollups_started.elapsed().as_millis() as u64;
@@ -393,6 +396,7 @@ pub(crate) async fn run(wh: &Warehouse, options: &LoadOptions, progress: &dyn Lo
 pub(crate) async fn build_rollups(
     wh: &Warehouse,
     pins: &BTreeMap<String, TablePin>,
+    previous: Option<&WarehouseVersion>,
     builds: &[RollupBuild],
     progress: &dyn LoadProgress,
 ) -> Result<BTreeMap<String, RollupPin>> {
@@ -400,11 +404,27 @@ pub(crate) async fn build_rollups(
     if builds.is_empty() {
         return Ok(out);
     }
+    // A rollup whose tables this load left as they were is kept: the same definition over the
+    // same Delta versions is the same rows.
+    let mut kept = BTreeMap::new();
+    if let Some(prev) = previous {
+        for b in builds {
+            let unchanged = b.reads.iter().all(|t| prev.tables.get(t).map(|p| p.delta_version) == pins.get(t).map(|p| p.delta_version));
+            if let (true, Some(pin)) = (unchanged, prev.rollups.get(&b.table)) {
+                kept.insert(b.table.clone(), pin.clone());
+            }
+        }
+    }
     let ctx = SessionContext::new_with_config(datafusion::prelude::SessionConfig::from_env()?);
-    crate::register_tables(&wh.dir, pins, &BTreeMap::new(), &ctx).await?;
+    // The kept rollups are registered too: others may be built from them.
+    crate::register_tables(&wh.dir, pins, &kept, &ctx).await?;
+    if !kept.is_empty() {
+        progress.step(&format!("keeping {} rollup(s) whose tables did not change", kept.len()));
+    }
+    out.extend(kept.clone());
     // In rounds: every rollup whose sources are built is built in the same round, side by side
     // (an aggregation leaves cores idle in its last phase, and a write is mostly waiting).
-    let mut waiting: Vec<&RollupBuild> = builds.iter().collect();
+    let mut waiting: Vec<&RollupBuild> = builds.iter().filter(|b| !kept.contains_key(&b.table)).collect();
     while !waiting.is_empty() {
         let (ready, later): (Vec<&RollupBuild>, Vec<&RollupBuild>) =
             waiting.iter().partition(|b| !waiting.iter().any(|o| o.table != b.table && b.sql.contains(&o.table)));
