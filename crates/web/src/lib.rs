@@ -38,7 +38,19 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// The session over the current warehouse version, kept until a load switches the version.
     session: Mutex<Option<(u64, Arc<Session>)>>,
+    /// Pages built over the current version (see `pages::build`), oldest first out.
+    pages: Mutex<PageCache>,
 }
+
+#[derive(Default)]
+struct PageCache {
+    version: u64,
+    pages: std::collections::HashMap<String, pages::Page>,
+    order: std::collections::VecDeque<String>,
+}
+
+/// Pages kept per warehouse version.
+const PAGES_KEPT: usize = 500;
 
 /// Memory the web app's result cache may hold.
 pub const RESULT_CACHE_BYTES: usize = 256 << 20;
@@ -58,7 +70,29 @@ impl AppState {
             store: Store::open(&data.join("app.sqlite"))?,
             secure_cookies,
             session: Mutex::new(None),
+            pages: Mutex::new(PageCache::default()),
         })
+    }
+
+    /// A page built before over the same warehouse version.
+    pub(crate) fn cached_page(&self, version: u64, key: &str) -> Option<pages::Page> {
+        let cache = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+        (cache.version == version).then(|| cache.pages.get(key).cloned()).flatten()
+    }
+
+    pub(crate) fn keep_page(&self, version: u64, key: String, page: &pages::Page) {
+        let mut cache = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.version != version {
+            *cache = PageCache { version, ..PageCache::default() };
+        }
+        if cache.pages.insert(key.clone(), page.clone()).is_none() {
+            cache.order.push_back(key);
+        }
+        while cache.order.len() > PAGES_KEPT {
+            if let Some(old) = cache.order.pop_front() {
+                cache.pages.remove(&old);
+            }
+        }
     }
 
     /// A session over the current warehouse version (the same one until a load commits).

@@ -399,7 +399,19 @@ pub async fn build(st: &AppState, user: &User, page: PageId, id: Option<&str>, p
             filters.push(Filter { dimension: dimension.into(), op: FilterOp::In(vec![v.to_string()]) });
         }
     }
-    let (_, session) = st.session().await?;
+    let (version, session) = st.session().await?;
+    // A page is the same for the same version, role, scope and prompts: its analyses (whose
+    // answers the engine's cache does not keep, only the queries under them) run once per load.
+    // Administration shows users and the audit log, which change without a load.
+    let cache_key = (page != PageId::Admin).then(|| {
+        let prompts = Prompts { table: None, ..prompts.clone() };
+        format!("{:?}|{:?}|{page:?}|{id:?}|{}", user.role, user.scope(), serde_json::to_string(&prompts).unwrap_or_default())
+    });
+    if let Some(key) = &cache_key
+        && let Some(cached) = st.cached_page(version, key)
+    {
+        return Ok(cached);
+    }
     let mut cx = Ctx { st, user, session, scope: user.scope(), period, filters, notes: Vec::new() };
     let path = match (page, id) {
         (PageId::PartnerDetail, Some(id)) => format!("/partners/{}", url(id)),
@@ -568,6 +580,9 @@ pub async fn build(st: &AppState, user: &User, page: PageId, id: Option<&str>, p
         }
     }
     out.notes.extend(cx.notes);
+    if let Some(key) = cache_key {
+        st.keep_page(version, key, &out);
+    }
     Ok(out)
 }
 

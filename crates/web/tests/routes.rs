@@ -289,3 +289,33 @@ async fn top_accounts_are_the_answer_of_one_query_with_every_figure() {
     assert_eq!(expected.len(), 20);
     assert_eq!(shown, expected);
 }
+
+/// Pages are kept per warehouse version, role, scope and prompts: the same request is answered
+/// again from the kept page, another scope or a load gets its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_page_is_never_shown_for_another_scope_or_after_a_load() {
+    let (tmp, state) = app().await;
+    let exec = session_of(&state, "exec").await;
+    let overview = |cookie: &str| get("/api/overview", cookie);
+    let first = send(&state, overview(&exec)).await.body;
+    assert!(first.contains("2499.50"), "{first}");
+    assert_eq!(send(&state, overview(&exec)).await.body, first, "the same page again");
+    // The channel manager's overview (P-1 and P-3) never comes from the executive's, which has
+    // the direct sale and P-2's credit.
+    assert!(first.contains("1200.00") && first.contains("-49.75"), "{first}");
+    let manager = session_of(&state, "manager").await;
+    let theirs = send(&state, overview(&manager)).await.body;
+    assert!(theirs.contains("2499.50") && !theirs.contains("1200.00") && !theirs.contains("-49.75"), "{theirs}");
+
+    // A load changes P-1's first line from 2400.00 to 100.00.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
+    let update = tmp.path().join("update");
+    std::fs::create_dir_all(&update).unwrap();
+    let orders = std::fs::read_to_string(fixture.join("orders.csv")).unwrap().replace(",2400.00,", ",100.00,");
+    std::fs::write(update.join("orders.csv"), orders).unwrap();
+    let wh = prism_warehouse::Warehouse::open(tmp.path().join("data")).unwrap();
+    let engine = prism_engine::Engine::new(prism_model::Model::shipped());
+    wh.load(&prism_warehouse::LoadOptions { export_dir: update, rollups: engine.rollup_builds(), ..Default::default() }, &prism_warehouse::NoProgress).await.unwrap();
+    let after = send(&state, overview(&exec)).await.body;
+    assert!(after.contains("199.50") && !after.contains("2499.50"), "{after}");
+}
