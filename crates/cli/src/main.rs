@@ -220,6 +220,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "current_version": versions.current().map(|v| v.version),
                     "shown_version": snapshot.as_ref().map(|s| s.version.version),
                     "tables": snapshot.as_ref().map(|s| s.table_rows()),
+                    "rollups": snapshot.as_ref().map(|s| &s.version.rollups),
                     "history": versions.versions,
                 });
                 println!("{}", serde_json::to_string_pretty(&value)?);
@@ -244,6 +245,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("\n{:<22} {:>12}", "table", "rows");
             for (name, pin) in &v.tables {
                 println!("{name:<22} {:>12}", pin.rows);
+            }
+            // The model's rollups as this version holds them.
+            let engine = Engine::new(query_cmd::load_model(&cli.data, None)?);
+            if !engine.model.rollups.is_empty() {
+                println!("\n{:<34} {:>12}  {}", "rollup", "rows", "state");
+                for name in engine.model.rollups.keys() {
+                    let table = engine.rollup_table(name);
+                    match v.rollups.get(&table) {
+                        Some(pin) => println!("{name:<34} {:>12}  built ({} ms)", pin.rows, pin.build_ms),
+                        None if v.rollups.keys().any(|t| t.starts_with(&format!("rollup_{name}_"))) => {
+                            println!("{name:<34} {:>12}  built from an earlier definition: not read until the next load rebuilds it", "")
+                        }
+                        None => println!("{name:<34} {:>12}  not built: the next load builds it", ""),
+                    }
+                }
+                if v.rollups_build_ms > 0 {
+                    println!("(built in {:.2} s by the load of this version)", v.rollups_build_ms as f64 / 1000.0);
+                }
             }
             println!("\nhistory:");
             println!("{:>7}  {:<20}  {:<8} {:>10} {:>10} {:>10}  source", "version", "loaded at", "mode", "added", "replaced", "rejected");
