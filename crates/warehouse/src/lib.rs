@@ -228,7 +228,14 @@ impl Snapshot {
 
     /// A session over this version, ready for SQL over the entity tables.
     pub async fn session(&self) -> Result<Arc<SessionContext>> {
-        let config = datafusion::prelude::SessionConfig::from_env()?;
+        let mut config = datafusion::prelude::SessionConfig::from_env()?;
+        // Filters evaluated while the Parquet files are decoded: a partner's or a product's rows
+        // are a sliver of the order lines, and the other columns of the rest are never decoded
+        // (a partner's products 25 → 16 ms at scale 8). Still set by the environment if given.
+        if std::env::var_os("DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS").is_none() {
+            config.options_mut().execution.parquet.pushdown_filters = true;
+            config.options_mut().execution.parquet.reorder_filters = true;
+        }
         let ctx = SessionContext::new_with_config(config);
         self.register(&ctx).await?;
         Ok(Arc::new(ctx))
