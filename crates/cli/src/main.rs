@@ -254,7 +254,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     let table = engine.rollup_table(name);
                     match v.rollups.get(&table) {
                         Some(pin) => println!("{name:<34} {:>12}  built ({} ms)", pin.rows, pin.build_ms),
-                        None if v.rollups.keys().any(|t| t.starts_with(&format!("rollup_{name}_"))) => {
+                        None if v.rollups.keys().any(|t| prism_engine::is_table_of(t, name)) => {
                             println!("{name:<34} {:>12}  built from an earlier definition: not read until the next load rebuilds it", "")
                         }
                         None => println!("{name:<34} {:>12}  not built: the next load builds it", ""),
@@ -293,13 +293,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok::<_, anyhow::Error>(result.expect("at least one run"))
             })?;
             if repeat > 1 {
-                let mut sorted = times.clone();
-                sorted.sort_by(f64::total_cmp);
                 eprintln!(
                     "{} runs: first {:.1} ms, median {:.1} ms ({}, {})",
                     times.len(),
                     times[0],
-                    sorted[sorted.len() / 2],
+                    bench::median(&times),
                     if args.no_rollups { "no rollups" } else { "rollups" },
                     if no_cache { "no result cache" } else { "result cache" }
                 );

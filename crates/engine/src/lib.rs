@@ -21,7 +21,7 @@ use datafusion::prelude::SessionContext;
 use prism_model::{Aggregate, Format, Metric, MetricKind, Model, did_you_mean};
 
 pub use query::{Filter, FilterOp, Order, Period, Query};
-pub use rollups::RollupChoice;
+pub use rollups::{RollupChoice, is_table_of};
 use rollups::{Need, RollupSource};
 
 /// A session over one warehouse version, as the engine runs queries on it. Callers hold one
@@ -208,17 +208,21 @@ pub struct Engine {
     pub model: Model,
     cache: Option<cache::ResultCache>,
     use_rollups: bool,
+    /// Each rollup's table name (see `rollup_table`), made once: every query looks them up.
+    rollup_tables: BTreeMap<String, String>,
 }
 
 impl Engine {
     pub fn new(model: Model) -> Engine {
-        Engine { model, cache: None, use_rollups: true }
+        let mut engine = Engine { model, cache: None, use_rollups: true, rollup_tables: BTreeMap::new() };
+        engine.rollup_tables = engine.model.rollups.keys().map(|r| (r.clone(), engine.rollup_table_of(r))).collect();
+        engine
     }
 
     /// An engine that keeps answers (up to `limit_bytes`) for the session they were computed
     /// in: a server asks the same questions again and again over one warehouse version.
     pub fn with_result_cache(model: Model, limit_bytes: usize) -> Engine {
-        Engine { model, cache: Some(cache::ResultCache::new(limit_bytes)), use_rollups: true }
+        Engine { cache: Some(cache::ResultCache::new(limit_bytes)), ..Engine::new(model) }
     }
 
     /// The same engine reading base tables only (`--no-rollups`): for tests and comparisons.
@@ -259,7 +263,7 @@ impl Engine {
     fn group_sql(&self, dim: &Dim, day: &str, source: Option<&RollupSource>) -> String {
         match dim {
             // A rollup that holds the attribute itself has it as a column named after it.
-            Dim::Attribute { dimension, attribute } if source.is_some_and(|s| s.rollup.dimensions.contains(&format!("{dimension}.{attribute}"))) && self.model.dimensions[dimension].key != *attribute => {
+            Dim::Attribute { dimension, attribute } if self.stored_in(source, dimension, attribute) => {
                 format!("f.{}", quote_ident(&format!("{dimension}.{attribute}")))
             }
             Dim::Attribute { dimension, attribute } => {
@@ -409,8 +413,6 @@ impl Engine {
             shifts.push((*c, interval));
         }
 
-        // One aggregation per fact for the query's period, and one per fact and compared period.
-        // A source is (alias, SQL, whether its rows add keys to the answer).
         // Each fact's aggregations read the smallest rollup that answers all of them, or the base.
         let mut sources: BTreeMap<&str, Option<RollupSource>> = BTreeMap::new();
         let mut choices = Vec::new();
@@ -420,6 +422,8 @@ impl Engine {
             sources.insert(fact_name.as_str(), source);
             choices.push(choice);
         }
+        // One aggregation per fact for the query's period, and one per fact and compared period.
+        // A source is (alias, SQL, whether its rows add keys to the answer).
         let mut ctes: Vec<(String, String, bool)> = Vec::new();
         let mut views: Vec<(Option<Comparison>, Option<&str>)> = vec![(None, None)];
         views.extend(shifts.iter().map(|(c, i)| (Some(*c), Some(i.as_str()))));
@@ -672,13 +676,8 @@ impl Engine {
         };
         let mut joins: BTreeSet<String> = BTreeSet::new();
         let mut need_join = |d: &Dim| {
-            // The dimension table is joined for an attribute other than its key (which is on the
-            // fact), unless the rollup read holds the attribute itself.
-            if let Dim::Attribute { dimension, attribute } = d
-                && self.model.dimensions[dimension].key != *attribute
-                && !source.is_some_and(|s| s.rollup.dimensions.contains(&format!("{dimension}.{attribute}")))
-            {
-                joins.insert(dimension.clone());
+            if let Some(dimension) = self.joined_dimension(d, source) {
+                joins.insert(dimension.to_string());
             }
         };
         for (name, d) in dims {
@@ -831,11 +830,6 @@ impl Engine {
     /// Compiles and runs a channel benchmark (see `compile_benchmark`).
     pub async fn run_benchmark(&self, ctx: &SessionContext, query: &Query) -> Result<QueryResult, EngineError> {
         self.execute(ctx, self.compile_benchmark_in(ctx, query)?).await
-    }
-
-    /// Runs what was compiled (by `compile_in`, so that `explain --analyze` runs what it shows).
-    pub async fn run_compiled(&self, ctx: &SessionContext, compiled: Compiled) -> Result<QueryResult, EngineError> {
-        self.execute(ctx, compiled).await
     }
 
     async fn execute(&self, ctx: &SessionContext, compiled: Compiled) -> Result<QueryResult, EngineError> {

@@ -82,11 +82,31 @@ pub(crate) struct Need<'q> {
 }
 
 impl Engine {
-    /// The table a rollup is built into: its name and a digest of its build SQL, so that a
+    /// The table a rollup is built into: its name and a digest of its definition, so that a
     /// rollup built from an earlier definition (of itself or of a metric it holds) is never read.
     pub fn rollup_table(&self, rollup: &str) -> String {
+        self.rollup_tables.get(rollup).cloned().unwrap_or_else(|| self.rollup_table_of(rollup))
+    }
+
+    pub(crate) fn rollup_table_of(&self, rollup: &str) -> String {
         let sql = self.rollup_sql(&self.model.rollups[rollup], None);
         format!("rollup_{rollup}_{:012x}", xxhash_rust::xxh3::xxh3_64(sql.as_bytes()) >> 16)
+    }
+
+    /// Whether the rollup read holds a dimension's attribute (not its key) as a column of its own.
+    pub(crate) fn stored_in(&self, source: Option<&RollupSource>, dimension: &str, attribute: &str) -> bool {
+        self.model.dimensions[dimension].key != attribute && source.is_some_and(|s| s.rollup.dimensions.iter().any(|d| *d == format!("{dimension}.{attribute}")))
+    }
+
+    /// The dimension table a dimension is read from by a join: any attribute but the key, which
+    /// is on the fact, unless the rollup read holds the attribute itself.
+    pub(crate) fn joined_dimension<'d>(&self, d: &'d Dim, source: Option<&RollupSource>) -> Option<&'d str> {
+        match d {
+            Dim::Attribute { dimension, attribute } if self.model.dimensions[dimension].key != *attribute && !self.stored_in(source, dimension, attribute) => {
+                Some(dimension.as_str())
+            }
+            _ => None,
+        }
     }
 
     /// Every rollup of the model, in the order a load builds them, each with its definition over
@@ -103,23 +123,17 @@ impl Engine {
             let r = remaining.remove(next);
             let grain_rank = |x: &Rollup| x.grain.as_deref().map_or(usize::MAX, |g| crate::GRAIN_ORDER.iter().position(|k| *k == g).unwrap_or(0));
             let from = built.iter().filter(|o| self.serves(o, r)).min_by_key(|o| (o.dimensions.len(), std::cmp::Reverse(grain_rank(o)), o.name.clone()));
+            // No schema: the warehouse casts what the build gives to the definition's types.
             let source = from.map(|o| RollupSource { rollup: o, table: self.rollup_table(&o.name), schema: std::sync::Arc::new(arrow::datatypes::Schema::empty()) });
             // The fact's table and the dimension tables the definition joins.
             let mut reads = vec![self.model.facts[&r.fact].table.clone()];
-            for d in &r.dimensions {
-                if let Some((dim, attr)) = d.split_once('.')
-                    && let Some(x) = self.model.dimensions.get(dim)
-                    && x.key != attr
-                    && !reads.contains(&x.table)
-                {
-                    reads.push(x.table.clone());
-                }
-            }
+            reads.extend(self.rollup_joins(r, None).iter().map(|d| self.model.dimensions[d].table.clone()));
             out.push(prism_warehouse::RollupBuild {
                 name: r.name.clone(),
                 table: self.rollup_table(&r.name),
                 definition: self.rollup_sql(r, None),
                 sql: self.rollup_sql(r, source.as_ref()),
+                from: source.map(|s| s.table),
                 reads,
             });
             built.push(r);
@@ -162,38 +176,30 @@ impl Engine {
         let fact = &self.model.facts[&r.fact];
         let day = format!("CAST(f.{} AS DATE)", fact.time);
         let mut select = Vec::new();
-        let mut joins = std::collections::BTreeSet::new();
         for d in &r.dimensions {
             let dim = self.resolve_dim(d).expect("the model checked the rollup's dimensions");
-            if let Dim::Attribute { dimension, attribute } = &dim
-                && self.model.dimensions[dimension].key != *attribute
-                && !source.is_some_and(|s| s.rollup.dimensions.contains(d))
-            {
-                joins.insert(dimension.clone());
-            }
             select.push(format!("{} AS {}", self.group_sql(&dim, &day, source), crate::quote_ident(&self.rollup_column(r, d))));
         }
-        // Months, quarters and years are grouped as numbers (2024 * 100 + 5), far cheaper than
-        // truncating every row's date, and made the grain's first day after aggregation.
+        // Days and weeks are grouped as dates; months, quarters and years as numbers (2024 * 100
+        // + 5), far cheaper than truncating every row's date, made the grain's first day after
+        // aggregation.
         let mut first_day = None;
         if let Some(g) = &r.grain {
-            let time = Dim::Time { grain: g.clone() };
-            let (grouped, day_of) = match g.as_str() {
-                "day" => (day.clone(), None),
-                "week" => (self.group_sql(&time, &day, None), None),
-                "month" => (self.group_sql(&time, &day, None), Some("make_date(CAST({t} / 100 AS INT), CAST({t} % 100 AS INT), 1)")),
-                "quarter" => (self.group_sql(&time, &day, None), Some("make_date(CAST({t} / 10 AS INT), CAST(({t} % 10) * 3 - 2 AS INT), 1)")),
-                _ => (self.group_sql(&time, &day, None), Some("make_date(CAST({t} AS INT), 1, 1)")),
-            };
-            first_day = day_of.map(|e| (select.len(), e.replace("{t}", &crate::quote_ident(&fact.time))));
-            select.push(format!("{grouped} AS {}", crate::quote_ident(&fact.time)));
+            select.push(format!("{} AS {}", self.group_sql(&Dim::Time { grain: g.clone() }, &day, None), crate::quote_ident(&fact.time)));
+            first_day = match g.as_str() {
+                "month" => Some("make_date(CAST({t} / 100 AS INT), CAST({t} % 100 AS INT), 1)"),
+                "quarter" => Some("make_date(CAST({t} / 10 AS INT), CAST(({t} % 10) * 3 - 2 AS INT), 1)"),
+                "year" => Some("make_date(CAST({t} AS INT), 1, 1)"),
+                _ => None,
+            }
+            .map(|e| e.replace("{t}", &crate::quote_ident(&fact.time)));
         }
         let groups = select.len();
         for m in &r.metrics {
             select.push(format!("{} AS {}", crate::aggregate_sql(&self.model.metrics[m], source), crate::quote_ident(m)));
         }
         let mut sql = format!("SELECT {} FROM {} f", select.join(", "), source.map_or(fact.table.as_str(), |s| s.table.as_str()));
-        for j in &joins {
+        for j in &self.rollup_joins(r, source) {
             let d = &self.model.dimensions[j];
             sql.push_str(&format!(" LEFT JOIN {} {j} ON f.{key} = {j}.{key}", d.table, key = d.key));
         }
@@ -202,14 +208,22 @@ impl Engine {
         }
         match first_day {
             None => sql,
-            Some((at, day_of)) => {
+            Some(day_of) => {
                 let mut names: Vec<String> = r.dimensions.iter().map(|d| crate::quote_ident(&self.rollup_column(r, d))).collect();
                 names.push(format!("{day_of} AS {}", crate::quote_ident(&fact.time)));
                 names.extend(r.metrics.iter().map(|m| crate::quote_ident(m)));
-                debug_assert_eq!(at, r.dimensions.len());
                 format!("SELECT {} FROM ({sql}) grouped", names.join(", "))
             }
         }
+    }
+
+    /// The dimensions a rollup's build joins (read from `source` when given).
+    fn rollup_joins(&self, r: &Rollup, source: Option<&RollupSource>) -> std::collections::BTreeSet<String> {
+        r.dimensions
+            .iter()
+            .filter_map(|d| self.resolve_dim(d).ok())
+            .filter_map(|d| self.joined_dimension(&d, source).map(str::to_string))
+            .collect()
     }
 
     /// Whether a rollup holds a dimension the query cuts or filters by.
@@ -316,7 +330,7 @@ impl Engine {
         for r in declared {
             let table = self.rollup_table(&r.name);
             let Some(b) = built.and_then(|b| b.tables.get(&table)) else {
-                let earlier = built.is_some_and(|b| b.tables.keys().any(|t| t.starts_with(&format!("rollup_{}_", r.name))));
+                let earlier = built.is_some_and(|b| b.tables.keys().any(|t| is_table_of(t, &r.name)));
                 choice.passed_over.push((
                     r.name.clone(),
                     if earlier {
@@ -347,6 +361,15 @@ impl Engine {
     }
 }
 
+/// Whether `table` is a table of the rollup `name` (of any definition): `rollup_<name>_<digest>`.
+pub fn is_table_of(table: &str, name: &str) -> bool {
+    table
+        .strip_prefix("rollup_")
+        .and_then(|t| t.strip_prefix(name))
+        .and_then(|t| t.strip_prefix('_'))
+        .is_some_and(|digest| digest.len() == 12 && digest.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
 /// A base metric summed again from a rollup's column: sums and counts add up; a distinct count
 /// of a key the rollup holds counts its keys (those of the rows where it was not zero, when the
 /// count has a condition).
@@ -364,5 +387,18 @@ pub(crate) fn reaggregate(m: &Metric, source: &RollupSource) -> String {
         Aggregate::Count(_) => format!("CAST(SUM({column}) AS BIGINT)"),
         Aggregate::CountDistinct(e) if filter.is_none() => format!("COUNT(DISTINCT f.{})", e.trim()),
         Aggregate::CountDistinct(e) => format!("COUNT(DISTINCT CASE WHEN {column} > 0 THEN f.{} END)", e.trim()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_belongs_to_the_rollup_whose_whole_name_it_carries() {
+        assert!(is_table_of("rollup_orders_by_partner_month_0123456789ab", "orders_by_partner_month"));
+        // `orders` is a prefix of the name, not the name.
+        assert!(!is_table_of("rollup_orders_by_partner_month_0123456789ab", "orders"));
+        assert!(!is_table_of("rollup_orders_by_partner_month_0123456789ab", "orders_by_partner"));
     }
 }

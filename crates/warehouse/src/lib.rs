@@ -140,6 +140,20 @@ pub(crate) async fn open_table_at(dir: &Path, delta_version: u64) -> Result<Delt
     Ok(deltalake::open_table_with_version(table_url(dir)?, delta_version).await?)
 }
 
+/// The configuration of every session over the warehouse: DataFusion's defaults and the
+/// `DATAFUSION_*` environment, with Parquet filters evaluated while the files are decoded — a
+/// partner's or a product's rows are a sliver of the order lines, and the other columns of the
+/// rest are never decoded (a partner's products 25 → 16 ms at scale 8) — unless the environment
+/// says otherwise.
+pub(crate) fn session_config() -> Result<datafusion::prelude::SessionConfig> {
+    let mut config = datafusion::prelude::SessionConfig::from_env()?;
+    if std::env::var_os("DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS").is_none() {
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        config.options_mut().execution.parquet.reorder_filters = true;
+    }
+    Ok(config)
+}
+
 /// The rollups registered in a session, with their rows and columns: the engine reads this from
 /// the session's configuration to know what it may answer from.
 #[derive(Clone, Debug, Default)]
@@ -228,15 +242,7 @@ impl Snapshot {
 
     /// A session over this version, ready for SQL over the entity tables.
     pub async fn session(&self) -> Result<Arc<SessionContext>> {
-        let mut config = datafusion::prelude::SessionConfig::from_env()?;
-        // Filters evaluated while the Parquet files are decoded: a partner's or a product's rows
-        // are a sliver of the order lines, and the other columns of the rest are never decoded
-        // (a partner's products 25 → 16 ms at scale 8). Still set by the environment if given.
-        if std::env::var_os("DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS").is_none() {
-            config.options_mut().execution.parquet.pushdown_filters = true;
-            config.options_mut().execution.parquet.reorder_filters = true;
-        }
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = SessionContext::new_with_config(session_config()?);
         self.register(&ctx).await?;
         Ok(Arc::new(ctx))
     }

@@ -57,6 +57,8 @@ pub struct RollupBuild {
     pub table: String,
     pub definition: String,
     pub sql: String,
+    /// The rollup table `sql` reads, built earlier in the same load; none: the entity tables.
+    pub from: Option<String>,
     /// The entity tables the definition reads: when none of them changed since the version
     /// before, the rollup it built is kept as it is.
     pub reads: Vec<String>,
@@ -415,7 +417,7 @@ pub(crate) async fn build_rollups(
             }
         }
     }
-    let ctx = SessionContext::new_with_config(datafusion::prelude::SessionConfig::from_env()?);
+    let ctx = SessionContext::new_with_config(crate::session_config()?);
     // The kept rollups are registered too: others may be built from them.
     crate::register_tables(&wh.dir, pins, &kept, &ctx).await?;
     if !kept.is_empty() {
@@ -427,7 +429,7 @@ pub(crate) async fn build_rollups(
     let mut waiting: Vec<&RollupBuild> = builds.iter().filter(|b| !kept.contains_key(&b.table)).collect();
     while !waiting.is_empty() {
         let (ready, later): (Vec<&RollupBuild>, Vec<&RollupBuild>) =
-            waiting.iter().partition(|b| !waiting.iter().any(|o| o.table != b.table && b.sql.contains(&o.table)));
+            waiting.iter().partition(|b| !b.from.as_ref().is_some_and(|f| waiting.iter().any(|o| o.table == *f)));
         if ready.is_empty() {
             return Err(WarehouseError::Staging("the rollups read each other in a circle".into()));
         }

@@ -358,22 +358,19 @@ impl Ctx<'_> {
             // (a customer with surveys but no orders) fill the table, as in one query.
             return self.table(id, title, &all, by, Some(&order), Some(limit)).await;
         }
+        let mut details = self.query(more, by, None, None)?;
+        details.filters.push(Filter { dimension: by[0].to_string(), op: FilterOp::In(top_rows.iter().map(|r| r[0].clone()).collect()) });
+        let details: BTreeMap<Vec<String>, Vec<String>> =
+            self.run(&details).await?.formatted_rows().into_iter().map(|mut r| (r.drain(..by.len()).collect(), r)).collect();
         let mut p = Panel::new("table", id, title);
         p.header = by.iter().map(|d| d.to_string()).chain(all.iter().map(|m| m.to_string())).collect();
-        {
-            let mut q = self.query(more, by, None, None)?;
-            q.filters.push(Filter { dimension: by[0].to_string(), op: FilterOp::In(top_rows.iter().map(|r| r[0].clone()).collect()) });
-            let details: BTreeMap<Vec<String>, Vec<String>> =
-                self.run(&q).await?.formatted_rows().into_iter().map(|mut r| (r.drain(..by.len()).collect(), r)).collect();
-            p.rows = top_rows
-                .into_iter()
-                .map(|r| {
-                    let key: Vec<String> = r[..by.len()].to_vec();
-                    let extra = details.get(&key).cloned().unwrap_or_else(|| vec![String::new(); more.len()]);
-                    r.into_iter().chain(extra).collect()
-                })
-                .collect();
-        }
+        p.rows = top_rows
+            .into_iter()
+            .map(|r| {
+                let extra = details.get(&r[..by.len()]).cloned().unwrap_or_else(|| vec![String::new(); more.len()]);
+                r.into_iter().chain(extra).collect()
+            })
+            .collect();
         Ok(p)
     }
 
