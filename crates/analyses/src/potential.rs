@@ -45,7 +45,8 @@ pub struct Potential {
     pub partner_id: String,
     pub product_id: String,
     pub segments: Vec<Segment>,
-    /// The untapped customers of every segment, by "industry/size band".
+    /// The untapped customers of every segment, by "industry/size band" (what they already buy
+    /// is asked with `targets`).
     #[serde(skip)]
     pub untapped: BTreeMap<(String, String), Vec<Target>>,
 }
@@ -65,11 +66,6 @@ fn by_segment(rows: Vec<Vec<String>>) -> BTreeMap<(String, String), Vec<String>>
 
 pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result<Potential> {
     cx.check_partner(partner)?;
-    let catalogue = cx.engine.members(cx.session, "product", &cx.scope).await?;
-    let id = catalogue.column("product.product_id").expect("the shipped product dimension");
-    if !catalogue.formatted_rows().iter().any(|r| r[id] == product) {
-        return Err(AnalysisError::Invalid(format!("--product {product}: no such product")));
-    }
     let segment_query = |filters: Vec<Filter>| Query {
         metrics: vec!["buying_customers".into()],
         by: SEGMENT.map(String::from).to_vec(),
@@ -83,42 +79,47 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
         by: ["customer.customer_id", "customer.customer_name", "customer.industry", "customer.size_band", "customer.region"].map(String::from).to_vec(),
         ..Query::default()
     };
-    let lines_query = Query { metrics: vec!["units_sold".into()], by: vec!["customer.customer_id".into(), "product.product_line".into()], ..Query::default() };
-    // The questions do not depend on each other: asked side by side, each one's waits and
-    // single-threaded phases leave the cores to the others.
-    let (channel_x, channel_any, own_any, own_x, customers, lines) = tokio::try_join!(
-        cx.benchmark(segment_query(vec![product_filter(product)])),
-        cx.benchmark(segment_query(vec![])),
-        cx.run_for(partner, segment_query(vec![])),
-        cx.run_for(partner, segment_query(vec![product_filter(product)])),
+    let (catalogue, customers) = tokio::try_join!(
+        async { Ok::<_, AnalysisError>(cx.engine.members(cx.session, "product", &cx.scope).await?) },
         cx.run_for(partner, customers_query),
-        cx.run_for(partner, lines_query),
     )?;
-    let (channel_x, channel_any) = (by_segment(channel_x.formatted_rows()), by_segment(channel_any.formatted_rows()));
-    let (own_any, own_x) = (by_segment(own_any.formatted_rows()), by_segment(own_x.formatted_rows()));
+    let id = catalogue.column("product.product_id").expect("the shipped product dimension");
+    if !catalogue.formatted_rows().iter().any(|r| r[id] == product) {
+        return Err(AnalysisError::Invalid(format!("--product {product}: no such product")));
+    }
     let customers = customers.formatted_rows();
-    let lines = lines.formatted_rows();
 
     // Which of them bought X from anyone — another partner or the brand owner directly. This is
     // the one read outside the partner's scope, and it is confined to the partner's own
     // customers: it says only whether each of them already has the product.
     let ids: Vec<String> = customers.iter().map(|c| c[0].clone()).collect();
-    let mut has_x: BTreeSet<String> = BTreeSet::new();
-    // Each chunk is one scan of the orders: few, large chunks (the IN list becomes a hash set).
-    for chunk in ids.chunks(20_000) {
-        let q = Query {
-            metrics: vec!["buying_customers".into()],
-            by: vec!["customer.customer_id".into()],
-            filters: vec![product_filter(product), Filter { dimension: "customer.customer_id".into(), op: FilterOp::In(chunk.to_vec()) }],
-            period: cx.period,
-            ..Query::default()
-        };
-        has_x.extend(cx.engine.run(cx.session, &q, &Scope::All).await?.formatted_rows().into_iter().map(|r| r[0].clone()));
-    }
-    let mut buys: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for l in lines {
-        buys.entry(l[0].clone()).or_default().push(l[1].clone());
-    }
+    let has_x = async {
+        let mut has_x: BTreeSet<String> = BTreeSet::new();
+        // Each chunk is one scan of the product's order lines: few, large chunks (the IN list
+        // becomes a hash set).
+        for chunk in ids.chunks(20_000) {
+            let q = Query {
+                metrics: vec!["buying_customers".into()],
+                by: vec!["customer.customer_id".into()],
+                filters: vec![product_filter(product), Filter { dimension: "customer.customer_id".into(), op: FilterOp::In(chunk.to_vec()) }],
+                period: cx.period,
+                ..Query::default()
+            };
+            has_x.extend(cx.engine.run(cx.session, &q, &Scope::All).await?.formatted_rows().into_iter().map(|r| r[0].clone()));
+        }
+        Ok::<_, AnalysisError>(has_x)
+    };
+    // The questions do not depend on each other: asked side by side, each one's waits and
+    // single-threaded phases leave the cores to the others.
+    let (channel_x, channel_any, own_any, own_x, has_x) = tokio::try_join!(
+        cx.benchmark(segment_query(vec![product_filter(product)])),
+        cx.benchmark(segment_query(vec![])),
+        cx.run_for(partner, segment_query(vec![])),
+        cx.run_for(partner, segment_query(vec![product_filter(product)])),
+        has_x,
+    )?;
+    let (channel_x, channel_any) = (by_segment(channel_x.formatted_rows()), by_segment(channel_any.formatted_rows()));
+    let (own_any, own_x) = (by_segment(own_any.formatted_rows()), by_segment(own_x.formatted_rows()));
     let mut untapped: BTreeMap<(String, String), Vec<Target>> = BTreeMap::new();
     for c in &customers {
         if has_x.contains(&c[0]) {
@@ -130,7 +131,7 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
             industry: c[2].clone(),
             size_band: c[3].clone(),
             region: c[4].clone(),
-            already_buys: buys.get(&c[0]).cloned().unwrap_or_default(),
+            already_buys: Vec::new(),
         });
     }
 
@@ -170,8 +171,10 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
 }
 
 impl Potential {
-    /// The untapped customers of `INDUSTRY/SIZE`, for a campaign.
-    pub fn targets(&self, segment: &str) -> Result<TargetList> {
+    /// The untapped customers of `INDUSTRY/SIZE`, for a campaign, each with the product lines
+    /// it already buys from the partner (asked here, for this list's customers only: the
+    /// segments do not need them).
+    pub async fn targets(&self, cx: &Context<'_>, segment: &str) -> Result<TargetList> {
         let (industry, size) = segment
             .split_once('/')
             .ok_or_else(|| AnalysisError::Invalid(format!("--segment {segment:?}: expected INDUSTRY/SIZE_BAND, e.g. Healthcare/Enterprise")))?;
@@ -185,7 +188,25 @@ impl Potential {
                 prism_model::did_you_mean(segment, known.iter().map(String::as_str))
             )));
         }
-        Ok(TargetList { customers: self.untapped.get(&key).cloned().unwrap_or_default() })
+        let mut customers = self.untapped.get(&key).cloned().unwrap_or_default();
+        if customers.is_empty() {
+            return Ok(TargetList { customers });
+        }
+        let ids = customers.iter().map(|c| c.customer_id.clone()).collect();
+        let lines = Query {
+            metrics: vec!["units_sold".into()],
+            by: vec!["customer.customer_id".into(), "product.product_line".into()],
+            filters: vec![Filter { dimension: "customer.customer_id".into(), op: FilterOp::In(ids) }],
+            ..Query::default()
+        };
+        let mut buys: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for l in cx.run_for(&self.partner_id, lines).await?.formatted_rows() {
+            buys.entry(l[0].clone()).or_default().push(l[1].clone());
+        }
+        for c in &mut customers {
+            c.already_buys = buys.remove(&c.customer_id).unwrap_or_default();
+        }
+        Ok(TargetList { customers })
     }
 }
 

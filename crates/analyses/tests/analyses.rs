@@ -318,12 +318,12 @@ async fn potential_ranks_segments_by_expected_buyers_and_lists_the_untapped_cust
         .map(|r| r.map(String::from).to_vec())
     );
     // The directly served H1-c and P2's buyer H1-d are not targets.
-    let targets = p.targets("Healthcare/SMB").unwrap();
+    let targets = p.targets(&c, "Healthcare/SMB").await.unwrap();
     assert_eq!(targets.customers.iter().map(|t| t.customer_id.as_str()).collect::<Vec<_>>(), ["H1-b"]);
     assert_eq!(targets.customers[0].already_buys, ["Software"]);
     assert_eq!(targets.rows()[0], ["H1-b", "Customer H1-b", "Healthcare", "SMB", "EMEA", "Software"]);
     // No customers of P1 in Education: nothing to target there, and it says so.
-    let e = p.targets("Education/SMB").unwrap_err().to_string();
+    let e = p.targets(&c, "Education/SMB").await.unwrap_err().to_string();
     assert!(e.contains("partner P1 has no customers in it"), "{e}");
     assert!(!p.segments.iter().any(|s| s.industry == "Education"));
 }

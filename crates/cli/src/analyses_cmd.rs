@@ -203,7 +203,7 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
                 let potential = prism_analyses::potential::potential(&cx, &p, &product).await?;
                 match (segment, targets) {
                     (Some(s), true) => {
-                        let list = potential.targets(&s)?;
+                        let list = potential.targets(&cx, &s).await?;
                         match out {
                             Some(path) => {
                                 let mut w = csv::Writer::from_path(&path).with_context(|| format!("writing {}", path.display()))?;

@@ -97,7 +97,7 @@ enum Command {
     },
     /// List the metrics and dimensions of the model, with their definitions.
     Model {
-        /// Also list the hidden parts of ratios.
+        /// Also list the hidden parts of ratios, and how each rollup is built (its table and SQL).
         #[arg(long)]
         all: bool,
         #[arg(long)]

@@ -166,6 +166,22 @@ pub fn print_model(model: &Model, all: bool) {
     for g in prism_model::TIME_GRAINS {
         println!("  {:<34} each fact's own date: {}", format!("time.{g}"), model.facts.values().map(|f| format!("{}.{}", f.name, f.time)).collect::<Vec<_>>().join(", "));
     }
+    if model.rollups.is_empty() {
+        return;
+    }
+    println!("\nrollups (built by every load; `prism explain` says which one answers a query):");
+    // With --all, how each is built: from the base tables or from a finer rollup of the same load.
+    let builds = prism_engine::Engine::new(model.clone()).rollup_builds();
+    for b in &builds {
+        let r = &model.rollups[&b.name];
+        println!("  {:<34} {}", r.name, r.description);
+        println!("  {:<34} {} by {}{}", "", r.fact, r.dimensions.join(", "), r.grain.as_ref().map_or(", all time".to_string(), |g| format!(", {g}")));
+        println!("  {:<34} holds {}", "", r.metrics.join(", "));
+        if all {
+            println!("  {:<34} table {}, built from {}", "", b.table, b.from.as_ref().map_or_else(|| b.reads.join(", "), |f| format!("rollup {f}")));
+            println!("  {:<34} {}", "", b.sql);
+        }
+    }
 }
 
 /// A table for a person: columns padded to their widest cell, numbers aligned right, and the

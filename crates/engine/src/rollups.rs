@@ -135,6 +135,7 @@ impl Engine {
                 sql: self.rollup_sql(r, source.as_ref()),
                 from: source.map(|s| s.table),
                 reads,
+                cluster_by: self.cluster_column(r),
             });
             built.push(r);
         }
@@ -172,49 +173,94 @@ impl Engine {
     /// The SQL that computes a rollup from its fact's base rows: one row per group of its
     /// dimensions and time grain (the grain's first day, in the fact's time column).
     /// `source` is a finer rollup to read instead of the fact's rows.
+    ///
+    /// An attribute of a dimension whose key the rollup also holds depends on the key alone: it
+    /// is not grouped by but joined after aggregation, on the rollup's rows rather than on every
+    /// base row (the customers' segments on 0.5 M customer rows instead of 7.7 M order lines).
     pub(crate) fn rollup_sql(&self, r: &Rollup, source: Option<&RollupSource>) -> String {
         let fact = &self.model.facts[&r.fact];
         let day = format!("CAST(f.{} AS DATE)", fact.time);
-        let mut select = Vec::new();
+        let late = self.late_joins(r);
+        // Grouped (`inner`) and the rollup's columns in its order (`outer`, over `g`).
+        let (mut inner, mut outer) = (Vec::new(), Vec::new());
         for d in &r.dimensions {
             let dim = self.resolve_dim(d).expect("the model checked the rollup's dimensions");
-            select.push(format!("{} AS {}", self.group_sql(&dim, &day, source), crate::quote_ident(&self.rollup_column(r, d))));
+            let name = crate::quote_ident(&self.rollup_column(r, d));
+            match &dim {
+                Dim::Attribute { dimension, attribute } if late.contains(dimension) && self.model.dimensions[dimension].key != *attribute => {
+                    let expr = match &self.model.dimensions[dimension].attributes[attribute].expression {
+                        Some(e) => crate::qualify(e, dimension),
+                        None => format!("{dimension}.{attribute}"),
+                    };
+                    outer.push(format!("{expr} AS {name}"));
+                }
+                _ => {
+                    inner.push(format!("{} AS {name}", self.group_sql(&dim, &day, source)));
+                    outer.push(format!("g.{name}"));
+                }
+            }
         }
         // Days and weeks are grouped as dates; months, quarters and years as numbers (2024 * 100
         // + 5), far cheaper than truncating every row's date, made the grain's first day after
         // aggregation.
         let mut first_day = None;
         if let Some(g) = &r.grain {
-            select.push(format!("{} AS {}", self.group_sql(&Dim::Time { grain: g.clone() }, &day, None), crate::quote_ident(&fact.time)));
+            let time = crate::quote_ident(&fact.time);
+            inner.push(format!("{} AS {time}", self.group_sql(&Dim::Time { grain: g.clone() }, &day, None)));
             first_day = match g.as_str() {
                 "month" => Some("make_date(CAST({t} / 100 AS INT), CAST({t} % 100 AS INT), 1)"),
                 "quarter" => Some("make_date(CAST({t} / 10 AS INT), CAST(({t} % 10) * 3 - 2 AS INT), 1)"),
                 "year" => Some("make_date(CAST({t} AS INT), 1, 1)"),
                 _ => None,
             }
-            .map(|e| e.replace("{t}", &crate::quote_ident(&fact.time)));
+            .map(|e| e.replace("{t}", &format!("g.{time}")));
+            outer.push(match &first_day {
+                Some(e) => format!("{e} AS {time}"),
+                None => format!("g.{time}"),
+            });
         }
-        let groups = select.len();
+        let groups = inner.len();
         for m in &r.metrics {
-            select.push(format!("{} AS {}", crate::aggregate_sql(&self.model.metrics[m], source), crate::quote_ident(m)));
+            let name = crate::quote_ident(m);
+            inner.push(format!("{} AS {name}", crate::aggregate_sql(&self.model.metrics[m], source)));
+            outer.push(format!("g.{name}"));
         }
-        let mut sql = format!("SELECT {} FROM {} f", select.join(", "), source.map_or(fact.table.as_str(), |s| s.table.as_str()));
-        for j in &self.rollup_joins(r, source) {
+        let mut sql = format!("SELECT {} FROM {} f", inner.join(", "), source.map_or(fact.table.as_str(), |s| s.table.as_str()));
+        for j in self.rollup_joins(r, source).iter().filter(|j| !late.contains(*j)) {
             let d = &self.model.dimensions[j];
             sql.push_str(&format!(" LEFT JOIN {} {j} ON f.{key} = {j}.{key}", d.table, key = d.key));
         }
         if groups > 0 {
             sql.push_str(&format!(" GROUP BY {}", (1..=groups).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")));
         }
-        match first_day {
-            None => sql,
-            Some(day_of) => {
-                let mut names: Vec<String> = r.dimensions.iter().map(|d| crate::quote_ident(&self.rollup_column(r, d))).collect();
-                names.push(format!("{day_of} AS {}", crate::quote_ident(&fact.time)));
-                names.extend(r.metrics.iter().map(|m| crate::quote_ident(m)));
-                format!("SELECT {} FROM ({sql}) grouped", names.join(", "))
-            }
+        if first_day.is_none() && late.is_empty() {
+            return sql;
         }
+        let mut out = format!("SELECT {} FROM ({sql}) g", outer.join(", "));
+        for j in &late {
+            let d = &self.model.dimensions[j];
+            out.push_str(&format!(" LEFT JOIN {} {j} ON g.{} = {j}.{key}", d.table, crate::quote_ident(&d.key), key = d.key));
+        }
+        out
+    }
+
+    /// The dimensions whose attributes a rollup holds beside their key: joined after its
+    /// aggregation.
+    fn late_joins(&self, r: &Rollup) -> std::collections::BTreeSet<String> {
+        r.dimensions
+            .iter()
+            .filter_map(|d| d.split_once('.'))
+            .filter(|(dim, attr)| {
+                self.model.dimensions.get(*dim).is_some_and(|x| x.key != *attr && r.dimensions.contains(&format!("{dim}.{}", x.key)))
+            })
+            .map(|(dim, _)| dim.to_string())
+            .collect()
+    }
+
+    /// The column a rollup's rows are kept in the order of: its first dimension, so that a
+    /// query filtering on it (a partner's pages, a product's customers) reads only its slice.
+    fn cluster_column(&self, r: &Rollup) -> Option<String> {
+        r.dimensions.first().map(|d| self.rollup_column(r, d))
     }
 
     /// The dimensions a rollup's build joins (read from `source` when given).

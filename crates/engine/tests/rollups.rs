@@ -251,3 +251,37 @@ async fn ask_fact(engine: &Engine, ctx: &Session, q: &Query, fact: &str) -> (Opt
     let rows = engine.run(ctx, q, &Scope::All).await.unwrap().formatted_rows().iter().map(|r| r.join(",")).collect();
     (choice.rollup, choice.passed_over, rows)
 }
+
+#[tokio::test]
+async fn a_rollup_holding_customer_attributes_answers_without_the_customer_table_and_follows_a_changed_customer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
+    let engine = Engine::new(Model::shipped());
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
+    wh.load(&LoadOptions { export_dir: fixture, rollups: engine.rollup_builds(), ..Default::default() }, &NoProgress).await.unwrap();
+    let q = query(&["closed_revenue", "buying_customers"], &["customer.industry", "customer.size_band"]);
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    let compiled = engine.compile_in(&ctx, &q, &Scope::All).unwrap();
+    assert!(!compiled.sql.contains("JOIN customers"), "the segment is read from the rollup: {}", compiled.sql);
+    let (used, _, rows) = ask(&engine, &ctx, &q, &Scope::All).await;
+    assert_eq!(used.as_deref(), Some("orders_by_partner_customer"));
+    // C-1 (Healthcare, Enterprise): 2400.00 + 99.50; C-2 (Financial Services, Mid-Market):
+    // 1200.00 directly and -49.75 through P-2, one buyer.
+    assert_eq!(rows, ["Financial Services,Mid-Market,1150.25,1", "Healthcare,Enterprise,2499.50,1"]);
+
+    // C-2 moves to Retail: only the customers change, and the rollups holding customer
+    // attributes are rebuilt with the new segment.
+    let update = tmp.path().join("update");
+    std::fs::create_dir_all(&update).unwrap();
+    std::fs::write(update.join("customers.csv"), "customer_id,customer_name,industry,size_band,region,country,annual_revenue\nC-2,\"Bank of Foo, Inc.\",Retail,Mid-Market,EMEA,,\n").unwrap();
+    wh.load(&LoadOptions { export_dir: update, rollups: engine.rollup_builds(), ..Default::default() }, &NoProgress).await.unwrap();
+    let versions = wh.versions().unwrap();
+    let customers = engine.rollup_table("orders_by_partner_customer");
+    assert_ne!(versions.versions[1].rollups[&customers].delta_version, versions.versions[0].rollups[&customers].delta_version);
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    let (used, _, rows) = ask(&engine, &ctx, &q, &Scope::All).await;
+    assert_eq!(used.as_deref(), Some("orders_by_partner_customer"));
+    assert_eq!(rows, ["Healthcare,Enterprise,2499.50,1", "Retail,Mid-Market,1150.25,1"]);
+    let base = Engine::new(Model::shipped()).without_rollups().run(&ctx, &q, &Scope::All).await.unwrap();
+    assert_eq!(rows, base.formatted_rows().iter().map(|r| r.join(",")).collect::<Vec<_>>());
+}

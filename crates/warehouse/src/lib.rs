@@ -17,6 +17,7 @@
 //!
 //! This crate knows nothing of the business model, metrics or HTTP.
 
+mod cluster;
 mod load;
 mod staging;
 pub mod versions;
@@ -179,7 +180,9 @@ async fn listing(ctx: &SessionContext, table: &DeltaTable, schema: Option<arrow:
         return Ok(None);
     }
     let urls = files.iter().map(ListingTableUrl::parse).collect::<std::result::Result<Vec<_>, _>>()?;
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    // Text as plain strings, as the entity tables have it: a join of a rollup's key with a
+    // dimension table's would otherwise cast one side on every row.
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default().with_force_view_types(false))).with_file_extension(".parquet");
     let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options);
     let config = match schema {
         Some(s) => config.with_schema(s),

@@ -2,7 +2,8 @@
 //!
 //! Parsing and Parquet encoding each take a core, so the encoder runs on its own thread behind a
 //! small bounded channel: the parser never waits for the disk, and memory holds only the few
-//! batches in flight, whatever the size of the export.
+//! batches in flight, whatever the size of the export — and, for a table kept in the order of a
+//! column (the order lines, by product), the row group being put in order.
 
 use std::fs::{self, File};
 use std::io::BufWriter;
@@ -21,17 +22,61 @@ use crate::WarehouseError;
 /// Rows per staged file: several files let the commit read them in parallel.
 const ROWS_PER_FILE: usize = 2 * 1024 * 1024;
 
+/// Rows per row group of a staged file.
+const ROW_GROUP_ROWS: usize = 1024 * 1024;
+
 /// Writes one table's staged rows on a background thread.
 pub struct StagedTable {
     sender: Option<Sender<RecordBatch>>,
+    orderer: Option<JoinHandle<Result<(), WarehouseError>>>,
     writer: Option<JoinHandle<Result<u64, WarehouseError>>>,
     pub dir: PathBuf,
 }
 
 impl StagedTable {
-    pub fn start(dir: PathBuf, schema: SchemaRef) -> Result<StagedTable, WarehouseError> {
+    /// `cluster_by`: the column whose order each row group's rows are written in, so that the
+    /// statistics of its pages let a query filtering on it read only the pages of its value
+    /// (one product's order lines: a few percent of the table).
+    pub fn start(dir: PathBuf, schema: SchemaRef, cluster_by: Option<usize>) -> Result<StagedTable, WarehouseError> {
         fs::create_dir_all(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
         let (sender, receiver) = bounded::<RecordBatch>(4);
+        // A clustered table's row groups are put in order on a thread of their own, beside the
+        // parser and the encoder, so that neither waits for it.
+        let (receiver, orderer) = match cluster_by {
+            None => (receiver, None),
+            Some(column) => {
+                let (ordered_sender, ordered) = bounded::<RecordBatch>(1);
+                let orderer = std::thread::Builder::new()
+                    .name("prism-order".into())
+                    .spawn(move || -> Result<(), WarehouseError> {
+                        let mut held: Vec<RecordBatch> = Vec::new();
+                        let mut held_rows = 0usize;
+                        let send = |held: &mut Vec<RecordBatch>| -> Result<bool, WarehouseError> {
+                            let group = crate::cluster::batches_by_column(held, column).map_err(|e| WarehouseError::Staging(e.to_string()))?;
+                            held.clear();
+                            Ok(ordered_sender.send(group).is_ok())
+                        };
+                        for batch in receiver {
+                            held_rows += batch.num_rows();
+                            held.push(batch);
+                            if held_rows >= ROW_GROUP_ROWS {
+                                held_rows = 0;
+                                if !send(&mut held)? {
+                                    // The writer stopped; its error comes at `finish`.
+                                    return Ok(());
+                                }
+                            }
+                        }
+                        if !held.is_empty() {
+                            send(&mut held)?;
+                        }
+                        Ok(())
+                    })
+                    .map_err(|e| WarehouseError::io(&dir, e))?;
+                (ordered, Some(orderer))
+            }
+        };
+        let clustered = cluster_by.is_some();
         let thread_dir = dir.clone();
         let writer = std::thread::Builder::new()
             .name("prism-stage".into())
@@ -40,7 +85,7 @@ impl StagedTable {
                     // A new table takes the staged files as they are, so they are written in
                     // the table's own format.
                     .set_compression(Compression::SNAPPY)
-                    .set_max_row_group_row_count(Some(1024 * 1024))
+                    .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
                     .build();
                 let mut rows = 0u64;
                 let mut file_no = 0usize;
@@ -60,6 +105,10 @@ impl StagedTable {
                     }
                     let (path, w) = current.as_mut().expect("open");
                     w.write(&batch).map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
+                    if clustered {
+                        // Each ordered group is a row group of its own.
+                        w.flush().map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
+                    }
                     rows += batch.num_rows() as u64;
                     in_file += batch.num_rows();
                     if in_file >= ROWS_PER_FILE {
@@ -78,7 +127,7 @@ impl StagedTable {
                 Ok(rows)
             })
             .map_err(|e| WarehouseError::io(&dir, e))?;
-        Ok(StagedTable { sender: Some(sender), writer: Some(writer), dir })
+        Ok(StagedTable { sender: Some(sender), orderer, writer: Some(writer), dir })
     }
 
     /// Queues a batch; fails only if the writer thread has stopped (its error comes at `finish`).
@@ -89,16 +138,25 @@ impl StagedTable {
     /// Waits for the writer and returns the rows staged.
     pub fn finish(mut self) -> Result<u64, WarehouseError> {
         self.sender.take();
-        match self.writer.take().expect("joined once").join() {
+        let ordered = match self.orderer.take().map(|t| t.join()) {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(_)) => Err(WarehouseError::Staging(format!("the ordering of {} panicked", self.dir.display()))),
+        };
+        let written = match self.writer.take().expect("joined once").join() {
             Ok(result) => result,
             Err(_) => Err(WarehouseError::Staging(format!("the writer of {} panicked", self.dir.display()))),
-        }
+        };
+        ordered.and(written)
     }
 }
 
 impl Drop for StagedTable {
     fn drop(&mut self) {
         self.sender.take();
+        if let Some(o) = self.orderer.take() {
+            let _ = o.join();
+        }
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }

@@ -176,3 +176,34 @@ async fn a_duplicate_key_far_from_its_first_row_is_found_and_only_the_later_row_
     assert_eq!((orders.rows_read, orders.rows_loaded, orders.rows_rejected), (orders_written + 1, orders_written, 1));
     assert_eq!(query(&wh, None, "SELECT COUNT(*) FROM orders").await, rows(&[&orders_written.to_string()]));
 }
+
+#[tokio::test]
+async fn order_lines_are_stored_in_product_order_so_that_a_product_s_lines_lie_together() {
+    use arrow::array::AsArray;
+    let tmp = tempfile::tempdir().unwrap();
+    let export = tmp.path().join("export");
+    prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.02, seed: 11 }).unwrap();
+    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
+    load(&wh, &export, LoadMode::Upsert, false).await.unwrap();
+    let (mut lines, mut runs) = (0, 0);
+    for file in std::fs::read_dir(tmp.path().join("data/tables/orders")).unwrap() {
+        let path = file.unwrap().path();
+        if path.extension().is_none_or(|e| e != "parquet") {
+            continue;
+        }
+        let open = || parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap()).unwrap();
+        for group in 0..open().metadata().num_row_groups() {
+            let mut products: Vec<String> = Vec::new();
+            for batch in open().with_row_groups(vec![group]).build().unwrap() {
+                let batch = batch.unwrap();
+                let column = batch.column(batch.schema().index_of("product_id").unwrap()).clone();
+                products.extend(column.as_string::<i32>().iter().map(|p| p.unwrap().to_string()));
+            }
+            lines += products.len();
+            assert!(products.is_sorted(), "{} row group {group} is not in product order", path.display());
+            runs += products.chunk_by(|a, b| a == b).count();
+        }
+    }
+    // Every line is stored, and each product's lines are one run (the export is one row group).
+    assert_eq!(query(&wh, None, "SELECT COUNT(*), COUNT(DISTINCT product_id) FROM orders").await, rows(&[&format!("{lines}|{runs}")]));
+}

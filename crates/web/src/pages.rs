@@ -539,7 +539,7 @@ pub async fn build(st: &AppState, user: &User, page: PageId, id: Option<&str>, p
                         .collect();
                     out.panels.push(p);
                     if let Some(segment) = given(&prompts.segment) {
-                        let targets = potential.targets(segment)?;
+                        let targets = potential.targets(&cx.analysis(), segment).await?;
                         out.panels.push(Panel::from_table("targets", &format!("Target list: untapped customers in {segment}"), &targets));
                     }
                 }
