@@ -109,17 +109,28 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
         }
         Ok::<_, AnalysisError>(has_x)
     };
+    // P's buyers of X, by customer: counted by segment below from P's customer list, which has
+    // their segments (no customer table to join).
+    let buyers_query = Query { metrics: vec!["buying_customers".into()], by: vec!["customer.customer_id".into()], filters: vec![product_filter(product)], ..Query::default() };
     // The questions do not depend on each other: asked side by side, each one's waits and
     // single-threaded phases leave the cores to the others.
-    let (channel_x, channel_any, own_any, own_x, has_x) = tokio::try_join!(
+    let (channel_x, channel_any, buyers, has_x) = tokio::try_join!(
         cx.benchmark(segment_query(vec![product_filter(product)])),
         cx.benchmark(segment_query(vec![])),
-        cx.run_for(partner, segment_query(vec![])),
-        cx.run_for(partner, segment_query(vec![product_filter(product)])),
+        cx.run_for(partner, buyers_query),
         has_x,
     )?;
     let (channel_x, channel_any) = (by_segment(channel_x.formatted_rows()), by_segment(channel_any.formatted_rows()));
-    let (own_any, own_x) = (by_segment(own_any.formatted_rows()), by_segment(own_x.formatted_rows()));
+    let buyers: BTreeSet<String> = buyers.formatted_rows().into_iter().map(|r| r[0].clone()).collect();
+    // P's customers and its buyers of X in each segment.
+    let (mut own_any, mut own_x): (BTreeMap<(String, String), i64>, BTreeMap<(String, String), i64>) = Default::default();
+    for c in &customers {
+        let segment = (c[2].clone(), c[3].clone());
+        *own_any.entry(segment.clone()).or_default() += 1;
+        if buyers.contains(&c[0]) {
+            *own_x.entry(segment).or_default() += 1;
+        }
+    }
     let mut untapped: BTreeMap<(String, String), Vec<Target>> = BTreeMap::new();
     for c in &customers {
         if has_x.contains(&c[0]) {
@@ -147,8 +158,8 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
                 (None, Some(a)) if a > 0 && channel_x.get(k).is_none() && channel_partners >= prism_engine::BENCHMARK_MIN_PARTNERS => Some(0.0),
                 _ => None,
             };
-            let customers = count(&own_any, k).unwrap_or(0);
-            let buyers = count(&own_x, k).unwrap_or(0);
+            let customers = own_any[k];
+            let buyers = own_x.get(k).copied().unwrap_or(0);
             let open = untapped.get(k).map_or(0, |v| v.len() as i64);
             Segment {
                 industry: k.0.clone(),
