@@ -187,12 +187,9 @@ impl Engine {
             let dim = self.resolve_dim(d).expect("the model checked the rollup's dimensions");
             let name = crate::quote_ident(&self.rollup_column(r, d));
             match &dim {
+                // Read from the dimension table joined after aggregation, as a query reads it.
                 Dim::Attribute { dimension, attribute } if late.contains(dimension) && self.model.dimensions[dimension].key != *attribute => {
-                    let expr = match &self.model.dimensions[dimension].attributes[attribute].expression {
-                        Some(e) => crate::qualify(e, dimension),
-                        None => format!("{dimension}.{attribute}"),
-                    };
-                    outer.push(format!("{expr} AS {name}"));
+                    outer.push(format!("{} AS {name}", self.group_sql(&dim, &day, None)));
                 }
                 _ => {
                     inner.push(format!("{} AS {name}", self.group_sql(&dim, &day, source)));

@@ -444,7 +444,7 @@ pub(crate) async fn build_rollups(
         // between the two phases of its aggregation (a quarter less at scale 8 on two cores).
         ctx.state_ref().write().config_mut().options_mut().execution.target_partitions = (cores / ready.len()).max(1);
         for b in &ready {
-            tasks.spawn(build_rollup(ctx.clone(), wh.rollup_dir(&b.table), (*b).clone()));
+            tasks.spawn(build_rollup(ctx.clone(), wh.rollup_dir(&b.table), (*b).clone(), cores));
         }
         while let Some(done) = tasks.join_next().await {
             let (b, pin, table) = done.map_err(|e| WarehouseError::Staging(format!("a rollup build stopped: {e}")))??;
@@ -472,7 +472,7 @@ const ROLLUP_ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// Builds one rollup and writes it as a new Delta version of its folder; returns its pin and
 /// its rows in memory, for the rollups built from it.
-async fn build_rollup(ctx: SessionContext, dir: PathBuf, b: RollupBuild) -> Result<(RollupBuild, RollupPin, std::sync::Arc<datafusion::datasource::MemTable>)> {
+async fn build_rollup(ctx: SessionContext, dir: PathBuf, b: RollupBuild, cores: usize) -> Result<(RollupBuild, RollupPin, std::sync::Arc<datafusion::datasource::MemTable>)> {
     let started = std::time::Instant::now();
     // The definition is only planned, for its column types: a sum summed again is wider.
     let defined = ctx.sql(&b.definition).await?.schema().as_arrow().clone();
@@ -517,11 +517,11 @@ async fn build_rollup(ctx: SessionContext, dir: PathBuf, b: RollupBuild) -> Resu
         .await?;
     let delta_version = table.version().ok_or_else(|| WarehouseError::Corrupt(format!("rollup {} has no version after its write", b.table)))?;
     let pin = RollupPin { delta_version, rows, build_ms: started.elapsed().as_millis() as u64 };
-    // Rollups built from this one read it from memory, split so that their builds use every core.
-    let partitions = ctx.state().config().target_partitions().max(1);
-    let mut split = vec![Vec::new(); partitions];
+    // Rollups built from this one read it from memory, split so that their builds can use
+    // every core.
+    let mut split = vec![Vec::new(); cores.max(1)];
     for (i, batch) in batches.into_iter().enumerate() {
-        split[i % partitions].push(batch);
+        split[i % cores.max(1)].push(batch);
     }
     let memory = std::sync::Arc::new(datafusion::datasource::MemTable::try_new(schema, split)?);
     Ok((b, pin, memory))
