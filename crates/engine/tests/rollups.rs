@@ -215,11 +215,7 @@ async fn a_rollup_built_from_a_finer_one_holds_what_its_definition_computes_from
 
 #[tokio::test]
 async fn a_load_keeps_the_rollups_whose_tables_it_did_not_change_and_rebuilds_the_others() {
-    let tmp = tempfile::tempdir().unwrap();
-    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-    let engine = Engine::new(Model::shipped());
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
-    wh.load(&LoadOptions { export_dir: fixture, rollups: engine.rollup_builds(), ..Default::default() }, &NoProgress).await.unwrap();
+    let (tmp, wh, engine) = shipped_warehouse().await;
     // One more survey, of P-1's customer C-1, scoring 1: only the surveys change.
     let update = tmp.path().join("update");
     std::fs::create_dir_all(&update).unwrap();
@@ -244,6 +240,16 @@ async fn a_load_keeps_the_rollups_whose_tables_it_did_not_change_and_rebuilds_th
     assert!(rows.contains(&"P-1,3.0,2".to_string()), "{rows:?}");
 }
 
+/// The tiny fixture loaded with the shipped model's rollups, and an engine of that model.
+async fn shipped_warehouse() -> (tempfile::TempDir, Warehouse, Engine) {
+    let tmp = tempfile::tempdir().unwrap();
+    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
+    let engine = Engine::new(Model::shipped());
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
+    wh.load(&LoadOptions { export_dir: fixture, rollups: engine.rollup_builds(), ..Default::default() }, &NoProgress).await.unwrap();
+    (tmp, wh, engine)
+}
+
 /// As `ask`, for the aggregation of another fact.
 async fn ask_fact(engine: &Engine, ctx: &Session, q: &Query, fact: &str) -> (Option<String>, Vec<(String, String)>, Vec<String>) {
     let compiled = engine.compile_in(ctx, q, &Scope::All).unwrap();
@@ -254,11 +260,7 @@ async fn ask_fact(engine: &Engine, ctx: &Session, q: &Query, fact: &str) -> (Opt
 
 #[tokio::test]
 async fn a_rollup_holding_customer_attributes_answers_without_the_customer_table_and_follows_a_changed_customer() {
-    let tmp = tempfile::tempdir().unwrap();
-    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-    let engine = Engine::new(Model::shipped());
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
-    wh.load(&LoadOptions { export_dir: fixture, rollups: engine.rollup_builds(), ..Default::default() }, &NoProgress).await.unwrap();
+    let (tmp, wh, engine) = shipped_warehouse().await;
     let q = query(&["closed_revenue", "buying_customers"], &["customer.industry", "customer.size_band"]);
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     let compiled = engine.compile_in(&ctx, &q, &Scope::All).unwrap();
