@@ -132,9 +132,7 @@ async fn quarantine_loads_the_valid_rows_and_sets_each_rejected_row_aside_unchan
 #[tokio::test]
 async fn a_generated_export_loads_whole_and_status_counts_what_the_generator_wrote() {
     let tmp = tempfile::tempdir().unwrap();
-    let export = tmp.path().join("export");
-    let summary = prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.02, seed: 7 }).unwrap();
-    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
+    let (export, summary, wh) = generated(tmp.path(), 0.02, 7);
     let report = load(&wh, &export, LoadMode::Upsert, false).await.unwrap();
     assert_eq!(report.rows_rejected(), 0, "the generator writes only valid rows");
     let snapshot = wh.snapshot(None).unwrap();
@@ -181,9 +179,7 @@ async fn a_duplicate_key_far_from_its_first_row_is_found_and_only_the_later_row_
 async fn order_lines_are_stored_in_product_order_so_that_a_product_s_lines_lie_together() {
     use arrow::array::AsArray;
     let tmp = tempfile::tempdir().unwrap();
-    let export = tmp.path().join("export");
-    prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.02, seed: 11 }).unwrap();
-    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
+    let (export, _, wh) = generated(tmp.path(), 0.02, 11);
     load(&wh, &export, LoadMode::Upsert, false).await.unwrap();
     let (mut lines, mut runs) = (0, 0);
     for file in std::fs::read_dir(tmp.path().join("data/tables/orders")).unwrap() {

@@ -53,6 +53,13 @@ pub fn variant(dir: &Path, file: &str, content: Option<&[u8]>) -> PathBuf {
     write_export(dir, &files)
 }
 
+/// A generated export in `dir/export` and an empty warehouse in `dir/data`.
+pub fn generated(dir: &Path, scale: f64, seed: u64) -> (PathBuf, prism_generator::GenerateSummary, Warehouse) {
+    let export = dir.join("export");
+    let summary = prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale, seed }).unwrap();
+    (export, summary, Warehouse::open(dir.join("data")).unwrap())
+}
+
 pub async fn load(wh: &Warehouse, export: &Path, mode: LoadMode, quarantine: bool) -> Result<LoadReport, WarehouseError> {
     wh.load(&LoadOptions { export_dir: export.to_path_buf(), mode, quarantine, ..Default::default() }, &NoProgress).await
 }
