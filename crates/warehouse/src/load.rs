@@ -428,31 +428,43 @@ pub(crate) async fn build_rollups(
         progress.step(&format!("keeping {} rollup(s) whose tables did not change", kept.len()));
     }
     out.extend(kept.clone());
-    // In rounds: every rollup whose sources are built is built in the same round, side by side
-    // (an aggregation leaves cores idle in its last phase, and a write is mostly waiting).
+    // A build starts as soon as its source is built, the costliest ready build first, at most
+    // one per core at a time, each on its own core: the two builds over the order lines take
+    // most of the time, and each of them running alone on a core from the start, with the
+    // small ones (and the rollups built from rollups) filling the other core, ends them sooner
+    // than all of them sharing every core (no shuffle between the phases of an aggregation,
+    // and the longest build no longer waits for its share behind short ones).
     let mut waiting: Vec<&RollupBuild> = builds.iter().filter(|b| !kept.contains_key(&b.table)).collect();
-    while !waiting.is_empty() {
-        let (ready, later): (Vec<&RollupBuild>, Vec<&RollupBuild>) =
-            waiting.iter().partition(|b| !b.from.as_ref().is_some_and(|f| waiting.iter().any(|o| o.table == *f)));
-        if ready.is_empty() {
+    let slots = cores.min(waiting.len()).max(1);
+    ctx.state_ref().write().config_mut().options_mut().execution.target_partitions = (cores / slots).max(1);
+    // Rows a build reads, as its expected cost: a base table's from the pins, a rollup's once
+    // it is built.
+    let mut rows_of: BTreeMap<String, u64> = pins.iter().map(|(t, p)| (t.clone(), p.rows)).collect();
+    rows_of.extend(kept.iter().map(|(t, p)| (t.clone(), p.rows)));
+    let mut tasks = tokio::task::JoinSet::new();
+    while !waiting.is_empty() || !tasks.is_empty() {
+        // Ready: every source built (or kept), not started.
+        let mut ready: Vec<&RollupBuild> = waiting.iter().copied().filter(|b| b.from.as_ref().is_none_or(|f| out.contains_key(f))).collect();
+        if ready.is_empty() && tasks.is_empty() {
             return Err(WarehouseError::Staging("the rollups read each other in a circle".into()));
         }
-        progress.step(&format!("building {}", ready.iter().map(|b| format!("rollup {}", b.name)).collect::<Vec<_>>().join(", ")));
-        let mut tasks = tokio::task::JoinSet::new();
-        // Each build of the round gets its share of the cores: builds side by side on one core
-        // each spend less work than each split across all of them, which costs a shuffle
-        // between the two phases of its aggregation (a quarter less at scale 8 on two cores).
-        ctx.state_ref().write().config_mut().options_mut().execution.target_partitions = (cores / ready.len()).max(1);
-        for b in &ready {
-            tasks.spawn(build_rollup(ctx.clone(), wh.rollup_dir(&b.table), (*b).clone(), cores));
+        let cost = |b: &RollupBuild| match &b.from {
+            Some(f) => rows_of.get(f).copied().unwrap_or(0),
+            None => b.reads.iter().filter_map(|t| rows_of.get(t)).sum(),
+        };
+        ready.sort_by_key(|b| std::cmp::Reverse(cost(b)));
+        for b in ready.into_iter().take(slots - tasks.len()) {
+            progress.step(&format!("building rollup {}", b.name));
+            waiting.retain(|w| w.table != b.table);
+            tasks.spawn(build_rollup(ctx.clone(), wh.rollup_dir(&b.table), b.clone(), cores));
         }
-        while let Some(done) = tasks.join_next().await {
+        if let Some(done) = tasks.join_next().await {
             let (b, pin, table) = done.map_err(|e| WarehouseError::Staging(format!("a rollup build stopped: {e}")))??;
             // Later rollups may be built from this one.
             ctx.register_table(b.table.as_str(), table)?;
+            rows_of.insert(b.table.clone(), pin.rows);
             out.insert(b.table.clone(), pin);
         }
-        waiting = later;
     }
     Ok(out)
 }
@@ -494,10 +506,12 @@ async fn build_rollup(ctx: SessionContext, dir: PathBuf, b: RollupBuild, cores: 
         // An empty rollup (no rows in its fact yet) is still a table with its columns.
         batches.push(RecordBatch::new_empty(schema.clone()));
     }
+    let computed = started.elapsed();
     if let Some(column) = b.cluster_by.as_deref().and_then(|c| schema.index_of(c).ok()) {
         let ordered = crate::cluster::batches_by_column(&batches, column).map_err(datafusion::error::DataFusionError::from)?;
         batches = crate::cluster::slices(&ordered, ROLLUP_ROW_GROUP_ROWS);
     }
+    let clustered = started.elapsed();
     let rows: u64 = batches.iter().map(|x| x.num_rows() as u64).sum();
     fs::create_dir_all(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
     let table = if dir.join("_delta_log").is_dir() {
@@ -517,6 +531,7 @@ async fn build_rollup(ctx: SessionContext, dir: PathBuf, b: RollupBuild, cores: 
         .await?;
     let delta_version = table.version().ok_or_else(|| WarehouseError::Corrupt(format!("rollup {} has no version after its write", b.table)))?;
     let pin = RollupPin { delta_version, rows, build_ms: started.elapsed().as_millis() as u64 };
+    tracing::debug!(rollup = b.name.as_str(), rows, computed_ms = computed.as_millis() as u64, clustered_ms = clustered.as_millis() as u64, written_ms = pin.build_ms, "rollup built");
     // Rollups built from this one read it from memory, split so that their builds can use
     // every core.
     let mut split = vec![Vec::new(); cores.max(1)];
