@@ -240,6 +240,32 @@ async fn a_load_keeps_the_rollups_whose_tables_it_did_not_change_and_rebuilds_th
     assert!(rows.contains(&"P-1,3.0,2".to_string()), "{rows:?}");
 }
 
+#[tokio::test]
+async fn a_rollup_built_from_a_kept_one_is_rebuilt_when_its_own_tables_change() {
+    let (tmp, wh, engine) = shipped_warehouse().await;
+    // PR-2 moves to the Cloud Infrastructure line: only the products change. The rollup by
+    // product reads no product table and is kept; the one by product line is built again, from
+    // the kept one, and must hold the new line.
+    let update = tmp.path().join("update");
+    std::fs::create_dir_all(&update).unwrap();
+    std::fs::write(update.join("products.csv"), "product_id,product_name,product_line,category,list_price\nPR-2,Firewall X,Cloud Infrastructure,,99.5\n").unwrap();
+    wh.load(&LoadOptions { export_dir: update, rollups: engine.rollup_builds(), ..Default::default() }, &NoProgress).await.unwrap();
+    let versions = wh.versions().unwrap();
+    let (before, after) = (&versions.versions[0], &versions.versions[1]);
+    let (by_product, by_line) = (engine.rollup_table("orders_by_partner_product_month"), engine.rollup_table("orders_by_partner_line_month"));
+    assert_eq!(after.rollups[&by_product], before.rollups[&by_product], "the rollup by product was rebuilt though the order lines did not change");
+    assert_ne!(after.rollups[&by_line].delta_version, before.rollups[&by_line].delta_version, "the rollup by product line was not rebuilt");
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    let q = query(&["closed_revenue"], &["product.product_line"]);
+    let (used, _, rows) = ask_fact(&engine, &ctx, &q, "orders").await;
+    assert_eq!(used.as_deref(), Some("orders_by_partner_line_month"));
+    let base = Engine::new(Model::shipped()).without_rollups().run(&ctx, &q, &Scope::All).await.unwrap();
+    assert_eq!(rows, base.formatted_rows().iter().map(|r| r.join(",")).collect::<Vec<_>>());
+    // Every line is now Cloud Infrastructure: one row.
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0].starts_with("Cloud Infrastructure,"), "{rows:?}");
+}
+
 /// The tiny fixture loaded with the shipped model's rollups, and an engine of that model.
 async fn shipped_warehouse() -> (tempfile::TempDir, Warehouse, Engine) {
     let tmp = tempfile::tempdir().unwrap();
