@@ -217,11 +217,7 @@ async fn a_rollup_built_from_a_finer_one_holds_what_its_definition_computes_from
 async fn a_load_keeps_the_rollups_whose_tables_it_did_not_change_and_rebuilds_the_others() {
     let (tmp, wh, engine) = shipped_warehouse().await;
     // One more survey, of P-1's customer C-1, scoring 1: only the surveys change.
-    let update = tmp.path().join("update");
-    std::fs::create_dir_all(&update).unwrap();
-    std::fs::write(update.join("satisfaction_surveys.csv"), "survey_id,partner_id,customer_id,request_id,surveyed_on,score\nS-9,P-1,C-1,,2024-04-02,1\n").unwrap();
-    wh.load(&LoadOptions { export_dir: update, rollups: engine.rollup_builds(), ..Default::default() }, &NoProgress).await.unwrap();
-    let versions = wh.versions().unwrap();
+    let versions = load_one_file(&tmp, &wh, &engine, "satisfaction_surveys.csv", "survey_id,partner_id,customer_id,request_id,surveyed_on,score\nS-9,P-1,C-1,,2024-04-02,1\n").await;
     let (before, after) = (&versions.versions[0], &versions.versions[1]);
     let surveys = engine.rollup_table("surveys_by_partner_month");
     for (table, pin) in &after.rollups {
@@ -246,11 +242,7 @@ async fn a_rollup_built_from_a_kept_one_is_rebuilt_when_its_own_tables_change() 
     // PR-2 moves to the Cloud Infrastructure line: only the products change. The rollup by
     // product reads no product table and is kept; the one by product line is built again, from
     // the kept one, and must hold the new line.
-    let update = tmp.path().join("update");
-    std::fs::create_dir_all(&update).unwrap();
-    std::fs::write(update.join("products.csv"), "product_id,product_name,product_line,category,list_price\nPR-2,Firewall X,Cloud Infrastructure,,99.5\n").unwrap();
-    wh.load(&LoadOptions { export_dir: update, rollups: engine.rollup_builds(), ..Default::default() }, &NoProgress).await.unwrap();
-    let versions = wh.versions().unwrap();
+    let versions = load_one_file(&tmp, &wh, &engine, "products.csv", "product_id,product_name,product_line,category,list_price\nPR-2,Firewall X,Cloud Infrastructure,,99.5\n").await;
     let (before, after) = (&versions.versions[0], &versions.versions[1]);
     let (by_product, by_line) = (engine.rollup_table("orders_by_partner_product_month"), engine.rollup_table("orders_by_partner_line_month"));
     assert_eq!(after.rollups[&by_product], before.rollups[&by_product], "the rollup by product was rebuilt though the order lines did not change");
@@ -264,6 +256,15 @@ async fn a_rollup_built_from_a_kept_one_is_rebuilt_when_its_own_tables_change() 
     // Every line is now Cloud Infrastructure: one row.
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert!(rows[0].starts_with("Cloud Infrastructure,"), "{rows:?}");
+}
+
+/// Loads an export of one file over the warehouse, with the shipped rollups; the versions after.
+async fn load_one_file(tmp: &tempfile::TempDir, wh: &Warehouse, engine: &Engine, file: &str, text: &str) -> prism_warehouse::versions::VersionFile {
+    let update = tmp.path().join("update");
+    std::fs::create_dir_all(&update).unwrap();
+    std::fs::write(update.join(file), text).unwrap();
+    wh.load(&LoadOptions { export_dir: update, rollups: engine.rollup_builds(), ..Default::default() }, &NoProgress).await.unwrap();
+    wh.versions().unwrap()
 }
 
 /// The tiny fixture loaded with the shipped model's rollups, and an engine of that model.
