@@ -247,13 +247,14 @@ struct Ctx<'a> {
     scope: Scope,
     period: Option<Period>,
     filters: Vec<Filter>,
-    notes: Vec<String>,
+    /// Behind a lock so that a page's panels can be asked side by side.
+    notes: std::sync::Mutex<Vec<String>>,
 }
 
 impl Ctx<'_> {
     /// The prompt filters a query's metrics can take: a survey is of no product, so the product
     /// line prompt does not apply to satisfaction figures (and the page says so).
-    fn filters_for(&mut self, metrics: &[&str]) -> Vec<Filter> {
+    fn filters_for(&self, metrics: &[&str]) -> Vec<Filter> {
         let model = &self.st.engine.model;
         let reaches = |dimension: &str| {
             metrics.iter().all(|m| {
@@ -268,15 +269,16 @@ impl Ctx<'_> {
                 out.push(f.clone());
             } else {
                 let note = format!("the {} prompt does not apply to {}", f.dimension, metrics.join(", "));
-                if !self.notes.contains(&note) {
-                    self.notes.push(note);
+                let mut notes = self.notes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if !notes.contains(&note) {
+                    notes.push(note);
                 }
             }
         }
         out
     }
 
-    fn query(&mut self, metrics: &[&str], by: &[&str], order: Option<&str>, limit: Option<usize>) -> Result<Query, WebError> {
+    fn query(&self, metrics: &[&str], by: &[&str], order: Option<&str>, limit: Option<usize>) -> Result<Query, WebError> {
         Ok(Query {
             metrics: metrics.iter().map(|m| m.to_string()).collect(),
             by: by.iter().map(|d| d.to_string()).collect(),
@@ -291,7 +293,7 @@ impl Ctx<'_> {
         Ok(self.st.engine.run(&self.session, q, &self.scope).await?)
     }
 
-    async fn tiles(&mut self, id: &str, title: &str, metrics: &[&str]) -> Result<Panel, WebError> {
+    async fn tiles(&self, id: &str, title: &str, metrics: &[&str]) -> Result<Panel, WebError> {
         let mut asked: Vec<String> = metrics.iter().map(|m| m.to_string()).collect();
         if self.period.is_some() {
             asked.extend(metrics.iter().map(|m| format!("{m}:change_pct")));
@@ -314,7 +316,7 @@ impl Ctx<'_> {
         Ok(p)
     }
 
-    async fn chart(&mut self, id: &str, title: &str, kind: &'static str, metrics: &[&str], by: &str, order: Option<&str>, limit: Option<usize>) -> Result<Panel, WebError> {
+    async fn chart(&self, id: &str, title: &str, kind: &'static str, metrics: &[&str], by: &str, order: Option<&str>, limit: Option<usize>) -> Result<Panel, WebError> {
         let q = self.query(metrics, &[by], order, limit)?;
         let r = self.run(&q).await?;
         let rows = r.formatted_rows();
@@ -330,7 +332,7 @@ impl Ctx<'_> {
         Ok(p)
     }
 
-    async fn table(&mut self, id: &str, title: &str, metrics: &[&str], by: &[&str], order: Option<&str>, limit: Option<usize>) -> Result<Panel, WebError> {
+    async fn table(&self, id: &str, title: &str, metrics: &[&str], by: &[&str], order: Option<&str>, limit: Option<usize>) -> Result<Panel, WebError> {
         let q = self.query(metrics, by, order, limit)?;
         let r = self.run(&q).await?;
         let mut p = Panel::new("table", id, title);
@@ -346,7 +348,7 @@ impl Ctx<'_> {
     /// ranking reads what a rollup can answer (revenue by customer), and the figures that only
     /// the base tables answer (distinct orders, say) are computed for the few rows shown
     /// instead of every customer. The same answer as one query with every metric.
-    async fn top_table(&mut self, id: &str, title: &str, rank_by: &str, more: &[&str], by: &[&str], limit: usize) -> Result<Panel, WebError> {
+    async fn top_table(&self, id: &str, title: &str, rank_by: &str, more: &[&str], by: &[&str], limit: usize) -> Result<Panel, WebError> {
         let order = format!("{rank_by}:desc");
         let ranking = self.query(&[rank_by], by, Some(&order), Some(limit))?;
         let top = self.run(&ranking).await?;
@@ -409,7 +411,7 @@ pub async fn build(st: &AppState, user: &User, page: PageId, id: Option<&str>, p
     {
         return Ok(cached);
     }
-    let mut cx = Ctx { st, user, session, scope: user.scope(), period, filters, notes: Vec::new() };
+    let mut cx = Ctx { st, user, session, scope: user.scope(), period, filters, notes: Default::default() };
     let path = match (page, id) {
         (PageId::PartnerDetail, Some(id)) => format!("/partners/{}", url(id)),
         _ => page.path().to_string(),
@@ -475,14 +477,16 @@ pub async fn build(st: &AppState, user: &User, page: PageId, id: Option<&str>, p
             out.panels.push(p);
         }
         PageId::Customers => {
-            out.panels.push(cx.chart("by-industry", "Revenue by industry", "bar", &["closed_revenue"], "customer.industry", Some("closed_revenue:desc"), None).await?);
-            out.panels.push(cx.chart("by-size", "Revenue by company size", "pie", &["closed_revenue"], "customer.size_band", None, None).await?);
-            out.panels.push(cx.chart("by-revenue-band", "Revenue by the customer's own annual revenue", "bar", &["closed_revenue"], "customer.annual_revenue_band", None, None).await?);
-            out.panels.push(
-                cx.top_table("top-accounts", "Top accounts", "closed_revenue", &["order_count", "csat_avg"], &["customer.customer_id", "customer.customer_name", "customer.industry", "customer.size_band"], 20)
-                    .await?,
-            );
-            let risk = prism_analyses::risk::risk(&cx.analysis()).await?;
+            // The panels do not depend on each other: asked side by side, the high-risk accounts
+            // (the longest, through every survey and customer) overlap the rest.
+            let (by_industry, by_size, by_band, top, risk) = tokio::try_join!(
+                cx.chart("by-industry", "Revenue by industry", "bar", &["closed_revenue"], "customer.industry", Some("closed_revenue:desc"), None),
+                cx.chart("by-size", "Revenue by company size", "pie", &["closed_revenue"], "customer.size_band", None, None),
+                cx.chart("by-revenue-band", "Revenue by the customer's own annual revenue", "bar", &["closed_revenue"], "customer.annual_revenue_band", None, None),
+                cx.top_table("top-accounts", "Top accounts", "closed_revenue", &["order_count", "csat_avg"], &["customer.customer_id", "customer.customer_name", "customer.industry", "customer.size_band"], 20),
+                async { Ok::<_, WebError>(prism_analyses::risk::risk(&cx.analysis()).await?) },
+            )?;
+            out.panels.extend([by_industry, by_size, by_band, top]);
             let mut p = Panel::from_table("high-risk", "High-risk accounts", &risk);
             p.note = Some(risk.headline().join(" "));
             p.rows.truncate(100);
@@ -576,7 +580,7 @@ pub async fn build(st: &AppState, user: &User, page: PageId, id: Option<&str>, p
             out.panels.push(a);
         }
     }
-    out.notes.extend(cx.notes);
+    out.notes.extend(cx.notes.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()));
     if let Some(key) = cache_key {
         st.keep_page(version, key, &out);
     }
