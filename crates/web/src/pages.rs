@@ -419,16 +419,18 @@ pub async fn build(st: &AppState, user: &User, page: PageId, id: Option<&str>, p
     let mut out = Page { page: page.name(), path, title: page.title().into(), period, headline: Vec::new(), notes: Vec::new(), panels: Vec::new() };
     match page {
         PageId::Overview => {
-            out.panels.push(cx.tiles("kpi", "Key figures", &["closed_revenue", "open_pipeline", "win_rate", "csat_avg", "avg_first_response_hours", "indirect_revenue_share"]).await?);
-            out.panels.push(cx.chart("revenue-trend", "Closed revenue by month", "line", &["closed_revenue"], "time.month", None, None).await?);
-            out.panels.push(cx.chart("pipeline-trend", "Open pipeline by expected close month", "bar", &["open_pipeline"], "time.month", None, None).await?);
-            out.panels.push(cx.chart("by-tier", "Revenue by tier", "bar", &["closed_revenue"], "partner.tier", Some("closed_revenue:desc"), None).await?);
-            out.panels.push(cx.chart("by-type", "Revenue by partner type", "pie", &["closed_revenue"], "partner.partner_type", Some("closed_revenue:desc"), None).await?);
-            out.panels.push(cx.chart("by-region", "Revenue by region", "bar", &["closed_revenue"], "partner.region", Some("closed_revenue:desc"), None).await?);
-            out.panels.push(
-                cx.table("top-partners", "Top partners by revenue", &["closed_revenue", "closed_revenue:pct_of_total", "win_rate", "csat_avg"], &["partner.partner_id", "partner.partner_name", "partner.tier", "partner.region"], Some("closed_revenue:desc"), Some(15))
-                    .await?,
-            );
+            // Seven independent questions, asked side by side (each is small; together they
+            // keep both cores busy), shown in this order.
+            let (kpi, revenue, pipeline, by_tier, by_type, by_region, top) = tokio::try_join!(
+                cx.tiles("kpi", "Key figures", &["closed_revenue", "open_pipeline", "win_rate", "csat_avg", "avg_first_response_hours", "indirect_revenue_share"]),
+                cx.chart("revenue-trend", "Closed revenue by month", "line", &["closed_revenue"], "time.month", None, None),
+                cx.chart("pipeline-trend", "Open pipeline by expected close month", "bar", &["open_pipeline"], "time.month", None, None),
+                cx.chart("by-tier", "Revenue by tier", "bar", &["closed_revenue"], "partner.tier", Some("closed_revenue:desc"), None),
+                cx.chart("by-type", "Revenue by partner type", "pie", &["closed_revenue"], "partner.partner_type", Some("closed_revenue:desc"), None),
+                cx.chart("by-region", "Revenue by region", "bar", &["closed_revenue"], "partner.region", Some("closed_revenue:desc"), None),
+                cx.table("top-partners", "Top partners by revenue", &["closed_revenue", "closed_revenue:pct_of_total", "win_rate", "csat_avg"], &["partner.partner_id", "partner.partner_name", "partner.tier", "partner.region"], Some("closed_revenue:desc"), Some(15)),
+            )?;
+            out.panels.extend([kpi, revenue, pipeline, by_tier, by_type, by_region, top]);
         }
         PageId::Segmentation => {
             let p = prism_analyses::pareto::pareto(&cx.analysis(), None).await?;
@@ -503,14 +505,13 @@ pub async fn build(st: &AppState, user: &User, page: PageId, id: Option<&str>, p
             out.headline = vec![format!("{} · {} · {} · {} · {}", id, at("partner.tier"), at("partner.partner_type"), at("partner.region"), at("partner.status"))];
             // From here on, only this partner's rows.
             cx.scope = Scope::Partner(id.to_string());
-            out.panels.push(cx.tiles("kpi", "Key figures", &["closed_revenue", "open_pipeline", "win_rate", "csat_avg", "avg_first_response_hours", "sla_met_pct"]).await?);
-            out.panels.push(cx.chart("revenue-trend", "Closed revenue by month", "line", &["closed_revenue"], "time.month", None, None).await?);
-            let products = prism_analyses::products::products(&cx.analysis(), id).await?;
-            out.panels.push(Panel::from_table("products", "Products", &products));
-            out.panels.push(
-                cx.top_table("customers", "Customers", "closed_revenue", &["order_count", "open_sr_count", "csat_avg"], &["customer.customer_id", "customer.customer_name", "customer.industry", "customer.size_band"], 50)
-                    .await?,
-            );
+            let (kpi, trend, products, customers) = tokio::try_join!(
+                cx.tiles("kpi", "Key figures", &["closed_revenue", "open_pipeline", "win_rate", "csat_avg", "avg_first_response_hours", "sla_met_pct"]),
+                cx.chart("revenue-trend", "Closed revenue by month", "line", &["closed_revenue"], "time.month", None, None),
+                async { Ok::<_, WebError>(prism_analyses::products::products(&cx.analysis(), id).await?) },
+                cx.top_table("customers", "Customers", "closed_revenue", &["order_count", "open_sr_count", "csat_avg"], &["customer.customer_id", "customer.customer_name", "customer.industry", "customer.size_band"], 50),
+            )?;
+            out.panels.extend([kpi, trend, Panel::from_table("products", "Products", &products), customers]);
         }
         PageId::MyPerformance => {
             let own = own_partner(user)?;
