@@ -176,7 +176,7 @@ pub fn print_model(model: &Model, all: bool) {
         let r = &model.rollups[&b.name];
         println!("  {:<34} {}", r.name, r.description);
         println!("  {:<34} {} by {}{}", "", r.fact, r.dimensions.join(", "), r.grain.as_ref().map_or(", all time".to_string(), |g| format!(", {g}")));
-        println!("  {:<34} holds {}", "", r.metrics.join(", "));
+        println!("  {:<34} holds {}{}", "", r.metrics.join(", "), if r.channel { "; partners' rows only, with their number (channel benchmarks)" } else { "" });
         if all {
             println!("  {:<34} table {}, built from {}", "", b.table, b.from.as_ref().map_or_else(|| b.reads.join(", "), |f| format!("rollup {f}")));
             println!("  {:<34} {}", "", b.sql);

@@ -700,7 +700,11 @@ impl Engine {
         for p in parts {
             select.push(format!("{} AS {}", aggregate_sql(p, source), quote_ident(&p.name)));
         }
-        if benchmark {
+        let channel = source.is_some_and(|s| s.rollup.channel);
+        if channel {
+            // Its rows are the query's groups (navigation saw to it), each with its partners.
+            select.push(format!("CAST(SUM(f.{}) AS BIGINT) AS partners", rollups::CHANNEL_PARTNERS));
+        } else if benchmark {
             select.push("COUNT(DISTINCT f.partner_id) AS partners".into());
         }
         sql.push_str(&select.join(", "));
@@ -709,7 +713,8 @@ impl Engine {
             let d = &self.model.dimensions[j];
             write!(sql, " LEFT JOIN {} {j} ON f.{key} = {j}.{key}", d.table, key = d.key).expect("string");
         }
-        let mut conditions: Vec<String> = scope_condition(scope, benchmark).into_iter().collect();
+        // A channel rollup holds partners' rows only, and no partner column.
+        let mut conditions: Vec<String> = if channel { Vec::new() } else { scope_condition(scope, benchmark).into_iter().collect() };
         if let Some(p) = period {
             conditions.push(format!("{day} BETWEEN DATE '{}' AND DATE '{}'", p.from, p.to));
         }

@@ -5,7 +5,11 @@
 //! the query makes: its dimensions and grain must be at least as fine as the query's dimensions,
 //! filters, period and compared periods, it must hold every part the query's metrics are made
 //! of, and a distinct count is only summed again when what it counts is one of its dimensions.
-//! Anything else reads the base tables, and `explain` says why.
+//! A rollup whose rows are exactly the query's groups (the same dimensions and grain, filters
+//! only on those) answers with what it stores, distinct counts too, as Cube does with
+//! non-additive measures; a channel rollup, built over partners' rows with the number of
+//! partners in each, answers channel benchmarks that way. Anything else reads the base tables,
+//! and `explain` says why.
 
 use chrono::{Datelike, Duration, Weekday};
 use prism_model::{Aggregate, Metric, MetricKind, Rollup};
@@ -30,6 +34,9 @@ pub(crate) struct RollupSource<'a> {
     pub rollup: &'a Rollup,
     pub table: String,
     pub schema: arrow::datatypes::SchemaRef,
+    /// Each of its rows is exactly one group of the query: what it stores is the answer, distinct
+    /// counts and partner counts included.
+    pub exact: bool,
 }
 
 /// Whether rows at `stored` grain add up to rows at `asked` grain.
@@ -122,9 +129,10 @@ impl Engine {
             let next = remaining.iter().position(|r| !remaining.iter().any(|o| o.name != r.name && self.serves(o, r))).unwrap_or(0);
             let r = remaining.remove(next);
             let grain_rank = |x: &Rollup| x.grain.as_deref().map_or(usize::MAX, |g| crate::GRAIN_ORDER.iter().position(|k| *k == g).unwrap_or(0));
-            let from = built.iter().filter(|o| self.serves(o, r)).min_by_key(|o| (o.dimensions.len(), std::cmp::Reverse(grain_rank(o)), o.name.clone()));
+            // A channel rollup holds partners' rows only: nothing is built from it.
+            let from = built.iter().filter(|o| !o.channel && self.serves(o, r)).min_by_key(|o| (o.dimensions.len(), std::cmp::Reverse(grain_rank(o)), o.name.clone()));
             // No schema: the warehouse casts what the build gives to the definition's types.
-            let source = from.map(|o| RollupSource { rollup: o, table: self.rollup_table(&o.name), schema: std::sync::Arc::new(arrow::datatypes::Schema::empty()) });
+            let source = from.map(|o| RollupSource { rollup: o, table: self.rollup_table(&o.name), schema: std::sync::Arc::new(arrow::datatypes::Schema::empty()), exact: false });
             // The fact's table and the dimension tables the definition joins.
             let mut reads = vec![self.model.facts[&r.fact].table.clone()];
             reads.extend(self.rollup_joins(r, None).iter().map(|d| self.model.dimensions[d].table.clone()));
@@ -152,7 +160,8 @@ impl Engine {
         if let Some(g) = &b.grain {
             dims.push((format!("time.{g}"), Dim::Time { grain: g.clone() }));
         }
-        let need = Need { parts: &parts, dims: &dims, filters: &[], period: None, shifts: &[], scope: &Scope::All, benchmark: false };
+        // A channel rollup is built as a benchmark over the source reads it.
+        let need = Need { parts: &parts, dims: &dims, filters: &[], period: None, shifts: &[], scope: &Scope::All, benchmark: b.channel };
         self.fit(a, &need).is_ok()
     }
 
@@ -222,10 +231,18 @@ impl Engine {
             inner.push(format!("{} AS {name}", crate::aggregate_sql(&self.model.metrics[m], source)));
             outer.push(format!("g.{name}"));
         }
+        if r.channel {
+            inner.push(format!("COUNT(DISTINCT f.partner_id) AS {CHANNEL_PARTNERS}"));
+            outer.push(format!("g.{CHANNEL_PARTNERS}"));
+        }
         let mut sql = format!("SELECT {} FROM {} f", inner.join(", "), source.map_or(fact.table.as_str(), |s| s.table.as_str()));
         for j in self.rollup_joins(r, source).iter().filter(|j| !late.contains(*j)) {
             let d = &self.model.dimensions[j];
             sql.push_str(&format!(" LEFT JOIN {} {j} ON f.{key} = {j}.{key}", d.table, key = d.key));
+        }
+        if r.channel {
+            // As a channel benchmark reads the fact: partners' rows, never direct sales.
+            sql.push_str(" WHERE f.partner_id IS NOT NULL");
         }
         if groups > 0 {
             sql.push_str(&format!(" GROUP BY {}", (1..=groups).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")));
@@ -283,8 +300,62 @@ impl Engine {
         }
     }
 
+    /// A query dimension by the name a user gives it.
+    fn dim_name(&self, d: &Dim) -> String {
+        match d {
+            Dim::Attribute { dimension, attribute } => format!("{dimension}.{attribute}"),
+            Dim::FactAttribute { fact, column } => {
+                self.model.facts[fact].attributes.iter().find(|(_, a)| a.column == *column).map_or(column.clone(), |(n, _)| n.clone())
+            }
+            Dim::Time { grain } => format!("time.{grain}"),
+        }
+    }
+
+    /// Why the rollup's rows are not exactly the query's groups, or `Ok` when they are: then
+    /// what it stores for a row (a distinct count, a number of partners) is the answer for that
+    /// group as it stands, with nothing added up.
+    fn exact(&self, r: &Rollup, need: &Need) -> Result<(), String> {
+        if !need.shifts.is_empty() {
+            return Err("the query compares with another period".into());
+        }
+        let asked: Vec<&Dim> = need.dims.iter().map(|(_, d)| d).filter(|d| !matches!(d, Dim::Time { .. })).collect();
+        let held: Vec<Dim> = r.dimensions.iter().filter_map(|d| self.resolve_dim(d).ok()).collect();
+        if let Some(d) = held.iter().find(|d| !asked.contains(d)) {
+            return Err(format!("the query does not cut by {}", self.dim_name(d)));
+        }
+        if let Some(d) = asked.iter().find(|d| !held.contains(d)) {
+            return Err(format!("it has no dimension {}", self.dim_name(d)));
+        }
+        let times: Vec<&str> = need.dims.iter().filter_map(|(_, d)| match d {
+            Dim::Time { grain } => Some(grain.as_str()),
+            _ => None,
+        }).collect();
+        match (&r.grain, times.as_slice()) {
+            (None, []) => {}
+            (Some(g), [t]) if g == t => {}
+            (Some(g), _) => return Err(format!("the query does not cut by time.{g} alone")),
+            (None, _) => return Err("it holds all time in one row, and the query cuts by time".into()),
+        }
+        if let Some((f, _)) = need.filters.iter().find(|(_, d)| !asked.contains(&d) && !matches!(d, Dim::Time { .. })) {
+            return Err(format!("the query filters by {}, which it does not cut by", f.dimension));
+        }
+        if need.filters.iter().any(|(_, d)| matches!(d, Dim::Time { .. })) {
+            return Err("the query filters by a time dimension".into());
+        }
+        Ok(())
+    }
+
     /// Why a rollup cannot answer what a query needs of its fact, or `Ok` when it can.
     fn fit(&self, r: &Rollup, need: &Need) -> Result<(), String> {
+        let exact = self.exact(r, need);
+        if r.channel {
+            if !need.benchmark {
+                return Err("holds partners' rows only, with their number: it answers channel benchmarks only".into());
+            }
+            if let Err(why) = &exact {
+                return Err(format!("holds the number of partners of each row, so it answers a benchmark only at exactly its own grain, and {why}"));
+            }
+        }
         for p in need.parts {
             // An unconditional distinct count of a key the rollup holds needs nothing stored: the
             // rollup's rows hold each key exactly when the base rows do.
@@ -294,17 +365,12 @@ impl Engine {
             }
             if let MetricKind::Base { aggregate: Aggregate::CountDistinct(e), .. } = &p.kind
                 && !self.counts_a_dimension_key(r, e)
+                && let Err(why) = &exact
             {
-                return Err(format!("`{}` counts distinct {e}, which is not a dimension of the rollup: its counts cannot be added up", p.name));
+                return Err(format!("`{}` counts distinct {e}, which is not a dimension of the rollup: its counts cannot be added up, and {why}", p.name));
             }
         }
-        let name = |d: &Dim| match d {
-            Dim::Attribute { dimension, attribute } => format!("{dimension}.{attribute}"),
-            Dim::FactAttribute { fact, column } => {
-                self.model.facts[fact].attributes.iter().find(|(_, a)| a.column == *column).map_or(column.clone(), |(n, _)| n.clone())
-            }
-            Dim::Time { grain } => format!("time.{grain}"),
-        };
+        let name = |d: &Dim| self.dim_name(d);
         for (_, d) in need.dims {
             if !self.holds(r, d) {
                 return Err(match (d, &r.grain) {
@@ -336,7 +402,7 @@ impl Engine {
         let partner_key = format!("partner.{}", self.model.dimensions.get("partner").map_or("partner_id", |d| d.key.as_str()));
         if !r.dimensions.contains(&partner_key) {
             let uses_partner = need.dims.iter().map(|(_, d)| d).chain(need.filters.iter().map(|(_, d)| d)).any(|d| matches!(d, Dim::Attribute { dimension, .. } if dimension == "partner"));
-            if need.benchmark {
+            if need.benchmark && !r.channel {
                 return Err(format!("has no {partner_key}, which a channel benchmark counts partners by"));
             }
             if *need.scope != Scope::All {
@@ -400,7 +466,8 @@ impl Engine {
         }
         choice.passed_over.sort();
         choice.rollup = Some(r.name.clone());
-        (Some(RollupSource { rollup: r, table, schema }), choice)
+        let exact = self.exact(r, need).is_ok();
+        (Some(RollupSource { rollup: r, table, schema, exact }), choice)
     }
 }
 
@@ -413,13 +480,19 @@ pub fn is_table_of(table: &str, name: &str) -> bool {
         .is_some_and(|digest| digest.len() == 12 && digest.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
+/// The column of a channel rollup holding the number of partners in each row.
+pub(crate) const CHANNEL_PARTNERS: &str = "channel_partners";
+
 /// A base metric summed again from a rollup's column: sums and counts add up; a distinct count
 /// of a key the rollup holds counts its keys (those of the rows where it was not zero, when the
-/// count has a condition).
+/// count has a condition); a distinct count the rollup stores is read as stored when its rows
+/// are the query's groups.
 pub(crate) fn reaggregate(m: &Metric, source: &RollupSource) -> String {
     let MetricKind::Base { aggregate, filter } = &m.kind else { unreachable!("ratios are expanded into their parts") };
     let column = format!("f.{}", crate::quote_ident(&m.name));
     match aggregate {
+        // One row per group: its sum is the row's own count.
+        Aggregate::CountDistinct(_) if source.exact && source.schema.field_with_name(&m.name).is_ok() => format!("CAST(SUM({column}) AS BIGINT)"),
         Aggregate::Sum(_) => {
             // Summed again, a decimal would widen; the answer keeps the type the base table gives.
             match source.schema.field_with_name(&m.name).map(|f| f.data_type().clone()) {

@@ -24,6 +24,11 @@ rollups:
     fact: orders
     dimensions: [customer.customer_id]
     metrics: [closed_revenue, buying_customers]
+  channel_by_industry:
+    fact: orders
+    dimensions: [customer.industry]
+    metrics: [closed_revenue, buying_customers]
+    channel: true
 ";
 
 fn model_text() -> String {
@@ -102,9 +107,20 @@ async fn a_distinct_count_is_summed_again_only_over_the_key_it_counts() {
     // counted in two months; the customer rollup has no partner.
     let (used, why, rows) = ask(&engine, &ctx, &query(&["buying_customers"], &["partner.partner_id"]), &Scope::All).await;
     assert_eq!(used, None);
-    assert_eq!(reason(&why, "by_partner_month"), "`buying_customers` counts distinct customer_id, which is not a dimension of the rollup: its counts cannot be added up");
+    assert_eq!(
+        reason(&why, "by_partner_month"),
+        "`buying_customers` counts distinct customer_id, which is not a dimension of the rollup: its counts cannot be added up, and the query does not cut by time.month alone"
+    );
     assert_eq!(reason(&why, "by_customer"), "has no dimension partner.partner_id");
     assert_eq!(rows, ["(direct),1", "P-1,1", "P-2,1"]);
+    // By partner and month, its rows are the query's groups: the count it stores is the answer.
+    let (used, _, rows) = ask(&engine, &ctx, &query(&["buying_customers"], &["partner.partner_id", "time.month"]), &Scope::All).await;
+    assert_eq!(used.as_deref(), Some("by_partner_month"));
+    assert_eq!(rows, ["(direct),2024-02,1", "P-1,2024-01,1", "P-2,2024-03,1"]);
+    // By month alone, a customer of two partners in a month would be counted twice.
+    let (used, why, _) = ask(&engine, &ctx, &query(&["buying_customers"], &["time.month"]), &Scope::All).await;
+    assert_eq!(used, None);
+    assert!(reason(&why, "by_partner_month").ends_with("and the query does not cut by partner.partner_id"), "{why:?}");
     // Over everything, the customer rollup counts its keys: C-1 and C-2 (C-2 bought twice).
     let (used, _, rows) = ask(&engine, &ctx, &query(&["buying_customers"], &[]), &Scope::All).await;
     assert_eq!(used.as_deref(), Some("by_customer"));
@@ -188,6 +204,8 @@ async fn a_rollup_built_from_a_finer_one_holds_what_its_definition_computes_from
     assert!(builds[at("orders_by_partner_line_month")].sql.contains(&engine.rollup_table("orders_by_partner_product_month")));
     assert!(builds[at("orders_by_partner_month")].sql.contains("FROM rollup_orders_by_partner_"));
     assert!(builds[at("orders_by_partner_product_month")].sql.contains("FROM orders f"));
+    // The channel's buyers by segment from each partner's customers, who carry their segment.
+    assert!(builds[at("channel_buyers_by_segment")].sql.contains(&format!("FROM {} f", engine.rollup_table("orders_by_partner_customer"))));
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
     wh.load(&LoadOptions { export_dir: fixture, mode: LoadMode::Upsert, quarantine: false, rollups: builds.clone() }, &NoProgress).await.unwrap();
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
@@ -313,4 +331,51 @@ async fn a_rollup_holding_customer_attributes_answers_without_the_customer_table
     assert_eq!(rows, ["Healthcare,Enterprise,2499.50,1", "Retail,Mid-Market,1150.25,1"]);
     let base = Engine::new(Model::shipped()).without_rollups().run(&ctx, &q, &Scope::All).await.unwrap();
     assert_eq!(rows, base.formatted_rows().iter().map(|r| r.join(",")).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_channel_rollup_answers_only_a_benchmark_at_exactly_its_grain() {
+    let (_tmp, ctx) = warehouse().await;
+    let engine = Engine::new(model());
+    // What the load stored: partners' order lines only (O-2, C-2's 1200.00 direct order, is
+    // not in it), with the customers and partners of each industry.
+    let table = engine.rollup_table("channel_by_industry");
+    let batches = ctx.sql(&format!("SELECT * FROM {table} ORDER BY 1")).await.unwrap().collect().await.unwrap();
+    let stored = arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
+    let lines: Vec<&str> = stored.lines().filter(|l| l.starts_with("| ")).skip(1).collect();
+    assert_eq!(lines, ["| Financial Services | -49.75         | 1                | 1                |", "| Healthcare         | 2499.50        | 1                | 1                |"], "{stored}");
+
+    let benchmark = |q: &Query| {
+        let compiled = engine.compile_benchmark_in(&ctx, q).unwrap();
+        let choice = compiled.rollups.into_iter().find(|c| c.fact == "orders").unwrap();
+        (choice.rollup, choice.passed_over)
+    };
+    let by_industry = query(&["buying_customers", "closed_revenue"], &["customer.industry"]);
+    assert_eq!(benchmark(&by_industry).0.as_deref(), Some("channel_by_industry"));
+    // One partner in each industry: withheld, with the number of partners from the rollup; the
+    // same as the base tables give.
+    let from_rollup = benchmark_rows(&engine, &ctx, &by_industry).await;
+    assert_eq!(from_rollup, ["Financial Services,,,1", "Healthcare,,,1"]);
+    assert_eq!(benchmark_rows(&Engine::new(model()).without_rollups(), &ctx, &by_industry).await, from_rollup);
+
+    // Anything but its own grain reads elsewhere, and says why.
+    let why = |q: &Query| benchmark(q).1.into_iter().find(|(n, _)| n == "channel_by_industry").map(|(_, w)| w).unwrap();
+    let prefix = "holds the number of partners of each row, so it answers a benchmark only at exactly its own grain, and ";
+    assert_eq!(why(&query(&["buying_customers"], &["customer.industry", "customer.size_band"])), format!("{prefix}it has no dimension customer.size_band"));
+    assert_eq!(why(&query(&["buying_customers"], &[])), format!("{prefix}the query does not cut by customer.industry"));
+    let mut filtered = by_industry.clone();
+    filtered.filters = vec![Filter { dimension: "product.product_id".into(), op: prism_engine::FilterOp::In(vec!["PR-1".into()]) }];
+    assert_eq!(why(&filtered), format!("{prefix}the query filters by product.product_id, which it does not cut by"));
+    let mut in_q1 = by_industry.clone();
+    in_q1.period = Some(Period::parse("2024-Q1").unwrap());
+    assert_eq!(why(&in_q1), "holds all time in one row, and the query has a period");
+    // Not a benchmark: it lacks the direct sales. The customer rollup counts its keys.
+    let (used, passed_over, rows) = ask(&engine, &ctx, &query(&["buying_customers"], &["customer.industry"]), &Scope::All).await;
+    assert_eq!(used.as_deref(), Some("by_customer"));
+    assert_eq!(reason(&passed_over, "channel_by_industry"), "holds partners' rows only, with their number: it answers channel benchmarks only");
+    assert_eq!(rows, ["Financial Services,1", "Healthcare,1"]);
+}
+
+async fn benchmark_rows(engine: &Engine, ctx: &Session, q: &Query) -> Vec<String> {
+    engine.run_benchmark(ctx, q).await.unwrap().formatted_rows().iter().map(|r| r.join(",")).collect()
 }

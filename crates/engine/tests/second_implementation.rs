@@ -268,3 +268,41 @@ async fn every_base_metric_by_partner_by_tier_and_quarter_and_overall_agrees_wit
     }
     assert!(differences.is_empty(), "{} differences:\n{}", differences.len(), differences[..differences.len().min(40)].join("\n"));
 }
+
+/// The channel's buying customers by segment, as the benchmark behind customer potential asks
+/// them (answered by the shipped channel rollup, and again from the base tables): the distinct
+/// customers and partners of partners' order lines in each industry × size band, the count
+/// withheld below 5 partners.
+#[tokio::test]
+async fn the_channel_buyers_by_segment_agree_with_a_plain_count_from_rollup_and_base() {
+    let tmp = tempfile::tempdir().unwrap();
+    let export = tmp.path().join("export");
+    prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.02, seed: 34 }).unwrap();
+    let read = |f: &str| csv::Reader::from_path(export.join(f)).unwrap().into_records().map(Result::unwrap);
+    let segment: BTreeMap<String, (String, String)> = read("customers.csv").map(|r| (r[0].to_string(), (r[2].to_string(), r[3].to_string()))).collect();
+    let mut plain: BTreeMap<(String, String), (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
+    for r in read("orders.csv").filter(|r| !r[2].is_empty()) {
+        let e = plain.entry(segment[&r[3]].clone()).or_default();
+        e.0.insert(r[3].to_string());
+        e.1.insert(r[2].to_string());
+    }
+    let expected: Vec<String> = plain
+        .iter()
+        .map(|((industry, size), (customers, partners))| {
+            let shown = if partners.len() >= 5 { customers.len().to_string() } else { String::new() };
+            format!("{industry},{size},{shown},{}", partners.len())
+        })
+        .collect();
+    assert!(expected.iter().filter(|r| !r.contains(",,")).count() >= 10, "segments with a figure to compare: {expected:?}");
+
+    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
+    wh.load(&LoadOptions { export_dir: export.clone(), mode: LoadMode::Upsert, quarantine: false, rollups: Engine::new(Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    let q = Query { metrics: vec!["buying_customers".into()], by: vec!["customer.industry".into(), "customer.size_band".into()], ..Query::default() };
+    for engine in [Engine::new(Model::shipped()), Engine::new(Model::shipped()).without_rollups()] {
+        let read_from = engine.compile_benchmark_in(&ctx, &q).unwrap().rollups[0].rollup.clone();
+        let got: Vec<String> = engine.run_benchmark(&ctx, &q).await.unwrap().formatted_rows().iter().map(|r| r.join(",")).collect();
+        assert_eq!(got, expected, "read from {read_from:?}");
+    }
+    assert_eq!(Engine::new(Model::shipped()).compile_benchmark_in(&ctx, &q).unwrap().rollups[0].rollup.as_deref(), Some("channel_buyers_by_segment"));
+}

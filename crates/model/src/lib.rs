@@ -41,6 +41,9 @@ pub struct Rollup {
     pub grain: Option<String>,
     /// The base metrics it holds, ratios given in the file expanded into their parts.
     pub metrics: Vec<String>,
+    /// Built over partners' rows only (never direct sales), each row with the number of
+    /// partners in it: it answers channel benchmarks at exactly its grain, and nothing else.
+    pub channel: bool,
     pub description: String,
 }
 
@@ -158,6 +161,8 @@ struct RawRollup {
     dimensions: Vec<String>,
     grain: Option<String>,
     metrics: Vec<String>,
+    #[serde(default)]
+    channel: bool,
     #[serde(default)]
     description: String,
 }
@@ -399,7 +404,14 @@ impl Model {
             if r.metrics.is_empty() {
                 problem("holds no metric".into());
             }
-            rollups.insert(name.clone(), Rollup { name, fact: r.fact, dimensions: r.dimensions, grain: r.grain, metrics: held, description: r.description });
+            // A channel rollup counts the partners in each row, and answers for all of them.
+            if r.channel && !fact.reaches.iter().any(|d| d == "partner") {
+                problem(format!("`{}` has no partner: a channel rollup is built over partners' rows", r.fact));
+            }
+            if r.channel && r.dimensions.iter().any(|d| d.starts_with("partner.")) {
+                problem("a channel rollup answers for all partners together: it cannot hold a partner dimension".into());
+            }
+            rollups.insert(name.clone(), Rollup { name, fact: r.fact, dimensions: r.dimensions, grain: r.grain, metrics: held, channel: r.channel, description: r.description });
         }
         if problems.is_empty() {
             Ok(Model { dimensions, facts, metrics, rollups })
@@ -535,6 +547,9 @@ metrics:
         ] {
             assert!(text.contains(expected), "{expected}\nnot in:\n{text}");
         }
+        // A channel rollup answers for all partners together.
+        let err = Model::extended("mine.yaml", "rollups:\n  by_tier:\n    fact: orders\n    dimensions: [partner.tier]\n    metrics: [closed_revenue]\n    channel: true\n").unwrap_err();
+        assert_eq!(err.to_string(), "mine.yaml:2: rollup `by_tier`: a channel rollup answers for all partners together: it cannot hold a partner dimension");
         // A ratio given to a rollup is held as its two parts.
         let m = Model::shipped();
         let r = &m.rollups["orders_by_partner_month"];
