@@ -53,6 +53,9 @@ pub struct Potential {
 
 const SEGMENT: [&str; 2] = ["customer.industry", "customer.size_band"];
 
+/// A count per segment, (industry, size band).
+type SegmentCounts = BTreeMap<(String, String), i64>;
+
 fn product_filter(product: &str) -> Filter {
     Filter { dimension: "product.product_id".into(), op: FilterOp::In(vec![product.to_string()]) }
 }
@@ -123,7 +126,7 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
     let (channel_x, channel_any) = (by_segment(channel_x.formatted_rows()), by_segment(channel_any.formatted_rows()));
     let buyers: BTreeSet<String> = buyers.formatted_rows().into_iter().map(|r| r[0].clone()).collect();
     // P's customers and its buyers of X in each segment.
-    let (mut own_any, mut own_x): (BTreeMap<(String, String), i64>, BTreeMap<(String, String), i64>) = Default::default();
+    let (mut own_any, mut own_x): (SegmentCounts, SegmentCounts) = Default::default();
     for c in &customers {
         let segment = (c[2].clone(), c[3].clone());
         *own_any.entry(segment.clone()).or_default() += 1;
@@ -155,7 +158,7 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
             // Withheld figures are empty: no adoption can be shown from them.
             let adoption = match (x, any) {
                 (Some(x), Some(a)) if a > 0 => Some(100.0 * x as f64 / a as f64),
-                (None, Some(a)) if a > 0 && channel_x.get(k).is_none() && channel_partners >= prism_engine::BENCHMARK_MIN_PARTNERS => Some(0.0),
+                (None, Some(a)) if a > 0 && !channel_x.contains_key(k) && channel_partners >= prism_engine::BENCHMARK_MIN_PARTNERS => Some(0.0),
                 _ => None,
             };
             let customers = own_any[k];

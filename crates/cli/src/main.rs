@@ -249,7 +249,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             // The model's rollups as this version holds them.
             let engine = Engine::new(query_cmd::load_model(&cli.data, None)?);
             if !engine.model.rollups.is_empty() {
-                println!("\n{:<34} {:>12}  {}", "rollup", "rows", "state");
+                println!("\n{:<34} {:>12}  state", "rollup", "rows");
                 for name in engine.model.rollups.keys() {
                     let table = engine.rollup_table(name);
                     match v.rollups.get(&table) {

@@ -232,10 +232,10 @@ impl Engine {
     }
 
     fn resolve_dim(&self, name: &str) -> Result<Dim, EngineError> {
-        if let Some(grain) = name.strip_prefix("time.") {
-            if prism_model::TIME_GRAINS.contains(&grain) {
-                return Ok(Dim::Time { grain: grain.to_string() });
-            }
+        if let Some(grain) = name.strip_prefix("time.")
+            && prism_model::TIME_GRAINS.contains(&grain)
+        {
+            return Ok(Dim::Time { grain: grain.to_string() });
         }
         for fact in self.model.facts.values() {
             if let Some(a) = fact.attributes.get(name) {
@@ -665,7 +665,7 @@ impl Engine {
             if ok {
                 return Ok(());
             }
-            let metric = metrics.iter().find(|m| &m.fact == fact_name).map_or("", |m| m.name.as_str());
+            let metric = metrics.iter().find(|m| m.fact == fact_name).map_or("", |m| m.name.as_str());
             Err(EngineError::Invalid(format!(
                 "`{metric}` is a metric of {fact_name}, which does not reach the dimension `{used_as}`{}",
                 match dim {
@@ -959,14 +959,14 @@ pub fn format_value(array: &dyn arrow::array::Array, row: usize, format: Option<
     if array.is_null(row) {
         return String::new();
     }
-    if format == Some(Format::Money) {
-        if let DataType::Decimal128(_, scale) = array.data_type() {
-            let v = array.as_primitive::<arrow::datatypes::Decimal128Type>().value(row);
-            let cents = rescale_to_cents(v, *scale);
-            let sign = if cents < 0 { "-" } else { "" };
-            let a = cents.unsigned_abs();
-            return format!("{sign}{}.{:02}", a / 100, a % 100);
-        }
+    if format == Some(Format::Money)
+        && let DataType::Decimal128(_, scale) = array.data_type()
+    {
+        let v = array.as_primitive::<arrow::datatypes::Decimal128Type>().value(row);
+        let cents = rescale_to_cents(v, *scale);
+        let sign = if cents < 0 { "-" } else { "" };
+        let a = cents.unsigned_abs();
+        return format!("{sign}{}.{:02}", a / 100, a % 100);
     }
     arrow::util::display::array_value_to_string(array, row).unwrap_or_default()
 }

@@ -320,10 +320,10 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
     // popularity, so each segment has its own best and worst sellers.
     let popularity: Vec<f64> = products.iter().map(|_| 0.2 + rng.random::<f64>().powf(3.0) * 3.0).collect();
     let mut segment_cumulative: Vec<Vec<f64>> = Vec::new();
-    for ind in 0..INDUSTRIES.len() {
-        for size in 0..SIZES.len() {
+    for industry in INDUSTRY_AFFINITY.iter().take(INDUSTRIES.len()) {
+        for size in SIZE_AFFINITY.iter().take(SIZES.len()) {
             segment_cumulative.push(cumulate(products.iter().zip(&popularity).map(|(p, pop)| {
-                let a = INDUSTRY_AFFINITY[ind][p.line] * SIZE_AFFINITY[size][p.line];
+                let a = industry[p.line] * size[p.line];
                 pop * a.powf(2.5)
             })));
         }
@@ -357,8 +357,8 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         let countries = REGIONS[region].1;
         let country = countries[rng.random_range(0..countries.len())];
         // Annual revenue by size band, log-uniform within the band; unknown for some.
-        let (lo, hi) = [(1e6, 5e7), (3e7, 8e8), (5e8, 5e10)][size];
-        let revenue = (lo * (hi / lo as f64).powf(rng.random::<f64>())).round() as i64 * 100;
+        let (lo, hi): (f64, f64) = [(1e6, 5e7), (3e7, 8e8), (5e8, 5e10)][size];
+        let revenue = (lo * (hi / lo).powf(rng.random::<f64>())).round() as i64 * 100;
         let annual = if i % 17 == 5 { String::new() } else { money(revenue) };
         w.write_record([id.as_str(), &name, INDUSTRIES[industry].0, SIZES[size].0, REGIONS[region].0, country, &annual])
             .map_err(|e| io(&path, e))?;

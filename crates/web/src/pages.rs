@@ -316,6 +316,8 @@ impl Ctx<'_> {
         Ok(p)
     }
 
+    // A panel's parts, each named at the call: a struct for them would only restate the calls.
+    #[allow(clippy::too_many_arguments)]
     async fn chart(&self, id: &str, title: &str, kind: &'static str, metrics: &[&str], by: &str, order: Option<&str>, limit: Option<usize>) -> Result<Panel, WebError> {
         let q = self.query(metrics, &[by], order, limit)?;
         let r = self.run(&q).await?;
