@@ -754,6 +754,10 @@ impl Engine {
     /// scope, those with at least one fact row of its partners). Analyses use it for members
     /// that have no fact rows at all: a partner without revenue, a product nobody sold.
     pub fn compile_members(&self, dimension: &str, scope: &Scope) -> Result<Compiled, EngineError> {
+        self.compile_members_with(dimension, scope, true)
+    }
+
+    fn compile_members_with(&self, dimension: &str, scope: &Scope, ordered: bool) -> Result<Compiled, EngineError> {
         let d = self.model.dimensions.get(dimension).ok_or_else(|| {
             EngineError::Invalid(format!("no dimension `{dimension}`{}", did_you_mean(dimension, self.model.dimensions.keys().map(String::as_str))))
         })?;
@@ -794,7 +798,9 @@ impl Engine {
         if let Some(c) = condition {
             write!(sql, " WHERE {c}").expect("string");
         }
-        write!(sql, " ORDER BY m.{}", d.key).expect("string");
+        if ordered {
+            write!(sql, " ORDER BY m.{}", d.key).expect("string");
+        }
         Ok(Compiled { sql, columns, metrics: Vec::new(), rollups: Vec::new() })
     }
 
@@ -825,6 +831,12 @@ impl Engine {
     /// Runs `compile_members`.
     pub async fn members(&self, ctx: &SessionContext, dimension: &str, scope: &Scope) -> Result<QueryResult, EngineError> {
         self.execute(ctx, self.compile_members(dimension, scope)?).await
+    }
+
+    /// `members` in the order they are stored, for a caller that looks members up rather than
+    /// lists them: sorting 360 k customers by key took twice as long as reading them.
+    pub async fn members_unordered(&self, ctx: &SessionContext, dimension: &str, scope: &Scope) -> Result<QueryResult, EngineError> {
+        self.execute(ctx, self.compile_members_with(dimension, scope, false)?).await
     }
 
     /// Compiles and runs a query over a session holding the warehouse's tables.
