@@ -58,6 +58,11 @@ pub enum Scope {
     Partner(String),
 }
 
+/// A filter pinning a dimension key to at most this many values makes a query narrow (see
+/// `Compiled::narrow`), planned with this share of rows kept by a filter, in percent.
+const NARROW_VALUES: usize = 3;
+const NARROW_SELECTIVITY_PCT: u8 = 1;
+
 /// A dimension as the compiler understands it.
 #[derive(Clone, Debug, PartialEq)]
 enum Dim {
@@ -202,6 +207,11 @@ pub struct Compiled {
     pub metrics: Vec<Metric>,
     /// For each fact aggregated, the rollup that answered or why none did.
     pub rollups: Vec<RollupChoice>,
+    /// Its fact rows are a sliver of the table — one partner's, or those of a key pinned to a few
+    /// values (a product) — which the planner cannot know: it assumes a filter keeps a fifth of
+    /// the rows, and would then build a join's hash table from the 360 k customers rather than
+    /// from a product's 16 k order lines.
+    pub narrow: bool,
 }
 
 pub struct Engine {
@@ -631,7 +641,12 @@ impl Engine {
         if let Some(n) = query.limit {
             write!(sql, " LIMIT {n}").expect("string");
         }
-        Ok(Compiled { sql, columns, metrics: metrics.into_iter().cloned().collect(), rollups: choices })
+        let pins_a_key = |(f, d): &&(&Filter, Dim)| {
+            matches!(d, Dim::Attribute { dimension, attribute } if self.model.dimensions[dimension].key == *attribute)
+                && matches!(&f.op, FilterOp::In(values) if values.len() <= NARROW_VALUES)
+        };
+        let narrow = matches!(scope, Scope::Partner(_)) || filters.iter().any(|f| pins_a_key(&f));
+        Ok(Compiled { sql, columns, metrics: metrics.into_iter().cloned().collect(), rollups: choices, narrow })
     }
 
     /// One fact's aggregation: its parts by the asked dimensions, over the scope, the period and
@@ -801,7 +816,7 @@ impl Engine {
         if ordered {
             write!(sql, " ORDER BY m.{}", d.key).expect("string");
         }
-        Ok(Compiled { sql, columns, metrics: Vec::new(), rollups: Vec::new() })
+        Ok(Compiled { sql, columns, metrics: Vec::new(), rollups: Vec::new(), narrow: false })
     }
 
     /// Compiles a listing of a fact's own rows (the columns named, as stored) for a scope and
@@ -820,7 +835,7 @@ impl Engine {
             write!(sql, " WHERE {}", conditions.join(" AND ")).expect("string");
         }
         let columns = columns.iter().map(|c| ResultColumn { name: c.to_string(), format: None }).collect();
-        Ok(Compiled { sql, columns, metrics: Vec::new(), rollups: Vec::new() })
+        Ok(Compiled { sql, columns, metrics: Vec::new(), rollups: Vec::new(), narrow: false })
     }
 
     /// Runs `compile_rows`.
@@ -854,7 +869,18 @@ impl Engine {
         if let Some(batches) = self.cache.as_ref().and_then(|c| c.get(&session, &compiled.sql)) {
             return Ok(QueryResult { columns: compiled.columns, batches, sql: compiled.sql });
         }
-        let batches = ctx.sql(&compiled.sql).await?.collect().await?;
+        let batches = if compiled.narrow {
+            // The same session, planned assuming a filter keeps 1 % of the rows.
+            let state = ctx.state();
+            // Not creating a default catalog: it would hide the session's tables.
+            let mut config = state.config().clone().with_create_default_catalog_and_schema(false);
+            config.options_mut().optimizer.default_filter_selectivity = NARROW_SELECTIVITY_PCT;
+            let state = datafusion::execution::SessionStateBuilder::new_from_existing(state).with_config(config).build();
+            let plan = state.create_logical_plan(&compiled.sql).await?;
+            datafusion::dataframe::DataFrame::new(state, plan).collect().await?
+        } else {
+            ctx.sql(&compiled.sql).await?.collect().await?
+        };
         if let Some(c) = &self.cache {
             c.put(&session, &compiled.sql, &batches);
         }
