@@ -332,7 +332,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 };
                 let compiled = query_cmd::explain(&engine, ctx.as_deref(), &query, &scope, args.benchmark)?;
                 if analyze && let Some(ctx) = &ctx {
-                    let batches = ctx.sql(&format!("EXPLAIN ANALYZE {}", compiled.sql)).await?.collect().await?;
+                    let batches = engine.explain_plan(ctx, &compiled, true).await?;
                     println!("plan (executed):\n{}", arrow::util::pretty::pretty_format_batches(&batches)?);
                 }
                 Ok::<_, anyhow::Error>(())

@@ -864,23 +864,34 @@ impl Engine {
         self.execute(ctx, self.compile_benchmark_in(ctx, query)?).await
     }
 
+    /// `sql` planned as the compiled query is run: in the session, or for a narrow query in a
+    /// copy of its state that assumes a filter keeps 1 % of the rows.
+    async fn plan(&self, ctx: &SessionContext, compiled: &Compiled, sql: &str) -> Result<datafusion::dataframe::DataFrame, EngineError> {
+        if !compiled.narrow {
+            return Ok(ctx.sql(sql).await?);
+        }
+        let state = ctx.state();
+        // Not creating a default catalog: it would hide the session's tables.
+        let mut config = state.config().clone().with_create_default_catalog_and_schema(false);
+        config.options_mut().optimizer.default_filter_selectivity = NARROW_SELECTIVITY_PCT;
+        let state = datafusion::execution::SessionStateBuilder::new_from_existing(state).with_config(config).build();
+        let plan = state.create_logical_plan(sql).await?;
+        Ok(datafusion::dataframe::DataFrame::new(state, plan))
+    }
+
+    /// DataFusion's physical plan of a compiled query, as it runs; with `analyze`, run, with the
+    /// time and rows of each step.
+    pub async fn explain_plan(&self, ctx: &SessionContext, compiled: &Compiled, analyze: bool) -> Result<Vec<RecordBatch>, EngineError> {
+        let sql = format!("EXPLAIN {}{}", if analyze { "ANALYZE " } else { "" }, compiled.sql);
+        Ok(self.plan(ctx, compiled, &sql).await?.collect().await?)
+    }
+
     async fn execute(&self, ctx: &SessionContext, compiled: Compiled) -> Result<QueryResult, EngineError> {
         let session = ctx.session_id();
         if let Some(batches) = self.cache.as_ref().and_then(|c| c.get(&session, &compiled.sql)) {
             return Ok(QueryResult { columns: compiled.columns, batches, sql: compiled.sql });
         }
-        let batches = if compiled.narrow {
-            // The same session, planned assuming a filter keeps 1 % of the rows.
-            let state = ctx.state();
-            // Not creating a default catalog: it would hide the session's tables.
-            let mut config = state.config().clone().with_create_default_catalog_and_schema(false);
-            config.options_mut().optimizer.default_filter_selectivity = NARROW_SELECTIVITY_PCT;
-            let state = datafusion::execution::SessionStateBuilder::new_from_existing(state).with_config(config).build();
-            let plan = state.create_logical_plan(&compiled.sql).await?;
-            datafusion::dataframe::DataFrame::new(state, plan).collect().await?
-        } else {
-            ctx.sql(&compiled.sql).await?.collect().await?
-        };
+        let batches = self.plan(ctx, &compiled, &compiled.sql).await?.collect().await?;
         if let Some(c) = &self.cache {
             c.put(&session, &compiled.sql, &batches);
         }
