@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 
+mod common;
+
 use prism_engine::{Engine, Query, Scope};
 use prism_model::Model;
-use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
 
 fn table(r: &prism_engine::QueryResult, dims: usize) -> HashMap<Vec<String>, Vec<String>> {
     r.formatted_rows().into_iter().map(|cells| (cells[..dims].to_vec(), cells[dims..].to_vec())).collect()
@@ -13,11 +14,7 @@ fn table(r: &prism_engine::QueryResult, dims: usize) -> HashMap<Vec<String>, Vec
 
 #[tokio::test]
 async fn any_two_metrics_asked_together_equal_each_asked_alone() {
-    let tmp = tempfile::tempdir().unwrap();
-    let export = tmp.path().join("export");
-    prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.01, seed: 9 }).unwrap();
-    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-    wh.load(&LoadOptions { export_dir: export, mode: LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
+    let (_tmp, _, wh) = common::generated(0.01, 9, true).await;
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     let model = Model::shipped();
     let metrics: Vec<String> = model.metrics.values().filter(|m| !m.hidden).map(|m| m.name.clone()).collect();

@@ -3,9 +3,10 @@
 //! of the rows, would otherwise build it from the customers table (45 of potential's 75 ms at
 //! scale 8). `prism explain --analyze` shows the plan as it runs.
 
+mod common;
+
 use prism_engine::{Engine, Filter, FilterOp, Query, Scope};
 use prism_model::Model;
-use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
 
 /// The table the first hash join of the physical plan builds its hash table from: the first
 /// scan under it, as DataFusion prints the build side first.
@@ -26,12 +27,8 @@ async fn build_side(engine: &Engine, ctx: &prism_engine::Session, q: &Query, sco
 
 #[tokio::test]
 async fn a_narrow_question_builds_its_join_from_the_fact_rows_it_keeps() {
-    let tmp = tempfile::tempdir().unwrap();
-    let export = tmp.path().join("export");
     // 900 customers and 19 k order lines.
-    prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.02, seed: 5 }).unwrap();
-    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-    wh.load(&LoadOptions { export_dir: export, mode: LoadMode::Upsert, quarantine: false, rollups: Vec::new() }, &NoProgress).await.unwrap();
+    let (_tmp, _, wh) = common::generated(0.02, 5, false).await;
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     let engine = Engine::new(Model::shipped());
     let products = |ids: &[&str]| Filter { dimension: "product.product_id".into(), op: FilterOp::In(ids.iter().map(|s| s.to_string()).collect()) };

@@ -1,6 +1,8 @@
 //! A partner user's answers contain only their partner's rows and do not move when other
 //! partners' data changes.
 
+mod common;
+
 use prism_engine::{Engine, Query, Scope};
 use prism_model::Model;
 use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
@@ -12,11 +14,7 @@ async fn answer(wh: &Warehouse, engine: &Engine, q: &Query, scope: &Scope) -> Ve
 
 #[tokio::test]
 async fn a_partner_scope_sees_only_its_rows_and_ignores_other_partners_changes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let export = tmp.path().join("export");
-    prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.01, seed: 21 }).unwrap();
-    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-    wh.load(&LoadOptions { export_dir: export.clone(), mode: LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
+    let (tmp, export, wh) = common::generated(0.01, 21, true).await;
     let engine = Engine::new(Model::shipped());
     let metrics: Vec<String> = engine.model.metrics.values().filter(|m| !m.hidden).map(|m| m.name.clone()).collect();
     let queries: Vec<Query> = [vec!["partner.partner_id"], vec!["partner.partner_id", "time.quarter"], vec!["customer.industry"]]
@@ -66,9 +64,7 @@ async fn a_partner_scope_sees_only_its_rows_and_ignores_other_partners_changes()
 
 #[tokio::test]
 async fn a_benchmark_is_an_aggregate_over_at_least_five_partners_and_never_one_partners_value() {
-    let tmp = tempfile::tempdir().unwrap();
-    let export = tmp.path().join("export");
-    prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.01, seed: 4 }).unwrap();
+    let (_tmp, export, wh) = common::generated(0.01, 4, true).await;
     // The plain answer: the mean score over every survey (surveys always name a partner).
     let (mut sum, mut n, mut partners) = (0i64, 0i64, std::collections::BTreeSet::new());
     for r in csv::Reader::from_path(export.join("satisfaction_surveys.csv")).unwrap().records() {
@@ -77,8 +73,6 @@ async fn a_benchmark_is_an_aggregate_over_at_least_five_partners_and_never_one_p
         n += 1;
         partners.insert(r[1].to_string());
     }
-    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-    wh.load(&LoadOptions { export_dir: export, mode: LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     let engine = Engine::new(Model::shipped());
 

@@ -5,9 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime};
+mod common;
+
 use prism_engine::{Engine, Query, Scope};
 use prism_model::Model;
-use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
 
 /// Money as cents, read digit by digit.
 fn cents(s: &str) -> i128 {
@@ -234,13 +235,8 @@ fn agree(engine: &str, plain: &str) -> bool {
 
 #[tokio::test]
 async fn every_base_metric_by_partner_by_tier_and_quarter_and_overall_agrees_with_a_plain_computation() {
-    let tmp = tempfile::tempdir().unwrap();
-    let export = tmp.path().join("export");
-    prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.02, seed: 33 }).unwrap();
+    let (_tmp, export, wh) = common::generated(0.02, 33, true).await;
     let plain = Plain::over(&export);
-
-    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-    wh.load(&LoadOptions { export_dir: export, mode: LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     let engine = Engine::new(Model::shipped());
     let metrics: Vec<String> = engine.model.metrics.values().filter(|m| !m.hidden).map(|m| m.name.clone()).collect();
@@ -275,9 +271,7 @@ async fn every_base_metric_by_partner_by_tier_and_quarter_and_overall_agrees_wit
 /// withheld below 5 partners.
 #[tokio::test]
 async fn the_channel_buyers_by_segment_agree_with_a_plain_count_from_rollup_and_base() {
-    let tmp = tempfile::tempdir().unwrap();
-    let export = tmp.path().join("export");
-    prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.02, seed: 34 }).unwrap();
+    let (_tmp, export, wh) = common::generated(0.02, 34, true).await;
     let read = |f: &str| csv::Reader::from_path(export.join(f)).unwrap().into_records().map(Result::unwrap);
     let segment: BTreeMap<String, (String, String)> = read("customers.csv").map(|r| (r[0].to_string(), (r[2].to_string(), r[3].to_string()))).collect();
     let mut plain: BTreeMap<(String, String), (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
@@ -295,8 +289,6 @@ async fn the_channel_buyers_by_segment_agree_with_a_plain_count_from_rollup_and_
         .collect();
     assert!(expected.iter().filter(|r| !r.contains(",,")).count() >= 10, "segments with a figure to compare: {expected:?}");
 
-    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-    wh.load(&LoadOptions { export_dir: export.clone(), mode: LoadMode::Upsert, quarantine: false, rollups: Engine::new(Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     let q = Query { metrics: vec!["buying_customers".into()], by: vec!["customer.industry".into(), "customer.size_band".into()], ..Query::default() };
     for engine in [Engine::new(Model::shipped()), Engine::new(Model::shipped()).without_rollups()] {
