@@ -45,15 +45,34 @@ pub async fn benchmarks(cx: &Context<'_>, partner: &str) -> Result<Benchmarks> {
     cx.check_partner(partner)?;
     let mut rows = Vec::new();
     // One metric at a time: each fact has its own count of partners behind the channel figure.
-    let query = |m: &str| Query { metrics: vec![m.to_string()], ..Query::default() };
+    let query = |m: &str| Query {
+        metrics: vec![m.to_string()],
+        ..Query::default()
+    };
     for (metric, higher_is_better) in METRICS {
         let own = cx.run_for(partner, query(metric)).await?.formatted_rows();
         let channel = cx.benchmark(query(metric)).await?.formatted_rows();
-        let own = own.first().and_then(|r| r.first()).cloned().filter(|v| !v.is_empty());
-        let (channel_value, partners) = channel.first().map_or((None, 0), |r| (Some(r[0].clone()).filter(|v| !v.is_empty()), r[1].parse().unwrap_or(0)));
-        let verdict = match (own.as_deref().and_then(number), channel_value.as_deref().and_then(number)) {
+        let own = own
+            .first()
+            .and_then(|r| r.first())
+            .cloned()
+            .filter(|v| !v.is_empty());
+        let (channel_value, partners) = channel.first().map_or((None, 0), |r| {
+            (
+                Some(r[0].clone()).filter(|v| !v.is_empty()),
+                r[1].parse().unwrap_or(0),
+            )
+        });
+        let verdict = match (
+            own.as_deref().and_then(number),
+            channel_value.as_deref().and_then(number),
+        ) {
             (Some(a), Some(b)) if a == b => Some("same"),
-            (Some(a), Some(b)) => Some(if (a > b) == higher_is_better { "better" } else { "worse" }),
+            (Some(a), Some(b)) => Some(if (a > b) == higher_is_better {
+                "better"
+            } else {
+                "worse"
+            }),
             _ => None,
         };
         rows.push(BenchmarkRow {
@@ -66,20 +85,38 @@ pub async fn benchmarks(cx: &Context<'_>, partner: &str) -> Result<Benchmarks> {
             verdict,
         });
     }
-    Ok(Benchmarks { partner_id: partner.to_string(), rows })
+    Ok(Benchmarks {
+        partner_id: partner.to_string(),
+        rows,
+    })
 }
 
 impl Table for Benchmarks {
     fn headline(&self) -> Vec<String> {
-        let mut h = vec![format!("partner {} against the channel (channel figures over at least {BENCHMARK_MIN_PARTNERS} partners)", self.partner_id)];
-        if self.rows.iter().any(|r| r.channel.is_none() && r.channel_partners < BENCHMARK_MIN_PARTNERS) {
+        let mut h = vec![format!(
+            "partner {} against the channel (channel figures over at least {BENCHMARK_MIN_PARTNERS} partners)",
+            self.partner_id
+        )];
+        if self
+            .rows
+            .iter()
+            .any(|r| r.channel.is_none() && r.channel_partners < BENCHMARK_MIN_PARTNERS)
+        {
             h.push(format!("some channel figures are withheld: fewer than {BENCHMARK_MIN_PARTNERS} partners contribute to them"));
         }
         h
     }
 
     fn header(&self) -> Vec<String> {
-        ["metric", "partner", "channel", "channel_partners", "verdict"].map(String::from).to_vec()
+        [
+            "metric",
+            "partner",
+            "channel",
+            "channel_partners",
+            "verdict",
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
     fn rows(&self) -> Vec<Vec<String>> {
@@ -89,7 +126,13 @@ impl Table for Benchmarks {
                 vec![
                     r.metric.to_string(),
                     r.partner.clone().unwrap_or_default(),
-                    r.channel.clone().unwrap_or_else(|| if r.channel_partners < BENCHMARK_MIN_PARTNERS { "(withheld)".into() } else { String::new() }),
+                    r.channel.clone().unwrap_or_else(|| {
+                        if r.channel_partners < BENCHMARK_MIN_PARTNERS {
+                            "(withheld)".into()
+                        } else {
+                            String::new()
+                        }
+                    }),
                     r.channel_partners.to_string(),
                     r.verdict.unwrap_or_default().to_string(),
                 ]

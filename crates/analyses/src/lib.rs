@@ -43,16 +43,45 @@ pub struct Context<'a> {
 
 impl Context<'_> {
     async fn run(&self, query: Query) -> Result<QueryResult> {
-        Ok(self.engine.run(self.session, &Query { period: self.period, ..query }, &self.scope).await?)
+        Ok(self
+            .engine
+            .run(
+                self.session,
+                &Query {
+                    period: self.period,
+                    ..query
+                },
+                &self.scope,
+            )
+            .await?)
     }
 
     /// The same query for one partner only; `check_partner` must have allowed it.
     async fn run_for(&self, partner: &str, query: Query) -> Result<QueryResult> {
-        Ok(self.engine.run(self.session, &Query { period: self.period, ..query }, &Scope::Partner(partner.to_string())).await?)
+        Ok(self
+            .engine
+            .run(
+                self.session,
+                &Query {
+                    period: self.period,
+                    ..query
+                },
+                &Scope::Partner(partner.to_string()),
+            )
+            .await?)
     }
 
     async fn benchmark(&self, query: Query) -> Result<QueryResult> {
-        Ok(self.engine.run_benchmark(self.session, &Query { period: self.period, ..query }).await?)
+        Ok(self
+            .engine
+            .run_benchmark(
+                self.session,
+                &Query {
+                    period: self.period,
+                    ..query
+                },
+            )
+            .await?)
     }
 
     /// Refuses a partner outside the scope: a partner user asking for another partner, or a
@@ -65,16 +94,27 @@ impl Context<'_> {
                 "partner {partner}: a partner user sees only their own partner ({own})"
             ))),
             Scope::Partners(set) if set.contains(partner) => Ok(()),
-            Scope::Partners(_) => Err(AnalysisError::Forbidden(format!("partner {partner} is not one of the partners you manage"))),
+            Scope::Partners(_) => Err(AnalysisError::Forbidden(format!(
+                "partner {partner} is not one of the partners you manage"
+            ))),
         }
     }
 
     /// The partners the scope sees, by id.
     async fn partners(&self) -> Result<BTreeMap<String, Partner>> {
-        let r = self.engine.members(self.session, "partner", &self.scope).await?;
+        let r = self
+            .engine
+            .members(self.session, "partner", &self.scope)
+            .await?;
         let at = |name: &str| r.column(name).expect("the shipped partner dimension");
-        let (id, name, tier, kind, region, status) =
-            (at("partner.partner_id"), at("partner.partner_name"), at("partner.tier"), at("partner.partner_type"), at("partner.region"), at("partner.status"));
+        let (id, name, tier, kind, region, status) = (
+            at("partner.partner_id"),
+            at("partner.partner_name"),
+            at("partner.tier"),
+            at("partner.partner_type"),
+            at("partner.region"),
+            at("partner.status"),
+        );
         Ok(r.formatted_rows()
             .into_iter()
             .map(|row| {
@@ -94,9 +134,17 @@ impl Context<'_> {
     /// One query's rows by partner id, without direct sales (which are no partner).
     async fn by_partner(&self, metrics: &[&str]) -> Result<BTreeMap<String, Vec<String>>> {
         let r = self
-            .run(Query { metrics: metrics.iter().map(|m| m.to_string()).collect(), by: vec!["partner.partner_id".into()], ..Query::default() })
+            .run(Query {
+                metrics: metrics.iter().map(|m| m.to_string()).collect(),
+                by: vec!["partner.partner_id".into()],
+                ..Query::default()
+            })
             .await?;
-        Ok(r.formatted_rows().into_iter().filter(|row| row[0] != "(direct)").map(|mut row| (row.remove(0), row)).collect())
+        Ok(r.formatted_rows()
+            .into_iter()
+            .filter(|row| row[0] != "(direct)")
+            .map(|mut row| (row.remove(0), row))
+            .collect())
     }
 }
 
@@ -130,8 +178,15 @@ impl Partner {
 /// The partners an analysis of a period covers: every partner with status Active, and any
 /// other partner with revenue in the period (an inactive partner that still sold is part of
 /// the channel's revenue).
-fn active_partners(partners: &BTreeMap<String, Partner>, with_revenue: impl Fn(&str) -> bool) -> Vec<Partner> {
-    partners.values().filter(|p| p.status.eq_ignore_ascii_case("active") || with_revenue(&p.partner_id)).cloned().collect()
+fn active_partners(
+    partners: &BTreeMap<String, Partner>,
+    with_revenue: impl Fn(&str) -> bool,
+) -> Vec<Partner> {
+    partners
+        .values()
+        .filter(|p| p.status.eq_ignore_ascii_case("active") || with_revenue(&p.partner_id))
+        .cloned()
+        .collect()
 }
 
 /// Exact money, in cents. Shown and sent with exactly two decimals.
@@ -188,7 +243,11 @@ pub fn percentile_ranks(values: &[f64], higher_is_better: bool) -> Vec<f64> {
         // Positions i..=j (0-based) share the average rank.
         let average = (i + j) as f64 / 2.0;
         for k in i..=j {
-            ranks[order[k]] = if n == 1 { 100.0 } else { 100.0 * average / (n - 1) as f64 };
+            ranks[order[k]] = if n == 1 {
+                100.0
+            } else {
+                100.0 * average / (n - 1) as f64
+            };
         }
         i = j + 1;
     }
@@ -218,10 +277,19 @@ mod tests {
 
     #[test]
     fn percentile_ranks_share_ties_and_invert_when_lower_is_better() {
-        assert_eq!(percentile_ranks(&[10.0, 30.0, 20.0], true), vec![0.0, 100.0, 50.0]);
-        assert_eq!(percentile_ranks(&[10.0, 30.0, 20.0], false), vec![100.0, 0.0, 50.0]);
+        assert_eq!(
+            percentile_ranks(&[10.0, 30.0, 20.0], true),
+            vec![0.0, 100.0, 50.0]
+        );
+        assert_eq!(
+            percentile_ranks(&[10.0, 30.0, 20.0], false),
+            vec![100.0, 0.0, 50.0]
+        );
         // 5 and 5 span positions 1 and 2 of 0..3: both 1.5 / 3.
-        assert_eq!(percentile_ranks(&[1.0, 5.0, 5.0, 9.0], true), vec![0.0, 50.0, 50.0, 100.0]);
+        assert_eq!(
+            percentile_ranks(&[1.0, 5.0, 5.0, 9.0], true),
+            vec![0.0, 50.0, 50.0, 100.0]
+        );
         assert_eq!(percentile_ranks(&[7.0], true), vec![100.0]);
     }
 
@@ -230,5 +298,58 @@ mod tests {
         assert_eq!(Money::parse("-1234.5"), Some(Money(-123450)));
         assert_eq!(Money(-5).to_string(), "-0.05");
         assert_eq!(Money::parse(""), None);
+    }
+}
+
+/// A cell as a CSV or Excel export writes it: a text cell that a spreadsheet would run as a
+/// formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading `'`,
+/// which spreadsheets show as text; a number stays a number, a negative amount included. A
+/// partner or customer name comes from the CRM as anyone typed it, and must not become a
+/// formula on the machine of whoever opens the export.
+pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && !is_plain_number(cell) {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
+/// A decimal number as Prism writes one: an optional sign, digits, and an optional fraction.
+fn is_plain_number(s: &str) -> bool {
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+    !whole.is_empty()
+        && !fraction.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod spreadsheet_tests {
+    use super::spreadsheet_safe;
+
+    #[test]
+    fn text_a_spreadsheet_would_run_is_quoted_and_numbers_stay_numbers() {
+        for (cell, written) in [
+            (
+                "=HYPERLINK(\"http://x\",\"y\")",
+                "'=HYPERLINK(\"http://x\",\"y\")",
+            ),
+            ("+1+cmd", "'+1+cmd"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "'\r=1"),
+            ("-", "'-"),
+            ("-49.75", "-49.75"),
+            ("-3", "-3"),
+            ("+12.5", "+12.5"),
+            ("1200.00", "1200.00"),
+            ("Acme = Best", "Acme = Best"),
+            ("", ""),
+        ] {
+            assert_eq!(spreadsheet_safe(cell), written, "{cell:?}");
+        }
     }
 }

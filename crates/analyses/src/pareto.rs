@@ -56,15 +56,26 @@ pub async fn pareto(cx: &Context<'_>, by: Option<&str>) -> Result<Pareto> {
     let revenue_of = |id: &str| revenue.get(id).and_then(|r| Money::parse(&r[0]));
     let partners = active_partners(&cx.partners().await?, |id| revenue_of(id).is_some());
 
-    let mut groups: std::collections::BTreeMap<Option<String>, Vec<(Partner, Money, bool)>> = Default::default();
+    let mut groups: std::collections::BTreeMap<Option<String>, Vec<(Partner, Money, bool)>> =
+        Default::default();
     for p in partners {
         let key = by.map(|b| p.attribute(b).unwrap_or_default().to_string());
         let r = revenue_of(&p.partner_id);
-        groups.entry(key).or_default().push((p, r.unwrap_or_default(), r.is_some_and(|m| m.0 > 0)));
+        groups
+            .entry(key)
+            .or_default()
+            .push((p, r.unwrap_or_default(), r.is_some_and(|m| m.0 > 0)));
     }
-    let mut out = Pareto { by: by.map(str::to_string), groups: Vec::new(), rows: Vec::new() };
+    let mut out = Pareto {
+        by: by.map(str::to_string),
+        groups: Vec::new(),
+        rows: Vec::new(),
+    };
     for (group, mut members) in groups {
-        members.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.partner_id.cmp(&b.0.partner_id)));
+        members.sort_by(|a, b| {
+            b.1.cmp(&a.1)
+                .then_with(|| a.0.partner_id.cmp(&b.0.partner_id))
+        });
         let total: i128 = members.iter().map(|m| m.1.0).sum();
         let mut running = 0i128;
         // A: until the first reaching 80 % (included); B: until the first reaching 95 %.
@@ -73,7 +84,10 @@ pub async fn pareto(cx: &Context<'_>, by: Option<&str>) -> Result<Pareto> {
         for (partner, revenue, sold) in members.iter().cloned() {
             running += revenue.0;
             let (share, cumulative) = if total > 0 {
-                (Some(100.0 * revenue.0 as f64 / total as f64), Some(100.0 * running as f64 / total as f64))
+                (
+                    Some(100.0 * revenue.0 as f64 / total as f64),
+                    Some(100.0 * running as f64 / total as f64),
+                )
             } else {
                 (None, None)
             };
@@ -87,11 +101,20 @@ pub async fn pareto(cx: &Context<'_>, by: Option<&str>) -> Result<Pareto> {
             } else if this == 'B' && running * 100 >= total * 95 {
                 class = 'C';
             }
-            out.rows.push(ParetoRow { group: group.clone(), partner, closed_revenue: revenue, share_pct: share, cumulative_pct: cumulative, class: this });
+            out.rows.push(ParetoRow {
+                group: group.clone(),
+                partner,
+                closed_revenue: revenue,
+                share_pct: share,
+                cumulative_pct: cumulative,
+                class: this,
+            });
         }
         let n = members.len();
         let share_of_partners = (n > 0).then(|| 100.0 * class_a as f64 / n as f64);
-        let within = group.as_ref().map_or(String::new(), |g| format!(" ({} {g})", by.unwrap_or_default()));
+        let within = group.as_ref().map_or(String::new(), |g| {
+            format!(" ({} {g})", by.unwrap_or_default())
+        });
         let headline = if total <= 0 {
             format!("no partner revenue in the period{within}: every partner is class C")
         } else {
@@ -120,7 +143,20 @@ impl Table for Pareto {
 
     fn header(&self) -> Vec<String> {
         let mut h: Vec<String> = self.by.iter().cloned().collect();
-        h.extend(["partner_id", "partner_name", "tier", "partner_type", "region", "closed_revenue", "share_pct", "cumulative_pct", "class"].map(String::from));
+        h.extend(
+            [
+                "partner_id",
+                "partner_name",
+                "tier",
+                "partner_type",
+                "region",
+                "closed_revenue",
+                "share_pct",
+                "cumulative_pct",
+                "class",
+            ]
+            .map(String::from),
+        );
         h
     }
 
@@ -130,11 +166,21 @@ impl Table for Pareto {
             .map(|r| {
                 let mut row: Vec<String> = r.group.iter().cloned().collect();
                 let p = &r.partner;
-                row.extend([p.partner_id.clone(), p.partner_name.clone(), p.tier.clone(), p.partner_type.clone(), p.region.clone()]);
-                row.extend([r.closed_revenue.to_string(), pct(r.share_pct), pct(r.cumulative_pct), r.class.to_string()]);
+                row.extend([
+                    p.partner_id.clone(),
+                    p.partner_name.clone(),
+                    p.tier.clone(),
+                    p.partner_type.clone(),
+                    p.region.clone(),
+                ]);
+                row.extend([
+                    r.closed_revenue.to_string(),
+                    pct(r.share_pct),
+                    pct(r.cumulative_pct),
+                    r.class.to_string(),
+                ]);
                 row
             })
             .collect()
     }
 }
-

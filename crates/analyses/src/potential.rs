@@ -3,7 +3,9 @@
 //! - channel adoption of X in S: customers in S that bought X from any partner / customers in S
 //!   that bought anything from any partner (a channel benchmark: withheld below 5 partners);
 //! - P's adoption of X in S: P's customers in S that bought X from P / P's customers in S;
-//! - untapped customers: P's customers in S that have not bought X from anyone;
+//! - untapped customers: P's customers in S that have not bought X from anyone, as the brand
+//!   owner's users see it; for P's own users, those that have not bought X from P (a partner
+//!   never learns where else its customers buy, not by a list, a count or a difference);
 //! - expected additional buyers: untapped × channel adoption.
 //!
 //! The target list of a segment is its untapped customers, for a campaign.
@@ -45,6 +47,9 @@ pub struct Potential {
     pub partner_id: String,
     pub product_id: String,
     pub segments: Vec<Segment>,
+    /// Untapped means "not bought from the partner" (a partner's own user asked), rather than
+    /// "not bought from anyone" (the brand owner's users).
+    pub untapped_from_partner: bool,
     /// The untapped customers of every segment, by "industry/size band" (what they already buy
     /// is asked with `targets`).
     #[serde(skip)]
@@ -57,14 +62,19 @@ const SEGMENT: [&str; 2] = ["customer.industry", "customer.size_band"];
 type SegmentCounts = BTreeMap<(String, String), i64>;
 
 fn product_filter(product: &str) -> Filter {
-    Filter { dimension: "product.product_id".into(), op: FilterOp::In(vec![product.to_string()]) }
+    Filter {
+        dimension: "product.product_id".into(),
+        op: FilterOp::In(vec![product.to_string()]),
+    }
 }
 
 fn by_segment(rows: Vec<Vec<String>>) -> BTreeMap<(String, String), Vec<String>> {
-    rows.into_iter().map(|mut r| {
-        let rest = r.split_off(2);
-        ((r[0].clone(), r[1].clone()), rest)
-    }).collect()
+    rows.into_iter()
+        .map(|mut r| {
+            let rest = r.split_off(2);
+            ((r[0].clone(), r[1].clone()), rest)
+        })
+        .collect()
 }
 
 pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result<Potential> {
@@ -79,23 +89,43 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
         // A customer is a row when it has an order line with P, whatever the metric; revenue is
         // one the customer rollup holds.
         metrics: vec!["closed_revenue".into()],
-        by: ["customer.customer_id", "customer.customer_name", "customer.industry", "customer.size_band", "customer.region"].map(String::from).to_vec(),
+        by: [
+            "customer.customer_id",
+            "customer.customer_name",
+            "customer.industry",
+            "customer.size_band",
+            "customer.region",
+        ]
+        .map(String::from)
+        .to_vec(),
         ..Query::default()
     };
     let (catalogue, customers) = tokio::try_join!(
-        async { Ok::<_, AnalysisError>(cx.engine.members(cx.session, "product", &cx.scope).await?) },
+        async {
+            Ok::<_, AnalysisError>(cx.engine.members(cx.session, "product", &cx.scope).await?)
+        },
         cx.run_for(partner, customers_query),
     )?;
-    let id = catalogue.column("product.product_id").expect("the shipped product dimension");
+    let id = catalogue
+        .column("product.product_id")
+        .expect("the shipped product dimension");
     if !catalogue.formatted_rows().iter().any(|r| r[id] == product) {
-        return Err(AnalysisError::Invalid(format!("--product {product}: no such product")));
+        return Err(AnalysisError::Invalid(format!(
+            "--product {product}: no such product"
+        )));
     }
     let customers = customers.formatted_rows();
 
-    // Which of them bought X from anyone — another partner or the brand owner directly. This is
-    // the one read outside the partner's scope, and it is confined to the partner's own
-    // customers: it says only whether each of them already has the product.
-    let ids: Vec<String> = customers.iter().map(|c| c[0].clone()).collect();
+    // For the brand owner's users, which of them bought X from anyone — another partner or the
+    // brand owner directly: the one read outside the partner's scope. A partner's own users
+    // never get it (their untapped customers are those that have not bought X from them), so
+    // it is not even asked under a partner's scope.
+    let from_anyone = !matches!(cx.scope, Scope::Partner(_));
+    let ids: Vec<String> = if from_anyone {
+        customers.iter().map(|c| c[0].clone()).collect()
+    } else {
+        Vec::new()
+    };
     let has_x = async {
         let mut has_x: BTreeSet<String> = BTreeSet::new();
         // Each chunk is one scan of the product's order lines: few, large chunks (the IN list
@@ -104,17 +134,35 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
             let q = Query {
                 metrics: vec!["buying_customers".into()],
                 by: vec!["customer.customer_id".into()],
-                filters: vec![product_filter(product), Filter { dimension: "customer.customer_id".into(), op: FilterOp::In(chunk.to_vec()) }],
+                filters: vec![
+                    product_filter(product),
+                    Filter {
+                        dimension: "customer.customer_id".into(),
+                        op: FilterOp::In(chunk.to_vec()),
+                    },
+                ],
                 period: cx.period,
                 ..Query::default()
             };
-            has_x.extend(cx.engine.run(cx.session, &q, &Scope::All).await?.formatted_rows().into_iter().map(|r| r[0].clone()));
+            has_x.extend(
+                cx.engine
+                    .run(cx.session, &q, &Scope::All)
+                    .await?
+                    .formatted_rows()
+                    .into_iter()
+                    .map(|r| r[0].clone()),
+            );
         }
         Ok::<_, AnalysisError>(has_x)
     };
     // P's buyers of X, by customer: counted by segment below from P's customer list, which has
     // their segments (no customer table to join).
-    let buyers_query = Query { metrics: vec!["buying_customers".into()], by: vec!["customer.customer_id".into()], filters: vec![product_filter(product)], ..Query::default() };
+    let buyers_query = Query {
+        metrics: vec!["buying_customers".into()],
+        by: vec!["customer.customer_id".into()],
+        filters: vec![product_filter(product)],
+        ..Query::default()
+    };
     // The questions do not depend on each other: asked side by side, each one's waits and
     // single-threaded phases leave the cores to the others.
     let (channel_x, channel_any, buyers, has_x) = tokio::try_join!(
@@ -123,8 +171,16 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
         cx.run_for(partner, buyers_query),
         has_x,
     )?;
-    let (channel_x, channel_any) = (by_segment(channel_x.formatted_rows()), by_segment(channel_any.formatted_rows()));
-    let buyers: BTreeSet<String> = buyers.formatted_rows().into_iter().map(|r| r[0].clone()).collect();
+    let (channel_x, channel_any) = (
+        by_segment(channel_x.formatted_rows()),
+        by_segment(channel_any.formatted_rows()),
+    );
+    let buyers: BTreeSet<String> = buyers
+        .formatted_rows()
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    let has_x = if from_anyone { has_x } else { buyers.clone() };
     // P's customers and its buyers of X in each segment.
     let (mut own_any, mut own_x): (SegmentCounts, SegmentCounts) = Default::default();
     for c in &customers {
@@ -139,26 +195,37 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
         if has_x.contains(&c[0]) {
             continue;
         }
-        untapped.entry((c[2].clone(), c[3].clone())).or_default().push(Target {
-            customer_id: c[0].clone(),
-            customer_name: c[1].clone(),
-            industry: c[2].clone(),
-            size_band: c[3].clone(),
-            region: c[4].clone(),
-            already_buys: Vec::new(),
-        });
+        untapped
+            .entry((c[2].clone(), c[3].clone()))
+            .or_default()
+            .push(Target {
+                customer_id: c[0].clone(),
+                customer_name: c[1].clone(),
+                industry: c[2].clone(),
+                size_band: c[3].clone(),
+                region: c[4].clone(),
+                already_buys: Vec::new(),
+            });
     }
 
-    let count = |m: &BTreeMap<(String, String), Vec<String>>, k: &(String, String)| m.get(k).and_then(|r| r[0].parse::<i64>().ok());
+    let count = |m: &BTreeMap<(String, String), Vec<String>>, k: &(String, String)| {
+        m.get(k).and_then(|r| r[0].parse::<i64>().ok())
+    };
     let mut segments: Vec<Segment> = own_any
         .keys()
         .map(|k| {
             let (x, any) = (count(&channel_x, k), count(&channel_any, k));
-            let channel_partners = channel_any.get(k).and_then(|r| r[1].parse().ok()).unwrap_or(0);
-            // Withheld figures are empty: no adoption can be shown from them.
+            // The partners behind the adoption: the fewer of those that sold X in the segment
+            // and those that sold anything in it.
+            let partners = |m: &BTreeMap<(String, String), Vec<String>>| {
+                m.get(k).and_then(|r| r[1].parse::<i64>().ok()).unwrap_or(0)
+            };
+            let channel_partners = partners(&channel_x).min(partners(&channel_any));
+            // Withheld figures are empty: no adoption can be shown from them. Nor when fewer than
+            // 5 partners sold X in the segment (none included): the numerator's partners count
+            // as much as the denominator's, and "nobody sold it" is every partner's own figure.
             let adoption = match (x, any) {
                 (Some(x), Some(a)) if a > 0 => Some(100.0 * x as f64 / a as f64),
-                (None, Some(a)) if a > 0 && !channel_x.contains_key(k) && channel_partners >= prism_engine::BENCHMARK_MIN_PARTNERS => Some(0.0),
                 _ => None,
             };
             let customers = own_any[k];
@@ -171,17 +238,28 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
                 channel_partners,
                 partner_customers: customers,
                 partner_buyers: buyers,
-                partner_adoption_pct: (customers > 0).then(|| 100.0 * buyers as f64 / customers as f64),
+                partner_adoption_pct: (customers > 0)
+                    .then(|| 100.0 * buyers as f64 / customers as f64),
                 untapped_customers: open,
                 expected_additional_buyers: adoption.map(|a| open as f64 * a / 100.0),
             }
         })
         .collect();
     segments.sort_by(|a, b| {
-        let (x, y) = (a.expected_additional_buyers.unwrap_or(-1.0), b.expected_additional_buyers.unwrap_or(-1.0));
-        y.total_cmp(&x).then_with(|| (&a.industry, &a.size_band).cmp(&(&b.industry, &b.size_band)))
+        let (x, y) = (
+            a.expected_additional_buyers.unwrap_or(-1.0),
+            b.expected_additional_buyers.unwrap_or(-1.0),
+        );
+        y.total_cmp(&x)
+            .then_with(|| (&a.industry, &a.size_band).cmp(&(&b.industry, &b.size_band)))
     });
-    Ok(Potential { partner_id: partner.to_string(), product_id: product.to_string(), segments, untapped })
+    Ok(Potential {
+        partner_id: partner.to_string(),
+        product_id: product.to_string(),
+        segments,
+        untapped_from_partner: !from_anyone,
+        untapped,
+    })
 }
 
 impl Potential {
@@ -189,12 +267,20 @@ impl Potential {
     /// it already buys from the partner (asked here, for this list's customers only: the
     /// segments do not need them).
     pub async fn targets(&self, cx: &Context<'_>, segment: &str) -> Result<TargetList> {
-        let (industry, size) = segment
-            .split_once('/')
-            .ok_or_else(|| AnalysisError::Invalid(format!("--segment {segment:?}: expected INDUSTRY/SIZE_BAND, e.g. Healthcare/Enterprise")))?;
+        let (industry, size) = segment.split_once('/').ok_or_else(|| {
+            AnalysisError::Invalid(format!(
+                "--segment {segment:?}: expected INDUSTRY/SIZE_BAND, e.g. Healthcare/Enterprise"
+            ))
+        })?;
         let key = (industry.trim().to_string(), size.trim().to_string());
-        if !self.segments.iter().any(|s| (s.industry.as_str(), s.size_band.as_str()) == (key.0.as_str(), key.1.as_str())) {
-            let known: Vec<String> = self.segments.iter().map(|s| format!("{}/{}", s.industry, s.size_band)).collect();
+        if !self.segments.iter().any(|s| {
+            (s.industry.as_str(), s.size_band.as_str()) == (key.0.as_str(), key.1.as_str())
+        }) {
+            let known: Vec<String> = self
+                .segments
+                .iter()
+                .map(|s| format!("{}/{}", s.industry, s.size_band))
+                .collect();
             return Err(AnalysisError::Invalid(format!(
                 "--segment {segment}: partner {} has no customers in it; its segments are {}{}",
                 self.partner_id,
@@ -210,7 +296,10 @@ impl Potential {
         let lines = Query {
             metrics: vec!["units_sold".into()],
             by: vec!["customer.customer_id".into(), "product.product_line".into()],
-            filters: vec![Filter { dimension: "customer.customer_id".into(), op: FilterOp::In(ids) }],
+            filters: vec![Filter {
+                dimension: "customer.customer_id".into(),
+                op: FilterOp::In(ids),
+            }],
             ..Query::default()
         };
         let mut buys: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -235,31 +324,72 @@ impl Table for TargetList {
     }
 
     fn header(&self) -> Vec<String> {
-        ["customer_id", "customer_name", "industry", "size_band", "region", "already_buys"].map(String::from).to_vec()
+        [
+            "customer_id",
+            "customer_name",
+            "industry",
+            "size_band",
+            "region",
+            "already_buys",
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
     fn rows(&self) -> Vec<Vec<String>> {
         self.customers
             .iter()
-            .map(|c| vec![c.customer_id.clone(), c.customer_name.clone(), c.industry.clone(), c.size_band.clone(), c.region.clone(), c.already_buys.join("; ")])
+            .map(|c| {
+                vec![
+                    c.customer_id.clone(),
+                    c.customer_name.clone(),
+                    c.industry.clone(),
+                    c.size_band.clone(),
+                    c.region.clone(),
+                    c.already_buys.join("; "),
+                ]
+            })
             .collect()
     }
 }
 
 impl Table for Potential {
     fn headline(&self) -> Vec<String> {
-        vec![format!(
-            "partner {}, product {}: segments ranked by expected additional buyers (untapped customers × channel adoption); channel adoption withheld below {} partners",
-            self.partner_id,
-            self.product_id,
-            prism_engine::BENCHMARK_MIN_PARTNERS
-        )]
+        vec![
+            format!(
+                "partner {}, product {}: segments ranked by expected additional buyers (untapped customers × channel adoption); channel adoption withheld where fewer than {} partners sold the product in the segment",
+                self.partner_id,
+                self.product_id,
+                prism_engine::BENCHMARK_MIN_PARTNERS
+            ),
+            if self.untapped_from_partner {
+                format!(
+                    "untapped customers: the partner's customers that have not bought {} from it",
+                    self.product_id
+                )
+            } else {
+                format!(
+                    "untapped customers: the partner's customers that have not bought {} from anyone (another partner or directly)",
+                    self.product_id
+                )
+            },
+        ]
     }
 
     fn header(&self) -> Vec<String> {
-        ["industry", "size_band", "channel_adoption_pct", "channel_partners", "partner_customers", "partner_buyers", "partner_adoption_pct", "untapped_customers", "expected_additional_buyers"]
-            .map(String::from)
-            .to_vec()
+        [
+            "industry",
+            "size_band",
+            "channel_adoption_pct",
+            "channel_partners",
+            "partner_customers",
+            "partner_buyers",
+            "partner_adoption_pct",
+            "untapped_customers",
+            "expected_additional_buyers",
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
     fn rows(&self) -> Vec<Vec<String>> {
@@ -269,16 +399,17 @@ impl Table for Potential {
                 vec![
                     s.industry.clone(),
                     s.size_band.clone(),
-                    s.channel_adoption_pct.map_or_else(|| "(withheld)".to_string(), |v| format!("{v:.1}")),
+                    s.channel_adoption_pct
+                        .map_or_else(|| "(withheld)".to_string(), |v| format!("{v:.1}")),
                     s.channel_partners.to_string(),
                     s.partner_customers.to_string(),
                     s.partner_buyers.to_string(),
                     pct(s.partner_adoption_pct),
                     s.untapped_customers.to_string(),
-                    s.expected_additional_buyers.map_or(String::new(), |v| format!("{v:.1}")),
+                    s.expected_additional_buyers
+                        .map_or(String::new(), |v| format!("{v:.1}")),
                 ]
             })
             .collect()
     }
 }
-

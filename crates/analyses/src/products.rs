@@ -40,15 +40,35 @@ pub async fn products(cx: &Context<'_>, partner: &str) -> Result<Products> {
     let compare = cx.period.is_some();
     let mut metrics = vec!["closed_revenue", "units_sold"];
     if compare {
-        metrics.extend(["closed_revenue:previous_period", "closed_revenue:change", "closed_revenue:change_pct", "units_sold:previous_period"]);
+        metrics.extend([
+            "closed_revenue:previous_period",
+            "closed_revenue:change",
+            "closed_revenue:change_pct",
+            "units_sold:previous_period",
+        ]);
     }
     let sold = cx
-        .run_for(partner, Query { metrics: metrics.iter().map(|m| m.to_string()).collect(), by: vec!["product.product_id".into()], ..Query::default() })
+        .run_for(
+            partner,
+            Query {
+                metrics: metrics.iter().map(|m| m.to_string()).collect(),
+                by: vec!["product.product_id".into()],
+                ..Query::default()
+            },
+        )
         .await?;
-    let sold: BTreeMap<String, Vec<String>> = sold.formatted_rows().into_iter().map(|mut r| (r.remove(0), r)).collect();
+    let sold: BTreeMap<String, Vec<String>> = sold
+        .formatted_rows()
+        .into_iter()
+        .map(|mut r| (r.remove(0), r))
+        .collect();
     let catalogue = cx.engine.members(cx.session, "product", &cx.scope).await?;
     let at = |n: &str| catalogue.column(n).expect("the shipped product dimension");
-    let (id, name, line) = (at("product.product_id"), at("product.product_name"), at("product.product_line"));
+    let (id, name, line) = (
+        at("product.product_id"),
+        at("product.product_name"),
+        at("product.product_line"),
+    );
 
     let mut rows: Vec<ProductRow> = Vec::new();
     for p in catalogue.formatted_rows() {
@@ -60,22 +80,57 @@ pub async fn products(cx: &Context<'_>, partner: &str) -> Result<Products> {
             product_line: p[line].clone(),
             closed_revenue: cell(0).and_then(|s| Money::parse(&s)),
             units_sold: cell(1).and_then(|s| s.parse().ok()),
-            previous_revenue: if compare { cell(2).and_then(|s| Money::parse(&s)) } else { None },
-            revenue_change: if compare { cell(3).and_then(|s| Money::parse(&s)) } else { None },
-            revenue_change_pct: if compare { cell(4).and_then(|s| number(&s)) } else { None },
-            previous_units: if compare { cell(5).and_then(|s| s.parse().ok()) } else { None },
+            previous_revenue: if compare {
+                cell(2).and_then(|s| Money::parse(&s))
+            } else {
+                None
+            },
+            revenue_change: if compare {
+                cell(3).and_then(|s| Money::parse(&s))
+            } else {
+                None
+            },
+            revenue_change_pct: if compare {
+                cell(4).and_then(|s| number(&s))
+            } else {
+                None
+            },
+            previous_units: if compare {
+                cell(5).and_then(|s| s.parse().ok())
+            } else {
+                None
+            },
             role: None,
         });
     }
     // Lines in which the partner sold anything in the period.
-    let active: BTreeSet<String> = rows.iter().filter(|r| r.closed_revenue.is_some()).map(|r| r.product_line.clone()).collect();
+    let active: BTreeSet<String> = rows
+        .iter()
+        .filter(|r| r.closed_revenue.is_some())
+        .map(|r| r.product_line.clone())
+        .collect();
     // Everything sold, and every product of an active line: the others are not this partner's business.
     rows.retain(|r| r.closed_revenue.is_some() || active.contains(&r.product_line));
     let revenue = |r: &ProductRow| r.closed_revenue.unwrap_or_default();
     let mut by_revenue: Vec<usize> = (0..rows.len()).collect();
-    by_revenue.sort_by(|&a, &b| revenue(&rows[b]).cmp(&revenue(&rows[a])).then_with(|| rows[a].product_id.cmp(&rows[b].product_id)));
-    let best: Vec<usize> = by_revenue.iter().copied().filter(|&i| revenue(&rows[i]).0 > 0).take(TOP).collect();
-    let poor: Vec<usize> = by_revenue.iter().rev().copied().filter(|i| !best.contains(i)).take(TOP).collect();
+    by_revenue.sort_by(|&a, &b| {
+        revenue(&rows[b])
+            .cmp(&revenue(&rows[a]))
+            .then_with(|| rows[a].product_id.cmp(&rows[b].product_id))
+    });
+    let best: Vec<usize> = by_revenue
+        .iter()
+        .copied()
+        .filter(|&i| revenue(&rows[i]).0 > 0)
+        .take(TOP)
+        .collect();
+    let poor: Vec<usize> = by_revenue
+        .iter()
+        .rev()
+        .copied()
+        .filter(|i| !best.contains(i))
+        .take(TOP)
+        .collect();
     for i in best {
         rows[i].role = Some("best seller");
     }
@@ -83,7 +138,11 @@ pub async fn products(cx: &Context<'_>, partner: &str) -> Result<Products> {
         rows[i].role = Some("poor seller");
     }
     let order: Vec<ProductRow> = by_revenue.into_iter().map(|i| rows[i].clone()).collect();
-    Ok(Products { partner_id: partner.to_string(), active_lines: active.into_iter().collect(), rows: order })
+    Ok(Products {
+        partner_id: partner.to_string(),
+        active_lines: active.into_iter().collect(),
+        rows: order,
+    })
 }
 
 impl Table for Products {
@@ -97,9 +156,20 @@ impl Table for Products {
     }
 
     fn header(&self) -> Vec<String> {
-        ["product_id", "product_name", "product_line", "closed_revenue", "units_sold", "previous_revenue", "revenue_change", "revenue_change_pct", "previous_units", "role"]
-            .map(String::from)
-            .to_vec()
+        [
+            "product_id",
+            "product_name",
+            "product_line",
+            "closed_revenue",
+            "units_sold",
+            "previous_revenue",
+            "revenue_change",
+            "revenue_change_pct",
+            "previous_units",
+            "role",
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
     fn rows(&self) -> Vec<Vec<String>> {

@@ -47,24 +47,51 @@ pub async fn risk(cx: &Context<'_>) -> Result<Risk> {
         cx.run(Query {
             metrics: vec!["open_sr_count".into()],
             by: vec!["customer.customer_id".into()],
-            filters: vec![Filter { dimension: "service_request.priority".into(), op: FilterOp::In(vec!["P1".into(), "P2".into()]) }],
+            filters: vec![Filter {
+                dimension: "service_request.priority".into(),
+                op: FilterOp::In(vec!["P1".into(), "P2".into()])
+            }],
             ..Query::default()
         }),
-        async { Ok(cx.engine.rows(cx.session, "satisfaction_surveys", &["customer_id", "surveyed_on", "survey_id", "score"], &cx.scope, cx.period.as_ref()).await?) },
+        async {
+            Ok(cx
+                .engine
+                .rows(
+                    cx.session,
+                    "satisfaction_surveys",
+                    &["customer_id", "surveyed_on", "survey_id", "score"],
+                    &cx.scope,
+                    cx.period.as_ref(),
+                )
+                .await?)
+        },
         // Looked up, not listed: the accounts are put in their own order below.
-        async { Ok(cx.engine.members_unordered(cx.session, "customer", &cx.scope).await?) },
+        async {
+            Ok(cx
+                .engine
+                .members_unordered(cx.session, "customer", &cx.scope)
+                .await?)
+        },
     )?;
     let as_type = |a: &arrow::array::ArrayRef, t: &DataType| {
-        arrow::compute::cast(a, t).map_err(|e| AnalysisError::Invalid(format!("unexpected column type in the warehouse: {e}")))
+        arrow::compute::cast(a, t).map_err(|e| {
+            AnalysisError::Invalid(format!("unexpected column type in the warehouse: {e}"))
+        })
     };
     // Each customer's open critical requests, read from the columns as stored.
     let mut open_columns = Vec::new();
     for b in &open.batches {
-        open_columns.push((as_type(b.column(0), &DataType::Utf8)?, as_type(b.column(1), &DataType::Int64)?));
+        open_columns.push((
+            as_type(b.column(0), &DataType::Utf8)?,
+            as_type(b.column(1), &DataType::Int64)?,
+        ));
     }
     let mut open: FastMap<&str, i64> = FastMap::default();
     for (customer, count) in &open_columns {
-        let (customer, count) = (customer.as_string::<i32>(), count.as_primitive::<Int64Type>());
+        let (customer, count) = (
+            customer.as_string::<i32>(),
+            count.as_primitive::<Int64Type>(),
+        );
         for i in 0..customer.len() {
             if customer.is_valid(i) && count.is_valid(i) {
                 open.insert(customer.value(i), count.value(i));
@@ -89,9 +116,15 @@ pub async fn risk(cx: &Context<'_>) -> Result<Risk> {
     // small lists was most of the analysis's time.
     let mut number: FastMap<&str, u32> = FastMap::default();
     let mut surveyed: Vec<&str> = Vec::new();
-    let mut list: Vec<(u32, i32, &str, i64)> = Vec::with_capacity(surveys.batches.iter().map(|b| b.num_rows()).sum());
+    let mut list: Vec<(u32, i32, &str, i64)> =
+        Vec::with_capacity(surveys.batches.iter().map(|b| b.num_rows()).sum());
     for (customer, day, survey, score) in &columns {
-        let (customer, day, survey, score) = (customer.as_string::<i32>(), day.as_primitive::<Date32Type>(), survey.as_string::<i32>(), score.as_primitive::<Int64Type>());
+        let (customer, day, survey, score) = (
+            customer.as_string::<i32>(),
+            day.as_primitive::<Date32Type>(),
+            survey.as_string::<i32>(),
+            score.as_primitive::<Int64Type>(),
+        );
         for i in 0..customer.len() {
             if customer.is_valid(i) {
                 let c = customer.value(i);
@@ -103,27 +136,53 @@ pub async fn risk(cx: &Context<'_>) -> Result<Risk> {
             }
         }
     }
-    list.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)).then_with(|| b.2.cmp(a.2)));
+    list.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| b.1.cmp(&a.1))
+            .then_with(|| b.2.cmp(a.2))
+    });
     // The average over each customer's last surveys, and how many, by the customer's number.
     let mut recent: Vec<(f64, usize)> = vec![(0.0, 0); surveyed.len()];
     for group in list.chunk_by(|a, b| a.0 == b.0) {
         let last = &group[..group.len().min(RECENT_SURVEYS)];
-        recent[group[0].0 as usize] = (last.iter().map(|s| s.3).sum::<i64>() as f64 / last.len() as f64, last.len());
+        recent[group[0].0 as usize] = (
+            last.iter().map(|s| s.3).sum::<i64>() as f64 / last.len() as f64,
+            last.len(),
+        );
     }
     let recent_of = |id: &str| number.get(id).map(|n| recent[*n as usize]);
 
     let at = |n: &str| customers.column(n).expect("the shipped customer dimension");
     // Only the flagged customers' attributes are read out: most customers are not at risk.
-    let flagged = |id: &str| open.get(id).is_some_and(|n| *n >= OPEN_CRITICAL) || recent_of(id).is_some_and(|(a, _)| a < LOW_CSAT);
+    let flagged = |id: &str| {
+        open.get(id).is_some_and(|n| *n >= OPEN_CRITICAL)
+            || recent_of(id).is_some_and(|(a, _)| a < LOW_CSAT)
+    };
     let mut accounts = Vec::new();
     for b in &customers.batches {
         // Read as stored, not formatted cell by cell: 360 k customers at scale 8.
         let text = |name: &str| as_type(b.column(at(name)), &DataType::Utf8);
-        let (ids, names, industries, sizes, regions) =
-            (text("customer.customer_id")?, text("customer.customer_name")?, text("customer.industry")?, text("customer.size_band")?, text("customer.region")?);
-        let (ids, names, industries, sizes, regions) =
-            (ids.as_string::<i32>(), names.as_string::<i32>(), industries.as_string::<i32>(), sizes.as_string::<i32>(), regions.as_string::<i32>());
-        let cell = |a: &arrow::array::StringArray, r: usize| if a.is_valid(r) { a.value(r).to_string() } else { String::new() };
+        let (ids, names, industries, sizes, regions) = (
+            text("customer.customer_id")?,
+            text("customer.customer_name")?,
+            text("customer.industry")?,
+            text("customer.size_band")?,
+            text("customer.region")?,
+        );
+        let (ids, names, industries, sizes, regions) = (
+            ids.as_string::<i32>(),
+            names.as_string::<i32>(),
+            industries.as_string::<i32>(),
+            sizes.as_string::<i32>(),
+            regions.as_string::<i32>(),
+        );
+        let cell = |a: &arrow::array::StringArray, r: usize| {
+            if a.is_valid(r) {
+                a.value(r).to_string()
+            } else {
+                String::new()
+            }
+        };
         for r in 0..b.num_rows() {
             if !ids.is_valid(r) || !flagged(ids.value(r)) {
                 continue;
@@ -138,7 +197,10 @@ pub async fn risk(cx: &Context<'_>) -> Result<Risk> {
             if let Some(a) = csat
                 && a < LOW_CSAT
             {
-                reasons.push(format!("average CSAT {a:.2} over the last {n} survey{}", if n == 1 { "" } else { "s" }));
+                reasons.push(format!(
+                    "average CSAT {a:.2} over the last {n} survey{}",
+                    if n == 1 { "" } else { "s" }
+                ));
             }
             accounts.push(RiskAccount {
                 customer_id: customer.to_string(),
@@ -157,7 +219,11 @@ pub async fn risk(cx: &Context<'_>) -> Result<Risk> {
     accounts.sort_by(|a, b| {
         b.open_critical_requests
             .cmp(&a.open_critical_requests)
-            .then_with(|| a.recent_csat.unwrap_or(5.0).total_cmp(&b.recent_csat.unwrap_or(5.0)))
+            .then_with(|| {
+                a.recent_csat
+                    .unwrap_or(5.0)
+                    .total_cmp(&b.recent_csat.unwrap_or(5.0))
+            })
             .then_with(|| a.customer_id.cmp(&b.customer_id))
     });
     Ok(Risk { accounts })
@@ -172,7 +238,19 @@ impl Table for Risk {
     }
 
     fn header(&self) -> Vec<String> {
-        ["customer_id", "customer_name", "industry", "size_band", "region", "open_critical_requests", "recent_csat", "recent_surveys", "reasons"].map(String::from).to_vec()
+        [
+            "customer_id",
+            "customer_name",
+            "industry",
+            "size_band",
+            "region",
+            "open_critical_requests",
+            "recent_csat",
+            "recent_surveys",
+            "reasons",
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
     fn rows(&self) -> Vec<Vec<String>> {
@@ -194,4 +272,3 @@ impl Table for Risk {
             .collect()
     }
 }
-

@@ -4,7 +4,10 @@
 
 use serde::Serialize;
 
-use crate::{AnalysisError, Context, Money, Partner, Result, Table, active_partners, number, opt, pct, percentile_ranks};
+use crate::{
+    AnalysisError, Context, Money, Partner, Result, Table, active_partners, number, opt, pct,
+    percentile_ranks,
+};
 
 /// The weight of each attribute in the score.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -18,7 +21,13 @@ pub struct Weights {
 
 impl Default for Weights {
     fn default() -> Weights {
-        Weights { revenue: 0.35, pipeline: 0.20, win_rate: 0.15, csat: 0.20, responsiveness: 0.10 }
+        Weights {
+            revenue: 0.35,
+            pipeline: 0.20,
+            win_rate: 0.15,
+            csat: 0.20,
+            responsiveness: 0.10,
+        }
     }
 }
 
@@ -31,16 +40,22 @@ impl Weights {
         let mut w = Weights::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let Some((name, value)) = part.split_once('=') else {
-                return Err(AnalysisError::Invalid(format!("--weights {part:?}: expected NAME=NUMBER, e.g. revenue=0.4")));
+                return Err(AnalysisError::Invalid(format!(
+                    "--weights {part:?}: expected NAME=NUMBER, e.g. revenue=0.4"
+                )));
             };
             let (name, value) = (name.trim(), value.trim());
             let v: f64 = value
                 .parse()
                 .ok()
                 .filter(|v: &f64| v.is_finite())
-                .ok_or_else(|| AnalysisError::Invalid(format!("--weights {name}: {value:?} is not a number")))?;
+                .ok_or_else(|| {
+                    AnalysisError::Invalid(format!("--weights {name}: {value:?} is not a number"))
+                })?;
             if v < 0.0 {
-                return Err(AnalysisError::Invalid(format!("--weights {name}: {value} is negative; a weight is 0 or more")));
+                return Err(AnalysisError::Invalid(format!(
+                    "--weights {name}: {value} is negative; a weight is 0 or more"
+                )));
             }
             *match name {
                 "revenue" => &mut w.revenue,
@@ -58,13 +73,21 @@ impl Weights {
             } = v;
         }
         if w.all().iter().all(|v| *v == 0.0) {
-            return Err(AnalysisError::Invalid("--weights: every weight is 0; at least one must be more".into()));
+            return Err(AnalysisError::Invalid(
+                "--weights: every weight is 0; at least one must be more".into(),
+            ));
         }
         Ok(w)
     }
 
     fn all(&self) -> [f64; 5] {
-        [self.revenue, self.pipeline, self.win_rate, self.csat, self.responsiveness]
+        [
+            self.revenue,
+            self.pipeline,
+            self.win_rate,
+            self.csat,
+            self.responsiveness,
+        ]
     }
 }
 
@@ -104,18 +127,34 @@ pub struct Scorecard {
 pub async fn scorecard(cx: &Context<'_>, weights: Weights) -> Result<Scorecard> {
     let metrics: Vec<&str> = ATTRIBUTES.iter().map(|a| a.0).collect();
     let values = cx.by_partner(&metrics).await?;
-    let partners = active_partners(&cx.partners().await?, |id| values.get(id).is_some_and(|v| !v[0].is_empty()));
+    let partners = active_partners(&cx.partners().await?, |id| {
+        values.get(id).is_some_and(|v| !v[0].is_empty())
+    });
 
     // A partner without orders or open opportunities sold nothing and has no pipeline: 0, which
     // ranks. A rate or an average over nothing has no value and does not rank.
     let value = |p: &Partner, i: usize| -> Option<String> {
-        let v = values.get(&p.partner_id).map(|row| row[i].clone()).filter(|v| !v.is_empty());
-        if i < 2 { Some(v.unwrap_or_else(|| Money(0).to_string())) } else { v }
+        let v = values
+            .get(&p.partner_id)
+            .map(|row| row[i].clone())
+            .filter(|v| !v.is_empty());
+        if i < 2 {
+            Some(v.unwrap_or_else(|| Money(0).to_string()))
+        } else {
+            v
+        }
     };
     let mut percentiles: Vec<Vec<Option<f64>>> = vec![vec![None; ATTRIBUTES.len()]; partners.len()];
     for (i, (_, higher_is_better)) in ATTRIBUTES.iter().enumerate() {
-        let present: Vec<(usize, f64)> = partners.iter().enumerate().filter_map(|(k, p)| value(p, i).and_then(|v| number(&v)).map(|v| (k, v))).collect();
-        let ranks = percentile_ranks(&present.iter().map(|x| x.1).collect::<Vec<_>>(), *higher_is_better);
+        let present: Vec<(usize, f64)> = partners
+            .iter()
+            .enumerate()
+            .filter_map(|(k, p)| value(p, i).and_then(|v| number(&v)).map(|v| (k, v)))
+            .collect();
+        let ranks = percentile_ranks(
+            &present.iter().map(|x| x.1).collect::<Vec<_>>(),
+            *higher_is_better,
+        );
         for ((k, _), r) in present.iter().zip(ranks) {
             percentiles[*k][i] = Some(r);
         }
@@ -126,17 +165,31 @@ pub async fn scorecard(cx: &Context<'_>, weights: Weights) -> Result<Scorecard> 
         .zip(&percentiles)
         .map(|(p, ranks)| {
             // The weighted mean over the attributes the partner has.
-            let (sum, weight) = ranks.iter().zip(w).filter_map(|(r, w)| r.map(|r| (r * w, w))).fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+            let (sum, weight) = ranks
+                .iter()
+                .zip(w)
+                .filter_map(|(r, w)| r.map(|r| (r * w, w)))
+                .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
             ScorecardRow {
                 rank: None,
                 partner: p.clone(),
                 score: (weight > 0.0).then(|| sum / weight),
-                attributes: ATTRIBUTES.iter().enumerate().map(|(i, (metric, _))| Attribute { metric, value: value(p, i), percentile: ranks[i] }).collect(),
+                attributes: ATTRIBUTES
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (metric, _))| Attribute {
+                        metric,
+                        value: value(p, i),
+                        percentile: ranks[i],
+                    })
+                    .collect(),
             }
         })
         .collect();
     rows.sort_by(|a, b| match (a.score, b.score) {
-        (Some(x), Some(y)) => y.total_cmp(&x).then_with(|| a.partner.partner_id.cmp(&b.partner.partner_id)),
+        (Some(x), Some(y)) => y
+            .total_cmp(&x)
+            .then_with(|| a.partner.partner_id.cmp(&b.partner.partner_id)),
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => a.partner.partner_id.cmp(&b.partner.partner_id),
@@ -166,7 +219,16 @@ impl Table for Scorecard {
     }
 
     fn header(&self) -> Vec<String> {
-        let mut h: Vec<String> = ["rank", "partner_id", "partner_name", "tier", "region", "score"].map(String::from).to_vec();
+        let mut h: Vec<String> = [
+            "rank",
+            "partner_id",
+            "partner_name",
+            "tier",
+            "region",
+            "score",
+        ]
+        .map(String::from)
+        .to_vec();
         for (m, _) in ATTRIBUTES {
             h.push(m.to_string());
             h.push(format!("{m}_percentile"));
@@ -179,7 +241,14 @@ impl Table for Scorecard {
             .iter()
             .map(|r| {
                 let p = &r.partner;
-                let mut row = vec![opt(r.rank), p.partner_id.clone(), p.partner_name.clone(), p.tier.clone(), p.region.clone(), pct(r.score)];
+                let mut row = vec![
+                    opt(r.rank),
+                    p.partner_id.clone(),
+                    p.partner_name.clone(),
+                    p.tier.clone(),
+                    p.region.clone(),
+                    pct(r.score),
+                ];
                 for a in &r.attributes {
                     row.push(a.value.clone().unwrap_or_default());
                     row.push(pct(a.percentile));

@@ -42,9 +42,17 @@ pub async fn underperformers(cx: &Context<'_>, weights: Weights) -> Result<Under
             continue;
         }
         // The attributes that pulled the score down most.
-        let mut weakest: Vec<(&str, f64)> = row.attributes.iter().filter_map(|a| a.percentile.map(|p| (a.metric, p))).collect();
+        let mut weakest: Vec<(&str, f64)> = row
+            .attributes
+            .iter()
+            .filter_map(|a| a.percentile.map(|p| (a.metric, p)))
+            .collect();
         weakest.sort_by(|a, b| a.1.total_cmp(&b.1));
-        let weakest: Vec<String> = weakest.iter().take(2).map(|(m, p)| format!("{m} at percentile {p:.0}")).collect();
+        let weakest: Vec<String> = weakest
+            .iter()
+            .take(2)
+            .map(|(m, p)| format!("{m} at percentile {p:.0}"))
+            .collect();
         out.push(Underperformer {
             partner: row.partner.clone(),
             reasons: vec![format!(
@@ -108,13 +116,27 @@ pub async fn underperformers(cx: &Context<'_>, weights: Weights) -> Result<Under
         }
     };
     // Worst first: the lowest scores, then the partners flagged only for a decline, by fall.
-    out.sort_by(|a, b| match (a.score_percentile, b.score_percentile) {
-        (Some(x), Some(y)) => a.score.unwrap_or_default().total_cmp(&b.score.unwrap_or_default()).then(x.total_cmp(&y)),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => a.revenue_change_pct.unwrap_or_default().total_cmp(&b.revenue_change_pct.unwrap_or_default()),
-    }.then_with(|| a.partner.partner_id.cmp(&b.partner.partner_id)));
-    Ok(Underperformers { weights, note, partners: out })
+    out.sort_by(|a, b| {
+        match (a.score_percentile, b.score_percentile) {
+            (Some(x), Some(y)) => a
+                .score
+                .unwrap_or_default()
+                .total_cmp(&b.score.unwrap_or_default())
+                .then(x.total_cmp(&y)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a
+                .revenue_change_pct
+                .unwrap_or_default()
+                .total_cmp(&b.revenue_change_pct.unwrap_or_default()),
+        }
+        .then_with(|| a.partner.partner_id.cmp(&b.partner.partner_id))
+    });
+    Ok(Underperformers {
+        weights,
+        note,
+        partners: out,
+    })
 }
 
 impl Table for Underperformers {
@@ -125,7 +147,20 @@ impl Table for Underperformers {
     }
 
     fn header(&self) -> Vec<String> {
-        ["partner_id", "partner_name", "tier", "region", "reasons", "score", "rank", "closed_revenue", "previous_revenue", "revenue_change_pct"].map(String::from).to_vec()
+        [
+            "partner_id",
+            "partner_name",
+            "tier",
+            "region",
+            "reasons",
+            "score",
+            "rank",
+            "closed_revenue",
+            "previous_revenue",
+            "revenue_change_pct",
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
     fn rows(&self) -> Vec<Vec<String>> {

@@ -24,7 +24,8 @@ struct Export {
 
 impl Export {
     fn partner(&mut self, id: &str, status: &str) -> &mut Self {
-        self.partners.push(format!("{id},Partner {id},Gold,Reseller,EMEA,,,{status}"));
+        self.partners
+            .push(format!("{id},Partner {id},Gold,Reseller,EMEA,,,{status}"));
         self
     }
     fn product(&mut self, id: &str, line: &str) -> &mut Self {
@@ -32,34 +33,64 @@ impl Export {
         self
     }
     fn customer(&mut self, id: &str, industry: &str, size: &str) -> &mut Self {
-        self.customers.push(format!("{id},Customer {id},{industry},{size},EMEA,,"));
+        self.customers
+            .push(format!("{id},Customer {id},{industry},{size},EMEA,,"));
         self
     }
     /// One order line; `partner` empty for a direct sale. Cost is half the revenue.
-    fn order(&mut self, partner: &str, customer: &str, product: &str, date: &str, revenue: &str) -> &mut Self {
+    fn order(
+        &mut self,
+        partner: &str,
+        customer: &str,
+        product: &str,
+        date: &str,
+        revenue: &str,
+    ) -> &mut Self {
         let n = self.orders.len() + 1;
         let cost = Money::parse(revenue).unwrap().0 / 2;
-        self.orders.push(format!("O-{n},1,{partner},{customer},{product},{date},1,{revenue},{}", Money(cost)));
+        self.orders.push(format!(
+            "O-{n},1,{partner},{customer},{product},{date},1,{revenue},{}",
+            Money(cost)
+        ));
         self
     }
-    fn opportunity(&mut self, partner: &str, customer: &str, stage: &str, amount: &str, close: &str) -> &mut Self {
+    fn opportunity(
+        &mut self,
+        partner: &str,
+        customer: &str,
+        stage: &str,
+        amount: &str,
+        close: &str,
+    ) -> &mut Self {
         let n = self.opportunities.len() + 1;
         let probability = match stage {
             "Closed Won" => 100,
             "Closed Lost" => 0,
             _ => 50,
         };
-        self.opportunities.push(format!("OP-{n},{partner},{customer},PR-Y,{stage},{amount},{probability},2025-01-01,{close},"));
+        self.opportunities.push(format!(
+            "OP-{n},{partner},{customer},PR-Y,{stage},{amount},{probability},2025-01-01,{close},"
+        ));
         self
     }
-    fn request(&mut self, partner: &str, customer: &str, priority: &str, opened: &str, response: &str) -> &mut Self {
+    fn request(
+        &mut self,
+        partner: &str,
+        customer: &str,
+        priority: &str,
+        opened: &str,
+        response: &str,
+    ) -> &mut Self {
         let n = self.requests.len() + 1;
-        self.requests.push(format!("SR-{n},{partner},{customer},,{priority},{opened},{response},"));
+        self.requests.push(format!(
+            "SR-{n},{partner},{customer},,{priority},{opened},{response},"
+        ));
         self
     }
     fn survey(&mut self, partner: &str, customer: &str, date: &str, score: u8) -> &mut Self {
         let n = self.surveys.len() + 1;
-        self.surveys.push(format!("S-{n:03},{partner},{customer},,{date},{score}"));
+        self.surveys
+            .push(format!("S-{n:03},{partner},{customer},,{date},{score}"));
         self
     }
 
@@ -68,13 +99,41 @@ impl Export {
         let dir = tmp.path().join("export");
         std::fs::create_dir_all(&dir).unwrap();
         let files = [
-            ("partners", "partner_id,partner_name,tier,partner_type,region,country,joined_on,status", &self.partners),
-            ("products", "product_id,product_name,product_line,category,list_price", &self.products),
-            ("customers", "customer_id,customer_name,industry,size_band,region,country,annual_revenue", &self.customers),
-            ("orders", "order_id,line_number,partner_id,customer_id,product_id,order_date,quantity,revenue,cost", &self.orders),
-            ("opportunities", "opportunity_id,partner_id,customer_id,product_id,stage,amount,probability,created_on,close_date,deal_registered", &self.opportunities),
-            ("service_requests", "request_id,partner_id,customer_id,product_id,priority,opened_at,first_response_at,resolved_at", &self.requests),
-            ("satisfaction_surveys", "survey_id,partner_id,customer_id,request_id,surveyed_on,score", &self.surveys),
+            (
+                "partners",
+                "partner_id,partner_name,tier,partner_type,region,country,joined_on,status",
+                &self.partners,
+            ),
+            (
+                "products",
+                "product_id,product_name,product_line,category,list_price",
+                &self.products,
+            ),
+            (
+                "customers",
+                "customer_id,customer_name,industry,size_band,region,country,annual_revenue",
+                &self.customers,
+            ),
+            (
+                "orders",
+                "order_id,line_number,partner_id,customer_id,product_id,order_date,quantity,revenue,cost",
+                &self.orders,
+            ),
+            (
+                "opportunities",
+                "opportunity_id,partner_id,customer_id,product_id,stage,amount,probability,created_on,close_date,deal_registered",
+                &self.opportunities,
+            ),
+            (
+                "service_requests",
+                "request_id,partner_id,customer_id,product_id,priority,opened_at,first_response_at,resolved_at",
+                &self.requests,
+            ),
+            (
+                "satisfaction_surveys",
+                "survey_id,partner_id,customer_id,request_id,surveyed_on,score",
+                &self.surveys,
+            ),
         ];
         for (name, header, rows) in files {
             let mut text = format!("{header}\n");
@@ -85,7 +144,17 @@ impl Export {
             std::fs::write(dir.join(format!("{name}.csv")), text).unwrap();
         }
         let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-        wh.load(&LoadOptions { export_dir: dir, mode: LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
+        wh.load(
+            &LoadOptions {
+                export_dir: dir,
+                mode: LoadMode::Upsert,
+                quarantine: false,
+                rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds(),
+            },
+            &NoProgress,
+        )
+        .await
+        .unwrap();
         let session = wh.snapshot(None).unwrap().session().await.unwrap();
         (tmp, session)
     }
@@ -95,8 +164,18 @@ fn period(p: &str) -> Option<Period> {
     Some(Period::parse(p).unwrap())
 }
 
-fn cx<'a>(engine: &'a Engine, session: &'a Session, scope: Scope, period: Option<Period>) -> Context<'a> {
-    Context { engine, session, scope, period }
+fn cx<'a>(
+    engine: &'a Engine,
+    session: &'a Session,
+    scope: Scope,
+    period: Option<Period>,
+) -> Context<'a> {
+    Context {
+        engine,
+        session,
+        scope,
+        period,
+    }
 }
 
 /// Revenue in 2025: P-01 500, P-02 200, P-03 100, P-04 100 (tied with P-03), P-05 50, P-06 30,
@@ -108,8 +187,18 @@ fn pareto_export() -> Export {
         e.partner(p, "Active");
     }
     e.partner("P-09", "Inactive").partner("P-10", "Inactive");
-    e.product("PR-Y", "Software").customer("C-1", "Retail", "SMB");
-    for (p, r) in [("P-01", "500"), ("P-02", "200"), ("P-03", "100"), ("P-04", "100"), ("P-05", "50"), ("P-06", "30"), ("P-10", "20"), ("", "5000")] {
+    e.product("PR-Y", "Software")
+        .customer("C-1", "Retail", "SMB");
+    for (p, r) in [
+        ("P-01", "500"),
+        ("P-02", "200"),
+        ("P-03", "100"),
+        ("P-04", "100"),
+        ("P-05", "50"),
+        ("P-06", "30"),
+        ("P-10", "20"),
+        ("", "5000"),
+    ] {
         e.order(p, "C-1", "PR-Y", "2025-03-01", r);
     }
     e.order("P-07", "C-1", "PR-Y", "2024-03-01", "999");
@@ -120,11 +209,22 @@ fn pareto_export() -> Export {
 async fn pareto_splits_ties_at_the_boundary_by_partner_id_and_puts_partners_without_revenue_in_c() {
     let (_tmp, session) = pareto_export().load().await;
     let engine = Engine::new(Model::shipped());
-    let p = prism_analyses::pareto::pareto(&cx(&engine, &session, Scope::All, period("2025")), None).await.unwrap();
+    let p =
+        prism_analyses::pareto::pareto(&cx(&engine, &session, Scope::All, period("2025")), None)
+            .await
+            .unwrap();
     let got: Vec<(String, String, String, String, char)> = p
         .rows
         .iter()
-        .map(|r| (r.partner.partner_id.clone(), r.closed_revenue.to_string(), format!("{:.1}", r.share_pct.unwrap()), format!("{:.1}", r.cumulative_pct.unwrap()), r.class))
+        .map(|r| {
+            (
+                r.partner.partner_id.clone(),
+                r.closed_revenue.to_string(),
+                format!("{:.1}", r.share_pct.unwrap()),
+                format!("{:.1}", r.cumulative_pct.unwrap()),
+                r.class,
+            )
+        })
         .collect();
     let want = [
         ("P-01", "500.00", "50.0", "50.0", 'A'),
@@ -140,11 +240,22 @@ async fn pareto_splits_ties_at_the_boundary_by_partner_id_and_puts_partners_with
         // Active without revenue in the period: class C. P-09 (inactive, no revenue) is absent.
         ("P-07", "0.00", "0.0", "100.0", 'C'),
     ]
-    .map(|(a, b, c, d, e)| (a.to_string(), b.to_string(), c.to_string(), d.to_string(), e));
+    .map(|(a, b, c, d, e)| {
+        (
+            a.to_string(),
+            b.to_string(),
+            c.to_string(),
+            d.to_string(),
+            e,
+        )
+    });
     assert_eq!(got, want);
     // Direct sales are no partner: partner revenue is 1000, not 6000.
     assert_eq!(p.groups[0].partner_revenue, Money(100_000));
-    assert_eq!(p.groups[0].headline, "3 partners, 37.5 % of the 8 active partners, bring 80 % of partner revenue");
+    assert_eq!(
+        p.groups[0].headline,
+        "3 partners, 37.5 % of the 8 active partners, bring 80 % of partner revenue"
+    );
 }
 
 #[tokio::test]
@@ -152,12 +263,16 @@ async fn pareto_cut_by_tier_segments_each_tier_on_its_own_and_refuses_other_cuts
     let (_tmp, session) = pareto_export().load().await;
     let engine = Engine::new(Model::shipped());
     let c = cx(&engine, &session, Scope::All, period("2025"));
-    let p = prism_analyses::pareto::pareto(&c, Some("partner.tier")).await.unwrap();
+    let p = prism_analyses::pareto::pareto(&c, Some("partner.tier"))
+        .await
+        .unwrap();
     // Every fixture partner is Gold: one group, the same classes.
     assert_eq!(p.groups.len(), 1);
     assert_eq!(p.groups[0].group.as_deref(), Some("Gold"));
     assert_eq!(p.rows.iter().filter(|r| r.class == 'A').count(), 3);
-    let e = prism_analyses::pareto::pareto(&c, Some("partner.teir")).await.unwrap_err();
+    let e = prism_analyses::pareto::pareto(&c, Some("partner.teir"))
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("did you mean `partner.tier`"), "{e}");
 }
 
@@ -166,14 +281,35 @@ async fn pareto_cut_by_tier_segments_each_tier_on_its_own_and_refuses_other_cuts
 /// C: revenue 100, pipeline 300, won 1 of 2, no surveys, answers in 2 h.
 fn scorecard_export() -> Export {
     let mut e = Export::default();
-    e.partner("A", "Active").partner("B", "Active").partner("C", "Active");
-    e.product("PR-Y", "Software").customer("C-1", "Retail", "SMB");
-    e.order("A", "C-1", "PR-Y", "2025-02-01", "300").order("B", "C-1", "PR-Y", "2025-02-01", "200").order("C", "C-1", "PR-Y", "2025-02-01", "100");
-    e.opportunity("A", "C-1", "Proposal", "100", "2025-06-01").opportunity("A", "C-1", "Closed Won", "50", "2025-03-01");
-    e.opportunity("C", "C-1", "Proposal", "300", "2025-06-01").opportunity("C", "C-1", "Closed Won", "10", "2025-03-01").opportunity("C", "C-1", "Closed Lost", "10", "2025-03-01");
-    e.survey("A", "C-1", "2025-03-01", 5).survey("B", "C-1", "2025-03-01", 3);
-    e.request("A", "C-1", "P3", "2025-03-01T08:00:00Z", "2025-03-01T09:00:00Z");
-    e.request("C", "C-1", "P3", "2025-03-01T08:00:00Z", "2025-03-01T10:00:00Z");
+    e.partner("A", "Active")
+        .partner("B", "Active")
+        .partner("C", "Active");
+    e.product("PR-Y", "Software")
+        .customer("C-1", "Retail", "SMB");
+    e.order("A", "C-1", "PR-Y", "2025-02-01", "300")
+        .order("B", "C-1", "PR-Y", "2025-02-01", "200")
+        .order("C", "C-1", "PR-Y", "2025-02-01", "100");
+    e.opportunity("A", "C-1", "Proposal", "100", "2025-06-01")
+        .opportunity("A", "C-1", "Closed Won", "50", "2025-03-01");
+    e.opportunity("C", "C-1", "Proposal", "300", "2025-06-01")
+        .opportunity("C", "C-1", "Closed Won", "10", "2025-03-01")
+        .opportunity("C", "C-1", "Closed Lost", "10", "2025-03-01");
+    e.survey("A", "C-1", "2025-03-01", 5)
+        .survey("B", "C-1", "2025-03-01", 3);
+    e.request(
+        "A",
+        "C-1",
+        "P3",
+        "2025-03-01T08:00:00Z",
+        "2025-03-01T09:00:00Z",
+    );
+    e.request(
+        "C",
+        "C-1",
+        "P3",
+        "2025-03-01T08:00:00Z",
+        "2025-03-01T10:00:00Z",
+    );
     e
 }
 
@@ -189,35 +325,76 @@ async fn scorecard_ranks_over_the_attributes_each_partner_has_with_custom_weight
     // Percentiles (0 worst .. 100 best among those with a value):
     //   revenue A 100, B 50, C 0; pipeline A 50, B 0, C 100; win rate A 100, C 0;
     //   CSAT A 100, B 0; response hours (lower is better) A 100, C 0.
-    let weights = Weights::parse("revenue=1,pipeline=1,win_rate=1,csat=1,responsiveness=0").unwrap();
-    let s = prism_analyses::scorecard::scorecard(&c, weights).await.unwrap();
-    let order: Vec<&str> = s.rows.iter().map(|r| r.partner.partner_id.as_str()).collect();
+    let weights =
+        Weights::parse("revenue=1,pipeline=1,win_rate=1,csat=1,responsiveness=0").unwrap();
+    let s = prism_analyses::scorecard::scorecard(&c, weights)
+        .await
+        .unwrap();
+    let order: Vec<&str> = s
+        .rows
+        .iter()
+        .map(|r| r.partner.partner_id.as_str())
+        .collect();
     assert_eq!(order, ["A", "C", "B"]);
     // A: (100 + 50 + 100 + 100 + 0 × 100) / 4; C: (0 + 100 + 0) / 3 over its attributes with
     // weight; B: (50 + 0 + 0) / 3, without a win rate or a response time.
     assert!(approx(s.rows[0].score, 87.5), "{:?}", s.rows[0].score);
-    assert!(approx(s.rows[1].score, 100.0 / 3.0), "{:?}", s.rows[1].score);
+    assert!(
+        approx(s.rows[1].score, 100.0 / 3.0),
+        "{:?}",
+        s.rows[1].score
+    );
     assert!(approx(s.rows[2].score, 50.0 / 3.0), "{:?}", s.rows[2].score);
-    assert_eq!(s.rows.iter().map(|r| r.rank).collect::<Vec<_>>(), [Some(1), Some(2), Some(3)]);
+    assert_eq!(
+        s.rows.iter().map(|r| r.rank).collect::<Vec<_>>(),
+        [Some(1), Some(2), Some(3)]
+    );
     let b = &s.rows[2];
-    assert_eq!(b.attributes[1].value.as_deref(), Some("0.00"), "no open pipeline is a pipeline of 0");
+    assert_eq!(
+        b.attributes[1].value.as_deref(),
+        Some("0.00"),
+        "no open pipeline is a pipeline of 0"
+    );
     assert_eq!(b.attributes[2].value, None, "nothing closed: no win rate");
     assert_eq!(b.attributes[2].percentile, None);
 
     // The default weights: A (35 + 10 + 15 + 20 + 10) / 1, B 17.5 / 0.75, C 20 / 0.8.
-    let s = prism_analyses::scorecard::scorecard(&c, Weights::default()).await.unwrap();
-    let scores: Vec<(String, f64)> = s.rows.iter().map(|r| (r.partner.partner_id.clone(), r.score.unwrap())).collect();
-    assert_eq!(scores.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), ["A", "C", "B"]);
-    assert!((scores[0].1 - 90.0).abs() < 1e-9 && (scores[1].1 - 25.0).abs() < 1e-9 && (scores[2].1 - 17.5 / 0.75).abs() < 1e-9, "{scores:?}");
+    let s = prism_analyses::scorecard::scorecard(&c, Weights::default())
+        .await
+        .unwrap();
+    let scores: Vec<(String, f64)> = s
+        .rows
+        .iter()
+        .map(|r| (r.partner.partner_id.clone(), r.score.unwrap()))
+        .collect();
+    assert_eq!(
+        scores.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
+        ["A", "C", "B"]
+    );
+    assert!(
+        (scores[0].1 - 90.0).abs() < 1e-9
+            && (scores[1].1 - 25.0).abs() < 1e-9
+            && (scores[2].1 - 17.5 / 0.75).abs() < 1e-9,
+        "{scores:?}"
+    );
     assert_eq!(s.header()[5], "score");
 }
 
 #[test]
 fn weights_are_validated_and_shown() {
-    assert_eq!(Weights::parse("csat=0.5").unwrap(), Weights { csat: 0.5, ..Weights::default() });
+    assert_eq!(
+        Weights::parse("csat=0.5").unwrap(),
+        Weights {
+            csat: 0.5,
+            ..Weights::default()
+        }
+    );
     for (bad, says) in [
         ("revenue=-1", "negative"),
-        ("revenue=0,pipeline=0,win_rate=0,csat=0,responsiveness=0", "every weight is 0"),
+        (
+            "revenue=0,pipeline=0,win_rate=0,csat=0,responsiveness=0",
+            "every weight is 0",
+        ),
         ("csta=1", "did you mean `csat`"),
         ("revenue=lots", "not a number"),
         ("revenue", "expected NAME=NUMBER"),
@@ -230,45 +407,82 @@ fn weights_are_validated_and_shown() {
 #[tokio::test]
 async fn a_decline_of_exactly_25_percent_is_flagged_and_one_of_a_cent_less_is_not() {
     let mut e = Export::default();
-    e.partner("D", "Active").partner("E", "Active").partner("F", "Active").partner("G", "Active").partner("H", "Active");
-    e.product("PR-Y", "Software").customer("C-1", "Retail", "SMB");
+    e.partner("D", "Active")
+        .partner("E", "Active")
+        .partner("F", "Active")
+        .partner("G", "Active")
+        .partner("H", "Active");
+    e.product("PR-Y", "Software")
+        .customer("C-1", "Retail", "SMB");
     // Q1 against Q2 of 2025: D 400 → 300 (exactly -25 %), E 400 → 300.01 (-24.9975 %),
     // F 100 → nothing (-100 %), G and H grow.
-    e.order("D", "C-1", "PR-Y", "2025-02-01", "400").order("D", "C-1", "PR-Y", "2025-05-01", "300");
-    e.order("E", "C-1", "PR-Y", "2025-02-01", "400").order("E", "C-1", "PR-Y", "2025-05-01", "300.01");
+    e.order("D", "C-1", "PR-Y", "2025-02-01", "400")
+        .order("D", "C-1", "PR-Y", "2025-05-01", "300");
+    e.order("E", "C-1", "PR-Y", "2025-02-01", "400").order(
+        "E",
+        "C-1",
+        "PR-Y",
+        "2025-05-01",
+        "300.01",
+    );
     e.order("F", "C-1", "PR-Y", "2025-02-01", "100");
-    e.order("G", "C-1", "PR-Y", "2025-02-01", "100").order("G", "C-1", "PR-Y", "2025-05-01", "900");
-    e.order("H", "C-1", "PR-Y", "2025-02-01", "100").order("H", "C-1", "PR-Y", "2025-05-01", "800");
+    e.order("G", "C-1", "PR-Y", "2025-02-01", "100")
+        .order("G", "C-1", "PR-Y", "2025-05-01", "900");
+    e.order("H", "C-1", "PR-Y", "2025-02-01", "100")
+        .order("H", "C-1", "PR-Y", "2025-05-01", "800");
     let (_tmp, session) = e.load().await;
     let engine = Engine::new(Model::shipped());
-    let u = prism_analyses::underperformers::underperformers(&cx(&engine, &session, Scope::All, period("2025-Q2")), Weights::default()).await.unwrap();
+    let u = prism_analyses::underperformers::underperformers(
+        &cx(&engine, &session, Scope::All, period("2025-Q2")),
+        Weights::default(),
+    )
+    .await
+    .unwrap();
     let mut decliners: Vec<(&str, Option<f64>)> = u
         .partners
         .iter()
-        .filter(|p| p.reasons.iter().any(|r| r.starts_with("closed revenue fell")))
+        .filter(|p| {
+            p.reasons
+                .iter()
+                .any(|r| r.starts_with("closed revenue fell"))
+        })
         .map(|p| (p.partner.partner_id.as_str(), p.revenue_change_pct))
         .collect();
     decliners.sort_by_key(|d| d.0);
     assert_eq!(decliners, [("D", Some(-25.0)), ("F", Some(-100.0))]);
     // Worst first: F is in the bottom quartile as well.
     assert_eq!(u.partners[0].partner.partner_id, "F");
-    let d = u.partners.iter().find(|p| p.partner.partner_id == "D").unwrap();
+    let d = u
+        .partners
+        .iter()
+        .find(|p| p.partner.partner_id == "D")
+        .unwrap();
     assert!(d.reasons.contains(&"closed revenue fell 25.0 %, from 400.00 (2025-01-01..2025-03-31) to 300.00 (2025-04-01..2025-06-30)".to_string()), "{:?}", d.reasons);
     // Bottom quartile of 5 scores (percentile <= 25): the two lowest, each with its reason.
-    let bottom: BTreeSet<&str> =
-        u.partners.iter().filter(|p| p.reasons.iter().any(|r| r.contains("bottom quartile"))).map(|p| p.partner.partner_id.as_str()).collect();
+    let bottom: BTreeSet<&str> = u
+        .partners
+        .iter()
+        .filter(|p| p.reasons.iter().any(|r| r.contains("bottom quartile")))
+        .map(|p| p.partner.partner_id.as_str())
+        .collect();
     assert_eq!(bottom.len(), 2, "{:?}", u.partners);
-    assert!(bottom.contains("F"), "F sold nothing in Q2: the lowest revenue, and no other attribute");
+    assert!(
+        bottom.contains("F"),
+        "F sold nothing in Q2: the lowest revenue, and no other attribute"
+    );
 }
 
 /// Segment (Healthcare, SMB): partners P1..P5 each sell Y to Hi-b and X + Y to Hi-a. P1 also
 /// sells Y to H1-c, who bought X directly from the brand owner, and to H1-d, who bought X from
-/// P2. Channel: buyers of X from partners H1a..H5a and H1d = 6, buyers of anything from
-/// partners 12: adoption 50 %. P1's customers there: H1a, H1b, H1c, H1d (4); its buyers of X:
-/// H1a; untapped: H1b only (H1c and H1d have X from elsewhere): 1 × 50 % = 0.5 expected.
-/// (Retail, SMB): P1..P5 sell Y to Ri; nobody bought X: adoption 0 %, R1 untapped, 0 expected.
+/// P2. Channel: buyers of X from partners H1a..H5a and H1d = 6 (over P1..P5 = 5 partners),
+/// buyers of anything from partners 12: adoption 50 %. P1's customers there: H1a, H1b, H1c,
+/// H1d (4); its buyers of X: H1a. Untapped, as the brand owner sees it: H1b only (H1c and H1d
+/// have X from elsewhere): 1 × 50 % = 0.5 expected; as P1's own user sees it (never where else
+/// its customers buy): H1b, H1c and H1d, 3 × 50 % = 1.5 expected.
+/// (Retail, SMB): P1..P5 sell Y to Ri; nobody bought X: no partner behind the adoption's
+/// numerator, so it is withheld ("nobody sold it" would be every partner's own figure).
 /// (Education, SMB): P2..P6 sell there, P1 has no customer. (Manufacturing, SMB): only P1..P4
-/// sell there: the channel figure is over 4 partners and withheld.
+/// sell there: the channel figure is over fewer than 5 partners and withheld.
 fn potential_export() -> Export {
     let mut e = Export::default();
     for p in ["P1", "P2", "P3", "P4", "P5", "P6"] {
@@ -277,21 +491,45 @@ fn potential_export() -> Export {
     e.product("PR-X", "Analytics").product("PR-Y", "Software");
     for i in 1..=5 {
         let (a, b, r) = (format!("H{i}-a"), format!("H{i}-b"), format!("R{i}"));
-        e.customer(&a, "Healthcare", "SMB").customer(&b, "Healthcare", "SMB").customer(&r, "Retail", "SMB");
+        e.customer(&a, "Healthcare", "SMB")
+            .customer(&b, "Healthcare", "SMB")
+            .customer(&r, "Retail", "SMB");
         let p = format!("P{i}");
-        e.order(&p, &a, "PR-X", "2025-02-01", "100").order(&p, &a, "PR-Y", "2025-02-01", "10").order(&p, &b, "PR-Y", "2025-02-01", "10");
+        e.order(&p, &a, "PR-X", "2025-02-01", "100")
+            .order(&p, &a, "PR-Y", "2025-02-01", "10")
+            .order(&p, &b, "PR-Y", "2025-02-01", "10");
         e.order(&p, &r, "PR-Y", "2025-02-01", "10");
     }
-    e.customer("H1-c", "Healthcare", "SMB").customer("H1-d", "Healthcare", "SMB");
-    e.order("P1", "H1-c", "PR-Y", "2025-02-01", "10").order("", "H1-c", "PR-X", "2025-02-01", "100");
-    e.order("P1", "H1-d", "PR-Y", "2025-02-01", "10").order("P2", "H1-d", "PR-X", "2025-02-01", "100");
+    e.customer("H1-c", "Healthcare", "SMB")
+        .customer("H1-d", "Healthcare", "SMB");
+    e.order("P1", "H1-c", "PR-Y", "2025-02-01", "10").order(
+        "",
+        "H1-c",
+        "PR-X",
+        "2025-02-01",
+        "100",
+    );
+    e.order("P1", "H1-d", "PR-Y", "2025-02-01", "10").order(
+        "P2",
+        "H1-d",
+        "PR-X",
+        "2025-02-01",
+        "100",
+    );
     for i in 2..=6 {
         let c = format!("E{i}");
-        e.customer(&c, "Education", "SMB").order(&format!("P{i}"), &c, "PR-Y", "2025-02-01", "10");
+        e.customer(&c, "Education", "SMB")
+            .order(&format!("P{i}"), &c, "PR-Y", "2025-02-01", "10");
     }
     for i in 1..=4 {
         let c = format!("M{i}");
-        e.customer(&c, "Manufacturing", "SMB").order(&format!("P{i}"), &c, "PR-Y", "2025-02-01", "10");
+        e.customer(&c, "Manufacturing", "SMB").order(
+            &format!("P{i}"),
+            &c,
+            "PR-Y",
+            "2025-02-01",
+            "10",
+        );
     }
     // Surveys from four partners only: the channel's CSAT is withheld.
     for i in 1..=4 {
@@ -304,26 +542,134 @@ fn potential_export() -> Export {
 async fn potential_ranks_segments_by_expected_buyers_and_lists_the_untapped_customers() {
     let (_tmp, session) = potential_export().load().await;
     let engine = Engine::new(Model::shipped());
-    let c = cx(&engine, &session, Scope::Partner("P1".into()), None);
-    let p = prism_analyses::potential::potential(&c, "P1", "PR-X").await.unwrap();
-    let rows: Vec<Vec<String>> = p.rows();
+    // The brand owner's user: untapped means not bought from anyone.
+    let owner = cx(&engine, &session, Scope::All, None);
+    let p = prism_analyses::potential::potential(&owner, "P1", "PR-X")
+        .await
+        .unwrap();
     assert_eq!(
-        rows,
+        p.rows(),
         [
             // industry, size, channel adoption, partners, P1's customers, buyers, adoption, untapped, expected
-            ["Healthcare", "SMB", "50.0", "5", "4", "1", "25.0", "1", "0.5"],
-            ["Retail", "SMB", "0.0", "5", "1", "0", "0.0", "1", "0.0"],
-            ["Manufacturing", "SMB", "(withheld)", "4", "1", "0", "0.0", "1", ""],
+            [
+                "Healthcare",
+                "SMB",
+                "50.0",
+                "5",
+                "4",
+                "1",
+                "25.0",
+                "1",
+                "0.5"
+            ],
+            [
+                "Manufacturing",
+                "SMB",
+                "(withheld)",
+                "0",
+                "1",
+                "0",
+                "0.0",
+                "1",
+                ""
+            ],
+            ["Retail", "SMB", "(withheld)", "0", "1", "0", "0.0", "1", ""],
         ]
         .map(|r| r.map(String::from).to_vec())
     );
     // The directly served H1-c and P2's buyer H1-d are not targets.
-    let targets = p.targets(&c, "Healthcare/SMB").await.unwrap();
-    assert_eq!(targets.customers.iter().map(|t| t.customer_id.as_str()).collect::<Vec<_>>(), ["H1-b"]);
+    let targets = p.targets(&owner, "Healthcare/SMB").await.unwrap();
+    assert_eq!(
+        targets
+            .customers
+            .iter()
+            .map(|t| t.customer_id.as_str())
+            .collect::<Vec<_>>(),
+        ["H1-b"]
+    );
     assert_eq!(targets.customers[0].already_buys, ["Software"]);
-    assert_eq!(targets.rows()[0], ["H1-b", "Customer H1-b", "Healthcare", "SMB", "EMEA", "Software"]);
+    assert_eq!(
+        targets.rows()[0],
+        [
+            "H1-b",
+            "Customer H1-b",
+            "Healthcare",
+            "SMB",
+            "EMEA",
+            "Software"
+        ]
+    );
+    assert!(
+        p.headline()
+            .iter()
+            .any(|h| h.contains("not bought PR-X from anyone")),
+        "{:?}",
+        p.headline()
+    );
+
+    // P1's own user: untapped means not bought from P1, so neither the list, nor the count,
+    // nor expected buyers tell that H1-c bought X directly and H1-d from P2.
+    let c = cx(&engine, &session, Scope::Partner("P1".into()), None);
+    let p = prism_analyses::potential::potential(&c, "P1", "PR-X")
+        .await
+        .unwrap();
+    assert_eq!(
+        p.rows(),
+        [
+            [
+                "Healthcare",
+                "SMB",
+                "50.0",
+                "5",
+                "4",
+                "1",
+                "25.0",
+                "3",
+                "1.5"
+            ],
+            [
+                "Manufacturing",
+                "SMB",
+                "(withheld)",
+                "0",
+                "1",
+                "0",
+                "0.0",
+                "1",
+                ""
+            ],
+            ["Retail", "SMB", "(withheld)", "0", "1", "0", "0.0", "1", ""],
+        ]
+        .map(|r| r.map(String::from).to_vec())
+    );
+    let targets = p.targets(&c, "Healthcare/SMB").await.unwrap();
+    assert_eq!(
+        targets
+            .customers
+            .iter()
+            .map(|t| t.customer_id.as_str())
+            .collect::<Vec<_>>(),
+        ["H1-b", "H1-c", "H1-d"]
+    );
+    assert!(
+        targets
+            .customers
+            .iter()
+            .all(|t| t.already_buys == ["Software"])
+    );
+    assert!(
+        p.headline()
+            .iter()
+            .any(|h| h.contains("not bought PR-X from it")),
+        "{:?}",
+        p.headline()
+    );
     // No customers of P1 in Education: nothing to target there, and it says so.
-    let e = p.targets(&c, "Education/SMB").await.unwrap_err().to_string();
+    let e = p
+        .targets(&c, "Education/SMB")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("partner P1 has no customers in it"), "{e}");
     assert!(!p.segments.iter().any(|s| s.industry == "Education"));
 }
@@ -334,19 +680,49 @@ async fn a_partner_user_asking_for_another_partner_is_refused_by_every_analysis(
     let engine = Engine::new(Model::shipped());
     let c = cx(&engine, &session, Scope::Partner("P1".into()), None);
     let refused = |r: Result<(), AnalysisError>| match r {
-        Err(AnalysisError::Forbidden(m)) => assert!(m.contains("sees only their own partner"), "{m}"),
+        Err(AnalysisError::Forbidden(m)) => {
+            assert!(m.contains("sees only their own partner"), "{m}")
+        }
         other => panic!("not refused: {other:?}"),
     };
-    refused(prism_analyses::products::products(&c, "P2").await.map(|_| ()));
-    refused(prism_analyses::potential::potential(&c, "P2", "PR-X").await.map(|_| ()));
-    refused(prism_analyses::benchmarks::benchmarks(&c, "P2").await.map(|_| ()));
+    refused(
+        prism_analyses::products::products(&c, "P2")
+            .await
+            .map(|_| ()),
+    );
+    refused(
+        prism_analyses::potential::potential(&c, "P2", "PR-X")
+            .await
+            .map(|_| ()),
+    );
+    refused(
+        prism_analyses::benchmarks::benchmarks(&c, "P2")
+            .await
+            .map(|_| ()),
+    );
     // A channel manager of P1 and P3 cannot read P2 either.
-    let m = cx(&engine, &session, Scope::Partners(["P1".to_string(), "P3".to_string()].into()), None);
-    assert!(matches!(prism_analyses::products::products(&m, "P2").await, Err(AnalysisError::Forbidden(_))));
+    let m = cx(
+        &engine,
+        &session,
+        Scope::Partners(["P1".to_string(), "P3".to_string()].into()),
+        None,
+    );
+    assert!(matches!(
+        prism_analyses::products::products(&m, "P2").await,
+        Err(AnalysisError::Forbidden(_))
+    ));
     // And the lists a partner user gets hold only its own partner.
     let p = prism_analyses::pareto::pareto(&c, None).await.unwrap();
-    assert_eq!(p.rows.iter().map(|r| r.partner.partner_id.as_str()).collect::<Vec<_>>(), ["P1"]);
-    let s = prism_analyses::scorecard::scorecard(&c, Weights::default()).await.unwrap();
+    assert_eq!(
+        p.rows
+            .iter()
+            .map(|r| r.partner.partner_id.as_str())
+            .collect::<Vec<_>>(),
+        ["P1"]
+    );
+    let s = prism_analyses::scorecard::scorecard(&c, Weights::default())
+        .await
+        .unwrap();
     assert_eq!(s.rows.len(), 1);
 }
 
@@ -354,27 +730,150 @@ async fn a_partner_user_asking_for_another_partner_is_refused_by_every_analysis(
 async fn a_benchmark_over_4_partners_is_withheld_and_one_over_6_is_shown() {
     let (_tmp, session) = potential_export().load().await;
     let engine = Engine::new(Model::shipped());
-    let b = prism_analyses::benchmarks::benchmarks(&cx(&engine, &session, Scope::Partner("P1".into()), None), "P1").await.unwrap();
+    let b = prism_analyses::benchmarks::benchmarks(
+        &cx(&engine, &session, Scope::Partner("P1".into()), None),
+        "P1",
+    )
+    .await
+    .unwrap();
     let row = |m: &str| b.rows.iter().find(|r| r.metric == m).unwrap();
     // Surveys from P1..P4: withheld, and P1's own score still shown.
-    assert_eq!((row("csat_avg").partner.as_deref(), row("csat_avg").channel.as_deref(), row("csat_avg").channel_partners), (Some("4.0"), None, 4));
+    assert_eq!(
+        (
+            row("csat_avg").partner.as_deref(),
+            row("csat_avg").channel.as_deref(),
+            row("csat_avg").channel_partners
+        ),
+        (Some("4.0"), None, 4)
+    );
     assert!(b.headline().iter().any(|h| h.contains("withheld")));
     // Every order has a cost of half its revenue: 50 % for P1 and for the six partners.
-    assert_eq!((row("gross_margin_pct").partner.as_deref(), row("gross_margin_pct").channel.as_deref(), row("gross_margin_pct").channel_partners), (Some("50.0"), Some("50.0"), 6));
+    assert_eq!(
+        (
+            row("gross_margin_pct").partner.as_deref(),
+            row("gross_margin_pct").channel.as_deref(),
+            row("gross_margin_pct").channel_partners
+        ),
+        (Some("50.0"), Some("50.0"), 6)
+    );
     assert_eq!(row("gross_margin_pct").verdict, Some("same"));
+}
+
+/// What P1's user sees of customer potential is the same whether its customers bought the
+/// product directly, from another partner, or not at all (the channel adoption aside, which is
+/// over 5 partners): take away H1-c's direct purchase of X, and nothing P1's user sees moves.
+#[tokio::test]
+async fn a_partner_user_cannot_tell_where_else_its_customers_bought() {
+    let seen = |e: Export| async move {
+        let (_tmp, session) = e.load().await;
+        let engine = Engine::new(Model::shipped());
+        let c = cx(&engine, &session, Scope::Partner("P1".into()), None);
+        let p = prism_analyses::potential::potential(&c, "P1", "PR-X")
+            .await
+            .unwrap();
+        let targets = p.targets(&c, "Healthcare/SMB").await.unwrap().rows();
+        (p.rows(), p.headline(), targets)
+    };
+    let with_direct = potential_export();
+    let mut without_direct = potential_export();
+    without_direct
+        .orders
+        .retain(|o| !(o.contains(",,H1-c,PR-X,")));
+    assert_eq!(
+        without_direct.orders.len() + 1,
+        with_direct.orders.len(),
+        "the direct order was taken away"
+    );
+    assert_eq!(seen(with_direct).await, seen(without_direct).await);
+}
+
+/// Six partners closed deals in Q1 2025 and only P1 won one: the channel's win rate, average
+/// deal size and sales cycle are P1's own figures, so P2's user gets none of them, though six
+/// partners have opportunities. Four more partners winning a deal each makes 5 behind every
+/// part, and the figures are shown: won 1000 + 4 × 2000 over 5 deals = 1800.00.
+#[tokio::test]
+async fn a_channel_figure_is_over_the_partners_that_contribute_to_it_not_to_its_fact() {
+    let mut e = Export::default();
+    e.product("PR-Y", "Software")
+        .customer("C-1", "Retail", "SMB");
+    for i in 1..=6 {
+        let p = format!("P{i}");
+        e.partner(&p, "Active")
+            .opportunity(&p, "C-1", "Closed Lost", "500", "2025-03-01");
+    }
+    e.opportunity("P1", "C-1", "Closed Won", "1000", "2025-03-01");
+    let one_won = e.load().await;
+    for i in 2..=5 {
+        e.opportunity(&format!("P{i}"), "C-1", "Closed Won", "2000", "2025-03-01");
+    }
+    let five_won = e.load().await;
+    for engine in [
+        Engine::new(Model::shipped()),
+        Engine::new(Model::shipped()).without_rollups(),
+    ] {
+        let b = prism_analyses::benchmarks::benchmarks(
+            &cx(&engine, &one_won.1, Scope::Partner("P2".into()), None),
+            "P2",
+        )
+        .await
+        .unwrap();
+        let row = |m: &str| b.rows.iter().find(|r| r.metric == m).unwrap().clone();
+        for m in ["win_rate", "avg_deal_size", "avg_sales_cycle_days"] {
+            assert_eq!((row(m).channel, row(m).channel_partners), (None, 1), "{m}");
+        }
+        assert_eq!(row("win_rate").partner.as_deref(), Some("0.0"));
+
+        let b = prism_analyses::benchmarks::benchmarks(
+            &cx(&engine, &five_won.1, Scope::Partner("P2".into()), None),
+            "P2",
+        )
+        .await
+        .unwrap();
+        let row = |m: &str| b.rows.iter().find(|r| r.metric == m).unwrap().clone();
+        assert_eq!(
+            (
+                row("avg_deal_size").channel.as_deref(),
+                row("avg_deal_size").channel_partners
+            ),
+            (Some("1800.00"), 5)
+        );
+        // Won 5 of 11 closed: over the 5 partners that won (and the 6 that closed).
+        assert_eq!(
+            (
+                row("win_rate").channel.as_deref().map(|v| &v[..6]),
+                row("win_rate").channel_partners
+            ),
+            (Some("0.4545"), 5)
+        );
+    }
 }
 
 #[tokio::test]
 async fn products_name_best_sellers_and_poor_sellers_of_active_lines_including_unsold_ones() {
     let mut e = Export::default();
     e.partner("P1", "Active").customer("C-1", "Retail", "SMB");
-    e.product("PR-A", "Software").product("PR-B", "Software").product("PR-C", "Software").product("PR-H", "Hardware");
+    e.product("PR-A", "Software")
+        .product("PR-B", "Software")
+        .product("PR-C", "Software")
+        .product("PR-H", "Hardware");
     // Q1 2025: A 100, B 10; Q2: A 50, B 40. C (same line) never sold; Hardware never sold.
-    e.order("P1", "C-1", "PR-A", "2025-02-01", "100").order("P1", "C-1", "PR-B", "2025-02-01", "10");
-    e.order("P1", "C-1", "PR-A", "2025-05-01", "50").order("P1", "C-1", "PR-B", "2025-05-01", "40");
+    e.order("P1", "C-1", "PR-A", "2025-02-01", "100").order(
+        "P1",
+        "C-1",
+        "PR-B",
+        "2025-02-01",
+        "10",
+    );
+    e.order("P1", "C-1", "PR-A", "2025-05-01", "50")
+        .order("P1", "C-1", "PR-B", "2025-05-01", "40");
     let (_tmp, session) = e.load().await;
     let engine = Engine::new(Model::shipped());
-    let p = prism_analyses::products::products(&cx(&engine, &session, Scope::All, period("2025-Q2")), "P1").await.unwrap();
+    let p = prism_analyses::products::products(
+        &cx(&engine, &session, Scope::All, period("2025-Q2")),
+        "P1",
+    )
+    .await
+    .unwrap();
     let rows: Vec<(&str, String, String, String, &str)> = p
         .rows
         .iter()
@@ -383,7 +882,8 @@ async fn products_name_best_sellers_and_poor_sellers_of_active_lines_including_u
                 r.product_id.as_str(),
                 r.closed_revenue.map_or(String::new(), |m| m.to_string()),
                 r.revenue_change.map_or(String::new(), |m| m.to_string()),
-                r.revenue_change_pct.map_or(String::new(), |v| v.to_string()),
+                r.revenue_change_pct
+                    .map_or(String::new(), |v| v.to_string()),
                 r.role.unwrap_or(""),
             )
         })
@@ -391,10 +891,28 @@ async fn products_name_best_sellers_and_poor_sellers_of_active_lines_including_u
     assert_eq!(
         rows,
         [
-            ("PR-A", "50.00".into(), "-50.00".into(), "-50".into(), "best seller"),
-            ("PR-B", "40.00".into(), "30.00".into(), "300".into(), "best seller"),
+            (
+                "PR-A",
+                "50.00".into(),
+                "-50.00".into(),
+                "-50".into(),
+                "best seller"
+            ),
+            (
+                "PR-B",
+                "40.00".into(),
+                "30.00".into(),
+                "300".into(),
+                "best seller"
+            ),
             // Software is an active line: its unsold product is a poor seller; Hardware is not the partner's line.
-            ("PR-C", String::new(), String::new(), String::new(), "poor seller"),
+            (
+                "PR-C",
+                String::new(),
+                String::new(),
+                String::new(),
+                "poor seller"
+            ),
         ]
     );
     assert_eq!(p.active_lines, ["Software"]);
@@ -403,29 +921,64 @@ async fn products_name_best_sellers_and_poor_sellers_of_active_lines_including_u
 #[tokio::test]
 async fn high_risk_accounts_have_three_open_critical_requests_or_low_recent_satisfaction() {
     let mut e = Export::default();
-    e.partner("P1", "Active").partner("P2", "Active").product("PR-Y", "Software");
+    e.partner("P1", "Active")
+        .partner("P2", "Active")
+        .product("PR-Y", "Software");
     for c in ["K-1", "K-2", "K-3", "K-4"] {
         e.customer(c, "Retail", "SMB");
     }
     // K-1: three open P1/P2 requests. K-2: two open P1 and an open P3: not enough.
-    e.request("P1", "K-1", "P1", "2025-01-01T08:00:00Z", "").request("P1", "K-1", "P2", "2025-01-02T08:00:00Z", "").request("P1", "K-1", "P2", "2025-01-03T08:00:00Z", "");
-    e.request("P1", "K-2", "P1", "2025-01-01T08:00:00Z", "").request("P1", "K-2", "P1", "2025-01-02T08:00:00Z", "").request("P1", "K-2", "P3", "2025-01-03T08:00:00Z", "");
+    e.request("P1", "K-1", "P1", "2025-01-01T08:00:00Z", "")
+        .request("P1", "K-1", "P2", "2025-01-02T08:00:00Z", "")
+        .request("P1", "K-1", "P2", "2025-01-03T08:00:00Z", "");
+    e.request("P1", "K-2", "P1", "2025-01-01T08:00:00Z", "")
+        .request("P1", "K-2", "P1", "2025-01-02T08:00:00Z", "")
+        .request("P1", "K-2", "P3", "2025-01-03T08:00:00Z", "");
     // K-3: old praise, then five recent scores averaging 2.6: at risk. K-4: 1, then five 4s: not.
-    for (d, s) in [("2024-01-01", 5), ("2024-02-01", 5), ("2025-01-01", 3), ("2025-02-01", 2), ("2025-03-01", 3), ("2025-04-01", 2), ("2025-05-01", 3)] {
+    for (d, s) in [
+        ("2024-01-01", 5),
+        ("2024-02-01", 5),
+        ("2025-01-01", 3),
+        ("2025-02-01", 2),
+        ("2025-03-01", 3),
+        ("2025-04-01", 2),
+        ("2025-05-01", 3),
+    ] {
         e.survey("P1", "K-3", d, s);
     }
-    for (d, s) in [("2024-01-01", 1), ("2025-01-01", 4), ("2025-02-01", 4), ("2025-03-01", 4), ("2025-04-01", 4), ("2025-05-01", 4)] {
+    for (d, s) in [
+        ("2024-01-01", 1),
+        ("2025-01-01", 4),
+        ("2025-02-01", 4),
+        ("2025-03-01", 4),
+        ("2025-04-01", 4),
+        ("2025-05-01", 4),
+    ] {
         e.survey("P2", "K-4", d, s);
     }
     let (_tmp, session) = e.load().await;
     let engine = Engine::new(Model::shipped());
-    let r = prism_analyses::risk::risk(&cx(&engine, &session, Scope::All, None)).await.unwrap();
-    let got: Vec<(&str, Vec<String>)> = r.accounts.iter().map(|a| (a.customer_id.as_str(), a.reasons.clone())).collect();
+    let r = prism_analyses::risk::risk(&cx(&engine, &session, Scope::All, None))
+        .await
+        .unwrap();
+    let got: Vec<(&str, Vec<String>)> = r
+        .accounts
+        .iter()
+        .map(|a| (a.customer_id.as_str(), a.reasons.clone()))
+        .collect();
     assert_eq!(
         got,
-        [("K-1", vec!["3 open P1/P2 service requests".to_string()]), ("K-3", vec!["average CSAT 2.60 over the last 5 surveys".to_string()])]
+        [
+            ("K-1", vec!["3 open P1/P2 service requests".to_string()]),
+            (
+                "K-3",
+                vec!["average CSAT 2.60 over the last 5 surveys".to_string()]
+            )
+        ]
     );
     // A partner user sees only its own customers' accounts: P2 has none at risk.
-    let r = prism_analyses::risk::risk(&cx(&engine, &session, Scope::Partner("P2".into()), None)).await.unwrap();
+    let r = prism_analyses::risk::risk(&cx(&engine, &session, Scope::Partner("P2".into()), None))
+        .await
+        .unwrap();
     assert!(r.accounts.is_empty(), "{:?}", r.accounts);
 }

@@ -8,13 +8,21 @@ use std::process::{Command, ExitCode};
 fn main() -> ExitCode {
     // Cargo passes `--bench` (and a filter, when one is given) to every bench target; the rest
     // are `prism bench`'s own options.
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let has = |flag: &str| args.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let has = |flag: &str| {
+        args.iter()
+            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    };
     let mut command = Command::new(env!("CARGO_BIN_EXE_prism"));
     command.arg("bench").args(&args);
     if !has("--dir") {
         // Kept between runs (the export and its load are reused), out of the source tree.
-        command.arg("--dir").arg(std::env::temp_dir().join("prism-bench"));
+        command
+            .arg("--dir")
+            .arg(std::env::temp_dir().join("prism-bench"));
     }
     match command.status() {
         Ok(status) if status.success() => ExitCode::SUCCESS,

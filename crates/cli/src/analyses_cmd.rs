@@ -105,13 +105,20 @@ pub enum Analysis {
 fn output<T: Table + Serialize>(value: &T, format: crate::Format) -> Result<()> {
     match format {
         crate::Format::Json => {
-            writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(value)?)?;
+            writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                serde_json::to_string_pretty(value)?
+            )?;
         }
         crate::Format::Csv => {
             let mut w = csv::Writer::from_writer(std::io::stdout());
             w.write_record(value.header())?;
             for r in value.rows() {
-                w.write_record(&r)?;
+                w.write_record(
+                    r.iter()
+                        .map(|c| prism_analyses::spreadsheet_safe(c).into_owned()),
+                )?;
             }
             w.flush()?;
         }
@@ -124,7 +131,11 @@ fn output<T: Table + Serialize>(value: &T, format: crate::Format) -> Result<()> 
             let header = value.header();
             let numeric: Vec<bool> = (0..header.len())
                 .map(|i| {
-                    let cells: Vec<&String> = rows.iter().map(|r| &r[i]).filter(|c| !c.is_empty()).collect();
+                    let cells: Vec<&String> = rows
+                        .iter()
+                        .map(|r| &r[i])
+                        .filter(|c| !c.is_empty())
+                        .collect();
                     !cells.is_empty() && cells.iter().all(|c| c.parse::<f64>().is_ok())
                 })
                 .collect();
@@ -165,10 +176,17 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
         Some(p) => Scope::Partner(p.clone()),
         None => Scope::All,
     };
-    let snapshot = Warehouse::open(data)?.snapshot(common.as_of).with_context(|| format!("reading the warehouse in {}", data.display()))?;
+    let snapshot = Warehouse::open(data)?
+        .snapshot(common.as_of)
+        .with_context(|| format!("reading the warehouse in {}", data.display()))?;
     runtime.block_on(async {
         let session = snapshot.session().await?;
-        let cx = Context { engine: &engine, session: &session, scope, period };
+        let cx = Context {
+            engine: &engine,
+            session: &session,
+            scope,
+            period,
+        };
         let format = common.format;
         match analysis {
             Analysis::Pareto { by, class, .. } => {
@@ -183,7 +201,11 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
                 output(&p, format)
             }
             Analysis::Scorecard { weights, top, .. } => {
-                let w = weights.as_deref().map(prism_analyses::scorecard::Weights::parse).transpose()?.unwrap_or_default();
+                let w = weights
+                    .as_deref()
+                    .map(prism_analyses::scorecard::Weights::parse)
+                    .transpose()?
+                    .unwrap_or_default();
                 let mut s = prism_analyses::scorecard::scorecard(&cx, w).await?;
                 if let Some(n) = top {
                     s.rows.truncate(n);
@@ -191,14 +213,28 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
                 output(&s, format)
             }
             Analysis::Underperformers { weights, .. } => {
-                let w = weights.as_deref().map(prism_analyses::scorecard::Weights::parse).transpose()?.unwrap_or_default();
-                output(&prism_analyses::underperformers::underperformers(&cx, w).await?, format)
+                let w = weights
+                    .as_deref()
+                    .map(prism_analyses::scorecard::Weights::parse)
+                    .transpose()?
+                    .unwrap_or_default();
+                output(
+                    &prism_analyses::underperformers::underperformers(&cx, w).await?,
+                    format,
+                )
             }
             Analysis::Products { partner, .. } => {
                 let p = partner_of(partner, common, "products")?;
                 output(&prism_analyses::products::products(&cx, &p).await?, format)
             }
-            Analysis::Potential { partner, product, segment, targets, out, .. } => {
+            Analysis::Potential {
+                partner,
+                product,
+                segment,
+                targets,
+                out,
+                ..
+            } => {
                 let p = partner_of(partner, common, "potential")?;
                 let potential = prism_analyses::potential::potential(&cx, &p, &product).await?;
                 match (segment, targets) {
@@ -206,16 +242,25 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
                         let list = potential.targets(&cx, &s).await?;
                         match out {
                             Some(path) => {
-                                let mut w = csv::Writer::from_path(&path).with_context(|| format!("writing {}", path.display()))?;
+                                let mut w = csv::Writer::from_path(&path)
+                                    .with_context(|| format!("writing {}", path.display()))?;
                                 w.write_record(list.header())?;
                                 for r in list.rows() {
-                                    w.write_record(&r)?;
+                                    w.write_record(r.iter().map(|c| {
+                                        prism_analyses::spreadsheet_safe(c).into_owned()
+                                    }))?;
                                 }
                                 w.flush()?;
-                                println!("wrote {} untapped customers of {s} to {}", list.customers.len(), path.display());
+                                println!(
+                                    "wrote {} untapped customers of {s} to {}",
+                                    list.customers.len(),
+                                    path.display()
+                                );
                                 Ok(())
                             }
-                            None if format == crate::Format::Table => output(&list, crate::Format::Csv),
+                            None if format == crate::Format::Table => {
+                                output(&list, crate::Format::Csv)
+                            }
                             None => output(&list, format),
                         }
                     }
@@ -225,7 +270,10 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
             Analysis::Risk { .. } => output(&prism_analyses::risk::risk(&cx).await?, format),
             Analysis::Benchmarks { partner, .. } => {
                 let p = partner_of(partner, common, "benchmarks")?;
-                output(&prism_analyses::benchmarks::benchmarks(&cx, &p).await?, format)
+                output(
+                    &prism_analyses::benchmarks::benchmarks(&cx, &p).await?,
+                    format,
+                )
             }
         }
     })

@@ -2,9 +2,10 @@
 
 mod analyses_cmd;
 mod bench;
-mod web_cmd;
+mod load_test;
 mod progress;
 mod query_cmd;
+mod web_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,10 +17,19 @@ use prism_generator::{GenerateConfig, generate};
 use prism_warehouse::{LoadMode, LoadOptions, LoadReport, Warehouse, WarehouseError};
 
 #[derive(Parser)]
-#[command(name = "prism", version, about = "Partner relationship management analytics")]
+#[command(
+    name = "prism",
+    version,
+    about = "Partner relationship management analytics"
+)]
 struct Cli {
     /// The data folder holding the warehouse.
-    #[arg(long, global = true, env = "PRISM_DATA", default_value = "./prism-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "PRISM_DATA",
+        default_value = "./prism-data"
+    )]
     data: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -120,6 +130,8 @@ enum Command {
         /// Keep no answers between requests (for comparisons).
         #[arg(long)]
         no_cache: bool,
+        #[command(flatten)]
+        options: web_cmd::ServeOptions,
     },
     /// Manage the users of the web app.
     Users {
@@ -138,6 +150,9 @@ enum Command {
         #[arg(long, default_value = "./prism-bench")]
         dir: PathBuf,
     },
+    /// Signed-in users of every role asking a running app at once: requests per second,
+    /// latency percentiles, errors, and whether any answer mixed two warehouse versions.
+    LoadTest(load_test::LoadTestArgs),
     /// Generate a demo export if there is none, load it, and say what to run next.
     Demo {
         #[arg(long, default_value_t = 1.0)]
@@ -151,12 +166,18 @@ enum Command {
         /// Prepare the data and the demo users, but do not start the web app.
         #[arg(long)]
         no_serve: bool,
+        /// Listen on an address other machines reach, with the demo's published passwords.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PRISM_LOG").unwrap_or_else(|_| "warn,deltalake_core=error,buoyant_kernel=error".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PRISM_LOG")
+                .unwrap_or_else(|_| "warn,deltalake_core=error,buoyant_kernel=error".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -175,18 +196,32 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Load { export_dir, replace, quarantine, format, model } => {
-            let wh = Warehouse::open(&cli.data).with_context(|| format!("opening the data folder {}", cli.data.display()))?;
+        Command::Load {
+            export_dir,
+            replace,
+            quarantine,
+            format,
+            model,
+        } => {
+            let wh = Warehouse::open(&cli.data)
+                .with_context(|| format!("opening the data folder {}", cli.data.display()))?;
             // The rollups of the model in use are built with the tables, in the same version.
             let model = query_cmd::load_model(&cli.data, model.as_ref())?;
             let options = LoadOptions {
                 export_dir,
-                mode: if replace { LoadMode::Replace } else { LoadMode::Upsert },
+                mode: if replace {
+                    LoadMode::Replace
+                } else {
+                    LoadMode::Upsert
+                },
                 quarantine,
                 rollups: Engine::new(model).rollup_builds(),
             };
@@ -228,7 +263,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             println!("data folder: {}", wh.dir().display());
             let Some(snapshot) = snapshot else {
-                println!("the warehouse is empty: load an export with `prism load EXPORT_DIR` (or run `prism demo`)");
+                println!(
+                    "the warehouse is empty: load an export with `prism load EXPORT_DIR` (or run `prism demo`)"
+                );
                 return Ok(ExitCode::SUCCESS);
             };
             let v = &snapshot.version;
@@ -236,7 +273,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!(
                 "version {}{} — loaded {} from {} ({}{})",
                 v.version,
-                if v.version == current { " (current)" } else { "" },
+                if v.version == current {
+                    " (current)"
+                } else {
+                    ""
+                },
                 v.loaded_at,
                 v.source,
                 v.mode,
@@ -253,28 +294,53 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 for name in engine.model.rollups.keys() {
                     let table = engine.rollup_table(name);
                     match v.rollups.get(&table) {
-                        Some(pin) => println!("{name:<34} {:>12}  built ({} ms)", pin.rows, pin.build_ms),
-                        None if v.rollups.keys().any(|t| prism_engine::is_table_of(t, name)) => {
-                            println!("{name:<34} {:>12}  built from an earlier definition: not read until the next load rebuilds it", "")
+                        Some(pin) => {
+                            println!("{name:<34} {:>12}  built ({} ms)", pin.rows, pin.build_ms)
                         }
-                        None => println!("{name:<34} {:>12}  not built: the next load builds it", ""),
+                        None if v.rollups.keys().any(|t| prism_engine::is_table_of(t, name)) => {
+                            println!(
+                                "{name:<34} {:>12}  built from an earlier definition: not read until the next load rebuilds it",
+                                ""
+                            )
+                        }
+                        None => {
+                            println!("{name:<34} {:>12}  not built: the next load builds it", "")
+                        }
                     }
                 }
                 if v.rollups_build_ms > 0 {
-                    println!("(built in {:.2} s by the load of this version)", v.rollups_build_ms as f64 / 1000.0);
+                    println!(
+                        "(built in {:.2} s by the load of this version)",
+                        v.rollups_build_ms as f64 / 1000.0
+                    );
                 }
             }
             println!("\nhistory:");
-            println!("{:>7}  {:<20}  {:<8} {:>10} {:>10} {:>10}  source", "version", "loaded at", "mode", "added", "replaced", "rejected");
+            println!(
+                "{:>7}  {:<20}  {:<8} {:>10} {:>10} {:>10}  source",
+                "version", "loaded at", "mode", "added", "replaced", "rejected"
+            );
             for h in &versions.versions {
                 let added: u64 = h.changes.values().map(|c| c.added).sum();
                 let replaced: u64 = h.changes.values().map(|c| c.replaced).sum();
                 let rejected: u64 = h.changes.values().map(|c| c.rejected).sum();
-                println!("{:>7}  {:<20}  {:<8} {added:>10} {replaced:>10} {rejected:>10}  {}", h.version, h.loaded_at, h.mode.to_string(), h.source);
+                println!(
+                    "{:>7}  {:<20}  {:<8} {added:>10} {replaced:>10} {rejected:>10}  {}",
+                    h.version,
+                    h.loaded_at,
+                    h.mode.to_string(),
+                    h.source
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Query { args, format, model, repeat, no_cache } => {
+        Command::Query {
+            args,
+            format,
+            model,
+            repeat,
+            no_cache,
+        } => {
             let model = query_cmd::load_model(&cli.data, model.as_ref())?;
             let (query, scope) = args.query()?;
             let wh = Warehouse::open(&cli.data)?;
@@ -287,7 +353,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let mut result = None;
                 for _ in 0..repeat.max(1) {
                     let started = std::time::Instant::now();
-                    result = Some(if args.benchmark { engine.run_benchmark(&ctx, &query).await? } else { engine.run(&ctx, &query, &scope).await? });
+                    result = Some(if args.benchmark {
+                        engine.run_benchmark(&ctx, &query).await?
+                    } else {
+                        engine.run(&ctx, &query, &scope).await?
+                    });
                     times.push(started.elapsed().as_secs_f64() * 1000.0);
                 }
                 Ok::<_, anyhow::Error>(result.expect("at least one run"))
@@ -298,23 +368,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     times.len(),
                     times[0],
                     bench::median(&times),
-                    if args.no_rollups { "no rollups" } else { "rollups" },
-                    if no_cache { "no result cache" } else { "result cache" }
+                    if args.no_rollups {
+                        "no rollups"
+                    } else {
+                        "rollups"
+                    },
+                    if no_cache {
+                        "no result cache"
+                    } else {
+                        "result cache"
+                    }
                 );
             }
             query_cmd::print(&result, format)?;
             if args.benchmark {
-                let withheld = result
-                    .formatted_rows()
-                    .iter()
-                    .any(|r| r.last().and_then(|n| n.parse::<i64>().ok()).is_some_and(|n| n < prism_engine::BENCHMARK_MIN_PARTNERS));
+                let withheld = result.formatted_rows().iter().any(|r| {
+                    r.last()
+                        .and_then(|n| n.parse::<i64>().ok())
+                        .is_some_and(|n| n < prism_engine::BENCHMARK_MIN_PARTNERS)
+                });
                 if withheld {
-                    eprintln!("note: figures over fewer than {} partners are withheld", prism_engine::BENCHMARK_MIN_PARTNERS);
+                    eprintln!(
+                        "note: figures over fewer than {} partners are withheld",
+                        prism_engine::BENCHMARK_MIN_PARTNERS
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Explain { args, model, analyze } => {
+        Command::Explain {
+            args,
+            model,
+            analyze,
+        } => {
             let model = query_cmd::load_model(&cli.data, model.as_ref())?;
             let (query, scope) = args.query()?;
             let engine = args.engine(model, false);
@@ -330,10 +416,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     Some(s) => Some(s.session().await?),
                     None => None,
                 };
-                let compiled = query_cmd::explain(&engine, ctx.as_deref(), &query, &scope, args.benchmark)?;
+                let compiled =
+                    query_cmd::explain(&engine, ctx.as_deref(), &query, &scope, args.benchmark)?;
                 if analyze && let Some(ctx) = &ctx {
                     let batches = engine.explain_plan(ctx, &compiled, true).await?;
-                    println!("plan (executed):\n{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+                    println!(
+                        "plan (executed):\n{}",
+                        arrow::util::pretty::pretty_format_batches(&batches)?
+                    );
                 }
                 Ok::<_, anyhow::Error>(())
             })?;
@@ -345,7 +435,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Generate { out, scale, seed } => {
             let started = std::time::Instant::now();
-            let summary = generate(&GenerateConfig { out: out.clone(), scale, seed })?;
+            let summary = generate(&GenerateConfig {
+                out: out.clone(),
+                scale,
+                seed,
+            })?;
             for (entity, rows) in &summary.rows {
                 println!("{:<26} {rows:>12} rows", entity.file_name());
             }
@@ -357,11 +451,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { addr, secure_cookies, model, no_rollups, no_cache } => {
+        Command::Serve {
+            addr,
+            secure_cookies,
+            model,
+            no_rollups,
+            no_cache,
+            options,
+        } => {
             let model = query_cmd::load_model(&cli.data, model.as_ref())?;
-            let engine = if no_cache { Engine::new(model) } else { Engine::with_result_cache(model, prism_web::RESULT_CACHE_BYTES) };
-            let engine = if no_rollups { engine.without_rollups() } else { engine };
-            web_cmd::serve(&cli.data, engine, &addr, secure_cookies, &runtime()?)?;
+            let engine = if no_cache {
+                Engine::new(model)
+            } else {
+                Engine::with_result_cache(model, prism_web::RESULT_CACHE_BYTES)
+            };
+            let engine = if no_rollups {
+                engine.without_rollups()
+            } else {
+                engine
+            };
+            web_cmd::serve(
+                &cli.data,
+                engine,
+                &addr,
+                secure_cookies,
+                &options,
+                &runtime()?,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Users { command } => {
@@ -376,21 +492,47 @@ fn run(cli: Cli) -> Result<ExitCode> {
             bench::run(&bench::BenchArgs { scale, runs, dir }, &runtime()?)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { scale, export, addr, no_serve } => {
+        Command::LoadTest(args) => {
+            load_test::run(&args, &runtime()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            scale,
+            export,
+            addr,
+            no_serve,
+            yes,
+        } => {
+            // Checked before any work: the demo's passwords are in this README for all to read.
+            if !no_serve {
+                web_cmd::check_demo_address(&addr, yes)?;
+            }
             if !export.join("partners.csv").exists() {
-                println!("generating a demo export (scale {scale}) in {} ...", export.display());
-                generate(&GenerateConfig { out: export.clone(), scale, seed: 42 })?;
+                println!(
+                    "generating a demo export (scale {scale}) in {} ...",
+                    export.display()
+                );
+                generate(&GenerateConfig {
+                    out: export.clone(),
+                    scale,
+                    seed: 42,
+                })?;
             }
             let wh = Warehouse::open(&cli.data)?;
             if wh.versions()?.current().is_none() {
-                println!("loading {} into {} ...", export.display(), wh.dir().display());
+                println!(
+                    "loading {} into {} ...",
+                    export.display(),
+                    wh.dir().display()
+                );
                 let progress = progress::Reporter::new();
                 let report = runtime()?.block_on(wh.load(
                     &LoadOptions {
                         export_dir: export.clone(),
                         mode: LoadMode::Upsert,
                         quarantine: false,
-                        rollups: Engine::new(query_cmd::load_model(&cli.data, None)?).rollup_builds(),
+                        rollups:
+                            Engine::new(query_cmd::load_model(&cli.data, None)?).rollup_builds(),
                     },
                     &progress,
                 ));
@@ -400,13 +542,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("the warehouse in {} is already loaded", wh.dir().display());
             }
             // The binary as it was started, so that the hints can be pasted as they are.
-            let prism = std::env::current_exe().map_or_else(|_| "prism".to_string(), |p| p.display().to_string());
+            let prism = std::env::current_exe()
+                .map_or_else(|_| "prism".to_string(), |p| p.display().to_string());
             let data = format!("--data {}", wh.dir().display());
             println!("\nnext:");
             println!("  {prism} {data} status");
             println!("  {prism} {data} model");
-            println!("  {prism} {data} query --metrics closed_revenue,win_rate,csat_avg --by partner.tier");
-            println!("  {prism} {data} query --metrics closed_revenue --by partner.partner_name --order closed_revenue:desc --limit 10");
+            println!(
+                "  {prism} {data} query --metrics closed_revenue,win_rate,csat_avg --by partner.tier"
+            );
+            println!(
+                "  {prism} {data} query --metrics closed_revenue --by partner.partner_name --order closed_revenue:desc --limit 10"
+            );
             println!("  {prism} {data} pareto");
             let sign_ins = web_cmd::demo_users(wh.dir())?;
             if no_serve {
@@ -416,8 +563,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             for (name, role, password) in &sign_ins {
                 println!("  {name:<10} password {password:<12} ({role})");
             }
-            let engine = Engine::with_result_cache(query_cmd::load_model(&cli.data, None)?, prism_web::RESULT_CACHE_BYTES);
-            web_cmd::serve(wh.dir(), engine, &addr, false, &runtime()?)?;
+            let engine = Engine::with_result_cache(
+                query_cmd::load_model(&cli.data, None)?,
+                prism_web::RESULT_CACHE_BYTES,
+            );
+            web_cmd::serve(
+                wh.dir(),
+                engine,
+                &addr,
+                false,
+                &web_cmd::ServeOptions::default(),
+                &runtime()?,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -425,7 +582,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 fn print_load(report: &LoadReport, format: Format) {
     if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(report).expect("report serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).expect("report serialises")
+        );
         return;
     }
     for e in &report.file_errors {
@@ -436,16 +596,25 @@ fn print_load(report: &LoadReport, format: Format) {
             eprintln!("{r}");
         }
         if f.rows_rejected as usize > f.shown.len() {
-            eprintln!("{}: ... and more rejected rows (all of them are in the report)", f.file);
+            eprintln!(
+                "{}: ... and more rejected rows (all of them are in the report)",
+                f.file
+            );
         }
         for w in &f.warnings {
             eprintln!("warning: {w}");
         }
     }
-    println!("{:<26} {:>12} {:>12} {:>12} {:>12}", "file", "rows", "rejected", "added", "replaced");
+    println!(
+        "{:<26} {:>12} {:>12} {:>12} {:>12}",
+        "file", "rows", "rejected", "added", "replaced"
+    );
     for f in &report.files {
         if f.present {
-            println!("{:<26} {:>12} {:>12} {:>12} {:>12}", f.file, f.rows_read, f.rows_rejected, f.added, f.replaced);
+            println!(
+                "{:<26} {:>12} {:>12} {:>12} {:>12}",
+                f.file, f.rows_read, f.rows_rejected, f.added, f.replaced
+            );
         } else {
             println!("{:<26} {:>12}", f.file, "(absent)");
         }

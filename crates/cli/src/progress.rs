@@ -13,7 +13,10 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn new() -> Reporter {
-        Reporter { terminal: std::io::stderr().is_terminal(), bar: Mutex::new(None) }
+        Reporter {
+            terminal: std::io::stderr().is_terminal(),
+            bar: Mutex::new(None),
+        }
     }
 
     pub fn clear(&self) {
@@ -28,9 +31,11 @@ impl LoadProgress for Reporter {
         if self.terminal {
             let bar = ProgressBar::new(bytes).with_message(file.to_string());
             bar.set_style(
-                ProgressStyle::with_template("{msg:<26} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
-                    .expect("template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{msg:<26} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+                )
+                .expect("template")
+                .progress_chars("=> "),
             );
             if let Some(old) = self.bar.lock().expect("progress lock").replace(bar) {
                 old.finish_and_clear();

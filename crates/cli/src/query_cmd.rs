@@ -46,8 +46,16 @@ pub struct QueryArgs {
 impl QueryArgs {
     /// The engine these flags ask for.
     pub fn engine(&self, model: Model, cache: bool) -> Engine {
-        let engine = if cache { Engine::with_result_cache(model, prism_web::RESULT_CACHE_BYTES) } else { Engine::new(model) };
-        if self.no_rollups { engine.without_rollups() } else { engine }
+        let engine = if cache {
+            Engine::with_result_cache(model, prism_web::RESULT_CACHE_BYTES)
+        } else {
+            Engine::new(model)
+        };
+        if self.no_rollups {
+            engine.without_rollups()
+        } else {
+            engine
+        }
     }
 }
 
@@ -74,11 +82,14 @@ impl QueryArgs {
 
 /// The shipped model, extended by `--model FILE` or by `model.yaml` in the data folder.
 pub fn load_model(data: &Path, model: Option<&PathBuf>) -> Result<Model> {
-    let file = model.cloned().or_else(|| Some(data.join("model.yaml")).filter(|p| p.exists()));
+    let file = model
+        .cloned()
+        .or_else(|| Some(data.join("model.yaml")).filter(|p| p.exists()));
     match file {
         None => Ok(Model::shipped()),
         Some(path) => {
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading the model {}", path.display()))?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the model {}", path.display()))?;
             Ok(Model::extended(&path.display().to_string(), &text)?)
         }
     }
@@ -92,12 +103,17 @@ pub fn print(result: &QueryResult, format: crate::Format) -> Result<()> {
             let mut w = csv::Writer::from_writer(std::io::stdout());
             w.write_record(&header)?;
             for r in &rows {
-                w.write_record(r)?;
+                w.write_record(
+                    r.iter()
+                        .map(|c| prism_analyses::spreadsheet_safe(c).into_owned()),
+                )?;
             }
             w.flush()?;
         }
         crate::Format::Json => {
-            let text = serde_json::to_string_pretty(&prism_engine::api::QueryResponse::from_result(result))?;
+            let text = serde_json::to_string_pretty(
+                &prism_engine::api::QueryResponse::from_result(result),
+            )?;
             writeln!(std::io::stdout().lock(), "{text}")?;
         }
         crate::Format::Table => {
@@ -111,7 +127,13 @@ pub fn print(result: &QueryResult, format: crate::Format) -> Result<()> {
 
 /// Prints what a query uses and the SQL it runs; with a session, which rollup answers each
 /// fact's aggregation and why the others do not.
-pub fn explain(engine: &Engine, ctx: Option<&prism_engine::Session>, query: &Query, scope: &Scope, benchmark: bool) -> Result<prism_engine::Compiled> {
+pub fn explain(
+    engine: &Engine,
+    ctx: Option<&prism_engine::Session>,
+    query: &Query,
+    scope: &Scope,
+    benchmark: bool,
+) -> Result<prism_engine::Compiled> {
     let compiled = match (ctx, benchmark) {
         (Some(ctx), true) => engine.compile_benchmark_in(ctx, query)?,
         (Some(ctx), false) => engine.compile_in(ctx, query, scope)?,
@@ -122,12 +144,19 @@ pub fn explain(engine: &Engine, ctx: Option<&prism_engine::Session>, query: &Que
     for m in &compiled.metrics {
         let definition = match &m.kind {
             MetricKind::Base { .. } => String::new(),
-            MetricKind::Ratio { numerator, denominator, .. } => format!(" [ratio of {numerator} / {denominator}]"),
+            MetricKind::Ratio {
+                numerator,
+                denominator,
+                ..
+            } => format!(" [ratio of {numerator} / {denominator}]"),
         };
         println!("  {} ({}): {}{definition}", m.name, m.fact, m.description);
     }
     if benchmark {
-        println!("scope: channel benchmark (every partner, figures over fewer than {} partners withheld)", prism_engine::BENCHMARK_MIN_PARTNERS);
+        println!(
+            "scope: channel benchmark (every partner, figures over fewer than {} partners withheld)",
+            prism_engine::BENCHMARK_MIN_PARTNERS
+        );
     } else {
         println!("scope: {scope:?}");
     }
@@ -137,7 +166,11 @@ pub fn explain(engine: &Engine, ctx: Option<&prism_engine::Session>, query: &Que
     for c in &compiled.rollups {
         match (&c.rollup, &c.reason) {
             (Some(r), _) => println!("rollup: {r} (for {})", c.fact),
-            (None, reason) => println!("rollup: none (for {}): {}", c.fact, reason.as_deref().unwrap_or("")),
+            (None, reason) => println!(
+                "rollup: none (for {}): {}",
+                c.fact,
+                reason.as_deref().unwrap_or("")
+            ),
         }
         for (name, why) in &c.passed_over {
             println!("  not {name}: {why}");
@@ -155,16 +188,32 @@ pub fn print_model(model: &Model, all: bool) {
     println!("\ndimensions:");
     for d in model.dimensions.values() {
         for a in d.attributes.values() {
-            println!("  {:<34} {}", format!("{}.{}", d.name, a.name), a.description);
+            println!(
+                "  {:<34} {}",
+                format!("{}.{}", d.name, a.name),
+                a.description
+            );
         }
     }
     for f in model.facts.values() {
         for a in f.attributes.values() {
-            println!("  {:<34} {} (with {} metrics only)", a.name, a.description, f.name);
+            println!(
+                "  {:<34} {} (with {} metrics only)",
+                a.name, a.description, f.name
+            );
         }
     }
     for g in prism_model::TIME_GRAINS {
-        println!("  {:<34} each fact's own date: {}", format!("time.{g}"), model.facts.values().map(|f| format!("{}.{}", f.name, f.time)).collect::<Vec<_>>().join(", "));
+        println!(
+            "  {:<34} each fact's own date: {}",
+            format!("time.{g}"),
+            model
+                .facts
+                .values()
+                .map(|f| format!("{}.{}", f.name, f.time))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     if model.rollups.is_empty() {
         return;
@@ -175,10 +224,34 @@ pub fn print_model(model: &Model, all: bool) {
     for b in &builds {
         let r = &model.rollups[&b.name];
         println!("  {:<34} {}", r.name, r.description);
-        println!("  {:<34} {} by {}{}", "", r.fact, r.dimensions.join(", "), r.grain.as_ref().map_or(", all time".to_string(), |g| format!(", {g}")));
-        println!("  {:<34} holds {}{}", "", r.metrics.join(", "), if r.channel { "; partners' rows only, with their number (channel benchmarks)" } else { "" });
+        println!(
+            "  {:<34} {} by {}{}",
+            "",
+            r.fact,
+            r.dimensions.join(", "),
+            r.grain
+                .as_ref()
+                .map_or(", all time".to_string(), |g| format!(", {g}"))
+        );
+        println!(
+            "  {:<34} holds {}{}",
+            "",
+            r.metrics.join(", "),
+            if r.channel {
+                "; partners' rows only, with their number (channel benchmarks)"
+            } else {
+                ""
+            }
+        );
         if all {
-            println!("  {:<34} table {}, built from {}", "", b.table, b.from.as_ref().map_or_else(|| b.reads.join(", "), |f| format!("rollup {f}")));
+            println!(
+                "  {:<34} table {}, built from {}",
+                "",
+                b.table,
+                b.from
+                    .as_ref()
+                    .map_or_else(|| b.reads.join(", "), |f| format!("rollup {f}"))
+            );
             println!("  {:<34} {}", "", b.sql);
         }
     }
@@ -187,15 +260,26 @@ pub fn print_model(model: &Model, all: bool) {
 /// A table for a person: columns padded to their widest cell, numbers aligned right, and the
 /// number of rows at the end.
 pub fn print_aligned(header: &[String], rows: &[Vec<String>], numeric: &[bool]) -> Result<()> {
-    let widths: Vec<usize> =
-        (0..header.len()).map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].chars().count()]).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let line = |cells: &[String]| {
         cells
             .iter()
             .enumerate()
             .map(|(i, c)| {
                 let pad = " ".repeat(widths[i] - c.chars().count());
-                if numeric[i] { format!("{pad}{c}") } else { format!("{c}{pad}") }
+                if numeric[i] {
+                    format!("{pad}{c}")
+                } else {
+                    format!("{c}{pad}")
+                }
             })
             .collect::<Vec<_>>()
             .join("  ")
@@ -204,10 +288,23 @@ pub fn print_aligned(header: &[String], rows: &[Vec<String>], numeric: &[bool]) 
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", line(header))?;
-    writeln!(out, "{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "))?;
+    writeln!(
+        out,
+        "{}",
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("  ")
+    )?;
     for r in rows {
         writeln!(out, "{}", line(r))?;
     }
-    writeln!(out, "({} row{})", rows.len(), if rows.len() == 1 { "" } else { "s" })?;
+    writeln!(
+        out,
+        "({} row{})",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" }
+    )?;
     Ok(())
 }

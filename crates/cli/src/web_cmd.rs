@@ -60,7 +60,13 @@ fn password(from_stdin: bool) -> Result<String> {
 pub fn users(data: &Path, command: Users) -> Result<()> {
     let state = AppState::open(data, prism_model::Model::shipped(), false)?;
     match command {
-        Users::Add { name, role, partner, partners, password_stdin } => {
+        Users::Add {
+            name,
+            role,
+            partner,
+            partners,
+            password_stdin,
+        } => {
             let role = Role::parse(&role)?;
             let partners: Vec<String> = partner.into_iter().chain(partners).collect();
             let pw = password(password_stdin)?;
@@ -70,14 +76,22 @@ pub fn users(data: &Path, command: Users) -> Result<()> {
         Users::List => {
             println!("{:<24} {:<18} partners", "name", "role");
             for u in state.store.users()? {
-                println!("{:<24} {:<18} {}", u.name, u.role.name(), u.partners.join(", "));
+                println!(
+                    "{:<24} {:<18} {}",
+                    u.name,
+                    u.role.name(),
+                    u.partners.join(", ")
+                );
             }
         }
         Users::Remove { name } => {
             state.store.remove_user(&name)?;
             println!("removed {name}");
         }
-        Users::Passwd { name, password_stdin } => {
+        Users::Passwd {
+            name,
+            password_stdin,
+        } => {
             let pw = password(password_stdin)?;
             state.store.set_password(&name, &pw)?;
             println!("password of {name} changed");
@@ -86,11 +100,83 @@ pub fn users(data: &Path, command: Users) -> Result<()> {
     Ok(())
 }
 
-pub fn serve(data: &Path, engine: prism_engine::Engine, addr: &str, secure_cookies: bool, runtime: &tokio::runtime::Runtime) -> Result<()> {
-    let addr: SocketAddr = addr.parse().with_context(|| format!("--addr {addr:?}: expected HOST:PORT, e.g. 127.0.0.1:8080"))?;
-    let state = Arc::new(AppState::with_engine(data, engine, secure_cookies)?);
-    println!("Prism is serving {} on http://{addr}/ (Ctrl-C stops it)", data.display());
-    runtime.block_on(prism_web::serve(state, addr)).with_context(|| format!("serving on {addr}"))?;
+/// What an administrator sets for the web app's sessions, audit log and proxies.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServeOptions {
+    /// A reverse proxy whose X-Forwarded-For is believed (repeat for several). From anyone
+    /// else the header is ignored: the connection's address counts, for throttling and the
+    /// audit log.
+    #[arg(long = "trusted-proxy", value_name = "ADDR")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// A session unused for this many minutes ends.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(i64).range(1..=10_080))]
+    pub idle_minutes: i64,
+    /// A new sign-in ends the user's other sessions.
+    #[arg(long)]
+    pub single_session: bool,
+    /// Days the audit log keeps an entry.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=36_500))]
+    pub audit_retention_days: i64,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        let policy = prism_web::store::Policy::default();
+        ServeOptions {
+            trusted_proxies: Vec::new(),
+            idle_minutes: policy.idle_minutes,
+            single_session: policy.single_session,
+            audit_retention_days: policy.audit_retention_days,
+        }
+    }
+}
+
+/// The demo's users have published passwords: served on an address other machines reach, it
+/// says so and needs `--yes`.
+pub fn check_demo_address(addr: &str, yes: bool) -> Result<()> {
+    let parsed: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("--addr {addr:?}: expected HOST:PORT, e.g. 127.0.0.1:8080"))?;
+    if parsed.ip().is_loopback() {
+        return Ok(());
+    }
+    eprintln!(
+        "warning: the demo's users have the published password \"prism-demo\", and {addr} is reachable from other machines"
+    );
+    if !yes {
+        bail!("refusing to serve the demo on {addr} without --yes (or serve it on 127.0.0.1)");
+    }
+    Ok(())
+}
+
+pub fn serve(
+    data: &Path,
+    engine: prism_engine::Engine,
+    addr: &str,
+    secure_cookies: bool,
+    options: &ServeOptions,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<()> {
+    let addr: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("--addr {addr:?}: expected HOST:PORT, e.g. 127.0.0.1:8080"))?;
+    let policy = prism_web::store::Policy {
+        idle_minutes: options.idle_minutes,
+        single_session: options.single_session,
+        audit_retention_days: options.audit_retention_days,
+    };
+    let state = Arc::new(
+        AppState::with_engine(data, engine, secure_cookies)?
+            .with_trusted_proxies(options.trusted_proxies.clone())
+            .with_policy(policy)?,
+    );
+    println!(
+        "Prism is serving {} on http://{addr}/ (Ctrl-C stops it)",
+        data.display()
+    );
+    runtime
+        .block_on(prism_web::serve(state, addr))
+        .with_context(|| format!("serving on {addr}"))?;
     Ok(())
 }
 
@@ -99,20 +185,53 @@ pub fn serve(data: &Path, engine: prism_engine::Engine, addr: &str, secure_cooki
 pub fn demo_users(data: &Path) -> Result<Vec<(String, String, String)>> {
     const PASSWORD: &str = "prism-demo";
     let state = AppState::open(data, prism_model::Model::shipped(), false)?;
-    let demo: Vec<(String, String, String)> =
-        ["executive", "manager", "partner", "admin"].iter().zip(["channel_executive", "channel_manager", "partner_manager", "admin"]).map(|(n, r)| (n.to_string(), r.to_string(), PASSWORD.to_string())).collect();
+    let demo: Vec<(String, String, String)> = ["executive", "manager", "partner", "admin"]
+        .iter()
+        .zip([
+            "channel_executive",
+            "channel_manager",
+            "partner_manager",
+            "admin",
+        ])
+        .map(|(n, r)| (n.to_string(), r.to_string(), PASSWORD.to_string()))
+        .collect();
     if state.store.users()?.is_empty() {
         let snapshot = prism_warehouse::Warehouse::open(data)?.snapshot(None)?;
-        let partners: Vec<String> = tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
-            let session = snapshot.session().await?;
-            let r = state.engine.members(&session, "partner", &prism_engine::Scope::All).await?;
-            let id = r.column("partner.partner_id").expect("partner ids");
-            Ok::<_, anyhow::Error>(r.formatted_rows().into_iter().map(|row| row[id].clone()).collect())
-        })?;
-        let Some(first) = partners.first() else { bail!("the demo export has no partners") };
-        state.store.add_user("executive", Role::ChannelExecutive, &[], PASSWORD)?;
-        state.store.add_user("manager", Role::ChannelManager, &partners.iter().take(10).cloned().collect::<Vec<_>>(), PASSWORD)?;
-        state.store.add_user("partner", Role::PartnerManager, std::slice::from_ref(first), PASSWORD)?;
+        let partners: Vec<String> = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(async {
+                let session = snapshot.session().await?;
+                let r = state
+                    .engine
+                    .members(&session, "partner", &prism_engine::Scope::All)
+                    .await?;
+                let id = r.column("partner.partner_id").expect("partner ids");
+                Ok::<_, anyhow::Error>(
+                    r.formatted_rows()
+                        .into_iter()
+                        .map(|row| row[id].clone())
+                        .collect(),
+                )
+            })?;
+        let Some(first) = partners.first() else {
+            bail!("the demo export has no partners")
+        };
+        state
+            .store
+            .add_user("executive", Role::ChannelExecutive, &[], PASSWORD)?;
+        state.store.add_user(
+            "manager",
+            Role::ChannelManager,
+            &partners.iter().take(10).cloned().collect::<Vec<_>>(),
+            PASSWORD,
+        )?;
+        state.store.add_user(
+            "partner",
+            Role::PartnerManager,
+            std::slice::from_ref(first),
+            PASSWORD,
+        )?;
         state.store.add_user("admin", Role::Admin, &[], PASSWORD)?;
     } else if !state.store.users()?.iter().any(|u| u.name == "executive") {
         // Users of one's own: the demo's are not added over them, and their passwords are not ours to print.

@@ -5,14 +5,24 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn prism(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prism")).arg("--data").arg(data).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_prism"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
 fn a_rejected_load_exits_2_and_says_where_and_why() {
     let tmp = tempfile::tempdir().unwrap();
     let export = tmp.path().join("export");
-    prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.01, seed: 3 }).unwrap();
+    prism_generator::generate(&prism_generator::GenerateConfig {
+        out: export.clone(),
+        scale: 0.01,
+        seed: 3,
+    })
+    .unwrap();
     // Break line 3 of orders.csv: quantity (column 7) becomes 0.
     let orders = std::fs::read_to_string(export.join("orders.csv")).unwrap();
     let mut lines: Vec<String> = orders.lines().map(str::to_string).collect();
@@ -25,7 +35,10 @@ fn a_rejected_load_exits_2_and_says_where_and_why() {
     let out = prism(&data, &["load", export.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("orders.csv:3:7 (quantity): quantity must be greater than 0, found 0"), "{stderr}");
+    assert!(
+        stderr.contains("orders.csv:3:7 (quantity): quantity must be greater than 0, found 0"),
+        "{stderr}"
+    );
     assert!(stderr.contains("the warehouse is unchanged"), "{stderr}");
     let status = String::from_utf8_lossy(&prism(&data, &["status"]).stdout).to_string();
     assert!(status.contains("the warehouse is empty"), "{status}");
@@ -37,7 +50,15 @@ fn generate_then_load_then_status_agree_on_every_count() {
     let export = tmp.path().join("export");
     let data = tmp.path().join("data");
     let out = Command::new(env!("CARGO_BIN_EXE_prism"))
-        .args(["generate", "--out", export.to_str().unwrap(), "--scale", "0.02", "--seed", "11"])
+        .args([
+            "generate",
+            "--out",
+            export.to_str().unwrap(),
+            "--scale",
+            "0.02",
+            "--seed",
+            "11",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -46,29 +67,53 @@ fn generate_then_load_then_status_agree_on_every_count() {
         .lines()
         .filter_map(|l| {
             let parts: Vec<&str> = l.split_whitespace().collect();
-            (parts.len() == 3 && parts[2] == "rows").then(|| (parts[0].trim_end_matches(".csv").to_string(), parts[1].parse().unwrap()))
+            (parts.len() == 3 && parts[2] == "rows").then(|| {
+                (
+                    parts[0].trim_end_matches(".csv").to_string(),
+                    parts[1].parse().unwrap(),
+                )
+            })
         })
         .collect();
     assert_eq!(generated.len(), 7);
 
-    assert!(prism(&data, &["load", export.to_str().unwrap()]).status.success());
-    let status: serde_json::Value = serde_json::from_slice(&prism(&data, &["status", "--format", "json"]).stdout).unwrap();
+    assert!(
+        prism(&data, &["load", export.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&prism(&data, &["status", "--format", "json"]).stdout).unwrap();
     assert_eq!(status["current_version"], 1);
     for (table, rows) in &generated {
         assert_eq!(status["tables"][table], *rows, "{table}");
-        assert_eq!(status["history"][0]["changes"][table]["added"], *rows, "{table}");
+        assert_eq!(
+            status["history"][0]["changes"][table]["added"], *rows,
+            "{table}"
+        );
     }
 
     // The same seed writes the same bytes.
     let again = tmp.path().join("again");
     Command::new(env!("CARGO_BIN_EXE_prism"))
-        .args(["generate", "--out", again.to_str().unwrap(), "--scale", "0.02", "--seed", "11"])
+        .args([
+            "generate",
+            "--out",
+            again.to_str().unwrap(),
+            "--scale",
+            "0.02",
+            "--seed",
+            "11",
+        ])
         .output()
         .unwrap();
     for (table, _) in &generated {
         let a = std::fs::read(export.join(format!("{table}.csv"))).unwrap();
         let b = std::fs::read(again.join(format!("{table}.csv"))).unwrap();
-        assert!(a == b, "{table}.csv differs between two runs with the same seed");
+        assert!(
+            a == b,
+            "{table}.csv differs between two runs with the same seed"
+        );
     }
 }
 
@@ -77,12 +122,28 @@ fn a_query_answers_as_table_csv_and_versioned_json_with_exact_money() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
-    assert!(prism(&data, &["load", fixture.to_str().unwrap()]).status.success());
+    assert!(
+        prism(&data, &["load", fixture.to_str().unwrap()])
+            .status
+            .success()
+    );
     let ask = |format: &str, extra: &[&str]| {
-        let mut args = vec!["query", "--metrics", "closed_revenue,order_count,win_rate", "--by", "partner.partner_id", "--format", format];
+        let mut args = vec![
+            "query",
+            "--metrics",
+            "closed_revenue,order_count,win_rate",
+            "--by",
+            "partner.partner_id",
+            "--format",
+            format,
+        ];
         args.extend_from_slice(extra);
         let out = prism(&data, &args);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     // Hand-computed from fixtures/tiny (see crates/engine/tests/cases): P-1 2400 + 99.50, P-2 a credit.
@@ -90,7 +151,8 @@ fn a_query_answers_as_table_csv_and_versioned_json_with_exact_money() {
         ask("csv", &[]),
         "partner.partner_id,closed_revenue,order_count,win_rate\n(direct),1200.00,1,1.0\nP-1,2499.50,1,\nP-2,-49.75,1,0.0\n"
     );
-    let json: serde_json::Value = serde_json::from_str(&ask("json", &["--as-partner", "P-1"])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&ask("json", &["--as-partner", "P-1"])).unwrap();
     assert_eq!(
         json,
         serde_json::json!({
@@ -105,19 +167,41 @@ fn a_query_answers_as_table_csv_and_versioned_json_with_exact_money() {
         })
     );
     let table = ask("table", &[]);
-    assert!(table.lines().nth(2).unwrap().starts_with("(direct)"), "{table}");
+    assert!(
+        table.lines().nth(2).unwrap().starts_with("(direct)"),
+        "{table}"
+    );
     assert!(table.ends_with("(3 rows)\n"), "{table}");
 
     // Only two partners sold: the channel benchmark withholds the figure and says why.
-    let out = prism(&data, &["query", "--metrics", "closed_revenue", "--benchmark", "--format", "csv"]);
+    let out = prism(
+        &data,
+        &[
+            "query",
+            "--metrics",
+            "closed_revenue",
+            "--benchmark",
+            "--format",
+            "csv",
+        ],
+    );
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "closed_revenue,benchmark_partners\n,2\n");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("figures over fewer than 5 partners are withheld"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "closed_revenue,benchmark_partners\n,2\n"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("figures over fewer than 5 partners are withheld")
+    );
 
     // A mistake says what and where, and exits 1 without an answer.
     let out = prism(&data, &["query", "--metrics", "closed_revnue"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no metric `closed_revnue`; did you mean `closed_revenue`?"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no metric `closed_revnue`; did you mean `closed_revenue`?")
+    );
 }
 
 #[test]
@@ -125,24 +209,80 @@ fn analyses_print_program_lists_and_refuse_a_partner_user_another_partner() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
-    assert!(prism(&data, &["load", fixture.to_str().unwrap()]).status.success());
+    assert!(
+        prism(&data, &["load", fixture.to_str().unwrap()])
+            .status
+            .success()
+    );
     // Partner revenue: P-1 2499.50 and P-2's credit of -49.75, 2449.75 in all; the direct sale
     // takes no part and P-3 (inactive, no revenue) is not listed. P-1 alone reaches 80 %.
     let out = prism(&data, &["pareto", "--class", "A", "--format", "csv"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "partner_id,partner_name,tier,partner_type,region,closed_revenue,share_pct,cumulative_pct,class\nP-1,\"Acme, \"\"Best\"\" Partners\",Gold,Reseller,EMEA,2499.50,102.0,102.0,A\n"
     );
     let table = String::from_utf8_lossy(&prism(&data, &["pareto"]).stdout).to_string();
-    assert!(table.starts_with("1 partner, 50.0 % of the 2 active partners, bring 80 % of partner revenue\n"), "{table}");
+    assert!(
+        table.starts_with(
+            "1 partner, 50.0 % of the 2 active partners, bring 80 % of partner revenue\n"
+        ),
+        "{table}"
+    );
 
-    let out = prism(&data, &["products", "--as-partner", "P-2", "--partner", "P-1"]);
+    let out = prism(
+        &data,
+        &["products", "--as-partner", "P-2", "--partner", "P-1"],
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("partner P-1: a partner user sees only their own partner (P-2)"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("partner P-1: a partner user sees only their own partner (P-2)")
+    );
     assert!(out.stdout.is_empty());
 
-    let json: serde_json::Value = serde_json::from_slice(&prism(&data, &["pareto", "--as-partner", "P-2", "--format", "json"]).stdout).unwrap();
-    let ids: Vec<&str> = json["rows"].as_array().unwrap().iter().map(|r| r["partner_id"].as_str().unwrap()).collect();
+    let json: serde_json::Value = serde_json::from_slice(
+        &prism(
+            &data,
+            &["pareto", "--as-partner", "P-2", "--format", "json"],
+        )
+        .stdout,
+    )
+    .unwrap();
+    let ids: Vec<&str> = json["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["partner_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["P-2"]);
+}
+
+/// The demo's passwords are published: on an address other machines reach it refuses before
+/// doing any work, unless told `--yes`; on loopback it is not asked.
+#[test]
+fn the_demo_refuses_a_non_loopback_address_without_yes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let export = tmp.path().join("export");
+    let out = prism(
+        &tmp.path().join("data"),
+        &[
+            "demo",
+            "--addr",
+            "0.0.0.0:0",
+            "--export",
+            export.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("published password") && err.contains("--yes"),
+        "{err}"
+    );
+    assert!(!export.exists(), "nothing was generated");
 }

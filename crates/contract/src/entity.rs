@@ -65,7 +65,12 @@ pub struct Column {
 }
 
 const fn col(name: &'static str, ty: ColumnType, required: bool, rule: Rule) -> Column {
-    Column { name, ty, required, rule }
+    Column {
+        name,
+        ty,
+        required,
+        rule,
+    }
 }
 
 use ColumnType::*;
@@ -73,8 +78,14 @@ use ColumnType::*;
 pub const TIERS: &[&str] = &["Platinum", "Gold", "Silver", "Registered"];
 pub const PARTNER_STATUSES: &[&str] = &["Active", "Inactive"];
 pub const SIZE_BANDS: &[&str] = &["SMB", "Mid-Market", "Enterprise"];
-pub const STAGES: &[&str] =
-    &["Prospecting", "Qualification", "Proposal", "Negotiation", "Closed Won", "Closed Lost"];
+pub const STAGES: &[&str] = &[
+    "Prospecting",
+    "Qualification",
+    "Proposal",
+    "Negotiation",
+    "Closed Won",
+    "Closed Lost",
+];
 pub const PRIORITIES: &[&str] = &["P1", "P2", "P3", "P4"];
 
 const PARTNERS: &[Column] = &[
@@ -109,8 +120,18 @@ const CUSTOMERS: &[Column] = &[
 const ORDERS: &[Column] = &[
     col("order_id", Text, true, Rule::None),
     col("line_number", Integer, true, Rule::None),
-    col("partner_id", Text, false, Rule::References(Entity::Partners)),
-    col("customer_id", Text, true, Rule::References(Entity::Customers)),
+    col(
+        "partner_id",
+        Text,
+        false,
+        Rule::References(Entity::Partners),
+    ),
+    col(
+        "customer_id",
+        Text,
+        true,
+        Rule::References(Entity::Customers),
+    ),
     col("product_id", Text, true, Rule::References(Entity::Products)),
     col("order_date", Date, true, Rule::None),
     col("quantity", Integer, true, Rule::Positive),
@@ -120,8 +141,18 @@ const ORDERS: &[Column] = &[
 
 const OPPORTUNITIES: &[Column] = &[
     col("opportunity_id", Text, true, Rule::None),
-    col("partner_id", Text, false, Rule::References(Entity::Partners)),
-    col("customer_id", Text, true, Rule::References(Entity::Customers)),
+    col(
+        "partner_id",
+        Text,
+        false,
+        Rule::References(Entity::Partners),
+    ),
+    col(
+        "customer_id",
+        Text,
+        true,
+        Rule::References(Entity::Customers),
+    ),
     col("product_id", Text, true, Rule::References(Entity::Products)),
     col("stage", Text, true, Rule::OneOf(STAGES)),
     col("amount", Money, true, Rule::NonNegative),
@@ -134,18 +165,43 @@ const OPPORTUNITIES: &[Column] = &[
 const SERVICE_REQUESTS: &[Column] = &[
     col("request_id", Text, true, Rule::None),
     col("partner_id", Text, true, Rule::References(Entity::Partners)),
-    col("customer_id", Text, true, Rule::References(Entity::Customers)),
-    col("product_id", Text, false, Rule::References(Entity::Products)),
+    col(
+        "customer_id",
+        Text,
+        true,
+        Rule::References(Entity::Customers),
+    ),
+    col(
+        "product_id",
+        Text,
+        false,
+        Rule::References(Entity::Products),
+    ),
     col("priority", Text, true, Rule::OneOf(PRIORITIES)),
     col("opened_at", Timestamp, true, Rule::None),
-    col("first_response_at", Timestamp, false, Rule::NotBefore("opened_at")),
-    col("resolved_at", Timestamp, false, Rule::NotBefore("opened_at")),
+    col(
+        "first_response_at",
+        Timestamp,
+        false,
+        Rule::NotBefore("opened_at"),
+    ),
+    col(
+        "resolved_at",
+        Timestamp,
+        false,
+        Rule::NotBefore("opened_at"),
+    ),
 ];
 
 const SATISFACTION_SURVEYS: &[Column] = &[
     col("survey_id", Text, true, Rule::None),
     col("partner_id", Text, true, Rule::References(Entity::Partners)),
-    col("customer_id", Text, true, Rule::References(Entity::Customers)),
+    col(
+        "customer_id",
+        Text,
+        true,
+        Rule::References(Entity::Customers),
+    ),
     col("request_id", Text, false, Rule::None),
     col("surveyed_on", Date, true, Rule::None),
     col("score", Integer, true, Rule::Range(1, 5)),
@@ -214,7 +270,10 @@ impl Entity {
 
     /// Dimensions must be present on a first load; an absent fact file means no rows.
     pub fn is_dimension(self) -> bool {
-        matches!(self, Entity::Partners | Entity::Products | Entity::Customers)
+        matches!(
+            self,
+            Entity::Partners | Entity::Products | Entity::Customers
+        )
     }
 
     pub fn column_index(self, name: &str) -> Option<usize> {
@@ -258,7 +317,11 @@ mod tests {
         for e in Entity::ALL {
             for c in e.columns() {
                 if let Rule::NotBefore(other) = c.rule {
-                    assert!(e.column_index(other).is_some(), "{e}.{} refers to {other}", c.name);
+                    assert!(
+                        e.column_index(other).is_some(),
+                        "{e}.{} refers to {other}",
+                        c.name
+                    );
                 }
             }
             for k in e.key() {

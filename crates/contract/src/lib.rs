@@ -10,5 +10,6 @@ pub mod values;
 
 pub use entity::{Column, ColumnType, Entity, Rule};
 pub use reader::{
-    CHUNK_ROWS, FileError, FileReader, IdStatus, KeyRegistry, KnownIds, Rejection, RowValidator, ValidatedChunk,
+    CHUNK_ROWS, FileError, FileReader, IdStatus, KeyRegistry, KnownIds, Rejection, RowValidator,
+    ValidatedChunk,
 };

@@ -83,7 +83,10 @@ pub enum FileError {
     #[error("{0}")]
     Rejected(Rejection),
     #[error("{file}: {source}")]
-    Io { file: String, source: std::io::Error },
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
 }
 
 enum Builder {
@@ -98,7 +101,9 @@ enum Builder {
 impl Builder {
     fn new(ty: ColumnType) -> Builder {
         match ty {
-            ColumnType::Text => Builder::Text(StringBuilder::with_capacity(CHUNK_ROWS, CHUNK_ROWS * 8)),
+            ColumnType::Text => {
+                Builder::Text(StringBuilder::with_capacity(CHUNK_ROWS, CHUNK_ROWS * 8))
+            }
             ColumnType::Date => Builder::Date(Date32Builder::with_capacity(CHUNK_ROWS)),
             ColumnType::Timestamp => Builder::Timestamp(
                 TimestampMicrosecondBuilder::with_capacity(CHUNK_ROWS).with_timezone("UTC"),
@@ -204,7 +209,13 @@ impl RowValidator {
         record.position().map_or(0, csv::Position::line)
     }
 
-    fn fault(&self, record: &ByteRecord, column: Option<usize>, value: Option<&[u8]>, reason: String) -> Rejection {
+    fn fault(
+        &self,
+        record: &ByteRecord,
+        column: Option<usize>,
+        value: Option<&[u8]>,
+        reason: String,
+    ) -> Rejection {
         let columns = self.entity.columns();
         Rejection {
             file: self.file.clone(),
@@ -228,7 +239,11 @@ impl RowValidator {
                     self.header_len
                 )
             } else {
-                format!("{} fields where the header has {}", record.len(), self.header_len)
+                format!(
+                    "{} fields where the header has {}",
+                    record.len(),
+                    self.header_len
+                )
             };
             faults.push(self.fault(record, None, None, reason));
             return faults;
@@ -287,14 +302,22 @@ impl RowValidator {
         let key: Vec<String> = self
             .key_positions
             .iter()
-            .map(|&k| String::from_utf8_lossy(&record[self.positions[k].expect("key column")]).into_owned())
+            .map(|&k| {
+                String::from_utf8_lossy(&record[self.positions[k].expect("key column")])
+                    .into_owned()
+            })
             .collect();
         let reason = format!(
             "duplicate key {} = {}: an earlier row of this file has the same key",
             self.entity.key().join(", "),
             key.join(", ")
         );
-        self.fault(record, Some(self.key_positions[0]), Some(key.join(", ").as_bytes()), reason)
+        self.fault(
+            record,
+            Some(self.key_positions[0]),
+            Some(key.join(", ").as_bytes()),
+            reason,
+        )
     }
 
     fn append_row(&mut self, record: &ByteRecord) {
@@ -332,7 +355,11 @@ impl RowValidator {
 
     /// Validates a chunk of records read by `FileReader::read_chunk`. Keys are not checked
     /// for uniqueness here: the caller does that in file order with `KeyRegistry`.
-    pub fn validate_chunk(&mut self, records: &[ByteRecord], known: &dyn KnownIds) -> ValidatedChunk {
+    pub fn validate_chunk(
+        &mut self,
+        records: &[ByteRecord],
+        known: &dyn KnownIds,
+    ) -> ValidatedChunk {
         let mut keys = Vec::with_capacity(records.len());
         let mut rejected = Vec::new();
         for (i, record) in records.iter().enumerate() {
@@ -345,7 +372,11 @@ impl RowValidator {
             }
         }
         let batch = (self.rows_in_batch > 0).then(|| self.finish_batch());
-        ValidatedChunk { batch, keys, rejected }
+        ValidatedChunk {
+            batch,
+            keys,
+            rejected,
+        }
     }
 }
 
@@ -359,7 +390,12 @@ impl Clone for RowValidator {
             key_positions: self.key_positions.clone(),
             not_before: self.not_before.clone(),
             parsed: self.parsed.clone(),
-            builders: self.entity.columns().iter().map(|c| Builder::new(c.ty)).collect(),
+            builders: self
+                .entity
+                .columns()
+                .iter()
+                .map(|c| Builder::new(c.ty))
+                .collect(),
             rows_in_batch: 0,
             last_known_reference: vec![Vec::new(); self.positions.len()],
         }
@@ -373,7 +409,9 @@ pub struct KeyRegistry {
 
 impl Default for KeyRegistry {
     fn default() -> Self {
-        KeyRegistry { seen: HashSet::with_hasher(KeyHashState) }
+        KeyRegistry {
+            seen: HashSet::with_hasher(KeyHashState),
+        }
     }
 }
 
@@ -381,7 +419,9 @@ impl KeyRegistry {
     /// Room for about this many keys up front: growing a table of millions of keys copies it
     /// again and again.
     pub fn with_capacity(keys: usize) -> KeyRegistry {
-        KeyRegistry { seen: HashSet::with_capacity_and_hasher(keys, KeyHashState) }
+        KeyRegistry {
+            seen: HashSet::with_capacity_and_hasher(keys, KeyHashState),
+        }
     }
 
     /// True the first time a key digest is seen.
@@ -391,8 +431,62 @@ impl KeyRegistry {
 }
 
 /// One export file: its header, checked, and its records, read in chunks for `RowValidator`s.
+/// The input of a `FileReader`, noting where each line feed is as the csv reader reads ahead,
+/// so that a record's line is counted from the file's bytes rather than by the csv crate
+/// (which counts a CRLF's line a record late and skips a blank line without counting it).
+struct LineFeeds<R> {
+    inner: R,
+    /// Bytes read so far.
+    offset: u64,
+    /// Offsets of the line feeds read but not yet passed by a record, in order.
+    ahead: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<u64>>>,
+}
+
+impl<R: Read> Read for LineFeeds<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+        ahead.extend(
+            buf[..n]
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| self.offset + i as u64),
+        );
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// Counts lines from `LineFeeds`: the line of a record that starts at a byte offset.
+struct LineCount {
+    ahead: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<u64>>>,
+    /// Line feeds before the last record's start.
+    passed: u64,
+}
+
+impl LineCount {
+    /// The 1-based line of a record the csv reader says starts at `byte` (it may say so at the
+    /// line feed of a blank line it then skipped: a record never starts with a line feed).
+    fn line_at(&mut self, mut byte: u64) -> (u64, u64) {
+        let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            while ahead.front().is_some_and(|&f| f < byte) {
+                ahead.pop_front();
+                self.passed += 1;
+            }
+            if ahead.front() == Some(&byte) {
+                byte += 1;
+            } else {
+                return (self.passed + 1, byte);
+            }
+        }
+    }
+}
+
 pub struct FileReader<R: Read> {
-    csv: csv::Reader<R>,
+    csv: csv::Reader<LineFeeds<R>>,
+    lines: LineCount,
     /// The header's column names as written (trimmed, without a byte-order mark).
     header: Vec<String>,
     validator: RowValidator,
@@ -406,7 +500,24 @@ impl<R: Read> FileReader<R> {
     /// twice, or is absent (an empty file) makes the whole file unreadable.
     pub fn new(entity: Entity, file: impl Into<String>, reader: R) -> Result<Self, FileError> {
         let file = file.into();
-        let mut csv = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(reader);
+        // Records end at a line feed only, and a carriage return before it is taken off the
+        // last field here (`end_of_line`): the csv crate counts a CRLF's line one record late,
+        // which put every rejection of a file Excel wrote one line too early.
+        let ahead = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+        let lines = LineCount {
+            ahead: ahead.clone(),
+            passed: 0,
+        };
+        let reader = LineFeeds {
+            inner: reader,
+            offset: 0,
+            ahead,
+        };
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_reader(reader);
         let mut header = ByteRecord::new();
         let header_error = |reason: String, column: Option<String>| {
             FileError::Rejected(Rejection {
@@ -420,7 +531,28 @@ impl<R: Read> FileReader<R> {
         };
         let has_header = csv
             .read_byte_record(&mut header)
-            .map_err(|e| FileError::Io { file: file.clone(), source: e.into() })?;
+            .map_err(|e| FileError::Io {
+                file: file.clone(),
+                source: e.into(),
+            })?;
+        let has_header = has_header
+            && (end_of_line(&mut header, &mut Vec::new()) || {
+                // A blank first line: the header is the next record, as the csv crate skips
+                // blank lines.
+                let mut more = true;
+                while more {
+                    more = csv
+                        .read_byte_record(&mut header)
+                        .map_err(|e| FileError::Io {
+                            file: file.clone(),
+                            source: e.into(),
+                        })?;
+                    if more && end_of_line(&mut header, &mut Vec::new()) {
+                        break;
+                    }
+                }
+                more
+            });
         if !has_header {
             return Err(header_error(
                 "the file is empty: expected a header row naming the columns".into(),
@@ -429,9 +561,15 @@ impl<R: Read> FileReader<R> {
         }
         let mut names = Vec::with_capacity(header.len());
         for (i, raw) in header.iter().enumerate() {
-            let raw = if i == 0 { raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw) } else { raw };
+            let raw = if i == 0 {
+                raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw)
+            } else {
+                raw
+            };
             let name = std::str::from_utf8(raw)
-                .map_err(|_| header_error(format!("header column {} is not valid UTF-8", i + 1), None))?
+                .map_err(|_| {
+                    header_error(format!("header column {} is not valid UTF-8", i + 1), None)
+                })?
                 .trim()
                 .to_string();
             names.push(name);
@@ -498,6 +636,7 @@ impl<R: Read> FileReader<R> {
         };
         Ok(FileReader {
             csv,
+            lines,
             header: names,
             validator,
             warnings,
@@ -552,13 +691,27 @@ impl<R: Read> FileReader<R> {
     /// how many were read (0 at the end of the file).
     pub fn read_chunk(&mut self, records: &mut [ByteRecord]) -> Result<usize, FileError> {
         let mut n = 0;
+        let mut scratch = Vec::new();
         for r in records.iter_mut() {
-            let more = self
-                .csv
-                .read_byte_record(r)
-                .map_err(|e| FileError::Io { file: self.validator.file.clone(), source: e.into() })?;
+            let more = loop {
+                let more = self.csv.read_byte_record(r).map_err(|e| FileError::Io {
+                    file: self.validator.file.clone(),
+                    source: e.into(),
+                })?;
+                // A blank line ending in CRLF is skipped, as the csv crate skips a blank LF line.
+                if !more || end_of_line(r, &mut scratch) {
+                    break more;
+                }
+            };
             if !more {
                 break;
+            }
+            // The line as an editor shows it, counted from the bytes.
+            if let Some(p) = r.position().cloned() {
+                let (line, byte) = self.lines.line_at(p.byte());
+                let mut exact = csv::Position::new();
+                exact.set_byte(byte).set_line(line).set_record(p.record());
+                r.set_position(Some(exact));
             }
             n += 1;
         }
@@ -567,7 +720,31 @@ impl<R: Read> FileReader<R> {
     }
 }
 
-fn parse_field(entity: Entity, column: &Column, raw: &[u8], known: &dyn KnownIds) -> Result<Parsed, String> {
+/// Takes the carriage return of a CRLF line ending off a record's last field (records end at
+/// the line feed); returns false when the record is a blank line. A carriage return inside a
+/// quoted field stays: only the one right before the line feed is the line ending.
+fn end_of_line(record: &mut ByteRecord, scratch: &mut Vec<u8>) -> bool {
+    let Some(last) = record.len().checked_sub(1) else {
+        return false;
+    };
+    if let Some(field) = record.get(last).and_then(|f| f.strip_suffix(b"\r")) {
+        scratch.clear();
+        scratch.extend_from_slice(field);
+        // The position is the record's, which truncating and pushing keeps.
+        let position = record.position().cloned();
+        record.truncate(last);
+        record.push_field(scratch);
+        record.set_position(position);
+    }
+    !(record.len() == 1 && record[0].is_empty())
+}
+
+fn parse_field(
+    entity: Entity,
+    column: &Column,
+    raw: &[u8],
+    known: &dyn KnownIds,
+) -> Result<Parsed, String> {
     if raw.is_empty() {
         return if column.required {
             Err(format!("{} is required but empty", column.name))
@@ -576,7 +753,10 @@ fn parse_field(entity: Entity, column: &Column, raw: &[u8], known: &dyn KnownIds
         };
     }
     let text = std::str::from_utf8(raw).map_err(|e| {
-        format!("not valid UTF-8 (invalid byte at offset {} of the field)", e.valid_up_to())
+        format!(
+            "not valid UTF-8 (invalid byte at offset {} of the field)",
+            e.valid_up_to()
+        )
     })?;
     let value = match column.ty {
         ColumnType::Text => Parsed::Text,
@@ -592,18 +772,30 @@ fn parse_field(entity: Entity, column: &Column, raw: &[u8], known: &dyn KnownIds
             .iter()
             .find(|a| a.eq_ignore_ascii_case(text))
             .map(|a| Parsed::Canonical(a))
-            .ok_or_else(|| format!("{} must be one of {}, found {text:?}", column.name, allowed.join(", "))),
-        (Rule::Range(lo, hi), Parsed::Integer(i)) if i < lo || i > hi => {
-            Err(format!("{} must be between {lo} and {hi}, found {i}", column.name))
-        }
+            .ok_or_else(|| {
+                format!(
+                    "{} must be one of {}, found {text:?}",
+                    column.name,
+                    allowed.join(", ")
+                )
+            }),
+        (Rule::Range(lo, hi), Parsed::Integer(i)) if i < lo || i > hi => Err(format!(
+            "{} must be between {lo} and {hi}, found {i}",
+            column.name
+        )),
         (Rule::Positive, Parsed::Integer(i)) if i <= 0 => Err(format!(
             "{} must be greater than 0, found {i}{}",
             column.name,
-            if entity == Entity::Orders { " (a return is a line with negative revenue, not negative quantity)" } else { "" }
+            if entity == Entity::Orders {
+                " (a return is a line with negative revenue, not negative quantity)"
+            } else {
+                ""
+            }
         )),
-        (Rule::NonNegative, Parsed::Money(m)) if m < 0 => {
-            Err(format!("{} must not be negative, found {text}", column.name))
-        }
+        (Rule::NonNegative, Parsed::Money(m)) if m < 0 => Err(format!(
+            "{} must not be negative, found {text}",
+            column.name
+        )),
         (Rule::References(target), v) => match known.lookup(target, text) {
             IdStatus::Known => Ok(v),
             IdStatus::Rejected => Err(format!(

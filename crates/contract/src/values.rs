@@ -49,7 +49,11 @@ pub fn date_from_days(days: i32) -> NaiveDate {
 /// without an offset is UTC.
 pub fn parse_timestamp(s: &str) -> Result<i64, String> {
     let b = s.as_bytes();
-    let bad = || format!("not a timestamp: expected YYYY-MM-DDTHH:MM:SS with optional fraction and Z or ±HH:MM, found {s:?}");
+    let bad = || {
+        format!(
+            "not a timestamp: expected YYYY-MM-DDTHH:MM:SS with optional fraction and Z or ±HH:MM, found {s:?}"
+        )
+    };
     if b.len() < 19 || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
         return Err(bad());
     }
@@ -70,13 +74,17 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
         }
         // Digits past microseconds are truncated: the warehouse keeps microseconds.
         for i in 0..6 {
-            micros = micros * 10 + frac.get(i).filter(|_| i < n).map_or(0, |d| i64::from(d - b'0'));
+            micros = micros * 10
+                + frac
+                    .get(i)
+                    .filter(|_| i < n)
+                    .map_or(0, |d| i64::from(d - b'0'));
         }
         rest = &frac[n..];
     }
     let offset_seconds: i64 = match rest {
         [] | [b'Z'] => 0,
-        [sign @ (b'+' | b'-'), hh @ .., ] if hh.len() == 5 && hh[2] == b':' => {
+        [sign @ (b'+' | b'-'), hh @ ..] if hh.len() == 5 && hh[2] == b':' => {
             let (oh, om) = match (digits(&hh[0..2]), digits(&hh[3..5])) {
                 (Some(oh), Some(om)) if oh <= 23 && om <= 59 => (oh, om),
                 _ => return Err(bad()),
@@ -107,7 +115,9 @@ pub fn parse_money(s: &str) -> Result<i128, String> {
         return Err(bad("no digits"));
     }
     if !int_part.iter().all(u8::is_ascii_digit) {
-        return Err(bad("only digits and one '.' are allowed (no thousands separators)"));
+        return Err(bad(
+            "only digits and one '.' are allowed (no thousands separators)",
+        ));
     }
     if int_part.len() > 16 {
         return Err(bad("too large"));
@@ -134,14 +144,17 @@ pub fn parse_money(s: &str) -> Result<i128, String> {
 }
 
 pub fn parse_integer(s: &str) -> Result<i64, String> {
-    s.parse::<i64>().map_err(|_| format!("not an integer: {s:?}"))
+    s.parse::<i64>()
+        .map_err(|_| format!("not an integer: {s:?}"))
 }
 
 pub fn parse_bool(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" => Ok(false),
-        _ => Err(format!("not a boolean: expected true/false, 1/0 or yes/no, found {s:?}")),
+        _ => Err(format!(
+            "not a boolean: expected true/false, 1/0 or yes/no, found {s:?}"
+        )),
     }
 }
 
@@ -164,7 +177,10 @@ mod tests {
         assert!(parse_date("2023-02-29").unwrap_err().contains("calendar"));
         assert!(parse_date("2024/03/01").is_err());
         assert!(parse_date("2024-3-1").is_err());
-        assert_eq!(date_from_days(19_783), NaiveDate::from_ymd_opt(2024, 3, 1).unwrap());
+        assert_eq!(
+            date_from_days(19_783),
+            NaiveDate::from_ymd_opt(2024, 3, 1).unwrap()
+        );
     }
 
     #[test]
@@ -175,7 +191,10 @@ mod tests {
         assert_eq!(parse_timestamp("2024-03-01T02:30:00+02:30"), Ok(base));
         assert_eq!(parse_timestamp("2024-02-29T22:00:00-02:00"), Ok(base));
         assert_eq!(parse_timestamp("2024-03-01T00:00:00.5"), Ok(base + 500_000));
-        assert_eq!(parse_timestamp("2024-03-01T00:00:00.123456789Z"), Ok(base + 123_456));
+        assert_eq!(
+            parse_timestamp("2024-03-01T00:00:00.123456789Z"),
+            Ok(base + 123_456)
+        );
         assert!(parse_timestamp("2024-03-01 00:00:00").is_err());
         assert!(parse_timestamp("2024-03-01T24:00:00").is_err());
         assert!(parse_timestamp("2024-03-01T00:00:00+0200").is_err());

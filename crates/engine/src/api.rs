@@ -56,9 +56,17 @@ impl QueryRequest {
         Ok(Query {
             metrics: self.metrics.clone(),
             by: self.by.clone(),
-            filters: self.filters.iter().map(|f| Filter::parse(f)).collect::<Result<_, _>>()?,
+            filters: self
+                .filters
+                .iter()
+                .map(|f| Filter::parse(f))
+                .collect::<Result<_, _>>()?,
             period: self.period.as_deref().map(Period::parse).transpose()?,
-            order: self.order.iter().map(|o| Order::parse(o)).collect::<Result<_, _>>()?,
+            order: self
+                .order
+                .iter()
+                .map(|o| Order::parse(o))
+                .collect::<Result<_, _>>()?,
             limit: self.limit,
         })
     }
@@ -136,7 +144,11 @@ impl QueryResponse {
                     .collect()
             })
             .collect();
-        QueryResponse { api_version: API_VERSION, columns, rows }
+        QueryResponse {
+            api_version: API_VERSION,
+            columns,
+            rows,
+        }
     }
 }
 
@@ -150,9 +162,15 @@ mod tests {
             r#"{"metrics": ["closed_revenue"], "by": ["partner.tier"], "filters": ["partner.region=EMEA|APAC"], "period": "2024-Q2", "order": ["closed_revenue:desc"], "limit": 5}"#,
         )
         .unwrap();
-        assert_eq!(r.api_version, 1, "a request without a version is of the current one");
+        assert_eq!(
+            r.api_version, 1,
+            "a request without a version is of the current one"
+        );
         let q = r.to_query().unwrap();
-        assert_eq!(q.filters[0], Filter::parse("partner.region=EMEA|APAC").unwrap());
+        assert_eq!(
+            q.filters[0],
+            Filter::parse("partner.region=EMEA|APAC").unwrap()
+        );
         assert_eq!(q.period, Some(Period::parse("2024-Q2").unwrap()));
         assert!(q.order[0].descending);
         assert_eq!(q.limit, Some(5));
@@ -160,11 +178,23 @@ mod tests {
 
     #[test]
     fn a_misspelt_field_another_version_or_a_bad_period_is_refused_with_its_reason() {
-        let e = QueryRequest::from_json(r#"{"metrics": ["closed_revenue"], "filter": ["partner.tier=Gold"]}"#).unwrap_err();
+        let e = QueryRequest::from_json(
+            r#"{"metrics": ["closed_revenue"], "filter": ["partner.tier=Gold"]}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("unknown field `filter`"), "{e}");
-        let e = QueryRequest::from_json(r#"{"api_version": 2, "metrics": ["closed_revenue"]}"#).unwrap().to_query().unwrap_err();
-        assert_eq!(e.to_string(), "query request: api_version 2 is not supported; this server speaks version 1");
-        let e = QueryRequest::from_json(r#"{"metrics": ["closed_revenue"], "period": "2024-Q5"}"#).unwrap().to_query().unwrap_err();
+        let e = QueryRequest::from_json(r#"{"api_version": 2, "metrics": ["closed_revenue"]}"#)
+            .unwrap()
+            .to_query()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "query request: api_version 2 is not supported; this server speaks version 1"
+        );
+        let e = QueryRequest::from_json(r#"{"metrics": ["closed_revenue"], "period": "2024-Q5"}"#)
+            .unwrap()
+            .to_query()
+            .unwrap_err();
         assert!(e.to_string().starts_with("period \"2024-Q5\""), "{e}");
     }
 }

@@ -23,7 +23,10 @@ struct Inner {
 
 impl ResultCache {
     pub(crate) fn new(limit_bytes: usize) -> ResultCache {
-        ResultCache { limit_bytes, inner: Mutex::new(Inner::default()) }
+        ResultCache {
+            limit_bytes,
+            inner: Mutex::new(Inner::default()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -39,25 +42,36 @@ impl ResultCache {
     }
 
     pub(crate) fn put(&self, session: &str, sql: &str, batches: &[RecordBatch]) {
-        let size: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum::<usize>() + sql.len();
+        let size: usize = batches
+            .iter()
+            .map(RecordBatch::get_array_memory_size)
+            .sum::<usize>()
+            + sql.len();
         if size > self.limit_bytes / 4 {
             return; // One answer never takes most of the cache.
         }
         let mut inner = self.lock();
         if inner.session != session {
-            *inner = Inner { session: session.to_string(), ..Inner::default() };
+            *inner = Inner {
+                session: session.to_string(),
+                ..Inner::default()
+            };
         }
         if inner.entries.contains_key(sql) {
             return;
         }
         // Oldest out first until the new answer fits.
         while inner.bytes + size > self.limit_bytes {
-            let Some(old) = inner.order.pop_front() else { break };
+            let Some(old) = inner.order.pop_front() else {
+                break;
+            };
             if let Some((_, s)) = inner.entries.remove(&old) {
                 inner.bytes -= s;
             }
         }
-        inner.entries.insert(sql.to_string(), (batches.to_vec(), size));
+        inner
+            .entries
+            .insert(sql.to_string(), (batches.to_vec(), size));
         inner.order.push_back(sql.to_string());
         inner.bytes += size;
     }

@@ -21,8 +21,8 @@ use datafusion::prelude::SessionContext;
 use prism_model::{Aggregate, Format, Metric, MetricKind, Model, did_you_mean};
 
 pub use query::{Filter, FilterOp, Order, Period, Query};
-pub use rollups::{RollupChoice, is_table_of};
 use rollups::{Need, RollupSource};
+pub use rollups::{RollupChoice, is_table_of};
 
 /// A session over one warehouse version, as the engine runs queries on it. Callers hold one
 /// without needing to know the query engine behind it.
@@ -67,7 +67,10 @@ const NARROW_SELECTIVITY_PCT: u8 = 1;
 #[derive(Clone, Debug, PartialEq)]
 enum Dim {
     /// An attribute of a conformed dimension: `partner.tier`.
-    Attribute { dimension: String, attribute: String },
+    Attribute {
+        dimension: String,
+        attribute: String,
+    },
     /// An attribute of one fact: `opportunity.stage`.
     FactAttribute { fact: String, column: String },
     /// `time.month`: the fact's own time column at a grain.
@@ -182,7 +185,11 @@ impl QueryResult {
         for b in &self.batches {
             for row in 0..b.num_rows() {
                 out.push(
-                    self.columns.iter().enumerate().map(|(i, c)| format_value(b.column(i).as_ref(), row, c.format)).collect(),
+                    self.columns
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| format_value(b.column(i).as_ref(), row, c.format))
+                        .collect(),
                 );
             }
         }
@@ -224,15 +231,28 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(model: Model) -> Engine {
-        let mut engine = Engine { model, cache: None, use_rollups: true, rollup_tables: BTreeMap::new() };
-        engine.rollup_tables = engine.model.rollups.keys().map(|r| (r.clone(), engine.rollup_table_of(r))).collect();
+        let mut engine = Engine {
+            model,
+            cache: None,
+            use_rollups: true,
+            rollup_tables: BTreeMap::new(),
+        };
+        engine.rollup_tables = engine
+            .model
+            .rollups
+            .keys()
+            .map(|r| (r.clone(), engine.rollup_table_of(r)))
+            .collect();
         engine
     }
 
     /// An engine that keeps answers (up to `limit_bytes`) for the session they were computed
     /// in: a server asks the same questions again and again over one warehouse version.
     pub fn with_result_cache(model: Model, limit_bytes: usize) -> Engine {
-        Engine { cache: Some(cache::ResultCache::new(limit_bytes)), ..Engine::new(model) }
+        Engine {
+            cache: Some(cache::ResultCache::new(limit_bytes)),
+            ..Engine::new(model)
+        }
     }
 
     /// The same engine reading base tables only (`--no-rollups`): for tests and comparisons.
@@ -245,18 +265,26 @@ impl Engine {
         if let Some(grain) = name.strip_prefix("time.")
             && prism_model::TIME_GRAINS.contains(&grain)
         {
-            return Ok(Dim::Time { grain: grain.to_string() });
+            return Ok(Dim::Time {
+                grain: grain.to_string(),
+            });
         }
         for fact in self.model.facts.values() {
             if let Some(a) = fact.attributes.get(name) {
-                return Ok(Dim::FactAttribute { fact: fact.name.clone(), column: a.column.clone() });
+                return Ok(Dim::FactAttribute {
+                    fact: fact.name.clone(),
+                    column: a.column.clone(),
+                });
             }
         }
         if let Some((d, a)) = name.split_once('.')
             && let Some(dim) = self.model.dimensions.get(d)
             && dim.attributes.contains_key(a)
         {
-            return Ok(Dim::Attribute { dimension: d.to_string(), attribute: a.to_string() });
+            return Ok(Dim::Attribute {
+                dimension: d.to_string(),
+                attribute: a.to_string(),
+            });
         }
         let names = self.model.dimension_names();
         Err(EngineError::Invalid(format!(
@@ -273,10 +301,16 @@ impl Engine {
     fn group_sql(&self, dim: &Dim, day: &str, source: Option<&RollupSource>) -> String {
         match dim {
             // A rollup that holds the attribute itself has it as a column named after it.
-            Dim::Attribute { dimension, attribute } if self.stored_in(source, dimension, attribute) => {
+            Dim::Attribute {
+                dimension,
+                attribute,
+            } if self.stored_in(source, dimension, attribute) => {
                 format!("f.{}", quote_ident(&format!("{dimension}.{attribute}")))
             }
-            Dim::Attribute { dimension, attribute } => {
+            Dim::Attribute {
+                dimension,
+                attribute,
+            } => {
                 let d = &self.model.dimensions[dimension];
                 match &d.attributes[attribute].expression {
                     Some(e) => qualify(e, dimension),
@@ -305,13 +339,20 @@ impl Engine {
         match dim {
             // Direct sales have no partner; a brand-owner user sees them as "(direct)".
             Dim::Attribute { dimension, .. } if dimension == "partner" && direct.is_some() => {
-                format!("CASE WHEN {} THEN '(direct)' ELSE CAST({value} AS VARCHAR) END", direct.expect("checked"))
+                format!(
+                    "CASE WHEN {} THEN '(direct)' ELSE CAST({value} AS VARCHAR) END",
+                    direct.expect("checked")
+                )
             }
             Dim::Time { grain } => match grain.as_str() {
                 "day" => format!("to_char({value}, '%Y-%m-%d')"),
                 "week" => format!("to_char({value}, '%G-W%V')"),
-                "month" => format!("concat(CAST({value} / 100 AS VARCHAR), '-', lpad(CAST({value} % 100 AS VARCHAR), 2, '0'))"),
-                "quarter" => format!("concat(CAST({value} / 10 AS VARCHAR), '-Q', CAST({value} % 10 AS VARCHAR))"),
+                "month" => format!(
+                    "concat(CAST({value} / 100 AS VARCHAR), '-', lpad(CAST({value} % 100 AS VARCHAR), 2, '0'))"
+                ),
+                "quarter" => format!(
+                    "concat(CAST({value} / 10 AS VARCHAR), '-Q', CAST({value} % 10 AS VARCHAR))"
+                ),
                 _ => format!("CAST({value} AS VARCHAR)"),
             },
             _ => value.to_string(),
@@ -326,12 +367,21 @@ impl Engine {
 
     /// Compiles a query for a scope over a session: each fact's aggregation reads the smallest
     /// of the session's rollups that answers it exactly, or the base tables.
-    pub fn compile_in(&self, ctx: &SessionContext, query: &Query, scope: &Scope) -> Result<Compiled, EngineError> {
+    pub fn compile_in(
+        &self,
+        ctx: &SessionContext,
+        query: &Query,
+        scope: &Scope,
+    ) -> Result<Compiled, EngineError> {
         self.compile_with(query, scope, false, built_rollups(ctx).as_deref())
     }
 
     /// `compile_benchmark` over a session's rollups.
-    pub fn compile_benchmark_in(&self, ctx: &SessionContext, query: &Query) -> Result<Compiled, EngineError> {
+    pub fn compile_benchmark_in(
+        &self,
+        ctx: &SessionContext,
+        query: &Query,
+    ) -> Result<Compiled, EngineError> {
         self.compile_with(query, &Scope::All, true, built_rollups(ctx).as_deref())
     }
 
@@ -344,9 +394,17 @@ impl Engine {
         self.compile_with(query, &Scope::All, true, None)
     }
 
-    fn compile_with(&self, query: &Query, scope: &Scope, benchmark: bool, built: Option<&prism_warehouse::BuiltRollups>) -> Result<Compiled, EngineError> {
+    fn compile_with(
+        &self,
+        query: &Query,
+        scope: &Scope,
+        benchmark: bool,
+        built: Option<&prism_warehouse::BuiltRollups>,
+    ) -> Result<Compiled, EngineError> {
         if query.metrics.is_empty() {
-            return Err(EngineError::Invalid("a query needs at least one metric".into()));
+            return Err(EngineError::Invalid(
+                "a query needs at least one metric".into(),
+            ));
         }
         // Each asked metric is a model metric, or one in a derived form (`closed_revenue:rank`).
         let mut asked: Vec<(String, &Metric, Option<Derived>)> = Vec::new();
@@ -362,18 +420,31 @@ impl Engine {
             }
             asked.push((name.clone(), m, derived));
         }
-        let dims: Vec<(String, Dim)> =
-            query.by.iter().map(|d| Ok((d.clone(), self.resolve_dim(d)?))).collect::<Result<_, EngineError>>()?;
-        let filters: Vec<(&Filter, Dim)> =
-            query.filters.iter().map(|f| Ok((f, self.resolve_dim(&f.dimension)?))).collect::<Result<_, EngineError>>()?;
+        let dims: Vec<(String, Dim)> = query
+            .by
+            .iter()
+            .map(|d| Ok((d.clone(), self.resolve_dim(d)?)))
+            .collect::<Result<_, EngineError>>()?;
+        let filters: Vec<(&Filter, Dim)> = query
+            .filters
+            .iter()
+            .map(|f| Ok((f, self.resolve_dim(&f.dimension)?)))
+            .collect::<Result<_, EngineError>>()?;
 
         // The base metrics each fact must aggregate, ratios expanded into their parts.
         let mut per_fact: BTreeMap<String, Vec<&Metric>> = BTreeMap::new();
         for m in &metrics {
             let parts: Vec<&Metric> = match &m.kind {
                 MetricKind::Base { .. } => vec![m],
-                MetricKind::Ratio { numerator, denominator, .. } => {
-                    vec![&self.model.metrics[numerator], &self.model.metrics[denominator]]
+                MetricKind::Ratio {
+                    numerator,
+                    denominator,
+                    ..
+                } => {
+                    vec![
+                        &self.model.metrics[numerator],
+                        &self.model.metrics[denominator],
+                    ]
                 }
             };
             let list = per_fact.entry(m.fact.clone()).or_default();
@@ -387,11 +458,18 @@ impl Engine {
         // The periods compared with, each with how far its dates move forward to meet the
         // query's own: by a step of the finest time grain asked (month over month on a monthly
         // row), otherwise by the length of the query's period.
-        let comparisons: BTreeSet<Comparison> = asked.iter().filter_map(|(_, _, d)| d.and_then(Derived::comparison)).collect();
-        let finest_grain = dims.iter().filter_map(|(_, d)| match d {
-            Dim::Time { grain } => GRAIN_ORDER.iter().position(|g| g == grain),
-            _ => None,
-        }).min().map(|i| GRAIN_ORDER[i]);
+        let comparisons: BTreeSet<Comparison> = asked
+            .iter()
+            .filter_map(|(_, _, d)| d.and_then(Derived::comparison))
+            .collect();
+        let finest_grain = dims
+            .iter()
+            .filter_map(|(_, d)| match d {
+                Dim::Time { grain } => GRAIN_ORDER.iter().position(|g| g == grain),
+                _ => None,
+            })
+            .min()
+            .map(|i| GRAIN_ORDER[i]);
         let mut shifts: Vec<(Comparison, String)> = Vec::new();
         for c in &comparisons {
             let interval = match (c, finest_grain, &query.period) {
@@ -404,7 +482,11 @@ impl Engine {
                 },
                 // ISO weeks: week N of the year before, not the week holding the same date.
                 (Comparison::YearBefore, Some("week"), _) => "364 days".to_string(),
-                (Comparison::YearBefore, _, _) if finest_grain.is_some() || query.period.is_some() => "12 months".to_string(),
+                (Comparison::YearBefore, _, _)
+                    if finest_grain.is_some() || query.period.is_some() =>
+                {
+                    "12 months".to_string()
+                }
                 (Comparison::PreviousPeriod, None, Some(p)) => match p.whole_months() {
                     Some(n) => format!("{n} months"),
                     None => format!("{} days", p.days()),
@@ -412,7 +494,10 @@ impl Engine {
                 _ => {
                     return Err(EngineError::Invalid(format!(
                         "`{}` compares with {}, which needs a period (--period 2024-Q2) or a time dimension (--by time.quarter) to compare",
-                        asked.iter().find(|(_, _, d)| d.and_then(Derived::comparison) == Some(*c)).map_or("", |a| a.0.as_str()),
+                        asked
+                            .iter()
+                            .find(|(_, _, d)| d.and_then(Derived::comparison) == Some(*c))
+                            .map_or("", |a| a.0.as_str()),
                         match c {
                             Comparison::PreviousPeriod => "the previous period",
                             Comparison::YearBefore => "the same period a year before",
@@ -427,7 +512,15 @@ impl Engine {
         let mut sources: BTreeMap<&str, Option<RollupSource>> = BTreeMap::new();
         let mut choices = Vec::new();
         for (fact_name, parts) in &per_fact {
-            let need = Need { parts, dims: &dims, filters: &filters, period: query.period.as_ref(), shifts: &shifts, scope, benchmark };
+            let need = Need {
+                parts,
+                dims: &dims,
+                filters: &filters,
+                period: query.period.as_ref(),
+                shifts: &shifts,
+                scope,
+                benchmark,
+            };
             let (source, choice) = self.navigate(fact_name, &need, built);
             sources.insert(fact_name.as_str(), source);
             choices.push(choice);
@@ -440,7 +533,18 @@ impl Engine {
         for (comparison, shift) in views {
             for (fact_name, parts) in &per_fact {
                 let source = sources.get(fact_name.as_str()).and_then(Option::as_ref);
-                let sql = self.fact_sql(fact_name, parts, &metrics, &dims, &filters, query.period.as_ref(), shift, scope, benchmark, source)?;
+                let sql = self.fact_sql(
+                    fact_name,
+                    parts,
+                    &metrics,
+                    &dims,
+                    &filters,
+                    query.period.as_ref(),
+                    shift,
+                    scope,
+                    benchmark,
+                    source,
+                )?;
                 let alias = aggregation_alias(fact_name, comparison);
                 // A partner that sold last quarter and not this one is a row of "revenue by
                 // partner with its change"; a month after the last one is not a row of a trend.
@@ -459,24 +563,51 @@ impl Engine {
             dim_cols.push("direct".into());
         }
         let mut sql = String::from("WITH ");
-        sql.push_str(&ctes.iter().map(|(n, s, _)| format!("{n} AS ({s})")).collect::<Vec<_>>().join(",\n"));
+        sql.push_str(
+            &ctes
+                .iter()
+                .map(|(n, s, _)| format!("{n} AS ({s})"))
+                .collect::<Vec<_>>()
+                .join(",\n"),
+        );
         let single = ctes.len() == 1;
-        let key_sources: Vec<&str> = ctes.iter().filter(|c| c.2).map(|(n, _, _)| n.as_str()).collect();
+        let key_sources: Vec<&str> = ctes
+            .iter()
+            .filter(|c| c.2)
+            .map(|(n, _, _)| n.as_str())
+            .collect();
         // A key column of the joined rows, over the first `upto` key-adding aggregations.
         let key = |c: &str, upto: usize| -> String {
             if upto <= 1 || single || dims.is_empty() {
-                format!("{}.{c}", key_sources.first().copied().unwrap_or(ctes[0].0.as_str()))
+                format!(
+                    "{}.{c}",
+                    key_sources.first().copied().unwrap_or(ctes[0].0.as_str())
+                )
             } else {
-                format!("COALESCE({})", key_sources[..upto].iter().map(|n| format!("{n}.{c}")).collect::<Vec<_>>().join(", "))
+                format!(
+                    "COALESCE({})",
+                    key_sources[..upto]
+                        .iter()
+                        .map(|n| format!("{n}.{c}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             }
         };
         let mut select = Vec::new();
         let mut columns = Vec::new();
         for (i, (name, d)) in dims.iter().enumerate() {
             let flag = key("direct", key_sources.len());
-            let label = self.label_sql(d, &key(&format!("d{i}"), key_sources.len()), direct.then_some(flag.as_str()));
+            let label = self.label_sql(
+                d,
+                &key(&format!("d{i}"), key_sources.len()),
+                direct.then_some(flag.as_str()),
+            );
             select.push(format!("{label} AS {}", quote_ident(name)));
-            columns.push(ResultColumn { name: name.clone(), format: None });
+            columns.push(ResultColumn {
+                name: name.clone(),
+                format: None,
+            });
         }
         let mut views: Vec<Option<Comparison>> = vec![None];
         views.extend(comparisons.iter().copied().map(Some));
@@ -487,7 +618,13 @@ impl Engine {
                     let part = &self.model.metrics[name];
                     let c = format!("{}.{}", alias(&part.fact), quote_ident(name));
                     // A count over no rows is 0; a sum over no rows has no value.
-                    if matches!(&part.kind, MetricKind::Base { aggregate: Aggregate::Count(_) | Aggregate::CountDistinct(_), .. }) {
+                    if matches!(
+                        &part.kind,
+                        MetricKind::Base {
+                            aggregate: Aggregate::Count(_) | Aggregate::CountDistinct(_),
+                            ..
+                        }
+                    ) {
                         format!("COALESCE({c}, 0)")
                     } else {
                         c
@@ -495,7 +632,12 @@ impl Engine {
                 };
                 let expr = match &m.kind {
                     MetricKind::Base { .. } => col(&m.name),
-                    MetricKind::Ratio { numerator, denominator, scale, divide_by } => {
+                    MetricKind::Ratio {
+                        numerator,
+                        denominator,
+                        scale,
+                        divide_by,
+                    } => {
                         // A part with no rows in its filter sums to nothing, which in a share means 0.
                         let (n, d) = (format!("COALESCE({}, 0)", col(numerator)), col(denominator));
                         let factor = scale / divide_by;
@@ -503,16 +645,32 @@ impl Engine {
                         // comparing decimals of different precisions after the joins.
                         let zero = format!("CAST({d} AS DOUBLE) = 0");
                         if m.format == Format::Money {
-                            format!("CASE WHEN {zero} THEN NULL ELSE CAST({n} AS DECIMAL(38, 6)) / {d} END")
+                            format!(
+                                "CASE WHEN {zero} THEN NULL ELSE CAST({n} AS DECIMAL(38, 6)) / {d} END"
+                            )
                         } else if factor == 1.0 {
                             format!("CASE WHEN {zero} THEN NULL ELSE CAST({n} AS DOUBLE) / {d} END")
                         } else {
-                            format!("CASE WHEN {zero} THEN NULL ELSE {scale:?} * CAST({n} AS DOUBLE) / {d} / {divide_by:?} END")
+                            format!(
+                                "CASE WHEN {zero} THEN NULL ELSE {scale:?} * CAST({n} AS DOUBLE) / {d} / {divide_by:?} END"
+                            )
                         }
                     }
                 };
                 let expr = if benchmark {
-                    format!("CASE WHEN {}.partners >= {BENCHMARK_MIN_PARTNERS} THEN {expr} END", alias(&m.fact))
+                    // Released only when every part of the figure has enough partners behind it:
+                    // a ratio's numerator and its denominator each.
+                    let enough: Vec<String> = metric_parts(&self.model, m)
+                        .iter()
+                        .map(|p| {
+                            format!(
+                                "COALESCE({}.{}, 0) >= {BENCHMARK_MIN_PARTNERS}",
+                                alias(&m.fact),
+                                quote_ident(&contributors_column(&p.name))
+                            )
+                        })
+                        .collect();
+                    format!("CASE WHEN {} THEN {expr} END", enough.join(" AND "))
                 } else {
                     expr
                 };
@@ -521,15 +679,37 @@ impl Engine {
                     Some(c) => format!("{}@{}", m.name, c.suffix()),
                 };
                 select.push(format!("{expr} AS {}", quote_ident(&name)));
-                columns.push(ResultColumn { name, format: Some(m.format) });
+                columns.push(ResultColumn {
+                    name,
+                    format: Some(m.format),
+                });
             }
         }
         if benchmark {
-            let counts: Vec<String> =
-                ctes.iter().filter(|c| c.2).map(|(n, _, _)| format!("COALESCE({n}.partners, 0)")).collect();
-            let fewest = if counts.len() == 1 { counts[0].clone() } else { format!("least({})", counts.join(", ")) };
+            // The fewest partners behind any figure of the row, in the query's own period.
+            let mut counts: Vec<String> = Vec::new();
+            for m in &metrics {
+                for p in metric_parts(&self.model, m) {
+                    let c = format!(
+                        "COALESCE({}.{}, 0)",
+                        aggregation_alias(&m.fact, None),
+                        quote_ident(&contributors_column(&p.name))
+                    );
+                    if !counts.contains(&c) {
+                        counts.push(c);
+                    }
+                }
+            }
+            let fewest = if counts.len() == 1 {
+                counts[0].clone()
+            } else {
+                format!("least({})", counts.join(", "))
+            };
             select.push(format!("{fewest} AS benchmark_partners"));
-            columns.push(ResultColumn { name: "benchmark_partners".into(), format: Some(Format::Integer) });
+            columns.push(ResultColumn {
+                name: "benchmark_partners".into(),
+                format: Some(Format::Integer),
+            });
         }
         write!(sql, "\nSELECT {}", select.join(", ")).expect("string");
         if single || dims.is_empty() {
@@ -540,7 +720,13 @@ impl Engine {
         } else {
             write!(sql, " FROM {}", key_sources[0]).expect("string");
             // Parenthesised: the SQL parser binds IS NOT DISTINCT FROM looser than AND.
-            let on = |n: &str, upto: usize| dim_cols.iter().map(|c| format!("({} IS NOT DISTINCT FROM {n}.{c})", key(c, upto))).collect::<Vec<_>>().join(" AND ");
+            let on = |n: &str, upto: usize| {
+                dim_cols
+                    .iter()
+                    .map(|c| format!("({} IS NOT DISTINCT FROM {n}.{c})", key(c, upto)))
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            };
             for (j, n) in key_sources.iter().enumerate().skip(1) {
                 write!(sql, " FULL JOIN {n} ON {}", on(n, j)).expect("string");
             }
@@ -552,15 +738,30 @@ impl Engine {
         }
         // The asked columns over the aggregated rows, with derived forms as window functions.
         let base_columns = columns;
-        let mut columns: Vec<ResultColumn> = base_columns.iter().filter(|c| c.format.is_none() || c.name == "benchmark_partners").cloned().collect();
+        let mut columns: Vec<ResultColumn> = base_columns
+            .iter()
+            .filter(|c| c.format.is_none() || c.name == "benchmark_partners")
+            .cloned()
+            .collect();
         let mut outer: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
-        let dim_order: Vec<String> = dims.iter().map(|(n, _)| format!("{} ASC", quote_ident(n))).collect();
+        let dim_order: Vec<String> = dims
+            .iter()
+            .map(|(n, _)| format!("{} ASC", quote_ident(n)))
+            .collect();
         for (name, m, derived) in &asked {
             let v = quote_ident(&m.name);
             let (expr, format) = match derived {
                 None => (v.clone(), Some(m.format)),
-                Some(Derived::PctOfTotal) => (format!("100.0 * CAST({v} AS DOUBLE) / NULLIF(CAST(SUM({v}) OVER () AS DOUBLE), 0)"), Some(Format::Percent)),
-                Some(Derived::Rank) => (format!("RANK() OVER (ORDER BY {v} DESC NULLS LAST)"), Some(Format::Integer)),
+                Some(Derived::PctOfTotal) => (
+                    format!(
+                        "100.0 * CAST({v} AS DOUBLE) / NULLIF(CAST(SUM({v}) OVER () AS DOUBLE), 0)"
+                    ),
+                    Some(Format::Percent),
+                ),
+                Some(Derived::Rank) => (
+                    format!("RANK() OVER (ORDER BY {v} DESC NULLS LAST)"),
+                    Some(Format::Integer),
+                ),
                 Some(Derived::CumulativePct) => {
                     let mut by = vec![format!("{v} DESC NULLS LAST")];
                     by.extend(dim_order.iter().cloned());
@@ -572,7 +773,10 @@ impl Engine {
                         Some(Format::Percent),
                     )
                 }
-                Some(Derived::Compared(c)) => (quote_ident(&format!("{}@{}", m.name, c.suffix())), Some(m.format)),
+                Some(Derived::Compared(c)) => (
+                    quote_ident(&format!("{}@{}", m.name, c.suffix())),
+                    Some(m.format),
+                ),
                 Some(Derived::Change(c)) | Some(Derived::ChangePct(c)) => {
                     let was = quote_ident(&format!("{}@{}", m.name, c.suffix()));
                     // A sum or count over no rows is nothing sold: revenue that fell to nothing
@@ -585,7 +789,13 @@ impl Engine {
                     };
                     if matches!(derived, Some(Derived::Change(_))) {
                         let change = format!("{now} - {then}");
-                        let change = if additive { format!("CASE WHEN {v} IS NULL AND {was} IS NULL THEN NULL ELSE {change} END") } else { change };
+                        let change = if additive {
+                            format!(
+                                "CASE WHEN {v} IS NULL AND {was} IS NULL THEN NULL ELSE {change} END"
+                            )
+                        } else {
+                            change
+                        };
                         // One declared type: DataFusion's inferred decimal precision of the CASE
                         // differs from the one it computes (found by the scope property test).
                         let change = match m.format {
@@ -597,7 +807,9 @@ impl Engine {
                     } else {
                         // Against the absolute value, so that a credit turning into a sale is a rise.
                         (
-                            format!("100.0 * (CAST({now} AS DOUBLE) - CAST({then} AS DOUBLE)) / NULLIF(abs(CAST({then} AS DOUBLE)), 0)"),
+                            format!(
+                                "100.0 * (CAST({now} AS DOUBLE) - CAST({then} AS DOUBLE)) / NULLIF(abs(CAST({then} AS DOUBLE)), 0)"
+                            ),
                             Some(Format::Percent),
                         )
                     }
@@ -607,7 +819,10 @@ impl Engine {
                 continue;
             }
             outer.push(format!("{expr} AS {}", quote_ident(name)));
-            columns.push(ResultColumn { name: name.clone(), format });
+            columns.push(ResultColumn {
+                name: name.clone(),
+                format,
+            });
         }
         // Dimensions first, then the metrics in the order asked, then the benchmark count.
         if let Some(i) = columns.iter().position(|c| c.name == "benchmark_partners") {
@@ -617,7 +832,10 @@ impl Engine {
             outer.push(o);
         }
         let sql_inner = sql;
-        let mut sql = format!("SELECT {} FROM (\n{sql_inner}\n) aggregated", outer.join(", "));
+        let mut sql = format!(
+            "SELECT {} FROM (\n{sql_inner}\n) aggregated",
+            outer.join(", ")
+        );
         let mut order = Vec::new();
         for o in &query.order {
             if !columns.iter().any(|c| c.name == o.column) {
@@ -627,7 +845,11 @@ impl Engine {
                     did_you_mean(&o.column, columns.iter().map(|c| c.name.as_str()))
                 )));
             }
-            order.push(format!("{} {} NULLS LAST", quote_ident(&o.column), if o.descending { "DESC" } else { "ASC" }));
+            order.push(format!(
+                "{} {} NULLS LAST",
+                quote_ident(&o.column),
+                if o.descending { "DESC" } else { "ASC" }
+            ));
         }
         // A stable order: what was asked, then the dimensions.
         for (name, _) in &dims {
@@ -646,7 +868,13 @@ impl Engine {
                 && matches!(&f.op, FilterOp::In(values) if values.len() <= NARROW_VALUES)
         };
         let narrow = matches!(scope, Scope::Partner(_)) || filters.iter().any(|f| pins_a_key(&f));
-        Ok(Compiled { sql, columns, metrics: metrics.into_iter().cloned().collect(), rollups: choices, narrow })
+        Ok(Compiled {
+            sql,
+            columns,
+            metrics: metrics.into_iter().cloned().collect(),
+            rollups: choices,
+            narrow,
+        })
     }
 
     /// One fact's aggregation: its parts by the asked dimensions, over the scope, the period and
@@ -680,11 +908,15 @@ impl Engine {
             if ok {
                 return Ok(());
             }
-            let metric = metrics.iter().find(|m| m.fact == fact_name).map_or("", |m| m.name.as_str());
+            let metric = metrics
+                .iter()
+                .find(|m| m.fact == fact_name)
+                .map_or("", |m| m.name.as_str());
             Err(EngineError::Invalid(format!(
                 "`{metric}` is a metric of {fact_name}, which does not reach the dimension `{used_as}`{}",
                 match dim {
-                    Dim::FactAttribute { fact, .. } => format!(" (an attribute of {fact}, usable with that fact's metrics only)"),
+                    Dim::FactAttribute { fact, .. } =>
+                        format!(" (an attribute of {fact}, usable with that fact's metrics only)"),
                     _ => String::new(),
                 }
             )))
@@ -713,31 +945,83 @@ impl Engine {
             select.push("f.partner_id IS NULL AS direct".into());
         }
         for p in parts {
-            select.push(format!("{} AS {}", aggregate_sql(p, source), quote_ident(&p.name)));
+            select.push(format!(
+                "{} AS {}",
+                aggregate_sql(p, source),
+                quote_ident(&p.name)
+            ));
         }
         let channel = source.is_some_and(|s| s.rollup.channel);
-        if channel {
-            // Its rows are the query's groups (navigation saw to it), each with its partners.
-            select.push(format!("CAST(SUM(f.{}) AS BIGINT) AS partners", rollups::CHANNEL_PARTNERS));
-        } else if benchmark {
-            select.push("COUNT(DISTINCT f.partner_id) AS partners".into());
+        if benchmark {
+            // Per part, the partners with rows in it: a figure is over the partners that
+            // contribute to it, not over every partner with a row of the fact.
+            for p in parts {
+                let count = if channel {
+                    // Its rows are the query's groups (navigation saw to it), and each of its
+                    // parts has every row of a partner in it (`rollups::fit`).
+                    format!("CAST(SUM(f.{}) AS BIGINT)", rollups::CHANNEL_PARTNERS)
+                } else {
+                    format!(
+                        "COUNT(DISTINCT CASE WHEN {} THEN f.partner_id END)",
+                        contributes_sql(p, source)
+                    )
+                };
+                select.push(format!(
+                    "{count} AS {}",
+                    quote_ident(&contributors_column(&p.name))
+                ));
+            }
         }
         sql.push_str(&select.join(", "));
-        write!(sql, " FROM {} f", source.map_or(fact.table.as_str(), |s| s.table.as_str())).expect("string");
+        write!(
+            sql,
+            " FROM {} f",
+            source.map_or(fact.table.as_str(), |s| s.table.as_str())
+        )
+        .expect("string");
         for j in &joins {
             let d = &self.model.dimensions[j];
-            write!(sql, " LEFT JOIN {} {j} ON f.{key} = {j}.{key}", d.table, key = d.key).expect("string");
+            write!(
+                sql,
+                " LEFT JOIN {} {j} ON f.{key} = {j}.{key}",
+                d.table,
+                key = d.key
+            )
+            .expect("string");
         }
         // A channel rollup holds partners' rows only, and no partner column.
-        let mut conditions: Vec<String> = if channel { Vec::new() } else { scope_condition(scope, benchmark).into_iter().collect() };
+        let mut conditions: Vec<String> = if channel {
+            Vec::new()
+        } else {
+            scope_condition(scope, benchmark).into_iter().collect()
+        };
         if let Some(p) = period {
-            conditions.push(format!("{day} BETWEEN DATE '{}' AND DATE '{}'", p.from, p.to));
+            conditions.push(format!(
+                "{day} BETWEEN DATE '{}' AND DATE '{}'",
+                p.from, p.to
+            ));
         }
         for (f, d) in filters {
-            let expr = self.label_sql(d, &self.group_sql(d, &day, source), (*scope == Scope::All).then_some("f.partner_id IS NULL"));
+            let expr = self.label_sql(
+                d,
+                &self.group_sql(d, &day, source),
+                (*scope == Scope::All).then_some("f.partner_id IS NULL"),
+            );
             conditions.push(match &f.op {
-                FilterOp::In(v) => format!("{expr} IN ({})", v.iter().map(|x| quote_literal(x)).collect::<Vec<_>>().join(", ")),
-                FilterOp::NotIn(v) => format!("{expr} NOT IN ({})", v.iter().map(|x| quote_literal(x)).collect::<Vec<_>>().join(", ")),
+                FilterOp::In(v) => format!(
+                    "{expr} IN ({})",
+                    v.iter()
+                        .map(|x| quote_literal(x))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                FilterOp::NotIn(v) => format!(
+                    "{expr} NOT IN ({})",
+                    v.iter()
+                        .map(|x| quote_literal(x))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
                 FilterOp::Range { from, to } => {
                     let mut c = Vec::new();
                     if let Some(a) = from {
@@ -772,9 +1056,17 @@ impl Engine {
         self.compile_members_with(dimension, scope, true)
     }
 
-    fn compile_members_with(&self, dimension: &str, scope: &Scope, ordered: bool) -> Result<Compiled, EngineError> {
+    fn compile_members_with(
+        &self,
+        dimension: &str,
+        scope: &Scope,
+        ordered: bool,
+    ) -> Result<Compiled, EngineError> {
         let d = self.model.dimensions.get(dimension).ok_or_else(|| {
-            EngineError::Invalid(format!("no dimension `{dimension}`{}", did_you_mean(dimension, self.model.dimensions.keys().map(String::as_str))))
+            EngineError::Invalid(format!(
+                "no dimension `{dimension}`{}",
+                did_you_mean(dimension, self.model.dimensions.keys().map(String::as_str))
+            ))
         })?;
         let mut select = Vec::new();
         let mut columns = Vec::new();
@@ -791,7 +1083,12 @@ impl Engine {
             Scope::All => None,
             Scope::Partner(id) => Some(quote_literal(id)),
             Scope::Partners(ids) if ids.is_empty() => Some("NULL".to_string()),
-            Scope::Partners(ids) => Some(ids.iter().map(|i| quote_literal(i)).collect::<Vec<_>>().join(", ")),
+            Scope::Partners(ids) => Some(
+                ids.iter()
+                    .map(|i| quote_literal(i))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
         };
         let condition = match (&partners, dimension) {
             (None, _) => None,
@@ -804,7 +1101,13 @@ impl Engine {
                     .facts
                     .values()
                     .filter(|f| f.reaches.iter().any(|r| r == dimension))
-                    .map(|f| format!("SELECT {key} FROM {} WHERE partner_id IN ({list})", f.table, key = d.key))
+                    .map(|f| {
+                        format!(
+                            "SELECT {key} FROM {} WHERE partner_id IN ({list})",
+                            f.table,
+                            key = d.key
+                        )
+                    })
                     .collect();
                 Some(format!("m.{} IN ({})", d.key, served.join(" UNION ")))
             }
@@ -816,86 +1119,188 @@ impl Engine {
         if ordered {
             write!(sql, " ORDER BY m.{}", d.key).expect("string");
         }
-        Ok(Compiled { sql, columns, metrics: Vec::new(), rollups: Vec::new(), narrow: false })
+        Ok(Compiled {
+            sql,
+            columns,
+            metrics: Vec::new(),
+            rollups: Vec::new(),
+            narrow: false,
+        })
     }
 
     /// Compiles a listing of a fact's own rows (the columns named, as stored) for a scope and
     /// period: for analyses that look at rows one by one, like a customer's last five surveys.
-    pub fn compile_rows(&self, fact: &str, columns: &[&str], scope: &Scope, period: Option<&Period>) -> Result<Compiled, EngineError> {
+    pub fn compile_rows(
+        &self,
+        fact: &str,
+        columns: &[&str],
+        scope: &Scope,
+        period: Option<&Period>,
+    ) -> Result<Compiled, EngineError> {
         let f = self.model.facts.get(fact).ok_or_else(|| {
-            EngineError::Invalid(format!("no fact `{fact}`{}", did_you_mean(fact, self.model.facts.keys().map(String::as_str))))
+            EngineError::Invalid(format!(
+                "no fact `{fact}`{}",
+                did_you_mean(fact, self.model.facts.keys().map(String::as_str))
+            ))
         })?;
-        let select: Vec<String> = columns.iter().map(|c| format!("f.{} AS {}", quote_ident(c), quote_ident(c))).collect();
+        let select: Vec<String> = columns
+            .iter()
+            .map(|c| format!("f.{} AS {}", quote_ident(c), quote_ident(c)))
+            .collect();
         let mut conditions: Vec<String> = scope_condition(scope, false).into_iter().collect();
         if let Some(p) = period {
-            conditions.push(format!("CAST(f.{} AS DATE) BETWEEN DATE '{}' AND DATE '{}'", f.time, p.from, p.to));
+            conditions.push(format!(
+                "CAST(f.{} AS DATE) BETWEEN DATE '{}' AND DATE '{}'",
+                f.time, p.from, p.to
+            ));
         }
         let mut sql = format!("SELECT {} FROM {} f", select.join(", "), f.table);
         if !conditions.is_empty() {
             write!(sql, " WHERE {}", conditions.join(" AND ")).expect("string");
         }
-        let columns = columns.iter().map(|c| ResultColumn { name: c.to_string(), format: None }).collect();
-        Ok(Compiled { sql, columns, metrics: Vec::new(), rollups: Vec::new(), narrow: false })
+        let columns = columns
+            .iter()
+            .map(|c| ResultColumn {
+                name: c.to_string(),
+                format: None,
+            })
+            .collect();
+        Ok(Compiled {
+            sql,
+            columns,
+            metrics: Vec::new(),
+            rollups: Vec::new(),
+            narrow: false,
+        })
     }
 
     /// Runs `compile_rows`.
-    pub async fn rows(&self, ctx: &SessionContext, fact: &str, columns: &[&str], scope: &Scope, period: Option<&Period>) -> Result<QueryResult, EngineError> {
-        self.execute(ctx, self.compile_rows(fact, columns, scope, period)?).await
+    pub async fn rows(
+        &self,
+        ctx: &SessionContext,
+        fact: &str,
+        columns: &[&str],
+        scope: &Scope,
+        period: Option<&Period>,
+    ) -> Result<QueryResult, EngineError> {
+        self.execute(ctx, self.compile_rows(fact, columns, scope, period)?)
+            .await
     }
 
     /// Runs `compile_members`.
-    pub async fn members(&self, ctx: &SessionContext, dimension: &str, scope: &Scope) -> Result<QueryResult, EngineError> {
-        self.execute(ctx, self.compile_members(dimension, scope)?).await
+    pub async fn members(
+        &self,
+        ctx: &SessionContext,
+        dimension: &str,
+        scope: &Scope,
+    ) -> Result<QueryResult, EngineError> {
+        self.execute(ctx, self.compile_members(dimension, scope)?)
+            .await
     }
 
     /// `members` in the order they are stored, for a caller that looks members up rather than
     /// lists them: sorting 360 k customers by key took twice as long as reading them.
-    pub async fn members_unordered(&self, ctx: &SessionContext, dimension: &str, scope: &Scope) -> Result<QueryResult, EngineError> {
-        self.execute(ctx, self.compile_members_with(dimension, scope, false)?).await
+    pub async fn members_unordered(
+        &self,
+        ctx: &SessionContext,
+        dimension: &str,
+        scope: &Scope,
+    ) -> Result<QueryResult, EngineError> {
+        self.execute(ctx, self.compile_members_with(dimension, scope, false)?)
+            .await
     }
 
     /// Compiles and runs a query over a session holding the warehouse's tables.
-    pub async fn run(&self, ctx: &SessionContext, query: &Query, scope: &Scope) -> Result<QueryResult, EngineError> {
+    pub async fn run(
+        &self,
+        ctx: &SessionContext,
+        query: &Query,
+        scope: &Scope,
+    ) -> Result<QueryResult, EngineError> {
         self.execute(ctx, self.compile_in(ctx, query, scope)?).await
     }
 
     /// Compiles and runs a channel benchmark (see `compile_benchmark`).
-    pub async fn run_benchmark(&self, ctx: &SessionContext, query: &Query) -> Result<QueryResult, EngineError> {
-        self.execute(ctx, self.compile_benchmark_in(ctx, query)?).await
+    pub async fn run_benchmark(
+        &self,
+        ctx: &SessionContext,
+        query: &Query,
+    ) -> Result<QueryResult, EngineError> {
+        self.execute(ctx, self.compile_benchmark_in(ctx, query)?)
+            .await
     }
 
     /// `sql` planned as the compiled query is run: in the session, or for a narrow query in a
     /// copy of its state that assumes a filter keeps 1 % of the rows.
-    async fn plan(&self, ctx: &SessionContext, compiled: &Compiled, sql: &str) -> Result<datafusion::dataframe::DataFrame, EngineError> {
+    async fn plan(
+        &self,
+        ctx: &SessionContext,
+        compiled: &Compiled,
+        sql: &str,
+    ) -> Result<datafusion::dataframe::DataFrame, EngineError> {
         if !compiled.narrow {
             return Ok(ctx.sql(sql).await?);
         }
         let state = ctx.state();
         // Not creating a default catalog: it would hide the session's tables.
-        let mut config = state.config().clone().with_create_default_catalog_and_schema(false);
+        let mut config = state
+            .config()
+            .clone()
+            .with_create_default_catalog_and_schema(false);
         config.options_mut().optimizer.default_filter_selectivity = NARROW_SELECTIVITY_PCT;
-        let state = datafusion::execution::SessionStateBuilder::new_from_existing(state).with_config(config).build();
+        let state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
+            .with_config(config)
+            .build();
         let plan = state.create_logical_plan(sql).await?;
         Ok(datafusion::dataframe::DataFrame::new(state, plan))
     }
 
     /// DataFusion's physical plan of a compiled query, as it runs; with `analyze`, run, with the
     /// time and rows of each step.
-    pub async fn explain_plan(&self, ctx: &SessionContext, compiled: &Compiled, analyze: bool) -> Result<Vec<RecordBatch>, EngineError> {
-        let sql = format!("EXPLAIN {}{}", if analyze { "ANALYZE " } else { "" }, compiled.sql);
+    pub async fn explain_plan(
+        &self,
+        ctx: &SessionContext,
+        compiled: &Compiled,
+        analyze: bool,
+    ) -> Result<Vec<RecordBatch>, EngineError> {
+        let sql = format!(
+            "EXPLAIN {}{}",
+            if analyze { "ANALYZE " } else { "" },
+            compiled.sql
+        );
         Ok(self.plan(ctx, compiled, &sql).await?.collect().await?)
     }
 
-    async fn execute(&self, ctx: &SessionContext, compiled: Compiled) -> Result<QueryResult, EngineError> {
+    async fn execute(
+        &self,
+        ctx: &SessionContext,
+        compiled: Compiled,
+    ) -> Result<QueryResult, EngineError> {
         let session = ctx.session_id();
-        if let Some(batches) = self.cache.as_ref().and_then(|c| c.get(&session, &compiled.sql)) {
-            return Ok(QueryResult { columns: compiled.columns, batches, sql: compiled.sql });
+        if let Some(batches) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&session, &compiled.sql))
+        {
+            return Ok(QueryResult {
+                columns: compiled.columns,
+                batches,
+                sql: compiled.sql,
+            });
         }
-        let batches = self.plan(ctx, &compiled, &compiled.sql).await?.collect().await?;
+        let batches = self
+            .plan(ctx, &compiled, &compiled.sql)
+            .await?
+            .collect()
+            .await?;
         if let Some(c) = &self.cache {
             c.put(&session, &compiled.sql, &batches);
         }
-        Ok(QueryResult { columns: compiled.columns, batches, sql: compiled.sql })
+        Ok(QueryResult {
+            columns: compiled.columns,
+            batches,
+            sql: compiled.sql,
+        })
     }
 }
 
@@ -907,7 +1312,13 @@ fn scope_condition(scope: &Scope, benchmark: bool) -> Option<String> {
         Scope::All => None,
         Scope::Partner(id) => Some(format!("f.partner_id = {}", quote_literal(id))),
         Scope::Partners(ids) if ids.is_empty() => Some("FALSE".into()),
-        Scope::Partners(ids) => Some(format!("f.partner_id IN ({})", ids.iter().map(|i| quote_literal(i)).collect::<Vec<_>>().join(", "))),
+        Scope::Partners(ids) => Some(format!(
+            "f.partner_id IN ({})",
+            ids.iter()
+                .map(|i| quote_literal(i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
     }
 }
 
@@ -915,7 +1326,10 @@ fn scope_condition(scope: &Scope, benchmark: bool) -> Option<String> {
 /// partner attribute, so that direct sales are their own "(direct)" row and never merge with a
 /// partner whose attribute happens to be empty.
 fn direct_flag(dims: &[(String, Dim)], scope: &Scope) -> bool {
-    *scope == Scope::All && dims.iter().any(|(_, d)| matches!(d, Dim::Attribute { dimension, .. } if dimension == "partner"))
+    *scope == Scope::All
+        && dims
+            .iter()
+            .any(|(_, d)| matches!(d, Dim::Attribute { dimension, .. } if dimension == "partner"))
 }
 
 /// The name of a fact's aggregation in the SQL; never a table's name, which it would hide from
@@ -936,8 +1350,31 @@ fn qualify(expr: &str, alias: &str) -> String {
     let mut in_string = false;
     let flush = |word: &mut String, out: &mut String, next: Option<char>| {
         if !word.is_empty() {
-            let keyword = matches!(word.to_ascii_uppercase().as_str(), "CASE" | "WHEN" | "THEN" | "ELSE" | "END" | "IS" | "NULL" | "NOT" | "AND" | "OR" | "IN" | "AS" | "CAST" | "TRUE" | "FALSE" | "VARCHAR" | "DOUBLE" | "BIGINT");
-            if keyword || word.chars().next().is_some_and(|c| c.is_ascii_digit()) || next == Some('(') {
+            let keyword = matches!(
+                word.to_ascii_uppercase().as_str(),
+                "CASE"
+                    | "WHEN"
+                    | "THEN"
+                    | "ELSE"
+                    | "END"
+                    | "IS"
+                    | "NULL"
+                    | "NOT"
+                    | "AND"
+                    | "OR"
+                    | "IN"
+                    | "AS"
+                    | "CAST"
+                    | "TRUE"
+                    | "FALSE"
+                    | "VARCHAR"
+                    | "DOUBLE"
+                    | "BIGINT"
+            );
+            if keyword
+                || word.chars().next().is_some_and(|c| c.is_ascii_digit())
+                || next == Some('(')
+            {
                 out.push_str(word);
             } else {
                 out.push_str(&format!("{alias}.{word}"));
@@ -970,7 +1407,58 @@ fn qualify(expr: &str, alias: &str) -> String {
 
 /// The rollups registered in a session (see `prism_warehouse::BuiltRollups`).
 fn built_rollups(ctx: &SessionContext) -> Option<std::sync::Arc<prism_warehouse::BuiltRollups>> {
-    ctx.state_ref().read().config().get_extension::<prism_warehouse::BuiltRollups>()
+    ctx.state_ref()
+        .read()
+        .config()
+        .get_extension::<prism_warehouse::BuiltRollups>()
+}
+
+/// The base metrics a metric is made of: itself, or a ratio's numerator and denominator.
+fn metric_parts<'m>(model: &'m prism_model::Model, m: &'m Metric) -> Vec<&'m Metric> {
+    match &m.kind {
+        MetricKind::Base { .. } => vec![m],
+        MetricKind::Ratio {
+            numerator,
+            denominator,
+            ..
+        } => vec![&model.metrics[numerator], &model.metrics[denominator]],
+    }
+}
+
+/// The column of a benchmark's aggregation holding how many partners contribute to a part.
+fn contributors_column(part: &str) -> String {
+    format!("{part}#partners")
+}
+
+/// Whether a fact row (`f`), or a rollup's row, contributes to a base metric: it passes the
+/// metric's condition and has a value to aggregate (`COUNT(*)` counts every row that passes).
+/// A partner contributes to a figure when one of its rows does.
+fn contributes_sql(m: &Metric, source: Option<&RollupSource>) -> String {
+    let MetricKind::Base { aggregate, filter } = &m.kind else {
+        unreachable!("ratios are expanded into their parts")
+    };
+    if let Some(s) = source {
+        // A rollup row stands for a partner's rows of a group: it has a sum when one of them
+        // had a value, a count above zero when one of them was counted.
+        return match (aggregate, s.schema.field_with_name(&m.name).is_ok()) {
+            (Aggregate::Sum(_), _) => format!("f.{} IS NOT NULL", quote_ident(&m.name)),
+            (_, true) => format!("f.{} > 0", quote_ident(&m.name)),
+            // An unconditional distinct count of a key the rollup holds: every row has one.
+            (_, false) => "TRUE".into(),
+        };
+    }
+    let has_value = match aggregate {
+        Aggregate::Count(e) if e == "*" => None,
+        Aggregate::Sum(e) | Aggregate::Count(e) | Aggregate::CountDistinct(e) => {
+            Some(format!("({}) IS NOT NULL", qualify_fact(e)))
+        }
+    };
+    match (filter, has_value) {
+        (Some(f), Some(v)) => format!("({}) AND {v}", qualify_fact(f)),
+        (Some(f), None) => format!("({})", qualify_fact(f)),
+        (None, Some(v)) => v,
+        (None, None) => "TRUE".into(),
+    }
 }
 
 /// A base metric's aggregate over its fact's rows (`f`), or summed again from a rollup's.
@@ -1011,7 +1499,9 @@ pub fn format_value(array: &dyn arrow::array::Array, row: usize, format: Option<
     if format == Some(Format::Money)
         && let DataType::Decimal128(_, scale) = array.data_type()
     {
-        let v = array.as_primitive::<arrow::datatypes::Decimal128Type>().value(row);
+        let v = array
+            .as_primitive::<arrow::datatypes::Decimal128Type>()
+            .value(row);
         let cents = rescale_to_cents(v, *scale);
         let sign = if cents < 0 { "-" } else { "" };
         let a = cents.unsigned_abs();
@@ -1028,7 +1518,11 @@ fn rescale_to_cents(v: i128, scale: i8) -> i128 {
     let div = 10i128.pow((scale - 2) as u32);
     let q = v / div;
     let r = v % div;
-    if r.abs() * 2 >= div { q + v.signum() } else { q }
+    if r.abs() * 2 >= div {
+        q + v.signum()
+    } else {
+        q
+    }
 }
 
 #[cfg(test)]
@@ -1038,7 +1532,10 @@ mod tests {
     #[test]
     fn attribute_expressions_are_qualified_but_keywords_strings_and_functions_are_not() {
         assert_eq!(
-            qualify("CASE WHEN annual_revenue IS NULL THEN 'unknown value' ELSE lower(region) END", "customer"),
+            qualify(
+                "CASE WHEN annual_revenue IS NULL THEN 'unknown value' ELSE lower(region) END",
+                "customer"
+            ),
             "CASE WHEN customer.annual_revenue IS NULL THEN 'unknown value' ELSE lower(customer.region) END"
         );
     }

@@ -33,7 +33,10 @@ pub enum FilterOp {
     In(Vec<String>),
     NotIn(Vec<String>),
     /// Inclusive bounds; either may be open.
-    Range { from: Option<String>, to: Option<String> },
+    Range {
+        from: Option<String>,
+        to: Option<String>,
+    },
 }
 
 /// Days from `from` to `to`, both included.
@@ -59,9 +62,11 @@ impl Period {
     /// (`2024-Q2`) or a month (`2024-05`); the ends of a range may be those too
     /// (`2024-01..2024-06`, `2023-Q4..2024-Q1`).
     pub fn parse(s: &str) -> Result<Period, EngineError> {
-        let bad = || EngineError::Parse(format!(
-            "period {s:?}: expected FROM..TO (2024-01-01..2024-03-31), a year (2024), a quarter (2024-Q2) or a month (2024-05)"
-        ));
+        let bad = || {
+            EngineError::Parse(format!(
+                "period {s:?}: expected FROM..TO (2024-01-01..2024-03-31), a year (2024), a quarter (2024-Q2) or a month (2024-05)"
+            ))
+        };
         if let Some((a, b)) = s.split_once("..") {
             // Each end is a date, or a year, quarter or month taken from its first or last day.
             let end = |t: &str, what: &str| -> Result<Period, EngineError> {
@@ -78,13 +83,19 @@ impl Period {
             let from = end(a, "period start")?.from;
             let to = end(b, "period end")?.to;
             if to < from {
-                return Err(EngineError::Parse(format!("period {s:?}: the end comes before the start")));
+                return Err(EngineError::Parse(format!(
+                    "period {s:?}: the end comes before the start"
+                )));
             }
             return Ok(Period { from, to });
         }
         let ymd = |y: i32, m: u32| NaiveDate::from_ymd_opt(y, m, 1).ok_or_else(bad);
         let last_of = |y: i32, m: u32| -> Result<NaiveDate, EngineError> {
-            let next = if m == 12 { ymd(y + 1, 1)? } else { ymd(y, m + 1)? };
+            let next = if m == 12 {
+                ymd(y + 1, 1)?
+            } else {
+                ymd(y, m + 1)?
+            };
             Ok(next.pred_opt().expect("a day before"))
         };
         if let Some((y, q)) = s.split_once("-Q") {
@@ -93,7 +104,10 @@ impl Period {
             if !(1..=4).contains(&q) {
                 return Err(bad());
             }
-            return Ok(Period { from: ymd(y, q * 3 - 2)?, to: last_of(y, q * 3)? });
+            return Ok(Period {
+                from: ymd(y, q * 3 - 2)?,
+                to: last_of(y, q * 3)?,
+            });
         }
         if let Some((y, m)) = s.split_once('-') {
             let y: i32 = y.parse().map_err(|_| bad())?;
@@ -101,10 +115,16 @@ impl Period {
             if !(1..=12).contains(&m) {
                 return Err(bad());
             }
-            return Ok(Period { from: ymd(y, m)?, to: last_of(y, m)? });
+            return Ok(Period {
+                from: ymd(y, m)?,
+                to: last_of(y, m)?,
+            });
         }
         let y: i32 = s.parse().map_err(|_| bad())?;
-        Ok(Period { from: ymd(y, 1)?, to: last_of(y, 12)? })
+        Ok(Period {
+            from: ymd(y, 1)?,
+            to: last_of(y, 12)?,
+        })
     }
 
     /// The number of calendar months the period spans, when it is made of whole months
@@ -115,7 +135,9 @@ impl Period {
         if !(first && last) {
             return None;
         }
-        let months = (self.to.year() - self.from.year()) * 12 + self.to.month() as i32 - self.from.month() as i32 + 1;
+        let months = (self.to.year() - self.from.year()) * 12 + self.to.month() as i32
+            - self.from.month() as i32
+            + 1;
         u32::try_from(months).ok()
     }
 
@@ -135,7 +157,10 @@ impl Period {
             }
             None => {
                 let to = self.from.pred_opt().expect("a day before");
-                Period { from: to - chrono::Duration::days(self.days() - 1), to }
+                Period {
+                    from: to - chrono::Duration::days(self.days() - 1),
+                    to,
+                }
             }
         }
     }
@@ -144,8 +169,16 @@ impl Period {
     pub fn year_before(&self) -> Period {
         match self.whole_months() {
             // Whole months stay whole months: February 2025 compares with all of February 2024.
-            Some(_) => Period { from: self.from - Months::new(12), to: (self.to.succ_opt().expect("a day after") - Months::new(12)).pred_opt().expect("a day before") },
-            None => Period { from: self.from - Months::new(12), to: self.to - Months::new(12) },
+            Some(_) => Period {
+                from: self.from - Months::new(12),
+                to: (self.to.succ_opt().expect("a day after") - Months::new(12))
+                    .pred_opt()
+                    .expect("a day before"),
+            },
+            None => Period {
+                from: self.from - Months::new(12),
+                to: self.to - Months::new(12),
+            },
         }
     }
 }
@@ -153,19 +186,43 @@ impl Period {
 impl Filter {
     /// `D=V`, `D=V1|V2` (any of), `D!=V1|V2` (none of), `D>=V`, `D<=V`, `D=A..B` (range).
     pub fn parse(s: &str) -> Result<Filter, EngineError> {
-        let bad = || EngineError::Parse(format!(
-            "filter {s:?}: expected DIMENSION=VALUE, DIMENSION=V1|V2, DIMENSION!=VALUE, DIMENSION>=VALUE, DIMENSION<=VALUE or DIMENSION=FROM..TO"
-        ));
-        let values = |v: &str| v.split('|').map(|x| x.trim().to_string()).collect::<Vec<_>>();
+        let bad = || {
+            EngineError::Parse(format!(
+                "filter {s:?}: expected DIMENSION=VALUE, DIMENSION=V1|V2, DIMENSION!=VALUE, DIMENSION>=VALUE, DIMENSION<=VALUE or DIMENSION=FROM..TO"
+            ))
+        };
+        let values = |v: &str| {
+            v.split('|')
+                .map(|x| x.trim().to_string())
+                .collect::<Vec<_>>()
+        };
         let (dimension, op) = if let Some((d, v)) = s.split_once("!=") {
             (d, FilterOp::NotIn(values(v)))
         } else if let Some((d, v)) = s.split_once(">=") {
-            (d, FilterOp::Range { from: Some(v.trim().to_string()), to: None })
+            (
+                d,
+                FilterOp::Range {
+                    from: Some(v.trim().to_string()),
+                    to: None,
+                },
+            )
         } else if let Some((d, v)) = s.split_once("<=") {
-            (d, FilterOp::Range { from: None, to: Some(v.trim().to_string()) })
+            (
+                d,
+                FilterOp::Range {
+                    from: None,
+                    to: Some(v.trim().to_string()),
+                },
+            )
         } else if let Some((d, v)) = s.split_once('=') {
             match v.split_once("..") {
-                Some((a, b)) => (d, FilterOp::Range { from: Some(a.trim().into()), to: Some(b.trim().into()) }),
+                Some((a, b)) => (
+                    d,
+                    FilterOp::Range {
+                        from: Some(a.trim().into()),
+                        to: Some(b.trim().into()),
+                    },
+                ),
                 None => (d, FilterOp::In(values(v))),
             }
         } else {
@@ -180,7 +237,10 @@ impl Filter {
         {
             return Err(EngineError::Parse(format!("filter {s:?}: an empty value")));
         }
-        Ok(Filter { dimension: dimension.to_string(), op })
+        Ok(Filter {
+            dimension: dimension.to_string(),
+            op,
+        })
     }
 }
 
@@ -193,9 +253,14 @@ impl Order {
             _ => (s, false),
         };
         if column.trim().is_empty() {
-            return Err(EngineError::Parse(format!("order {s:?}: expected NAME, NAME:asc or NAME:desc")));
+            return Err(EngineError::Parse(format!(
+                "order {s:?}: expected NAME, NAME:asc or NAME:desc"
+            )));
         }
-        Ok(Order { column: column.trim().to_string(), descending })
+        Ok(Order {
+            column: column.trim().to_string(),
+            descending,
+        })
     }
 }
 
@@ -209,13 +274,55 @@ mod tests {
 
     #[test]
     fn periods_are_ranges_years_quarters_or_months() {
-        assert_eq!(Period::parse("2024-01-05..2024-02-10").unwrap(), Period { from: d("2024-01-05"), to: d("2024-02-10") });
-        assert_eq!(Period::parse("2024").unwrap(), Period { from: d("2024-01-01"), to: d("2024-12-31") });
-        assert_eq!(Period::parse("2024-Q1").unwrap(), Period { from: d("2024-01-01"), to: d("2024-03-31") });
-        assert_eq!(Period::parse("2024-02").unwrap(), Period { from: d("2024-02-01"), to: d("2024-02-29") });
-        assert_eq!(Period::parse("2024-01..2024-06").unwrap(), Period { from: d("2024-01-01"), to: d("2024-06-30") });
-        assert_eq!(Period::parse("2023-Q4..2024-02-10").unwrap(), Period { from: d("2023-10-01"), to: d("2024-02-10") });
-        assert_eq!(Period::parse("2023..2024").unwrap(), Period { from: d("2023-01-01"), to: d("2024-12-31") });
+        assert_eq!(
+            Period::parse("2024-01-05..2024-02-10").unwrap(),
+            Period {
+                from: d("2024-01-05"),
+                to: d("2024-02-10")
+            }
+        );
+        assert_eq!(
+            Period::parse("2024").unwrap(),
+            Period {
+                from: d("2024-01-01"),
+                to: d("2024-12-31")
+            }
+        );
+        assert_eq!(
+            Period::parse("2024-Q1").unwrap(),
+            Period {
+                from: d("2024-01-01"),
+                to: d("2024-03-31")
+            }
+        );
+        assert_eq!(
+            Period::parse("2024-02").unwrap(),
+            Period {
+                from: d("2024-02-01"),
+                to: d("2024-02-29")
+            }
+        );
+        assert_eq!(
+            Period::parse("2024-01..2024-06").unwrap(),
+            Period {
+                from: d("2024-01-01"),
+                to: d("2024-06-30")
+            }
+        );
+        assert_eq!(
+            Period::parse("2023-Q4..2024-02-10").unwrap(),
+            Period {
+                from: d("2023-10-01"),
+                to: d("2024-02-10")
+            }
+        );
+        assert_eq!(
+            Period::parse("2023..2024").unwrap(),
+            Period {
+                from: d("2023-01-01"),
+                to: d("2024-12-31")
+            }
+        );
     }
 
     #[test]
@@ -226,26 +333,58 @@ mod tests {
         assert_eq!(p("2024-Q1").previous(), p("2023-Q4"));
         assert_eq!(p("2024-03").previous(), p("2024-02"));
         assert_eq!(p("2024").previous(), p("2023"));
-        assert_eq!(p("2024-02-01..2024-04-30").previous(), p("2023-11-01..2024-01-31"));
+        assert_eq!(
+            p("2024-02-01..2024-04-30").previous(),
+            p("2023-11-01..2024-01-31")
+        );
         // 34 days before 2024-02-01.
-        assert_eq!(p("2024-02-01..2024-03-05").previous(), p("2023-12-29..2024-01-31"));
+        assert_eq!(
+            p("2024-02-01..2024-03-05").previous(),
+            p("2023-12-29..2024-01-31")
+        );
         assert_eq!(p("2024-02").year_before(), p("2023-02"));
         assert_eq!(p("2025-02").year_before(), p("2024-02"));
-        assert_eq!(p("2024-02-29..2024-03-10").year_before(), p("2023-02-28..2023-03-10"));
+        assert_eq!(
+            p("2024-02-29..2024-03-10").year_before(),
+            p("2023-02-28..2023-03-10")
+        );
     }
 
     #[test]
     fn malformed_periods_are_refused() {
-        for bad in ["2024-Q5", "2024-13", "Q1", "2024-02-01..2024-01-01", "2024-02-30..2024-03-01", "", "2024-06..2024-01", "..2024", "2024..", "2024-1-5..2024-02"] {
+        for bad in [
+            "2024-Q5",
+            "2024-13",
+            "Q1",
+            "2024-02-01..2024-01-01",
+            "2024-02-30..2024-03-01",
+            "",
+            "2024-06..2024-01",
+            "..2024",
+            "2024..",
+            "2024-1-5..2024-02",
+        ] {
             assert!(Period::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn filters_read_as_typed() {
-        assert_eq!(Filter::parse("partner.tier=Gold|Platinum").unwrap().op, FilterOp::In(vec!["Gold".into(), "Platinum".into()]));
-        assert_eq!(Filter::parse("partner.region!=EMEA").unwrap().op, FilterOp::NotIn(vec!["EMEA".into()]));
-        assert_eq!(Filter::parse("time.month=2024-01..2024-03").unwrap().op, FilterOp::Range { from: Some("2024-01".into()), to: Some("2024-03".into()) });
+        assert_eq!(
+            Filter::parse("partner.tier=Gold|Platinum").unwrap().op,
+            FilterOp::In(vec!["Gold".into(), "Platinum".into()])
+        );
+        assert_eq!(
+            Filter::parse("partner.region!=EMEA").unwrap().op,
+            FilterOp::NotIn(vec!["EMEA".into()])
+        );
+        assert_eq!(
+            Filter::parse("time.month=2024-01..2024-03").unwrap().op,
+            FilterOp::Range {
+                from: Some("2024-01".into()),
+                to: Some("2024-03".into())
+            }
+        );
         assert!(Filter::parse("partner.tier").is_err());
         assert!(Filter::parse("=Gold").is_err());
         assert!(Filter::parse("partner.tier=").is_err());

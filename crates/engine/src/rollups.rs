@@ -53,7 +53,12 @@ fn composes(stored: &str, asked: &str) -> bool {
 /// Whether a period starts and ends on boundaries of the grain.
 fn aligned(p: &Period, grain: &str) -> bool {
     let after = p.to + Duration::days(1);
-    let months = |step: u32| p.from.day() == 1 && after.day() == 1 && (p.from.month() - 1).is_multiple_of(step) && (after.month() - 1).is_multiple_of(step);
+    let months = |step: u32| {
+        p.from.day() == 1
+            && after.day() == 1
+            && (p.from.month() - 1).is_multiple_of(step)
+            && (after.month() - 1).is_multiple_of(step)
+    };
     match grain {
         "day" => true,
         "week" => p.from.weekday() == Weekday::Mon && p.to.weekday() == Weekday::Sun,
@@ -92,24 +97,50 @@ impl Engine {
     /// The table a rollup is built into: its name and a digest of its definition, so that a
     /// rollup built from an earlier definition (of itself or of a metric it holds) is never read.
     pub fn rollup_table(&self, rollup: &str) -> String {
-        self.rollup_tables.get(rollup).cloned().unwrap_or_else(|| self.rollup_table_of(rollup))
+        self.rollup_tables
+            .get(rollup)
+            .cloned()
+            .unwrap_or_else(|| self.rollup_table_of(rollup))
     }
 
     pub(crate) fn rollup_table_of(&self, rollup: &str) -> String {
         let sql = self.rollup_sql(&self.model.rollups[rollup], None);
-        format!("rollup_{rollup}_{:012x}", xxhash_rust::xxh3::xxh3_64(sql.as_bytes()) >> 16)
+        format!(
+            "rollup_{rollup}_{:012x}",
+            xxhash_rust::xxh3::xxh3_64(sql.as_bytes()) >> 16
+        )
     }
 
     /// Whether the rollup read holds a dimension's attribute (not its key) as a column of its own.
-    pub(crate) fn stored_in(&self, source: Option<&RollupSource>, dimension: &str, attribute: &str) -> bool {
-        self.model.dimensions[dimension].key != attribute && source.is_some_and(|s| s.rollup.dimensions.iter().any(|d| *d == format!("{dimension}.{attribute}")))
+    pub(crate) fn stored_in(
+        &self,
+        source: Option<&RollupSource>,
+        dimension: &str,
+        attribute: &str,
+    ) -> bool {
+        self.model.dimensions[dimension].key != attribute
+            && source.is_some_and(|s| {
+                s.rollup
+                    .dimensions
+                    .iter()
+                    .any(|d| *d == format!("{dimension}.{attribute}"))
+            })
     }
 
     /// The dimension table a dimension is read from by a join: any attribute but the key, which
     /// is on the fact, unless the rollup read holds the attribute itself.
-    pub(crate) fn joined_dimension<'d>(&self, d: &'d Dim, source: Option<&RollupSource>) -> Option<&'d str> {
+    pub(crate) fn joined_dimension<'d>(
+        &self,
+        d: &'d Dim,
+        source: Option<&RollupSource>,
+    ) -> Option<&'d str> {
         match d {
-            Dim::Attribute { dimension, attribute } if self.model.dimensions[dimension].key != *attribute && !self.stored_in(source, dimension, attribute) => {
+            Dim::Attribute {
+                dimension,
+                attribute,
+            } if self.model.dimensions[dimension].key != *attribute
+                && !self.stored_in(source, dimension, attribute) =>
+            {
                 Some(dimension.as_str())
             }
             _ => None,
@@ -126,16 +157,45 @@ impl Engine {
         let mut out = Vec::new();
         while !remaining.is_empty() {
             // Next, one that no other rollup still to build could be built from.
-            let next = remaining.iter().position(|r| !remaining.iter().any(|o| o.name != r.name && self.serves(o, r))).unwrap_or(0);
+            let next = remaining
+                .iter()
+                .position(|r| {
+                    !remaining
+                        .iter()
+                        .any(|o| o.name != r.name && self.serves(o, r))
+                })
+                .unwrap_or(0);
             let r = remaining.remove(next);
-            let grain_rank = |x: &Rollup| x.grain.as_deref().map_or(usize::MAX, |g| crate::GRAIN_ORDER.iter().position(|k| *k == g).unwrap_or(0));
+            let grain_rank = |x: &Rollup| {
+                x.grain.as_deref().map_or(usize::MAX, |g| {
+                    crate::GRAIN_ORDER.iter().position(|k| *k == g).unwrap_or(0)
+                })
+            };
             // A channel rollup holds partners' rows only: nothing is built from it.
-            let from = built.iter().filter(|o| !o.channel && self.serves(o, r)).min_by_key(|o| (o.dimensions.len(), std::cmp::Reverse(grain_rank(o)), o.name.clone()));
+            let from = built
+                .iter()
+                .filter(|o| !o.channel && self.serves(o, r))
+                .min_by_key(|o| {
+                    (
+                        o.dimensions.len(),
+                        std::cmp::Reverse(grain_rank(o)),
+                        o.name.clone(),
+                    )
+                });
             // No schema: the warehouse casts what the build gives to the definition's types.
-            let source = from.map(|o| RollupSource { rollup: o, table: self.rollup_table(&o.name), schema: std::sync::Arc::new(arrow::datatypes::Schema::empty()), exact: false });
+            let source = from.map(|o| RollupSource {
+                rollup: o,
+                table: self.rollup_table(&o.name),
+                schema: std::sync::Arc::new(arrow::datatypes::Schema::empty()),
+                exact: false,
+            });
             // The fact's table and the dimension tables the definition joins.
             let mut reads = vec![self.model.facts[&r.fact].table.clone()];
-            reads.extend(self.rollup_joins(r, None).iter().map(|d| self.model.dimensions[d].table.clone()));
+            reads.extend(
+                self.rollup_joins(r, None)
+                    .iter()
+                    .map(|d| self.model.dimensions[d].table.clone()),
+            );
             out.push(prism_warehouse::RollupBuild {
                 name: r.name.clone(),
                 table: self.rollup_table(&r.name),
@@ -156,12 +216,24 @@ impl Engine {
             return false;
         }
         let parts: Vec<&Metric> = b.metrics.iter().map(|m| &self.model.metrics[m]).collect();
-        let mut dims: Vec<(String, Dim)> = b.dimensions.iter().filter_map(|d| Some((d.clone(), self.resolve_dim(d).ok()?))).collect();
+        let mut dims: Vec<(String, Dim)> = b
+            .dimensions
+            .iter()
+            .filter_map(|d| Some((d.clone(), self.resolve_dim(d).ok()?)))
+            .collect();
         if let Some(g) = &b.grain {
             dims.push((format!("time.{g}"), Dim::Time { grain: g.clone() }));
         }
         // A channel rollup is built as a benchmark over the source reads it.
-        let need = Need { parts: &parts, dims: &dims, filters: &[], period: None, shifts: &[], scope: &Scope::All, benchmark: b.channel };
+        let need = Need {
+            parts: &parts,
+            dims: &dims,
+            filters: &[],
+            period: None,
+            shifts: &[],
+            scope: &Scope::All,
+            benchmark: b.channel,
+        };
         self.fit(a, &need).is_ok()
     }
 
@@ -193,11 +265,18 @@ impl Engine {
         // Grouped (`inner`) and the rollup's columns in its order (`outer`, over `g`).
         let (mut inner, mut outer) = (Vec::new(), Vec::new());
         for d in &r.dimensions {
-            let dim = self.resolve_dim(d).expect("the model checked the rollup's dimensions");
+            let dim = self
+                .resolve_dim(d)
+                .expect("the model checked the rollup's dimensions");
             let name = crate::quote_ident(&self.rollup_column(r, d));
             match &dim {
                 // Read from the dimension table joined after aggregation, as a query reads it.
-                Dim::Attribute { dimension, attribute } if late.contains(dimension) && self.model.dimensions[dimension].key != *attribute => {
+                Dim::Attribute {
+                    dimension,
+                    attribute,
+                } if late.contains(dimension)
+                    && self.model.dimensions[dimension].key != *attribute =>
+                {
                     outer.push(format!("{} AS {name}", self.group_sql(&dim, &day, None)));
                 }
                 _ => {
@@ -212,10 +291,15 @@ impl Engine {
         let mut first_day = None;
         if let Some(g) = &r.grain {
             let time = crate::quote_ident(&fact.time);
-            inner.push(format!("{} AS {time}", self.group_sql(&Dim::Time { grain: g.clone() }, &day, None)));
+            inner.push(format!(
+                "{} AS {time}",
+                self.group_sql(&Dim::Time { grain: g.clone() }, &day, None)
+            ));
             first_day = match g.as_str() {
                 "month" => Some("make_date(CAST({t} / 100 AS INT), CAST({t} % 100 AS INT), 1)"),
-                "quarter" => Some("make_date(CAST({t} / 10 AS INT), CAST(({t} % 10) * 3 - 2 AS INT), 1)"),
+                "quarter" => {
+                    Some("make_date(CAST({t} / 10 AS INT), CAST(({t} % 10) * 3 - 2 AS INT), 1)")
+                }
                 "year" => Some("make_date(CAST({t} AS INT), 1, 1)"),
                 _ => None,
             }
@@ -228,24 +312,47 @@ impl Engine {
         let groups = inner.len();
         for m in &r.metrics {
             let name = crate::quote_ident(m);
-            inner.push(format!("{} AS {name}", crate::aggregate_sql(&self.model.metrics[m], source)));
+            inner.push(format!(
+                "{} AS {name}",
+                crate::aggregate_sql(&self.model.metrics[m], source)
+            ));
             outer.push(format!("g.{name}"));
         }
         if r.channel {
-            inner.push(format!("COUNT(DISTINCT f.partner_id) AS {CHANNEL_PARTNERS}"));
+            inner.push(format!(
+                "COUNT(DISTINCT f.partner_id) AS {CHANNEL_PARTNERS}"
+            ));
             outer.push(format!("g.{CHANNEL_PARTNERS}"));
         }
-        let mut sql = format!("SELECT {} FROM {} f", inner.join(", "), source.map_or(fact.table.as_str(), |s| s.table.as_str()));
-        for j in self.rollup_joins(r, source).iter().filter(|j| !late.contains(*j)) {
+        let mut sql = format!(
+            "SELECT {} FROM {} f",
+            inner.join(", "),
+            source.map_or(fact.table.as_str(), |s| s.table.as_str())
+        );
+        for j in self
+            .rollup_joins(r, source)
+            .iter()
+            .filter(|j| !late.contains(*j))
+        {
             let d = &self.model.dimensions[j];
-            sql.push_str(&format!(" LEFT JOIN {} {j} ON f.{key} = {j}.{key}", d.table, key = d.key));
+            sql.push_str(&format!(
+                " LEFT JOIN {} {j} ON f.{key} = {j}.{key}",
+                d.table,
+                key = d.key
+            ));
         }
         if r.channel {
             // As a channel benchmark reads the fact: partners' rows, never direct sales.
             sql.push_str(" WHERE f.partner_id IS NOT NULL");
         }
         if groups > 0 {
-            sql.push_str(&format!(" GROUP BY {}", (1..=groups).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")));
+            sql.push_str(&format!(
+                " GROUP BY {}",
+                (1..=groups)
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         if first_day.is_none() && late.is_empty() {
             return sql;
@@ -253,7 +360,12 @@ impl Engine {
         let mut out = format!("SELECT {} FROM ({sql}) g", outer.join(", "));
         for j in &late {
             let d = &self.model.dimensions[j];
-            out.push_str(&format!(" LEFT JOIN {} {j} ON g.{} = {j}.{key}", d.table, crate::quote_ident(&d.key), key = d.key));
+            out.push_str(&format!(
+                " LEFT JOIN {} {j} ON g.{} = {j}.{key}",
+                d.table,
+                crate::quote_ident(&d.key),
+                key = d.key
+            ));
         }
         out
     }
@@ -265,7 +377,9 @@ impl Engine {
             .iter()
             .filter_map(|d| d.split_once('.'))
             .filter(|(dim, attr)| {
-                self.model.dimensions.get(*dim).is_some_and(|x| x.key != *attr && r.dimensions.contains(&format!("{dim}.{}", x.key)))
+                self.model.dimensions.get(*dim).is_some_and(|x| {
+                    x.key != *attr && r.dimensions.contains(&format!("{dim}.{}", x.key))
+                })
             })
             .map(|(dim, _)| dim.to_string())
             .collect()
@@ -278,7 +392,11 @@ impl Engine {
     }
 
     /// The dimensions a rollup's build joins (read from `source` when given).
-    fn rollup_joins(&self, r: &Rollup, source: Option<&RollupSource>) -> std::collections::BTreeSet<String> {
+    fn rollup_joins(
+        &self,
+        r: &Rollup,
+        source: Option<&RollupSource>,
+    ) -> std::collections::BTreeSet<String> {
         r.dimensions
             .iter()
             .filter_map(|d| self.resolve_dim(d).ok())
@@ -289,12 +407,23 @@ impl Engine {
     /// Whether a rollup holds a dimension the query cuts or filters by.
     fn holds(&self, r: &Rollup, d: &Dim) -> bool {
         match d {
-            Dim::Attribute { dimension, attribute } => {
+            Dim::Attribute {
+                dimension,
+                attribute,
+            } => {
                 let key = &self.model.dimensions[dimension].key;
-                r.dimensions.iter().any(|x| *x == format!("{dimension}.{key}") || *x == format!("{dimension}.{attribute}"))
+                r.dimensions.iter().any(|x| {
+                    *x == format!("{dimension}.{key}") || *x == format!("{dimension}.{attribute}")
+                })
             }
             Dim::FactAttribute { fact, column } => {
-                *fact == r.fact && r.dimensions.iter().any(|x| self.model.facts[fact].attributes.get(x).is_some_and(|a| a.column == *column))
+                *fact == r.fact
+                    && r.dimensions.iter().any(|x| {
+                        self.model.facts[fact]
+                            .attributes
+                            .get(x)
+                            .is_some_and(|a| a.column == *column)
+                    })
             }
             Dim::Time { grain } => r.grain.as_deref().is_some_and(|g| composes(g, grain)),
         }
@@ -303,10 +432,15 @@ impl Engine {
     /// A query dimension by the name a user gives it.
     fn dim_name(&self, d: &Dim) -> String {
         match d {
-            Dim::Attribute { dimension, attribute } => format!("{dimension}.{attribute}"),
-            Dim::FactAttribute { fact, column } => {
-                self.model.facts[fact].attributes.iter().find(|(_, a)| a.column == *column).map_or(column.clone(), |(n, _)| n.clone())
-            }
+            Dim::Attribute {
+                dimension,
+                attribute,
+            } => format!("{dimension}.{attribute}"),
+            Dim::FactAttribute { fact, column } => self.model.facts[fact]
+                .attributes
+                .iter()
+                .find(|(_, a)| a.column == *column)
+                .map_or(column.clone(), |(n, _)| n.clone()),
             Dim::Time { grain } => format!("time.{grain}"),
         }
     }
@@ -318,28 +452,54 @@ impl Engine {
         if !need.shifts.is_empty() {
             return Err("the query compares with another period".into());
         }
-        let asked: Vec<&Dim> = need.dims.iter().map(|(_, d)| d).filter(|d| !matches!(d, Dim::Time { .. })).collect();
-        let held: Vec<Dim> = r.dimensions.iter().filter_map(|d| self.resolve_dim(d).ok()).collect();
+        let asked: Vec<&Dim> = need
+            .dims
+            .iter()
+            .map(|(_, d)| d)
+            .filter(|d| !matches!(d, Dim::Time { .. }))
+            .collect();
+        let held: Vec<Dim> = r
+            .dimensions
+            .iter()
+            .filter_map(|d| self.resolve_dim(d).ok())
+            .collect();
         if let Some(d) = held.iter().find(|d| !asked.contains(d)) {
             return Err(format!("the query does not cut by {}", self.dim_name(d)));
         }
         if let Some(d) = asked.iter().find(|d| !held.contains(d)) {
             return Err(format!("it has no dimension {}", self.dim_name(d)));
         }
-        let times: Vec<&str> = need.dims.iter().filter_map(|(_, d)| match d {
-            Dim::Time { grain } => Some(grain.as_str()),
-            _ => None,
-        }).collect();
+        let times: Vec<&str> = need
+            .dims
+            .iter()
+            .filter_map(|(_, d)| match d {
+                Dim::Time { grain } => Some(grain.as_str()),
+                _ => None,
+            })
+            .collect();
         match (&r.grain, times.as_slice()) {
             (None, []) => {}
             (Some(g), [t]) if g == t => {}
             (Some(g), _) => return Err(format!("the query does not cut by time.{g} alone")),
-            (None, _) => return Err("it holds all time in one row, and the query cuts by time".into()),
+            (None, _) => {
+                return Err("it holds all time in one row, and the query cuts by time".into());
+            }
         }
-        if let Some((f, _)) = need.filters.iter().find(|(_, d)| !asked.contains(&d) && !matches!(d, Dim::Time { .. })) {
-            return Err(format!("the query filters by {}, which it does not cut by", f.dimension));
+        if let Some((f, _)) = need
+            .filters
+            .iter()
+            .find(|(_, d)| !asked.contains(&d) && !matches!(d, Dim::Time { .. }))
+        {
+            return Err(format!(
+                "the query filters by {}, which it does not cut by",
+                f.dimension
+            ));
         }
-        if need.filters.iter().any(|(_, d)| matches!(d, Dim::Time { .. })) {
+        if need
+            .filters
+            .iter()
+            .any(|(_, d)| matches!(d, Dim::Time { .. }))
+        {
             return Err("the query filters by a time dimension".into());
         }
         Ok(())
@@ -353,7 +513,18 @@ impl Engine {
                 return Err("holds partners' rows only, with their number: it answers channel benchmarks only".into());
             }
             if let Err(why) = &exact {
-                return Err(format!("holds the number of partners of each row, so it answers a benchmark only at exactly its own grain, and {why}"));
+                return Err(format!(
+                    "holds the number of partners of each row, so it answers a benchmark only at exactly its own grain, and {why}"
+                ));
+            }
+            // Its number of partners is those with any row in the group: the partners behind a
+            // figure only when every row of a partner counts in it.
+            let fact = &self.model.facts[&r.fact];
+            if let Some(p) = need.parts.iter().find(|p| !self.every_row_counts(fact, p)) {
+                return Err(format!(
+                    "holds the number of partners with any row, and `{}` counts only some rows (a condition, or a value that may be empty), so the partners behind it are not stored",
+                    p.name
+                ));
             }
         }
         for p in need.parts {
@@ -363,19 +534,29 @@ impl Engine {
             if !r.metrics.contains(&p.name) && !key_count {
                 return Err(format!("does not hold `{}`", p.name));
             }
-            if let MetricKind::Base { aggregate: Aggregate::CountDistinct(e), .. } = &p.kind
+            if let MetricKind::Base {
+                aggregate: Aggregate::CountDistinct(e),
+                ..
+            } = &p.kind
                 && !self.counts_a_dimension_key(r, e)
                 && let Err(why) = &exact
             {
-                return Err(format!("`{}` counts distinct {e}, which is not a dimension of the rollup: its counts cannot be added up, and {why}", p.name));
+                return Err(format!(
+                    "`{}` counts distinct {e}, which is not a dimension of the rollup: its counts cannot be added up, and {why}",
+                    p.name
+                ));
             }
         }
         let name = |d: &Dim| self.dim_name(d);
         for (_, d) in need.dims {
             if !self.holds(r, d) {
                 return Err(match (d, &r.grain) {
-                    (Dim::Time { grain }, Some(g)) => format!("its grain, {g}, is too coarse for time.{grain}"),
-                    (Dim::Time { .. }, None) => "holds all time in one row, and the query cuts by time".into(),
+                    (Dim::Time { grain }, Some(g)) => {
+                        format!("its grain, {g}, is too coarse for time.{grain}")
+                    }
+                    (Dim::Time { .. }, None) => {
+                        "holds all time in one row, and the query cuts by time".into()
+                    }
                     _ => format!("has no dimension {}", name(d)),
                 });
             }
@@ -388,7 +569,12 @@ impl Engine {
         if let Some(p) = need.period {
             match &r.grain {
                 None => return Err("holds all time in one row, and the query has a period".into()),
-                Some(g) if !aligned(p, g) => return Err(format!("the period {} to {} does not start and end on whole {g}s", p.from, p.to)),
+                Some(g) if !aligned(p, g) => {
+                    return Err(format!(
+                        "the period {} to {} does not start and end on whole {g}s",
+                        p.from, p.to
+                    ));
+                }
                 Some(_) => {}
             }
         }
@@ -396,37 +582,97 @@ impl Engine {
             if let Some(g) = &r.grain
                 && !shift_keeps(interval, g)
             {
-                return Err(format!("the compared period moves dates by {interval}, which does not keep whole {g}s"));
+                return Err(format!(
+                    "the compared period moves dates by {interval}, which does not keep whole {g}s"
+                ));
             }
         }
-        let partner_key = format!("partner.{}", self.model.dimensions.get("partner").map_or("partner_id", |d| d.key.as_str()));
+        let partner_key = format!(
+            "partner.{}",
+            self.model
+                .dimensions
+                .get("partner")
+                .map_or("partner_id", |d| d.key.as_str())
+        );
         if !r.dimensions.contains(&partner_key) {
-            let uses_partner = need.dims.iter().map(|(_, d)| d).chain(need.filters.iter().map(|(_, d)| d)).any(|d| matches!(d, Dim::Attribute { dimension, .. } if dimension == "partner"));
+            let uses_partner = need
+                .dims
+                .iter()
+                .map(|(_, d)| d)
+                .chain(need.filters.iter().map(|(_, d)| d))
+                .any(|d| matches!(d, Dim::Attribute { dimension, .. } if dimension == "partner"));
             if need.benchmark && !r.channel {
-                return Err(format!("has no {partner_key}, which a channel benchmark counts partners by"));
+                return Err(format!(
+                    "has no {partner_key}, which a channel benchmark counts partners by"
+                ));
             }
             if *need.scope != Scope::All {
-                return Err(format!("has no {partner_key}, which the partner scope needs"));
+                return Err(format!(
+                    "has no {partner_key}, which the partner scope needs"
+                ));
             }
             if uses_partner {
-                return Err(format!("has no {partner_key}, which sets direct sales apart"));
+                return Err(format!(
+                    "has no {partner_key}, which sets direct sales apart"
+                ));
             }
         }
         Ok(())
+    }
+
+    /// Whether every row of the fact counts in a base metric: `COUNT(*)`, or a count of a
+    /// dimension's key (which the data contract requires on every row), with no condition.
+    fn every_row_counts(&self, fact: &prism_model::Fact, m: &Metric) -> bool {
+        match &m.kind {
+            MetricKind::Base {
+                aggregate: Aggregate::Count(e),
+                filter: None,
+            } if e.trim() == "*" => true,
+            MetricKind::Base {
+                aggregate: Aggregate::Count(e) | Aggregate::CountDistinct(e),
+                filter: None,
+            } => fact.reaches.iter().any(|d| {
+                self.model
+                    .dimensions
+                    .get(d)
+                    .is_some_and(|x| x.key == e.trim())
+            }),
+            _ => false,
+        }
     }
 
     /// Whether `expr` (a distinct count's expression) is the key column of a dimension the
     /// rollup holds: then each key appears in a rollup row exactly when it appears in a base row.
     fn counts_a_dimension_key(&self, r: &Rollup, expr: &str) -> bool {
         r.dimensions.iter().any(|d| {
-            d.split_once('.').is_some_and(|(dim, attr)| self.model.dimensions.get(dim).is_some_and(|x| x.key == attr && attr == expr.trim()))
+            d.split_once('.').is_some_and(|(dim, attr)| {
+                self.model
+                    .dimensions
+                    .get(dim)
+                    .is_some_and(|x| x.key == attr && attr == expr.trim())
+            })
         })
     }
 
     /// The smallest built rollup that answers one fact's aggregation, with the choice explained.
-    pub(crate) fn navigate<'a>(&'a self, fact: &str, need: &Need, built: Option<&BuiltRollups>) -> (Option<RollupSource<'a>>, RollupChoice) {
-        let mut choice = RollupChoice { fact: fact.to_string(), rollup: None, reason: None, passed_over: Vec::new() };
-        let declared: Vec<&Rollup> = self.model.rollups.values().filter(|r| r.fact == fact).collect();
+    pub(crate) fn navigate<'a>(
+        &'a self,
+        fact: &str,
+        need: &Need,
+        built: Option<&BuiltRollups>,
+    ) -> (Option<RollupSource<'a>>, RollupChoice) {
+        let mut choice = RollupChoice {
+            fact: fact.to_string(),
+            rollup: None,
+            reason: None,
+            passed_over: Vec::new(),
+        };
+        let declared: Vec<&Rollup> = self
+            .model
+            .rollups
+            .values()
+            .filter(|r| r.fact == fact)
+            .collect();
         if declared.is_empty() {
             choice.reason = Some(format!("the model declares no rollup of {fact}"));
             return (None, choice);
@@ -439,7 +685,8 @@ impl Engine {
         for r in declared {
             let table = self.rollup_table(&r.name);
             let Some(b) = built.and_then(|b| b.tables.get(&table)) else {
-                let earlier = built.is_some_and(|b| b.tables.keys().any(|t| is_table_of(t, &r.name)));
+                let earlier =
+                    built.is_some_and(|b| b.tables.keys().any(|t| is_table_of(t, &r.name)));
                 choice.passed_over.push((
                     r.name.clone(),
                     if earlier {
@@ -462,12 +709,23 @@ impl Engine {
             return (None, choice);
         };
         for (other, _, other_rows, _) in fitting {
-            choice.passed_over.push((other.name.clone(), format!("answers too, but has {other_rows} rows against {rows}")));
+            choice.passed_over.push((
+                other.name.clone(),
+                format!("answers too, but has {other_rows} rows against {rows}"),
+            ));
         }
         choice.passed_over.sort();
         choice.rollup = Some(r.name.clone());
         let exact = self.exact(r, need).is_ok();
-        (Some(RollupSource { rollup: r, table, schema, exact }), choice)
+        (
+            Some(RollupSource {
+                rollup: r,
+                table,
+                schema,
+                exact,
+            }),
+            choice,
+        )
     }
 }
 
@@ -488,21 +746,38 @@ pub(crate) const CHANNEL_PARTNERS: &str = "channel_partners";
 /// count has a condition); a distinct count the rollup stores is read as stored when its rows
 /// are the query's groups.
 pub(crate) fn reaggregate(m: &Metric, source: &RollupSource) -> String {
-    let MetricKind::Base { aggregate, filter } = &m.kind else { unreachable!("ratios are expanded into their parts") };
+    let MetricKind::Base { aggregate, filter } = &m.kind else {
+        unreachable!("ratios are expanded into their parts")
+    };
     let column = format!("f.{}", crate::quote_ident(&m.name));
     match aggregate {
         // One row per group: its sum is the row's own count.
-        Aggregate::CountDistinct(_) if source.exact && source.schema.field_with_name(&m.name).is_ok() => format!("CAST(SUM({column}) AS BIGINT)"),
+        Aggregate::CountDistinct(_)
+            if source.exact && source.schema.field_with_name(&m.name).is_ok() =>
+        {
+            format!("CAST(SUM({column}) AS BIGINT)")
+        }
         Aggregate::Sum(_) => {
             // Summed again, a decimal would widen; the answer keeps the type the base table gives.
-            match source.schema.field_with_name(&m.name).map(|f| f.data_type().clone()) {
-                Ok(arrow::datatypes::DataType::Decimal128(p, s)) => format!("CAST(SUM({column}) AS DECIMAL({p}, {s}))"),
+            match source
+                .schema
+                .field_with_name(&m.name)
+                .map(|f| f.data_type().clone())
+            {
+                Ok(arrow::datatypes::DataType::Decimal128(p, s)) => {
+                    format!("CAST(SUM({column}) AS DECIMAL({p}, {s}))")
+                }
                 _ => format!("SUM({column})"),
             }
         }
         Aggregate::Count(_) => format!("CAST(SUM({column}) AS BIGINT)"),
-        Aggregate::CountDistinct(e) if filter.is_none() => format!("COUNT(DISTINCT f.{})", e.trim()),
-        Aggregate::CountDistinct(e) => format!("COUNT(DISTINCT CASE WHEN {column} > 0 THEN f.{} END)", e.trim()),
+        Aggregate::CountDistinct(e) if filter.is_none() => {
+            format!("COUNT(DISTINCT f.{})", e.trim())
+        }
+        Aggregate::CountDistinct(e) => format!(
+            "COUNT(DISTINCT CASE WHEN {column} > 0 THEN f.{} END)",
+            e.trim()
+        ),
     }
 }
 
@@ -512,9 +787,18 @@ mod tests {
 
     #[test]
     fn a_table_belongs_to_the_rollup_whose_whole_name_it_carries() {
-        assert!(is_table_of("rollup_orders_by_partner_month_0123456789ab", "orders_by_partner_month"));
+        assert!(is_table_of(
+            "rollup_orders_by_partner_month_0123456789ab",
+            "orders_by_partner_month"
+        ));
         // `orders` is a prefix of the name, not the name.
-        assert!(!is_table_of("rollup_orders_by_partner_month_0123456789ab", "orders"));
-        assert!(!is_table_of("rollup_orders_by_partner_month_0123456789ab", "orders_by_partner"));
+        assert!(!is_table_of(
+            "rollup_orders_by_partner_month_0123456789ab",
+            "orders"
+        ));
+        assert!(!is_table_of(
+            "rollup_orders_by_partner_month_0123456789ab",
+            "orders_by_partner"
+        ));
     }
 }

@@ -11,26 +11,62 @@ async fn the_cache_answers_per_scope_and_a_load_makes_a_new_answer() {
     let tmp = tempfile::tempdir().unwrap();
     let wh = Warehouse::open(tmp.path().join("data")).unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
-    wh.load(&LoadOptions { export_dir: fixture.clone(), mode: LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
+    wh.load(
+        &LoadOptions {
+            export_dir: fixture.clone(),
+            mode: LoadMode::Upsert,
+            quarantine: false,
+            rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds(),
+        },
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     let engine = Engine::with_result_cache(Model::shipped(), 1 << 20);
-    let q = Query { metrics: vec!["closed_revenue".into()], ..Query::default() };
+    let q = Query {
+        metrics: vec!["closed_revenue".into()],
+        ..Query::default()
+    };
     let ask = |session, scope| {
         let (engine, q) = (&engine, &q);
-        async move { engine.run(session, q, &scope).await.unwrap().formatted_rows()[0][0].clone() }
+        async move {
+            engine
+                .run(session, q, &scope)
+                .await
+                .unwrap()
+                .formatted_rows()[0][0]
+                .clone()
+        }
     };
     let first = wh.snapshot(None).unwrap().session().await.unwrap();
     // Hand-computed (fixtures/tiny): everything 3649.75, P-1 2499.50, P-2 -49.75.
     assert_eq!(ask(&first, Scope::All).await, "3649.75");
     assert_eq!(ask(&first, Scope::Partner("P-1".into())).await, "2499.50");
     assert_eq!(ask(&first, Scope::Partner("P-2".into())).await, "-49.75");
-    assert_eq!(ask(&first, Scope::All).await, "3649.75", "again, from the cache");
+    assert_eq!(
+        ask(&first, Scope::All).await,
+        "3649.75",
+        "again, from the cache"
+    );
 
     // A load changes P-1's first line from 2400.00 to 100.00: a new version, a new session.
     let update = tmp.path().join("update");
     std::fs::create_dir_all(&update).unwrap();
-    let orders = std::fs::read_to_string(fixture.join("orders.csv")).unwrap().replace(",2400.00,", ",100.00,");
+    let orders = std::fs::read_to_string(fixture.join("orders.csv"))
+        .unwrap()
+        .replace(",2400.00,", ",100.00,");
     std::fs::write(update.join("orders.csv"), orders).unwrap();
-    wh.load(&LoadOptions { export_dir: update, mode: LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
+    wh.load(
+        &LoadOptions {
+            export_dir: update,
+            mode: LoadMode::Upsert,
+            quarantine: false,
+            rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds(),
+        },
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     let second = wh.snapshot(None).unwrap().session().await.unwrap();
     assert_eq!(ask(&second, Scope::Partner("P-1".into())).await, "199.50");
     assert_eq!(ask(&second, Scope::All).await, "1349.75");

@@ -36,7 +36,11 @@ fn parse_cases(text: &str) -> Vec<Case> {
                 query.push((k.to_string(), v.to_string()));
             }
         }
-        cases.push(Case { name, query, expected });
+        cases.push(Case {
+            name,
+            query,
+            expected,
+        });
     }
     cases
 }
@@ -56,7 +60,9 @@ fn build(case: &Case) -> Result<(Query, Option<Scope>), EngineError> {
             "scope" => {
                 scope = match v.split_once(' ') {
                     Some(("partner", id)) => Some(Scope::Partner(id.to_string())),
-                    Some(("partners", ids)) => Some(Scope::Partners(ids.split(',').map(str::to_string).collect::<BTreeSet<_>>())),
+                    Some(("partners", ids)) => Some(Scope::Partners(
+                        ids.split(',').map(str::to_string).collect::<BTreeSet<_>>(),
+                    )),
                     None if v == "benchmark" => None,
                     _ => panic!("{}: scope {v:?}", case.name),
                 }
@@ -69,7 +75,8 @@ fn build(case: &Case) -> Result<(Query, Option<Scope>), EngineError> {
 
 /// Two cells agree when equal as text, or as numbers within 1e-9 relative (floating ratios).
 fn same(a: &str, b: &str) -> bool {
-    a == b || matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if (x - y).abs() <= 1e-9 * x.abs().max(y.abs()))
+    a == b
+        || matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if (x - y).abs() <= 1e-9 * x.abs().max(y.abs()))
 }
 
 /// One case's answer as lines of text (header first), or its error.
@@ -82,7 +89,13 @@ async fn answer(engine: &Engine, ctx: &prism_engine::Session, case: &Case) -> Ve
         } {
             Err(e) => vec![format!("error: {e}")],
             Ok(r) => {
-                let mut lines = vec![r.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>().join(",")];
+                let mut lines = vec![
+                    r.columns
+                        .iter()
+                        .map(|c| c.name.clone())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ];
                 lines.extend(r.formatted_rows().iter().map(|cells| cells.join(",")));
                 lines
             }
@@ -97,7 +110,17 @@ async fn query_cases() {
     let tmp = tempfile::tempdir().unwrap();
     let wh = Warehouse::open(tmp.path().join("data")).unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
-    wh.load(&LoadOptions { export_dir: fixture, mode: LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
+    wh.load(
+        &LoadOptions {
+            export_dir: fixture,
+            mode: LoadMode::Upsert,
+            quarantine: false,
+            rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds(),
+        },
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     let with_rollups = Engine::new(Model::shipped());
     let base_only = Engine::new(Model::shipped()).without_rollups();
@@ -120,22 +143,43 @@ async fn query_cases() {
                 from_base += c.rollups.iter().filter(|r| r.rollup.is_none()).count();
             }
             if rolled != based {
-                failures.push(format!("{} / {}: rollups and base tables differ:\n  rollups:\n    {}\n  base:\n    {}", path.file_name().unwrap().to_string_lossy(), case.name, rolled.join("\n    "), based.join("\n    ")));
+                failures.push(format!(
+                    "{} / {}: rollups and base tables differ:\n  rollups:\n    {}\n  base:\n    {}",
+                    path.file_name().unwrap().to_string_lossy(),
+                    case.name,
+                    rolled.join("\n    "),
+                    based.join("\n    ")
+                ));
             }
             let got = rolled;
             let agree = got.len() == case.expected.len()
                 && got.iter().zip(&case.expected).all(|(g, e)| {
-                    let (gs, es): (Vec<&str>, Vec<&str>) = (g.split(',').collect(), e.split(',').collect());
+                    let (gs, es): (Vec<&str>, Vec<&str>) =
+                        (g.split(',').collect(), e.split(',').collect());
                     gs.len() == es.len() && gs.iter().zip(&es).all(|(a, b)| same(a, b))
                 });
             if !agree {
-                failures.push(format!("{} / {}:\n  expected:\n    {}\n  got:\n    {}", path.file_name().unwrap().to_string_lossy(), case.name, case.expected.join("\n    "), got.join("\n    ")));
+                failures.push(format!(
+                    "{} / {}:\n  expected:\n    {}\n  got:\n    {}",
+                    path.file_name().unwrap().to_string_lossy(),
+                    case.name,
+                    case.expected.join("\n    "),
+                    got.join("\n    ")
+                ));
             }
         }
     }
     assert!(count >= 20, "only {count} cases found");
-    assert!(failures.is_empty(), "{} of {count} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {count} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     // The comparison means something only if rollups answered much of the suite, and the base
     // tables the rest.
-    assert!(from_rollups >= 25 && from_base >= 3, "rollups answered {from_rollups} fact aggregations, the base tables {from_base}");
+    assert!(
+        from_rollups >= 25 && from_base >= 3,
+        "rollups answered {from_rollups} fact aggregations, the base tables {from_base}"
+    );
 }

@@ -10,14 +10,29 @@ use prism_model::Model;
 
 /// The table the first hash join of the physical plan builds its hash table from: the first
 /// scan under it, as DataFusion prints the build side first.
-async fn build_side(engine: &Engine, ctx: &prism_engine::Session, q: &Query, scope: &Scope) -> String {
+async fn build_side(
+    engine: &Engine,
+    ctx: &prism_engine::Session,
+    q: &Query,
+    scope: &Scope,
+) -> String {
     let compiled = engine.compile_in(ctx, q, scope).unwrap();
-    assert!(compiled.sql.contains("JOIN customers"), "the question joins the customers: {}", compiled.sql);
+    assert!(
+        compiled.sql.contains("JOIN customers"),
+        "the question joins the customers: {}",
+        compiled.sql
+    );
     let batches = engine.explain_plan(ctx, &compiled, false).await.unwrap();
-    let text = arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
+    let text = arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
     let physical = &text[text.find("physical_plan").expect("a physical plan")..];
-    let join = physical.find("HashJoinExec").unwrap_or_else(|| panic!("no hash join in\n{physical}"));
-    let scan = &physical[join..][physical[join..].find("DataSourceExec").unwrap_or_else(|| panic!("no scan in\n{physical}"))..];
+    let join = physical
+        .find("HashJoinExec")
+        .unwrap_or_else(|| panic!("no hash join in\n{physical}"));
+    let scan = &physical[join..][physical[join..]
+        .find("DataSourceExec")
+        .unwrap_or_else(|| panic!("no scan in\n{physical}"))..];
     ["orders", "customers"]
         .into_iter()
         .find(|t| scan.lines().next().unwrap().contains(&format!("/{t}/")))
@@ -31,17 +46,55 @@ async fn a_narrow_question_builds_its_join_from_the_fact_rows_it_keeps() {
     let (_tmp, _, wh) = common::generated(0.02, 5, false).await;
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     let engine = Engine::new(Model::shipped());
-    let products = |ids: &[&str]| Filter { dimension: "product.product_id".into(), op: FilterOp::In(ids.iter().map(|s| s.to_string()).collect()) };
-    let by_industry = |filters: Vec<Filter>| Query { metrics: vec!["buying_customers".into()], by: vec!["customer.industry".into()], filters, ..Query::default() };
+    let products = |ids: &[&str]| Filter {
+        dimension: "product.product_id".into(),
+        op: FilterOp::In(ids.iter().map(|s| s.to_string()).collect()),
+    };
+    let by_industry = |filters: Vec<Filter>| Query {
+        metrics: vec!["buying_customers".into()],
+        by: vec!["customer.industry".into()],
+        filters,
+        ..Query::default()
+    };
 
     // One product's lines (a few hundred): they are the hash table.
-    assert_eq!(build_side(&engine, &ctx, &by_industry(vec![products(&["PR-001"])]), &Scope::All).await, "orders");
+    assert_eq!(
+        build_side(
+            &engine,
+            &ctx,
+            &by_industry(vec![products(&["PR-001"])]),
+            &Scope::All
+        )
+        .await,
+        "orders"
+    );
     // One partner's lines, the same.
-    assert_eq!(build_side(&engine, &ctx, &by_industry(Vec::new()), &Scope::Partner("P-00001".into())).await, "orders");
+    assert_eq!(
+        build_side(
+            &engine,
+            &ctx,
+            &by_industry(Vec::new()),
+            &Scope::Partner("P-00001".into())
+        )
+        .await,
+        "orders"
+    );
     // Every line: the 900 customers are the hash table.
-    assert_eq!(build_side(&engine, &ctx, &by_industry(Vec::new()), &Scope::All).await, "customers");
+    assert_eq!(
+        build_side(&engine, &ctx, &by_industry(Vec::new()), &Scope::All).await,
+        "customers"
+    );
     // A third of the catalogue is not a sliver: planned as DataFusion would.
     let many: Vec<String> = (1..=30).map(|i| format!("PR-{i:03}")).collect();
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
-    assert_eq!(build_side(&engine, &ctx, &by_industry(vec![products(&many)]), &Scope::All).await, "customers");
+    assert_eq!(
+        build_side(
+            &engine,
+            &ctx,
+            &by_industry(vec![products(&many)]),
+            &Scope::All
+        )
+        .await,
+        "customers"
+    );
 }

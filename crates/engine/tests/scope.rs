@@ -16,11 +16,25 @@ async fn answer(wh: &Warehouse, engine: &Engine, q: &Query, scope: &Scope) -> Ve
 async fn a_partner_scope_sees_only_its_rows_and_ignores_other_partners_changes() {
     let (tmp, export, wh) = common::generated(0.01, 21, true).await;
     let engine = Engine::new(Model::shipped());
-    let metrics: Vec<String> = engine.model.metrics.values().filter(|m| !m.hidden).map(|m| m.name.clone()).collect();
-    let queries: Vec<Query> = [vec!["partner.partner_id"], vec!["partner.partner_id", "time.quarter"], vec!["customer.industry"]]
-        .into_iter()
-        .map(|by| Query { metrics: metrics.clone(), by: by.into_iter().map(str::to_string).collect(), ..Query::default() })
+    let metrics: Vec<String> = engine
+        .model
+        .metrics
+        .values()
+        .filter(|m| !m.hidden)
+        .map(|m| m.name.clone())
         .collect();
+    let queries: Vec<Query> = [
+        vec!["partner.partner_id"],
+        vec!["partner.partner_id", "time.quarter"],
+        vec!["customer.industry"],
+    ]
+    .into_iter()
+    .map(|by| Query {
+        metrics: metrics.clone(),
+        by: by.into_iter().map(str::to_string).collect(),
+        ..Query::default()
+    })
+    .collect();
     let partners = ["P-00001", "P-00002", "P-00005"];
 
     let mut before = Vec::new();
@@ -29,7 +43,11 @@ async fn a_partner_scope_sees_only_its_rows_and_ignores_other_partners_changes()
             let rows = answer(&wh, &engine, q, &Scope::Partner(p.into())).await;
             if q.by[0] == "partner.partner_id" {
                 assert!(!rows.is_empty(), "{p} has data to compare");
-                assert!(rows.iter().all(|r| r[0] == p), "{p}: {:?}", rows.iter().map(|r| &r[0]).collect::<Vec<_>>());
+                assert!(
+                    rows.iter().all(|r| r[0] == p),
+                    "{p}: {:?}",
+                    rows.iter().map(|r| &r[0]).collect::<Vec<_>>()
+                );
             }
             before.push(rows);
         }
@@ -50,13 +68,32 @@ async fn a_partner_scope_sees_only_its_rows_and_ignores_other_partners_changes()
     let update = tmp.path().join("update");
     std::fs::create_dir_all(&update).unwrap();
     std::fs::write(update.join("orders.csv"), changed).unwrap();
-    wh.load(&LoadOptions { export_dir: update, mode: LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
+    wh.load(
+        &LoadOptions {
+            export_dir: update,
+            mode: LoadMode::Upsert,
+            quarantine: false,
+            rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds(),
+        },
+        &NoProgress,
+    )
+    .await
+    .unwrap();
 
-    assert_ne!(answer(&wh, &engine, &queries[0], &Scope::All).await, channel_before, "the update changed the channel");
+    assert_ne!(
+        answer(&wh, &engine, &queries[0], &Scope::All).await,
+        channel_before,
+        "the update changed the channel"
+    );
     let mut i = 0;
     for p in partners {
         for q in &queries {
-            assert_eq!(answer(&wh, &engine, q, &Scope::Partner(p.into())).await, before[i], "{p} by {:?}", q.by);
+            assert_eq!(
+                answer(&wh, &engine, q, &Scope::Partner(p.into())).await,
+                before[i],
+                "{p} by {:?}",
+                q.by
+            );
             i += 1;
         }
     }
@@ -67,7 +104,10 @@ async fn a_benchmark_is_an_aggregate_over_at_least_five_partners_and_never_one_p
     let (_tmp, export, wh) = common::generated(0.01, 4, true).await;
     // The plain answer: the mean score over every survey (surveys always name a partner).
     let (mut sum, mut n, mut partners) = (0i64, 0i64, std::collections::BTreeSet::new());
-    for r in csv::Reader::from_path(export.join("satisfaction_surveys.csv")).unwrap().records() {
+    for r in csv::Reader::from_path(export.join("satisfaction_surveys.csv"))
+        .unwrap()
+        .records()
+    {
         let r = r.unwrap();
         sum += r[5].parse::<i64>().unwrap();
         n += 1;
@@ -76,7 +116,17 @@ async fn a_benchmark_is_an_aggregate_over_at_least_five_partners_and_never_one_p
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     let engine = Engine::new(Model::shipped());
 
-    let whole = engine.run_benchmark(&ctx, &Query { metrics: vec!["csat_avg".into()], ..Query::default() }).await.unwrap().formatted_rows();
+    let whole = engine
+        .run_benchmark(
+            &ctx,
+            &Query {
+                metrics: vec!["csat_avg".into()],
+                ..Query::default()
+            },
+        )
+        .await
+        .unwrap()
+        .formatted_rows();
     assert!(partners.len() >= 5);
     let got: f64 = whole[0][0].parse().unwrap();
     assert!((got - sum as f64 / n as f64).abs() < 1e-9, "{got}");
@@ -84,10 +134,22 @@ async fn a_benchmark_is_an_aggregate_over_at_least_five_partners_and_never_one_p
 
     // Cut by partner, every group is one partner: every figure is withheld.
     let by_partner = engine
-        .run_benchmark(&ctx, &Query { metrics: vec!["csat_avg".into(), "closed_revenue".into()], by: vec!["partner.partner_id".into()], ..Query::default() })
+        .run_benchmark(
+            &ctx,
+            &Query {
+                metrics: vec!["csat_avg".into(), "closed_revenue".into()],
+                by: vec!["partner.partner_id".into()],
+                ..Query::default()
+            },
+        )
         .await
         .unwrap()
         .formatted_rows();
     assert!(!by_partner.is_empty());
-    assert!(by_partner.iter().all(|r| r[1].is_empty() && r[2].is_empty() && r[3].parse::<i64>().unwrap() <= 1), "{by_partner:?}");
+    assert!(
+        by_partner
+            .iter()
+            .all(|r| r[1].is_empty() && r[2].is_empty() && r[3].parse::<i64>().unwrap() <= 1),
+        "{by_partner:?}"
+    );
 }

@@ -13,7 +13,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
 /// The partners whose rows stay the same in both warehouses; scopes are drawn from these.
-const KEPT: [&str; 6] = ["P-00001", "P-00002", "P-00003", "P-00005", "P-00008", "P-00013"];
+const KEPT: [&str; 6] = [
+    "P-00001", "P-00002", "P-00003", "P-00005", "P-00008", "P-00013",
+];
 
 /// Copies a fact file, changing the given columns of every row whose partner is not kept.
 fn disturb(from: &Path, to: &Path, file: &str, partner_col: usize, changes: &[(usize, &str)]) {
@@ -33,9 +35,30 @@ fn disturb(from: &Path, to: &Path, file: &str, partner_col: usize, changes: &[(u
 }
 
 fn queries() -> impl Strategy<Value = (Query, Scope)> {
-    let metrics = Model::shipped().metrics.values().filter(|m| !m.hidden).map(|m| m.name.clone()).collect::<Vec<_>>();
-    let forms = ["", ":pct_of_total", ":rank", ":cumulative_pct", ":change", ":year_before"];
-    let dims = ["partner.partner_id", "partner.partner_name", "partner.tier", "time.quarter", "time.month", "customer.industry", "product.product_line", "customer.size_band"];
+    let metrics = Model::shipped()
+        .metrics
+        .values()
+        .filter(|m| !m.hidden)
+        .map(|m| m.name.clone())
+        .collect::<Vec<_>>();
+    let forms = [
+        "",
+        ":pct_of_total",
+        ":rank",
+        ":cumulative_pct",
+        ":change",
+        ":year_before",
+    ];
+    let dims = [
+        "partner.partner_id",
+        "partner.partner_name",
+        "partner.tier",
+        "time.quarter",
+        "time.month",
+        "customer.industry",
+        "product.product_line",
+        "customer.size_band",
+    ];
     let scope = prop_oneof![
         proptest::sample::select(KEPT.to_vec()).prop_map(|p| Scope::Partner(p.to_string())),
         proptest::sample::subsequence(KEPT.to_vec(), 1..=KEPT.len())
@@ -45,17 +68,32 @@ fn queries() -> impl Strategy<Value = (Query, Scope)> {
         proptest::sample::subsequence(metrics, 1..=3),
         proptest::collection::vec(proptest::sample::select(forms.to_vec()), 3),
         proptest::sample::subsequence(dims.to_vec(), 0..=2),
-        proptest::option::of(proptest::sample::select(vec!["2024", "2025-Q3", "2026-01..2026-06"])),
-        proptest::option::of(proptest::sample::select(vec!["partner.tier=Gold|Platinum", "customer.region!=EMEA", "time.month>=2025-01"])),
+        proptest::option::of(proptest::sample::select(vec![
+            "2024",
+            "2025-Q3",
+            "2026-01..2026-06",
+        ])),
+        proptest::option::of(proptest::sample::select(vec![
+            "partner.tier=Gold|Platinum",
+            "customer.region!=EMEA",
+            "time.month>=2025-01",
+        ])),
         scope,
     )
         .prop_map(|(metrics, forms, by, period, filter, scope)| {
-            let metrics = metrics.iter().zip(forms).map(|(m, f)| format!("{m}{f}")).collect();
+            let metrics = metrics
+                .iter()
+                .zip(forms)
+                .map(|(m, f)| format!("{m}{f}"))
+                .collect();
             let query = Query {
                 metrics,
                 by: by.into_iter().map(str::to_string).collect(),
                 period: period.map(|p| Period::parse(p).unwrap()),
-                filters: filter.map(|f| Filter::parse(f).unwrap()).into_iter().collect(),
+                filters: filter
+                    .map(|f| Filter::parse(f).unwrap())
+                    .into_iter()
+                    .collect(),
                 ..Query::default()
             };
             (query, scope)
@@ -66,50 +104,124 @@ fn queries() -> impl Strategy<Value = (Query, Scope)> {
 fn a_scoped_answer_holds_only_the_scope_and_ignores_everyone_else() {
     let tmp = tempfile::tempdir().unwrap();
     let export = tmp.path().join("export");
-    prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.01, seed: 21 }).unwrap();
+    prism_generator::generate(&prism_generator::GenerateConfig {
+        out: export.clone(),
+        scale: 0.01,
+        seed: 21,
+    })
+    .unwrap();
     let other = tmp.path().join("other");
     std::fs::create_dir_all(&other).unwrap();
     for f in ["partners.csv", "products.csv", "customers.csv"] {
         std::fs::copy(export.join(f), other.join(f)).unwrap();
     }
-    disturb(&export, &other, "orders.csv", 2, &[(6, "7"), (7, "1.00"), (8, "")]);
-    disturb(&export, &other, "opportunities.csv", 1, &[(4, "Negotiation"), (5, "3.00"), (6, "90")]);
+    disturb(
+        &export,
+        &other,
+        "orders.csv",
+        2,
+        &[(6, "7"), (7, "1.00"), (8, "")],
+    );
+    disturb(
+        &export,
+        &other,
+        "opportunities.csv",
+        1,
+        &[(4, "Negotiation"), (5, "3.00"), (6, "90")],
+    );
     disturb(&export, &other, "satisfaction_surveys.csv", 1, &[(5, "1")]);
-    disturb(&export, &other, "service_requests.csv", 1, &[(4, "P1"), (6, ""), (7, "")]);
+    disturb(
+        &export,
+        &other,
+        "service_requests.csv",
+        1,
+        &[(4, "P1"), (6, ""), (7, "")],
+    );
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (ctx, ctx_other) = runtime.block_on(async {
         let mut sessions = Vec::new();
         for (name, dir) in [("a", &export), ("b", &other)] {
             let wh = Warehouse::open(tmp.path().join(name)).unwrap();
-            wh.load(&LoadOptions { export_dir: dir.clone(), mode: LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &NoProgress).await.unwrap();
+            wh.load(
+                &LoadOptions {
+                    export_dir: dir.clone(),
+                    mode: LoadMode::Upsert,
+                    quarantine: false,
+                    rollups: prism_engine::Engine::new(prism_model::Model::shipped())
+                        .rollup_builds(),
+                },
+                &NoProgress,
+            )
+            .await
+            .unwrap();
             sessions.push(wh.snapshot(None).unwrap().session().await.unwrap());
         }
         let b = sessions.pop().unwrap();
         (sessions.pop().unwrap(), b)
     });
     let engine = Engine::new(Model::shipped());
-    let names: BTreeSet<String> =
-        csv::Reader::from_path(export.join("partners.csv")).unwrap().records().map(|r| r.unwrap()[1].to_string()).collect();
+    let names: BTreeSet<String> = csv::Reader::from_path(export.join("partners.csv"))
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap()[1].to_string())
+        .collect();
     let name_of = |id: &str| -> String {
-        csv::Reader::from_path(export.join("partners.csv")).unwrap().records().map(Result::unwrap).find(|r| &r[0] == id).unwrap()[1].to_string()
+        csv::Reader::from_path(export.join("partners.csv"))
+            .unwrap()
+            .records()
+            .map(Result::unwrap)
+            .find(|r| &r[0] == id)
+            .unwrap()[1]
+            .to_string()
     };
     assert!(names.len() > KEPT.len() * 3, "other partners to hide");
 
     // The channel does differ between the two warehouses, so an unchanged scoped answer means something.
-    let everything = Query { metrics: vec!["closed_revenue".into(), "csat_avg".into(), "sr_count".into()], ..Query::default() };
+    let everything = Query {
+        metrics: vec![
+            "closed_revenue".into(),
+            "csat_avg".into(),
+            "sr_count".into(),
+        ],
+        ..Query::default()
+    };
     let (a, b) = runtime.block_on(async {
-        (engine.run(&ctx, &everything, &Scope::All).await.unwrap().formatted_rows(), engine.run(&ctx_other, &everything, &Scope::All).await.unwrap().formatted_rows())
+        (
+            engine
+                .run(&ctx, &everything, &Scope::All)
+                .await
+                .unwrap()
+                .formatted_rows(),
+            engine
+                .run(&ctx_other, &everything, &Scope::All)
+                .await
+                .unwrap()
+                .formatted_rows(),
+        )
     });
     assert_ne!(a, b);
 
     // A fixed seed: CI draws the same 128 queries every run, so a failure can be rerun as it is.
-    let config = Config { cases: 128, failure_persistence: None, ..Config::default() };
-    let mut runner = TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    let config = Config {
+        cases: 128,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
     let answered = std::cell::Cell::new(0);
     runner
         .run(&queries(), |(query, scope)| {
-            let (first, second) = runtime.block_on(async { (engine.run(&ctx, &query, &scope).await, engine.run(&ctx_other, &query, &scope).await) });
+            let (first, second) = runtime.block_on(async {
+                (
+                    engine.run(&ctx, &query, &scope).await,
+                    engine.run(&ctx_other, &query, &scope).await,
+                )
+            });
             let (first, second) = match (first, second) {
                 // A query the model cannot answer (a survey metric by product line, a
                 // comparison without a period) is refused alike whatever the data.
@@ -118,7 +230,13 @@ fn a_scoped_answer_holds_only_the_scope_and_ignores_everyone_else() {
                     return Ok(());
                 }
                 (Ok(a), Ok(b)) => (a, b),
-                (a, b) => return Err(TestCaseError::fail(format!("{query:?}: {:?} / {:?}", a.err(), b.err()))),
+                (a, b) => {
+                    return Err(TestCaseError::fail(format!(
+                        "{query:?}: {:?} / {:?}",
+                        a.err(),
+                        b.err()
+                    )));
+                }
             };
             answered.set(answered.get() + 1);
             let allowed: BTreeSet<String> = match &scope {
@@ -131,8 +249,15 @@ fn a_scoped_answer_holds_only_the_scope_and_ignores_everyone_else() {
             for (i, c) in first.columns.iter().enumerate() {
                 for r in &rows {
                     match c.name.as_str() {
-                        "partner.partner_id" => prop_assert!(allowed.contains(&r[i]), "{} outside {:?}", r[i], scope),
-                        "partner.partner_name" => prop_assert!(allowed_names.contains(&r[i]), "{} outside {:?}", r[i], scope),
+                        "partner.partner_id" => {
+                            prop_assert!(allowed.contains(&r[i]), "{} outside {:?}", r[i], scope)
+                        }
+                        "partner.partner_name" => prop_assert!(
+                            allowed_names.contains(&r[i]),
+                            "{} outside {:?}",
+                            r[i],
+                            scope
+                        ),
                         _ => {}
                     }
                 }
@@ -141,5 +266,9 @@ fn a_scoped_answer_holds_only_the_scope_and_ignores_everyone_else() {
             Ok(())
         })
         .unwrap();
-    assert!(answered.get() >= 20, "only {} of the queries drawn could be answered", answered.get());
+    assert!(
+        answered.get() >= 20,
+        "only {} of the queries drawn could be answered",
+        answered.get()
+    );
 }

@@ -19,14 +19,25 @@ fn cents(s: &str) -> i128 {
 }
 
 fn money(c: Option<i128>) -> String {
-    c.map_or(String::new(), |c| format!("{}{}.{:02}", if c < 0 { "-" } else { "" }, c.abs() / 100, c.abs() % 100))
+    c.map_or(String::new(), |c| {
+        format!(
+            "{}{}.{:02}",
+            if c < 0 { "-" } else { "" },
+            c.abs() / 100,
+            c.abs() % 100
+        )
+    })
 }
 
 /// `num / den` cents rounded half away from zero.
 fn money_div(num: i128, den: i128) -> String {
     let q = num / den;
     let r = num % den;
-    let q = if 2 * r.abs() >= den.abs() { q + num.signum() * den.signum() } else { q };
+    let q = if 2 * r.abs() >= den.abs() {
+        q + num.signum() * den.signum()
+    } else {
+        q
+    };
     money(Some(q))
 }
 
@@ -86,7 +97,11 @@ struct Acc {
 }
 
 fn ratio(n: f64, d: i128, scale: f64) -> String {
-    if d == 0 { String::new() } else { (scale * n / d as f64).to_string() }
+    if d == 0 {
+        String::new()
+    } else {
+        (scale * n / d as f64).to_string()
+    }
 }
 
 impl Acc {
@@ -97,16 +112,32 @@ impl Acc {
             "order_count" => self.orders.len().to_string(),
             "buying_customers" => self.customers.len().to_string(),
             "gross_margin" => money(self.margin),
-            "gross_margin_pct" => ratio(self.margin.unwrap_or(0) as f64, self.costed_revenue.unwrap_or(0), 100.0),
-            "indirect_revenue_share" => ratio(self.indirect_revenue.unwrap_or(0) as f64, self.revenue.unwrap_or(0), 100.0),
+            "gross_margin_pct" => ratio(
+                self.margin.unwrap_or(0) as f64,
+                self.costed_revenue.unwrap_or(0),
+                100.0,
+            ),
+            "indirect_revenue_share" => ratio(
+                self.indirect_revenue.unwrap_or(0) as f64,
+                self.revenue.unwrap_or(0),
+                100.0,
+            ),
             "open_pipeline" => money(self.open_pipeline),
-            "weighted_pipeline" => self.weighted_cents_x100.map_or(String::new(), |w| money_div(w, 100)),
+            "weighted_pipeline" => self
+                .weighted_cents_x100
+                .map_or(String::new(), |w| money_div(w, 100)),
             "open_opportunities" => self.open_count.to_string(),
             "won_amount" => money(self.won_amount),
             "won_count" => self.won.to_string(),
             "lost_count" => self.lost.to_string(),
             "win_rate" => ratio(self.won as f64, self.won + self.lost, 1.0),
-            "avg_deal_size" => if self.won == 0 { String::new() } else { money_div(self.won_amount.unwrap(), self.won) },
+            "avg_deal_size" => {
+                if self.won == 0 {
+                    String::new()
+                } else {
+                    money_div(self.won_amount.unwrap(), self.won)
+                }
+            }
             "registered_deal_share" => ratio(self.registered as f64, self.opportunities, 1.0),
             "avg_sales_cycle_days" => ratio(self.won_days as f64, self.won, 1.0),
             "csat_avg" => ratio(self.score_sum as f64, self.surveys, 1.0),
@@ -124,7 +155,11 @@ impl Acc {
 }
 
 /// The three cuts: by partner, by tier × quarter, and everything in one row.
-const CUTS: [&[&str]; 3] = [&["partner.partner_id"], &["partner.tier", "time.quarter"], &[]];
+const CUTS: [&[&str]; 3] = [
+    &["partner.partner_id"],
+    &["partner.tier", "time.quarter"],
+    &[],
+];
 
 struct Plain {
     cuts: Vec<BTreeMap<String, Acc>>,
@@ -132,15 +167,32 @@ struct Plain {
 
 impl Plain {
     fn over(export: &std::path::Path) -> Plain {
-        let read = |f: &str| csv::Reader::from_path(export.join(f)).unwrap().into_records().map(Result::unwrap);
-        let tiers: BTreeMap<String, String> = read("partners.csv").map(|r| (r[0].to_string(), r[2].to_string())).collect();
-        let mut plain = Plain { cuts: vec![BTreeMap::new(); CUTS.len()] };
+        let read = |f: &str| {
+            csv::Reader::from_path(export.join(f))
+                .unwrap()
+                .into_records()
+                .map(Result::unwrap)
+        };
+        let tiers: BTreeMap<String, String> = read("partners.csv")
+            .map(|r| (r[0].to_string(), r[2].to_string()))
+            .collect();
+        let mut plain = Plain {
+            cuts: vec![BTreeMap::new(); CUTS.len()],
+        };
         // The row of each cut that a fact row with this partner and date counts in.
         let mut each = |partner: &str, day: NaiveDate, f: &mut dyn FnMut(&mut Acc)| {
             let direct = partner.is_empty();
             let keys = [
-                if direct { "(direct)".to_string() } else { partner.to_string() },
-                format!("{}|{}", if direct { "(direct)" } else { &tiers[partner] }, quarter(day)),
+                if direct {
+                    "(direct)".to_string()
+                } else {
+                    partner.to_string()
+                },
+                format!(
+                    "{}|{}",
+                    if direct { "(direct)" } else { &tiers[partner] },
+                    quarter(day)
+                ),
                 String::new(),
             ];
             for (cut, key) in plain.cuts.iter_mut().zip(keys) {
@@ -205,7 +257,9 @@ impl Plain {
                 "P3" => 8,
                 _ => 24,
             };
-            let day = DateTime::from_timestamp_micros(opened).unwrap().date_naive();
+            let day = DateTime::from_timestamp_micros(opened)
+                .unwrap()
+                .date_naive();
             each(&r[1], day, &mut |a| {
                 a.requests += 1;
                 match resolved {
@@ -234,25 +288,43 @@ fn agree(engine: &str, plain: &str) -> bool {
 }
 
 #[tokio::test]
-async fn every_base_metric_by_partner_by_tier_and_quarter_and_overall_agrees_with_a_plain_computation() {
+async fn every_base_metric_by_partner_by_tier_and_quarter_and_overall_agrees_with_a_plain_computation()
+ {
     let (_tmp, export, wh) = common::generated(0.02, 33, true).await;
     let plain = Plain::over(&export);
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     let engine = Engine::new(Model::shipped());
-    let metrics: Vec<String> = engine.model.metrics.values().filter(|m| !m.hidden).map(|m| m.name.clone()).collect();
+    let metrics: Vec<String> = engine
+        .model
+        .metrics
+        .values()
+        .filter(|m| !m.hidden)
+        .map(|m| m.name.clone())
+        .collect();
     assert_eq!(metrics.len(), 26, "every base metric of metrics.md");
 
     let mut differences = Vec::new();
     for (cut, expected) in CUTS.iter().zip(&plain.cuts) {
-        let q = Query { metrics: metrics.clone(), by: cut.iter().map(|d| d.to_string()).collect(), ..Query::default() };
+        let q = Query {
+            metrics: metrics.clone(),
+            by: cut.iter().map(|d| d.to_string()).collect(),
+            ..Query::default()
+        };
         let r = engine.run(&ctx, &q, &Scope::All).await.unwrap();
         let got: BTreeMap<String, Vec<String>> = r
             .formatted_rows()
             .into_iter()
             .map(|cells| (cells[..cut.len()].join("|"), cells[cut.len()..].to_vec()))
             .collect();
-        assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "rows by {cut:?}");
-        assert!(expected.len() > if cut.is_empty() { 0 } else { 20 }, "a cut with rows to compare");
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>(),
+            "rows by {cut:?}"
+        );
+        assert!(
+            expected.len() > if cut.is_empty() { 0 } else { 20 },
+            "a cut with rows to compare"
+        );
         for (key, acc) in expected {
             for (i, m) in metrics.iter().enumerate() {
                 let (e, p) = (&got[key][i], acc.expected(m));
@@ -262,7 +334,12 @@ async fn every_base_metric_by_partner_by_tier_and_quarter_and_overall_agrees_wit
             }
         }
     }
-    assert!(differences.is_empty(), "{} differences:\n{}", differences.len(), differences[..differences.len().min(40)].join("\n"));
+    assert!(
+        differences.is_empty(),
+        "{} differences:\n{}",
+        differences.len(),
+        differences[..differences.len().min(40)].join("\n")
+    );
 }
 
 /// The channel's buying customers by segment, as the benchmark behind customer potential asks
@@ -272,9 +349,17 @@ async fn every_base_metric_by_partner_by_tier_and_quarter_and_overall_agrees_wit
 #[tokio::test]
 async fn the_channel_buyers_by_segment_agree_with_a_plain_count_from_rollup_and_base() {
     let (_tmp, export, wh) = common::generated(0.02, 34, true).await;
-    let read = |f: &str| csv::Reader::from_path(export.join(f)).unwrap().into_records().map(Result::unwrap);
-    let segment: BTreeMap<String, (String, String)> = read("customers.csv").map(|r| (r[0].to_string(), (r[2].to_string(), r[3].to_string()))).collect();
-    let mut plain: BTreeMap<(String, String), (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
+    let read = |f: &str| {
+        csv::Reader::from_path(export.join(f))
+            .unwrap()
+            .into_records()
+            .map(Result::unwrap)
+    };
+    let segment: BTreeMap<String, (String, String)> = read("customers.csv")
+        .map(|r| (r[0].to_string(), (r[2].to_string(), r[3].to_string())))
+        .collect();
+    let mut plain: BTreeMap<(String, String), (BTreeSet<String>, BTreeSet<String>)> =
+        BTreeMap::new();
     for r in read("orders.csv").filter(|r| !r[2].is_empty()) {
         let e = plain.entry(segment[&r[3]].clone()).or_default();
         e.0.insert(r[3].to_string());
@@ -283,18 +368,49 @@ async fn the_channel_buyers_by_segment_agree_with_a_plain_count_from_rollup_and_
     let expected: Vec<String> = plain
         .iter()
         .map(|((industry, size), (customers, partners))| {
-            let shown = if partners.len() >= 5 { customers.len().to_string() } else { String::new() };
+            let shown = if partners.len() >= 5 {
+                customers.len().to_string()
+            } else {
+                String::new()
+            };
             format!("{industry},{size},{shown},{}", partners.len())
         })
         .collect();
-    assert!(expected.iter().filter(|r| !r.contains(",,")).count() >= 10, "segments with a figure to compare: {expected:?}");
+    assert!(
+        expected.iter().filter(|r| !r.contains(",,")).count() >= 10,
+        "segments with a figure to compare: {expected:?}"
+    );
 
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
-    let q = Query { metrics: vec!["buying_customers".into()], by: vec!["customer.industry".into(), "customer.size_band".into()], ..Query::default() };
-    for engine in [Engine::new(Model::shipped()), Engine::new(Model::shipped()).without_rollups()] {
-        let read_from = engine.compile_benchmark_in(&ctx, &q).unwrap().rollups[0].rollup.clone();
-        let got: Vec<String> = engine.run_benchmark(&ctx, &q).await.unwrap().formatted_rows().iter().map(|r| r.join(",")).collect();
+    let q = Query {
+        metrics: vec!["buying_customers".into()],
+        by: vec!["customer.industry".into(), "customer.size_band".into()],
+        ..Query::default()
+    };
+    for engine in [
+        Engine::new(Model::shipped()),
+        Engine::new(Model::shipped()).without_rollups(),
+    ] {
+        let read_from = engine.compile_benchmark_in(&ctx, &q).unwrap().rollups[0]
+            .rollup
+            .clone();
+        let got: Vec<String> = engine
+            .run_benchmark(&ctx, &q)
+            .await
+            .unwrap()
+            .formatted_rows()
+            .iter()
+            .map(|r| r.join(","))
+            .collect();
         assert_eq!(got, expected, "read from {read_from:?}");
     }
-    assert_eq!(Engine::new(Model::shipped()).compile_benchmark_in(&ctx, &q).unwrap().rollups[0].rollup.as_deref(), Some("channel_buyers_by_segment"));
+    assert_eq!(
+        Engine::new(Model::shipped())
+            .compile_benchmark_in(&ctx, &q)
+            .unwrap()
+            .rollups[0]
+            .rollup
+            .as_deref(),
+        Some("channel_buyers_by_segment")
+    );
 }

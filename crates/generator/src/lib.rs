@@ -34,7 +34,10 @@ pub struct GenerateSummary {
 
 impl GenerateSummary {
     pub fn rows_of(&self, entity: Entity) -> u64 {
-        self.rows.iter().find(|(e, _)| *e == entity).map_or(0, |(_, n)| *n)
+        self.rows
+            .iter()
+            .find(|(e, _)| *e == entity)
+            .map_or(0, |(_, n)| *n)
     }
 }
 
@@ -43,7 +46,10 @@ pub enum GenerateError {
     #[error("scale must be a positive number, found {0}")]
     BadScale(f64),
     #[error("cannot write {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The first and last day of generated activity. Fixed, not relative to today, so that a seed
@@ -56,9 +62,31 @@ pub fn last_day() -> NaiveDate {
 }
 
 const REGIONS: &[(&str, &[&str], f64)] = &[
-    ("North America", &["United States", "Canada", "Mexico"], 0.38),
-    ("EMEA", &["Germany", "United Kingdom", "France", "Netherlands", "Sweden", "Spain", "Italy", "South Africa", "United Arab Emirates"], 0.32),
-    ("APAC", &["Japan", "Australia", "Singapore", "India", "South Korea"], 0.20),
+    (
+        "North America",
+        &["United States", "Canada", "Mexico"],
+        0.38,
+    ),
+    (
+        "EMEA",
+        &[
+            "Germany",
+            "United Kingdom",
+            "France",
+            "Netherlands",
+            "Sweden",
+            "Spain",
+            "Italy",
+            "South Africa",
+            "United Arab Emirates",
+        ],
+        0.32,
+    ),
+    (
+        "APAC",
+        &["Japan", "Australia", "Singapore", "India", "South Korea"],
+        0.20,
+    ),
     ("LATAM", &["Brazil", "Argentina", "Chile", "Colombia"], 0.10),
 ];
 
@@ -114,19 +142,77 @@ const SIZE_AFFINITY: &[[f64; 8]] = &[
 ];
 
 const NAME_STEMS: &[&str] = &[
-    "Apex", "Blue Harbor", "Cobalt", "Delta Bridge", "Evergreen", "Fjord", "Granite", "Helix",
-    "Ironwood", "Juniper", "Keystone", "Lumen", "Meridian", "Northwind", "Orion", "Pinnacle",
-    "Quartz", "Redline", "Summit", "Tidewater", "Umbra", "Vertex", "Westgate", "Xenon", "Yellowfin",
-    "Zenith", "Müller & Söhne", "O'Brien", "Nordström", "Sørensen", "Łukasz", "Ñandú", "Zürich",
-    "東京データ", "Søndergaard", "Crème", "São Paulo", "Ærø", "Kraków", "Dvořák", "Smith, Jones &",
+    "Apex",
+    "Blue Harbor",
+    "Cobalt",
+    "Delta Bridge",
+    "Evergreen",
+    "Fjord",
+    "Granite",
+    "Helix",
+    "Ironwood",
+    "Juniper",
+    "Keystone",
+    "Lumen",
+    "Meridian",
+    "Northwind",
+    "Orion",
+    "Pinnacle",
+    "Quartz",
+    "Redline",
+    "Summit",
+    "Tidewater",
+    "Umbra",
+    "Vertex",
+    "Westgate",
+    "Xenon",
+    "Yellowfin",
+    "Zenith",
+    "Müller & Söhne",
+    "O'Brien",
+    "Nordström",
+    "Sørensen",
+    "Łukasz",
+    "Ñandú",
+    "Zürich",
+    "東京データ",
+    "Søndergaard",
+    "Crème",
+    "São Paulo",
+    "Ærø",
+    "Kraków",
+    "Dvořák",
+    "Smith, Jones &",
 ];
 const PARTNER_SUFFIXES: &[&str] = &[
-    "Systems", "Solutions", "IT GmbH", "Technologies, Inc.", "Consulting", "Networks Ltd",
-    "Integration S.A.", "Cloud \"Partners\"", "Digital AB", "株式会社", "Data Services", "Group",
+    "Systems",
+    "Solutions",
+    "IT GmbH",
+    "Technologies, Inc.",
+    "Consulting",
+    "Networks Ltd",
+    "Integration S.A.",
+    "Cloud \"Partners\"",
+    "Digital AB",
+    "株式会社",
+    "Data Services",
+    "Group",
 ];
 const CUSTOMER_SUFFIXES: &[&str] = &[
-    "Hospital", "Bank", "Retail Group", "Manufacturing", "County", "University", "Labs",
-    "Logistics", "Insurance", "Foods, Inc.", "Clinic", "Energy", "Motors", "\"Smart\" Stores",
+    "Hospital",
+    "Bank",
+    "Retail Group",
+    "Manufacturing",
+    "County",
+    "University",
+    "Labs",
+    "Logistics",
+    "Insurance",
+    "Foods, Inc.",
+    "Clinic",
+    "Energy",
+    "Motors",
+    "\"Smart\" Stores",
 ];
 
 fn pick<'a, T>(rng: &mut Pcg64Mcg, items: &'a [(T, f64)]) -> &'a T {
@@ -144,15 +230,20 @@ fn pick<'a, T>(rng: &mut Pcg64Mcg, items: &'a [(T, f64)]) -> &'a T {
 /// Index drawn from cumulative weights.
 fn pick_cumulative(rng: &mut Pcg64Mcg, cumulative: &[f64]) -> usize {
     let x = rng.random::<f64>() * cumulative[cumulative.len() - 1];
-    cumulative.partition_point(|&c| c <= x).min(cumulative.len() - 1)
+    cumulative
+        .partition_point(|&c| c <= x)
+        .min(cumulative.len() - 1)
 }
 
 fn cumulate(weights: impl IntoIterator<Item = f64>) -> Vec<f64> {
     let mut sum = 0.0;
-    weights.into_iter().map(|w| {
-        sum += w;
-        sum
-    }).collect()
+    weights
+        .into_iter()
+        .map(|w| {
+            sum += w;
+            sum
+        })
+        .collect()
 }
 
 struct Partner {
@@ -188,9 +279,15 @@ struct Out {
 }
 
 impl Out {
-    fn writer(&self, entity: Entity) -> Result<(PathBuf, csv::Writer<BufWriter<File>>), GenerateError> {
+    fn writer(
+        &self,
+        entity: Entity,
+    ) -> Result<(PathBuf, csv::Writer<BufWriter<File>>), GenerateError> {
         let path = self.dir.join(entity.file_name());
-        let file = File::create(&path).map_err(|source| GenerateError::Io { path: path.clone(), source })?;
+        let file = File::create(&path).map_err(|source| GenerateError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let mut w = csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(1 << 20, file));
         let header: Vec<&str> = entity.columns().iter().map(|c| c.name).collect();
         w.write_record(&header).map_err(|e| io(&path, e))?;
@@ -198,15 +295,29 @@ impl Out {
     }
 
     fn close(&mut self, path: &Path, w: csv::Writer<BufWriter<File>>) -> Result<(), GenerateError> {
-        let mut inner = w.into_inner().map_err(|e| GenerateError::Io { path: path.into(), source: e.into_error() })?;
-        inner.flush().map_err(|source| GenerateError::Io { path: path.into(), source })?;
-        self.bytes += std::fs::metadata(path).map_err(|source| GenerateError::Io { path: path.into(), source })?.len();
+        let mut inner = w.into_inner().map_err(|e| GenerateError::Io {
+            path: path.into(),
+            source: e.into_error(),
+        })?;
+        inner.flush().map_err(|source| GenerateError::Io {
+            path: path.into(),
+            source,
+        })?;
+        self.bytes += std::fs::metadata(path)
+            .map_err(|source| GenerateError::Io {
+                path: path.into(),
+                source,
+            })?
+            .len();
         Ok(())
     }
 }
 
 fn io(path: &Path, e: csv::Error) -> GenerateError {
-    GenerateError::Io { path: path.into(), source: e.into() }
+    GenerateError::Io {
+        path: path.into(),
+        source: e.into(),
+    }
 }
 
 fn money(cents: i64) -> String {
@@ -220,9 +331,15 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
     if !(config.scale > 0.0 && config.scale.is_finite()) {
         return Err(GenerateError::BadScale(config.scale));
     }
-    std::fs::create_dir_all(&config.out).map_err(|source| GenerateError::Io { path: config.out.clone(), source })?;
+    std::fs::create_dir_all(&config.out).map_err(|source| GenerateError::Io {
+        path: config.out.clone(),
+        source,
+    })?;
     let mut rng = Pcg64Mcg::seed_from_u64(config.seed);
-    let mut out = Out { dir: config.out.clone(), bytes: 0 };
+    let mut out = Out {
+        dir: config.out.clone(),
+        bytes: 0,
+    };
     let mut summary = GenerateSummary::default();
     let s = config.scale;
     let n_partners = ((300.0 * s.sqrt()).round() as usize).max(12);
@@ -237,13 +354,18 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         // give the familiar 80/20 split of revenue.
         let u: f64 = rng.random::<f64>().max(1e-9);
         let weight = u.powf(-1.0 / 0.75).min(100.0);
-        let quality = (rng.random::<f64>() * 0.7 + 0.3 * (weight.ln() / 4.0).clamp(0.0, 1.0)).clamp(0.0, 1.0);
+        let quality =
+            (rng.random::<f64>() * 0.7 + 0.3 * (weight.ln() / 4.0).clamp(0.0, 1.0)).clamp(0.0, 1.0);
         let region = {
             let cum = cumulate(REGIONS.iter().map(|r| r.2));
             pick_cumulative(&mut rng, &cum)
         };
         let active = rng.random::<f64>() > 0.07;
-        let decline = if active && rng.random::<f64>() < 0.06 { rng.random_range(0.25..0.6) } else { 1.0 };
+        let decline = if active && rng.random::<f64>() < 0.06 {
+            rng.random_range(0.25..0.6)
+        } else {
+            1.0
+        };
         let id = format!("P-{:05}", i + 1);
         let countries = REGIONS[region].1;
         let country = countries[rng.random_range(0..countries.len())];
@@ -252,9 +374,18 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         let combos = NAME_STEMS.len() * PARTNER_SUFFIXES.len();
         let c = (i * 7919) % combos;
         let name = if i < combos {
-            format!("{} {}", NAME_STEMS[c / PARTNER_SUFFIXES.len()], PARTNER_SUFFIXES[c % PARTNER_SUFFIXES.len()])
+            format!(
+                "{} {}",
+                NAME_STEMS[c / PARTNER_SUFFIXES.len()],
+                PARTNER_SUFFIXES[c % PARTNER_SUFFIXES.len()]
+            )
         } else {
-            format!("{} {} {country} {}", NAME_STEMS[c / PARTNER_SUFFIXES.len()], PARTNER_SUFFIXES[c % PARTNER_SUFFIXES.len()], i / combos + 1)
+            format!(
+                "{} {} {country} {}",
+                NAME_STEMS[c / PARTNER_SUFFIXES.len()],
+                PARTNER_SUFFIXES[c % PARTNER_SUFFIXES.len()],
+                i / combos + 1
+            )
         };
         let joined = first_day() - chrono::Days::new(rng.random_range(0..3650));
         let ptype = pick(&mut rng, PARTNER_TYPES);
@@ -277,7 +408,11 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
             w if w > 2.5 => "Silver",
             _ => "Registered",
         };
-        let joined = if i % 53 == 52 { None } else { Some(joined.to_string()) };
+        let joined = if i % 53 == 52 {
+            None
+        } else {
+            Some(joined.to_string())
+        };
         w.write_record([
             p.id.as_str(),
             &name,
@@ -307,10 +442,29 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         for k in 0..n {
             let id = format!("PR-{:03}", products.len() + 1);
             let price = (lo + (hi - lo) * rng.random::<f64>().powf(2.0)).round() as i64 * 100 - 1;
-            let tag = ["Standard", "Pro", "Enterprise", "Lite", "Plus", "Max", "Edge", "Core"][k % 8];
-            let name = format!("{} {} {}", line_name.split(' ').next().unwrap_or(line_name), tag, 100 + k * 10);
-            w.write_record([id.as_str(), &name, line_name, category, &money(price)]).map_err(|e| io(&path, e))?;
-            products.push(Product { id, price_cents: price, line });
+            let tag = [
+                "Standard",
+                "Pro",
+                "Enterprise",
+                "Lite",
+                "Plus",
+                "Max",
+                "Edge",
+                "Core",
+            ][k % 8];
+            let name = format!(
+                "{} {} {}",
+                line_name.split(' ').next().unwrap_or(line_name),
+                tag,
+                100 + k * 10
+            );
+            w.write_record([id.as_str(), &name, line_name, category, &money(price)])
+                .map_err(|e| io(&path, e))?;
+            products.push(Product {
+                id,
+                price_cents: price,
+                line,
+            });
         }
     }
     out.close(&path, w)?;
@@ -318,20 +472,33 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
 
     // Product choice per customer segment (industry × size): line affinity × a per-product
     // popularity, so each segment has its own best and worst sellers.
-    let popularity: Vec<f64> = products.iter().map(|_| 0.2 + rng.random::<f64>().powf(3.0) * 3.0).collect();
+    let popularity: Vec<f64> = products
+        .iter()
+        .map(|_| 0.2 + rng.random::<f64>().powf(3.0) * 3.0)
+        .collect();
     let mut segment_cumulative: Vec<Vec<f64>> = Vec::new();
     for industry in INDUSTRY_AFFINITY.iter().take(INDUSTRIES.len()) {
         for size in SIZE_AFFINITY.iter().take(SIZES.len()) {
-            segment_cumulative.push(cumulate(products.iter().zip(&popularity).map(|(p, pop)| {
-                let a = industry[p.line] * size[p.line];
-                pop * a.powf(2.5)
-            })));
+            segment_cumulative.push(cumulate(products.iter().zip(&popularity).map(
+                |(p, pop)| {
+                    let a = industry[p.line] * size[p.line];
+                    pop * a.powf(2.5)
+                },
+            )));
         }
     }
 
     // Customers, each served mostly by one home partner in its region.
     let partner_cum_by_region: Vec<Vec<f64>> = (0..REGIONS.len())
-        .map(|r| cumulate(partners.iter().map(|p| if p.region == r && p.weight > 0.0 { p.weight.powf(0.8) } else { 0.0 })))
+        .map(|r| {
+            cumulate(partners.iter().map(|p| {
+                if p.region == r && p.weight > 0.0 {
+                    p.weight.powf(0.8)
+                } else {
+                    0.0
+                }
+            }))
+        })
         .collect();
     let (path, mut w) = out.writer(Entity::Customers)?;
     let mut customers: Vec<Customer> = Vec::with_capacity(n_customers);
@@ -359,30 +526,63 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         // Annual revenue by size band, log-uniform within the band; unknown for some.
         let (lo, hi): (f64, f64) = [(1e6, 5e7), (3e7, 8e8), (5e8, 5e10)][size];
         let revenue = (lo * (hi / lo).powf(rng.random::<f64>())).round() as i64 * 100;
-        let annual = if i % 17 == 5 { String::new() } else { money(revenue) };
-        w.write_record([id.as_str(), &name, INDUSTRIES[industry].0, SIZES[size].0, REGIONS[region].0, country, &annual])
-            .map_err(|e| io(&path, e))?;
+        let annual = if i % 17 == 5 {
+            String::new()
+        } else {
+            money(revenue)
+        };
+        w.write_record([
+            id.as_str(),
+            &name,
+            INDUSTRIES[industry].0,
+            SIZES[size].0,
+            REGIONS[region].0,
+            country,
+            &annual,
+        ])
+        .map_err(|e| io(&path, e))?;
         let cum = &partner_cum_by_region[region];
-        let home = if cum[cum.len() - 1] > 0.0 { pick_cumulative(&mut rng, cum) } else { i % partners.len() };
+        let home = if cum[cum.len() - 1] > 0.0 {
+            pick_cumulative(&mut rng, cum)
+        } else {
+            i % partners.len()
+        };
         let c = customers.len() as u32;
         partners[home].customers.push(c);
-        customers.push(Customer { id, size, segment: industry * SIZES.len() + size });
+        customers.push(Customer {
+            id,
+            size,
+            segment: industry * SIZES.len() + size,
+        });
     }
     out.close(&path, w)?;
-    summary.rows.push((Entity::Customers, customers.len() as u64));
+    summary
+        .rows
+        .push((Entity::Customers, customers.len() as u64));
     for p in &mut partners {
         // Larger customers buy more often.
-        p.customer_cumulative = cumulate(p.customers.iter().map(|&c| [1.0, 2.5, 6.0][customers[c as usize].size]));
+        p.customer_cumulative = cumulate(
+            p.customers
+                .iter()
+                .map(|&c| [1.0, 2.5, 6.0][customers[c as usize].size]),
+        );
     }
 
     // Calendar: quarter-end and Q4 peaks, with growth over the years.
-    let days: Vec<NaiveDate> = first_day().iter_days().take_while(|d| *d <= last_day()).collect();
+    let days: Vec<NaiveDate> = first_day()
+        .iter_days()
+        .take_while(|d| *d <= last_day())
+        .collect();
     let n_days = days.len() as f64;
     let day_cum = cumulate(days.iter().enumerate().map(|(i, d)| {
         let month_in_q = (d.month() - 1) % 3;
         let q4 = if d.month() >= 10 { 1.35 } else { 1.0 };
         let quarter_end = if month_in_q == 2 { 1.3 } else { 1.0 };
-        let weekday = if d.weekday().number_from_monday() >= 6 { 0.25 } else { 1.0 };
+        let weekday = if d.weekday().number_from_monday() >= 6 {
+            0.25
+        } else {
+            1.0
+        };
         let growth = 1.0 + 0.35 * (i as f64 / n_days);
         q4 * quarter_end * weekday * growth
     }));
@@ -398,7 +598,9 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
     let mut order_no = 0u64;
     let mut rec: Vec<String> = vec![String::new(); 9];
     // A CRM numbers orders as they come: ids follow the order date, as in a real export.
-    let mut order_days: Vec<usize> = (0..n_orders).map(|_| pick_cumulative(&mut rng, &day_cum)).collect();
+    let mut order_days: Vec<usize> = (0..n_orders)
+        .map(|_| pick_cumulative(&mut rng, &day_cum))
+        .collect();
     order_days.sort_unstable();
     for di in order_days {
         let direct = rng.random::<f64>() < 0.07;
@@ -431,8 +633,13 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
             if returned {
                 revenue = -revenue / 2; // A credit: a separate line with negative revenue.
             }
-            let cost_ratio = [0.55, 0.40, 0.68, 0.72, 0.35, 0.45, 0.74, 0.62][prod.line] + rng.random_range(-0.05..0.05);
-            let cost = if rng.random::<f64>() < 0.08 { None } else { Some((revenue as f64 * cost_ratio).round() as i64) };
+            let cost_ratio = [0.55, 0.40, 0.68, 0.72, 0.35, 0.45, 0.74, 0.62][prod.line]
+                + rng.random_range(-0.05..0.05);
+            let cost = if rng.random::<f64>() < 0.08 {
+                None
+            } else {
+                Some((revenue as f64 * cost_ratio).round() as i64)
+            };
             rec[0].clone_from(&order_id);
             rec[1] = line.to_string();
             rec[2] = if direct { String::new() } else { p.id.clone() };
@@ -461,7 +668,11 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         if !p.active && rng.random::<f64>() < 0.7 {
             continue;
         }
-        let ci = if p.customers.is_empty() { rng.random_range(0..customers.len()) } else { p.customers[pick_cumulative(&mut rng, &p.customer_cumulative)] as usize };
+        let ci = if p.customers.is_empty() {
+            rng.random_range(0..customers.len())
+        } else {
+            p.customers[pick_cumulative(&mut rng, &p.customer_cumulative)] as usize
+        };
         let c = &customers[ci];
         let prod = &products[pick_cumulative(&mut rng, &segment_cumulative[c.segment])];
         let created = days[pick_cumulative(&mut rng, &day_cum)];
@@ -471,13 +682,28 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         let amount = prod.price_cents * qty;
         let (stage, probability) = if close <= last_day() {
             let win = 0.18 + 0.5 * p.quality;
-            if rng.random::<f64>() < win { ("Closed Won", 100) } else { ("Closed Lost", 0) }
+            if rng.random::<f64>() < win {
+                ("Closed Won", 100)
+            } else {
+                ("Closed Lost", 0)
+            }
         } else {
-            *[("Prospecting", 10), ("Qualification", 25), ("Proposal", 50), ("Negotiation", 75)]
-                .get(rng.random_range(0..4))
-                .expect("stage")
+            *[
+                ("Prospecting", 10),
+                ("Qualification", 25),
+                ("Proposal", 50),
+                ("Negotiation", 75),
+            ]
+            .get(rng.random_range(0..4))
+            .expect("stage")
         };
-        let registered = if direct { "" } else if rng.random::<f64>() < 0.3 + 0.5 * p.quality { "true" } else { "false" };
+        let registered = if direct {
+            ""
+        } else if rng.random::<f64>() < 0.3 + 0.5 * p.quality {
+            "true"
+        } else {
+            "false"
+        };
         rec[0] = format!("OP-{:07}", i + 1);
         rec[1] = if direct { String::new() } else { p.id.clone() };
         rec[2].clone_from(&c.id);
@@ -497,39 +723,80 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
     // Service requests: good partners answer fast; a few requests are still open.
     let (path, mut w) = out.writer(Entity::ServiceRequests)?;
     let n_srs = ((100_000.0 * s).round() as usize).max(40);
-    let served: Vec<f64> = cumulate(partners.iter().map(|p| if p.customers.is_empty() { 0.0 } else { p.weight.max(0.05) }));
+    let served: Vec<f64> = cumulate(partners.iter().map(|p| {
+        if p.customers.is_empty() {
+            0.0
+        } else {
+            p.weight.max(0.05)
+        }
+    }));
     let mut sr_rows = 0u64;
     let mut request_partner: Vec<(u32, u32, i64)> = Vec::with_capacity(n_srs);
     let mut rec: Vec<String> = vec![String::new(); 8];
     let end_ts = chrono::NaiveDateTime::from(last_day()) + chrono::Duration::hours(23);
     // Requests are numbered as they are opened.
-    let mut request_days: Vec<usize> = (0..n_srs).map(|_| pick_cumulative(&mut rng, &day_cum)).collect();
+    let mut request_days: Vec<usize> = (0..n_srs)
+        .map(|_| pick_cumulative(&mut rng, &day_cum))
+        .collect();
     request_days.sort_unstable();
     for (i, di) in request_days.into_iter().enumerate() {
         let pi = pick_cumulative(&mut rng, &served);
         let p = &partners[pi];
         let ci = p.customers[pick_cumulative(&mut rng, &p.customer_cumulative)] as usize;
         let day = days[di];
-        let opened = day.and_hms_opt(rng.random_range(6..20), rng.random_range(0..60), rng.random_range(0..60)).expect("time");
+        let opened = day
+            .and_hms_opt(
+                rng.random_range(6..20),
+                rng.random_range(0..60),
+                rng.random_range(0..60),
+            )
+            .expect("time");
         let priority = pick(&mut rng, &[(0usize, 0.06), (1, 0.22), (2, 0.45), (3, 0.27)]);
         let target_h = [1.0, 4.0, 8.0, 24.0][*priority];
         // Response time scales with the priority's target and the partner's quality.
-        let slowness = 0.3 + 1.8 * (1.0 - p.quality) * rng.random::<f64>().powf(0.7) + rng.random::<f64>().powf(6.0) * 2.0;
+        let slowness = 0.3
+            + 1.8 * (1.0 - p.quality) * rng.random::<f64>().powf(0.7)
+            + rng.random::<f64>().powf(6.0) * 2.0;
         let response = opened + chrono::Duration::seconds((target_h * slowness * 3600.0) as i64);
-        let resolution = response + chrono::Duration::seconds((target_h * (2.0 + 10.0 * rng.random::<f64>() * (1.5 - p.quality)) * 3600.0) as i64);
+        let resolution = response
+            + chrono::Duration::seconds(
+                (target_h * (2.0 + 10.0 * rng.random::<f64>() * (1.5 - p.quality)) * 3600.0) as i64,
+            );
         let responded = response <= end_ts && rng.random::<f64>() > 0.01;
         let resolved = responded && resolution <= end_ts && rng.random::<f64>() > 0.015;
         rec[0] = format!("SR-{:07}", i + 1);
         rec[1].clone_from(&p.id);
         rec[2].clone_from(&customers[ci].id);
-        rec[3] = if rng.random::<f64>() < 0.1 { String::new() } else { products[pick_cumulative(&mut rng, &segment_cumulative[customers[ci].segment])].id.clone() };
+        rec[3] = if rng.random::<f64>() < 0.1 {
+            String::new()
+        } else {
+            products[pick_cumulative(&mut rng, &segment_cumulative[customers[ci].segment])]
+                .id
+                .clone()
+        };
         rec[4] = format!("P{}", priority + 1);
         // Some systems export with an offset or fractions; the contract accepts both.
-        rec[5] = if i % 11 == 0 { format!("{}+00:00", opened.format("%Y-%m-%dT%H:%M:%S")) } else { opened.format("%Y-%m-%dT%H:%M:%S").to_string() };
-        rec[6] = if responded { response.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string() } else { String::new() };
-        rec[7] = if resolved { resolution.format("%Y-%m-%dT%H:%M:%SZ").to_string() } else { String::new() };
+        rec[5] = if i % 11 == 0 {
+            format!("{}+00:00", opened.format("%Y-%m-%dT%H:%M:%S"))
+        } else {
+            opened.format("%Y-%m-%dT%H:%M:%S").to_string()
+        };
+        rec[6] = if responded {
+            response.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+        } else {
+            String::new()
+        };
+        rec[7] = if resolved {
+            resolution.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+        } else {
+            String::new()
+        };
         w.write_record(&rec).map_err(|e| io(&path, e))?;
-        request_partner.push((pi as u32, ci as u32, resolution.and_utc().timestamp() / 86_400));
+        request_partner.push((
+            pi as u32,
+            ci as u32,
+            resolution.and_utc().timestamp() / 86_400,
+        ));
         sr_rows += 1;
     }
     out.close(&path, w)?;
@@ -543,13 +810,20 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         let (pi, ci, request, day) = if rng.random::<f64>() < 0.8 {
             let r = rng.random_range(0..request_partner.len());
             let (pi, ci, day) = request_partner[r];
-            let day = (prism_contract::values::date_from_days(day as i32) + chrono::Days::new(rng.random_range(1..10))).min(last_day());
+            let day = (prism_contract::values::date_from_days(day as i32)
+                + chrono::Days::new(rng.random_range(1..10)))
+            .min(last_day());
             (pi as usize, ci as usize, format!("SR-{:07}", r + 1), day)
         } else {
             let pi = pick_cumulative(&mut rng, &served);
             let p = &partners[pi];
             let ci = p.customers[pick_cumulative(&mut rng, &p.customer_cumulative)] as usize;
-            (pi, ci, String::new(), days[pick_cumulative(&mut rng, &day_cum)])
+            (
+                pi,
+                ci,
+                String::new(),
+                days[pick_cumulative(&mut rng, &day_cum)],
+            )
         };
         let q = partners[pi].quality;
         let x = q * 3.2 + 1.6 + rng.random_range(-1.6..1.6);
@@ -563,7 +837,9 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         w.write_record(&rec).map_err(|e| io(&path, e))?;
     }
     out.close(&path, w)?;
-    summary.rows.push((Entity::SatisfactionSurveys, n_surveys as u64));
+    summary
+        .rows
+        .push((Entity::SatisfactionSurveys, n_surveys as u64));
     summary.bytes = out.bytes;
     Ok(summary)
 }

@@ -8,7 +8,12 @@ use prism_generator::{GenerateConfig, generate};
 #[test]
 fn partner_revenue_is_heavy_tailed_with_direct_sales_and_partners_without_revenue() {
     let tmp = tempfile::tempdir().unwrap();
-    let summary = generate(&GenerateConfig { out: tmp.path().to_path_buf(), scale: 0.05, seed: 42 }).unwrap();
+    let summary = generate(&GenerateConfig {
+        out: tmp.path().to_path_buf(),
+        scale: 0.05,
+        seed: 42,
+    })
+    .unwrap();
 
     let mut by_partner: HashMap<String, f64> = HashMap::new();
     let mut direct = 0.0;
@@ -29,9 +34,16 @@ fn partner_revenue_is_heavy_tailed_with_direct_sales_and_partners_without_revenu
     revenues.sort_by(|a, b| b.total_cmp(a));
     let partner_total: f64 = revenues.iter().sum();
     let top_fifth: f64 = revenues.iter().take(partners / 5).sum();
-    assert!(top_fifth / partner_total > 0.7, "the top 20 % of partners bring {:.0} %", 100.0 * top_fifth / partner_total);
+    assert!(
+        top_fifth / partner_total > 0.7,
+        "the top 20 % of partners bring {:.0} %",
+        100.0 * top_fifth / partner_total
+    );
     let direct_share = direct / total;
-    assert!((0.03..0.15).contains(&direct_share), "direct share {direct_share}");
+    assert!(
+        (0.03..0.15).contains(&direct_share),
+        "direct share {direct_share}"
+    );
     assert!(by_partner.len() < partners, "some partners have not sold");
 
     let names = std::fs::read_to_string(tmp.path().join("partners.csv")).unwrap();
@@ -42,6 +54,11 @@ fn partner_revenue_is_heavy_tailed_with_direct_sales_and_partners_without_revenu
 #[test]
 fn a_scale_that_is_not_positive_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let err = generate(&GenerateConfig { out: tmp.path().to_path_buf(), scale: 0.0, seed: 1 }).unwrap_err();
+    let err = generate(&GenerateConfig {
+        out: tmp.path().to_path_buf(),
+        scale: 0.0,
+        seed: 1,
+    })
+    .unwrap_err();
     assert_eq!(err.to_string(), "scale must be a positive number, found 0");
 }

@@ -93,10 +93,18 @@ pub enum Aggregate {
 #[derive(Clone, Debug, PartialEq)]
 pub enum MetricKind {
     /// An aggregate over the fact's rows, optionally only those satisfying `filter`.
-    Base { aggregate: Aggregate, filter: Option<String> },
+    Base {
+        aggregate: Aggregate,
+        filter: Option<String>,
+    },
     /// `scale * numerator / denominator / divide_by`, after aggregation; null when the
     /// denominator is 0.
-    Ratio { numerator: String, denominator: String, scale: f64, divide_by: f64 },
+    Ratio {
+        numerator: String,
+        denominator: String,
+        scale: f64,
+        divide_by: f64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,7 +130,13 @@ pub struct Metric {
 impl Metric {
     /// Sums and counts re-aggregate by summing; distinct counts do not.
     pub fn is_additive(&self) -> bool {
-        matches!(&self.kind, MetricKind::Base { aggregate: Aggregate::Sum(_) | Aggregate::Count(_), .. })
+        matches!(
+            &self.kind,
+            MetricKind::Base {
+                aggregate: Aggregate::Sum(_) | Aggregate::Count(_),
+                ..
+            }
+        )
     }
 }
 
@@ -235,7 +249,9 @@ pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 
 /// " did you mean `x`?" or nothing.
 pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    nearest(name, candidates).map(|n| format!("; did you mean `{n}`?")).unwrap_or_default()
+    nearest(name, candidates)
+        .map(|n| format!("; did you mean `{n}`?"))
+        .unwrap_or_default()
 }
 
 /// The line of the first `key:` in the text after `after_line`, for locating a problem.
@@ -245,7 +261,8 @@ fn line_of(text: &str, key: &str, after_line: usize) -> Option<usize> {
         .skip(after_line.saturating_sub(1))
         .find(|(_, l)| {
             let t = l.trim_start();
-            t.strip_prefix(key).is_some_and(|rest| rest.starts_with(':'))
+            t.strip_prefix(key)
+                .is_some_and(|rest| rest.starts_with(':'))
         })
         .map(|(i, _)| i + 1)
 }
@@ -258,9 +275,15 @@ impl Model {
 
     /// Parses and validates a model file, reporting every problem at once.
     pub fn parse(file: &str, text: &str) -> Result<Model, ModelError> {
-        let err = |problems| ModelError { file: file.to_string(), problems };
+        let err = |problems| ModelError {
+            file: file.to_string(),
+            problems,
+        };
         let raw: RawModel = serde_norway::from_str(text).map_err(|e| {
-            err(vec![ModelProblem { line: e.location().map(|l| l.line()), message: e.to_string() }])
+            err(vec![ModelProblem {
+                line: e.location().map(|l| l.line()),
+                message: e.to_string(),
+            }])
         })?;
         let mut problems = Vec::new();
         let mut dimensions = BTreeMap::new();
@@ -268,9 +291,26 @@ impl Model {
             let attributes = d
                 .attributes
                 .into_iter()
-                .map(|(a, r)| (a.clone(), Attribute { name: a, description: r.description, expression: r.expression }))
+                .map(|(a, r)| {
+                    (
+                        a.clone(),
+                        Attribute {
+                            name: a,
+                            description: r.description,
+                            expression: r.expression,
+                        },
+                    )
+                })
                 .collect();
-            dimensions.insert(name.clone(), Dimension { name, table: d.table, key: d.key, attributes });
+            dimensions.insert(
+                name.clone(),
+                Dimension {
+                    name,
+                    table: d.table,
+                    key: d.key,
+                    attributes,
+                },
+            );
         }
         let mut facts = BTreeMap::new();
         let facts_line = line_of(text, "facts", 0).unwrap_or(0);
@@ -281,26 +321,69 @@ impl Model {
                 if !dimensions.contains_key(r) {
                     problems.push(ModelProblem {
                         line,
-                        message: format!("fact `{name}` reaches `{r}`, which is not a dimension{}", did_you_mean(r, dimensions.keys().map(String::as_str))),
+                        message: format!(
+                            "fact `{name}` reaches `{r}`, which is not a dimension{}",
+                            did_you_mean(r, dimensions.keys().map(String::as_str))
+                        ),
                     });
                 }
             }
             let attributes = f
                 .attributes
                 .into_iter()
-                .map(|(a, r)| (a.clone(), FactAttribute { name: a, column: r.column, description: r.description }))
+                .map(|(a, r)| {
+                    (
+                        a.clone(),
+                        FactAttribute {
+                            name: a,
+                            column: r.column,
+                            description: r.description,
+                        },
+                    )
+                })
                 .collect();
-            facts.insert(name.clone(), Fact { name, table: f.table, time: f.time, reaches: f.reaches, description: f.description, attributes });
+            facts.insert(
+                name.clone(),
+                Fact {
+                    name,
+                    table: f.table,
+                    time: f.time,
+                    reaches: f.reaches,
+                    description: f.description,
+                    attributes,
+                },
+            );
         }
-        let metric_facts: BTreeMap<String, String> = raw.metrics.iter().map(|(n, m)| (n.clone(), m.fact.clone())).collect();
+        let metric_facts: BTreeMap<String, String> = raw
+            .metrics
+            .iter()
+            .map(|(n, m)| (n.clone(), m.fact.clone()))
+            .collect();
         let mut metrics = BTreeMap::new();
         for (name, m) in raw.metrics {
             let line = line_of(text, &name, metrics_line);
-            let mut problem = |message: String| problems.push(ModelProblem { line, message: format!("metric `{name}`: {message}") });
+            let mut problem = |message: String| {
+                problems.push(ModelProblem {
+                    line,
+                    message: format!("metric `{name}`: {message}"),
+                })
+            };
             if !facts.contains_key(&m.fact) {
-                problem(format!("`{}` is not a fact{}", m.fact, did_you_mean(&m.fact, facts.keys().map(String::as_str))));
+                problem(format!(
+                    "`{}` is not a fact{}",
+                    m.fact,
+                    did_you_mean(&m.fact, facts.keys().map(String::as_str))
+                ));
             }
-            let given = [m.sum.is_some(), m.count.is_some(), m.count_distinct.is_some(), m.ratio.is_some()].iter().filter(|x| **x).count();
+            let given = [
+                m.sum.is_some(),
+                m.count.is_some(),
+                m.count_distinct.is_some(),
+                m.ratio.is_some(),
+            ]
+            .iter()
+            .filter(|x| **x)
+            .count();
             if given != 1 {
                 problem("needs exactly one of sum, count, count_distinct, ratio".into());
                 continue;
@@ -308,15 +391,26 @@ impl Model {
             let kind = if let Some((numerator, denominator)) = m.ratio {
                 for part in [&numerator, &denominator] {
                     match metric_facts.get(part) {
-                        None => problem(format!("ratio part `{part}` is not a metric{}", did_you_mean(part, metric_facts.keys().map(String::as_str)))),
-                        Some(f) if *f != m.fact => problem(format!("ratio part `{part}` is a metric of `{f}`, not of `{}`", m.fact)),
+                        None => problem(format!(
+                            "ratio part `{part}` is not a metric{}",
+                            did_you_mean(part, metric_facts.keys().map(String::as_str))
+                        )),
+                        Some(f) if *f != m.fact => problem(format!(
+                            "ratio part `{part}` is a metric of `{f}`, not of `{}`",
+                            m.fact
+                        )),
                         Some(_) => {}
                     }
                 }
                 if m.filter.is_some() {
                     problem("a ratio takes no `where`: put the condition on its parts".into());
                 }
-                MetricKind::Ratio { numerator, denominator, scale: m.scale.unwrap_or(1.0), divide_by: m.divide_by.unwrap_or(1.0) }
+                MetricKind::Ratio {
+                    numerator,
+                    denominator,
+                    scale: m.scale.unwrap_or(1.0),
+                    divide_by: m.divide_by.unwrap_or(1.0),
+                }
             } else {
                 if m.scale.is_some() || m.divide_by.is_some() {
                     problem("`scale` and `divide_by` apply to ratios only".into());
@@ -327,7 +421,10 @@ impl Model {
                     (_, _, Some(e)) => Aggregate::CountDistinct(e),
                     _ => unreachable!("exactly one is given"),
                 };
-                MetricKind::Base { aggregate, filter: m.filter }
+                MetricKind::Base {
+                    aggregate,
+                    filter: m.filter,
+                }
             };
             let format = match m.format.as_deref() {
                 None | Some("number") => Format::Number,
@@ -337,29 +434,59 @@ impl Model {
                 Some("ratio") => Format::Ratio,
                 Some(other) => {
                     let formats = ["money", "integer", "number", "percent", "ratio"];
-                    problem(format!("format `{other}` is not one of {}{}", formats.join(", "), did_you_mean(other, formats)));
+                    problem(format!(
+                        "format `{other}` is not one of {}{}",
+                        formats.join(", "),
+                        did_you_mean(other, formats)
+                    ));
                     Format::Number
                 }
             };
-            metrics.insert(name.clone(), Metric { name, fact: m.fact, kind, format, description: m.description, hidden: m.hidden });
+            metrics.insert(
+                name.clone(),
+                Metric {
+                    name,
+                    fact: m.fact,
+                    kind,
+                    format,
+                    description: m.description,
+                    hidden: m.hidden,
+                },
+            );
         }
         let rollups_line = line_of(text, "rollups", 0).unwrap_or(0);
         let mut rollups = BTreeMap::new();
         for (name, r) in raw.rollups {
             let line = line_of(text, &name, rollups_line);
-            let mut problem = |message: String| problems.push(ModelProblem { line, message: format!("rollup `{name}`: {message}") });
+            let mut problem = |message: String| {
+                problems.push(ModelProblem {
+                    line,
+                    message: format!("rollup `{name}`: {message}"),
+                })
+            };
             // Its name becomes part of a table's name.
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
                 problem("a rollup's name is lowercase letters, digits and `_`".into());
             }
             let Some(fact) = facts.get(&r.fact) else {
-                problem(format!("`{}` is not a fact{}", r.fact, did_you_mean(&r.fact, facts.keys().map(String::as_str))));
+                problem(format!(
+                    "`{}` is not a fact{}",
+                    r.fact,
+                    did_you_mean(&r.fact, facts.keys().map(String::as_str))
+                ));
                 continue;
             };
             for d in &r.dimensions {
                 let ok = fact.attributes.contains_key(d)
                     || d.split_once('.').is_some_and(|(dim, attr)| {
-                        fact.reaches.iter().any(|x| x == dim) && dimensions.get(dim).is_some_and(|x: &Dimension| x.attributes.contains_key(attr))
+                        fact.reaches.iter().any(|x| x == dim)
+                            && dimensions
+                                .get(dim)
+                                .is_some_and(|x: &Dimension| x.attributes.contains_key(attr))
                     });
                 if !ok {
                     let names: Vec<String> = fact
@@ -379,20 +506,38 @@ impl Model {
             if let Some(g) = &r.grain
                 && !TIME_GRAINS.contains(&g.as_str())
             {
-                problem(format!("grain `{g}` is not one of {}{}", TIME_GRAINS.join(", "), did_you_mean(g, TIME_GRAINS.iter().copied())));
+                problem(format!(
+                    "grain `{g}` is not one of {}{}",
+                    TIME_GRAINS.join(", "),
+                    did_you_mean(g, TIME_GRAINS.iter().copied())
+                ));
             }
             let mut held: Vec<String> = Vec::new();
             for m in &r.metrics {
                 let parts = match metrics.get(m) {
                     None => {
-                        problem(format!("`{m}` is not a metric{}", did_you_mean(m, metrics.keys().map(String::as_str))));
+                        problem(format!(
+                            "`{m}` is not a metric{}",
+                            did_you_mean(m, metrics.keys().map(String::as_str))
+                        ));
                         continue;
                     }
                     Some(metric) if metric.fact != r.fact => {
-                        problem(format!("`{m}` is a metric of `{}`, not of `{}`", metric.fact, r.fact));
+                        problem(format!(
+                            "`{m}` is a metric of `{}`, not of `{}`",
+                            metric.fact, r.fact
+                        ));
                         continue;
                     }
-                    Some(Metric { kind: MetricKind::Ratio { numerator, denominator, .. }, .. }) => vec![numerator.clone(), denominator.clone()],
+                    Some(Metric {
+                        kind:
+                            MetricKind::Ratio {
+                                numerator,
+                                denominator,
+                                ..
+                            },
+                        ..
+                    }) => vec![numerator.clone(), denominator.clone()],
                     Some(_) => vec![m.clone()],
                 };
                 for p in parts {
@@ -406,15 +551,34 @@ impl Model {
             }
             // A channel rollup counts the partners in each row, and answers for all of them.
             if r.channel && !fact.reaches.iter().any(|d| d == "partner") {
-                problem(format!("`{}` has no partner: a channel rollup is built over partners' rows", r.fact));
+                problem(format!(
+                    "`{}` has no partner: a channel rollup is built over partners' rows",
+                    r.fact
+                ));
             }
             if r.channel && r.dimensions.iter().any(|d| d.starts_with("partner.")) {
                 problem("a channel rollup answers for all partners together: it cannot hold a partner dimension".into());
             }
-            rollups.insert(name.clone(), Rollup { name, fact: r.fact, dimensions: r.dimensions, grain: r.grain, metrics: held, channel: r.channel, description: r.description });
+            rollups.insert(
+                name.clone(),
+                Rollup {
+                    name,
+                    fact: r.fact,
+                    dimensions: r.dimensions,
+                    grain: r.grain,
+                    metrics: held,
+                    channel: r.channel,
+                    description: r.description,
+                },
+            );
         }
         if problems.is_empty() {
-            Ok(Model { dimensions, facts, metrics, rollups })
+            Ok(Model {
+                dimensions,
+                facts,
+                metrics,
+                rollups,
+            })
         } else {
             problems.sort_by_key(|p| p.line);
             Err(err(problems))
@@ -427,18 +591,28 @@ impl Model {
         // The user's file on its own first: its syntax errors carry its own line numbers.
         serde_norway::from_str::<serde_norway::Value>(text).map_err(|e| ModelError {
             file: file.to_string(),
-            problems: vec![ModelProblem { line: e.location().map(|l| l.line()), message: e.to_string() }],
+            problems: vec![ModelProblem {
+                line: e.location().map(|l| l.line()),
+                message: e.to_string(),
+            }],
         })?;
         let combined = merge_yaml(SHIPPED, text).map_err(|message| ModelError {
             file: file.to_string(),
-            problems: vec![ModelProblem { line: None, message }],
+            problems: vec![ModelProblem {
+                line: None,
+                message,
+            }],
         })?;
         Model::parse(file, &combined).map_err(|mut e| {
             // Problems were found in the merged text: point at the user's own lines.
             for p in &mut e.problems {
-                let named = ["metric `", "fact `", "rollup `"].iter().find_map(|prefix| {
-                    p.message.strip_prefix(prefix).and_then(|rest| rest.split('`').next())
-                });
+                let named = ["metric `", "fact `", "rollup `"]
+                    .iter()
+                    .find_map(|prefix| {
+                        p.message
+                            .strip_prefix(prefix)
+                            .and_then(|rest| rest.split('`').next())
+                    });
                 p.line = named.and_then(|name| line_of(text, name, 0));
             }
             e
@@ -452,14 +626,21 @@ impl Model {
             .values()
             .flat_map(|d| d.attributes.keys().map(move |a| format!("{}.{a}", d.name)))
             .collect();
-        names.extend(self.facts.values().flat_map(|f| f.attributes.keys().cloned()));
+        names.extend(
+            self.facts
+                .values()
+                .flat_map(|f| f.attributes.keys().cloned()),
+        );
         names.extend(TIME_GRAINS.iter().map(|g| format!("time.{g}")));
         names
     }
 
     pub fn metric(&self, name: &str) -> Result<&Metric, String> {
         self.metrics.get(name).ok_or_else(|| {
-            format!("no metric `{name}`{}", did_you_mean(name, self.metrics.keys().map(String::as_str)))
+            format!(
+                "no metric `{name}`{}",
+                did_you_mean(name, self.metrics.keys().map(String::as_str))
+            )
         })
     }
 }
@@ -496,17 +677,44 @@ mod tests {
     fn the_shipped_model_defines_every_metric_of_the_spec() {
         let m = Model::shipped();
         for name in [
-            "closed_revenue", "units_sold", "order_count", "buying_customers", "gross_margin", "gross_margin_pct",
-            "indirect_revenue_share", "open_pipeline", "weighted_pipeline", "open_opportunities", "won_amount",
-            "won_count", "lost_count", "win_rate", "avg_deal_size", "registered_deal_share", "avg_sales_cycle_days",
-            "csat_avg", "csat_satisfied_pct", "survey_count", "sr_count", "open_sr_count", "resolution_rate",
-            "avg_first_response_hours", "avg_resolution_hours", "sla_met_pct",
+            "closed_revenue",
+            "units_sold",
+            "order_count",
+            "buying_customers",
+            "gross_margin",
+            "gross_margin_pct",
+            "indirect_revenue_share",
+            "open_pipeline",
+            "weighted_pipeline",
+            "open_opportunities",
+            "won_amount",
+            "won_count",
+            "lost_count",
+            "win_rate",
+            "avg_deal_size",
+            "registered_deal_share",
+            "avg_sales_cycle_days",
+            "csat_avg",
+            "csat_satisfied_pct",
+            "survey_count",
+            "sr_count",
+            "open_sr_count",
+            "resolution_rate",
+            "avg_first_response_hours",
+            "avg_resolution_hours",
+            "sla_met_pct",
         ] {
             let metric = m.metric(name).unwrap();
             assert!(!metric.hidden && !metric.description.is_empty(), "{name}");
         }
-        assert!(m.dimension_names().contains(&"customer.annual_revenue_band".to_string()));
-        assert!(m.dimension_names().contains(&"opportunity.stage".to_string()));
+        assert!(
+            m.dimension_names()
+                .contains(&"customer.annual_revenue_band".to_string())
+        );
+        assert!(
+            m.dimension_names()
+                .contains(&"opportunity.stage".to_string())
+        );
     }
 
     #[test]
@@ -549,11 +757,17 @@ metrics:
         }
         // A channel rollup answers for all partners together.
         let err = Model::extended("mine.yaml", "rollups:\n  by_tier:\n    fact: orders\n    dimensions: [partner.tier]\n    metrics: [closed_revenue]\n    channel: true\n").unwrap_err();
-        assert_eq!(err.to_string(), "mine.yaml:2: rollup `by_tier`: a channel rollup answers for all partners together: it cannot hold a partner dimension");
+        assert_eq!(
+            err.to_string(),
+            "mine.yaml:2: rollup `by_tier`: a channel rollup answers for all partners together: it cannot hold a partner dimension"
+        );
         // A ratio given to a rollup is held as its two parts.
         let m = Model::shipped();
         let r = &m.rollups["orders_by_partner_month"];
-        assert!(r.metrics.contains(&"gross_margin".to_string()) && r.metrics.contains(&"costed_revenue".to_string()));
+        assert!(
+            r.metrics.contains(&"gross_margin".to_string())
+                && r.metrics.contains(&"costed_revenue".to_string())
+        );
     }
 
     #[test]
@@ -572,7 +786,10 @@ metrics:
         .unwrap();
         assert!(m.metric("big_deals").is_ok());
         assert!(m.metric("closed_revenue").is_ok());
-        assert_eq!(m.metric("closed_revnue").unwrap_err(), "no metric `closed_revnue`; did you mean `closed_revenue`?");
+        assert_eq!(
+            m.metric("closed_revnue").unwrap_err(),
+            "no metric `closed_revnue`; did you mean `closed_revenue`?"
+        );
     }
 
     #[test]
@@ -582,6 +799,9 @@ metrics:
             "# my metrics\nmetrics:\n  big_deals: { fact: opportunites, count: \"*\" }\n",
         )
         .unwrap_err();
-        assert_eq!(err.to_string(), "mine.yaml:3: metric `big_deals`: `opportunites` is not a fact; did you mean `opportunities`?");
+        assert_eq!(
+            err.to_string(),
+            "mine.yaml:3: metric `big_deals`: `opportunites` is not a fact; did you mean `opportunities`?"
+        );
     }
 }

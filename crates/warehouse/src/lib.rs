@@ -32,14 +32,17 @@ use deltalake::DeltaTable;
 use prism_contract::Entity;
 use url::Url;
 
-pub use load::{FileOutcome, LoadOptions, LoadProgress, LoadReport, NoProgress};
 pub use load::RollupBuild;
+pub use load::{FileOutcome, LoadOptions, LoadProgress, LoadReport, NoProgress};
 pub use versions::{LoadMode, RollupPin, TableChange, TablePin, VersionFile, WarehouseVersion};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the warehouse is damaged: {0}")]
     Corrupt(String),
     #[error("Delta Lake: {0}")]
@@ -66,7 +69,10 @@ pub enum WarehouseError {
 
 impl WarehouseError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> WarehouseError {
-        WarehouseError::Io { path: path.to_path_buf(), source }
+        WarehouseError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -123,11 +129,18 @@ impl Warehouse {
                 },
             })?,
         };
-        Ok(Snapshot { version: version.clone(), dir: self.dir.clone() })
+        Ok(Snapshot {
+            version: version.clone(),
+            dir: self.dir.clone(),
+        })
     }
 
     /// Loads an export. See `load::run`.
-    pub async fn load(&self, options: &LoadOptions, progress: &dyn LoadProgress) -> Result<LoadReport> {
+    pub async fn load(
+        &self,
+        options: &LoadOptions,
+        progress: &dyn LoadProgress,
+    ) -> Result<LoadReport> {
         load::run(self, options, progress).await
     }
 }
@@ -172,17 +185,29 @@ pub struct BuiltRollup {
 /// these tables and uses no Delta feature that changes how a file reads (no deletion vectors,
 /// column mapping or partitions), and DataFusion's own Parquet path keeps each file's metadata
 /// cached between queries. `None` when the version has no file (an empty table).
-async fn listing(ctx: &SessionContext, table: &DeltaTable, schema: Option<arrow::datatypes::SchemaRef>) -> Result<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
+async fn listing(
+    ctx: &SessionContext,
+    table: &DeltaTable,
+    schema: Option<arrow::datatypes::SchemaRef>,
+) -> Result<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
     use datafusion::datasource::file_format::parquet::ParquetFormat;
-    use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+    use datafusion::datasource::listing::{
+        ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+    };
     let files: Vec<String> = table.get_file_uris()?.collect();
     if files.is_empty() {
         return Ok(None);
     }
-    let urls = files.iter().map(ListingTableUrl::parse).collect::<std::result::Result<Vec<_>, _>>()?;
+    let urls = files
+        .iter()
+        .map(ListingTableUrl::parse)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     // Text as plain strings, as the entity tables have it: a join of a rollup's key with a
     // dimension table's would otherwise cast one side on every row.
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default().with_force_view_types(false))).with_file_extension(".parquet");
+    let options = ListingOptions::new(Arc::new(
+        ParquetFormat::default().with_force_view_types(false),
+    ))
+    .with_file_extension(".parquet");
     let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options);
     let config = match schema {
         Some(s) => config.with_schema(s),
@@ -202,7 +227,9 @@ pub(crate) async fn register_tables(
     for (name, pin) in tables {
         let table = open_table_at(&dir.join("tables").join(name), pin.delta_version).await?;
         let Some(entity) = Entity::ALL.iter().find(|e| e.name() == name) else {
-            return Err(WarehouseError::Corrupt(format!("warehouse.json names a table `{name}` that is no entity")));
+            return Err(WarehouseError::Corrupt(format!(
+                "warehouse.json names a table `{name}` that is no entity"
+            )));
         };
         let provider = match listing(ctx, &table, Some(entity.schema())).await? {
             Some(p) => p,
@@ -214,7 +241,10 @@ pub(crate) async fn register_tables(
     // a missing table.
     for entity in Entity::ALL {
         if !tables.contains_key(entity.name()) {
-            ctx.register_table(entity.name(), Arc::new(MemTable::try_new(entity.schema(), vec![vec![]])?))?;
+            ctx.register_table(
+                entity.name(),
+                Arc::new(MemTable::try_new(entity.schema(), vec![vec![]])?),
+            )?;
         }
     }
     let mut built = BuiltRollups::default();
@@ -222,18 +252,34 @@ pub(crate) async fn register_tables(
         let table = open_table_at(&dir.join("rollups").join(name), pin.delta_version).await?;
         let provider = match listing(ctx, &table, None).await? {
             Some(p) => p,
-            None => Arc::new(MemTable::try_new(table.snapshot()?.snapshot().arrow_schema(), vec![vec![]])?),
+            None => Arc::new(MemTable::try_new(
+                table.snapshot()?.snapshot().arrow_schema(),
+                vec![vec![]],
+            )?),
         };
-        built.tables.insert(name.clone(), BuiltRollup { rows: pin.rows, schema: provider.schema() });
+        built.tables.insert(
+            name.clone(),
+            BuiltRollup {
+                rows: pin.rows,
+                schema: provider.schema(),
+            },
+        );
         ctx.register_table(name.as_str(), provider)?;
     }
-    ctx.state_ref().write().config_mut().set_extension(Arc::new(built));
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .set_extension(Arc::new(built));
     Ok(())
 }
 
 impl Snapshot {
     pub fn table_rows(&self) -> BTreeMap<String, u64> {
-        self.version.tables.iter().map(|(k, v)| (k.clone(), v.rows)).collect()
+        self.version
+            .tables
+            .iter()
+            .map(|(k, v)| (k.clone(), v.rows))
+            .collect()
     }
 
     /// Registers every table of this version, at its pinned Delta version, in a DataFusion

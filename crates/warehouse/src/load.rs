@@ -17,9 +17,12 @@ use std::path::{Path, PathBuf};
 use arrow::array::{Array, AsArray};
 use arrow::record_batch::RecordBatch;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
-use prism_contract::{CHUNK_ROWS, Entity, FileError, FileReader, IdStatus, KeyRegistry, KnownIds, Rejection, ValidatedChunk};
+use deltalake::protocol::SaveMode;
+use prism_contract::{
+    CHUNK_ROWS, Entity, FileError, FileReader, IdStatus, KeyRegistry, KnownIds, Rejection,
+    ValidatedChunk,
+};
 use serde::Serialize;
 
 use crate::staging::{StagedTable, remove_dir_if_exists};
@@ -34,7 +37,6 @@ pub const SHOWN_PER_FILE: usize = 100;
 fn validators() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().min(8))
 }
-
 
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
@@ -174,21 +176,33 @@ impl ReportWriter {
     fn create(path: PathBuf) -> Result<ReportWriter> {
         let f = File::create(&path).map_err(|e| WarehouseError::io(&path, e))?;
         let mut out = BufWriter::new(f);
-        out.write_all(b"{\"rejections\": [").map_err(|e| WarehouseError::io(&path, e))?;
-        Ok(ReportWriter { out, path, first: true })
+        out.write_all(b"{\"rejections\": [")
+            .map_err(|e| WarehouseError::io(&path, e))?;
+        Ok(ReportWriter {
+            out,
+            path,
+            first: true,
+        })
     }
 
     fn rejection(&mut self, r: &Rejection) -> Result<()> {
         let sep: &[u8] = if self.first { b"\n  " } else { b",\n  " };
         self.first = false;
-        self.out.write_all(sep).map_err(|e| WarehouseError::io(&self.path, e))?;
-        serde_json::to_writer(&mut self.out, r).map_err(|e| WarehouseError::io(&self.path, e.into()))
+        self.out
+            .write_all(sep)
+            .map_err(|e| WarehouseError::io(&self.path, e))?;
+        serde_json::to_writer(&mut self.out, r)
+            .map_err(|e| WarehouseError::io(&self.path, e.into()))
     }
 
     fn finish(mut self, report: &LoadReport) -> Result<()> {
         let summary = serde_json::to_string_pretty(report).expect("report serialises");
-        write!(self.out, "\n],\n\"summary\": {summary}\n}}\n").map_err(|e| WarehouseError::io(&self.path, e))?;
-        let f = self.out.into_inner().map_err(|e| WarehouseError::io(&self.path, e.into_error()))?;
+        write!(self.out, "\n],\n\"summary\": {summary}\n}}\n")
+            .map_err(|e| WarehouseError::io(&self.path, e))?;
+        let f = self
+            .out
+            .into_inner()
+            .map_err(|e| WarehouseError::io(&self.path, e.into_error()))?;
         f.sync_all().map_err(|e| WarehouseError::io(&self.path, e))
     }
 }
@@ -212,7 +226,12 @@ struct LoadLock {
 
 fn lock(dir: &Path) -> Result<LoadLock> {
     let path = dir.join(".lock");
-    let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| WarehouseError::io(&path, e))?;
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| WarehouseError::io(&path, e))?;
     match file.try_lock() {
         Ok(()) => Ok(LoadLock { _file: file }),
         Err(fs::TryLockError::WouldBlock) => Err(WarehouseError::Locked(dir.to_path_buf())),
@@ -223,7 +242,11 @@ fn lock(dir: &Path) -> Result<LoadLock> {
 /// Puts back whatever a load that died before switching `warehouse.json` left behind: Delta
 /// versions past the pinned ones are restored to the pinned state, tables that no version pins
 /// are removed, and the staging folder goes.
-async fn recover(wh: &Warehouse, current: Option<&WarehouseVersion>, progress: &dyn LoadProgress) -> Result<()> {
+async fn recover(
+    wh: &Warehouse,
+    current: Option<&WarehouseVersion>,
+    progress: &dyn LoadProgress,
+) -> Result<()> {
     remove_dir_if_exists(&wh.dir.join("staging"))?;
     let _ = fs::remove_file(wh.dir.join(format!("{}.tmp", crate::versions::FILE_NAME)));
     for entity in Entity::ALL {
@@ -233,7 +256,10 @@ async fn recover(wh: &Warehouse, current: Option<&WarehouseVersion>, progress: &
         }
         match current.and_then(|v| v.tables.get(entity.name())) {
             None => {
-                progress.step(&format!("removing {} left by an unfinished load", entity.name()));
+                progress.step(&format!(
+                    "removing {} left by an unfinished load",
+                    entity.name()
+                ));
                 remove_dir_if_exists(&dir)?;
             }
             Some(pin) => {
@@ -245,7 +271,10 @@ async fn recover(wh: &Warehouse, current: Option<&WarehouseVersion>, progress: &
                         entity.name(),
                         pin.delta_version
                     ));
-                    latest.restore().with_version_to_restore(pin.delta_version).await?;
+                    latest
+                        .restore()
+                        .with_version_to_restore(pin.delta_version)
+                        .await?;
                 }
             }
         }
@@ -254,15 +283,25 @@ async fn recover(wh: &Warehouse, current: Option<&WarehouseVersion>, progress: &
 }
 
 /// The ids already in the warehouse, for reference checks.
-async fn warehouse_ids(wh: &Warehouse, current: &WarehouseVersion, known: &mut KnownIdSet) -> Result<()> {
+async fn warehouse_ids(
+    wh: &Warehouse,
+    current: &WarehouseVersion,
+    known: &mut KnownIdSet,
+) -> Result<()> {
     for entity in [Entity::Partners, Entity::Products, Entity::Customers] {
-        let Some(pin) = current.tables.get(entity.name()) else { continue };
+        let Some(pin) = current.tables.get(entity.name()) else {
+            continue;
+        };
         let table = open_table_at(&wh.table_dir(entity), pin.delta_version).await?;
         let ctx = SessionContext::new();
         table.update_datafusion_session(&ctx.state())?;
         ctx.register_table("t", table.table_provider().await?)?;
         let key = entity.key()[0];
-        let batches = ctx.sql(&format!("SELECT {key} FROM t")).await?.collect().await?;
+        let batches = ctx
+            .sql(&format!("SELECT {key} FROM t"))
+            .await?
+            .collect()
+            .await?;
         let set = known.set_mut(entity).expect("dimension");
         for b in batches {
             let ids = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
@@ -275,18 +314,29 @@ async fn warehouse_ids(wh: &Warehouse, current: &WarehouseVersion, known: &mut K
     Ok(())
 }
 
-pub(crate) async fn run(wh: &Warehouse, options: &LoadOptions, progress: &dyn LoadProgress) -> Result<LoadReport> {
+pub(crate) async fn run(
+    wh: &Warehouse,
+    options: &LoadOptions,
+    progress: &dyn LoadProgress,
+) -> Result<LoadReport> {
     let _lock = lock(&wh.dir)?;
     let started_at = now_rfc3339();
     let export = &options.export_dir;
     if !export.is_dir() {
-        return Err(WarehouseError::Export(format!("{}: not a folder (an export is a folder of CSV files)", export.display())));
+        return Err(WarehouseError::Export(format!(
+            "{}: not a folder (an export is a folder of CSV files)",
+            export.display()
+        )));
     }
     let mut versions = VersionFile::read(&wh.dir)?;
     let current = versions.current().cloned();
     recover(wh, current.as_ref(), progress).await?;
 
-    let load_id = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let load_id = format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let load_dir = wh.dir.join("loads").join(&load_id);
     fs::create_dir_all(&load_dir).map_err(|e| WarehouseError::io(&load_dir, e))?;
     let report_path = load_dir.join("report.json");
@@ -317,7 +367,16 @@ pub(crate) async fn run(wh: &Warehouse, options: &LoadOptions, progress: &dyn Lo
     let mut staged: Vec<(Entity, PathBuf, u64)> = Vec::new();
 
     let outcome = validate_and_stage(
-        export, options, first_load, &staging_dir, &load_dir, &mut known, &mut report, &mut report_writer, &mut staged, progress,
+        export,
+        options,
+        first_load,
+        &staging_dir,
+        &load_dir,
+        &mut known,
+        &mut report,
+        &mut report_writer,
+        &mut staged,
+        progress,
     );
     if let Err(e) = outcome {
         let _ = remove_dir_if_exists(&staging_dir);
@@ -333,7 +392,10 @@ pub(crate) async fn run(wh: &Warehouse, options: &LoadOptions, progress: &dyn Lo
     }
 
     // Commit each table to Delta; nothing is visible until warehouse.json switches.
-    let mut pins: BTreeMap<String, TablePin> = current.as_ref().map(|c| c.tables.clone()).unwrap_or_default();
+    let mut pins: BTreeMap<String, TablePin> = current
+        .as_ref()
+        .map(|c| c.tables.clone())
+        .unwrap_or_default();
     let mut changes: BTreeMap<String, TableChange> = BTreeMap::new();
     let commit_result = async {
         for (entity, dir, rows) in &staged {
@@ -366,7 +428,11 @@ pub(crate) async fn run(wh: &Warehouse, options: &LoadOptions, progress: &dyn Lo
         }
     };
     for f in &mut report.files {
-        if let Some(c) = Entity::ALL.iter().find(|e| e.file_name() == f.file).and_then(|e| changes.get_mut(e.name())) {
+        if let Some(c) = Entity::ALL
+            .iter()
+            .find(|e| e.file_name() == f.file)
+            .and_then(|e| changes.get_mut(e.name()))
+        {
             c.rows_read = f.rows_read;
             c.rejected = f.rows_rejected;
             f.added = c.added;
@@ -414,7 +480,9 @@ pub(crate) async fn build_rollups(
     let mut kept = BTreeMap::new();
     if let Some(prev) = previous {
         for b in builds {
-            let unchanged = b.reads.iter().all(|t| prev.tables.get(t).map(|p| p.delta_version) == pins.get(t).map(|p| p.delta_version));
+            let unchanged = b.reads.iter().all(|t| {
+                prev.tables.get(t).map(|p| p.delta_version) == pins.get(t).map(|p| p.delta_version)
+            });
             if let (true, Some(pin)) = (unchanged, prev.rollups.get(&b.table)) {
                 kept.insert(b.table.clone(), pin.clone());
             }
@@ -425,7 +493,10 @@ pub(crate) async fn build_rollups(
     // The kept rollups are registered too: others may be built from them.
     crate::register_tables(&wh.dir, pins, &kept, &ctx).await?;
     if !kept.is_empty() {
-        progress.step(&format!("keeping {} rollup(s) whose tables did not change", kept.len()));
+        progress.step(&format!(
+            "keeping {} rollup(s) whose tables did not change",
+            kept.len()
+        ));
     }
     out.extend(kept.clone());
     // A build starts as soon as its source is built, the costliest ready build first, at most
@@ -434,19 +505,34 @@ pub(crate) async fn build_rollups(
     // small ones (and the rollups built from rollups) filling the other core, ends them sooner
     // than all of them sharing every core (no shuffle between the phases of an aggregation,
     // and the longest build no longer waits for its share behind short ones).
-    let mut waiting: Vec<&RollupBuild> = builds.iter().filter(|b| !kept.contains_key(&b.table)).collect();
+    let mut waiting: Vec<&RollupBuild> = builds
+        .iter()
+        .filter(|b| !kept.contains_key(&b.table))
+        .collect();
     let slots = cores.min(waiting.len()).max(1);
-    ctx.state_ref().write().config_mut().options_mut().execution.target_partitions = (cores / slots).max(1);
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .options_mut()
+        .execution
+        .target_partitions = (cores / slots).max(1);
     // Rows a build reads, as its expected cost: a base table's from the pins, a rollup's once
     // it is built.
-    let mut rows_of: BTreeMap<String, u64> = pins.iter().map(|(t, p)| (t.clone(), p.rows)).collect();
+    let mut rows_of: BTreeMap<String, u64> =
+        pins.iter().map(|(t, p)| (t.clone(), p.rows)).collect();
     rows_of.extend(kept.iter().map(|(t, p)| (t.clone(), p.rows)));
     let mut tasks = tokio::task::JoinSet::new();
     while !waiting.is_empty() || !tasks.is_empty() {
         // Ready: every source built (or kept), not started.
-        let mut ready: Vec<&RollupBuild> = waiting.iter().copied().filter(|b| b.from.as_ref().is_none_or(|f| out.contains_key(f))).collect();
+        let mut ready: Vec<&RollupBuild> = waiting
+            .iter()
+            .copied()
+            .filter(|b| b.from.as_ref().is_none_or(|f| out.contains_key(f)))
+            .collect();
         if ready.is_empty() && tasks.is_empty() {
-            return Err(WarehouseError::Staging("the rollups read each other in a circle".into()));
+            return Err(WarehouseError::Staging(
+                "the rollups read each other in a circle".into(),
+            ));
         }
         let cost = |b: &RollupBuild| match &b.from {
             Some(f) => rows_of.get(f).copied().unwrap_or(0),
@@ -456,10 +542,16 @@ pub(crate) async fn build_rollups(
         for b in ready.into_iter().take(slots - tasks.len()) {
             progress.step(&format!("building rollup {}", b.name));
             waiting.retain(|w| w.table != b.table);
-            tasks.spawn(build_rollup(ctx.clone(), wh.rollup_dir(&b.table), b.clone(), cores));
+            tasks.spawn(build_rollup(
+                ctx.clone(),
+                wh.rollup_dir(&b.table),
+                b.clone(),
+                cores,
+            ));
         }
         if let Some(done) = tasks.join_next().await {
-            let (b, pin, table) = done.map_err(|e| WarehouseError::Staging(format!("a rollup build stopped: {e}")))??;
+            let (b, pin, table) =
+                done.map_err(|e| WarehouseError::Staging(format!("a rollup build stopped: {e}")))??;
             // Later rollups may be built from this one.
             ctx.register_table(b.table.as_str(), table)?;
             rows_of.insert(b.table.clone(), pin.rows);
@@ -484,13 +576,26 @@ const ROLLUP_ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// Builds one rollup and writes it as a new Delta version of its folder; returns its pin and
 /// its rows in memory, for the rollups built from it.
-async fn build_rollup(ctx: SessionContext, dir: PathBuf, b: RollupBuild, cores: usize) -> Result<(RollupBuild, RollupPin, std::sync::Arc<datafusion::datasource::MemTable>)> {
+async fn build_rollup(
+    ctx: SessionContext,
+    dir: PathBuf,
+    b: RollupBuild,
+    cores: usize,
+) -> Result<(
+    RollupBuild,
+    RollupPin,
+    std::sync::Arc<datafusion::datasource::MemTable>,
+)> {
     let started = std::time::Instant::now();
     // The definition is only planned, for its column types: a sum summed again is wider.
     let defined = ctx.sql(&b.definition).await?.schema().as_arrow().clone();
     let mut batches = ctx.sql(&b.sql).await?.collect().await?;
     let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(
-        defined.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
+        defined
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
     ));
     for batch in &mut batches {
         let columns = batch
@@ -500,15 +605,21 @@ async fn build_rollup(ctx: SessionContext, dir: PathBuf, b: RollupBuild, cores: 
             .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(datafusion::error::DataFusionError::from)?;
-        *batch = RecordBatch::try_new(schema.clone(), columns).map_err(datafusion::error::DataFusionError::from)?;
+        *batch = RecordBatch::try_new(schema.clone(), columns)
+            .map_err(datafusion::error::DataFusionError::from)?;
     }
     if batches.is_empty() {
         // An empty rollup (no rows in its fact yet) is still a table with its columns.
         batches.push(RecordBatch::new_empty(schema.clone()));
     }
     let computed = started.elapsed();
-    if let Some(column) = b.cluster_by.as_deref().and_then(|c| schema.index_of(c).ok()) {
-        let ordered = crate::cluster::batches_by_column(&batches, column).map_err(datafusion::error::DataFusionError::from)?;
+    if let Some(column) = b
+        .cluster_by
+        .as_deref()
+        .and_then(|c| schema.index_of(c).ok())
+    {
+        let ordered = crate::cluster::batches_by_column(&batches, column)
+            .map_err(datafusion::error::DataFusionError::from)?;
         batches = crate::cluster::slices(&ordered, ROLLUP_ROW_GROUP_ROWS);
     }
     let clustered = started.elapsed();
@@ -527,11 +638,28 @@ async fn build_rollup(ctx: SessionContext, dir: PathBuf, b: RollupBuild, cores: 
         .with_table_name(b.table.as_str())
         // Row groups small enough for their statistics to skip whole slices of the clustered
         // column.
-        .with_writer_properties(parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(ROLLUP_ROW_GROUP_ROWS)).build())
+        .with_writer_properties(
+            parquet::file::properties::WriterProperties::builder()
+                .set_max_row_group_row_count(Some(ROLLUP_ROW_GROUP_ROWS))
+                .build(),
+        )
         .await?;
-    let delta_version = table.version().ok_or_else(|| WarehouseError::Corrupt(format!("rollup {} has no version after its write", b.table)))?;
-    let pin = RollupPin { delta_version, rows, build_ms: started.elapsed().as_millis() as u64 };
-    tracing::debug!(rollup = b.name.as_str(), rows, computed_ms = computed.as_millis() as u64, clustered_ms = clustered.as_millis() as u64, written_ms = pin.build_ms, "rollup built");
+    let delta_version = table.version().ok_or_else(|| {
+        WarehouseError::Corrupt(format!("rollup {} has no version after its write", b.table))
+    })?;
+    let pin = RollupPin {
+        delta_version,
+        rows,
+        build_ms: started.elapsed().as_millis() as u64,
+    };
+    tracing::debug!(
+        rollup = b.name.as_str(),
+        rows,
+        computed_ms = computed.as_millis() as u64,
+        clustered_ms = clustered.as_millis() as u64,
+        written_ms = pin.build_ms,
+        "rollup built"
+    );
     // Rollups built from this one read it from memory, split so that their builds can use
     // every core.
     let mut split = vec![Vec::new(); cores.max(1)];
@@ -558,7 +686,10 @@ fn validate_and_stage(
     for entity in Entity::ALL {
         let file_name = entity.file_name();
         let path = export.join(&file_name);
-        let mut outcome = FileOutcome { file: file_name.clone(), ..FileOutcome::default() };
+        let mut outcome = FileOutcome {
+            file: file_name.clone(),
+            ..FileOutcome::default()
+        };
         if !path.exists() {
             if entity.is_dimension() && first_load {
                 report.file_errors.push(Rejection {
@@ -574,7 +705,11 @@ fn validate_and_stage(
                 });
             } else if options.mode == LoadMode::Replace {
                 // Replacing the warehouse with an export that has no rows of this fact.
-                let table = StagedTable::start(staging_dir.join(entity.name()), entity.schema(), clustered_by(entity))?;
+                let table = StagedTable::start(
+                    staging_dir.join(entity.name()),
+                    entity.schema(),
+                    clustered_by(entity),
+                )?;
                 let dir = table.dir.clone();
                 staged.push((entity, dir, table.finish()?));
             }
@@ -582,10 +717,16 @@ fn validate_and_stage(
             continue;
         }
         outcome.present = true;
-        let bytes = fs::metadata(&path).map_err(|e| WarehouseError::io(&path, e))?.len();
+        let bytes = fs::metadata(&path)
+            .map_err(|e| WarehouseError::io(&path, e))?
+            .len();
         progress.file_started(&file_name, bytes);
         let file = File::open(&path).map_err(|e| WarehouseError::io(&path, e))?;
-        let mut reader = match FileReader::new(entity, file_name.clone(), BufReader::with_capacity(1 << 20, file)) {
+        let mut reader = match FileReader::new(
+            entity,
+            file_name.clone(),
+            BufReader::with_capacity(1 << 20, file),
+        ) {
             Ok(r) => r,
             Err(FileError::Rejected(r)) => {
                 known.unchecked.insert(entity);
@@ -598,7 +739,11 @@ fn validate_and_stage(
             Err(FileError::Io { source, .. }) => return Err(WarehouseError::io(&path, source)),
         };
         outcome.warnings = reader.warnings().to_vec();
-        let table = StagedTable::start(staging_dir.join(entity.name()), entity.schema(), clustered_by(entity))?;
+        let table = StagedTable::start(
+            staging_dir.join(entity.name()),
+            entity.schema(),
+            clustered_by(entity),
+        )?;
         let mut rejects: Option<RejectsFile> = None;
         let mut sink_error: Option<WarehouseError> = None;
         // The rejects file repeats the export's own header.
@@ -610,7 +755,9 @@ fn validate_and_stage(
             if sink_error.is_some() {
                 return;
             }
-            if entity.is_dimension() && let Some(id) = record.get(key_position) {
+            if entity.is_dimension()
+                && let Some(id) = record.get(key_position)
+            {
                 rejected_ids.push(String::from_utf8_lossy(id).into_owned());
             }
             for f in &faults {
@@ -631,7 +778,9 @@ fn validate_and_stage(
                         let created = fs::create_dir_all(&dir).and_then(|()| File::create(&path));
                         match created {
                             Ok(f) => {
-                                let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(BufWriter::new(f));
+                                let mut writer = csv::WriterBuilder::new()
+                                    .flexible(true)
+                                    .from_writer(BufWriter::new(f));
                                 let mut h = header.clone();
                                 h.push("reject_line".into());
                                 h.push("reject_reason".into());
@@ -650,10 +799,13 @@ fn validate_and_stage(
                 };
                 let mut row = record.clone();
                 row.push_field(faults[0].line.to_string().as_bytes());
-                let reasons: Vec<String> = faults.iter().map(|f| match &f.column {
-                    Some(c) => format!("{c}: {}", f.reason),
-                    None => f.reason.clone(),
-                }).collect();
+                let reasons: Vec<String> = faults
+                    .iter()
+                    .map(|f| match &f.column {
+                        Some(c) => format!("{c}: {}", f.reason),
+                        None => f.reason.clone(),
+                    })
+                    .collect();
                 row.push_field(reasons.join("; ").as_bytes());
                 if let Err(e) = r.writer.write_byte_record(&row) {
                     sink_error = Some(WarehouseError::io(&r.path, e.into()));
@@ -668,8 +820,10 @@ fn validate_and_stage(
         // No export row is shorter than about 40 bytes; a table sized for that never grows.
         let mut keys = KeyRegistry::with_capacity((bytes / 40).min(64 << 20) as usize);
         let mut rejected_here = 0u64;
-        let (chunk_tx, chunk_rx) = crossbeam_channel::bounded::<(u64, Vec<csv::ByteRecord>, usize)>(4);
-        let (done_tx, done_rx) = crossbeam_channel::bounded::<(u64, Vec<csv::ByteRecord>, usize, ValidatedChunk)>(4);
+        let (chunk_tx, chunk_rx) =
+            crossbeam_channel::bounded::<(u64, Vec<csv::ByteRecord>, usize)>(4);
+        let (done_tx, done_rx) =
+            crossbeam_channel::bounded::<(u64, Vec<csv::ByteRecord>, usize, ValidatedChunk)>(4);
         let (pool_tx, pool_rx) = crossbeam_channel::unbounded::<Vec<csv::ByteRecord>>();
         let file_for_reader = file_name.clone();
         let (mut reader, read_result) = std::thread::scope(|scope| {
@@ -692,7 +846,9 @@ fn validate_and_stage(
                 let mut seq = 0u64;
                 let mut last_progress = 0u64;
                 let result = loop {
-                    let mut records = pool_rx.try_recv().unwrap_or_else(|_| vec![csv::ByteRecord::new(); CHUNK_ROWS]);
+                    let mut records = pool_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| vec![csv::ByteRecord::new(); CHUNK_ROWS]);
                     match reader.read_chunk(&mut records) {
                         Ok(0) => break Ok(()),
                         Ok(n) => {
@@ -733,8 +889,11 @@ fn validate_and_stage(
                     }
                     if let Some(mut batch) = chunk.batch {
                         if let Some(keep) = keep {
-                            batch = arrow::compute::filter_record_batch(&batch, &arrow::array::BooleanArray::from(keep))
-                                .expect("mask matches the batch");
+                            batch = arrow::compute::filter_record_batch(
+                                &batch,
+                                &arrow::array::BooleanArray::from(keep),
+                            )
+                            .expect("mask matches the batch");
                         }
                         if entity.is_dimension() {
                             collect_ids(&batch, &mut new_ids);
@@ -759,9 +918,13 @@ fn validate_and_stage(
         if let Some(set) = known.set_mut(entity) {
             set.extend(new_ids);
         }
-        known.rejected.extend(rejected_ids.into_iter().map(|id| (entity, id)));
+        known
+            .rejected
+            .extend(rejected_ids.into_iter().map(|id| (entity, id)));
         if let Some(mut r) = rejects.take() {
-            r.writer.flush().map_err(|e| WarehouseError::io(&r.path, e))?;
+            r.writer
+                .flush()
+                .map_err(|e| WarehouseError::io(&r.path, e))?;
             report.rejects_dir = Some(load_dir.join("rejects"));
         }
         let dir = table.dir.clone();
@@ -777,7 +940,10 @@ fn validate_and_stage(
                 column_number: None,
                 column: None,
                 value: None,
-                reason: format!("{file_name} has a header but no rows: a first load needs at least one {}", &entity.name()[..entity.name().len() - 1]),
+                reason: format!(
+                    "{file_name} has a header but no rows: a first load needs at least one {}",
+                    &entity.name()[..entity.name().len() - 1]
+                ),
             });
         }
         staged.push((entity, dir, rows));
@@ -786,7 +952,12 @@ fn validate_and_stage(
     Ok(())
 }
 
-async fn create_with_staged_files(dir: &Path, entity: Entity, staged_dir: &Path, table: DeltaTable) -> Result<DeltaTable> {
+async fn create_with_staged_files(
+    dir: &Path,
+    entity: Entity,
+    staged_dir: &Path,
+    table: DeltaTable,
+) -> Result<DeltaTable> {
     use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
     use deltalake::kernel::{Action, Add, StructType};
     let mut staged: Vec<PathBuf> = fs::read_dir(staged_dir)
@@ -800,7 +971,8 @@ async fn create_with_staged_files(dir: &Path, entity: Entity, staged_dir: &Path,
     for (n, path) in staged.iter().enumerate() {
         let file = File::open(path).map_err(|e| WarehouseError::io(path, e))?;
         let rows = parquet::file::reader::FileReader::metadata(
-            &parquet::file::reader::SerializedFileReader::new(file).map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?,
+            &parquet::file::reader::SerializedFileReader::new(file)
+                .map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?,
         )
         .file_metadata()
         .num_rows();
@@ -810,7 +982,9 @@ async fn create_with_staged_files(dir: &Path, entity: Entity, staged_dir: &Path,
         let name = format!("part-{n:05}-{prefix}.parquet");
         let target = dir.join(&name);
         fs::rename(path, &target).map_err(|e| WarehouseError::io(&target, e))?;
-        let size = fs::metadata(&target).map_err(|e| WarehouseError::io(&target, e))?.len();
+        let size = fs::metadata(&target)
+            .map_err(|e| WarehouseError::io(&target, e))?
+            .len();
         adds.push(Action::Add(Add {
             path: name,
             partition_values: Default::default(),
@@ -825,7 +999,11 @@ async fn create_with_staged_files(dir: &Path, entity: Entity, staged_dir: &Path,
             clustering_provider: None,
         }));
     }
-    let schema: StructType = entity.schema().as_ref().try_into_kernel().map_err(|e| WarehouseError::Staging(e.to_string()))?;
+    let schema: StructType = entity
+        .schema()
+        .as_ref()
+        .try_into_kernel()
+        .map_err(|e| WarehouseError::Staging(e.to_string()))?;
     Ok(table
         .create()
         .with_columns(schema.fields().cloned())
@@ -858,7 +1036,10 @@ async fn commit_table(
     let ctx = SessionContext::new();
     let staged_url = format!("{}/", staged_dir.display());
     let source = ctx
-        .read_parquet(staged_url, ParquetReadOptions::default().schema(entity.schema().as_ref()))
+        .read_parquet(
+            staged_url,
+            ParquetReadOptions::default().schema(entity.schema().as_ref()),
+        )
         .await?;
     let table = match &prev {
         // The latest Delta version: after `recover` its state is the pinned one, and a commit
@@ -872,19 +1053,41 @@ async fn commit_table(
         // A new table: the staged files are already what the table needs, so they are moved in
         // and named by the table's first commit, without being written again.
         let table = create_with_staged_files(&dir, entity, staged_dir, table).await?;
-        let delta_version = table.version().ok_or_else(|| WarehouseError::Corrupt(format!("{} has no version after commit", entity.name())))?;
-        return Ok((TablePin { delta_version, rows: staged_rows }, TableChange { added: staged_rows, ..TableChange::default() }));
+        let delta_version = table.version().ok_or_else(|| {
+            WarehouseError::Corrupt(format!("{} has no version after commit", entity.name()))
+        })?;
+        return Ok((
+            TablePin {
+                delta_version,
+                rows: staged_rows,
+            },
+            TableChange {
+                added: staged_rows,
+                ..TableChange::default()
+            },
+        ));
     }
     let (table, change, rows): (DeltaTable, TableChange, u64) = match (mode, prev_rows) {
         (LoadMode::Replace, _) | (LoadMode::Upsert, 0) => {
-            let save = if mode == LoadMode::Replace { SaveMode::Overwrite } else { SaveMode::Append };
+            let save = if mode == LoadMode::Replace {
+                SaveMode::Overwrite
+            } else {
+                SaveMode::Append
+            };
             let t = table
                 .write(Vec::new())
                 .with_input_plan(source.into_unoptimized_plan())
                 .with_save_mode(save)
                 .with_table_name(entity.name())
                 .await?;
-            (t, TableChange { added: staged_rows, ..TableChange::default() }, staged_rows)
+            (
+                t,
+                TableChange {
+                    added: staged_rows,
+                    ..TableChange::default()
+                },
+                staged_rows,
+            )
         }
         (LoadMode::Upsert, _) => {
             let columns = entity.columns();
@@ -913,9 +1116,25 @@ async fn commit_table(
                 .await?;
             let added = metrics.num_target_rows_inserted as u64;
             let replaced = metrics.num_target_rows_updated as u64;
-            (t, TableChange { added, replaced, ..TableChange::default() }, prev_rows + added)
+            (
+                t,
+                TableChange {
+                    added,
+                    replaced,
+                    ..TableChange::default()
+                },
+                prev_rows + added,
+            )
         }
     };
-    let delta_version = table.version().ok_or_else(|| WarehouseError::Corrupt(format!("{} has no version after commit", entity.name())))?;
-    Ok((TablePin { delta_version, rows }, change))
+    let delta_version = table.version().ok_or_else(|| {
+        WarehouseError::Corrupt(format!("{} has no version after commit", entity.name()))
+    })?;
+    Ok((
+        TablePin {
+            delta_version,
+            rows,
+        },
+        change,
+    ))
 }

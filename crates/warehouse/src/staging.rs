@@ -37,7 +37,11 @@ impl StagedTable {
     /// `cluster_by`: the column whose order each row group's rows are written in, so that the
     /// statistics of its pages let a query filtering on it read only the pages of its value
     /// (one product's order lines: a few percent of the table).
-    pub fn start(dir: PathBuf, schema: SchemaRef, cluster_by: Option<usize>) -> Result<StagedTable, WarehouseError> {
+    pub fn start(
+        dir: PathBuf,
+        schema: SchemaRef,
+        cluster_by: Option<usize>,
+    ) -> Result<StagedTable, WarehouseError> {
         fs::create_dir_all(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
         let (sender, receiver) = bounded::<RecordBatch>(4);
         // A clustered table's row groups are put in order on a thread of their own, beside the
@@ -52,7 +56,8 @@ impl StagedTable {
                         let mut held: Vec<RecordBatch> = Vec::new();
                         let mut held_rows = 0usize;
                         let send = |held: &mut Vec<RecordBatch>| -> Result<bool, WarehouseError> {
-                            let group = crate::cluster::batches_by_column(held, column).map_err(|e| WarehouseError::Staging(e.to_string()))?;
+                            let group = crate::cluster::batches_by_column(held, column)
+                                .map_err(|e| WarehouseError::Staging(e.to_string()))?;
                             held.clear();
                             Ok(ordered_sender.send(group).is_ok())
                         };
@@ -91,43 +96,60 @@ impl StagedTable {
                 let mut file_no = 0usize;
                 let mut in_file = 0usize;
                 let mut current: Option<(PathBuf, ArrowWriter<BufWriter<File>>)> = None;
-                let open = |n: usize| -> Result<(PathBuf, ArrowWriter<BufWriter<File>>), WarehouseError> {
-                    let path = thread_dir.join(format!("part-{n:05}.parquet"));
-                    let f = File::create(&path).map_err(|e| WarehouseError::io(&path, e))?;
-                    let w = ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, f), schema.clone(), Some(props.clone()))
+                let open =
+                    |n: usize| -> Result<(PathBuf, ArrowWriter<BufWriter<File>>), WarehouseError> {
+                        let path = thread_dir.join(format!("part-{n:05}.parquet"));
+                        let f = File::create(&path).map_err(|e| WarehouseError::io(&path, e))?;
+                        let w = ArrowWriter::try_new(
+                            BufWriter::with_capacity(1 << 20, f),
+                            schema.clone(),
+                            Some(props.clone()),
+                        )
                         .map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
-                    Ok((path, w))
-                };
+                        Ok((path, w))
+                    };
                 for batch in receiver {
                     if current.is_none() {
                         current = Some(open(file_no)?);
                         file_no += 1;
                     }
                     let (path, w) = current.as_mut().expect("open");
-                    w.write(&batch).map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
+                    w.write(&batch)
+                        .map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
                     if clustered {
                         // Each ordered group is a row group of its own.
-                        w.flush().map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
+                        w.flush().map_err(|e| {
+                            WarehouseError::Staging(format!("{}: {e}", path.display()))
+                        })?;
                     }
                     rows += batch.num_rows() as u64;
                     in_file += batch.num_rows();
                     if in_file >= ROWS_PER_FILE {
                         let (path, w) = current.take().expect("open");
-                        w.close().map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
+                        w.close().map_err(|e| {
+                            WarehouseError::Staging(format!("{}: {e}", path.display()))
+                        })?;
                         in_file = 0;
                     }
                 }
                 if let Some((path, w)) = current.take() {
-                    w.close().map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
+                    w.close()
+                        .map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
                 } else if file_no == 0 {
                     // No rows: one empty file still carries the schema for the commit.
                     let (path, w) = open(0)?;
-                    w.close().map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
+                    w.close()
+                        .map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
                 }
                 Ok(rows)
             })
             .map_err(|e| WarehouseError::io(&dir, e))?;
-        Ok(StagedTable { sender: Some(sender), orderer, writer: Some(writer), dir })
+        Ok(StagedTable {
+            sender: Some(sender),
+            orderer,
+            writer: Some(writer),
+            dir,
+        })
     }
 
     /// Queues a batch; fails only if the writer thread has stopped (its error comes at `finish`).
@@ -141,11 +163,17 @@ impl StagedTable {
         let ordered = match self.orderer.take().map(|t| t.join()) {
             None | Some(Ok(Ok(()))) => Ok(()),
             Some(Ok(Err(e))) => Err(e),
-            Some(Err(_)) => Err(WarehouseError::Staging(format!("the ordering of {} panicked", self.dir.display()))),
+            Some(Err(_)) => Err(WarehouseError::Staging(format!(
+                "the ordering of {} panicked",
+                self.dir.display()
+            ))),
         };
         let written = match self.writer.take().expect("joined once").join() {
             Ok(result) => result,
-            Err(_) => Err(WarehouseError::Staging(format!("the writer of {} panicked", self.dir.display()))),
+            Err(_) => Err(WarehouseError::Staging(format!(
+                "the writer of {} panicked",
+                self.dir.display()
+            ))),
         };
         ordered.and(written)
     }

@@ -97,9 +97,8 @@ impl VersionFile {
         let path = data_dir.join(FILE_NAME);
         match fs::read(&path) {
             Ok(bytes) => {
-                let file: VersionFile = serde_json::from_slice(&bytes).map_err(|e| {
-                    WarehouseError::Corrupt(format!("{}: {e}", path.display()))
-                })?;
+                let file: VersionFile = serde_json::from_slice(&bytes)
+                    .map_err(|e| WarehouseError::Corrupt(format!("{}: {e}", path.display())))?;
                 if file.format != FORMAT {
                     return Err(WarehouseError::Corrupt(format!(
                         "{}: format {} is not supported by this version of Prism (expected {FORMAT})",
@@ -109,9 +108,10 @@ impl VersionFile {
                 }
                 Ok(file)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Ok(VersionFile { format: FORMAT, versions: Vec::new() })
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(VersionFile {
+                format: FORMAT,
+                versions: Vec::new(),
+            }),
             Err(e) => Err(WarehouseError::io(&path, e)),
         }
     }
@@ -130,12 +130,15 @@ impl VersionFile {
         let tmp = data_dir.join(format!("{FILE_NAME}.tmp"));
         let bytes = serde_json::to_vec_pretty(self).expect("version file serialises");
         let mut f = File::create(&tmp).map_err(|e| WarehouseError::io(&tmp, e))?;
-        f.write_all(&bytes).map_err(|e| WarehouseError::io(&tmp, e))?;
+        f.write_all(&bytes)
+            .map_err(|e| WarehouseError::io(&tmp, e))?;
         f.sync_all().map_err(|e| WarehouseError::io(&tmp, e))?;
         drop(f);
         fs::rename(&tmp, &path).map_err(|e| WarehouseError::io(&path, e))?;
         // The rename is durable only once the folder itself is synced.
-        File::open(data_dir).and_then(|d| d.sync_all()).map_err(|e| WarehouseError::io(data_dir, e))?;
+        File::open(data_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| WarehouseError::io(data_dir, e))?;
         Ok(())
     }
 }

@@ -83,6 +83,13 @@ fn cases() -> Vec<(&'static str, &'static str, Vec<u8>, Vec<&'static str>)> {
         ("empty file", "satisfaction_surveys.csv",
             Vec::new(),
             vec!["satisfaction_surveys.csv:1: the file is empty: expected a header row naming the columns"]),
+        ("a quoted line break before the bad row", "partners.csv",
+            // P-1's name holds a line break, so P-2's row starts on line 4.
+            PARTNERS.replace("\"Acme, \"\"Best\"\" Partners\"", "\"Acme,\nBest Partners\"").replace("Silver,System", "Bronze,System").into_bytes(),
+            vec!["partners.csv:4:3 (tier): tier must be one of Platinum, Gold, Silver, Registered, found \"Bronze\""]),
+        ("a blank line before the bad row", "orders.csv",
+            orders(&|s| s.replacen("\nO-1,2,C-1,PR-2,P-1,2024-01-10,1,", "\n\nO-1,2,C-1,PR-2,P-1,2024-01-10,0,", 1)),
+            vec!["orders.csv:4:7 (quantity): quantity must be greater than 0, found 0 (a return is a line with negative revenue, not negative quantity)"]),
         ("several faults in one row are each reported", "opportunities.csv",
             OPPORTUNITIES.replace("OP-1,P-1,C-1,PR-1,Proposal,10000,50", "OP-1,P-1,C-9,PR-1,Proposal,10000,-1").into_bytes(),
             vec![
@@ -113,46 +120,118 @@ async fn each_bad_input_is_rejected_with_its_location_and_reason_and_changes_not
     let before = everything(&wh).await;
 
     let mut failures = Vec::new();
-    for (i, (name, file, content, expected)) in cases().into_iter().enumerate() {
-        let export = variant(&tmp.path().join(format!("case{i}")), file, Some(&content));
-        for mode in [LoadMode::Upsert, LoadMode::Replace] {
-            let got = match load(&wh, &export, mode, false).await {
-                Ok(_) => vec!["(the load was committed)".to_string()],
-                Err(e) => rejections(e),
+    for (i, (case, file, content, expected)) in cases().into_iter().enumerate() {
+        // The line a person opens in an editor, whatever the line endings: LF; CRLF (what Excel
+        // and Python's csv module write); the two mixed; and no ending after the last line.
+        for (ending, content) in line_endings(&content) {
+            let name = format!("{case}, {ending}");
+            let export = variant(
+                &tmp.path().join(format!("case{i}-{ending}")),
+                file,
+                Some(&content),
+            );
+            // Both modes over LF; the other endings locate the same way in either mode.
+            let modes: &[LoadMode] = if ending == "LF" {
+                &[LoadMode::Upsert, LoadMode::Replace]
+            } else {
+                &[LoadMode::Upsert]
             };
-            // Replacing the warehouse, a rejected dimension row also takes the facts that
-            // refer to it; each of those says so.
-            let consistent = got == expected
-                || (mode == LoadMode::Replace
-                    && got.len() > expected.len()
-                    && got[..expected.len()] == expected[..]
-                    && got[expected.len()..].iter().all(|r| r.contains("that was rejected")));
-            if !consistent {
-                failures.push(format!("{name} ({mode}):\n  expected {expected:#?}\n  got      {got:#?}"));
+            for &mode in modes {
+                let got = match load(&wh, &export, mode, false).await {
+                    Ok(_) => vec!["(the load was committed)".to_string()],
+                    Err(e) => rejections(e),
+                };
+                // Replacing the warehouse, a rejected dimension row also takes the facts that
+                // refer to it; each of those says so.
+                let consistent = got == expected
+                    || (mode == LoadMode::Replace
+                        && got.len() > expected.len()
+                        && got[..expected.len()] == expected[..]
+                        && got[expected.len()..]
+                            .iter()
+                            .all(|r| r.contains("that was rejected")));
+                if !consistent {
+                    failures.push(format!(
+                        "{name} ({mode}):\n  expected {expected:#?}\n  got      {got:#?}"
+                    ));
+                }
+                assert_eq!(
+                    everything(&wh).await,
+                    before,
+                    "{name} ({mode}) changed the warehouse"
+                );
             }
-            assert_eq!(everything(&wh).await, before, "{name} ({mode}) changed the warehouse");
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A file's content with each kind of line ending: as written (LF), every line feed a CRLF,
+/// every other one a CRLF, and without the ending of its last line.
+fn line_endings(content: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    let mut crlf = Vec::new();
+    let mut mixed = Vec::new();
+    for (i, line) in content.split_inclusive(|b| *b == b'\n').enumerate() {
+        let ends = line.ends_with(b"\n");
+        let body = if ends { &line[..line.len() - 1] } else { line };
+        crlf.extend_from_slice(body);
+        mixed.extend_from_slice(body);
+        if ends {
+            crlf.extend_from_slice(b"\r\n");
+            mixed.extend_from_slice(if i % 2 == 0 { b"\r\n" } else { b"\n" });
+        }
+    }
+    let unended = |c: &[u8]| {
+        c.strip_suffix(b"\r\n")
+            .or_else(|| c.strip_suffix(b"\n"))
+            .unwrap_or(c)
+            .to_vec()
+    };
+    vec![
+        ("LF", content.to_vec()),
+        ("CRLF", crlf.clone()),
+        ("mixed", mixed),
+        ("CRLF without a last ending", unended(&crlf)),
+    ]
 }
 
 #[tokio::test]
 async fn a_first_load_needs_every_dimension_with_rows() {
     let tmp = tempfile::tempdir().unwrap();
     let cases: Vec<(&str, Option<&[u8]>, &str)> = vec![
-        ("products.csv", None, "products.csv: products.csv is missing: a first load needs partners.csv, products.csv and customers.csv"),
-        ("partners.csv", Some(b"partner_id,partner_name,tier,partner_type,region,country,joined_on,status\n"),
-            "partners.csv:1: partners.csv has a header but no rows: a first load needs at least one partner"),
+        (
+            "products.csv",
+            None,
+            "products.csv: products.csv is missing: a first load needs partners.csv, products.csv and customers.csv",
+        ),
+        (
+            "partners.csv",
+            Some(b"partner_id,partner_name,tier,partner_type,region,country,joined_on,status\n"),
+            "partners.csv:1: partners.csv has a header but no rows: a first load needs at least one partner",
+        ),
     ];
     for (i, (file, content, expected)) in cases.into_iter().enumerate() {
         let wh = Warehouse::open(tmp.path().join(format!("data{i}"))).unwrap();
         let export = variant(&tmp.path().join(format!("export{i}")), file, content);
-        let got = rejections(load(&wh, &export, LoadMode::Upsert, false).await.unwrap_err());
+        let got = rejections(
+            load(&wh, &export, LoadMode::Upsert, false)
+                .await
+                .unwrap_err(),
+        );
         // With partners empty, every fact row naming a partner is also rejected; the file
         // error comes first.
         assert_eq!(got[0], expected);
-        assert!(wh.versions().unwrap().current().is_none(), "{file}: nothing may be committed");
-        assert!(!wh.dir().join("tables").exists() || std::fs::read_dir(wh.dir().join("tables")).unwrap().next().is_none());
+        assert!(
+            wh.versions().unwrap().current().is_none(),
+            "{file}: nothing may be committed"
+        );
+        assert!(
+            !wh.dir().join("tables").exists()
+                || std::fs::read_dir(wh.dir().join("tables"))
+                    .unwrap()
+                    .next()
+                    .is_none()
+        );
     }
 }
 
@@ -163,7 +242,16 @@ async fn an_absent_fact_file_means_no_rows_of_it() {
     let export = variant(&tmp.path().join("export"), "satisfaction_surveys.csv", None);
     let report = load(&wh, &export, LoadMode::Upsert, false).await.unwrap();
     assert_eq!(report.version, Some(1));
-    assert!(!wh.snapshot(None).unwrap().version.tables.contains_key("satisfaction_surveys"));
+    assert!(
+        !wh.snapshot(None)
+            .unwrap()
+            .version
+            .tables
+            .contains_key("satisfaction_surveys")
+    );
     // Readers see an empty table, not a missing one.
-    assert_eq!(query(&wh, None, "SELECT COUNT(*) FROM satisfaction_surveys").await, vec![vec!["0".to_string()]]);
+    assert_eq!(
+        query(&wh, None, "SELECT COUNT(*) FROM satisfaction_surveys").await,
+        vec![vec!["0".to_string()]]
+    );
 }

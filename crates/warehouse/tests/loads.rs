@@ -7,7 +7,9 @@ use common::*;
 use prism_warehouse::{LoadMode, Warehouse};
 
 fn rows(v: &[&str]) -> Vec<Vec<String>> {
-    v.iter().map(|r| r.split('|').map(str::to_string).collect()).collect()
+    v.iter()
+        .map(|r| r.split('|').map(str::to_string).collect())
+        .collect()
 }
 
 #[tokio::test]
@@ -17,7 +19,10 @@ async fn values_are_stored_exactly_as_the_contract_reads_them() {
     let export = write_export(&tmp.path().join("export"), &base_files());
     let report = load(&wh, &export, LoadMode::Upsert, false).await.unwrap();
     assert_eq!(report.version, Some(1));
-    assert_eq!(report.files[3].warnings, vec!["orders.csv: unknown column \"note\" (column 10) is ignored"]);
+    assert_eq!(
+        report.files[3].warnings,
+        vec!["orders.csv: unknown column \"note\" (column 10) is ignored"]
+    );
 
     // Money is exact: 2400.00 + 99.50 + 1200 - 49.75, and the direct sale has no partner.
     assert_eq!(
@@ -25,8 +30,17 @@ async fn values_are_stored_exactly_as_the_contract_reads_them() {
         rows(&["3649.75|1200.00|3"])
     );
     assert_eq!(
-        query(&wh, None, "SELECT partner_name, country, joined_on FROM partners ORDER BY partner_id").await,
-        rows(&["Acme, \"Best\" Partners|Germany|2020-01-15", "Müller & Söhne||", "東京データ|Japan|2021-06-01"])
+        query(
+            &wh,
+            None,
+            "SELECT partner_name, country, joined_on FROM partners ORDER BY partner_id"
+        )
+        .await,
+        rows(&[
+            "Acme, \"Best\" Partners|Germany|2020-01-15",
+            "Müller & Söhne||",
+            "東京データ|Japan|2021-06-01"
+        ])
     );
     // Enumerations are stored in the contract's spelling; booleans in every spelling.
     assert_eq!(
@@ -38,14 +52,29 @@ async fn values_are_stored_exactly_as_the_contract_reads_them() {
         query(&wh, None, "SELECT CAST(opened_at AS VARCHAR), CAST(first_response_at AS VARCHAR), CAST(resolved_at AS VARCHAR) FROM service_requests WHERE request_id = 'SR-1'").await,
         rows(&["2024-01-10T08:00:00Z|2024-01-10T08:30:00.250Z|2024-01-10T10:00:00Z"])
     );
-    assert_eq!(query(&wh, None, "SELECT annual_revenue FROM customers ORDER BY customer_id").await, rows(&["2500000000.00", ""]));
+    assert_eq!(
+        query(
+            &wh,
+            None,
+            "SELECT annual_revenue FROM customers ORDER BY customer_id"
+        )
+        .await,
+        rows(&["2500000000.00", ""])
+    );
 }
 
 #[tokio::test]
 async fn a_later_export_replaces_rows_by_key_adds_new_ones_and_keeps_the_rest() {
     let tmp = tempfile::tempdir().unwrap();
     let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-    load(&wh, &write_export(&tmp.path().join("v1"), &base_files()), LoadMode::Upsert, false).await.unwrap();
+    load(
+        &wh,
+        &write_export(&tmp.path().join("v1"), &base_files()),
+        LoadMode::Upsert,
+        false,
+    )
+    .await
+    .unwrap();
 
     // O-1/1 is corrected, O-4/1 is new; the partners file moves P-2 to Gold; nothing else is sent.
     let update = write_export(&tmp.path().join("v2"), &[
@@ -54,29 +83,51 @@ async fn a_later_export_replaces_rows_by_key_adds_new_ones_and_keeps_the_rest() 
     ]);
     let report = load(&wh, &update, LoadMode::Upsert, false).await.unwrap();
     assert_eq!(report.version, Some(2));
-    let orders = report.files.iter().find(|f| f.file == "orders.csv").unwrap();
+    let orders = report
+        .files
+        .iter()
+        .find(|f| f.file == "orders.csv")
+        .unwrap();
     assert_eq!((orders.added, orders.replaced), (1, 1));
-    let partners = report.files.iter().find(|f| f.file == "partners.csv").unwrap();
+    let partners = report
+        .files
+        .iter()
+        .find(|f| f.file == "partners.csv")
+        .unwrap();
     assert_eq!((partners.added, partners.replaced), (0, 1));
 
     assert_eq!(
         query(&wh, None, "SELECT order_id, line_number, quantity, revenue FROM orders ORDER BY order_id, line_number").await,
         rows(&["O-1|1|3|3600.00", "O-1|2|1|99.50", "O-2|1|1|1200.00", "O-3|1|1|-49.75", "O-4|1|1|99.50"])
     );
-    assert_eq!(query(&wh, None, "SELECT tier FROM partners ORDER BY partner_id").await, rows(&["Gold", "Gold", "Registered"]));
+    assert_eq!(
+        query(&wh, None, "SELECT tier FROM partners ORDER BY partner_id").await,
+        rows(&["Gold", "Gold", "Registered"])
+    );
     let current = wh.snapshot(None).unwrap().version;
     assert_eq!(current.tables["orders"].rows, 5);
     assert_eq!(current.tables["partners"].rows, 3);
     // Untouched tables keep their pin.
     let first = wh.snapshot(Some(1)).unwrap().version;
-    assert_eq!(current.tables["satisfaction_surveys"], first.tables["satisfaction_surveys"]);
+    assert_eq!(
+        current.tables["satisfaction_surveys"],
+        first.tables["satisfaction_surveys"]
+    );
 
     // Time travel: version 1 still reads the rows as they were.
     assert_eq!(
         query(&wh, Some(1), "SELECT order_id, line_number, quantity, revenue FROM orders ORDER BY order_id, line_number").await,
         rows(&["O-1|1|2|2400.00", "O-1|2|1|99.50", "O-2|1|1|1200.00", "O-3|1|1|-49.75"])
     );
-    assert_eq!(query(&wh, Some(1), "SELECT tier FROM partners WHERE partner_id = 'P-2'").await, rows(&["Silver"]));
+    assert_eq!(
+        query(
+            &wh,
+            Some(1),
+            "SELECT tier FROM partners WHERE partner_id = 'P-2'"
+        )
+        .await,
+        rows(&["Silver"])
+    );
     let err = wh.snapshot(Some(7)).unwrap_err().to_string();
     assert_eq!(err, "no warehouse version 7: versions 1 to 2 exist");
 }
@@ -85,7 +136,14 @@ async fn a_later_export_replaces_rows_by_key_adds_new_ones_and_keeps_the_rest() 
 async fn replace_makes_the_export_the_whole_warehouse() {
     let tmp = tempfile::tempdir().unwrap();
     let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-    load(&wh, &write_export(&tmp.path().join("v1"), &base_files()), LoadMode::Upsert, false).await.unwrap();
+    load(
+        &wh,
+        &write_export(&tmp.path().join("v1"), &base_files()),
+        LoadMode::Upsert,
+        false,
+    )
+    .await
+    .unwrap();
     let smaller = write_export(&tmp.path().join("v2"), &[
         ("partners.csv", PARTNERS.as_bytes().to_vec()),
         ("products.csv", PRODUCTS.as_bytes().to_vec()),
@@ -93,13 +151,25 @@ async fn replace_makes_the_export_the_whole_warehouse() {
         ("orders.csv", b"order_id,line_number,partner_id,customer_id,product_id,order_date,quantity,revenue,cost\nO-9,1,P-2,C-2,PR-2,2024-06-01,2,199.00,\n".to_vec()),
     ]);
     load(&wh, &smaller, LoadMode::Replace, false).await.unwrap();
-    assert_eq!(query(&wh, None, "SELECT order_id, revenue FROM orders").await, rows(&["O-9|199.00"]));
+    assert_eq!(
+        query(&wh, None, "SELECT order_id, revenue FROM orders").await,
+        rows(&["O-9|199.00"])
+    );
     // Facts absent from a replacing export are empty afterwards.
-    assert_eq!(query(&wh, None, "SELECT COUNT(*) FROM opportunities").await, rows(&["0"]));
-    assert_eq!(query(&wh, None, "SELECT COUNT(*) FROM satisfaction_surveys").await, rows(&["0"]));
+    assert_eq!(
+        query(&wh, None, "SELECT COUNT(*) FROM opportunities").await,
+        rows(&["0"])
+    );
+    assert_eq!(
+        query(&wh, None, "SELECT COUNT(*) FROM satisfaction_surveys").await,
+        rows(&["0"])
+    );
     assert_eq!(wh.snapshot(None).unwrap().version.tables["orders"].rows, 1);
     // The replaced version is still there to read.
-    assert_eq!(query(&wh, Some(1), "SELECT COUNT(*) FROM orders").await, rows(&["4"]));
+    assert_eq!(
+        query(&wh, Some(1), "SELECT COUNT(*) FROM orders").await,
+        rows(&["4"])
+    );
 }
 
 #[tokio::test]
@@ -107,24 +177,61 @@ async fn quarantine_loads_the_valid_rows_and_sets_each_rejected_row_aside_unchan
     let tmp = tempfile::tempdir().unwrap();
     let wh = Warehouse::open(tmp.path().join("data")).unwrap();
     let bad_orders = ORDERS
-        .replace("O-1,2,C-1,PR-2,P-1,2024-01-10,1,", "O-1,2,C-1,PR-2,P-1,2024-01-10,-1,")
-        .replace("O-3,1,C-2,PR-2,P-2,", "O-3,1,C-2,PR-2,\"P-7, \"\"new\"\"\",");
-    let export = variant(&tmp.path().join("export"), "orders.csv", Some(bad_orders.as_bytes()));
+        .replace(
+            "O-1,2,C-1,PR-2,P-1,2024-01-10,1,",
+            "O-1,2,C-1,PR-2,P-1,2024-01-10,-1,",
+        )
+        .replace(
+            "O-3,1,C-2,PR-2,P-2,",
+            "O-3,1,C-2,PR-2,\"P-7, \"\"new\"\"\",",
+        );
+    let export = variant(
+        &tmp.path().join("export"),
+        "orders.csv",
+        Some(bad_orders.as_bytes()),
+    );
     let report = load(&wh, &export, LoadMode::Upsert, true).await.unwrap();
     assert_eq!(report.version, Some(1));
-    let orders = report.files.iter().find(|f| f.file == "orders.csv").unwrap();
-    assert_eq!((orders.rows_read, orders.rows_loaded, orders.rows_rejected), (4, 2, 2));
-    assert_eq!(query(&wh, None, "SELECT order_id, line_number FROM orders ORDER BY order_id").await, rows(&["O-1|1", "O-2|1"]));
+    let orders = report
+        .files
+        .iter()
+        .find(|f| f.file == "orders.csv")
+        .unwrap();
+    assert_eq!(
+        (orders.rows_read, orders.rows_loaded, orders.rows_rejected),
+        (4, 2, 2)
+    );
+    assert_eq!(
+        query(
+            &wh,
+            None,
+            "SELECT order_id, line_number FROM orders ORDER BY order_id"
+        )
+        .await,
+        rows(&["O-1|1", "O-2|1"])
+    );
 
     let rejects = std::fs::read_to_string(report.rejects_dir.unwrap().join("orders.csv")).unwrap();
-    assert_eq!(rejects, "order_id,line_number,customer_id,product_id,partner_id,order_date,quantity,revenue,cost,note,reject_line,reject_reason\n\
+    assert_eq!(
+        rejects,
+        "order_id,line_number,customer_id,product_id,partner_id,order_date,quantity,revenue,cost,note,reject_line,reject_reason\n\
         O-1,2,C-1,PR-2,P-1,2024-01-10,-1,99.50,,,3,\"quantity: quantity must be greater than 0, found -1 (a return is a line with negative revenue, not negative quantity)\"\n\
-        O-3,1,C-2,PR-2,\"P-7, \"\"new\"\"\",2024-03-05,1,-49.75,-30.00,return,5,\"partner_id: unknown partner_id: \"\"P-7, \\\"\"new\\\"\"\"\" is neither in this export's partners.csv nor in the warehouse\"\n");
-    assert_eq!(wh.snapshot(None).unwrap().version.changes["orders"].rejected, 2);
+        O-3,1,C-2,PR-2,\"P-7, \"\"new\"\"\",2024-03-05,1,-49.75,-30.00,return,5,\"partner_id: unknown partner_id: \"\"P-7, \\\"\"new\\\"\"\"\" is neither in this export's partners.csv nor in the warehouse\"\n"
+    );
+    assert_eq!(
+        wh.snapshot(None).unwrap().version.changes["orders"].rejected,
+        2
+    );
 
     // The full report lists every rejection with its place.
-    let report_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report.report_path).unwrap()).unwrap();
-    let lines: Vec<u64> = report_json["rejections"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
+    let report_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report.report_path).unwrap()).unwrap();
+    let lines: Vec<u64> = report_json["rejections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
     assert_eq!(lines, vec![3, 5]);
     assert_eq!(report_json["summary"]["committed"], true);
 }
@@ -134,11 +241,24 @@ async fn a_generated_export_loads_whole_and_status_counts_what_the_generator_wro
     let tmp = tempfile::tempdir().unwrap();
     let (export, summary, wh) = generated(tmp.path(), 0.02, 7);
     let report = load(&wh, &export, LoadMode::Upsert, false).await.unwrap();
-    assert_eq!(report.rows_rejected(), 0, "the generator writes only valid rows");
+    assert_eq!(
+        report.rows_rejected(),
+        0,
+        "the generator writes only valid rows"
+    );
     let snapshot = wh.snapshot(None).unwrap();
     for (entity, written) in &summary.rows {
-        assert_eq!(snapshot.version.tables[entity.name()].rows, *written, "{entity}");
-        let counted = query(&wh, None, &format!("SELECT COUNT(*) FROM {}", entity.name())).await;
+        assert_eq!(
+            snapshot.version.tables[entity.name()].rows,
+            *written,
+            "{entity}"
+        );
+        let counted = query(
+            &wh,
+            None,
+            &format!("SELECT COUNT(*) FROM {}", entity.name()),
+        )
+        .await;
         assert_eq!(counted, rows(&[&written.to_string()]), "{entity}");
     }
     // Direct sales exist, and so do partners with revenue.
@@ -152,7 +272,12 @@ async fn a_duplicate_key_far_from_its_first_row_is_found_and_only_the_later_row_
     // still be found, in file order.
     let tmp = tempfile::tempdir().unwrap();
     let export = tmp.path().join("export");
-    let summary = prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.06, seed: 5 }).unwrap();
+    let summary = prism_generator::generate(&prism_generator::GenerateConfig {
+        out: export.clone(),
+        scale: 0.06,
+        seed: 5,
+    })
+    .unwrap();
     let orders_written = summary.rows_of(prism_contract::Entity::Orders);
     assert!(orders_written > 40_000, "the file spans several chunks");
     let path = export.join("orders.csv");
@@ -162,17 +287,41 @@ async fn a_duplicate_key_far_from_its_first_row_is_found_and_only_the_later_row_
     let last_line = orders_written + 2;
 
     let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-    let err = load(&wh, &export, LoadMode::Upsert, false).await.unwrap_err();
-    let prism_warehouse::WarehouseError::Rejected(report) = err else { panic!("rejected load expected") };
-    let orders = report.files.iter().find(|f| f.file == "orders.csv").unwrap();
+    let err = load(&wh, &export, LoadMode::Upsert, false)
+        .await
+        .unwrap_err();
+    let prism_warehouse::WarehouseError::Rejected(report) = err else {
+        panic!("rejected load expected")
+    };
+    let orders = report
+        .files
+        .iter()
+        .find(|f| f.file == "orders.csv")
+        .unwrap();
     assert_eq!(orders.shown.len(), 1);
     assert_eq!(orders.shown[0].line, last_line);
-    assert!(orders.shown[0].reason.starts_with("duplicate key order_id, line_number = "), "{}", orders.shown[0].reason);
+    assert!(
+        orders.shown[0]
+            .reason
+            .starts_with("duplicate key order_id, line_number = "),
+        "{}",
+        orders.shown[0].reason
+    );
 
     let report = load(&wh, &export, LoadMode::Upsert, true).await.unwrap();
-    let orders = report.files.iter().find(|f| f.file == "orders.csv").unwrap();
-    assert_eq!((orders.rows_read, orders.rows_loaded, orders.rows_rejected), (orders_written + 1, orders_written, 1));
-    assert_eq!(query(&wh, None, "SELECT COUNT(*) FROM orders").await, rows(&[&orders_written.to_string()]));
+    let orders = report
+        .files
+        .iter()
+        .find(|f| f.file == "orders.csv")
+        .unwrap();
+    assert_eq!(
+        (orders.rows_read, orders.rows_loaded, orders.rows_rejected),
+        (orders_written + 1, orders_written, 1)
+    );
+    assert_eq!(
+        query(&wh, None, "SELECT COUNT(*) FROM orders").await,
+        rows(&[&orders_written.to_string()])
+    );
 }
 
 #[tokio::test]
@@ -187,19 +336,43 @@ async fn order_lines_are_stored_in_product_order_so_that_a_product_s_lines_lie_t
         if path.extension().is_none_or(|e| e != "parquet") {
             continue;
         }
-        let open = || parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap()).unwrap();
+        let open = || {
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(&path).unwrap(),
+            )
+            .unwrap()
+        };
         for group in 0..open().metadata().num_row_groups() {
             let mut products: Vec<String> = Vec::new();
             for batch in open().with_row_groups(vec![group]).build().unwrap() {
                 let batch = batch.unwrap();
-                let column = batch.column(batch.schema().index_of("product_id").unwrap()).clone();
-                products.extend(column.as_string::<i32>().iter().map(|p| p.unwrap().to_string()));
+                let column = batch
+                    .column(batch.schema().index_of("product_id").unwrap())
+                    .clone();
+                products.extend(
+                    column
+                        .as_string::<i32>()
+                        .iter()
+                        .map(|p| p.unwrap().to_string()),
+                );
             }
             lines += products.len();
-            assert!(products.is_sorted(), "{} row group {group} is not in product order", path.display());
+            assert!(
+                products.is_sorted(),
+                "{} row group {group} is not in product order",
+                path.display()
+            );
             runs += products.chunk_by(|a, b| a == b).count();
         }
     }
     // Every line is stored, and each product's lines are one run (the export is one row group).
-    assert_eq!(query(&wh, None, "SELECT COUNT(*), COUNT(DISTINCT product_id) FROM orders").await, rows(&[&format!("{lines}|{runs}")]));
+    assert_eq!(
+        query(
+            &wh,
+            None,
+            "SELECT COUNT(*), COUNT(DISTINCT product_id) FROM orders"
+        )
+        .await,
+        rows(&[&format!("{lines}|{runs}")])
+    );
 }

@@ -13,11 +13,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use axum::{Extension, Router};
 use axum::extract::{ConnectInfo, Form, Query as UrlQuery, RawPathParams, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use prism_engine::{Engine, Session};
 use prism_model::Model;
 use prism_warehouse::Warehouse;
@@ -36,6 +36,10 @@ pub struct AppState {
     pub store: Store,
     /// Cookies marked Secure: set when the app is served over TLS (directly or behind a proxy).
     pub secure_cookies: bool,
+    /// The proxies whose `X-Forwarded-For` is believed (`prism serve --trusted-proxy`); from
+    /// anyone else the header is ignored and the socket's address counts, for throttling and
+    /// the audit log.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// The session over the current warehouse version, kept until a load switches the version.
     session: Mutex<Option<(u64, Arc<Session>)>>,
     /// Pages built over the current version (see `pages::build`), oldest first out.
@@ -56,34 +60,67 @@ const PAGES_KEPT: usize = 500;
 pub const RESULT_CACHE_BYTES: usize = 256 << 20;
 
 impl AppState {
-    pub fn open(data: &Path, model: Model, secure_cookies: bool) -> Result<AppState, store::StoreError> {
+    pub fn open(
+        data: &Path,
+        model: Model,
+        secure_cookies: bool,
+    ) -> Result<AppState, store::StoreError> {
         // Pages ask the same questions again and again; a load starts a new session.
-        Self::with_engine(data, Engine::with_result_cache(model, RESULT_CACHE_BYTES), secure_cookies)
+        Self::with_engine(
+            data,
+            Engine::with_result_cache(model, RESULT_CACHE_BYTES),
+            secure_cookies,
+        )
     }
 
     /// An app over an engine of the caller's making (`prism serve --no-cache --no-rollups`).
-    pub fn with_engine(data: &Path, engine: Engine, secure_cookies: bool) -> Result<AppState, store::StoreError> {
-        std::fs::create_dir_all(data).map_err(|e| store::StoreError::Invalid(format!("{}: {e}", data.display())))?;
+    pub fn with_engine(
+        data: &Path,
+        engine: Engine,
+        secure_cookies: bool,
+    ) -> Result<AppState, store::StoreError> {
+        std::fs::create_dir_all(data)
+            .map_err(|e| store::StoreError::Invalid(format!("{}: {e}", data.display())))?;
         Ok(AppState {
             data: data.to_path_buf(),
             engine,
             store: Store::open(&data.join("app.sqlite"))?,
             secure_cookies,
+            trusted_proxies: Vec::new(),
             session: Mutex::new(None),
             pages: Mutex::new(PageCache::default()),
+        })
+    }
+
+    /// The same app believing `X-Forwarded-For` from these proxies only.
+    pub fn with_trusted_proxies(mut self, proxies: Vec<std::net::IpAddr>) -> AppState {
+        self.trusted_proxies = proxies;
+        self
+    }
+
+    /// The same app under an administrator's session and audit policy.
+    pub fn with_policy(self, policy: store::Policy) -> Result<AppState, store::StoreError> {
+        Ok(AppState {
+            store: self.store.with_policy(policy)?,
+            ..self
         })
     }
 
     /// A page built before over the same warehouse version.
     pub(crate) fn cached_page(&self, version: u64, key: &str) -> Option<pages::Page> {
         let cache = self.pages.lock().unwrap_or_else(|e| e.into_inner());
-        (cache.version == version).then(|| cache.pages.get(key).cloned()).flatten()
+        (cache.version == version)
+            .then(|| cache.pages.get(key).cloned())
+            .flatten()
     }
 
     pub(crate) fn keep_page(&self, version: u64, key: String, page: &pages::Page) {
         let mut cache = self.pages.lock().unwrap_or_else(|e| e.into_inner());
         if cache.version != version {
-            *cache = PageCache { version, ..PageCache::default() };
+            *cache = PageCache {
+                version,
+                ..PageCache::default()
+            };
         }
         if cache.pages.insert(key.clone(), page.clone()).is_none() {
             cache.order.push_back(key);
@@ -98,14 +135,23 @@ impl AppState {
     /// A session over the current warehouse version (the same one until a load commits).
     pub async fn session(&self) -> Result<(u64, Arc<Session>), WebError> {
         let wh = Warehouse::open(&self.data).map_err(|e| WebError::Internal(e.to_string()))?;
-        let snapshot = wh.snapshot(None).map_err(|e| WebError::NoData(e.to_string()))?;
+        let snapshot = wh
+            .snapshot(None)
+            .map_err(|e| WebError::NoData(e.to_string()))?;
         let version = snapshot.version.version;
-        if let Some((v, s)) = self.session.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+        if let Some((v, s)) = self
+            .session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
             && *v == version
         {
             return Ok((version, s.clone()));
         }
-        let session = snapshot.session().await.map_err(|e| WebError::Internal(e.to_string()))?;
+        let session = snapshot
+            .session()
+            .await
+            .map_err(|e| WebError::Internal(e.to_string()))?;
         *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Some((version, session.clone()));
         Ok((version, session))
     }
@@ -164,24 +210,120 @@ impl WebError {
         }
     }
 
+    /// What the client is told. An unexpected failure's own text stays in the log, under an
+    /// id the client gets, so that nothing of the server's insides reaches a browser.
+    fn public_message(&self) -> String {
+        match self {
+            WebError::Internal(m) => {
+                let id = incident_id();
+                tracing::error!(incident = %id, "{m}");
+                format!(
+                    "something went wrong on the server; the administrator can find it in the log under incident {id}"
+                )
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// As a page: signed-out visitors go to the sign-in page; the rest see the reason.
     fn page(self, user: Option<&User>) -> Response {
         if matches!(self, WebError::SignedOut) {
             return Redirect::to("/").into_response();
         }
-        if let WebError::Internal(m) = &self {
-            tracing::error!("{m}");
-        }
         let status = self.status();
-        let body = pages::ErrorPage { user_name: user.map(|u| u.name.clone()).unwrap_or_default(), nav: pages::nav(user), status: status.as_u16(), message: self.to_string() }
-            .render();
+        let body = pages::ErrorPage {
+            user_name: user.map(|u| u.name.clone()).unwrap_or_default(),
+            nav: pages::nav(user),
+            status: status.as_u16(),
+            message: self.public_message(),
+        }
+        .render();
         (status, Html(body)).into_response()
     }
 
     /// As JSON: `{"error": "..."}` with the status.
     fn json(self) -> Response {
-        (self.status(), axum::Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+        (
+            self.status(),
+            axum::Json(serde_json::json!({ "error": self.public_message() })),
+        )
+            .into_response()
     }
+
+    /// As plain text (the CSV exports).
+    fn text(self) -> Response {
+        (self.status(), self.public_message()).into_response()
+    }
+}
+
+/// A short random id for an incident: in the client's message and in the log line.
+fn incident_id() -> String {
+    store::random_token()[..12].to_string()
+}
+
+/// The limits every request runs under (see `router`).
+pub mod limits {
+    /// A question still unanswered after this long is cut off with a 503, so that one slow
+    /// question cannot hold a worker for good.
+    pub const REQUEST_SECONDS: u64 = 30;
+    /// Requests served at once; more wait their turn.
+    pub const IN_FLIGHT: usize = 64;
+    /// A request body (the sign-in form) at most this long.
+    pub const BODY_BYTES: usize = 16 * 1024;
+    /// A URL's query (the prompts) at most this long.
+    pub const QUERY_BYTES: usize = 4 * 1024;
+}
+
+/// Security headers on every response, and the size of the prompts checked before anything
+/// reads them.
+async fn guard(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let too_long = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.len() > limits::QUERY_BYTES);
+    let mut response = if too_long {
+        (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the URL's parameters are too long: at most {} bytes",
+                limits::QUERY_BYTES
+            ),
+        )
+            .into_response()
+    } else {
+        next.run(request).await
+    };
+    let h = response.headers_mut();
+    // Scripts only from the app's own bundle (no inline script runs); styles may be set by
+    // the charts' script on the elements it draws.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    // Data is never kept by a browser or a proxy; the bundled script and style say otherwise.
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// A panic in a handler: a 500 with an incident id, the panic's text in the log only.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let text = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    WebError::Internal(format!("a request panicked: {text}")).text()
 }
 
 /// What a route serves.
@@ -224,8 +366,24 @@ pub fn router(state: Arc<AppState>) -> Router {
             Serves::SignInPage => get(home),
             Serves::SignIn => post(sign_in),
             Serves::SignOut => post(sign_out),
-            Serves::Script => get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")], APP_JS) }),
-            Serves::Style => get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")], STYLE_CSS) }),
+            Serves::Script => get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                        (header::CACHE_CONTROL, "max-age=3600"),
+                    ],
+                    APP_JS,
+                )
+            }),
+            Serves::Style => get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+                        (header::CACHE_CONTROL, "max-age=3600"),
+                    ],
+                    STYLE_CSS,
+                )
+            }),
             // Browsers ask for it on every site: no icon, and no error either.
             Serves::Favicon => get(|| async { StatusCode::NO_CONTENT }),
             Serves::Html(page) => get(move |s, h, p, q| html_page(s, h, p, q, page)),
@@ -235,13 +393,32 @@ pub fn router(state: Arc<AppState>) -> Router {
         debug_assert!(method == "GET" || method == "POST");
         router = router.route(&path, handler);
     }
-    router.fallback(|| async { (StatusCode::NOT_FOUND, "no such page") }).with_state(state)
+    // Outermost last: the headers go on every answer, timeouts and panics included.
+    router
+        .fallback(|| async { (StatusCode::NOT_FOUND, "no such page") })
+        .with_state(state)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            std::time::Duration::from_secs(limits::REQUEST_SECONDS),
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            limits::BODY_BYTES,
+        ))
+        .layer(axum::middleware::from_fn(guard))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(limits::IN_FLIGHT))
 }
 
 /// Serves the app until the process is stopped.
 pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>()).await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
 }
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -258,46 +435,105 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 const SESSION_COOKIE: &str = "prism_session";
 const SIGN_IN_CSRF_COOKIE: &str = "prism_csrf";
 
-fn set_cookie(state: &AppState, headers: &HeaderMap, name: &str, value: &str, max_age: i64) -> HeaderValue {
-    let tls = state.secure_cookies || headers.get("x-forwarded-proto").is_some_and(|v| v.as_bytes() == b"https");
+fn set_cookie(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+    value: &str,
+    max_age: i64,
+) -> HeaderValue {
+    let tls = state.secure_cookies
+        || headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes() == b"https");
     let secure = if tls { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")).expect("cookie text")
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+    ))
+    .expect("cookie text")
 }
 
 /// The signed-in user and their session's CSRF token.
-fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<(User, String), WebError> {
-    let token = cookie(headers, SESSION_COOKIE).ok_or(WebError::SignedOut)?;
-    state.store.session(token)?.ok_or(WebError::SignedOut)
+async fn signed_in(state: &Arc<AppState>, headers: &HeaderMap) -> Result<(User, String), WebError> {
+    let token = cookie(headers, SESSION_COOKIE)
+        .ok_or(WebError::SignedOut)?
+        .to_string();
+    blocking(state, move |st| {
+        st.store.session(&token).map_err(WebError::from)
+    })
+    .await?
+    .ok_or(WebError::SignedOut)
+}
+
+/// Runs SQLite and password hashing on the blocking pool: an async worker waiting on a disk
+/// or spending 50 ms on an argon2 hash serves nobody else meanwhile.
+async fn blocking<T: Send + 'static>(
+    state: &Arc<AppState>,
+    f: impl FnOnce(&AppState) -> Result<T, WebError> + Send + 'static,
+) -> Result<T, WebError> {
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || f(&st))
+        .await
+        .map_err(|e| WebError::Internal(format!("a blocking task failed: {e}")))?
 }
 
 /// The `{id}` of a route like `/partners/{id}`.
 fn path_id(params: &RawPathParams) -> Option<String> {
-    params.iter().find(|(k, _)| *k == "id").map(|(_, v)| v.to_string())
+    params
+        .iter()
+        .find(|(k, _)| *k == "id")
+        .map(|(_, v)| v.to_string())
 }
 
-fn address(headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
-    // Behind a proxy, the client's address is the first of X-Forwarded-For.
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(|v| v.trim().to_string())
-        .or_else(|| peer.map(|p| p.ip().to_string()))
-        .unwrap_or_else(|| "unknown".into())
+/// The client's address: the socket's, unless the socket is a trusted proxy; then the
+/// right-most address of `X-Forwarded-For` that is not itself a trusted proxy (what a client
+/// writes at the left of the header is not believed).
+fn address(headers: &HeaderMap, peer: Option<SocketAddr>, trusted: &[std::net::IpAddr]) -> String {
+    let Some(peer) = peer.map(|p| p.ip()) else {
+        return "unknown".into();
+    };
+    if !trusted.contains(&peer) {
+        return peer.to_string();
+    }
+    let forwarded: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    forwarded
+        .iter()
+        .rev()
+        .find(|a| !trusted.contains(a))
+        .unwrap_or(&peer)
+        .to_string()
 }
 
 async fn home(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Ok((user, _)) = signed_in(&st, &headers) {
+    if let Ok((user, _)) = signed_in(&st, &headers).await {
         return Redirect::to(pages::home_of(&user).path()).into_response();
     }
     sign_in_page(&st, &headers, None, StatusCode::OK)
 }
 
-fn sign_in_page(st: &AppState, headers: &HeaderMap, message: Option<String>, status: StatusCode) -> Response {
+fn sign_in_page(
+    st: &AppState,
+    headers: &HeaderMap,
+    message: Option<String>,
+    status: StatusCode,
+) -> Response {
     let csrf = store::random_token();
-    let body = pages::SignInPage { csrf: csrf.clone(), message: message.unwrap_or_default() }.render();
+    let body = pages::SignInPage {
+        csrf: csrf.clone(),
+        message: message.unwrap_or_default(),
+    }
+    .render();
     let mut response = (status, Html(body)).into_response();
-    response.headers_mut().append(header::SET_COOKIE, set_cookie(st, headers, SIGN_IN_CSRF_COOKIE, &csrf, 3600));
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(st, headers, SIGN_IN_CSRF_COOKIE, &csrf, 3600),
+    );
     response
 }
 
@@ -309,41 +545,87 @@ struct SignInForm {
     csrf: String,
 }
 
-async fn sign_in(State(st): State<Arc<AppState>>, peer: Option<Extension<ConnectInfo<SocketAddr>>>, headers: HeaderMap, Form(form): Form<SignInForm>) -> Response {
+async fn sign_in(
+    State(st): State<Arc<AppState>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Response {
     // Double-submit: the form's token must equal the cookie set with the sign-in page.
     if cookie(&headers, SIGN_IN_CSRF_COOKIE).is_none_or(|c| c.is_empty() || c != form.csrf) {
-        return sign_in_page(&st, &headers, Some("the form has expired; please sign in again".into()), StatusCode::FORBIDDEN);
+        return sign_in_page(
+            &st,
+            &headers,
+            Some("the form has expired; please sign in again".into()),
+            StatusCode::FORBIDDEN,
+        );
     }
-    let addr = address(&headers, peer.map(|c| c.0.0));
-    let result = (|| -> Result<Result<User, String>, WebError> {
-        if let Some(minutes) = st.store.locked_for(&form.name, &addr)? {
-            st.store.audit(&form.name, "sign-in refused", &format!("too many failures, from {addr}"))?;
-            return Ok(Err(format!("too many failed sign-ins; try again in {minutes} minute{}", if minutes == 1 { "" } else { "s" })));
-        }
-        match st.store.verify(&form.name, &form.password)? {
-            Some(user) => {
-                st.store.audit(&user.name, "sign-in", &format!("from {addr}"))?;
-                Ok(Ok(user))
+    let addr = address(&headers, peer.map(|c| c.0.0), &st.trusted_proxies);
+    if form.name.len() > store::MAX_NAME_BYTES || form.password.len() > store::MAX_PASSWORD_BYTES {
+        return sign_in_page(
+            &st,
+            &headers,
+            Some(format!(
+                "a user name has at most {} bytes and a password at most {}",
+                store::MAX_NAME_BYTES,
+                store::MAX_PASSWORD_BYTES
+            )),
+            StatusCode::BAD_REQUEST,
+        );
+    }
+    let name = form.name.clone();
+    let result = blocking(
+        &st,
+        move |st| -> Result<Result<(User, String), String>, WebError> {
+            if let Some(seconds) = st.store.wait_for(&name, &addr)? {
+                st.store.audit(
+                    &name,
+                    "sign-in refused",
+                    &format!("too many failures, from {addr}"),
+                )?;
+                return Ok(Err(format!(
+                    "too many failed sign-ins; try again in {seconds} second{}",
+                    if seconds == 1 { "" } else { "s" }
+                )));
             }
-            None => {
-                st.store.record_failure(&form.name, &addr)?;
-                st.store.audit(&form.name, "sign-in failed", &format!("from {addr}"))?;
-                Ok(Err("wrong name or password".into()))
+            match st.store.verify(&name, &form.password)? {
+                Some(user) => {
+                    st.store
+                        .audit(&user.name, "sign-in", &format!("from {addr}"))?;
+                    let (token, _) = st.store.start_session(&user)?;
+                    Ok(Ok((user, token)))
+                }
+                None => {
+                    st.store.record_failure(&name, &addr)?;
+                    st.store
+                        .audit(&name, "sign-in failed", &format!("from {addr}"))?;
+                    Ok(Err("wrong name or password".into()))
+                }
             }
-        }
-    })();
+        },
+    )
+    .await;
     match result {
         Err(e) => e.page(None),
         Ok(Err(message)) => sign_in_page(&st, &headers, Some(message), StatusCode::UNAUTHORIZED),
-        Ok(Ok(user)) => match st.store.start_session(&user) {
-            Err(e) => WebError::from(e).page(None),
-            Ok((token, _)) => {
-                let mut r = Redirect::to(pages::home_of(&user).path()).into_response();
-                r.headers_mut().append(header::SET_COOKIE, set_cookie(&st, &headers, SESSION_COOKIE, &token, store::SESSION_HOURS * 3600));
-                r.headers_mut().append(header::SET_COOKIE, set_cookie(&st, &headers, SIGN_IN_CSRF_COOKIE, "", 0));
-                r
-            }
-        },
+        Ok(Ok((user, token))) => {
+            let mut r = Redirect::to(pages::home_of(&user).path()).into_response();
+            r.headers_mut().append(
+                header::SET_COOKIE,
+                set_cookie(
+                    &st,
+                    &headers,
+                    SESSION_COOKIE,
+                    &token,
+                    store::SESSION_HOURS * 3600,
+                ),
+            );
+            r.headers_mut().append(
+                header::SET_COOKIE,
+                set_cookie(&st, &headers, SIGN_IN_CSRF_COOKIE, "", 0),
+            );
+            r
+        }
     }
 }
 
@@ -353,28 +635,47 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn sign_out(State(st): State<Arc<AppState>>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
-    let (user, csrf) = match signed_in(&st, &headers) {
+async fn sign_out(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let (user, csrf) = match signed_in(&st, &headers).await {
         Ok(u) => u,
         Err(e) => return e.page(None),
     };
     if form.csrf != csrf {
         return WebError::Forbidden("the form has no valid CSRF token".into()).page(Some(&user));
     }
-    if let Some(token) = cookie(&headers, SESSION_COOKIE)
-        && let Err(e) = st.store.end_session(token)
+    let token = cookie(&headers, SESSION_COOKIE)
+        .unwrap_or_default()
+        .to_string();
+    let name = user.name.clone();
+    if let Err(e) = blocking(&st, move |st| {
+        st.store.end_session(&token)?;
+        st.store.audit(&name, "sign-out", "")?;
+        Ok(())
+    })
+    .await
     {
-        return WebError::from(e).page(Some(&user));
+        return e.page(Some(&user));
     }
-    let _ = st.store.audit(&user.name, "sign-out", "");
     let mut r = Redirect::to("/").into_response();
-    r.headers_mut().append(header::SET_COOKIE, set_cookie(&st, &headers, SESSION_COOKIE, "", 0));
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&st, &headers, SESSION_COOKIE, "", 0),
+    );
     r
 }
 
-
-async fn html_page(State(st): State<Arc<AppState>>, headers: HeaderMap, params: RawPathParams, UrlQuery(prompts): UrlQuery<Prompts>, page: PageId) -> Response {
-    let (user, csrf) = match signed_in(&st, &headers) {
+async fn html_page(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    params: RawPathParams,
+    UrlQuery(prompts): UrlQuery<Prompts>,
+    page: PageId,
+) -> Response {
+    let (user, csrf) = match signed_in(&st, &headers).await {
         Ok(u) => u,
         Err(e) => return e.page(None),
     };
@@ -384,8 +685,14 @@ async fn html_page(State(st): State<Arc<AppState>>, headers: HeaderMap, params: 
     }
 }
 
-async fn api_page(State(st): State<Arc<AppState>>, headers: HeaderMap, params: RawPathParams, UrlQuery(prompts): UrlQuery<Prompts>, page: PageId) -> Response {
-    let (user, _) = match signed_in(&st, &headers) {
+async fn api_page(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    params: RawPathParams,
+    UrlQuery(prompts): UrlQuery<Prompts>,
+    page: PageId,
+) -> Response {
+    let (user, _) = match signed_in(&st, &headers).await {
         Ok(u) => u,
         Err(e) => return e.json(),
     };
@@ -395,10 +702,16 @@ async fn api_page(State(st): State<Arc<AppState>>, headers: HeaderMap, params: R
     }
 }
 
-async fn csv_export(State(st): State<Arc<AppState>>, headers: HeaderMap, params: RawPathParams, UrlQuery(prompts): UrlQuery<Prompts>, page: PageId) -> Response {
-    let (user, _) = match signed_in(&st, &headers) {
+async fn csv_export(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    params: RawPathParams,
+    UrlQuery(prompts): UrlQuery<Prompts>,
+    page: PageId,
+) -> Response {
+    let (user, _) = match signed_in(&st, &headers).await {
         Ok(u) => u,
-        Err(e) => return (e.status(), e.to_string()).into_response(),
+        Err(e) => return e.text(),
     };
     let result = async {
         let p = pages::build(&st, &user, page, path_id(&params).as_deref(), &prompts).await?;
@@ -409,12 +722,36 @@ async fn csv_export(State(st): State<Arc<AppState>>, headers: HeaderMap, params:
             .find(|t| t.kind == "table" && (wanted.is_empty() || t.id == wanted))
             .ok_or_else(|| WebError::NotFound(format!("no table {wanted:?} on this page")))?;
         let mut w = csv::Writer::from_writer(Vec::new());
-        w.write_record(&table.header).map_err(|e| WebError::Internal(e.to_string()))?;
+        w.write_record(
+            table
+                .header
+                .iter()
+                .map(|c| prism_analyses::spreadsheet_safe(c).into_owned()),
+        )
+        .map_err(|e| WebError::Internal(e.to_string()))?;
         for r in &table.rows {
-            w.write_record(r).map_err(|e| WebError::Internal(e.to_string()))?;
+            w.write_record(
+                r.iter()
+                    .map(|c| prism_analyses::spreadsheet_safe(c).into_owned()),
+            )
+            .map_err(|e| WebError::Internal(e.to_string()))?;
         }
-        let bytes = w.into_inner().map_err(|e| WebError::Internal(e.to_string()))?;
-        st.store.audit(&user.name, "export", &format!("{} table {} ({} rows)", page.path(), table.id, table.rows.len()))?;
+        let bytes = w
+            .into_inner()
+            .map_err(|e| WebError::Internal(e.to_string()))?;
+        let (name, detail) = (
+            user.name.clone(),
+            format!(
+                "{} table {} ({} rows)",
+                page.path(),
+                table.id,
+                table.rows.len()
+            ),
+        );
+        blocking(&st, move |st| {
+            Ok(st.store.audit(&name, "export", &detail)?)
+        })
+        .await?;
         Ok::<_, WebError>((table.id.clone(), bytes))
     }
     .await;
@@ -422,11 +759,14 @@ async fn csv_export(State(st): State<Arc<AppState>>, headers: HeaderMap, params:
         Ok((id, bytes)) => (
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}-{id}.csv\"", page.name())),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{}-{id}.csv\"", page.name()),
+                ),
             ],
             bytes,
         )
             .into_response(),
-        Err(e) => (e.status(), e.to_string()).into_response(),
+        Err(e) => e.text(),
     }
 }

@@ -102,11 +102,22 @@ impl PageId {
     /// Whether a role may open the page at all (a partner page still checks which partner).
     pub fn allows(self, role: Role) -> bool {
         match self {
-            PageId::Overview | PageId::Segmentation | PageId::Scorecard | PageId::Underperformers | PageId::Sales | PageId::Service | PageId::Customers => {
-                matches!(role, Role::ChannelExecutive | Role::ChannelManager | Role::Admin)
+            PageId::Overview
+            | PageId::Segmentation
+            | PageId::Scorecard
+            | PageId::Underperformers
+            | PageId::Sales
+            | PageId::Service
+            | PageId::Customers => {
+                matches!(
+                    role,
+                    Role::ChannelExecutive | Role::ChannelManager | Role::Admin
+                )
             }
             PageId::PartnerDetail => true,
-            PageId::MyPerformance | PageId::MyProducts | PageId::MyPotential => role == Role::PartnerManager,
+            PageId::MyPerformance | PageId::MyProducts | PageId::MyPotential => {
+                role == Role::PartnerManager
+            }
             PageId::Admin => role == Role::Admin,
         }
     }
@@ -123,8 +134,11 @@ pub fn home_of(user: &User) -> PageId {
 /// The links of the navigation bar for a user.
 pub fn nav(user: Option<&User>) -> Vec<(String, String)> {
     let Some(user) = user else { return Vec::new() };
-    let mut links: Vec<(String, String)> =
-        PageId::ALL.iter().filter(|p| p.allows(user.role) && **p != PageId::PartnerDetail).map(|p| (p.path().to_string(), p.title().to_string())).collect();
+    let mut links: Vec<(String, String)> = PageId::ALL
+        .iter()
+        .filter(|p| p.allows(user.role) && **p != PageId::PartnerDetail)
+        .map(|p| (p.path().to_string(), p.title().to_string()))
+        .collect();
     if user.is_partner_user()
         && let Some(own) = user.partners.first()
     {
@@ -203,7 +217,17 @@ pub struct Panel {
 
 impl Panel {
     fn new(kind: &'static str, id: &str, title: &str) -> Panel {
-        Panel { kind, id: id.into(), title: title.into(), tiles: Vec::new(), chart: None, header: Vec::new(), rows: Vec::new(), links: Vec::new(), note: None }
+        Panel {
+            kind,
+            id: id.into(),
+            title: title.into(),
+            tiles: Vec::new(),
+            chart: None,
+            header: Vec::new(),
+            rows: Vec::new(),
+            links: Vec::new(),
+            note: None,
+        }
     }
 
     /// A table from an analysis, linking partner ids to their page.
@@ -212,7 +236,11 @@ impl Panel {
         p.header = t.header();
         p.rows = t.rows();
         if let Some(c) = p.header.iter().position(|h| h == "partner_id") {
-            p.links = p.rows.iter().map(|r| Some(format!("/partners/{}", r[c]))).collect();
+            p.links = p
+                .rows
+                .iter()
+                .map(|r| Some(format!("/partners/{}", r[c])))
+                .collect();
             // The id first, so that the link is on it.
             if c != 0 {
                 for r in p.rows.iter_mut() {
@@ -259,7 +287,12 @@ impl Ctx<'_> {
         let reaches = |dimension: &str| {
             metrics.iter().all(|m| {
                 let base = m.split(':').next().unwrap_or(m);
-                model.metrics.get(base).is_none_or(|metric| model.facts[&metric.fact].reaches.iter().any(|r| r == dimension))
+                model.metrics.get(base).is_none_or(|metric| {
+                    model.facts[&metric.fact]
+                        .reaches
+                        .iter()
+                        .any(|r| r == dimension)
+                })
             })
         };
         let mut out = Vec::new();
@@ -268,8 +301,15 @@ impl Ctx<'_> {
             if reaches(dimension) {
                 out.push(f.clone());
             } else {
-                let note = format!("the {} prompt does not apply to {}", f.dimension, metrics.join(", "));
-                let mut notes = self.notes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let note = format!(
+                    "the {} prompt does not apply to {}",
+                    f.dimension,
+                    metrics.join(", ")
+                );
+                let mut notes = self
+                    .notes
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 if !notes.contains(&note) {
                     notes.push(note);
                 }
@@ -278,7 +318,13 @@ impl Ctx<'_> {
         out
     }
 
-    fn query(&self, metrics: &[&str], by: &[&str], order: Option<&str>, limit: Option<usize>) -> Result<Query, WebError> {
+    fn query(
+        &self,
+        metrics: &[&str],
+        by: &[&str],
+        order: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Query, WebError> {
         Ok(Query {
             metrics: metrics.iter().map(|m| m.to_string()).collect(),
             by: by.iter().map(|d| d.to_string()).collect(),
@@ -309,7 +355,14 @@ impl Ctx<'_> {
                 metric: m.to_string(),
                 value: row.get(i).cloned().unwrap_or_default(),
                 change_pct,
-                definition: self.st.engine.model.metrics.get(*m).map(|d| d.description.clone()).unwrap_or_default(),
+                definition: self
+                    .st
+                    .engine
+                    .model
+                    .metrics
+                    .get(*m)
+                    .map(|d| d.description.clone())
+                    .unwrap_or_default(),
                 sql: (self.user.role == Role::Admin).then(|| r.sql.clone()),
             });
         }
@@ -318,7 +371,16 @@ impl Ctx<'_> {
 
     // A panel's parts, each named at the call: a struct for them would only restate the calls.
     #[allow(clippy::too_many_arguments)]
-    async fn chart(&self, id: &str, title: &str, kind: &'static str, metrics: &[&str], by: &str, order: Option<&str>, limit: Option<usize>) -> Result<Panel, WebError> {
+    async fn chart(
+        &self,
+        id: &str,
+        title: &str,
+        kind: &'static str,
+        metrics: &[&str],
+        by: &str,
+        order: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Panel, WebError> {
         let q = self.query(metrics, &[by], order, limit)?;
         let r = self.run(&q).await?;
         let rows = r.formatted_rows();
@@ -326,7 +388,14 @@ impl Ctx<'_> {
         p.chart = Some(Chart {
             kind,
             categories: rows.iter().map(|r| r[0].clone()).collect(),
-            series: metrics.iter().enumerate().map(|(i, m)| Series { name: m.to_string(), values: rows.iter().map(|r| r[i + 1].parse().ok()).collect() }).collect(),
+            series: metrics
+                .iter()
+                .enumerate()
+                .map(|(i, m)| Series {
+                    name: m.to_string(),
+                    values: rows.iter().map(|r| r[i + 1].parse().ok()).collect(),
+                })
+                .collect(),
         });
         // The chart's figures as a table too: readable without the script, and exportable.
         p.header = r.columns.iter().map(|c| c.name.clone()).collect();
@@ -334,14 +403,26 @@ impl Ctx<'_> {
         Ok(p)
     }
 
-    async fn table(&self, id: &str, title: &str, metrics: &[&str], by: &[&str], order: Option<&str>, limit: Option<usize>) -> Result<Panel, WebError> {
+    async fn table(
+        &self,
+        id: &str,
+        title: &str,
+        metrics: &[&str],
+        by: &[&str],
+        order: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Panel, WebError> {
         let q = self.query(metrics, by, order, limit)?;
         let r = self.run(&q).await?;
         let mut p = Panel::new("table", id, title);
         p.header = r.columns.iter().map(|c| c.name.clone()).collect();
         p.rows = r.formatted_rows();
         if p.header.first().is_some_and(|h| h == "partner.partner_id") {
-            p.links = p.rows.iter().map(|r| (r[0] != "(direct)").then(|| format!("/partners/{}", r[0]))).collect();
+            p.links = p
+                .rows
+                .iter()
+                .map(|r| (r[0] != "(direct)").then(|| format!("/partners/{}", r[0])))
+                .collect();
         }
         Ok(p)
     }
@@ -350,7 +431,15 @@ impl Ctx<'_> {
     /// ranking reads what a rollup can answer (revenue by customer), and the figures that only
     /// the base tables answer (distinct orders, say) are computed for the few rows shown
     /// instead of every customer. The same answer as one query with every metric.
-    async fn top_table(&self, id: &str, title: &str, rank_by: &str, more: &[&str], by: &[&str], limit: usize) -> Result<Panel, WebError> {
+    async fn top_table(
+        &self,
+        id: &str,
+        title: &str,
+        rank_by: &str,
+        more: &[&str],
+        by: &[&str],
+        limit: usize,
+    ) -> Result<Panel, WebError> {
         let order = format!("{rank_by}:desc");
         let ranking = self.query(&[rank_by], by, Some(&order), Some(limit))?;
         let top = self.run(&ranking).await?;
@@ -360,18 +449,35 @@ impl Ctx<'_> {
         if top_rows.len() < limit {
             // Fewer rows with the ranking figure than asked: rows with only the other figures
             // (a customer with surveys but no orders) fill the table, as in one query.
-            return self.table(id, title, &all, by, Some(&order), Some(limit)).await;
+            return self
+                .table(id, title, &all, by, Some(&order), Some(limit))
+                .await;
         }
         let mut details = self.query(more, by, None, None)?;
-        details.filters.push(Filter { dimension: by[0].to_string(), op: FilterOp::In(top_rows.iter().map(|r| r[0].clone()).collect()) });
-        let details: BTreeMap<Vec<String>, Vec<String>> =
-            self.run(&details).await?.formatted_rows().into_iter().map(|mut r| (r.drain(..by.len()).collect(), r)).collect();
+        details.filters.push(Filter {
+            dimension: by[0].to_string(),
+            op: FilterOp::In(top_rows.iter().map(|r| r[0].clone()).collect()),
+        });
+        let details: BTreeMap<Vec<String>, Vec<String>> = self
+            .run(&details)
+            .await?
+            .formatted_rows()
+            .into_iter()
+            .map(|mut r| (r.drain(..by.len()).collect(), r))
+            .collect();
         let mut p = Panel::new("table", id, title);
-        p.header = by.iter().map(|d| d.to_string()).chain(all.iter().map(|m| m.to_string())).collect();
+        p.header = by
+            .iter()
+            .map(|d| d.to_string())
+            .chain(all.iter().map(|m| m.to_string()))
+            .collect();
         p.rows = top_rows
             .into_iter()
             .map(|r| {
-                let extra = details.get(&r[..by.len()]).cloned().unwrap_or_else(|| vec![String::new(); more.len()]);
+                let extra = details
+                    .get(&r[..by.len()])
+                    .cloned()
+                    .unwrap_or_else(|| vec![String::new(); more.len()]);
                 r.into_iter().chain(extra).collect()
             })
             .collect();
@@ -379,14 +485,29 @@ impl Ctx<'_> {
     }
 
     fn analysis(&self) -> prism_analyses::Context<'_> {
-        prism_analyses::Context { engine: &self.st.engine, session: &self.session, scope: self.scope.clone(), period: self.period }
+        prism_analyses::Context {
+            engine: &self.st.engine,
+            session: &self.session,
+            scope: self.scope.clone(),
+            period: self.period,
+        }
     }
 }
 
 /// Builds a page for a user, or says why not.
-pub async fn build(st: &AppState, user: &User, page: PageId, id: Option<&str>, prompts: &Prompts) -> Result<Page, WebError> {
+pub async fn build(
+    st: &AppState,
+    user: &User,
+    page: PageId,
+    id: Option<&str>,
+    prompts: &Prompts,
+) -> Result<Page, WebError> {
     if !page.allows(user.role) {
-        return Err(WebError::Forbidden(format!("the {} page is not for the {} role", page.title(), user.role.name())));
+        return Err(WebError::Forbidden(format!(
+            "the {} page is not for the {} role",
+            page.title(),
+            user.role.name()
+        )));
     }
     let period = given(&prompts.period).map(Period::parse).transpose()?;
     let mut filters = Vec::new();
@@ -397,97 +518,385 @@ pub async fn build(st: &AppState, user: &User, page: PageId, id: Option<&str>, p
         ("product.product_line", &prompts.product_line),
     ] {
         if let Some(v) = given(value) {
-            filters.push(Filter { dimension: dimension.into(), op: FilterOp::In(vec![v.to_string()]) });
+            filters.push(Filter {
+                dimension: dimension.into(),
+                op: FilterOp::In(vec![v.to_string()]),
+            });
         }
     }
     let (version, session) = st.session().await?;
     // A page is the same for the same version, role, scope and prompts: its analyses (whose
     // answers the engine's cache does not keep, only the queries under them) run once per load.
     // Administration shows users and the audit log, which change without a load.
+    // Keyed by the prompts as understood, not as typed: `?period=2024-Q1` and
+    // `?period=+2024-01-01..2024-03-31&region=` are one page, so varying the spelling of a
+    // question cannot fill the cache with copies of it.
     let cache_key = (page != PageId::Admin).then(|| {
-        let prompts = Prompts { table: None, ..prompts.clone() };
-        format!("{:?}|{:?}|{page:?}|{id:?}|{}", user.role, user.scope(), serde_json::to_string(&prompts).unwrap_or_default())
+        let given = |v: &Option<String>| given(v).map(str::to_string);
+        let prompts = Prompts {
+            period: period.map(|p| format!("{}..{}", p.from, p.to)),
+            region: given(&prompts.region),
+            tier: given(&prompts.tier),
+            partner_type: given(&prompts.partner_type),
+            product_line: given(&prompts.product_line),
+            weights: given(&prompts.weights).map(|w| {
+                w.split(',')
+                    .map(|kv| kv.split_whitespace().collect::<String>())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }),
+            product: given(&prompts.product),
+            segment: given(&prompts.segment),
+            table: None,
+        };
+        format!(
+            "{:?}|{:?}|{page:?}|{id:?}|{}",
+            user.role,
+            user.scope(),
+            serde_json::to_string(&prompts).unwrap_or_default()
+        )
     });
     if let Some(key) = &cache_key
         && let Some(cached) = st.cached_page(version, key)
     {
         return Ok(cached);
     }
-    let mut cx = Ctx { st, user, session, scope: user.scope(), period, filters, notes: Default::default() };
+    let mut cx = Ctx {
+        st,
+        user,
+        session,
+        scope: user.scope(),
+        period,
+        filters,
+        notes: Default::default(),
+    };
     let path = match (page, id) {
         (PageId::PartnerDetail, Some(id)) => format!("/partners/{}", url(id)),
         _ => page.path().to_string(),
     };
-    let mut out = Page { page: page.name(), path, title: page.title().into(), period, headline: Vec::new(), notes: Vec::new(), panels: Vec::new() };
+    let mut out = Page {
+        page: page.name(),
+        path,
+        title: page.title().into(),
+        period,
+        headline: Vec::new(),
+        notes: Vec::new(),
+        panels: Vec::new(),
+    };
     match page {
         PageId::Overview => {
             // Seven independent questions, asked side by side (each is small; together they
             // keep both cores busy), shown in this order.
             let (kpi, revenue, pipeline, by_tier, by_type, by_region, top) = tokio::try_join!(
-                cx.tiles("kpi", "Key figures", &["closed_revenue", "open_pipeline", "win_rate", "csat_avg", "avg_first_response_hours", "indirect_revenue_share"]),
-                cx.chart("revenue-trend", "Closed revenue by month", "line", &["closed_revenue"], "time.month", None, None),
-                cx.chart("pipeline-trend", "Open pipeline by expected close month", "bar", &["open_pipeline"], "time.month", None, None),
-                cx.chart("by-tier", "Revenue by tier", "bar", &["closed_revenue"], "partner.tier", Some("closed_revenue:desc"), None),
-                cx.chart("by-type", "Revenue by partner type", "pie", &["closed_revenue"], "partner.partner_type", Some("closed_revenue:desc"), None),
-                cx.chart("by-region", "Revenue by region", "bar", &["closed_revenue"], "partner.region", Some("closed_revenue:desc"), None),
-                cx.table("top-partners", "Top partners by revenue", &["closed_revenue", "closed_revenue:pct_of_total", "win_rate", "csat_avg"], &["partner.partner_id", "partner.partner_name", "partner.tier", "partner.region"], Some("closed_revenue:desc"), Some(15)),
+                cx.tiles(
+                    "kpi",
+                    "Key figures",
+                    &[
+                        "closed_revenue",
+                        "open_pipeline",
+                        "win_rate",
+                        "csat_avg",
+                        "avg_first_response_hours",
+                        "indirect_revenue_share"
+                    ]
+                ),
+                cx.chart(
+                    "revenue-trend",
+                    "Closed revenue by month",
+                    "line",
+                    &["closed_revenue"],
+                    "time.month",
+                    None,
+                    None
+                ),
+                cx.chart(
+                    "pipeline-trend",
+                    "Open pipeline by expected close month",
+                    "bar",
+                    &["open_pipeline"],
+                    "time.month",
+                    None,
+                    None
+                ),
+                cx.chart(
+                    "by-tier",
+                    "Revenue by tier",
+                    "bar",
+                    &["closed_revenue"],
+                    "partner.tier",
+                    Some("closed_revenue:desc"),
+                    None
+                ),
+                cx.chart(
+                    "by-type",
+                    "Revenue by partner type",
+                    "pie",
+                    &["closed_revenue"],
+                    "partner.partner_type",
+                    Some("closed_revenue:desc"),
+                    None
+                ),
+                cx.chart(
+                    "by-region",
+                    "Revenue by region",
+                    "bar",
+                    &["closed_revenue"],
+                    "partner.region",
+                    Some("closed_revenue:desc"),
+                    None
+                ),
+                cx.table(
+                    "top-partners",
+                    "Top partners by revenue",
+                    &[
+                        "closed_revenue",
+                        "closed_revenue:pct_of_total",
+                        "win_rate",
+                        "csat_avg"
+                    ],
+                    &[
+                        "partner.partner_id",
+                        "partner.partner_name",
+                        "partner.tier",
+                        "partner.region"
+                    ],
+                    Some("closed_revenue:desc"),
+                    Some(15)
+                ),
             )?;
-            out.panels.extend([kpi, revenue, pipeline, by_tier, by_type, by_region, top]);
+            out.panels
+                .extend([kpi, revenue, pipeline, by_tier, by_type, by_region, top]);
         }
         PageId::Segmentation => {
             let p = prism_analyses::pareto::pareto(&cx.analysis(), None).await?;
             out.headline = p.headline();
-            let mut chart = Panel::new("chart", "pareto-chart", "Cumulative share of partner revenue, largest partners first");
+            let mut chart = Panel::new(
+                "chart",
+                "pareto-chart",
+                "Cumulative share of partner revenue, largest partners first",
+            );
             let top: Vec<&prism_analyses::pareto::ParetoRow> = p.rows.iter().take(60).collect();
             chart.chart = Some(Chart {
                 kind: "bar",
                 categories: top.iter().map(|r| r.partner.partner_name.clone()).collect(),
-                series: vec![Series { name: "cumulative_pct".into(), values: top.iter().map(|r| r.cumulative_pct).collect() }],
+                series: vec![Series {
+                    name: "cumulative_pct".into(),
+                    values: top.iter().map(|r| r.cumulative_pct).collect(),
+                }],
             });
             out.panels.push(chart);
-            out.panels.push(Panel::from_table("partners", "Partners by revenue, with their class (export: a program list)", &p));
+            out.panels.push(Panel::from_table(
+                "partners",
+                "Partners by revenue, with their class (export: a program list)",
+                &p,
+            ));
         }
         PageId::Scorecard => {
-            let weights = given(&prompts.weights).map(prism_analyses::scorecard::Weights::parse).transpose()?.unwrap_or_default();
+            let weights = given(&prompts.weights)
+                .map(prism_analyses::scorecard::Weights::parse)
+                .transpose()?
+                .unwrap_or_default();
             let s = prism_analyses::scorecard::scorecard(&cx.analysis(), weights).await?;
             out.headline = s.headline();
-            out.panels.push(Panel::from_table("scorecard", "Partners ranked by score", &s));
+            out.panels.push(Panel::from_table(
+                "scorecard",
+                "Partners ranked by score",
+                &s,
+            ));
         }
         PageId::Underperformers => {
-            let weights = given(&prompts.weights).map(prism_analyses::scorecard::Weights::parse).transpose()?.unwrap_or_default();
-            let u = prism_analyses::underperformers::underperformers(&cx.analysis(), weights).await?;
+            let weights = given(&prompts.weights)
+                .map(prism_analyses::scorecard::Weights::parse)
+                .transpose()?
+                .unwrap_or_default();
+            let u =
+                prism_analyses::underperformers::underperformers(&cx.analysis(), weights).await?;
             out.headline = u.headline();
-            out.panels.push(Panel::from_table("underperformers", "Partners flagged, worst first (export: an improvement-program list)", &u));
+            out.panels.push(Panel::from_table(
+                "underperformers",
+                "Partners flagged, worst first (export: an improvement-program list)",
+                &u,
+            ));
         }
         PageId::Sales => {
-            out.panels.push(cx.tiles("kpi", "Sales", &["won_amount", "win_rate", "avg_deal_size", "avg_sales_cycle_days", "open_opportunities", "weighted_pipeline"]).await?);
-            out.panels.push(cx.chart("pipeline-by-stage", "Open pipeline by stage", "bar", &["open_pipeline"], "opportunity.stage", None, None).await?);
-            out.panels.push(cx.chart("pipeline-by-quarter", "Open pipeline by close quarter", "bar", &["open_pipeline"], "time.quarter", None, None).await?);
-            out.panels.push(cx.chart("wins-losses", "Wins and losses by quarter", "bar", &["won_count", "lost_count"], "time.quarter", None, None).await?);
-            out.panels.push(cx.table("margin", "Margin by product line", &["closed_revenue", "gross_margin", "gross_margin_pct"], &["product.product_line"], Some("closed_revenue:desc"), None).await?);
+            out.panels.push(
+                cx.tiles(
+                    "kpi",
+                    "Sales",
+                    &[
+                        "won_amount",
+                        "win_rate",
+                        "avg_deal_size",
+                        "avg_sales_cycle_days",
+                        "open_opportunities",
+                        "weighted_pipeline",
+                    ],
+                )
+                .await?,
+            );
+            out.panels.push(
+                cx.chart(
+                    "pipeline-by-stage",
+                    "Open pipeline by stage",
+                    "bar",
+                    &["open_pipeline"],
+                    "opportunity.stage",
+                    None,
+                    None,
+                )
+                .await?,
+            );
+            out.panels.push(
+                cx.chart(
+                    "pipeline-by-quarter",
+                    "Open pipeline by close quarter",
+                    "bar",
+                    &["open_pipeline"],
+                    "time.quarter",
+                    None,
+                    None,
+                )
+                .await?,
+            );
+            out.panels.push(
+                cx.chart(
+                    "wins-losses",
+                    "Wins and losses by quarter",
+                    "bar",
+                    &["won_count", "lost_count"],
+                    "time.quarter",
+                    None,
+                    None,
+                )
+                .await?,
+            );
+            out.panels.push(
+                cx.table(
+                    "margin",
+                    "Margin by product line",
+                    &["closed_revenue", "gross_margin", "gross_margin_pct"],
+                    &["product.product_line"],
+                    Some("closed_revenue:desc"),
+                    None,
+                )
+                .await?,
+            );
         }
         PageId::Service => {
-            out.panels.push(cx.tiles("kpi", "Service", &["sr_count", "open_sr_count", "avg_first_response_hours", "avg_resolution_hours", "sla_met_pct", "resolution_rate"]).await?);
-            out.panels.push(cx.chart("csat-trend", "CSAT by month", "line", &["csat_avg"], "time.month", None, None).await?);
-            out.panels.push(cx.table("by-priority", "By priority", &["sr_count", "open_sr_count", "avg_first_response_hours", "avg_resolution_hours", "sla_met_pct"], &["service_request.priority"], None, None).await?);
-            let critical = Filter { dimension: "service_request.priority".into(), op: FilterOp::In(vec!["P1".into(), "P2".into()]) };
-            let mut q = cx.query(&["open_sr_count"], &["partner.partner_id", "partner.partner_name"], Some("open_sr_count:desc"), Some(20))?;
+            out.panels.push(
+                cx.tiles(
+                    "kpi",
+                    "Service",
+                    &[
+                        "sr_count",
+                        "open_sr_count",
+                        "avg_first_response_hours",
+                        "avg_resolution_hours",
+                        "sla_met_pct",
+                        "resolution_rate",
+                    ],
+                )
+                .await?,
+            );
+            out.panels.push(
+                cx.chart(
+                    "csat-trend",
+                    "CSAT by month",
+                    "line",
+                    &["csat_avg"],
+                    "time.month",
+                    None,
+                    None,
+                )
+                .await?,
+            );
+            out.panels.push(
+                cx.table(
+                    "by-priority",
+                    "By priority",
+                    &[
+                        "sr_count",
+                        "open_sr_count",
+                        "avg_first_response_hours",
+                        "avg_resolution_hours",
+                        "sla_met_pct",
+                    ],
+                    &["service_request.priority"],
+                    None,
+                    None,
+                )
+                .await?,
+            );
+            let critical = Filter {
+                dimension: "service_request.priority".into(),
+                op: FilterOp::In(vec!["P1".into(), "P2".into()]),
+            };
+            let mut q = cx.query(
+                &["open_sr_count"],
+                &["partner.partner_id", "partner.partner_name"],
+                Some("open_sr_count:desc"),
+                Some(20),
+            )?;
             q.filters.push(critical);
             let r = cx.run(&q).await?;
-            let mut p = Panel::new("table", "open-critical", "Open critical (P1/P2) requests by partner");
+            let mut p = Panel::new(
+                "table",
+                "open-critical",
+                "Open critical (P1/P2) requests by partner",
+            );
             p.header = r.columns.iter().map(|c| c.name.clone()).collect();
             p.rows = r.formatted_rows();
-            p.links = p.rows.iter().map(|r| (r[0] != "(direct)").then(|| format!("/partners/{}", r[0]))).collect();
+            p.links = p
+                .rows
+                .iter()
+                .map(|r| (r[0] != "(direct)").then(|| format!("/partners/{}", r[0])))
+                .collect();
             out.panels.push(p);
         }
         PageId::Customers => {
             // The panels do not depend on each other: asked side by side, the high-risk accounts
             // (the longest, through every survey and customer) overlap the rest.
             let (by_industry, by_size, by_band, top, risk) = tokio::try_join!(
-                cx.chart("by-industry", "Revenue by industry", "bar", &["closed_revenue"], "customer.industry", Some("closed_revenue:desc"), None),
-                cx.chart("by-size", "Revenue by company size", "pie", &["closed_revenue"], "customer.size_band", None, None),
-                cx.chart("by-revenue-band", "Revenue by the customer's own annual revenue", "bar", &["closed_revenue"], "customer.annual_revenue_band", None, None),
-                cx.top_table("top-accounts", "Top accounts", "closed_revenue", &["order_count", "csat_avg"], &["customer.customer_id", "customer.customer_name", "customer.industry", "customer.size_band"], 20),
+                cx.chart(
+                    "by-industry",
+                    "Revenue by industry",
+                    "bar",
+                    &["closed_revenue"],
+                    "customer.industry",
+                    Some("closed_revenue:desc"),
+                    None
+                ),
+                cx.chart(
+                    "by-size",
+                    "Revenue by company size",
+                    "pie",
+                    &["closed_revenue"],
+                    "customer.size_band",
+                    None,
+                    None
+                ),
+                cx.chart(
+                    "by-revenue-band",
+                    "Revenue by the customer's own annual revenue",
+                    "bar",
+                    &["closed_revenue"],
+                    "customer.annual_revenue_band",
+                    None,
+                    None
+                ),
+                cx.top_table(
+                    "top-accounts",
+                    "Top accounts",
+                    "closed_revenue",
+                    &["order_count", "csat_avg"],
+                    &[
+                        "customer.customer_id",
+                        "customer.customer_name",
+                        "customer.industry",
+                        "customer.size_band"
+                    ],
+                    20
+                ),
                 async { Ok::<_, WebError>(prism_analyses::risk::risk(&cx.analysis()).await?) },
             )?;
             out.panels.extend([by_industry, by_size, by_band, top]);
@@ -499,64 +908,204 @@ pub async fn build(st: &AppState, user: &User, page: PageId, id: Option<&str>, p
         PageId::PartnerDetail => {
             let id = id.ok_or_else(|| WebError::NotFound("which partner?".into()))?;
             cx.analysis().check_partner(id)?;
-            let partners = st.engine.members(&cx.session, "partner", &Scope::Partner(id.to_string())).await?;
+            let partners = st
+                .engine
+                .members(&cx.session, "partner", &Scope::Partner(id.to_string()))
+                .await?;
             let rows = partners.formatted_rows();
-            let Some(row) = rows.first() else { return Err(WebError::NotFound(format!("no partner {id}"))) };
-            let at = |n: &str| partners.column(n).map(|i| row[i].clone()).unwrap_or_default();
+            let Some(row) = rows.first() else {
+                return Err(WebError::NotFound(format!("no partner {id}")));
+            };
+            let at = |n: &str| {
+                partners
+                    .column(n)
+                    .map(|i| row[i].clone())
+                    .unwrap_or_default()
+            };
             out.title = at("partner.partner_name");
-            out.headline = vec![format!("{} · {} · {} · {} · {}", id, at("partner.tier"), at("partner.partner_type"), at("partner.region"), at("partner.status"))];
+            out.headline = vec![format!(
+                "{} · {} · {} · {} · {}",
+                id,
+                at("partner.tier"),
+                at("partner.partner_type"),
+                at("partner.region"),
+                at("partner.status")
+            )];
             // From here on, only this partner's rows.
             cx.scope = Scope::Partner(id.to_string());
             let (kpi, trend, products, customers) = tokio::try_join!(
-                cx.tiles("kpi", "Key figures", &["closed_revenue", "open_pipeline", "win_rate", "csat_avg", "avg_first_response_hours", "sla_met_pct"]),
-                cx.chart("revenue-trend", "Closed revenue by month", "line", &["closed_revenue"], "time.month", None, None),
-                async { Ok::<_, WebError>(prism_analyses::products::products(&cx.analysis(), id).await?) },
-                cx.top_table("customers", "Customers", "closed_revenue", &["order_count", "open_sr_count", "csat_avg"], &["customer.customer_id", "customer.customer_name", "customer.industry", "customer.size_band"], 50),
+                cx.tiles(
+                    "kpi",
+                    "Key figures",
+                    &[
+                        "closed_revenue",
+                        "open_pipeline",
+                        "win_rate",
+                        "csat_avg",
+                        "avg_first_response_hours",
+                        "sla_met_pct"
+                    ]
+                ),
+                cx.chart(
+                    "revenue-trend",
+                    "Closed revenue by month",
+                    "line",
+                    &["closed_revenue"],
+                    "time.month",
+                    None,
+                    None
+                ),
+                async {
+                    Ok::<_, WebError>(prism_analyses::products::products(&cx.analysis(), id).await?)
+                },
+                cx.top_table(
+                    "customers",
+                    "Customers",
+                    "closed_revenue",
+                    &["order_count", "open_sr_count", "csat_avg"],
+                    &[
+                        "customer.customer_id",
+                        "customer.customer_name",
+                        "customer.industry",
+                        "customer.size_band"
+                    ],
+                    50
+                ),
             )?;
-            out.panels.extend([kpi, trend, Panel::from_table("products", "Products", &products), customers]);
+            out.panels.extend([
+                kpi,
+                trend,
+                Panel::from_table("products", "Products", &products),
+                customers,
+            ]);
         }
         PageId::MyPerformance => {
             let own = own_partner(user)?;
-            out.panels.push(cx.tiles("kpi", "My key figures", &["closed_revenue", "open_pipeline", "win_rate", "csat_avg", "avg_first_response_hours", "sla_met_pct"]).await?);
+            out.panels.push(
+                cx.tiles(
+                    "kpi",
+                    "My key figures",
+                    &[
+                        "closed_revenue",
+                        "open_pipeline",
+                        "win_rate",
+                        "csat_avg",
+                        "avg_first_response_hours",
+                        "sla_met_pct",
+                    ],
+                )
+                .await?,
+            );
             let b = prism_analyses::benchmarks::benchmarks(&cx.analysis(), &own).await?;
             out.headline = b.headline();
-            out.panels.push(Panel::from_table("benchmarks", "Against the channel (channel figures over at least 5 partners)", &b));
-            out.panels.push(cx.chart("csat-trend", "My CSAT by month", "line", &["csat_avg"], "time.month", None, None).await?);
-            out.panels.push(cx.chart("revenue-trend", "My revenue by month", "line", &["closed_revenue"], "time.month", None, None).await?);
+            out.panels.push(Panel::from_table(
+                "benchmarks",
+                "Against the channel (channel figures over at least 5 partners)",
+                &b,
+            ));
+            out.panels.push(
+                cx.chart(
+                    "csat-trend",
+                    "My CSAT by month",
+                    "line",
+                    &["csat_avg"],
+                    "time.month",
+                    None,
+                    None,
+                )
+                .await?,
+            );
+            out.panels.push(
+                cx.chart(
+                    "revenue-trend",
+                    "My revenue by month",
+                    "line",
+                    &["closed_revenue"],
+                    "time.month",
+                    None,
+                    None,
+                )
+                .await?,
+            );
         }
         PageId::MyProducts => {
             let own = own_partner(user)?;
             let products = prism_analyses::products::products(&cx.analysis(), &own).await?;
             out.headline = products.headline();
-            out.panels.push(cx.chart("by-line", "My revenue by product line", "bar", &["closed_revenue"], "product.product_line", Some("closed_revenue:desc"), None).await?);
-            out.panels.push(Panel::from_table("products", "My products: best sellers first, poor sellers marked", &products));
+            out.panels.push(
+                cx.chart(
+                    "by-line",
+                    "My revenue by product line",
+                    "bar",
+                    &["closed_revenue"],
+                    "product.product_line",
+                    Some("closed_revenue:desc"),
+                    None,
+                )
+                .await?,
+            );
+            out.panels.push(Panel::from_table(
+                "products",
+                "My products: best sellers first, poor sellers marked",
+                &products,
+            ));
         }
         PageId::MyPotential => {
             let own = own_partner(user)?;
             match given(&prompts.product) {
-                None => out.notes.push("choose a product to see where it could sell".into()),
+                None => out
+                    .notes
+                    .push("choose a product to see where it could sell".into()),
                 Some(product) => {
-                    let potential = prism_analyses::potential::potential(&cx.analysis(), &own, product).await?;
+                    let potential =
+                        prism_analyses::potential::potential(&cx.analysis(), &own, product).await?;
                     out.headline = potential.headline();
-                    let mut p = Panel::from_table("segments", "Segments by expected additional buyers", &potential);
+                    let mut p = Panel::from_table(
+                        "segments",
+                        "Segments by expected additional buyers",
+                        &potential,
+                    );
                     p.links = potential
                         .segments
                         .iter()
-                        .map(|s| Some(format!("/my/potential?product={}&segment={}/{}", url(product), url(&s.industry), url(&s.size_band))))
+                        .map(|s| {
+                            Some(format!(
+                                "/my/potential?product={}&segment={}/{}",
+                                url(product),
+                                url(&s.industry),
+                                url(&s.size_band)
+                            ))
+                        })
                         .collect();
                     out.panels.push(p);
                     if let Some(segment) = given(&prompts.segment) {
                         let targets = potential.targets(&cx.analysis(), segment).await?;
-                        out.panels.push(Panel::from_table("targets", &format!("Target list: untapped customers in {segment}"), &targets));
+                        out.panels.push(Panel::from_table(
+                            "targets",
+                            &format!("Target list: untapped customers in {segment}"),
+                            &targets,
+                        ));
                     }
                 }
             }
         }
         PageId::Admin => {
-            let wh = prism_warehouse::Warehouse::open(&st.data).map_err(|e| WebError::Internal(e.to_string()))?;
-            let versions = wh.versions().map_err(|e| WebError::Internal(e.to_string()))?;
+            let wh = prism_warehouse::Warehouse::open(&st.data)
+                .map_err(|e| WebError::Internal(e.to_string()))?;
+            let versions = wh
+                .versions()
+                .map_err(|e| WebError::Internal(e.to_string()))?;
             let mut p = Panel::new("table", "loads", "Warehouse versions (loads)");
-            p.header = ["version", "loaded_at", "mode", "source", "rows_added", "rows_rejected"].map(String::from).to_vec();
+            p.header = [
+                "version",
+                "loaded_at",
+                "mode",
+                "source",
+                "rows_added",
+                "rows_rejected",
+            ]
+            .map(String::from)
+            .to_vec();
             p.rows = versions
                 .versions
                 .iter()
@@ -564,26 +1113,55 @@ pub async fn build(st: &AppState, user: &User, page: PageId, id: Option<&str>, p
                 .map(|v| {
                     let added: u64 = v.changes.values().map(|c| c.added).sum();
                     let rejected: u64 = v.changes.values().map(|c| c.rejected).sum();
-                    vec![v.version.to_string(), v.loaded_at.to_string(), v.mode.to_string(), v.source.clone(), added.to_string(), rejected.to_string()]
+                    vec![
+                        v.version.to_string(),
+                        v.loaded_at.to_string(),
+                        v.mode.to_string(),
+                        v.source.clone(),
+                        added.to_string(),
+                        rejected.to_string(),
+                    ]
                 })
                 .collect();
             out.panels.push(p);
             let mut u = Panel::new("table", "users", "Users (manage with `prism users`)");
             u.header = ["name", "role", "partners"].map(String::from).to_vec();
-            u.rows = st.store.users()?.into_iter().map(|x| vec![x.name, x.role.name().to_string(), x.partners.join(", ")]).collect();
+            u.rows = st
+                .store
+                .users()?
+                .into_iter()
+                .map(|x| vec![x.name, x.role.name().to_string(), x.partners.join(", ")])
+                .collect();
             out.panels.push(u);
-            let mut a = Panel::new("table", "audit", "Audit log: sign-ins and exports, newest first");
+            let mut a = Panel::new(
+                "table",
+                "audit",
+                "Audit log: sign-ins and exports, newest first",
+            );
             a.header = ["at", "user", "event", "detail"].map(String::from).to_vec();
             a.rows = st
                 .store
                 .audit_log(200)?
                 .into_iter()
-                .map(|(at, user, event, detail)| vec![chrono::DateTime::from_timestamp(at, 0).map(|t| t.to_rfc3339()).unwrap_or_default(), user, event, detail])
+                .map(|(at, user, event, detail)| {
+                    vec![
+                        chrono::DateTime::from_timestamp(at, 0)
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default(),
+                        user,
+                        event,
+                        detail,
+                    ]
+                })
                 .collect();
             out.panels.push(a);
         }
     }
-    out.notes.extend(cx.notes.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    out.notes.extend(
+        cx.notes
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    );
     if let Some(key) = cache_key {
         st.keep_page(version, key, &out);
     }
@@ -591,12 +1169,21 @@ pub async fn build(st: &AppState, user: &User, page: PageId, id: Option<&str>, p
 }
 
 fn own_partner(user: &User) -> Result<String, WebError> {
-    user.partners.first().cloned().ok_or_else(|| WebError::Forbidden("this user belongs to no partner".into()))
+    user.partners
+        .first()
+        .cloned()
+        .ok_or_else(|| WebError::Forbidden("this user belongs to no partner".into()))
 }
 
 fn url(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -691,7 +1278,9 @@ impl ErrorPage {
 /// A number for a person: at most two decimals for fractions; money and counts as they are.
 fn display(v: &str) -> (String, bool) {
     match v.parse::<f64>() {
-        Ok(f) if v.contains('.') && v.split('.').nth(1).is_some_and(|d| d.len() > 2) => (format!("{f:.2}"), true),
+        Ok(f) if v.contains('.') && v.split('.').nth(1).is_some_and(|d| d.len() > 2) => {
+            (format!("{f:.2}"), true)
+        }
         Ok(_) => (v.to_string(), true),
         Err(_) => (v.to_string(), false),
     }
@@ -723,7 +1312,10 @@ fn query_string(prompts: &Prompts, table: Option<&str>) -> String {
 fn periods(selected: Option<&str>) -> Vec<Choice> {
     let today = chrono::Utc::now().date_naive();
     let mut v = vec![("".to_string(), "All loaded data".to_string())];
-    v.push((format!("{}-01-01..{today}", today.year()), format!("{} year to date", today.year())));
+    v.push((
+        format!("{}-01-01..{today}", today.year()),
+        format!("{} year to date", today.year()),
+    ));
     let (mut y, mut q) = (today.year(), (today.month() - 1) / 3 + 1);
     for _ in 0..8 {
         v.push((format!("{y}-Q{q}"), format!("{y} Q{q}")));
@@ -737,34 +1329,73 @@ fn periods(selected: Option<&str>) -> Vec<Choice> {
     for y in (today.year() - 2..=today.year()).rev() {
         v.push((y.to_string(), y.to_string()));
     }
-    let mut out: Vec<Choice> = v.into_iter().map(|(value, label)| Choice { selected: Some(value.as_str()) == selected.or(Some("")), value, label }).collect();
+    let mut out: Vec<Choice> = v
+        .into_iter()
+        .map(|(value, label)| Choice {
+            selected: Some(value.as_str()) == selected.or(Some("")),
+            value,
+            label,
+        })
+        .collect();
     // A custom range typed in the URL stays selected.
     if let Some(s) = selected
         && !out.iter().any(|c| c.value == s)
     {
-        out.push(Choice { value: s.to_string(), label: s.to_string(), selected: true });
+        out.push(Choice {
+            value: s.to_string(),
+            label: s.to_string(),
+            selected: true,
+        });
     }
     out
 }
 
 fn choices(values: Vec<String>, selected: Option<&str>) -> Vec<Choice> {
-    let mut out = vec![Choice { value: String::new(), label: "All".into(), selected: selected.is_none() }];
-    out.extend(values.into_iter().map(|v| Choice { selected: Some(v.as_str()) == selected, label: v.clone(), value: v }));
+    let mut out = vec![Choice {
+        value: String::new(),
+        label: "All".into(),
+        selected: selected.is_none(),
+    }];
+    out.extend(values.into_iter().map(|v| Choice {
+        selected: Some(v.as_str()) == selected,
+        label: v.clone(),
+        value: v,
+    }));
     out
 }
 
 async fn members_of(st: &AppState, user: &User, dimension: &str, attribute: &str) -> Vec<String> {
-    let Ok((_, session)) = st.session().await else { return Vec::new() };
-    let Ok(r) = st.engine.members(&session, dimension, &user.scope()).await else { return Vec::new() };
-    let Some(i) = r.column(attribute) else { return Vec::new() };
-    let mut v: Vec<String> = r.formatted_rows().into_iter().map(|row| row[i].clone()).collect();
+    let Ok((_, session)) = st.session().await else {
+        return Vec::new();
+    };
+    let Ok(r) = st.engine.members(&session, dimension, &user.scope()).await else {
+        return Vec::new();
+    };
+    let Some(i) = r.column(attribute) else {
+        return Vec::new();
+    };
+    let mut v: Vec<String> = r
+        .formatted_rows()
+        .into_iter()
+        .map(|row| row[i].clone())
+        .collect();
     v.sort();
     v.dedup();
     v
 }
 
-pub async fn render(st: &AppState, user: &User, csrf: &str, page: &Page, prompts: &Prompts) -> String {
-    let page_id = PageId::ALL.iter().copied().find(|p| p.name() == page.page).unwrap_or(PageId::Overview);
+pub async fn render(
+    st: &AppState,
+    user: &User,
+    csrf: &str,
+    page: &Page,
+    prompts: &Prompts,
+) -> String {
+    let page_id = PageId::ALL
+        .iter()
+        .copied()
+        .find(|p| p.name() == page.page)
+        .unwrap_or(PageId::Overview);
     let export_base = format!("/export{}", page.path);
     let panels = page
         .panels
@@ -779,7 +1410,9 @@ pub async fn render(st: &AppState, user: &User, csrf: &str, page: &Page, prompts
                 .map(|t| TileView {
                     label: t.metric.replace('_', " "),
                     value: display(&t.value).0,
-                    change: t.change_pct.map_or(String::new(), |c| format!("{c:+.1} % vs previous period")),
+                    change: t
+                        .change_pct
+                        .map_or(String::new(), |c| format!("{c:+.1} % vs previous period")),
                     change_class: match t.change_pct {
                         Some(c) if c > 0.0 => "up",
                         Some(c) if c < 0.0 => "down",
@@ -789,7 +1422,11 @@ pub async fn render(st: &AppState, user: &User, csrf: &str, page: &Page, prompts
                     sql: t.sql.clone().unwrap_or_default(),
                 })
                 .collect(),
-            chart_json: p.chart.as_ref().map(|c| serde_json::to_string(c).unwrap_or_default()).unwrap_or_default(),
+            chart_json: p
+                .chart
+                .as_ref()
+                .map(|c| serde_json::to_string(c).unwrap_or_default())
+                .unwrap_or_default(),
             header: p.header.clone(),
             rows: p
                 .rows
@@ -800,19 +1437,37 @@ pub async fn render(st: &AppState, user: &User, csrf: &str, page: &Page, prompts
                         .enumerate()
                         .map(|(j, c)| {
                             let (text, numeric) = display(c);
-                            CellView { text, numeric, href: if j == 0 { p.links.get(i).cloned().flatten().unwrap_or_default() } else { String::new() } }
+                            CellView {
+                                text,
+                                numeric,
+                                href: if j == 0 {
+                                    p.links.get(i).cloned().flatten().unwrap_or_default()
+                                } else {
+                                    String::new()
+                                },
+                            }
                         })
                         .collect()
                 })
                 .collect(),
-            export_href: if p.kind == "chart" && p.chart.is_some() || p.kind == "table" { format!("{export_base}?{}", query_string(prompts, Some(&p.id))) } else { String::new() },
+            export_href: if p.kind == "chart" && p.chart.is_some() || p.kind == "table" {
+                format!("{export_base}?{}", query_string(prompts, Some(&p.id)))
+            } else {
+                String::new()
+            },
             note: p.note.clone().unwrap_or_default(),
         })
         .collect();
     let channel_page = !matches!(page_id, PageId::Admin | PageId::MyPotential);
     let product_choices = if page_id == PageId::MyPotential {
         let ids = members_pairs(st, user).await;
-        ids.into_iter().map(|(id, name)| Choice { selected: given(&prompts.product) == Some(id.as_str()), label: format!("{name} ({id})"), value: id }).collect()
+        ids.into_iter()
+            .map(|(id, name)| Choice {
+                selected: given(&prompts.product) == Some(id.as_str()),
+                label: format!("{name} ({id})"),
+                value: id,
+            })
+            .collect()
     } else {
         Vec::new()
     };
@@ -826,12 +1481,44 @@ pub async fn render(st: &AppState, user: &User, csrf: &str, page: &Page, prompts
         headline: page.headline.clone(),
         notes: page.notes.clone(),
         panels,
-        periods: if channel_page { periods(given(&prompts.period)) } else { Vec::new() },
+        periods: if channel_page {
+            periods(given(&prompts.period))
+        } else {
+            Vec::new()
+        },
         period_text: given(&prompts.period).unwrap_or_default().to_string(),
-        regions: if channel_page && !user.is_partner_user() { choices(members_of(st, user, "partner", "partner.region").await, given(&prompts.region)) } else { Vec::new() },
-        tiers: if channel_page && !user.is_partner_user() { choices(members_of(st, user, "partner", "partner.tier").await, given(&prompts.tier)) } else { Vec::new() },
-        types: if channel_page && !user.is_partner_user() { choices(members_of(st, user, "partner", "partner.partner_type").await, given(&prompts.partner_type)) } else { Vec::new() },
-        lines: if channel_page { choices(members_of(st, user, "product", "product.product_line").await, given(&prompts.product_line)) } else { Vec::new() },
+        regions: if channel_page && !user.is_partner_user() {
+            choices(
+                members_of(st, user, "partner", "partner.region").await,
+                given(&prompts.region),
+            )
+        } else {
+            Vec::new()
+        },
+        tiers: if channel_page && !user.is_partner_user() {
+            choices(
+                members_of(st, user, "partner", "partner.tier").await,
+                given(&prompts.tier),
+            )
+        } else {
+            Vec::new()
+        },
+        types: if channel_page && !user.is_partner_user() {
+            choices(
+                members_of(st, user, "partner", "partner.partner_type").await,
+                given(&prompts.partner_type),
+            )
+        } else {
+            Vec::new()
+        },
+        lines: if channel_page {
+            choices(
+                members_of(st, user, "product", "product.product_line").await,
+                given(&prompts.product_line),
+            )
+        } else {
+            Vec::new()
+        },
         show_weights: matches!(page_id, PageId::Scorecard | PageId::Underperformers),
         weights: given(&prompts.weights).unwrap_or_default().to_string(),
         show_products: page_id == PageId::MyPotential,
@@ -842,11 +1529,21 @@ pub async fn render(st: &AppState, user: &User, csrf: &str, page: &Page, prompts
 }
 
 async fn members_pairs(st: &AppState, user: &User) -> Vec<(String, String)> {
-    let Ok((_, session)) = st.session().await else { return Vec::new() };
-    let Ok(r) = st.engine.members(&session, "product", &user.scope()).await else { return Vec::new() };
-    match (r.column("product.product_id"), r.column("product.product_name")) {
-        (Some(i), Some(n)) => r.formatted_rows().into_iter().map(|row| (row[i].clone(), row[n].clone())).collect(),
+    let Ok((_, session)) = st.session().await else {
+        return Vec::new();
+    };
+    let Ok(r) = st.engine.members(&session, "product", &user.scope()).await else {
+        return Vec::new();
+    };
+    match (
+        r.column("product.product_id"),
+        r.column("product.product_name"),
+    ) {
+        (Some(i), Some(n)) => r
+            .formatted_rows()
+            .into_iter()
+            .map(|row| (row[i].clone(), row[n].clone()))
+            .collect(),
         _ => Vec::new(),
     }
 }
-

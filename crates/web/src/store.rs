@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::Argon2;
 use prism_engine::Scope;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -36,7 +36,12 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::ChannelExecutive, Role::ChannelManager, Role::PartnerManager, Role::Admin];
+    pub const ALL: [Role; 4] = [
+        Role::ChannelExecutive,
+        Role::ChannelManager,
+        Role::PartnerManager,
+        Role::Admin,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -48,10 +53,17 @@ impl Role {
     }
 
     pub fn parse(s: &str) -> Result<Role> {
-        Role::ALL.into_iter().find(|r| r.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
-            StoreError::Invalid(format!("role {s:?}: the roles are {}{}", names.join(", "), prism_model::did_you_mean(s, names.iter().copied())))
-        })
+        Role::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
+                StoreError::Invalid(format!(
+                    "role {s:?}: the roles are {}{}",
+                    names.join(", "),
+                    prism_model::did_you_mean(s, names.iter().copied())
+                ))
+            })
     }
 }
 
@@ -70,7 +82,9 @@ impl User {
         match self.role {
             Role::ChannelExecutive | Role::Admin => Scope::All,
             Role::ChannelManager => Scope::Partners(self.partners.iter().cloned().collect()),
-            Role::PartnerManager => Scope::Partner(self.partners.first().cloned().unwrap_or_default()),
+            Role::PartnerManager => {
+                Scope::Partner(self.partners.first().cloned().unwrap_or_default())
+            }
         }
     }
 
@@ -81,14 +95,76 @@ impl User {
 
 /// How long a session lasts without signing in again.
 pub const SESSION_HOURS: i64 = 12;
-/// Failed sign-ins for one user name within the window that lock it; from one address (an
-/// office behind one gateway has many users), more.
-pub const MAX_FAILURES: i64 = 5;
-pub const MAX_FAILURES_PER_ADDRESS: i64 = 20;
+
+/// How sign-ins are slowed down after failures. No limit ever locks a user out: past its free
+/// failures, a key (a name from one address, a name from anywhere, an address for any name)
+/// must wait before its next try, a wait that doubles with each failure up to its cap. The
+/// name from one address is the tight limit, so that someone guessing a user's password from
+/// elsewhere slows themselves and hardly the user; the name alone has a higher and slower one,
+/// against guessing from many addresses; an address alone (an office behind one gateway has
+/// many users) the highest.
+pub struct Throttle {
+    pub key: &'static str,
+    /// Failures within the window that cost nothing.
+    pub free: i64,
+    /// Failures per doubling of the wait past the free ones.
+    pub per_doubling: i64,
+    /// The longest wait, in seconds.
+    pub cap_seconds: i64,
+}
+
+pub const THROTTLES: [Throttle; 3] = [
+    Throttle {
+        key: "name and address",
+        free: 5,
+        per_doubling: 1,
+        cap_seconds: 300,
+    },
+    Throttle {
+        key: "name",
+        free: 30,
+        per_doubling: 5,
+        cap_seconds: 60,
+    },
+    Throttle {
+        key: "address",
+        free: 100,
+        per_doubling: 10,
+        cap_seconds: 300,
+    },
+];
+/// Failures older than this are forgotten.
 pub const FAILURE_WINDOW_MINUTES: i64 = 15;
+
+/// The longest user name and password a sign-in accepts: anything longer is refused before
+/// any hashing, so that a megabyte password cannot occupy a core.
+pub const MAX_NAME_BYTES: usize = 200;
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// What an administrator sets for sessions and the audit log (`prism serve` options).
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// A session not used for this long ends.
+    pub idle_minutes: i64,
+    /// A new sign-in ends the user's other sessions.
+    pub single_session: bool,
+    /// Audit entries older than this are deleted.
+    pub audit_retention_days: i64,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            idle_minutes: 60,
+            single_session: false,
+            audit_retention_days: 365,
+        }
+    }
+}
 
 pub struct Store {
     conn: Mutex<Connection>,
+    policy: Policy,
 }
 
 /// 32 random bytes as hex: session ids and CSRF tokens.
@@ -110,30 +186,86 @@ impl Store {
              PRAGMA foreign_keys = ON;
              CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, role TEXT NOT NULL, password_hash TEXT NOT NULL, created_at INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS user_partners (user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, partner_id TEXT NOT NULL, PRIMARY KEY (user_id, partner_id));
-             CREATE TABLE IF NOT EXISTS sessions (token TEXT PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, csrf TEXT NOT NULL, expires_at INTEGER NOT NULL);
+             -- Sessions of an earlier version kept their token in the clear: they end.
+             DROP TABLE IF EXISTS sessions;
+             CREATE TABLE IF NOT EXISTS web_sessions (token_hash TEXT PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, csrf TEXT NOT NULL, expires_at INTEGER NOT NULL, last_seen INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS web_sessions_by_user ON web_sessions (user_id);
              CREATE TABLE IF NOT EXISTS failed_sign_ins (name TEXT NOT NULL, address TEXT NOT NULL, at INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS audit (at INTEGER NOT NULL, user_name TEXT NOT NULL, event TEXT NOT NULL, detail TEXT NOT NULL);",
+             CREATE INDEX IF NOT EXISTS failed_sign_ins_by_name ON failed_sign_ins (name, at);
+             CREATE INDEX IF NOT EXISTS failed_sign_ins_by_address ON failed_sign_ins (address, at);
+             CREATE INDEX IF NOT EXISTS failed_sign_ins_by_time ON failed_sign_ins (at);
+             CREATE TABLE IF NOT EXISTS audit (at INTEGER NOT NULL, user_name TEXT NOT NULL, event TEXT NOT NULL, detail TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at);",
         )?;
-        Ok(Store { conn: Mutex::new(conn) })
+        let store = Store {
+            conn: Mutex::new(conn),
+            policy: Policy::default(),
+        };
+        store.prune()?;
+        Ok(store)
+    }
+
+    /// The store under an administrator's policy.
+    pub fn with_policy(mut self, policy: Policy) -> Result<Store> {
+        self.policy = policy;
+        self.prune()?;
+        Ok(self)
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Deletes what is kept no longer: ended sessions, forgotten failures, old audit entries.
+    /// Each delete reads an index on the time.
+    pub fn prune(&self) -> Result<()> {
+        let now = now();
+        let conn = self.conn();
+        conn.execute(
+            "DELETE FROM web_sessions WHERE expires_at < ?1 OR last_seen < ?2",
+            params![now, now - self.policy.idle_minutes * 60],
+        )?;
+        conn.execute(
+            "DELETE FROM failed_sign_ins WHERE at < ?1",
+            [now - FAILURE_WINDOW_MINUTES * 60],
+        )?;
+        conn.execute(
+            "DELETE FROM audit WHERE at < ?1",
+            [now - self.policy.audit_retention_days * 86_400],
+        )?;
+        Ok(())
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn add_user(&self, name: &str, role: Role, partners: &[String], password: &str) -> Result<()> {
+    pub fn add_user(
+        &self,
+        name: &str,
+        role: Role,
+        partners: &[String],
+        password: &str,
+    ) -> Result<()> {
         if name.trim().is_empty() {
             return Err(StoreError::Invalid("a user needs a name".into()));
         }
         match role {
             Role::PartnerManager if partners.len() != 1 => {
-                return Err(StoreError::Invalid("a partner_manager belongs to exactly one partner: give --partner ID".into()));
+                return Err(StoreError::Invalid(
+                    "a partner_manager belongs to exactly one partner: give --partner ID".into(),
+                ));
             }
             Role::ChannelManager if partners.is_empty() => {
-                return Err(StoreError::Invalid("a channel_manager manages at least one partner: give --partners ID,ID".into()));
+                return Err(StoreError::Invalid(
+                    "a channel_manager manages at least one partner: give --partners ID,ID".into(),
+                ));
             }
             Role::ChannelExecutive | Role::Admin if !partners.is_empty() => {
-                return Err(StoreError::Invalid(format!("a {} sees every partner: --partner/--partners do not apply", role.name())));
+                return Err(StoreError::Invalid(format!(
+                    "a {} sees every partner: --partner/--partners do not apply",
+                    role.name()
+                )));
             }
             _ => {}
         }
@@ -141,14 +273,22 @@ impl Store {
         let hash = hash(password)?;
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let exists: Option<i64> = tx.query_row("SELECT id FROM users WHERE name = ?1", [name], |r| r.get(0)).optional()?;
+        let exists: Option<i64> = tx
+            .query_row("SELECT id FROM users WHERE name = ?1", [name], |r| r.get(0))
+            .optional()?;
         if exists.is_some() {
             return Err(StoreError::Invalid(format!("user {name:?} already exists")));
         }
-        tx.execute("INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)", params![name, role.name(), hash, now()])?;
+        tx.execute(
+            "INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![name, role.name(), hash, now()],
+        )?;
         let id = tx.last_insert_rowid();
         for p in partners {
-            tx.execute("INSERT OR IGNORE INTO user_partners (user_id, partner_id) VALUES (?1, ?2)", params![id, p])?;
+            tx.execute(
+                "INSERT OR IGNORE INTO user_partners (user_id, partner_id) VALUES (?1, ?2)",
+                params![id, p],
+            )?;
         }
         tx.commit()?;
         Ok(())
@@ -157,13 +297,26 @@ impl Store {
     pub fn users(&self) -> Result<Vec<User>> {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT id, name, role FROM users ORDER BY name")?;
-        let rows: Vec<(i64, String, String)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<std::result::Result<_, _>>()?;
+        let rows: Vec<(i64, String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<std::result::Result<_, _>>()?;
         drop(stmt);
-        rows.into_iter().map(|(id, name, role)| Ok(User { id, name, role: Role::parse(&role)?, partners: partners_of(&conn, id)? })).collect()
+        rows.into_iter()
+            .map(|(id, name, role)| {
+                Ok(User {
+                    id,
+                    name,
+                    role: Role::parse(&role)?,
+                    partners: partners_of(&conn, id)?,
+                })
+            })
+            .collect()
     }
 
     pub fn remove_user(&self, name: &str) -> Result<()> {
-        let n = self.conn().execute("DELETE FROM users WHERE name = ?1", [name])?;
+        let n = self
+            .conn()
+            .execute("DELETE FROM users WHERE name = ?1", [name])?;
         if n == 0 {
             return Err(StoreError::Invalid(format!("no user {name:?}")));
         }
@@ -174,12 +327,18 @@ impl Store {
         check_password(password)?;
         let hash = hash(password)?;
         let conn = self.conn();
-        let n = conn.execute("UPDATE users SET password_hash = ?1 WHERE name = ?2", params![hash, name])?;
+        let n = conn.execute(
+            "UPDATE users SET password_hash = ?1 WHERE name = ?2",
+            params![hash, name],
+        )?;
         if n == 0 {
             return Err(StoreError::Invalid(format!("no user {name:?}")));
         }
         // A new password ends every session of the old one.
-        conn.execute("DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE name = ?1)", [name])?;
+        conn.execute(
+            "DELETE FROM web_sessions WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
+            [name],
+        )?;
         Ok(())
     }
 
@@ -188,96 +347,190 @@ impl Store {
     pub fn verify(&self, name: &str, password: &str) -> Result<Option<User>> {
         let found: Option<(i64, String, String)> = self
             .conn()
-            .query_row("SELECT id, role, password_hash FROM users WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_row(
+                "SELECT id, role, password_hash FROM users WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()?;
         let stored = found.as_ref().map_or_else(dummy_hash, |f| f.2.clone());
-        let ok = PasswordHash::new(&stored).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok());
+        let ok = PasswordHash::new(&stored).is_ok_and(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        });
         match found {
             Some((id, role, _)) if ok => {
                 let conn = self.conn();
-                Ok(Some(User { id, name: name.to_string(), role: Role::parse(&role)?, partners: partners_of(&conn, id)? }))
+                Ok(Some(User {
+                    id,
+                    name: name.to_string(),
+                    role: Role::parse(&role)?,
+                    partners: partners_of(&conn, id)?,
+                }))
             }
             _ => Ok(None),
         }
     }
 
-    /// A new session: its token (the cookie) and its CSRF token (in every form).
+    /// A new session: its token (the cookie) and its CSRF token (in every form). Only a hash
+    /// of the token is kept, so that a copy of the database signs nobody in.
     pub fn start_session(&self, user: &User) -> Result<(String, String)> {
         let (token, csrf) = (random_token(), random_token());
+        self.prune()?;
         let conn = self.conn();
-        conn.execute("DELETE FROM sessions WHERE expires_at < ?1", [now()])?;
-        conn.execute("INSERT INTO sessions (token, user_id, csrf, expires_at) VALUES (?1, ?2, ?3, ?4)", params![token, user.id, csrf, now() + SESSION_HOURS * 3600])?;
+        if self.policy.single_session {
+            conn.execute("DELETE FROM web_sessions WHERE user_id = ?1", [user.id])?;
+        }
+        conn.execute(
+            "INSERT INTO web_sessions (token_hash, user_id, csrf, expires_at, last_seen) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![token_hash(&token), user.id, csrf, now() + SESSION_HOURS * 3600, now()],
+        )?;
         Ok((token, csrf))
     }
 
-    /// The signed-in user of a session token and the session's CSRF token, while it lasts.
+    /// The signed-in user of a session token and the session's CSRF token, while it lasts:
+    /// no longer than `SESSION_HOURS` after signing in, nor than the idle time after its last use.
     pub fn session(&self, token: &str) -> Result<Option<(User, String)>> {
+        if token.len() != 64 {
+            return Ok(None);
+        }
+        let now = now();
+        let hash = token_hash(token);
         let conn = self.conn();
-        let found: Option<(i64, String, String, String)> = conn
+        let found: Option<(i64, String, String, String, i64)> = conn
             .query_row(
-                "SELECT u.id, u.name, u.role, s.csrf FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token = ?1 AND s.expires_at >= ?2",
-                params![token, now()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                "SELECT u.id, u.name, u.role, s.csrf, s.last_seen FROM web_sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1 AND s.expires_at >= ?2 AND s.last_seen >= ?3",
+                params![hash, now, now - self.policy.idle_minutes * 60],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
         match found {
             None => Ok(None),
-            Some((id, name, role, csrf)) => Ok(Some((User { id, name, role: Role::parse(&role)?, partners: partners_of(&conn, id)? }, csrf))),
+            Some((id, name, role, csrf, last_seen)) => {
+                // Written at most once a minute: a page's requests do not each write.
+                if now - last_seen >= 60 {
+                    conn.execute(
+                        "UPDATE web_sessions SET last_seen = ?1 WHERE token_hash = ?2",
+                        params![now, hash],
+                    )?;
+                }
+                Ok(Some((
+                    User {
+                        id,
+                        name,
+                        role: Role::parse(&role)?,
+                        partners: partners_of(&conn, id)?,
+                    },
+                    csrf,
+                )))
+            }
         }
     }
 
     pub fn end_session(&self, token: &str) -> Result<()> {
-        self.conn().execute("DELETE FROM sessions WHERE token = ?1", [token])?;
+        self.conn().execute(
+            "DELETE FROM web_sessions WHERE token_hash = ?1",
+            [token_hash(token)],
+        )?;
         Ok(())
     }
 
-    /// Minutes until a name or an address may try again, when it failed too often lately.
-    pub fn locked_for(&self, name: &str, address: &str) -> Result<Option<i64>> {
-        let since = now() - FAILURE_WINDOW_MINUTES * 60;
+    /// The sessions a user has open.
+    pub fn session_count(&self, name: &str) -> Result<i64> {
+        Ok(self.conn().query_row("SELECT COUNT(*) FROM web_sessions s JOIN users u ON u.id = s.user_id WHERE u.name = ?1", [name], |r| r.get(0))?)
+    }
+
+    /// Seconds until a name from an address may try to sign in again, when recent failures
+    /// make it wait (see `THROTTLES`).
+    pub fn wait_for(&self, name: &str, address: &str) -> Result<Option<i64>> {
+        let now = now();
+        let since = now - FAILURE_WINDOW_MINUTES * 60;
         let conn = self.conn();
-        let mut worst = None;
-        for (column, value, limit) in [("name", name, MAX_FAILURES), ("address", address, MAX_FAILURES_PER_ADDRESS)] {
-            let (count, first): (i64, Option<i64>) = conn.query_row(
-                &format!("SELECT COUNT(*), MIN(at) FROM failed_sign_ins WHERE {column} = ?1 AND at >= ?2"),
-                params![value, since],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            if count >= limit {
-                let minutes = ((first.unwrap_or(since) + FAILURE_WINDOW_MINUTES * 60 - now()) / 60).max(1);
-                worst = Some(worst.map_or(minutes, |w: i64| w.max(minutes)));
+        let mut longest: Option<i64> = None;
+        for t in &THROTTLES {
+            let (count, last): (i64, Option<i64>) = match t.key {
+                "name and address" => conn.query_row(
+                    "SELECT COUNT(*), MAX(at) FROM failed_sign_ins WHERE name = ?1 AND address = ?2 AND at >= ?3",
+                    params![name, address, since],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?,
+                "name" => conn.query_row("SELECT COUNT(*), MAX(at) FROM failed_sign_ins WHERE name = ?1 AND at >= ?2", params![name, since], |r| Ok((r.get(0)?, r.get(1)?)))?,
+                _ => conn.query_row("SELECT COUNT(*), MAX(at) FROM failed_sign_ins WHERE address = ?1 AND at >= ?2", params![address, since], |r| Ok((r.get(0)?, r.get(1)?)))?,
+            };
+            if count < t.free {
+                continue;
+            }
+            let doublings = ((count - t.free) / t.per_doubling).min(20) as u32;
+            let wait = (1i64 << doublings).min(t.cap_seconds);
+            let left = last.unwrap_or(now) + wait - now;
+            if left > 0 {
+                longest = Some(longest.map_or(left, |l| l.max(left)));
             }
         }
-        Ok(worst)
+        Ok(longest)
     }
 
     pub fn record_failure(&self, name: &str, address: &str) -> Result<()> {
-        self.conn().execute("INSERT INTO failed_sign_ins (name, address, at) VALUES (?1, ?2, ?3)", params![name, address, now()])?;
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO failed_sign_ins (name, address, at) VALUES (?1, ?2, ?3)",
+            params![name, address, now()],
+        )?;
+        conn.execute(
+            "DELETE FROM failed_sign_ins WHERE at < ?1",
+            [now() - FAILURE_WINDOW_MINUTES * 60],
+        )?;
         Ok(())
     }
 
     pub fn audit(&self, user: &str, event: &str, detail: &str) -> Result<()> {
-        self.conn().execute("INSERT INTO audit (at, user_name, event, detail) VALUES (?1, ?2, ?3, ?4)", params![now(), user, event, detail])?;
+        self.conn().execute(
+            "INSERT INTO audit (at, user_name, event, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![now(), user, event, detail],
+        )?;
         Ok(())
     }
 
     /// The audit log, newest first: (unix time, user, event, detail).
     pub fn audit_log(&self, limit: usize) -> Result<Vec<(i64, String, String, String)>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT at, user_name, event, detail FROM audit ORDER BY rowid DESC LIMIT ?1")?;
-        let rows = stmt.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<std::result::Result<_, _>>()?;
+        let mut stmt = conn.prepare(
+            "SELECT at, user_name, event, detail FROM audit ORDER BY rowid DESC LIMIT ?1",
+        )?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<std::result::Result<_, _>>()?;
         Ok(rows)
     }
 }
 
+/// What the database keeps of a session token: its SHA-256. The token is 32 random bytes, so
+/// a plain digest is as strong as a slow hash would be.
+fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn partners_of(conn: &Connection, id: i64) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT partner_id FROM user_partners WHERE user_id = ?1 ORDER BY partner_id")?;
-    let rows = stmt.query_map([id], |r| r.get(0))?.collect::<std::result::Result<_, _>>()?;
+    let mut stmt = conn
+        .prepare("SELECT partner_id FROM user_partners WHERE user_id = ?1 ORDER BY partner_id")?;
+    let rows = stmt
+        .query_map([id], |r| r.get(0))?
+        .collect::<std::result::Result<_, _>>()?;
     Ok(rows)
 }
 
 fn check_password(password: &str) -> Result<()> {
     if password.chars().count() < 8 {
-        return Err(StoreError::Invalid("a password has at least 8 characters".into()));
+        return Err(StoreError::Invalid(
+            "a password has at least 8 characters".into(),
+        ));
     }
     Ok(())
 }
@@ -292,5 +545,7 @@ fn hash(password: &str) -> Result<String> {
 /// A hash verified against for unknown names, made once.
 fn dummy_hash() -> String {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| hash("no user has this password").expect("hashing")).clone()
+    DUMMY
+        .get_or_init(|| hash("no user has this password").expect("hashing"))
+        .clone()
 }

@@ -17,14 +17,36 @@ async fn app() -> (tempfile::TempDir, Arc<AppState>) {
     let data = tmp.path().join("data");
     let wh = prism_warehouse::Warehouse::open(&data).unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
-    wh.load(&prism_warehouse::LoadOptions { export_dir: fixture, mode: prism_warehouse::LoadMode::Upsert, quarantine: false, rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds() }, &prism_warehouse::NoProgress)
-        .await
-        .unwrap();
+    wh.load(
+        &prism_warehouse::LoadOptions {
+            export_dir: fixture,
+            mode: prism_warehouse::LoadMode::Upsert,
+            quarantine: false,
+            rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds(),
+        },
+        &prism_warehouse::NoProgress,
+    )
+    .await
+    .unwrap();
     let state = Arc::new(AppState::open(&data, prism_model::Model::shipped(), false).unwrap());
     let pw = "correct horse";
-    state.store.add_user("exec", Role::ChannelExecutive, &[], pw).unwrap();
-    state.store.add_user("manager", Role::ChannelManager, &["P-1".into(), "P-3".into()], pw).unwrap();
-    state.store.add_user("partner", Role::PartnerManager, &["P-2".into()], pw).unwrap();
+    state
+        .store
+        .add_user("exec", Role::ChannelExecutive, &[], pw)
+        .unwrap();
+    state
+        .store
+        .add_user(
+            "manager",
+            Role::ChannelManager,
+            &["P-1".into(), "P-3".into()],
+            pw,
+        )
+        .unwrap();
+    state
+        .store
+        .add_user("partner", Role::PartnerManager, &["P-2".into()], pw)
+        .unwrap();
     state.store.add_user("admin", Role::Admin, &[], pw).unwrap();
     (tmp, state)
 }
@@ -33,32 +55,84 @@ struct Reply {
     status: StatusCode,
     location: String,
     cookies: Vec<String>,
+    headers: axum::http::HeaderMap,
     body: String,
 }
 
 async fn send(state: &Arc<AppState>, req: Request<Body>) -> Reply {
     let r = prism_web::router(state.clone()).oneshot(req).await.unwrap();
     let status = r.status();
-    let location = r.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
-    let cookies = r.headers().get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_string()).collect();
-    let body = String::from_utf8_lossy(&r.into_body().collect().await.unwrap().to_bytes()).to_string();
-    Reply { status, location, cookies, body }
+    let headers = r.headers().clone();
+    let location = r
+        .headers()
+        .get(header::LOCATION)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let cookies = r
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let body =
+        String::from_utf8_lossy(&r.into_body().collect().await.unwrap().to_bytes()).to_string();
+    Reply {
+        status,
+        location,
+        cookies,
+        headers,
+        body,
+    }
+}
+
+/// The security headers every answer carries, whoever asks.
+fn assert_security_headers(r: &Reply, what: &str) {
+    let h = |name: &str| {
+        r.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let csp = h("content-security-policy");
+    assert!(
+        csp.contains("script-src 'self'")
+            && !csp.contains("script-src 'self' 'unsafe-inline'")
+            && csp.contains("frame-ancestors 'none'"),
+        "{what}: {csp:?}"
+    );
+    assert_eq!(h("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(h("referrer-policy"), "no-referrer", "{what}");
+    assert!(!h("cache-control").is_empty(), "{what}");
 }
 
 fn get(path: &str, cookie: &str) -> Request<Body> {
-    Request::get(path).header(header::COOKIE, cookie).body(Body::empty()).unwrap()
+    Request::get(path)
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap()
 }
 
 fn cookie_value(reply: &Reply, name: &str) -> String {
-    reply.cookies.iter().find_map(|c| c.strip_prefix(&format!("{name}="))).map(|c| c.split(';').next().unwrap().to_string()).unwrap_or_default()
+    reply
+        .cookies
+        .iter()
+        .find_map(|c| c.strip_prefix(&format!("{name}=")))
+        .map(|c| c.split(';').next().unwrap().to_string())
+        .unwrap_or_default()
 }
 
 /// Signs in through the form, as a browser does: the sign-in page's CSRF cookie and token, then the post.
 async fn sign_in(state: &Arc<AppState>, name: &str, password: &str) -> Reply {
     let page = send(state, get("/", "")).await;
     let csrf = cookie_value(&page, "prism_csrf");
-    assert!(page.body.contains(&format!("value=\"{csrf}\"")), "the form carries the cookie's token");
-    let form = format!("name={name}&password={}&csrf={csrf}", password.replace(' ', "+"));
+    assert!(
+        page.body.contains(&format!("value=\"{csrf}\"")),
+        "the form carries the cookie's token"
+    );
+    let form = format!(
+        "name={name}&password={}&csrf={csrf}",
+        password.replace(' ', "+")
+    );
     send(
         state,
         Request::post("/sign-in")
@@ -97,7 +171,11 @@ fn paths() -> Vec<(String, Serves)> {
 /// What of another partner a body must never hold: ids and names, and direct sales.
 fn others(partners: &[&str]) -> Vec<&'static str> {
     let all = [("P-1", "Acme"), ("P-2", "Müller"), ("P-3", "東京データ")];
-    let mut v: Vec<&'static str> = all.iter().filter(|(id, _)| !partners.contains(id)).flat_map(|(id, name)| [*id, *name]).collect();
+    let mut v: Vec<&'static str> = all
+        .iter()
+        .filter(|(id, _)| !partners.contains(id))
+        .flat_map(|(id, name)| [*id, *name])
+        .collect();
     v.push("(direct)");
     v
 }
@@ -111,14 +189,24 @@ async fn every_route_for_every_role_shows_only_what_the_role_may_see() {
     // A signed-out visitor: the sign-in page and the assets, nothing else.
     for (path, serves) in &all {
         let r = send(&state, get(path, "")).await;
+        assert_security_headers(&r, path);
         match serves {
-            Serves::SignInPage | Serves::Script | Serves::Style => assert_eq!(r.status, StatusCode::OK, "{path}"),
+            Serves::SignInPage | Serves::Script | Serves::Style => {
+                assert_eq!(r.status, StatusCode::OK, "{path}")
+            }
             Serves::Favicon => assert_eq!(r.status, StatusCode::NO_CONTENT, "{path}"),
-            Serves::Html(_) => assert_eq!((r.status, r.location.as_str()), (StatusCode::SEE_OTHER, "/"), "{path}"),
+            Serves::Html(_) => assert_eq!(
+                (r.status, r.location.as_str()),
+                (StatusCode::SEE_OTHER, "/"),
+                "{path}"
+            ),
             _ => assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}"),
         }
         for secret in others(&[]) {
-            assert!(!r.body.contains(secret), "{path} shows {secret} to a visitor");
+            assert!(
+                !r.body.contains(secret),
+                "{path} shows {secret} to a visitor"
+            );
         }
     }
 
@@ -128,15 +216,35 @@ async fn every_route_for_every_role_shows_only_what_the_role_may_see() {
         for (path, serves) in &all {
             let r = send(&state, get(path, &cookie)).await;
             assert!(
-                matches!(r.status, StatusCode::OK | StatusCode::NO_CONTENT | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND | StatusCode::SEE_OTHER),
+                matches!(
+                    r.status,
+                    StatusCode::OK
+                        | StatusCode::NO_CONTENT
+                        | StatusCode::FORBIDDEN
+                        | StatusCode::NOT_FOUND
+                        | StatusCode::SEE_OTHER
+                ),
                 "{user} {path}: {} {}",
                 r.status,
                 r.body
             );
-            if r.status == StatusCode::OK && !matches!(serves, Serves::Script | Serves::Style | Serves::Favicon) {
+            assert_security_headers(&r, path);
+            if r.status == StatusCode::OK
+                && !matches!(serves, Serves::Script | Serves::Style | Serves::Favicon)
+            {
+                // Data is never kept by a browser or a proxy.
+                assert_eq!(
+                    r.headers.get(header::CACHE_CONTROL).unwrap(),
+                    "no-store",
+                    "{user} {path}"
+                );
                 served += 1;
                 for secret in others(&own) {
-                    assert!(!r.body.contains(secret), "{user} {path} shows {secret}:\n{}", &r.body[..r.body.len().min(3000)]);
+                    assert!(
+                        !r.body.contains(secret),
+                        "{user} {path} shows {secret}:\n{}",
+                        &r.body[..r.body.len().min(3000)]
+                    );
                 }
             }
             // The partner pages of partners not theirs are refused, whatever the format.
@@ -152,8 +260,16 @@ async fn every_route_for_every_role_shows_only_what_the_role_may_see() {
     let r = send(&state, get("/my/performance", &partner)).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("My key figures"));
-    assert_eq!(send(&state, get("/overview", &partner)).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(send(&state, get("/api/segmentation", &partner)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        send(&state, get("/overview", &partner)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send(&state, get("/api/segmentation", &partner))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
     // Its partner page holds its figures: P-2's credit of -49.75.
     let r = send(&state, get("/api/partners/P-2", &partner)).await;
     assert!(r.body.contains("-49.75"), "{}", r.body);
@@ -164,10 +280,19 @@ async fn every_route_for_every_role_shows_only_what_the_role_may_see() {
     assert_eq!(r.status, StatusCode::OK);
     let json: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     let kpi = &json["panels"][0]["tiles"][0];
-    assert_eq!((kpi["metric"].as_str(), kpi["value"].as_str()), (Some("closed_revenue"), Some("3649.75")));
-    assert_eq!(send(&state, get("/admin", &exec)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        (kpi["metric"].as_str(), kpi["value"].as_str()),
+        (Some("closed_revenue"), Some("3649.75"))
+    );
+    assert_eq!(
+        send(&state, get("/admin", &exec)).await.status,
+        StatusCode::FORBIDDEN
+    );
     let admin = session_of(&state, "admin").await;
-    assert_eq!(send(&state, get("/admin", &admin)).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&state, get("/admin", &admin)).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -177,16 +302,34 @@ async fn a_table_exports_as_csv_with_the_prompts_and_the_export_is_audited() {
     let r = send(&state, get("/export/overview?table=top-partners", &exec)).await;
     assert_eq!(r.status, StatusCode::OK);
     let mut lines = r.body.lines();
-    assert_eq!(lines.next(), Some("partner.partner_id,partner.partner_name,partner.tier,partner.region,closed_revenue,closed_revenue:pct_of_total,win_rate,csat_avg"));
+    assert_eq!(
+        lines.next(),
+        Some(
+            "partner.partner_id,partner.partner_name,partner.tier,partner.region,closed_revenue,closed_revenue:pct_of_total,win_rate,csat_avg"
+        )
+    );
     // Largest first: P-1 2499.50, the direct sale 1200, P-2's credit.
     let firsts: Vec<&str> = lines.map(|l| l.split(',').next().unwrap()).collect();
     assert_eq!(firsts, ["P-1", "(direct)", "P-2"]);
     // A period prompt: only March 2024, P-2's credit.
-    let r = send(&state, get("/export/overview?table=top-partners&period=2024-03", &exec)).await;
+    let r = send(
+        &state,
+        get("/export/overview?table=top-partners&period=2024-03", &exec),
+    )
+    .await;
     assert_eq!(r.body.lines().count(), 2, "{}", r.body);
-    assert!(r.body.contains("P-2,Müller & Söhne,Silver,EMEA,-49.75"), "{}", r.body);
+    assert!(
+        r.body.contains("P-2,Müller & Söhne,Silver,EMEA,-49.75"),
+        "{}",
+        r.body
+    );
     let log = state.store.audit_log(10).unwrap();
-    assert!(log.iter().any(|(_, user, event, detail)| user == "exec" && event == "export" && detail.contains("top-partners")), "{log:?}");
+    assert!(
+        log.iter().any(|(_, user, event, detail)| user == "exec"
+            && event == "export"
+            && detail.contains("top-partners")),
+        "{log:?}"
+    );
     // A bad prompt is a clear refusal, not a wrong answer.
     let r = send(&state, get("/api/overview?period=2024-13", &exec)).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
@@ -199,7 +342,10 @@ async fn forms_without_a_valid_csrf_token_are_refused() {
     // Sign-in without the cookie's token.
     let r = send(
         &state,
-        Request::post("/sign-in").header(header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(Body::from("name=exec&password=correct+horse&csrf=forged")).unwrap(),
+        Request::post("/sign-in")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("name=exec&password=correct+horse&csrf=forged"))
+            .unwrap(),
     )
     .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -208,50 +354,443 @@ async fn forms_without_a_valid_csrf_token_are_refused() {
     let exec = session_of(&state, "exec").await;
     let r = send(
         &state,
-        Request::post("/sign-out").header(header::COOKIE, &exec).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(Body::from("csrf=forged")).unwrap(),
+        Request::post("/sign-out")
+            .header(header::COOKIE, &exec)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("csrf=forged"))
+            .unwrap(),
     )
     .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert_eq!(send(&state, get("/api/overview", &exec)).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&state, get("/api/overview", &exec)).await.status,
+        StatusCode::OK
+    );
     // With it, the session ends.
     let page = send(&state, get("/overview", &exec)).await;
-    let csrf = page.body.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let csrf = page
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     let r = send(
         &state,
-        Request::post("/sign-out").header(header::COOKIE, &exec).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(Body::from(format!("csrf={csrf}"))).unwrap(),
+        Request::post("/sign-out")
+            .header(header::COOKIE, &exec)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("csrf={csrf}")))
+            .unwrap(),
     )
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert_eq!(send(&state, get("/api/overview", &exec)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(&state, get("/api/overview", &exec)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// Signs in through the form from a socket address, with an `X-Forwarded-For` if given.
+async fn sign_in_from(
+    state: &Arc<AppState>,
+    name: &str,
+    password: &str,
+    peer: &str,
+    forwarded: Option<&str>,
+) -> Reply {
+    let page = send(state, get("/", "")).await;
+    let csrf = cookie_value(&page, "prism_csrf");
+    let form = format!(
+        "name={name}&password={}&csrf={csrf}",
+        password.replace(' ', "+")
+    );
+    let mut req = Request::post("/sign-in")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::COOKIE, format!("prism_csrf={csrf}"));
+    if let Some(f) = forwarded {
+        req = req.header("x-forwarded-for", f);
+    }
+    let mut req = req.body(Body::from(form)).unwrap();
+    req.extensions_mut().insert(axum::extract::ConnectInfo(
+        peer.parse::<std::net::SocketAddr>().unwrap(),
+    ));
+    send(state, req).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn repeated_failed_sign_ins_lock_the_name_and_are_audited() {
+async fn failed_sign_ins_slow_the_guesser_down_without_locking_the_user_out() {
     let (_tmp, state) = app().await;
-    for _ in 0..prism_web::store::MAX_FAILURES {
-        let r = sign_in(&state, "exec", "wrong password").await;
+    let (guesser, user) = ("203.0.113.9:5000", "198.51.100.7:6000");
+    let free = prism_web::store::THROTTLES[0].free;
+    for _ in 0..free {
+        let r = sign_in_from(&state, "exec", "wrong password", guesser, None).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-        assert!(r.body.contains("wrong name or password"));
+        assert!(r.body.contains("wrong name or password"), "{}", r.body);
     }
-    // The right password is refused too while the name is locked.
-    let r = sign_in(&state, "exec", "correct horse").await;
+    // Three more failures from there: the next try from there waits 2^3 = 8 seconds, the
+    // right password included, and is audited.
+    for _ in 0..3 {
+        state.store.record_failure("exec", "203.0.113.9").unwrap();
+    }
+    let wait = state
+        .store
+        .wait_for("exec", "203.0.113.9")
+        .unwrap()
+        .unwrap();
+    assert!((7..=8).contains(&wait), "{wait}");
+    let r = sign_in_from(&state, "exec", "correct horse", guesser, None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert!(r.body.contains("too many failed sign-ins"), "{}", r.body);
-    let log = state.store.audit_log(20).unwrap();
-    assert_eq!(log.iter().filter(|e| e.2 == "sign-in failed").count(), prism_web::store::MAX_FAILURES as usize);
-    assert!(log.iter().any(|e| e.2 == "sign-in refused"));
-    // Another user signs in meanwhile.
-    assert_eq!(sign_in(&state, "manager", "correct horse").await.status, StatusCode::SEE_OTHER);
+    assert!(
+        r.body.contains("too many failed sign-ins; try again in"),
+        "{}",
+        r.body
+    );
+    // Each further failure doubles the wait: two more, 32 seconds.
+    state.store.record_failure("exec", "203.0.113.9").unwrap();
+    state.store.record_failure("exec", "203.0.113.9").unwrap();
+    let wait = state
+        .store
+        .wait_for("exec", "203.0.113.9")
+        .unwrap()
+        .unwrap();
+    assert!((31..=32).contains(&wait), "{wait}");
+    // The user, from their own address, signs in meanwhile: nobody locks them out.
+    assert_eq!(
+        sign_in_from(&state, "exec", "correct horse", user, None)
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    let log = state.store.audit_log(50).unwrap();
+    assert_eq!(
+        log.iter().filter(|e| e.2 == "sign-in failed").count(),
+        free as usize
+    );
+    assert!(
+        log.iter()
+            .any(|e| e.2 == "sign-in refused" && e.3.contains("203.0.113.9")),
+        "{log:?}"
+    );
+
+    // Guessing one name from many addresses meets the name's own limit, higher and slower,
+    // which slows the name by seconds, never for good: at most a minute.
+    for i in 0..60 {
+        state
+            .store
+            .record_failure("manager", &format!("192.0.2.{i}"))
+            .unwrap();
+    }
+    let wait = state
+        .store
+        .wait_for("manager", "198.51.100.7")
+        .unwrap()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // Every other user signs in as usual.
+    assert_eq!(
+        sign_in_from(&state, "partner", "correct horse", user, None)
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn x_forwarded_for_counts_only_from_a_trusted_proxy() {
+    let (tmp, _) = app().await;
+    let state = Arc::new(
+        AppState::open(
+            &tmp.path().join("data"),
+            prism_model::Model::shipped(),
+            false,
+        )
+        .unwrap()
+        .with_trusted_proxies(vec!["10.0.0.1".parse().unwrap()]),
+    );
+    // Through the proxy: the client's address is the one the proxy adds (the right-most), not
+    // what the client wrote at the left.
+    sign_in_from(
+        &state,
+        "exec",
+        "wrong password",
+        "10.0.0.1:443",
+        Some("1.2.3.4, 203.0.113.9"),
+    )
+    .await;
+    // Straight to the server: the header is the client's own words, and ignored.
+    sign_in_from(
+        &state,
+        "exec",
+        "wrong password",
+        "198.51.100.7:6000",
+        Some("203.0.113.9"),
+    )
+    .await;
+    let log = state.store.audit_log(10).unwrap();
+    let from: Vec<&str> = log
+        .iter()
+        .filter(|e| e.2 == "sign-in failed")
+        .map(|e| e.3.as_str())
+        .collect();
+    assert_eq!(from, ["from 198.51.100.7", "from 203.0.113.9"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_sign_ins_and_prompts_are_refused_before_any_work() {
+    let (_tmp, state) = app().await;
+    let long = "x".repeat(prism_web::store::MAX_PASSWORD_BYTES + 1);
+    let r = sign_in_from(&state, "exec", &long, "198.51.100.7:6000", None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("a password at most"), "{}", r.body);
+    // Not counted as a failure: nothing was tried.
+    assert!(
+        state
+            .store
+            .audit_log(10)
+            .unwrap()
+            .iter()
+            .all(|e| e.2 != "sign-in failed")
+    );
+    let exec = session_of(&state, "exec").await;
+    let r = send(
+        &state,
+        get(
+            &format!(
+                "/api/overview?region={}",
+                "x".repeat(prism_web::limits::QUERY_BYTES)
+            ),
+            &exec,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("too long"), "{}", r.body);
+    assert_security_headers(&r, "an oversized query");
+    // A body beyond the limit is refused too.
+    let r = send(
+        &state,
+        Request::post("/sign-in")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("x".repeat(prism_web::limits::BODY_BYTES + 1)))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// Odd and extreme prompts get a 400 that says what is wrong; never a 500 or a panic.
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_prompts_are_a_400_with_the_reason() {
+    let (_tmp, state) = app().await;
+    let exec = session_of(&state, "exec").await;
+    let partner = session_of(&state, "partner").await;
+    for (cookie, path, says) in [
+        (&exec, "/api/overview?period=2024-13", "2024-13"),
+        (&exec, "/api/overview?period=99999999-Q1", "99999999"),
+        (
+            &exec,
+            "/api/overview?period=2024-03-01..2024-01-01",
+            "2024-03-01",
+        ),
+        (&exec, "/api/overview?period=2024-Q5", "2024-Q5"),
+        (&exec, "/api/overview?period=%00%FF", "period"),
+        (&exec, "/api/scorecard?weights=revenue%3DNaN", "revenue"),
+        (&exec, "/api/scorecard?weights=revenue%3D1e309", "revenue"),
+        (&exec, "/api/scorecard?weights=nothing", "nothing"),
+        (&partner, "/api/my/performance?period=0000-Q0", "0000-Q0"),
+        (
+            &partner,
+            "/api/my/potential?product=%27%3B+DROP+TABLE+orders",
+            "no such product",
+        ),
+    ] {
+        let r = send(&state, get(path, cookie)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.body);
+        assert!(r.body.contains(says), "{path}: {}", r.body);
+    }
+}
+
+/// An unexpected failure (here: the warehouse's files gone) is a 500 whose message has an
+/// incident id and nothing of the server's insides; the log has the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unexpected_failure_is_a_500_with_an_incident_id_and_no_internals() {
+    let (tmp, state) = app().await;
+    let exec = session_of(&state, "exec").await;
+    let mut stack = vec![tmp.path().join("data")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+    }
+    for path in ["/api/overview", "/overview", "/export/overview"] {
+        let r = send(&state, get(path, &exec)).await;
+        assert_eq!(
+            r.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{path}: {}",
+            r.body
+        );
+        assert!(r.body.contains("incident"), "{path}: {}", r.body);
+        let data = tmp.path().display().to_string();
+        for inside in [".parquet", data.as_str(), "DataFusion", "Error"] {
+            assert!(
+                !r.body.contains(inside),
+                "{path} tells {inside}: {}",
+                r.body
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_are_stored_hashed_end_when_idle_and_a_policy_may_keep_one_per_user() {
+    let (tmp, state) = app().await;
+    let exec = session_of(&state, "exec").await;
+    let token = exec.strip_prefix("prism_session=").unwrap().to_string();
+    let db = rusqlite::Connection::open(tmp.path().join("data").join("app.sqlite")).unwrap();
+    let stored: Vec<String> = db
+        .prepare("SELECT token_hash FROM web_sessions")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        !stored.is_empty() && !stored.contains(&token),
+        "the database holds hashes, not tokens"
+    );
+    assert_eq!(
+        send(&state, get("/api/overview", &exec)).await.status,
+        StatusCode::OK
+    );
+    // Unused for longer than the idle time (an hour by default): signed out.
+    db.execute("UPDATE web_sessions SET last_seen = last_seen - 3601", [])
+        .unwrap();
+    assert_eq!(
+        send(&state, get("/api/overview", &exec)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // With one session per user, signing in again ends the first one.
+    let strict = Arc::new(
+        AppState::open(
+            &tmp.path().join("data"),
+            prism_model::Model::shipped(),
+            false,
+        )
+        .unwrap()
+        .with_policy(prism_web::store::Policy {
+            single_session: true,
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let first = session_of(&strict, "manager").await;
+    let second = session_of(&strict, "manager").await;
+    assert_eq!(
+        send(&strict, get("/api/overview", &first)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(&strict, get("/api/overview", &second)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(strict.store.session_count("manager").unwrap(), 1);
+}
+
+/// A name typed into the CRM as a formula stays text in an export: a spreadsheet opening it
+/// runs nothing. Numbers, negative ones included, stay numbers.
+#[tokio::test(flavor = "multi_thread")]
+async fn exports_neutralise_cells_a_spreadsheet_would_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
+    let export = tmp.path().join("export");
+    std::fs::create_dir_all(&export).unwrap();
+    for f in std::fs::read_dir(&fixture).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, export.join(f.file_name().unwrap())).unwrap();
+    }
+    let partners = std::fs::read_to_string(export.join("partners.csv"))
+        .unwrap()
+        .replace("Müller & Söhne", "=HYPERLINK(\"\"http://evil\"\")");
+    std::fs::write(
+        export.join("partners.csv"),
+        partners.replace(
+            "P-2,=HYPERLINK(\"\"http://evil\"\")",
+            "P-2,\"=HYPERLINK(\"\"http://evil\"\")\"",
+        ),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let wh = prism_warehouse::Warehouse::open(&data).unwrap();
+    wh.load(
+        &prism_warehouse::LoadOptions {
+            export_dir: export,
+            rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds(),
+            ..Default::default()
+        },
+        &prism_warehouse::NoProgress,
+    )
+    .await
+    .unwrap();
+    let state = Arc::new(AppState::open(&data, prism_model::Model::shipped(), false).unwrap());
+    state
+        .store
+        .add_user("exec", Role::ChannelExecutive, &[], "correct horse")
+        .unwrap();
+    let exec = session_of(&state, "exec").await;
+    let r = send(&state, get("/export/overview?table=top-partners", &exec)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let p2 = r
+        .body
+        .lines()
+        .find(|l| l.starts_with("P-2,"))
+        .unwrap()
+        .to_string();
+    assert!(
+        p2.starts_with("P-2,\"'=HYPERLINK(\"\"http://evil\"\")\","),
+        "{p2}"
+    );
+    assert!(
+        p2.contains(",-49.75,"),
+        "a negative amount stays a number: {p2}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn session_cookies_are_http_only_same_site_and_secure_behind_tls() {
     let (_tmp, state) = app().await;
     let r = sign_in(&state, "exec", "correct horse").await;
-    let c = r.cookies.iter().find(|c| c.starts_with("prism_session=")).unwrap();
-    assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax") && !c.contains("Secure"), "{c}");
-    let page = send(&state, Request::get("/").header("x-forwarded-proto", "https").body(Body::empty()).unwrap()).await;
-    assert!(page.cookies.iter().all(|c| c.contains("; Secure")), "{:?}", page.cookies);
+    let c = r
+        .cookies
+        .iter()
+        .find(|c| c.starts_with("prism_session="))
+        .unwrap();
+    assert!(
+        c.contains("HttpOnly") && c.contains("SameSite=Lax") && !c.contains("Secure"),
+        "{c}"
+    );
+    let page = send(
+        &state,
+        Request::get("/")
+            .header("x-forwarded-proto", "https")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        page.cookies.iter().all(|c| c.contains("; Secure")),
+        "{:?}",
+        page.cookies
+    );
 }
 
 /// The top accounts are ranked by revenue first (a rollup answers it) and the distinct orders
@@ -260,13 +799,30 @@ async fn session_cookies_are_http_only_same_site_and_secure_behind_tls() {
 async fn top_accounts_are_the_answer_of_one_query_with_every_figure() {
     let tmp = tempfile::tempdir().unwrap();
     let export = tmp.path().join("export");
-    prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale: 0.01, seed: 3 }).unwrap();
+    prism_generator::generate(&prism_generator::GenerateConfig {
+        out: export.clone(),
+        scale: 0.01,
+        seed: 3,
+    })
+    .unwrap();
     let data = tmp.path().join("data");
     let wh = prism_warehouse::Warehouse::open(&data).unwrap();
     let engine = prism_engine::Engine::new(prism_model::Model::shipped());
-    wh.load(&prism_warehouse::LoadOptions { export_dir: export, rollups: engine.rollup_builds(), ..Default::default() }, &prism_warehouse::NoProgress).await.unwrap();
+    wh.load(
+        &prism_warehouse::LoadOptions {
+            export_dir: export,
+            rollups: engine.rollup_builds(),
+            ..Default::default()
+        },
+        &prism_warehouse::NoProgress,
+    )
+    .await
+    .unwrap();
     let state = Arc::new(AppState::open(&data, prism_model::Model::shipped(), false).unwrap());
-    state.store.add_user("exec", Role::ChannelExecutive, &[], "correct horse").unwrap();
+    state
+        .store
+        .add_user("exec", Role::ChannelExecutive, &[], "correct horse")
+        .unwrap();
     let exec = session_of(&state, "exec").await;
     let r = send(&state, get("/export/customers?table=top-accounts", &exec)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -274,18 +830,35 @@ async fn top_accounts_are_the_answer_of_one_query_with_every_figure() {
 
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     let q = prism_engine::Query {
-        metrics: ["closed_revenue", "order_count", "csat_avg"].map(String::from).to_vec(),
-        by: ["customer.customer_id", "customer.customer_name", "customer.industry", "customer.size_band"].map(String::from).to_vec(),
+        metrics: ["closed_revenue", "order_count", "csat_avg"]
+            .map(String::from)
+            .to_vec(),
+        by: [
+            "customer.customer_id",
+            "customer.customer_name",
+            "customer.industry",
+            "customer.size_band",
+        ]
+        .map(String::from)
+        .to_vec(),
         order: vec![prism_engine::Order::parse("closed_revenue:desc").unwrap()],
         limit: Some(20),
         ..Default::default()
     };
-    let one = engine.without_rollups().run(&ctx, &q, &prism_engine::Scope::All).await.unwrap();
+    let one = engine
+        .without_rollups()
+        .run(&ctx, &q, &prism_engine::Scope::All)
+        .await
+        .unwrap();
     let mut csv = csv::Writer::from_writer(Vec::new());
     for row in one.formatted_rows() {
         csv.write_record(&row).unwrap();
     }
-    let expected: Vec<String> = String::from_utf8(csv.into_inner().unwrap()).unwrap().lines().map(String::from).collect();
+    let expected: Vec<String> = String::from_utf8(csv.into_inner().unwrap())
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
     assert_eq!(expected.len(), 20);
     assert_eq!(shown, expected);
 }
@@ -299,23 +872,161 @@ async fn a_kept_page_is_never_shown_for_another_scope_or_after_a_load() {
     let overview = |cookie: &str| get("/api/overview", cookie);
     let first = send(&state, overview(&exec)).await.body;
     assert!(first.contains("2499.50"), "{first}");
-    assert_eq!(send(&state, overview(&exec)).await.body, first, "the same page again");
+    assert_eq!(
+        send(&state, overview(&exec)).await.body,
+        first,
+        "the same page again"
+    );
     // The channel manager's overview (P-1 and P-3) never comes from the executive's, which has
     // the direct sale and P-2's credit.
-    assert!(first.contains("1200.00") && first.contains("-49.75"), "{first}");
+    assert!(
+        first.contains("1200.00") && first.contains("-49.75"),
+        "{first}"
+    );
     let manager = session_of(&state, "manager").await;
     let theirs = send(&state, overview(&manager)).await.body;
-    assert!(theirs.contains("2499.50") && !theirs.contains("1200.00") && !theirs.contains("-49.75"), "{theirs}");
+    assert!(
+        theirs.contains("2499.50") && !theirs.contains("1200.00") && !theirs.contains("-49.75"),
+        "{theirs}"
+    );
 
     // A load changes P-1's first line from 2400.00 to 100.00.
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
     let update = tmp.path().join("update");
     std::fs::create_dir_all(&update).unwrap();
-    let orders = std::fs::read_to_string(fixture.join("orders.csv")).unwrap().replace(",2400.00,", ",100.00,");
+    let orders = std::fs::read_to_string(fixture.join("orders.csv"))
+        .unwrap()
+        .replace(",2400.00,", ",100.00,");
     std::fs::write(update.join("orders.csv"), orders).unwrap();
     let wh = prism_warehouse::Warehouse::open(tmp.path().join("data")).unwrap();
     let engine = prism_engine::Engine::new(prism_model::Model::shipped());
-    wh.load(&prism_warehouse::LoadOptions { export_dir: update, rollups: engine.rollup_builds(), ..Default::default() }, &prism_warehouse::NoProgress).await.unwrap();
+    wh.load(
+        &prism_warehouse::LoadOptions {
+            export_dir: update,
+            rollups: engine.rollup_builds(),
+            ..Default::default()
+        },
+        &prism_warehouse::NoProgress,
+    )
+    .await
+    .unwrap();
     let after = send(&state, overview(&exec)).await.body;
-    assert!(after.contains("199.50") && !after.contains("2499.50"), "{after}");
+    assert!(
+        after.contains("199.50") && !after.contains("2499.50"),
+        "{after}"
+    );
+}
+
+/// Fuzzing the prompts: any text in any prompt of any page a partner user can open is a page,
+/// a 400 with its reason, or a refusal — never a 500 — and never shows another partner.
+#[test]
+fn any_prompt_is_answered_or_refused_and_never_shows_another_partner() {
+    use proptest::prelude::*;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_tmp, state) = rt.block_on(app());
+    let partner = rt.block_on(session_of(&state, "partner"));
+    let pieces = [
+        "2024",
+        "-Q1",
+        "..",
+        "2024-03",
+        "P-1",
+        "P-2",
+        "PR-1",
+        "Retail/SMB",
+        "revenue=",
+        "0.5",
+        ",",
+        "%",
+        "'",
+        "\"",
+        "&",
+        "=",
+        "+",
+        "\u{0}",
+        "é",
+        "<script>",
+    ];
+    let text = proptest::collection::vec(
+        prop_oneof![
+            proptest::sample::select(pieces.to_vec()).prop_map(String::from),
+            "\\PC{0,4}"
+        ],
+        0..6,
+    )
+    .prop_map(|v| v.concat());
+    let prompts = [
+        "period",
+        "region",
+        "tier",
+        "partner_type",
+        "product_line",
+        "weights",
+        "product",
+        "segment",
+        "table",
+    ];
+    let pages = [
+        "/api/my/performance",
+        "/api/my/products",
+        "/api/my/potential",
+        "/api/partners/P-2",
+        "/export/my/potential",
+        "/my/products",
+    ];
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 120,
+        ..Default::default()
+    });
+    runner
+        .run(
+            &(
+                proptest::sample::select(pages.to_vec()),
+                proptest::collection::vec((proptest::sample::select(prompts.to_vec()), text), 0..4),
+            ),
+            |(page, given)| {
+                let query: Vec<String> = given
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", url_encode(v)))
+                    .collect();
+                let path = format!("{page}?{}", query.join("&"));
+                let r = rt.block_on(send(&state, get(&path, &partner)));
+                prop_assert!(
+                    matches!(
+                        r.status,
+                        StatusCode::OK
+                            | StatusCode::BAD_REQUEST
+                            | StatusCode::FORBIDDEN
+                            | StatusCode::NOT_FOUND
+                    ),
+                    "{path}: {} {}",
+                    r.status,
+                    r.body
+                );
+                for secret in others(&["P-2"]) {
+                    // The prompt itself may echo back in a refusal; a figure of another partner may not.
+                    if !given.iter().any(|(_, v)| v.contains(secret)) {
+                        prop_assert!(!r.body.contains(secret), "{path} shows {secret}");
+                    }
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

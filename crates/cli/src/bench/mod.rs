@@ -40,7 +40,11 @@ struct Question {
 fn questions(partner: &str, product: &str) -> Result<Vec<Question>> {
     let period = Period::parse("2025-07..2026-06")?;
     let (from, to) = (period.from, period.to);
-    let q = |metrics: &[&str], by: &[&str]| Query { metrics: metrics.iter().map(|m| m.to_string()).collect(), by: by.iter().map(|m| m.to_string()).collect(), ..Query::default() };
+    let q = |metrics: &[&str], by: &[&str]| Query {
+        metrics: metrics.iter().map(|m| m.to_string()).collect(),
+        by: by.iter().map(|m| m.to_string()).collect(),
+        ..Query::default()
+    };
     Ok(vec![
         Question {
             name: "KPI tiles (one year)",
@@ -147,23 +151,53 @@ enum Compare {
 type Answer = (Vec<Vec<String>>, Compare);
 
 /// Prism's answer to a question as rows of text comparable with DuckDB's.
-async fn answer(engine: &Engine, ctx: &prism_engine::Session, ask: &Ask, partner: &str, product: &str) -> Result<Answer> {
-    let cx = prism_analyses::Context { engine, session: ctx, scope: Scope::All, period: None };
+async fn answer(
+    engine: &Engine,
+    ctx: &prism_engine::Session,
+    ask: &Ask,
+    partner: &str,
+    product: &str,
+) -> Result<Answer> {
+    let cx = prism_analyses::Context {
+        engine,
+        session: ctx,
+        scope: Scope::All,
+        period: None,
+    };
     Ok(match ask {
-        Ask::Query(q) => (engine.run(ctx, q, &Scope::All).await?.formatted_rows(), Compare::Rows),
+        Ask::Query(q) => (
+            engine.run(ctx, q, &Scope::All).await?.formatted_rows(),
+            Compare::Rows,
+        ),
         Ask::Pareto => {
             let p = prism_analyses::pareto::pareto(&cx, None).await?;
-            let mut rows: Vec<Vec<String>> =
-                p.rows.iter().filter(|r| r.closed_revenue.to_string() != "0.00").map(|r| vec![r.partner.partner_id.clone(), r.closed_revenue.to_string()]).collect();
+            let mut rows: Vec<Vec<String>> = p
+                .rows
+                .iter()
+                .filter(|r| r.closed_revenue.to_string() != "0.00")
+                .map(|r| vec![r.partner.partner_id.clone(), r.closed_revenue.to_string()])
+                .collect();
             rows.sort();
             (rows, Compare::Rows)
         }
         Ask::Scorecard => {
-            let s = prism_analyses::scorecard::scorecard(&cx, prism_analyses::scorecard::Weights::default()).await?;
+            let s = prism_analyses::scorecard::scorecard(
+                &cx,
+                prism_analyses::scorecard::Weights::default(),
+            )
+            .await?;
             let mut rows: Vec<Vec<String>> = s
                 .rows
                 .iter()
-                .map(|r| std::iter::once(r.partner.partner_id.clone()).chain(r.attributes.iter().map(|a| a.value.clone().unwrap_or_default())).collect())
+                .map(|r| {
+                    std::iter::once(r.partner.partner_id.clone())
+                        .chain(
+                            r.attributes
+                                .iter()
+                                .map(|a| a.value.clone().unwrap_or_default()),
+                        )
+                        .collect()
+                })
                 .collect();
             rows.sort();
             (rows, Compare::WhereBothHaveFigures)
@@ -174,7 +208,13 @@ async fn answer(engine: &Engine, ctx: &prism_engine::Session, ask: &Ask, partner
                 .rows
                 .iter()
                 .filter(|r| r.units_sold.is_some())
-                .map(|r| vec![r.product_id.clone(), r.closed_revenue.map(|m| m.to_string()).unwrap_or_default(), r.units_sold.map(|u| u.to_string()).unwrap_or_default()])
+                .map(|r| {
+                    vec![
+                        r.product_id.clone(),
+                        r.closed_revenue.map(|m| m.to_string()).unwrap_or_default(),
+                        r.units_sold.map(|u| u.to_string()).unwrap_or_default(),
+                    ]
+                })
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect();
@@ -189,7 +229,9 @@ async fn answer(engine: &Engine, ctx: &prism_engine::Session, ask: &Ask, partner
                     vec![
                         s.industry.clone(),
                         s.size_band.clone(),
-                        s.channel_adoption_pct.map(|a| a.to_string()).unwrap_or_default(),
+                        s.channel_adoption_pct
+                            .map(|a| a.to_string())
+                            .unwrap_or_default(),
                         s.channel_partners.to_string(),
                         s.partner_customers.to_string(),
                         s.partner_buyers.to_string(),
@@ -213,7 +255,11 @@ pub(crate) fn median(xs: &[f64]) -> f64 {
     let mut v = xs.to_vec();
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn ms(s: f64) -> String {
@@ -223,17 +269,27 @@ fn ms(s: f64) -> String {
 /// Cells agree as text, or as numbers within 1e-9 relative (floating averages summed in
 /// another order).
 fn same_cell(a: &str, b: &str) -> bool {
-    a == b || matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0))
+    a == b
+        || matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0))
 }
 
 fn python_with_duckdb() -> Result<()> {
-    let has = |_: ()| Command::new("python3").args(["-c", "import duckdb"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    let has = |_: ()| {
+        Command::new("python3")
+            .args(["-c", "import duckdb"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
     if has(()) {
         return Ok(());
     }
     eprintln!("installing the DuckDB Python package for the comparison ...");
     for extra in [&[][..], &["--break-system-packages"][..]] {
-        let _ = Command::new("python3").args(["-m", "pip", "install", "--quiet", "duckdb"]).args(extra).status();
+        let _ = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "duckdb"])
+            .args(extra)
+            .status();
         if has(()) {
             return Ok(());
         }
@@ -244,12 +300,23 @@ fn python_with_duckdb() -> Result<()> {
 /// Same cells, or both figures where `compare` allows an empty one.
 fn same_rows(p: &[Vec<String>], d: &[Vec<String>], compare: Compare) -> bool {
     match compare {
-        Compare::Rows => p.len() == d.len() && p.iter().zip(d).all(|(a, b)| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_cell(x, y))),
+        Compare::Rows => {
+            p.len() == d.len()
+                && p.iter().zip(d).all(|(a, b)| {
+                    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_cell(x, y))
+                })
+        }
         Compare::WhereBothHaveFigures => {
-            let by_key: std::collections::HashMap<&str, &Vec<String>> = d.iter().map(|r| (r[0].as_str(), r)).collect();
+            let by_key: std::collections::HashMap<&str, &Vec<String>> =
+                d.iter().map(|r| (r[0].as_str(), r)).collect();
             !p.is_empty()
                 && p.iter().all(|a| {
-                    by_key.get(a[0].as_str()).is_some_and(|b| a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x.is_empty() || y.is_empty() || same_cell(x, y)))
+                    by_key.get(a[0].as_str()).is_some_and(|b| {
+                        a.len() == b.len()
+                            && a.iter()
+                                .zip(b.iter())
+                                .all(|(x, y)| x.is_empty() || y.is_empty() || same_cell(x, y))
+                    })
                 })
         }
     }
@@ -286,7 +353,10 @@ fn time_set(
             runtime.block_on(answer(engine, ctx, &q.ask, partner, product))?;
             times.push(started.elapsed().as_secs_f64());
         }
-        timings.push(Timing { first: firsts[i], warm: median(&times) });
+        timings.push(Timing {
+            first: firsts[i],
+            warm: median(&times),
+        });
     }
     Ok((timings, answers))
 }
@@ -297,8 +367,16 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     }
     let export = args.dir.join(format!("export-scale-{}", args.scale));
     if !export.join("satisfaction_surveys.csv").exists() {
-        println!("generating scale {} in {} ...", args.scale, export.display());
-        generate(&GenerateConfig { out: export.clone(), scale: args.scale, seed: 42 })?;
+        println!(
+            "generating scale {} in {} ...",
+            args.scale,
+            export.display()
+        );
+        generate(&GenerateConfig {
+            out: export.clone(),
+            scale: args.scale,
+            seed: 42,
+        })?;
     }
     let model = Model::shipped();
     let builds = Engine::new(model.clone()).rollup_builds();
@@ -309,16 +387,30 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let wh = Warehouse::open(&data)?;
     let current = wh.versions()?;
     let up_to_date = current.versions.len() == 1
-        && current.current().is_some_and(|v| v.rollups.keys().eq(builds.iter().map(|b| &b.table).collect::<std::collections::BTreeSet<_>>()));
+        && current.current().is_some_and(|v| {
+            v.rollups.keys().eq(builds
+                .iter()
+                .map(|b| &b.table)
+                .collect::<std::collections::BTreeSet<_>>())
+        });
     if !up_to_date {
         drop(wh);
         if data.exists() {
-            std::fs::remove_dir_all(&data).with_context(|| format!("clearing {}", data.display()))?;
+            std::fs::remove_dir_all(&data)
+                .with_context(|| format!("clearing {}", data.display()))?;
         }
         let wh = Warehouse::open(&data)?;
         println!("loading {} ...", export.display());
         let started = Instant::now();
-        runtime.block_on(wh.load(&LoadOptions { export_dir: export.clone(), mode: LoadMode::Upsert, quarantine: false, rollups: builds.clone() }, &NoProgress))?;
+        runtime.block_on(wh.load(
+            &LoadOptions {
+                export_dir: export.clone(),
+                mode: LoadMode::Upsert,
+                quarantine: false,
+                rollups: builds.clone(),
+            },
+            &NoProgress,
+        ))?;
         let secs = started.elapsed().as_secs_f64();
         let rollups = wh.snapshot(None)?.version.rollups_build_ms as f64 / 1000.0;
         println!(
@@ -338,11 +430,32 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let setup = Engine::new(model.clone()).without_rollups();
     let (partner, product) = runtime.block_on(async {
         let ctx = snapshot.session().await?;
-        let q = Query { metrics: vec!["closed_revenue".into()], by: vec!["partner.partner_id".into()], order: vec![prism_engine::Order::parse("closed_revenue:desc")?], ..Query::default() };
+        let q = Query {
+            metrics: vec!["closed_revenue".into()],
+            by: vec!["partner.partner_id".into()],
+            order: vec![prism_engine::Order::parse("closed_revenue:desc")?],
+            ..Query::default()
+        };
         let rows = setup.run(&ctx, &q, &Scope::All).await?.formatted_rows();
-        let partner = rows.iter().find(|r| r[0] != "(direct)").map(|r| r[0].clone()).context("no partner sold anything")?;
-        let q = Query { metrics: vec!["units_sold".into()], by: vec!["product.product_id".into()], order: vec![prism_engine::Order::parse("units_sold:asc")?], limit: Some(1), ..Query::default() };
-        let product = setup.run(&ctx, &q, &Scope::Partner(partner.clone())).await?.formatted_rows().first().map(|r| r[0].clone()).context("the partner sold no product")?;
+        let partner = rows
+            .iter()
+            .find(|r| r[0] != "(direct)")
+            .map(|r| r[0].clone())
+            .context("no partner sold anything")?;
+        let q = Query {
+            metrics: vec!["units_sold".into()],
+            by: vec!["product.product_id".into()],
+            order: vec![prism_engine::Order::parse("units_sold:asc")?],
+            limit: Some(1),
+            ..Query::default()
+        };
+        let product = setup
+            .run(&ctx, &q, &Scope::Partner(partner.clone()))
+            .await?
+            .formatted_rows()
+            .first()
+            .map(|r| r[0].clone())
+            .context("the partner sold no product")?;
         Ok::<_, anyhow::Error>((partner, product))
     })?;
     let questions = questions(&partner, &product)?;
@@ -352,14 +465,43 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let started = Instant::now();
     let ctx = session()?;
     let open_secs = started.elapsed().as_secs_f64();
-    let (rolled, answers) = time_set(runtime, &Engine::new(model.clone()), &ctx, &questions, args.runs, &partner, &product)?;
-    let (based, base_answers) = time_set(runtime, &Engine::new(model.clone()).without_rollups(), &*session()?, &questions, args.runs, &partner, &product)?;
-    let (cached, _) = time_set(runtime, &Engine::with_result_cache(model.clone(), 256 << 20), &*session()?, &questions, args.runs, &partner, &product)?;
+    let (rolled, answers) = time_set(
+        runtime,
+        &Engine::new(model.clone()),
+        &ctx,
+        &questions,
+        args.runs,
+        &partner,
+        &product,
+    )?;
+    let (based, base_answers) = time_set(
+        runtime,
+        &Engine::new(model.clone()).without_rollups(),
+        &*session()?,
+        &questions,
+        args.runs,
+        &partner,
+        &product,
+    )?;
+    let (cached, _) = time_set(
+        runtime,
+        &Engine::with_result_cache(model.clone(), 256 << 20),
+        &*session()?,
+        &questions,
+        args.runs,
+        &partner,
+        &product,
+    )?;
 
     let tables: serde_json::Map<String, serde_json::Value> = snapshot
         .table_rows()
         .keys()
-        .map(|t| (t.clone(), serde_json::Value::String(data.join("tables").join(t).display().to_string())))
+        .map(|t| {
+            (
+                t.clone(),
+                serde_json::Value::String(data.join("tables").join(t).display().to_string()),
+            )
+        })
         .collect();
     let job = serde_json::json!({
         "tables": tables,
@@ -368,13 +510,19 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     });
     let script = args.dir.join("duckdb_runner.py");
     std::fs::write(&script, DUCKDB_RUNNER)?;
-    let mut child = Command::new("python3").arg(&script).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().context("starting python3")?;
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting python3")?;
     serde_json::to_writer(child.stdin.take().expect("piped"), &job)?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!("the DuckDB run failed (see above)");
     }
-    let duck: serde_json::Value = serde_json::from_slice(&out.stdout).context("reading DuckDB's answers")?;
+    let duck: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("reading DuckDB's answers")?;
 
     println!(
         "\nscale {} ({order_lines} order lines), {} runs each; partner {partner}, product {product}; Prism opened the warehouse version in {}; DuckDB {}",
@@ -393,14 +541,22 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
         "question", "first", "warm", "first base", "warm base", "cached", "duckdb warm", "ratio"
     );
     let mut all_agree = true;
-    let (mut sum_warm, mut sum_base, mut sum_cached, mut sum_duck, mut sum_first) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut sum_warm, mut sum_base, mut sum_cached, mut sum_duck, mut sum_first) =
+        (0.0, 0.0, 0.0, 0.0, 0.0);
     for (i, q) in questions.iter().enumerate() {
         let d = &duck["results"][i];
-        let d_times: Vec<f64> = d["times"].as_array().into_iter().flatten().filter_map(|t| t.as_f64()).collect();
-        let d_rows: Vec<Vec<String>> = serde_json::from_value(d["rows"].clone()).unwrap_or_default();
+        let d_times: Vec<f64> = d["times"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.as_f64())
+            .collect();
+        let d_rows: Vec<Vec<String>> =
+            serde_json::from_value(d["rows"].clone()).unwrap_or_default();
         let d_warm = median(&d_times[1..]);
         let (p_rows, compare) = &answers[i];
-        let agree = same_rows(p_rows, &d_rows, *compare) && same_rows(&base_answers[i].0, &d_rows, *compare);
+        let agree = same_rows(p_rows, &d_rows, *compare)
+            && same_rows(&base_answers[i].0, &d_rows, *compare);
         all_agree &= agree;
         sum_warm += rolled[i].warm;
         sum_base += based[i].warm;
@@ -417,11 +573,18 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
             ms(cached[i].warm),
             ms(d_warm),
             rolled[i].warm / d_warm,
-            if agree { format!("same ({} rows)", p_rows.len()) } else { "DIFFER".to_string() }
+            if agree {
+                format!("same ({} rows)", p_rows.len())
+            } else {
+                "DIFFER".to_string()
+            }
         );
         if !agree {
             eprintln!("  prism:  {:?}", &p_rows[..p_rows.len().min(3)]);
-            eprintln!("  base:   {:?}", &base_answers[i].0[..base_answers[i].0.len().min(3)]);
+            eprintln!(
+                "  base:   {:?}",
+                &base_answers[i].0[..base_answers[i].0.len().min(3)]
+            );
             eprintln!("  duckdb: {:?}", &d_rows[..d_rows.len().min(3)]);
         }
     }
@@ -436,8 +599,12 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
         ms(sum_duck),
         sum_warm / sum_duck
     );
-    println!("(first: the first run in a fresh session, pages in this order; warm: median of the later runs; base: rollups off;");
-    println!(" cached: with the result cache, as the web app runs; ratio: Prism warm with rollups, no cache / DuckDB warm; lower is better)");
+    println!(
+        "(first: the first run in a fresh session, pages in this order; warm: median of the later runs; base: rollups off;"
+    );
+    println!(
+        " cached: with the result cache, as the web app runs; ratio: Prism warm with rollups, no cache / DuckDB warm; lower is better)"
+    );
     if !all_agree {
         bail!("Prism and DuckDB answered differently: the comparison is void");
     }

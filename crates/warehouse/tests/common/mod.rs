@@ -48,20 +48,49 @@ pub fn write_export(dir: &Path, files: &[(&str, Vec<u8>)]) -> PathBuf {
 pub fn variant(dir: &Path, file: &str, content: Option<&[u8]>) -> PathBuf {
     let files: Vec<(&str, Vec<u8>)> = base_files()
         .into_iter()
-        .filter_map(|(n, c)| if n == file { content.map(|c| (n, c.to_vec())) } else { Some((n, c)) })
+        .filter_map(|(n, c)| {
+            if n == file {
+                content.map(|c| (n, c.to_vec()))
+            } else {
+                Some((n, c))
+            }
+        })
         .collect();
     write_export(dir, &files)
 }
 
 /// A generated export in `dir/export` and an empty warehouse in `dir/data`.
-pub fn generated(dir: &Path, scale: f64, seed: u64) -> (PathBuf, prism_generator::GenerateSummary, Warehouse) {
+pub fn generated(
+    dir: &Path,
+    scale: f64,
+    seed: u64,
+) -> (PathBuf, prism_generator::GenerateSummary, Warehouse) {
     let export = dir.join("export");
-    let summary = prism_generator::generate(&prism_generator::GenerateConfig { out: export.clone(), scale, seed }).unwrap();
+    let summary = prism_generator::generate(&prism_generator::GenerateConfig {
+        out: export.clone(),
+        scale,
+        seed,
+    })
+    .unwrap();
     (export, summary, Warehouse::open(dir.join("data")).unwrap())
 }
 
-pub async fn load(wh: &Warehouse, export: &Path, mode: LoadMode, quarantine: bool) -> Result<LoadReport, WarehouseError> {
-    wh.load(&LoadOptions { export_dir: export.to_path_buf(), mode, quarantine, ..Default::default() }, &NoProgress).await
+pub async fn load(
+    wh: &Warehouse,
+    export: &Path,
+    mode: LoadMode,
+    quarantine: bool,
+) -> Result<LoadReport, WarehouseError> {
+    wh.load(
+        &LoadOptions {
+            export_dir: export.to_path_buf(),
+            mode,
+            quarantine,
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .await
 }
 
 /// Runs SQL over a warehouse version and returns the rows as strings, for comparison.
@@ -71,7 +100,12 @@ pub async fn query(wh: &Warehouse, as_of: Option<u64>, sql: &str) -> Vec<Vec<Str
     let mut rows = Vec::new();
     for b in batches {
         for r in 0..b.num_rows() {
-            rows.push(b.columns().iter().map(|c| array_value_to_string(c, r).unwrap()).collect());
+            rows.push(
+                b.columns()
+                    .iter()
+                    .map(|c| array_value_to_string(c, r).unwrap())
+                    .collect(),
+            );
         }
     }
     rows
@@ -85,7 +119,13 @@ pub async fn everything(wh: &Warehouse) -> String {
     }
     for e in prism_contract::Entity::ALL {
         let key = e.key().join(", ");
-        for row in query(wh, None, &format!("SELECT * FROM {} ORDER BY {key}", e.name())).await {
+        for row in query(
+            wh,
+            None,
+            &format!("SELECT * FROM {} ORDER BY {key}", e.name()),
+        )
+        .await
+        {
             out.push_str(&row.join("|"));
             out.push('\n');
         }
