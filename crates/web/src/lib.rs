@@ -51,6 +51,10 @@ struct PageCache {
     version: u64,
     pages: std::collections::HashMap<String, pages::Page>,
     order: std::collections::VecDeque<String>,
+    /// One gate per page being built: requests for a page another request is building wait
+    /// for it instead of building it again (200 users opening the overview after a load ask
+    /// its questions once, not 200 times).
+    gates: std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// Pages kept per warehouse version.
@@ -114,6 +118,22 @@ impl AppState {
             .flatten()
     }
 
+    /// The gate of a page being built over a version (see `PageCache::gates`).
+    pub(crate) fn page_gate(&self, version: u64, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut cache = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.version != version {
+            *cache = PageCache {
+                version,
+                ..PageCache::default()
+            };
+        }
+        // Gates of pages whose build failed stay; a bound keeps them from piling up.
+        if cache.gates.len() > 4 * PAGES_KEPT {
+            cache.gates.clear();
+        }
+        cache.gates.entry(key.to_string()).or_default().clone()
+    }
+
     pub(crate) fn keep_page(&self, version: u64, key: String, page: &pages::Page) {
         let mut cache = self.pages.lock().unwrap_or_else(|e| e.into_inner());
         if cache.version != version {
@@ -122,6 +142,7 @@ impl AppState {
                 ..PageCache::default()
             };
         }
+        cache.gates.remove(&key);
         if cache.pages.insert(key.clone(), page.clone()).is_none() {
             cache.order.push_back(key);
         }

@@ -561,6 +561,17 @@ pub async fn build(
     {
         return Ok(cached);
     }
+    // Built once: whoever asks while it is being built waits and takes the kept page.
+    let gate = cache_key.as_ref().map(|key| st.page_gate(version, key));
+    let _building = match &gate {
+        Some(g) => Some(g.lock().await),
+        None => None,
+    };
+    if let Some(key) = &cache_key
+        && let Some(cached) = st.cached_page(version, key)
+    {
+        return Ok(cached);
+    }
     let mut cx = Ctx {
         st,
         user,
