@@ -1,4 +1,4 @@
-//! The seven entities of the data contract (`spec/data-contract.md`), column by column.
+//! The seven entities of the data contract (`docs/data-contract.md`), column by column.
 //!
 //! Everything the loader, the generator and the warehouse know about a file's shape comes from
 //! the tables in this module, so the contract is written down exactly once.

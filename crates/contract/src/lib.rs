@@ -1,4 +1,4 @@
-//! The CRM export contract (`spec/data-contract.md`): the seven entities, their columns and
+//! The CRM export contract (`docs/data-contract.md`): the seven entities, their columns and
 //! Arrow schemas, and the reading and validation of export files.
 //!
 //! This crate knows nothing of storage or queries: it turns bytes into validated Arrow batches

@@ -1,4 +1,4 @@
-//! The semantic model of the business (`model/prm.yaml`, spec/metrics.md): the conformed
+//! The semantic model of the business (`model/prm.yaml`, docs/metrics.md): the conformed
 //! dimensions and their attributes, each fact with its time column and the dimensions it
 //! reaches, and every metric with one exact definition.
 //!
