@@ -90,7 +90,11 @@ pub fn load_model(data: &Path, model: Option<&PathBuf>) -> Result<Model> {
         Some(path) => {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading the model {}", path.display()))?;
-            Ok(Model::extended(&path.display().to_string(), &text)?)
+            let model = Model::extended(&path.display().to_string(), &text)?;
+            // Checked against the tables now, so that a user's mistake is a model error with
+            // its line rather than a failure of the first query that uses it.
+            prism_engine::check_model(&model)?;
+            Ok(model)
         }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod api;
 mod cache;
+mod model_check;
 pub mod query;
 mod rollups;
 
@@ -20,6 +21,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use prism_model::{Aggregate, Format, Metric, MetricKind, Model, did_you_mean};
 
+pub use model_check::check_model;
 pub use query::{Filter, FilterOp, Order, Period, Query};
 use rollups::{Need, RollupSource};
 pub use rollups::{RollupChoice, is_table_of};
@@ -313,7 +315,7 @@ impl Engine {
             } => {
                 let d = &self.model.dimensions[dimension];
                 match &d.attributes[attribute].expression {
-                    Some(e) => qualify(e, dimension),
+                    Some(e) => e.qualified(dimension),
                     // The key is on the fact itself: no join needed.
                     None if *attribute == d.key => format!("f.{attribute}"),
                     None => format!("{dimension}.{attribute}"),
@@ -621,7 +623,9 @@ impl Engine {
                     if matches!(
                         &part.kind,
                         MetricKind::Base {
-                            aggregate: Aggregate::Count(_) | Aggregate::CountDistinct(_),
+                            aggregate: Aggregate::CountRows
+                                | Aggregate::Count(_)
+                                | Aggregate::CountDistinct(_),
                             ..
                         }
                     ) {
@@ -1072,7 +1076,7 @@ impl Engine {
         let mut columns = Vec::new();
         for a in d.attributes.values() {
             let expr = match &a.expression {
-                Some(e) => qualify(e, "m"),
+                Some(e) => e.qualified("m"),
                 None => format!("m.{}", a.name),
             };
             let name = format!("{dimension}.{}", a.name);
@@ -1341,70 +1345,6 @@ fn aggregation_alias(fact: &str, comparison: Option<Comparison>) -> String {
     }
 }
 
-/// Qualifies the bare column names of a dimension attribute's expression with the table alias.
-fn qualify(expr: &str, alias: &str) -> String {
-    // Attribute expressions refer to their own table's columns only; the one in the shipped
-    // model uses `annual_revenue`. Identifiers followed by '(' are functions and stay.
-    let mut out = String::new();
-    let mut word = String::new();
-    let mut in_string = false;
-    let flush = |word: &mut String, out: &mut String, next: Option<char>| {
-        if !word.is_empty() {
-            let keyword = matches!(
-                word.to_ascii_uppercase().as_str(),
-                "CASE"
-                    | "WHEN"
-                    | "THEN"
-                    | "ELSE"
-                    | "END"
-                    | "IS"
-                    | "NULL"
-                    | "NOT"
-                    | "AND"
-                    | "OR"
-                    | "IN"
-                    | "AS"
-                    | "CAST"
-                    | "TRUE"
-                    | "FALSE"
-                    | "VARCHAR"
-                    | "DOUBLE"
-                    | "BIGINT"
-            );
-            if keyword
-                || word.chars().next().is_some_and(|c| c.is_ascii_digit())
-                || next == Some('(')
-            {
-                out.push_str(word);
-            } else {
-                out.push_str(&format!("{alias}.{word}"));
-            }
-            word.clear();
-        }
-    };
-    let chars: Vec<char> = expr.chars().collect();
-    for (i, &c) in chars.iter().enumerate() {
-        if in_string {
-            out.push(c);
-            if c == '\'' {
-                in_string = false;
-            }
-        } else if c == '\'' {
-            flush(&mut word, &mut out, Some(c));
-            in_string = true;
-            out.push(c);
-        } else if c.is_alphanumeric() || c == '_' {
-            word.push(c);
-        } else {
-            let next = chars[i..].iter().copied().find(|x| !x.is_whitespace());
-            flush(&mut word, &mut out, next);
-            out.push(c);
-        }
-    }
-    flush(&mut word, &mut out, None);
-    out
-}
-
 /// The rollups registered in a session (see `prism_warehouse::BuiltRollups`).
 fn built_rollups(ctx: &SessionContext) -> Option<std::sync::Arc<prism_warehouse::BuiltRollups>> {
     ctx.state_ref()
@@ -1448,14 +1388,14 @@ fn contributes_sql(m: &Metric, source: Option<&RollupSource>) -> String {
         };
     }
     let has_value = match aggregate {
-        Aggregate::Count(e) if e == "*" => None,
+        Aggregate::CountRows => None,
         Aggregate::Sum(e) | Aggregate::Count(e) | Aggregate::CountDistinct(e) => {
-            Some(format!("({}) IS NOT NULL", qualify_fact(e)))
+            Some(format!("({}) IS NOT NULL", e.qualified("f")))
         }
     };
     match (filter, has_value) {
-        (Some(f), Some(v)) => format!("({}) AND {v}", qualify_fact(f)),
-        (Some(f), None) => format!("({})", qualify_fact(f)),
+        (Some(f), Some(v)) => format!("({}) AND {v}", f.qualified("f")),
+        (Some(f), None) => format!("({})", f.qualified("f")),
         (None, Some(v)) => v,
         (None, None) => "TRUE".into(),
     }
@@ -1470,22 +1410,18 @@ fn aggregate_sql(m: &Metric, source: Option<&RollupSource>) -> String {
         unreachable!("ratios are expanded into their parts")
     };
     let cond = |e: &str| match filter {
-        Some(f) => format!("CASE WHEN {} THEN {} END", qualify_fact(f), e),
+        Some(f) => format!("CASE WHEN {} THEN {} END", f.qualified("f"), e),
         None => e.to_string(),
     };
     match aggregate {
-        Aggregate::Sum(e) => format!("SUM({})", cond(&qualify_fact(e))),
-        Aggregate::Count(e) if e == "*" => match filter {
-            Some(f) => format!("COUNT(CASE WHEN {} THEN 1 END)", qualify_fact(f)),
+        Aggregate::Sum(e) => format!("SUM({})", cond(&e.qualified("f"))),
+        Aggregate::CountRows => match filter {
+            Some(f) => format!("COUNT(CASE WHEN {} THEN 1 END)", f.qualified("f")),
             None => "COUNT(*)".into(),
         },
-        Aggregate::Count(e) => format!("COUNT({})", cond(&qualify_fact(e))),
-        Aggregate::CountDistinct(e) => format!("COUNT(DISTINCT {})", cond(&qualify_fact(e))),
+        Aggregate::Count(e) => format!("COUNT({})", cond(&e.qualified("f"))),
+        Aggregate::CountDistinct(e) => format!("COUNT(DISTINCT {})", cond(&e.qualified("f"))),
     }
-}
-
-fn qualify_fact(expr: &str) -> String {
-    qualify(expr, "f")
 }
 
 /// Formats one value of a result for a person or a CSV: money with exactly two decimals,
@@ -1528,17 +1464,6 @@ fn rescale_to_cents(v: i128, scale: i8) -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn attribute_expressions_are_qualified_but_keywords_strings_and_functions_are_not() {
-        assert_eq!(
-            qualify(
-                "CASE WHEN annual_revenue IS NULL THEN 'unknown value' ELSE lower(region) END",
-                "customer"
-            ),
-            "CASE WHEN customer.annual_revenue IS NULL THEN 'unknown value' ELSE lower(customer.region) END"
-        );
-    }
 
     #[test]
     fn money_rounds_half_away_from_zero_to_cents() {

@@ -625,9 +625,9 @@ impl Engine {
     fn every_row_counts(&self, fact: &prism_model::Fact, m: &Metric) -> bool {
         match &m.kind {
             MetricKind::Base {
-                aggregate: Aggregate::Count(e),
+                aggregate: Aggregate::CountRows,
                 filter: None,
-            } if e.trim() == "*" => true,
+            } => true,
             MetricKind::Base {
                 aggregate: Aggregate::Count(e) | Aggregate::CountDistinct(e),
                 filter: None,
@@ -635,7 +635,7 @@ impl Engine {
                 self.model
                     .dimensions
                     .get(d)
-                    .is_some_and(|x| x.key == e.trim())
+                    .is_some_and(|x| e.column().is_some_and(|c| x.key == c))
             }),
             _ => false,
         }
@@ -643,13 +643,16 @@ impl Engine {
 
     /// Whether `expr` (a distinct count's expression) is the key column of a dimension the
     /// rollup holds: then each key appears in a rollup row exactly when it appears in a base row.
-    fn counts_a_dimension_key(&self, r: &Rollup, expr: &str) -> bool {
+    fn counts_a_dimension_key(&self, r: &Rollup, expr: &prism_model::Expression) -> bool {
+        let Some(column) = expr.column() else {
+            return false;
+        };
         r.dimensions.iter().any(|d| {
             d.split_once('.').is_some_and(|(dim, attr)| {
                 self.model
                     .dimensions
                     .get(dim)
-                    .is_some_and(|x| x.key == attr && attr == expr.trim())
+                    .is_some_and(|x| x.key == attr && attr == column)
             })
         })
     }
@@ -770,13 +773,14 @@ pub(crate) fn reaggregate(m: &Metric, source: &RollupSource) -> String {
                 _ => format!("SUM({column})"),
             }
         }
-        Aggregate::Count(_) => format!("CAST(SUM({column}) AS BIGINT)"),
+        Aggregate::Count(_) | Aggregate::CountRows => format!("CAST(SUM({column}) AS BIGINT)"),
+        // A key the rollup holds (see `counts_a_dimension_key`): a column of its own.
         Aggregate::CountDistinct(e) if filter.is_none() => {
-            format!("COUNT(DISTINCT f.{})", e.trim())
+            format!("COUNT(DISTINCT {})", e.qualified("f"))
         }
         Aggregate::CountDistinct(e) => format!(
-            "COUNT(DISTINCT CASE WHEN {column} > 0 THEN f.{} END)",
-            e.trim()
+            "COUNT(DISTINCT CASE WHEN {column} > 0 THEN {} END)",
+            e.qualified("f")
         ),
     }
 }

@@ -13,6 +13,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+mod expression;
+pub use expression::Expression;
+
 /// The model that ships with Prism.
 pub const SHIPPED: &str = include_str!("../../../model/prm.yaml");
 pub const SHIPPED_NAME: &str = "prm.yaml";
@@ -22,6 +25,8 @@ pub const TIME_GRAINS: &[&str] = &["day", "week", "month", "quarter", "year"];
 
 #[derive(Clone, Debug)]
 pub struct Model {
+    /// The file it was read from: the user's own when it extends the shipped model.
+    pub file: String,
     pub dimensions: BTreeMap<String, Dimension>,
     pub facts: BTreeMap<String, Fact>,
     pub metrics: BTreeMap<String, Metric>,
@@ -60,7 +65,9 @@ pub struct Attribute {
     pub name: String,
     pub description: String,
     /// SQL over the dimension table's columns; `None` is the column of the same name.
-    pub expression: Option<String>,
+    pub expression: Option<Expression>,
+    /// Its line in the model file, when known.
+    pub line: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -84,10 +91,14 @@ pub struct FactAttribute {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Aggregate {
-    Sum(String),
-    /// `*` counts rows.
-    Count(String),
-    CountDistinct(String),
+    /// `sum: EXPRESSION`.
+    Sum(Expression),
+    /// `count: "*"`: the rows.
+    CountRows,
+    /// `count: EXPRESSION`: the rows where it is not null.
+    Count(Expression),
+    /// `count_distinct: EXPRESSION`.
+    CountDistinct(Expression),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -95,7 +106,7 @@ pub enum MetricKind {
     /// An aggregate over the fact's rows, optionally only those satisfying `filter`.
     Base {
         aggregate: Aggregate,
-        filter: Option<String>,
+        filter: Option<Expression>,
     },
     /// `scale * numerator / denominator / divide_by`, after aggregation; null when the
     /// denominator is 0.
@@ -125,6 +136,8 @@ pub struct Metric {
     pub description: String,
     /// An additive part of a ratio, not listed by default.
     pub hidden: bool,
+    /// Its line in the model file, when known.
+    pub line: Option<usize>,
 }
 
 impl Metric {
@@ -133,7 +146,7 @@ impl Metric {
         matches!(
             &self.kind,
             MetricKind::Base {
-                aggregate: Aggregate::Sum(_) | Aggregate::Count(_),
+                aggregate: Aggregate::Sum(_) | Aggregate::CountRows | Aggregate::Count(_),
                 ..
             }
         )
@@ -267,6 +280,17 @@ fn line_of(text: &str, key: &str, after_line: usize) -> Option<usize> {
         .map(|(i, _)| i + 1)
 }
 
+/// The line of an item in a user's own model file: `name`, or `dimension.attribute` under its
+/// dimension.
+fn users_line(text: &str, name: &str) -> Option<usize> {
+    match name.split_once('.') {
+        Some((dimension, attribute)) => {
+            line_of(text, dimension, 0).and_then(|l| line_of(text, attribute, l))
+        }
+        None => line_of(text, name, 0),
+    }
+}
+
 impl Model {
     /// The model that ships with Prism.
     pub fn shipped() -> Model {
@@ -287,21 +311,33 @@ impl Model {
         })?;
         let mut problems = Vec::new();
         let mut dimensions = BTreeMap::new();
+        let dimensions_line = line_of(text, "dimensions", 0).unwrap_or(0);
         for (name, d) in raw.dimensions {
-            let attributes = d
-                .attributes
-                .into_iter()
-                .map(|(a, r)| {
-                    (
-                        a.clone(),
-                        Attribute {
-                            name: a,
-                            description: r.description,
-                            expression: r.expression,
-                        },
-                    )
-                })
-                .collect();
+            let dimension_line = line_of(text, &name, dimensions_line).unwrap_or(0);
+            let mut attributes = BTreeMap::new();
+            for (a, r) in d.attributes {
+                let line = line_of(text, &a, dimension_line);
+                let expression = match r.expression.as_deref().map(Expression::parse) {
+                    None => None,
+                    Some(Ok(e)) => Some(e),
+                    Some(Err(message)) => {
+                        problems.push(ModelProblem {
+                            line,
+                            message: format!("attribute `{name}.{a}`: {message}"),
+                        });
+                        None
+                    }
+                };
+                attributes.insert(
+                    a.clone(),
+                    Attribute {
+                        name: a,
+                        description: r.description,
+                        expression,
+                        line,
+                    },
+                );
+            }
             dimensions.insert(
                 name.clone(),
                 Dimension {
@@ -415,15 +451,27 @@ impl Model {
                 if m.scale.is_some() || m.divide_by.is_some() {
                     problem("`scale` and `divide_by` apply to ratios only".into());
                 }
+                let mut parsed = |what: &str, text: &str| match Expression::parse(text) {
+                    Ok(e) => Some(e),
+                    Err(message) => {
+                        problem(format!("`{what}`: {message}"));
+                        None
+                    }
+                };
                 let aggregate = match (m.sum, m.count, m.count_distinct) {
-                    (Some(e), _, _) => Aggregate::Sum(e),
-                    (_, Some(e), _) => Aggregate::Count(e),
-                    (_, _, Some(e)) => Aggregate::CountDistinct(e),
+                    (Some(e), _, _) => parsed("sum", &e).map(Aggregate::Sum),
+                    (_, Some(e), _) if e.trim() == "*" => Some(Aggregate::CountRows),
+                    (_, Some(e), _) => parsed("count", &e).map(Aggregate::Count),
+                    (_, _, Some(e)) => parsed("count_distinct", &e).map(Aggregate::CountDistinct),
                     _ => unreachable!("exactly one is given"),
+                };
+                let filter = m.filter.as_deref().map(|f| parsed("where", f));
+                let (Some(aggregate), None | Some(Some(_))) = (aggregate, &filter) else {
+                    continue;
                 };
                 MetricKind::Base {
                     aggregate,
-                    filter: m.filter,
+                    filter: filter.flatten(),
                 }
             };
             let format = match m.format.as_deref() {
@@ -451,6 +499,7 @@ impl Model {
                     format,
                     description: m.description,
                     hidden: m.hidden,
+                    line,
                 },
             );
         }
@@ -574,6 +623,7 @@ impl Model {
         }
         if problems.is_empty() {
             Ok(Model {
+                file: file.to_string(),
                 dimensions,
                 facts,
                 metrics,
@@ -603,20 +653,31 @@ impl Model {
                 message,
             }],
         })?;
-        Model::parse(file, &combined).map_err(|mut e| {
+        let mut model = Model::parse(file, &combined).map_err(|mut e| {
             // Problems were found in the merged text: point at the user's own lines.
             for p in &mut e.problems {
-                let named = ["metric `", "fact `", "rollup `"]
+                let named = ["metric `", "fact `", "rollup `", "attribute `"]
                     .iter()
                     .find_map(|prefix| {
                         p.message
                             .strip_prefix(prefix)
                             .and_then(|rest| rest.split('`').next())
                     });
-                p.line = named.and_then(|name| line_of(text, name, 0));
+                p.line = named.and_then(|name| users_line(text, name));
             }
             e
-        })
+        })?;
+        // Lines of the merged text mean nothing to the user: the user's own, or none for what
+        // the shipped model defines.
+        for m in model.metrics.values_mut() {
+            m.line = users_line(text, &m.name);
+        }
+        for d in model.dimensions.values_mut() {
+            for a in d.attributes.values_mut() {
+                a.line = users_line(text, &format!("{}.{}", d.name, a.name));
+            }
+        }
+        Ok(model)
     }
 
     /// Every dimension name a query may use: `partner.tier`, `opportunity.stage`, `time.month`.

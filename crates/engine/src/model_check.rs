@@ -1,0 +1,182 @@
+//! The model checked against the warehouse's tables before any query is compiled from it.
+//!
+//! The model crate parses every expression; only here are the tables known. Each fact's and
+//! dimension's table must be a table of the data contract, every column an expression reads must
+//! be one of that table's, and every expression must plan with DataFusion's own type rules: a
+//! `sum` adds numbers, a `where` is a condition. A model that passes this never fails at query
+//! time for a reason the model file could have shown.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Schema};
+use datafusion::common::DFSchema;
+use datafusion::prelude::SessionContext;
+use prism_contract::Entity;
+use prism_model::{
+    Aggregate, Expression, MetricKind, Model, ModelError, ModelProblem, did_you_mean,
+};
+
+/// Checks every table, column and expression of a model against the warehouse's tables,
+/// reporting every problem at once with its line.
+pub fn check_model(model: &Model) -> Result<(), ModelError> {
+    let mut problems = Vec::new();
+    let ctx = SessionContext::new();
+    let table = |name: &str, owner: &str, problems: &mut Vec<ModelProblem>| {
+        let entity = Entity::from_name(name);
+        if entity.is_none() {
+            let names: Vec<&str> = Entity::ALL.iter().map(|e| e.name()).collect();
+            problems.push(ModelProblem {
+                line: None,
+                message: format!(
+                    "{owner}: `{name}` is not a table of the warehouse (one of {}){}",
+                    names.join(", "),
+                    did_you_mean(name, names.iter().copied())
+                ),
+            });
+        }
+        entity.map(|e| e.schema())
+    };
+    for d in model.dimensions.values() {
+        let owner = format!("dimension `{}`", d.name);
+        let Some(schema) = table(&d.table, &owner, &mut problems) else {
+            continue;
+        };
+        column(&schema, &d.key, None, &owner, "key ", &mut problems);
+        for a in d.attributes.values() {
+            let owner = format!("attribute `{}.{}`", d.name, a.name);
+            match &a.expression {
+                Some(e) => {
+                    typed(&ctx, &schema, e, a.line, &owner, &mut problems);
+                }
+                None => column(&schema, &a.name, a.line, &owner, "", &mut problems),
+            }
+        }
+    }
+    for f in model.facts.values() {
+        let owner = format!("fact `{}`", f.name);
+        let Some(schema) = table(&f.table, &owner, &mut problems) else {
+            continue;
+        };
+        match schema.field_with_name(&f.time).map(|x| x.data_type()) {
+            Ok(DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)) => {}
+            Ok(other) => problems.push(ModelProblem {
+                line: None,
+                message: format!("{owner}: time column `{}` is {other}, not a date", f.time),
+            }),
+            Err(_) => column(&schema, &f.time, None, &owner, "time ", &mut problems),
+        }
+        for a in f.attributes.values() {
+            column(
+                &schema,
+                &a.column,
+                None,
+                &owner,
+                "attribute ",
+                &mut problems,
+            );
+        }
+        for m in model.metrics.values().filter(|m| m.fact == f.name) {
+            let MetricKind::Base { aggregate, filter } = &m.kind else {
+                continue;
+            };
+            let owner = format!("metric `{}`", m.name);
+            let value = match aggregate {
+                Aggregate::CountRows => None,
+                Aggregate::Sum(e) | Aggregate::Count(e) | Aggregate::CountDistinct(e) => {
+                    typed(&ctx, &schema, e, m.line, &owner, &mut problems)
+                }
+            };
+            if let (Aggregate::Sum(e), Some(ty)) = (aggregate, value)
+                && !ty.is_numeric()
+            {
+                problems.push(ModelProblem {
+                    line: m.line,
+                    message: format!("{owner}: `sum: {e}` is {ty}, not a number to add up"),
+                });
+            }
+            if let Some(e) = filter
+                && let Some(ty) = typed(&ctx, &schema, e, m.line, &owner, &mut problems)
+                && ty != DataType::Boolean
+            {
+                problems.push(ModelProblem {
+                    line: m.line,
+                    message: format!("{owner}: `where: {e}` is {ty}, not a condition"),
+                });
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        problems.sort_by_key(|p| p.line);
+        Err(ModelError {
+            file: model.file.clone(),
+            problems,
+        })
+    }
+}
+
+/// A problem unless `name` is a column of the table.
+fn column(
+    schema: &Schema,
+    name: &str,
+    line: Option<usize>,
+    owner: &str,
+    what: &str,
+    problems: &mut Vec<ModelProblem>,
+) {
+    if schema.field_with_name(name).is_err() {
+        problems.push(ModelProblem {
+            line,
+            message: format!(
+                "{owner}: {what}`{name}` is not a column of the table{}",
+                columns_hint(schema, name)
+            ),
+        });
+    }
+}
+
+fn columns_hint(schema: &Schema, name: &str) -> String {
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    match did_you_mean(name, names.iter().copied()) {
+        hint if !hint.is_empty() => hint,
+        _ => format!(" ({})", names.join(", ")),
+    }
+}
+
+/// The type of an expression over the table's row, as DataFusion plans it, or a problem.
+fn typed(
+    ctx: &SessionContext,
+    schema: &Arc<Schema>,
+    e: &Expression,
+    line: Option<usize>,
+    owner: &str,
+    problems: &mut Vec<ModelProblem>,
+) -> Option<DataType> {
+    let before = problems.len();
+    for c in e.columns() {
+        column(schema, &c, line, owner, "", problems);
+    }
+    if problems.len() > before {
+        return None;
+    }
+    let planned = DFSchema::try_from(schema.as_ref().clone())
+        .and_then(|df| {
+            let expr = ctx.parse_sql_expr(e.text(), &df)?;
+            ctx.create_physical_expr(expr, &df)
+        })
+        .and_then(|p| p.data_type(schema));
+    match planned {
+        Ok(ty) => Some(ty),
+        Err(err) => {
+            problems.push(ModelProblem {
+                line,
+                message: format!(
+                    "{owner}: `{e}` cannot be computed: {}",
+                    err.strip_backtrace()
+                ),
+            });
+            None
+        }
+    }
+}
