@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 
 use arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
-use prism_model::{Aggregate, Format, Metric, MetricKind, Model, did_you_mean};
+use prism_model::{Aggregate, Format, Grain, Metric, MetricKind, Model, did_you_mean};
 
 pub use model_check::check_model;
 pub use query::{Filter, FilterOp, Order, Period, Query};
@@ -76,7 +76,7 @@ enum Dim {
     /// An attribute of one fact: `opportunity.stage`.
     FactAttribute { fact: String, column: String },
     /// `time.month`: the fact's own time column at a grain.
-    Time { grain: String },
+    Time { grain: Grain },
 }
 
 /// The period a comparison form compares with.
@@ -157,8 +157,48 @@ impl Derived {
     }
 }
 
-/// The time grains from finest to coarsest.
-const GRAIN_ORDER: [&str; 5] = ["day", "week", "month", "quarter", "year"];
+/// How far a compared period's dates move forward to land on the query's own: whole days or
+/// whole months (calendar months, so a month's step from 31 January is the end of February).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shift {
+    Days(i64),
+    Months(u32),
+}
+
+impl std::fmt::Display for Shift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shift::Days(n) => write!(f, "{n} days"),
+            Shift::Months(n) => write!(f, "{n} months"),
+        }
+    }
+}
+
+impl Shift {
+    /// One step of a grain.
+    fn step(grain: Grain) -> Shift {
+        match (grain, grain.months()) {
+            (_, Some(n)) => Shift::Months(n),
+            (Grain::Week, None) => Shift::Days(7),
+            _ => Shift::Days(1),
+        }
+    }
+
+    /// The SQL interval it adds to a date.
+    fn interval_sql(self) -> String {
+        format!("INTERVAL '{self}'")
+    }
+
+    /// Whether moving dates by it keeps rows of the grain whole.
+    fn keeps(self, grain: Grain) -> bool {
+        match (grain, self) {
+            (Grain::Day, _) => true,
+            (Grain::Week, Shift::Days(n)) => n % 7 == 0,
+            (g, Shift::Months(n)) => g.months().is_some_and(|m| n.is_multiple_of(m)),
+            _ => false,
+        }
+    }
+}
 
 /// A column of a result.
 #[derive(Clone, Debug, PartialEq)]
@@ -264,12 +304,8 @@ impl Engine {
     }
 
     fn resolve_dim(&self, name: &str) -> Result<Dim, EngineError> {
-        if let Some(grain) = name.strip_prefix("time.")
-            && prism_model::TIME_GRAINS.contains(&grain)
-        {
-            return Ok(Dim::Time {
-                grain: grain.to_string(),
-            });
+        if let Some(grain) = name.strip_prefix("time.").and_then(Grain::parse) {
+            return Ok(Dim::Time { grain });
         }
         for fact in self.model.facts.values() {
             if let Some(a) = fact.attributes.get(name) {
@@ -324,12 +360,12 @@ impl Engine {
             Dim::FactAttribute { column, .. } => format!("f.{column}"),
             Dim::Time { grain } => {
                 let part = |p: &str| format!("CAST(date_part('{p}', {day}) AS BIGINT)");
-                match grain.as_str() {
-                    "day" => day.to_string(),
-                    "week" => format!("CAST(date_trunc('week', {day}) AS DATE)"),
-                    "month" => format!("{} * 100 + {}", part("year"), part("month")),
-                    "quarter" => format!("{} * 10 + {}", part("year"), part("quarter")),
-                    _ => part("year"),
+                match grain {
+                    Grain::Day => day.to_string(),
+                    Grain::Week => format!("CAST(date_trunc('week', {day}) AS DATE)"),
+                    Grain::Month => format!("{} * 100 + {}", part("year"), part("month")),
+                    Grain::Quarter => format!("{} * 10 + {}", part("year"), part("quarter")),
+                    Grain::Year => part("year"),
                 }
             }
         }
@@ -346,16 +382,16 @@ impl Engine {
                     direct.expect("checked")
                 )
             }
-            Dim::Time { grain } => match grain.as_str() {
-                "day" => format!("to_char({value}, '%Y-%m-%d')"),
-                "week" => format!("to_char({value}, '%G-W%V')"),
-                "month" => format!(
+            Dim::Time { grain } => match grain {
+                Grain::Day => format!("to_char({value}, '%Y-%m-%d')"),
+                Grain::Week => format!("to_char({value}, '%G-W%V')"),
+                Grain::Month => format!(
                     "concat(CAST({value} / 100 AS VARCHAR), '-', lpad(CAST({value} % 100 AS VARCHAR), 2, '0'))"
                 ),
-                "quarter" => format!(
+                Grain::Quarter => format!(
                     "concat(CAST({value} / 10 AS VARCHAR), '-Q', CAST({value} % 10 AS VARCHAR))"
                 ),
-                _ => format!("CAST({value} AS VARCHAR)"),
+                Grain::Year => format!("CAST({value} AS VARCHAR)"),
             },
             _ => value.to_string(),
         }
@@ -467,31 +503,24 @@ impl Engine {
         let finest_grain = dims
             .iter()
             .filter_map(|(_, d)| match d {
-                Dim::Time { grain } => GRAIN_ORDER.iter().position(|g| g == grain),
+                Dim::Time { grain } => Some(*grain),
                 _ => None,
             })
-            .min()
-            .map(|i| GRAIN_ORDER[i]);
-        let mut shifts: Vec<(Comparison, String)> = Vec::new();
+            .min();
+        let mut shifts: Vec<(Comparison, Shift)> = Vec::new();
         for c in &comparisons {
             let interval = match (c, finest_grain, &query.period) {
-                (Comparison::PreviousPeriod, Some(grain), _) => match grain {
-                    "day" => "1 day".to_string(),
-                    "week" => "7 days".to_string(),
-                    "month" => "1 month".to_string(),
-                    "quarter" => "3 months".to_string(),
-                    _ => "12 months".to_string(),
-                },
+                (Comparison::PreviousPeriod, Some(grain), _) => Shift::step(grain),
                 // ISO weeks: week N of the year before, not the week holding the same date.
-                (Comparison::YearBefore, Some("week"), _) => "364 days".to_string(),
+                (Comparison::YearBefore, Some(Grain::Week), _) => Shift::Days(364),
                 (Comparison::YearBefore, _, _)
                     if finest_grain.is_some() || query.period.is_some() =>
                 {
-                    "12 months".to_string()
+                    Shift::Months(12)
                 }
                 (Comparison::PreviousPeriod, None, Some(p)) => match p.whole_months() {
-                    Some(n) => format!("{n} months"),
-                    None => format!("{} days", p.days()),
+                    Some(n) => Shift::Months(n),
+                    None => Shift::Days(p.days()),
                 },
                 _ => {
                     return Err(EngineError::Invalid(format!(
@@ -530,8 +559,8 @@ impl Engine {
         // One aggregation per fact for the query's period, and one per fact and compared period.
         // A source is (alias, SQL, whether its rows add keys to the answer).
         let mut ctes: Vec<(String, String, bool)> = Vec::new();
-        let mut views: Vec<(Option<Comparison>, Option<&str>)> = vec![(None, None)];
-        views.extend(shifts.iter().map(|(c, i)| (Some(*c), Some(i.as_str()))));
+        let mut views: Vec<(Option<Comparison>, Option<Shift>)> = vec![(None, None)];
+        views.extend(shifts.iter().map(|(c, i)| (Some(*c), Some(*i))));
         for (comparison, shift) in views {
             for (fact_name, parts) in &per_fact {
                 let source = sources.get(fact_name.as_str()).and_then(Option::as_ref);
@@ -893,7 +922,7 @@ impl Engine {
         dims: &[(String, Dim)],
         filters: &[(&Filter, Dim)],
         period: Option<&Period>,
-        shift: Option<&str>,
+        shift: Option<Shift>,
         scope: &Scope,
         benchmark: bool,
         source: Option<&RollupSource>,
@@ -901,7 +930,7 @@ impl Engine {
         let fact = &self.model.facts[fact_name];
         let day = match shift {
             None => format!("CAST(f.{} AS DATE)", fact.time),
-            Some(interval) => format!("(CAST(f.{} AS DATE) + INTERVAL '{interval}')", fact.time),
+            Some(s) => format!("(CAST(f.{} AS DATE) + {})", fact.time, s.interval_sql()),
         };
         let reaches = |dim: &Dim, used_as: &str| -> Result<(), EngineError> {
             let ok = match dim {

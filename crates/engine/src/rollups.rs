@@ -12,7 +12,7 @@
 //! and `explain` says why.
 
 use chrono::{Datelike, Duration, Weekday};
-use prism_model::{Aggregate, Metric, MetricKind, Rollup};
+use prism_model::{Aggregate, Grain, Metric, MetricKind, Rollup};
 use prism_warehouse::BuiltRollups;
 
 use crate::{Comparison, Dim, Engine, Period, Scope};
@@ -39,19 +39,8 @@ pub(crate) struct RollupSource<'a> {
     pub exact: bool,
 }
 
-/// Whether rows at `stored` grain add up to rows at `asked` grain.
-fn composes(stored: &str, asked: &str) -> bool {
-    match stored {
-        "day" => true,
-        "week" => asked == "week",
-        "month" => matches!(asked, "month" | "quarter" | "year"),
-        "quarter" => matches!(asked, "quarter" | "year"),
-        _ => asked == "year",
-    }
-}
-
 /// Whether a period starts and ends on boundaries of the grain.
-fn aligned(p: &Period, grain: &str) -> bool {
+fn aligned(p: &Period, grain: Grain) -> bool {
     let after = p.to + Duration::days(1);
     let months = |step: u32| {
         p.from.day() == 1
@@ -59,26 +48,12 @@ fn aligned(p: &Period, grain: &str) -> bool {
             && (p.from.month() - 1).is_multiple_of(step)
             && (after.month() - 1).is_multiple_of(step)
     };
-    match grain {
-        "day" => true,
-        "week" => p.from.weekday() == Weekday::Mon && p.to.weekday() == Weekday::Sun,
-        "month" => months(1),
-        "quarter" => months(3),
-        _ => months(12),
-    }
-}
-
-/// Whether moving dates by a comparison's interval keeps rows of the grain whole.
-fn shift_keeps(interval: &str, grain: &str) -> bool {
-    let (n, unit) = interval.split_once(' ').unwrap_or(("0", ""));
-    let n: u32 = n.parse().unwrap_or(0);
-    match (grain, unit) {
-        ("day", _) => true,
-        ("week", "days" | "day") => n.is_multiple_of(7),
-        ("month", "months" | "month") => true,
-        ("quarter", "months" | "month") => n.is_multiple_of(3),
-        ("year", "months" | "month") => n.is_multiple_of(12),
-        _ => false,
+    match grain.months() {
+        Some(step) => months(step),
+        None if grain == Grain::Week => {
+            p.from.weekday() == Weekday::Mon && p.to.weekday() == Weekday::Sun
+        }
+        None => true,
     }
 }
 
@@ -88,7 +63,7 @@ pub(crate) struct Need<'q> {
     pub dims: &'q [(String, Dim)],
     pub filters: &'q [(&'q crate::Filter, Dim)],
     pub period: Option<&'q Period>,
-    pub shifts: &'q [(Comparison, String)],
+    pub shifts: &'q [(Comparison, crate::Shift)],
     pub scope: &'q Scope,
     pub benchmark: bool,
 }
@@ -166,11 +141,8 @@ impl Engine {
                 })
                 .unwrap_or(0);
             let r = remaining.remove(next);
-            let grain_rank = |x: &Rollup| {
-                x.grain.as_deref().map_or(usize::MAX, |g| {
-                    crate::GRAIN_ORDER.iter().position(|k| *k == g).unwrap_or(0)
-                })
-            };
+            // All time in one row is coarser than any grain.
+            let grain_rank = |x: &Rollup| x.grain.map_or(usize::MAX, |g| g as usize);
             // A channel rollup holds partners' rows only: nothing is built from it.
             let from = built
                 .iter()
@@ -222,7 +194,7 @@ impl Engine {
             .filter_map(|d| Some((d.clone(), self.resolve_dim(d).ok()?)))
             .collect();
         if let Some(g) = &b.grain {
-            dims.push((format!("time.{g}"), Dim::Time { grain: g.clone() }));
+            dims.push((format!("time.{g}"), Dim::Time { grain: *g }));
         }
         // A channel rollup is built as a benchmark over the source reads it.
         let need = Need {
@@ -293,15 +265,17 @@ impl Engine {
             let time = crate::quote_ident(&fact.time);
             inner.push(format!(
                 "{} AS {time}",
-                self.group_sql(&Dim::Time { grain: g.clone() }, &day, None)
+                self.group_sql(&Dim::Time { grain: *g }, &day, None)
             ));
-            first_day = match g.as_str() {
-                "month" => Some("make_date(CAST({t} / 100 AS INT), CAST({t} % 100 AS INT), 1)"),
-                "quarter" => {
+            first_day = match g {
+                Grain::Month => {
+                    Some("make_date(CAST({t} / 100 AS INT), CAST({t} % 100 AS INT), 1)")
+                }
+                Grain::Quarter => {
                     Some("make_date(CAST({t} / 10 AS INT), CAST(({t} % 10) * 3 - 2 AS INT), 1)")
                 }
-                "year" => Some("make_date(CAST({t} AS INT), 1, 1)"),
-                _ => None,
+                Grain::Year => Some("make_date(CAST({t} AS INT), 1, 1)"),
+                Grain::Day | Grain::Week => None,
             }
             .map(|e| e.replace("{t}", &format!("g.{time}")));
             outer.push(match &first_day {
@@ -425,7 +399,7 @@ impl Engine {
                             .is_some_and(|a| a.column == *column)
                     })
             }
-            Dim::Time { grain } => r.grain.as_deref().is_some_and(|g| composes(g, grain)),
+            Dim::Time { grain } => r.grain.is_some_and(|g| g.composes_into(*grain)),
         }
     }
 
@@ -469,11 +443,11 @@ impl Engine {
         if let Some(d) = asked.iter().find(|d| !held.contains(d)) {
             return Err(format!("it has no dimension {}", self.dim_name(d)));
         }
-        let times: Vec<&str> = need
+        let times: Vec<Grain> = need
             .dims
             .iter()
             .filter_map(|(_, d)| match d {
-                Dim::Time { grain } => Some(grain.as_str()),
+                Dim::Time { grain } => Some(*grain),
                 _ => None,
             })
             .collect();
@@ -569,7 +543,7 @@ impl Engine {
         if let Some(p) = need.period {
             match &r.grain {
                 None => return Err("holds all time in one row, and the query has a period".into()),
-                Some(g) if !aligned(p, g) => {
+                Some(g) if !aligned(p, *g) => {
                     return Err(format!(
                         "the period {} to {} does not start and end on whole {g}s",
                         p.from, p.to
@@ -579,8 +553,8 @@ impl Engine {
             }
         }
         for (_, interval) in need.shifts {
-            if let Some(g) = &r.grain
-                && !shift_keeps(interval, g)
+            if let Some(g) = r.grain
+                && !interval.keeps(g)
             {
                 return Err(format!(
                     "the compared period moves dates by {interval}, which does not keep whole {g}s"

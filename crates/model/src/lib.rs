@@ -20,8 +20,77 @@ pub use expression::Expression;
 pub const SHIPPED: &str = include_str!("../../../model/prm.yaml");
 pub const SHIPPED_NAME: &str = "prm.yaml";
 
-/// The time grains every fact's time column can be cut by.
+/// The time grains every fact's time column can be cut by, finest first.
 pub const TIME_GRAINS: &[&str] = &["day", "week", "month", "quarter", "year"];
+
+/// A time grain: the calendar unit a fact's time column is cut by (`time.quarter`) or a rollup's
+/// rows are kept at. Ordered from the finest to the coarsest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Grain {
+    /// One calendar day.
+    Day,
+    /// An ISO week, Monday to Sunday.
+    Week,
+    /// A calendar month.
+    Month,
+    /// A calendar quarter.
+    Quarter,
+    /// A calendar year.
+    Year,
+}
+
+impl Grain {
+    /// Every grain, finest first.
+    pub const ALL: [Grain; 5] = [
+        Grain::Day,
+        Grain::Week,
+        Grain::Month,
+        Grain::Quarter,
+        Grain::Year,
+    ];
+
+    /// The grain of a name (`quarter`), if it is one.
+    pub fn parse(name: &str) -> Option<Grain> {
+        Grain::ALL.into_iter().find(|g| g.name() == name)
+    }
+
+    /// Its name, as in `time.quarter`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Grain::Day => "day",
+            Grain::Week => "week",
+            Grain::Month => "month",
+            Grain::Quarter => "quarter",
+            Grain::Year => "year",
+        }
+    }
+
+    /// How many months one step of it is, for the grains made of whole months.
+    pub fn months(self) -> Option<u32> {
+        match self {
+            Grain::Day | Grain::Week => None,
+            Grain::Month => Some(1),
+            Grain::Quarter => Some(3),
+            Grain::Year => Some(12),
+        }
+    }
+
+    /// Whether rows at this grain add up to rows at `coarser` (a week does not make a month).
+    pub fn composes_into(self, coarser: Grain) -> bool {
+        match (self, coarser) {
+            (Grain::Day, _) => true,
+            (Grain::Week, c) => c == Grain::Week,
+            (_, Grain::Week | Grain::Day) => false,
+            (fine, coarse) => fine <= coarse,
+        }
+    }
+}
+
+impl std::fmt::Display for Grain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Model {
@@ -43,7 +112,7 @@ pub struct Rollup {
     /// fact (`opportunity.stage`). A dimension's key brings every attribute of the dimension.
     pub dimensions: Vec<String>,
     /// The time grain of its rows; `None` holds all time in one row per group.
-    pub grain: Option<String>,
+    pub grain: Option<Grain>,
     /// The base metrics it holds, ratios given in the file expanded into their parts.
     pub metrics: Vec<String>,
     /// Built over partners' rows only (never direct sales), each row with the number of
@@ -552,15 +621,17 @@ impl Model {
                     ));
                 }
             }
-            if let Some(g) = &r.grain
-                && !TIME_GRAINS.contains(&g.as_str())
-            {
-                problem(format!(
-                    "grain `{g}` is not one of {}{}",
-                    TIME_GRAINS.join(", "),
-                    did_you_mean(g, TIME_GRAINS.iter().copied())
-                ));
-            }
+            let grain = r.grain.as_deref().and_then(|g| {
+                let grain = Grain::parse(g);
+                if grain.is_none() {
+                    problem(format!(
+                        "grain `{g}` is not one of {}{}",
+                        TIME_GRAINS.join(", "),
+                        did_you_mean(g, TIME_GRAINS.iter().copied())
+                    ));
+                }
+                grain
+            });
             let mut held: Vec<String> = Vec::new();
             for m in &r.metrics {
                 let parts = match metrics.get(m) {
@@ -614,7 +685,7 @@ impl Model {
                     name,
                     fact: r.fact,
                     dimensions: r.dimensions,
-                    grain: r.grain,
+                    grain,
                     metrics: held,
                     channel: r.channel,
                     description: r.description,
@@ -829,6 +900,30 @@ metrics:
             r.metrics.contains(&"gross_margin".to_string())
                 && r.metrics.contains(&"costed_revenue".to_string())
         );
+    }
+
+    #[test]
+    fn rows_of_a_grain_add_up_only_to_grains_made_of_them() {
+        use Grain::*;
+        // Written out by hand: a week straddles months, so weeks make weeks only.
+        let adds_up = [
+            (Day, vec![Day, Week, Month, Quarter, Year]),
+            (Week, vec![Week]),
+            (Month, vec![Month, Quarter, Year]),
+            (Quarter, vec![Quarter, Year]),
+            (Year, vec![Year]),
+        ];
+        for (fine, coarser) in adds_up {
+            for g in Grain::ALL {
+                assert_eq!(
+                    fine.composes_into(g),
+                    coarser.contains(&g),
+                    "{fine} into {g}"
+                );
+            }
+        }
+        assert_eq!(Grain::parse("quarter"), Some(Quarter));
+        assert_eq!(Grain::parse("monthly"), None);
     }
 
     #[test]
