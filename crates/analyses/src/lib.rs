@@ -15,13 +15,13 @@ pub mod underperformers;
 
 use std::collections::BTreeMap;
 
-use prism_engine::{Engine, EngineError, Period, Query, QueryResult, Scope, Session};
+use prism_engine::{Audience, Engine, EngineError, Period, Query, QueryResult, Session};
 use serde::{Serialize, Serializer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Engine(EngineError),
     /// A parameter is wrong; the message names it.
     #[error("{0}")]
     Invalid(String),
@@ -30,14 +30,24 @@ pub enum AnalysisError {
     Forbidden(String),
 }
 
+impl From<EngineError> for AnalysisError {
+    /// The engine's refusal to narrow an audience is the analysis's refusal too.
+    fn from(e: EngineError) -> AnalysisError {
+        match e {
+            EngineError::Forbidden(m) => AnalysisError::Forbidden(m),
+            other => AnalysisError::Engine(other),
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, AnalysisError>;
 
 /// What every analysis runs with: the engine, a session over one warehouse version, the
-/// caller's scope and the period (none: all loaded data).
+/// caller's audience and the period (none: all loaded data).
 pub struct Context<'a> {
     pub engine: &'a Engine,
     pub session: &'a Session,
-    pub scope: Scope,
+    pub audience: Audience,
     pub period: Option<Period>,
 }
 
@@ -51,12 +61,12 @@ impl Context<'_> {
                     period: self.period,
                     ..query
                 },
-                &self.scope,
+                &self.audience,
             )
             .await?)
     }
 
-    /// The same query for one partner only; `check_partner` must have allowed it.
+    /// The same query for one partner only, when the audience reaches it.
     async fn run_for(&self, partner: &str, query: Query) -> Result<QueryResult> {
         Ok(self
             .engine
@@ -66,7 +76,7 @@ impl Context<'_> {
                     period: self.period,
                     ..query
                 },
-                &Scope::Partner(partner.to_string()),
+                &self.audience.narrow_to(partner)?,
             )
             .await?)
     }
@@ -84,27 +94,18 @@ impl Context<'_> {
             .await?)
     }
 
-    /// Refuses a partner outside the scope: a partner user asking for another partner, or a
+    /// Refuses a partner outside the audience: a partner user asking for another partner, or a
     /// channel manager for a partner they do not manage.
     pub fn check_partner(&self, partner: &str) -> Result<()> {
-        match &self.scope {
-            Scope::All => Ok(()),
-            Scope::Partner(own) if own == partner => Ok(()),
-            Scope::Partner(own) => Err(AnalysisError::Forbidden(format!(
-                "partner {partner}: a partner user sees only their own partner ({own})"
-            ))),
-            Scope::Partners(set) if set.contains(partner) => Ok(()),
-            Scope::Partners(_) => Err(AnalysisError::Forbidden(format!(
-                "partner {partner} is not one of the partners you manage"
-            ))),
-        }
+        self.audience.narrow_to(partner)?;
+        Ok(())
     }
 
     /// The partners the scope sees, by id.
     async fn partners(&self) -> Result<BTreeMap<String, Partner>> {
         let r = self
             .engine
-            .members(self.session, "partner", &self.scope)
+            .members(self.session, "partner", &self.audience)
             .await?;
         let at = |name: &str| r.column(name).expect("the shipped partner dimension");
         let (id, name, tier, kind, region, status) = (

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use prism_engine::{Filter, FilterOp, Query, Scope};
+use prism_engine::{Filter, FilterOp, Query};
 use serde::Serialize;
 
 use crate::{AnalysisError, Context, Result, Table, pct};
@@ -102,7 +102,11 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
     };
     let (catalogue, customers) = tokio::try_join!(
         async {
-            Ok::<_, AnalysisError>(cx.engine.members(cx.session, "product", &cx.scope).await?)
+            Ok::<_, AnalysisError>(
+                cx.engine
+                    .members(cx.session, "product", &cx.audience)
+                    .await?,
+            )
         },
         cx.run_for(partner, customers_query),
     )?;
@@ -120,7 +124,7 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
     // brand owner directly: the one read outside the partner's scope. A partner's own users
     // never get it (their untapped customers are those that have not bought X from them), so
     // it is not even asked under a partner's scope.
-    let from_anyone = !matches!(cx.scope, Scope::Partner(_));
+    let from_anyone = cx.audience.own_partner().is_none();
     let ids: Vec<String> = if from_anyone {
         customers.iter().map(|c| c[0].clone()).collect()
     } else {
@@ -146,7 +150,7 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
             };
             has_x.extend(
                 cx.engine
-                    .run(cx.session, &q, &Scope::All)
+                    .run(cx.session, &q, &cx.audience.brand_owner_view()?)
                     .await?
                     .formatted_rows()
                     .into_iter()

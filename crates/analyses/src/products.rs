@@ -62,7 +62,10 @@ pub async fn products(cx: &Context<'_>, partner: &str) -> Result<Products> {
         .into_iter()
         .map(|mut r| (r.remove(0), r))
         .collect();
-    let catalogue = cx.engine.members(cx.session, "product", &cx.scope).await?;
+    let catalogue = cx
+        .engine
+        .members(cx.session, "product", &cx.audience)
+        .await?;
     let at = |n: &str| catalogue.column(n).expect("the shipped product dimension");
     let (id, name, line) = (
         at("product.product_id"),

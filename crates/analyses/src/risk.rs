@@ -60,7 +60,7 @@ pub async fn risk(cx: &Context<'_>) -> Result<Risk> {
                     cx.session,
                     "satisfaction_surveys",
                     &["customer_id", "surveyed_on", "survey_id", "score"],
-                    &cx.scope,
+                    &cx.audience,
                     cx.period.as_ref(),
                 )
                 .await?)
@@ -69,7 +69,7 @@ pub async fn risk(cx: &Context<'_>) -> Result<Risk> {
         async {
             Ok(cx
                 .engine
-                .members_unordered(cx.session, "customer", &cx.scope)
+                .members_unordered(cx.session, "customer", &cx.audience)
                 .await?)
         },
     )?;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use prism_analyses::scorecard::Weights;
 use prism_analyses::{AnalysisError, Context, Money, Table};
-use prism_engine::{Engine, Period, Scope, Session};
+use prism_engine::{Audience, Engine, Period, Session};
 use prism_model::Model;
 use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
 
@@ -167,13 +167,13 @@ fn period(p: &str) -> Option<Period> {
 fn cx<'a>(
     engine: &'a Engine,
     session: &'a Session,
-    scope: Scope,
+    audience: Audience,
     period: Option<Period>,
 ) -> Context<'a> {
     Context {
         engine,
         session,
-        scope,
+        audience,
         period,
     }
 }
@@ -209,10 +209,12 @@ fn pareto_export() -> Export {
 async fn pareto_splits_ties_at_the_boundary_by_partner_id_and_puts_partners_without_revenue_in_c() {
     let (_tmp, session) = pareto_export().load().await;
     let engine = Engine::new(Model::shipped());
-    let p =
-        prism_analyses::pareto::pareto(&cx(&engine, &session, Scope::All, period("2025")), None)
-            .await
-            .unwrap();
+    let p = prism_analyses::pareto::pareto(
+        &cx(&engine, &session, Audience::everyone(), period("2025")),
+        None,
+    )
+    .await
+    .unwrap();
     let got: Vec<(String, String, String, String, char)> = p
         .rows
         .iter()
@@ -262,7 +264,7 @@ async fn pareto_splits_ties_at_the_boundary_by_partner_id_and_puts_partners_with
 async fn pareto_cut_by_tier_segments_each_tier_on_its_own_and_refuses_other_cuts() {
     let (_tmp, session) = pareto_export().load().await;
     let engine = Engine::new(Model::shipped());
-    let c = cx(&engine, &session, Scope::All, period("2025"));
+    let c = cx(&engine, &session, Audience::everyone(), period("2025"));
     let p = prism_analyses::pareto::pareto(&c, Some("partner.tier"))
         .await
         .unwrap();
@@ -321,7 +323,7 @@ fn approx(a: Option<f64>, b: f64) -> bool {
 async fn scorecard_ranks_over_the_attributes_each_partner_has_with_custom_weights() {
     let (_tmp, session) = scorecard_export().load().await;
     let engine = Engine::new(Model::shipped());
-    let c = cx(&engine, &session, Scope::All, period("2025"));
+    let c = cx(&engine, &session, Audience::everyone(), period("2025"));
     // Percentiles (0 worst .. 100 best among those with a value):
     //   revenue A 100, B 50, C 0; pipeline A 50, B 0, C 100; win rate A 100, C 0;
     //   CSAT A 100, B 0; response hours (lower is better) A 100, C 0.
@@ -433,7 +435,7 @@ async fn a_decline_of_exactly_25_percent_is_flagged_and_one_of_a_cent_less_is_no
     let (_tmp, session) = e.load().await;
     let engine = Engine::new(Model::shipped());
     let u = prism_analyses::underperformers::underperformers(
-        &cx(&engine, &session, Scope::All, period("2025-Q2")),
+        &cx(&engine, &session, Audience::everyone(), period("2025-Q2")),
         Weights::default(),
     )
     .await
@@ -543,7 +545,7 @@ async fn potential_ranks_segments_by_expected_buyers_and_lists_the_untapped_cust
     let (_tmp, session) = potential_export().load().await;
     let engine = Engine::new(Model::shipped());
     // The brand owner's user: untapped means not bought from anyone.
-    let owner = cx(&engine, &session, Scope::All, None);
+    let owner = cx(&engine, &session, Audience::everyone(), None);
     let p = prism_analyses::potential::potential(&owner, "P1", "PR-X")
         .await
         .unwrap();
@@ -609,7 +611,7 @@ async fn potential_ranks_segments_by_expected_buyers_and_lists_the_untapped_cust
 
     // P1's own user: untapped means not bought from P1, so neither the list, nor the count,
     // nor expected buyers tell that H1-c bought X directly and H1-d from P2.
-    let c = cx(&engine, &session, Scope::Partner("P1".into()), None);
+    let c = cx(&engine, &session, Audience::partner("P1").unwrap(), None);
     let p = prism_analyses::potential::potential(&c, "P1", "PR-X")
         .await
         .unwrap();
@@ -678,7 +680,7 @@ async fn potential_ranks_segments_by_expected_buyers_and_lists_the_untapped_cust
 async fn a_partner_user_asking_for_another_partner_is_refused_by_every_analysis() {
     let (_tmp, session) = potential_export().load().await;
     let engine = Engine::new(Model::shipped());
-    let c = cx(&engine, &session, Scope::Partner("P1".into()), None);
+    let c = cx(&engine, &session, Audience::partner("P1").unwrap(), None);
     let refused = |r: Result<(), AnalysisError>| match r {
         Err(AnalysisError::Forbidden(m)) => {
             assert!(m.contains("sees only their own partner"), "{m}")
@@ -704,7 +706,7 @@ async fn a_partner_user_asking_for_another_partner_is_refused_by_every_analysis(
     let m = cx(
         &engine,
         &session,
-        Scope::Partners(["P1".to_string(), "P3".to_string()].into()),
+        Audience::partners(["P1".to_string(), "P3".to_string()]),
         None,
     );
     assert!(matches!(
@@ -731,7 +733,7 @@ async fn a_benchmark_over_4_partners_is_withheld_and_one_over_6_is_shown() {
     let (_tmp, session) = potential_export().load().await;
     let engine = Engine::new(Model::shipped());
     let b = prism_analyses::benchmarks::benchmarks(
-        &cx(&engine, &session, Scope::Partner("P1".into()), None),
+        &cx(&engine, &session, Audience::partner("P1").unwrap(), None),
         "P1",
     )
     .await
@@ -767,7 +769,7 @@ async fn a_partner_user_cannot_tell_where_else_its_customers_bought() {
     let seen = |e: Export| async move {
         let (_tmp, session) = e.load().await;
         let engine = Engine::new(Model::shipped());
-        let c = cx(&engine, &session, Scope::Partner("P1".into()), None);
+        let c = cx(&engine, &session, Audience::partner("P1").unwrap(), None);
         let p = prism_analyses::potential::potential(&c, "P1", "PR-X")
             .await
             .unwrap();
@@ -812,7 +814,7 @@ async fn a_channel_figure_is_over_the_partners_that_contribute_to_it_not_to_its_
         Engine::new(Model::shipped()).without_rollups(),
     ] {
         let b = prism_analyses::benchmarks::benchmarks(
-            &cx(&engine, &one_won.1, Scope::Partner("P2".into()), None),
+            &cx(&engine, &one_won.1, Audience::partner("P2").unwrap(), None),
             "P2",
         )
         .await
@@ -824,7 +826,7 @@ async fn a_channel_figure_is_over_the_partners_that_contribute_to_it_not_to_its_
         assert_eq!(row("win_rate").partner.as_deref(), Some("0.0"));
 
         let b = prism_analyses::benchmarks::benchmarks(
-            &cx(&engine, &five_won.1, Scope::Partner("P2".into()), None),
+            &cx(&engine, &five_won.1, Audience::partner("P2").unwrap(), None),
             "P2",
         )
         .await
@@ -869,7 +871,7 @@ async fn products_name_best_sellers_and_poor_sellers_of_active_lines_including_u
     let (_tmp, session) = e.load().await;
     let engine = Engine::new(Model::shipped());
     let p = prism_analyses::products::products(
-        &cx(&engine, &session, Scope::All, period("2025-Q2")),
+        &cx(&engine, &session, Audience::everyone(), period("2025-Q2")),
         "P1",
     )
     .await
@@ -958,7 +960,7 @@ async fn high_risk_accounts_have_three_open_critical_requests_or_low_recent_sati
     }
     let (_tmp, session) = e.load().await;
     let engine = Engine::new(Model::shipped());
-    let r = prism_analyses::risk::risk(&cx(&engine, &session, Scope::All, None))
+    let r = prism_analyses::risk::risk(&cx(&engine, &session, Audience::everyone(), None))
         .await
         .unwrap();
     let got: Vec<(&str, Vec<String>)> = r
@@ -977,8 +979,13 @@ async fn high_risk_accounts_have_three_open_critical_requests_or_low_recent_sati
         ]
     );
     // A partner user sees only its own customers' accounts: P2 has none at risk.
-    let r = prism_analyses::risk::risk(&cx(&engine, &session, Scope::Partner("P2".into()), None))
-        .await
-        .unwrap();
+    let r = prism_analyses::risk::risk(&cx(
+        &engine,
+        &session,
+        Audience::partner("P2").unwrap(),
+        None,
+    ))
+    .await
+    .unwrap();
     assert!(r.accounts.is_empty(), "{:?}", r.accounts);
 }

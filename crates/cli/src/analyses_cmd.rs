@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use prism_analyses::{Context, Table};
-use prism_engine::{Engine, Period, Scope};
+use prism_engine::{Audience, Engine, Period};
 use prism_warehouse::Warehouse;
 use serde::Serialize;
 
@@ -172,9 +172,9 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
     let model = crate::query_cmd::load_model(data, common.model.as_ref())?;
     let engine = Engine::new(model);
     let period = common.period.as_deref().map(Period::parse).transpose()?;
-    let scope = match &common.as_partner {
-        Some(p) => Scope::Partner(p.clone()),
-        None => Scope::All,
+    let audience = match &common.as_partner {
+        Some(p) => Audience::partner(p.clone())?,
+        None => Audience::everyone(),
     };
     let snapshot = Warehouse::open(data)?
         .snapshot(common.as_of)
@@ -184,7 +184,7 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
         let cx = Context {
             engine: &engine,
             session: &session,
-            scope,
+            audience,
             period,
         };
         let format = common.format;

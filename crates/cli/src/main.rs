@@ -342,7 +342,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             no_cache,
         } => {
             let model = query_cmd::load_model(&cli.data, model.as_ref())?;
-            let (query, scope) = args.query()?;
+            let (query, audience) = args.query()?;
             let wh = Warehouse::open(&cli.data)?;
             let snapshot = wh.snapshot(args.as_of)?;
             let rt = runtime()?;
@@ -353,11 +353,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let mut result = None;
                 for _ in 0..repeat.max(1) {
                     let started = std::time::Instant::now();
-                    result = Some(if args.benchmark {
-                        engine.run_benchmark(&ctx, &query).await?
-                    } else {
-                        engine.run(&ctx, &query, &scope).await?
-                    });
+                    result = Some(engine.run(&ctx, &query, &audience).await?);
                     times.push(started.elapsed().as_secs_f64() * 1000.0);
                 }
                 Ok::<_, anyhow::Error>(result.expect("at least one run"))
@@ -402,7 +398,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             analyze,
         } => {
             let model = query_cmd::load_model(&cli.data, model.as_ref())?;
-            let (query, scope) = args.query()?;
+            let (query, audience) = args.query()?;
             let engine = args.engine(model, false);
             let rt = runtime()?;
             let wh = Warehouse::open(&cli.data)?;
@@ -416,8 +412,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     Some(s) => Some(s.session().await?),
                     None => None,
                 };
-                let compiled =
-                    query_cmd::explain(&engine, ctx.as_deref(), &query, &scope, args.benchmark)?;
+                let compiled = query_cmd::explain(&engine, ctx.as_deref(), &query, &audience)?;
                 if analyze && let Some(ctx) = &ctx {
                     let batches = engine.explain_plan(ctx, &compiled, true).await?;
                     println!(

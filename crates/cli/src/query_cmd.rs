@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use prism_engine::{Engine, Query, QueryResult, Scope};
+use prism_engine::{Audience, Engine, Query, QueryResult};
 use prism_model::{MetricKind, Model};
 
 #[derive(Args, Clone)]
@@ -60,7 +60,8 @@ impl QueryArgs {
 }
 
 impl QueryArgs {
-    pub fn query(&self) -> Result<(Query, Scope)> {
+    /// The query and the audience it is asked for.
+    pub fn query(&self) -> Result<(Query, Audience)> {
         // The same parsing as the JSON API's: one syntax, one parser.
         let query = prism_engine::api::QueryRequest {
             api_version: prism_engine::api::API_VERSION,
@@ -72,11 +73,17 @@ impl QueryArgs {
             limit: self.limit,
         }
         .to_query()?;
-        let scope = match &self.as_partner {
-            Some(p) => Scope::Partner(p.clone()),
-            None => Scope::All,
+        let audience = match (&self.as_partner, self.benchmark) {
+            (Some(_), true) => {
+                anyhow::bail!(
+                    "--benchmark is every partner's figures together, --as-partner one partner's own: give one"
+                )
+            }
+            (Some(p), false) => Audience::partner(p.clone())?,
+            (None, true) => Audience::channel_benchmark(),
+            (None, false) => Audience::everyone(),
         };
-        Ok((query, scope))
+        Ok((query, audience))
     }
 }
 
@@ -135,14 +142,11 @@ pub fn explain(
     engine: &Engine,
     ctx: Option<&prism_engine::Session>,
     query: &Query,
-    scope: &Scope,
-    benchmark: bool,
+    audience: &Audience,
 ) -> Result<prism_engine::Compiled> {
-    let compiled = match (ctx, benchmark) {
-        (Some(ctx), true) => engine.compile_benchmark_in(ctx, query)?,
-        (Some(ctx), false) => engine.compile_in(ctx, query, scope)?,
-        (None, true) => engine.compile_benchmark(query)?,
-        (None, false) => engine.compile(query, scope)?,
+    let compiled = match ctx {
+        Some(ctx) => engine.compile_in(ctx, query, audience)?,
+        None => engine.compile(query, audience)?,
     };
     println!("metrics:");
     for m in &compiled.metrics {
@@ -156,14 +160,7 @@ pub fn explain(
         };
         println!("  {} ({}): {}{definition}", m.name, m.fact, m.description);
     }
-    if benchmark {
-        println!(
-            "scope: channel benchmark (every partner, figures over fewer than {} partners withheld)",
-            prism_engine::BENCHMARK_MIN_PARTNERS
-        );
-    } else {
-        println!("scope: {scope:?}");
-    }
+    println!("audience: {audience}");
     if ctx.is_none() {
         println!("rollup: none (the warehouse is empty: nothing is built yet)");
     }

@@ -204,7 +204,7 @@ pub fn demo_users(data: &Path) -> Result<Vec<(String, String, String)>> {
                 let session = snapshot.session().await?;
                 let r = state
                     .engine
-                    .members(&session, "partner", &prism_engine::Scope::All)
+                    .members(&session, "partner", &prism_engine::Audience::everyone())
                     .await?;
                 let id = r.column("partner.partner_id").expect("partner ids");
                 Ok::<_, anyhow::Error>(

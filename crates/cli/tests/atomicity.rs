@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use prism_engine::{Engine, Query, Scope};
+use prism_engine::{Audience, Engine, Query};
 use prism_generator::{GenerateConfig, generate};
 use prism_model::Model;
 use prism_warehouse::Warehouse;
@@ -80,20 +80,20 @@ fn reader_view(data: &Path) -> String {
                 by: by.split(',').map(String::from).collect(),
                 ..Query::default()
             };
-            let compiled = rolled.compile_in(&ctx, &q, &Scope::All).unwrap();
+            let compiled = rolled.compile_in(&ctx, &q, &Audience::everyone()).unwrap();
             assert!(
                 compiled.rollups.iter().all(|c| c.rollup.is_some()),
                 "no rollup answered {metrics} by {by}: {:?}",
                 compiled.rollups
             );
             let answer = rolled
-                .run(&ctx, &q, &Scope::All)
+                .run(&ctx, &q, &Audience::everyone())
                 .await
                 .unwrap()
                 .formatted_rows();
             assert_eq!(
                 answer,
-                base.run(&ctx, &q, &Scope::All)
+                base.run(&ctx, &q, &Audience::everyone())
                     .await
                     .unwrap()
                     .formatted_rows(),

@@ -1,14 +1,16 @@
-//! The query engine: a `Query` plus a `Scope`, compiled against the `Model` into SQL that
+//! The query engine: a `Query` plus an `Audience`, compiled against the `Model` into SQL that
 //! DataFusion plans and runs over one warehouse version.
 //!
 //! Metrics of several facts are aggregated per fact, each with its own filters and the scope,
 //! and then joined on the requested dimensions (drill-across), so asking for a second metric
 //! never changes the first one's value. Ratios are computed after aggregation from their
-//! additive parts. There is no way to compile without a scope: it is a parameter of `compile`.
+//! additive parts. There is no way to compile without an audience: it is a parameter of
+//! `compile`, and the rows it reaches are applied to every fact scan in one place.
 //!
 //! Only this crate knows DataFusion; the model knows nothing of it.
 
 pub mod api;
+mod audience;
 mod cache;
 mod model_check;
 pub mod query;
@@ -21,6 +23,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use prism_model::{Aggregate, Format, Grain, Metric, MetricKind, Model, did_you_mean};
 
+pub use audience::Audience;
 pub use model_check::check_model;
 pub use query::{Filter, FilterOp, Order, Period, Query};
 use rollups::{Need, RollupSource};
@@ -49,9 +52,9 @@ pub enum EngineError {
 /// can read another partner's value from it.
 pub const BENCHMARK_MIN_PARTNERS: i64 = 5;
 
-/// Whose data a query may read. Every query carries one.
+/// The rows an `Audience` reaches, as the compiler applies them to every fact scan.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Scope {
+pub(crate) enum Scope {
     /// Every partner, and direct sales (a brand-owner user).
     All,
     /// The partners a channel manager manages.
@@ -397,10 +400,10 @@ impl Engine {
         }
     }
 
-    /// Compiles a query for a scope. Validation happens here, before anything runs.
+    /// Compiles a query for an audience. Validation happens here, before anything runs.
     /// This compiles for the base tables only; `compile_in` also reads the session's rollups.
-    pub fn compile(&self, query: &Query, scope: &Scope) -> Result<Compiled, EngineError> {
-        self.compile_with(query, scope, false, None)
+    pub fn compile(&self, query: &Query, audience: &Audience) -> Result<Compiled, EngineError> {
+        self.compile_with(query, audience.scope(), audience.is_benchmark(), None)
     }
 
     /// Compiles a query for a scope over a session: each fact's aggregation reads the smallest
@@ -409,9 +412,14 @@ impl Engine {
         &self,
         ctx: &SessionContext,
         query: &Query,
-        scope: &Scope,
+        audience: &Audience,
     ) -> Result<Compiled, EngineError> {
-        self.compile_with(query, scope, false, built_rollups(ctx).as_deref())
+        self.compile_with(
+            query,
+            audience.scope(),
+            audience.is_benchmark(),
+            built_rollups(ctx).as_deref(),
+        )
     }
 
     /// `compile_benchmark` over a session's rollups.
@@ -1085,8 +1093,12 @@ impl Engine {
     /// product (the brand owner's catalogue), and the customers a scope serves (for a partner
     /// scope, those with at least one fact row of its partners). Analyses use it for members
     /// that have no fact rows at all: a partner without revenue, a product nobody sold.
-    pub fn compile_members(&self, dimension: &str, scope: &Scope) -> Result<Compiled, EngineError> {
-        self.compile_members_with(dimension, scope, true)
+    pub fn compile_members(
+        &self,
+        dimension: &str,
+        audience: &Audience,
+    ) -> Result<Compiled, EngineError> {
+        self.compile_members_with(dimension, audience.rows_scope()?, true)
     }
 
     fn compile_members_with(
@@ -1167,9 +1179,10 @@ impl Engine {
         &self,
         fact: &str,
         columns: &[&str],
-        scope: &Scope,
+        audience: &Audience,
         period: Option<&Period>,
     ) -> Result<Compiled, EngineError> {
+        let scope = audience.rows_scope()?;
         let f = self.model.facts.get(fact).ok_or_else(|| {
             EngineError::Invalid(format!(
                 "no fact `{fact}`{}",
@@ -1213,10 +1226,10 @@ impl Engine {
         ctx: &SessionContext,
         fact: &str,
         columns: &[&str],
-        scope: &Scope,
+        audience: &Audience,
         period: Option<&Period>,
     ) -> Result<QueryResult, EngineError> {
-        self.execute(ctx, self.compile_rows(fact, columns, scope, period)?)
+        self.execute(ctx, self.compile_rows(fact, columns, audience, period)?)
             .await
     }
 
@@ -1225,9 +1238,9 @@ impl Engine {
         &self,
         ctx: &SessionContext,
         dimension: &str,
-        scope: &Scope,
+        audience: &Audience,
     ) -> Result<QueryResult, EngineError> {
-        self.execute(ctx, self.compile_members(dimension, scope)?)
+        self.execute(ctx, self.compile_members(dimension, audience)?)
             .await
     }
 
@@ -1237,10 +1250,13 @@ impl Engine {
         &self,
         ctx: &SessionContext,
         dimension: &str,
-        scope: &Scope,
+        audience: &Audience,
     ) -> Result<QueryResult, EngineError> {
-        self.execute(ctx, self.compile_members_with(dimension, scope, false)?)
-            .await
+        self.execute(
+            ctx,
+            self.compile_members_with(dimension, audience.rows_scope()?, false)?,
+        )
+        .await
     }
 
     /// Compiles and runs a query over a session holding the warehouse's tables.
@@ -1248,9 +1264,10 @@ impl Engine {
         &self,
         ctx: &SessionContext,
         query: &Query,
-        scope: &Scope,
+        audience: &Audience,
     ) -> Result<QueryResult, EngineError> {
-        self.execute(ctx, self.compile_in(ctx, query, scope)?).await
+        self.execute(ctx, self.compile_in(ctx, query, audience)?)
+            .await
     }
 
     /// Compiles and runs a channel benchmark (see `compile_benchmark`).

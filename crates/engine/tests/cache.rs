@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use prism_engine::{Engine, Query, Scope};
+use prism_engine::{Audience, Engine, Query};
 use prism_model::Model;
 use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
 
@@ -40,11 +40,17 @@ async fn the_cache_answers_per_scope_and_a_load_makes_a_new_answer() {
     };
     let first = wh.snapshot(None).unwrap().session().await.unwrap();
     // Hand-computed (fixtures/tiny): everything 3649.75, P-1 2499.50, P-2 -49.75.
-    assert_eq!(ask(&first, Scope::All).await, "3649.75");
-    assert_eq!(ask(&first, Scope::Partner("P-1".into())).await, "2499.50");
-    assert_eq!(ask(&first, Scope::Partner("P-2".into())).await, "-49.75");
+    assert_eq!(ask(&first, Audience::everyone()).await, "3649.75");
     assert_eq!(
-        ask(&first, Scope::All).await,
+        ask(&first, Audience::partner("P-1").unwrap()).await,
+        "2499.50"
+    );
+    assert_eq!(
+        ask(&first, Audience::partner("P-2").unwrap()).await,
+        "-49.75"
+    );
+    assert_eq!(
+        ask(&first, Audience::everyone()).await,
         "3649.75",
         "again, from the cache"
     );
@@ -68,8 +74,14 @@ async fn the_cache_answers_per_scope_and_a_load_makes_a_new_answer() {
     .await
     .unwrap();
     let second = wh.snapshot(None).unwrap().session().await.unwrap();
-    assert_eq!(ask(&second, Scope::Partner("P-1".into())).await, "199.50");
-    assert_eq!(ask(&second, Scope::All).await, "1349.75");
+    assert_eq!(
+        ask(&second, Audience::partner("P-1").unwrap()).await,
+        "199.50"
+    );
+    assert_eq!(ask(&second, Audience::everyone()).await, "1349.75");
     // The earlier version's session still answers for its own version.
-    assert_eq!(ask(&first, Scope::Partner("P-1".into())).await, "2499.50");
+    assert_eq!(
+        ask(&first, Audience::partner("P-1").unwrap()).await,
+        "2499.50"
+    );
 }

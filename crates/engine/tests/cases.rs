@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use prism_engine::{Engine, EngineError, Filter, Order, Period, Query, Scope};
+use prism_engine::{Audience, Engine, EngineError, Filter, Order, Period, Query};
 use prism_model::Model;
 use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
 
@@ -46,9 +46,9 @@ fn parse_cases(text: &str) -> Vec<Case> {
 }
 
 /// `None` as the scope: a channel benchmark.
-fn build(case: &Case) -> Result<(Query, Option<Scope>), EngineError> {
+fn build(case: &Case) -> Result<(Query, Option<Audience>), EngineError> {
     let mut q = Query::default();
-    let mut scope = Some(Scope::All);
+    let mut scope = Some(Audience::everyone());
     for (k, v) in &case.query {
         match k.as_str() {
             "metrics" => q.metrics = v.split(',').map(str::to_string).collect(),
@@ -59,8 +59,8 @@ fn build(case: &Case) -> Result<(Query, Option<Scope>), EngineError> {
             "limit" => q.limit = Some(v.parse().unwrap()),
             "scope" => {
                 scope = match v.split_once(' ') {
-                    Some(("partner", id)) => Some(Scope::Partner(id.to_string())),
-                    Some(("partners", ids)) => Some(Scope::Partners(
+                    Some(("partner", id)) => Some(Audience::partner(id.to_string()).unwrap()),
+                    Some(("partners", ids)) => Some(Audience::partners(
                         ids.split(',').map(str::to_string).collect::<BTreeSet<_>>(),
                     )),
                     None if v == "benchmark" => None,

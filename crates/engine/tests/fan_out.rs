@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 mod common;
 
-use prism_engine::{Engine, Query, Scope};
+use prism_engine::{Audience, Engine, Query};
 use prism_model::Model;
 
 fn table(r: &prism_engine::QueryResult, dims: usize) -> HashMap<Vec<String>, Vec<String>> {
@@ -38,7 +38,10 @@ async fn any_two_metrics_asked_together_equal_each_asked_alone() {
         };
         alone.insert(
             m.clone(),
-            table(&engine.run(&ctx, &q, &Scope::All).await.unwrap(), by.len()),
+            table(
+                &engine.run(&ctx, &q, &Audience::everyone()).await.unwrap(),
+                by.len(),
+            ),
         );
     }
     let mut checked = 0;
@@ -49,7 +52,10 @@ async fn any_two_metrics_asked_together_equal_each_asked_alone() {
                 by: by.clone(),
                 ..Query::default()
             };
-            let together = table(&engine.run(&ctx, &q, &Scope::All).await.unwrap(), by.len());
+            let together = table(
+                &engine.run(&ctx, &q, &Audience::everyone()).await.unwrap(),
+                by.len(),
+            );
             for (col, m) in [(0, a), (1, b)] {
                 for (key, values) in &alone[m] {
                     let got = &together

@@ -4,7 +4,7 @@
 //! or is refused, under a partner's scope and as a benchmark. Failures proptest finds are kept
 //! in `fuzz.proptest-regressions` and run first on every run.
 
-use prism_engine::{Engine, Filter, Order, Period, Query, Scope};
+use prism_engine::{Audience, Engine, Filter, Order, Period, Query};
 use prism_model::Model;
 use proptest::prelude::*;
 
@@ -129,7 +129,7 @@ proptest! {
             period: period.and_then(|p| Period::parse(&p).ok()),
             limit,
         };
-        for compiled in [engine.compile(&query, &Scope::Partner("P-1".into())), engine.compile_benchmark(&query)] {
+        for compiled in [engine.compile(&query, &Audience::partner("P-1").unwrap()), engine.compile_benchmark(&query)] {
             if let Err(e) = compiled {
                 prop_assert!(!e.to_string().is_empty());
             }

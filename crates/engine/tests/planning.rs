@@ -5,7 +5,7 @@
 
 mod common;
 
-use prism_engine::{Engine, Filter, FilterOp, Query, Scope};
+use prism_engine::{Audience, Engine, Filter, FilterOp, Query};
 use prism_model::Model;
 
 /// The table the first hash join of the physical plan builds its hash table from: the first
@@ -14,7 +14,7 @@ async fn build_side(
     engine: &Engine,
     ctx: &prism_engine::Session,
     q: &Query,
-    scope: &Scope,
+    scope: &Audience,
 ) -> String {
     let compiled = engine.compile_in(ctx, q, scope).unwrap();
     assert!(
@@ -63,7 +63,7 @@ async fn a_narrow_question_builds_its_join_from_the_fact_rows_it_keeps() {
             &engine,
             &ctx,
             &by_industry(vec![products(&["PR-001"])]),
-            &Scope::All
+            &Audience::everyone()
         )
         .await,
         "orders"
@@ -74,14 +74,20 @@ async fn a_narrow_question_builds_its_join_from_the_fact_rows_it_keeps() {
             &engine,
             &ctx,
             &by_industry(Vec::new()),
-            &Scope::Partner("P-00001".into())
+            &Audience::partner("P-00001").unwrap()
         )
         .await,
         "orders"
     );
     // Every line: the 900 customers are the hash table.
     assert_eq!(
-        build_side(&engine, &ctx, &by_industry(Vec::new()), &Scope::All).await,
+        build_side(
+            &engine,
+            &ctx,
+            &by_industry(Vec::new()),
+            &Audience::everyone()
+        )
+        .await,
         "customers"
     );
     // A third of the catalogue is not a sliver: planned as DataFusion would.
@@ -92,7 +98,7 @@ async fn a_narrow_question_builds_its_join_from_the_fact_rows_it_keeps() {
             &engine,
             &ctx,
             &by_industry(vec![products(&many)]),
-            &Scope::All
+            &Audience::everyone()
         )
         .await,
         "customers"

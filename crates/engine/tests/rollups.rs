@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use prism_engine::{Engine, Filter, Period, Query, Scope, Session};
+use prism_engine::{Audience, Engine, Filter, Period, Query, Session};
 use prism_model::Model;
 use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
 
@@ -74,7 +74,7 @@ async fn ask(
     engine: &Engine,
     ctx: &Session,
     q: &Query,
-    scope: &Scope,
+    scope: &Audience,
 ) -> (Option<String>, Vec<(String, String)>, Vec<String>) {
     let compiled = engine.compile_in(ctx, q, scope).unwrap();
     let choice = compiled
@@ -110,7 +110,7 @@ async fn a_grain_too_coarse_reads_the_base_tables() {
         &engine,
         &ctx,
         &query(&["closed_revenue"], &["time.week"]),
-        &Scope::All,
+        &Audience::everyone(),
     )
     .await;
     assert_eq!(used, None);
@@ -131,7 +131,7 @@ async fn a_grain_too_coarse_reads_the_base_tables() {
         &engine,
         &ctx,
         &query(&["closed_revenue"], &["time.quarter"]),
-        &Scope::All,
+        &Audience::everyone(),
     )
     .await;
     assert_eq!(used.as_deref(), Some("by_partner_month"));
@@ -145,7 +145,7 @@ async fn a_filter_on_a_dimension_the_rollup_lacks_reads_the_base_tables() {
     let mut q = query(&["closed_revenue"], &["time.month"]);
     q.filters
         .push(Filter::parse("customer.size_band=Enterprise").unwrap());
-    let (used, why, rows) = ask(&engine, &ctx, &q, &Scope::All).await;
+    let (used, why, rows) = ask(&engine, &ctx, &q, &Audience::everyone()).await;
     assert_eq!(used, None);
     assert_eq!(
         reason(&why, "by_partner_month"),
@@ -154,7 +154,7 @@ async fn a_filter_on_a_dimension_the_rollup_lacks_reads_the_base_tables() {
     assert_eq!(rows, ["2024-01,2499.50"]);
     // Without the month, the customer rollup holds the customer's key, and so its size band.
     q.by.clear();
-    let (used, _, rows) = ask(&engine, &ctx, &q, &Scope::All).await;
+    let (used, _, rows) = ask(&engine, &ctx, &q, &Audience::everyone()).await;
     assert_eq!(used.as_deref(), Some("by_customer"));
     assert_eq!(rows, ["2499.50"]);
 }
@@ -169,7 +169,7 @@ async fn a_distinct_count_is_summed_again_only_over_the_key_it_counts() {
         &engine,
         &ctx,
         &query(&["buying_customers"], &["partner.partner_id"]),
-        &Scope::All,
+        &Audience::everyone(),
     )
     .await;
     assert_eq!(used, None);
@@ -187,7 +187,7 @@ async fn a_distinct_count_is_summed_again_only_over_the_key_it_counts() {
         &engine,
         &ctx,
         &query(&["buying_customers"], &["partner.partner_id", "time.month"]),
-        &Scope::All,
+        &Audience::everyone(),
     )
     .await;
     assert_eq!(used.as_deref(), Some("by_partner_month"));
@@ -200,7 +200,7 @@ async fn a_distinct_count_is_summed_again_only_over_the_key_it_counts() {
         &engine,
         &ctx,
         &query(&["buying_customers"], &["time.month"]),
-        &Scope::All,
+        &Audience::everyone(),
     )
     .await;
     assert_eq!(used, None);
@@ -214,7 +214,7 @@ async fn a_distinct_count_is_summed_again_only_over_the_key_it_counts() {
         &engine,
         &ctx,
         &query(&["buying_customers"], &[]),
-        &Scope::All,
+        &Audience::everyone(),
     )
     .await;
     assert_eq!(used.as_deref(), Some("by_customer"));
@@ -230,7 +230,7 @@ async fn a_ratio_is_rebuilt_from_its_parts_only_when_the_rollup_holds_them_all()
         &engine,
         &ctx,
         &query(&["gross_margin_pct"], &["partner.partner_id"]),
-        &Scope::All,
+        &Audience::everyone(),
     )
     .await;
     assert_eq!(used, None);
@@ -260,7 +260,7 @@ async fn a_ratio_is_rebuilt_from_its_parts_only_when_the_rollup_holds_them_all()
         &engine,
         &ctx,
         &query(&["gross_margin"], &["partner.partner_id"]),
-        &Scope::All,
+        &Audience::everyone(),
     )
     .await;
     assert_eq!(used.as_deref(), Some("by_partner_month"));
@@ -273,7 +273,7 @@ async fn a_period_off_the_grain_and_a_scope_without_the_partner_read_the_base_ta
     let engine = Engine::new(model());
     let mut q = query(&["closed_revenue"], &[]);
     q.period = Some(Period::parse("2024-01-05..2024-02-10").unwrap());
-    let (used, why, rows) = ask(&engine, &ctx, &q, &Scope::All).await;
+    let (used, why, rows) = ask(&engine, &ctx, &q, &Audience::everyone()).await;
     assert_eq!(used, None);
     assert_eq!(
         reason(&why, "by_partner_month"),
@@ -281,13 +281,13 @@ async fn a_period_off_the_grain_and_a_scope_without_the_partner_read_the_base_ta
     );
     assert_eq!(rows, ["3699.50"]);
     q.period = Some(Period::parse("2024-Q1").unwrap());
-    let (used, _, rows) = ask(&engine, &ctx, &q, &Scope::All).await;
+    let (used, _, rows) = ask(&engine, &ctx, &q, &Audience::everyone()).await;
     assert_eq!(used.as_deref(), Some("by_partner_month"));
     assert_eq!(rows, ["3649.75"]);
 
     // A partner user: the customer rollup has no partner to scope by; the monthly one has.
     let q = query(&["buying_customers"], &[]);
-    let (used, why, rows) = ask(&engine, &ctx, &q, &Scope::Partner("P-2".into())).await;
+    let (used, why, rows) = ask(&engine, &ctx, &q, &Audience::partner("P-2").unwrap()).await;
     assert_eq!(used, None);
     assert_eq!(
         reason(&why, "by_customer"),
@@ -298,7 +298,7 @@ async fn a_period_off_the_grain_and_a_scope_without_the_partner_read_the_base_ta
         &engine,
         &ctx,
         &query(&["closed_revenue"], &["partner.partner_id"]),
-        &Scope::Partner("P-2".into()),
+        &Audience::partner("P-2").unwrap(),
     )
     .await;
     assert_eq!(used.as_deref(), Some("by_partner_month"));
@@ -315,7 +315,13 @@ async fn a_rollup_built_from_another_definition_is_never_read() {
         "closed_revenue: { fact: orders, sum: quantity,",
     );
     let engine = Engine::new(Model::parse("changed.yaml", &text).unwrap());
-    let (used, why, rows) = ask(&engine, &ctx, &query(&["closed_revenue"], &[]), &Scope::All).await;
+    let (used, why, rows) = ask(
+        &engine,
+        &ctx,
+        &query(&["closed_revenue"], &[]),
+        &Audience::everyone(),
+    )
+    .await;
     assert_eq!(used, None);
     assert_eq!(
         reason(&why, "by_partner_month"),
@@ -325,7 +331,11 @@ async fn a_rollup_built_from_another_definition_is_never_read() {
     // Turned off, rollups answer nothing; the answer is the same.
     let engine = Engine::new(model()).without_rollups();
     let compiled = engine
-        .compile_in(&ctx, &query(&["closed_revenue"], &[]), &Scope::All)
+        .compile_in(
+            &ctx,
+            &query(&["closed_revenue"], &[]),
+            &Audience::everyone(),
+        )
         .unwrap();
     assert_eq!(
         compiled.rollups[0].reason.as_deref(),
@@ -421,7 +431,7 @@ async fn a_rollup_built_from_a_finer_one_holds_what_its_definition_computes_from
         &engine,
         &ctx,
         &query(&["buying_customers"], &["customer.industry"]),
-        &Scope::All,
+        &Audience::everyone(),
     )
     .await;
     assert_eq!(used.as_deref(), Some("orders_by_partner_customer"));
@@ -463,7 +473,7 @@ async fn a_load_keeps_the_rollups_whose_tables_it_did_not_change_and_rebuilds_th
         .run(
             &ctx,
             &query(&["csat_avg", "survey_count"], &["partner.partner_id"]),
-            &Scope::All,
+            &Audience::everyone(),
         )
         .await
         .unwrap();
@@ -503,7 +513,7 @@ async fn a_rollup_built_from_a_kept_one_is_rebuilt_when_its_own_tables_change() 
     assert_eq!(used.as_deref(), Some("orders_by_partner_line_month"));
     let base = Engine::new(Model::shipped())
         .without_rollups()
-        .run(&ctx, &q, &Scope::All)
+        .run(&ctx, &q, &Audience::everyone())
         .await
         .unwrap();
     assert_eq!(
@@ -568,7 +578,7 @@ async fn ask_fact(
     q: &Query,
     fact: &str,
 ) -> (Option<String>, Vec<(String, String)>, Vec<String>) {
-    let compiled = engine.compile_in(ctx, q, &Scope::All).unwrap();
+    let compiled = engine.compile_in(ctx, q, &Audience::everyone()).unwrap();
     let choice = compiled
         .rollups
         .iter()
@@ -576,7 +586,7 @@ async fn ask_fact(
         .expect("the fact's aggregation")
         .clone();
     let rows = engine
-        .run(ctx, q, &Scope::All)
+        .run(ctx, q, &Audience::everyone())
         .await
         .unwrap()
         .formatted_rows()
@@ -595,13 +605,13 @@ async fn a_rollup_holding_customer_attributes_answers_without_the_customer_table
         &["customer.industry", "customer.size_band"],
     );
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
-    let compiled = engine.compile_in(&ctx, &q, &Scope::All).unwrap();
+    let compiled = engine.compile_in(&ctx, &q, &Audience::everyone()).unwrap();
     assert!(
         !compiled.sql.contains("JOIN customers"),
         "the segment is read from the rollup: {}",
         compiled.sql
     );
-    let (used, _, rows) = ask(&engine, &ctx, &q, &Scope::All).await;
+    let (used, _, rows) = ask(&engine, &ctx, &q, &Audience::everyone()).await;
     assert_eq!(used.as_deref(), Some("orders_by_partner_customer"));
     // C-1 (Healthcare, Enterprise): 2400.00 + 99.50; C-2 (Financial Services, Mid-Market):
     // 1200.00 directly and -49.75 through P-2, one buyer.
@@ -635,7 +645,7 @@ async fn a_rollup_holding_customer_attributes_answers_without_the_customer_table
         versions.versions[0].rollups[&customers].delta_version
     );
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
-    let (used, _, rows) = ask(&engine, &ctx, &q, &Scope::All).await;
+    let (used, _, rows) = ask(&engine, &ctx, &q, &Audience::everyone()).await;
     assert_eq!(used.as_deref(), Some("orders_by_partner_customer"));
     assert_eq!(
         rows,
@@ -646,7 +656,7 @@ async fn a_rollup_holding_customer_attributes_answers_without_the_customer_table
     );
     let base = Engine::new(Model::shipped())
         .without_rollups()
-        .run(&ctx, &q, &Scope::All)
+        .run(&ctx, &q, &Audience::everyone())
         .await
         .unwrap();
     assert_eq!(
@@ -771,7 +781,7 @@ async fn a_channel_rollup_answers_only_a_benchmark_at_exactly_its_grain() {
         &engine,
         &ctx,
         &query(&["buying_customers"], &["customer.industry"]),
-        &Scope::All,
+        &Audience::everyone(),
     )
     .await;
     assert_eq!(used.as_deref(), Some("by_customer"));

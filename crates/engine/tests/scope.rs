@@ -3,11 +3,11 @@
 
 mod common;
 
-use prism_engine::{Engine, Query, Scope};
+use prism_engine::{Audience, Engine, Query};
 use prism_model::Model;
 use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
 
-async fn answer(wh: &Warehouse, engine: &Engine, q: &Query, scope: &Scope) -> Vec<Vec<String>> {
+async fn answer(wh: &Warehouse, engine: &Engine, q: &Query, scope: &Audience) -> Vec<Vec<String>> {
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     engine.run(&ctx, q, scope).await.unwrap().formatted_rows()
 }
@@ -40,7 +40,7 @@ async fn a_partner_scope_sees_only_its_rows_and_ignores_other_partners_changes()
     let mut before = Vec::new();
     for p in partners {
         for q in &queries {
-            let rows = answer(&wh, &engine, q, &Scope::Partner(p.into())).await;
+            let rows = answer(&wh, &engine, q, &Audience::partner(p.to_string()).unwrap()).await;
             if q.by[0] == "partner.partner_id" {
                 assert!(!rows.is_empty(), "{p} has data to compare");
                 assert!(
@@ -52,7 +52,7 @@ async fn a_partner_scope_sees_only_its_rows_and_ignores_other_partners_changes()
             before.push(rows);
         }
     }
-    let channel_before = answer(&wh, &engine, &queries[0], &Scope::All).await;
+    let channel_before = answer(&wh, &engine, &queries[0], &Audience::everyone()).await;
 
     // Every other partner's order lines change revenue; these partners' lines stay.
     let orders = std::fs::read_to_string(export.join("orders.csv")).unwrap();
@@ -81,7 +81,7 @@ async fn a_partner_scope_sees_only_its_rows_and_ignores_other_partners_changes()
     .unwrap();
 
     assert_ne!(
-        answer(&wh, &engine, &queries[0], &Scope::All).await,
+        answer(&wh, &engine, &queries[0], &Audience::everyone()).await,
         channel_before,
         "the update changed the channel"
     );
@@ -89,7 +89,7 @@ async fn a_partner_scope_sees_only_its_rows_and_ignores_other_partners_changes()
     for p in partners {
         for q in &queries {
             assert_eq!(
-                answer(&wh, &engine, q, &Scope::Partner(p.into())).await,
+                answer(&wh, &engine, q, &Audience::partner(p.to_string()).unwrap()).await,
                 before[i],
                 "{p} by {:?}",
                 q.by

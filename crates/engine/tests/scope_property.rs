@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use prism_engine::{Engine, EngineError, Filter, Period, Query, Scope};
+use prism_engine::{Audience, Engine, EngineError, Filter, Period, Query};
 use prism_model::Model;
 use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
 use proptest::prelude::*;
@@ -34,7 +34,7 @@ fn disturb(from: &Path, to: &Path, file: &str, partner_col: usize, changes: &[(u
     writer.flush().unwrap();
 }
 
-fn queries() -> impl Strategy<Value = (Query, Scope)> {
+fn queries() -> impl Strategy<Value = (Query, Audience)> {
     let metrics = Model::shipped()
         .metrics
         .values()
@@ -60,9 +60,10 @@ fn queries() -> impl Strategy<Value = (Query, Scope)> {
         "customer.size_band",
     ];
     let scope = prop_oneof![
-        proptest::sample::select(KEPT.to_vec()).prop_map(|p| Scope::Partner(p.to_string())),
+        proptest::sample::select(KEPT.to_vec())
+            .prop_map(|p| Audience::partner(p.to_string()).unwrap()),
         proptest::sample::subsequence(KEPT.to_vec(), 1..=KEPT.len())
-            .prop_map(|ps| Scope::Partners(ps.into_iter().map(str::to_string).collect())),
+            .prop_map(|ps| Audience::partners(ps.into_iter().map(str::to_string))),
     ];
     (
         proptest::sample::subsequence(metrics, 1..=3),
@@ -192,12 +193,12 @@ fn a_scoped_answer_holds_only_the_scope_and_ignores_everyone_else() {
     let (a, b) = runtime.block_on(async {
         (
             engine
-                .run(&ctx, &everything, &Scope::All)
+                .run(&ctx, &everything, &Audience::everyone())
                 .await
                 .unwrap()
                 .formatted_rows(),
             engine
-                .run(&ctx_other, &everything, &Scope::All)
+                .run(&ctx_other, &everything, &Audience::everyone())
                 .await
                 .unwrap()
                 .formatted_rows(),
@@ -239,10 +240,10 @@ fn a_scoped_answer_holds_only_the_scope_and_ignores_everyone_else() {
                 }
             };
             answered.set(answered.get() + 1);
-            let allowed: BTreeSet<String> = match &scope {
-                Scope::Partner(p) => [p.clone()].into(),
-                Scope::Partners(ps) => ps.clone(),
-                Scope::All => unreachable!(),
+            let allowed: BTreeSet<String> = match (scope.own_partner(), scope.managed_partners()) {
+                (Some(p), _) => [p.to_string()].into(),
+                (None, Some(ps)) => ps.clone(),
+                _ => unreachable!("the strategy draws partner audiences only"),
             };
             let allowed_names: BTreeSet<String> = allowed.iter().map(|p| name_of(p)).collect();
             let rows = first.formatted_rows();

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime};
 mod common;
 
-use prism_engine::{Engine, Query, Scope};
+use prism_engine::{Audience, Engine, Query};
 use prism_model::Model;
 
 /// Money as cents, read digit by digit.
@@ -310,7 +310,7 @@ async fn every_base_metric_by_partner_by_tier_and_quarter_and_overall_agrees_wit
             by: cut.iter().map(|d| d.to_string()).collect(),
             ..Query::default()
         };
-        let r = engine.run(&ctx, &q, &Scope::All).await.unwrap();
+        let r = engine.run(&ctx, &q, &Audience::everyone()).await.unwrap();
         let got: BTreeMap<String, Vec<String>> = r
             .formatted_rows()
             .into_iter()

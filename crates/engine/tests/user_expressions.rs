@@ -13,7 +13,7 @@
 
 use std::path::Path;
 
-use prism_engine::{Engine, Query, Scope, check_model};
+use prism_engine::{Audience, Engine, Query, check_model};
 use prism_model::Model;
 use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
 
@@ -66,7 +66,7 @@ async fn a_users_expressions_are_computed_as_written() {
         metrics: expected.iter().map(|(m, _)| m.to_string()).collect(),
         ..Query::default()
     };
-    let r = engine.run(&ctx, &q, &Scope::All).await.unwrap();
+    let r = engine.run(&ctx, &q, &Audience::everyone()).await.unwrap();
     let row = &r.formatted_rows()[0];
     for (i, (metric, value)) in expected.iter().enumerate() {
         assert_eq!(r.columns[i].name, *metric);
@@ -81,7 +81,7 @@ async fn a_users_expressions_are_computed_as_written() {
         by: vec!["partner.partner_id".into()],
         ..Query::default()
     };
-    let r = engine.run(&ctx, &q, &Scope::All).await.unwrap();
+    let r = engine.run(&ctx, &q, &Audience::everyone()).await.unwrap();
     let rows: Vec<Vec<String>> = r.formatted_rows();
     // The one line between 1000 and 2000 is the direct sale: no partner's figure has it.
     assert_eq!(

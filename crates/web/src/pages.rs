@@ -9,7 +9,7 @@ use std::sync::Arc;
 use askama::Template;
 use chrono::Datelike;
 use prism_analyses::Table as _;
-use prism_engine::{Filter, FilterOp, Order, Period, Query, QueryResult, Scope, Session};
+use prism_engine::{Audience, Filter, FilterOp, Order, Period, Query, QueryResult, Session};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Role, User};
@@ -267,12 +267,13 @@ pub struct Page {
     pub panels: Vec<Panel>,
 }
 
-/// What a page's builders share: the user, their scope's session, the prompts as filters.
+/// What a page's builders share: the user, their audience, the session, the prompts as
+/// filters.
 struct Ctx<'a> {
     st: &'a AppState,
     user: &'a User,
     session: Arc<Session>,
-    scope: Scope,
+    audience: Audience,
     period: Option<Period>,
     filters: Vec<Filter>,
     /// Behind a lock so that a page's panels can be asked side by side.
@@ -336,7 +337,7 @@ impl Ctx<'_> {
     }
 
     async fn run(&self, q: &Query) -> Result<QueryResult, WebError> {
-        Ok(self.st.engine.run(&self.session, q, &self.scope).await?)
+        Ok(self.st.engine.run(&self.session, q, &self.audience).await?)
     }
 
     async fn tiles(&self, id: &str, title: &str, metrics: &[&str]) -> Result<Panel, WebError> {
@@ -488,7 +489,7 @@ impl Ctx<'_> {
         prism_analyses::Context {
             engine: &self.st.engine,
             session: &self.session,
-            scope: self.scope.clone(),
+            audience: self.audience.clone(),
             period: self.period,
         }
     }
@@ -509,6 +510,7 @@ pub async fn build(
             user.role.name()
         )));
     }
+    let audience = user.audience()?;
     let period = given(&prompts.period).map(Period::parse).transpose()?;
     let mut filters = Vec::new();
     for (dimension, value) in [
@@ -552,7 +554,7 @@ pub async fn build(
         format!(
             "{:?}|{:?}|{page:?}|{id:?}|{}",
             user.role,
-            user.scope(),
+            audience,
             serde_json::to_string(&prompts).unwrap_or_default()
         )
     });
@@ -576,7 +578,7 @@ pub async fn build(
         st,
         user,
         session,
-        scope: user.scope(),
+        audience,
         period,
         filters,
         notes: Default::default(),
@@ -918,10 +920,11 @@ pub async fn build(
         }
         PageId::PartnerDetail => {
             let id = id.ok_or_else(|| WebError::NotFound("which partner?".into()))?;
-            cx.analysis().check_partner(id)?;
+            // From here on, only this partner's rows: refused when it is not the user's.
+            cx.audience = cx.audience.narrow_to(id)?;
             let partners = st
                 .engine
-                .members(&cx.session, "partner", &Scope::Partner(id.to_string()))
+                .members(&cx.session, "partner", &cx.audience)
                 .await?;
             let rows = partners.formatted_rows();
             let Some(row) = rows.first() else {
@@ -942,8 +945,6 @@ pub async fn build(
                 at("partner.region"),
                 at("partner.status")
             )];
-            // From here on, only this partner's rows.
-            cx.scope = Scope::Partner(id.to_string());
             let (kpi, trend, products, customers) = tokio::try_join!(
                 cx.tiles(
                     "kpi",
@@ -1379,7 +1380,10 @@ async fn members_of(st: &AppState, user: &User, dimension: &str, attribute: &str
     let Ok((_, session)) = st.session().await else {
         return Vec::new();
     };
-    let Ok(r) = st.engine.members(&session, dimension, &user.scope()).await else {
+    let Ok(audience) = user.audience() else {
+        return Vec::new();
+    };
+    let Ok(r) = st.engine.members(&session, dimension, &audience).await else {
         return Vec::new();
     };
     let Some(i) = r.column(attribute) else {
@@ -1543,7 +1547,10 @@ async fn members_pairs(st: &AppState, user: &User) -> Vec<(String, String)> {
     let Ok((_, session)) = st.session().await else {
         return Vec::new();
     };
-    let Ok(r) = st.engine.members(&session, "product", &user.scope()).await else {
+    let Ok(audience) = user.audience() else {
+        return Vec::new();
+    };
+    let Ok(r) = st.engine.members(&session, "product", &audience).await else {
         return Vec::new();
     };
     match (

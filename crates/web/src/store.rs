@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use prism_engine::Scope;
+use prism_engine::{Audience, EngineError};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
@@ -77,13 +77,14 @@ pub struct User {
 }
 
 impl User {
-    /// The scope every query of this user runs with.
-    pub fn scope(&self) -> Scope {
+    /// The audience every query of this user runs with; a partner user without a partner has
+    /// none (`Forbidden`).
+    pub fn audience(&self) -> std::result::Result<Audience, EngineError> {
         match self.role {
-            Role::ChannelExecutive | Role::Admin => Scope::All,
-            Role::ChannelManager => Scope::Partners(self.partners.iter().cloned().collect()),
+            Role::ChannelExecutive | Role::Admin => Ok(Audience::everyone()),
+            Role::ChannelManager => Ok(Audience::partners(self.partners.iter().cloned())),
             Role::PartnerManager => {
-                Scope::Partner(self.partners.first().cloned().unwrap_or_default())
+                Audience::partner(self.partners.first().cloned().unwrap_or_default())
             }
         }
     }

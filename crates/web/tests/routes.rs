@@ -847,7 +847,7 @@ async fn top_accounts_are_the_answer_of_one_query_with_every_figure() {
     };
     let one = engine
         .without_rollups()
-        .run(&ctx, &q, &prism_engine::Scope::All)
+        .run(&ctx, &q, &prism_engine::Audience::everyone())
         .await
         .unwrap();
     let mut csv = csv::Writer::from_writer(Vec::new());

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use prism_engine::{Engine, Period, Query, Scope};
+use prism_engine::{Audience, Engine, Period, Query};
 use prism_generator::{GenerateConfig, generate};
 use prism_model::Model;
 use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
@@ -161,12 +161,15 @@ async fn answer(
     let cx = prism_analyses::Context {
         engine,
         session: ctx,
-        scope: Scope::All,
+        audience: Audience::everyone(),
         period: None,
     };
     Ok(match ask {
         Ask::Query(q) => (
-            engine.run(ctx, q, &Scope::All).await?.formatted_rows(),
+            engine
+                .run(ctx, q, &Audience::everyone())
+                .await?
+                .formatted_rows(),
             Compare::Rows,
         ),
         Ask::Pareto => {
@@ -436,7 +439,10 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
             order: vec![prism_engine::Order::parse("closed_revenue:desc")?],
             ..Query::default()
         };
-        let rows = setup.run(&ctx, &q, &Scope::All).await?.formatted_rows();
+        let rows = setup
+            .run(&ctx, &q, &Audience::everyone())
+            .await?
+            .formatted_rows();
         let partner = rows
             .iter()
             .find(|r| r[0] != "(direct)")
@@ -450,7 +456,7 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
             ..Query::default()
         };
         let product = setup
-            .run(&ctx, &q, &Scope::Partner(partner.clone()))
+            .run(&ctx, &q, &Audience::partner(partner.clone())?)
             .await?
             .formatted_rows()
             .first()
