@@ -39,6 +39,22 @@ pub struct BenchmarkRow {
 pub struct Benchmarks {
     pub partner_id: String,
     pub rows: Vec<BenchmarkRow>,
+    /// Why no channel figure is given at all, when none is.
+    pub channel_withheld: Option<String>,
+}
+
+/// Why a partner user gets no channel figures over a period, or `None` when it may.
+///
+/// Each channel figure is over at least `BENCHMARK_MIN_PARTNERS` partners, but two figures over
+/// nested periods can be subtracted: a year less three of its quarters, or a range less a
+/// shorter one, leaves a period where one other partner may be alone. Calendar quarters never
+/// nest, so a partner user gets channel figures one calendar quarter at a time; the brand
+/// owner's users, who see every partner anyway, over any period.
+fn channel_withheld(cx: &Context<'_>) -> Option<String> {
+    let quarter = cx.period.is_some_and(|p| p.is_calendar_quarter());
+    (cx.audience.own_partner().is_some() && !quarter).then(|| {
+        "channel figures are given one calendar quarter at a time: choose a quarter (2025-Q1); over other periods, two of them could be subtracted to reveal fewer than 5 partners".to_string()
+    })
 }
 
 pub async fn benchmarks(cx: &Context<'_>, partner: &str) -> Result<Benchmarks> {
@@ -49,9 +65,13 @@ pub async fn benchmarks(cx: &Context<'_>, partner: &str) -> Result<Benchmarks> {
         metrics: vec![m.to_string()],
         ..Query::default()
     };
+    let withheld = channel_withheld(cx);
     for (metric, higher_is_better) in METRICS {
         let own = cx.run_for(partner, query(metric)).await?.formatted_rows();
-        let channel = cx.benchmark(query(metric)).await?.formatted_rows();
+        let channel = match withheld {
+            Some(_) => Vec::new(),
+            None => cx.benchmark(query(metric)).await?.formatted_rows(),
+        };
         let own = own
             .first()
             .and_then(|r| r.first())
@@ -88,6 +108,7 @@ pub async fn benchmarks(cx: &Context<'_>, partner: &str) -> Result<Benchmarks> {
     Ok(Benchmarks {
         partner_id: partner.to_string(),
         rows,
+        channel_withheld: withheld,
     })
 }
 
@@ -97,7 +118,9 @@ impl Table for Benchmarks {
             "partner {} against the channel (channel figures over at least {BENCHMARK_MIN_PARTNERS} partners)",
             self.partner_id
         )];
-        if self
+        if let Some(why) = &self.channel_withheld {
+            h.push(format!("no channel figures: {why}"));
+        } else if self
             .rows
             .iter()
             .any(|r| r.channel.is_none() && r.channel_partners < BENCHMARK_MIN_PARTNERS)

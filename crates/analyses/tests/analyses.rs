@@ -732,8 +732,9 @@ async fn a_partner_user_asking_for_another_partner_is_refused_by_every_analysis(
 async fn a_benchmark_over_4_partners_is_withheld_and_one_over_6_is_shown() {
     let (_tmp, session) = potential_export().load().await;
     let engine = Engine::new(Model::shipped());
+    let q1 = Some(Period::parse("2025-Q1").unwrap());
     let b = prism_analyses::benchmarks::benchmarks(
-        &cx(&engine, &session, Audience::partner("P1").unwrap(), None),
+        &cx(&engine, &session, Audience::partner("P1").unwrap(), q1),
         "P1",
     )
     .await
@@ -759,6 +760,65 @@ async fn a_benchmark_over_4_partners_is_withheld_and_one_over_6_is_shown() {
         (Some("50.0"), Some("50.0"), 6)
     );
     assert_eq!(row("gross_margin_pct").verdict, Some("same"));
+}
+
+/// Two channel figures over nested periods subtract to a third: the year's revenue less that of
+/// January to November is December's, where P1 and P2 may be alone. So a partner user gets
+/// channel figures one calendar quarter at a time, and none over a year, a range or all time;
+/// the brand owner's users get them over any period.
+#[tokio::test]
+async fn a_partner_gets_channel_figures_one_calendar_quarter_at_a_time() {
+    let (_tmp, session) = potential_export().load().await;
+    let engine = Engine::new(Model::shipped());
+    let benchmark = |audience: Audience, period: Option<&str>| {
+        let engine = &engine;
+        let session = &session;
+        let period = period.map(|p| Period::parse(p).unwrap());
+        async move {
+            prism_analyses::benchmarks::benchmarks(&cx(engine, session, audience, period), "P1")
+                .await
+                .unwrap()
+        }
+    };
+    let margin = |b: &prism_analyses::benchmarks::Benchmarks| {
+        b.rows
+            .iter()
+            .find(|r| r.metric == "gross_margin_pct")
+            .unwrap()
+            .channel
+            .clone()
+    };
+    for period in [
+        None,
+        Some("2025"),
+        Some("2024-12..2025-03"),
+        Some("2025-02-15..2025-03-15"),
+    ] {
+        let b = benchmark(Audience::partner("P1").unwrap(), period).await;
+        assert!(b.rows.iter().all(|r| r.channel.is_none()), "{period:?}");
+        assert!(
+            b.headline()
+                .iter()
+                .any(|h| h.contains("one calendar quarter at a time")),
+            "{period:?}: {:?}",
+            b.headline()
+        );
+        // The partner's own figures stay.
+        assert_eq!(
+            b.rows
+                .iter()
+                .find(|r| r.metric == "csat_avg")
+                .unwrap()
+                .partner
+                .as_deref(),
+            Some("4.0")
+        );
+    }
+    let b = benchmark(Audience::partner("P1").unwrap(), Some("2025-Q1")).await;
+    assert_eq!(margin(&b).as_deref(), Some("50.0"));
+    let b = benchmark(Audience::everyone(), None).await;
+    assert_eq!(margin(&b).as_deref(), Some("50.0"));
+    assert!(b.channel_withheld.is_none());
 }
 
 /// What P1's user sees of customer potential is the same whether its customers bought the
@@ -809,12 +869,13 @@ async fn a_channel_figure_is_over_the_partners_that_contribute_to_it_not_to_its_
         e.opportunity(&format!("P{i}"), "C-1", "Closed Won", "2000", "2025-03-01");
     }
     let five_won = e.load().await;
+    let q1 = Some(Period::parse("2025-Q1").unwrap());
     for engine in [
         Engine::new(Model::shipped()),
         Engine::new(Model::shipped()).without_rollups(),
     ] {
         let b = prism_analyses::benchmarks::benchmarks(
-            &cx(&engine, &one_won.1, Audience::partner("P2").unwrap(), None),
+            &cx(&engine, &one_won.1, Audience::partner("P2").unwrap(), q1),
             "P2",
         )
         .await
@@ -826,7 +887,7 @@ async fn a_channel_figure_is_over_the_partners_that_contribute_to_it_not_to_its_
         assert_eq!(row("win_rate").partner.as_deref(), Some("0.0"));
 
         let b = prism_analyses::benchmarks::benchmarks(
-            &cx(&engine, &five_won.1, Audience::partner("P2").unwrap(), None),
+            &cx(&engine, &five_won.1, Audience::partner("P2").unwrap(), q1),
             "P2",
         )
         .await

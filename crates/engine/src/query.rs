@@ -142,6 +142,11 @@ impl Period {
     }
 
     /// The number of days in the period, both ends included.
+    /// Whether it is exactly one calendar quarter (`2024-Q2`).
+    pub fn is_calendar_quarter(&self) -> bool {
+        self.whole_months() == Some(3) && [1, 4, 7, 10].contains(&self.from.month())
+    }
+
     pub fn days(&self) -> i64 {
         (self.to - self.from).num_days() + 1
     }
