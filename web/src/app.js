@@ -21,7 +21,15 @@ function option(spec) {
     grid: { left: 10, right: 20, top: 20, bottom: spec.series.length > 1 ? 40 : 10, containLabel: true },
     xAxis: { type: 'category', data: spec.categories },
     yAxis: { type: 'value' },
-    series: spec.series.map((s) => ({ name: s.name, type: spec.kind, data: s.values, smooth: false })),
+    // Explore's stacked bars and areas stack the series; an area fills under its line.
+    series: spec.series.map((s) => ({
+      name: s.name,
+      type: spec.kind,
+      data: s.values,
+      smooth: false,
+      stack: spec.stack ? 'total' : undefined,
+      areaStyle: spec.area ? {} : undefined,
+    })),
   };
 }
 

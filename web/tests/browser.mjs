@@ -58,6 +58,31 @@ for (const [name, own] of [['executive', null], ['manager', null], ['partner', '
     check(csv[0].startsWith('partner_id,partner_name,tier'), `executive: CSV header (${csv[0]})`);
     check(csv.length - 1 === shown, `executive: CSV rows ${csv.length - 1} = table rows ${shown}`);
   }
+  if (name === 'manager') {
+    // Explore: two metrics, a dimension, a filter picked from the list, a chart; the question is
+    // in the URL, the chart drawn, and the CSV holds the table's rows.
+    await page.goto(base + '/explore');
+    for (const box of await page.$$('input[name=metrics]:checked')) await box.uncheck();
+    await page.check('input[name=metrics][value=closed_revenue]');
+    await page.check('input[name=metrics][value=win_rate]');
+    await page.selectOption('select[name=by] >> nth=0', 'partner.tier');
+    const suggestion = await page.$eval('#filter-values option', (o) => o.value);
+    await page.fill('input[name=filter] >> nth=0', suggestion);
+    await page.selectOption('select[name=chart]', 'stacked');
+    await Promise.all([page.waitForNavigation(), page.click('form.explore button[type=submit]')]);
+    const url = decodeURIComponent(page.url()).replaceAll('+', ' ');
+    check(url.includes('metrics=closed_revenue') && url.includes('metrics=win_rate') && url.includes('by=partner.tier'), `manager: the question is in the URL (${url})`);
+    check(url.includes(`filter=${suggestion}`), `manager: the filter is in the URL (${url})`);
+    const shown = await page.$$eval('#answer tbody tr', (rows) => rows.length);
+    check(shown > 0, `manager: Explore answers (${shown} rows)`);
+    const drawn = await page.$$eval('.chart-canvas', (cs) => cs.length > 0 && cs.every((c) => c.querySelector('canvas') !== null));
+    check(drawn, 'manager: Explore draws its chart');
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('a.export')]);
+    const csv = fs.readFileSync(await download.path(), 'utf8').trim().split('\n');
+    check(csv[0] === 'partner.tier,closed_revenue,win_rate', `manager: Explore CSV header (${csv[0]})`);
+    check(csv.length - 1 === shown, `manager: Explore CSV rows ${csv.length - 1} = table rows ${shown}`);
+    await page.screenshot({ path: path.join(artefacts, 'manager_explore.png'), fullPage: true });
+  }
   if (own) {
     // A partner user's potential page: choose a product, open a segment, download its target list.
     await page.goto(base + '/my/potential');

@@ -59,14 +59,18 @@ fn parse_date(s: &str, what: &str) -> Result<NaiveDate, EngineError> {
 
 impl Period {
     /// `FROM..TO` with dates (`2024-01-01..2024-03-31`), or a year (`2024`), a quarter
-    /// (`2024-Q2`) or a month (`2024-05`); the ends of a range may be those too
-    /// (`2024-01..2024-06`, `2023-Q4..2024-Q1`).
+    /// (`2024-Q2`), a month (`2024-05`) or a day (`2024-05-17`); the ends of a range may be
+    /// those too (`2024-01..2024-06`, `2023-Q4..2024-Q1`).
     pub fn parse(s: &str) -> Result<Period, EngineError> {
         let bad = || {
             EngineError::Parse(format!(
-                "period {s:?}: expected FROM..TO (2024-01-01..2024-03-31), a year (2024), a quarter (2024-Q2) or a month (2024-05)"
+                "period {s:?}: expected FROM..TO (2024-01-01..2024-03-31), a year (2024), a quarter (2024-Q2), a month (2024-05) or a day (2024-05-17)"
             ))
         };
+        if s.len() == 10 && !s.contains("..") && !s.contains("-Q") {
+            let d = parse_date(s, "period")?;
+            return Ok(Period { from: d, to: d });
+        }
         if let Some((a, b)) = s.split_once("..") {
             // Each end is a date, or a year, quarter or month taken from its first or last day.
             let end = |t: &str, what: &str| -> Result<Period, EngineError> {
@@ -278,7 +282,15 @@ mod tests {
     }
 
     #[test]
-    fn periods_are_ranges_years_quarters_or_months() {
+    fn periods_are_ranges_years_quarters_months_or_days() {
+        assert_eq!(
+            Period::parse("2025-02-11").unwrap(),
+            Period {
+                from: d("2025-02-11"),
+                to: d("2025-02-11")
+            }
+        );
+        assert!(Period::parse("2025-02-30").is_err());
         assert_eq!(
             Period::parse("2024-01-05..2024-02-10").unwrap(),
             Period {

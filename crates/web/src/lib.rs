@@ -6,6 +6,7 @@
 //! Every route is listed in `ROUTES`, from which the router is built, so that the route × role
 //! test covers every route there is.
 
+pub mod explore;
 pub mod pages;
 pub mod store;
 
@@ -13,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{ConnectInfo, Form, Query as UrlQuery, RawPathParams, State};
+use axum::extract::{ConnectInfo, Form, Query as UrlQuery, RawPathParams, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -354,12 +355,25 @@ pub enum Serves {
     Html(PageId),
     Api(PageId),
     Csv(PageId),
+    /// Explore: a question of one's own as a page, as the JSON API's answer, or as CSV.
+    Explore(ExploreForm),
     SignInPage,
     SignIn,
     SignOut,
     Script,
     Style,
     Favicon,
+}
+
+/// The forms an Explore answer takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExploreForm {
+    /// The page: the question's form and its answer.
+    Html,
+    /// `/api/explore`: the JSON API's versioned answer.
+    Api,
+    /// `/export/explore`: the answer as CSV, at full precision.
+    Csv,
 }
 
 /// Every route: method, path and what it serves. The router is built from this list.
@@ -377,6 +391,17 @@ pub fn routes() -> Vec<(&'static str, String, Serves)> {
         r.push(("GET", format!("/api{}", page.path()), Serves::Api(page)));
         r.push(("GET", format!("/export{}", page.path()), Serves::Csv(page)));
     }
+    r.push(("GET", "/explore".into(), Serves::Explore(ExploreForm::Html)));
+    r.push((
+        "GET",
+        "/api/explore".into(),
+        Serves::Explore(ExploreForm::Api),
+    ));
+    r.push((
+        "GET",
+        "/export/explore".into(),
+        Serves::Explore(ExploreForm::Csv),
+    ));
     r
 }
 
@@ -410,6 +435,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             Serves::Html(page) => get(move |s, h, p, q| html_page(s, h, p, q, page)),
             Serves::Api(page) => get(move |s, h, p, q| api_page(s, h, p, q, page)),
             Serves::Csv(page) => get(move |s, h, p, q| csv_export(s, h, p, q, page)),
+            Serves::Explore(form) => get(move |s, h, q| explore(s, h, q, form)),
         };
         debug_assert!(method == "GET" || method == "POST");
         router = router.route(&path, handler);
@@ -723,6 +749,96 @@ async fn api_page(
     }
 }
 
+/// A table as CSV, every cell a spreadsheet would run as a formula neutralised.
+fn csv_bytes(header: &[String], rows: &[Vec<String>]) -> Result<Vec<u8>, WebError> {
+    let internal = |e: &dyn std::fmt::Display| WebError::Internal(e.to_string());
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let safe = |r: &[String]| {
+        r.iter()
+            .map(|c| prism_analyses::spreadsheet_safe(c).into_owned())
+            .collect::<Vec<_>>()
+    };
+    w.write_record(safe(header)).map_err(|e| internal(&e))?;
+    for r in rows {
+        w.write_record(safe(r)).map_err(|e| internal(&e))?;
+    }
+    w.into_inner().map_err(|e| internal(&e))
+}
+
+/// An Explore question in the form asked. A question that cannot be asked is a 400 with the
+/// reason: on the page, the form stays filled in above it.
+async fn explore(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    form: ExploreForm,
+) -> Response {
+    let (user, csrf) = match signed_in(&st, &headers).await {
+        Ok(u) => u,
+        Err(e) => {
+            return match form {
+                ExploreForm::Html => e.page(None),
+                ExploreForm::Api => e.json(),
+                ExploreForm::Csv => e.text(),
+            };
+        }
+    };
+    let question = explore::Question::from_query_string(raw.as_deref());
+    let answer = explore::answer(&st, &user, &question).await;
+    match (form, answer) {
+        (ExploreForm::Html, answer) => {
+            let status = answer
+                .as_ref()
+                .err()
+                .map_or(StatusCode::OK, WebError::status);
+            if let Err(e @ (WebError::Internal(_) | WebError::NoData(_) | WebError::SignedOut)) =
+                answer
+            {
+                return e.page(Some(&user));
+            }
+            let body = explore::render(&st, &user, &csrf, &question, answer.as_ref()).await;
+            (status, Html(body)).into_response()
+        }
+        (ExploreForm::Api, Ok(a)) => axum::Json(explore::response(&a)).into_response(),
+        (ExploreForm::Csv, Ok(a)) => {
+            let header: Vec<String> = a.result.columns.iter().map(|c| c.name.clone()).collect();
+            let rows = a.result.formatted_rows();
+            let bytes = match csv_bytes(&header, &rows) {
+                Ok(b) => b,
+                Err(e) => return e.text(),
+            };
+            let (name, detail) = (
+                user.name.clone(),
+                format!(
+                    "/explore?{} ({} rows)",
+                    question.to_query_string(),
+                    rows.len()
+                ),
+            );
+            if let Err(e) = blocking(&st, move |st| {
+                Ok(st.store.audit(&name, "export", &detail)?)
+            })
+            .await
+            {
+                return e.text();
+            }
+            (
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"explore.csv\"".to_string(),
+                    ),
+                ],
+                bytes,
+            )
+                .into_response()
+        }
+        (ExploreForm::Api, Err(e)) => e.json(),
+        (ExploreForm::Csv, Err(e)) => e.text(),
+    }
+}
+
 async fn csv_export(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -742,24 +858,7 @@ async fn csv_export(
             .iter()
             .find(|t| t.kind == "table" && (wanted.is_empty() || t.id == wanted))
             .ok_or_else(|| WebError::NotFound(format!("no table {wanted:?} on this page")))?;
-        let mut w = csv::Writer::from_writer(Vec::new());
-        w.write_record(
-            table
-                .header
-                .iter()
-                .map(|c| prism_analyses::spreadsheet_safe(c).into_owned()),
-        )
-        .map_err(|e| WebError::Internal(e.to_string()))?;
-        for r in &table.rows {
-            w.write_record(
-                r.iter()
-                    .map(|c| prism_analyses::spreadsheet_safe(c).into_owned()),
-            )
-            .map_err(|e| WebError::Internal(e.to_string()))?;
-        }
-        let bytes = w
-            .into_inner()
-            .map_err(|e| WebError::Internal(e.to_string()))?;
+        let bytes = csv_bytes(&table.header, &table.rows)?;
         let (name, detail) = (
             user.name.clone(),
             format!(

@@ -144,6 +144,9 @@ pub fn nav(user: Option<&User>) -> Vec<(String, String)> {
     {
         links.insert(1, (format!("/partners/{own}"), "My partner".into()));
     }
+    // Every role asks its own questions, in its own audience.
+    let at = links.len() - usize::from(user.role == Role::Admin);
+    links.insert(at, ("/explore".into(), "Explore".into()));
     links
 }
 
@@ -1187,7 +1190,7 @@ fn own_partner(user: &User) -> Result<String, WebError> {
         .ok_or_else(|| WebError::Forbidden("this user belongs to no partner".into()))
 }
 
-fn url(s: &str) -> String {
+pub(crate) fn url(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -1288,7 +1291,7 @@ impl ErrorPage {
 }
 
 /// A number for a person: at most two decimals for fractions; money and counts as they are.
-fn display(v: &str) -> (String, bool) {
+pub(crate) fn display(v: &str) -> (String, bool) {
     match v.parse::<f64>() {
         Ok(f) if v.contains('.') && v.split('.').nth(1).is_some_and(|d| d.len() > 2) => {
             (format!("{f:.2}"), true)
@@ -1376,7 +1379,12 @@ fn choices(values: Vec<String>, selected: Option<&str>) -> Vec<Choice> {
     out
 }
 
-async fn members_of(st: &AppState, user: &User, dimension: &str, attribute: &str) -> Vec<String> {
+pub(crate) async fn members_of(
+    st: &AppState,
+    user: &User,
+    dimension: &str,
+    attribute: &str,
+) -> Vec<String> {
     let Ok((_, session)) = st.session().await else {
         return Vec::new();
     };

@@ -195,7 +195,7 @@ async fn every_route_for_every_role_shows_only_what_the_role_may_see() {
                 assert_eq!(r.status, StatusCode::OK, "{path}")
             }
             Serves::Favicon => assert_eq!(r.status, StatusCode::NO_CONTENT, "{path}"),
-            Serves::Html(_) => assert_eq!(
+            Serves::Html(_) | Serves::Explore(prism_web::ExploreForm::Html) => assert_eq!(
                 (r.status, r.location.as_str()),
                 (StatusCode::SEE_OTHER, "/"),
                 "{path}"
@@ -1029,4 +1029,124 @@ fn url_encode(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Explore asks any question of the model in the asker's audience. The figures are the tiny
+/// fixture's, by hand: P-1 sold 2400.00 + 99.50 on 2024-01-10, the direct sale was 1200.00 on
+/// 2024-02-01, P-2's credit -49.75 on 2024-03-05; 3649.75 in all.
+#[tokio::test(flavor = "multi_thread")]
+async fn explore_answers_any_question_in_the_askers_audience() {
+    let (_tmp, state) = app().await;
+    let exec = session_of(&state, "exec").await;
+    let partner = session_of(&state, "partner").await;
+    let rows = |body: &str| -> Vec<(String, String)> {
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["api_version"], 1, "{body}");
+        json["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["partner.partner_id"].as_str().unwrap_or("").to_string(),
+                    r["closed_revenue"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    let by_partner =
+        "/api/explore?metrics=closed_revenue&by=partner.partner_id&order=partner.partner_id";
+    let r = send(&state, get(by_partner, &exec)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        rows(&r.body),
+        [
+            ("(direct)".into(), "1200.00".into()),
+            ("P-1".into(), "2499.50".into()),
+            ("P-2".into(), "-49.75".into())
+        ]
+    );
+    // The same link for P-2's user: its own row only.
+    let r = send(&state, get(by_partner, &partner)).await;
+    assert_eq!(rows(&r.body), [("P-2".into(), "-49.75".into())]);
+
+    // A single day is a period.
+    let r = send(
+        &state,
+        get(
+            "/api/explore?metrics=closed_revenue&period=2024-01-10",
+            &exec,
+        ),
+    )
+    .await;
+    let json: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(json["rows"][0]["closed_revenue"], "2499.50", "{}", r.body);
+
+    // Two dimensions make a pivot table whose totals are asked of the engine.
+    let r = send(
+        &state,
+        get(
+            "/explore?metrics=closed_revenue&by=partner.partner_id&by=time.month&chart=stacked",
+            &exec,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    for expected in [
+        "closed_revenue by partner.partner_id across time.month",
+        "2024-02",
+        "3649.75",
+    ] {
+        assert!(r.body.contains(expected), "{expected}:\n{}", r.body);
+    }
+    assert!(r.body.contains("data-chart="), "a chart is drawn");
+    assert!(
+        r.body.contains("href=\"/partners/P-1\""),
+        "a partner drills to its page"
+    );
+
+    // A question that cannot be asked is a 400 with the reason, the form kept.
+    let r = send(&state, get("/explore?metrics=closed_revenu", &exec)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.body.contains("no metric `closed_revenu`") && r.body.contains("did you mean"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("name=\"metrics\""), "the form is kept");
+    for bad in [
+        "/api/explore?metrics=closed_revenue&by=partner.teir",
+        "/api/explore?metrics=csat_avg&by=product.product_line",
+        "/api/explore?metrics=closed_revenue&filter=partner.region",
+        "/api/explore?metrics=closed_revenue&period=2024-13",
+        "/api/explore?metrics=closed_revenue&limit=many",
+        "/api/explore?metrics=closed_revenue&chart=bars",
+    ] {
+        let r = send(&state, get(bad, &exec)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.body);
+        assert!(r.body.contains("\"error\""), "{bad}: {}", r.body);
+    }
+
+    // The CSV is the answer at full precision, and the export is audited.
+    let r = send(
+        &state,
+        get(
+            "/export/explore?metrics=closed_revenue,win_rate&by=partner.partner_id&order=partner.partner_id",
+            &partner,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let mut lines = r.body.lines();
+    assert_eq!(
+        lines.next(),
+        Some("partner.partner_id,closed_revenue,win_rate")
+    );
+    assert!(lines.all(|l| l.starts_with("P-2,")), "{}", r.body);
+    let audit = state.store.audit_log(50).unwrap();
+    assert!(
+        audit.iter().any(|(_, _, event, detail)| event == "export"
+            && detail.contains("/explore?metrics=closed_revenue,win_rate")),
+        "{audit:?}"
+    );
 }

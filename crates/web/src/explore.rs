@@ -1,0 +1,688 @@
+//! Explore (`/explore`): any question of the model asked in the browser, with the CLI's names,
+//! so that what works on one works on the other. The whole question lives in the URL
+//! (`?metrics=closed_revenue,win_rate&by=partner.tier&filter=partner.region%3DEMEA&period=2025-Q3`),
+//! so the back button, a bookmark and a shared link ask it again — in the opener's audience.
+//! `/api/explore` answers the same question with the JSON API's versioned answer, and
+//! `/export/explore` as CSV at full precision.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use prism_engine::api::{API_VERSION, QueryRequest, QueryResponse};
+use prism_engine::{Query, QueryResult};
+use serde::Serialize;
+
+use crate::pages::{self, CellView};
+use crate::store::User;
+use crate::{AppState, WebError};
+
+/// The first question on an empty Explore page: the scenario's first one.
+const FIRST_QUESTION: &str =
+    "metrics=closed_revenue&by=partner.partner_name&order=closed_revenue:desc&limit=20&chart=bar";
+
+/// How an answer is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChartKind {
+    /// One bar per row and metric.
+    Bar,
+    /// The second dimension's values stacked in each bar of the first.
+    StackedBar,
+    /// A line per metric (or per value of the second dimension).
+    Line,
+    /// Lines with the area under them filled, stacked.
+    Area,
+    /// The first metric's share of each row.
+    Pie,
+    /// No chart: the table only.
+    Table,
+}
+
+impl ChartKind {
+    const ALL: [ChartKind; 6] = [
+        ChartKind::Bar,
+        ChartKind::StackedBar,
+        ChartKind::Line,
+        ChartKind::Area,
+        ChartKind::Pie,
+        ChartKind::Table,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            ChartKind::Bar => "bar",
+            ChartKind::StackedBar => "stacked",
+            ChartKind::Line => "line",
+            ChartKind::Area => "area",
+            ChartKind::Pie => "pie",
+            ChartKind::Table => "table",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            ChartKind::Bar => "Bar",
+            ChartKind::StackedBar => "Stacked bar",
+            ChartKind::Line => "Line",
+            ChartKind::Area => "Area",
+            ChartKind::Pie => "Pie",
+            ChartKind::Table => "Table only",
+        }
+    }
+}
+
+/// A question as the URL gives it. Lists may be comma-separated or repeated
+/// (`metrics=a,b` or `metrics=a&metrics=b`); each `filter` is one `DIMENSION=VALUE` (it may hold
+/// commas). Blank values are ignored, so an empty form field asks nothing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Question {
+    pub metrics: Vec<String>,
+    pub by: Vec<String>,
+    pub filters: Vec<String>,
+    pub period: Option<String>,
+    pub order: Vec<String>,
+    pub limit: Option<String>,
+    pub chart: Option<String>,
+}
+
+impl Question {
+    /// Reads a URL's query; nothing asked means the first question.
+    pub fn from_query_string(raw: Option<&str>) -> Question {
+        let raw = raw.filter(|r| !r.trim().is_empty());
+        let asked = Question::parse(raw.unwrap_or(FIRST_QUESTION));
+        if asked.metrics.is_empty() && asked.by.is_empty() && raw.is_some() {
+            // Only a chart or a period: keep them on the first question.
+            let mut first = Question::parse(FIRST_QUESTION);
+            first.period = asked.period.or(first.period);
+            first.chart = asked.chart.or(first.chart);
+            return first;
+        }
+        asked
+    }
+
+    fn parse(raw: &str) -> Question {
+        let mut q = Question::default();
+        for (k, v) in form_urlencoded(raw) {
+            let v = v.trim().to_string();
+            if v.is_empty() {
+                continue;
+            }
+            let list = |v: &str| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+            };
+            match k.as_str() {
+                "metrics" => q.metrics.extend(list(&v)),
+                "by" => q.by.extend(list(&v)),
+                "order" => q.order.extend(list(&v)),
+                "filter" => q.filters.push(v),
+                // A textarea of filters, one per line.
+                "filters" => q.filters.extend(
+                    v.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_string),
+                ),
+                "period" => q.period = Some(v),
+                "limit" => q.limit = Some(v),
+                "chart" => q.chart = Some(v),
+                // Anything else (a form's button) asks nothing.
+                _ => {}
+            }
+        }
+        q
+    }
+
+    /// The engine's versioned request, every text form parsed by the same parser as the CLI's
+    /// and the JSON API's.
+    fn query(&self) -> Result<Query, WebError> {
+        let limit = match &self.limit {
+            None => None,
+            Some(l) => Some(l.parse::<usize>().map_err(|_| {
+                WebError::BadRequest(format!("limit {l:?}: expected a whole number of rows"))
+            })?),
+        };
+        Ok(QueryRequest {
+            api_version: API_VERSION,
+            metrics: self.metrics.clone(),
+            by: self.by.clone(),
+            filters: self.filters.clone(),
+            period: self.period.clone(),
+            order: self.order.clone(),
+            limit,
+        }
+        .to_query()?)
+    }
+
+    fn chart_kind(&self) -> Result<ChartKind, WebError> {
+        match self.chart.as_deref() {
+            None => Ok(ChartKind::Bar),
+            Some(c) => ChartKind::ALL
+                .into_iter()
+                .find(|k| k.name() == c)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = ChartKind::ALL.iter().map(|k| k.name()).collect();
+                    WebError::BadRequest(format!(
+                        "chart {c:?}: one of {}{}",
+                        names.join(", "),
+                        prism_model::did_you_mean(c, names.iter().copied())
+                    ))
+                }),
+        }
+    }
+
+    /// The question as a URL query, in its canonical spelling.
+    pub fn to_query_string(&self) -> String {
+        let mut parts = Vec::new();
+        let mut push = |k: &str, v: &str| parts.push(format!("{k}={}", encode(v)));
+        if !self.metrics.is_empty() {
+            push("metrics", &self.metrics.join(","));
+        }
+        if !self.by.is_empty() {
+            push("by", &self.by.join(","));
+        }
+        for f in &self.filters {
+            push("filter", f);
+        }
+        if let Some(p) = &self.period {
+            push("period", p);
+        }
+        if !self.order.is_empty() {
+            push("order", &self.order.join(","));
+        }
+        if let Some(l) = &self.limit {
+            push("limit", l);
+        }
+        if let Some(c) = &self.chart {
+            push("chart", c);
+        }
+        parts.join("&")
+    }
+}
+
+/// `key=value` pairs of a URL query, decoded.
+fn form_urlencoded(raw: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(raw.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// A value for a URL query; `:` and `,` stay readable (`closed_revenue:desc`, `a,b`).
+fn encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace("%3A", ":")
+        .replace("%2C", ",")
+}
+
+/// An answer to a question, asked in the user's audience.
+pub struct Answer {
+    pub result: QueryResult,
+    /// With two dimensions: the first metric with the second dimension across, and totals.
+    pub pivot: Option<Pivot>,
+}
+
+/// A pivot table: rows of the first dimension, columns of the second, and the totals each
+/// asked of the engine (a ratio's total is not the sum of its cells).
+pub struct Pivot {
+    pub metric: String,
+    pub row_dimension: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<(String, Vec<String>, String)>,
+    pub totals: Vec<String>,
+    pub grand_total: String,
+}
+
+/// Asks a question in the user's audience.
+pub async fn answer(st: &AppState, user: &User, question: &Question) -> Result<Answer, WebError> {
+    let audience = user.audience()?;
+    let query = question.query()?;
+    question.chart_kind()?;
+    let (_, session) = st.session().await?;
+    let result = st.engine.run(&session, &query, &audience).await?;
+    let pivot = match (query.by.as_slice(), query.metrics.first()) {
+        ([across_rows, across_columns], Some(metric)) if !metric.contains(':') => {
+            let ask = |by: Vec<String>| Query {
+                metrics: vec![metric.clone()],
+                by,
+                order: Vec::new(),
+                limit: None,
+                ..query.clone()
+            };
+            let (rows_only, columns_only, neither) = (
+                ask(vec![across_rows.clone()]),
+                ask(vec![across_columns.clone()]),
+                ask(Vec::new()),
+            );
+            let (by_row, by_column, grand) = tokio::try_join!(
+                st.engine.run(&session, &rows_only, &audience),
+                st.engine.run(&session, &columns_only, &audience),
+                st.engine.run(&session, &neither, &audience),
+            )?;
+            Some(pivot(
+                metric,
+                across_rows,
+                &result,
+                &by_row.formatted_rows(),
+                &by_column.formatted_rows(),
+                &grand.formatted_rows(),
+            ))
+        }
+        _ => None,
+    };
+    Ok(Answer { result, pivot })
+}
+
+fn pivot(
+    metric: &str,
+    row_dimension: &str,
+    result: &QueryResult,
+    by_row: &[Vec<String>],
+    by_column: &[Vec<String>],
+    grand: &[Vec<String>],
+) -> Pivot {
+    let value = result.column(metric).unwrap_or(2);
+    let mut cells: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut columns: Vec<String> = Vec::new();
+    let mut row_keys: Vec<String> = Vec::new();
+    for r in result.formatted_rows() {
+        if !row_keys.contains(&r[0]) {
+            row_keys.push(r[0].clone());
+        }
+        if !columns.contains(&r[1]) {
+            columns.push(r[1].clone());
+        }
+        cells.insert((r[0].clone(), r[1].clone()), r[value].clone());
+    }
+    columns.sort();
+    let total_of = |rows: &[Vec<String>], key: &str| {
+        rows.iter()
+            .find(|r| r[0] == key)
+            .map(|r| r[1].clone())
+            .unwrap_or_default()
+    };
+    let rows = row_keys
+        .iter()
+        .map(|k| {
+            let values = columns
+                .iter()
+                .map(|c| {
+                    cells
+                        .get(&(k.clone(), c.clone()))
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .collect();
+            (k.clone(), values, total_of(by_row, k))
+        })
+        .collect();
+    let totals = columns.iter().map(|c| total_of(by_column, c)).collect();
+    Pivot {
+        metric: metric.to_string(),
+        row_dimension: row_dimension.to_string(),
+        columns,
+        rows,
+        totals,
+        grand_total: grand
+            .first()
+            .and_then(|r| r.first())
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+/// The chart's data, as `web/src/app.js` draws it.
+#[derive(Serialize)]
+struct ChartSpec {
+    kind: &'static str,
+    stack: bool,
+    area: bool,
+    categories: Vec<String>,
+    series: Vec<pages::Series>,
+}
+
+fn number(v: &str) -> Option<f64> {
+    v.parse::<f64>().ok()
+}
+
+/// The chart of an answer: categories are the first dimension's values (the dimensions joined,
+/// when there are more, unless the chart stacks the second); series are the metrics.
+fn chart(kind: ChartKind, result: &QueryResult, dimensions: usize) -> Option<ChartSpec> {
+    if kind == ChartKind::Table || result.columns.len() <= dimensions {
+        return None;
+    }
+    let rows = result.formatted_rows();
+    let stacked = matches!(kind, ChartKind::StackedBar | ChartKind::Area);
+    let (categories, series) = if stacked && dimensions == 2 {
+        // The second dimension's values are the series of the first metric.
+        let mut categories: Vec<String> = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        for r in &rows {
+            if !categories.contains(&r[0]) {
+                categories.push(r[0].clone());
+            }
+            if !names.contains(&r[1]) {
+                names.push(r[1].clone());
+            }
+        }
+        let series = names
+            .iter()
+            .map(|n| pages::Series {
+                name: n.clone(),
+                values: categories
+                    .iter()
+                    .map(|c| {
+                        rows.iter()
+                            .find(|r| r[0] == *c && r[1] == *n)
+                            .and_then(|r| number(&r[2]))
+                    })
+                    .collect(),
+            })
+            .collect();
+        (categories, series)
+    } else {
+        let categories = rows
+            .iter()
+            .map(|r| r[..dimensions].join(" · "))
+            .collect::<Vec<_>>();
+        let series = result.columns[dimensions..]
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.name != "benchmark_partners")
+            .map(|(i, c)| pages::Series {
+                name: c.name.clone(),
+                values: rows.iter().map(|r| number(&r[dimensions + i])).collect(),
+            })
+            .collect();
+        (
+            if dimensions == 0 {
+                vec!["all".to_string()]
+            } else {
+                categories
+            },
+            series,
+        )
+    };
+    Some(ChartSpec {
+        kind: match kind {
+            ChartKind::Bar | ChartKind::StackedBar => "bar",
+            ChartKind::Line | ChartKind::Area => "line",
+            ChartKind::Pie => "pie",
+            ChartKind::Table => unreachable!("no chart"),
+        },
+        // Only the second dimension's values add up in a stack: metrics of different units do not.
+        stack: stacked && dimensions == 2,
+        area: kind == ChartKind::Area,
+        categories,
+        series,
+    })
+}
+
+/// A choice of a select or a checkbox.
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+    pub title: String,
+    pub selected: bool,
+}
+
+/// The metrics of one subject area.
+pub struct MetricGroup {
+    pub title: String,
+    pub metrics: Vec<Choice>,
+}
+
+/// The Explore page.
+#[derive(Template)]
+#[template(path = "explore.html")]
+pub struct ExplorePage {
+    pub title: String,
+    pub user_name: String,
+    pub role: String,
+    pub csrf: String,
+    pub nav: Vec<(String, String)>,
+    pub groups: Vec<MetricGroup>,
+    /// Three dimension selects: rows, columns (a pivot), and one more.
+    pub dimension_slots: Vec<Vec<Choice>>,
+    pub filters: Vec<String>,
+    pub suggestions: Vec<String>,
+    pub period: String,
+    pub order: String,
+    pub limit: String,
+    pub charts: Vec<Choice>,
+    pub error: String,
+    pub link: String,
+    pub chart_json: String,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<CellView>>,
+    pub pivot_title: String,
+    pub pivot_header: Vec<String>,
+    pub pivot_rows: Vec<Vec<CellView>>,
+}
+
+/// Where a subject area's metrics come from.
+fn subject_area(fact: &str) -> &'static str {
+    match fact {
+        "orders" => "Sales",
+        "opportunities" => "Pipeline",
+        "service_requests" => "Service",
+        "satisfaction_surveys" => "Satisfaction",
+        _ => "Other",
+    }
+}
+
+/// Dimension values worth offering as filters: few values each, seen in the user's audience.
+const SUGGESTED: &[(&str, &str)] = &[
+    ("partner", "region"),
+    ("partner", "tier"),
+    ("partner", "partner_type"),
+    ("product", "product_line"),
+    ("customer", "industry"),
+    ("customer", "size_band"),
+];
+
+fn cell(text: &str, href: String) -> CellView {
+    let (text, numeric) = pages::display(text);
+    CellView {
+        text,
+        numeric,
+        href,
+    }
+}
+
+/// Renders the page: the form with the question filled in, and its answer or why there is none.
+pub async fn render(
+    st: &AppState,
+    user: &User,
+    csrf: &str,
+    question: &Question,
+    answer: Result<&Answer, &WebError>,
+) -> String {
+    let model = &st.engine.model;
+    let mut groups: Vec<MetricGroup> = Vec::new();
+    for m in model.metrics.values().filter(|m| !m.hidden) {
+        let title = subject_area(&m.fact).to_string();
+        let choice = Choice {
+            value: m.name.clone(),
+            label: m.name.replace('_', " "),
+            title: m.description.clone(),
+            selected: question
+                .metrics
+                .iter()
+                .any(|q| q.split(':').next() == Some(&m.name)),
+        };
+        match groups.iter_mut().find(|g| g.title == title) {
+            Some(g) => g.metrics.push(choice),
+            None => groups.push(MetricGroup {
+                title,
+                metrics: vec![choice],
+            }),
+        }
+    }
+    let order = ["Sales", "Pipeline", "Service", "Satisfaction", "Other"];
+    groups.sort_by_key(|g| order.iter().position(|o| *o == g.title));
+    let names = model.dimension_names();
+    let dimension_slots = (0..3)
+        .map(|slot| {
+            let chosen = question.by.get(slot);
+            std::iter::once(Choice {
+                value: String::new(),
+                label: "—".into(),
+                title: String::new(),
+                selected: chosen.is_none(),
+            })
+            .chain(names.iter().map(|n| Choice {
+                value: n.clone(),
+                label: n.clone(),
+                title: String::new(),
+                selected: chosen == Some(n),
+            }))
+            .collect()
+        })
+        .collect();
+    let mut suggestions = Vec::new();
+    for (dimension, attribute) in SUGGESTED {
+        let name = format!("{dimension}.{attribute}");
+        for v in pages::members_of(st, user, dimension, &name).await {
+            if !v.is_empty() {
+                suggestions.push(format!("{name}={v}"));
+            }
+        }
+    }
+    let kind = question.chart_kind().unwrap_or(ChartKind::Bar);
+    let charts = ChartKind::ALL
+        .iter()
+        .map(|k| Choice {
+            value: k.name().into(),
+            label: k.label().into(),
+            title: String::new(),
+            selected: *k == kind,
+        })
+        .collect();
+    let mut filters = question.filters.clone();
+    filters.resize(filters.len().max(3), String::new());
+    let link = question.to_query_string();
+    let (mut error, mut chart_json, mut header, mut rows) =
+        (String::new(), String::new(), Vec::new(), Vec::new());
+    let (mut pivot_title, mut pivot_header, mut pivot_rows) =
+        (String::new(), Vec::new(), Vec::new());
+    match answer {
+        Err(e) => error = e.to_string(),
+        Ok(a) => {
+            let dimensions = question.by.len();
+            chart_json = chart(kind, &a.result, dimensions)
+                .map(|c| serde_json::to_string(&c).unwrap_or_default())
+                .unwrap_or_default();
+            header = a.result.columns.iter().map(|c| c.name.clone()).collect();
+            let partner_column = a.result.column("partner.partner_id");
+            rows = a
+                .result
+                .formatted_rows()
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .enumerate()
+                        .map(|(i, v)| {
+                            // A partner's id leads to its page (refused there if not the user's).
+                            let href =
+                                if Some(i) == partner_column && v != "(direct)" && !v.is_empty() {
+                                    format!("/partners/{}", pages::url(v))
+                                } else {
+                                    String::new()
+                                };
+                            cell(v, href)
+                        })
+                        .collect()
+                })
+                .collect();
+            if let Some(p) = &a.pivot {
+                pivot_title = format!(
+                    "{} by {} across {}",
+                    p.metric, p.row_dimension, question.by[1]
+                );
+                pivot_header = std::iter::once(p.row_dimension.clone())
+                    .chain(p.columns.iter().cloned())
+                    .chain(std::iter::once("total".to_string()))
+                    .collect();
+                pivot_rows = p
+                    .rows
+                    .iter()
+                    .map(|(k, values, total)| {
+                        std::iter::once(cell(k, String::new()))
+                            .chain(values.iter().map(|v| cell(v, String::new())))
+                            .chain(std::iter::once(cell(total, String::new())))
+                            .collect()
+                    })
+                    .collect();
+                pivot_rows.push(
+                    std::iter::once(cell("total", String::new()))
+                        .chain(p.totals.iter().map(|v| cell(v, String::new())))
+                        .chain(std::iter::once(cell(&p.grand_total, String::new())))
+                        .collect(),
+                );
+            }
+        }
+    }
+    ExplorePage {
+        title: "Explore".into(),
+        user_name: user.name.clone(),
+        role: user.role.name().into(),
+        csrf: csrf.into(),
+        nav: pages::nav(Some(user)),
+        groups,
+        dimension_slots,
+        filters,
+        suggestions,
+        period: question.period.clone().unwrap_or_default(),
+        order: question.order.join(","),
+        limit: question.limit.clone().unwrap_or_default(),
+        charts,
+        error,
+        link,
+        chart_json,
+        header,
+        rows,
+        pivot_title,
+        pivot_header,
+        pivot_rows,
+    }
+    .render()
+    .unwrap_or_else(|e| format!("template: {e}"))
+}
+
+/// The JSON API's answer.
+pub fn response(answer: &Answer) -> QueryResponse {
+    QueryResponse::from_result(&answer.result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_question_reads_lists_either_way_and_filters_one_by_one() {
+        let q = Question::from_query_string(Some(
+            "metrics=closed_revenue,win_rate&by=partner.tier&by=time.quarter&filter=partner.region%3DEMEA&filter=customer.industry%3DRetail%2C+Trade&period=2026-Q3&order=closed_revenue:desc&limit=20&chart=bar&ask=",
+        ));
+        assert_eq!(q.metrics, ["closed_revenue", "win_rate"]);
+        assert_eq!(q.by, ["partner.tier", "time.quarter"]);
+        assert_eq!(
+            q.filters,
+            ["partner.region=EMEA", "customer.industry=Retail, Trade"]
+        );
+        assert_eq!(q.period.as_deref(), Some("2026-Q3"));
+        assert_eq!(q.limit.as_deref(), Some("20"));
+        // Written back, it reads the same.
+        assert_eq!(Question::from_query_string(Some(&q.to_query_string())), q);
+    }
+
+    #[test]
+    fn an_empty_page_asks_the_first_question_and_blank_fields_ask_nothing() {
+        let first = Question::from_query_string(None);
+        assert_eq!(first.metrics, ["closed_revenue"]);
+        assert_eq!(first.by, ["partner.partner_name"]);
+        let blank = Question::from_query_string(Some("metrics=win_rate&by=&by=&filters=&period="));
+        assert!(blank.by.is_empty() && blank.filters.is_empty() && blank.period.is_none());
+    }
+}
