@@ -7,6 +7,37 @@ import { CanvasRenderer } from 'echarts/renderers';
 
 echarts.use([BarChart, LineChart, PieChart, GridComponent, TooltipComponent, LegendComponent, TitleComponent, CanvasRenderer]);
 
+// Figures in the reader's own language: the server writes each one in English with its exact
+// value and kind beside it (data-value, data-format), and this writes it again with the
+// browser's separators. Without this script the English text stays.
+const lang = navigator.language || 'en-US';
+function figure(value, format, currency, compact) {
+  const options = {
+    money: { style: 'currency', currency: currency || 'USD', minimumFractionDigits: compact ? 0 : 2, maximumFractionDigits: compact ? 1 : 2 },
+    ratio: { style: 'percent', minimumFractionDigits: 1, maximumFractionDigits: 1 },
+    percent: { style: 'percent', minimumFractionDigits: 1, maximumFractionDigits: 1 },
+    integer: { maximumFractionDigits: 0 },
+    number: { maximumFractionDigits: 2 },
+  }[format];
+  if (!options) return null;
+  if (compact && Math.abs(value) >= (format === 'money' ? 1000 : 1e6)) options.notation = 'compact';
+  return new Intl.NumberFormat(lang, options).format(format === 'percent' ? value / 100 : value);
+}
+
+function localise() {
+  for (const el of document.querySelectorAll('[data-format]')) {
+    if (el.dataset.value === '') continue;
+    const value = Number(el.dataset.value);
+    if (Number.isNaN(value)) continue;
+    const unit = el.textContent.trim().match(/ (h|days)$/);
+    const text = figure(value, el.dataset.format, el.dataset.currency, el.dataset.compact === '1');
+    if (text !== null) el.textContent = unit ? `${text}${unit[0]}` : text;
+  }
+}
+
+const axisNumber = new Intl.NumberFormat(lang, { notation: 'compact', maximumFractionDigits: 1 });
+const tooltipNumber = new Intl.NumberFormat(lang, { maximumFractionDigits: 2 });
+
 function option(spec) {
   if (spec.kind === 'pie') {
     return {
@@ -16,11 +47,11 @@ function option(spec) {
     };
   }
   return {
-    tooltip: { trigger: 'axis' },
+    tooltip: { trigger: 'axis', valueFormatter: (v) => (v == null ? '—' : tooltipNumber.format(v)) },
     legend: spec.series.length > 1 ? { bottom: 0 } : undefined,
     grid: { left: 10, right: 20, top: 20, bottom: spec.series.length > 1 ? 40 : 10, containLabel: true },
     xAxis: { type: 'category', data: spec.categories },
-    yAxis: { type: 'value' },
+    yAxis: { type: 'value', axisLabel: { formatter: (v) => axisNumber.format(v) } },
     // Explore's stacked bars and areas stack the series; an area fills under its line.
     series: spec.series.map((s) => ({
       name: s.name,
@@ -34,6 +65,7 @@ function option(spec) {
 }
 
 function draw() {
+  localise();
   for (const el of document.querySelectorAll('[data-chart]')) {
     const chart = echarts.init(el);
     chart.setOption(option(JSON.parse(el.dataset.chart)));

@@ -12,6 +12,7 @@
 pub mod api;
 mod audience;
 mod cache;
+pub mod display;
 mod model_check;
 pub mod query;
 mod rollups;

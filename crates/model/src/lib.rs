@@ -96,6 +96,8 @@ impl std::fmt::Display for Grain {
 pub struct Model {
     /// The file it was read from: the user's own when it extends the shipped model.
     pub file: String,
+    /// The currency of every money figure, an ISO 4217 code (`USD`, `EUR`).
+    pub currency: String,
     pub dimensions: BTreeMap<String, Dimension>,
     pub facts: BTreeMap<String, Fact>,
     pub metrics: BTreeMap<String, Metric>,
@@ -132,6 +134,8 @@ pub struct Dimension {
 #[derive(Clone, Debug)]
 pub struct Attribute {
     pub name: String,
+    /// What people read; the name with spaces when the model gives none.
+    pub label: Option<String>,
     pub description: String,
     /// SQL over the dimension table's columns; `None` is the column of the same name.
     pub expression: Option<Expression>,
@@ -155,6 +159,8 @@ pub struct Fact {
 pub struct FactAttribute {
     pub name: String,
     pub column: String,
+    /// What people read; the name with spaces when the model gives none.
+    pub label: Option<String>,
     pub description: String,
 }
 
@@ -199,6 +205,10 @@ pub enum Format {
 #[derive(Clone, Debug)]
 pub struct Metric {
     pub name: String,
+    /// What people read: "Closed revenue", "CSAT (average)".
+    pub label: String,
+    /// The unit shown after a number (`hours`, `days`).
+    pub unit: Option<String>,
     pub fact: String,
     pub kind: MetricKind,
     pub format: Format,
@@ -239,6 +249,7 @@ pub struct ModelError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawModel {
+    currency: Option<String>,
     #[serde(default)]
     dimensions: BTreeMap<String, RawDimension>,
     #[serde(default)]
@@ -274,6 +285,7 @@ struct RawDimension {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAttribute {
+    label: Option<String>,
     #[serde(default)]
     description: String,
     expression: Option<String>,
@@ -296,6 +308,7 @@ struct RawFact {
 #[serde(deny_unknown_fields)]
 struct RawFactAttribute {
     column: String,
+    label: Option<String>,
     #[serde(default)]
     description: String,
 }
@@ -303,6 +316,8 @@ struct RawFactAttribute {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMetric {
+    label: Option<String>,
+    unit: Option<String>,
     fact: String,
     sum: Option<String>,
     count: Option<String>,
@@ -401,6 +416,7 @@ impl Model {
                     a.clone(),
                     Attribute {
                         name: a,
+                        label: r.label,
                         description: r.description,
                         expression,
                         line,
@@ -442,6 +458,7 @@ impl Model {
                         FactAttribute {
                             name: a,
                             column: r.column,
+                            label: r.label,
                             description: r.description,
                         },
                     )
@@ -559,9 +576,16 @@ impl Model {
                     Format::Number
                 }
             };
+            if let Some(u) = &m.unit
+                && !["hours", "days"].contains(&u.as_str())
+            {
+                problem(format!("unit `{u}` is not one of hours, days"));
+            }
             metrics.insert(
                 name.clone(),
                 Metric {
+                    label: m.label.unwrap_or_else(|| humanized(&name)),
+                    unit: m.unit,
                     name,
                     fact: m.fact,
                     kind,
@@ -571,6 +595,15 @@ impl Model {
                     line,
                 },
             );
+        }
+        let currency = raw.currency.unwrap_or_else(|| "USD".into());
+        if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+            problems.push(ModelProblem {
+                line: line_of(text, "currency", 0),
+                message: format!(
+                    "currency `{currency}` is not an ISO 4217 code of three capital letters (USD, EUR)"
+                ),
+            });
         }
         let rollups_line = line_of(text, "rollups", 0).unwrap_or(0);
         let mut rollups = BTreeMap::new();
@@ -695,6 +728,7 @@ impl Model {
         if problems.is_empty() {
             Ok(Model {
                 file: file.to_string(),
+                currency,
                 dimensions,
                 facts,
                 metrics,
@@ -774,6 +808,72 @@ impl Model {
                 did_you_mean(name, self.metrics.keys().map(String::as_str))
             )
         })
+    }
+}
+
+/// A name as people read it: `closed_revenue` → "Closed revenue".
+pub fn humanized(name: &str) -> String {
+    let spaced = name.replace('_', " ");
+    let mut chars = spaced.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// How a derived form reads after its metric's label.
+fn form_label(form: &str) -> Option<&'static str> {
+    Some(match form {
+        "pct_of_total" => "% of total",
+        "rank" => "rank",
+        "cumulative_pct" => "cumulative %",
+        "previous_period" => "previous period",
+        "year_before" => "year before",
+        "change" => "change",
+        "change_pct" => "change %",
+        "change_year_before" => "change on the year before",
+        "change_pct_year_before" => "change % on the year before",
+        _ => return None,
+    })
+}
+
+impl Model {
+    /// What people read for a column of an answer: a metric (`closed_revenue:change_pct` →
+    /// "Closed revenue (change %)"), a dimension (`partner.region` → "Partner region",
+    /// `time.quarter` → "Quarter"), or the name with spaces.
+    pub fn label(&self, column: &str) -> String {
+        let (name, form) = match column.split_once(':') {
+            Some((n, f)) => (n, form_label(f)),
+            None => (column, None),
+        };
+        if let Some(m) = self.metrics.get(name) {
+            return match form {
+                Some(f) => format!("{} ({f})", m.label),
+                None => m.label.clone(),
+            };
+        }
+        if let Some(grain) = name.strip_prefix("time.") {
+            return humanized(grain);
+        }
+        for f in self.facts.values() {
+            if let Some(a) = f.attributes.get(name) {
+                return a
+                    .label
+                    .clone()
+                    .unwrap_or_else(|| humanized(&name.replace('.', " ")));
+            }
+        }
+        if let Some((d, a)) = name.split_once('.')
+            && let Some(attribute) = self.dimensions.get(d).and_then(|x| x.attributes.get(a))
+        {
+            if let Some(l) = &attribute.label {
+                return l.clone();
+            }
+            // `partner.partner_name` reads "Partner name", not "Partner partner name".
+            let rest = a.strip_prefix(&format!("{d}_")).unwrap_or(a);
+            return humanized(&format!("{d} {rest}"));
+        }
+        humanized(column)
     }
 }
 
@@ -900,6 +1000,36 @@ metrics:
             r.metrics.contains(&"gross_margin".to_string())
                 && r.metrics.contains(&"costed_revenue".to_string())
         );
+    }
+
+    #[test]
+    fn every_column_has_a_label_people_read() {
+        let m = Model::shipped();
+        for (column, label) in [
+            ("closed_revenue", "Closed revenue"),
+            ("csat_avg", "CSAT (average)"),
+            ("closed_revenue:change_pct", "Closed revenue (change %)"),
+            ("win_rate:rank", "Win rate (rank)"),
+            ("partner.partner_name", "Partner name"),
+            ("customer.region", "Customer region"),
+            ("time.quarter", "Quarter"),
+            ("opportunity.stage", "Opportunity stage"),
+            ("benchmark_partners", "Benchmark partners"),
+        ] {
+            assert_eq!(m.label(column), label, "{column}");
+        }
+        // No label a user is shown reads like an identifier.
+        for metric in m.metrics.values().filter(|x| !x.hidden) {
+            assert!(
+                !metric.label.contains('_') && metric.label.starts_with(char::is_uppercase),
+                "{}: {}",
+                metric.name,
+                metric.label
+            );
+        }
+        assert_eq!(m.currency, "USD");
+        let e = Model::extended("mine.yaml", "currency: euro\n").unwrap_err();
+        assert!(e.to_string().contains("ISO 4217"), "{e}");
     }
 
     #[test]

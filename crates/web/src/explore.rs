@@ -482,15 +482,6 @@ const SUGGESTED: &[(&str, &str)] = &[
     ("customer", "size_band"),
 ];
 
-fn cell(text: &str, href: String) -> CellView {
-    let (text, numeric) = pages::display(text);
-    CellView {
-        text,
-        numeric,
-        href,
-    }
-}
-
 /// Renders the page: the form with the question filled in, and its answer or why there is none.
 pub async fn render(
     st: &AppState,
@@ -505,7 +496,7 @@ pub async fn render(
         let title = subject_area(&m.fact).to_string();
         let choice = Choice {
             value: m.name.clone(),
-            label: m.name.replace('_', " "),
+            label: m.label.clone(),
             title: m.description.clone(),
             selected: question
                 .metrics
@@ -572,9 +563,13 @@ pub async fn render(
         Ok(a) => {
             let dimensions = question.by.len();
             chart_json = chart(kind, &a.result, dimensions)
-                .map(|c| serde_json::to_string(&c).unwrap_or_default())
+                .map(|mut c| {
+                    pages::labelled(model, &mut c.series);
+                    serde_json::to_string(&c).unwrap_or_default()
+                })
                 .unwrap_or_default();
-            header = a.result.columns.iter().map(|c| c.name.clone()).collect();
+            let names: Vec<String> = a.result.columns.iter().map(|c| c.name.clone()).collect();
+            header = names.iter().map(|n| model.label(n)).collect();
             let partner_column = a.result.column("partner.partner_id");
             rows = a
                 .result
@@ -591,7 +586,7 @@ pub async fn render(
                                 } else {
                                     String::new()
                                 };
-                            cell(v, href)
+                            pages::cell_view(model, &names[i], v, href)
                         })
                         .collect()
                 })
@@ -599,26 +594,36 @@ pub async fn render(
             if let Some(p) = &a.pivot {
                 pivot_title = format!(
                     "{} by {} across {}",
-                    p.metric, p.row_dimension, question.by[1]
+                    model.label(&p.metric),
+                    model.label(&p.row_dimension),
+                    model.label(&question.by[1])
                 );
-                pivot_header = std::iter::once(p.row_dimension.clone())
+                pivot_header = std::iter::once(model.label(&p.row_dimension))
                     .chain(p.columns.iter().cloned())
-                    .chain(std::iter::once("total".to_string()))
+                    .chain(std::iter::once("Total".to_string()))
                     .collect();
+                let cell = |v: &str, is_figure: bool| {
+                    pages::cell_view(
+                        model,
+                        if is_figure { &p.metric } else { "" },
+                        v,
+                        String::new(),
+                    )
+                };
                 pivot_rows = p
                     .rows
                     .iter()
                     .map(|(k, values, total)| {
-                        std::iter::once(cell(k, String::new()))
-                            .chain(values.iter().map(|v| cell(v, String::new())))
-                            .chain(std::iter::once(cell(total, String::new())))
+                        std::iter::once(cell(k, false))
+                            .chain(values.iter().map(|v| cell(v, true)))
+                            .chain(std::iter::once(cell(total, true)))
                             .collect()
                     })
                     .collect();
                 pivot_rows.push(
-                    std::iter::once(cell("total", String::new()))
-                        .chain(p.totals.iter().map(|v| cell(v, String::new())))
-                        .chain(std::iter::once(cell(&p.grand_total, String::new())))
+                    std::iter::once(cell("Total", false))
+                        .chain(p.totals.iter().map(|v| cell(v, true)))
+                        .chain(std::iter::once(cell(&p.grand_total, true)))
                         .collect(),
                 );
             }

@@ -1207,6 +1207,12 @@ pub(crate) fn url(s: &str) -> String {
 pub struct TileView {
     pub label: String,
     pub value: String,
+    /// The figure in full, on hover.
+    pub exact: String,
+    /// The exact value and its kind, for the browser to write in its own language.
+    pub raw: String,
+    pub format: &'static str,
+    pub currency: String,
     pub change: String,
     pub change_class: &'static str,
     pub definition: String,
@@ -1217,6 +1223,88 @@ pub struct CellView {
     pub text: String,
     pub href: String,
     pub numeric: bool,
+    /// The exact value and its kind (empty when the column is not a metric's), for the browser
+    /// to write in its own language.
+    pub raw: String,
+    pub format: &'static str,
+    pub currency: String,
+}
+
+/// Series named after metrics take the metrics' labels (a legend is read, not parsed).
+pub(crate) fn labelled(model: &prism_model::Model, series: &mut [Series]) {
+    for s in series {
+        if column_format(model, &s.name).is_some() {
+            s.name = model.label(&s.name);
+        }
+    }
+}
+
+/// The kind and unit of a column named after a metric or one of its derived forms.
+pub(crate) fn column_format(
+    model: &prism_model::Model,
+    column: &str,
+) -> Option<(prism_model::Format, Option<String>)> {
+    use prism_model::Format;
+    let (name, form) = match column.split_once(':') {
+        Some((n, f)) => (n, Some(f)),
+        None => (column, None),
+    };
+    let m = model.metrics.get(name)?;
+    Some(match form {
+        Some("pct_of_total" | "cumulative_pct" | "change_pct" | "change_pct_year_before") => {
+            (Format::Percent, None)
+        }
+        Some("rank") => (Format::Integer, None),
+        _ => (m.format, m.unit.clone()),
+    })
+}
+
+fn format_name(f: prism_model::Format) -> &'static str {
+    use prism_model::Format;
+    match f {
+        Format::Money => "money",
+        Format::Integer => "integer",
+        Format::Number => "number",
+        Format::Percent => "percent",
+        Format::Ratio => "ratio",
+    }
+}
+
+/// A cell as people read it: a metric's value by its kind (money grouped with its symbol, rates
+/// as `46.2 %`, a missing one as a dash); anything else as before.
+pub(crate) fn cell_view(
+    model: &prism_model::Model,
+    column: &str,
+    value: &str,
+    href: String,
+) -> CellView {
+    match column_format(model, column) {
+        Some((format, unit)) => CellView {
+            text: prism_engine::display::figure(
+                value,
+                Some(format),
+                unit.as_deref(),
+                &model.currency,
+                false,
+            ),
+            href,
+            numeric: true,
+            raw: value.to_string(),
+            format: format_name(format),
+            currency: model.currency.clone(),
+        },
+        None => {
+            let (text, numeric) = display(value);
+            CellView {
+                text,
+                href,
+                numeric,
+                raw: String::new(),
+                format: "",
+                currency: String::new(),
+            }
+        }
+    }
 }
 
 pub struct PanelView {
@@ -1420,6 +1508,17 @@ pub async fn render(
         .find(|p| p.name() == page.page)
         .unwrap_or(PageId::Overview);
     let export_base = format!("/export{}", page.path);
+    let model = &st.engine.model;
+    let figure = |t: &Tile, compact: bool| {
+        let (format, unit) = column_format(model, &t.metric).unzip();
+        prism_engine::display::figure(
+            &t.value,
+            format,
+            unit.flatten().as_deref(),
+            &model.currency,
+            compact,
+        )
+    };
     let panels = page
         .panels
         .iter()
@@ -1431,8 +1530,12 @@ pub async fn render(
                 .tiles
                 .iter()
                 .map(|t| TileView {
-                    label: t.metric.replace('_', " "),
-                    value: display(&t.value).0,
+                    label: model.label(&t.metric),
+                    value: figure(t, true),
+                    exact: figure(t, false),
+                    raw: t.value.clone(),
+                    format: column_format(model, &t.metric).map_or("", |f| format_name(f.0)),
+                    currency: model.currency.clone(),
                     change: t
                         .change_pct
                         .map_or(String::new(), |c| format!("{c:+.1} % vs previous period")),
@@ -1448,9 +1551,13 @@ pub async fn render(
             chart_json: p
                 .chart
                 .as_ref()
-                .map(|c| serde_json::to_string(c).unwrap_or_default())
+                .map(|c| {
+                    let mut c = c.clone();
+                    labelled(model, &mut c.series);
+                    serde_json::to_string(&c).unwrap_or_default()
+                })
                 .unwrap_or_default(),
-            header: p.header.clone(),
+            header: p.header.iter().map(|h| model.label(h)).collect(),
             rows: p
                 .rows
                 .iter()
@@ -1459,16 +1566,12 @@ pub async fn render(
                     r.iter()
                         .enumerate()
                         .map(|(j, c)| {
-                            let (text, numeric) = display(c);
-                            CellView {
-                                text,
-                                numeric,
-                                href: if j == 0 {
-                                    p.links.get(i).cloned().flatten().unwrap_or_default()
-                                } else {
-                                    String::new()
-                                },
-                            }
+                            let href = if j == 0 {
+                                p.links.get(i).cloned().flatten().unwrap_or_default()
+                            } else {
+                                String::new()
+                            };
+                            cell_view(model, p.header.get(j).map_or("", String::as_str), c, href)
                         })
                         .collect()
                 })

@@ -1093,9 +1093,11 @@ async fn explore_answers_any_question_in_the_askers_audience() {
     .await;
     assert_eq!(r.status, StatusCode::OK);
     for expected in [
-        "closed_revenue by partner.partner_id across time.month",
+        "Closed revenue by Partner id across Month",
         "2024-02",
-        "3649.75",
+        // The grand total as people read it, with the exact value for the browser's language.
+        "$3,649.75",
+        "data-value=\"3649.75\"",
     ] {
         assert!(r.body.contains(expected), "{expected}:\n{}", r.body);
     }
