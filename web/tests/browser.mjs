@@ -84,8 +84,12 @@ for (const [name, own] of [['executive', null], ['manager', null], ['partner', '
     await page.screenshot({ path: path.join(artefacts, 'manager_explore.png'), fullPage: true });
   }
   if (own) {
-    // A partner user's potential page: choose a product, open a segment, download its target list.
+    // A partner user's potential page answers on arrival: its poor sellers, each with a segment.
     await page.goto(base + '/my/potential');
+    const poor = await page.$$eval('#poor-sellers tbody tr', (rows) => rows.length);
+    check(poor > 0, `partner: poor sellers listed on arrival (${poor})`);
+    await page.screenshot({ path: path.join(artefacts, 'partner_potential_guide.png'), fullPage: true });
+    // Choose a product, open a segment, download its target list.
     await page.selectOption('select[name=product]', { index: 2 });
     await Promise.all([page.waitForNavigation(), page.click('form.prompts button')]);
     const segment = page.locator('#segments td a').first();

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use prism_engine::{Filter, FilterOp, Query};
 use serde::Serialize;
 
-use crate::{AnalysisError, Context, Result, Table, pct};
+use crate::{AnalysisError, Context, Money, Result, Table, opt, pct};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Segment {
@@ -412,6 +412,146 @@ impl Table for Potential {
                     s.untapped_customers.to_string(),
                     s.expected_additional_buyers
                         .map_or(String::new(), |v| format!("{v:.1}")),
+                ]
+            })
+            .collect()
+    }
+}
+
+/// The way into customer potential without choosing anything: the partner's poor sellers (from
+/// its product performance: the lowest revenue in its active lines, unsold included), each with
+/// the segment where it could sell most, those with the most expected buyers first.
+#[derive(Clone, Debug, Serialize)]
+pub struct Guide {
+    pub partner_id: String,
+    pub products: Vec<GuideRow>,
+}
+
+/// One poor seller and its best segment.
+#[derive(Clone, Debug, Serialize)]
+pub struct GuideRow {
+    pub product_id: String,
+    pub product_name: String,
+    pub product_line: String,
+    pub closed_revenue: Option<Money>,
+    /// The segment with the most expected additional buyers, `INDUSTRY/SIZE_BAND`; none when no
+    /// segment has a channel adoption to expect buyers from.
+    pub best_segment: Option<String>,
+    pub untapped_customers: i64,
+    pub channel_adoption_pct: Option<f64>,
+    pub expected_additional_buyers: Option<f64>,
+}
+
+/// The partner's poor sellers, the most promising first: each one's customer potential asked
+/// side by side, and its best segment kept.
+pub async fn guide(cx: &Context<'_>, partner: &str) -> Result<Guide> {
+    let products = crate::products::products(cx, partner).await?;
+    // The poorest sellers first (the rows are by revenue, highest first), best sellers never; a
+    // few more than are shown, since a product the channel does not sell either has no adoption
+    // to expect buyers from.
+    let poor: Vec<&crate::products::ProductRow> = products
+        .rows
+        .iter()
+        .rev()
+        .filter(|r| r.role != Some("best seller"))
+        .take(2 * crate::products::TOP)
+        .collect();
+    let potentials = potentials(cx, partner, &poor).await?;
+    let mut rows: Vec<GuideRow> = poor
+        .iter()
+        .zip(potentials)
+        .map(|(p, potential)| {
+            let best = potential
+                .segments
+                .iter()
+                .find(|s| s.expected_additional_buyers.is_some());
+            GuideRow {
+                product_id: p.product_id.clone(),
+                product_name: p.product_name.clone(),
+                product_line: p.product_line.clone(),
+                closed_revenue: p.closed_revenue,
+                best_segment: best.map(|s| format!("{}/{}", s.industry, s.size_band)),
+                untapped_customers: best.map_or(0, |s| s.untapped_customers),
+                channel_adoption_pct: best.and_then(|s| s.channel_adoption_pct),
+                expected_additional_buyers: best.and_then(|s| s.expected_additional_buyers),
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        let (x, y) = (
+            a.expected_additional_buyers.unwrap_or(-1.0),
+            b.expected_additional_buyers.unwrap_or(-1.0),
+        );
+        y.total_cmp(&x)
+            .then_with(|| a.product_id.cmp(&b.product_id))
+    });
+    rows.truncate(crate::products::TOP);
+    Ok(Guide {
+        partner_id: partner.to_string(),
+        products: rows,
+    })
+}
+
+/// Each product's potential, asked side by side.
+async fn potentials(
+    cx: &Context<'_>,
+    partner: &str,
+    products: &[&crate::products::ProductRow],
+) -> Result<Vec<Potential>> {
+    let mut out = Vec::with_capacity(products.len());
+    // Two at a time: each is several scans, and a page must not take every core at once.
+    for pair in products.chunks(2) {
+        match pair {
+            [a, b] => {
+                let (x, y) = tokio::try_join!(
+                    potential(cx, partner, &a.product_id),
+                    potential(cx, partner, &b.product_id)
+                )?;
+                out.extend([x, y]);
+            }
+            [a] => out.push(potential(cx, partner, &a.product_id).await?),
+            _ => unreachable!("chunks of two"),
+        }
+    }
+    Ok(out)
+}
+
+impl Table for Guide {
+    fn headline(&self) -> Vec<String> {
+        vec![format!(
+            "partner {}: its poor sellers and where each could sell — the segment with the most expected additional buyers (untapped customers × the channel's adoption there)",
+            self.partner_id
+        )]
+    }
+
+    fn header(&self) -> Vec<String> {
+        [
+            "product_id",
+            "product_name",
+            "product_line",
+            "closed_revenue",
+            "best_segment",
+            "untapped_customers",
+            "channel_adoption_pct",
+            "expected_additional_buyers",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        self.products
+            .iter()
+            .map(|r| {
+                vec![
+                    r.product_id.clone(),
+                    r.product_name.clone(),
+                    r.product_line.clone(),
+                    opt(r.closed_revenue),
+                    r.best_segment.clone().unwrap_or_default(),
+                    r.untapped_customers.to_string(),
+                    opt(r.channel_adoption_pct),
+                    opt(r.expected_additional_buyers),
                 ]
             })
             .collect()

@@ -1050,3 +1050,43 @@ async fn high_risk_accounts_have_three_open_critical_requests_or_low_recent_sati
     .unwrap();
     assert!(r.accounts.is_empty(), "{:?}", r.accounts);
 }
+
+/// The guide answers "where could my poorly selling products sell" without a choice. On
+/// `potential_export`, PR-Z (Analytics, a line P1 sells in) is sold by P2..P5 to H2-b..H5-b and
+/// by P6 to a new H6-z, all Healthcare/SMB; P1 never sold it: its poor seller. Channel in
+/// Healthcare/SMB: 5 buyers of Z over 5 partners, 13 buyers of anything (the 12 of
+/// `potential_export` and H6-z): adoption 5/13. P1's customers there, none of whom bought Z
+/// from P1: H1-a, H1-b, H1-c, H1-d, so 4 × 5/13 = 1.538 expected. Retail has no buyer of Z and
+/// Manufacturing fewer than 5 partners: withheld, so Healthcare/SMB is Z's best segment.
+#[tokio::test]
+async fn the_guide_lists_a_partners_poor_sellers_with_their_best_segment() {
+    let mut e = potential_export();
+    e.product("PR-Z", "Analytics")
+        .customer("H6-z", "Healthcare", "SMB");
+    for i in 2..=5 {
+        e.order(
+            &format!("P{i}"),
+            &format!("H{i}-b"),
+            "PR-Z",
+            "2025-02-01",
+            "50",
+        );
+    }
+    e.order("P6", "H6-z", "PR-Z", "2025-02-01", "50");
+    let (_tmp, session) = e.load().await;
+    let engine = Engine::new(Model::shipped());
+    let c = cx(&engine, &session, Audience::partner("P1").unwrap(), None);
+    let g = prism_analyses::potential::guide(&c, "P1").await.unwrap();
+    let ids: Vec<&str> = g.products.iter().map(|r| r.product_id.as_str()).collect();
+    assert_eq!(ids, ["PR-Z"], "{:?}", g.products);
+    let z = &g.products[0];
+    assert_eq!(z.best_segment.as_deref(), Some("Healthcare/SMB"));
+    assert_eq!(z.untapped_customers, 4);
+    assert!((z.channel_adoption_pct.unwrap() - 500.0 / 13.0).abs() < 1e-9);
+    assert!((z.expected_additional_buyers.unwrap() - 20.0 / 13.0).abs() < 1e-9);
+    // Another partner's guide is refused.
+    assert!(matches!(
+        prism_analyses::potential::guide(&c, "P2").await,
+        Err(AnalysisError::Forbidden(_))
+    ));
+}

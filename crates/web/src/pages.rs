@@ -1068,9 +1068,35 @@ pub async fn build(
         PageId::MyPotential => {
             let own = own_partner(user)?;
             match given(&prompts.product) {
-                None => out
-                    .notes
-                    .push("choose a product to see where it could sell".into()),
+                // On arrival, the scenario's question answered: where could my poorly selling
+                // products sell?
+                None => {
+                    let guide = prism_analyses::potential::guide(&cx.analysis(), &own).await?;
+                    out.headline = guide.headline();
+                    let mut p = Panel::from_table(
+                        "poor-sellers",
+                        "Your poor sellers and where each could sell",
+                        &guide,
+                    );
+                    p.links = guide
+                        .products
+                        .iter()
+                        .map(|g| {
+                            Some(match &g.best_segment {
+                                Some(s) => format!(
+                                    "/my/potential?product={}&segment={}",
+                                    url(&g.product_id),
+                                    url(s)
+                                ),
+                                None => format!("/my/potential?product={}", url(&g.product_id)),
+                            })
+                        })
+                        .collect();
+                    out.panels.push(p);
+                    out.notes.push(
+                        "open a product to see every segment and its target list, or choose another product above".into(),
+                    );
+                }
                 Some(product) => {
                     let potential =
                         prism_analyses::potential::potential(&cx.analysis(), &own, product).await?;
