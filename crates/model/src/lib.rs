@@ -209,6 +209,8 @@ pub struct Metric {
     pub label: String,
     /// The unit shown after a number (`hours`, `days`).
     pub unit: Option<String>,
+    /// Whether a rise is good news (revenue) or bad (hours to respond).
+    pub higher_is_better: bool,
     pub fact: String,
     pub kind: MetricKind,
     pub format: Format,
@@ -318,6 +320,7 @@ struct RawFactAttribute {
 struct RawMetric {
     label: Option<String>,
     unit: Option<String>,
+    higher_is_better: Option<bool>,
     fact: String,
     sum: Option<String>,
     count: Option<String>,
@@ -586,6 +589,7 @@ impl Model {
                 Metric {
                     label: m.label.unwrap_or_else(|| humanized(&name)),
                     unit: m.unit,
+                    higher_is_better: m.higher_is_better.unwrap_or(true),
                     name,
                     fact: m.fact,
                     kind,

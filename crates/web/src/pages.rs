@@ -1562,13 +1562,26 @@ pub async fn render(
                     raw: t.value.clone(),
                     format: column_format(model, &t.metric).map_or("", |f| format_name(f.0)),
                     currency: model.currency.clone(),
-                    change: t
-                        .change_pct
-                        .map_or(String::new(), |c| format!("{c:+.1} % vs previous period")),
-                    change_class: match t.change_pct {
-                        Some(c) if c > 0.0 => "up",
-                        Some(c) if c < 0.0 => "down",
-                        _ => "",
+                    change: t.change_pct.map_or(String::new(), |c| {
+                        let arrow = if c > 0.0 {
+                            "▲"
+                        } else if c < 0.0 {
+                            "▼"
+                        } else {
+                            "="
+                        };
+                        format!("{arrow} {:.1} % vs previous period", c.abs())
+                    }),
+                    change_class: {
+                        let up_is_good = model
+                            .metrics
+                            .get(&t.metric)
+                            .is_none_or(|m| m.higher_is_better);
+                        match t.change_pct {
+                            Some(c) if c != 0.0 && (c > 0.0) == up_is_good => "good",
+                            Some(c) if c != 0.0 => "bad",
+                            _ => "",
+                        }
                     },
                     definition: t.definition.clone(),
                     sql: t.sql.clone().unwrap_or_default(),

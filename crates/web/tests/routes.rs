@@ -1152,3 +1152,19 @@ async fn explore_answers_any_question_in_the_askers_audience() {
         "{audit:?}"
     );
 }
+
+/// A tile's change says its direction and whether that is good news: March's revenue (P-2's
+/// credit, -49.75) against February's (the direct sale, 1200.00) is down 104.1 %, which is bad.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tiles_change_shows_its_direction_and_whether_it_is_good_news() {
+    let (_tmp, state) = app().await;
+    let exec = session_of(&state, "exec").await;
+    let r = send(&state, get("/overview?period=2024-03", &exec)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body
+            .contains("<div class=\"change bad\">▼ 104.1 % vs previous period</div>"),
+        "{}",
+        &r.body[..r.body.len().min(6000)]
+    );
+}
