@@ -82,6 +82,18 @@ for (const [name, own] of [['executive', null], ['manager', null], ['partner', '
     check(csv[0] === 'partner.tier,closed_revenue,win_rate', `manager: Explore CSV header (${csv[0]})`);
     check(csv.length - 1 === shown, `manager: Explore CSV rows ${csv.length - 1} = table rows ${shown}`);
     await page.screenshot({ path: path.join(artefacts, 'manager_explore.png'), fullPage: true });
+    // Save it, find it in the list, and open it again: the same question.
+    const answer = () => page.$eval('#answer table', (t) => t.innerText);
+    const asked = await answer();
+    await page.click('details.save summary');
+    await page.fill('form.save-question input[name=name]', 'EMEA revenue by tier');
+    await Promise.all([page.waitForNavigation(), page.click('form.save-question button[type=submit]')]);
+    check(await answer() === asked, `manager: a saved question opens with the same answer (${page.url()})`);
+    await page.goto(base + '/questions');
+    const saved = page.locator('#questions td a', { hasText: 'EMEA revenue by tier' });
+    check(await saved.count() === 1, 'manager: the saved question is listed');
+    await Promise.all([page.waitForNavigation(), saved.click()]);
+    check(await answer() === asked, `manager: opened from the list with the same answer (${page.url()})`);
   }
   if (own) {
     // A partner user's potential page answers on arrival: its poor sellers, each with a segment.

@@ -155,6 +155,14 @@ impl Question {
         .to_query()?)
     }
 
+    /// Whether the question can be asked at all: its forms parse and it compiles against the
+    /// model (nothing is run).
+    pub fn check(&self, st: &AppState, user: &User) -> Result<(), WebError> {
+        st.engine.compile(&self.query()?, &user.audience()?)?;
+        self.chart_kind()?;
+        Ok(())
+    }
+
     fn chart_kind(&self) -> Result<ChartKind, WebError> {
         match self.chart.as_deref() {
             None => Ok(ChartKind::Bar),
@@ -453,6 +461,8 @@ pub struct ExplorePage {
     pub charts: Vec<Choice>,
     pub error: String,
     pub link: String,
+    /// Whom a saved question may be shared with: nobody, everyone, or a role.
+    pub share_choices: Vec<&'static str>,
     pub chart_json: String,
     pub header: Vec<String>,
     pub rows: Vec<Vec<CellView>>,
@@ -645,6 +655,10 @@ pub async fn render(
         charts,
         error,
         link,
+        share_choices: ["private", "everyone"]
+            .into_iter()
+            .chain(crate::store::Role::ALL.iter().map(|r| r.name()))
+            .collect(),
         chart_json,
         header,
         rows,

@@ -8,6 +8,7 @@
 
 pub mod explore;
 pub mod pages;
+pub mod questions;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -215,8 +216,13 @@ impl From<prism_engine::EngineError> for WebError {
 }
 
 impl From<store::StoreError> for WebError {
+    /// What the user gave the store is the user's to fix (a 400 with the reason); the database
+    /// failing is not.
     fn from(e: store::StoreError) -> WebError {
-        WebError::Internal(e.to_string())
+        match e {
+            store::StoreError::Invalid(m) => WebError::BadRequest(m),
+            other => WebError::Internal(other.to_string()),
+        }
     }
 }
 
@@ -357,6 +363,8 @@ pub enum Serves {
     Csv(PageId),
     /// Explore: a question of one's own as a page, as the JSON API's answer, or as CSV.
     Explore(ExploreForm),
+    /// Saved questions: the list, saving, opening, running through the API, deleting.
+    Questions(QuestionsRoute),
     SignInPage,
     SignIn,
     SignOut,
@@ -374,6 +382,23 @@ pub enum ExploreForm {
     Api,
     /// `/export/explore`: the answer as CSV, at full precision.
     Csv,
+}
+
+/// The routes of saved questions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuestionsRoute {
+    /// `GET /questions?q=`: the questions the user may open, searched.
+    List,
+    /// `GET /api/questions`: the same as JSON.
+    ApiList,
+    /// `POST /questions`: saves the Explore question of the form.
+    Save,
+    /// `GET /questions/{id}`: asks it again in Explore, in the opener's audience.
+    Open,
+    /// `GET /api/questions/{id}`: the question with its answer, as JSON.
+    ApiRun,
+    /// `POST /questions/{id}/delete`: the owner's or an administrator's.
+    Delete,
 }
 
 /// Every route: method, path and what it serves. The router is built from this list.
@@ -402,6 +427,16 @@ pub fn routes() -> Vec<(&'static str, String, Serves)> {
         "/export/explore".into(),
         Serves::Explore(ExploreForm::Csv),
     ));
+    for (method, path, route) in [
+        ("GET", "/questions", QuestionsRoute::List),
+        ("GET", "/api/questions", QuestionsRoute::ApiList),
+        ("POST", "/questions", QuestionsRoute::Save),
+        ("GET", "/questions/{id}", QuestionsRoute::Open),
+        ("GET", "/api/questions/{id}", QuestionsRoute::ApiRun),
+        ("POST", "/questions/{id}/delete", QuestionsRoute::Delete),
+    ] {
+        r.push((method, path.into(), Serves::Questions(route)));
+    }
     r
 }
 
@@ -436,6 +471,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             Serves::Api(page) => get(move |s, h, p, q| api_page(s, h, p, q, page)),
             Serves::Csv(page) => get(move |s, h, p, q| csv_export(s, h, p, q, page)),
             Serves::Explore(form) => get(move |s, h, q| explore(s, h, q, form)),
+            Serves::Questions(QuestionsRoute::Save) => post(save_question),
+            Serves::Questions(QuestionsRoute::Delete) => post(delete_question),
+            Serves::Questions(route) => get(move |s, h, p, q| questions(s, h, p, q, route)),
         };
         debug_assert!(method == "GET" || method == "POST");
         router = router.route(&path, handler);
@@ -746,6 +784,170 @@ async fn api_page(
     match pages::build(&st, &user, page, path_id(&params).as_deref(), &prompts).await {
         Ok(p) => axum::Json(p).into_response(),
         Err(e) => e.json(),
+    }
+}
+
+#[derive(Deserialize)]
+struct SaveQuestionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    question: String,
+    #[serde(default)]
+    shared_with: String,
+}
+
+#[derive(Deserialize, Default)]
+struct SearchQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// Saves the question of Explore's form, if it can be asked at all.
+async fn save_question(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<SaveQuestionForm>,
+) -> Response {
+    let (user, csrf) = match signed_in(&st, &headers).await {
+        Ok(u) => u,
+        Err(e) => return e.page(None),
+    };
+    if form.csrf != csrf {
+        return WebError::Forbidden("the form has no valid CSRF token".into()).page(Some(&user));
+    }
+    // A question that cannot be asked is not kept: it would only fail for whoever opens it.
+    let question = explore::Question::from_query_string(Some(&form.question));
+    if let Err(e) = question.check(&st, &user) {
+        return e.page(Some(&user));
+    }
+    let owner = user.clone();
+    let saved = blocking(&st, move |st| {
+        let shared_with = if form.shared_with.is_empty() {
+            "private"
+        } else {
+            &form.shared_with
+        };
+        let id = st.store.save_question(
+            &owner,
+            &form.name,
+            &form.description,
+            &question.to_query_string(),
+            shared_with,
+        )?;
+        st.store.audit(
+            &owner.name,
+            "save-question",
+            &format!("{id}: {}", form.name.trim()),
+        )?;
+        Ok(id)
+    })
+    .await;
+    match saved {
+        Ok(id) => Redirect::to(&format!("/questions/{id}")).into_response(),
+        Err(e) => e.page(Some(&user)),
+    }
+}
+
+/// Deletes a saved question: the owner's or an administrator's.
+async fn delete_question(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    params: RawPathParams,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let (user, csrf) = match signed_in(&st, &headers).await {
+        Ok(u) => u,
+        Err(e) => return e.page(None),
+    };
+    if form.csrf != csrf {
+        return WebError::Forbidden("the form has no valid CSRF token".into()).page(Some(&user));
+    }
+    let Some(id) = path_id(&params).and_then(|i| i.parse::<i64>().ok()) else {
+        return WebError::NotFound("no such saved question".into()).page(Some(&user));
+    };
+    let who = user.clone();
+    let deleted = blocking(&st, move |st| {
+        let deleted = st.store.delete_question(&who, id)?;
+        if deleted {
+            st.store
+                .audit(&who.name, "delete-question", &id.to_string())?;
+        }
+        Ok(deleted)
+    })
+    .await;
+    match deleted {
+        Ok(true) => Redirect::to("/questions").into_response(),
+        // Another user's question is as absent as one that never was.
+        Ok(false) => {
+            WebError::NotFound(format!("no saved question {id} of yours")).page(Some(&user))
+        }
+        Err(e) => e.page(Some(&user)),
+    }
+}
+
+/// The list, opening a question, and the JSON API's list and run.
+async fn questions(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    params: RawPathParams,
+    UrlQuery(search): UrlQuery<SearchQuery>,
+    route: QuestionsRoute,
+) -> Response {
+    let html = matches!(route, QuestionsRoute::List | QuestionsRoute::Open);
+    let fail = |e: WebError, user: Option<&User>| if html { e.page(user) } else { e.json() };
+    let (user, csrf) = match signed_in(&st, &headers).await {
+        Ok(u) => u,
+        Err(e) => return fail(e, None),
+    };
+    let who = user.clone();
+    let visible = match blocking(&st, move |st| Ok(st.store.questions_for(&who)?)).await {
+        Ok(v) => v,
+        Err(e) => return fail(e, Some(&user)),
+    };
+    let one = || {
+        let id = path_id(&params).and_then(|i| i.parse::<i64>().ok());
+        // Another user's private question is as absent as one that never was.
+        id.and_then(|id| visible.iter().find(|q| q.id == id).cloned())
+            .ok_or_else(|| WebError::NotFound("no such saved question".into()))
+    };
+    match route {
+        QuestionsRoute::List => {
+            Html(questions::render(&user, &csrf, &search.q, &visible)).into_response()
+        }
+        QuestionsRoute::ApiList => {
+            let listed: Vec<_> = visible
+                .iter()
+                .filter(|q| questions::matches(q, &search.q))
+                .collect();
+            axum::Json(listed).into_response()
+        }
+        QuestionsRoute::Open => match one() {
+            Ok(q) => Redirect::to(&format!("/explore?{}", q.question)).into_response(),
+            Err(e) => fail(e, Some(&user)),
+        },
+        QuestionsRoute::ApiRun => {
+            let q = match one() {
+                Ok(q) => q,
+                Err(e) => return fail(e, Some(&user)),
+            };
+            let question = explore::Question::from_query_string(Some(&q.question));
+            match explore::answer(&st, &user, &question).await {
+                Ok(a) => axum::Json(questions::Answered {
+                    question: q,
+                    answer: explore::response(&a),
+                })
+                .into_response(),
+                Err(e) => fail(e, Some(&user)),
+            }
+        }
+        QuestionsRoute::Save | QuestionsRoute::Delete => {
+            unreachable!("posted forms have their own handlers")
+        }
     }
 }
 

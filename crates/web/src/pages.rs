@@ -147,6 +147,7 @@ pub fn nav(user: Option<&User>) -> Vec<(String, String)> {
     // Every role asks its own questions, in its own audience.
     let at = links.len() - usize::from(user.role == Role::Admin);
     links.insert(at, ("/explore".into(), "Explore".into()));
+    links.insert(at + 1, ("/questions".into(), "Saved questions".into()));
     links
 }
 

@@ -140,6 +140,23 @@ pub const FAILURE_WINDOW_MINUTES: i64 = 15;
 /// The longest user name and password a sign-in accepts: anything longer is refused before
 /// any hashing, so that a megabyte password cannot occupy a core.
 pub const MAX_NAME_BYTES: usize = 200;
+/// A saved question's description, and its question, at most this long.
+pub const MAX_DESCRIPTION_BYTES: usize = 4 * 1024;
+
+/// A question a user saved: its URL query (never its answer), answered in whoever opens it's
+/// own audience.
+#[derive(Clone, Debug, Serialize)]
+pub struct SavedQuestion {
+    pub id: i64,
+    pub owner: String,
+    pub name: String,
+    pub description: String,
+    /// The Explore URL's query: `metrics=...&by=...`.
+    pub question: String,
+    /// `private`, `everyone`, or a role's name.
+    pub shared_with: String,
+    pub created_at: i64,
+}
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// What an administrator sets for sessions and the audit log (`prism serve` options).
@@ -196,7 +213,9 @@ impl Store {
              CREATE INDEX IF NOT EXISTS failed_sign_ins_by_address ON failed_sign_ins (address, at);
              CREATE INDEX IF NOT EXISTS failed_sign_ins_by_time ON failed_sign_ins (at);
              CREATE TABLE IF NOT EXISTS audit (at INTEGER NOT NULL, user_name TEXT NOT NULL, event TEXT NOT NULL, detail TEXT NOT NULL);
-             CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at);",
+             CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at);
+             CREATE TABLE IF NOT EXISTS questions (id INTEGER PRIMARY KEY, owner_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, name TEXT NOT NULL, description TEXT NOT NULL, question TEXT NOT NULL, shared_with TEXT NOT NULL, created_at INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS questions_by_owner ON questions (owner_id);",
         )?;
         let store = Store {
             conn: Mutex::new(conn),
@@ -312,6 +331,88 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Saves a question (its URL query, never its answer) for its owner; `shared_with` is
+    /// `private`, `everyone`, or a role's name.
+    pub fn save_question(
+        &self,
+        owner: &User,
+        name: &str,
+        description: &str,
+        question: &str,
+        shared_with: &str,
+    ) -> Result<i64> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > MAX_NAME_BYTES {
+            return Err(StoreError::Invalid(format!(
+                "a saved question needs a name of 1 to {MAX_NAME_BYTES} bytes"
+            )));
+        }
+        if description.len() > MAX_DESCRIPTION_BYTES || question.len() > MAX_DESCRIPTION_BYTES {
+            return Err(StoreError::Invalid(format!(
+                "a saved question's description and question are at most {MAX_DESCRIPTION_BYTES} bytes each"
+            )));
+        }
+        if shared_with != "private"
+            && shared_with != "everyone"
+            && Role::parse(shared_with).is_err()
+        {
+            let roles: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
+            return Err(StoreError::Invalid(format!(
+                "shared_with {shared_with:?}: private, everyone, or a role ({})",
+                roles.join(", ")
+            )));
+        }
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO questions (owner_id, name, description, question, shared_with, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![owner.id, name, description.trim(), question, shared_with, now()],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// The saved questions a user may open: its own, those shared with everyone or with its
+    /// role; an administrator's, every one (to tidy up). Newest first.
+    pub fn questions_for(&self, user: &User) -> Result<Vec<SavedQuestion>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT q.id, u.name, q.name, q.description, q.question, q.shared_with, q.created_at
+             FROM questions q JOIN users u ON u.id = q.owner_id
+             WHERE ?1 OR q.owner_id = ?2 OR q.shared_with = 'everyone' OR q.shared_with = ?3
+             ORDER BY q.id DESC",
+        )?;
+        let rows = stmt
+            .query_map(
+                params![user.role == Role::Admin, user.id, user.role.name()],
+                |r| {
+                    Ok(SavedQuestion {
+                        id: r.get(0)?,
+                        owner: r.get(1)?,
+                        name: r.get(2)?,
+                        description: r.get(3)?,
+                        question: r.get(4)?,
+                        shared_with: r.get(5)?,
+                        created_at: r.get(6)?,
+                    })
+                },
+            )?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// One saved question, when the user may open it.
+    pub fn question_for(&self, user: &User, id: i64) -> Result<Option<SavedQuestion>> {
+        Ok(self.questions_for(user)?.into_iter().find(|q| q.id == id))
+    }
+
+    /// Deletes a saved question: its owner's or an administrator's to delete. Whether it was.
+    pub fn delete_question(&self, user: &User, id: i64) -> Result<bool> {
+        let n = self.conn().execute(
+            "DELETE FROM questions WHERE id = ?1 AND (?2 OR owner_id = ?3)",
+            params![id, user.role == Role::Admin, user.id],
+        )?;
+        Ok(n > 0)
     }
 
     pub fn remove_user(&self, name: &str) -> Result<()> {

@@ -195,7 +195,11 @@ async fn every_route_for_every_role_shows_only_what_the_role_may_see() {
                 assert_eq!(r.status, StatusCode::OK, "{path}")
             }
             Serves::Favicon => assert_eq!(r.status, StatusCode::NO_CONTENT, "{path}"),
-            Serves::Html(_) | Serves::Explore(prism_web::ExploreForm::Html) => assert_eq!(
+            Serves::Html(_)
+            | Serves::Explore(prism_web::ExploreForm::Html)
+            | Serves::Questions(
+                prism_web::QuestionsRoute::List | prism_web::QuestionsRoute::Open,
+            ) => assert_eq!(
                 (r.status, r.location.as_str()),
                 (StatusCode::SEE_OTHER, "/"),
                 "{path}"
@@ -1166,5 +1170,144 @@ async fn a_tiles_change_shows_its_direction_and_whether_it_is_good_news() {
             .contains("<div class=\"change bad\">▼ 104.1 % vs previous period</div>"),
         "{}",
         &r.body[..r.body.len().min(6000)]
+    );
+}
+
+/// The CSRF token of a signed-in user's session, as its pages carry it.
+async fn csrf_of(state: &Arc<AppState>, cookie: &str) -> String {
+    let page = send(state, get("/explore", cookie)).await;
+    page.body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn post_form(path: &str, cookie: &str, body: String) -> Request<Body> {
+    Request::post(path)
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+/// A saved question is its question, never its answer: the executive saves "revenue by
+/// partner" shared with partner managers; P-2's user opens it and gets P-2's row only; the
+/// channel manager, with whom it is not shared, cannot even see it; only its owner deletes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_question_answers_in_the_openers_audience_and_stays_its_owners() {
+    let (_tmp, state) = app().await;
+    let exec = session_of(&state, "exec").await;
+    let partner = session_of(&state, "partner").await;
+    let manager = session_of(&state, "manager").await;
+    let token = csrf_of(&state, &exec).await;
+    let question =
+        url_encode("metrics=closed_revenue&by=partner.partner_id&order=partner.partner_id");
+    let save = |csrf: &str, question: &str, shared: &str| {
+        format!(
+            "csrf={csrf}&name=Revenue+by+partner&description=who+brings+it&shared_with={shared}&question={question}"
+        )
+    };
+
+    // Without the session's CSRF token, nothing is saved.
+    let r = send(
+        &state,
+        post_form(
+            "/questions",
+            &exec,
+            save("forged", &question, "partner_manager"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // A question that cannot be asked is refused with the reason.
+    let r = send(
+        &state,
+        post_form(
+            "/questions",
+            &exec,
+            save(&token, &url_encode("metrics=closed_revenu"), "everyone"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("closed_revenu"), "{}", r.body);
+    let r = send(
+        &state,
+        post_form("/questions", &exec, save(&token, &question, "nobody")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+
+    let r = send(
+        &state,
+        post_form(
+            "/questions",
+            &exec,
+            save(&token, &question, "partner_manager"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let path = r.location.clone();
+    let id = path.strip_prefix("/questions/").unwrap().to_string();
+
+    // The executive's answer has every partner and direct sales; P-2's user gets P-2 only.
+    let answer = |body: &str| -> Vec<String> {
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["name"], "Revenue by partner", "{body}");
+        json["answer"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["partner.partner_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let r = send(&state, get(&format!("/api/questions/{id}"), &exec)).await;
+    assert_eq!(answer(&r.body), ["(direct)", "P-1", "P-2"]);
+    let r = send(&state, get(&format!("/api/questions/{id}"), &partner)).await;
+    assert_eq!(answer(&r.body), ["P-2"]);
+    let r = send(&state, get(&path, &partner)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(
+        r.location.starts_with("/explore?metrics=closed_revenue"),
+        "{}",
+        r.location
+    );
+    let r = send(&state, get("/api/questions", &partner)).await;
+    assert!(r.body.contains("Revenue by partner"), "{}", r.body);
+
+    // Not shared with channel managers: as absent as a question that never was.
+    for p in [path.clone(), format!("/api/questions/{id}")] {
+        assert_eq!(
+            send(&state, get(&p, &manager)).await.status,
+            StatusCode::NOT_FOUND,
+            "{p}"
+        );
+    }
+    let r = send(&state, get("/api/questions", &manager)).await;
+    assert_eq!(r.body, "[]");
+
+    // P-2's user cannot delete it; its owner can.
+    let partner_token = csrf_of(&state, &partner).await;
+    let delete = format!("/questions/{id}/delete");
+    let r = send(
+        &state,
+        post_form(&delete, &partner, format!("csrf={partner_token}")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        send(&state, get(&path, &exec)).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let r = send(&state, post_form(&delete, &exec, format!("csrf={token}"))).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        send(&state, get(&path, &exec)).await.status,
+        StatusCode::NOT_FOUND
     );
 }

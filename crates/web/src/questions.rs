@@ -1,0 +1,72 @@
+//! Saved questions: an Explore question kept with a name, private or shared with a role or
+//! everyone. A saved question is its URL query, never its answer: whoever opens it gets the
+//! answer in their own audience. The owner or an administrator may delete it.
+
+use askama::Template;
+use serde::Serialize;
+
+use crate::pages;
+use crate::store::{SavedQuestion, User};
+
+/// One row of the list.
+pub struct QuestionView {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub owner: String,
+    pub shared_with: String,
+    pub deletable: bool,
+}
+
+/// The list page.
+#[derive(Template)]
+#[template(path = "questions.html")]
+pub struct QuestionsPage {
+    pub user_name: String,
+    pub role: String,
+    pub csrf: String,
+    pub nav: Vec<(String, String)>,
+    pub search: String,
+    pub questions: Vec<QuestionView>,
+}
+
+/// Whether a question matches a search, in its name or description, ignoring case.
+pub fn matches(q: &SavedQuestion, search: &str) -> bool {
+    let search = search.trim().to_lowercase();
+    search.is_empty()
+        || q.name.to_lowercase().contains(&search)
+        || q.description.to_lowercase().contains(&search)
+}
+
+/// Renders the list of the questions a user may open.
+pub fn render(user: &User, csrf: &str, search: &str, questions: &[SavedQuestion]) -> String {
+    QuestionsPage {
+        user_name: user.name.clone(),
+        role: user.role.name().into(),
+        csrf: csrf.into(),
+        nav: pages::nav(Some(user)),
+        search: search.into(),
+        questions: questions
+            .iter()
+            .filter(|q| matches(q, search))
+            .map(|q| QuestionView {
+                id: q.id,
+                name: q.name.clone(),
+                description: q.description.clone(),
+                owner: q.owner.clone(),
+                shared_with: q.shared_with.clone(),
+                deletable: q.owner == user.name || user.role == crate::store::Role::Admin,
+            })
+            .collect(),
+    }
+    .render()
+    .unwrap_or_else(|e| format!("template: {e}"))
+}
+
+/// A saved question with its answer, as `/api/questions/{id}` gives it.
+#[derive(Serialize)]
+pub struct Answered {
+    #[serde(flatten)]
+    pub question: SavedQuestion,
+    pub answer: prism_engine::api::QueryResponse,
+}
