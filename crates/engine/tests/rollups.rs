@@ -310,9 +310,11 @@ async fn a_rollup_built_from_another_definition_is_never_read() {
     let (_tmp, ctx) = warehouse().await;
     // The same rollups, but closed revenue now means units: the rollups built by the load hold
     // the old definition, and must not answer until a load rebuilds them.
+    let shipped = "closed_revenue: { label: \"Closed revenue\", fact: orders, sum: revenue,";
+    assert!(model_text().contains(shipped), "the shipped definition moved");
     let text = model_text().replace(
-        "closed_revenue: { fact: orders, sum: revenue,",
-        "closed_revenue: { fact: orders, sum: quantity,",
+        shipped,
+        "closed_revenue: { label: \"Closed revenue\", fact: orders, sum: quantity,",
     );
     let engine = Engine::new(Model::parse("changed.yaml", &text).unwrap());
     let (used, why, rows) = ask(
