@@ -311,7 +311,10 @@ async fn a_rollup_built_from_another_definition_is_never_read() {
     // The same rollups, but closed revenue now means units: the rollups built by the load hold
     // the old definition, and must not answer until a load rebuilds them.
     let shipped = "closed_revenue: { label: \"Closed revenue\", fact: orders, sum: revenue,";
-    assert!(model_text().contains(shipped), "the shipped definition moved");
+    assert!(
+        model_text().contains(shipped),
+        "the shipped definition moved"
+    );
     let text = model_text().replace(
         shipped,
         "closed_revenue: { label: \"Closed revenue\", fact: orders, sum: quantity,",

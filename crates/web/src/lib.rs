@@ -720,18 +720,27 @@ struct CsrfForm {
     csrf: String,
 }
 
+/// The user of a posted form, when signed in and the form carries the session's CSRF token;
+/// otherwise the page that says why.
+async fn form_user(st: &Arc<AppState>, headers: &HeaderMap, csrf: &str) -> Result<User, Response> {
+    let (user, expected) = signed_in(st, headers).await.map_err(|e| e.page(None))?;
+    if csrf != expected {
+        return Err(
+            WebError::Forbidden("the form has no valid CSRF token".into()).page(Some(&user)),
+        );
+    }
+    Ok(user)
+}
+
 async fn sign_out(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let (user, csrf) = match signed_in(&st, &headers).await {
+    let user = match form_user(&st, &headers, &form.csrf).await {
         Ok(u) => u,
-        Err(e) => return e.page(None),
+        Err(page) => return page,
     };
-    if form.csrf != csrf {
-        return WebError::Forbidden("the form has no valid CSRF token".into()).page(Some(&user));
-    }
     let token = cookie(&headers, SESSION_COOKIE)
         .unwrap_or_default()
         .to_string();
@@ -813,13 +822,10 @@ async fn save_question(
     headers: HeaderMap,
     Form(form): Form<SaveQuestionForm>,
 ) -> Response {
-    let (user, csrf) = match signed_in(&st, &headers).await {
+    let user = match form_user(&st, &headers, &form.csrf).await {
         Ok(u) => u,
-        Err(e) => return e.page(None),
+        Err(page) => return page,
     };
-    if form.csrf != csrf {
-        return WebError::Forbidden("the form has no valid CSRF token".into()).page(Some(&user));
-    }
     // A question that cannot be asked is not kept: it would only fail for whoever opens it.
     let question = explore::Question::from_query_string(Some(&form.question));
     if let Err(e) = question.check(&st, &user) {
@@ -860,13 +866,10 @@ async fn delete_question(
     params: RawPathParams,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let (user, csrf) = match signed_in(&st, &headers).await {
+    let user = match form_user(&st, &headers, &form.csrf).await {
         Ok(u) => u,
-        Err(e) => return e.page(None),
+        Err(page) => return page,
     };
-    if form.csrf != csrf {
-        return WebError::Forbidden("the form has no valid CSRF token".into()).page(Some(&user));
-    }
     let Some(id) = path_id(&params).and_then(|i| i.parse::<i64>().ok()) else {
         return WebError::NotFound("no such saved question".into()).page(Some(&user));
     };
