@@ -670,6 +670,87 @@ pub async fn render(
     .unwrap_or_else(|e| format!("template: {e}"))
 }
 
+/// How an answer is downloaded: `format=csv` (the default) or `format=xlsx`.
+pub fn download_format(raw: Option<&str>) -> Result<&'static str, WebError> {
+    let asked = raw
+        .map(form_urlencoded)
+        .unwrap_or_default()
+        .into_iter()
+        .rev()
+        .find(|(k, _)| k == "format")
+        .map(|(_, v)| v);
+    match asked.as_deref().map(str::trim) {
+        None | Some("") | Some("csv") => Ok("csv"),
+        Some("xlsx") => Ok("xlsx"),
+        Some(other) => Err(WebError::BadRequest(format!(
+            "format {other:?}: csv or xlsx"
+        ))),
+    }
+}
+
+/// The answer as an Excel workbook: a header row of labels, frozen; money as numbers in the
+/// model's currency format, rates as percentages, counts as whole numbers, days as dates, the
+/// rest as text. (A workbook holds numbers as doubles: what it shows is exact to the cent.)
+pub fn xlsx(model: &prism_model::Model, result: &QueryResult) -> Result<Vec<u8>, WebError> {
+    use prism_model::Format as Kind;
+    use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
+    let failed =
+        |e: rust_xlsxwriter::XlsxError| WebError::Internal(format!("writing the workbook: {e}"));
+    let symbol = prism_engine::display::currency_symbol(&model.currency);
+    let money = Format::new().set_num_format(format!("\"{symbol}\"#,##0.00;-\"{symbol}\"#,##0.00"));
+    let (percent, integer, number, date, header) = (
+        Format::new().set_num_format("0.0%"),
+        Format::new().set_num_format("#,##0"),
+        Format::new().set_num_format("#,##0.00"),
+        Format::new().set_num_format("yyyy-mm-dd"),
+        Format::new().set_bold(),
+    );
+    let mut book = Workbook::new();
+    let sheet = book.add_worksheet();
+    sheet.set_name("Answer").map_err(failed)?;
+    for (c, column) in result.columns.iter().enumerate() {
+        sheet
+            .write_string_with_format(0, c as u16, model.label(&column.name), &header)
+            .map_err(failed)?;
+    }
+    for (r, row) in result.formatted_rows().iter().enumerate() {
+        let r = r as u32 + 1;
+        for (c, (value, column)) in row.iter().zip(&result.columns).enumerate() {
+            let c = c as u16;
+            if value.is_empty() {
+                continue;
+            }
+            let figure = value.parse::<f64>().ok();
+            match (pages::column_format(model, &column.name), figure) {
+                (Some((Kind::Money, _)), Some(x)) => {
+                    sheet.write_number_with_format(r, c, x, &money)
+                }
+                (Some((Kind::Ratio, _)), Some(x)) => {
+                    sheet.write_number_with_format(r, c, x, &percent)
+                }
+                (Some((Kind::Percent, _)), Some(x)) => {
+                    sheet.write_number_with_format(r, c, x / 100.0, &percent)
+                }
+                (Some((Kind::Integer, _)), Some(x)) => {
+                    sheet.write_number_with_format(r, c, x, &integer)
+                }
+                (Some((Kind::Number, _)), Some(x)) => {
+                    sheet.write_number_with_format(r, c, x, &number)
+                }
+                _ if column.name == "time.day" => match ExcelDateTime::parse_from_str(value) {
+                    Ok(d) => sheet.write_date_with_format(r, c, &d, &date),
+                    Err(_) => sheet.write_string(r, c, value),
+                },
+                _ => sheet.write_string(r, c, value),
+            }
+            .map_err(failed)?;
+        }
+    }
+    sheet.set_freeze_panes(1, 0).map_err(failed)?;
+    sheet.autofit();
+    book.save_to_buffer().map_err(failed)
+}
+
 /// The JSON API's answer.
 pub fn response(answer: &Answer) -> QueryResponse {
     QueryResponse::from_result(&answer.result)

@@ -1008,14 +1008,22 @@ async fn explore(
         (ExploreForm::Csv, Ok(a)) => {
             let header: Vec<String> = a.result.columns.iter().map(|c| c.name.clone()).collect();
             let rows = a.result.formatted_rows();
-            let bytes = match csv_bytes(&header, &rows) {
+            let format = match explore::download_format(raw.as_deref()) {
+                Ok(f) => f,
+                Err(e) => return e.text(),
+            };
+            let written = match format {
+                "xlsx" => explore::xlsx(&st.engine.model, &a.result),
+                _ => csv_bytes(&header, &rows),
+            };
+            let bytes = match written {
                 Ok(b) => b,
                 Err(e) => return e.text(),
             };
             let (name, detail) = (
                 user.name.clone(),
                 format!(
-                    "/explore?{} ({} rows)",
+                    "/explore?{} as {format} ({} rows)",
                     question.to_query_string(),
                     rows.len()
                 ),
@@ -1027,12 +1035,16 @@ async fn explore(
             {
                 return e.text();
             }
+            let content_type = match format {
+                "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                _ => "text/csv; charset=utf-8",
+            };
             (
                 [
-                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                    (header::CONTENT_TYPE, content_type.to_string()),
                     (
                         header::CONTENT_DISPOSITION,
-                        "attachment; filename=\"explore.csv\"".to_string(),
+                        format!("attachment; filename=\"explore.{format}\""),
                     ),
                 ],
                 bytes,

@@ -1311,3 +1311,88 @@ async fn a_saved_question_answers_in_the_openers_audience_and_stays_its_owners()
         StatusCode::NOT_FOUND
     );
 }
+
+/// The cells of a workbook's first sheet, read from its XML: text (shared strings) and
+/// numbers, by row. A reader of our own, so that the test does not trust the writer.
+fn workbook_cells(bytes: Vec<u8>) -> Vec<Vec<String>> {
+    use std::io::Read;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut read = |name: &str| {
+        let mut text = String::new();
+        zip.by_name(name)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    };
+    let (sheet, shared) = (
+        read("xl/worksheets/sheet1.xml"),
+        read("xl/sharedStrings.xml"),
+    );
+    let strings: Vec<String> = shared
+        .split("<t")
+        .skip(1)
+        .map(|t| {
+            let t = &t[t.find('>').unwrap() + 1..];
+            t[..t.find("</t>").unwrap()].replace("&amp;", "&")
+        })
+        .collect();
+    let value = |cell: &str| -> String {
+        let v = cell
+            .split("<v>")
+            .nth(1)
+            .map_or("", |v| v.split("</v>").next().unwrap());
+        if cell.contains("t=\"s\"") {
+            strings[v.parse::<usize>().unwrap()].clone()
+        } else {
+            v.to_string()
+        }
+    };
+    sheet
+        .split("<row ")
+        .skip(1)
+        .map(|row| row.split("<c ").skip(1).map(value).collect())
+        .collect()
+}
+
+/// Explore's answer as an Excel workbook holds the CSV's figures as typed cells: money and
+/// counts as numbers (read back equal to the CSV's), text as text, under a header of labels.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_explore_answer_downloads_as_a_workbook_with_the_csvs_figures() {
+    let (_tmp, state) = app().await;
+    let exec = session_of(&state, "exec").await;
+    let ask = "/export/explore?metrics=closed_revenue,order_count&by=partner.partner_id&order=partner.partner_id";
+    let csv = send(&state, get(ask, &exec)).await.body;
+    let r = prism_web::router(state.clone())
+        .oneshot(get(&format!("{ask}&format=xlsx"), &exec))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .contains("spreadsheetml"),
+        "{:?}",
+        r.headers()
+    );
+    let rows = workbook_cells(r.into_body().collect().await.unwrap().to_bytes().to_vec());
+    assert_eq!(rows[0], ["Partner id", "Closed revenue", "Orders"]);
+    let lines: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len() - 1, lines.len(), "{csv}");
+    for (cells, line) in rows[1..].iter().zip(&lines) {
+        assert_eq!(cells[0], line[0]);
+        for i in [1, 2] {
+            let (got, expected): (f64, f64) = (cells[i].parse().unwrap(), line[i].parse().unwrap());
+            assert_eq!(got, expected, "{line:?}");
+        }
+    }
+    // P-2's credit stays negative money.
+    assert!(lines.iter().any(|l| l == &["P-2", "-49.75", "1"]), "{csv}");
+    let r = send(&state, get(&format!("{ask}&format=pdf"), &exec)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
