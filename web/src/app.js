@@ -64,8 +64,53 @@ function option(spec) {
   };
 }
 
+// Tables: a click on a header sorts by that column (again: the other way), numbers by their
+// exact value; a table of more than ten rows gets a search box that keeps the matching rows.
+function cellValue(td) {
+  const raw = td.dataset.value ?? td.textContent.trim().replace(/[,\s%$€£¥]/g, '');
+  const n = Number(raw);
+  return raw !== '' && !Number.isNaN(n) ? n : td.textContent.trim().toLowerCase();
+}
+
+function tables() {
+  for (const table of document.querySelectorAll('section.panel table')) {
+    const body = table.tBodies[0];
+    if (!body) continue;
+    table.querySelectorAll('thead th').forEach((th, i) => {
+      th.classList.add('sortable');
+      th.title = 'Sort by this column';
+      th.addEventListener('click', () => {
+        const down = th.dataset.sorted !== 'down';
+        table.querySelectorAll('thead th').forEach((h) => delete h.dataset.sorted);
+        th.dataset.sorted = down ? 'down' : 'up';
+        const rows = [...body.rows].filter((r) => !r.classList.contains('total'));
+        rows.sort((a, b) => {
+          const x = cellValue(a.cells[i]);
+          const y = cellValue(b.cells[i]);
+          const order = typeof x === typeof y ? (x < y ? -1 : x > y ? 1 : 0) : typeof x === 'number' ? -1 : 1;
+          return down ? -order : order;
+        });
+        for (const r of rows) body.insertBefore(r, body.querySelector('tr.total'));
+      });
+    });
+    if (body.rows.length > 10) {
+      const search = document.createElement('input');
+      search.type = 'search';
+      search.className = 'table-search';
+      search.placeholder = 'Search this table';
+      search.addEventListener('input', () => {
+        const q = search.value.trim().toLowerCase();
+        // Cell by cell: a match never straddles two cells.
+        for (const r of body.rows) r.hidden = q !== '' && ![...r.cells].some((c) => c.textContent.toLowerCase().includes(q));
+      });
+      table.before(search);
+    }
+  }
+}
+
 function draw() {
   localise();
+  tables();
   for (const el of document.querySelectorAll('[data-chart]')) {
     const chart = echarts.init(el);
     chart.setOption(option(JSON.parse(el.dataset.chart)));

@@ -50,6 +50,20 @@ for (const [name, own] of [['executive', null], ['manager', null], ['partner', '
     await Promise.all([page.waitForNavigation(), first.click()]);
     check(page.url().endsWith(`/partners/${id}`), `executive: drill down to ${id} (${page.url()})`);
     await page.screenshot({ path: path.join(artefacts, 'executive_partner_detail.png'), fullPage: true });
+    // Tables sort by a click on a header and filter by a search (the page's first long table).
+    await page.goto(base + '/scorecard');
+    const table = page.locator('section.panel:has(input.table-search) table').first();
+    const column = async (i) => table.locator('tbody tr:not([hidden])').evaluateAll((rows, i) => rows.map((r) => r.cells[i].innerText), i);
+    const count = (await column(0)).length;
+    await table.locator('thead th').nth(1).click();
+    const names = await column(1);
+    const key = (v) => (Number.isNaN(Number(v.replace(/[,\s%$]/g, ''))) ? v.toLowerCase() : Number(v.replace(/[,\s%$]/g, '')));
+    check(names.length === count && count > 10, `executive: sorting keeps the rows (${names.length} of ${count})`);
+    check(names.every((n, i) => i === 0 || key(names[i - 1]) >= key(n)), `executive: sorted by the column (${names.slice(0, 3)})`);
+    const needle = names[0].toLowerCase().slice(0, 4);
+    await page.locator('input.table-search').first().fill(needle);
+    const matching = await table.locator('tbody tr:not([hidden])').evaluateAll((rows) => rows.map((r) => [...r.cells].map((c) => c.textContent.toLowerCase())));
+    check(matching.length > 0 && matching.length < count && matching.every((cells) => cells.some((c) => c.includes(needle))), `executive: the search keeps matching rows (${matching.length} of ${count})`);
     // Download a table and check its rows against the page.
     await page.goto(base + '/segmentation');
     const shown = await page.$$eval('#partners tbody tr', (rows) => rows.length);
