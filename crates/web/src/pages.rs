@@ -1627,13 +1627,18 @@ pub async fn render(
     let channel_page = !matches!(page_id, PageId::Admin | PageId::MyPotential);
     let product_choices = if page_id == PageId::MyPotential {
         let ids = members_pairs(st, user).await;
-        ids.into_iter()
-            .map(|(id, name)| Choice {
-                selected: given(&prompts.product) == Some(id.as_str()),
-                label: format!("{name} ({id})"),
-                value: id,
-            })
-            .collect()
+        // Nothing chosen is a choice of its own: the page then lists the poor sellers.
+        std::iter::once(Choice {
+            selected: given(&prompts.product).is_none(),
+            label: "— my poor sellers —".into(),
+            value: String::new(),
+        })
+        .chain(ids.into_iter().map(|(id, name)| Choice {
+            selected: given(&prompts.product) == Some(id.as_str()),
+            label: format!("{name} ({id})"),
+            value: id,
+        }))
+        .collect()
     } else {
         Vec::new()
     };
