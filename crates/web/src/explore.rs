@@ -482,14 +482,15 @@ fn subject_area(fact: &str) -> &'static str {
     }
 }
 
-/// Dimension values worth offering as filters: few values each, seen in the user's audience.
-const SUGGESTED: &[(&str, &str)] = &[
-    ("partner", "region"),
-    ("partner", "tier"),
-    ("partner", "partner_type"),
-    ("product", "product_line"),
-    ("customer", "industry"),
-    ("customer", "size_band"),
+/// Dimension values worth offering as filters: few values each, seen in the user's audience;
+/// each dimension's members read once.
+const SUGGESTED: &[(&str, &[&str])] = &[
+    (
+        "partner",
+        &["partner.region", "partner.tier", "partner.partner_type"],
+    ),
+    ("product", &["product.product_line"]),
+    ("customer", &["customer.industry", "customer.size_band"]),
 ];
 
 /// Renders the page: the form with the question filled in, and its answer or why there is none.
@@ -543,10 +544,10 @@ pub async fn render(
         })
         .collect();
     let mut suggestions = Vec::new();
-    for (dimension, attribute) in SUGGESTED {
-        let name = format!("{dimension}.{attribute}");
-        for v in pages::members_of(st, user, dimension, &name).await {
-            if !v.is_empty() {
+    for (dimension, attributes) in SUGGESTED {
+        let values = pages::members_of(st, user, dimension, attributes).await;
+        for (name, values) in attributes.iter().zip(values) {
+            for v in values.into_iter().filter(|v| !v.is_empty()) {
                 suggestions.push(format!("{name}={v}"));
             }
         }

@@ -401,11 +401,6 @@ impl Store {
         Ok(rows)
     }
 
-    /// One saved question, when the user may open it.
-    pub fn question_for(&self, user: &User, id: i64) -> Result<Option<SavedQuestion>> {
-        Ok(self.questions_for(user)?.into_iter().find(|q| q.id == id))
-    }
-
     /// Deletes a saved question: its owner's or an administrator's to delete. Whether it was.
     pub fn delete_question(&self, user: &User, id: i64) -> Result<bool> {
         let n = self.conn().execute(
