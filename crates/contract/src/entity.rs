@@ -1,4 +1,4 @@
-//! The seven entities of the data contract (`docs/data-contract.md`), column by column.
+//! The entities of the data contract (`docs/data-contract.md`), column by column.
 //!
 //! Everything the loader, the generator and the warehouse know about a file's shape comes from
 //! the tables in this module, so the contract is written down exactly once.
@@ -21,6 +21,10 @@ pub enum Entity {
     Opportunities,
     ServiceRequests,
     SatisfactionSurveys,
+    Campaigns,
+    DealRegistrations,
+    MdfRequests,
+    Certifications,
 }
 
 /// The type of a column as the contract states it.
@@ -52,8 +56,14 @@ pub enum Rule {
     NonNegative,
     /// An id that must exist in another entity (in this export or in the warehouse).
     References(Entity),
-    /// A timestamp that must not precede the timestamp in the named column of the same row.
+    /// A date or timestamp that must not precede the one in the named column of the same row.
     NotBefore(&'static str),
+    /// Money that must not exceed the money in the named column of the same row, which must
+    /// then be given (a payment needs a claim to be checked against).
+    NotMoreThan(&'static str),
+    /// A value that must be one of the values of a column of another entity (in this export
+    /// or in the warehouse): a product line that some product has.
+    ValueOf(Entity, &'static str),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -87,6 +97,10 @@ pub const STAGES: &[&str] = &[
     "Closed Lost",
 ];
 pub const PRIORITIES: &[&str] = &["P1", "P2", "P3", "P4"];
+pub const REGISTRATION_STATUSES: &[&str] = &["Pending", "Approved", "Rejected", "Expired"];
+pub const MDF_STATUSES: &[&str] = &["Submitted", "Approved", "Rejected", "Claimed", "Paid"];
+pub const TRACKS: &[&str] = &["Sales", "Presales", "Technical", "Support"];
+pub const LEVELS: &[&str] = &["Associate", "Professional", "Expert"];
 
 const PARTNERS: &[Column] = &[
     col("partner_id", Text, true, Rule::None),
@@ -160,6 +174,12 @@ const OPPORTUNITIES: &[Column] = &[
     col("created_on", Date, true, Rule::None),
     col("close_date", Date, true, Rule::None),
     col("deal_registered", Bool, false, Rule::None),
+    col(
+        "campaign_id",
+        Text,
+        false,
+        Rule::References(Entity::Campaigns),
+    ),
 ];
 
 const SERVICE_REQUESTS: &[Column] = &[
@@ -207,17 +227,108 @@ const SATISFACTION_SURVEYS: &[Column] = &[
     col("score", Integer, true, Rule::Range(1, 5)),
 ];
 
+const CAMPAIGNS: &[Column] = &[
+    col("campaign_id", Text, true, Rule::None),
+    col("campaign_name", Text, true, Rule::None),
+    col(
+        "partner_id",
+        Text,
+        false,
+        Rule::References(Entity::Partners),
+    ),
+    col(
+        "product_id",
+        Text,
+        false,
+        Rule::References(Entity::Products),
+    ),
+    col("target_industry", Text, false, Rule::None),
+    col("target_size_band", Text, false, Rule::OneOf(SIZE_BANDS)),
+    col("channel", Text, false, Rule::None),
+    col("start_on", Date, true, Rule::None),
+    col("end_on", Date, true, Rule::NotBefore("start_on")),
+];
+
+const DEAL_REGISTRATIONS: &[Column] = &[
+    col("registration_id", Text, true, Rule::None),
+    col("partner_id", Text, true, Rule::References(Entity::Partners)),
+    col(
+        "customer_id",
+        Text,
+        true,
+        Rule::References(Entity::Customers),
+    ),
+    col(
+        "product_id",
+        Text,
+        false,
+        Rule::References(Entity::Products),
+    ),
+    col("amount", Money, true, Rule::NonNegative),
+    col("submitted_on", Date, true, Rule::None),
+    col("decided_on", Date, false, Rule::NotBefore("submitted_on")),
+    col("status", Text, true, Rule::OneOf(REGISTRATION_STATUSES)),
+    col(
+        "opportunity_id",
+        Text,
+        false,
+        Rule::References(Entity::Opportunities),
+    ),
+];
+
+const MDF_REQUESTS: &[Column] = &[
+    col("mdf_request_id", Text, true, Rule::None),
+    col("partner_id", Text, true, Rule::References(Entity::Partners)),
+    col(
+        "campaign_id",
+        Text,
+        false,
+        Rule::References(Entity::Campaigns),
+    ),
+    col("requested_on", Date, true, Rule::None),
+    col("requested_amount", Money, true, Rule::NonNegative),
+    col("approved_amount", Money, false, Rule::NonNegative),
+    col("claimed_amount", Money, false, Rule::NonNegative),
+    col(
+        "paid_amount",
+        Money,
+        false,
+        Rule::NotMoreThan("claimed_amount"),
+    ),
+    col("status", Text, true, Rule::OneOf(MDF_STATUSES)),
+];
+
+const CERTIFICATIONS: &[Column] = &[
+    col("certification_id", Text, true, Rule::None),
+    col("partner_id", Text, true, Rule::References(Entity::Partners)),
+    col("person_id", Text, true, Rule::None),
+    col("track", Text, true, Rule::OneOf(TRACKS)),
+    col(
+        "product_line",
+        Text,
+        false,
+        Rule::ValueOf(Entity::Products, "product_line"),
+    ),
+    col("level", Text, false, Rule::OneOf(LEVELS)),
+    col("earned_on", Date, true, Rule::None),
+    col("expires_on", Date, false, Rule::NotBefore("earned_on")),
+];
+
 impl Entity {
-    /// Every entity, dimensions first: the order in which a load validates them, so that the
-    /// facts' references can be checked against the dimensions of the same export.
-    pub const ALL: [Entity; 7] = [
+    /// Every entity, in the order in which a load validates them: each after the entities
+    /// its references point to, so that they can be checked against the same export.
+    pub const ALL: [Entity; 11] = [
         Entity::Partners,
         Entity::Products,
         Entity::Customers,
+        Entity::Campaigns,
         Entity::Orders,
         Entity::Opportunities,
         Entity::ServiceRequests,
         Entity::SatisfactionSurveys,
+        Entity::DealRegistrations,
+        Entity::MdfRequests,
+        Entity::Certifications,
     ];
 
     /// The table's name in the warehouse.
@@ -230,6 +341,10 @@ impl Entity {
             Entity::Opportunities => "opportunities",
             Entity::ServiceRequests => "service_requests",
             Entity::SatisfactionSurveys => "satisfaction_surveys",
+            Entity::Campaigns => "campaigns",
+            Entity::DealRegistrations => "deal_registrations",
+            Entity::MdfRequests => "mdf_requests",
+            Entity::Certifications => "certifications",
         }
     }
 
@@ -251,6 +366,10 @@ impl Entity {
             Entity::Opportunities => OPPORTUNITIES,
             Entity::ServiceRequests => SERVICE_REQUESTS,
             Entity::SatisfactionSurveys => SATISFACTION_SURVEYS,
+            Entity::Campaigns => CAMPAIGNS,
+            Entity::DealRegistrations => DEAL_REGISTRATIONS,
+            Entity::MdfRequests => MDF_REQUESTS,
+            Entity::Certifications => CERTIFICATIONS,
         }
     }
 
@@ -265,15 +384,30 @@ impl Entity {
             Entity::Opportunities => &["opportunity_id"],
             Entity::ServiceRequests => &["request_id"],
             Entity::SatisfactionSurveys => &["survey_id"],
+            Entity::Campaigns => &["campaign_id"],
+            Entity::DealRegistrations => &["registration_id"],
+            Entity::MdfRequests => &["mdf_request_id"],
+            Entity::Certifications => &["certification_id"],
         }
     }
 
-    /// Dimensions must be present on a first load; an absent fact file means no rows.
+    /// The dimensions a first load cannot do without; every other file may be absent, which
+    /// means no rows of it (campaigns, deal registrations, funds and certifications are
+    /// optional in every export: not every brand owner runs those programs).
     pub fn is_dimension(self) -> bool {
         matches!(
             self,
             Entity::Partners | Entity::Products | Entity::Customers
         )
+    }
+
+    /// Whether another entity's rows refer to this one's ids, so that a load must know them.
+    pub fn is_referenced(self) -> bool {
+        Entity::ALL.iter().any(|e| {
+            e.columns()
+                .iter()
+                .any(|c| matches!(c.rule, Rule::References(t) if t == self))
+        })
     }
 
     pub fn column_index(self, name: &str) -> Option<usize> {
@@ -316,7 +450,7 @@ mod tests {
     fn every_rule_names_a_column_of_its_entity_and_every_key_column_is_required() {
         for e in Entity::ALL {
             for c in e.columns() {
-                if let Rule::NotBefore(other) = c.rule {
+                if let Rule::NotBefore(other) | Rule::NotMoreThan(other) = c.rule {
                     assert!(
                         e.column_index(other).is_some(),
                         "{e}.{} refers to {other}",

@@ -75,6 +75,8 @@ pub enum IdStatus {
 /// the warehouse.
 pub trait KnownIds {
     fn lookup(&self, entity: Entity, id: &str) -> IdStatus;
+    /// Whether some row of `entity` (in this export or the warehouse) has `value` in `column`.
+    fn has_value(&self, entity: Entity, column: &str, value: &str) -> bool;
 }
 
 /// A file that cannot be read at all (as opposed to rows that are rejected).
@@ -186,6 +188,7 @@ pub struct RowValidator {
     positions: Vec<Option<usize>>,
     key_positions: Vec<usize>,
     not_before: Vec<Option<usize>>,
+    not_more_than: Vec<Option<usize>>,
     parsed: Vec<Parsed>,
     builders: Vec<Builder>,
     rows_in_batch: usize,
@@ -274,14 +277,37 @@ impl RowValidator {
             }
         }
         for (c, other) in self.not_before.iter().enumerate() {
-            if let (Some(o), Parsed::Timestamp(t)) = (*other, self.parsed[c])
-                && let Parsed::Timestamp(start) = self.parsed[o]
-                && t < start
-            {
+            let Some(o) = *other else { continue };
+            let precedes = match (self.parsed[c], self.parsed[o]) {
+                (Parsed::Timestamp(t), Parsed::Timestamp(start)) => t < start,
+                (Parsed::Date(d), Parsed::Date(start)) => d < start,
+                _ => false,
+            };
+            if precedes {
                 let raw = self.positions[c].map(|p| &record[p]);
                 let reason = format!("{} must not precede {}", columns[c].name, columns[o].name);
                 faults.push(self.fault(record, Some(c), raw, reason));
             }
+        }
+        for (c, other) in self.not_more_than.iter().enumerate() {
+            let Some(o) = *other else { continue };
+            let reason = match (self.parsed[c], self.parsed[o]) {
+                (Parsed::Money(v), Parsed::Money(limit)) if v > limit => format!(
+                    "{} must not be more than {} ({})",
+                    columns[c].name,
+                    columns[o].name,
+                    self.positions[o]
+                        .map(|p| String::from_utf8_lossy(&record[p]).into_owned())
+                        .unwrap_or_default()
+                ),
+                (Parsed::Money(_), Parsed::Null) => format!(
+                    "{} is given without a {}: it must not be more than that",
+                    columns[c].name, columns[o].name
+                ),
+                _ => continue,
+            };
+            let raw = self.positions[c].map(|p| &record[p]);
+            faults.push(self.fault(record, Some(c), raw, reason));
         }
         faults
     }
@@ -389,6 +415,7 @@ impl Clone for RowValidator {
             positions: self.positions.clone(),
             key_positions: self.key_positions.clone(),
             not_before: self.not_before.clone(),
+            not_more_than: self.not_more_than.clone(),
             parsed: self.parsed.clone(),
             builders: self
                 .entity
@@ -622,6 +649,13 @@ impl<R: Read> FileReader<R> {
                 _ => None,
             })
             .collect();
+        let not_more_than = columns
+            .iter()
+            .map(|c| match c.rule {
+                Rule::NotMoreThan(other) => entity.column_index(other),
+                _ => None,
+            })
+            .collect();
         let validator = RowValidator {
             entity,
             file,
@@ -629,6 +663,7 @@ impl<R: Read> FileReader<R> {
             positions,
             key_positions,
             not_before,
+            not_more_than,
             parsed: vec![Parsed::Null; columns.len()],
             builders: columns.iter().map(|c| Builder::new(c.ty)).collect(),
             rows_in_batch: 0,
@@ -768,6 +803,21 @@ fn parse_field(
     };
     match (column.rule, value) {
         (Rule::None | Rule::NotBefore(_), v) => Ok(v),
+        (Rule::NotMoreThan(_), Parsed::Money(m)) if m < 0 => Err(format!(
+            "{} must not be negative, found {text}",
+            column.name
+        )),
+        (Rule::ValueOf(target, attribute), v) => {
+            if known.has_value(target, attribute, text) {
+                Ok(v)
+            } else {
+                Err(format!(
+                    "unknown {}: {text:?} is the {attribute} of no row in this export's {} nor in the warehouse",
+                    column.name,
+                    target.file_name()
+                ))
+            }
+        }
         (Rule::OneOf(allowed), _) => allowed
             .iter()
             .find(|a| a.eq_ignore_ascii_case(text))

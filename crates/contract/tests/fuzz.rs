@@ -15,6 +15,9 @@ impl KnownIds for AllKnown {
     fn lookup(&self, _: Entity, _: &str) -> IdStatus {
         IdStatus::Known
     }
+    fn has_value(&self, _: Entity, _: &str, _: &str) -> bool {
+        true
+    }
 }
 
 /// Reads a whole file as a load does; the rejections, or the file's own fault.

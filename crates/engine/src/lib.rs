@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use arrow::record_batch::RecordBatch;
+use chrono::NaiveDate;
 use datafusion::prelude::SessionContext;
 use prism_model::{Aggregate, Format, Grain, Metric, MetricKind, Model, did_you_mean};
 
@@ -354,11 +355,20 @@ impl Engine {
                 attribute,
             } => {
                 let d = &self.model.dimensions[dimension];
-                match &d.attributes[attribute].expression {
+                let value = match &d.attributes[attribute].expression {
                     Some(e) => e.qualified(dimension),
                     // The key is on the fact itself: no join needed.
                     None if *attribute == d.key => format!("f.{attribute}"),
                     None => format!("{dimension}.{attribute}"),
+                };
+                match &d.absent {
+                    // A row without a member is the dimension's "(none)", whatever attribute.
+                    Some(label) => format!(
+                        "CASE WHEN f.{} IS NULL THEN {} ELSE CAST({value} AS VARCHAR) END",
+                        d.key,
+                        quote_literal(label)
+                    ),
+                    None => value,
                 }
             }
             Dim::FactAttribute { column, .. } => format!("f.{column}"),
@@ -494,8 +504,11 @@ impl Engine {
                     ]
                 }
             };
-            let list = per_fact.entry(m.fact.clone()).or_default();
+            // Each part is aggregated with its own fact: a ratio of two facts' metrics is
+            // divided after the two aggregations are joined. A state is read apart from the
+            // flows of its fact, at the period's last day instead of over the period.
             for p in parts {
+                let list = per_fact.entry(aggregation_of(p)).or_default();
                 if !list.iter().any(|x| x.name == p.name) {
                     list.push(p);
                 }
@@ -551,7 +564,8 @@ impl Engine {
         // Each fact's aggregations read the smallest rollup that answers all of them, or the base.
         let mut sources: BTreeMap<&str, Option<RollupSource>> = BTreeMap::new();
         let mut choices = Vec::new();
-        for (fact_name, parts) in &per_fact {
+        for (aggregation, parts) in &per_fact {
+            let fact_name = &parts[0].fact;
             let need = Need {
                 parts,
                 dims: &dims,
@@ -562,7 +576,7 @@ impl Engine {
                 benchmark,
             };
             let (source, choice) = self.navigate(fact_name, &need, built);
-            sources.insert(fact_name.as_str(), source);
+            sources.insert(aggregation.as_str(), source);
             choices.push(choice);
         }
         // One aggregation per fact for the query's period, and one per fact and compared period.
@@ -571,10 +585,10 @@ impl Engine {
         let mut views: Vec<(Option<Comparison>, Option<Shift>)> = vec![(None, None)];
         views.extend(shifts.iter().map(|(c, i)| (Some(*c), Some(*i))));
         for (comparison, shift) in views {
-            for (fact_name, parts) in &per_fact {
-                let source = sources.get(fact_name.as_str()).and_then(Option::as_ref);
+            for (aggregation, parts) in &per_fact {
+                let source = sources.get(aggregation.as_str()).and_then(Option::as_ref);
                 let sql = self.fact_sql(
-                    fact_name,
+                    &parts[0].fact,
                     parts,
                     &metrics,
                     &dims,
@@ -584,8 +598,9 @@ impl Engine {
                     scope,
                     benchmark,
                     source,
+                    built.and_then(|b| b.loaded_on),
                 )?;
-                let alias = aggregation_alias(fact_name, comparison);
+                let alias = aggregation_alias(aggregation, comparison);
                 // A partner that sold last quarter and not this one is a row of "revenue by
                 // partner with its change"; a month after the last one is not a row of a trend.
                 let adds_keys = comparison.is_none() || finest_grain.is_none();
@@ -653,10 +668,10 @@ impl Engine {
         views.extend(comparisons.iter().copied().map(Some));
         for view in views {
             for m in &metrics {
-                let alias = |fact: &str| aggregation_alias(fact, view);
+                let alias = |part: &Metric| aggregation_alias(&aggregation_of(part), view);
                 let col = |name: &str| -> String {
                     let part = &self.model.metrics[name];
-                    let c = format!("{}.{}", alias(&part.fact), quote_ident(name));
+                    let c = format!("{}.{}", alias(part), quote_ident(name));
                     // A count over no rows is 0; a sum over no rows has no value.
                     if matches!(
                         &part.kind,
@@ -707,7 +722,7 @@ impl Engine {
                         .map(|p| {
                             format!(
                                 "COALESCE({}.{}, 0) >= {BENCHMARK_MIN_PARTNERS}",
-                                alias(&m.fact),
+                                alias(p),
                                 quote_ident(&contributors_column(&p.name))
                             )
                         })
@@ -734,7 +749,7 @@ impl Engine {
                 for p in metric_parts(&self.model, m) {
                     let c = format!(
                         "COALESCE({}.{}, 0)",
-                        aggregation_alias(&m.fact, None),
+                        aggregation_alias(&aggregation_of(p), None),
                         quote_ident(&contributors_column(&p.name))
                     );
                     if !counts.contains(&c) {
@@ -935,11 +950,21 @@ impl Engine {
         scope: &Scope,
         benchmark: bool,
         source: Option<&RollupSource>,
+        loaded_on: Option<NaiveDate>,
     ) -> Result<String, EngineError> {
         let fact = &self.model.facts[fact_name];
+        // A state is read on a day (`as_of`) rather than over the period: each row of the fact
+        // is paired with the last day of the period, or of each time row, and the row's date
+        // is that day.
+        let state = parts.iter().any(|p| p.state);
+        let time = if state {
+            "f.as_of".to_string()
+        } else {
+            format!("CAST(f.{} AS DATE)", fact.time)
+        };
         let day = match shift {
-            None => format!("CAST(f.{} AS DATE)", fact.time),
-            Some(s) => format!("(CAST(f.{} AS DATE) + {})", fact.time, s.interval_sql()),
+            None => time,
+            Some(s) => format!("({time} + {})", s.interval_sql()),
         };
         let reaches = |dim: &Dim, used_as: &str| -> Result<(), EngineError> {
             let ok = match dim {
@@ -952,10 +977,23 @@ impl Engine {
             }
             let metric = metrics
                 .iter()
-                .find(|m| m.fact == fact_name)
+                .find(|m| {
+                    metric_parts(&self.model, m)
+                        .iter()
+                        .any(|p| p.fact == fact_name)
+                })
                 .map_or("", |m| m.name.as_str());
+            // A ratio of two facts' metrics reads the other fact too.
+            let relation = if metrics
+                .iter()
+                .any(|m| m.name == metric && m.fact == fact_name)
+            {
+                "is a metric of"
+            } else {
+                "reads"
+            };
             Err(EngineError::Invalid(format!(
-                "`{metric}` is a metric of {fact_name}, which does not reach the dimension `{used_as}`{}",
+                "`{metric}` {relation} {fact_name}, which does not reach the dimension `{used_as}`{}",
                 match dim {
                     Dim::FactAttribute { fact, .. } =>
                         format!(" (an attribute of {fact}, usable with that fact's metrics only)"),
@@ -1015,12 +1053,27 @@ impl Engine {
             }
         }
         sql.push_str(&select.join(", "));
-        write!(
-            sql,
-            " FROM {} f",
-            source.map_or(fact.table.as_str(), |s| s.table.as_str())
-        )
-        .expect("string");
+        let from = match source {
+            Some(s) => s.table.clone(),
+            None if state => {
+                let dims_grain = dims
+                    .iter()
+                    .map(|(_, d)| d)
+                    .chain(filters.iter().map(|(_, d)| d))
+                    .filter_map(|d| match d {
+                        Dim::Time { grain } => Some(*grain),
+                        _ => None,
+                    })
+                    .min();
+                format!(
+                    "(SELECT t.*, b.as_of FROM {} t CROSS JOIN ({}) b)",
+                    fact.source_sql(),
+                    self.state_days(fact, dims_grain, period, shift, loaded_on)
+                )
+            }
+            None => fact.source_sql(),
+        };
+        write!(sql, " FROM {from} f").expect("string");
         for j in &joins {
             let d = &self.model.dimensions[j];
             write!(
@@ -1037,7 +1090,8 @@ impl Engine {
         } else {
             scope_condition(scope, benchmark).into_iter().collect()
         };
-        if let Some(p) = period {
+        // A state's days are the period's already.
+        if let (Some(p), false) = (period, state) {
             conditions.push(format!(
                 "{day} BETWEEN DATE '{}' AND DATE '{}'",
                 p.from, p.to
@@ -1087,6 +1141,57 @@ impl Engine {
             write!(sql, " GROUP BY {}", group.join(", ")).expect("string");
         }
         Ok(sql)
+    }
+
+    /// The days a state is read at (`as_of`), one row each: the last day of the period (or,
+    /// without one, the day of the last load); by a time grain, the last day of each of its
+    /// rows within the period (without one, from the fact's first row to the day of the last
+    /// load). For a compared period, the same days that far back.
+    fn state_days(
+        &self,
+        fact: &prism_model::Fact,
+        grain: Option<Grain>,
+        period: Option<&Period>,
+        shift: Option<Shift>,
+        loaded_on: Option<NaiveDate>,
+    ) -> String {
+        let back = |d: NaiveDate| match shift {
+            None => d,
+            Some(Shift::Days(n)) => d - chrono::Duration::days(n),
+            Some(Shift::Months(n)) => d.checked_sub_months(chrono::Months::new(n)).unwrap_or(d),
+        };
+        let last = period.map(|p| back(p.to)).or(loaded_on.map(back));
+        let Some(grain) = grain else {
+            return match last {
+                Some(d) => format!("SELECT DATE '{d}' AS as_of"),
+                // Compiled without a session: the day it runs.
+                None => "SELECT current_date() AS as_of".into(),
+            };
+        };
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("date");
+        let today = chrono::Utc::now().date_naive();
+        let last = last.unwrap_or(today);
+        // Without a period, from 1990 on: the fact's first row bounds it below.
+        let first = period
+            .map(|p| back(p.from))
+            .unwrap_or(NaiveDate::from_ymd_opt(1990, 1, 1).expect("date"))
+            .min(last);
+        let bucket = self.group_sql(&Dim::Time { grain }, "day", None);
+        let mut sql = format!(
+            "SELECT MAX(day) AS as_of FROM (SELECT CAST(CAST(value AS INT) AS DATE) AS day FROM range({}, {})) days",
+            (first - epoch).num_days(),
+            (last - epoch).num_days() + 1
+        );
+        if period.is_none() {
+            write!(
+                sql,
+                " WHERE day >= (SELECT MIN(CAST({} AS DATE)) FROM {})",
+                fact.time, fact.table
+            )
+            .expect("string");
+        }
+        write!(sql, " GROUP BY {bucket}").expect("string");
+        sql
     }
 
     /// Compiles the list of a dimension's members a scope may see, with every attribute,
@@ -1155,7 +1260,12 @@ impl Engine {
                         )
                     })
                     .collect();
-                Some(format!("m.{} IN ({})", d.key, served.join(" UNION ")))
+                let served = format!("m.{} IN ({})", d.key, served.join(" UNION "));
+                Some(match &d.partner {
+                    // The members it owns (the campaigns it runs) too.
+                    Some(column) => format!("({served} OR m.{column} IN ({list}))"),
+                    None => served,
+                })
             }
         };
         let mut sql = format!("SELECT {} FROM {} m", select.join(", "), d.table);
@@ -1201,7 +1311,7 @@ impl Engine {
                 f.time, p.from, p.to
             ));
         }
-        let mut sql = format!("SELECT {} FROM {} f", select.join(", "), f.table);
+        let mut sql = format!("SELECT {} FROM {} f", select.join(", "), f.source_sql());
         if !conditions.is_empty() {
             write!(sql, " WHERE {}", conditions.join(" AND ")).expect("string");
         }
@@ -1381,6 +1491,16 @@ fn direct_flag(dims: &[(String, Dim)], scope: &Scope) -> bool {
         && dims
             .iter()
             .any(|(_, d)| matches!(d, Dim::Attribute { dimension, .. } if dimension == "partner"))
+}
+
+/// Which aggregation of a query a base metric is computed in: its fact's, or for a state (read
+/// at a date, not over the period) its fact's states'.
+fn aggregation_of(part: &Metric) -> String {
+    if part.state {
+        format!("{}_state", part.fact)
+    } else {
+        part.fact.clone()
+    }
 }
 
 /// The name of a fact's aggregation in the SQL; never a table's name, which it would hide from

@@ -75,10 +75,38 @@ pub fn check_model(model: &Model) -> Result<(), ModelError> {
                 &mut problems,
             );
         }
+        // A lookup's column joins the fact's own, under the lookup's name.
+        let mut fields: Vec<arrow::datatypes::Field> =
+            schema.fields().iter().map(|x| x.as_ref().clone()).collect();
+        for l in f.lookups.values() {
+            let owner = format!("{owner}: lookup `{}`", l.name);
+            column(&schema, &l.key, None, &owner, "key ", &mut problems);
+            let Some(looked_up) = table(&l.table, &owner, &mut problems) else {
+                continue;
+            };
+            column(&looked_up, &l.key, None, &owner, "key ", &mut problems);
+            match looked_up.field_with_name(&l.column) {
+                Ok(c) => fields.push(arrow::datatypes::Field::new(
+                    &l.name,
+                    c.data_type().clone(),
+                    true,
+                )),
+                Err(_) => column(&looked_up, &l.column, None, &owner, "", &mut problems),
+            }
+        }
+        let schema = Arc::new(Schema::new(fields.clone()));
+        // A state reads the day it is taken at as `as_of`.
+        fields.push(arrow::datatypes::Field::new(
+            "as_of",
+            DataType::Date32,
+            false,
+        ));
+        let state_schema = Arc::new(Schema::new(fields));
         for m in model.metrics.values().filter(|m| m.fact == f.name) {
             let MetricKind::Base { aggregate, filter } = &m.kind else {
                 continue;
             };
+            let schema = if m.state { &state_schema } else { &schema };
             let owner = format!("metric `{}`", m.name);
             let value = match aggregate {
                 Aggregate::CountRows => None,

@@ -301,7 +301,7 @@ impl Engine {
         let mut sql = format!(
             "SELECT {} FROM {} f",
             inner.join(", "),
-            source.map_or(fact.table.as_str(), |s| s.table.as_str())
+            source.map_or_else(|| fact.source_sql(), |s| s.table.clone())
         );
         for j in self
             .rollup_joins(r, source)

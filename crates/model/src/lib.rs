@@ -129,6 +129,13 @@ pub struct Dimension {
     pub table: String,
     pub key: String,
     pub attributes: BTreeMap<String, Attribute>,
+    /// The member that a fact row without a key belongs to, as people read it: an opportunity
+    /// that no campaign sourced is the campaign "(none)". `None`: such rows show no value.
+    pub absent: Option<String>,
+    /// The column of the dimension's table naming the partner that owns a member (the partner
+    /// that runs a campaign): a partner user sees the members it owns, not only those its rows
+    /// reach.
+    pub partner: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -153,6 +160,47 @@ pub struct Fact {
     pub description: String,
     /// Degenerate dimensions (`opportunity.stage`): attributes of the fact itself.
     pub attributes: BTreeMap<String, FactAttribute>,
+    /// Columns looked up in another table by a key of the fact's rows (a deal registration's
+    /// opportunity's current stage), which the fact's metrics read as their own columns.
+    pub lookups: BTreeMap<String, Lookup>,
+}
+
+/// A column of another table that a fact's rows read through a key they hold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lookup {
+    /// The name the fact's expressions use.
+    pub name: String,
+    /// The table looked up.
+    pub table: String,
+    /// The key: a column of the fact and of the table looked up, of the same name.
+    pub key: String,
+    /// The column of the table looked up.
+    pub column: String,
+}
+
+impl Fact {
+    /// What a query reads the fact's rows from: its table, or when it has lookups its table
+    /// with those columns joined on (every row kept, a lookup without a match null).
+    pub fn source_sql(&self) -> String {
+        if self.lookups.is_empty() {
+            return self.table.clone();
+        }
+        let mut select = vec!["t.*".to_string()];
+        let mut joins = String::new();
+        for (i, l) in self.lookups.values().enumerate() {
+            select.push(format!("l{i}.{} AS {}", l.column, l.name));
+            joins.push_str(&format!(
+                " LEFT JOIN {table} l{i} ON t.{key} = l{i}.{key}",
+                table = l.table,
+                key = l.key
+            ));
+        }
+        format!(
+            "(SELECT {} FROM {} t{joins})",
+            select.join(", "),
+            self.table
+        )
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -217,6 +265,10 @@ pub struct Metric {
     pub description: String,
     /// An additive part of a ratio, not listed by default.
     pub hidden: bool,
+    /// A state at a date rather than a flow over a period (certified people): counted over
+    /// every row as of the last day of the period, or of each time row, which its expressions
+    /// read as the column `as_of`. Never summed over time.
+    pub state: bool,
     /// Its line in the model file, when known.
     pub line: Option<usize>,
 }
@@ -282,6 +334,8 @@ struct RawDimension {
     table: String,
     key: String,
     attributes: BTreeMap<String, RawAttribute>,
+    absent: Option<String>,
+    partner: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -304,6 +358,16 @@ struct RawFact {
     description: String,
     #[serde(default)]
     attributes: BTreeMap<String, RawFactAttribute>,
+    #[serde(default)]
+    lookups: BTreeMap<String, RawLookup>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLookup {
+    table: String,
+    key: String,
+    column: String,
 }
 
 #[derive(Deserialize)]
@@ -335,6 +399,8 @@ struct RawMetric {
     description: String,
     #[serde(default)]
     hidden: bool,
+    #[serde(default)]
+    state: bool,
 }
 
 /// The nearest of `candidates` to `name`, when one is close enough to be a likely misspelling.
@@ -433,6 +499,8 @@ impl Model {
                     table: d.table,
                     key: d.key,
                     attributes,
+                    absent: d.absent,
+                    partner: d.partner,
                 },
             );
         }
@@ -476,6 +544,21 @@ impl Model {
                     reaches: f.reaches,
                     description: f.description,
                     attributes,
+                    lookups: f
+                        .lookups
+                        .into_iter()
+                        .map(|(n, l)| {
+                            (
+                                n.clone(),
+                                Lookup {
+                                    name: n,
+                                    table: l.table,
+                                    key: l.key,
+                                    column: l.column,
+                                },
+                            )
+                        })
+                        .collect(),
                 },
             );
         }
@@ -514,18 +597,35 @@ impl Model {
                 continue;
             }
             let kind = if let Some((numerator, denominator)) = m.ratio {
-                for part in [&numerator, &denominator] {
-                    match metric_facts.get(part) {
-                        None => problem(format!(
+                // A ratio of two facts' metrics (mdf_roi: won amount over funds paid) is
+                // computed after the two aggregations are joined on the query's dimensions;
+                // its `fact` is one of the two.
+                let part_facts: Vec<Option<&String>> = [&numerator, &denominator]
+                    .iter()
+                    .map(|part| metric_facts.get(*part))
+                    .collect();
+                for (part, f) in [&numerator, &denominator].iter().zip(&part_facts) {
+                    if f.is_none() {
+                        problem(format!(
                             "ratio part `{part}` is not a metric{}",
                             did_you_mean(part, metric_facts.keys().map(String::as_str))
-                        )),
-                        Some(f) if *f != m.fact => problem(format!(
-                            "ratio part `{part}` is a metric of `{f}`, not of `{}`",
-                            m.fact
-                        )),
-                        Some(_) => {}
+                        ));
                     }
+                }
+                if let [Some(a), Some(b)] = part_facts[..]
+                    && *a != m.fact
+                    && *b != m.fact
+                {
+                    problem(format!(
+                        "a ratio's fact is the fact of one of its parts: `{a}` or `{b}`, not `{}`",
+                        m.fact
+                    ));
+                }
+                if m.state {
+                    problem(
+                        "`state` applies to a sum or count: a ratio of states is one of states"
+                            .into(),
+                    );
                 }
                 if m.filter.is_some() {
                     problem("a ratio takes no `where`: put the condition on its parts".into());
@@ -596,6 +696,7 @@ impl Model {
                     format,
                     description: m.description,
                     hidden: m.hidden,
+                    state: m.state,
                     line,
                 },
             );
@@ -698,8 +799,19 @@ impl Model {
                     Some(_) => vec![m.clone()],
                 };
                 for p in parts {
-                    if !held.contains(&p) {
-                        held.push(p);
+                    match metrics.get(&p) {
+                        Some(part) if part.fact != r.fact => problem(format!(
+                            "`{m}` divides by `{p}`, a metric of `{}`: a rollup holds one fact's metrics",
+                            part.fact
+                        )),
+                        Some(part) if part.state => problem(format!(
+                            "`{p}` is a state at a date, which a rollup of sums cannot hold"
+                        )),
+                        _ => {
+                            if !held.contains(&p) {
+                                held.push(p);
+                            }
+                        }
                     }
                 }
             }
@@ -939,6 +1051,23 @@ mod tests {
             "avg_first_response_hours",
             "avg_resolution_hours",
             "sla_met_pct",
+            "registrations",
+            "registered_amount",
+            "registration_approval_rate",
+            "avg_registration_decision_days",
+            "pending_registrations",
+            "registration_win_rate",
+            "mdf_requested",
+            "mdf_approved",
+            "mdf_paid",
+            "mdf_approval_rate",
+            "mdf_utilization_pct",
+            "campaign_sourced_pipeline",
+            "campaign_sourced_won",
+            "mdf_roi",
+            "certifications_earned",
+            "certified_people",
+            "expiring_certifications",
         ] {
             let metric = m.metric(name).unwrap();
             assert!(!metric.hidden && !metric.description.is_empty(), "{name}");
@@ -947,6 +1076,21 @@ mod tests {
             m.dimension_names()
                 .contains(&"customer.annual_revenue_band".to_string())
         );
+        for d in [
+            "campaign.campaign_id",
+            "campaign.campaign_name",
+            "campaign.channel",
+            "campaign.target_industry",
+            "campaign.target_size_band",
+            "campaign.owner",
+            "deal_registration.status",
+            "mdf_request.status",
+            "certification.track",
+            "certification.level",
+            "certification.product_line",
+        ] {
+            assert!(m.dimension_names().contains(&d.to_string()), "{d}");
+        }
         assert!(
             m.dimension_names()
                 .contains(&"opportunity.stage".to_string())

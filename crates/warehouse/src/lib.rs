@@ -173,6 +173,9 @@ pub(crate) fn session_config() -> Result<datafusion::prelude::SessionConfig> {
 #[derive(Clone, Debug, Default)]
 pub struct BuiltRollups {
     pub tables: BTreeMap<String, BuiltRollup>,
+    /// The day (UTC) the registered warehouse version was loaded: what a state (certified
+    /// people) is read at when a query gives no period.
+    pub loaded_on: Option<chrono::NaiveDate>,
 }
 
 #[derive(Clone, Debug)]
@@ -286,7 +289,20 @@ impl Snapshot {
     /// session under the entity's name, and its rollups under their table names; the session's
     /// configuration carries `BuiltRollups`, which says what they are.
     pub async fn register(&self, ctx: &SessionContext) -> Result<()> {
-        register_tables(&self.dir, &self.version.tables, &self.version.rollups, ctx).await
+        register_tables(&self.dir, &self.version.tables, &self.version.rollups, ctx).await?;
+        let loaded_on = chrono::DateTime::parse_from_rfc3339(&self.version.loaded_at)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc).date_naive());
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        let config = state.config_mut();
+        let mut built = config
+            .get_extension::<BuiltRollups>()
+            .map(|b| b.as_ref().clone())
+            .unwrap_or_default();
+        built.loaded_on = loaded_on;
+        config.set_extension(Arc::new(built));
+        Ok(())
     }
 
     /// A session over this version, ready for SQL over the entity tables.

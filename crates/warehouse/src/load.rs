@@ -9,7 +9,7 @@
 //! 5. Switch `warehouse.json`: only now do readers see the load. Dying anywhere before this
 //!    leaves the previous version current, and step 1 of the next load cleans up.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use deltalake::DeltaTable;
 use deltalake::protocol::SaveMode;
 use prism_contract::{
-    CHUNK_ROWS, Entity, FileError, FileReader, IdStatus, KeyRegistry, KnownIds, Rejection,
+    CHUNK_ROWS, Entity, FileError, FileReader, IdStatus, KeyRegistry, KnownIds, Rejection, Rule,
     ValidatedChunk,
 };
 use serde::Serialize;
@@ -123,43 +123,66 @@ impl LoadReport {
 
 type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 
+/// The ids (and product lines) that the rows of an export may refer to.
 #[derive(Default)]
 struct KnownIdSet {
-    partners: FastSet<String>,
-    products: FastSet<String>,
-    customers: FastSet<String>,
-    /// Ids whose dimension row was rejected in this export.
+    /// The ids of each entity that a file of this export refers to: those of the warehouse
+    /// and of the export's own valid rows. An entity nothing refers to is not read at all
+    /// (a warehouse's opportunity ids are read only when deal registrations come).
+    ids: HashMap<Entity, FastSet<String>>,
+    /// Every product line of the products, which certifications may name.
+    product_lines: FastSet<String>,
+    /// Ids whose row was rejected in this export.
     rejected: HashSet<(Entity, String)>,
-    /// Dimensions whose file could not be read at all: the load fails for that already, and
+    /// Entities whose file could not be read at all: the load fails for that already, and
     /// checking references against them would only bury that one error under a row per fact.
     unchecked: HashSet<Entity>,
 }
 
 impl KnownIdSet {
-    fn set_mut(&mut self, entity: Entity) -> Option<&mut FastSet<String>> {
-        match entity {
-            Entity::Partners => Some(&mut self.partners),
-            Entity::Products => Some(&mut self.products),
-            Entity::Customers => Some(&mut self.customers),
-            _ => None,
+    /// Tracks the entities that the files present in `export` refer to.
+    fn for_export(export: &Path) -> KnownIdSet {
+        let mut known = KnownIdSet::default();
+        for entity in Entity::ALL {
+            if !export.join(entity.file_name()).exists() {
+                continue;
+            }
+            for c in entity.columns() {
+                if let Rule::References(target) | Rule::ValueOf(target, _) = c.rule {
+                    known.ids.entry(target).or_default();
+                }
+            }
         }
+        known
+    }
+
+    fn set_mut(&mut self, entity: Entity) -> Option<&mut FastSet<String>> {
+        self.ids.get_mut(&entity)
+    }
+
+    fn tracks(&self, entity: Entity) -> bool {
+        self.ids.contains_key(&entity)
     }
 }
 
 impl KnownIds for KnownIdSet {
     fn lookup(&self, entity: Entity, id: &str) -> IdStatus {
-        let known = match entity {
-            Entity::Partners => self.partners.contains(id),
-            Entity::Products => self.products.contains(id),
-            Entity::Customers => self.customers.contains(id),
-            _ => false,
-        };
+        let known = self.ids.get(&entity).is_some_and(|s| s.contains(id));
         if known || self.unchecked.contains(&entity) {
             IdStatus::Known
         } else if self.rejected.contains(&(entity, id.to_string())) {
             IdStatus::Rejected
         } else {
             IdStatus::Unknown
+        }
+    }
+
+    fn has_value(&self, entity: Entity, column: &str, value: &str) -> bool {
+        match (entity, column) {
+            (Entity::Products, "product_line") => {
+                self.unchecked.contains(&entity) || self.product_lines.contains(value)
+            }
+            _ => false,
         }
     }
 }
@@ -288,7 +311,11 @@ async fn warehouse_ids(
     current: &WarehouseVersion,
     known: &mut KnownIdSet,
 ) -> Result<()> {
-    for entity in [Entity::Partners, Entity::Products, Entity::Customers] {
+    let tracked: Vec<Entity> = Entity::ALL
+        .into_iter()
+        .filter(|e| known.tracks(*e))
+        .collect();
+    for entity in tracked {
         let Some(pin) = current.tables.get(entity.name()) else {
             continue;
         };
@@ -302,12 +329,26 @@ async fn warehouse_ids(
             .await?
             .collect()
             .await?;
-        let set = known.set_mut(entity).expect("dimension");
+        let set = known.set_mut(entity).expect("tracked");
         for b in batches {
             let ids = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
                 .map_err(datafusion::error::DataFusionError::from)?;
             for id in ids.as_string::<i32>().iter().flatten() {
                 set.insert(id.to_string());
+            }
+        }
+        if entity == Entity::Products {
+            let batches = ctx
+                .sql("SELECT DISTINCT product_line FROM t")
+                .await?
+                .collect()
+                .await?;
+            for b in batches {
+                let lines = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
+                    .map_err(datafusion::error::DataFusionError::from)?;
+                for line in lines.as_string::<i32>().iter().flatten() {
+                    known.product_lines.insert(line.to_string());
+                }
             }
         }
     }
@@ -344,7 +385,7 @@ pub(crate) async fn run(
     let staging_dir = wh.dir.join("staging").join(&load_id);
 
     let first_load = current.is_none() || options.mode == LoadMode::Replace;
-    let mut known = KnownIdSet::default();
+    let mut known = KnownIdSet::for_export(export);
     if let (Some(cur), LoadMode::Upsert) = (&current, options.mode) {
         progress.step("reading the ids already in the warehouse");
         warehouse_ids(wh, cur, &mut known).await?;
@@ -748,16 +789,16 @@ fn validate_and_stage(
         let mut sink_error: Option<WarehouseError> = None;
         // The rejects file repeats the export's own header.
         let header: Vec<String> = reader.header().to_vec();
+        let tracked = known.tracks(entity);
         let mut new_ids: Vec<String> = Vec::new();
+        let mut new_product_lines: Vec<String> = Vec::new();
         let mut rejected_ids: Vec<String> = Vec::new();
         let key_position = reader.key_position();
         let mut on_reject = |faults: Vec<Rejection>, record: &csv::ByteRecord| {
             if sink_error.is_some() {
                 return;
             }
-            if entity.is_dimension()
-                && let Some(id) = record.get(key_position)
-            {
+            if tracked && let Some(id) = record.get(key_position) {
                 rejected_ids.push(String::from_utf8_lossy(id).into_owned());
             }
             for f in &faults {
@@ -895,8 +936,11 @@ fn validate_and_stage(
                             )
                             .expect("mask matches the batch");
                         }
-                        if entity.is_dimension() {
+                        if tracked {
                             collect_ids(&batch, &mut new_ids);
+                        }
+                        if entity == Entity::Products {
+                            collect_product_lines(&batch, &mut new_product_lines);
                         }
                         // A stopped stager reports its error from finish().
                         let _ = table.push(batch);
@@ -918,6 +962,7 @@ fn validate_and_stage(
         if let Some(set) = known.set_mut(entity) {
             set.extend(new_ids);
         }
+        known.product_lines.extend(new_product_lines);
         known
             .rejected
             .extend(rejected_ids.into_iter().map(|id| (entity, id)));
@@ -1010,6 +1055,15 @@ async fn create_with_staged_files(
         .with_table_name(entity.name())
         .with_actions(adds)
         .await?)
+}
+
+/// The product lines of a batch of products.
+fn collect_product_lines(batch: &RecordBatch, out: &mut Vec<String>) {
+    let index = Entity::Products
+        .column_index("product_line")
+        .expect("products have a product line");
+    let lines = batch.column(index).as_string::<i32>();
+    out.extend(lines.iter().flatten().map(str::to_string));
 }
 
 fn collect_ids(batch: &RecordBatch, out: &mut Vec<String>) {

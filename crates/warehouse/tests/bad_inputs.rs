@@ -90,6 +90,54 @@ fn cases() -> Vec<(&'static str, &'static str, Vec<u8>, Vec<&'static str>)> {
         ("a blank line before the bad row", "orders.csv",
             orders(&|s| s.replacen("\nO-1,2,C-1,PR-2,P-1,2024-01-10,1,", "\n\nO-1,2,C-1,PR-2,P-1,2024-01-10,0,", 1)),
             vec!["orders.csv:4:7 (quantity): quantity must be greater than 0, found 0 (a return is a line with negative revenue, not negative quantity)"]),
+        ("a campaign that ends before it starts", "campaigns.csv",
+            CAMPAIGNS.replace("2024-01-01,2024-03-31", "2024-01-01,2023-12-31").into_bytes(),
+            vec!["campaigns.csv:2:9 (end_on): end_on must not precede start_on"]),
+        ("a campaign for an unknown product", "campaigns.csv",
+            CAMPAIGNS.replace("P-1,PR-1,", "P-1,PR-9,").into_bytes(),
+            vec!["campaigns.csv:2:4 (product_id): unknown product_id: \"PR-9\" is neither in this export's products.csv nor in the warehouse"]),
+        ("a campaign's unknown size band", "campaigns.csv",
+            CAMPAIGNS.replace("Healthcare,Enterprise", "Healthcare,Huge").into_bytes(),
+            vec!["campaigns.csv:2:6 (target_size_band): target_size_band must be one of SMB, Mid-Market, Enterprise, found \"Huge\""]),
+        ("an opportunity sourced by an unknown campaign", "opportunities.csv",
+            OPPORTUNITIES.replace(",CA-2", ",CA-9").into_bytes(),
+            vec!["opportunities.csv:3:11 (campaign_id): unknown campaign_id: \"CA-9\" is neither in this export's campaigns.csv nor in the warehouse"]),
+        ("a registration decided before it was submitted", "deal_registrations.csv",
+            DEAL_REGISTRATIONS.replace("2024-01-25,2024-02-04", "2024-01-25,2024-01-24").into_bytes(),
+            vec!["deal_registrations.csv:3:7 (decided_on): decided_on must not precede submitted_on"]),
+        ("a registration of an unknown opportunity", "deal_registrations.csv",
+            DEAL_REGISTRATIONS.replace("Approved,OP-3", "Approved,OP-9").into_bytes(),
+            vec!["deal_registrations.csv:3:9 (opportunity_id): unknown opportunity_id: \"OP-9\" is neither in this export's opportunities.csv nor in the warehouse"]),
+        ("a registration's unknown status", "deal_registrations.csv",
+            DEAL_REGISTRATIONS.replace(",Pending,", ",Waiting,").into_bytes(),
+            vec!["deal_registrations.csv:5:8 (status): status must be one of Pending, Approved, Rejected, Expired, found \"Waiting\""]),
+        ("a negative registered amount", "deal_registrations.csv",
+            DEAL_REGISTRATIONS.replace("PR-2,50,", "PR-2,-50,").into_bytes(),
+            vec!["deal_registrations.csv:5:5 (amount): amount must not be negative, found -50"]),
+        ("funds paid beyond the claim", "mdf_requests.csv",
+            MDF_REQUESTS.replace("4000,3500,3500", "4000,3500,3600").into_bytes(),
+            vec!["mdf_requests.csv:2:8 (paid_amount): paid_amount must not be more than claimed_amount (3500)"]),
+        ("funds paid without a claim", "mdf_requests.csv",
+            MDF_REQUESTS.replace("4000,3500,3500", "4000,,3500").into_bytes(),
+            vec!["mdf_requests.csv:2:8 (paid_amount): paid_amount is given without a claimed_amount: it must not be more than that"]),
+        ("a negative approved amount", "mdf_requests.csv",
+            MDF_REQUESTS.replace("1000,0,", "1000,-1,").into_bytes(),
+            vec!["mdf_requests.csv:3:6 (approved_amount): approved_amount must not be negative, found -1"]),
+        ("funds for an unknown campaign", "mdf_requests.csv",
+            MDF_REQUESTS.replace("P-2,CA-2", "P-2,CA-7").into_bytes(),
+            vec!["mdf_requests.csv:5:3 (campaign_id): unknown campaign_id: \"CA-7\" is neither in this export's campaigns.csv nor in the warehouse"]),
+        ("a certification that expires before it is earned", "certifications.csv",
+            CERTIFICATIONS.replace("2024-02-01,2024-03-15", "2024-02-01,2024-01-15").into_bytes(),
+            vec!["certifications.csv:4:8 (expires_on): expires_on must not precede earned_on"]),
+        ("a certification for a product line nobody sells", "certifications.csv",
+            CERTIFICATIONS.replace("Support,Security", "Support,Storage").into_bytes(),
+            vec!["certifications.csv:4:5 (product_line): unknown product_line: \"Storage\" is the product_line of no row in this export's products.csv nor in the warehouse"]),
+        ("a certification's unknown track", "certifications.csv",
+            CERTIFICATIONS.replace(",Technical,", ",Marketing,").into_bytes(),
+            vec!["certifications.csv:2:4 (track): track must be one of Sales, Presales, Technical, Support, found \"Marketing\""]),
+        ("a certification of an unknown partner", "certifications.csv",
+            CERTIFICATIONS.replace("CE-3,P-2", "CE-3,P-7").into_bytes(),
+            vec!["certifications.csv:4:2 (partner_id): unknown partner_id: \"P-7\" is neither in this export's partners.csv nor in the warehouse"]),
         ("several faults in one row are each reported", "opportunities.csv",
             OPPORTUNITIES.replace("OP-1,P-1,C-1,PR-1,Proposal,10000,50", "OP-1,P-1,C-9,PR-1,Proposal,10000,-1").into_bytes(),
             vec![
@@ -254,4 +302,90 @@ async fn an_absent_fact_file_means_no_rows_of_it() {
         query(&wh, None, "SELECT COUNT(*) FROM satisfaction_surveys").await,
         vec![vec!["0".to_string()]]
     );
+}
+
+#[tokio::test]
+async fn the_partner_program_files_are_optional_on_a_first_load_and_may_come_later_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
+    // The seven files of a brand owner without a partner program: the opportunities name no
+    // campaign either.
+    let seven: Vec<(&str, Vec<u8>)> = base_files()
+        .into_iter()
+        .filter(|(n, _)| {
+            ![
+                "campaigns.csv",
+                "deal_registrations.csv",
+                "mdf_requests.csv",
+                "certifications.csv",
+            ]
+            .contains(n)
+        })
+        .map(|(n, c)| {
+            if n == "opportunities.csv" {
+                let text = String::from_utf8(c)
+                    .unwrap()
+                    .replace(",CA-1", ",")
+                    .replace(",CA-2", ",");
+                (n, text.into_bytes())
+            } else {
+                (n, c)
+            }
+        })
+        .collect();
+    let first = write_export(&tmp.path().join("first"), &seven);
+    load(&wh, &first, LoadMode::Upsert, false).await.unwrap();
+    for table in [
+        "campaigns",
+        "deal_registrations",
+        "mdf_requests",
+        "certifications",
+    ] {
+        assert_eq!(
+            query(&wh, None, &format!("SELECT COUNT(*) FROM {table}")).await,
+            vec![vec!["0".to_string()]],
+            "{table} reads as empty"
+        );
+    }
+    // A later export with only registrations and certifications: their opportunities and
+    // product lines are the warehouse's.
+    let later = write_export(
+        &tmp.path().join("later"),
+        &[
+            (
+                "deal_registrations.csv",
+                DEAL_REGISTRATIONS.as_bytes().to_vec(),
+            ),
+            ("certifications.csv", CERTIFICATIONS.as_bytes().to_vec()),
+        ],
+    );
+    load(&wh, &later, LoadMode::Upsert, false).await.unwrap();
+    assert_eq!(
+        query(
+            &wh,
+            None,
+            "SELECT COUNT(*), COUNT(opportunity_id) FROM deal_registrations"
+        )
+        .await,
+        vec![vec!["6".to_string(), "3".to_string()]]
+    );
+    // A campaign named by fund requests must exist: here no campaign was ever loaded.
+    let orphan = write_export(
+        &tmp.path().join("orphan"),
+        &[("mdf_requests.csv", MDF_REQUESTS.as_bytes().to_vec())],
+    );
+    let before = everything(&wh).await;
+    let got = rejections(
+        load(&wh, &orphan, LoadMode::Upsert, false)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        got,
+        vec![
+            "mdf_requests.csv:2:3 (campaign_id): unknown campaign_id: \"CA-1\" is neither in this export's campaigns.csv nor in the warehouse",
+            "mdf_requests.csv:5:3 (campaign_id): unknown campaign_id: \"CA-2\" is neither in this export's campaigns.csv nor in the warehouse",
+        ]
+    );
+    assert_eq!(everything(&wh).await, before);
 }

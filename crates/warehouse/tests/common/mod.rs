@@ -23,6 +23,15 @@ pub const SERVICE_REQUESTS: &str = include_str!("../../../../fixtures/tiny/servi
 
 pub const SURVEYS: &str = include_str!("../../../../fixtures/tiny/satisfaction_surveys.csv");
 
+pub const CAMPAIGNS: &str = include_str!("../../../../fixtures/tiny/campaigns.csv");
+
+pub const DEAL_REGISTRATIONS: &str =
+    include_str!("../../../../fixtures/tiny/deal_registrations.csv");
+
+pub const MDF_REQUESTS: &str = include_str!("../../../../fixtures/tiny/mdf_requests.csv");
+
+pub const CERTIFICATIONS: &str = include_str!("../../../../fixtures/tiny/certifications.csv");
+
 pub fn base_files() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("partners.csv", PARTNERS.as_bytes().to_vec()),
@@ -32,6 +41,13 @@ pub fn base_files() -> Vec<(&'static str, Vec<u8>)> {
         ("opportunities.csv", OPPORTUNITIES.as_bytes().to_vec()),
         ("service_requests.csv", SERVICE_REQUESTS.as_bytes().to_vec()),
         ("satisfaction_surveys.csv", SURVEYS.as_bytes().to_vec()),
+        ("campaigns.csv", CAMPAIGNS.as_bytes().to_vec()),
+        (
+            "deal_registrations.csv",
+            DEAL_REGISTRATIONS.as_bytes().to_vec(),
+        ),
+        ("mdf_requests.csv", MDF_REQUESTS.as_bytes().to_vec()),
+        ("certifications.csv", CERTIFICATIONS.as_bytes().to_vec()),
     ]
 }
 
