@@ -111,7 +111,7 @@ pub fn check_model(model: &Model) -> Result<(), ModelError> {
             let value = match aggregate {
                 Aggregate::CountRows => None,
                 Aggregate::Sum(e) | Aggregate::Count(e) | Aggregate::CountDistinct(e) => {
-                    typed(&ctx, &schema, e, m.line, &owner, &mut problems)
+                    typed(&ctx, schema, e, m.line, &owner, &mut problems)
                 }
             };
             if let (Aggregate::Sum(e), Some(ty)) = (aggregate, value)
@@ -123,7 +123,7 @@ pub fn check_model(model: &Model) -> Result<(), ModelError> {
                 });
             }
             if let Some(e) = filter
-                && let Some(ty) = typed(&ctx, &schema, e, m.line, &owner, &mut problems)
+                && let Some(ty) = typed(&ctx, schema, e, m.line, &owner, &mut problems)
                 && ty != DataType::Boolean
             {
                 problems.push(ModelProblem {
