@@ -1,11 +1,13 @@
 //! Deterministic demo exports that look like a real partner channel.
 //!
-//! `generate(config)` writes the seven files of the data contract. The shape is what a channel
+//! `generate(config)` writes the eleven files of the data contract. The shape is what a channel
 //! executive would recognise: partner revenue with a heavy tail (a real 80/20), tiers that follow
 //! size, Q4 and quarter-end peaks, a product mix that depends on the customer's industry and size,
 //! service speed and satisfaction that follow a partner's quality, direct sales, margins, returns,
 //! a few partners in decline, and names with Unicode and punctuation. The same seed and scale give
 //! byte-identical files. Rows are written as they are drawn, so memory stays flat at any scale.
+
+mod program;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -25,7 +27,7 @@ pub struct GenerateConfig {
     pub seed: u64,
 }
 
-/// Rows written per entity, in the order of `Entity::ALL`.
+/// Rows written per entity, in the order they were written.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GenerateSummary {
     pub rows: Vec<(Entity, u64)>,
@@ -568,6 +570,15 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         );
     }
 
+    // The partner program draws from its own stream: the other files stay as they were.
+    let mut program_rng = Pcg64Mcg::seed_from_u64(config.seed ^ 0x5EED_0F_9A11);
+    let campaigns = program::campaigns(&mut program_rng, &partners, &products, &mut out)?;
+    summary
+        .rows
+        .push((Entity::Campaigns, campaigns.all.len() as u64));
+    // The product lines each partner sells, for the certifications it lacks.
+    let mut lines_sold = vec![vec![false; PRODUCT_LINES.len()]; partners.len()];
+
     // Calendar: quarter-end and Q4 peaks, with growth over the years.
     let days: Vec<NaiveDate> = first_day()
         .iter_days()
@@ -626,6 +637,9 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         let n_lines = 1 + (rng.random::<f64>().powf(2.0) * [3.0, 5.0, 8.0][c.size]) as u32;
         for line in 1..=n_lines {
             let prod = &products[pick_cumulative(&mut rng, &segment_cumulative[c.segment])];
+            if !direct {
+                lines_sold[pi][prod.line] = true;
+            }
             let qty = 1 + (rng.random::<f64>().powf(3.0) * [4.0, 12.0, 40.0][c.size]) as i64;
             let discount = rng.random_range(0.0..0.22) + if direct { 0.0 } else { 0.05 };
             let mut revenue = ((prod.price_cents * qty) as f64 * (1.0 - discount)).round() as i64;
@@ -660,7 +674,8 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
     let (path, mut w) = out.writer(Entity::Opportunities)?;
     let n_opps = ((150_000.0 * s).round() as usize).max(40);
     let mut opp_rows = 0u64;
-    let mut rec: Vec<String> = vec![String::new(); 10];
+    let mut rec: Vec<String> = vec![String::new(); 11];
+    let mut registrations = program::Registrations::start(&out)?;
     for i in 0..n_opps {
         let direct = rng.random::<f64>() < 0.08;
         let pi = pick_cumulative(&mut rng, &partner_cum);
@@ -714,11 +729,31 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         rec[7] = created.to_string();
         rec[8] = close.to_string();
         rec[9] = registered.into();
+        let sourced = campaigns.sourcing(&mut program_rng, (!direct).then_some(pi), created);
+        rec[10] = sourced.map(|c| c.id.clone()).unwrap_or_default();
         w.write_record(&rec).map_err(|e| io(&path, e))?;
         opp_rows += 1;
+        if registered == "true" {
+            registrations.register(
+                &mut program_rng,
+                p,
+                c,
+                prod,
+                amount,
+                created,
+                Some(&rec[0]),
+            )?;
+        } else if !direct && program_rng.random::<f64>() < 0.06 {
+            // A deal registered that never became an opportunity.
+            registrations.register(&mut program_rng, p, c, prod, amount, created, None)?;
+        }
     }
     out.close(&path, w)?;
     summary.rows.push((Entity::Opportunities, opp_rows));
+    let registration_rows = registrations.finish(&mut out)?;
+    summary
+        .rows
+        .push((Entity::DealRegistrations, registration_rows));
 
     // Service requests: good partners answer fast; a few requests are still open.
     let (path, mut w) = out.writer(Entity::ServiceRequests)?;
@@ -840,6 +875,13 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
     summary
         .rows
         .push((Entity::SatisfactionSurveys, n_surveys as u64));
+    let mdf_rows = program::mdf_requests(&mut program_rng, &partners, &campaigns, &mut out)?;
+    summary.rows.push((Entity::MdfRequests, mdf_rows));
+    let certification_rows =
+        program::certifications(&mut program_rng, &partners, &lines_sold, &mut out)?;
+    summary
+        .rows
+        .push((Entity::Certifications, certification_rows));
     summary.bytes = out.bytes;
     Ok(summary)
 }

@@ -1,0 +1,370 @@
+//! The partner program of the demo channel: campaigns, deal registrations, market development
+//! funds and certifications.
+//!
+//! They follow partner quality the way a channel manager would expect: good partners run more
+//! campaigns, get their registrations approved sooner and more often, claim the funds they were
+//! approved, and keep their people certified; poor partners let certifications lapse and sell
+//! lines nobody of theirs is certified for. Some paid campaigns source nothing at all. A separate
+//! random stream draws all of it, so the seven files of the original contract stay as they were
+//! for a seed.
+
+use chrono::NaiveDate;
+use rand::RngExt;
+use rand_pcg::Pcg64Mcg;
+
+use crate::{
+    Customer, INDUSTRIES, Out, PRODUCT_LINES, Partner, Product, SIZES, first_day, io, last_day,
+    money,
+};
+use prism_contract::Entity;
+
+use crate::GenerateError;
+
+const CHANNELS: &[&str] = &["Email", "Event", "Webinar", "Digital", "Telemarketing"];
+
+/// A campaign as drawn, for the opportunities it sources and the funds that pay for it.
+pub(crate) struct Campaign {
+    pub id: String,
+    /// Index into the partners; `None` for the brand owner's own campaigns.
+    pub partner: Option<usize>,
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+    /// Paid for, but sourced no pipeline: what the funds page must flag.
+    pub sourced_nothing: bool,
+    /// What it cost, in cents.
+    pub budget_cents: i64,
+}
+
+/// Per partner, the campaigns it runs (and the brand owner's at the end), for sourcing.
+pub(crate) struct Campaigns {
+    pub all: Vec<Campaign>,
+    by_partner: Vec<Vec<usize>>,
+    brand: Vec<usize>,
+}
+
+impl Campaigns {
+    /// A campaign that sources an opportunity of `partner` (or a direct one) created on
+    /// `created`, if any: a live campaign of the partner, or of the brand owner.
+    pub fn sourcing(
+        &self,
+        rng: &mut Pcg64Mcg,
+        partner: Option<usize>,
+        created: NaiveDate,
+    ) -> Option<&Campaign> {
+        // About a quarter of opportunities come from a campaign.
+        if rng.random::<f64>() > 0.15 {
+            return None;
+        }
+        let own = partner.map_or(&self.brand, |p| &self.by_partner[p]);
+        let live = |i: &&usize| {
+            let c = &self.all[**i];
+            !c.sourced_nothing && c.start <= created && created <= c.end + chrono::Days::new(45)
+        };
+        let mine: Vec<&usize> = own.iter().filter(live).collect();
+        let candidates = if mine.is_empty() || rng.random::<f64>() < 0.2 {
+            self.brand.iter().filter(live).collect::<Vec<_>>()
+        } else {
+            mine
+        };
+        if candidates.is_empty() {
+            return None;
+        }
+        Some(&self.all[*candidates[rng.random_range(0..candidates.len())]])
+    }
+}
+
+/// Writes campaigns.csv: partners run campaigns in proportion to size and quality; the brand
+/// owner runs its own.
+pub(crate) fn campaigns(
+    rng: &mut Pcg64Mcg,
+    partners: &[Partner],
+    products: &[Product],
+    out: &mut Out,
+) -> Result<Campaigns, GenerateError> {
+    let (path, mut w) = out.writer(Entity::Campaigns)?;
+    let days = (last_day() - first_day()).num_days();
+    let mut all = Vec::new();
+    let mut by_partner = vec![Vec::new(); partners.len()];
+    let mut brand = Vec::new();
+    let n_brand = 12 + partners.len() / 10;
+    let owners = partners
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| {
+            let n = if p.weight == 0.0 || !p.active {
+                0.0
+            } else {
+                (0.3 + 1.5 * p.quality) * (1.0 + 0.8 * p.weight.ln_1p())
+            };
+            std::iter::repeat_n(Some(i), n.round() as usize)
+        })
+        .chain(std::iter::repeat_n(None, n_brand))
+        .collect::<Vec<_>>();
+    for owner in owners {
+        let id = format!("CA-{:05}", all.len() + 1);
+        let start = first_day() + chrono::Days::new(rng.random_range(0..days as u64));
+        let end = (start + chrono::Days::new(rng.random_range(7..120))).min(last_day());
+        let product = (rng.random::<f64>() < 0.8).then(|| &products[rng.random_range(0..products.len())]);
+        let industry = (rng.random::<f64>() < 0.6)
+            .then(|| INDUSTRIES[rng.random_range(0..INDUSTRIES.len())].0);
+        let size_band =
+            (rng.random::<f64>() < 0.5).then(|| SIZES[rng.random_range(0..SIZES.len())].0);
+        let channel = CHANNELS[rng.random_range(0..CHANNELS.len())];
+        let quality = owner.map_or(0.7, |p| partners[p].quality);
+        // Poor partners' campaigns more often produce nothing.
+        let sourced_nothing = rng.random::<f64>() < 0.05 + 0.25 * (1.0 - quality);
+        let size = owner.map_or(10.0, |p| partners[p].weight);
+        let budget_cents =
+            (rng.random_range(3_000.0..30_000.0) * (1.0 + size.sqrt())).round() as i64 * 100;
+        let name = format!(
+            "{} {} {}",
+            product.map_or("Portfolio", |p| PRODUCT_LINES[p.line].0),
+            industry.unwrap_or("all industries"),
+            match channel {
+                "Event" => "roadshow",
+                "Webinar" => "webinar",
+                "Email" => "mailing",
+                "Digital" => "ads",
+                _ => "call campaign",
+            }
+        );
+        w.write_record([
+            id.as_str(),
+            &format!("{name}, {}", start.format("%b %Y")),
+            owner.map_or("", |p| partners[p].id.as_str()),
+            product.map_or("", |p| p.id.as_str()),
+            industry.unwrap_or(""),
+            size_band.unwrap_or(""),
+            channel,
+            &start.to_string(),
+            &end.to_string(),
+        ])
+        .map_err(|e| io(&path, e))?;
+        match owner {
+            Some(p) => by_partner[p].push(all.len()),
+            None => brand.push(all.len()),
+        }
+        all.push(Campaign {
+            id,
+            partner: owner,
+            start,
+            end,
+            sourced_nothing,
+            budget_cents,
+        });
+    }
+    out.close(&path, w)?;
+    Ok(Campaigns {
+        all,
+        by_partner,
+        brand,
+    })
+}
+
+/// Deal registrations, written as the opportunities are drawn: one per registered opportunity,
+/// and some that never became one.
+pub(crate) struct Registrations {
+    path: std::path::PathBuf,
+    w: csv::Writer<std::io::BufWriter<std::fs::File>>,
+    pub rows: u64,
+}
+
+impl Registrations {
+    pub fn start(out: &Out) -> Result<Registrations, GenerateError> {
+        let (path, w) = out.writer(Entity::DealRegistrations)?;
+        Ok(Registrations { path, w, rows: 0 })
+    }
+
+    /// A registration by `partner` of a deal with `customer`: approved (and then linked to its
+    /// opportunity) more often and sooner by good partners.
+    #[allow(clippy::too_many_arguments)]
+    pub fn register(
+        &mut self,
+        rng: &mut Pcg64Mcg,
+        partner: &Partner,
+        customer: &Customer,
+        product: &Product,
+        amount_cents: i64,
+        created: NaiveDate,
+        opportunity: Option<&str>,
+    ) -> Result<(), GenerateError> {
+        let submitted = (created + chrono::Days::new(rng.random_range(0..7))).min(last_day());
+        let days_to_decide = 1 + (rng.random::<f64>() * (3.0 + 25.0 * (1.0 - partner.quality))) as u64;
+        let decided = submitted + chrono::Days::new(days_to_decide);
+        let approve = 0.45 + 0.5 * partner.quality;
+        let (status, decided_on, linked) = if decided > last_day() {
+            ("Pending", None, None)
+        } else if opportunity.is_none() && rng.random::<f64>() < 0.5 {
+            // Approved but never pursued: the protection ran out.
+            ("Expired", Some(decided), None)
+        } else if rng.random::<f64>() < approve {
+            ("Approved", Some(decided), opportunity)
+        } else {
+            ("Rejected", Some(decided), None)
+        };
+        self.rows += 1;
+        self.w
+            .write_record([
+                format!("DR-{:07}", self.rows).as_str(),
+                &partner.id,
+                &customer.id,
+                if rng.random::<f64>() < 0.05 {
+                    ""
+                } else {
+                    &product.id
+                },
+                &money(amount_cents),
+                &submitted.to_string(),
+                &decided_on.map(|d| d.to_string()).unwrap_or_default(),
+                status,
+                linked.unwrap_or(""),
+            ])
+            .map_err(|e| io(&self.path, e))
+    }
+
+    pub fn finish(self, out: &mut Out) -> Result<u64, GenerateError> {
+        out.close(&self.path, self.w)?;
+        Ok(self.rows)
+    }
+}
+
+/// Writes mdf_requests.csv: most partner campaigns ask for funds; good partners get more of
+/// what they ask, claim it and are paid; recent requests wait for a decision.
+pub(crate) fn mdf_requests(
+    rng: &mut Pcg64Mcg,
+    partners: &[Partner],
+    campaigns: &Campaigns,
+    out: &mut Out,
+) -> Result<u64, GenerateError> {
+    let (path, mut w) = out.writer(Entity::MdfRequests)?;
+    let mut rows = 0u64;
+    let mut requests: Vec<(usize, Option<&Campaign>, NaiveDate, i64)> = Vec::new();
+    for c in &campaigns.all {
+        let Some(p) = c.partner else { continue };
+        if rng.random::<f64>() < 0.35 + 0.55 * partners[p].quality {
+            let asked = c.start - chrono::Days::new(rng.random_range(5..40));
+            requests.push((p, Some(c), asked.max(first_day()), c.budget_cents));
+        }
+    }
+    // Funds asked for without a campaign (training, demo gear).
+    for (i, p) in partners.iter().enumerate() {
+        if p.active && p.weight > 0.0 && rng.random::<f64>() < 0.3 {
+            let day = first_day()
+                + chrono::Days::new(rng.random_range(0..(last_day() - first_day()).num_days() as u64));
+            requests.push((i, None, day, rng.random_range(1_000..15_000) * 100));
+        }
+    }
+    requests.sort_by_key(|r| r.2);
+    for (p, campaign, asked, budget) in requests {
+        let q = partners[p].quality;
+        let requested = budget;
+        let decided = asked + chrono::Days::new(rng.random_range(3..30));
+        let (status, approved, claimed, paid) = if decided > last_day() {
+            ("Submitted", None, None, None)
+        } else if rng.random::<f64>() < 0.08 + 0.2 * (1.0 - q) {
+            ("Rejected", Some(0), None, None)
+        } else {
+            let approved = (requested as f64 * (0.5 + 0.5 * q)).round() as i64 / 100 * 100;
+            let over = campaign.is_none_or(|c| c.end + chrono::Days::new(30) <= last_day());
+            if !over || rng.random::<f64>() > 0.4 + 0.55 * q {
+                // Approved, and not claimed (yet, or ever: unused funds).
+                ("Approved", Some(approved), None, None)
+            } else {
+                let claimed = (approved as f64 * rng.random_range(0.6..1.0)).round() as i64;
+                if rng.random::<f64>() < 0.85 {
+                    ("Paid", Some(approved), Some(claimed), Some(claimed))
+                } else {
+                    ("Claimed", Some(approved), Some(claimed), None)
+                }
+            }
+        };
+        rows += 1;
+        w.write_record([
+            format!("MDF-{rows:06}").as_str(),
+            &partners[p].id,
+            campaign.map_or("", |c| c.id.as_str()),
+            &asked.to_string(),
+            &money(requested),
+            &approved.map(money).unwrap_or_default(),
+            &claimed.map(money).unwrap_or_default(),
+            &paid.map(money).unwrap_or_default(),
+            status,
+        ])
+        .map_err(|e| io(&path, e))?;
+    }
+    out.close(&path, w)?;
+    Ok(rows)
+}
+
+/// Writes certifications.csv: each partner's people and what they are certified for. Good
+/// partners certify more people, on the lines they sell, and renew; poor ones let them lapse.
+pub(crate) fn certifications(
+    rng: &mut Pcg64Mcg,
+    partners: &[Partner],
+    lines_sold: &[Vec<bool>],
+    out: &mut Out,
+) -> Result<u64, GenerateError> {
+    let (path, mut w) = out.writer(Entity::Certifications)?;
+    let mut rows = 0u64;
+    let mut person = 0u64;
+    let tracks = ["Sales", "Presales", "Technical", "Support"];
+    let levels = ["Associate", "Professional", "Expert"];
+    let earliest = first_day() - chrono::Days::new(730);
+    let span = (last_day() - earliest).num_days() as u64;
+    for (i, p) in partners.iter().enumerate() {
+        if p.weight == 0.0 {
+            continue;
+        }
+        let people = (1.0 + p.weight.sqrt() * (1.0 + 4.0 * p.quality)).round() as usize;
+        let sold: Vec<usize> = (0..PRODUCT_LINES.len())
+            .filter(|l| lines_sold[i].get(*l).copied().unwrap_or(false))
+            .collect();
+        for _ in 0..people {
+            person += 1;
+            let id = format!("E-{person:06}");
+            let n = 1 + rng.random_range(0..3);
+            for _ in 0..n {
+                // Poor partners certify salespeople and skip the technical tracks.
+                let technical = rng.random::<f64>() < 0.25 + 0.5 * p.quality;
+                let track = if technical {
+                    tracks[2 + rng.random_range(0..2)]
+                } else {
+                    tracks[rng.random_range(0..2)]
+                };
+                let line = if sold.is_empty() || rng.random::<f64>() < 0.15 {
+                    None
+                } else {
+                    Some(PRODUCT_LINES[sold[rng.random_range(0..sold.len())]].0)
+                };
+                let earned = earliest + chrono::Days::new(rng.random_range(0..span));
+                // Two years, and good partners' people renew: a later one replaces it.
+                let expires = (rng.random::<f64>() < 0.85).then(|| earned + chrono::Days::new(730));
+                let level = (rng.random::<f64>() < 0.9).then(|| levels[rng.random_range(0..3)]);
+                let mut write = |earned: NaiveDate, expires: Option<NaiveDate>| {
+                    rows += 1;
+                    w.write_record([
+                        format!("CE-{rows:07}").as_str(),
+                        &p.id,
+                        &id,
+                        track,
+                        line.unwrap_or(""),
+                        level.unwrap_or(""),
+                        &earned.to_string(),
+                        &expires.map(|d| d.to_string()).unwrap_or_default(),
+                    ])
+                    .map_err(|e| io(&path, e))
+                };
+                write(earned, expires)?;
+                if let Some(e) = expires
+                    && e <= last_day()
+                    && rng.random::<f64>() < 0.2 + 0.7 * p.quality
+                {
+                    let renewed = e - chrono::Days::new(rng.random_range(0..30));
+                    write(renewed, Some(renewed + chrono::Days::new(730)))?;
+                }
+            }
+        }
+    }
+    out.close(&path, w)?;
+    Ok(rows)
+}
