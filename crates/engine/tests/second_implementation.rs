@@ -1,4 +1,4 @@
-//! On a generated export, every base metric of the shipped model — by partner, by tier ×
+//! On a generated export, every metric of the shipped model — by partner, by tier ×
 //! quarter, and over everything — agrees with a second, deliberately simple implementation:
 //! plain Rust over the CSV files, sharing no code with the engine, the model or the loader.
 
@@ -94,6 +94,29 @@ struct Acc {
     response_secs: f64,
     resolution_secs: f64,
     sla_met: i128,
+    campaign_pipeline: Option<i128>,
+    campaign_won: Option<i128>,
+    registrations: i128,
+    registered_amount: Option<i128>,
+    registrations_approved: i128,
+    registrations_rejected: i128,
+    registrations_expired: i128,
+    registrations_pending: i128,
+    registrations_decided: i128,
+    registration_decision_days: i128,
+    registrations_converted: i128,
+    registrations_won: i128,
+    registrations_closed: i128,
+    mdf_requested: Option<i128>,
+    mdf_approved: Option<i128>,
+    mdf_claimed: Option<i128>,
+    mdf_paid: Option<i128>,
+    mdf_decided_requested: Option<i128>,
+    mdf_claimed_of_approved: Option<i128>,
+    mdf_approved_positive: Option<i128>,
+    certifications_earned: i128,
+    certified_people: BTreeSet<String>,
+    expiring_certifications: i128,
 }
 
 fn ratio(n: f64, d: i128, scale: f64) -> String {
@@ -149,6 +172,54 @@ impl Acc {
             "avg_first_response_hours" => ratio(self.response_secs / 3600.0, self.responded, 1.0),
             "avg_resolution_hours" => ratio(self.resolution_secs / 3600.0, self.resolved, 1.0),
             "sla_met_pct" => ratio(self.sla_met as f64, self.requests, 100.0),
+            "campaign_sourced_pipeline" => money(self.campaign_pipeline),
+            "campaign_sourced_won" => money(self.campaign_won),
+            "mdf_roi" => ratio(
+                self.campaign_won.unwrap_or(0) as f64,
+                self.mdf_paid.unwrap_or(0),
+                1.0,
+            ),
+            "registrations" => self.registrations.to_string(),
+            "registered_amount" => money(self.registered_amount),
+            "approved_registrations" => self.registrations_approved.to_string(),
+            "rejected_registrations" => self.registrations_rejected.to_string(),
+            "expired_registrations" => self.registrations_expired.to_string(),
+            "pending_registrations" => self.registrations_pending.to_string(),
+            "registration_approval_rate" => ratio(
+                self.registrations_approved as f64,
+                self.registrations_approved + self.registrations_rejected,
+                100.0,
+            ),
+            "decided_registrations" => self.registrations_decided.to_string(),
+            "avg_registration_decision_days" => ratio(
+                self.registration_decision_days as f64,
+                self.registrations_decided,
+                1.0,
+            ),
+            "registrations_converted" => self.registrations_converted.to_string(),
+            "registrations_won" => self.registrations_won.to_string(),
+            "registration_win_rate" => ratio(
+                self.registrations_won as f64,
+                self.registrations_closed,
+                100.0,
+            ),
+            "mdf_requested" => money(self.mdf_requested),
+            "mdf_approved" => money(self.mdf_approved),
+            "mdf_claimed" => money(self.mdf_claimed),
+            "mdf_paid" => money(self.mdf_paid),
+            "mdf_approval_rate" => ratio(
+                self.mdf_approved.unwrap_or(0) as f64,
+                self.mdf_decided_requested.unwrap_or(0),
+                100.0,
+            ),
+            "mdf_utilization_pct" => ratio(
+                self.mdf_claimed_of_approved.unwrap_or(0) as f64,
+                self.mdf_approved_positive.unwrap_or(0),
+                100.0,
+            ),
+            "certifications_earned" => self.certifications_earned.to_string(),
+            "certified_people" => self.certified_people.len().to_string(),
+            "expiring_certifications" => self.expiring_certifications.to_string(),
             other => panic!("the plain implementation does not know `{other}`: add it here"),
         }
     }
@@ -166,7 +237,8 @@ struct Plain {
 }
 
 impl Plain {
-    fn over(export: &std::path::Path) -> Plain {
+    /// `loaded_on`: the day of the load, which a state without a period is read at.
+    fn over(export: &std::path::Path, loaded_on: NaiveDate) -> Plain {
         let read = |f: &str| {
             csv::Reader::from_path(export.join(f))
                 .unwrap()
@@ -215,8 +287,12 @@ impl Plain {
                 }
             });
         }
+        let stages: BTreeMap<String, String> = read("opportunities.csv")
+            .map(|r| (r[0].to_string(), r[4].to_string()))
+            .collect();
         for r in read("opportunities.csv") {
             let (stage, amount, probability) = (&r[4], cents(&r[5]), r[6].parse::<i128>().unwrap());
+            let sourced = !r[10].is_empty();
             let days = (date(&r[8]) - date(&r[7])).num_days() as i128;
             each(&r[1], date(&r[8]), &mut |a| {
                 a.opportunities += 1;
@@ -228,13 +304,72 @@ impl Plain {
                         a.won += 1;
                         add(&mut a.won_amount, amount);
                         a.won_days += days;
+                        if sourced {
+                            add(&mut a.campaign_won, amount);
+                        }
                     }
                     "Closed Lost" => a.lost += 1,
                     _ => {
                         a.open_count += 1;
                         add(&mut a.open_pipeline, amount);
                         add(&mut a.weighted_cents_x100, amount * probability);
+                        if sourced {
+                            add(&mut a.campaign_pipeline, amount);
+                        }
                     }
+                }
+            });
+        }
+        for r in read("deal_registrations.csv") {
+            let (status, decided) = (&r[7], &r[6]);
+            let stage = stages.get(&r[8]).map(String::as_str).unwrap_or("");
+            each(&r[1], date(&r[5]), &mut |a| {
+                a.registrations += 1;
+                add(&mut a.registered_amount, cents(&r[4]));
+                match status {
+                    "Approved" => {
+                        a.registrations_approved += 1;
+                        if !r[8].is_empty() {
+                            a.registrations_converted += 1;
+                        }
+                        if stage == "Closed Won" {
+                            a.registrations_won += 1;
+                        }
+                        if stage == "Closed Won" || stage == "Closed Lost" {
+                            a.registrations_closed += 1;
+                        }
+                    }
+                    "Rejected" => a.registrations_rejected += 1,
+                    "Expired" => a.registrations_expired += 1,
+                    _ => a.registrations_pending += 1,
+                }
+                if !decided.is_empty() {
+                    a.registrations_decided += 1;
+                    a.registration_decision_days +=
+                        (date(decided) - date(&r[5])).num_days() as i128;
+                }
+            });
+        }
+        for r in read("mdf_requests.csv") {
+            let amount = |i: usize| (!r[i].is_empty()).then(|| cents(&r[i]));
+            let (requested, approved, claimed, paid) = (cents(&r[4]), amount(5), amount(6), amount(7));
+            each(&r[1], date(&r[3]), &mut |a| {
+                add(&mut a.mdf_requested, requested);
+                if let Some(v) = approved {
+                    add(&mut a.mdf_approved, v);
+                    add(&mut a.mdf_decided_requested, requested);
+                    if v > 0 {
+                        add(&mut a.mdf_approved_positive, v);
+                        if let Some(c) = claimed {
+                            add(&mut a.mdf_claimed_of_approved, c);
+                        }
+                    }
+                }
+                if let Some(v) = claimed {
+                    add(&mut a.mdf_claimed, v);
+                }
+                if let Some(v) = paid {
+                    add(&mut a.mdf_paid, v);
                 }
             });
         }
@@ -278,6 +413,49 @@ impl Plain {
                 }
             });
         }
+        // Certifications: earned is a flow over the period; certified people and expiring
+        // ones are states, read on the load day by partner and overall, and on each quarter's
+        // last day (the load day for the quarter it falls in) by tier and quarter, from the
+        // quarter of the first certification on.
+        let certifications: Vec<csv::StringRecord> = read("certifications.csv").collect();
+        let first_quarter = certifications
+            .iter()
+            .map(|r| date(&r[6]))
+            .min()
+            .map(|d| NaiveDate::from_ymd_opt(d.year(), (d.month() - 1) / 3 * 3 + 1, 1).unwrap());
+        let mut quarter_ends = Vec::new();
+        let mut q = first_quarter;
+        while let Some(start) = q
+            && start <= loaded_on
+        {
+            let next = start.checked_add_months(chrono::Months::new(3)).unwrap();
+            quarter_ends.push((quarter(start), (next - chrono::Days::new(1)).min(loaded_on)));
+            q = Some(next);
+        }
+        for r in &certifications {
+            each(&r[1], date(&r[6]), &mut |a| a.certifications_earned += 1);
+        }
+        for r in &certifications {
+            let earned = date(&r[6]);
+            let expires = (!r[7].is_empty()).then(|| date(&r[7]));
+            let valid = |day: NaiveDate| earned <= day && expires.is_none_or(|e| e > day);
+            let expiring =
+                |day: NaiveDate| valid(day) && expires.is_some_and(|e| e <= day + chrono::Days::new(90));
+            let state = |a: &mut Acc, day: NaiveDate| {
+                if valid(day) {
+                    a.certified_people.insert(r[2].to_string());
+                }
+                if expiring(day) {
+                    a.expiring_certifications += 1;
+                }
+            };
+            state(plain.cuts[0].entry(r[1].to_string()).or_default(), loaded_on);
+            state(plain.cuts[2].entry(String::new()).or_default(), loaded_on);
+            for (q, end) in &quarter_ends {
+                let key = format!("{}|{q}", tiers[&r[1]]);
+                state(plain.cuts[1].entry(key).or_default(), *end);
+            }
+        }
         plain
     }
 }
@@ -291,7 +469,12 @@ fn agree(engine: &str, plain: &str) -> bool {
 async fn every_base_metric_by_partner_by_tier_and_quarter_and_overall_agrees_with_a_plain_computation()
  {
     let (_tmp, export, wh) = common::generated(0.02, 33, true).await;
-    let plain = Plain::over(&export);
+    let loaded_at = wh.versions().unwrap().current().unwrap().loaded_at.clone();
+    let loaded_on = DateTime::parse_from_rfc3339(&loaded_at)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+        .date_naive();
+    let plain = Plain::over(&export, loaded_on);
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     let engine = Engine::new(Model::shipped());
     let metrics: Vec<String> = engine
@@ -301,7 +484,11 @@ async fn every_base_metric_by_partner_by_tier_and_quarter_and_overall_agrees_wit
         .filter(|m| !m.hidden)
         .map(|m| m.name.clone())
         .collect();
-    assert_eq!(metrics.len(), 26, "every base metric of metrics.md");
+    assert_eq!(
+        metrics.len(),
+        50,
+        "every metric of metrics.md, and the parts of the program's ratios worth reading"
+    );
 
     let mut differences = Vec::new();
     for (cut, expected) in CUTS.iter().zip(&plain.cuts) {
