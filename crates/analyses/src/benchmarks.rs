@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::{Context, Result, Table, number};
 
 /// Figures that compare across partners of any size: rates and averages, not totals.
-pub const METRICS: [(&str, bool); 10] = [
+pub const METRICS: [(&str, bool); 15] = [
     ("win_rate", true),
     ("avg_deal_size", true),
     ("avg_sales_cycle_days", false),
@@ -19,6 +19,11 @@ pub const METRICS: [(&str, bool); 10] = [
     ("avg_resolution_hours", false),
     ("sla_met_pct", true),
     ("resolution_rate", true),
+    ("registration_approval_rate", true),
+    ("avg_registration_decision_days", false),
+    ("registration_win_rate", true),
+    ("mdf_approval_rate", true),
+    ("mdf_utilization_pct", true),
 ];
 
 #[derive(Clone, Debug, Serialize)]

@@ -1,14 +1,18 @@
 //! The analyses of the scenario (spec: "Analyses" in metrics.md): Pareto segmentation, the
 //! partner scorecard, under-performers, a partner's products, customer potential with target
-//! lists, high-risk accounts and channel benchmarks.
+//! lists, high-risk accounts, channel benchmarks, and the partner program: the deal
+//! registration funnel, funds and campaigns, and enablement.
 //!
 //! Every figure is a model metric computed by the engine under the caller's scope; this crate
 //! only orders, ranks and classifies the answers. It knows nothing of DataFusion.
 
 pub mod benchmarks;
+pub mod campaigns;
+pub mod enablement;
 pub mod pareto;
 pub mod potential;
 pub mod products;
+pub mod registrations;
 pub mod risk;
 pub mod scorecard;
 pub mod underperformers;

@@ -17,6 +17,8 @@ pub struct Weights {
     pub win_rate: f64,
     pub csat: f64,
     pub responsiveness: f64,
+    /// Certified people on the period's last day: 0 unless the user gives it a weight.
+    pub certified_people: f64,
 }
 
 impl Default for Weights {
@@ -27,11 +29,19 @@ impl Default for Weights {
             win_rate: 0.15,
             csat: 0.20,
             responsiveness: 0.10,
+            certified_people: 0.0,
         }
     }
 }
 
-const WEIGHT_NAMES: [&str; 5] = ["revenue", "pipeline", "win_rate", "csat", "responsiveness"];
+const WEIGHT_NAMES: [&str; 6] = [
+    "revenue",
+    "pipeline",
+    "win_rate",
+    "csat",
+    "responsiveness",
+    "certified_people",
+];
 
 impl Weights {
     /// `revenue=0.5,csat=0.3`: the named weights change, the others keep their defaults.
@@ -63,6 +73,7 @@ impl Weights {
                 "win_rate" => &mut w.win_rate,
                 "csat" => &mut w.csat,
                 "responsiveness" => &mut w.responsiveness,
+                "certified_people" => &mut w.certified_people,
                 other => {
                     return Err(AnalysisError::Invalid(format!(
                         "--weights: no attribute `{other}`: the attributes are {}{}",
@@ -80,24 +91,26 @@ impl Weights {
         Ok(w)
     }
 
-    fn all(&self) -> [f64; 5] {
+    fn all(&self) -> [f64; 6] {
         [
             self.revenue,
             self.pipeline,
             self.win_rate,
             self.csat,
             self.responsiveness,
+            self.certified_people,
         ]
     }
 }
 
 /// The metrics behind the attributes, in the order of `Weights`, and whether more is better.
-const ATTRIBUTES: [(&str, bool); 5] = [
+const ATTRIBUTES: [(&str, bool); 6] = [
     ("closed_revenue", true),
     ("open_pipeline", true),
     ("win_rate", true),
     ("csat_avg", true),
     ("avg_first_response_hours", false),
+    ("certified_people", true),
 ];
 
 #[derive(Clone, Debug, Serialize)]
@@ -140,6 +153,9 @@ pub async fn scorecard(cx: &Context<'_>, weights: Weights) -> Result<Scorecard> 
             .filter(|v| !v.is_empty());
         if i < 2 {
             Some(v.unwrap_or_else(|| Money(0).to_string()))
+        } else if i == 5 {
+            // Nobody certified is 0 people, which ranks.
+            Some(v.unwrap_or_else(|| "0".to_string()))
         } else {
             v
         }
@@ -208,13 +224,18 @@ impl Table for Scorecard {
     fn headline(&self) -> Vec<String> {
         let w = &self.weights;
         vec![format!(
-            "{} partners ranked by score; weights: revenue {}, pipeline {}, win_rate {}, csat {}, responsiveness {} (percentile ranks 0-100, lower response hours rank higher)",
+            "{} partners ranked by score; weights: revenue {}, pipeline {}, win_rate {}, csat {}, responsiveness {}{} (percentile ranks 0-100, lower response hours rank higher)",
             self.rows.len(),
             w.revenue,
             w.pipeline,
             w.win_rate,
             w.csat,
-            w.responsiveness
+            w.responsiveness,
+            if w.certified_people > 0.0 {
+                format!(", certified_people {}", w.certified_people)
+            } else {
+                String::new()
+            }
         )]
     }
 

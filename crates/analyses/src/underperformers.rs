@@ -18,6 +18,9 @@ pub struct Underperformer {
     pub closed_revenue: Option<Money>,
     pub previous_revenue: Option<Money>,
     pub revenue_change_pct: Option<f64>,
+    /// Product lines it sold or had in the pipeline without anyone certified to deliver or
+    /// support them (see `enablement`): often why a partner fails.
+    pub enablement_gaps: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -67,6 +70,7 @@ pub async fn underperformers(cx: &Context<'_>, weights: Weights) -> Result<Under
             closed_revenue: None,
             previous_revenue: None,
             revenue_change_pct: None,
+            enablement_gaps: Vec::new(),
         });
     }
 
@@ -103,6 +107,7 @@ pub async fn underperformers(cx: &Context<'_>, weights: Weights) -> Result<Under
                             closed_revenue: None,
                             previous_revenue: None,
                             revenue_change_pct: None,
+                            enablement_gaps: Vec::new(),
                         });
                         out.last_mut().expect("pushed")
                     }
@@ -132,6 +137,10 @@ pub async fn underperformers(cx: &Context<'_>, weights: Weights) -> Result<Under
         }
         .then_with(|| a.partner.partner_id.cmp(&b.partner.partner_id))
     });
+    let mut gaps = crate::enablement::gaps(cx).await?;
+    for u in &mut out {
+        u.enablement_gaps = gaps.remove(&u.partner.partner_id).unwrap_or_default();
+    }
     Ok(Underperformers {
         weights,
         note,
@@ -158,6 +167,7 @@ impl Table for Underperformers {
             "closed_revenue",
             "previous_revenue",
             "revenue_change_pct",
+            "enablement_gaps",
         ]
         .map(String::from)
         .to_vec()
@@ -179,6 +189,7 @@ impl Table for Underperformers {
                     opt(u.closed_revenue),
                     opt(u.previous_revenue),
                     pct(u.revenue_change_pct),
+                    u.enablement_gaps.join(", "),
                 ]
             })
             .collect()

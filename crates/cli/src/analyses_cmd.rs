@@ -1,5 +1,5 @@
 //! The analysis commands: `pareto`, `scorecard`, `underperformers`, `products`, `potential`,
-//! `risk`, `benchmarks`. Each runs the library function of `prism-analyses` under the scope
+//! `risk`, `registrations`, `campaigns`, `enablement`, `benchmarks`. Each runs the library function of `prism-analyses` under the scope
 //! the flags give, and prints its table, its CSV (a program list, ready for a campaign or a
 //! loyalty or improvement program) or its JSON.
 
@@ -93,6 +93,27 @@ pub enum Analysis {
         #[command(flatten)]
         common: Common,
     },
+    /// The deal registration funnel: submitted, approved, won; each partner's, and the bottom quartile.
+    Registrations {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Funds and campaigns: MDF requested, approved, claimed, paid; sourced pipeline and won; return.
+    Campaigns {
+        #[command(flatten)]
+        common: Common,
+        /// Only the campaigns paid for that sourced no opportunity.
+        #[arg(long)]
+        flagged: bool,
+    },
+    /// Enablement: certified people by track and level, expiring certifications, enablement gaps.
+    Enablement {
+        #[command(flatten)]
+        common: Common,
+        /// Only the partners with enablement gaps: a list for an enablement program.
+        #[arg(long)]
+        gaps: bool,
+    },
     /// A partner against the channel (channel figures over at least 5 partners only).
     Benchmarks {
         #[command(flatten)]
@@ -161,6 +182,9 @@ impl Analysis {
             | Analysis::Products { common, .. }
             | Analysis::Potential { common, .. }
             | Analysis::Risk { common }
+            | Analysis::Registrations { common }
+            | Analysis::Campaigns { common, .. }
+            | Analysis::Enablement { common, .. }
             | Analysis::Benchmarks { common, .. } => common,
         }
     }
@@ -268,6 +292,24 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
                 }
             }
             Analysis::Risk { .. } => output(&prism_analyses::risk::risk(&cx).await?, format),
+            Analysis::Registrations { .. } => output(
+                &prism_analyses::registrations::registrations(&cx).await?,
+                format,
+            ),
+            Analysis::Campaigns { flagged, .. } => {
+                let mut c = prism_analyses::campaigns::campaigns(&cx).await?;
+                if flagged {
+                    c.campaigns.retain(|c| c.paid_without_pipeline);
+                }
+                output(&c, format)
+            }
+            Analysis::Enablement { gaps, .. } => {
+                let mut e = prism_analyses::enablement::enablement(&cx).await?;
+                if gaps {
+                    e.partners.retain(|p| !p.gaps.is_empty());
+                }
+                output(&e, format)
+            }
             Analysis::Benchmarks { partner, .. } => {
                 let p = partner_of(partner, common, "benchmarks")?;
                 output(

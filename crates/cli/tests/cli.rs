@@ -75,7 +75,7 @@ fn generate_then_load_then_status_agree_on_every_count() {
             })
         })
         .collect();
-    assert_eq!(generated.len(), 7);
+    assert_eq!(generated.len(), 11);
 
     assert!(
         prism(&data, &["load", export.to_str().unwrap()])

@@ -1260,12 +1260,17 @@ impl Engine {
                         )
                     })
                     .collect();
-                let served = format!("m.{} IN ({})", d.key, served.join(" UNION "));
-                Some(match &d.partner {
-                    // The members it owns (the campaigns it runs) too.
-                    Some(column) => format!("({served} OR m.{column} IN ({list}))"),
-                    None => served,
-                })
+                let mut served = served;
+                // The members it owns (the campaigns it runs) too; one IN over a union, which
+                // DataFusion decorrelates where it cannot an OR of two.
+                if let Some(column) = &d.partner {
+                    served.push(format!(
+                        "SELECT {key} FROM {} WHERE {column} IN ({list})",
+                        d.table,
+                        key = d.key
+                    ));
+                }
+                Some(format!("m.{} IN ({})", d.key, served.join(" UNION ")))
             }
         };
         let mut sql = format!("SELECT {} FROM {} m", select.join(", "), d.table);

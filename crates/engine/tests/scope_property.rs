@@ -58,6 +58,7 @@ fn queries() -> impl Strategy<Value = (Query, Audience)> {
         "customer.industry",
         "product.product_line",
         "customer.size_band",
+        "campaign.campaign_id",
     ];
     let scope = prop_oneof![
         proptest::sample::select(KEPT.to_vec())
@@ -113,7 +114,12 @@ fn a_scoped_answer_holds_only_the_scope_and_ignores_everyone_else() {
     .unwrap();
     let other = tmp.path().join("other");
     std::fs::create_dir_all(&other).unwrap();
-    for f in ["partners.csv", "products.csv", "customers.csv"] {
+    for f in [
+        "partners.csv",
+        "products.csv",
+        "customers.csv",
+        "campaigns.csv",
+    ] {
         std::fs::copy(export.join(f), other.join(f)).unwrap();
     }
     disturb(
@@ -131,6 +137,21 @@ fn a_scoped_answer_holds_only_the_scope_and_ignores_everyone_else() {
         &[(4, "Negotiation"), (5, "3.00"), (6, "90")],
     );
     disturb(&export, &other, "satisfaction_surveys.csv", 1, &[(5, "1")]);
+    disturb(
+        &export,
+        &other,
+        "deal_registrations.csv",
+        1,
+        &[(4, "1.00"), (6, ""), (7, "Pending"), (8, "")],
+    );
+    disturb(
+        &export,
+        &other,
+        "mdf_requests.csv",
+        1,
+        &[(4, "9.00"), (5, "9.00"), (6, "9.00"), (7, "9.00")],
+    );
+    disturb(&export, &other, "certifications.csv", 1, &[(7, "")]);
     disturb(
         &export,
         &other,

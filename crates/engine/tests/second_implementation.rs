@@ -94,6 +94,7 @@ struct Acc {
     response_secs: f64,
     resolution_secs: f64,
     sla_met: i128,
+    campaign_opportunities: i128,
     campaign_pipeline: Option<i128>,
     campaign_won: Option<i128>,
     registrations: i128,
@@ -172,6 +173,7 @@ impl Acc {
             "avg_first_response_hours" => ratio(self.response_secs / 3600.0, self.responded, 1.0),
             "avg_resolution_hours" => ratio(self.resolution_secs / 3600.0, self.resolved, 1.0),
             "sla_met_pct" => ratio(self.sla_met as f64, self.requests, 100.0),
+            "campaign_sourced_opportunities" => self.campaign_opportunities.to_string(),
             "campaign_sourced_pipeline" => money(self.campaign_pipeline),
             "campaign_sourced_won" => money(self.campaign_won),
             "mdf_roi" => ratio(
@@ -296,6 +298,9 @@ impl Plain {
             let days = (date(&r[8]) - date(&r[7])).num_days() as i128;
             each(&r[1], date(&r[8]), &mut |a| {
                 a.opportunities += 1;
+                if sourced {
+                    a.campaign_opportunities += 1;
+                }
                 if &r[9] == "true" {
                     a.registered += 1;
                 }
@@ -352,7 +357,8 @@ impl Plain {
         }
         for r in read("mdf_requests.csv") {
             let amount = |i: usize| (!r[i].is_empty()).then(|| cents(&r[i]));
-            let (requested, approved, claimed, paid) = (cents(&r[4]), amount(5), amount(6), amount(7));
+            let (requested, approved, claimed, paid) =
+                (cents(&r[4]), amount(5), amount(6), amount(7));
             each(&r[1], date(&r[3]), &mut |a| {
                 add(&mut a.mdf_requested, requested);
                 if let Some(v) = approved {
@@ -418,11 +424,10 @@ impl Plain {
         // last day (the load day for the quarter it falls in) by tier and quarter, from the
         // quarter of the first certification on.
         let certifications: Vec<csv::StringRecord> = read("certifications.csv").collect();
-        let first_quarter = certifications
-            .iter()
-            .map(|r| date(&r[6]))
-            .min()
-            .map(|d| NaiveDate::from_ymd_opt(d.year(), (d.month() - 1) / 3 * 3 + 1, 1).unwrap());
+        let first_quarter =
+            certifications.iter().map(|r| date(&r[6])).min().map(|d| {
+                NaiveDate::from_ymd_opt(d.year(), (d.month() - 1) / 3 * 3 + 1, 1).unwrap()
+            });
         let mut quarter_ends = Vec::new();
         let mut q = first_quarter;
         while let Some(start) = q
@@ -439,8 +444,9 @@ impl Plain {
             let earned = date(&r[6]);
             let expires = (!r[7].is_empty()).then(|| date(&r[7]));
             let valid = |day: NaiveDate| earned <= day && expires.is_none_or(|e| e > day);
-            let expiring =
-                |day: NaiveDate| valid(day) && expires.is_some_and(|e| e <= day + chrono::Days::new(90));
+            let expiring = |day: NaiveDate| {
+                valid(day) && expires.is_some_and(|e| e <= day + chrono::Days::new(90))
+            };
             let state = |a: &mut Acc, day: NaiveDate| {
                 if valid(day) {
                     a.certified_people.insert(r[2].to_string());
@@ -449,7 +455,10 @@ impl Plain {
                     a.expiring_certifications += 1;
                 }
             };
-            state(plain.cuts[0].entry(r[1].to_string()).or_default(), loaded_on);
+            state(
+                plain.cuts[0].entry(r[1].to_string()).or_default(),
+                loaded_on,
+            );
             state(plain.cuts[2].entry(String::new()).or_default(), loaded_on);
             for (q, end) in &quarter_ends {
                 let key = format!("{}|{q}", tiers[&r[1]]);
@@ -486,7 +495,7 @@ async fn every_base_metric_by_partner_by_tier_and_quarter_and_overall_agrees_wit
         .collect();
     assert_eq!(
         metrics.len(),
-        50,
+        51,
         "every metric of metrics.md, and the parts of the program's ratios worth reading"
     );
 

@@ -734,15 +734,7 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         w.write_record(&rec).map_err(|e| io(&path, e))?;
         opp_rows += 1;
         if registered == "true" {
-            registrations.register(
-                &mut program_rng,
-                p,
-                c,
-                prod,
-                amount,
-                created,
-                Some(&rec[0]),
-            )?;
+            registrations.register(&mut program_rng, p, c, prod, amount, created, Some(&rec[0]))?;
         } else if !direct && program_rng.random::<f64>() < 0.06 {
             // A deal registered that never became an opportunity.
             registrations.register(&mut program_rng, p, c, prod, amount, created, None)?;

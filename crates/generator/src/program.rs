@@ -104,7 +104,8 @@ pub(crate) fn campaigns(
         let id = format!("CA-{:05}", all.len() + 1);
         let start = first_day() + chrono::Days::new(rng.random_range(0..days as u64));
         let end = (start + chrono::Days::new(rng.random_range(7..120))).min(last_day());
-        let product = (rng.random::<f64>() < 0.8).then(|| &products[rng.random_range(0..products.len())]);
+        let product =
+            (rng.random::<f64>() < 0.8).then(|| &products[rng.random_range(0..products.len())]);
         let industry = (rng.random::<f64>() < 0.6)
             .then(|| INDUSTRIES[rng.random_range(0..INDUSTRIES.len())].0);
         let size_band =
@@ -189,7 +190,8 @@ impl Registrations {
         opportunity: Option<&str>,
     ) -> Result<(), GenerateError> {
         let submitted = (created + chrono::Days::new(rng.random_range(0..7))).min(last_day());
-        let days_to_decide = 1 + (rng.random::<f64>() * (3.0 + 25.0 * (1.0 - partner.quality))) as u64;
+        let days_to_decide =
+            1 + (rng.random::<f64>() * (3.0 + 25.0 * (1.0 - partner.quality))) as u64;
         let decided = submitted + chrono::Days::new(days_to_decide);
         let approve = 0.45 + 0.5 * partner.quality;
         let (status, decided_on, linked) = if decided > last_day() {
@@ -250,7 +252,9 @@ pub(crate) fn mdf_requests(
     for (i, p) in partners.iter().enumerate() {
         if p.active && p.weight > 0.0 && rng.random::<f64>() < 0.3 {
             let day = first_day()
-                + chrono::Days::new(rng.random_range(0..(last_day() - first_day()).num_days() as u64));
+                + chrono::Days::new(
+                    rng.random_range(0..(last_day() - first_day()).num_days() as u64),
+                );
             requests.push((i, None, day, rng.random_range(1_000..15_000) * 100));
         }
     }
@@ -319,6 +323,36 @@ pub(crate) fn certifications(
         let sold: Vec<usize> = (0..PRODUCT_LINES.len())
             .filter(|l| lines_sold[i].get(*l).copied().unwrap_or(false))
             .collect();
+        // Each line a partner sells has, for a good partner usually, someone technical
+        // certified for it who keeps the certification current.
+        for &l in &sold {
+            if rng.random::<f64>() >= 0.25 + 0.7 * p.quality {
+                continue;
+            }
+            person += 1;
+            let id = format!("E-{person:06}");
+            let track = tracks[2 + rng.random_range(0..2)];
+            let mut earned = earliest + chrono::Days::new(rng.random_range(0..365));
+            while earned <= last_day() {
+                rows += 1;
+                w.write_record([
+                    format!("CE-{rows:07}").as_str(),
+                    &p.id,
+                    &id,
+                    track,
+                    PRODUCT_LINES[l].0,
+                    levels[rng.random_range(0..3)],
+                    &earned.to_string(),
+                    &(earned + chrono::Days::new(730)).to_string(),
+                ])
+                .map_err(|e| io(&path, e))?;
+                // Renewed a little before it runs out, or (a poor partner) late or never.
+                if rng.random::<f64>() > 0.3 + 0.65 * p.quality {
+                    break;
+                }
+                earned = earned + chrono::Days::new(rng.random_range(700..760));
+            }
+        }
         for _ in 0..people {
             person += 1;
             let id = format!("E-{person:06}");

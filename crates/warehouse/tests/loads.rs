@@ -20,7 +20,7 @@ async fn values_are_stored_exactly_as_the_contract_reads_them() {
     let report = load(&wh, &export, LoadMode::Upsert, false).await.unwrap();
     assert_eq!(report.version, Some(1));
     assert_eq!(
-        report.files[3].warnings,
+        report.files[4].warnings,
         vec!["orders.csv: unknown column \"note\" (column 10) is ignored"]
     );
 

@@ -1,0 +1,206 @@
+//! Enablement: each partner's certified people by track and level on the period's last day,
+//! the certifications expiring in the 90 days after it, and the enablement gaps: product lines
+//! in which the partner had closed revenue or open pipeline in the period but nobody with a
+//! valid Technical or Support certification for that line on the period's last day.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use prism_engine::{Filter, FilterOp, Query};
+use serde::Serialize;
+
+use crate::{Context, Partner, Result, Table};
+
+/// The tracks that make a partner able to deliver and support a product line.
+pub const DELIVERY_TRACKS: [&str; 2] = ["Technical", "Support"];
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PartnerEnablement {
+    #[serde(flatten)]
+    pub partner: Partner,
+    /// Distinct people with a valid certification on the period's last day.
+    pub certified_people: i64,
+    /// Certified people by track, and by level ("(none)" for a certification without one).
+    pub by_track: BTreeMap<String, i64>,
+    pub by_level: BTreeMap<String, i64>,
+    /// Valid certifications that expire within the 90 days after the period.
+    pub expiring: i64,
+    /// Product lines sold or in the pipeline without a valid Technical or Support certification.
+    pub gaps: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Enablement {
+    /// Every partner the audience sees that has certifications or sells, gaps first.
+    pub partners: Vec<PartnerEnablement>,
+}
+
+/// Rows of a query as (partner, value of the second dimension) → the first metric.
+fn by_partner_and(rows: Vec<Vec<String>>) -> BTreeMap<(String, String), i64> {
+    rows.into_iter()
+        .filter(|r| r[0] != "(direct)")
+        .map(|r| ((r[0].clone(), r[1].clone()), r[2].parse().unwrap_or(0)))
+        .collect()
+}
+
+/// Each partner's enablement gaps, for the partners in `cx`'s audience.
+pub async fn gaps(cx: &Context<'_>) -> Result<BTreeMap<String, Vec<String>>> {
+    let selling = cx
+        .run(Query {
+            metrics: vec!["closed_revenue".into(), "open_pipeline".into()],
+            by: vec!["partner.partner_id".into(), "product.product_line".into()],
+            ..Query::default()
+        })
+        .await?
+        .formatted_rows();
+    let certified = cx
+        .run(Query {
+            metrics: vec!["certified_people".into()],
+            by: vec![
+                "partner.partner_id".into(),
+                "certification.product_line".into(),
+            ],
+            filters: vec![Filter {
+                dimension: "certification.track".into(),
+                op: FilterOp::In(DELIVERY_TRACKS.iter().map(|t| t.to_string()).collect()),
+            }],
+            ..Query::default()
+        })
+        .await?
+        .formatted_rows();
+    let covered: BTreeSet<(String, String)> = by_partner_and(certified)
+        .into_iter()
+        .filter(|(_, people)| *people > 0)
+        .map(|(k, _)| k)
+        .collect();
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in selling {
+        if r[0] == "(direct)" || r[1].is_empty() {
+            continue;
+        }
+        let sells = |cell: &str| crate::Money::parse(cell).is_some_and(|m| m.0 > 0);
+        if (sells(&r[2]) || sells(&r[3])) && !covered.contains(&(r[0].clone(), r[1].clone())) {
+            out.entry(r[0].clone()).or_default().push(r[1].clone());
+        }
+    }
+    Ok(out)
+}
+
+pub async fn enablement(cx: &Context<'_>) -> Result<Enablement> {
+    let state = |by: &str, metric: &str| Query {
+        metrics: vec![metric.to_string()],
+        by: vec!["partner.partner_id".into(), by.into()],
+        ..Query::default()
+    };
+    let by_track = by_partner_and(
+        cx.run(state("certification.track", "certified_people"))
+            .await?
+            .formatted_rows(),
+    );
+    let by_level = by_partner_and(
+        cx.run(state("certification.level", "certified_people"))
+            .await?
+            .formatted_rows(),
+    );
+    let totals = cx
+        .by_partner(&["certified_people", "expiring_certifications"])
+        .await?;
+    let gaps = gaps(cx).await?;
+    let partners = cx.partners().await?;
+    let mut rows: Vec<PartnerEnablement> = partners
+        .values()
+        .filter(|p| totals.contains_key(&p.partner_id) || gaps.contains_key(&p.partner_id))
+        .map(|p| {
+            let id = &p.partner_id;
+            let of = |m: &BTreeMap<(String, String), i64>| -> BTreeMap<String, i64> {
+                m.iter()
+                    .filter(|((pid, _), n)| pid == id && **n > 0)
+                    .map(|((_, v), n)| {
+                        (
+                            if v.is_empty() {
+                                "(none)".into()
+                            } else {
+                                v.clone()
+                            },
+                            *n,
+                        )
+                    })
+                    .collect()
+            };
+            let total = totals.get(id);
+            let count = |i: usize| total.and_then(|t| t[i].parse().ok()).unwrap_or(0);
+            PartnerEnablement {
+                partner: p.clone(),
+                certified_people: count(0),
+                by_track: of(&by_track),
+                by_level: of(&by_level),
+                expiring: count(1),
+                gaps: gaps.get(id).cloned().unwrap_or_default(),
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.gaps
+            .len()
+            .cmp(&a.gaps.len())
+            .then_with(|| a.certified_people.cmp(&b.certified_people))
+            .then_with(|| a.partner.partner_id.cmp(&b.partner.partner_id))
+    });
+    Ok(Enablement { partners: rows })
+}
+
+impl Table for Enablement {
+    fn headline(&self) -> Vec<String> {
+        let with_gaps = self.partners.iter().filter(|p| !p.gaps.is_empty()).count();
+        let people: i64 = self.partners.iter().map(|p| p.certified_people).sum();
+        let expiring: i64 = self.partners.iter().map(|p| p.expiring).sum();
+        vec![
+            format!(
+                "{people} certified people across {} partners; {expiring} certifications expire within 90 days",
+                self.partners.len()
+            ),
+            format!(
+                "{with_gaps} partners sell product lines nobody of theirs is certified to deliver or support (Technical or Support)"
+            ),
+        ]
+    }
+
+    fn header(&self) -> Vec<String> {
+        [
+            "partner_id",
+            "partner_name",
+            "tier",
+            "certified_people",
+            "by_track",
+            "by_level",
+            "expiring_90_days",
+            "enablement_gaps",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        let list = |m: &BTreeMap<String, i64>| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        self.partners
+            .iter()
+            .map(|p| {
+                vec![
+                    p.partner.partner_id.clone(),
+                    p.partner.partner_name.clone(),
+                    p.partner.tier.clone(),
+                    p.certified_people.to_string(),
+                    list(&p.by_track),
+                    list(&p.by_level),
+                    p.expiring.to_string(),
+                    p.gaps.join(", "),
+                ]
+            })
+            .collect()
+    }
+}

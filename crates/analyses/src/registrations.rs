@@ -1,0 +1,222 @@
+//! The deal registration funnel: registrations submitted, decided, approved, rejected, expired
+//! and pending; the approval rate and days to a decision; the approved registrations that became
+//! opportunities and those won; each partner's figures for brand-owner users; and the partners
+//! whose approval rate or win rate on registered deals is in the bottom quartile.
+
+use prism_engine::Query;
+use serde::Serialize;
+
+use crate::{Context, Partner, Result, Table, number, opt, pct, percentile_ranks};
+
+/// One funnel: the channel's, or one partner's.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Funnel {
+    pub submitted: i64,
+    pub decided: i64,
+    pub approved: i64,
+    pub rejected: i64,
+    pub expired: i64,
+    pub pending: i64,
+    /// 100 * approved / (approved + rejected).
+    pub approval_rate: Option<f64>,
+    pub avg_decision_days: Option<f64>,
+    /// Approved registrations that became an opportunity.
+    pub converted: i64,
+    /// Approved registrations whose opportunity is won now.
+    pub won: i64,
+    /// 100 * won / approved registrations whose opportunity is closed.
+    pub win_rate: Option<f64>,
+}
+
+/// The metrics of a funnel, in the order of `Funnel::from_cells`.
+const METRICS: [&str; 11] = [
+    "registrations",
+    "decided_registrations",
+    "approved_registrations",
+    "rejected_registrations",
+    "expired_registrations",
+    "pending_registrations",
+    "registration_approval_rate",
+    "avg_registration_decision_days",
+    "registrations_converted",
+    "registrations_won",
+    "registration_win_rate",
+];
+
+impl Funnel {
+    fn from_cells(cells: &[String]) -> Funnel {
+        let count = |i: usize| cells[i].parse().unwrap_or(0);
+        Funnel {
+            submitted: count(0),
+            decided: count(1),
+            approved: count(2),
+            rejected: count(3),
+            expired: count(4),
+            pending: count(5),
+            approval_rate: number(&cells[6]),
+            avg_decision_days: number(&cells[7]),
+            converted: count(8),
+            won: count(9),
+            win_rate: number(&cells[10]),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PartnerFunnel {
+    #[serde(flatten)]
+    pub partner: Partner,
+    #[serde(flatten)]
+    pub funnel: Funnel,
+    /// Why the partner is flagged: its approval rate or registered win rate in the bottom
+    /// quartile of the partners that have one.
+    pub flags: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Registrations {
+    /// Over the audience's registrations: the channel for the brand owner, one partner's own.
+    pub total: Funnel,
+    /// Every partner with registrations in the period, most submitted first.
+    pub partners: Vec<PartnerFunnel>,
+}
+
+pub async fn registrations(cx: &Context<'_>) -> Result<Registrations> {
+    let query = |by: Vec<String>| Query {
+        metrics: METRICS.iter().map(|m| m.to_string()).collect(),
+        by,
+        ..Query::default()
+    };
+    let total = cx
+        .run(query(Vec::new()))
+        .await?
+        .formatted_rows()
+        .first()
+        .map(|r| Funnel::from_cells(r))
+        .unwrap_or_default();
+    let by_partner = cx.by_partner(&METRICS).await?;
+    let partners = cx.partners().await?;
+    let mut rows: Vec<PartnerFunnel> = by_partner
+        .iter()
+        .filter_map(|(id, cells)| {
+            Some(PartnerFunnel {
+                partner: partners.get(id)?.clone(),
+                funnel: Funnel::from_cells(cells),
+                flags: Vec::new(),
+            })
+        })
+        .filter(|p| p.funnel.submitted > 0)
+        .collect();
+    // The bottom quartile is among several partners: a partner user's one row is no quartile.
+    if rows.len() >= 4 {
+        for (what, value) in [
+            (
+                "approval rate",
+                (|f: &Funnel| f.approval_rate) as fn(&Funnel) -> Option<f64>,
+            ),
+            ("win rate on registered deals", |f: &Funnel| f.win_rate),
+        ] {
+            let with: Vec<(usize, f64)> = rows
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| value(&r.funnel).map(|v| (i, v)))
+                .collect();
+            let values: Vec<f64> = with.iter().map(|(_, v)| *v).collect();
+            for ((i, v), rank) in with.iter().zip(percentile_ranks(&values, true)) {
+                if rank <= 25.0 {
+                    rows[*i].flags.push(format!(
+                        "{what} {v:.1} % is in the bottom quartile (percentile {rank:.0} of {} partners)",
+                        values.len()
+                    ));
+                }
+            }
+        }
+    }
+    rows.sort_by(|a, b| {
+        b.funnel
+            .submitted
+            .cmp(&a.funnel.submitted)
+            .then_with(|| a.partner.partner_id.cmp(&b.partner.partner_id))
+    });
+    Ok(Registrations {
+        total,
+        partners: rows,
+    })
+}
+
+impl Table for Registrations {
+    fn headline(&self) -> Vec<String> {
+        let t = &self.total;
+        let flagged = self.partners.iter().filter(|p| !p.flags.is_empty()).count();
+        let mut h = vec![format!(
+            "{} registrations: {} approved, {} rejected, {} expired, {} pending; approval rate {} %, {} days to a decision on average",
+            t.submitted,
+            t.approved,
+            t.rejected,
+            t.expired,
+            t.pending,
+            pct(t.approval_rate),
+            t.avg_decision_days
+                .map_or(String::new(), |d| format!("{d:.1}"))
+        )];
+        h.push(format!(
+            "{} approved registrations became opportunities, {} of them won; win rate on registered deals {} %",
+            t.converted,
+            t.won,
+            pct(t.win_rate)
+        ));
+        if flagged > 0 {
+            h.push(format!(
+                "{flagged} partners in the bottom quartile of approval rate or registered win rate"
+            ));
+        }
+        h
+    }
+
+    fn header(&self) -> Vec<String> {
+        [
+            "partner_id",
+            "partner_name",
+            "tier",
+            "submitted",
+            "approved",
+            "rejected",
+            "expired",
+            "pending",
+            "approval_rate_pct",
+            "avg_decision_days",
+            "converted",
+            "won",
+            "win_rate_pct",
+            "flags",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        self.partners
+            .iter()
+            .map(|p| {
+                let f = &p.funnel;
+                vec![
+                    p.partner.partner_id.clone(),
+                    p.partner.partner_name.clone(),
+                    p.partner.tier.clone(),
+                    f.submitted.to_string(),
+                    f.approved.to_string(),
+                    f.rejected.to_string(),
+                    f.expired.to_string(),
+                    f.pending.to_string(),
+                    pct(f.approval_rate),
+                    opt(f.avg_decision_days.map(|d| format!("{d:.1}"))),
+                    f.converted.to_string(),
+                    f.won.to_string(),
+                    pct(f.win_rate),
+                    p.flags.join("; "),
+                ]
+            })
+            .collect()
+    }
+}
