@@ -571,7 +571,7 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
     }
 
     // The partner program draws from its own stream: the other files stay as they were.
-    let mut program_rng = Pcg64Mcg::seed_from_u64(config.seed ^ 0x5EED_0F_9A11);
+    let mut program_rng = Pcg64Mcg::seed_from_u64(config.seed ^ 0x005E_ED0F_9A11);
     let campaigns = program::campaigns(&mut program_rng, &partners, &products, &mut out)?;
     summary
         .rows
