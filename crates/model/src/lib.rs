@@ -917,6 +917,26 @@ impl Model {
         names
     }
 
+    /// The facts a metric reads: its own, and for a ratio of two facts' metrics the other's.
+    pub fn facts_of<'m>(&'m self, metric: &'m Metric) -> Vec<&'m str> {
+        let mut facts = vec![metric.fact.as_str()];
+        if let MetricKind::Ratio {
+            numerator,
+            denominator,
+            ..
+        } = &metric.kind
+        {
+            for part in [numerator, denominator] {
+                if let Some(p) = self.metrics.get(part)
+                    && !facts.contains(&p.fact.as_str())
+                {
+                    facts.push(&p.fact);
+                }
+            }
+        }
+        facts
+    }
+
     pub fn metric(&self, name: &str) -> Result<&Metric, String> {
         self.metrics.get(name).ok_or_else(|| {
             format!(

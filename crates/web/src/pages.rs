@@ -29,11 +29,14 @@ pub enum PageId {
     MyPerformance,
     MyProducts,
     MyPotential,
+    Registrations,
+    Campaigns,
+    Enablement,
     Admin,
 }
 
 impl PageId {
-    pub const ALL: [PageId; 12] = [
+    pub const ALL: [PageId; 15] = [
         PageId::Overview,
         PageId::Segmentation,
         PageId::Scorecard,
@@ -45,6 +48,9 @@ impl PageId {
         PageId::MyPerformance,
         PageId::MyProducts,
         PageId::MyPotential,
+        PageId::Registrations,
+        PageId::Campaigns,
+        PageId::Enablement,
         PageId::Admin,
     ];
 
@@ -61,6 +67,9 @@ impl PageId {
             PageId::MyPerformance => "/my/performance",
             PageId::MyProducts => "/my/products",
             PageId::MyPotential => "/my/potential",
+            PageId::Registrations => "/registrations",
+            PageId::Campaigns => "/campaigns",
+            PageId::Enablement => "/enablement",
             PageId::Admin => "/admin",
         }
     }
@@ -78,6 +87,9 @@ impl PageId {
             PageId::MyPerformance => "my-performance",
             PageId::MyProducts => "my-products",
             PageId::MyPotential => "my-potential",
+            PageId::Registrations => "registrations",
+            PageId::Campaigns => "campaigns",
+            PageId::Enablement => "enablement",
             PageId::Admin => "admin",
         }
     }
@@ -95,6 +107,9 @@ impl PageId {
             PageId::MyPerformance => "My performance",
             PageId::MyProducts => "My products",
             PageId::MyPotential => "Customer potential",
+            PageId::Registrations => "Deal registration",
+            PageId::Campaigns => "Funds and campaigns",
+            PageId::Enablement => "Enablement",
             PageId::Admin => "Administration",
         }
     }
@@ -114,7 +129,11 @@ impl PageId {
                     Role::ChannelExecutive | Role::ChannelManager | Role::Admin
                 )
             }
-            PageId::PartnerDetail => true,
+            // Every role, in its own audience: a partner user sees its own program.
+            PageId::PartnerDetail
+            | PageId::Registrations
+            | PageId::Campaigns
+            | PageId::Enablement => true,
             PageId::MyPerformance | PageId::MyProducts | PageId::MyPotential => {
                 role == Role::PartnerManager
             }
@@ -122,6 +141,10 @@ impl PageId {
         }
     }
 }
+
+/// What a partner-program page says when the export brought none of its data.
+const NO_PROGRAM_DATA: &str =
+    "no {} loaded yet: the exports so far have none (the file is optional in an export)";
 
 pub fn home_of(user: &User) -> PageId {
     match user.role {
@@ -293,10 +316,10 @@ impl Ctx<'_> {
             metrics.iter().all(|m| {
                 let base = m.split(':').next().unwrap_or(m);
                 model.metrics.get(base).is_none_or(|metric| {
-                    model.facts[&metric.fact]
-                        .reaches
+                    model
+                        .facts_of(metric)
                         .iter()
-                        .any(|r| r == dimension)
+                        .all(|f| model.facts[*f].reaches.iter().any(|r| r == dimension))
                 })
             })
         };
@@ -733,6 +756,113 @@ pub async fn build(
                 "underperformers",
                 "Partners flagged, worst first (export: an improvement-program list)",
                 &u,
+            ));
+        }
+        PageId::Registrations => {
+            let r = prism_analyses::registrations::registrations(&cx.analysis()).await?;
+            out.headline = r.headline();
+            if r.total.submitted == 0 {
+                out.notes
+                    .push(NO_PROGRAM_DATA.replace("{}", "deal registrations"));
+            }
+            out.panels.push(
+                cx.tiles(
+                    "kpi",
+                    "Deal registration",
+                    &[
+                        "registrations",
+                        "registration_approval_rate",
+                        "avg_registration_decision_days",
+                        "registration_win_rate",
+                        "pending_registrations",
+                    ],
+                )
+                .await?,
+            );
+            out.panels.push(
+                cx.chart(
+                    "by-status",
+                    "Registrations by status",
+                    "bar",
+                    &["registrations"],
+                    "deal_registration.status",
+                    None,
+                    None,
+                )
+                .await?,
+            );
+            out.panels.push(Panel::from_table(
+                "partners",
+                "Each partner's funnel; the bottom quartile of approval or registered win rate flagged",
+                &r,
+            ));
+        }
+        PageId::Campaigns => {
+            let c = prism_analyses::campaigns::campaigns(&cx.analysis()).await?;
+            out.headline = c.headline();
+            if c.campaigns.is_empty() {
+                out.notes
+                    .push(NO_PROGRAM_DATA.replace("{}", "campaigns or fund requests"));
+            }
+            out.panels.push(
+                cx.tiles(
+                    "kpi",
+                    "Funds and campaigns",
+                    &[
+                        "mdf_requested",
+                        "mdf_paid",
+                        "mdf_utilization_pct",
+                        "campaign_sourced_pipeline",
+                        "campaign_sourced_won",
+                        "mdf_roi",
+                    ],
+                )
+                .await?,
+            );
+            out.panels.push(Panel::from_table(
+                "campaigns",
+                "Campaigns: funds against what they sourced (paid, and no opportunity, first)",
+                &c,
+            ));
+        }
+        PageId::Enablement => {
+            let e = prism_analyses::enablement::enablement(&cx.analysis()).await?;
+            out.headline = e.headline();
+            if e.partners
+                .iter()
+                .all(|p| p.certified_people == 0 && p.by_track.is_empty())
+            {
+                out.notes
+                    .push(NO_PROGRAM_DATA.replace("{}", "certifications"));
+            }
+            out.panels.push(
+                cx.tiles(
+                    "kpi",
+                    "Enablement",
+                    &[
+                        "certified_people",
+                        "expiring_certifications",
+                        "certifications_earned",
+                    ],
+                )
+                .await?,
+            );
+            out.panels.push(
+                cx.chart(
+                    "by-track",
+                    "Certified people by track, on the period's last day",
+                    "bar",
+                    &["certified_people"],
+                    "certification.track",
+                    None,
+                    None,
+                )
+                .await?,
+            );
+            out.panels.push(Panel::from_table(
+                "partners",
+                "Partners, those selling lines nobody of theirs is certified to deliver first",
+                &e,
             ));
         }
         PageId::Sales => {

@@ -1396,3 +1396,48 @@ async fn an_explore_answer_downloads_as_a_workbook_with_the_csvs_figures() {
     let r = send(&state, get(&format!("{ask}&format=pdf"), &exec)).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_program_pages_show_each_role_its_own_program() {
+    let (_tmp, state) = app().await;
+    let exec = session_of(&state, "exec").await;
+    // The channel: six registrations, three approved of four judged.
+    let r = send(&state, get("/api/registrations", &exec)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let json: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let tile = |json: &serde_json::Value, i: usize| {
+        (
+            json["panels"][0]["tiles"][i]["metric"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            json["panels"][0]["tiles"][i]["value"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        )
+    };
+    assert_eq!(tile(&json, 0), ("registrations".into(), "6".into()));
+    assert_eq!(
+        tile(&json, 1),
+        ("registration_approval_rate".into(), "75.0".into())
+    );
+    // In 2024-Q1, CA-1 was paid 3500 and sourced no opportunity of the quarter: flagged.
+    let r = send(&state, get("/export/campaigns?period=2024-Q1", &exec)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let ca1 = r.body.lines().find(|l| l.starts_with("CA-1,")).unwrap();
+    assert!(ca1.ends_with(",yes"), "{ca1}");
+
+    // P-2's user: its own two registrations, funds of 1600, no certified people at Q1's end.
+    let partner = session_of(&state, "partner").await;
+    let r = send(&state, get("/api/registrations", &partner)).await;
+    let json: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(tile(&json, 0), ("registrations".into(), "2".into()));
+    let r = send(&state, get("/api/campaigns", &partner)).await;
+    let json: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(tile(&json, 0), ("mdf_requested".into(), "1600.00".into()));
+    assert!(!r.body.contains("CA-1"), "{}", r.body);
+    let r = send(&state, get("/api/enablement?period=2024-Q1", &partner)).await;
+    let json: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(tile(&json, 0), ("certified_people".into(), "0".into()));
+}
