@@ -92,13 +92,7 @@ pub async fn campaigns(cx: &Context<'_>) -> Result<Campaigns> {
         by,
         ..Query::default()
     };
-    let total = cx
-        .run(query(Vec::new()))
-        .await?
-        .formatted_rows()
-        .first()
-        .map(|r| Funds::from_cells(r))
-        .unwrap_or_default();
+    let total = Funds::from_cells(&cx.totals(&METRICS).await?);
     let members = cx
         .engine
         .members(cx.session, "campaign", &cx.audience)

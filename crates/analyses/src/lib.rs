@@ -136,6 +136,20 @@ impl Context<'_> {
             .collect())
     }
 
+    /// The metrics over the whole audience and period, one cell each (empty when no row).
+    async fn totals(&self, metrics: &[&str]) -> Result<Vec<String>> {
+        let r = self
+            .run(Query {
+                metrics: metrics.iter().map(|m| m.to_string()).collect(),
+                ..Query::default()
+            })
+            .await?;
+        Ok(r.formatted_rows()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| vec![String::new(); metrics.len()]))
+    }
+
     /// One query's rows by partner id, without direct sales (which are no partner).
     async fn by_partner(&self, metrics: &[&str]) -> Result<BTreeMap<String, Vec<String>>> {
         let r = self

@@ -3,7 +3,6 @@
 //! opportunities and those won; each partner's figures for brand-owner users; and the partners
 //! whose approval rate or win rate on registered deals is in the bottom quartile.
 
-use prism_engine::Query;
 use serde::Serialize;
 
 use crate::{Context, Partner, Result, Table, number, opt, pct, percentile_ranks};
@@ -82,18 +81,7 @@ pub struct Registrations {
 }
 
 pub async fn registrations(cx: &Context<'_>) -> Result<Registrations> {
-    let query = |by: Vec<String>| Query {
-        metrics: METRICS.iter().map(|m| m.to_string()).collect(),
-        by,
-        ..Query::default()
-    };
-    let total = cx
-        .run(query(Vec::new()))
-        .await?
-        .formatted_rows()
-        .first()
-        .map(|r| Funnel::from_cells(r))
-        .unwrap_or_default();
+    let total = Funnel::from_cells(&cx.totals(&METRICS).await?);
     let by_partner = cx.by_partner(&METRICS).await?;
     let partners = cx.partners().await?;
     let mut rows: Vec<PartnerFunnel> = by_partner
