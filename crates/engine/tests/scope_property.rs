@@ -34,6 +34,22 @@ fn disturb(from: &Path, to: &Path, file: &str, partner_col: usize, changes: &[(u
     writer.flush().unwrap();
 }
 
+/// The rows with every fractional number cut to 12 significant digits: a ratio summed in
+/// floating point over partitions that finish in another order differs in its last digits from
+/// run to run, which says nothing about scope.
+fn comparable(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    rows.into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(|cell| match cell.parse::<f64>() {
+                    Ok(x) if cell.contains('.') => format!("{x:.11e}"),
+                    _ => cell,
+                })
+                .collect()
+        })
+        .collect()
+}
+
 fn queries() -> impl Strategy<Value = (Query, Audience)> {
     let metrics = Model::shipped()
         .metrics
@@ -284,7 +300,13 @@ fn a_scoped_answer_holds_only_the_scope_and_ignores_everyone_else() {
                     }
                 }
             }
-            prop_assert_eq!(rows, second.formatted_rows(), "{:?} for {:?}", query, scope);
+            prop_assert_eq!(
+                comparable(rows),
+                comparable(second.formatted_rows()),
+                "{:?} for {:?}",
+                query,
+                scope
+            );
             Ok(())
         })
         .unwrap();
