@@ -158,6 +158,10 @@ pub struct Fact {
     pub time: String,
     pub reaches: Vec<String>,
     pub description: String,
+    /// Its subject area as people name it ("Sales" for orders, "Pipeline" for opportunities):
+    /// the group of its metrics on Explore, and, in lower case with `_` for spaces, its table
+    /// on the SQL endpoint (`sales`). The fact's name when the model gives none.
+    pub subject: String,
     /// Degenerate dimensions (`opportunity.stage`): attributes of the fact itself.
     pub attributes: BTreeMap<String, FactAttribute>,
     /// Columns looked up in another table by a key of the fact's rows (a deal registration's
@@ -179,6 +183,16 @@ pub struct Lookup {
 }
 
 impl Fact {
+    /// The subject area's table name on the SQL endpoint: `sales`, `deal_registrations`.
+    pub fn subject_table(&self) -> String {
+        self.subject
+            .trim()
+            .to_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect()
+    }
+
     /// What a query reads the fact's rows from: its table, or when it has lookups its table
     /// with those columns joined on (every row kept, a lookup without a match null).
     pub fn source_sql(&self) -> String {
@@ -356,6 +370,7 @@ struct RawFact {
     reaches: Vec<String>,
     #[serde(default)]
     description: String,
+    subject: Option<String>,
     #[serde(default)]
     attributes: BTreeMap<String, RawFactAttribute>,
     #[serde(default)]
@@ -538,6 +553,7 @@ impl Model {
             facts.insert(
                 name.clone(),
                 Fact {
+                    subject: f.subject.unwrap_or_else(|| humanized(&name)),
                     name,
                     table: f.table,
                     time: f.time,
@@ -561,6 +577,19 @@ impl Model {
                         .collect(),
                 },
             );
+        }
+        // Two facts under one subject table would make the SQL endpoint's catalog ambiguous.
+        let mut subjects: BTreeMap<String, &str> = BTreeMap::new();
+        for f in facts.values() {
+            if let Some(other) = subjects.insert(f.subject_table(), &f.name) {
+                problems.push(ModelProblem {
+                    line: line_of(text, &f.name, facts_line),
+                    message: format!(
+                        "facts `{other}` and `{}` have the same subject `{}`: give each its own",
+                        f.name, f.subject
+                    ),
+                });
+            }
         }
         let metric_facts: BTreeMap<String, String> = raw
             .metrics

@@ -471,17 +471,6 @@ pub struct ExplorePage {
     pub pivot_rows: Vec<Vec<CellView>>,
 }
 
-/// Where a subject area's metrics come from.
-fn subject_area(fact: &str) -> &'static str {
-    match fact {
-        "orders" => "Sales",
-        "opportunities" => "Pipeline",
-        "service_requests" => "Service",
-        "satisfaction_surveys" => "Satisfaction",
-        _ => "Other",
-    }
-}
-
 /// Dimension values worth offering as filters: few values each, seen in the user's audience;
 /// each dimension's members read once.
 const SUGGESTED: &[(&str, &[&str])] = &[
@@ -504,7 +493,10 @@ pub async fn render(
     let model = &st.engine.model;
     let mut groups: Vec<MetricGroup> = Vec::new();
     for m in model.metrics.values().filter(|m| !m.hidden) {
-        let title = subject_area(&m.fact).to_string();
+        let title = model
+            .facts
+            .get(&m.fact)
+            .map_or_else(|| m.fact.clone(), |f| f.subject.clone());
         let choice = Choice {
             value: m.name.clone(),
             label: m.label.clone(),
@@ -522,8 +514,14 @@ pub async fn render(
             }),
         }
     }
-    let order = ["Sales", "Pipeline", "Service", "Satisfaction", "Other"];
-    groups.sort_by_key(|g| order.iter().position(|o| *o == g.title));
+    // The scenario's four subject areas first, in the order the business reads them.
+    let order = ["Sales", "Pipeline", "Service", "Satisfaction"];
+    groups.sort_by_key(|g| {
+        order
+            .iter()
+            .position(|o| *o == g.title)
+            .unwrap_or(order.len())
+    });
     let names = model.dimension_names();
     let dimension_slots = (0..3)
         .map(|slot| {

@@ -314,6 +314,27 @@ impl Store {
         Ok(())
     }
 
+    /// A user by name, as the store holds them now (the SQL endpoint reads its connection's
+    /// user again for every statement, so a changed role or a removed user counts at once).
+    pub fn user(&self, name: &str) -> Result<Option<User>> {
+        let conn = self.conn();
+        let found: Option<(i64, String)> = conn
+            .query_row("SELECT id, role FROM users WHERE name = ?1", [name], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        found
+            .map(|(id, role)| {
+                Ok(User {
+                    id,
+                    name: name.to_string(),
+                    role: Role::parse(&role)?,
+                    partners: partners_of(&conn, id)?,
+                })
+            })
+            .transpose()
+    }
+
     pub fn users(&self) -> Result<Vec<User>> {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT id, name, role FROM users ORDER BY name")?;
