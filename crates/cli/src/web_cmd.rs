@@ -117,6 +117,16 @@ pub struct ServeOptions {
     /// Days the audit log keeps an entry.
     #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=36_500))]
     pub audit_retention_days: i64,
+    /// Also answer SQL clients (psql, Metabase, Superset) over the Postgres wire protocol on
+    /// this address, each signed in as a user of the app and answered in its scope.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub sql_addr: Option<String>,
+    /// The SQL endpoint's TLS certificate chain (PEM); with --sql-tls-key.
+    #[arg(long, value_name = "FILE", requires_all = ["sql_addr", "sql_tls_key"])]
+    pub sql_tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --sql-tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["sql_addr", "sql_tls_cert"])]
+    pub sql_tls_key: Option<std::path::PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -127,6 +137,9 @@ impl Default for ServeOptions {
             idle_minutes: policy.idle_minutes,
             single_session: policy.single_session,
             audit_retention_days: policy.audit_retention_days,
+            sql_addr: None,
+            sql_tls_cert: None,
+            sql_tls_key: None,
         }
     }
 }
@@ -170,6 +183,29 @@ pub fn serve(
             .with_trusted_proxies(options.trusted_proxies.clone())
             .with_policy(policy)?,
     );
+    if let Some(sql_addr) = &options.sql_addr {
+        let parsed: SocketAddr = sql_addr.parse().with_context(|| {
+            format!("--sql-addr {sql_addr:?}: expected HOST:PORT, e.g. 127.0.0.1:5433")
+        })?;
+        let tls = match (&options.sql_tls_cert, &options.sql_tls_key) {
+            (Some(cert), Some(key)) => Some(prism_sql::tls(cert, key)?),
+            _ => None,
+        };
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(parsed))
+            .with_context(|| format!("--sql-addr {sql_addr}"))?;
+        println!(
+            "SQL clients connect to {sql_addr} (Postgres protocol{}) as users of the app",
+            if tls.is_some() { ", TLS" } else { "" }
+        );
+        let app = state.clone();
+        runtime.spawn(async move {
+            if let Err(e) = prism_sql::serve(app, listener, tls).await {
+                tracing::error!("{e}");
+                eprintln!("error: {e}");
+            }
+        });
+    }
     println!(
         "Prism is serving {} on http://{addr}/ (Ctrl-C stops it)",
         data.display()
