@@ -37,6 +37,16 @@ pub enum Users {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Print a new API token of a user, which a tool gives as the password (the SQL endpoint
+    /// takes it); shown once. `--revoke` ends all of the user's tokens instead.
+    Token {
+        name: String,
+        /// What the token is for, to recognise it later.
+        #[arg(long, default_value = "api")]
+        label: String,
+        #[arg(long)]
+        revoke: bool,
+    },
 }
 
 fn password(from_stdin: bool) -> Result<String> {
@@ -95,6 +105,24 @@ pub fn users(data: &Path, command: Users) -> Result<()> {
             let pw = password(password_stdin)?;
             state.store.set_password(&name, &pw)?;
             println!("password of {name} changed");
+        }
+        Users::Token {
+            name,
+            label,
+            revoke: false,
+        } => {
+            let token = state.store.add_api_token(&name, &label)?;
+            state.store.audit(&name, "api token added", &label)?;
+            println!("{token}");
+        }
+        Users::Token {
+            name, revoke: true, ..
+        } => {
+            let n = state.store.revoke_api_tokens(&name)?;
+            state
+                .store
+                .audit(&name, "api tokens revoked", &n.to_string())?;
+            println!("{n} token(s) of {name} revoked");
         }
     }
     Ok(())

@@ -94,9 +94,16 @@ fn psql_asks_as_an_executive_and_as_a_partner_and_gets_what_prism_query_answers(
     let data = tmp.path().join("data");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
     let out = prism(&data, &["load", fixture.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     add_user(&data, &["exec", "--role", "channel_executive"]);
-    add_user(&data, &["partner", "--role", "partner_manager", "--partner", "P-2"]);
+    add_user(
+        &data,
+        &["partner", "--role", "partner_manager", "--partner", "P-2"],
+    );
 
     let (web, sql) = (free_port(), free_port());
     let _server = Server(
@@ -127,7 +134,10 @@ fn psql_asks_as_an_executive_and_as_a_partner_and_gets_what_prism_query_answers(
         String::from_utf8_lossy(&out.stderr)
     );
     for table in ["sales", "pipeline", "service", "satisfaction"] {
-        assert!(listing.contains(&format!(",{table},")), "{table} in {listing}");
+        assert!(
+            listing.contains(&format!(",{table},")),
+            "{table} in {listing}"
+        );
     }
     assert!(!listing.contains(",orders,"), "{listing}");
     let out = psql(sql, "exec", PASSWORD, &["\\d sales"]);
@@ -207,7 +217,11 @@ fn psql_asks_as_an_executive_and_as_a_partner_and_gets_what_prism_query_answers(
                 query_args.extend(["--as-partner", p]);
             }
             let cli = prism(&data, &query_args);
-            assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+            assert!(
+                cli.status.success(),
+                "{}",
+                String::from_utf8_lossy(&cli.stderr)
+            );
             let over_cli = csv_rows(&String::from_utf8_lossy(&cli.stdout), true);
             assert!(
                 same(&over_sql, &over_cli),
@@ -220,13 +234,21 @@ fn psql_asks_as_an_executive_and_as_a_partner_and_gets_what_prism_query_answers(
     // sale of 1200. The partner user sees its own row only, even when it names another.
     let answer = |user: &str, q: &str| {
         let out = psql(sql, user, PASSWORD, &[q]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         csv_rows(&String::from_utf8_lossy(&out.stdout), false)
     };
     let q = "SELECT partner_partner_id, closed_revenue FROM sales GROUP BY 1 ORDER BY 1";
     assert_eq!(
         answer("exec", q),
-        [["(direct)", "1200.00"], ["P-1", "2499.50"], ["P-2", "-49.75"]]
+        [
+            ["(direct)", "1200.00"],
+            ["P-1", "2499.50"],
+            ["P-2", "-49.75"]
+        ]
     );
     assert_eq!(answer("partner", q), [["P-2", "-49.75"]]);
     assert!(

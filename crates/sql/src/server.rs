@@ -352,6 +352,7 @@ impl SimpleQueryHandler for Endpoint {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.user(client)?;
         let statements = self.parse(query)?;
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
@@ -482,6 +483,7 @@ impl ExtendedQueryHandler for Extended {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let e = &self.endpoint;
+        e.user(client)?;
         if let (_, Some((statement, plan))) = &portal.statement.statement
             && let Some(subject) = e.route(statement)?
         {
@@ -494,8 +496,8 @@ impl ExtendedQueryHandler for Extended {
     }
 }
 
-/// Sign-in with an app user's name and password, sent as the password message (over TLS
-/// when the endpoint has it). Failures count toward the same throttle as the web sign-in.
+/// Sign-in with an app user's name and password — or one of the user's API tokens — sent as
+/// the password message (over TLS when the endpoint has it). Failures count toward the same throttle as the web sign-in.
 pub struct SignIn {
     app: Arc<AppState>,
 }
@@ -552,10 +554,13 @@ impl StartupHandler for SignIn {
                 // Argon2 takes tens of milliseconds: off the connection's thread.
                 let app = self.app.clone();
                 let (n, p) = (name.clone(), password);
-                let user = tokio::task::spawn_blocking(move || app.store.verify(&n, &p))
-                    .await
-                    .map_err(|e| user_error("XX000", e.to_string()))?
-                    .map_err(|e| user_error("XX000", e.to_string()))?;
+                let user = tokio::task::spawn_blocking(move || match app.store.verify(&n, &p) {
+                    Ok(None) => app.store.verify_api_token(&n, &p),
+                    other => other,
+                })
+                .await
+                .map_err(|e| user_error("XX000", e.to_string()))?
+                .map_err(|e| user_error("XX000", e.to_string()))?;
                 match user {
                     Some(_) => {
                         let _ = store.audit(&name, "sql sign-in", &address);

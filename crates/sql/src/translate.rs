@@ -18,7 +18,7 @@ use datafusion::sql::sqlparser::ast::{
     Statement, TableFactor, UnaryOperator, Value, visit_relations,
 };
 use prism_engine::{Filter, FilterOp, Order, Period, Query};
-use prism_model::{Aggregate, Format, MetricKind, Model, TIME_GRAINS};
+use prism_model::{Aggregate, Format, Metric, MetricKind, Model, TIME_GRAINS};
 
 /// What a client may ask, appended to every refusal.
 pub const SUPPORTED: &str = "supported: SELECT dimension columns and metrics (bare, or in SUM(…) or MEASURE(…)) FROM one subject table, WHERE with AND of column = / <> / IN / NOT IN / BETWEEN / >= / <= values (time_day sets the period), GROUP BY the dimension columns, ORDER BY columns or positions, LIMIT n";
@@ -75,12 +75,13 @@ pub struct Catalog {
     pub base_tables: Vec<String>,
 }
 
-/// The SQL type of a metric's answers: money exact to the cent, counts whole.
-pub fn metric_type(format: Format) -> DataType {
-    match format {
-        Format::Money => DataType::Decimal128(38, 2),
-        Format::Integer => DataType::Int64,
-        Format::Number | Format::Percent | Format::Ratio => DataType::Float64,
+/// The SQL type of a metric's answers: money exact to the cent, counts and sums of whole
+/// numbers whole; a ratio shown as a whole number keeps its fraction.
+pub fn metric_type(metric: &Metric) -> DataType {
+    match (metric.format, &metric.kind) {
+        (Format::Money, _) => DataType::Decimal128(38, 2),
+        (Format::Integer, MetricKind::Base { .. }) => DataType::Int64,
+        _ => DataType::Float64,
     }
 }
 
@@ -143,7 +144,7 @@ impl Catalog {
                 columns.push(Column {
                     name: m.name.clone(),
                     role: ColumnRole::Metric(m.name.clone()),
-                    data_type: metric_type(m.format),
+                    data_type: metric_type(m),
                     description: m.description.clone(),
                 });
             }
@@ -492,7 +493,7 @@ fn derived_type(model: &Model, metric: &str, form: &str) -> Result<DataType, Uns
         "pct_of_total" | "cumulative_pct" | "change_pct" | "change_pct_year_before" => {
             DataType::Float64
         }
-        _ => metric_type(m.format),
+        _ => metric_type(m),
     })
 }
 

@@ -80,7 +80,8 @@ async fn rows(client: &Client, sql: &str) -> Result<Vec<Vec<String>>, tokio_post
 #[tokio::test(flavor = "multi_thread")]
 async fn bound_parameters_ask_in_the_users_scope() {
     let (_tmp, _app, port) = endpoint().await;
-    let sql = "SELECT partner_partner_id, units_sold FROM sales WHERE partner_partner_id = $1 GROUP BY 1";
+    let sql =
+        "SELECT partner_partner_id, units_sold FROM sales WHERE partner_partner_id = $1 GROUP BY 1";
     let exec = connect(port, "exec", PASSWORD).await.unwrap();
     let got: Vec<(String, i64)> = exec
         .query(sql, &[&"P-1"])
@@ -95,7 +96,13 @@ async fn bound_parameters_ask_in_the_users_scope() {
     // The same prepared question for a partner user naming another partner: nothing.
     let partner = connect(port, "partner", PASSWORD).await.unwrap();
     let statement = partner.prepare(sql).await.unwrap();
-    assert!(partner.query(&statement, &[&"P-1"]).await.unwrap().is_empty());
+    assert!(
+        partner
+            .query(&statement, &[&"P-1"])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let own: Vec<(String, i64)> = partner
         .query(&statement, &[&"P-2"])
         .await
@@ -188,12 +195,30 @@ async fn sign_in_takes_the_apps_users_and_their_passwords_only() {
     assert!(connect(port, "nobody", PASSWORD).await.is_err());
     let exec = connect(port, "exec", PASSWORD).await.unwrap();
     assert_eq!(
-        rows(&exec, "SELECT closed_revenue FROM sales").await.unwrap(),
+        rows(&exec, "SELECT closed_revenue FROM sales")
+            .await
+            .unwrap(),
         [["3649.75"]]
     );
+    // An API token signs its own user in, as the password; never another user.
+    let token = app.store.add_api_token("partner", "bi tool").unwrap();
+    let partner = connect(port, "partner", &token).await.unwrap();
+    assert_eq!(
+        rows(&partner, "SELECT closed_revenue FROM sales")
+            .await
+            .unwrap(),
+        [["-49.75"]]
+    );
+    assert!(connect(port, "exec", &token).await.is_err());
+    app.store.revoke_api_tokens("partner").unwrap();
+    assert!(connect(port, "partner", &token).await.is_err());
     // A user removed while connected is answered no more.
     app.store.remove_user("exec").unwrap();
-    assert!(rows(&exec, "SELECT closed_revenue FROM sales").await.is_err());
+    assert!(
+        rows(&exec, "SELECT closed_revenue FROM sales")
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -240,11 +265,16 @@ async fn metabase_and_dbeaver_connect_and_browse_the_catalog() {
     .await
     .unwrap();
     assert!(
-        columns.contains(&vec!["closed_revenue".to_string(), "Decimal128(38, 2)".to_string()])
-            || columns
-                .iter()
-                .any(|c| c[0] == "closed_revenue" && c[1].to_lowercase().contains("decimal")),
+        columns.contains(&vec![
+            "closed_revenue".to_string(),
+            "Decimal128(38, 2)".to_string()
+        ]) || columns
+            .iter()
+            .any(|c| c[0] == "closed_revenue" && c[1].to_lowercase().contains("decimal")),
         "{columns:?}"
     );
-    assert!(columns.iter().any(|c| c[0] == "partner_tier"), "{columns:?}");
+    assert!(
+        columns.iter().any(|c| c[0] == "partner_tier"),
+        "{columns:?}"
+    );
 }

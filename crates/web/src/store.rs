@@ -215,7 +215,9 @@ impl Store {
              CREATE TABLE IF NOT EXISTS audit (at INTEGER NOT NULL, user_name TEXT NOT NULL, event TEXT NOT NULL, detail TEXT NOT NULL);
              CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at);
              CREATE TABLE IF NOT EXISTS questions (id INTEGER PRIMARY KEY, owner_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, name TEXT NOT NULL, description TEXT NOT NULL, question TEXT NOT NULL, shared_with TEXT NOT NULL, created_at INTEGER NOT NULL);
-             CREATE INDEX IF NOT EXISTS questions_by_owner ON questions (owner_id);",
+             CREATE INDEX IF NOT EXISTS questions_by_owner ON questions (owner_id);
+             CREATE TABLE IF NOT EXISTS api_tokens (token_hash TEXT PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, label TEXT NOT NULL, created_at INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS api_tokens_by_user ON api_tokens (user_id);",
         )?;
         let store = Store {
             conn: Mutex::new(conn),
@@ -488,6 +490,50 @@ impl Store {
                 }))
             }
             _ => Ok(None),
+        }
+    }
+
+    /// A new API token of a user, for a tool that signs in with it instead of the password
+    /// (the SQL endpoint takes it as the password). Shown once: only its hash is kept.
+    pub fn add_api_token(&self, name: &str, label: &str) -> Result<String> {
+        let conn = self.conn();
+        let id: Option<i64> = conn
+            .query_row("SELECT id FROM users WHERE name = ?1", [name], |r| r.get(0))
+            .optional()?;
+        let id = id.ok_or_else(|| StoreError::Invalid(format!("no user named {name:?}")))?;
+        let token = format!("prism_{}", random_token());
+        conn.execute(
+            "INSERT INTO api_tokens (token_hash, user_id, label, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![token_hash(&token), id, label, now()],
+        )?;
+        Ok(token)
+    }
+
+    /// Ends every API token of a user; how many there were.
+    pub fn revoke_api_tokens(&self, name: &str) -> Result<usize> {
+        Ok(self.conn().execute(
+            "DELETE FROM api_tokens WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
+            [name],
+        )?)
+    }
+
+    /// The user, when the token is one of theirs. A token is 32 random bytes, so a lookup by
+    /// its hash is as good as a slow hash.
+    pub fn verify_api_token(&self, name: &str, token: &str) -> Result<Option<User>> {
+        if !token.starts_with("prism_") {
+            return Ok(None);
+        }
+        let found: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT u.id FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?1 AND u.name = ?2",
+                params![token_hash(token), name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match found {
+            Some(_) => self.user(name),
+            None => Ok(None),
         }
     }
 
