@@ -65,6 +65,17 @@ impl Subject {
     fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
+
+    /// Why a name is not a column, with the column meant: an attribute named without its
+    /// dimension (`partner_name` for `partner_partner_name`), or the nearest spelling.
+    fn no_column(&self, name: &str) -> Unsupported {
+        let suffix = format!("_{name}");
+        let hint = match self.columns.iter().find(|c| c.name.ends_with(&suffix)) {
+            Some(c) => format!("; did you mean `{}`?", c.name),
+            None => prism_model::did_you_mean(name, self.columns.iter().map(|c| c.name.as_str())),
+        };
+        Unsupported(format!("`{}` has no column `{name}`{hint}", self.table))
+    }
 }
 
 /// The subject tables of a model.
@@ -189,8 +200,17 @@ impl Catalog {
         }
         let mut subjects = found.iter().filter_map(|t| self.subjects.get(t));
         let first = subjects.next();
+        // A catalog query may combine catalog tables; a question may not.
+        if first.is_some()
+            && let Statement::Query(q) = statement
+            && matches!(q.body.as_ref(), SetExpr::SetOperation { .. })
+        {
+            return refuse(
+                "UNION, INTERSECT and EXCEPT are not supported: a question reads one subject table",
+            );
+        }
         if subjects.next().is_some() {
-            return refuse("a question reads one subject table");
+            return refuse("a question reads one subject table, once: no joins or subqueries");
         }
         Ok(first)
     }
@@ -461,22 +481,27 @@ pub fn translate(
     })
 }
 
-/// A metric of the fact that counts its rows, whatever their values.
+/// A metric of the fact over all its rows — one that counts them when there is one — so
+/// that every group with a row of the fact is in the answer, whatever the metric's value.
 fn row_count_metric(model: &Model, fact: &str) -> Result<String, Unsupported> {
-    model
-        .metrics
-        .values()
-        .find(|m| {
-            m.fact == fact
-                && !m.state
-                && matches!(
-                    m.kind,
-                    MetricKind::Base {
-                        aggregate: Aggregate::CountRows,
-                        filter: None
-                    }
-                )
-        })
+    let unconditional = |m: &&prism_model::Metric| {
+        m.fact == fact && !m.state && matches!(m.kind, MetricKind::Base { filter: None, .. })
+    };
+    let counts_rows = |m: &&&prism_model::Metric| {
+        matches!(
+            m.kind,
+            MetricKind::Base {
+                aggregate: Aggregate::CountRows,
+                ..
+            }
+        )
+    };
+    let candidates: Vec<&prism_model::Metric> =
+        model.metrics.values().filter(unconditional).collect();
+    candidates
+        .iter()
+        .find(counts_rows)
+        .or(candidates.first())
         .map(|m| m.name.clone())
         .ok_or_else(|| Unsupported(format!("select a metric of `{fact}` too")))
 }
@@ -540,16 +565,7 @@ fn select_column<'s>(
                 Some((b, f)) => (b.to_string(), Some(f.to_string())),
                 None => (name, None),
             };
-            let c = subject.column(&base).ok_or_else(|| {
-                Unsupported(format!(
-                    "`{}` has no column `{base}`{}",
-                    subject.table,
-                    prism_model::did_you_mean(
-                        &base,
-                        subject.columns.iter().map(|c| c.name.as_str())
-                    )
-                ))
-            })?;
+            let c = subject.column(&base).ok_or_else(|| subject.no_column(&base))?;
             if let Some(f) = &form
                 && !matches!(c.role, ColumnRole::Metric(_))
             {
@@ -724,11 +740,7 @@ fn condition_column(subject: &Subject, expr: &Expr) -> Result<Option<String>, Un
         Some(ColumnRole::Metric(_)) => refuse(format!(
             "`{name}` is a metric: conditions are on dimensions (HAVING is not supported)"
         )),
-        None => refuse(format!(
-            "`{}` has no column `{name}`{}",
-            subject.table,
-            prism_model::did_you_mean(&name, subject.columns.iter().map(|c| c.name.as_str()))
-        )),
+        None => Err(subject.no_column(&name)),
     }
 }
 
@@ -739,6 +751,12 @@ fn condition(
     bounds: &mut Bounds,
 ) -> Result<(), Unsupported> {
     match expr {
+        Expr::BinaryOp {
+            op: BinaryOperator::Or,
+            ..
+        } => refuse(format!(
+            "`{expr}`: conditions are joined by AND; for one column's values, IN (…)"
+        )),
         Expr::BinaryOp { left, op, right } => {
             // `'EMEA' = partner_region` reads as `partner_region = 'EMEA'`.
             let (column, value, op) = if column_name(left).is_some() {
@@ -959,7 +977,11 @@ mod tests {
             ),
             (
                 "SELECT closed_revenue FROM sales WHERE partner_partner_id IN (SELECT partner_partner_id FROM sales)",
-                "not a value",
+                "subqueries",
+            ),
+            (
+                "SELECT closed_revenue FROM sales WHERE partner_partner_id IN (SELECT 'P-1')",
+                "IN / NOT IN / BETWEEN",
             ),
             (
                 "SELECT closed_revenue FROM sales WHERE partner_tier = 'Gold' OR partner_tier = 'Silver'",

@@ -121,7 +121,7 @@ async fn bound_parameters_ask_in_the_users_scope() {
     assert_eq!(
         columns,
         [
-            ("partner_partner_id".to_string(), "varchar".to_string()),
+            ("partner_partner_id".to_string(), "text".to_string()),
             ("units_sold".to_string(), "int8".to_string())
         ]
     );
