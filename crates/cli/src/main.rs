@@ -1,5 +1,6 @@
 //! `prism`: flags and glue over the library crates. Nothing here that a library should own.
 
+mod alerts_cmd;
 mod analyses_cmd;
 mod bench;
 mod load_test;
@@ -132,6 +133,11 @@ enum Command {
         no_cache: bool,
         #[command(flatten)]
         options: web_cmd::ServeOptions,
+    },
+    /// Alerts: conditions evaluated after each load or on a schedule, in their owner's scope.
+    Alerts {
+        #[command(subcommand)]
+        command: alerts_cmd::Alerts,
     },
     /// Manage the users of the web app.
     Users {
@@ -473,6 +479,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 &options,
                 &runtime()?,
             )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Alerts { command } => {
+            alerts_cmd::run(&cli.data, command, &runtime()?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Users { command } => {

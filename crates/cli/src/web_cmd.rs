@@ -26,7 +26,12 @@ pub enum Users {
         /// Read the password from the first line of standard input instead of a prompt.
         #[arg(long)]
         password_stdin: bool,
+        /// The user's e-mail address, where their alerts may be mailed.
+        #[arg(long)]
+        email: Option<String>,
     },
+    /// Set a user's e-mail address, where their alerts may be mailed.
+    Email { name: String, address: String },
     /// List the users, their roles and partners.
     List,
     /// Remove a user (their sessions end).
@@ -76,12 +81,24 @@ pub fn users(data: &Path, command: Users) -> Result<()> {
             partner,
             partners,
             password_stdin,
+            email,
         } => {
             let role = Role::parse(&role)?;
             let partners: Vec<String> = partner.into_iter().chain(partners).collect();
             let pw = password(password_stdin)?;
             state.store.add_user(&name, role, &partners, &pw)?;
+            if let Some(email) = email
+                && let Err(e) = state.store.set_email(&name, &email)
+            {
+                // Nothing half-made: the user goes again with the address refused.
+                state.store.remove_user(&name)?;
+                return Err(e.into());
+            }
             println!("added {name} ({})", role.name());
+        }
+        Users::Email { name, address } => {
+            state.store.set_email(&name, &address)?;
+            println!("e-mail of {name} set");
         }
         Users::List => {
             println!("{:<24} {:<18} partners", "name", "role");
@@ -155,6 +172,8 @@ pub struct ServeOptions {
     /// The private key of --sql-tls-cert (PEM).
     #[arg(long, value_name = "FILE", requires_all = ["sql_addr", "sql_tls_cert"])]
     pub sql_tls_key: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub outbound: crate::alerts_cmd::OutboundArgs,
 }
 
 impl Default for ServeOptions {
@@ -168,6 +187,7 @@ impl Default for ServeOptions {
             sql_addr: None,
             sql_tls_cert: None,
             sql_tls_key: None,
+            outbound: Default::default(),
         }
     }
 }
@@ -234,6 +254,13 @@ pub fn serve(
             }
         });
     }
+    // Alerts: evaluated after each load and on their schedules, their news sent, while the
+    // app serves.
+    let delivers = Arc::new(prism_delivers::Delivers::new(
+        state.clone(),
+        options.outbound.outbound()?,
+    )?);
+    runtime.spawn(delivers.run(std::time::Duration::from_secs(2)));
     println!(
         "Prism is serving {} on http://{addr}/ (Ctrl-C stops it)",
         data.display()

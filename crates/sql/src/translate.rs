@@ -565,7 +565,9 @@ fn select_column<'s>(
                 Some((b, f)) => (b.to_string(), Some(f.to_string())),
                 None => (name, None),
             };
-            let c = subject.column(&base).ok_or_else(|| subject.no_column(&base))?;
+            let c = subject
+                .column(&base)
+                .ok_or_else(|| subject.no_column(&base))?;
             if let Some(f) = &form
                 && !matches!(c.role, ColumnRole::Metric(_))
             {

@@ -134,9 +134,8 @@ impl Question {
         q
     }
 
-    /// The engine's versioned request, every text form parsed by the same parser as the CLI's
-    /// and the JSON API's.
-    fn query(&self) -> Result<Query, WebError> {
+    /// The engine's versioned request (what a scheduled report keeps of a saved question).
+    pub fn request(&self) -> Result<QueryRequest, WebError> {
         let limit = match &self.limit {
             None => None,
             Some(l) => Some(l.parse::<usize>().map_err(|_| {
@@ -151,8 +150,12 @@ impl Question {
             period: self.period.clone(),
             order: self.order.clone(),
             limit,
-        }
-        .to_query()?)
+        })
+    }
+
+    /// The query, every text form parsed by the same parser as the CLI's and the JSON API's.
+    fn query(&self) -> Result<Query, WebError> {
+        Ok(self.request()?.to_query()?)
     }
 
     /// Whether the question can be asked at all: its forms parse and it compiles against the

@@ -6,6 +6,7 @@
 //! Every route is listed in `ROUTES`, from which the router is built, so that the route × role
 //! test covers every route there is.
 
+pub mod alerts;
 pub mod explore;
 pub mod pages;
 pub mod questions;
@@ -365,6 +366,9 @@ pub enum Serves {
     Explore(ExploreForm),
     /// Saved questions: the list, saving, opening, running through the API, deleting.
     Questions(QuestionsRoute),
+    /// The user's inbox, alerts and delivery log: `/alerts` (reading marks the inbox read)
+    /// or `/api/alerts`.
+    Alerts(AlertsRoute),
     SignInPage,
     SignIn,
     SignOut,
@@ -399,6 +403,13 @@ pub enum QuestionsRoute {
     ApiRun,
     /// `POST /questions/{id}/delete`: the owner's or an administrator's.
     Delete,
+}
+
+/// The forms of the Alerts overview.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertsRoute {
+    Page,
+    Api,
 }
 
 /// Every route: method, path and what it serves. The router is built from this list.
@@ -437,6 +448,12 @@ pub fn routes() -> Vec<(&'static str, String, Serves)> {
     ] {
         r.push((method, path.into(), Serves::Questions(route)));
     }
+    r.push(("GET", "/alerts".into(), Serves::Alerts(AlertsRoute::Page)));
+    r.push((
+        "GET",
+        "/api/alerts".into(),
+        Serves::Alerts(AlertsRoute::Api),
+    ));
     r
 }
 
@@ -474,6 +491,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             Serves::Questions(QuestionsRoute::Save) => post(save_question),
             Serves::Questions(QuestionsRoute::Delete) => post(delete_question),
             Serves::Questions(route) => get(move |s, h, p, q| questions(s, h, p, q, route)),
+            Serves::Alerts(route) => get(move |s, h| alerts_overview(s, h, route)),
         };
         debug_assert!(method == "GET" || method == "POST");
         router = router.route(&path, handler);
@@ -954,8 +972,36 @@ async fn questions(
     }
 }
 
+/// The user's inbox, alerts and delivery log. The page marks the inbox read; the API does not.
+async fn alerts_overview(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    route: AlertsRoute,
+) -> Response {
+    let page = route == AlertsRoute::Page;
+    let fail = |e: WebError, user: Option<&User>| if page { e.page(user) } else { e.json() };
+    let (user, csrf) = match signed_in(&st, &headers).await {
+        Ok(u) => u,
+        Err(e) => return fail(e, None),
+    };
+    let who = user.clone();
+    let overview = blocking(&st, move |st| {
+        let o = alerts::overview(&st.store, &who)?;
+        if page {
+            st.store.mark_read(who.id)?;
+        }
+        Ok(o)
+    })
+    .await;
+    match overview {
+        Ok(o) if page => Html(alerts::render(&user, &csrf, &o)).into_response(),
+        Ok(o) => axum::Json(o).into_response(),
+        Err(e) => fail(e, Some(&user)),
+    }
+}
+
 /// A table as CSV, every cell a spreadsheet would run as a formula neutralised.
-fn csv_bytes(header: &[String], rows: &[Vec<String>]) -> Result<Vec<u8>, WebError> {
+pub fn csv_bytes(header: &[String], rows: &[Vec<String>]) -> Result<Vec<u8>, WebError> {
     let internal = |e: &dyn std::fmt::Display| WebError::Internal(e.to_string());
     let mut w = csv::Writer::from_writer(Vec::new());
     let safe = |r: &[String]| {

@@ -171,6 +171,11 @@ pub fn nav(user: Option<&User>) -> Vec<(String, String)> {
     let at = links.len() - usize::from(user.role == Role::Admin);
     links.insert(at, ("/explore".into(), "Explore".into()));
     links.insert(at + 1, ("/questions".into(), "Saved questions".into()));
+    let alerts = match user.unread {
+        0 => "Alerts".to_string(),
+        n => format!("Alerts ({n} new)"),
+    };
+    links.insert(at + 2, ("/alerts".into(), alerts));
     links
 }
 

@@ -1,6 +1,7 @@
 //! The app's own state in SQLite (`DATA/app.sqlite`): users with their role and partners,
 //! argon2id password hashes, sign-in sessions with their CSRF token, failed sign-ins for
-//! throttling, and the audit log of sign-ins and exports.
+//! throttling, the audit log of sign-ins and exports, saved questions, API tokens, and the
+//! alerts with their delivery log and each user's inbox (`store::alerts`).
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -11,6 +12,9 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use prism_engine::{Audience, EngineError};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
+
+mod alerts;
+pub use alerts::{Alert, Attachment, Delivery, InboxItem, NewAlert, News};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -74,6 +78,9 @@ pub struct User {
     pub role: Role,
     /// The partner of a partner manager, the partners of a channel manager.
     pub partners: Vec<String>,
+    /// Unread messages in the user's inbox when the user was read (the number beside
+    /// Alerts in the navigation).
+    pub unread: i64,
 }
 
 impl User {
@@ -192,6 +199,14 @@ pub fn random_token() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+fn unread_of(conn: &Connection, user_id: i64) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM inbox WHERE user_id = ?1 AND read = 0",
+        [user_id],
+        |r| r.get(0),
+    )
+}
+
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -219,6 +234,17 @@ impl Store {
              CREATE TABLE IF NOT EXISTS api_tokens (token_hash TEXT PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, label TEXT NOT NULL, created_at INTEGER NOT NULL);
              CREATE INDEX IF NOT EXISTS api_tokens_by_user ON api_tokens (user_id);",
         )?;
+        conn.execute_batch(alerts::SCHEMA)?;
+        // Users of an earlier version have no e-mail address yet.
+        let has_email = conn
+            .prepare("SELECT 1 FROM pragma_table_info('users') WHERE name = 'email'")?
+            .exists([])?;
+        if !has_email {
+            conn.execute(
+                "ALTER TABLE users ADD COLUMN email TEXT NOT NULL DEFAULT ''",
+                [],
+            )?;
+        }
         let store = Store {
             conn: Mutex::new(conn),
             policy: Policy::default(),
@@ -332,6 +358,7 @@ impl Store {
                     name: name.to_string(),
                     role: Role::parse(&role)?,
                     partners: partners_of(&conn, id)?,
+                    unread: unread_of(&conn, id)?,
                 })
             })
             .transpose()
@@ -351,6 +378,7 @@ impl Store {
                     name,
                     role: Role::parse(&role)?,
                     partners: partners_of(&conn, id)?,
+                    unread: unread_of(&conn, id)?,
                 })
             })
             .collect()
@@ -487,6 +515,7 @@ impl Store {
                     name: name.to_string(),
                     role: Role::parse(&role)?,
                     partners: partners_of(&conn, id)?,
+                    unread: unread_of(&conn, id)?,
                 }))
             }
             _ => Ok(None),
@@ -585,6 +614,7 @@ impl Store {
                         name,
                         role: Role::parse(&role)?,
                         partners: partners_of(&conn, id)?,
+                        unread: unread_of(&conn, id)?,
                     },
                     csrf,
                 )))

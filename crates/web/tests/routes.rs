@@ -48,6 +48,39 @@ async fn app() -> (tempfile::TempDir, Arc<AppState>) {
         .add_user("partner", Role::PartnerManager, &["P-2".into()], pw)
         .unwrap();
     state.store.add_user("admin", Role::Admin, &[], pw).unwrap();
+    // The executive's alert and its news name every partner and direct sales: no other
+    // user's Alerts page may show them.
+    let alert = state
+        .store
+        .add_alert(&prism_web::store::NewAlert {
+            owner: "exec",
+            name: "P-1 Acme P-3 東京データ (direct)",
+            definition: "{}",
+            schedule: "load",
+            time_zone: "UTC",
+            channel: "inbox",
+            next_due_at: None,
+        })
+        .unwrap();
+    let news = "P-1 Acme, P-2 Müller, P-3 東京データ, (direct)";
+    state
+        .store
+        .record_evaluation(
+            alert,
+            1,
+            true,
+            news,
+            Some(&prism_web::store::News {
+                key: "k",
+                subject: news,
+                body: news,
+                payload: news,
+                files: &[],
+                every_time: false,
+            }),
+        )
+        .unwrap();
+    state.store.notify("exec", news, news).unwrap();
     (tmp, state)
 }
 
@@ -199,7 +232,8 @@ async fn every_route_for_every_role_shows_only_what_the_role_may_see() {
             | Serves::Explore(prism_web::ExploreForm::Html)
             | Serves::Questions(
                 prism_web::QuestionsRoute::List | prism_web::QuestionsRoute::Open,
-            ) => assert_eq!(
+            )
+            | Serves::Alerts(prism_web::AlertsRoute::Page) => assert_eq!(
                 (r.status, r.location.as_str()),
                 (StatusCode::SEE_OTHER, "/"),
                 "{path}"

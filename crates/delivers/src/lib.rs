@@ -1,0 +1,865 @@
+//! Delivers: alerts that tell people the news instead of waiting for them to open a page.
+//!
+//! An alert belongs to a user and watches either a question of the semantic model (a metric,
+//! derived forms included, cut by dimensions, against a threshold) or one of the analyses'
+//! lists (under-performers, high-risk accounts) being non-empty. It is evaluated in its
+//! owner's audience — the engine's scope, the same as every page — after each load that
+//! commits a warehouse version, or on a cron schedule in the owner's time zone. When its
+//! condition starts to hold, its news is queued in the same store transaction that marks it
+//! firing (see `prism_web::store::alerts`), so a restart, a retry or a second evaluation never
+//! queues it twice; it fires again only after it has cleared. The queued news is sent to the
+//! owner's inbox, the owner's e-mail address, or a webhook signed with the alert's own key,
+//! retried with growing waits, and every attempt ends in the delivery log.
+
+mod schedule;
+mod send;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use prism_analyses::{AnalysisError, Context};
+use prism_engine::api::{API_VERSION, QueryRequest};
+use prism_engine::{Audience, Engine, EngineError, Order, Period, Query, Session};
+use prism_web::AppState;
+use prism_web::store::{Alert, Attachment, NewAlert, News, Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+pub use schedule::Schedule;
+pub use send::{Outbound, Smtp};
+
+/// Why an alert could not be made, evaluated or sent.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliversError {
+    /// What the user gave is wrong; the message says which part and why.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Analysis(#[from] AnalysisError),
+    /// The warehouse has no version to evaluate over, or cannot be read.
+    #[error("{0}")]
+    Warehouse(String),
+}
+
+pub type Result<T> = std::result::Result<T, DeliversError>;
+
+/// A comparison of a condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Above,
+    AtLeast,
+    Below,
+    AtMost,
+}
+
+impl Op {
+    fn symbol(self) -> &'static str {
+        match self {
+            Op::Above => ">",
+            Op::AtLeast => ">=",
+            Op::Below => "<",
+            Op::AtMost => "<=",
+        }
+    }
+
+    fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Op::Above => value > threshold,
+            Op::AtLeast => value >= threshold,
+            Op::Below => value < threshold,
+            Op::AtMost => value <= threshold,
+        }
+    }
+}
+
+/// `METRIC OP NUMBER`: a row of the question's answer is news when its value of the metric
+/// (as `prism query --format csv` prints it: money in currency units, a `change_pct` in
+/// percent) compares so with the number.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Condition {
+    /// A column of the answer: a metric, or a metric's derived form (`closed_revenue:change_pct`).
+    pub metric: String,
+    pub op: Op,
+    pub threshold: f64,
+}
+
+impl Condition {
+    /// Reads `closed_revenue:change_pct <= -25`.
+    pub fn parse(text: &str) -> Result<Condition> {
+        let bad = |why: &str| {
+            DeliversError::Invalid(format!(
+                "condition {text:?}: {why}; expected METRIC OP NUMBER with OP one of > >= < <= (closed_revenue:change_pct <= -25)"
+            ))
+        };
+        // The two-character operators first, so that `>=` is not read as `>` and `=…`.
+        let (at, op) = [
+            (">=", Op::AtLeast),
+            ("<=", Op::AtMost),
+            (">", Op::Above),
+            ("<", Op::Below),
+        ]
+        .into_iter()
+        .find_map(|(s, op)| text.find(s).map(|at| ((at, s.len()), op)))
+        .ok_or_else(|| bad("no comparison"))?;
+        let metric = text[..at.0].trim();
+        let number = text[at.0 + at.1..].trim();
+        if metric.is_empty() || metric.contains(char::is_whitespace) {
+            return Err(bad("the left side is not one metric"));
+        }
+        let threshold: f64 = number
+            .parse()
+            .ok()
+            .filter(|n: &f64| n.is_finite())
+            .ok_or_else(|| bad(&format!("{number:?} is not a number")))?;
+        Ok(Condition {
+            metric: metric.to_string(),
+            op,
+            threshold,
+        })
+    }
+}
+
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.metric, self.op.symbol(), self.threshold)
+    }
+}
+
+impl TryFrom<String> for Condition {
+    type Error = DeliversError;
+    fn try_from(s: String) -> Result<Condition> {
+        Condition::parse(&s)
+    }
+}
+
+impl From<Condition> for String {
+    fn from(c: Condition) -> String {
+        c.to_string()
+    }
+}
+
+/// An analysis whose list, when not empty, is the news.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListAnalysis {
+    /// Partners in the scorecard's bottom quartile or whose revenue fell by a quarter or more.
+    Underperformers,
+    /// Accounts with open critical requests or low recent satisfaction.
+    Risk,
+}
+
+impl ListAnalysis {
+    /// `underperformers` or `risk`.
+    pub fn parse(s: &str) -> Result<ListAnalysis> {
+        match s {
+            "underperformers" => Ok(ListAnalysis::Underperformers),
+            "risk" => Ok(ListAnalysis::Risk),
+            other => Err(DeliversError::Invalid(format!(
+                "analysis {other:?}: an alert watches underperformers or risk"
+            ))),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ListAnalysis::Underperformers => "underperformers",
+            ListAnalysis::Risk => "risk",
+        }
+    }
+}
+
+/// What an alert watches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "watch", rename_all = "snake_case")]
+pub enum Watch {
+    /// The rows of a question's answer whose metric meets the condition.
+    Question {
+        question: QueryRequest,
+        when: Condition,
+    },
+    /// An analysis's list over a period (none: all loaded data).
+    List {
+        analysis: ListAnalysis,
+        period: Option<String>,
+    },
+    /// A scheduled report: the question's whole answer, sent every time it falls due, in the
+    /// body and attached as CSV and .xlsx.
+    Report { question: QueryRequest },
+}
+
+/// The periods that move with the data: the month, quarter or year holding the newest day
+/// loaded (in the owner's view), so that an alert asked "after every load" watches the latest
+/// figures without being edited.
+pub const RELATIVE_PERIODS: [&str; 3] = ["latest-month", "latest-quarter", "latest-year"];
+
+/// A period as an alert gives it: a fixed one (`2026-Q3`) or one of `RELATIVE_PERIODS`,
+/// resolved against the newest day of data.
+pub fn resolve_period(text: &str, newest: Option<NaiveDate>) -> Result<Option<Period>> {
+    let Some(kind) = RELATIVE_PERIODS.iter().find(|p| **p == text) else {
+        return Ok(Some(Period::parse(text)?));
+    };
+    let Some(day) = newest else {
+        return Ok(None);
+    };
+    let spelled = match *kind {
+        "latest-month" => format!("{}-{:02}", day.year(), day.month()),
+        "latest-quarter" => format!("{}-Q{}", day.year(), (day.month() - 1) / 3 + 1),
+        _ => format!("{}", day.year()),
+    };
+    Ok(Some(Period::parse(&spelled)?))
+}
+
+impl Watch {
+    /// A question and its condition; the condition's metric joins the question's metrics if
+    /// it is not one of them, and a partner or customer id is shown with its name.
+    pub fn question(mut question: QueryRequest, when: Condition) -> Watch {
+        if !question.metrics.contains(&when.metric) {
+            question.metrics.push(when.metric.clone());
+        }
+        let mut by = Vec::new();
+        for d in &question.by {
+            by.push(d.clone());
+            for entity in ["partner", "customer"] {
+                let name = format!("{entity}.{entity}_name");
+                if *d == format!("{entity}.{entity}_id") && !question.by.contains(&name) {
+                    by.push(name);
+                }
+            }
+        }
+        question.by = by;
+        Watch::Question { question, when }
+    }
+
+    /// Checks the definition against the model: every metric, dimension, filter and form
+    /// known, the period readable, the schedule's metric in the answer.
+    pub fn check(&self, engine: &Engine) -> Result<()> {
+        match self {
+            Watch::Question { question, when } => {
+                let query = fixed(question)?.to_query()?;
+                engine.compile(&query, &Audience::everyone())?;
+                if !question.metrics.contains(&when.metric) {
+                    return Err(DeliversError::Invalid(format!(
+                        "condition: {} is not one of the question's metrics",
+                        when.metric
+                    )));
+                }
+                Ok(())
+            }
+            Watch::List { period, .. } => {
+                if let Some(p) = period {
+                    resolve_period(p, Some(NaiveDate::MIN))?;
+                }
+                Ok(())
+            }
+            Watch::Report { question } => {
+                engine.compile(&fixed(question)?.to_query()?, &Audience::everyone())?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether every evaluation is news (a report), not only a change to "holds".
+    pub fn is_report(&self) -> bool {
+        matches!(self, Watch::Report { .. })
+    }
+
+    /// How the alert reads in a list: `closed_revenue:change_pct <= -25 by partner.partner_id`.
+    pub fn describe(&self) -> String {
+        match self {
+            Watch::Question { question, when } => {
+                let mut s = when.to_string();
+                if !question.by.is_empty() {
+                    s += &format!(" by {}", question.by.join(","));
+                }
+                for f in &question.filters {
+                    s += &format!(" where {f}");
+                }
+                if let Some(p) = &question.period {
+                    s += &format!(" in {p}");
+                }
+                s
+            }
+            Watch::List { analysis, period } => match period {
+                Some(p) => format!("{} not empty in {p}", analysis.name()),
+                None => format!("{} not empty", analysis.name()),
+            },
+            Watch::Report { question } => {
+                let mut s = format!("report of {}", question.metrics.join(","));
+                if !question.by.is_empty() {
+                    s += &format!(" by {}", question.by.join(","));
+                }
+                if let Some(p) = &question.period {
+                    s += &format!(" in {p}");
+                }
+                s
+            }
+        }
+    }
+}
+
+/// The question with a relative period replaced by a fixed one, for checking only.
+fn fixed(question: &QueryRequest) -> Result<QueryRequest> {
+    let mut q = question.clone();
+    if let Some(p) = &q.period
+        && RELATIVE_PERIODS.contains(&p.as_str())
+    {
+        q.period = Some("2000-Q1".into());
+    }
+    if q.api_version != API_VERSION {
+        q.api_version = API_VERSION;
+    }
+    Ok(q)
+}
+
+/// One row an evaluation found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Found {
+    /// The row as a person reads it: `P-7 · Acme Networks`.
+    pub label: String,
+    /// Every column of the row by name, as the CSV export prints it.
+    pub values: BTreeMap<String, String>,
+    /// The figure the condition compared (empty for a list).
+    pub figure: String,
+}
+
+/// What an evaluation found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Finding {
+    /// Whether the condition holds: some row meets it, or the list is not empty.
+    pub holds: bool,
+    /// The period asked, as dates (none: all loaded data).
+    pub period: Option<String>,
+    pub rows: Vec<Found>,
+    /// A report's answer as files.
+    #[serde(skip)]
+    pub files: Vec<Attachment>,
+}
+
+impl Finding {
+    fn outcome(&self) -> String {
+        if !self.files.is_empty() {
+            return format!("report of {} rows", self.rows.len());
+        }
+        match (self.holds, self.rows.len()) {
+            (false, _) => "clear".to_string(),
+            (true, 1) => format!("holds for {}", self.rows[0].label),
+            (true, n) => format!("holds for {n} rows"),
+        }
+    }
+}
+
+/// Evaluates a watch in an audience over one warehouse version. Nothing is recorded.
+pub async fn evaluate(
+    engine: &Engine,
+    session: &Session,
+    audience: &Audience,
+    watch: &Watch,
+) -> Result<Finding> {
+    match watch {
+        Watch::Question { question, when } => {
+            let (period, result) = ask(engine, session, audience, question, &when.metric).await?;
+            let at = result.column(&when.metric).ok_or_else(|| {
+                DeliversError::Invalid(format!("the answer has no column {}", when.metric))
+            })?;
+            let rows: Vec<Found> = found_rows(&result, Some(at))
+                .into_iter()
+                .filter(|f| {
+                    f.figure
+                        .parse::<f64>()
+                        .is_ok_and(|v| when.op.holds(v, when.threshold))
+                })
+                .collect();
+            Ok(Finding {
+                holds: !rows.is_empty(),
+                period,
+                rows,
+                files: Vec::new(),
+            })
+        }
+        Watch::Report { question } => {
+            let first = question.metrics.first().cloned().unwrap_or_default();
+            let (period, result) = ask(engine, session, audience, question, &first).await?;
+            let header: Vec<String> = result.columns.iter().map(|c| c.name.clone()).collect();
+            let csv = prism_web::csv_bytes(&header, &result.formatted_rows())
+                .map_err(|e| DeliversError::Invalid(e.to_string()))?;
+            let xlsx = prism_web::explore::xlsx(&engine.model, &result)
+                .map_err(|e| DeliversError::Invalid(e.to_string()))?;
+            Ok(Finding {
+                holds: true,
+                period,
+                rows: found_rows(&result, None),
+                files: vec![
+                    Attachment {
+                        name: "answer.csv".into(),
+                        content_type: "text/csv; charset=utf-8".into(),
+                        bytes: csv,
+                    },
+                    Attachment {
+                        name: "answer.xlsx".into(),
+                        content_type:
+                            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+                                .into(),
+                        bytes: xlsx,
+                    },
+                ],
+            })
+        }
+        Watch::List { analysis, period } => {
+            let period = match period {
+                Some(p) => {
+                    let newest = newest_day(engine, session, audience, "closed_revenue").await?;
+                    resolve_period(p, newest)?
+                }
+                None => None,
+            };
+            let cx = Context {
+                engine,
+                session,
+                audience: audience.clone(),
+                period,
+            };
+            let rows: Vec<Found> = match analysis {
+                ListAnalysis::Underperformers => {
+                    prism_analyses::underperformers::underperformers(&cx, Default::default())
+                        .await?
+                        .partners
+                        .into_iter()
+                        .map(|u| Found {
+                            label: format!("{} · {}", u.partner.partner_id, u.partner.partner_name),
+                            values: BTreeMap::from([
+                                ("partner_id".to_string(), u.partner.partner_id.clone()),
+                                ("partner_name".to_string(), u.partner.partner_name.clone()),
+                                ("reasons".to_string(), u.reasons.join("; ")),
+                            ]),
+                            figure: u.reasons.join("; "),
+                        })
+                        .collect()
+                }
+                ListAnalysis::Risk => prism_analyses::risk::risk(&cx)
+                    .await?
+                    .accounts
+                    .into_iter()
+                    .map(|a| Found {
+                        label: format!("{} · {}", a.customer_id, a.customer_name),
+                        values: BTreeMap::from([
+                            ("customer_id".to_string(), a.customer_id.clone()),
+                            ("customer_name".to_string(), a.customer_name.clone()),
+                            ("reasons".to_string(), a.reasons.join("; ")),
+                        ]),
+                        figure: a.reasons.join("; "),
+                    })
+                    .collect(),
+            };
+            Ok(Finding {
+                holds: !rows.is_empty(),
+                period: period.map(|p| format!("{}..{}", p.from, p.to)),
+                rows,
+                files: Vec::new(),
+            })
+        }
+    }
+}
+
+/// Asks a question in the audience, a relative period resolved against the newest day of the
+/// metric's fact; the period asked, as dates, and the answer.
+async fn ask(
+    engine: &Engine,
+    session: &Session,
+    audience: &Audience,
+    question: &QueryRequest,
+    metric: &str,
+) -> Result<(Option<String>, prism_engine::QueryResult)> {
+    let mut question = question.clone();
+    let relative = question
+        .period
+        .clone()
+        .filter(|p| RELATIVE_PERIODS.contains(&p.as_str()));
+    if let Some(p) = relative {
+        let newest = newest_day(engine, session, audience, metric).await?;
+        question.period = resolve_period(&p, newest)?.map(|p| format!("{}..{}", p.from, p.to));
+    }
+    question.api_version = API_VERSION;
+    let query = question.to_query()?;
+    let result = engine.run(session, &query, audience).await?;
+    Ok((
+        query.period.map(|p| format!("{}..{}", p.from, p.to)),
+        result,
+    ))
+}
+
+/// Each row of an answer as found: labelled by its dimensions (`P-7 · Acme`), its figure the
+/// column given, or every metric's `name=value`.
+fn found_rows(result: &prism_engine::QueryResult, figure: Option<usize>) -> Vec<Found> {
+    let dims: Vec<usize> = (0..result.columns.len())
+        .filter(|i| result.columns[*i].format.is_none())
+        .collect();
+    result
+        .formatted_rows()
+        .into_iter()
+        .map(|row| {
+            let mut parts: Vec<&str> = dims.iter().map(|i| row[*i].as_str()).collect();
+            // Direct sales are "(direct)" by id and by name alike: said once.
+            parts.dedup();
+            let label = if parts.is_empty() {
+                "all".to_string()
+            } else {
+                parts.join(" · ")
+            };
+            let figure = match figure {
+                Some(at) => row[at].clone(),
+                None => (0..row.len())
+                    .filter(|i| !dims.contains(i))
+                    .map(|i| format!("{} {}", result.columns[i].name, row[i]))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            Found {
+                label,
+                figure,
+                values: result
+                    .columns
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .zip(row)
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// The newest day with a row of the metric's fact in the audience.
+async fn newest_day(
+    engine: &Engine,
+    session: &Session,
+    audience: &Audience,
+    metric: &str,
+) -> Result<Option<NaiveDate>> {
+    let base = metric.split(':').next().unwrap_or(metric).to_string();
+    let result = engine
+        .run(
+            session,
+            &Query {
+                metrics: vec![base],
+                by: vec!["time.day".into()],
+                order: vec![Order {
+                    column: "time.day".into(),
+                    descending: true,
+                }],
+                limit: Some(1),
+                ..Query::default()
+            },
+            audience,
+        )
+        .await?;
+    Ok(result
+        .formatted_rows()
+        .first()
+        .and_then(|r| NaiveDate::parse_from_str(&r[0], "%Y-%m-%d").ok()))
+}
+
+/// An alert as a user asks for it, before it is kept.
+pub struct AlertRequest {
+    pub owner: String,
+    pub name: String,
+    pub watch: Watch,
+    pub schedule: Schedule,
+    /// `inbox`, `email` or `webhook:URL`.
+    pub channel: String,
+}
+
+/// The channels an alert may use. E-mail goes to the owner's own address and nowhere else,
+/// so that an alert cannot mail figures out of its owner's hands to a typed-in address.
+pub fn check_channel(channel: &str) -> Result<()> {
+    match channel {
+        "inbox" | "email" => Ok(()),
+        other => match other.strip_prefix("webhook:") {
+            Some(url) => send::check_webhook_url(url),
+            None => Err(DeliversError::Invalid(format!(
+                "--to {other:?}: inbox, email (the owner's address) or webhook:URL"
+            ))),
+        },
+    }
+}
+
+/// Checks and keeps a new alert; its id.
+pub fn add_alert(store: &Store, engine: &Engine, request: &AlertRequest) -> Result<i64> {
+    let owner = store
+        .user(&request.owner)?
+        .ok_or_else(|| DeliversError::Invalid(format!("no user {:?}", request.owner)))?;
+    request.watch.check(engine)?;
+    check_channel(&request.channel)?;
+    if request.channel == "email" && store.email(&owner.name)?.is_none() {
+        return Err(DeliversError::Invalid(format!(
+            "{} has no e-mail address: set one first (prism users email {} ADDRESS)",
+            owner.name, owner.name
+        )));
+    }
+    let definition =
+        serde_json::to_string(&request.watch).map_err(|e| DeliversError::Invalid(e.to_string()))?;
+    Ok(store.add_alert(&NewAlert {
+        owner: &request.owner,
+        name: &request.name,
+        definition: &definition,
+        schedule: &request.schedule.expression(),
+        time_zone: request.schedule.time_zone(),
+        channel: &request.channel,
+        next_due_at: request.schedule.next_after(Utc::now()),
+    })?)
+}
+
+/// An alert's definition, as kept.
+pub fn watch_of(alert: &Alert) -> Result<Watch> {
+    serde_json::from_str(&alert.definition)
+        .map_err(|e| DeliversError::Invalid(format!("alert {:?}: {e}", alert.name)))
+}
+
+/// Rows a message lists at most; a report's attachments hold them all.
+const BODY_ROWS: usize = 50;
+
+/// What one pass of the scheduler did.
+#[derive(Debug, Default, Serialize)]
+pub struct Pass {
+    /// The warehouse version evaluated over.
+    pub version: Option<u64>,
+    /// Each alert evaluated: its owner and name, and what it found or why it could not.
+    pub evaluated: Vec<(String, String, String)>,
+    /// News queued by this pass.
+    pub queued: usize,
+    /// Deliveries attempted, and how many of them were sent.
+    pub attempted: usize,
+    pub sent: usize,
+}
+
+/// The scheduler: evaluates due alerts over the current warehouse version and sends what
+/// they queued. One runs inside `prism serve`; `prism alerts run` makes one pass.
+pub struct Delivers {
+    app: Arc<AppState>,
+    sender: send::Sender,
+    outbound: Outbound,
+}
+
+impl Delivers {
+    /// A scheduler over the app's store and engine, sending as configured.
+    pub fn new(app: Arc<AppState>, outbound: Outbound) -> Result<Delivers> {
+        Ok(Delivers {
+            sender: send::Sender::new(&outbound)?,
+            app,
+            outbound,
+        })
+    }
+
+    /// Evaluates one alert now, in its owner's current audience, without recording anything
+    /// (`prism alerts test`).
+    pub async fn test(&self, alert: &Alert) -> Result<(u64, Finding)> {
+        let (version, session) = self.session().await?;
+        let audience = self.audience_of(alert)?;
+        let finding = evaluate(&self.app.engine, &session, &audience, &watch_of(alert)?).await?;
+        Ok((version, finding))
+    }
+
+    async fn session(&self) -> Result<(u64, Arc<Session>)> {
+        self.app
+            .session()
+            .await
+            .map_err(|e| DeliversError::Warehouse(e.to_string()))
+    }
+
+    /// The owner's audience as the store holds the owner now: a changed role counts at once.
+    fn audience_of(&self, alert: &Alert) -> Result<Audience> {
+        let owner = self.app.store.user(&alert.owner)?.ok_or_else(|| {
+            DeliversError::Invalid(format!("the owner {:?} is no longer a user", alert.owner))
+        })?;
+        Ok(owner.audience()?)
+    }
+
+    /// One pass at `now`: alerts on `load` not yet evaluated over the current version, and
+    /// scheduled ones that are due, are evaluated; then every delivery due is attempted.
+    pub async fn pass(&self, now: DateTime<Utc>) -> Result<Pass> {
+        let mut pass = Pass::default();
+        match self.session().await {
+            Ok((version, session)) => {
+                pass.version = Some(version);
+                self.evaluate_due(version, &session, now, &mut pass).await?;
+            }
+            // No warehouse yet: nothing to evaluate, but earlier news may still be sent.
+            Err(e) => tracing::debug!("alerts not evaluated: {e}"),
+        }
+        self.deliver_due(now, &mut pass).await?;
+        Ok(pass)
+    }
+
+    async fn evaluate_due(
+        &self,
+        version: u64,
+        session: &Session,
+        now: DateTime<Utc>,
+        pass: &mut Pass,
+    ) -> Result<()> {
+        let store = &self.app.store;
+        for alert in store.alerts(None)? {
+            let schedule = Schedule::parse(&alert.schedule, &alert.time_zone);
+            let due = match &schedule {
+                Ok(Schedule::OnLoad) => alert.evaluated_version != Some(version as i64),
+                Ok(Schedule::Cron { .. }) => {
+                    alert.next_due_at.is_some_and(|at| at <= now.timestamp())
+                }
+                Err(_) => alert.evaluated_version != Some(version as i64),
+            };
+            if !due {
+                continue;
+            }
+            if let Ok(s @ Schedule::Cron { .. }) = &schedule {
+                store.set_next_due(alert.id, s.next_after(now))?;
+            }
+            let watch = watch_of(&alert);
+            let report = watch.as_ref().is_ok_and(Watch::is_report);
+            // A report's news is its due time's; an alert's, the version's (it fires once per
+            // version and state). Either way, two evaluations of the same make the same key.
+            let key = match (&schedule, alert.next_due_at) {
+                (Ok(Schedule::Cron { .. }), Some(due)) if report => {
+                    format!("alert-{}-at-{due}", alert.id)
+                }
+                _ => format!("alert-{}-v{version}", alert.id),
+            };
+            let found = match (&schedule, watch, self.audience_of(&alert)) {
+                (Err(e), _, _) => Err(e.to_string()),
+                (_, Err(e), _) | (_, _, Err(e)) => Err(e.to_string()),
+                (Ok(_), Ok(watch), Ok(audience)) => {
+                    evaluate(&self.app.engine, session, &audience, &watch)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            };
+            let outcome = match found {
+                Ok(finding) => {
+                    let outcome = finding.outcome();
+                    let (subject, body, payload) = self.message(&alert, version, &key, &finding);
+                    let queued = store.record_evaluation(
+                        alert.id,
+                        version as i64,
+                        finding.holds,
+                        &outcome,
+                        Some(&News {
+                            key: &key,
+                            subject: &subject,
+                            body: &body,
+                            payload: &payload,
+                            files: &finding.files,
+                            every_time: report,
+                        }),
+                    )?;
+                    pass.queued += usize::from(queued);
+                    outcome
+                }
+                Err(why) => {
+                    tracing::warn!(alert = %alert.name, owner = %alert.owner, "not evaluated: {why}");
+                    store.record_failed_evaluation(alert.id, version as i64, &why)?;
+                    format!("not evaluated: {why}")
+                }
+            };
+            pass.evaluated
+                .push((alert.owner.clone(), alert.name.clone(), outcome));
+        }
+        Ok(())
+    }
+
+    /// The news as a person reads it (subject and body) and as a webhook receives it.
+    fn message(
+        &self,
+        alert: &Alert,
+        version: u64,
+        key: &str,
+        finding: &Finding,
+    ) -> (String, String, String) {
+        let what = watch_of(alert).map(|w| w.describe()).unwrap_or_default();
+        let subject = format!(
+            "Prism {}: {} ({} {})",
+            if finding.files.is_empty() {
+                "alert"
+            } else {
+                "report"
+            },
+            alert.name,
+            finding.rows.len(),
+            if finding.rows.len() == 1 {
+                "row"
+            } else {
+                "rows"
+            }
+        );
+        let mut body = format!(
+            "{}: {what}\nPeriod: {}\nIn the view of {} (warehouse version {version}).\n\n",
+            alert.name,
+            finding.period.as_deref().unwrap_or("all loaded data"),
+            alert.owner
+        );
+        for row in finding.rows.iter().take(BODY_ROWS) {
+            body += &format!("- {}: {}\n", row.label, row.figure);
+        }
+        if finding.rows.len() > BODY_ROWS {
+            body += &format!("… and {} more rows", finding.rows.len() - BODY_ROWS);
+            body += if finding.files.is_empty() {
+                " (prism alerts test shows them all).\n"
+            } else {
+                " in the attached files.\n"
+            };
+        }
+        if let Some(link) = &self.outbound.link {
+            body += &format!("\n{link}\n");
+        }
+        let payload = serde_json::json!({
+            "alert": alert.name,
+            "owner": alert.owner,
+            "news_key": key,
+            "warehouse_version": version,
+            "condition": what,
+            "period": finding.period,
+            "rows": finding.rows,
+        })
+        .to_string();
+        (subject, body, payload)
+    }
+
+    async fn deliver_due(&self, now: DateTime<Utc>, pass: &mut Pass) -> Result<()> {
+        let store = &self.app.store;
+        for delivery in store.due_deliveries(now.timestamp())? {
+            pass.attempted += 1;
+            let secret = store
+                .alert(delivery.alert_id)?
+                .map(|a| a.secret)
+                .unwrap_or_default();
+            match self.sender.send(store, &delivery, &secret).await {
+                Ok(()) => {
+                    pass.sent += 1;
+                    store.record_attempt(delivery.id, Ok(()), None)?;
+                }
+                Err(why) => {
+                    let attempts = delivery.attempts + 1;
+                    let retry_at = (attempts < self.outbound.max_attempts).then(|| {
+                        let wait = self.outbound.retry_after.as_secs().max(1) as i64;
+                        now.timestamp() + wait * (1 << (attempts - 1).min(16))
+                    });
+                    tracing::warn!(delivery = %delivery.news_key, attempts, "not delivered: {why}");
+                    store.record_attempt(delivery.id, Err(&why), retry_at)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Passes forever, one every `every`; a failing pass is logged and the next one runs.
+    pub async fn run(self: Arc<Self>, every: Duration) {
+        loop {
+            if let Err(e) = self.pass(Utc::now()).await {
+                tracing::error!("alerts: {e}");
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+}
