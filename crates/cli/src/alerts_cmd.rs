@@ -27,14 +27,14 @@ pub enum Alerts {
         /// The question, as the flags of `prism query` (`--metrics closed_revenue:change_pct
         /// --by partner.partner_id --period latest-quarter`); a period may be latest-month,
         /// latest-quarter or latest-year, the one holding the newest day loaded.
-        #[arg(long, conflicts_with_all = ["analysis", "question"])]
+        #[arg(long, allow_hyphen_values = true, conflicts_with_all = ["analysis", "question"])]
         query: Option<String>,
         /// The question instead: a saved question the owner may open, by its id.
         #[arg(long, conflicts_with = "analysis")]
         question: Option<i64>,
         /// The rows that are news: `METRIC OP NUMBER` with OP one of > >= < <=, the metric's
         /// value as `prism query --format csv` prints it.
-        #[arg(long, conflicts_with = "report")]
+        #[arg(long, allow_hyphen_values = true, conflicts_with = "report")]
         when: Option<String>,
         /// A scheduled report: the question's whole answer every time it falls due, in the
         /// message and attached as CSV and .xlsx.

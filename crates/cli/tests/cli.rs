@@ -286,3 +286,145 @@ fn the_demo_refuses_a_non_loopback_address_without_yes() {
     );
     assert!(!export.exists(), "nothing was generated");
 }
+
+/// `prism alerts` as a script sets alerts up: a bad one refused with the reason and nothing
+/// kept, a good one tried, run once (its news in the owner's inbox), and run again without
+/// repeating the news. Figures by hand from fixtures/tiny: P-2 closed -49.75.
+#[test]
+fn alerts_are_set_up_tried_and_run_from_the_command_line() {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
+    assert!(
+        prism(&data, &["load", tiny.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prism"))
+        .arg("--data")
+        .arg(&data)
+        .args(["users", "add", "exec", "--role", "channel_executive"])
+        .args(["--email", "exec@brand.example", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "a long password").unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let refused = |args: &[&str], says: &str| {
+        let out = prism(&data, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    };
+    let add = ["alerts", "add", "credits", "--owner", "exec"];
+    refused(
+        &[
+            &add[..],
+            &[
+                "--query",
+                "--metrics closed_revenu",
+                "--when",
+                "closed_revenu < 0",
+            ],
+        ]
+        .concat(),
+        "did you mean `closed_revenue`",
+    );
+    refused(
+        &[
+            &add[..],
+            &[
+                "--query",
+                "--metrics closed_revenue",
+                "--when",
+                "closed_revenue about 0",
+            ],
+        ]
+        .concat(),
+        "expected METRIC OP NUMBER",
+    );
+    refused(
+        &[&add[..], &["--analysis", "risk", "--on", "0 7 30 2 *"]].concat(),
+        "no such time ever comes",
+    );
+    refused(
+        &[
+            &add[..],
+            &[
+                "--analysis",
+                "risk",
+                "--to",
+                "webhook:http://hooks.example.com/x",
+            ],
+        ]
+        .concat(),
+        "https://",
+    );
+    refused(
+        &[
+            &add[..],
+            &[
+                "--query",
+                "--metrics closed_revenue --as-partner P-1",
+                "--when",
+                "closed_revenue < 0",
+            ],
+        ]
+        .concat(),
+        "owner's scope",
+    );
+    let listed = prism(&data, &["alerts", "list"]);
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("credits"));
+
+    let out = prism(
+        &data,
+        &[
+            &add[..],
+            &[
+                "--query",
+                "--metrics closed_revenue --by partner.partner_id",
+                "--when",
+                "closed_revenue < 0",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tried = prism(&data, &["alerts", "test", "credits", "--owner", "exec"]);
+    let tried = String::from_utf8_lossy(&tried.stdout).to_string();
+    assert!(tried.starts_with("holds"), "{tried}");
+    assert!(tried.contains("P-2 · Müller & Söhne: -49.75"), "{tried}");
+    assert!(!tried.contains("P-1"), "{tried}");
+
+    let run = prism(&data, &["alerts", "run"]);
+    let run = String::from_utf8_lossy(&run.stdout).to_string();
+    assert!(
+        run.contains("1 evaluated, 1 news queued, 1 of 1 deliveries sent"),
+        "{run}"
+    );
+    let again = prism(&data, &["alerts", "run"]);
+    let again = String::from_utf8_lossy(&again.stdout).to_string();
+    assert!(
+        again.contains("0 evaluated, 0 news queued, 0 of 0 deliveries sent"),
+        "{again}"
+    );
+    let log = String::from_utf8_lossy(&prism(&data, &["alerts", "log"]).stdout).to_string();
+    assert_eq!(log.matches("sent").count(), 1, "{log}");
+    let listed = String::from_utf8_lossy(&prism(&data, &["alerts", "list"]).stdout).to_string();
+    assert!(listed.contains("holds for P-2"), "{listed}");
+
+    assert!(
+        prism(&data, &["alerts", "remove", "credits", "--owner", "exec"])
+            .status
+            .success()
+    );
+    let listed = String::from_utf8_lossy(&prism(&data, &["alerts", "list"]).stdout).to_string();
+    assert!(!listed.contains("credits"), "{listed}");
+}

@@ -269,3 +269,76 @@ fn psql_asks_as_an_executive_and_as_a_partner_and_gets_what_prism_query_answers(
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// With a certificate and key, the endpoint speaks TLS: psql requiring it connects, is told
+/// it is encrypted, and gets the same answer (by hand: 2 499.50 - 49.75 + 1 200.00).
+#[test]
+fn psql_connects_over_tls_when_the_endpoint_has_a_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
+    assert!(
+        prism(&data, &["load", fixture.to_str().unwrap()])
+            .status
+            .success()
+    );
+    add_user(&data, &["exec", "--role", "channel_executive"]);
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl makes the test's certificate");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+
+    let (web, sql) = (free_port(), free_port());
+    let _server = Server(
+        Command::new(env!("CARGO_BIN_EXE_prism"))
+            .arg("--data")
+            .arg(&data)
+            .args(["serve", "--addr", &format!("127.0.0.1:{web}")])
+            .args(["--sql-addr", &format!("127.0.0.1:{sql}")])
+            .arg("--sql-tls-cert")
+            .arg(&cert)
+            .arg("--sql-tls-key")
+            .arg(&key)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", sql)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the SQL endpoint never listened"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = Command::new("psql")
+        .env("PGPASSWORD", PASSWORD)
+        .env("PGSSLMODE", "require")
+        .env("PGCONNECT_TIMEOUT", "10")
+        .args(["-h", "127.0.0.1", "-p", &sql.to_string(), "-U", "exec"])
+        .args(["-d", "prism", "-X", "-t", "-v", "ON_ERROR_STOP=1"])
+        .args(["-c", "\\conninfo", "-c", "SELECT closed_revenue FROM sales"])
+        .output()
+        .expect("psql is missing: install postgresql-client (scripts/test does)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // psql names the protocol in its connection info (TLSv1.3), whatever its version's layout.
+    assert!(stdout.to_lowercase().contains("tlsv1"), "{stdout}");
+    assert!(stdout.contains("3649.75"), "{stdout}");
+}
