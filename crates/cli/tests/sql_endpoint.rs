@@ -52,6 +52,32 @@ impl Drop for Server {
     }
 }
 
+/// `prism serve` with the SQL endpoint (and these flags), once it listens: the server and the
+/// endpoint's port.
+fn serve(data: &Path, flags: &[String]) -> (Server, u16) {
+    let (web, sql) = (free_port(), free_port());
+    let server = Server(
+        Command::new(env!("CARGO_BIN_EXE_prism"))
+            .arg("--data")
+            .arg(data)
+            .args(["serve", "--addr", &format!("127.0.0.1:{web}")])
+            .args(["--sql-addr", &format!("127.0.0.1:{sql}")])
+            .args(flags)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", sql)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the SQL endpoint never listened"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (server, sql)
+}
+
 fn psql(port: u16, user: &str, password: &str, commands: &[&str]) -> Output {
     let mut c = Command::new("psql");
     c.env("PGPASSWORD", password)
@@ -105,25 +131,7 @@ fn psql_asks_as_an_executive_and_as_a_partner_and_gets_what_prism_query_answers(
         &["partner", "--role", "partner_manager", "--partner", "P-2"],
     );
 
-    let (web, sql) = (free_port(), free_port());
-    let _server = Server(
-        Command::new(env!("CARGO_BIN_EXE_prism"))
-            .arg("--data")
-            .arg(&data)
-            .args(["serve", "--addr", &format!("127.0.0.1:{web}")])
-            .args(["--sql-addr", &format!("127.0.0.1:{sql}")])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", sql)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the SQL endpoint never listened"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (_server, sql) = serve(&data, &[]);
 
     // The catalog: one table per subject area, with dimensions and metrics as columns.
     let out = psql(sql, "partner", PASSWORD, &["\\dt"]);
@@ -300,29 +308,13 @@ fn psql_connects_over_tls_when_the_endpoint_has_a_certificate() {
         String::from_utf8_lossy(&made.stderr)
     );
 
-    let (web, sql) = (free_port(), free_port());
-    let _server = Server(
-        Command::new(env!("CARGO_BIN_EXE_prism"))
-            .arg("--data")
-            .arg(&data)
-            .args(["serve", "--addr", &format!("127.0.0.1:{web}")])
-            .args(["--sql-addr", &format!("127.0.0.1:{sql}")])
-            .arg("--sql-tls-cert")
-            .arg(&cert)
-            .arg("--sql-tls-key")
-            .arg(&key)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", sql)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the SQL endpoint never listened"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let tls = [
+        "--sql-tls-cert".to_string(),
+        cert.display().to_string(),
+        "--sql-tls-key".to_string(),
+        key.display().to_string(),
+    ];
+    let (_server, sql) = serve(&data, &tls);
     let out = Command::new("psql")
         .env("PGPASSWORD", PASSWORD)
         .env("PGSSLMODE", "require")

@@ -166,6 +166,26 @@ async fn smtp_sink() -> (u16, Mailbag) {
     (port, bag)
 }
 
+/// A scheduler that mails through a new SMTP sink, and the sink's mailbag.
+async fn mailing(app: &Arc<AppState>) -> (Delivers, Mailbag) {
+    let (port, bag) = smtp_sink().await;
+    let delivers = Delivers::new(
+        app.clone(),
+        Outbound {
+            smtp: Some(Smtp {
+                url: format!("smtp://127.0.0.1:{port}"),
+                from: "prism@brand.example".into(),
+                user: None,
+                password: None,
+                starttls: false,
+            }),
+            ..Outbound::default()
+        },
+    )
+    .unwrap();
+    (delivers, bag)
+}
+
 /// Passes until nothing is due, for at most a few seconds (retries wait whole seconds).
 async fn settle(delivers: &Delivers) {
     for _ in 0..40 {
@@ -205,21 +225,7 @@ fn body(mail: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_planted_fall_mails_the_executive_once_and_again_only_after_it_cleared() {
     let f = fixture().await;
-    let (port, bag) = smtp_sink().await;
-    let delivers = Delivers::new(
-        f.app.clone(),
-        Outbound {
-            smtp: Some(Smtp {
-                url: format!("smtp://127.0.0.1:{port}"),
-                from: "prism@brand.example".into(),
-                user: None,
-                password: None,
-                starttls: false,
-            }),
-            ..Outbound::default()
-        },
-    )
-    .unwrap();
+    let (delivers, bag) = mailing(&f.app).await;
     add(
         &f.app,
         "exec",
@@ -598,21 +604,7 @@ fn workbook_cells(bytes: Vec<u8>) -> Vec<Vec<String>> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_scheduled_report_arrives_at_its_time_with_the_answer_attached() {
     let f = fixture().await;
-    let (port, bag) = smtp_sink().await;
-    let delivers = Delivers::new(
-        f.app.clone(),
-        Outbound {
-            smtp: Some(Smtp {
-                url: format!("smtp://127.0.0.1:{port}"),
-                from: "prism@brand.example".into(),
-                user: None,
-                password: None,
-                starttls: false,
-            }),
-            ..Outbound::default()
-        },
-    )
-    .unwrap();
+    let (delivers, bag) = mailing(&f.app).await;
     let id = add(
         &f.app,
         "exec",
