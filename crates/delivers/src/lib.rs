@@ -236,13 +236,14 @@ impl Watch {
         Watch::Question { question, when }
     }
 
-    /// Checks the definition against the model: every metric, dimension, filter and form
-    /// known, the period readable, the schedule's metric in the answer.
-    pub fn check(&self, engine: &Engine) -> Result<()> {
+    /// Checks the definition against the model, as its owner would ask it: every metric,
+    /// dimension, filter and form known and allowed in the owner's audience, the period
+    /// readable, the condition's metric in the answer.
+    pub fn check(&self, engine: &Engine, audience: &Audience) -> Result<()> {
         match self {
             Watch::Question { question, when } => {
                 let query = fixed(question)?.to_query()?;
-                engine.compile(&query, &Audience::everyone())?;
+                engine.compile(&query, audience)?;
                 if !question.metrics.contains(&when.metric) {
                     return Err(DeliversError::Invalid(format!(
                         "condition: {} is not one of the question's metrics",
@@ -253,12 +254,12 @@ impl Watch {
             }
             Watch::List { period, .. } => {
                 if let Some(p) = period {
-                    resolve_period(p, Some(NaiveDate::MIN))?;
+                    resolve_period(p, NaiveDate::from_ymd_opt(2000, 1, 1))?;
                 }
                 Ok(())
             }
             Watch::Report { question } => {
-                engine.compile(&fixed(question)?.to_query()?, &Audience::everyone())?;
+                engine.compile(&fixed(question)?.to_query()?, audience)?;
                 Ok(())
             }
         }
@@ -592,7 +593,7 @@ pub fn add_alert(store: &Store, engine: &Engine, request: &AlertRequest) -> Resu
     let owner = store
         .user(&request.owner)?
         .ok_or_else(|| DeliversError::Invalid(format!("no user {:?}", request.owner)))?;
-    request.watch.check(engine)?;
+    request.watch.check(engine, &owner.audience()?)?;
     check_channel(&request.channel)?;
     if request.channel == "email" && store.email(&owner.name)?.is_none() {
         return Err(DeliversError::Invalid(format!(
@@ -861,5 +862,41 @@ impl Delivers {
             }
             tokio::time::sleep(every).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_period_is_the_one_holding_the_newest_day() {
+        let day = NaiveDate::from_ymd_opt(2024, 4, 15);
+        let spelled = |p: &str| {
+            resolve_period(p, day)
+                .unwrap()
+                .map(|p| format!("{}..{}", p.from, p.to))
+        };
+        assert_eq!(spelled("latest-month").unwrap(), "2024-04-01..2024-04-30");
+        assert_eq!(spelled("latest-quarter").unwrap(), "2024-04-01..2024-06-30");
+        assert_eq!(spelled("latest-year").unwrap(), "2024-01-01..2024-12-31");
+        assert_eq!(spelled("2023-Q4").unwrap(), "2023-10-01..2023-12-31");
+        assert_eq!(resolve_period("latest-quarter", None).unwrap(), None);
+        assert!(resolve_period("latest-week", day).is_err());
+    }
+
+    #[test]
+    fn a_condition_reads_its_metric_comparison_and_number() {
+        let c = Condition::parse("closed_revenue:change_pct <= -25").unwrap();
+        assert_eq!(
+            (c.metric.as_str(), c.op, c.threshold),
+            ("closed_revenue:change_pct", Op::AtMost, -25.0)
+        );
+        assert_eq!(Condition::parse("csat_avg<3").unwrap().op, Op::Below);
+        assert_eq!(Condition::parse("win_rate >= 0.5").unwrap().op, Op::AtLeast);
+        assert!(Op::AtMost.holds(-25.0, -25.0) && !Op::Below.holds(-25.0, -25.0));
+        // Kept as text and read back the same.
+        let kept = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<Condition>(&kept).unwrap(), c);
     }
 }

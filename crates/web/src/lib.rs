@@ -405,11 +405,13 @@ pub enum QuestionsRoute {
     Delete,
 }
 
-/// The forms of the Alerts overview.
+/// The routes of the Alerts overview.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AlertsRoute {
     Page,
     Api,
+    /// `POST /alerts/{id}/delete`: the owner's or an administrator's.
+    Delete,
 }
 
 /// Every route: method, path and what it serves. The router is built from this list.
@@ -454,6 +456,11 @@ pub fn routes() -> Vec<(&'static str, String, Serves)> {
         "/api/alerts".into(),
         Serves::Alerts(AlertsRoute::Api),
     ));
+    r.push((
+        "POST",
+        "/alerts/{id}/delete".into(),
+        Serves::Alerts(AlertsRoute::Delete),
+    ));
     r
 }
 
@@ -491,6 +498,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             Serves::Questions(QuestionsRoute::Save) => post(save_question),
             Serves::Questions(QuestionsRoute::Delete) => post(delete_question),
             Serves::Questions(route) => get(move |s, h, p, q| questions(s, h, p, q, route)),
+            Serves::Alerts(AlertsRoute::Delete) => post(delete_alert),
             Serves::Alerts(route) => get(move |s, h| alerts_overview(s, h, route)),
         };
         debug_assert!(method == "GET" || method == "POST");
@@ -884,29 +892,64 @@ async fn delete_question(
     params: RawPathParams,
     Form(form): Form<CsrfForm>,
 ) -> Response {
+    delete_owned(
+        st,
+        headers,
+        params,
+        form,
+        ("saved question", "/questions", "delete-question"),
+        |store, user, id| store.delete_question(user, id),
+    )
+    .await
+}
+
+/// Deletes one of the user's alerts (an administrator: anyone's).
+async fn delete_alert(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    params: RawPathParams,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    delete_owned(
+        st,
+        headers,
+        params,
+        form,
+        ("alert", "/alerts", "delete-alert"),
+        |store, user, id| store.delete_alert(user, id),
+    )
+    .await
+}
+
+/// A posted delete of something a user owns, by the `{id}` of the path: audited, then back to
+/// its list. Another user's is as absent as one that never was (a 404).
+async fn delete_owned(
+    st: Arc<AppState>,
+    headers: HeaderMap,
+    params: RawPathParams,
+    form: CsrfForm,
+    (what, list, event): (&'static str, &'static str, &'static str),
+    delete: fn(&Store, &User, i64) -> store::Result<bool>,
+) -> Response {
     let user = match form_user(&st, &headers, &form.csrf).await {
         Ok(u) => u,
         Err(page) => return page,
     };
     let Some(id) = path_id(&params).and_then(|i| i.parse::<i64>().ok()) else {
-        return WebError::NotFound("no such saved question".into()).page(Some(&user));
+        return WebError::NotFound(format!("no such {what}")).page(Some(&user));
     };
     let who = user.clone();
     let deleted = blocking(&st, move |st| {
-        let deleted = st.store.delete_question(&who, id)?;
+        let deleted = delete(&st.store, &who, id)?;
         if deleted {
-            st.store
-                .audit(&who.name, "delete-question", &id.to_string())?;
+            st.store.audit(&who.name, event, &id.to_string())?;
         }
         Ok(deleted)
     })
     .await;
     match deleted {
-        Ok(true) => Redirect::to("/questions").into_response(),
-        // Another user's question is as absent as one that never was.
-        Ok(false) => {
-            WebError::NotFound(format!("no saved question {id} of yours")).page(Some(&user))
-        }
+        Ok(true) => Redirect::to(list).into_response(),
+        Ok(false) => WebError::NotFound(format!("no {what} {id} of yours")).page(Some(&user)),
         Err(e) => e.page(Some(&user)),
     }
 }

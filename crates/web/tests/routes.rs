@@ -1346,6 +1346,48 @@ async fn a_saved_question_answers_in_the_openers_audience_and_stays_its_owners()
     );
 }
 
+/// An alert is its owner's: another user's Alerts page and API do not list it, and only its
+/// owner (or an administrator) deletes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alert_is_deleted_by_its_owner_only() {
+    let (_tmp, state) = app().await;
+    let exec = session_of(&state, "exec").await;
+    let partner = session_of(&state, "partner").await;
+    let id = state.store.alerts(Some("exec")).unwrap()[0].id;
+    let r = send(&state, get("/api/alerts", &partner)).await;
+    let listed: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(listed["alerts"].as_array().unwrap().len(), 0, "{}", r.body);
+    let r = send(&state, get("/alerts", &exec)).await;
+    assert!(
+        r.body.contains(&format!("/alerts/{id}/delete")),
+        "{}",
+        r.body
+    );
+
+    let delete = format!("/alerts/{id}/delete");
+    let partner_token = csrf_of(&state, &partner).await;
+    let r = send(
+        &state,
+        post_form(&delete, &partner, format!("csrf={partner_token}")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(state.store.alerts(None).unwrap().len(), 1);
+    // Without the session's CSRF token, not even the owner deletes it.
+    let r = send(&state, post_form(&delete, &exec, "csrf=forged".to_string())).await;
+    assert_ne!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(state.store.alerts(None).unwrap().len(), 1);
+    let token = csrf_of(&state, &exec).await;
+    let r = send(&state, post_form(&delete, &exec, format!("csrf={token}"))).await;
+    assert_eq!(
+        (r.status, r.location.as_str()),
+        (StatusCode::SEE_OTHER, "/alerts"),
+        "{}",
+        r.body
+    );
+    assert!(state.store.alerts(None).unwrap().is_empty());
+}
+
 /// The cells of a workbook's first sheet, read from its XML: text (shared strings) and
 /// numbers, by row. A reader of our own, so that the test does not trust the writer.
 fn workbook_cells(bytes: Vec<u8>) -> Vec<Vec<String>> {

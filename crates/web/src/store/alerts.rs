@@ -292,6 +292,16 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes an alert by id, with its delivery log: its owner's or an administrator's to
+    /// delete. Whether it was.
+    pub fn delete_alert(&self, user: &super::User, id: i64) -> Result<bool> {
+        let n = self.conn().execute(
+            "DELETE FROM alerts WHERE id = ?1 AND (?2 OR owner_id = ?3)",
+            params![id, user.role == super::Role::Admin, user.id],
+        )?;
+        Ok(n > 0)
+    }
+
     /// Records an evaluation of an alert over a warehouse version. When the condition holds
     /// and did not at the previous evaluation, the news is queued for delivery in the same
     /// transaction — and under its key, which a second evaluation (a restart, another
