@@ -388,7 +388,7 @@ pub fn run(data: &Path, command: Alerts, runtime: &tokio::runtime::Runtime) -> R
                     .to_vec();
             let rows: Vec<Vec<String>> = state
                 .store
-                .deliveries(limit)?
+                .deliveries(None, limit)?
                 .into_iter()
                 .map(|d| {
                     vec![

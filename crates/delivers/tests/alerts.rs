@@ -321,7 +321,7 @@ async fn a_planted_fall_mails_the_executive_once_and_again_only_after_it_cleared
     let mails = bag.lock().unwrap();
     assert_eq!(mails.len(), 3, "{mails:?}");
     assert!(body(&mails[2].1).contains("-55.99"), "{}", mails[2].1);
-    let log = f.app.store.deliveries(10).unwrap();
+    let log = f.app.store.deliveries(None, 10).unwrap();
     assert_eq!(log.len(), 3);
     assert!(
         log.iter().all(|d| d.status == "sent" && d.attempts == 1),
@@ -416,7 +416,7 @@ async fn a_webhook_gets_the_signed_news_once_after_two_failures_and_a_hang_is_lo
         assert_eq!(json["rows"][0]["values"]["customer.customer_id"], "C-2");
         assert_eq!(json["rows"].as_array().unwrap().len(), 1, "{json}");
     }
-    let log = f.app.store.deliveries(10).unwrap();
+    let log = f.app.store.deliveries(None, 10).unwrap();
     assert_eq!(
         (log[0].status.as_str(), log[0].attempts),
         ("sent", 3),
@@ -451,7 +451,7 @@ async fn a_webhook_gets_the_signed_news_once_after_two_failures_and_a_hang_is_lo
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     settle(&delivers).await;
-    let log = f.app.store.deliveries(10).unwrap();
+    let log = f.app.store.deliveries(None, 10).unwrap();
     let hung = log.iter().find(|d| d.alert == "direct credits").unwrap();
     assert_eq!(
         (hung.status.as_str(), hung.attempts),

@@ -21,16 +21,11 @@ const SHOWN: usize = 100;
 
 /// The user's overview; an administrator's has every alert and delivery.
 pub fn overview(store: &Store, user: &User) -> crate::store::Result<Overview> {
-    let admin = user.role == Role::Admin;
-    let mut deliveries = store.deliveries(if admin { SHOWN } else { 10 * SHOWN })?;
-    if !admin {
-        deliveries.retain(|d| d.owner == user.name);
-        deliveries.truncate(SHOWN);
-    }
+    let own = (user.role != Role::Admin).then_some(user.name.as_str());
     Ok(Overview {
         inbox: store.inbox(user.id, SHOWN)?,
-        alerts: store.alerts((!admin).then_some(user.name.as_str()))?,
-        deliveries,
+        alerts: store.alerts(own)?,
+        deliveries: store.deliveries(own, SHOWN)?,
     })
 }
 

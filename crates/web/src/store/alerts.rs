@@ -400,15 +400,15 @@ impl Store {
         Ok(rows)
     }
 
-    /// The delivery log, newest first.
-    pub fn deliveries(&self, limit: usize) -> Result<Vec<Delivery>> {
+    /// The delivery log, newest first: every alert's, or one owner's.
+    pub fn deliveries(&self, owner: Option<&str>, limit: usize) -> Result<Vec<Delivery>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN alerts a ON a.id = d.alert_id JOIN users u ON u.id = a.owner_id
-             ORDER BY d.id DESC LIMIT ?1"
+             WHERE ?1 IS NULL OR u.name = ?1 ORDER BY d.id DESC LIMIT ?2"
         ))?;
         let rows = stmt
-            .query_map([limit as i64], delivery_row)?
+            .query_map(params![owner, limit as i64], delivery_row)?
             .collect::<std::result::Result<_, _>>()?;
         Ok(rows)
     }
@@ -466,11 +466,7 @@ impl Store {
 
     /// How many of a user's messages are unread (the bell's number).
     pub fn unread(&self, user_id: i64) -> Result<i64> {
-        Ok(self.conn().query_row(
-            "SELECT COUNT(*) FROM inbox WHERE user_id = ?1 AND read = 0",
-            [user_id],
-            |r| r.get(0),
-        )?)
+        Ok(super::unread_of(&self.conn(), user_id)?)
     }
 
     /// Marks all of a user's messages read.
