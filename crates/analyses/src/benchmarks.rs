@@ -5,7 +5,7 @@
 use prism_engine::{BENCHMARK_MIN_PARTNERS, Query};
 use serde::Serialize;
 
-use crate::{Context, Result, Table, number};
+use crate::{Context, Result, Table, Value, text};
 
 /// Figures that compare across partners of any size: rates and averages, not totals.
 pub const METRICS: [(&str, bool); 15] = [
@@ -30,9 +30,9 @@ pub const METRICS: [(&str, bool); 15] = [
 pub struct BenchmarkRow {
     pub metric: &'static str,
     pub description: String,
-    pub partner: Option<String>,
-    /// None when withheld.
-    pub channel: Option<String>,
+    pub partner: Value,
+    /// Missing when withheld.
+    pub channel: Value,
     /// How many partners the channel figure is over.
     pub channel_partners: i64,
     pub higher_is_better: bool,
@@ -72,26 +72,19 @@ pub async fn benchmarks(cx: &Context<'_>, partner: &str) -> Result<Benchmarks> {
     };
     let withheld = channel_withheld(cx);
     for (metric, higher_is_better) in METRICS {
-        let own = cx.run_for(partner, query(metric)).await?.formatted_rows();
-        let channel = match withheld {
-            Some(_) => Vec::new(),
-            None => cx.benchmark(query(metric)).await?.formatted_rows(),
+        let own = cx.run_for(partner, query(metric)).await?.first_row();
+        let own = own.get(metric).clone();
+        let (channel_value, partners) = match withheld {
+            Some(_) => (Value::Missing, 0),
+            None => {
+                let row = cx.benchmark(query(metric)).await?.first_row();
+                (
+                    row.get(metric).clone(),
+                    row.count("benchmark_partners").unwrap_or(0),
+                )
+            }
         };
-        let own = own
-            .first()
-            .and_then(|r| r.first())
-            .cloned()
-            .filter(|v| !v.is_empty());
-        let (channel_value, partners) = channel.first().map_or((None, 0), |r| {
-            (
-                Some(r[0].clone()).filter(|v| !v.is_empty()),
-                r[1].parse().unwrap_or(0),
-            )
-        });
-        let verdict = match (
-            own.as_deref().and_then(number),
-            channel_value.as_deref().and_then(number),
-        ) {
+        let verdict = match (own.number(), channel_value.number()) {
             (Some(a), Some(b)) if a == b => Some("same"),
             (Some(a), Some(b)) => Some(if (a > b) == higher_is_better {
                 "better"
@@ -128,7 +121,7 @@ impl Table for Benchmarks {
         } else if self
             .rows
             .iter()
-            .any(|r| r.channel.is_none() && r.channel_partners < BENCHMARK_MIN_PARTNERS)
+            .any(|r| r.channel.is_missing() && r.channel_partners < BENCHMARK_MIN_PARTNERS)
         {
             h.push(format!("some channel figures are withheld: fewer than {BENCHMARK_MIN_PARTNERS} partners contribute to them"));
         }
@@ -147,22 +140,22 @@ impl Table for Benchmarks {
         .to_vec()
     }
 
-    fn rows(&self) -> Vec<Vec<String>> {
+    fn rows(&self) -> Vec<Vec<Value>> {
         self.rows
             .iter()
             .map(|r| {
+                let channel = match &r.channel {
+                    Value::Missing if r.channel_partners < BENCHMARK_MIN_PARTNERS => {
+                        text("(withheld)")
+                    }
+                    v => v.clone(),
+                };
                 vec![
-                    r.metric.to_string(),
-                    r.partner.clone().unwrap_or_default(),
-                    r.channel.clone().unwrap_or_else(|| {
-                        if r.channel_partners < BENCHMARK_MIN_PARTNERS {
-                            "(withheld)".into()
-                        } else {
-                            String::new()
-                        }
-                    }),
-                    r.channel_partners.to_string(),
-                    r.verdict.unwrap_or_default().to_string(),
+                    text(r.metric),
+                    r.partner.clone(),
+                    channel,
+                    Value::Count(r.channel_partners),
+                    r.verdict.map_or(Value::Missing, text),
                 ]
             })
             .collect()

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use prism_engine::Query;
+use prism_engine::{Query, Row};
 use serde::Serialize;
 
-use crate::{Context, Money, Result, Table, number, opt};
+use crate::{Context, Money, Result, Table, Value, num, opt, text};
 
 /// The money of one campaign, or of one partner's campaigns.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -37,16 +37,16 @@ const METRICS: [&str; 8] = [
 ];
 
 impl Funds {
-    fn from_cells(cells: &[String]) -> Funds {
+    fn from_row(row: &Row) -> Funds {
         Funds {
-            mdf_requested: Money::parse(&cells[0]),
-            mdf_approved: Money::parse(&cells[1]),
-            mdf_claimed: Money::parse(&cells[2]),
-            mdf_paid: Money::parse(&cells[3]),
-            sourced_opportunities: cells[4].parse().unwrap_or(0),
-            sourced_pipeline: Money::parse(&cells[5]),
-            sourced_won: Money::parse(&cells[6]),
-            mdf_roi: number(&cells[7]),
+            mdf_requested: row.money("mdf_requested"),
+            mdf_approved: row.money("mdf_approved"),
+            mdf_claimed: row.money("mdf_claimed"),
+            mdf_paid: row.money("mdf_paid"),
+            sourced_opportunities: row.count("campaign_sourced_opportunities").unwrap_or(0),
+            sourced_pipeline: row.money("campaign_sourced_pipeline"),
+            sourced_won: row.money("campaign_sourced_won"),
+            mdf_roi: row.number("mdf_roi"),
         }
     }
 
@@ -92,43 +92,38 @@ pub async fn campaigns(cx: &Context<'_>) -> Result<Campaigns> {
         by,
         ..Query::default()
     };
-    let total = Funds::from_cells(&cx.totals(&METRICS).await?);
+    let total = Funds::from_row(&cx.totals(&METRICS).await?);
     let members = cx
         .engine
         .members(cx.session, "campaign", &cx.audience)
         .await?;
-    let at = |name: &str| {
-        members
-            .column(name)
-            .expect("the shipped campaign dimension")
-    };
-    let columns = [
-        at("campaign.campaign_id"),
-        at("campaign.campaign_name"),
-        at("campaign.owner"),
-        at("campaign.channel"),
-        at("campaign.target_industry"),
-        at("campaign.target_size_band"),
+    const ABOUT: [&str; 6] = [
+        "campaign.campaign_id",
+        "campaign.campaign_name",
+        "campaign.owner",
+        "campaign.channel",
+        "campaign.target_industry",
+        "campaign.target_size_band",
     ];
     let known: BTreeMap<String, Vec<String>> = members
-        .formatted_rows()
+        .rows()
         .into_iter()
         .map(|row| {
             (
-                row[columns[0]].clone(),
-                columns.iter().map(|&c| row[c].clone()).collect(),
+                row.get(ABOUT[0]).exact(),
+                ABOUT.iter().map(|&c| row.get(c).exact()).collect(),
             )
         })
         .collect();
     let rows = cx
         .run(query(vec!["campaign.campaign_id".into()]))
         .await?
-        .formatted_rows();
+        .rows();
     let mut campaigns: Vec<CampaignRow> = rows
         .into_iter()
-        .map(|mut row| {
-            let id = row.remove(0);
-            let funds = Funds::from_cells(&row);
+        .map(|row| {
+            let id = row.get("campaign.campaign_id").exact();
+            let funds = Funds::from_row(&row);
             let about = known.get(&id);
             let field = |i: usize| about.map_or(String::new(), |a| a[i].clone());
             CampaignRow {
@@ -163,9 +158,9 @@ pub async fn campaigns(cx: &Context<'_>) -> Result<Campaigns> {
         .by_partner(&METRICS)
         .await?
         .into_iter()
-        .map(|(partner_id, cells)| PartnerFunds {
+        .map(|(partner_id, row)| PartnerFunds {
             partner_id,
-            funds: Funds::from_cells(&cells),
+            funds: Funds::from_row(&row),
         })
         .collect();
     Ok(Campaigns {
@@ -224,25 +219,25 @@ impl Table for Campaigns {
         .collect()
     }
 
-    fn rows(&self) -> Vec<Vec<String>> {
+    fn rows(&self) -> Vec<Vec<Value>> {
         self.campaigns
             .iter()
             .map(|c| {
                 let f = &c.funds;
                 vec![
-                    c.campaign_id.clone(),
-                    c.campaign_name.clone(),
-                    c.owner.clone(),
-                    c.channel.clone(),
-                    opt(f.mdf_requested),
-                    opt(f.mdf_approved),
-                    opt(f.mdf_claimed),
-                    opt(f.mdf_paid),
-                    f.sourced_opportunities.to_string(),
-                    opt(f.sourced_pipeline),
-                    opt(f.sourced_won),
-                    opt(f.mdf_roi.map(|r| format!("{r:.2}"))),
-                    if c.paid_without_pipeline { "yes" } else { "" }.into(),
+                    text(&c.campaign_id),
+                    text(&c.campaign_name),
+                    text(&c.owner),
+                    text(&c.channel),
+                    f.mdf_requested.into(),
+                    f.mdf_approved.into(),
+                    f.mdf_claimed.into(),
+                    f.mdf_paid.into(),
+                    Value::Count(f.sourced_opportunities),
+                    f.sourced_pipeline.into(),
+                    f.sourced_won.into(),
+                    num(f.mdf_roi),
+                    text(if c.paid_without_pipeline { "yes" } else { "" }),
                 ]
             })
             .collect()

@@ -5,10 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use prism_engine::{Filter, FilterOp, Query};
+use prism_engine::{Filter, FilterOp, Query, Row};
 use serde::Serialize;
 
-use crate::{Context, Partner, Result, Table};
+use crate::{Context, Partner, Result, Table, Value, text};
 
 /// The tracks that make a partner able to deliver and support a product line.
 pub const DELIVERY_TRACKS: [&str; 2] = ["Technical", "Support"];
@@ -34,11 +34,14 @@ pub struct Enablement {
     pub partners: Vec<PartnerEnablement>,
 }
 
-/// Rows of a query as (partner, value of the second dimension) → the first metric.
-fn by_partner_and(rows: Vec<Vec<String>>) -> BTreeMap<(String, String), i64> {
+/// Rows of a query by partner and a second dimension as (partner, member) → a count metric;
+/// direct sales are no partner's.
+fn by_partner_and(rows: Vec<Row>, by: &str, metric: &str) -> BTreeMap<(String, String), i64> {
     rows.into_iter()
-        .filter(|r| r[0] != "(direct)")
-        .map(|r| ((r[0].clone(), r[1].clone()), r[2].parse().unwrap_or(0)))
+        .filter_map(|r| {
+            let partner = r.text("partner.partner_id")?.to_string();
+            Some(((partner, r.get(by).exact()), r.count(metric).unwrap_or(0)))
+        })
         .collect()
 }
 
@@ -51,7 +54,7 @@ pub async fn gaps(cx: &Context<'_>) -> Result<BTreeMap<String, Vec<String>>> {
             ..Query::default()
         })
         .await?
-        .formatted_rows();
+        .rows();
     let certified = cx
         .run(Query {
             metrics: vec!["certified_people".into()],
@@ -66,20 +69,25 @@ pub async fn gaps(cx: &Context<'_>) -> Result<BTreeMap<String, Vec<String>>> {
             ..Query::default()
         })
         .await?
-        .formatted_rows();
-    let covered: BTreeSet<(String, String)> = by_partner_and(certified)
-        .into_iter()
-        .filter(|(_, people)| *people > 0)
-        .map(|(k, _)| k)
-        .collect();
+        .rows();
+    let covered: BTreeSet<(String, String)> =
+        by_partner_and(certified, "certification.product_line", "certified_people")
+            .into_iter()
+            .filter(|(_, people)| *people > 0)
+            .map(|(k, _)| k)
+            .collect();
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in selling {
-        if r[0] == "(direct)" || r[1].is_empty() {
+        let (Some(partner), Some(line)) = (
+            r.text("partner.partner_id"),
+            r.text("product.product_line").filter(|l| !l.is_empty()),
+        ) else {
             continue;
-        }
-        let sells = |cell: &str| crate::Money::parse(cell).is_some_and(|m| m.0 > 0);
-        if (sells(&r[2]) || sells(&r[3])) && !covered.contains(&(r[0].clone(), r[1].clone())) {
-            out.entry(r[0].clone()).or_default().push(r[1].clone());
+        };
+        let sells = |metric: &str| r.money(metric).is_some_and(|m| m.0 > 0);
+        let key = (partner.to_string(), line.to_string());
+        if (sells("closed_revenue") || sells("open_pipeline")) && !covered.contains(&key) {
+            out.entry(key.0).or_default().push(key.1);
         }
     }
     Ok(out)
@@ -94,12 +102,16 @@ pub async fn enablement(cx: &Context<'_>) -> Result<Enablement> {
     let by_track = by_partner_and(
         cx.run(state("certification.track", "certified_people"))
             .await?
-            .formatted_rows(),
+            .rows(),
+        "certification.track",
+        "certified_people",
     );
     let by_level = by_partner_and(
         cx.run(state("certification.level", "certified_people"))
             .await?
-            .formatted_rows(),
+            .rows(),
+        "certification.level",
+        "certified_people",
     );
     let totals = cx
         .by_partner(&["certified_people", "expiring_certifications"])
@@ -127,13 +139,13 @@ pub async fn enablement(cx: &Context<'_>) -> Result<Enablement> {
                     .collect()
             };
             let total = totals.get(id);
-            let count = |i: usize| total.and_then(|t| t[i].parse().ok()).unwrap_or(0);
+            let count = |metric: &str| total.and_then(|t| t.count(metric)).unwrap_or(0);
             PartnerEnablement {
                 partner: p.clone(),
-                certified_people: count(0),
+                certified_people: count("certified_people"),
                 by_track: of(&by_track),
                 by_level: of(&by_level),
-                expiring: count(1),
+                expiring: count("expiring_certifications"),
                 gaps: gaps.get(id).cloned().unwrap_or_default(),
             }
         })
@@ -180,7 +192,7 @@ impl Table for Enablement {
         .collect()
     }
 
-    fn rows(&self) -> Vec<Vec<String>> {
+    fn rows(&self) -> Vec<Vec<Value>> {
         let list = |m: &BTreeMap<String, i64>| {
             m.iter()
                 .map(|(k, v)| format!("{k} {v}"))
@@ -191,14 +203,14 @@ impl Table for Enablement {
             .iter()
             .map(|p| {
                 vec![
-                    p.partner.partner_id.clone(),
-                    p.partner.partner_name.clone(),
-                    p.partner.tier.clone(),
-                    p.certified_people.to_string(),
-                    list(&p.by_track),
-                    list(&p.by_level),
-                    p.expiring.to_string(),
-                    p.gaps.join(", "),
+                    text(&p.partner.partner_id),
+                    text(&p.partner.partner_name),
+                    text(&p.partner.tier),
+                    Value::Count(p.certified_people),
+                    Value::Text(list(&p.by_track)),
+                    Value::Text(list(&p.by_level)),
+                    Value::Count(p.expiring),
+                    Value::Text(p.gaps.join(", ")),
                 ]
             })
             .collect()

@@ -19,8 +19,9 @@ pub mod underperformers;
 
 use std::collections::BTreeMap;
 
-use prism_engine::{Audience, Engine, EngineError, Period, Query, QueryResult, Session};
-use serde::{Serialize, Serializer};
+use prism_engine::{Audience, Engine, EngineError, Period, Query, QueryResult, Row, Session};
+pub use prism_engine::{Money, Value};
+use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
@@ -111,47 +112,36 @@ impl Context<'_> {
             .engine
             .members(self.session, "partner", &self.audience)
             .await?;
-        let at = |name: &str| r.column(name).expect("the shipped partner dimension");
-        let (id, name, tier, kind, region, status) = (
-            at("partner.partner_id"),
-            at("partner.partner_name"),
-            at("partner.tier"),
-            at("partner.partner_type"),
-            at("partner.region"),
-            at("partner.status"),
-        );
-        Ok(r.formatted_rows()
-            .into_iter()
+        let text = |row: &Row, name: &str| row.text(name).unwrap_or_default().to_string();
+        Ok(r.rows()
+            .iter()
             .map(|row| {
                 let p = Partner {
-                    partner_id: row[id].clone(),
-                    partner_name: row[name].clone(),
-                    tier: row[tier].clone(),
-                    partner_type: row[kind].clone(),
-                    region: row[region].clone(),
-                    status: row[status].clone(),
+                    partner_id: text(row, "partner.partner_id"),
+                    partner_name: text(row, "partner.partner_name"),
+                    tier: text(row, "partner.tier"),
+                    partner_type: text(row, "partner.partner_type"),
+                    region: text(row, "partner.region"),
+                    status: text(row, "partner.status"),
                 };
                 (p.partner_id.clone(), p)
             })
             .collect())
     }
 
-    /// The metrics over the whole audience and period, one cell each (empty when no row).
-    async fn totals(&self, metrics: &[&str]) -> Result<Vec<String>> {
+    /// The metrics over the whole audience and period (missing values when no row).
+    async fn totals(&self, metrics: &[&str]) -> Result<Row> {
         let r = self
             .run(Query {
                 metrics: metrics.iter().map(|m| m.to_string()).collect(),
                 ..Query::default()
             })
             .await?;
-        Ok(r.formatted_rows()
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| vec![String::new(); metrics.len()]))
+        Ok(r.first_row())
     }
 
     /// One query's rows by partner id, without direct sales (which are no partner).
-    async fn by_partner(&self, metrics: &[&str]) -> Result<BTreeMap<String, Vec<String>>> {
+    async fn by_partner(&self, metrics: &[&str]) -> Result<BTreeMap<String, Row>> {
         let r = self
             .run(Query {
                 metrics: metrics.iter().map(|m| m.to_string()).collect(),
@@ -159,10 +149,9 @@ impl Context<'_> {
                 ..Query::default()
             })
             .await?;
-        Ok(r.formatted_rows()
+        Ok(r.rows()
             .into_iter()
-            .filter(|row| row[0] != "(direct)")
-            .map(|mut row| (row.remove(0), row))
+            .filter_map(|row| Some((row.text("partner.partner_id")?.to_string(), row)))
             .collect())
     }
 }
@@ -208,40 +197,6 @@ fn active_partners(
         .collect()
 }
 
-/// Exact money, in cents. Shown and sent with exactly two decimals.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Money(pub i128);
-
-impl Money {
-    /// Reads money as the engine formats it (`-1234.50`); empty is none.
-    pub fn parse(s: &str) -> Option<Money> {
-        if s.is_empty() {
-            return None;
-        }
-        let (neg, digits) = s.strip_prefix('-').map_or((false, s), |r| (true, r));
-        let (a, b) = digits.split_once('.').unwrap_or((digits, "0"));
-        let cents = a.parse::<i128>().ok()? * 100 + format!("{b:0<2}")[..2].parse::<i128>().ok()?;
-        Some(Money(if neg { -cents } else { cents }))
-    }
-}
-
-impl std::fmt::Display for Money {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let sign = if self.0 < 0 { "-" } else { "" };
-        write!(f, "{sign}{}.{:02}", self.0.abs() / 100, self.0.abs() % 100)
-    }
-}
-
-impl Serialize for Money {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-fn number(s: &str) -> Option<f64> {
-    if s.is_empty() { None } else { s.parse().ok() }
-}
-
 /// Percentile ranks, 0 (worst) to 100 (best), among the values given; ties share the average
 /// of the ranks they span. A single value ranks 100.
 pub fn percentile_ranks(values: &[f64], higher_is_better: bool) -> Vec<f64> {
@@ -273,21 +228,38 @@ pub fn percentile_ranks(values: &[f64], higher_is_better: bool) -> Vec<f64> {
     ranks
 }
 
-/// A table for a person or a CSV file: what every analysis can print.
+/// A table for a person or a CSV file: what every analysis can print. Its cells are typed;
+/// the edges make their text (`Value::exact` for CSV, `Value::readable` for reading).
 pub trait Table {
     /// Sentences that say what the table means ("12 partners, 14.6 % of ... bring 80 % ...").
     fn headline(&self) -> Vec<String>;
     fn header(&self) -> Vec<String>;
-    fn rows(&self) -> Vec<Vec<String>>;
+    fn rows(&self) -> Vec<Vec<Value>>;
 }
 
+/// A figure in a headline sentence; nothing when missing.
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or(String::new(), |v| v.to_string())
 }
 
-/// A percentage for a table: one decimal is what a person reads; JSON keeps the full value.
-fn pct(v: Option<f64>) -> String {
-    v.map_or(String::new(), |v| format!("{v:.1}"))
+/// A percentage cell.
+fn pct(v: Option<f64>) -> Value {
+    v.map_or(Value::Missing, Value::Percent)
+}
+
+/// A rate, average or ratio cell.
+fn num(v: Option<f64>) -> Value {
+    v.map_or(Value::Missing, Value::Number)
+}
+
+/// A count or position cell.
+fn count(v: Option<usize>) -> Value {
+    v.map_or(Value::Missing, |n| Value::Count(n as i64))
+}
+
+/// A text cell.
+fn text(v: &str) -> Value {
+    Value::Text(v.to_string())
 }
 
 #[cfg(test)]
@@ -311,13 +283,6 @@ mod tests {
         );
         assert_eq!(percentile_ranks(&[7.0], true), vec![100.0]);
     }
-
-    #[test]
-    fn money_reads_and_prints_exactly() {
-        assert_eq!(Money::parse("-1234.5"), Some(Money(-123450)));
-        assert_eq!(Money(-5).to_string(), "-0.05");
-        assert_eq!(Money::parse(""), None);
-    }
 }
 
 /// A cell as a CSV or Excel export writes it: a text cell that a spreadsheet would run as a
@@ -332,6 +297,11 @@ pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
     } else {
         std::borrow::Cow::Borrowed(cell)
     }
+}
+
+/// A cell of an analysis as its CSV file writes it: exact, and safe from spreadsheet formulas.
+pub fn csv_cell(v: &Value) -> String {
+    spreadsheet_safe(&v.exact()).into_owned()
 }
 
 /// A decimal number as Prism writes one: an optional sign, digits, and an optional fraction.

@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use crate::{Context, Money, Partner, Result, Table, active_partners, pct};
+use crate::{Context, Money, Partner, Result, Table, Value, active_partners, pct, text};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ParetoRow {
@@ -53,7 +53,7 @@ pub async fn pareto(cx: &Context<'_>, by: Option<&str>) -> Result<Pareto> {
         )));
     }
     let revenue = cx.by_partner(&["closed_revenue"]).await?;
-    let revenue_of = |id: &str| revenue.get(id).and_then(|r| Money::parse(&r[0]));
+    let revenue_of = |id: &str| revenue.get(id).and_then(|r| r.money("closed_revenue"));
     let partners = active_partners(&cx.partners().await?, |id| revenue_of(id).is_some());
 
     let mut groups: std::collections::BTreeMap<Option<String>, Vec<(Partner, Money, bool)>> =
@@ -160,24 +160,24 @@ impl Table for Pareto {
         h
     }
 
-    fn rows(&self) -> Vec<Vec<String>> {
+    fn rows(&self) -> Vec<Vec<Value>> {
         self.rows
             .iter()
             .map(|r| {
-                let mut row: Vec<String> = r.group.iter().cloned().collect();
+                let mut row: Vec<Value> = r.group.iter().map(|g| text(g)).collect();
                 let p = &r.partner;
                 row.extend([
-                    p.partner_id.clone(),
-                    p.partner_name.clone(),
-                    p.tier.clone(),
-                    p.partner_type.clone(),
-                    p.region.clone(),
+                    text(&p.partner_id),
+                    text(&p.partner_name),
+                    text(&p.tier),
+                    text(&p.partner_type),
+                    text(&p.region),
                 ]);
                 row.extend([
-                    r.closed_revenue.to_string(),
+                    Value::Money(r.closed_revenue),
                     pct(r.share_pct),
                     pct(r.cumulative_pct),
-                    r.class.to_string(),
+                    Value::Text(r.class.to_string()),
                 ]);
                 row
             })

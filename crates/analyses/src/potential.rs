@@ -12,10 +12,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use prism_engine::{Filter, FilterOp, Query};
+use prism_engine::{Filter, FilterOp, Query, Row};
 use serde::Serialize;
 
-use crate::{AnalysisError, Context, Money, Result, Table, opt, pct};
+use crate::{AnalysisError, Context, Money, Result, Table, Value, num, pct, text};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Segment {
@@ -68,13 +68,16 @@ fn product_filter(product: &str) -> Filter {
     }
 }
 
-fn by_segment(rows: Vec<Vec<String>>) -> BTreeMap<(String, String), Vec<String>> {
+fn by_segment(rows: Vec<Row>) -> BTreeMap<(String, String), Row> {
     rows.into_iter()
-        .map(|mut r| {
-            let rest = r.split_off(2);
-            ((r[0].clone(), r[1].clone()), rest)
-        })
+        .map(|r| ((r.get(SEGMENT[0]).exact(), r.get(SEGMENT[1]).exact()), r))
         .collect()
+}
+
+/// The customer ids of a query's rows by `customer.customer_id`.
+fn customer_ids(rows: Vec<Row>) -> impl Iterator<Item = String> {
+    rows.into_iter()
+        .map(|r| r.get("customer.customer_id").exact())
 }
 
 pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result<Potential> {
@@ -110,15 +113,27 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
         },
         cx.run_for(partner, customers_query),
     )?;
-    let id = catalogue
-        .column("product.product_id")
-        .expect("the shipped product dimension");
-    if !catalogue.formatted_rows().iter().any(|r| r[id] == product) {
+    if !catalogue
+        .rows()
+        .iter()
+        .any(|r| r.text("product.product_id") == Some(product))
+    {
         return Err(AnalysisError::Invalid(format!(
             "--product {product}: no such product"
         )));
     }
-    let customers = customers.formatted_rows();
+    let customers: Vec<Target> = customers
+        .rows()
+        .iter()
+        .map(|c| Target {
+            customer_id: c.get("customer.customer_id").exact(),
+            customer_name: c.get("customer.customer_name").exact(),
+            industry: c.get("customer.industry").exact(),
+            size_band: c.get("customer.size_band").exact(),
+            region: c.get("customer.region").exact(),
+            already_buys: Vec::new(),
+        })
+        .collect();
 
     // For the brand owner's users, which of them bought X from anyone — another partner or the
     // brand owner directly: the one read outside the partner's scope. A partner's own users
@@ -126,7 +141,7 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
     // it is not even asked under a partner's scope.
     let from_anyone = cx.audience.own_partner().is_none();
     let ids: Vec<String> = if from_anyone {
-        customers.iter().map(|c| c[0].clone()).collect()
+        customers.iter().map(|c| c.customer_id.clone()).collect()
     } else {
         Vec::new()
     };
@@ -148,14 +163,12 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
                 period: cx.period,
                 ..Query::default()
             };
-            has_x.extend(
+            has_x.extend(customer_ids(
                 cx.engine
                     .run(cx.session, &q, &cx.audience.brand_owner_view()?)
                     .await?
-                    .formatted_rows()
-                    .into_iter()
-                    .map(|r| r[0].clone()),
-            );
+                    .rows(),
+            ));
         }
         Ok::<_, AnalysisError>(has_x)
     };
@@ -175,45 +188,32 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
         cx.run_for(partner, buyers_query),
         has_x,
     )?;
-    let (channel_x, channel_any) = (
-        by_segment(channel_x.formatted_rows()),
-        by_segment(channel_any.formatted_rows()),
-    );
-    let buyers: BTreeSet<String> = buyers
-        .formatted_rows()
-        .into_iter()
-        .map(|r| r[0].clone())
-        .collect();
+    let (channel_x, channel_any) = (by_segment(channel_x.rows()), by_segment(channel_any.rows()));
+    let buyers: BTreeSet<String> = customer_ids(buyers.rows()).collect();
     let has_x = if from_anyone { has_x } else { buyers.clone() };
     // P's customers and its buyers of X in each segment.
     let (mut own_any, mut own_x): (SegmentCounts, SegmentCounts) = Default::default();
     for c in &customers {
-        let segment = (c[2].clone(), c[3].clone());
+        let segment = (c.industry.clone(), c.size_band.clone());
         *own_any.entry(segment.clone()).or_default() += 1;
-        if buyers.contains(&c[0]) {
+        if buyers.contains(&c.customer_id) {
             *own_x.entry(segment).or_default() += 1;
         }
     }
     let mut untapped: BTreeMap<(String, String), Vec<Target>> = BTreeMap::new();
-    for c in &customers {
-        if has_x.contains(&c[0]) {
+    for c in customers {
+        if has_x.contains(&c.customer_id) {
             continue;
         }
         untapped
-            .entry((c[2].clone(), c[3].clone()))
+            .entry((c.industry.clone(), c.size_band.clone()))
             .or_default()
-            .push(Target {
-                customer_id: c[0].clone(),
-                customer_name: c[1].clone(),
-                industry: c[2].clone(),
-                size_band: c[3].clone(),
-                region: c[4].clone(),
-                already_buys: Vec::new(),
-            });
+            .push(c);
     }
 
-    let count = |m: &BTreeMap<(String, String), Vec<String>>, k: &(String, String)| {
-        m.get(k).and_then(|r| r[0].parse::<i64>().ok())
+    // A withheld benchmark figure is missing: no adoption can be shown from it.
+    let count = |m: &BTreeMap<(String, String), Row>, k: &(String, String)| {
+        m.get(k).and_then(|r| r.count("buying_customers"))
     };
     let mut segments: Vec<Segment> = own_any
         .keys()
@@ -221,8 +221,10 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
             let (x, any) = (count(&channel_x, k), count(&channel_any, k));
             // The partners behind the adoption: the fewer of those that sold X in the segment
             // and those that sold anything in it.
-            let partners = |m: &BTreeMap<(String, String), Vec<String>>| {
-                m.get(k).and_then(|r| r[1].parse::<i64>().ok()).unwrap_or(0)
+            let partners = |m: &BTreeMap<(String, String), Row>| {
+                m.get(k)
+                    .and_then(|r| r.count("benchmark_partners"))
+                    .unwrap_or(0)
             };
             let channel_partners = partners(&channel_x).min(partners(&channel_any));
             // Withheld figures are empty: no adoption can be shown from them. Nor when fewer than
@@ -307,8 +309,10 @@ impl Potential {
             ..Query::default()
         };
         let mut buys: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for l in cx.run_for(&self.partner_id, lines).await?.formatted_rows() {
-            buys.entry(l[0].clone()).or_default().push(l[1].clone());
+        for l in cx.run_for(&self.partner_id, lines).await?.rows() {
+            buys.entry(l.get("customer.customer_id").exact())
+                .or_default()
+                .push(l.get("product.product_line").exact());
         }
         for c in &mut customers {
             c.already_buys = buys.remove(&c.customer_id).unwrap_or_default();
@@ -340,17 +344,17 @@ impl Table for TargetList {
         .to_vec()
     }
 
-    fn rows(&self) -> Vec<Vec<String>> {
+    fn rows(&self) -> Vec<Vec<Value>> {
         self.customers
             .iter()
             .map(|c| {
                 vec![
-                    c.customer_id.clone(),
-                    c.customer_name.clone(),
-                    c.industry.clone(),
-                    c.size_band.clone(),
-                    c.region.clone(),
-                    c.already_buys.join("; "),
+                    text(&c.customer_id),
+                    text(&c.customer_name),
+                    text(&c.industry),
+                    text(&c.size_band),
+                    text(&c.region),
+                    Value::Text(c.already_buys.join("; ")),
                 ]
             })
             .collect()
@@ -396,22 +400,21 @@ impl Table for Potential {
         .to_vec()
     }
 
-    fn rows(&self) -> Vec<Vec<String>> {
+    fn rows(&self) -> Vec<Vec<Value>> {
         self.segments
             .iter()
             .map(|s| {
                 vec![
-                    s.industry.clone(),
-                    s.size_band.clone(),
+                    text(&s.industry),
+                    text(&s.size_band),
                     s.channel_adoption_pct
-                        .map_or_else(|| "(withheld)".to_string(), |v| format!("{v:.1}")),
-                    s.channel_partners.to_string(),
-                    s.partner_customers.to_string(),
-                    s.partner_buyers.to_string(),
+                        .map_or_else(|| text("(withheld)"), Value::Percent),
+                    Value::Count(s.channel_partners),
+                    Value::Count(s.partner_customers),
+                    Value::Count(s.partner_buyers),
                     pct(s.partner_adoption_pct),
-                    s.untapped_customers.to_string(),
-                    s.expected_additional_buyers
-                        .map_or(String::new(), |v| format!("{v:.1}")),
+                    Value::Count(s.untapped_customers),
+                    num(s.expected_additional_buyers),
                 ]
             })
             .collect()
@@ -539,19 +542,19 @@ impl Table for Guide {
         .to_vec()
     }
 
-    fn rows(&self) -> Vec<Vec<String>> {
+    fn rows(&self) -> Vec<Vec<Value>> {
         self.products
             .iter()
             .map(|r| {
                 vec![
-                    r.product_id.clone(),
-                    r.product_name.clone(),
-                    r.product_line.clone(),
-                    opt(r.closed_revenue),
-                    r.best_segment.clone().unwrap_or_default(),
-                    r.untapped_customers.to_string(),
-                    opt(r.channel_adoption_pct),
-                    opt(r.expected_additional_buyers),
+                    text(&r.product_id),
+                    text(&r.product_name),
+                    text(&r.product_line),
+                    r.closed_revenue.into(),
+                    r.best_segment.as_deref().map_or(Value::Missing, text),
+                    Value::Count(r.untapped_customers),
+                    pct(r.channel_adoption_pct),
+                    num(r.expected_additional_buyers),
                 ]
             })
             .collect()

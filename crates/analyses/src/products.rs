@@ -5,10 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use prism_engine::Query;
+use prism_engine::{Query, Row};
 use serde::Serialize;
 
-use crate::{Context, Money, Result, Table, number, opt, pct};
+use crate::{Context, Money, Result, Table, Value, pct, text};
 
 /// How many best and poor sellers are named.
 pub const TOP: usize = 5;
@@ -57,52 +57,32 @@ pub async fn products(cx: &Context<'_>, partner: &str) -> Result<Products> {
             },
         )
         .await?;
-    let sold: BTreeMap<String, Vec<String>> = sold
-        .formatted_rows()
+    let sold: BTreeMap<String, Row> = sold
+        .rows()
         .into_iter()
-        .map(|mut r| (r.remove(0), r))
+        .map(|r| (r.get("product.product_id").exact(), r))
         .collect();
     let catalogue = cx
         .engine
         .members(cx.session, "product", &cx.audience)
         .await?;
-    let at = |n: &str| catalogue.column(n).expect("the shipped product dimension");
-    let (id, name, line) = (
-        at("product.product_id"),
-        at("product.product_name"),
-        at("product.product_line"),
-    );
 
     let mut rows: Vec<ProductRow> = Vec::new();
-    for p in catalogue.formatted_rows() {
-        let v = sold.get(&p[id]);
-        let cell = |i: usize| v.map(|v| v[i].clone()).filter(|s| !s.is_empty());
+    for p in catalogue.rows() {
+        let id = p.get("product.product_id").exact();
+        let v = sold.get(&id);
+        // The comparisons are asked only over a period.
+        let compared = |metric: &str| v.filter(|_| compare).map(|v| v.get(metric));
         rows.push(ProductRow {
-            product_id: p[id].clone(),
-            product_name: p[name].clone(),
-            product_line: p[line].clone(),
-            closed_revenue: cell(0).and_then(|s| Money::parse(&s)),
-            units_sold: cell(1).and_then(|s| s.parse().ok()),
-            previous_revenue: if compare {
-                cell(2).and_then(|s| Money::parse(&s))
-            } else {
-                None
-            },
-            revenue_change: if compare {
-                cell(3).and_then(|s| Money::parse(&s))
-            } else {
-                None
-            },
-            revenue_change_pct: if compare {
-                cell(4).and_then(|s| number(&s))
-            } else {
-                None
-            },
-            previous_units: if compare {
-                cell(5).and_then(|s| s.parse().ok())
-            } else {
-                None
-            },
+            product_name: p.get("product.product_name").exact(),
+            product_line: p.get("product.product_line").exact(),
+            product_id: id,
+            closed_revenue: v.and_then(|v| v.money("closed_revenue")),
+            units_sold: v.and_then(|v| v.count("units_sold")),
+            previous_revenue: compared("closed_revenue:previous_period").and_then(Value::money),
+            revenue_change: compared("closed_revenue:change").and_then(Value::money),
+            revenue_change_pct: compared("closed_revenue:change_pct").and_then(Value::number),
+            previous_units: compared("units_sold:previous_period").and_then(Value::count),
             role: None,
         });
     }
@@ -175,21 +155,21 @@ impl Table for Products {
         .to_vec()
     }
 
-    fn rows(&self) -> Vec<Vec<String>> {
+    fn rows(&self) -> Vec<Vec<Value>> {
         self.rows
             .iter()
             .map(|r| {
                 vec![
-                    r.product_id.clone(),
-                    r.product_name.clone(),
-                    r.product_line.clone(),
-                    opt(r.closed_revenue),
-                    opt(r.units_sold),
-                    opt(r.previous_revenue),
-                    opt(r.revenue_change),
+                    text(&r.product_id),
+                    text(&r.product_name),
+                    text(&r.product_line),
+                    r.closed_revenue.into(),
+                    r.units_sold.into(),
+                    r.previous_revenue.into(),
+                    r.revenue_change.into(),
                     pct(r.revenue_change_pct),
-                    opt(r.previous_units),
-                    r.role.unwrap_or_default().to_string(),
+                    r.previous_units.into(),
+                    r.role.map_or(Value::Missing, text),
                 ]
             })
             .collect()

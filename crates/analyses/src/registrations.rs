@@ -5,7 +5,9 @@
 
 use serde::Serialize;
 
-use crate::{Context, Partner, Result, Table, number, opt, pct, percentile_ranks};
+use prism_engine::Row;
+
+use crate::{Context, Partner, Result, Table, Value, num, pct, percentile_ranks, text};
 
 /// One funnel: the channel's, or one partner's.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -27,7 +29,7 @@ pub struct Funnel {
     pub win_rate: Option<f64>,
 }
 
-/// The metrics of a funnel, in the order of `Funnel::from_cells`.
+/// The metrics of a funnel.
 const METRICS: [&str; 11] = [
     "registrations",
     "decided_registrations",
@@ -43,20 +45,20 @@ const METRICS: [&str; 11] = [
 ];
 
 impl Funnel {
-    fn from_cells(cells: &[String]) -> Funnel {
-        let count = |i: usize| cells[i].parse().unwrap_or(0);
+    fn from_row(row: &Row) -> Funnel {
+        let count = |metric: &str| row.count(metric).unwrap_or(0);
         Funnel {
-            submitted: count(0),
-            decided: count(1),
-            approved: count(2),
-            rejected: count(3),
-            expired: count(4),
-            pending: count(5),
-            approval_rate: number(&cells[6]),
-            avg_decision_days: number(&cells[7]),
-            converted: count(8),
-            won: count(9),
-            win_rate: number(&cells[10]),
+            submitted: count("registrations"),
+            decided: count("decided_registrations"),
+            approved: count("approved_registrations"),
+            rejected: count("rejected_registrations"),
+            expired: count("expired_registrations"),
+            pending: count("pending_registrations"),
+            approval_rate: row.number("registration_approval_rate"),
+            avg_decision_days: row.number("avg_registration_decision_days"),
+            converted: count("registrations_converted"),
+            won: count("registrations_won"),
+            win_rate: row.number("registration_win_rate"),
         }
     }
 }
@@ -81,15 +83,15 @@ pub struct Registrations {
 }
 
 pub async fn registrations(cx: &Context<'_>) -> Result<Registrations> {
-    let total = Funnel::from_cells(&cx.totals(&METRICS).await?);
+    let total = Funnel::from_row(&cx.totals(&METRICS).await?);
     let by_partner = cx.by_partner(&METRICS).await?;
     let partners = cx.partners().await?;
     let mut rows: Vec<PartnerFunnel> = by_partner
         .iter()
-        .filter_map(|(id, cells)| {
+        .filter_map(|(id, row)| {
             Some(PartnerFunnel {
                 partner: partners.get(id)?.clone(),
-                funnel: Funnel::from_cells(cells),
+                funnel: Funnel::from_row(row),
                 flags: Vec::new(),
             })
         })
@@ -183,26 +185,26 @@ impl Table for Registrations {
         .collect()
     }
 
-    fn rows(&self) -> Vec<Vec<String>> {
+    fn rows(&self) -> Vec<Vec<Value>> {
         self.partners
             .iter()
             .map(|p| {
                 let f = &p.funnel;
                 vec![
-                    p.partner.partner_id.clone(),
-                    p.partner.partner_name.clone(),
-                    p.partner.tier.clone(),
-                    f.submitted.to_string(),
-                    f.approved.to_string(),
-                    f.rejected.to_string(),
-                    f.expired.to_string(),
-                    f.pending.to_string(),
+                    text(&p.partner.partner_id),
+                    text(&p.partner.partner_name),
+                    text(&p.partner.tier),
+                    Value::Count(f.submitted),
+                    Value::Count(f.approved),
+                    Value::Count(f.rejected),
+                    Value::Count(f.expired),
+                    Value::Count(f.pending),
                     pct(f.approval_rate),
-                    opt(f.avg_decision_days.map(|d| format!("{d:.1}"))),
-                    f.converted.to_string(),
-                    f.won.to_string(),
+                    num(f.avg_decision_days),
+                    Value::Count(f.converted),
+                    Value::Count(f.won),
                     pct(f.win_rate),
-                    p.flags.join("; "),
+                    Value::Text(p.flags.join("; ")),
                 ]
             })
             .collect()

@@ -9,7 +9,7 @@ use arrow::datatypes::{DataType, Date32Type, Int64Type};
 use prism_engine::{Filter, FilterOp, Query};
 use serde::Serialize;
 
-use crate::{AnalysisError, Context, Result, Table};
+use crate::{AnalysisError, Context, Result, Table, Value, num, text};
 
 /// A map looked up once per customer and survey (hundreds of thousands of times): a fast
 /// hash, as the keys are customer ids from the warehouse, not from a request.
@@ -253,20 +253,20 @@ impl Table for Risk {
         .to_vec()
     }
 
-    fn rows(&self) -> Vec<Vec<String>> {
+    fn rows(&self) -> Vec<Vec<Value>> {
         self.accounts
             .iter()
             .map(|a| {
                 vec![
-                    a.customer_id.clone(),
-                    a.customer_name.clone(),
-                    a.industry.clone(),
-                    a.size_band.clone(),
-                    a.region.clone(),
-                    a.open_critical_requests.to_string(),
-                    a.recent_csat.map_or(String::new(), |v| format!("{v:.2}")),
-                    a.recent_surveys.to_string(),
-                    a.reasons.join("; "),
+                    text(&a.customer_id),
+                    text(&a.customer_name),
+                    text(&a.industry),
+                    text(&a.size_band),
+                    text(&a.region),
+                    Value::Count(a.open_critical_requests),
+                    num(a.recent_csat),
+                    Value::Count(a.recent_surveys as i64),
+                    Value::Text(a.reasons.join("; ")),
                 ]
             })
             .collect()

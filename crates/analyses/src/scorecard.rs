@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use crate::{
-    AnalysisError, Context, Money, Partner, Result, Table, active_partners, number, opt, pct,
-    percentile_ranks,
+    AnalysisError, Context, Money, Partner, Result, Table, Value, active_partners, count, pct,
+    percentile_ranks, text,
 };
 
 /// The weight of each attribute in the score.
@@ -117,7 +117,7 @@ const ATTRIBUTES: [(&str, bool); 6] = [
 pub struct Attribute {
     pub metric: &'static str,
     /// As the engine formats it (money with two decimals); none when the partner has no value.
-    pub value: Option<String>,
+    pub value: Value,
     pub percentile: Option<f64>,
 }
 
@@ -141,23 +141,22 @@ pub async fn scorecard(cx: &Context<'_>, weights: Weights) -> Result<Scorecard> 
     let metrics: Vec<&str> = ATTRIBUTES.iter().map(|a| a.0).collect();
     let values = cx.by_partner(&metrics).await?;
     let partners = active_partners(&cx.partners().await?, |id| {
-        values.get(id).is_some_and(|v| !v[0].is_empty())
+        values
+            .get(id)
+            .is_some_and(|v| !v.get("closed_revenue").is_missing())
     });
 
     // A partner without orders or open opportunities sold nothing and has no pipeline: 0, which
     // ranks. A rate or an average over nothing has no value and does not rank.
-    let value = |p: &Partner, i: usize| -> Option<String> {
+    let value = |p: &Partner, i: usize| -> Value {
         let v = values
             .get(&p.partner_id)
-            .map(|row| row[i].clone())
-            .filter(|v| !v.is_empty());
-        if i < 2 {
-            Some(v.unwrap_or_else(|| Money(0).to_string()))
-        } else if i == 5 {
+            .map_or(Value::Missing, |row| row.get(ATTRIBUTES[i].0).clone());
+        match v {
+            Value::Missing if i < 2 => Value::Money(Money(0)),
             // Nobody certified is 0 people, which ranks.
-            Some(v.unwrap_or_else(|| "0".to_string()))
-        } else {
-            v
+            Value::Missing if i == 5 => Value::Count(0),
+            v => v,
         }
     };
     let mut percentiles: Vec<Vec<Option<f64>>> = vec![vec![None; ATTRIBUTES.len()]; partners.len()];
@@ -165,7 +164,7 @@ pub async fn scorecard(cx: &Context<'_>, weights: Weights) -> Result<Scorecard> 
         let present: Vec<(usize, f64)> = partners
             .iter()
             .enumerate()
-            .filter_map(|(k, p)| value(p, i).and_then(|v| number(&v)).map(|v| (k, v)))
+            .filter_map(|(k, p)| value(p, i).number().map(|v| (k, v)))
             .collect();
         let ranks = percentile_ranks(
             &present.iter().map(|x| x.1).collect::<Vec<_>>(),
@@ -257,21 +256,21 @@ impl Table for Scorecard {
         h
     }
 
-    fn rows(&self) -> Vec<Vec<String>> {
+    fn rows(&self) -> Vec<Vec<Value>> {
         self.rows
             .iter()
             .map(|r| {
                 let p = &r.partner;
                 let mut row = vec![
-                    opt(r.rank),
-                    p.partner_id.clone(),
-                    p.partner_name.clone(),
-                    p.tier.clone(),
-                    p.region.clone(),
+                    count(r.rank),
+                    text(&p.partner_id),
+                    text(&p.partner_name),
+                    text(&p.tier),
+                    text(&p.region),
                     pct(r.score),
                 ];
                 for a in &r.attributes {
-                    row.push(a.value.clone().unwrap_or_default());
+                    row.push(a.value.clone());
                     row.push(pct(a.percentile));
                 }
                 row

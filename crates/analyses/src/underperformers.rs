@@ -5,7 +5,9 @@
 use serde::Serialize;
 
 use crate::scorecard::{Weights, scorecard};
-use crate::{Context, Money, Partner, Result, Table, opt, pct, percentile_ranks};
+use crate::{
+    Context, Money, Partner, Result, Table, Value, count, opt, pct, percentile_ranks, text,
+};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Underperformer {
@@ -81,7 +83,7 @@ pub async fn underperformers(cx: &Context<'_>, weights: Weights) -> Result<Under
             let revenue = cx.by_partner(&["closed_revenue", "closed_revenue:previous_period"]).await?;
             let partners = cx.partners().await?;
             for (id, v) in &revenue {
-                let (now, then) = (Money::parse(&v[0]), Money::parse(&v[1]));
+                let (now, then) = (v.money("closed_revenue"), v.money("closed_revenue:previous_period"));
                 let Some(then) = then.filter(|t| t.0 > 0) else { continue };
                 let now_or_zero = now.unwrap_or_default();
                 // Exact: fell by at least a quarter when now <= then * 3/4.
@@ -173,23 +175,23 @@ impl Table for Underperformers {
         .to_vec()
     }
 
-    fn rows(&self) -> Vec<Vec<String>> {
+    fn rows(&self) -> Vec<Vec<Value>> {
         self.partners
             .iter()
             .map(|u| {
                 let p = &u.partner;
                 vec![
-                    p.partner_id.clone(),
-                    p.partner_name.clone(),
-                    p.tier.clone(),
-                    p.region.clone(),
-                    u.reasons.join("; "),
+                    text(&p.partner_id),
+                    text(&p.partner_name),
+                    text(&p.tier),
+                    text(&p.region),
+                    Value::Text(u.reasons.join("; ")),
                     pct(u.score),
-                    opt(u.rank),
-                    opt(u.closed_revenue),
-                    opt(u.previous_revenue),
+                    count(u.rank),
+                    u.closed_revenue.into(),
+                    u.previous_revenue.into(),
                     pct(u.revenue_change_pct),
-                    u.enablement_gaps.join(", "),
+                    Value::Text(u.enablement_gaps.join(", ")),
                 ]
             })
             .collect()

@@ -65,7 +65,7 @@ async fn every_cell(
     tables.push(Box::new(potential));
     tables
         .iter()
-        .flat_map(|t| t.rows().into_iter().flatten())
+        .flat_map(|t| t.rows().into_iter().flatten().map(|v| v.exact()))
         .collect()
 }
 

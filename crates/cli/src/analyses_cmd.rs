@@ -136,10 +136,7 @@ fn output<T: Table + Serialize>(value: &T, format: crate::Format) -> Result<()> 
             let mut w = csv::Writer::from_writer(std::io::stdout());
             w.write_record(value.header())?;
             for r in value.rows() {
-                w.write_record(
-                    r.iter()
-                        .map(|c| prism_analyses::spreadsheet_safe(c).into_owned()),
-                )?;
+                w.write_record(r.iter().map(prism_analyses::csv_cell))?;
             }
             w.flush()?;
         }
@@ -148,17 +145,23 @@ fn output<T: Table + Serialize>(value: &T, format: crate::Format) -> Result<()> 
                 println!("{h}");
             }
             println!();
-            let rows = value.rows();
+            let cells = value.rows();
             let header = value.header();
+            // Figures right-aligned: a column whose values are all figures.
             let numeric: Vec<bool> = (0..header.len())
                 .map(|i| {
-                    let cells: Vec<&String> = rows
-                        .iter()
-                        .map(|r| &r[i])
-                        .filter(|c| !c.is_empty())
-                        .collect();
-                    !cells.is_empty() && cells.iter().all(|c| c.parse::<f64>().is_ok())
+                    let mut present = cells.iter().map(|r| &r[i]).filter(|c| !c.is_missing());
+                    let first = present.next();
+                    first.is_some()
+                        && first
+                            .into_iter()
+                            .chain(present)
+                            .all(|c| c.number().is_some())
                 })
+                .collect();
+            let rows: Vec<Vec<String>> = cells
+                .iter()
+                .map(|r| r.iter().map(prism_analyses::Value::readable).collect())
                 .collect();
             crate::query_cmd::print_aligned(&header, &rows, &numeric)?;
         }
@@ -270,9 +273,7 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
                                     .with_context(|| format!("writing {}", path.display()))?;
                                 w.write_record(list.header())?;
                                 for r in list.rows() {
-                                    w.write_record(r.iter().map(|c| {
-                                        prism_analyses::spreadsheet_safe(c).into_owned()
-                                    }))?;
+                                    w.write_record(r.iter().map(prism_analyses::csv_cell))?;
                                 }
                                 w.flush()?;
                                 println!(

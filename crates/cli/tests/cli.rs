@@ -215,7 +215,9 @@ fn analyses_print_program_lists_and_refuse_a_partner_user_another_partner() {
             .success()
     );
     // Partner revenue: P-1 2499.50 and P-2's credit of -49.75, 2449.75 in all; the direct sale
-    // takes no part and P-3 (inactive, no revenue) is not listed. P-1 alone reaches 80 %.
+    // takes no part and P-3 (inactive, no revenue) is not listed. P-1 alone reaches 80 %. The
+    // CSV keeps every digit of its share (100 × 2499.50 / 2449.75 = 102.03081947137463, as
+    // Python prints it); the table rounds it.
     let out = prism(&data, &["pareto", "--class", "A", "--format", "csv"]);
     assert!(
         out.status.success(),
@@ -224,7 +226,7 @@ fn analyses_print_program_lists_and_refuse_a_partner_user_another_partner() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "partner_id,partner_name,tier,partner_type,region,closed_revenue,share_pct,cumulative_pct,class\nP-1,\"Acme, \"\"Best\"\" Partners\",Gold,Reseller,EMEA,2499.50,102.0,102.0,A\n"
+        "partner_id,partner_name,tier,partner_type,region,closed_revenue,share_pct,cumulative_pct,class\nP-1,\"Acme, \"\"Best\"\" Partners\",Gold,Reseller,EMEA,2499.50,102.03081947137463,102.03081947137463,A\n"
     );
     let table = String::from_utf8_lossy(&prism(&data, &["pareto"]).stdout).to_string();
     assert!(
@@ -232,6 +234,11 @@ fn analyses_print_program_lists_and_refuse_a_partner_user_another_partner() {
             "1 partner, 50.0 % of the 2 active partners, bring 80 % of partner revenue\n"
         ),
         "{table}"
+    );
+    let p1 = table.lines().find(|l| l.contains("P-1")).unwrap();
+    assert!(
+        p1.contains(" 102.0 ") && !p1.contains("102.03"),
+        "the table rounds the share to one decimal: {p1}"
     );
 
     let out = prism(

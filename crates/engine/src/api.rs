@@ -120,25 +120,14 @@ impl QueryResponse {
             })
             .collect();
         let rows = result
-            .formatted_rows()
+            .rows()
             .into_iter()
-            .map(|cells| {
+            .map(|row| {
                 columns
                     .iter()
-                    .zip(cells)
+                    .zip(row.into_values())
                     .map(|(c, v)| {
-                        let value = if v.is_empty() {
-                            serde_json::Value::Null
-                        } else if matches!(c.kind, ColumnKind::Dimension | ColumnKind::Money) {
-                            serde_json::Value::String(v)
-                        } else if let Ok(i) = v.parse::<i64>() {
-                            serde_json::Value::from(i)
-                        } else {
-                            v.parse::<f64>()
-                                .ok()
-                                .and_then(serde_json::Number::from_f64)
-                                .map_or(serde_json::Value::String(v), serde_json::Value::Number)
-                        };
+                        let value = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
                         (c.name.clone(), value)
                     })
                     .collect()

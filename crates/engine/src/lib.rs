@@ -9,6 +9,7 @@
 //!
 //! Only this crate knows DataFusion; the model knows nothing of it.
 
+pub mod answer;
 pub mod api;
 mod audience;
 mod cache;
@@ -25,6 +26,7 @@ use chrono::NaiveDate;
 use datafusion::prelude::SessionContext;
 use prism_model::{Aggregate, Format, Grain, Metric, MetricKind, Model, did_you_mean};
 
+pub use answer::{DIRECT_LABEL, Money, Row, Value};
 pub use audience::Audience;
 pub use model_check::check_model;
 pub use query::{Filter, FilterOp, Order, Period, Query};
@@ -392,8 +394,9 @@ impl Engine {
             // Direct sales have no partner; a brand-owner user sees them as "(direct)".
             Dim::Attribute { dimension, .. } if dimension == "partner" && direct.is_some() => {
                 format!(
-                    "CASE WHEN {} THEN '(direct)' ELSE CAST({value} AS VARCHAR) END",
-                    direct.expect("checked")
+                    "CASE WHEN {} THEN {} ELSE CAST({value} AS VARCHAR) END",
+                    direct.expect("checked"),
+                    quote_literal(DIRECT_LABEL)
                 )
             }
             Dim::Time { grain } => match grain {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use askama::Template;
 use chrono::Datelike;
 use prism_analyses::Table as _;
-use prism_engine::{Audience, Filter, FilterOp, Order, Period, Query, QueryResult, Session};
+use prism_engine::{Audience, Filter, FilterOp, Order, Period, Query, QueryResult, Session, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Role, User};
@@ -238,8 +238,13 @@ pub struct Panel {
     pub chart: Option<Chart>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub header: Vec<String>,
+    /// Exact text: every digit kept, for CSV and JSON.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rows: Vec<Vec<String>>,
+    /// The same cells as a table meant for reading shows them (rates rounded), when that
+    /// differs from the exact text; empty otherwise.
+    #[serde(skip)]
+    pub readable: Vec<Vec<String>>,
     /// Where the first cell of each row leads (a partner's page, a segment's targets).
     #[serde(skip)]
     pub links: Vec<Option<String>>,
@@ -257,6 +262,7 @@ impl Panel {
             chart: None,
             header: Vec::new(),
             rows: Vec::new(),
+            readable: Vec::new(),
             links: Vec::new(),
             note: None,
         }
@@ -266,7 +272,15 @@ impl Panel {
     fn from_table(id: &str, title: &str, t: &dyn prism_analyses::Table) -> Panel {
         let mut p = Panel::new("table", id, title);
         p.header = t.header();
-        p.rows = t.rows();
+        let cells = t.rows();
+        p.rows = cells
+            .iter()
+            .map(|r| r.iter().map(Value::exact).collect())
+            .collect();
+        p.readable = cells
+            .iter()
+            .map(|r| r.iter().map(Value::readable).collect())
+            .collect();
         if let Some(c) = p.header.iter().position(|h| h == "partner_id") {
             p.links = p
                 .rows
@@ -275,7 +289,7 @@ impl Panel {
                 .collect();
             // The id first, so that the link is on it.
             if c != 0 {
-                for r in p.rows.iter_mut() {
+                for r in p.rows.iter_mut().chain(p.readable.iter_mut()) {
                     let v = r.remove(c);
                     r.insert(0, v);
                 }
@@ -1757,7 +1771,19 @@ pub async fn render(
                             } else {
                                 String::new()
                             };
-                            cell_view(model, p.header.get(j).map_or("", String::as_str), c, href)
+                            let mut cell = cell_view(
+                                model,
+                                p.header.get(j).map_or("", String::as_str),
+                                c,
+                                href,
+                            );
+                            // A column that is no metric reads as the analysis rounds it.
+                            if let Some(text) = p.readable.get(i).and_then(|r| r.get(j))
+                                && cell.raw.is_empty()
+                            {
+                                cell.text = text.clone();
+                            }
+                            cell
                         })
                         .collect()
                 })

@@ -194,11 +194,7 @@ async fn answer(
                 .iter()
                 .map(|r| {
                     std::iter::once(r.partner.partner_id.clone())
-                        .chain(
-                            r.attributes
-                                .iter()
-                                .map(|a| a.value.clone().unwrap_or_default()),
-                        )
+                        .chain(r.attributes.iter().map(|a| a.value.exact()))
                         .collect()
                 })
                 .collect();
