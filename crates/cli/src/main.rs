@@ -384,9 +384,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             query_cmd::print(&result, format)?;
             if args.benchmark {
-                let withheld = result.formatted_rows().iter().any(|r| {
-                    r.last()
-                        .and_then(|n| n.parse::<i64>().ok())
+                let withheld = result.rows().iter().any(|r| {
+                    r.count("benchmark_partners")
                         .is_some_and(|n| n < prism_engine::BENCHMARK_MIN_PARTNERS)
                 });
                 if withheld {

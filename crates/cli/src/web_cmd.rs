@@ -297,11 +297,10 @@ pub fn demo_users(data: &Path) -> Result<Vec<(String, String, String)>> {
                     .engine
                     .members(&session, "partner", &prism_engine::Audience::everyone())
                     .await?;
-                let id = r.column("partner.partner_id").expect("partner ids");
                 Ok::<_, anyhow::Error>(
-                    r.formatted_rows()
-                        .into_iter()
-                        .map(|row| row[id].clone())
+                    r.rows()
+                        .iter()
+                        .map(|row| row.get("partner.partner_id").exact())
                         .collect(),
                 )
             })?;

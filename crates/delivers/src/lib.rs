@@ -365,16 +365,20 @@ pub async fn evaluate(
     match watch {
         Watch::Question { question, when } => {
             let (period, result) = ask(engine, session, audience, question, &when.metric).await?;
-            let at = result.column(&when.metric).ok_or_else(|| {
-                DeliversError::Invalid(format!("the answer has no column {}", when.metric))
-            })?;
-            let rows: Vec<Found> = found_rows(&result, Some(at))
-                .into_iter()
-                .filter(|f| {
-                    f.figure
-                        .parse::<f64>()
-                        .is_ok_and(|v| when.op.holds(v, when.threshold))
+            if result.column(&when.metric).is_none() {
+                return Err(DeliversError::Invalid(format!(
+                    "the answer has no column {}",
+                    when.metric
+                )));
+            }
+            let rows: Vec<Found> = result
+                .rows()
+                .iter()
+                .filter(|r| {
+                    r.number(&when.metric)
+                        .is_some_and(|v| when.op.holds(v, when.threshold))
                 })
+                .map(|r| found(&result, r, Some(&when.metric)))
                 .collect();
             Ok(Finding {
                 holds: !rows.is_empty(),
@@ -394,7 +398,11 @@ pub async fn evaluate(
             Ok(Finding {
                 holds: true,
                 period,
-                rows: found_rows(&result, None),
+                rows: result
+                    .rows()
+                    .iter()
+                    .map(|r| found(&result, r, None))
+                    .collect(),
                 files: vec![
                     Attachment {
                         name: "answer.csv".into(),
@@ -494,44 +502,39 @@ async fn ask(
     ))
 }
 
-/// Each row of an answer as found: labelled by its dimensions (`P-7 · Acme`), its figure the
-/// column given, or every metric's `name=value`.
-fn found_rows(result: &prism_engine::QueryResult, figure: Option<usize>) -> Vec<Found> {
-    let dims: Vec<usize> = (0..result.columns.len())
-        .filter(|i| result.columns[*i].format.is_none())
-        .collect();
-    result
-        .formatted_rows()
-        .into_iter()
-        .map(|row| {
-            let mut parts: Vec<&str> = dims.iter().map(|i| row[*i].as_str()).collect();
-            // Direct sales are "(direct)" by id and by name alike: said once.
-            parts.dedup();
-            let label = if parts.is_empty() {
-                "all".to_string()
-            } else {
-                parts.join(" · ")
-            };
-            let figure = match figure {
-                Some(at) => row[at].clone(),
-                None => (0..row.len())
-                    .filter(|i| !dims.contains(i))
-                    .map(|i| format!("{} {}", result.columns[i].name, row[i]))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            };
-            Found {
-                label,
-                figure,
-                values: result
-                    .columns
-                    .iter()
-                    .map(|c| c.name.clone())
-                    .zip(row)
-                    .collect(),
-            }
-        })
-        .collect()
+/// A row of an answer as found: labelled by its dimensions (`P-7 · Acme`), its figure the
+/// metric given, or every metric's `name value`.
+fn found(
+    result: &prism_engine::QueryResult,
+    row: &prism_engine::Row,
+    figure: Option<&str>,
+) -> Found {
+    let (dims, metrics): (Vec<_>, Vec<_>) = result.columns.iter().partition(|c| c.format.is_none());
+    let mut parts: Vec<String> = dims.iter().map(|c| row.get(&c.name).exact()).collect();
+    // Direct sales are the direct channel by id and by name alike: said once.
+    parts.dedup();
+    let label = if parts.is_empty() {
+        "all".to_string()
+    } else {
+        parts.join(" · ")
+    };
+    let figure = match figure {
+        Some(metric) => row.get(metric).exact(),
+        None => metrics
+            .iter()
+            .map(|c| format!("{} {}", c.name, row.get(&c.name).exact()))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    Found {
+        label,
+        figure,
+        values: result
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), row.get(&c.name).exact()))
+            .collect(),
+    }
 }
 
 /// The newest day with a row of the metric's fact in the audience.
@@ -559,9 +562,9 @@ async fn newest_day(
         )
         .await?;
     Ok(result
-        .formatted_rows()
+        .rows()
         .first()
-        .and_then(|r| NaiveDate::parse_from_str(&r[0], "%Y-%m-%d").ok()))
+        .and_then(|r| NaiveDate::parse_from_str(r.text("time.day")?, "%Y-%m-%d").ok()))
 }
 
 /// An alert as a user asks for it, before it is kept.

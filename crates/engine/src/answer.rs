@@ -144,7 +144,8 @@ impl fmt::Display for Value {
             Value::Date(d) => write!(f, "{}", d.format("%Y-%m-%d")),
             Value::Count(n) => write!(f, "{n}"),
             Value::Money(m) => write!(f, "{m}"),
-            Value::Number(v) | Value::Percent(v) => write!(f, "{v}"),
+            // The shortest text that reads back as the same float, as Arrow writes it.
+            Value::Number(v) | Value::Percent(v) => f.write_str(ryu::Buffer::new().format(*v)),
         }
     }
 }
@@ -416,6 +417,7 @@ mod tests {
     #[test]
     fn exact_text_keeps_every_digit_and_readable_text_rounds() {
         assert_eq!(Value::Percent(14.583333).exact(), "14.583333");
+        assert_eq!(Value::Percent(50.0).exact(), "50.0");
         assert_eq!(Value::Percent(14.583333).readable(), "14.6");
         assert_eq!(Value::Number(3.456).readable(), "3.46");
         assert_eq!(Value::Number(0.5).readable(), "0.5");

@@ -228,21 +228,12 @@ impl QueryResult {
         self.columns.iter().position(|c| c.name == name)
     }
 
-    /// Every row as the text a person or a CSV file gets (see `format_value`).
+    /// Every row as the text a CSV file or JSON gets: `Value::exact` of each cell.
     pub fn formatted_rows(&self) -> Vec<Vec<String>> {
-        let mut out = Vec::new();
-        for b in &self.batches {
-            for row in 0..b.num_rows() {
-                out.push(
-                    self.columns
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| format_value(b.column(i).as_ref(), row, c.format))
-                        .collect(),
-                );
-            }
-        }
-        out
+        self.rows()
+            .iter()
+            .map(|r| r.values().iter().map(Value::exact).collect())
+            .collect()
     }
 }
 
@@ -1599,26 +1590,10 @@ fn aggregate_sql(m: &Metric, source: Option<&RollupSource>) -> String {
     }
 }
 
-/// Formats one value of a result for a person or a CSV: money with exactly two decimals,
-/// ratios unrounded, nulls empty.
+/// One cell of an Arrow array as the text a CSV file gets (`Value::exact`): money with exactly
+/// two decimals, ratios unrounded, nulls empty.
 pub fn format_value(array: &dyn arrow::array::Array, row: usize, format: Option<Format>) -> String {
-    use arrow::array::AsArray;
-    use arrow::datatypes::DataType;
-    if array.is_null(row) {
-        return String::new();
-    }
-    if format == Some(Format::Money)
-        && let DataType::Decimal128(_, scale) = array.data_type()
-    {
-        let v = array
-            .as_primitive::<arrow::datatypes::Decimal128Type>()
-            .value(row);
-        let cents = rescale_to_cents(v, *scale);
-        let sign = if cents < 0 { "-" } else { "" };
-        let a = cents.unsigned_abs();
-        return format!("{sign}{}.{:02}", a / 100, a % 100);
-    }
-    arrow::util::display::array_value_to_string(array, row).unwrap_or_default()
+    answer::value_of(array, row, format, "").exact()
 }
 
 /// Rounds a decimal of any scale to cents, half away from zero.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use askama::Template;
 use prism_engine::api::{API_VERSION, QueryRequest, QueryResponse};
-use prism_engine::{Query, QueryResult};
+use prism_engine::{Query, QueryResult, Value};
 use serde::Serialize;
 
 use crate::pages::{self, CellView};
@@ -273,11 +273,9 @@ pub async fn answer(st: &AppState, user: &User, question: &Question) -> Result<A
             )?;
             Some(pivot(
                 metric,
-                across_rows,
+                [across_rows, across_columns],
                 &result,
-                &by_row.formatted_rows(),
-                &by_column.formatted_rows(),
-                &grand.formatted_rows(),
+                [&by_row, &by_column, &grand],
             ))
         }
         _ => None,
@@ -285,32 +283,37 @@ pub async fn answer(st: &AppState, user: &User, question: &Question) -> Result<A
     Ok(Answer { result, pivot })
 }
 
+/// The pivot of `metric` by two dimensions (rows, columns), from the answer and the totals
+/// asked by the rows' dimension, by the columns', and by neither.
 fn pivot(
     metric: &str,
-    row_dimension: &str,
+    [row_dimension, column_dimension]: [&str; 2],
     result: &QueryResult,
-    by_row: &[Vec<String>],
-    by_column: &[Vec<String>],
-    grand: &[Vec<String>],
+    [by_row, by_column, grand]: [&QueryResult; 3],
 ) -> Pivot {
-    let value = result.column(metric).unwrap_or(2);
     let mut cells: BTreeMap<(String, String), String> = BTreeMap::new();
     let mut columns: Vec<String> = Vec::new();
     let mut row_keys: Vec<String> = Vec::new();
-    for r in result.formatted_rows() {
-        if !row_keys.contains(&r[0]) {
-            row_keys.push(r[0].clone());
+    for r in result.rows() {
+        let (key, column) = (
+            r.get(row_dimension).exact(),
+            r.get(column_dimension).exact(),
+        );
+        if !row_keys.contains(&key) {
+            row_keys.push(key.clone());
         }
-        if !columns.contains(&r[1]) {
-            columns.push(r[1].clone());
+        if !columns.contains(&column) {
+            columns.push(column.clone());
         }
-        cells.insert((r[0].clone(), r[1].clone()), r[value].clone());
+        cells.insert((key, column), r.get(metric).exact());
     }
     columns.sort();
-    let total_of = |rows: &[Vec<String>], key: &str| {
-        rows.iter()
-            .find(|r| r[0] == key)
-            .map(|r| r[1].clone())
+    let total_of = |totals: &QueryResult, dimension: &str, key: &str| {
+        totals
+            .rows()
+            .iter()
+            .find(|r| r.get(dimension).exact() == key)
+            .map(|r| r.get(metric).exact())
             .unwrap_or_default()
     };
     let rows = row_keys
@@ -325,21 +328,20 @@ fn pivot(
                         .unwrap_or_default()
                 })
                 .collect();
-            (k.clone(), values, total_of(by_row, k))
+            (k.clone(), values, total_of(by_row, row_dimension, k))
         })
         .collect();
-    let totals = columns.iter().map(|c| total_of(by_column, c)).collect();
+    let totals = columns
+        .iter()
+        .map(|c| total_of(by_column, column_dimension, c))
+        .collect();
     Pivot {
         metric: metric.to_string(),
         row_dimension: row_dimension.to_string(),
         columns,
         rows,
         totals,
-        grand_total: grand
-            .first()
-            .and_then(|r| r.first())
-            .cloned()
-            .unwrap_or_default(),
+        grand_total: grand.first_row().get(metric).exact(),
     }
 }
 
@@ -353,31 +355,31 @@ struct ChartSpec {
     series: Vec<pages::Series>,
 }
 
-fn number(v: &str) -> Option<f64> {
-    v.parse::<f64>().ok()
-}
-
 /// The chart of an answer: categories are the first dimension's values (the dimensions joined,
 /// when there are more, unless the chart stacks the second); series are the metrics.
 fn chart(kind: ChartKind, result: &QueryResult, dimensions: usize) -> Option<ChartSpec> {
     if kind == ChartKind::Table || result.columns.len() <= dimensions {
         return None;
     }
-    let rows = result.formatted_rows();
+    // An answer's columns are its dimensions, then its metrics (and a benchmark's count).
+    let names: Vec<&str> = result.columns.iter().map(|c| c.name.as_str()).collect();
+    let rows = result.rows();
     let stacked = matches!(kind, ChartKind::StackedBar | ChartKind::Area);
     let (categories, series) = if stacked && dimensions == 2 {
         // The second dimension's values are the series of the first metric.
+        let (first, second, metric) = (names[0], names[1], names[2]);
         let mut categories: Vec<String> = Vec::new();
-        let mut names: Vec<String> = Vec::new();
+        let mut series_names: Vec<String> = Vec::new();
         for r in &rows {
-            if !categories.contains(&r[0]) {
-                categories.push(r[0].clone());
+            let (c, n) = (r.get(first).exact(), r.get(second).exact());
+            if !categories.contains(&c) {
+                categories.push(c);
             }
-            if !names.contains(&r[1]) {
-                names.push(r[1].clone());
+            if !series_names.contains(&n) {
+                series_names.push(n);
             }
         }
-        let series = names
+        let series = series_names
             .iter()
             .map(|n| pages::Series {
                 name: n.clone(),
@@ -385,8 +387,8 @@ fn chart(kind: ChartKind, result: &QueryResult, dimensions: usize) -> Option<Cha
                     .iter()
                     .map(|c| {
                         rows.iter()
-                            .find(|r| r[0] == *c && r[1] == *n)
-                            .and_then(|r| number(&r[2]))
+                            .find(|r| r.get(first).exact() == *c && r.get(second).exact() == *n)
+                            .and_then(|r| r.number(metric))
                     })
                     .collect(),
             })
@@ -395,15 +397,20 @@ fn chart(kind: ChartKind, result: &QueryResult, dimensions: usize) -> Option<Cha
     } else {
         let categories = rows
             .iter()
-            .map(|r| r[..dimensions].join(" · "))
+            .map(|r| {
+                names[..dimensions]
+                    .iter()
+                    .map(|d| r.get(d).exact())
+                    .collect::<Vec<_>>()
+                    .join(" · ")
+            })
             .collect::<Vec<_>>();
-        let series = result.columns[dimensions..]
+        let series = names[dimensions..]
             .iter()
-            .enumerate()
-            .filter(|(_, c)| c.name != "benchmark_partners")
-            .map(|(i, c)| pages::Series {
-                name: c.name.clone(),
-                values: rows.iter().map(|r| number(&r[dimensions + i])).collect(),
+            .filter(|n| **n != "benchmark_partners")
+            .map(|n| pages::Series {
+                name: n.to_string(),
+                values: rows.iter().map(|r| r.number(n)).collect(),
             })
             .collect();
         (
@@ -582,23 +589,25 @@ pub async fn render(
                 .unwrap_or_default();
             let names: Vec<String> = a.result.columns.iter().map(|c| c.name.clone()).collect();
             header = names.iter().map(|n| model.label(n)).collect();
-            let partner_column = a.result.column("partner.partner_id");
             rows = a
                 .result
-                .formatted_rows()
+                .rows()
                 .iter()
                 .map(|r| {
-                    r.iter()
-                        .enumerate()
-                        .map(|(i, v)| {
+                    r.values()
+                        .iter()
+                        .zip(&names)
+                        .map(|(v, name)| {
                             // A partner's id leads to its page (refused there if not the user's).
-                            let href =
-                                if Some(i) == partner_column && v != "(direct)" && !v.is_empty() {
-                                    format!("/partners/{}", pages::url(v))
-                                } else {
-                                    String::new()
-                                };
-                            pages::cell_view(model, &names[i], v, href)
+                            let href = match v {
+                                Value::Text(id)
+                                    if name == "partner.partner_id" && !id.is_empty() =>
+                                {
+                                    format!("/partners/{}", pages::url(id))
+                                }
+                                _ => String::new(),
+                            };
+                            pages::cell_view(model, name, &v.exact(), href)
                         })
                         .collect()
                 })
@@ -715,14 +724,14 @@ pub fn xlsx(model: &prism_model::Model, result: &QueryResult) -> Result<Vec<u8>,
             .write_string_with_format(0, c as u16, model.label(&column.name), &header)
             .map_err(failed)?;
     }
-    for (r, row) in result.formatted_rows().iter().enumerate() {
+    for (r, row) in result.rows().iter().enumerate() {
         let r = r as u32 + 1;
-        for (c, (value, column)) in row.iter().zip(&result.columns).enumerate() {
+        for (c, (cell, column)) in row.values().iter().zip(&result.columns).enumerate() {
             let c = c as u16;
-            if value.is_empty() {
+            if cell.is_missing() {
                 continue;
             }
-            let figure = value.parse::<f64>().ok();
+            let (value, figure) = (&cell.exact(), cell.number());
             match (pages::column_format(model, &column.name), figure) {
                 (Some((Kind::Money, _)), Some(x)) => {
                     sheet.write_number_with_format(r, c, x, &money)

@@ -394,13 +394,15 @@ impl Ctx<'_> {
         let names: Vec<&str> = asked.iter().map(String::as_str).collect();
         let q = self.query(&names, &[], None, None)?;
         let r = self.run(&q).await?;
-        let row = r.formatted_rows().into_iter().next().unwrap_or_default();
+        let row = r.first_row();
         let mut p = Panel::new("tiles", id, title);
-        for (i, m) in metrics.iter().enumerate() {
-            let change_pct = row.get(metrics.len() + i).and_then(|v| v.parse().ok());
+        for m in metrics {
+            let change_pct = self
+                .period
+                .and_then(|_| row.number(&format!("{m}:change_pct")));
             p.tiles.push(Tile {
                 metric: m.to_string(),
-                value: row.get(i).cloned().unwrap_or_default(),
+                value: row.get(m).exact(),
                 change_pct,
                 definition: self
                     .st
@@ -430,23 +432,22 @@ impl Ctx<'_> {
     ) -> Result<Panel, WebError> {
         let q = self.query(metrics, &[by], order, limit)?;
         let r = self.run(&q).await?;
-        let rows = r.formatted_rows();
+        let rows = r.rows();
         let mut p = Panel::new("chart", id, title);
         p.chart = Some(Chart {
             kind,
-            categories: rows.iter().map(|r| r[0].clone()).collect(),
+            categories: rows.iter().map(|r| r.get(by).exact()).collect(),
             series: metrics
                 .iter()
-                .enumerate()
-                .map(|(i, m)| Series {
+                .map(|m| Series {
                     name: m.to_string(),
-                    values: rows.iter().map(|r| r[i + 1].parse().ok()).collect(),
+                    values: rows.iter().map(|r| r.number(m)).collect(),
                 })
                 .collect(),
         });
         // The chart's figures as a table too: readable without the script, and exportable.
         p.header = r.columns.iter().map(|c| c.name.clone()).collect();
-        p.rows = rows;
+        p.rows = r.formatted_rows();
         Ok(p)
     }
 
@@ -465,11 +466,7 @@ impl Ctx<'_> {
         p.header = r.columns.iter().map(|c| c.name.clone()).collect();
         p.rows = r.formatted_rows();
         if p.header.first().is_some_and(|h| h == "partner.partner_id") {
-            p.links = p
-                .rows
-                .iter()
-                .map(|r| (r[0] != "(direct)").then(|| format!("/partners/{}", r[0])))
-                .collect();
+            p.links = partner_links(&r);
         }
         Ok(p)
     }
@@ -490,7 +487,11 @@ impl Ctx<'_> {
         let order = format!("{rank_by}:desc");
         let ranking = self.query(&[rank_by], by, Some(&order), Some(limit))?;
         let top = self.run(&ranking).await?;
-        let top_rows = top.formatted_rows();
+        let top_rows: Vec<Vec<String>> = top
+            .rows()
+            .iter()
+            .map(|r| r.values().iter().map(Value::exact).collect())
+            .collect();
         let mut all: Vec<&str> = vec![rank_by];
         all.extend(more);
         if top_rows.len() < limit {
@@ -508,9 +509,12 @@ impl Ctx<'_> {
         let details: BTreeMap<Vec<String>, Vec<String>> = self
             .run(&details)
             .await?
-            .formatted_rows()
-            .into_iter()
-            .map(|mut r| (r.drain(..by.len()).collect(), r))
+            .rows()
+            .iter()
+            .map(|r| {
+                let mut cells: Vec<String> = r.values().iter().map(Value::exact).collect();
+                (cells.drain(..by.len()).collect(), cells)
+            })
             .collect();
         let mut p = Panel::new("table", id, title);
         p.header = by
@@ -1012,11 +1016,7 @@ pub async fn build(
             );
             p.header = r.columns.iter().map(|c| c.name.clone()).collect();
             p.rows = r.formatted_rows();
-            p.links = p
-                .rows
-                .iter()
-                .map(|r| (r[0] != "(direct)").then(|| format!("/partners/{}", r[0])))
-                .collect();
+            p.links = partner_links(&r);
             out.panels.push(p);
         }
         PageId::Customers => {
@@ -1079,16 +1079,11 @@ pub async fn build(
                 .engine
                 .members(&cx.session, "partner", &cx.audience)
                 .await?;
-            let rows = partners.formatted_rows();
+            let rows = partners.rows();
             let Some(row) = rows.first() else {
                 return Err(WebError::NotFound(format!("no partner {id}")));
             };
-            let at = |n: &str| {
-                partners
-                    .column(n)
-                    .map(|i| row[i].clone())
-                    .unwrap_or_default()
-            };
+            let at = |n: &str| row.get(n).exact();
             out.title = at("partner.partner_name");
             out.headline = vec![format!(
                 "{} · {} · {} · {} · {}",
@@ -1444,6 +1439,17 @@ fn format_name(f: prism_model::Format) -> &'static str {
         Format::Percent => "percent",
         Format::Ratio => "ratio",
     }
+}
+
+/// Each row's link to its partner's page; none for direct sales, which are no partner's.
+fn partner_links(r: &QueryResult) -> Vec<Option<String>> {
+    r.rows()
+        .iter()
+        .map(|row| {
+            row.text("partner.partner_id")
+                .map(|id| format!("/partners/{id}"))
+        })
+        .collect()
 }
 
 /// A cell as people read it: a metric's value by its kind (money grouped with its symbol, rates
@@ -1881,15 +1887,13 @@ async fn members_pairs(st: &AppState, user: &User) -> Vec<(String, String)> {
     let Ok(r) = st.engine.members(&session, "product", &audience).await else {
         return Vec::new();
     };
-    match (
-        r.column("product.product_id"),
-        r.column("product.product_name"),
-    ) {
-        (Some(i), Some(n)) => r
-            .formatted_rows()
-            .into_iter()
-            .map(|row| (row[i].clone(), row[n].clone()))
-            .collect(),
-        _ => Vec::new(),
-    }
+    r.rows()
+        .iter()
+        .map(|row| {
+            (
+                row.get("product.product_id").exact(),
+                row.get("product.product_name").exact(),
+            )
+        })
+        .collect()
 }

@@ -435,14 +435,11 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
             order: vec![prism_engine::Order::parse("closed_revenue:desc")?],
             ..Query::default()
         };
-        let rows = setup
-            .run(&ctx, &q, &Audience::everyone())
-            .await?
-            .formatted_rows();
+        let rows = setup.run(&ctx, &q, &Audience::everyone()).await?.rows();
         let partner = rows
             .iter()
-            .find(|r| r[0] != "(direct)")
-            .map(|r| r[0].clone())
+            .find_map(|r| r.text("partner.partner_id"))
+            .map(str::to_string)
             .context("no partner sold anything")?;
         let q = Query {
             metrics: vec!["units_sold".into()],
@@ -454,9 +451,9 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
         let product = setup
             .run(&ctx, &q, &Audience::partner(partner.clone())?)
             .await?
-            .formatted_rows()
+            .rows()
             .first()
-            .map(|r| r[0].clone())
+            .map(|r| r.get("product.product_id").exact())
             .context("the partner sold no product")?;
         Ok::<_, anyhow::Error>((partner, product))
     })?;
