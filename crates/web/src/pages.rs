@@ -487,11 +487,8 @@ impl Ctx<'_> {
         let order = format!("{rank_by}:desc");
         let ranking = self.query(&[rank_by], by, Some(&order), Some(limit))?;
         let top = self.run(&ranking).await?;
-        let top_rows: Vec<Vec<String>> = top
-            .rows()
-            .iter()
-            .map(|r| r.values().iter().map(Value::exact).collect())
-            .collect();
+        let top_rows: Vec<Vec<String>> = top.formatted_rows();
+        let shown: Vec<String> = top.rows().iter().map(|r| r.get(by[0]).exact()).collect();
         let mut all: Vec<&str> = vec![rank_by];
         all.extend(more);
         if top_rows.len() < limit {
@@ -504,7 +501,7 @@ impl Ctx<'_> {
         let mut details = self.query(more, by, None, None)?;
         details.filters.push(Filter {
             dimension: by[0].to_string(),
-            op: FilterOp::In(top_rows.iter().map(|r| r[0].clone()).collect()),
+            op: FilterOp::In(shown),
         });
         let details: BTreeMap<Vec<String>, Vec<String>> = self
             .run(&details)
