@@ -133,3 +133,61 @@ fn an_expression_over_the_wrong_columns_or_types_is_refused_with_its_line() {
 fn the_shipped_model_fits_the_warehouse_tables() {
     check_model(&Model::shipped()).unwrap();
 }
+
+/// Answers are read by column name, typed: money in exact cents, counts as counts, and direct
+/// sales as the direct channel — for a brand-owner user; a partner user's answer has no such row.
+#[tokio::test]
+async fn answers_are_typed_and_direct_sales_are_a_value_of_their_own() {
+    use prism_engine::{Money, Value};
+    let (_tmp, ctx) = tiny().await;
+    let engine = Engine::new(Model::shipped());
+    let q = Query {
+        metrics: vec!["closed_revenue".into(), "units_sold".into()],
+        by: vec!["partner.partner_id".into(), "partner.partner_name".into()],
+        ..Query::default()
+    };
+    let r = engine.run(&ctx, &q, &Audience::everyone()).await.unwrap();
+    let mut rows: Vec<(Value, Value, Option<Money>, Option<i64>)> = r
+        .rows()
+        .iter()
+        .map(|row| {
+            (
+                row.get("partner.partner_id").clone(),
+                row.get("partner.partner_name").clone(),
+                row.money("closed_revenue"),
+                row.count("units_sold"),
+            )
+        })
+        .collect();
+    rows.sort_by_key(|r| r.0.exact());
+    // By hand from the four lines: direct 1200.00 (1 unit), P-1 2400.00 + 99.50 (3 units),
+    // P-2 -49.75 (1 unit, a credit).
+    assert_eq!(
+        rows,
+        [
+            (Value::Direct, Value::Direct, Some(Money(120000)), Some(1)),
+            (
+                Value::Text("P-1".into()),
+                Value::Text("Acme, \"Best\" Partners".into()),
+                Some(Money(249950)),
+                Some(3)
+            ),
+            (
+                Value::Text("P-2".into()),
+                Value::Text("Müller & Söhne".into()),
+                Some(Money(-4975)),
+                Some(1)
+            ),
+        ]
+    );
+    let r = engine
+        .run(&ctx, &q, &Audience::partner("P-2").unwrap())
+        .await
+        .unwrap();
+    let ids: Vec<Value> = r
+        .rows()
+        .iter()
+        .map(|row| row.get("partner.partner_id").clone())
+        .collect();
+    assert_eq!(ids, [Value::Text("P-2".into())]);
+}
