@@ -1,0 +1,190 @@
+//! Committing a staged table to its Delta table: a new table takes the staged files as they
+//! are, an existing one gets an append, an overwrite or a merge on the entity's key.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use deltalake::DeltaTable;
+use deltalake::protocol::SaveMode;
+use prism_contract::Entity;
+
+use crate::versions::{LoadMode, TableChange, TablePin};
+use crate::{Result, Warehouse, WarehouseError, table_url};
+
+pub(super) async fn create_with_staged_files(
+    dir: &Path,
+    entity: Entity,
+    staged_dir: &Path,
+    table: DeltaTable,
+) -> Result<DeltaTable> {
+    use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+    use deltalake::kernel::{Action, Add, StructType};
+    let mut staged: Vec<PathBuf> = fs::read_dir(staged_dir)
+        .map_err(|e| WarehouseError::io(staged_dir, e))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| WarehouseError::io(staged_dir, e))?;
+    staged.sort();
+    let mut adds = Vec::new();
+    let prefix = uuid::Uuid::new_v4().simple().to_string();
+    for (n, path) in staged.iter().enumerate() {
+        let file = File::open(path).map_err(|e| WarehouseError::io(path, e))?;
+        let rows = parquet::file::reader::FileReader::metadata(
+            &parquet::file::reader::SerializedFileReader::new(file)
+                .map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?,
+        )
+        .file_metadata()
+        .num_rows();
+        if rows == 0 {
+            continue;
+        }
+        let name = format!("part-{n:05}-{prefix}.parquet");
+        let target = dir.join(&name);
+        fs::rename(path, &target).map_err(|e| WarehouseError::io(&target, e))?;
+        let size = fs::metadata(&target)
+            .map_err(|e| WarehouseError::io(&target, e))?
+            .len();
+        adds.push(Action::Add(Add {
+            path: name,
+            partition_values: Default::default(),
+            size: size as i64,
+            modification_time: chrono::Utc::now().timestamp_millis(),
+            data_change: true,
+            stats: Some(format!("{{\"numRecords\":{rows}}}")),
+            tags: None,
+            deletion_vector: None,
+            base_row_id: None,
+            default_row_commit_version: None,
+            clustering_provider: None,
+        }));
+    }
+    let schema: StructType = entity
+        .schema()
+        .as_ref()
+        .try_into_kernel()
+        .map_err(|e| WarehouseError::Staging(e.to_string()))?;
+    Ok(table
+        .create()
+        .with_columns(schema.fields().cloned())
+        .with_table_name(entity.name())
+        .with_actions(adds)
+        .await?)
+}
+
+/// Writes one table's staged rows into its Delta table and returns its new pin.
+pub(super) async fn commit_table(
+    wh: &Warehouse,
+    entity: Entity,
+    staged_dir: &Path,
+    staged_rows: u64,
+    prev: Option<TablePin>,
+    mode: LoadMode,
+) -> Result<(TablePin, TableChange)> {
+    let dir = wh.table_dir(entity);
+    fs::create_dir_all(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
+    let ctx = SessionContext::new();
+    let staged_url = format!("{}/", staged_dir.display());
+    let source = ctx
+        .read_parquet(
+            staged_url,
+            ParquetReadOptions::default().schema(entity.schema().as_ref()),
+        )
+        .await?;
+    let table = match &prev {
+        // The latest Delta version: after `recover` its state is the pinned one, and a commit
+        // must build on the latest version or Delta sees a conflict.
+        Some(_) => deltalake::open_table(table_url(&dir)?).await?,
+        // A new table: build without loading, as there is no log to read yet.
+        None => deltalake::DeltaTableBuilder::from_url(table_url(&dir)?)?.build()?,
+    };
+    let prev_rows = prev.as_ref().map_or(0, |p| p.rows);
+    if prev.is_none() {
+        // A new table: the staged files are already what the table needs, so they are moved in
+        // and named by the table's first commit, without being written again.
+        let table = create_with_staged_files(&dir, entity, staged_dir, table).await?;
+        let delta_version = table.version().ok_or_else(|| {
+            WarehouseError::Corrupt(format!("{} has no version after commit", entity.name()))
+        })?;
+        return Ok((
+            TablePin {
+                delta_version,
+                rows: staged_rows,
+            },
+            TableChange {
+                added: staged_rows,
+                ..TableChange::default()
+            },
+        ));
+    }
+    let (table, change, rows): (DeltaTable, TableChange, u64) = match (mode, prev_rows) {
+        (LoadMode::Replace, _) | (LoadMode::Upsert, 0) => {
+            let save = if mode == LoadMode::Replace {
+                SaveMode::Overwrite
+            } else {
+                SaveMode::Append
+            };
+            let t = table
+                .write(Vec::new())
+                .with_input_plan(source.into_unoptimized_plan())
+                .with_save_mode(save)
+                .with_table_name(entity.name())
+                .await?;
+            (
+                t,
+                TableChange {
+                    added: staged_rows,
+                    ..TableChange::default()
+                },
+                staged_rows,
+            )
+        }
+        (LoadMode::Upsert, _) => {
+            let columns = entity.columns();
+            let predicate = entity
+                .key()
+                .iter()
+                .map(|k| format!("target.{k} = source.{k}"))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let (t, metrics) = table
+                .merge(source, predicate)
+                .with_source_alias("source")
+                .with_target_alias("target")
+                .when_matched_update(|mut u| {
+                    for c in columns {
+                        u = u.update(c.name, format!("source.{}", c.name));
+                    }
+                    u
+                })?
+                .when_not_matched_insert(|mut i| {
+                    for c in columns {
+                        i = i.set(c.name, format!("source.{}", c.name));
+                    }
+                    i
+                })?
+                .await?;
+            let added = metrics.num_target_rows_inserted as u64;
+            let replaced = metrics.num_target_rows_updated as u64;
+            (
+                t,
+                TableChange {
+                    added,
+                    replaced,
+                    ..TableChange::default()
+                },
+                prev_rows + added,
+            )
+        }
+    };
+    let delta_version = table.version().ok_or_else(|| {
+        WarehouseError::Corrupt(format!("{} has no version after commit", entity.name()))
+    })?;
+    Ok((
+        TablePin {
+            delta_version,
+            rows,
+        },
+        change,
+    ))
+}

@@ -1,0 +1,291 @@
+//! `prism load`: validate a whole export, then commit it as one new warehouse version.
+//!
+//! 1. Put back whatever a crashed load left behind (Delta versions past the pinned ones).
+//! 2. Validate every file, dimensions first, streaming valid rows to staged Parquet. References
+//!    are checked against this export's dimensions plus the warehouse's.
+//! 3. Any rejected row without `--quarantine`: remove the staging, write the report, stop. Delta
+//!    has not been touched.
+//! 4. Commit each touched table to Delta (append, overwrite, or merge by key).
+//! 5. Switch `warehouse.json`: only now do readers see the load. Dying anywhere before this
+//!    leaves the previous version current, and step 1 of the next load cleans up.
+//!
+//! This module is the pipeline and its recovery; each job is a module of its own: `validate`
+//! (reading, validating and staging), `report` (the report and quarantine files), `commit`
+//! (staged rows into Delta) and `rollups` (the rollups of the new version).
+
+mod commit;
+mod report;
+mod rollups;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use prism_contract::Entity;
+
+use crate::staging::remove_dir_if_exists;
+use crate::versions::{LoadMode, TableChange, TablePin, VersionFile, WarehouseVersion};
+use crate::{Result, Warehouse, WarehouseError, table_url};
+
+use commit::commit_table;
+use report::ReportWriter;
+pub use report::{FileOutcome, LoadReport};
+pub(crate) use rollups::build_rollups;
+use validate::{KnownIdSet, validate_and_stage, warehouse_ids};
+
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    pub export_dir: PathBuf,
+    pub mode: LoadMode,
+    /// Load the valid rows and set the rejected ones aside, instead of refusing the export.
+    pub quarantine: bool,
+    /// The rollups to build from the loaded tables, in this order, into the same version.
+    pub rollups: Vec<RollupBuild>,
+}
+
+/// A rollup to build: the table it becomes, its definition (SQL over the entity tables), and the
+/// SQL that builds it, which may read the rollups built before it in the same load. The table
+/// keeps the column types of the definition, whichever way it was built. The warehouse runs
+/// these as given; what a rollup means is the engine's business.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RollupBuild {
+    /// The rollup's name in the model, for progress and reports.
+    pub name: String,
+    pub table: String,
+    pub definition: String,
+    pub sql: String,
+    /// The rollup table `sql` reads, built earlier in the same load; none: the entity tables.
+    pub from: Option<String>,
+    /// The entity tables the definition reads: when none of them changed since the version
+    /// before, the rollup it built is kept as it is.
+    pub reads: Vec<String>,
+    /// The column whose order the rows are written in, so that a query filtering on it reads
+    /// only its slice of the rollup.
+    pub cluster_by: Option<String>,
+}
+
+/// Callbacks for progress display; the warehouse knows nothing of terminals.
+pub trait LoadProgress: Sync {
+    fn file_started(&self, _file: &str, _bytes: u64) {}
+    fn file_advanced(&self, _file: &str, _bytes_done: u64) {}
+    fn file_finished(&self, _file: &str, _rows: u64, _rejected: u64) {}
+    fn step(&self, _message: &str) {}
+}
+
+pub struct NoProgress;
+impl LoadProgress for NoProgress {}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Holds the load lock for the duration of a load.
+struct LoadLock {
+    _file: File,
+}
+
+fn lock(dir: &Path) -> Result<LoadLock> {
+    let path = dir.join(".lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| WarehouseError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(LoadLock { _file: file }),
+        Err(fs::TryLockError::WouldBlock) => Err(WarehouseError::Locked(dir.to_path_buf())),
+        Err(fs::TryLockError::Error(e)) => Err(WarehouseError::io(&path, e)),
+    }
+}
+
+/// Puts back whatever a load that died before switching `warehouse.json` left behind: Delta
+/// versions past the pinned ones are restored to the pinned state, tables that no version pins
+/// are removed, and the staging folder goes.
+async fn recover(
+    wh: &Warehouse,
+    current: Option<&WarehouseVersion>,
+    progress: &dyn LoadProgress,
+) -> Result<()> {
+    remove_dir_if_exists(&wh.dir.join("staging"))?;
+    let _ = fs::remove_file(wh.dir.join(format!("{}.tmp", crate::versions::FILE_NAME)));
+    for entity in Entity::ALL {
+        let dir = wh.table_dir(entity);
+        if !dir.exists() {
+            continue;
+        }
+        match current.and_then(|v| v.tables.get(entity.name())) {
+            None => {
+                progress.step(&format!(
+                    "removing {} left by an unfinished load",
+                    entity.name()
+                ));
+                remove_dir_if_exists(&dir)?;
+            }
+            Some(pin) => {
+                let latest = deltalake::open_table(table_url(&dir)?).await?;
+                let latest_version = latest.version().unwrap_or(0);
+                if latest_version > pin.delta_version {
+                    progress.step(&format!(
+                        "restoring {} to version {} (an unfinished load had reached {latest_version})",
+                        entity.name(),
+                        pin.delta_version
+                    ));
+                    latest
+                        .restore()
+                        .with_version_to_restore(pin.delta_version)
+                        .await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(
+    wh: &Warehouse,
+    options: &LoadOptions,
+    progress: &dyn LoadProgress,
+) -> Result<LoadReport> {
+    let _lock = lock(&wh.dir)?;
+    let started_at = now_rfc3339();
+    let export = &options.export_dir;
+    if !export.is_dir() {
+        return Err(WarehouseError::Export(format!(
+            "{}: not a folder (an export is a folder of CSV files)",
+            export.display()
+        )));
+    }
+    let mut versions = VersionFile::read(&wh.dir)?;
+    let current = versions.current().cloned();
+    recover(wh, current.as_ref(), progress).await?;
+
+    let load_id = format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let load_dir = wh.dir.join("loads").join(&load_id);
+    fs::create_dir_all(&load_dir).map_err(|e| WarehouseError::io(&load_dir, e))?;
+    let report_path = load_dir.join("report.json");
+    let mut report_writer = ReportWriter::create(report_path.clone())?;
+    let staging_dir = wh.dir.join("staging").join(&load_id);
+
+    let first_load = current.is_none() || options.mode == LoadMode::Replace;
+    let mut known = KnownIdSet::for_export(export);
+    if let (Some(cur), LoadMode::Upsert) = (&current, options.mode) {
+        progress.step("reading the ids already in the warehouse");
+        warehouse_ids(wh, cur, &mut known).await?;
+    }
+
+    let mut report = LoadReport {
+        committed: false,
+        version: None,
+        source: export.display().to_string(),
+        mode: options.mode,
+        quarantine: options.quarantine,
+        started_at,
+        finished_at: String::new(),
+        files: Vec::new(),
+        file_errors: Vec::new(),
+        report_path: report_path.clone(),
+        rejects_dir: None,
+    };
+    // Tables to commit, with the rows staged for each.
+    let mut staged: Vec<(Entity, PathBuf, u64)> = Vec::new();
+
+    let outcome = validate_and_stage(
+        export,
+        options,
+        first_load,
+        &staging_dir,
+        &load_dir,
+        &mut known,
+        &mut report,
+        &mut report_writer,
+        &mut staged,
+        progress,
+    );
+    if let Err(e) = outcome {
+        let _ = remove_dir_if_exists(&staging_dir);
+        report.finished_at = now_rfc3339();
+        let _ = report_writer.finish(&report);
+        return Err(e);
+    }
+    if !report.file_errors.is_empty() || (!options.quarantine && report.rows_rejected() > 0) {
+        remove_dir_if_exists(&wh.dir.join("staging"))?;
+        report.finished_at = now_rfc3339();
+        report_writer.finish(&report)?;
+        return Err(WarehouseError::Rejected(Box::new(report)));
+    }
+
+    // Commit each table to Delta; nothing is visible until warehouse.json switches.
+    let mut pins: BTreeMap<String, TablePin> = current
+        .as_ref()
+        .map(|c| c.tables.clone())
+        .unwrap_or_default();
+    let mut changes: BTreeMap<String, TableChange> = BTreeMap::new();
+    let commit_result = async {
+        for (entity, dir, rows) in &staged {
+            progress.step(&format!("committing {}", entity.name()));
+            let prev = pins.get(entity.name()).cloned();
+            let (pin, change) = commit_table(wh, *entity, dir, *rows, prev, options.mode).await?;
+            pins.insert(entity.name().to_string(), pin);
+            changes.insert(entity.name().to_string(), change);
+        }
+        Ok::<(), WarehouseError>(())
+    }
+    .await;
+    // The rollups, from the tables just committed: in the same warehouse version, so that no
+    // reader ever sees a rollup that disagrees with its base tables.
+    let rollups_started = std::time::Instant::now();
+    let commit_result = match commit_result {
+        Ok(()) => build_rollups(wh, &pins, current.as_ref(), &options.rollups, progress).await,
+        Err(e) => Err(e),
+    };
+    let rollups_build_ms = rollups_started.elapsed().as_millis() as u64;
+    let rollups = match commit_result {
+        Ok(r) => r,
+        Err(e) => {
+            // The Delta commits made so far are past the pinned versions: put them back now (or,
+            // if that fails too, at the start of the next load).
+            let _ = recover(wh, current.as_ref(), progress).await;
+            report.finished_at = now_rfc3339();
+            let _ = report_writer.finish(&report);
+            return Err(e);
+        }
+    };
+    for f in &mut report.files {
+        if let Some(c) = Entity::ALL
+            .iter()
+            .find(|e| e.file_name() == f.file)
+            .and_then(|e| changes.get_mut(e.name()))
+        {
+            c.rows_read = f.rows_read;
+            c.rejected = f.rows_rejected;
+            f.added = c.added;
+            f.replaced = c.replaced;
+        }
+    }
+    let version = current.as_ref().map_or(1, |c| c.version + 1);
+    versions.versions.push(WarehouseVersion {
+        version,
+        loaded_at: now_rfc3339(),
+        source: report.source.clone(),
+        mode: options.mode,
+        quarantine: options.quarantine,
+        tables: pins,
+        changes,
+        rollups,
+        rollups_build_ms,
+    });
+    progress.step("switching the warehouse version");
+    versions.write(&wh.dir)?;
+    remove_dir_if_exists(&wh.dir.join("staging"))?;
+    report.committed = true;
+    report.version = Some(version);
+    report.finished_at = now_rfc3339();
+    report_writer.finish(&report)?;
+    Ok(report)
+}

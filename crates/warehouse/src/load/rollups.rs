@@ -1,0 +1,213 @@
+//! Rollup building: each rollup computed over the tables just committed and written whole as a
+//! new Delta version, in the same warehouse version as its base tables.
+
+use std::collections::BTreeMap;
+use std::fs::{self};
+use std::path::PathBuf;
+
+use arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
+use deltalake::protocol::SaveMode;
+
+use super::{LoadProgress, RollupBuild};
+use crate::versions::{RollupPin, TablePin, WarehouseVersion};
+use crate::{Result, Warehouse, WarehouseError, table_url};
+
+/// Builds each rollup over the base tables at `pins` (and the rollups built before it), writing
+/// it whole as a new Delta version of `rollups/<table>/`. Nothing is visible until the version
+/// that pins them is switched.
+pub(crate) async fn build_rollups(
+    wh: &Warehouse,
+    pins: &BTreeMap<String, TablePin>,
+    previous: Option<&WarehouseVersion>,
+    builds: &[RollupBuild],
+    progress: &dyn LoadProgress,
+) -> Result<BTreeMap<String, RollupPin>> {
+    let mut out = BTreeMap::new();
+    if builds.is_empty() {
+        return Ok(out);
+    }
+    // A rollup whose tables this load left as they were is kept: the same definition over the
+    // same Delta versions is the same rows.
+    let mut kept = BTreeMap::new();
+    if let Some(prev) = previous {
+        for b in builds {
+            let unchanged = b.reads.iter().all(|t| {
+                prev.tables.get(t).map(|p| p.delta_version) == pins.get(t).map(|p| p.delta_version)
+            });
+            if let (true, Some(pin)) = (unchanged, prev.rollups.get(&b.table)) {
+                kept.insert(b.table.clone(), pin.clone());
+            }
+        }
+    }
+    let ctx = SessionContext::new_with_config(crate::session_config()?);
+    let cores = ctx.state().config().target_partitions();
+    // The kept rollups are registered too: others may be built from them.
+    crate::register_tables(&wh.dir, pins, &kept, &ctx).await?;
+    if !kept.is_empty() {
+        progress.step(&format!(
+            "keeping {} rollup(s) whose tables did not change",
+            kept.len()
+        ));
+    }
+    out.extend(kept.clone());
+    // A build starts as soon as its source is built, the costliest ready build first, at most
+    // one per core at a time, each on its own core: the two builds over the order lines take
+    // most of the time, and each of them running alone on a core from the start, with the
+    // small ones (and the rollups built from rollups) filling the other core, ends them sooner
+    // than all of them sharing every core (no shuffle between the phases of an aggregation,
+    // and the longest build no longer waits for its share behind short ones).
+    let mut waiting: Vec<&RollupBuild> = builds
+        .iter()
+        .filter(|b| !kept.contains_key(&b.table))
+        .collect();
+    let slots = cores.min(waiting.len()).max(1);
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .options_mut()
+        .execution
+        .target_partitions = (cores / slots).max(1);
+    // Rows a build reads, as its expected cost: a base table's from the pins, a rollup's once
+    // it is built.
+    let mut rows_of: BTreeMap<String, u64> =
+        pins.iter().map(|(t, p)| (t.clone(), p.rows)).collect();
+    rows_of.extend(kept.iter().map(|(t, p)| (t.clone(), p.rows)));
+    let mut tasks = tokio::task::JoinSet::new();
+    while !waiting.is_empty() || !tasks.is_empty() {
+        // Ready: every source built (or kept), not started.
+        let mut ready: Vec<&RollupBuild> = waiting
+            .iter()
+            .copied()
+            .filter(|b| b.from.as_ref().is_none_or(|f| out.contains_key(f)))
+            .collect();
+        if ready.is_empty() && tasks.is_empty() {
+            return Err(WarehouseError::Staging(
+                "the rollups read each other in a circle".into(),
+            ));
+        }
+        let cost = |b: &RollupBuild| match &b.from {
+            Some(f) => rows_of.get(f).copied().unwrap_or(0),
+            None => b.reads.iter().filter_map(|t| rows_of.get(t)).sum(),
+        };
+        ready.sort_by_key(|b| std::cmp::Reverse(cost(b)));
+        for b in ready.into_iter().take(slots - tasks.len()) {
+            progress.step(&format!("building rollup {}", b.name));
+            waiting.retain(|w| w.table != b.table);
+            tasks.spawn(build_rollup(
+                ctx.clone(),
+                wh.rollup_dir(&b.table),
+                b.clone(),
+                cores,
+            ));
+        }
+        if let Some(done) = tasks.join_next().await {
+            let (b, pin, table) =
+                done.map_err(|e| WarehouseError::Staging(format!("a rollup build stopped: {e}")))??;
+            // Later rollups may be built from this one.
+            ctx.register_table(b.table.as_str(), table)?;
+            rows_of.insert(b.table.clone(), pin.rows);
+            out.insert(b.table.clone(), pin);
+        }
+    }
+    Ok(out)
+}
+
+/// Rows per row group of a rollup's files.
+pub(super) const ROLLUP_ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// Builds one rollup and writes it as a new Delta version of its folder; returns its pin and
+/// its rows in memory, for the rollups built from it.
+pub(super) async fn build_rollup(
+    ctx: SessionContext,
+    dir: PathBuf,
+    b: RollupBuild,
+    cores: usize,
+) -> Result<(
+    RollupBuild,
+    RollupPin,
+    std::sync::Arc<datafusion::datasource::MemTable>,
+)> {
+    let started = std::time::Instant::now();
+    // The definition is only planned, for its column types: a sum summed again is wider.
+    let defined = ctx.sql(&b.definition).await?.schema().as_arrow().clone();
+    let mut batches = ctx.sql(&b.sql).await?.collect().await?;
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(
+        defined
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ));
+    for batch in &mut batches {
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(schema.fields())
+            .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(datafusion::error::DataFusionError::from)?;
+        *batch = RecordBatch::try_new(schema.clone(), columns)
+            .map_err(datafusion::error::DataFusionError::from)?;
+    }
+    if batches.is_empty() {
+        // An empty rollup (no rows in its fact yet) is still a table with its columns.
+        batches.push(RecordBatch::new_empty(schema.clone()));
+    }
+    let computed = started.elapsed();
+    if let Some(column) = b
+        .cluster_by
+        .as_deref()
+        .and_then(|c| schema.index_of(c).ok())
+    {
+        let ordered = crate::cluster::batches_by_column(&batches, column)
+            .map_err(datafusion::error::DataFusionError::from)?;
+        batches = crate::cluster::slices(&ordered, ROLLUP_ROW_GROUP_ROWS);
+    }
+    let clustered = started.elapsed();
+    let rows: u64 = batches.iter().map(|x| x.num_rows() as u64).sum();
+    fs::create_dir_all(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
+    let table = if dir.join("_delta_log").is_dir() {
+        deltalake::open_table(table_url(&dir)?).await?
+    } else {
+        // A new rollup: the write creates the table.
+        deltalake::DeltaTableBuilder::from_url(table_url(&dir)?)?.build()?
+    };
+    let table = table
+        .write(batches.clone())
+        .with_save_mode(SaveMode::Overwrite)
+        .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
+        .with_table_name(b.table.as_str())
+        // Row groups small enough for their statistics to skip whole slices of the clustered
+        // column.
+        .with_writer_properties(
+            parquet::file::properties::WriterProperties::builder()
+                .set_max_row_group_row_count(Some(ROLLUP_ROW_GROUP_ROWS))
+                .build(),
+        )
+        .await?;
+    let delta_version = table.version().ok_or_else(|| {
+        WarehouseError::Corrupt(format!("rollup {} has no version after its write", b.table))
+    })?;
+    let pin = RollupPin {
+        delta_version,
+        rows,
+        build_ms: started.elapsed().as_millis() as u64,
+    };
+    tracing::debug!(
+        rollup = b.name.as_str(),
+        rows,
+        computed_ms = computed.as_millis() as u64,
+        clustered_ms = clustered.as_millis() as u64,
+        written_ms = pin.build_ms,
+        "rollup built"
+    );
+    // Rollups built from this one read it from memory, split so that their builds can use
+    // every core.
+    let mut split = vec![Vec::new(); cores.max(1)];
+    for (i, batch) in batches.into_iter().enumerate() {
+        split[i % cores.max(1)].push(batch);
+    }
+    let memory = std::sync::Arc::new(datafusion::datasource::MemTable::try_new(schema, split)?);
+    Ok((b, pin, memory))
+}

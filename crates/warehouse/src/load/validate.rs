@@ -1,0 +1,459 @@
+//! Validation and staging: every file of an export read in chunks, validated on as many
+//! threads as cores (references against this export's dimensions and the warehouse's ids), put
+//! back in file order, and its valid rows staged as Parquet.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray};
+use arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
+use prism_contract::{
+    CHUNK_ROWS, Entity, FileError, FileReader, IdStatus, KeyRegistry, KnownIds, Rejection, Rule,
+    ValidatedChunk,
+};
+
+use super::report::{FileOutcome, LoadReport, RejectsFile, ReportWriter, SHOWN_PER_FILE};
+use super::{LoadOptions, LoadProgress};
+use crate::staging::StagedTable;
+use crate::versions::{LoadMode, WarehouseVersion};
+use crate::{Result, Warehouse, WarehouseError, open_table_at};
+
+/// Threads validating rows of one file: one per core. Reading, putting in order and Parquet
+/// encoding share the cores with them; more validators than cores measured slower.
+pub(super) fn validators() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(8))
+}
+
+pub(super) type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
+
+/// The ids (and product lines) that the rows of an export may refer to.
+#[derive(Default)]
+pub(super) struct KnownIdSet {
+    /// The ids of each entity that a file of this export refers to: those of the warehouse
+    /// and of the export's own valid rows. An entity nothing refers to is not read at all
+    /// (a warehouse's opportunity ids are read only when deal registrations come).
+    ids: HashMap<Entity, FastSet<String>>,
+    /// Every product line of the products, which certifications may name.
+    product_lines: FastSet<String>,
+    /// Ids whose row was rejected in this export.
+    rejected: HashSet<(Entity, String)>,
+    /// Entities whose file could not be read at all: the load fails for that already, and
+    /// checking references against them would only bury that one error under a row per fact.
+    unchecked: HashSet<Entity>,
+}
+
+impl KnownIdSet {
+    /// Tracks the entities that the files present in `export` refer to.
+    pub(super) fn for_export(export: &Path) -> KnownIdSet {
+        let mut known = KnownIdSet::default();
+        for entity in Entity::ALL {
+            if !export.join(entity.file_name()).exists() {
+                continue;
+            }
+            for c in entity.columns() {
+                if let Rule::References(target) | Rule::ValueOf(target, _) = c.rule {
+                    known.ids.entry(target).or_default();
+                }
+            }
+        }
+        known
+    }
+
+    pub(super) fn set_mut(&mut self, entity: Entity) -> Option<&mut FastSet<String>> {
+        self.ids.get_mut(&entity)
+    }
+
+    pub(super) fn tracks(&self, entity: Entity) -> bool {
+        self.ids.contains_key(&entity)
+    }
+}
+
+impl KnownIds for KnownIdSet {
+    fn lookup(&self, entity: Entity, id: &str) -> IdStatus {
+        let known = self.ids.get(&entity).is_some_and(|s| s.contains(id));
+        if known || self.unchecked.contains(&entity) {
+            IdStatus::Known
+        } else if self.rejected.contains(&(entity, id.to_string())) {
+            IdStatus::Rejected
+        } else {
+            IdStatus::Unknown
+        }
+    }
+
+    fn has_value(&self, entity: Entity, column: &str, value: &str) -> bool {
+        match (entity, column) {
+            (Entity::Products, "product_line") => {
+                self.unchecked.contains(&entity) || self.product_lines.contains(value)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The ids already in the warehouse, for reference checks.
+pub(super) async fn warehouse_ids(
+    wh: &Warehouse,
+    current: &WarehouseVersion,
+    known: &mut KnownIdSet,
+) -> Result<()> {
+    let tracked: Vec<Entity> = Entity::ALL
+        .into_iter()
+        .filter(|e| known.tracks(*e))
+        .collect();
+    for entity in tracked {
+        let Some(pin) = current.tables.get(entity.name()) else {
+            continue;
+        };
+        let table = open_table_at(&wh.table_dir(entity), pin.delta_version).await?;
+        let ctx = SessionContext::new();
+        table.update_datafusion_session(&ctx.state())?;
+        ctx.register_table("t", table.table_provider().await?)?;
+        let key = entity.key()[0];
+        let batches = ctx
+            .sql(&format!("SELECT {key} FROM t"))
+            .await?
+            .collect()
+            .await?;
+        let set = known.set_mut(entity).expect("tracked");
+        for b in batches {
+            let ids = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
+                .map_err(datafusion::error::DataFusionError::from)?;
+            for id in ids.as_string::<i32>().iter().flatten() {
+                set.insert(id.to_string());
+            }
+        }
+        if entity == Entity::Products {
+            let batches = ctx
+                .sql("SELECT DISTINCT product_line FROM t")
+                .await?
+                .collect()
+                .await?;
+            for b in batches {
+                let lines = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
+                    .map_err(datafusion::error::DataFusionError::from)?;
+                for line in lines.as_string::<i32>().iter().flatten() {
+                    known.product_lines.insert(line.to_string());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The column a table's rows are kept in the order of, within each row group: the order lines
+/// by product, so that a product's lines (who bought it, from whom: customer potential, a
+/// product's page) are read alone; its index in the entity's schema.
+pub(super) fn clustered_by(entity: Entity) -> Option<usize> {
+    match entity {
+        Entity::Orders => entity.schema().index_of("product_id").ok(),
+        _ => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn validate_and_stage(
+    export: &Path,
+    options: &LoadOptions,
+    first_load: bool,
+    staging_dir: &Path,
+    load_dir: &Path,
+    known: &mut KnownIdSet,
+    report: &mut LoadReport,
+    report_writer: &mut ReportWriter,
+    staged: &mut Vec<(Entity, PathBuf, u64)>,
+    progress: &dyn LoadProgress,
+) -> Result<()> {
+    for entity in Entity::ALL {
+        let file_name = entity.file_name();
+        let path = export.join(&file_name);
+        let mut outcome = FileOutcome {
+            file: file_name.clone(),
+            ..FileOutcome::default()
+        };
+        if !path.exists() {
+            if entity.is_dimension() && first_load {
+                report.file_errors.push(Rejection {
+                    file: file_name.clone(),
+                    line: 0,
+                    column_number: None,
+                    column: None,
+                    value: None,
+                    reason: format!(
+                        "{file_name} is missing: a first load{} needs partners.csv, products.csv and customers.csv",
+                        if options.mode == LoadMode::Replace { " or a replace" } else { "" }
+                    ),
+                });
+            } else if options.mode == LoadMode::Replace {
+                // Replacing the warehouse with an export that has no rows of this fact.
+                let table = StagedTable::start(
+                    staging_dir.join(entity.name()),
+                    entity.schema(),
+                    clustered_by(entity),
+                )?;
+                let dir = table.dir.clone();
+                staged.push((entity, dir, table.finish()?));
+            }
+            report.files.push(outcome);
+            continue;
+        }
+        outcome.present = true;
+        let bytes = fs::metadata(&path)
+            .map_err(|e| WarehouseError::io(&path, e))?
+            .len();
+        progress.file_started(&file_name, bytes);
+        let file = File::open(&path).map_err(|e| WarehouseError::io(&path, e))?;
+        let mut reader = match FileReader::new(
+            entity,
+            file_name.clone(),
+            BufReader::with_capacity(1 << 20, file),
+        ) {
+            Ok(r) => r,
+            Err(FileError::Rejected(r)) => {
+                known.unchecked.insert(entity);
+                report_writer.rejection(&r)?;
+                report.file_errors.push(r);
+                progress.file_finished(&file_name, 0, 0);
+                report.files.push(outcome);
+                continue;
+            }
+            Err(FileError::Io { source, .. }) => return Err(WarehouseError::io(&path, source)),
+        };
+        outcome.warnings = reader.warnings().to_vec();
+        let table = StagedTable::start(
+            staging_dir.join(entity.name()),
+            entity.schema(),
+            clustered_by(entity),
+        )?;
+        let mut rejects: Option<RejectsFile> = None;
+        let mut sink_error: Option<WarehouseError> = None;
+        // The rejects file repeats the export's own header.
+        let header: Vec<String> = reader.header().to_vec();
+        let tracked = known.tracks(entity);
+        let mut new_ids: Vec<String> = Vec::new();
+        let mut new_product_lines: Vec<String> = Vec::new();
+        let mut rejected_ids: Vec<String> = Vec::new();
+        let key_position = reader.key_position();
+        let mut on_reject = |faults: Vec<Rejection>, record: &csv::ByteRecord| {
+            if sink_error.is_some() {
+                return;
+            }
+            if tracked && let Some(id) = record.get(key_position) {
+                rejected_ids.push(String::from_utf8_lossy(id).into_owned());
+            }
+            for f in &faults {
+                if outcome.shown.len() < SHOWN_PER_FILE {
+                    outcome.shown.push(f.clone());
+                }
+                if let Err(e) = report_writer.rejection(f) {
+                    sink_error = Some(e);
+                    return;
+                }
+            }
+            if options.quarantine {
+                let r = match &mut rejects {
+                    Some(r) => r,
+                    None => {
+                        let dir = load_dir.join("rejects");
+                        let path = dir.join(&file_name);
+                        let created = fs::create_dir_all(&dir).and_then(|()| File::create(&path));
+                        match created {
+                            Ok(f) => {
+                                let mut writer = csv::WriterBuilder::new()
+                                    .flexible(true)
+                                    .from_writer(BufWriter::new(f));
+                                let mut h = header.clone();
+                                h.push("reject_line".into());
+                                h.push("reject_reason".into());
+                                if let Err(e) = writer.write_record(&h) {
+                                    sink_error = Some(WarehouseError::io(&path, e.into()));
+                                    return;
+                                }
+                                rejects.insert(RejectsFile { writer, path })
+                            }
+                            Err(e) => {
+                                sink_error = Some(WarehouseError::io(&path, e));
+                                return;
+                            }
+                        }
+                    }
+                };
+                let mut row = record.clone();
+                row.push_field(faults[0].line.to_string().as_bytes());
+                let reasons: Vec<String> = faults
+                    .iter()
+                    .map(|f| match &f.column {
+                        Some(c) => format!("{c}: {}", f.reason),
+                        None => f.reason.clone(),
+                    })
+                    .collect();
+                row.push_field(reasons.join("; ").as_bytes());
+                if let Err(e) = r.writer.write_byte_record(&row) {
+                    sink_error = Some(WarehouseError::io(&r.path, e.into()));
+                }
+            }
+        };
+        // Validation runs on two workers; a reader thread feeds them chunks of raw records and
+        // this thread puts their results back in file order, where duplicate keys are found,
+        // rejections reported and batches handed to the stager.
+        let known_ref: &KnownIdSet = known;
+        let validator = reader.validator();
+        // No export row is shorter than about 40 bytes; a table sized for that never grows.
+        let mut keys = KeyRegistry::with_capacity((bytes / 40).min(64 << 20) as usize);
+        let mut rejected_here = 0u64;
+        let (chunk_tx, chunk_rx) =
+            crossbeam_channel::bounded::<(u64, Vec<csv::ByteRecord>, usize)>(4);
+        let (done_tx, done_rx) =
+            crossbeam_channel::bounded::<(u64, Vec<csv::ByteRecord>, usize, ValidatedChunk)>(4);
+        let (pool_tx, pool_rx) = crossbeam_channel::unbounded::<Vec<csv::ByteRecord>>();
+        let file_for_reader = file_name.clone();
+        let (mut reader, read_result) = std::thread::scope(|scope| {
+            for _ in 0..validators() {
+                let mut v = validator.clone();
+                let rx = chunk_rx.clone();
+                let tx = done_tx.clone();
+                scope.spawn(move || {
+                    for (seq, records, n) in rx {
+                        let out = v.validate_chunk(&records[..n], known_ref);
+                        if tx.send((seq, records, n, out)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(done_tx);
+            drop(chunk_rx);
+            let reading = scope.spawn(move || {
+                let mut seq = 0u64;
+                let mut last_progress = 0u64;
+                let result = loop {
+                    let mut records = pool_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| vec![csv::ByteRecord::new(); CHUNK_ROWS]);
+                    match reader.read_chunk(&mut records) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            if chunk_tx.send((seq, records, n)).is_err() {
+                                break Ok(());
+                            }
+                            seq += 1;
+                        }
+                        Err(e) => break Err(e),
+                    }
+                    let done = reader.bytes_read();
+                    if done - last_progress > (4 << 20) {
+                        progress.file_advanced(&file_for_reader, done);
+                        last_progress = done;
+                    }
+                };
+                drop(chunk_tx);
+                (reader, result)
+            });
+            let mut pending = BTreeMap::new();
+            let mut next = 0u64;
+            for item in done_rx {
+                pending.insert(item.0, item);
+                while let Some((_, records, _n, chunk)) = pending.remove(&next) {
+                    next += 1;
+                    let mut faults: Vec<(usize, Vec<Rejection>)> = chunk.rejected;
+                    let mut keep: Option<Vec<bool>> = None;
+                    for (row, (digest, index)) in chunk.keys.iter().enumerate() {
+                        if !keys.first(*digest) {
+                            faults.push((*index, vec![validator.duplicate(&records[*index])]));
+                            keep.get_or_insert_with(|| vec![true; chunk.keys.len()])[row] = false;
+                        }
+                    }
+                    faults.sort_by_key(|(i, _)| *i);
+                    rejected_here += faults.len() as u64;
+                    for (i, f) in faults {
+                        on_reject(f, &records[i]);
+                    }
+                    if let Some(mut batch) = chunk.batch {
+                        if let Some(keep) = keep {
+                            batch = arrow::compute::filter_record_batch(
+                                &batch,
+                                &arrow::array::BooleanArray::from(keep),
+                            )
+                            .expect("mask matches the batch");
+                        }
+                        if tracked {
+                            collect_ids(&batch, &mut new_ids);
+                        }
+                        if entity == Entity::Products {
+                            collect_product_lines(&batch, &mut new_product_lines);
+                        }
+                        // A stopped stager reports its error from finish().
+                        let _ = table.push(batch);
+                    }
+                    let _ = pool_tx.send(records);
+                }
+            }
+            reading.join().expect("the reader thread does not panic")
+        });
+        if let Some(e) = sink_error.take() {
+            return Err(e);
+        }
+        match read_result {
+            Ok(()) => {}
+            Err(FileError::Io { source, .. }) => return Err(WarehouseError::io(&path, source)),
+            Err(FileError::Rejected(r)) => return Err(WarehouseError::Export(r.to_string())),
+        }
+        reader.add_rejected(rejected_here);
+        if let Some(set) = known.set_mut(entity) {
+            set.extend(new_ids);
+        }
+        known.product_lines.extend(new_product_lines);
+        known
+            .rejected
+            .extend(rejected_ids.into_iter().map(|id| (entity, id)));
+        if let Some(mut r) = rejects.take() {
+            r.writer
+                .flush()
+                .map_err(|e| WarehouseError::io(&r.path, e))?;
+            report.rejects_dir = Some(load_dir.join("rejects"));
+        }
+        let dir = table.dir.clone();
+        let rows = table.finish()?;
+        outcome.rows_read = reader.rows_read();
+        outcome.rows_rejected = reader.rows_rejected();
+        outcome.rows_loaded = rows;
+        progress.file_finished(&file_name, outcome.rows_read, outcome.rows_rejected);
+        if entity.is_dimension() && first_load && rows == 0 && outcome.rows_rejected == 0 {
+            report.file_errors.push(Rejection {
+                file: file_name.clone(),
+                line: 1,
+                column_number: None,
+                column: None,
+                value: None,
+                reason: format!(
+                    "{file_name} has a header but no rows: a first load needs at least one {}",
+                    &entity.name()[..entity.name().len() - 1]
+                ),
+            });
+        }
+        staged.push((entity, dir, rows));
+        report.files.push(outcome);
+    }
+    Ok(())
+}
+
+/// The product lines of a batch of products.
+pub(super) fn collect_product_lines(batch: &RecordBatch, out: &mut Vec<String>) {
+    let index = Entity::Products
+        .column_index("product_line")
+        .expect("products have a product line");
+    let lines = batch.column(index).as_string::<i32>();
+    out.extend(lines.iter().flatten().map(str::to_string));
+}
+
+pub(super) fn collect_ids(batch: &RecordBatch, out: &mut Vec<String>) {
+    let ids = batch.column(0).as_string::<i32>();
+    out.reserve(ids.len());
+    for i in 0..ids.len() {
+        if ids.is_valid(i) {
+            out.push(ids.value(i).to_string());
+        }
+    }
+}
