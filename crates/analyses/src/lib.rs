@@ -10,6 +10,7 @@ pub mod benchmarks;
 pub mod campaigns;
 pub mod enablement;
 pub mod pareto;
+pub mod planned;
 pub mod potential;
 pub mod products;
 pub mod registrations;

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use prism_engine::{Filter, FilterOp, Query, Row};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{AnalysisError, Context, Money, Result, Table, Value, num, pct, text};
 
@@ -31,7 +31,7 @@ pub struct Segment {
     pub expected_additional_buyers: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Target {
     pub customer_id: String,
     pub customer_name: String,

@@ -9,6 +9,7 @@
 pub mod alerts;
 pub mod explore;
 pub mod pages;
+pub mod planned;
 pub mod questions;
 pub mod store;
 
@@ -369,6 +370,8 @@ pub enum Serves {
     /// The user's inbox, alerts and delivery log: `/alerts` (reading marks the inbox read)
     /// or `/api/alerts`.
     Alerts(AlertsRoute),
+    /// Campaigns planned from a target list: planning one, its page, JSON and files.
+    Planned(PlannedRoute),
     SignInPage,
     SignIn,
     SignOut,
@@ -412,6 +415,21 @@ pub enum AlertsRoute {
     Api,
     /// `POST /alerts/{id}/delete`: the owner's or an administrator's.
     Delete,
+}
+
+/// The routes of a campaign planned from a target list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlannedRoute {
+    /// `POST /my/potential/campaign`: plans one from Customer potential's target list.
+    Create,
+    /// `GET /campaigns/planned/{id}`: expected against actual.
+    Page,
+    /// `GET /api/campaigns/planned/{id}`: the same as JSON.
+    Api,
+    /// `GET /export/campaigns/planned/{id}`: the target list with the campaign's id, as CSV.
+    Targets,
+    /// `GET /export/campaigns/planned/{id}/campaign`: the campaign as a `campaigns.csv` row.
+    CampaignRow,
 }
 
 /// Every route: method, path and what it serves. The router is built from this list.
@@ -461,6 +479,23 @@ pub fn routes() -> Vec<(&'static str, String, Serves)> {
         "/alerts/{id}/delete".into(),
         Serves::Alerts(AlertsRoute::Delete),
     ));
+    for (method, path, route) in [
+        ("POST", "/my/potential/campaign", PlannedRoute::Create),
+        ("GET", "/campaigns/planned/{id}", PlannedRoute::Page),
+        ("GET", "/api/campaigns/planned/{id}", PlannedRoute::Api),
+        (
+            "GET",
+            "/export/campaigns/planned/{id}",
+            PlannedRoute::Targets,
+        ),
+        (
+            "GET",
+            "/export/campaigns/planned/{id}/campaign",
+            PlannedRoute::CampaignRow,
+        ),
+    ] {
+        r.push((method, path.into(), Serves::Planned(route)));
+    }
     r
 }
 
@@ -500,6 +535,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             Serves::Questions(route) => get(move |s, h, p, q| questions(s, h, p, q, route)),
             Serves::Alerts(AlertsRoute::Delete) => post(delete_alert),
             Serves::Alerts(route) => get(move |s, h| alerts_overview(s, h, route)),
+            Serves::Planned(PlannedRoute::Create) => post(plan_campaign),
+            Serves::Planned(route) => get(move |s, h, p| planned_campaign(s, h, p, route)),
         };
         debug_assert!(method == "GET" || method == "POST");
         router = router.route(&path, handler);
@@ -1041,6 +1078,86 @@ async fn alerts_overview(
         Ok(o) => axum::Json(o).into_response(),
         Err(e) => fail(e, Some(&user)),
     }
+}
+
+/// Plans a campaign from the target list the form names, then shows it.
+async fn plan_campaign(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<planned::PlanForm>,
+) -> Response {
+    let user = match form_user(&st, &headers, &form.csrf).await {
+        Ok(u) => u,
+        Err(page) => return page,
+    };
+    match planned::create(&st, &user, &form).await {
+        Ok(c) => Redirect::to(&format!("/campaigns/planned/{}", c.campaign_id)).into_response(),
+        Err(e) => e.page(Some(&user)),
+    }
+}
+
+/// A planned campaign: its page, its JSON, its target list or its row for the CRM.
+async fn planned_campaign(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    params: RawPathParams,
+    route: PlannedRoute,
+) -> Response {
+    let fail = |e: WebError, user: Option<&User>| match route {
+        PlannedRoute::Page => e.page(user),
+        PlannedRoute::Api => e.json(),
+        _ => e.text(),
+    };
+    let (user, csrf) = match signed_in(&st, &headers).await {
+        Ok(u) => u,
+        Err(e) => return fail(e, None),
+    };
+    let id = path_id(&params).unwrap_or_default();
+    let progress = match planned::progress(&st, &user, &id).await {
+        Ok(p) => p,
+        Err(e) => return fail(e, Some(&user)),
+    };
+    let (bytes, file) = match route {
+        PlannedRoute::Page => {
+            return Html(planned::render(&st.engine.model, &user, &csrf, &progress))
+                .into_response();
+        }
+        PlannedRoute::Api => return axum::Json(progress).into_response(),
+        PlannedRoute::CampaignRow => (
+            planned::campaign_csv(&progress.campaign),
+            format!("{}-campaign.csv", progress.campaign.campaign_id),
+        ),
+        _ => (
+            planned::targets_csv(&progress.campaign),
+            format!("{}-targets.csv", progress.campaign.campaign_id),
+        ),
+    };
+    let bytes = match bytes {
+        Ok(b) => b,
+        Err(e) => return e.text(),
+    };
+    let (name, detail) = (
+        user.name.clone(),
+        format!("/export/campaigns/planned/{id} ({file})"),
+    );
+    if let Err(e) = blocking(&st, move |st| {
+        Ok(st.store.audit(&name, "export", &detail)?)
+    })
+    .await
+    {
+        return e.text();
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
 }
 
 /// A table as CSV, every cell a spreadsheet would run as a formula neutralised.

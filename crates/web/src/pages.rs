@@ -248,6 +248,10 @@ pub struct Panel {
     /// Where the first cell of each row leads (a partner's page, a segment's targets).
     #[serde(skip)]
     pub links: Vec<Option<String>>,
+    /// A target list's product and segment, from which its partner's user may plan a campaign
+    /// (`POST /my/potential/campaign`); empty otherwise.
+    #[serde(skip)]
+    pub plan_fields: Vec<(String, String)>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -264,6 +268,7 @@ impl Panel {
             rows: Vec::new(),
             readable: Vec::new(),
             links: Vec::new(),
+            plan_fields: Vec::new(),
             note: None,
         }
     }
@@ -1263,11 +1268,18 @@ pub async fn build(
                     out.panels.push(p);
                     if let Some(segment) = given(&prompts.segment) {
                         let targets = potential.targets(&cx.analysis(), segment).await?;
-                        out.panels.push(Panel::from_table(
+                        let mut p = Panel::from_table(
                             "targets",
                             &format!("Target list: untapped customers in {segment}"),
                             &targets,
-                        ));
+                        );
+                        if !targets.customers.is_empty() {
+                            p.plan_fields = vec![
+                                ("product".into(), product.to_string()),
+                                ("segment".into(), segment.to_string()),
+                            ];
+                        }
+                        out.panels.push(p);
                     }
                 }
             }
@@ -1496,6 +1508,7 @@ pub struct PanelView {
     pub rows: Vec<Vec<CellView>>,
     pub export_href: String,
     pub note: String,
+    pub plan_fields: Vec<(String, String)>,
 }
 
 pub struct Choice {
@@ -1797,6 +1810,7 @@ pub async fn render(
                 String::new()
             },
             note: p.note.clone().unwrap_or_default(),
+            plan_fields: p.plan_fields.clone(),
         })
         .collect();
     let channel_page = !matches!(page_id, PageId::Admin | PageId::MyPotential);

@@ -14,7 +14,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 mod alerts;
+mod campaigns;
 pub use alerts::{Alert, Attachment, Delivery, InboxItem, NewAlert, News};
+pub use campaigns::PlannedCampaign;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -235,6 +237,7 @@ impl Store {
              CREATE INDEX IF NOT EXISTS api_tokens_by_user ON api_tokens (user_id);",
         )?;
         conn.execute_batch(alerts::SCHEMA)?;
+        conn.execute_batch(campaigns::SCHEMA)?;
         // Users of an earlier version have no e-mail address yet.
         let has_email = conn
             .prepare("SELECT 1 FROM pragma_table_info('users') WHERE name = 'email'")?

@@ -233,7 +233,8 @@ async fn every_route_for_every_role_shows_only_what_the_role_may_see() {
             | Serves::Questions(
                 prism_web::QuestionsRoute::List | prism_web::QuestionsRoute::Open,
             )
-            | Serves::Alerts(prism_web::AlertsRoute::Page) => assert_eq!(
+            | Serves::Alerts(prism_web::AlertsRoute::Page)
+            | Serves::Planned(prism_web::PlannedRoute::Page) => assert_eq!(
                 (r.status, r.location.as_str()),
                 (StatusCode::SEE_OTHER, "/"),
                 "{path}"
@@ -1516,4 +1517,179 @@ async fn the_program_pages_show_each_role_its_own_program() {
     let r = send(&state, get("/api/enablement?period=2024-Q1", &partner)).await;
     let json: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(tile(&json, 0), ("certified_people".into(), "0".into()));
+}
+
+/// The campaign loop: P-2's user plans a campaign from the target list of PR-1 in its only
+/// segment (C-2, Financial Services/Mid-Market, which bought PR-1 only directly, so it is
+/// untapped for P-2), takes its target list and its campaigns.csv row to the CRM, and a later
+/// load that brings the campaign, an order of PR-1 from P-2 to C-2 and an opportunity the CRM
+/// attributes to the campaign shows them on its page. Nobody whose audience misses P-2 sees it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partner_plans_a_campaign_from_a_target_list_and_sees_what_became_of_it() {
+    let (tmp, state) = app().await;
+    let partner = session_of(&state, "partner").await;
+    let page = send(
+        &state,
+        get(
+            "/my/potential?product=PR-1&segment=Financial%20Services%2FMid-Market",
+            &partner,
+        ),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Create campaign"), "{}", page.body);
+    let csrf = csrf_of(&state, &partner).await;
+    let r = send(
+        &state,
+        post_form(
+            "/my/potential/campaign",
+            &partner,
+            format!(
+                "csrf={csrf}&product=PR-1&segment=Financial+Services%2FMid-Market&name=Spring+push"
+            ),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let path = r.location.clone();
+    let id = path
+        .strip_prefix("/campaigns/planned/")
+        .unwrap()
+        .to_string();
+    assert!(id.starts_with("PRISM-"), "{id}");
+
+    let api = |cookie: String| {
+        let state = state.clone();
+        let id = id.clone();
+        async move {
+            let r = send(
+                &state,
+                get(&format!("/api/campaigns/planned/{id}"), &cookie),
+            )
+            .await;
+            (
+                r.status,
+                serde_json::from_str::<serde_json::Value>(&r.body).ok(),
+            )
+        }
+    };
+    let (status, json) = api(partner.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let json = json.unwrap();
+    assert_eq!(json["campaign"]["name"], "Spring push");
+    // P-2's newest order is the credit of 2024-03-05: results count from the day after.
+    assert_eq!(json["campaign"]["plan"]["since"], "2024-03-06");
+    assert_eq!(json["campaign"]["plan"]["targets"][0]["customer_id"], "C-2");
+    assert_eq!(
+        json["campaign"]["plan"]["targets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Fewer than 5 partners sold PR-1 in the segment: no adoption, no expected buyers.
+    assert!(json["campaign"]["plan"]["expected_buyers"].is_null());
+    assert_eq!(json["outcome"]["buyers"], 0);
+    assert_eq!(json["outcome"]["sourced_opportunities"], 0);
+
+    // The channel manager of P-1 and P-3 does not see it; the executive does.
+    let manager = session_of(&state, "manager").await;
+    for p in [
+        path.clone(),
+        format!("/api/campaigns/planned/{id}"),
+        format!("/export/campaigns/planned/{id}"),
+    ] {
+        let r = send(&state, get(&p, &manager)).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{p}");
+        assert!(
+            !r.body.contains("Spring push") && !r.body.contains("C-2"),
+            "{p}"
+        );
+    }
+    let exec = session_of(&state, "exec").await;
+    assert_eq!(api(exec).await.0, StatusCode::OK);
+
+    let targets = send(
+        &state,
+        get(&format!("/export/campaigns/planned/{id}"), &partner),
+    )
+    .await;
+    assert_eq!(
+        targets.body.lines().nth(1).unwrap(),
+        format!(
+            "{id},Spring push,C-2,\"Bank of Foo, Inc.\",Financial Services,Mid-Market,EMEA,Security"
+        )
+    );
+    let row = send(
+        &state,
+        get(
+            &format!("/export/campaigns/planned/{id}/campaign"),
+            &partner,
+        ),
+    )
+    .await;
+    let row = row.body.lines().nth(1).unwrap().to_string();
+    assert_eq!(
+        row,
+        format!("{id},Spring push,P-2,PR-1,Financial Services,Mid-Market,,2024-03-06,2024-06-04")
+    );
+
+    // The CRM's next export: the campaign (from its row), P-2's sale of PR-1 to C-2 on
+    // 2024-04-02, and two opportunities the campaign sourced: 800.00 won, 1500.00 open.
+    let export = tmp.path().join("later");
+    std::fs::create_dir_all(&export).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
+    for f in std::fs::read_dir(&fixture).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().is_some_and(|e| e == "csv") {
+            std::fs::copy(&f, export.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let append = |file: &str, line: &str| {
+        let path = export.join(file);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(line);
+        text.push('\n');
+        std::fs::write(&path, text).unwrap();
+    };
+    append("campaigns.csv", &row);
+    append("orders.csv", "O-9,1,C-2,PR-1,P-2,2024-04-02,2,300.00,,");
+    append(
+        "opportunities.csv",
+        &format!("OP-9,P-2,C-2,PR-1,Closed Won,800.00,100,2024-03-10,2024-04-01,no,{id}"),
+    );
+    append(
+        "opportunities.csv",
+        &format!("OP-10,P-2,C-2,PR-2,Proposal,1500.00,40,2024-03-12,2024-06-30,no,{id}"),
+    );
+    prism_warehouse::Warehouse::open(tmp.path().join("data"))
+        .unwrap()
+        .load(
+            &prism_warehouse::LoadOptions {
+                export_dir: export,
+                mode: prism_warehouse::LoadMode::Upsert,
+                quarantine: false,
+                rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds(),
+            },
+            &prism_warehouse::NoProgress,
+        )
+        .await
+        .unwrap();
+    let (status, json) = api(partner.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let json = json.unwrap();
+    assert_eq!(json["outcome"]["buyers"], 1);
+    assert_eq!(json["outcome"]["sourced_opportunities"], 2);
+    assert_eq!(json["outcome"]["sourced_pipeline"], "1500.00");
+    assert_eq!(json["outcome"]["sourced_won"], "800.00");
+    let page = send(&state, get(&path, &partner)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("Spring push") && page.body.contains("$800.00"),
+        "{}",
+        page.body
+    );
 }
