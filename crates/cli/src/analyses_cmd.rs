@@ -85,8 +85,13 @@ pub enum Analysis {
         #[arg(long, requires = "segment")]
         targets: bool,
         /// The file the target list is written to.
-        #[arg(long, requires = "targets")]
+        #[arg(long)]
         out: Option<PathBuf>,
+        /// Plans a campaign of this name from the segment's target list: kept with its own
+        /// campaign id, whose target list (with the id, for the CRM) is printed or written to
+        /// --out; its page in the web app shows expected against actual as loads bring results.
+        #[arg(long, requires = "segment", value_name = "NAME")]
+        create_campaign: Option<String>,
     },
     /// High-risk accounts: 3+ open P1/P2 requests, or average CSAT below 3 over the last 5 surveys.
     Risk {
@@ -258,10 +263,48 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
                 partner,
                 product,
                 segment,
+                out,
+                create_campaign: Some(name),
+                ..
+            } => {
+                let p = partner_of(partner, common, "potential")?;
+                let name = prism_analyses::planned::check_name(&name)?.to_string();
+                let segment = segment.expect("clap requires --segment");
+                let plan = prism_analyses::planned::plan(&cx, &p, &product, &segment).await?;
+                let state = prism_web::AppState::open(data, prism_model::Model::shipped(), false)?;
+                let campaign = state
+                    .store
+                    .add_planned_campaign(&name, "prism CLI", &plan)?;
+                state
+                    .store
+                    .audit("prism CLI", "plan-campaign", &campaign.campaign_id)?;
+                let csv = prism_web::planned::targets_csv(&campaign)?;
+                match out {
+                    Some(path) => std::fs::write(&path, csv)
+                        .with_context(|| format!("writing {}", path.display()))?,
+                    None => std::io::stdout().lock().write_all(&csv)?,
+                }
+                eprintln!(
+                    "planned campaign {} for {} untapped customers{}; its page: /campaigns/planned/{}",
+                    campaign.campaign_id,
+                    plan.targets.len(),
+                    plan.expected_buyers
+                        .map_or(String::new(), |e| format!(", {e:.1} buyers expected")),
+                    campaign.campaign_id
+                );
+                Ok(())
+            }
+            Analysis::Potential {
+                partner,
+                product,
+                segment,
                 targets,
                 out,
                 ..
             } => {
+                if out.is_some() && !targets {
+                    bail!("--out: the target list's file, with --targets or --create-campaign");
+                }
                 let p = partner_of(partner, common, "potential")?;
                 let potential = prism_analyses::potential::potential(&cx, &p, &product).await?;
                 match (segment, targets) {

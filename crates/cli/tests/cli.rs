@@ -435,3 +435,89 @@ fn alerts_are_set_up_tried_and_run_from_the_command_line() {
     let listed = String::from_utf8_lossy(&prism(&data, &["alerts", "list"]).stdout).to_string();
     assert!(!listed.contains("credits"), "{listed}");
 }
+
+/// `prism potential ... --create-campaign NAME` plans a campaign from the segment's target
+/// list: the list comes out with the new campaign's id on every row, for the CRM, and a second
+/// campaign gets an id of its own. A partner user may not plan one for another partner.
+#[test]
+fn a_campaign_is_planned_from_a_target_list_on_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
+    assert!(
+        prism(&data, &["load", fixture.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let plan = |name: &str| {
+        prism(
+            &data,
+            &[
+                "potential",
+                "--as-partner",
+                "P-2",
+                "--product",
+                "PR-1",
+                "--segment",
+                "Financial Services/Mid-Market",
+                "--create-campaign",
+                name,
+            ],
+        )
+    };
+    let out = plan("Spring push");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "campaign_id,campaign_name,customer_id,customer_name,industry,size_band,region,already_buys"
+    );
+    // C-2 bought PR-1 only directly: untapped for P-2, which sold it Security (PR-2).
+    assert_eq!(lines.len(), 2, "{stdout}");
+    let id = lines[1].split(',').next().unwrap().to_string();
+    assert!(id.starts_with("PRISM-") && id.len() == 14, "{id}");
+    assert_eq!(
+        lines[1],
+        format!(
+            "{id},Spring push,C-2,\"Bank of Foo, Inc.\",Financial Services,Mid-Market,EMEA,Security"
+        )
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("planned campaign {id} for 1 untapped customers"))
+    );
+    let again = plan("Autumn push");
+    let second = String::from_utf8_lossy(&again.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_ne!(second, id);
+
+    let out = prism(
+        &data,
+        &[
+            "potential",
+            "--as-partner",
+            "P-2",
+            "--partner",
+            "P-1",
+            "--product",
+            "PR-1",
+            "--segment",
+            "Healthcare/Enterprise",
+            "--create-campaign",
+            "Not mine",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+}
