@@ -125,6 +125,16 @@ for (const [name, own] of [['executive', null], ['manager', null], ['partner', '
       const csv = fs.readFileSync(await download.path(), 'utf8').trim().split('\n');
       check(csv[0] === 'customer_id,customer_name,industry,size_band,region,already_buys', `partner: target list header (${csv[0]})`);
       await page.screenshot({ path: path.join(artefacts, 'partner_potential_targets.png'), fullPage: true });
+      // Plan a campaign from the list: its page lists the same customers, none bought yet.
+      if (csv.length > 1) {
+        await page.fill('form.plan-campaign input[name=name]', 'Browser push');
+        await Promise.all([page.waitForNavigation(), page.click('form.plan-campaign button[type=submit]')]);
+        check(/\/campaigns\/planned\/PRISM-/.test(page.url()), `partner: the planned campaign's page (${page.url()})`);
+        const planned = await page.$$eval('#targets tbody tr', (rows) => rows.length);
+        check(planned === csv.length - 1, `partner: the campaign's targets ${planned} = the list's ${csv.length - 1}`);
+        check((await page.textContent('h1')) === 'Browser push', 'partner: the campaign is named');
+        await page.screenshot({ path: path.join(artefacts, 'partner_planned_campaign.png'), fullPage: true });
+      }
     } else {
       check(false, 'partner: a segment to open');
     }
