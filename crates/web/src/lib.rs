@@ -422,6 +422,10 @@ pub enum AlertsRoute {
 pub enum PlannedRoute {
     /// `POST /my/potential/campaign`: plans one from Customer potential's target list.
     Create,
+    /// `GET /campaigns/planned`: the planned campaigns the user may see.
+    List,
+    /// `GET /api/campaigns/planned`: the same as JSON.
+    ApiList,
     /// `GET /campaigns/planned/{id}`: expected against actual.
     Page,
     /// `GET /api/campaigns/planned/{id}`: the same as JSON.
@@ -481,6 +485,8 @@ pub fn routes() -> Vec<(&'static str, String, Serves)> {
     ));
     for (method, path, route) in [
         ("POST", "/my/potential/campaign", PlannedRoute::Create),
+        ("GET", "/campaigns/planned", PlannedRoute::List),
+        ("GET", "/api/campaigns/planned", PlannedRoute::ApiList),
         ("GET", "/campaigns/planned/{id}", PlannedRoute::Page),
         ("GET", "/api/campaigns/planned/{id}", PlannedRoute::Api),
         (
@@ -536,6 +542,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             Serves::Alerts(AlertsRoute::Delete) => post(delete_alert),
             Serves::Alerts(route) => get(move |s, h| alerts_overview(s, h, route)),
             Serves::Planned(PlannedRoute::Create) => post(plan_campaign),
+            Serves::Planned(route @ (PlannedRoute::List | PlannedRoute::ApiList)) => {
+                get(move |s, h| planned_campaigns(s, h, route))
+            }
             Serves::Planned(route) => get(move |s, h, p| planned_campaign(s, h, p, route)),
         };
         debug_assert!(method == "GET" || method == "POST");
@@ -1093,6 +1102,25 @@ async fn plan_campaign(
     match planned::create(&st, &user, &form).await {
         Ok(c) => Redirect::to(&format!("/campaigns/planned/{}", c.campaign_id)).into_response(),
         Err(e) => e.page(Some(&user)),
+    }
+}
+
+/// The planned campaigns the user may see, as a page or JSON.
+async fn planned_campaigns(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    route: PlannedRoute,
+) -> Response {
+    let page = route == PlannedRoute::List;
+    let fail = |e: WebError, user: Option<&User>| if page { e.page(user) } else { e.json() };
+    let (user, csrf) = match signed_in(&st, &headers).await {
+        Ok(u) => u,
+        Err(e) => return fail(e, None),
+    };
+    match planned::visible(&st, &user).await {
+        Ok(c) if page => Html(planned::render_list(&user, &csrf, &c)).into_response(),
+        Ok(c) => axum::Json(c).into_response(),
+        Err(e) => fail(e, Some(&user)),
     }
 }
 

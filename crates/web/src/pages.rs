@@ -167,6 +167,13 @@ pub fn nav(user: Option<&User>) -> Vec<(String, String)> {
     {
         links.insert(1, (format!("/partners/{own}"), "My partner".into()));
     }
+    // Campaigns planned from target lists, beside the funds and campaigns they become.
+    if let Some(i) = links.iter().position(|(href, _)| href == "/campaigns") {
+        links.insert(
+            i + 1,
+            ("/campaigns/planned".into(), "Planned campaigns".into()),
+        );
+    }
     // Every role asks its own questions, in its own audience.
     let at = links.len() - usize::from(user.role == Role::Admin);
     links.insert(at, ("/explore".into(), "Explore".into()));

@@ -88,6 +88,47 @@ pub async fn progress(
     Ok(Progress { campaign, outcome })
 }
 
+/// The planned campaigns the user may see: those of partners its audience reaches.
+pub async fn visible(st: &Arc<AppState>, user: &User) -> Result<Vec<PlannedCampaign>, WebError> {
+    let audience = user.audience()?;
+    let all = blocking(st, |st| Ok(st.store.planned_campaigns()?)).await?;
+    Ok(all
+        .into_iter()
+        .filter(|c| audience.narrow_to(&c.plan.partner_id).is_ok())
+        .collect())
+}
+
+#[derive(Template)]
+#[template(path = "planned_list.html")]
+struct PlannedList<'a> {
+    user_name: String,
+    role: String,
+    csrf: String,
+    nav: Vec<(String, String)>,
+    campaigns: &'a [PlannedCampaign],
+}
+
+impl PlannedList<'_> {
+    fn expected(&self, c: &PlannedCampaign) -> String {
+        c.plan
+            .expected_buyers
+            .map_or("—".into(), |e| format!("{e:.1}"))
+    }
+}
+
+/// Renders the list of planned campaigns.
+pub fn render_list(user: &User, csrf: &str, campaigns: &[PlannedCampaign]) -> String {
+    PlannedList {
+        user_name: user.name.clone(),
+        role: user.role.name().into(),
+        csrf: csrf.into(),
+        nav: pages::nav(Some(user)),
+        campaigns,
+    }
+    .render()
+    .unwrap_or_else(|e| format!("template: {e}"))
+}
+
 /// The target list as the CRM takes it: each customer with the campaign's id and name.
 pub fn targets_csv(campaign: &PlannedCampaign) -> Result<Vec<u8>, WebError> {
     let header = [

@@ -234,11 +234,13 @@ async fn every_route_for_every_role_shows_only_what_the_role_may_see() {
                 prism_web::QuestionsRoute::List | prism_web::QuestionsRoute::Open,
             )
             | Serves::Alerts(prism_web::AlertsRoute::Page)
-            | Serves::Planned(prism_web::PlannedRoute::Page) => assert_eq!(
-                (r.status, r.location.as_str()),
-                (StatusCode::SEE_OTHER, "/"),
-                "{path}"
-            ),
+            | Serves::Planned(prism_web::PlannedRoute::Page | prism_web::PlannedRoute::List) => {
+                assert_eq!(
+                    (r.status, r.location.as_str()),
+                    (StatusCode::SEE_OTHER, "/"),
+                    "{path}"
+                )
+            }
             _ => assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}"),
         }
         for secret in others(&[]) {
@@ -1607,7 +1609,15 @@ async fn a_partner_plans_a_campaign_from_a_target_list_and_sees_what_became_of_i
         );
     }
     let exec = session_of(&state, "exec").await;
-    assert_eq!(api(exec).await.0, StatusCode::OK);
+    assert_eq!(api(exec.clone()).await.0, StatusCode::OK);
+    // The lists: the partner's and the executive's name it, the other manager's does not.
+    for (cookie, listed) in [(&partner, true), (&exec, true), (&manager, false)] {
+        let r = send(&state, get("/campaigns/planned", cookie)).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body.contains(&id), listed, "{}", r.body);
+        let r = send(&state, get("/api/campaigns/planned", cookie)).await;
+        assert_eq!(r.body.contains(&id), listed, "{}", r.body);
+    }
 
     let targets = send(
         &state,

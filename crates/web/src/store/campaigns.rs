@@ -56,6 +56,22 @@ impl Store {
         })
     }
 
+    /// Every planned campaign, the newest first: the caller keeps those its user may see.
+    pub fn planned_campaigns(&self) -> Result<Vec<PlannedCampaign>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT campaign_id FROM planned_campaigns ORDER BY created_at DESC, campaign_id",
+        )?;
+        let ids: Vec<String> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        drop(stmt);
+        drop(conn);
+        ids.iter()
+            .filter_map(|id| self.planned_campaign(id).transpose())
+            .collect()
+    }
+
     /// A planned campaign by its id.
     pub fn planned_campaign(&self, campaign_id: &str) -> Result<Option<PlannedCampaign>> {
         self.conn()
