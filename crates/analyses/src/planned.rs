@@ -5,7 +5,7 @@
 //! their pipeline and won amount.
 
 use chrono::NaiveDate;
-use prism_engine::{Filter, FilterOp, Order, Period, Query};
+use prism_engine::{Filter, FilterOp, Period, Query};
 use serde::{Deserialize, Serialize};
 
 use crate::potential::{Target, potential};
@@ -36,7 +36,10 @@ pub async fn plan(cx: &Context<'_>, partner: &str, product: &str, segment: &str)
         .iter()
         .find(|s| format!("{}/{}", s.industry, s.size_band) == segment.trim())
         .and_then(|s| s.expected_additional_buyers);
-    let newest = newest_order_day(cx, partner).await?;
+    let newest = cx
+        .engine
+        .newest_day(cx.session, "units_sold", &cx.audience.narrow_to(partner)?)
+        .await?;
     Ok(Plan {
         partner_id: partner.to_string(),
         product_id: product.to_string(),
@@ -47,27 +50,6 @@ pub async fn plan(cx: &Context<'_>, partner: &str, product: &str, segment: &str)
             .and_then(|d| d.succ_opt())
             .unwrap_or(NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date")),
     })
-}
-
-/// The newest day with an order line of the partner's.
-async fn newest_order_day(cx: &Context<'_>, partner: &str) -> Result<Option<NaiveDate>> {
-    let q = Query {
-        metrics: vec!["units_sold".into()],
-        by: vec!["time.day".into()],
-        order: vec![Order {
-            column: "time.day".into(),
-            descending: true,
-        }],
-        limit: Some(1),
-        ..Query::default()
-    };
-    let r = cx
-        .engine
-        .run(cx.session, &q, &cx.audience.narrow_to(partner)?)
-        .await?;
-    Ok(r.rows()
-        .first()
-        .and_then(|r| NaiveDate::parse_from_str(r.text("time.day")?, "%Y-%m-%d").ok()))
 }
 
 /// What became of a planned campaign so far.

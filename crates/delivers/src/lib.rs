@@ -21,7 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use prism_analyses::{AnalysisError, Context};
 use prism_engine::api::{API_VERSION, QueryRequest};
-use prism_engine::{Audience, Engine, EngineError, Order, Period, Query, Session};
+use prism_engine::{Audience, Engine, EngineError, Period, Session};
 use prism_web::AppState;
 use prism_web::store::{Alert, Attachment, NewAlert, News, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -422,7 +422,9 @@ pub async fn evaluate(
         Watch::List { analysis, period } => {
             let period = match period {
                 Some(p) => {
-                    let newest = newest_day(engine, session, audience, "closed_revenue").await?;
+                    let newest = engine
+                        .newest_day(session, "closed_revenue", audience)
+                        .await?;
                     resolve_period(p, newest)?
                 }
                 None => None,
@@ -490,7 +492,7 @@ async fn ask(
         .clone()
         .filter(|p| RELATIVE_PERIODS.contains(&p.as_str()));
     if let Some(p) = relative {
-        let newest = newest_day(engine, session, audience, metric).await?;
+        let newest = engine.newest_day(session, metric, audience).await?;
         question.period = resolve_period(&p, newest)?.map(|p| format!("{}..{}", p.from, p.to));
     }
     question.api_version = API_VERSION;
@@ -535,36 +537,6 @@ fn found(
             .map(|c| (c.name.clone(), row.get(&c.name).exact()))
             .collect(),
     }
-}
-
-/// The newest day with a row of the metric's fact in the audience.
-async fn newest_day(
-    engine: &Engine,
-    session: &Session,
-    audience: &Audience,
-    metric: &str,
-) -> Result<Option<NaiveDate>> {
-    let base = metric.split(':').next().unwrap_or(metric).to_string();
-    let result = engine
-        .run(
-            session,
-            &Query {
-                metrics: vec![base],
-                by: vec!["time.day".into()],
-                order: vec![Order {
-                    column: "time.day".into(),
-                    descending: true,
-                }],
-                limit: Some(1),
-                ..Query::default()
-            },
-            audience,
-        )
-        .await?;
-    Ok(result
-        .rows()
-        .first()
-        .and_then(|r| NaiveDate::parse_from_str(r.text("time.day")?, "%Y-%m-%d").ok()))
 }
 
 /// An alert as a user asks for it, before it is kept.
@@ -756,6 +728,7 @@ impl Delivers {
                             payload: &payload,
                             files: &finding.files,
                             every_time: report,
+                            due_at: now.timestamp(),
                         }),
                     )?;
                     pass.queued += usize::from(queued);

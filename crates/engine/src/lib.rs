@@ -1369,6 +1369,32 @@ impl Engine {
         .await
     }
 
+    /// The newest day with a row of the metric's fact (a derived form's base metric) in the
+    /// audience; none when it has no row.
+    pub async fn newest_day(
+        &self,
+        session: &SessionContext,
+        metric: &str,
+        audience: &Audience,
+    ) -> Result<Option<NaiveDate>, EngineError> {
+        let base = metric.split(':').next().unwrap_or(metric).to_string();
+        let query = Query {
+            metrics: vec![base],
+            by: vec!["time.day".into()],
+            order: vec![Order {
+                column: "time.day".into(),
+                descending: true,
+            }],
+            limit: Some(1),
+            ..Query::default()
+        };
+        let result = self.run(session, &query, audience).await?;
+        Ok(result
+            .rows()
+            .first()
+            .and_then(|r| NaiveDate::parse_from_str(r.text("time.day")?, "%Y-%m-%d").ok()))
+    }
+
     /// Compiles and runs a query over a session holding the warehouse's tables.
     pub async fn run(
         &self,

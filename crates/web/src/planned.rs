@@ -32,6 +32,21 @@ pub struct Progress {
     pub outcome: Outcome,
 }
 
+/// A campaign's analyses run over all loaded data: its plan is the potential as it stands, its
+/// results whatever came since.
+fn all_time<'a>(
+    st: &'a AppState,
+    session: &'a prism_engine::Session,
+    audience: prism_engine::Audience,
+) -> prism_analyses::Context<'a> {
+    prism_analyses::Context {
+        engine: &st.engine,
+        session,
+        audience,
+        period: None,
+    }
+}
+
 /// Plans a campaign for the user's own partner from the target list of a product's segment.
 pub async fn create(
     st: &Arc<AppState>,
@@ -48,12 +63,7 @@ pub async fn create(
         .map_err(|e| WebError::BadRequest(e.to_string()))?
         .to_string();
     let (_, session) = st.session().await?;
-    let cx = prism_analyses::Context {
-        engine: &st.engine,
-        session: &session,
-        audience,
-        period: None,
-    };
+    let cx = all_time(st, &session, audience);
     let plan = planned::plan(&cx, &partner, form.product.trim(), &form.segment).await?;
     let who = user.name.clone();
     blocking(st, move |st| {
@@ -78,12 +88,7 @@ pub async fn progress(
         return Err(WebError::NotFound(format!("no campaign {campaign_id}")));
     };
     let (_, session) = st.session().await?;
-    let cx = prism_analyses::Context {
-        engine: &st.engine,
-        session: &session,
-        audience,
-        period: None,
-    };
+    let cx = all_time(st, &session, audience);
     let outcome = planned::outcome(&cx, &campaign.campaign_id, &campaign.plan).await?;
     Ok(Progress { campaign, outcome })
 }

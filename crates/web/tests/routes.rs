@@ -77,6 +77,7 @@ async fn app() -> (tempfile::TempDir, Arc<AppState>) {
                 payload: news,
                 files: &[],
                 every_time: false,
+                due_at: 0,
             }),
         )
         .unwrap();

@@ -113,6 +113,9 @@ pub struct News<'a> {
     /// A report's news: queued at every evaluation (each under its own key), not only when
     /// the condition starts to hold.
     pub every_time: bool,
+    /// When it is first due for delivery: the time of the evaluation that found it, by the
+    /// scheduler's clock, so that the same pass sends it whatever second the clock shows now.
+    pub due_at: i64,
 }
 
 const ALERT_COLUMNS: &str = "a.id, u.name, a.name, a.definition, a.schedule, a.time_zone, a.channel, a.secret, a.created_at, a.firing, a.evaluated_version, a.evaluated_at, a.outcome, a.next_due_at";
@@ -332,7 +335,7 @@ impl Store {
         {
             queued = tx.execute(
                 "INSERT OR IGNORE INTO deliveries (alert_id, news_key, channel, subject, body, payload, status, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
-                params![alert_id, news.key, channel, news.subject, news.body, news.payload, now()],
+                params![alert_id, news.key, channel, news.subject, news.body, news.payload, news.due_at],
             )? > 0;
             if queued {
                 let delivery = tx.last_insert_rowid();
