@@ -85,6 +85,17 @@ pub fn check_model(model: &Model) -> Result<(), ModelError> {
                 continue;
             };
             column(&looked_up, &l.key, None, &owner, "key ", &mut problems);
+            // A partner's fact looks up its own partner's rows only: the table must say whose
+            // each row is.
+            if l.same_partner && looked_up.field_with_name("partner_id").is_err() {
+                problems.push(ModelProblem {
+                    line: None,
+                    message: format!(
+                        "{owner}: `{}` has no partner_id, so a partner's row could look up another partner's; look up a table with partner_id",
+                        l.table
+                    ),
+                });
+            }
             match looked_up.field_with_name(&l.column) {
                 Ok(c) => fields.push(arrow::datatypes::Field::new(
                     &l.name,

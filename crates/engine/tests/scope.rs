@@ -181,3 +181,72 @@ async fn a_benchmark_is_an_aggregate_over_at_least_five_partners_and_never_one_p
         "{by_partner:?}"
     );
 }
+
+/// A partner's fact looks up only its own partner's rows, or the brand owner's: P-2's approved
+/// registration that names P-1's won opportunity does not count as won — not for P-2's user,
+/// nor for anyone — while P-1's registration of the brand owner's direct deal (DR-6, OP-2)
+/// still does. Without the rule, P-2's user would read P-1's deal outcome from its own win rate.
+#[tokio::test]
+async fn a_lookup_never_reads_another_partners_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let export = tmp.path().join("export");
+    std::fs::create_dir_all(&export).unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
+    for f in std::fs::read_dir(&fixture).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().is_some_and(|e| e == "csv") {
+            std::fs::copy(&f, export.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let append = |file: &str, line: &str| {
+        let path = export.join(file);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(line);
+        text.push('\n');
+        std::fs::write(&path, text).unwrap();
+    };
+    append(
+        "opportunities.csv",
+        "OP-11,P-1,C-1,PR-1,Closed Won,9000,100,2024-01-10,2024-02-20,yes,",
+    );
+    append(
+        "deal_registrations.csv",
+        "DR-7,P-2,C-1,PR-1,9000,2024-01-11,2024-01-12,Approved,OP-11",
+    );
+    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
+    wh.load(
+        &LoadOptions {
+            export_dir: export,
+            mode: LoadMode::Upsert,
+            quarantine: false,
+            rollups: Engine::new(Model::shipped()).rollup_builds(),
+        },
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    let engine = Engine::new(Model::shipped());
+    let q = Query {
+        metrics: vec![
+            "registrations_converted".into(),
+            "registrations_won".into(),
+            "registration_win_rate".into(),
+        ],
+        by: vec!["partner.partner_id".into()],
+        ..Query::default()
+    };
+    // By hand. P-2: DR-2 (OP-3, its own, Closed Lost) and DR-7 (OP-11, P-1's): both converted,
+    // neither won, one closed (OP-3) → 0 %. P-1: DR-1 (OP-1, its own, Proposal) and DR-6
+    // (OP-2, direct, Closed Won): both converted, one won, one closed → 100 %.
+    assert_eq!(
+        answer(&wh, &engine, &q, &Audience::partner("P-2").unwrap()).await,
+        [["P-2", "2", "0", "0.0"]]
+    );
+    assert_eq!(
+        answer(&wh, &engine, &q, &Audience::everyone()).await,
+        [["P-1", "2", "1", "100.0"], ["P-2", "2", "0", "0.0"]]
+    );
+}

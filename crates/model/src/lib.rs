@@ -180,6 +180,11 @@ pub struct Lookup {
     pub key: String,
     /// The column of the table looked up.
     pub column: String,
+    /// The fact is a partner's (it reaches the partner dimension): a row looks up only a row
+    /// of its own partner, or one of no partner (the brand owner's own), never another
+    /// partner's — a partner's registration that names another partner's opportunity must not
+    /// tell its user that opportunity's stage.
+    pub same_partner: bool,
 }
 
 impl Fact {
@@ -208,6 +213,11 @@ impl Fact {
                 table = l.table,
                 key = l.key
             ));
+            if l.same_partner {
+                joins.push_str(&format!(
+                    " AND (l{i}.partner_id IS NULL OR l{i}.partner_id = t.partner_id)"
+                ));
+            }
         }
         format!(
             "(SELECT {} FROM {} t{joins})",
@@ -550,6 +560,7 @@ impl Model {
                     )
                 })
                 .collect();
+            let partners_fact = f.reaches.iter().any(|d| d == "partner");
             facts.insert(
                 name.clone(),
                 Fact {
@@ -571,6 +582,7 @@ impl Model {
                                     table: l.table,
                                     key: l.key,
                                     column: l.column,
+                                    same_partner: partners_fact,
                                 },
                             )
                         })
