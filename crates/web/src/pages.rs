@@ -1102,7 +1102,7 @@ pub async fn build(
                 at("partner.region"),
                 at("partner.status")
             )];
-            let (kpi, trend, products, customers) = tokio::try_join!(
+            let (kpi, program, trend, products, customers) = tokio::try_join!(
                 cx.tiles(
                     "kpi",
                     "Key figures",
@@ -1113,6 +1113,20 @@ pub async fn build(
                         "csat_avg",
                         "avg_first_response_hours",
                         "sla_met_pct"
+                    ]
+                ),
+                // Its side of the partner program: registrations, funds, enablement.
+                cx.tiles(
+                    "program",
+                    "Partner program",
+                    &[
+                        "registrations",
+                        "registration_approval_rate",
+                        "registration_win_rate",
+                        "mdf_paid",
+                        "mdf_roi",
+                        "certified_people",
+                        "expiring_certifications"
                     ]
                 ),
                 cx.chart(
@@ -1143,6 +1157,7 @@ pub async fn build(
             )?;
             out.panels.extend([
                 kpi,
+                program,
                 trend,
                 Panel::from_table("products", "Products", &products),
                 customers,

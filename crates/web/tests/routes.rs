@@ -315,6 +315,27 @@ async fn every_route_for_every_role_shows_only_what_the_role_may_see() {
     // Its partner page holds its figures: P-2's credit of -49.75.
     let r = send(&state, get("/api/partners/P-2", &partner)).await;
     assert!(r.body.contains("-49.75"), "{}", r.body);
+    // And its side of the program, by hand from fixtures/tiny: DR-2 approved, DR-3 rejected
+    // (2 registrations, 50 % approved); DR-2's opportunity OP-3 lost (0 % won of 1 closed).
+    let json: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let program = json["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "program")
+        .expect("a partner program panel");
+    let tile = |m: &str| {
+        program["tiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["metric"] == m)
+            .map(|t| t["value"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(tile("registrations"), "2");
+    assert_eq!(tile("registration_approval_rate"), "50.0");
+    assert_eq!(tile("registration_win_rate"), "0.0");
 
     // The executive sees the channel, direct sales included, and not the admin page.
     let exec = session_of(&state, "exec").await;
