@@ -9,7 +9,7 @@ use prism_engine::{Filter, FilterOp, Period, Query};
 use serde::{Deserialize, Serialize};
 
 use crate::potential::{Target, potential};
-use crate::{AnalysisError, Context, Money, Result};
+use crate::{Context, Money, Result};
 
 /// What a campaign is planned from, as its maker saw it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -30,12 +30,8 @@ pub struct Plan {
 /// Plans a campaign for a partner's product in a segment of its customer potential.
 pub async fn plan(cx: &Context<'_>, partner: &str, product: &str, segment: &str) -> Result<Plan> {
     let potential = potential(cx, partner, product).await?;
+    let chosen = potential.segment(segment)?;
     let list = potential.targets(cx, segment).await?;
-    let expected_buyers = potential
-        .segments
-        .iter()
-        .find(|s| format!("{}/{}", s.industry, s.size_band) == segment.trim())
-        .and_then(|s| s.expected_additional_buyers);
     let newest = cx
         .engine
         .newest_day(cx.session, "units_sold", &cx.audience.narrow_to(partner)?)
@@ -43,9 +39,9 @@ pub async fn plan(cx: &Context<'_>, partner: &str, product: &str, segment: &str)
     Ok(Plan {
         partner_id: partner.to_string(),
         product_id: product.to_string(),
-        segment: segment.trim().to_string(),
+        segment: format!("{}/{}", chosen.industry, chosen.size_band),
         targets: list.customers,
-        expected_buyers,
+        expected_buyers: chosen.expected_additional_buyers,
         since: newest
             .and_then(|d| d.succ_opt())
             .unwrap_or(NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date")),
@@ -114,15 +110,4 @@ pub async fn outcome(cx: &Context<'_>, campaign_id: &str, plan: &Plan) -> Result
         sourced_pipeline: sourced.money("campaign_sourced_pipeline"),
         sourced_won: sourced.money("campaign_sourced_won"),
     })
-}
-
-/// Refuses a campaign name a CRM could not take: empty, or longer than 200 bytes.
-pub fn check_name(name: &str) -> Result<&str> {
-    let name = name.trim();
-    if name.is_empty() || name.len() > 200 {
-        return Err(AnalysisError::Invalid(
-            "a campaign needs a name of 1 to 200 characters".into(),
-        ));
-    }
-    Ok(name)
 }

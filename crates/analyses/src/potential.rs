@@ -269,31 +269,38 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
 }
 
 impl Potential {
-    /// The untapped customers of `INDUSTRY/SIZE`, for a campaign, each with the product lines
-    /// it already buys from the partner (asked here, for this list's customers only: the
-    /// segments do not need them).
-    pub async fn targets(&self, cx: &Context<'_>, segment: &str) -> Result<TargetList> {
+    /// The segment `INDUSTRY/SIZE` names, or why it names none of the partner's.
+    pub fn segment(&self, segment: &str) -> Result<&Segment> {
         let (industry, size) = segment.split_once('/').ok_or_else(|| {
             AnalysisError::Invalid(format!(
                 "--segment {segment:?}: expected INDUSTRY/SIZE_BAND, e.g. Healthcare/Enterprise"
             ))
         })?;
-        let key = (industry.trim().to_string(), size.trim().to_string());
-        if !self.segments.iter().any(|s| {
-            (s.industry.as_str(), s.size_band.as_str()) == (key.0.as_str(), key.1.as_str())
-        }) {
-            let known: Vec<String> = self
-                .segments
-                .iter()
-                .map(|s| format!("{}/{}", s.industry, s.size_band))
-                .collect();
-            return Err(AnalysisError::Invalid(format!(
-                "--segment {segment}: partner {} has no customers in it; its segments are {}{}",
-                self.partner_id,
-                known.join(", "),
-                prism_model::did_you_mean(segment, known.iter().map(String::as_str))
-            )));
-        }
+        let (industry, size) = (industry.trim(), size.trim());
+        self.segments
+            .iter()
+            .find(|s| (s.industry.as_str(), s.size_band.as_str()) == (industry, size))
+            .ok_or_else(|| {
+                let known: Vec<String> = self
+                    .segments
+                    .iter()
+                    .map(|s| format!("{}/{}", s.industry, s.size_band))
+                    .collect();
+                AnalysisError::Invalid(format!(
+                    "--segment {segment}: partner {} has no customers in it; its segments are {}{}",
+                    self.partner_id,
+                    known.join(", "),
+                    prism_model::did_you_mean(segment, known.iter().map(String::as_str))
+                ))
+            })
+    }
+
+    /// The untapped customers of `INDUSTRY/SIZE`, for a campaign, each with the product lines
+    /// it already buys from the partner (asked here, for this list's customers only: the
+    /// segments do not need them).
+    pub async fn targets(&self, cx: &Context<'_>, segment: &str) -> Result<TargetList> {
+        let key = self.segment(segment)?;
+        let key = (key.industry.clone(), key.size_band.clone());
         let mut customers = self.untapped.get(&key).cloned().unwrap_or_default();
         if customers.is_empty() {
             return Ok(TargetList { customers });

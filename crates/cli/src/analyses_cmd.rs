@@ -268,7 +268,7 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
                 ..
             } => {
                 let p = partner_of(partner, common, "potential")?;
-                let name = prism_analyses::planned::check_name(&name)?.to_string();
+                let name = prism_web::store::campaign_name(&name)?.to_string();
                 let segment = segment.expect("clap requires --segment");
                 let plan = prism_analyses::planned::plan(&cx, &p, &product, &segment).await?;
                 let state = prism_web::AppState::open(data, prism_model::Model::shipped(), false)?;

@@ -59,9 +59,7 @@ pub async fn create(
             "campaigns are planned by the partner's own users, from Customer potential".into(),
         ));
     };
-    let name = planned::check_name(&form.name)
-        .map_err(|e| WebError::BadRequest(e.to_string()))?
-        .to_string();
+    let name = crate::store::campaign_name(&form.name)?.to_string();
     let (_, session) = st.session().await?;
     let cx = all_time(st, &session, audience);
     let plan = planned::plan(&cx, &partner, form.product.trim(), &form.segment).await?;

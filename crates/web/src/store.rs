@@ -16,7 +16,7 @@ use serde::Serialize;
 mod alerts;
 mod campaigns;
 pub use alerts::{Alert, Attachment, Delivery, InboxItem, NewAlert, News};
-pub use campaigns::PlannedCampaign;
+pub use campaigns::{PlannedCampaign, campaign_name};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -24,6 +24,34 @@ pub struct PlannedCampaign {
     pub plan: Plan,
 }
 
+const COLUMNS: &str = "campaign_id, name, planned_by, created_at, plan";
+
+/// A row of `planned_campaigns` (`COLUMNS`), its plan read back.
+fn campaign_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PlannedCampaign> {
+    let plan: String = r.get(4)?;
+    Ok(PlannedCampaign {
+        campaign_id: r.get(0)?,
+        name: r.get(1)?,
+        planned_by: r.get(2)?,
+        created_at: r.get(3)?,
+        plan: serde_json::from_str(&plan).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+    })
+}
+
+/// A campaign's name as it is kept, or why it cannot be: 1 to `MAX_NAME_BYTES` bytes once
+/// trimmed. Asked before a campaign is planned, so that a bad name costs no query.
+pub fn campaign_name(name: &str) -> Result<&str> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(StoreError::Invalid(format!(
+            "a campaign needs a name of 1 to {MAX_NAME_BYTES} bytes"
+        )));
+    }
+    Ok(name)
+}
+
 impl Store {
     /// Keeps a planned campaign under a new id (`PRISM-` and eight hexadecimal digits) and
     /// returns it.
@@ -33,12 +61,7 @@ impl Store {
         planned_by: &str,
         plan: &Plan,
     ) -> Result<PlannedCampaign> {
-        let name = name.trim();
-        if name.is_empty() || name.len() > MAX_NAME_BYTES {
-            return Err(StoreError::Invalid(format!(
-                "a campaign needs a name of 1 to {MAX_NAME_BYTES} bytes"
-            )));
-        }
+        let name = campaign_name(name)?;
         let text = serde_json::to_string(plan)
             .map_err(|e| StoreError::Invalid(format!("the plan: {e}")))?;
         let campaign_id = format!("PRISM-{}", super::random_token()[..8].to_ascii_uppercase());
@@ -59,47 +82,24 @@ impl Store {
     /// Every planned campaign, the newest first: the caller keeps those its user may see.
     pub fn planned_campaigns(&self) -> Result<Vec<PlannedCampaign>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT campaign_id FROM planned_campaigns ORDER BY created_at DESC, campaign_id",
-        )?;
-        let ids: Vec<String> = stmt
-            .query_map([], |r| r.get(0))?
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM planned_campaigns ORDER BY created_at DESC, campaign_id"
+        ))?;
+        let rows = stmt
+            .query_map([], campaign_row)?
             .collect::<rusqlite::Result<_>>()?;
-        drop(stmt);
-        drop(conn);
-        ids.iter()
-            .filter_map(|id| self.planned_campaign(id).transpose())
-            .collect()
+        Ok(rows)
     }
 
     /// A planned campaign by its id.
     pub fn planned_campaign(&self, campaign_id: &str) -> Result<Option<PlannedCampaign>> {
-        self.conn()
+        Ok(self
+            .conn()
             .query_row(
-                "SELECT campaign_id, name, planned_by, created_at, plan FROM planned_campaigns WHERE campaign_id = ?1",
+                &format!("SELECT {COLUMNS} FROM planned_campaigns WHERE campaign_id = ?1"),
                 [campaign_id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, String>(4)?,
-                    ))
-                },
+                campaign_row,
             )
-            .optional()?
-            .map(|(campaign_id, name, planned_by, created_at, plan)| {
-                Ok(PlannedCampaign {
-                    campaign_id,
-                    name,
-                    planned_by,
-                    created_at,
-                    plan: serde_json::from_str(&plan).map_err(|e| {
-                        StoreError::Invalid(format!("the plan of a campaign: {e}"))
-                    })?,
-                })
-            })
-            .transpose()
+            .optional()?)
     }
 }
