@@ -308,14 +308,20 @@ fn pivot(
         cells.insert((key, column), r.get(metric).exact());
     }
     columns.sort();
-    let total_of = |totals: &QueryResult, dimension: &str, key: &str| {
+    // Each total by its member, read once.
+    let totals_by = |totals: &QueryResult, dimension: &str| -> BTreeMap<String, String> {
         totals
             .rows()
             .iter()
-            .find(|r| r.get(dimension).exact() == key)
-            .map(|r| r.get(metric).exact())
-            .unwrap_or_default()
+            .map(|r| (r.get(dimension).exact(), r.get(metric).exact()))
+            .collect()
     };
+    let (row_totals, column_totals) = (
+        totals_by(by_row, row_dimension),
+        totals_by(by_column, column_dimension),
+    );
+    let total_of =
+        |totals: &BTreeMap<String, String>, key: &str| totals.get(key).cloned().unwrap_or_default();
     let rows = row_keys
         .iter()
         .map(|k| {
@@ -328,12 +334,12 @@ fn pivot(
                         .unwrap_or_default()
                 })
                 .collect();
-            (k.clone(), values, total_of(by_row, row_dimension, k))
+            (k.clone(), values, total_of(&row_totals, k))
         })
         .collect();
     let totals = columns
         .iter()
-        .map(|c| total_of(by_column, column_dimension, c))
+        .map(|c| total_of(&column_totals, c))
         .collect();
     Pivot {
         metric: metric.to_string(),
@@ -370,14 +376,16 @@ fn chart(kind: ChartKind, result: &QueryResult, dimensions: usize) -> Option<Cha
         let (first, second, metric) = (names[0], names[1], names[2]);
         let mut categories: Vec<String> = Vec::new();
         let mut series_names: Vec<String> = Vec::new();
+        let mut values: BTreeMap<(String, String), Option<f64>> = BTreeMap::new();
         for r in &rows {
             let (c, n) = (r.get(first).exact(), r.get(second).exact());
             if !categories.contains(&c) {
-                categories.push(c);
+                categories.push(c.clone());
             }
             if !series_names.contains(&n) {
-                series_names.push(n);
+                series_names.push(n.clone());
             }
+            values.insert((c, n), r.number(metric));
         }
         let series = series_names
             .iter()
@@ -385,11 +393,7 @@ fn chart(kind: ChartKind, result: &QueryResult, dimensions: usize) -> Option<Cha
                 name: n.clone(),
                 values: categories
                     .iter()
-                    .map(|c| {
-                        rows.iter()
-                            .find(|r| r.get(first).exact() == *c && r.get(second).exact() == *n)
-                            .and_then(|r| r.number(metric))
-                    })
+                    .map(|c| values.get(&(c.clone(), n.clone())).copied().flatten())
                     .collect(),
             })
             .collect();
