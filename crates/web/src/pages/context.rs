@@ -1,0 +1,238 @@
+//! What every page's builder asks through: the user's audience, the session of one warehouse
+//! version, the prompts as filters, and the panels' shapes (tiles, a chart, a table).
+
+use super::*;
+
+/// What a page's builders share: the user, their audience, the session, the prompts as
+/// filters.
+pub(super) struct Ctx<'a> {
+    pub(super) st: &'a AppState,
+    pub(super) user: &'a User,
+    pub(super) session: Arc<Session>,
+    pub(super) audience: Audience,
+    pub(super) period: Option<Period>,
+    pub(super) filters: Vec<Filter>,
+    /// Behind a lock so that a page's panels can be asked side by side.
+    pub(super) notes: std::sync::Mutex<Vec<String>>,
+}
+
+impl Ctx<'_> {
+    /// The prompt filters a query's metrics can take: a survey is of no product, so the product
+    /// line prompt does not apply to satisfaction figures (and the page says so).
+    pub(super) fn filters_for(&self, metrics: &[&str]) -> Vec<Filter> {
+        let model = &self.st.engine.model;
+        let reaches = |dimension: &str| {
+            metrics.iter().all(|m| {
+                let base = m.split(':').next().unwrap_or(m);
+                model.metrics.get(base).is_none_or(|metric| {
+                    model
+                        .facts_of(metric)
+                        .iter()
+                        .all(|f| model.facts[*f].reaches.iter().any(|r| r == dimension))
+                })
+            })
+        };
+        let mut out = Vec::new();
+        for f in &self.filters {
+            let dimension = f.dimension.split('.').next().unwrap_or_default();
+            if reaches(dimension) {
+                out.push(f.clone());
+            } else {
+                let note = format!(
+                    "the {} prompt does not apply to {}",
+                    f.dimension,
+                    metrics.join(", ")
+                );
+                let mut notes = self
+                    .notes
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                if !notes.contains(&note) {
+                    notes.push(note);
+                }
+            }
+        }
+        out
+    }
+
+    pub(super) fn query(
+        &self,
+        metrics: &[&str],
+        by: &[&str],
+        order: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Query, WebError> {
+        Ok(Query {
+            metrics: metrics.iter().map(|m| m.to_string()).collect(),
+            by: by.iter().map(|d| d.to_string()).collect(),
+            filters: self.filters_for(metrics),
+            period: self.period,
+            order: order.map(Order::parse).transpose()?.into_iter().collect(),
+            limit,
+        })
+    }
+
+    pub(super) async fn run(&self, q: &Query) -> Result<QueryResult, WebError> {
+        Ok(self.st.engine.run(&self.session, q, &self.audience).await?)
+    }
+
+    pub(super) async fn tiles(
+        &self,
+        id: &str,
+        title: &str,
+        metrics: &[&str],
+    ) -> Result<Panel, WebError> {
+        let mut asked: Vec<String> = metrics.iter().map(|m| m.to_string()).collect();
+        if self.period.is_some() {
+            asked.extend(metrics.iter().map(|m| format!("{m}:change_pct")));
+        }
+        let names: Vec<&str> = asked.iter().map(String::as_str).collect();
+        let q = self.query(&names, &[], None, None)?;
+        let r = self.run(&q).await?;
+        let row = r.first_row();
+        let mut p = Panel::new("tiles", id, title);
+        for m in metrics {
+            let change_pct = self
+                .period
+                .and_then(|_| row.number(&format!("{m}:change_pct")));
+            p.tiles.push(Tile {
+                metric: m.to_string(),
+                value: row.get(m).exact(),
+                change_pct,
+                definition: self
+                    .st
+                    .engine
+                    .model
+                    .metrics
+                    .get(*m)
+                    .map(|d| d.description.clone())
+                    .unwrap_or_default(),
+                sql: (self.user.role == Role::Admin).then(|| r.sql.clone()),
+            });
+        }
+        Ok(p)
+    }
+
+    // A panel's parts, each named at the call: a struct for them would only restate the calls.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn chart(
+        &self,
+        id: &str,
+        title: &str,
+        kind: &'static str,
+        metrics: &[&str],
+        by: &str,
+        order: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Panel, WebError> {
+        let q = self.query(metrics, &[by], order, limit)?;
+        let r = self.run(&q).await?;
+        let rows = r.rows();
+        let mut p = Panel::new("chart", id, title);
+        p.chart = Some(Chart {
+            kind,
+            categories: rows.iter().map(|r| r.get(by).exact()).collect(),
+            series: metrics
+                .iter()
+                .map(|m| Series {
+                    name: m.to_string(),
+                    values: rows.iter().map(|r| r.number(m)).collect(),
+                })
+                .collect(),
+        });
+        // The chart's figures as a table too: readable without the script, and exportable.
+        p.header = r.columns.iter().map(|c| c.name.clone()).collect();
+        p.rows = r.formatted_rows();
+        Ok(p)
+    }
+
+    pub(super) async fn table(
+        &self,
+        id: &str,
+        title: &str,
+        metrics: &[&str],
+        by: &[&str],
+        order: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Panel, WebError> {
+        let q = self.query(metrics, by, order, limit)?;
+        let r = self.run(&q).await?;
+        let mut p = Panel::new("table", id, title);
+        p.header = r.columns.iter().map(|c| c.name.clone()).collect();
+        p.rows = r.formatted_rows();
+        if p.header.first().is_some_and(|h| h == "partner.partner_id") {
+            p.links = partner_links(&r);
+        }
+        Ok(p)
+    }
+
+    /// A table of the top rows by one metric, with more figures for those rows only: the
+    /// ranking reads what a rollup can answer (revenue by customer), and the figures that only
+    /// the base tables answer (distinct orders, say) are computed for the few rows shown
+    /// instead of every customer. The same answer as one query with every metric.
+    pub(super) async fn top_table(
+        &self,
+        id: &str,
+        title: &str,
+        rank_by: &str,
+        more: &[&str],
+        by: &[&str],
+        limit: usize,
+    ) -> Result<Panel, WebError> {
+        let order = format!("{rank_by}:desc");
+        let ranking = self.query(&[rank_by], by, Some(&order), Some(limit))?;
+        let top = self.run(&ranking).await?;
+        let top_rows: Vec<Vec<String>> = top.formatted_rows();
+        let shown: Vec<String> = top.rows().iter().map(|r| r.get(by[0]).exact()).collect();
+        let mut all: Vec<&str> = vec![rank_by];
+        all.extend(more);
+        if top_rows.len() < limit {
+            // Fewer rows with the ranking figure than asked: rows with only the other figures
+            // (a customer with surveys but no orders) fill the table, as in one query.
+            return self
+                .table(id, title, &all, by, Some(&order), Some(limit))
+                .await;
+        }
+        let mut details = self.query(more, by, None, None)?;
+        details.filters.push(Filter {
+            dimension: by[0].to_string(),
+            op: FilterOp::In(shown),
+        });
+        let details: BTreeMap<Vec<String>, Vec<String>> = self
+            .run(&details)
+            .await?
+            .rows()
+            .iter()
+            .map(|r| {
+                let mut cells: Vec<String> = r.values().iter().map(Value::exact).collect();
+                (cells.drain(..by.len()).collect(), cells)
+            })
+            .collect();
+        let mut p = Panel::new("table", id, title);
+        p.header = by
+            .iter()
+            .map(|d| d.to_string())
+            .chain(all.iter().map(|m| m.to_string()))
+            .collect();
+        p.rows = top_rows
+            .into_iter()
+            .map(|r| {
+                let extra = details
+                    .get(&r[..by.len()])
+                    .cloned()
+                    .unwrap_or_else(|| vec![String::new(); more.len()]);
+                r.into_iter().chain(extra).collect()
+            })
+            .collect();
+        Ok(p)
+    }
+
+    pub(super) fn analysis(&self) -> prism_analyses::Context<'_> {
+        prism_analyses::Context {
+            engine: &self.st.engine,
+            session: &self.session,
+            audience: self.audience.clone(),
+            period: self.period,
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! The dashboards: which role may open which page, and what each page shows — tiles, charts and
+//! tables, every figure a model metric or an analysis run with the signed-in user's scope.
+//! A page is built once as data (`Page`), then rendered as HTML, sent as JSON (`/api/...`) or
+//! cut into CSV (`/export/...`), so the three never disagree.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use askama::Template;
+use chrono::Datelike;
+use prism_analyses::Table as _;
+use prism_engine::{Audience, Filter, FilterOp, Order, Period, Query, QueryResult, Session, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Role, User};
+use crate::{AppState, WebError};
+
+mod admin;
+mod campaigns;
+mod context;
+mod customers;
+mod enablement;
+mod my_performance;
+mod my_potential;
+mod my_products;
+mod overview;
+mod partner_detail;
+mod registrations;
+mod sales;
+mod scorecard;
+mod segmentation;
+mod service;
+mod underperformers;
+mod view;
+
+use context::Ctx;
+
+pub use view::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PageId {
+    Overview,
+    Segmentation,
+    Scorecard,
+    Underperformers,
+    Sales,
+    Service,
+    Customers,
+    PartnerDetail,
+    MyPerformance,
+    MyProducts,
+    MyPotential,
+    Registrations,
+    Campaigns,
+    Enablement,
+    Admin,
+}
+
+impl PageId {
+    pub const ALL: [PageId; 15] = [
+        PageId::Overview,
+        PageId::Segmentation,
+        PageId::Scorecard,
+        PageId::Underperformers,
+        PageId::Sales,
+        PageId::Service,
+        PageId::Customers,
+        PageId::PartnerDetail,
+        PageId::MyPerformance,
+        PageId::MyProducts,
+        PageId::MyPotential,
+        PageId::Registrations,
+        PageId::Campaigns,
+        PageId::Enablement,
+        PageId::Admin,
+    ];
+
+    pub fn path(self) -> &'static str {
+        match self {
+            PageId::Overview => "/overview",
+            PageId::Segmentation => "/segmentation",
+            PageId::Scorecard => "/scorecard",
+            PageId::Underperformers => "/underperformers",
+            PageId::Sales => "/sales",
+            PageId::Service => "/service",
+            PageId::Customers => "/customers",
+            PageId::PartnerDetail => "/partners/{id}",
+            PageId::MyPerformance => "/my/performance",
+            PageId::MyProducts => "/my/products",
+            PageId::MyPotential => "/my/potential",
+            PageId::Registrations => "/registrations",
+            PageId::Campaigns => "/campaigns",
+            PageId::Enablement => "/enablement",
+            PageId::Admin => "/admin",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PageId::Overview => "overview",
+            PageId::Segmentation => "segmentation",
+            PageId::Scorecard => "scorecard",
+            PageId::Underperformers => "underperformers",
+            PageId::Sales => "sales",
+            PageId::Service => "service",
+            PageId::Customers => "customers",
+            PageId::PartnerDetail => "partner",
+            PageId::MyPerformance => "my-performance",
+            PageId::MyProducts => "my-products",
+            PageId::MyPotential => "my-potential",
+            PageId::Registrations => "registrations",
+            PageId::Campaigns => "campaigns",
+            PageId::Enablement => "enablement",
+            PageId::Admin => "admin",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            PageId::Overview => "Overview",
+            PageId::Segmentation => "Segmentation",
+            PageId::Scorecard => "Scorecard",
+            PageId::Underperformers => "Under-performers",
+            PageId::Sales => "Sales",
+            PageId::Service => "Service",
+            PageId::Customers => "Customers",
+            PageId::PartnerDetail => "Partner",
+            PageId::MyPerformance => "My performance",
+            PageId::MyProducts => "My products",
+            PageId::MyPotential => "Customer potential",
+            PageId::Registrations => "Deal registration",
+            PageId::Campaigns => "Funds and campaigns",
+            PageId::Enablement => "Enablement",
+            PageId::Admin => "Administration",
+        }
+    }
+
+    /// Whether a role may open the page at all (a partner page still checks which partner).
+    pub fn allows(self, role: Role) -> bool {
+        match self {
+            PageId::Overview
+            | PageId::Segmentation
+            | PageId::Scorecard
+            | PageId::Underperformers
+            | PageId::Sales
+            | PageId::Service
+            | PageId::Customers => {
+                matches!(
+                    role,
+                    Role::ChannelExecutive | Role::ChannelManager | Role::Admin
+                )
+            }
+            // Every role, in its own audience: a partner user sees its own program.
+            PageId::PartnerDetail
+            | PageId::Registrations
+            | PageId::Campaigns
+            | PageId::Enablement => true,
+            PageId::MyPerformance | PageId::MyProducts | PageId::MyPotential => {
+                role == Role::PartnerManager
+            }
+            PageId::Admin => role == Role::Admin,
+        }
+    }
+}
+
+/// What a partner-program page says when the export brought none of its data.
+const NO_PROGRAM_DATA: &str =
+    "no {} loaded yet: the exports so far have none (the file is optional in an export)";
+
+pub fn home_of(user: &User) -> PageId {
+    match user.role {
+        Role::PartnerManager => PageId::MyPerformance,
+        Role::Admin => PageId::Admin,
+        _ => PageId::Overview,
+    }
+}
+
+/// The links of the navigation bar for a user.
+pub fn nav(user: Option<&User>) -> Vec<(String, String)> {
+    let Some(user) = user else { return Vec::new() };
+    let mut links: Vec<(String, String)> = PageId::ALL
+        .iter()
+        .filter(|p| p.allows(user.role) && **p != PageId::PartnerDetail)
+        .map(|p| (p.path().to_string(), p.title().to_string()))
+        .collect();
+    if user.is_partner_user()
+        && let Some(own) = user.partners.first()
+    {
+        links.insert(1, (format!("/partners/{own}"), "My partner".into()));
+    }
+    // Campaigns planned from target lists, beside the funds and campaigns they become.
+    if let Some(i) = links.iter().position(|(href, _)| href == "/campaigns") {
+        links.insert(
+            i + 1,
+            ("/campaigns/planned".into(), "Planned campaigns".into()),
+        );
+    }
+    // Every role asks its own questions, in its own audience.
+    let at = links.len() - usize::from(user.role == Role::Admin);
+    links.insert(at, ("/explore".into(), "Explore".into()));
+    links.insert(at + 1, ("/questions".into(), "Saved questions".into()));
+    let alerts = match user.unread {
+        0 => "Alerts".to_string(),
+        n => format!("Alerts ({n} new)"),
+    };
+    links.insert(at + 2, ("/alerts".into(), alerts));
+    links
+}
+
+/// The prompts of every page, kept in the URL so a view can be bookmarked and shared.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct Prompts {
+    pub period: Option<String>,
+    pub region: Option<String>,
+    pub tier: Option<String>,
+    pub partner_type: Option<String>,
+    pub product_line: Option<String>,
+    /// Scorecard weights: `revenue=0.4,csat=0.3`.
+    pub weights: Option<String>,
+    /// Customer potential: the product, and the segment whose target list is shown.
+    pub product: Option<String>,
+    pub segment: Option<String>,
+    /// Export: which table of the page.
+    pub table: Option<String>,
+}
+
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Tile {
+    pub metric: String,
+    pub value: String,
+    /// Percent change against the previous period, when there is a period.
+    pub change_pct: Option<f64>,
+    pub definition: String,
+    /// The generated SQL, for admins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Series {
+    pub name: String,
+    pub values: Vec<Option<f64>>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Chart {
+    /// bar, line or pie.
+    pub kind: &'static str,
+    pub categories: Vec<String>,
+    pub series: Vec<Series>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Panel {
+    /// tiles, chart or table.
+    pub kind: &'static str,
+    pub id: String,
+    pub title: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tiles: Vec<Tile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chart: Option<Chart>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub header: Vec<String>,
+    /// Exact text: every digit kept, for CSV and JSON.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rows: Vec<Vec<String>>,
+    /// The same cells as a table meant for reading shows them (rates rounded), when that
+    /// differs from the exact text; empty otherwise.
+    #[serde(skip)]
+    pub readable: Vec<Vec<String>>,
+    /// Where the first cell of each row leads (a partner's page, a segment's targets).
+    #[serde(skip)]
+    pub links: Vec<Option<String>>,
+    /// A target list's product and segment, from which its partner's user may plan a campaign
+    /// (`POST /my/potential/campaign`); empty otherwise.
+    #[serde(skip)]
+    pub plan_fields: Vec<(String, String)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Panel {
+    fn new(kind: &'static str, id: &str, title: &str) -> Panel {
+        Panel {
+            kind,
+            id: id.into(),
+            title: title.into(),
+            tiles: Vec::new(),
+            chart: None,
+            header: Vec::new(),
+            rows: Vec::new(),
+            readable: Vec::new(),
+            links: Vec::new(),
+            plan_fields: Vec::new(),
+            note: None,
+        }
+    }
+
+    /// A table from an analysis, linking partner ids to their page.
+    fn from_table(id: &str, title: &str, t: &dyn prism_analyses::Table) -> Panel {
+        let mut p = Panel::new("table", id, title);
+        p.header = t.header();
+        let cells = t.rows();
+        p.rows = cells
+            .iter()
+            .map(|r| r.iter().map(Value::exact).collect())
+            .collect();
+        p.readable = cells
+            .iter()
+            .map(|r| r.iter().map(Value::readable).collect())
+            .collect();
+        if let Some(c) = p.header.iter().position(|h| h == "partner_id") {
+            p.links = p
+                .rows
+                .iter()
+                .map(|r| Some(format!("/partners/{}", r[c])))
+                .collect();
+            // The id first, so that the link is on it.
+            if c != 0 {
+                for r in p.rows.iter_mut().chain(p.readable.iter_mut()) {
+                    let v = r.remove(c);
+                    r.insert(0, v);
+                }
+                let h = p.header.remove(c);
+                p.header.insert(0, h);
+            }
+        }
+        p
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Page {
+    pub page: &'static str,
+    /// The page's own path (`/partners/P-00017`), which its exports are under.
+    pub path: String,
+    pub title: String,
+    pub period: Option<Period>,
+    pub headline: Vec<String>,
+    pub notes: Vec<String>,
+    pub panels: Vec<Panel>,
+}
+
+/// Builds a page for a user, or says why not.
+pub async fn build(
+    st: &AppState,
+    user: &User,
+    page: PageId,
+    id: Option<&str>,
+    prompts: &Prompts,
+) -> Result<Page, WebError> {
+    if !page.allows(user.role) {
+        return Err(WebError::Forbidden(format!(
+            "the {} page is not for the {} role",
+            page.title(),
+            user.role.name()
+        )));
+    }
+    let audience = user.audience()?;
+    let period = given(&prompts.period).map(Period::parse).transpose()?;
+    let mut filters = Vec::new();
+    for (dimension, value) in [
+        ("partner.region", &prompts.region),
+        ("partner.tier", &prompts.tier),
+        ("partner.partner_type", &prompts.partner_type),
+        ("product.product_line", &prompts.product_line),
+    ] {
+        if let Some(v) = given(value) {
+            filters.push(Filter {
+                dimension: dimension.into(),
+                op: FilterOp::In(vec![v.to_string()]),
+            });
+        }
+    }
+    let (version, session) = st.session().await?;
+    // A page is the same for the same version, role, scope and prompts: its analyses (whose
+    // answers the engine's cache does not keep, only the queries under them) run once per load.
+    // Administration shows users and the audit log, which change without a load.
+    // Keyed by the prompts as understood, not as typed: `?period=2024-Q1` and
+    // `?period=+2024-01-01..2024-03-31&region=` are one page, so varying the spelling of a
+    // question cannot fill the cache with copies of it.
+    let cache_key = (page != PageId::Admin).then(|| {
+        let given = |v: &Option<String>| given(v).map(str::to_string);
+        let prompts = Prompts {
+            period: period.map(|p| format!("{}..{}", p.from, p.to)),
+            region: given(&prompts.region),
+            tier: given(&prompts.tier),
+            partner_type: given(&prompts.partner_type),
+            product_line: given(&prompts.product_line),
+            weights: given(&prompts.weights).map(|w| {
+                w.split(',')
+                    .map(|kv| kv.split_whitespace().collect::<String>())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }),
+            product: given(&prompts.product),
+            segment: given(&prompts.segment),
+            table: None,
+        };
+        format!(
+            "{:?}|{:?}|{page:?}|{id:?}|{}",
+            user.role,
+            audience,
+            serde_json::to_string(&prompts).unwrap_or_default()
+        )
+    });
+    if let Some(key) = &cache_key
+        && let Some(cached) = st.cached_page(version, key)
+    {
+        return Ok(cached);
+    }
+    // Built once: whoever asks while it is being built waits and takes the kept page.
+    let gate = cache_key.as_ref().map(|key| st.page_gate(version, key));
+    let _building = match &gate {
+        Some(g) => Some(g.lock().await),
+        None => None,
+    };
+    if let Some(key) = &cache_key
+        && let Some(cached) = st.cached_page(version, key)
+    {
+        return Ok(cached);
+    }
+    let mut cx = Ctx {
+        st,
+        user,
+        session,
+        audience,
+        period,
+        filters,
+        notes: Default::default(),
+    };
+    let path = match (page, id) {
+        (PageId::PartnerDetail, Some(id)) => format!("/partners/{}", url(id)),
+        _ => page.path().to_string(),
+    };
+    let mut out = Page {
+        page: page.name(),
+        path,
+        title: page.title().into(),
+        period,
+        headline: Vec::new(),
+        notes: Vec::new(),
+        panels: Vec::new(),
+    };
+    match page {
+        PageId::Overview => overview::build(&cx, &mut out).await?,
+        PageId::Segmentation => segmentation::build(&cx, &mut out).await?,
+        PageId::Scorecard => scorecard::build(&cx, &mut out, prompts).await?,
+        PageId::Underperformers => underperformers::build(&cx, &mut out, prompts).await?,
+        PageId::Registrations => registrations::build(&cx, &mut out).await?,
+        PageId::Campaigns => campaigns::build(&cx, &mut out).await?,
+        PageId::Enablement => enablement::build(&cx, &mut out).await?,
+        PageId::Sales => sales::build(&cx, &mut out).await?,
+        PageId::Service => service::build(&cx, &mut out).await?,
+        PageId::Customers => customers::build(&cx, &mut out).await?,
+        PageId::PartnerDetail => partner_detail::build(&mut cx, &mut out, id).await?,
+        PageId::MyPerformance => my_performance::build(&cx, &mut out).await?,
+        PageId::MyProducts => my_products::build(&cx, &mut out).await?,
+        PageId::MyPotential => my_potential::build(&cx, &mut out, prompts).await?,
+        PageId::Admin => admin::build(&cx, &mut out).await?,
+    }
+    out.notes.extend(
+        cx.notes
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    );
+    if let Some(key) = cache_key {
+        st.keep_page(version, key, &out);
+    }
+    Ok(out)
+}
+
+fn own_partner(user: &User) -> Result<String, WebError> {
+    user.partners
+        .first()
+        .cloned()
+        .ok_or_else(|| WebError::Forbidden("this user belongs to no partner".into()))
+}
+
+pub(crate) fn url(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

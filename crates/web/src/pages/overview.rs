@@ -1,0 +1,90 @@
+//! The channel Overview: the six key figures with their change, revenue and pipeline over time,
+//! revenue by tier, type and region, and the top partners.
+
+use super::*;
+
+/// Fills the page's panels.
+pub(super) async fn build(cx: &Ctx<'_>, out: &mut Page) -> Result<(), WebError> {
+    // Seven independent questions, asked side by side (each is small; together they
+    // keep both cores busy), shown in this order.
+    let (kpi, revenue, pipeline, by_tier, by_type, by_region, top) = tokio::try_join!(
+        cx.tiles(
+            "kpi",
+            "Key figures",
+            &[
+                "closed_revenue",
+                "open_pipeline",
+                "win_rate",
+                "csat_avg",
+                "avg_first_response_hours",
+                "indirect_revenue_share"
+            ]
+        ),
+        cx.chart(
+            "revenue-trend",
+            "Closed revenue by month",
+            "line",
+            &["closed_revenue"],
+            "time.month",
+            None,
+            None
+        ),
+        cx.chart(
+            "pipeline-trend",
+            "Open pipeline by expected close month",
+            "bar",
+            &["open_pipeline"],
+            "time.month",
+            None,
+            None
+        ),
+        cx.chart(
+            "by-tier",
+            "Revenue by tier",
+            "bar",
+            &["closed_revenue"],
+            "partner.tier",
+            Some("closed_revenue:desc"),
+            None
+        ),
+        cx.chart(
+            "by-type",
+            "Revenue by partner type",
+            "pie",
+            &["closed_revenue"],
+            "partner.partner_type",
+            Some("closed_revenue:desc"),
+            None
+        ),
+        cx.chart(
+            "by-region",
+            "Revenue by region",
+            "bar",
+            &["closed_revenue"],
+            "partner.region",
+            Some("closed_revenue:desc"),
+            None
+        ),
+        cx.table(
+            "top-partners",
+            "Top partners by revenue",
+            &[
+                "closed_revenue",
+                "closed_revenue:pct_of_total",
+                "win_rate",
+                "csat_avg"
+            ],
+            &[
+                "partner.partner_id",
+                "partner.partner_name",
+                "partner.tier",
+                "partner.region"
+            ],
+            Some("closed_revenue:desc"),
+            Some(15)
+        ),
+    )?;
+    out.panels
+        .extend([kpi, revenue, pipeline, by_tier, by_type, by_region, top]);
+    Ok(())
+}

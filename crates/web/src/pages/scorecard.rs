@@ -1,0 +1,19 @@
+//! The partner scorecard: every partner's weighted percentile score, with the user's weights.
+
+use super::*;
+
+/// Fills the page's panels.
+pub(super) async fn build(cx: &Ctx<'_>, out: &mut Page, prompts: &Prompts) -> Result<(), WebError> {
+    let weights = given(&prompts.weights)
+        .map(prism_analyses::scorecard::Weights::parse)
+        .transpose()?
+        .unwrap_or_default();
+    let s = prism_analyses::scorecard::scorecard(&cx.analysis(), weights).await?;
+    out.headline = s.headline();
+    out.panels.push(Panel::from_table(
+        "scorecard",
+        "Partners ranked by score",
+        &s,
+    ));
+    Ok(())
+}

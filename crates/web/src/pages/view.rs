@@ -1,0 +1,528 @@
+//! Pages as HTML: the view models the templates read, and the rendering.
+
+use super::*;
+
+pub struct TileView {
+    pub label: String,
+    pub value: String,
+    /// The figure in full, on hover.
+    pub exact: String,
+    /// The exact value and its kind, for the browser to write in its own language.
+    pub raw: String,
+    pub format: &'static str,
+    pub currency: String,
+    pub change: String,
+    pub change_class: &'static str,
+    pub definition: String,
+    pub sql: String,
+}
+
+pub struct CellView {
+    pub text: String,
+    pub href: String,
+    pub numeric: bool,
+    /// The exact value and its kind (empty when the column is not a metric's), for the browser
+    /// to write in its own language.
+    pub raw: String,
+    pub format: &'static str,
+    pub currency: String,
+}
+
+/// Series named after metrics take the metrics' labels (a legend is read, not parsed).
+pub(crate) fn labelled(model: &prism_model::Model, series: &mut [Series]) {
+    for s in series {
+        if column_format(model, &s.name).is_some() {
+            s.name = model.label(&s.name);
+        }
+    }
+}
+
+/// The kind and unit of a column named after a metric or one of its derived forms.
+pub(crate) fn column_format(
+    model: &prism_model::Model,
+    column: &str,
+) -> Option<(prism_model::Format, Option<String>)> {
+    use prism_model::Format;
+    let (name, form) = match column.split_once(':') {
+        Some((n, f)) => (n, Some(f)),
+        None => (column, None),
+    };
+    let m = model.metrics.get(name)?;
+    Some(match form {
+        Some("pct_of_total" | "cumulative_pct" | "change_pct" | "change_pct_year_before") => {
+            (Format::Percent, None)
+        }
+        Some("rank") => (Format::Integer, None),
+        _ => (m.format, m.unit.clone()),
+    })
+}
+
+pub(super) fn format_name(f: prism_model::Format) -> &'static str {
+    use prism_model::Format;
+    match f {
+        Format::Money => "money",
+        Format::Integer => "integer",
+        Format::Number => "number",
+        Format::Percent => "percent",
+        Format::Ratio => "ratio",
+    }
+}
+
+/// Each row's link to its partner's page; none for direct sales, which are no partner's.
+pub(super) fn partner_links(r: &QueryResult) -> Vec<Option<String>> {
+    r.rows()
+        .iter()
+        .map(|row| {
+            row.text("partner.partner_id")
+                .map(|id| format!("/partners/{id}"))
+        })
+        .collect()
+}
+
+/// A cell as people read it: a metric's value by its kind (money grouped with its symbol, rates
+/// as `46.2 %`, a missing one as a dash); anything else as before.
+pub(crate) fn cell_view(
+    model: &prism_model::Model,
+    column: &str,
+    value: &str,
+    href: String,
+) -> CellView {
+    match column_format(model, column) {
+        Some((format, unit)) => CellView {
+            text: prism_engine::display::figure(
+                value,
+                Some(format),
+                unit.as_deref(),
+                &model.currency,
+                false,
+            ),
+            href,
+            numeric: true,
+            raw: value.to_string(),
+            format: format_name(format),
+            currency: model.currency.clone(),
+        },
+        None => {
+            let (text, numeric) = display(value);
+            CellView {
+                text,
+                href,
+                numeric,
+                raw: String::new(),
+                format: "",
+                currency: String::new(),
+            }
+        }
+    }
+}
+
+pub struct PanelView {
+    pub kind: &'static str,
+    pub id: String,
+    pub title: String,
+    pub tiles: Vec<TileView>,
+    pub chart_json: String,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<CellView>>,
+    pub export_href: String,
+    pub note: String,
+    pub plan_fields: Vec<(String, String)>,
+}
+
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "page.html")]
+pub struct PageTemplate {
+    pub user_name: String,
+    pub role: String,
+    pub nav: Vec<(String, String)>,
+    pub current: String,
+    pub csrf: String,
+    pub title: String,
+    pub headline: Vec<String>,
+    pub notes: Vec<String>,
+    pub panels: Vec<PanelView>,
+    pub periods: Vec<Choice>,
+    pub period_text: String,
+    pub regions: Vec<Choice>,
+    pub tiers: Vec<Choice>,
+    pub types: Vec<Choice>,
+    pub lines: Vec<Choice>,
+    pub show_weights: bool,
+    pub weights: String,
+    pub show_products: bool,
+    pub products: Vec<Choice>,
+    pub segment: String,
+}
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+pub struct SignInPage {
+    pub csrf: String,
+    pub message: String,
+}
+
+impl SignInPage {
+    pub fn render(&self) -> String {
+        Template::render(self).unwrap_or_else(|e| format!("template: {e}"))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub user_name: String,
+    pub nav: Vec<(String, String)>,
+    pub status: u16,
+    pub message: String,
+}
+
+impl ErrorPage {
+    pub fn render(&self) -> String {
+        Template::render(self).unwrap_or_else(|e| format!("template: {e}"))
+    }
+}
+
+/// A number for a person: at most two decimals for fractions; money and counts as they are.
+pub(crate) fn display(v: &str) -> (String, bool) {
+    match v.parse::<f64>() {
+        Ok(f) if v.contains('.') && v.split('.').nth(1).is_some_and(|d| d.len() > 2) => {
+            (format!("{f:.2}"), true)
+        }
+        Ok(_) => (v.to_string(), true),
+        Err(_) => (v.to_string(), false),
+    }
+}
+
+pub(super) fn query_string(prompts: &Prompts, table: Option<&str>) -> String {
+    let mut parts = Vec::new();
+    for (k, v) in [
+        ("period", &prompts.period),
+        ("region", &prompts.region),
+        ("tier", &prompts.tier),
+        ("partner_type", &prompts.partner_type),
+        ("product_line", &prompts.product_line),
+        ("weights", &prompts.weights),
+        ("product", &prompts.product),
+        ("segment", &prompts.segment),
+    ] {
+        if let Some(v) = given(v) {
+            parts.push(format!("{k}={}", url(v)));
+        }
+    }
+    if let Some(t) = table {
+        parts.push(format!("table={}", url(t)));
+    }
+    parts.join("&")
+}
+
+/// The periods offered: all data, this year to date, the last eight quarters and three years.
+pub(super) fn periods(selected: Option<&str>) -> Vec<Choice> {
+    let today = chrono::Utc::now().date_naive();
+    let mut v = vec![("".to_string(), "All loaded data".to_string())];
+    v.push((
+        format!("{}-01-01..{today}", today.year()),
+        format!("{} year to date", today.year()),
+    ));
+    let (mut y, mut q) = (today.year(), (today.month() - 1) / 3 + 1);
+    for _ in 0..8 {
+        v.push((format!("{y}-Q{q}"), format!("{y} Q{q}")));
+        if q == 1 {
+            y -= 1;
+            q = 4;
+        } else {
+            q -= 1;
+        }
+    }
+    for y in (today.year() - 2..=today.year()).rev() {
+        v.push((y.to_string(), y.to_string()));
+    }
+    let mut out: Vec<Choice> = v
+        .into_iter()
+        .map(|(value, label)| Choice {
+            selected: Some(value.as_str()) == selected.or(Some("")),
+            value,
+            label,
+        })
+        .collect();
+    // A custom range typed in the URL stays selected.
+    if let Some(s) = selected
+        && !out.iter().any(|c| c.value == s)
+    {
+        out.push(Choice {
+            value: s.to_string(),
+            label: s.to_string(),
+            selected: true,
+        });
+    }
+    out
+}
+
+pub(super) fn choices(values: Vec<String>, selected: Option<&str>) -> Vec<Choice> {
+    let mut out = vec![Choice {
+        value: String::new(),
+        label: "All".into(),
+        selected: selected.is_none(),
+    }];
+    out.extend(values.into_iter().map(|v| Choice {
+        selected: Some(v.as_str()) == selected,
+        label: v.clone(),
+        value: v,
+    }));
+    out
+}
+
+/// The distinct values of some attributes of a dimension among the members the user may see,
+/// each list sorted: one read of the members for all of them, each column read from its Arrow
+/// array (a customer dimension has hundreds of thousands of members).
+pub(crate) async fn members_of(
+    st: &AppState,
+    user: &User,
+    dimension: &str,
+    attributes: &[&str],
+) -> Vec<Vec<String>> {
+    let none = || vec![Vec::new(); attributes.len()];
+    let (Ok((_, session)), Ok(audience)) = (st.session().await, user.audience()) else {
+        return none();
+    };
+    let Ok(r) = st
+        .engine
+        .members_unordered(&session, dimension, &audience)
+        .await
+    else {
+        return none();
+    };
+    attributes
+        .iter()
+        .map(|a| {
+            let Some(i) = r.column(a) else {
+                return Vec::new();
+            };
+            let values: std::collections::BTreeSet<String> = r
+                .batches
+                .iter()
+                .flat_map(|b| {
+                    let column = b.column(i);
+                    (0..b.num_rows()).map(move |row| prism_engine::format_value(column, row, None))
+                })
+                .collect();
+            values.into_iter().collect()
+        })
+        .collect()
+}
+
+pub async fn render(
+    st: &AppState,
+    user: &User,
+    csrf: &str,
+    page: &Page,
+    prompts: &Prompts,
+) -> String {
+    let page_id = PageId::ALL
+        .iter()
+        .copied()
+        .find(|p| p.name() == page.page)
+        .unwrap_or(PageId::Overview);
+    let export_base = format!("/export{}", page.path);
+    let model = &st.engine.model;
+    let figure = |t: &Tile, compact: bool| {
+        let (format, unit) = column_format(model, &t.metric).unzip();
+        prism_engine::display::figure(
+            &t.value,
+            format,
+            unit.flatten().as_deref(),
+            &model.currency,
+            compact,
+        )
+    };
+    let panels = page
+        .panels
+        .iter()
+        .map(|p| PanelView {
+            kind: p.kind,
+            id: p.id.clone(),
+            title: p.title.clone(),
+            tiles: p
+                .tiles
+                .iter()
+                .map(|t| TileView {
+                    label: model.label(&t.metric),
+                    value: figure(t, true),
+                    exact: figure(t, false),
+                    raw: t.value.clone(),
+                    format: column_format(model, &t.metric).map_or("", |f| format_name(f.0)),
+                    currency: model.currency.clone(),
+                    change: t.change_pct.map_or(String::new(), |c| {
+                        let arrow = if c > 0.0 {
+                            "▲"
+                        } else if c < 0.0 {
+                            "▼"
+                        } else {
+                            "="
+                        };
+                        format!("{arrow} {:.1} % vs previous period", c.abs())
+                    }),
+                    change_class: {
+                        let up_is_good = model
+                            .metrics
+                            .get(&t.metric)
+                            .is_none_or(|m| m.higher_is_better);
+                        match t.change_pct {
+                            Some(c) if c != 0.0 && (c > 0.0) == up_is_good => "good",
+                            Some(c) if c != 0.0 => "bad",
+                            _ => "",
+                        }
+                    },
+                    definition: t.definition.clone(),
+                    sql: t.sql.clone().unwrap_or_default(),
+                })
+                .collect(),
+            chart_json: p
+                .chart
+                .as_ref()
+                .map(|c| {
+                    let mut c = c.clone();
+                    labelled(model, &mut c.series);
+                    serde_json::to_string(&c).unwrap_or_default()
+                })
+                .unwrap_or_default(),
+            header: p.header.iter().map(|h| model.label(h)).collect(),
+            rows: p
+                .rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    r.iter()
+                        .enumerate()
+                        .map(|(j, c)| {
+                            let href = if j == 0 {
+                                p.links.get(i).cloned().flatten().unwrap_or_default()
+                            } else {
+                                String::new()
+                            };
+                            let mut cell = cell_view(
+                                model,
+                                p.header.get(j).map_or("", String::as_str),
+                                c,
+                                href,
+                            );
+                            // A column that is no metric reads as the analysis rounds it.
+                            if let Some(text) = p.readable.get(i).and_then(|r| r.get(j))
+                                && cell.raw.is_empty()
+                            {
+                                cell.text = text.clone();
+                            }
+                            cell
+                        })
+                        .collect()
+                })
+                .collect(),
+            export_href: if p.kind == "chart" && p.chart.is_some() || p.kind == "table" {
+                format!("{export_base}?{}", query_string(prompts, Some(&p.id)))
+            } else {
+                String::new()
+            },
+            note: p.note.clone().unwrap_or_default(),
+            plan_fields: p.plan_fields.clone(),
+        })
+        .collect();
+    let channel_page = !matches!(page_id, PageId::Admin | PageId::MyPotential);
+    let product_choices = if page_id == PageId::MyPotential {
+        let ids = members_pairs(st, user).await;
+        // Nothing chosen is a choice of its own: the page then lists the poor sellers.
+        std::iter::once(Choice {
+            selected: given(&prompts.product).is_none(),
+            label: "— my poor sellers —".into(),
+            value: String::new(),
+        })
+        .chain(ids.into_iter().map(|(id, name)| Choice {
+            selected: given(&prompts.product) == Some(id.as_str()),
+            label: format!("{name} ({id})"),
+            value: id,
+        }))
+        .collect()
+    } else {
+        Vec::new()
+    };
+    // The partner prompts, from one read of the partners the user may see.
+    let [regions, tiers, types]: [Vec<Choice>; 3] = if channel_page && !user.is_partner_user() {
+        let prompts_given = [&prompts.region, &prompts.tier, &prompts.partner_type];
+        members_of(
+            st,
+            user,
+            "partner",
+            &["partner.region", "partner.tier", "partner.partner_type"],
+        )
+        .await
+        .into_iter()
+        .zip(prompts_given)
+        .map(|(values, chosen)| choices(values, given(chosen)))
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap_or_default()
+    } else {
+        Default::default()
+    };
+    let t = PageTemplate {
+        user_name: user.name.clone(),
+        role: user.role.name().to_string(),
+        nav: nav(Some(user)),
+        current: page_id.path().to_string(),
+        csrf: csrf.to_string(),
+        title: page.title.clone(),
+        headline: page.headline.clone(),
+        notes: page.notes.clone(),
+        panels,
+        periods: if channel_page {
+            periods(given(&prompts.period))
+        } else {
+            Vec::new()
+        },
+        period_text: given(&prompts.period).unwrap_or_default().to_string(),
+        regions,
+        tiers,
+        types,
+        lines: if channel_page {
+            choices(
+                members_of(st, user, "product", &["product.product_line"])
+                    .await
+                    .remove(0),
+                given(&prompts.product_line),
+            )
+        } else {
+            Vec::new()
+        },
+        show_weights: matches!(page_id, PageId::Scorecard | PageId::Underperformers),
+        weights: given(&prompts.weights).unwrap_or_default().to_string(),
+        show_products: page_id == PageId::MyPotential,
+        products: product_choices,
+        segment: given(&prompts.segment).unwrap_or_default().to_string(),
+    };
+    Template::render(&t).unwrap_or_else(|e| format!("template: {e}"))
+}
+
+pub(super) async fn members_pairs(st: &AppState, user: &User) -> Vec<(String, String)> {
+    let Ok((_, session)) = st.session().await else {
+        return Vec::new();
+    };
+    let Ok(audience) = user.audience() else {
+        return Vec::new();
+    };
+    let Ok(r) = st.engine.members(&session, "product", &audience).await else {
+        return Vec::new();
+    };
+    r.rows()
+        .iter()
+        .map(|row| {
+            (
+                row.get("product.product_id").exact(),
+                row.get("product.product_name").exact(),
+            )
+        })
+        .collect()
+}
