@@ -65,52 +65,95 @@ function option(spec) {
 }
 
 // Tables: a click on a header sorts by that column (again: the other way), numbers by their
-// exact value; a table of more than ten rows gets a search box that keeps the matching rows.
+// exact value; a table of more than ten rows gets a search box that keeps the matching rows,
+// and one of more than PAGE_ROWS rows is shown a page at a time (sorting and searching apply to
+// every row, then the first page shows).
+const PAGE_ROWS = 50;
+
 function cellValue(td) {
   const raw = td.dataset.value ?? td.textContent.trim().replace(/[,\s%$€£¥]/g, '');
   const n = Number(raw);
   return raw !== '' && !Number.isNaN(n) ? n : td.textContent.trim().toLowerCase();
 }
 
-function tables() {
-  for (const table of document.querySelectorAll('section.panel table')) {
-    const body = table.tBodies[0];
-    if (!body) continue;
-    table.querySelectorAll('thead th').forEach((th, i) => {
-      th.classList.add('sortable');
-      th.title = 'Sort by this column';
-      th.addEventListener('click', () => {
-        const down = th.dataset.sorted !== 'down';
-        table.querySelectorAll('thead th').forEach((h) => delete h.dataset.sorted);
-        th.dataset.sorted = down ? 'down' : 'up';
-        const rows = [...body.rows].filter((r) => !r.classList.contains('total'));
-        rows.sort((a, b) => {
-          const x = cellValue(a.cells[i]);
-          const y = cellValue(b.cells[i]);
-          const order = typeof x === typeof y ? (x < y ? -1 : x > y ? 1 : 0) : typeof x === 'number' ? -1 : 1;
-          return down ? -order : order;
-        });
-        for (const r of rows) body.insertBefore(r, body.querySelector('tr.total'));
-      });
-    });
-    if (body.rows.length > 10) {
-      const search = document.createElement('input');
-      search.type = 'search';
-      search.className = 'table-search';
-      search.placeholder = 'Search this table';
-      search.addEventListener('input', () => {
-        const q = search.value.trim().toLowerCase();
-        // Cell by cell: a match never straddles two cells.
-        for (const r of body.rows) r.hidden = q !== '' && ![...r.cells].some((c) => c.textContent.toLowerCase().includes(q));
-      });
-      table.before(search);
+function table(t) {
+  const body = t.tBodies[0];
+  if (!body) return;
+  const rows = () => [...body.rows].filter((r) => !r.classList.contains('total'));
+  const state = { query: '', page: 0 };
+  let pager = null;
+  const show = () => {
+    const q = state.query;
+    // Cell by cell: a match never straddles two cells.
+    const matching = rows().filter((r) => q === '' || [...r.cells].some((c) => c.textContent.toLowerCase().includes(q)));
+    const pages = Math.max(1, Math.ceil(matching.length / PAGE_ROWS));
+    state.page = Math.min(state.page, pages - 1);
+    const first = state.page * PAGE_ROWS;
+    const shown = new Set(pager ? matching.slice(first, first + PAGE_ROWS) : matching);
+    for (const r of rows()) r.hidden = !shown.has(r);
+    if (pager) {
+      pager.querySelector('.rows').textContent = matching.length === 0 ? 'no rows' : `rows ${first + 1}–${Math.min(first + PAGE_ROWS, matching.length)} of ${matching.length}`;
+      pager.querySelector('.previous').disabled = state.page === 0;
+      pager.querySelector('.next').disabled = state.page >= pages - 1;
     }
+  };
+  t.querySelectorAll('thead th').forEach((th, i) => {
+    th.classList.add('sortable');
+    th.title = 'Sort by this column';
+    th.addEventListener('click', () => {
+      const down = th.dataset.sorted !== 'down';
+      t.querySelectorAll('thead th').forEach((h) => delete h.dataset.sorted);
+      th.dataset.sorted = down ? 'down' : 'up';
+      const sorted = rows();
+      sorted.sort((a, b) => {
+        const x = cellValue(a.cells[i]);
+        const y = cellValue(b.cells[i]);
+        const order = typeof x === typeof y ? (x < y ? -1 : x > y ? 1 : 0) : typeof x === 'number' ? -1 : 1;
+        return down ? -order : order;
+      });
+      for (const r of sorted) body.insertBefore(r, body.querySelector('tr.total'));
+      state.page = 0;
+      show();
+    });
+  });
+  if (rows().length > 10) {
+    const search = document.createElement('input');
+    search.type = 'search';
+    search.className = 'table-search';
+    search.placeholder = 'Search this table';
+    search.addEventListener('input', () => {
+      state.query = search.value.trim().toLowerCase();
+      state.page = 0;
+      show();
+    });
+    t.before(search);
+  }
+  if (rows().length > PAGE_ROWS) {
+    pager = document.createElement('div');
+    pager.className = 'pager';
+    pager.innerHTML = '<button type="button" class="previous" aria-label="Previous page">‹</button><span class="rows"></span><button type="button" class="next" aria-label="Next page">›</button>';
+    pager.querySelector('.previous').addEventListener('click', () => { state.page -= 1; show(); });
+    pager.querySelector('.next').addEventListener('click', () => { state.page += 1; show(); });
+    t.after(pager);
+  }
+  show();
+}
+
+// The scorecard's weights: their total, as it is typed.
+function weights() {
+  for (const set of document.querySelectorAll('fieldset.weights')) {
+    const total = set.querySelector('output.weights-total');
+    set.addEventListener('input', () => {
+      const sum = [...set.querySelectorAll('input')].reduce((a, i) => a + (Number(i.value) || 0), 0);
+      total.textContent = sum.toFixed(2);
+    });
   }
 }
 
 function draw() {
   localise();
-  tables();
+  for (const t of document.querySelectorAll('section.panel table')) table(t);
+  weights();
   for (const el of document.querySelectorAll('[data-chart]')) {
     const chart = echarts.init(el);
     chart.setOption(option(JSON.parse(el.dataset.chart)));

@@ -91,6 +91,12 @@ impl Weights {
         Ok(w)
     }
 
+    /// Each attribute's name (as `parse` takes it) and weight, in the scorecard's order.
+    pub fn named(&self) -> [(&'static str, f64); 6] {
+        let all = self.all();
+        std::array::from_fn(|i| (WEIGHT_NAMES[i], all[i]))
+    }
+
     fn all(&self) -> [f64; 6] {
         [
             self.revenue,

@@ -86,6 +86,10 @@ enum Command {
         args: query_cmd::QueryArgs,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// Column headings: the names a query takes (`closed_revenue`), or the model's labels
+        /// (`Closed revenue`) for a file people will read.
+        #[arg(long, value_enum, default_value = "names")]
+        headers: query_cmd::Headers,
         /// A model file extending the shipped one (default: model.yaml in the data folder, if any).
         #[arg(long)]
         model: Option<PathBuf>,
@@ -343,6 +347,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Query {
             args,
             format,
+            headers,
             model,
             repeat,
             no_cache,
@@ -382,7 +387,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 );
             }
-            query_cmd::print(&result, format)?;
+            query_cmd::print(&result, format, headers, &engine.model)?;
             if args.benchmark {
                 let withheld = result.rows().iter().any(|r| {
                     r.count("benchmark_partners")

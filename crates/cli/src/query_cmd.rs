@@ -106,8 +106,32 @@ pub fn load_model(data: &Path, model: Option<&PathBuf>) -> Result<Model> {
     }
 }
 
-pub fn print(result: &QueryResult, format: crate::Format) -> Result<()> {
-    let header: Vec<&str> = result.columns.iter().map(|c| c.name.as_str()).collect();
+/// What a result's columns are headed with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Headers {
+    /// The names a query takes: `partner.tier`, `closed_revenue:pct_of_total`.
+    Names,
+    /// The model's labels: `Tier`, `Closed revenue (share of total)`.
+    Labels,
+}
+
+/// Prints a result: CSV and JSON with every digit (JSON always by name), a table for a person
+/// with each figure by its kind (money grouped with its currency, rates as percentages, hours
+/// with their unit, a missing figure as a dash).
+pub fn print(
+    result: &QueryResult,
+    format: crate::Format,
+    headers: Headers,
+    model: &Model,
+) -> Result<()> {
+    let header: Vec<String> = result
+        .columns
+        .iter()
+        .map(|c| match headers {
+            Headers::Names => c.name.clone(),
+            Headers::Labels => model.label(&c.name),
+        })
+        .collect();
     let rows = result.formatted_rows();
     match format {
         crate::Format::Csv => {
@@ -128,9 +152,31 @@ pub fn print(result: &QueryResult, format: crate::Format) -> Result<()> {
             writeln!(std::io::stdout().lock(), "{text}")?;
         }
         crate::Format::Table => {
+            let kinds: Vec<_> = result
+                .columns
+                .iter()
+                .map(|c| model.column_format(&c.name))
+                .collect();
+            let readable: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .zip(&kinds)
+                        .map(|(cell, kind)| match kind {
+                            Some((format, unit)) => prism_engine::display::figure(
+                                cell,
+                                Some(*format),
+                                unit.as_deref(),
+                                &model.currency,
+                                false,
+                            ),
+                            None => cell.clone(),
+                        })
+                        .collect()
+                })
+                .collect();
             let numeric: Vec<bool> = result.columns.iter().map(|c| c.format.is_some()).collect();
-            let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
-            print_aligned(&header, &rows, &numeric)?;
+            print_aligned(&header, &readable, &numeric)?;
         }
     }
     Ok(())

@@ -172,6 +172,25 @@ fn a_query_answers_as_table_csv_and_versioned_json_with_exact_money() {
         "{table}"
     );
     assert!(table.ends_with("(3 rows)\n"), "{table}");
+    // A table is for a person: each figure by its kind (by hand from the CSV above: money
+    // grouped with its currency, a ratio as a percentage, no closed deal as a dash).
+    let line = |id: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("no {id} in {table}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(line("(direct)"), "(direct) $1,200.00 1 100.0 %");
+    assert_eq!(line("P-1"), "P-1 $2,499.50 1 —");
+    assert_eq!(line("P-2"), "P-2 -$49.75 1 0.0 %");
+    // CSV for people: the model's labels over the same exact figures.
+    assert_eq!(
+        ask("csv", &["--headers", "labels"]),
+        "Partner id,Closed revenue,Orders,Win rate\n(direct),1200.00,1,1.0\nP-1,2499.50,1,\nP-2,-49.75,1,0.0\n"
+    );
 
     // Only two partners sold: the channel benchmark withholds the figure and says why.
     let out = prism(

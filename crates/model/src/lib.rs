@@ -1017,6 +1017,24 @@ fn form_label(form: &str) -> Option<&'static str> {
 impl Model {
     /// What people read for a column of an answer: a metric (`closed_revenue:change_pct` →
     /// "Closed revenue (change %)"), a dimension (`partner.region` → "Partner region",
+    /// The kind and unit of a column named after a metric or one of its derived forms (a
+    /// share, a cumulative share or a change is a percentage, a rank a whole number); none for
+    /// a dimension's column.
+    pub fn column_format(&self, column: &str) -> Option<(Format, Option<String>)> {
+        let (name, form) = match column.split_once(':') {
+            Some((n, f)) => (n, Some(f)),
+            None => (column, None),
+        };
+        let m = self.metrics.get(name)?;
+        Some(match form {
+            Some("pct_of_total" | "cumulative_pct" | "change_pct" | "change_pct_year_before") => {
+                (Format::Percent, None)
+            }
+            Some("rank") => (Format::Integer, None),
+            _ => (m.format, m.unit.clone()),
+        })
+    }
+
     /// `time.quarter` → "Quarter"), or the name with spaces.
     pub fn label(&self, column: &str) -> String {
         let (name, form) = match column.split_once(':') {

@@ -736,7 +736,7 @@ pub fn xlsx(model: &prism_model::Model, result: &QueryResult) -> Result<Vec<u8>,
                 continue;
             }
             let (value, figure) = (&cell.exact(), cell.number());
-            match (pages::column_format(model, &column.name), figure) {
+            match (model.column_format(&column.name), figure) {
                 (Some((Kind::Money, _)), Some(x)) => {
                     sheet.write_number_with_format(r, c, x, &money)
                 }

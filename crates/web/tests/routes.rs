@@ -1232,6 +1232,145 @@ async fn a_tiles_change_shows_its_direction_and_whether_it_is_good_news() {
     );
 }
 
+/// A tile's trend, month by month, from a page's JSON.
+fn trend_of(body: &str, metric: &str) -> Vec<(String, Option<f64>)> {
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    let tile = json["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["tiles"].as_array().cloned().unwrap_or_default())
+        .find(|t| t["metric"] == metric)
+        .unwrap_or_else(|| panic!("no {metric} tile in {body}"));
+    tile["trend"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["month"].as_str().unwrap().to_string(),
+                p["value"].as_f64(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tiles_trend_line_is_its_figure_over_the_last_twelve_months_in_the_users_audience() {
+    let (_tmp, state) = app().await;
+    // By hand from fixtures/tiny: closed revenue 2499.50 in January 2024 (P-1), 1200.00 in
+    // February (direct), -49.75 in March (P-2's credit, the newest order): the twelve months
+    // end with March 2024, nine of them without orders.
+    let months: Vec<String> = (4..=12)
+        .map(|m| format!("2023-{m:02}"))
+        .chain((1..=3).map(|m| format!("2024-{m:02}")))
+        .collect();
+    let exec = session_of(&state, "exec").await;
+    let mut expected: Vec<(String, Option<f64>)> =
+        months.iter().map(|m| (m.clone(), None)).collect();
+    expected[9].1 = Some(2499.5);
+    expected[10].1 = Some(1200.0);
+    expected[11].1 = Some(-49.75);
+    for path in ["/api/overview", "/api/overview?period=2024-Q1"] {
+        let r = send(&state, get(path, &exec)).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+        assert_eq!(trend_of(&r.body, "closed_revenue"), expected, "{path}");
+    }
+    // Drawn as one line (three months in a row): the highest month at the top, the lowest at
+    // the bottom of the 24 units, months 100/11 units apart.
+    let r = send(&state, get("/overview", &exec)).await;
+    assert!(
+        r.body
+            .contains(r#"<polyline points="81.8,1.0 90.9,12.2 100.0,23.0"/>"#),
+        "{}",
+        &r.body[..r.body.len().min(8000)]
+    );
+    // A period without orders: twelve empty months, and no line.
+    let r = send(&state, get("/api/overview?period=2023", &exec)).await;
+    assert!(
+        trend_of(&r.body, "closed_revenue")
+            .iter()
+            .all(|(_, v)| v.is_none())
+    );
+
+    // P-2's user: its own months only, ending with its own newest order.
+    let partner = session_of(&state, "partner").await;
+    let r = send(&state, get("/api/my/performance", &partner)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut own: Vec<(String, Option<f64>)> = months.iter().map(|m| (m.clone(), None)).collect();
+    own[11].1 = Some(-49.75);
+    assert_eq!(trend_of(&r.body, "closed_revenue"), own);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scorecard_weights_are_typed_one_per_attribute_and_prompts_show_as_removable_chips() {
+    let (_tmp, state) = app().await;
+    let exec = session_of(&state, "exec").await;
+    let panels = |body: &str| {
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        json["panels"].clone()
+    };
+    // The six inputs ask what the weights string asks.
+    let typed = send(
+        &state,
+        get(
+            "/api/scorecard?w_revenue=1&w_pipeline=0&w_win_rate=0&w_csat=0&w_responsiveness=0&w_certified_people=0",
+            &exec,
+        ),
+    )
+    .await;
+    let text = send(
+        &state,
+        get(
+            "/api/scorecard?weights=revenue%3D1%2Cpipeline%3D0%2Cwin_rate%3D0%2Ccsat%3D0%2Cresponsiveness%3D0",
+            &exec,
+        ),
+    )
+    .await;
+    assert_eq!(typed.status, StatusCode::OK, "{}", typed.body);
+    assert_eq!(panels(&typed.body), panels(&text.body));
+    // Revenue alone: P-1 (2499.50) ranks above P-2 (-49.75).
+    let rows = panels(&typed.body)[0]["rows"].clone();
+    assert_eq!(rows[0][0], "P-1", "{rows}");
+    assert_eq!(rows[1][0], "P-2", "{rows}");
+    // An input the user typed wrong is refused with its attribute.
+    let r = send(&state, get("/scorecard?w_csat=-1", &exec)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("csat"), "{}", r.body);
+
+    // The page shows each weight in its own input, their total, and the given prompts as
+    // chips whose links drop one prompt each.
+    let r = send(&state, get("/scorecard?w_revenue=0.5&tier=Gold", &exec)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body.contains(r#"name="w_revenue" value="0.5""#),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains(r#"name="w_pipeline" value="0.2""#),
+        "{}",
+        r.body
+    );
+    // 0.5 + 0.20 + 0.15 + 0.20 + 0.10 + 0.
+    assert!(
+        r.body
+            .contains(r#"<output class="weights-total">1.15</output>"#),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains(r#"<a class="chip" href="/scorecard?weights=revenue%3D0.5" title="Remove this prompt">Tier: Gold"#),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains(r#"<a class="chip" href="/scorecard?tier=Gold" title="Remove this prompt">Weights: revenue=0.5"#),
+        "{}",
+        r.body
+    );
+}
+
 /// The CSRF token of a signed-in user's session, as its pages carry it.
 async fn csrf_of(state: &Arc<AppState>, cookie: &str) -> String {
     let page = send(state, get("/explore", cookie)).await;

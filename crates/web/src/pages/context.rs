@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// How many months a tile's trend line shows.
+const TREND_MONTHS: u32 = 12;
+
 /// What a page's builders share: the user, their audience, the session, the prompts as
 /// filters.
 pub(super) struct Ctx<'a> {
@@ -88,10 +91,10 @@ impl Ctx<'_> {
         }
         let names: Vec<&str> = asked.iter().map(String::as_str).collect();
         let q = self.query(&names, &[], None, None)?;
-        let r = self.run(&q).await?;
+        let (r, mut trends) = tokio::try_join!(self.run(&q), self.trends(metrics))?;
         let row = r.first_row();
         let mut p = Panel::new("tiles", id, title);
-        for m in metrics {
+        for (m, trend) in metrics.iter().zip(trends.drain(..)) {
             let change_pct = self
                 .period
                 .and_then(|_| row.number(&format!("{m}:change_pct")));
@@ -99,6 +102,7 @@ impl Ctx<'_> {
                 metric: m.to_string(),
                 value: row.get(m).exact(),
                 change_pct,
+                trend,
                 definition: self
                     .st
                     .engine
@@ -111,6 +115,58 @@ impl Ctx<'_> {
             });
         }
         Ok(p)
+    }
+
+    /// Each metric's last twelve months, for its tile's trend line: the months up to the
+    /// period's last day, or, when the page is over all loaded data, up to the newest day of the
+    /// first metric's fact. Every month is listed, a month without a value as none, so that
+    /// the lines of a page's tiles share one time axis. Each month's figure is the metric's own
+    /// (a ratio of the month's parts), with the page's prompts.
+    async fn trends(&self, metrics: &[&str]) -> Result<Vec<Vec<TrendPoint>>, WebError> {
+        let end = match (self.period, metrics.first()) {
+            (Some(p), _) => Some(p.to),
+            (None, Some(first)) => {
+                self.st
+                    .engine
+                    .newest_day(&self.session, first, &self.audience)
+                    .await?
+            }
+            (None, None) => None,
+        };
+        let Some(end) = end else {
+            return Ok(vec![Vec::new(); metrics.len()]);
+        };
+        let first_month = end.with_day(1).unwrap_or(end) - chrono::Months::new(TREND_MONTHS - 1);
+        let mut q = self.query(metrics, &["time.month"], None, None)?;
+        q.period = Some(Period {
+            from: first_month,
+            to: end,
+        });
+        let r = self.run(&q).await?;
+        let by_month: BTreeMap<String, prism_engine::Row> = r
+            .rows()
+            .into_iter()
+            .filter_map(|row| Some((row.text("time.month")?.to_string(), row)))
+            .collect();
+        let months: Vec<String> = (0..TREND_MONTHS)
+            .map(|i| {
+                (first_month + chrono::Months::new(i))
+                    .format("%Y-%m")
+                    .to_string()
+            })
+            .collect();
+        Ok(metrics
+            .iter()
+            .map(|m| {
+                months
+                    .iter()
+                    .map(|month| TrendPoint {
+                        month: month.clone(),
+                        value: by_month.get(month).and_then(|row| row.number(m)),
+                    })
+                    .collect()
+            })
+            .collect())
     }
 
     // A panel's parts, each named at the call: a struct for them would only restate the calls.

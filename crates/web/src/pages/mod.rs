@@ -218,11 +218,43 @@ pub struct Prompts {
     pub product_line: Option<String>,
     /// Scorecard weights: `revenue=0.4,csat=0.3`.
     pub weights: Option<String>,
+    /// Scorecard weights one attribute at a time, as the page's number inputs send them; each
+    /// overrides the same attribute in `weights`.
+    pub w_revenue: Option<String>,
+    pub w_pipeline: Option<String>,
+    pub w_win_rate: Option<String>,
+    pub w_csat: Option<String>,
+    pub w_responsiveness: Option<String>,
+    pub w_certified_people: Option<String>,
     /// Customer potential: the product, and the segment whose target list is shown.
     pub product: Option<String>,
     pub segment: Option<String>,
     /// Export: which table of the page.
     pub table: Option<String>,
+}
+
+impl Prompts {
+    /// The scorecard weights asked for, in `Weights::parse`'s syntax: `weights` first, then
+    /// each attribute's own input (the later wins); none when neither is given.
+    pub fn weights(&self) -> Option<String> {
+        let mut parts: Vec<String> = given(&self.weights)
+            .map(str::to_string)
+            .into_iter()
+            .collect();
+        for (name, value) in [
+            ("revenue", &self.w_revenue),
+            ("pipeline", &self.w_pipeline),
+            ("win_rate", &self.w_win_rate),
+            ("csat", &self.w_csat),
+            ("responsiveness", &self.w_responsiveness),
+            ("certified_people", &self.w_certified_people),
+        ] {
+            if let Some(v) = given(value) {
+                parts.push(format!("{name}={v}"));
+            }
+        }
+        (!parts.is_empty()).then(|| parts.join(","))
+    }
 }
 
 fn given(v: &Option<String>) -> Option<&str> {
@@ -235,10 +267,21 @@ pub struct Tile {
     pub value: String,
     /// Percent change against the previous period, when there is a period.
     pub change_pct: Option<f64>,
+    /// The last twelve months, oldest first: the tile's trend line.
+    pub trend: Vec<TrendPoint>,
     pub definition: String,
     /// The generated SQL, for admins.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sql: Option<String>,
+}
+
+/// One month of a tile's trend line.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrendPoint {
+    /// `2024-03`.
+    pub month: String,
+    /// The metric's figure for the month; none when it has none (no orders, no closed deal).
+    pub value: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -393,7 +436,7 @@ pub async fn build(
             tier: given(&prompts.tier),
             partner_type: given(&prompts.partner_type),
             product_line: given(&prompts.product_line),
-            weights: given(&prompts.weights).map(|w| {
+            weights: prompts.weights().map(|w| {
                 w.split(',')
                     .map(|kv| kv.split_whitespace().collect::<String>())
                     .collect::<Vec<_>>()
@@ -401,7 +444,7 @@ pub async fn build(
             }),
             product: given(&prompts.product),
             segment: given(&prompts.segment),
-            table: None,
+            ..Prompts::default()
         };
         format!(
             "{:?}|{:?}|{page:?}|{id:?}|{}",

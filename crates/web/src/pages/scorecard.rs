@@ -4,7 +4,9 @@ use super::*;
 
 /// Fills the page's panels.
 pub(super) async fn build(cx: &Ctx<'_>, out: &mut Page, prompts: &Prompts) -> Result<(), WebError> {
-    let weights = given(&prompts.weights)
+    let weights = prompts
+        .weights()
+        .as_deref()
         .map(prism_analyses::scorecard::Weights::parse)
         .transpose()?
         .unwrap_or_default();

@@ -13,6 +13,10 @@ pub struct TileView {
     pub currency: String,
     pub change: String,
     pub change_class: &'static str,
+    /// The trend line: one SVG polyline per run of months with a value.
+    pub spark: Vec<String>,
+    /// The trend line's months and figures, read on hover.
+    pub spark_title: String,
     pub definition: String,
     pub sql: String,
 }
@@ -26,35 +30,17 @@ pub struct CellView {
     pub raw: String,
     pub format: &'static str,
     pub currency: String,
+    /// A percentile rank or score (0–100) drawn as a bar behind the figure; empty otherwise.
+    pub bar: String,
 }
 
 /// Series named after metrics take the metrics' labels (a legend is read, not parsed).
 pub(crate) fn labelled(model: &prism_model::Model, series: &mut [Series]) {
     for s in series {
-        if column_format(model, &s.name).is_some() {
+        if model.column_format(&s.name).is_some() {
             s.name = model.label(&s.name);
         }
     }
-}
-
-/// The kind and unit of a column named after a metric or one of its derived forms.
-pub(crate) fn column_format(
-    model: &prism_model::Model,
-    column: &str,
-) -> Option<(prism_model::Format, Option<String>)> {
-    use prism_model::Format;
-    let (name, form) = match column.split_once(':') {
-        Some((n, f)) => (n, Some(f)),
-        None => (column, None),
-    };
-    let m = model.metrics.get(name)?;
-    Some(match form {
-        Some("pct_of_total" | "cumulative_pct" | "change_pct" | "change_pct_year_before") => {
-            (Format::Percent, None)
-        }
-        Some("rank") => (Format::Integer, None),
-        _ => (m.format, m.unit.clone()),
-    })
 }
 
 pub(super) fn format_name(f: prism_model::Format) -> &'static str {
@@ -66,6 +52,53 @@ pub(super) fn format_name(f: prism_model::Format) -> &'static str {
         Format::Percent => "percent",
         Format::Ratio => "ratio",
     }
+}
+
+/// Width and height of a tile's trend line, in the SVG's own units (the CSS scales it).
+const SPARK_WIDTH: f64 = 100.0;
+const SPARK_HEIGHT: f64 = 24.0;
+
+/// A trend line as SVG polylines: months spread evenly across the width, the lowest figure at
+/// the bottom and the highest at the top (a flat line in the middle when they are equal); a
+/// month without a figure breaks the line rather than being drawn as zero.
+pub(super) fn sparkline(trend: &[TrendPoint]) -> Vec<String> {
+    let values: Vec<f64> = trend.iter().filter_map(|p| p.value).collect();
+    let (Some(low), Some(high)) = (
+        values.iter().copied().reduce(f64::min),
+        values.iter().copied().reduce(f64::max),
+    ) else {
+        return Vec::new();
+    };
+    let step = SPARK_WIDTH / (trend.len().max(2) - 1) as f64;
+    let y = |v: f64| {
+        if high > low {
+            // One unit of margin so that the line's stroke is not cut at the edges.
+            1.0 + (high - v) / (high - low) * (SPARK_HEIGHT - 2.0)
+        } else {
+            SPARK_HEIGHT / 2.0
+        }
+    };
+    // A month alone between gaps is drawn as a dot: a line of no length with round caps.
+    let close = |run: Vec<(f64, f64)>| {
+        let mut points: Vec<String> = run.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+        if let [(x, y)] = run[..] {
+            points.push(format!("{:.1},{y:.1}", x + 0.1));
+        }
+        points.join(" ")
+    };
+    let mut lines = Vec::new();
+    let mut run = Vec::new();
+    for (i, p) in trend.iter().enumerate() {
+        match p.value {
+            Some(v) => run.push((i as f64 * step, y(v))),
+            None if !run.is_empty() => lines.push(close(std::mem::take(&mut run))),
+            None => {}
+        }
+    }
+    if !run.is_empty() {
+        lines.push(close(run));
+    }
+    lines
 }
 
 /// Each row's link to its partner's page; none for direct sales, which are no partner's.
@@ -87,7 +120,7 @@ pub(crate) fn cell_view(
     value: &str,
     href: String,
 ) -> CellView {
-    match column_format(model, column) {
+    match model.column_format(column) {
         Some((format, unit)) => CellView {
             text: prism_engine::display::figure(
                 value,
@@ -101,6 +134,7 @@ pub(crate) fn cell_view(
             raw: value.to_string(),
             format: format_name(format),
             currency: model.currency.clone(),
+            bar: String::new(),
         },
         None => {
             let (text, numeric) = display(value);
@@ -111,6 +145,7 @@ pub(crate) fn cell_view(
                 raw: String::new(),
                 format: "",
                 currency: String::new(),
+                bar: String::new(),
             }
         }
     }
@@ -127,6 +162,42 @@ pub struct PanelView {
     pub export_href: String,
     pub note: String,
     pub plan_fields: Vec<(String, String)>,
+}
+
+/// One scorecard attribute's weight, as its number input shows it.
+pub struct WeightInput {
+    /// The attribute's name in `Weights::parse` (`win_rate`); the input is `w_NAME`.
+    pub name: &'static str,
+    pub label: &'static str,
+    pub value: String,
+}
+
+/// The scorecard's weights as inputs: the weights asked for, or the defaults when the asked
+/// ones do not parse (the page then says why, from the analysis).
+fn weight_inputs(prompts: &Prompts) -> (Vec<WeightInput>, String) {
+    let weights = prompts
+        .weights()
+        .and_then(|w| prism_analyses::scorecard::Weights::parse(&w).ok())
+        .unwrap_or_default();
+    let named = weights.named();
+    let total: f64 = named.iter().map(|(_, w)| w).sum();
+    let inputs = named
+        .into_iter()
+        .map(|(name, value)| WeightInput {
+            name,
+            label: match name {
+                "revenue" => "Revenue",
+                "pipeline" => "Pipeline",
+                "win_rate" => "Win rate",
+                "csat" => "CSAT",
+                "responsiveness" => "Responsiveness",
+                "certified_people" => "Certified people",
+                other => other,
+            },
+            value: value.to_string(),
+        })
+        .collect();
+    (inputs, format!("{total:.2}"))
 }
 
 pub struct Choice {
@@ -154,7 +225,10 @@ pub struct PageTemplate {
     pub types: Vec<Choice>,
     pub lines: Vec<Choice>,
     pub show_weights: bool,
-    pub weights: String,
+    /// The scorecard's weights, one input per attribute, and their total.
+    pub weight_inputs: Vec<WeightInput>,
+    pub weights_total: String,
+    pub chips: Vec<Chip>,
     pub show_products: bool,
     pub products: Vec<Choice>,
     pub segment: String,
@@ -201,13 +275,14 @@ pub(crate) fn display(v: &str) -> (String, bool) {
 
 pub(super) fn query_string(prompts: &Prompts, table: Option<&str>) -> String {
     let mut parts = Vec::new();
+    let weights = prompts.weights();
     for (k, v) in [
         ("period", &prompts.period),
         ("region", &prompts.region),
         ("tier", &prompts.tier),
         ("partner_type", &prompts.partner_type),
         ("product_line", &prompts.product_line),
-        ("weights", &prompts.weights),
+        ("weights", &weights),
         ("product", &prompts.product),
         ("segment", &prompts.segment),
     ] {
@@ -219,6 +294,61 @@ pub(super) fn query_string(prompts: &Prompts, table: Option<&str>) -> String {
         parts.push(format!("table={}", url(t)));
     }
     parts.join("&")
+}
+
+/// A prompt the page answers for, shown above its panels with a link that removes it.
+pub struct Chip {
+    pub label: String,
+    /// The same page without this prompt.
+    pub href: String,
+}
+
+/// The prompts given, each as a chip whose link is the same page without it. Removing the
+/// product also removes the segment, whose target list is the product's.
+pub(super) fn chips(path: &str, prompts: &Prompts) -> Vec<Chip> {
+    let base = Prompts {
+        weights: prompts.weights(),
+        w_revenue: None,
+        w_pipeline: None,
+        w_win_rate: None,
+        w_csat: None,
+        w_responsiveness: None,
+        w_certified_people: None,
+        table: None,
+        ..prompts.clone()
+    };
+    type Field = fn(&mut Prompts) -> &mut Option<String>;
+    let fields: [(&str, Field); 8] = [
+        ("Period", |p| &mut p.period),
+        ("Region", |p| &mut p.region),
+        ("Tier", |p| &mut p.tier),
+        ("Partner type", |p| &mut p.partner_type),
+        ("Product line", |p| &mut p.product_line),
+        ("Weights", |p| &mut p.weights),
+        ("Product", |p| &mut p.product),
+        ("Segment", |p| &mut p.segment),
+    ];
+    let mut out = Vec::new();
+    for (label, field) in fields {
+        let mut without = base.clone();
+        let Some(value) = given(field(&mut without)).map(str::to_string) else {
+            continue;
+        };
+        *field(&mut without) = None;
+        if label == "Product" {
+            without.segment = None;
+        }
+        let query = query_string(&without, None);
+        out.push(Chip {
+            label: format!("{label}: {value}"),
+            href: if query.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}?{query}")
+            },
+        });
+    }
+    out
 }
 
 /// The periods offered: all data, this year to date, the last eight quarters and three years.
@@ -331,7 +461,7 @@ pub async fn render(
     let export_base = format!("/export{}", page.path);
     let model = &st.engine.model;
     let figure = |t: &Tile, compact: bool| {
-        let (format, unit) = column_format(model, &t.metric).unzip();
+        let (format, unit) = model.column_format(&t.metric).unzip();
         prism_engine::display::figure(
             &t.value,
             format,
@@ -355,7 +485,9 @@ pub async fn render(
                     value: figure(t, true),
                     exact: figure(t, false),
                     raw: t.value.clone(),
-                    format: column_format(model, &t.metric).map_or("", |f| format_name(f.0)),
+                    format: model
+                        .column_format(&t.metric)
+                        .map_or("", |f| format_name(f.0)),
                     currency: model.currency.clone(),
                     change: t.change_pct.map_or(String::new(), |c| {
                         let arrow = if c > 0.0 {
@@ -378,6 +510,27 @@ pub async fn render(
                             _ => "",
                         }
                     },
+                    spark: sparkline(&t.trend),
+                    spark_title: t
+                        .trend
+                        .iter()
+                        .map(|p| {
+                            let value = p.value.map_or(String::new(), |v| v.to_string());
+                            let (format, unit) = model.column_format(&t.metric).unzip();
+                            format!(
+                                "{}: {}",
+                                p.month,
+                                prism_engine::display::figure(
+                                    &value,
+                                    format,
+                                    unit.flatten().as_deref(),
+                                    &model.currency,
+                                    true,
+                                )
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n"),
                     definition: t.definition.clone(),
                     sql: t.sql.clone().unwrap_or_default(),
                 })
@@ -416,6 +569,13 @@ pub async fn render(
                                 && cell.raw.is_empty()
                             {
                                 cell.text = text.clone();
+                            }
+                            // The scorecard's ranks at a glance: a bar as long as the rank.
+                            let column = p.header.get(j).map_or("", String::as_str);
+                            if (column == "score" || column.ends_with("_percentile"))
+                                && let Ok(rank) = c.parse::<f64>()
+                            {
+                                cell.bar = format!("{:.0}", rank.clamp(0.0, 100.0));
                             }
                             cell
                         })
@@ -468,6 +628,12 @@ pub async fn render(
     } else {
         Default::default()
     };
+    let show_weights = matches!(page_id, PageId::Scorecard | PageId::Underperformers);
+    let (weight_inputs, weights_total) = if show_weights {
+        weight_inputs(prompts)
+    } else {
+        (Vec::new(), String::new())
+    };
     let t = PageTemplate {
         user_name: user.name.clone(),
         role: user.role.name().to_string(),
@@ -497,8 +663,10 @@ pub async fn render(
         } else {
             Vec::new()
         },
-        show_weights: matches!(page_id, PageId::Scorecard | PageId::Underperformers),
-        weights: given(&prompts.weights).unwrap_or_default().to_string(),
+        show_weights,
+        weight_inputs,
+        weights_total,
+        chips: chips(&page.path, prompts),
         show_products: page_id == PageId::MyPotential,
         products: product_choices,
         segment: given(&prompts.segment).unwrap_or_default().to_string(),
