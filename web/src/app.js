@@ -68,7 +68,7 @@ function option(spec) {
 // exact value; a table of more than ten rows gets a search box that keeps the matching rows,
 // and one of more than PAGE_ROWS rows is shown a page at a time (sorting and searching apply to
 // every row, then the first page shows).
-const PAGE_ROWS = 50;
+const PAGE_ROWS = 25;
 
 function cellValue(td) {
   const raw = td.dataset.value ?? td.textContent.trim().replace(/[,\s%$€£¥]/g, '');

@@ -12,6 +12,22 @@ fs.mkdirSync(artefacts, { recursive: true });
 const failures = [];
 const check = (ok, what) => { if (!ok) { failures.push(what); console.error(`FAIL ${what}`); } };
 
+// A figure as the page writes it (`$26.8B`, `1,234.50`, `46.2 %`, `12.3 h`), back to a number
+// in the API's terms (a ratio as a fraction); the tolerance is half the last digit shown.
+const scale = { K: 1e3, M: 1e6, B: 1e9, T: 1e12 };
+function undo(text, format) {
+  const m = text.replace(/[,\s$€£¥]/g, '').match(/^(-?[0-9.]+)([KMBT]?)(%|h|days)?$/);
+  if (!m) return NaN;
+  const n = Number(m[1]) * (scale[m[2]] || 1);
+  return format === 'ratio' ? n / 100 : n;
+}
+function tolerance(text, format, exact) {
+  const m = text.replace(/[,\s$€£¥]/g, '').match(/^-?[0-9]+(?:\.([0-9]+))?([KMBT]?)/);
+  if (!m) return 0;
+  const step = 10 ** -(m[1] || '').length * (scale[m[2]] || 1) * (format === 'ratio' ? 0.01 : 1);
+  return step / 2 + Math.abs(exact) * 1e-12;
+}
+
 const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
 for (const [name, own] of [['executive', null], ['manager', null], ['partner', 'P-00001'], ['admin', null]]) {
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1400, height: 1000 } });
@@ -38,6 +54,39 @@ for (const [name, own] of [['executive', null], ['manager', null], ['partner', '
   }
 
   if (name === 'executive') {
+    // The Overview at three widths: no tile's text runs over its box, each tile's figure is
+    // the API's exact value once its formatting is undone, and each change arrow agrees with
+    // the API's change against the previous period.
+    const period = await page.goto(base + '/overview').then(() => page.$eval('select[name=period] option:nth-child(4)', (o) => o.value));
+    const api = await (await context.request.get(`${base}/api/overview?period=${encodeURIComponent(period)}`)).json();
+    const tiles = Object.fromEntries(api.panels.flatMap((p) => p.tiles || []).map((t) => [t.metric, t]));
+    for (const width of [1024, 1400, 1920]) {
+      await page.setViewportSize({ width, height: 1000 });
+      await page.goto(`${base}/overview?period=${encodeURIComponent(period)}`);
+      const shown = await page.$$eval('#kpi .tile', (ts) => ts.map((t) => ({
+        overflow: [t, ...t.querySelectorAll('.label, .value, .change')].filter((e) => e.scrollWidth > e.clientWidth + 1).map((e) => e.className || 'tile'),
+        outside: t.getBoundingClientRect().right > t.parentElement.getBoundingClientRect().right + 1,
+        text: t.querySelector('.value').textContent.trim(),
+        format: t.querySelector('.value').dataset.format,
+        change: t.querySelector('.change').textContent.trim(),
+        lines: t.querySelectorAll('svg.spark polyline').length,
+      })));
+      check(shown.length === 6, `executive ${width}px: six tiles (${shown.length})`);
+      const metrics = Object.keys(tiles);
+      shown.forEach((t, i) => {
+        const api = tiles[metrics[i]];
+        check(t.overflow.length === 0 && !t.outside, `executive ${width}px: tile ${metrics[i]} fits (${t.overflow}, ${t.text})`);
+        const value = undo(t.text, t.format);
+        const exact = api.value === '' ? null : Number(api.value);
+        check(exact === null ? t.text === '—' : Math.abs(value - exact) <= tolerance(t.text, t.format, exact), `executive ${width}px: tile ${metrics[i]} shows ${t.text}, the API says ${api.value}`);
+        const arrow = api.change_pct == null ? '' : api.change_pct > 0 ? '▲' : api.change_pct < 0 ? '▼' : '=';
+        check(t.change.startsWith(arrow) && (arrow !== '' || t.change === ''), `executive ${width}px: tile ${metrics[i]} change ${t.change} agrees with ${api.change_pct}`);
+        const months = (api.trend || []).filter((p) => p.value != null).length;
+        check((months > 0) === (t.lines > 0), `executive ${width}px: tile ${metrics[i]} draws its trend (${months} months, ${t.lines} lines)`);
+      });
+      await page.screenshot({ path: path.join(artefacts, `executive_overview_${width}.png`), fullPage: true });
+    }
+    await page.setViewportSize({ width: 1400, height: 1000 });
     // A prompt: the period is kept in the URL, and the page answers for it.
     await page.goto(base + '/overview');
     await page.selectOption('select[name=period]', { index: 3 });
@@ -61,9 +110,35 @@ for (const [name, own] of [['executive', null], ['manager', null], ['partner', '
     check(names.length === count && count > 10, `executive: sorting keeps the rows (${names.length} of ${count})`);
     check(names.every((n, i) => i === 0 || key(names[i - 1]) >= key(n)), `executive: sorted by the column (${names.slice(0, 3)})`);
     const needle = names[0].toLowerCase().slice(0, 4);
+    const total = await table.locator('tbody tr').count();
     await page.locator('input.table-search').first().fill(needle);
     const matching = await table.locator('tbody tr:not([hidden])').evaluateAll((rows) => rows.map((r) => [...r.cells].map((c) => c.textContent.toLowerCase())));
-    check(matching.length > 0 && matching.length < count && matching.every((cells) => cells.some((c) => c.includes(needle))), `executive: the search keeps matching rows (${matching.length} of ${count})`);
+    check(matching.length > 0 && matching.length < total && matching.every((cells) => cells.some((c) => c.includes(needle))), `executive: the search keeps matching rows (${matching.length} of ${total})`);
+    // A long table shows a page at a time: the pages hold every row once.
+    await page.locator('input.table-search').first().fill('');
+    const pager = page.locator('section.panel .pager').first();
+    if (total > 25) {
+      const seen = new Set();
+      for (let i = 0; i < Math.ceil(total / 25); i++) {
+        const ids = await column(0);
+        check(ids.length === Math.min(25, total - i * 25), `executive: page ${i + 1} holds ${ids.length} rows`);
+        ids.forEach((id) => seen.add(id));
+        if (i + 1 < Math.ceil(total / 25)) await pager.locator('button.next').click();
+      }
+      check(seen.size === total, `executive: the pages hold every row once (${seen.size} of ${total})`);
+      check(await pager.locator('button.next').isDisabled(), 'executive: no page after the last');
+    } else {
+      check(await pager.count() === 0, `executive: no pager for ${total} rows`);
+    }
+    // Weights: one input per attribute, their total as they are typed, the page answering for them.
+    await page.fill('input[name=w_revenue]', '1');
+    check((await page.textContent('output.weights-total')) === '1.65', `executive: the weights' total follows the input (${await page.textContent('output.weights-total')})`);
+    await Promise.all([page.waitForNavigation(), page.click('form.prompts button')]);
+    check(page.url().includes('w_revenue=1'), `executive: the weights are in the URL (${page.url()})`);
+    const chip = page.locator('a.chip', { hasText: 'Weights' });
+    check(await chip.count() === 1, 'executive: the weights show as a chip');
+    await Promise.all([page.waitForNavigation(), chip.click()]);
+    check(!page.url().includes('revenue'), `executive: the chip removes the weights (${page.url()})`);
     // Download a table and check its rows against the page.
     await page.goto(base + '/segmentation');
     const shown = await page.$$eval('#partners tbody tr', (rows) => rows.length);
