@@ -1371,6 +1371,36 @@ async fn scorecard_weights_are_typed_one_per_attribute_and_prompts_show_as_remov
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partners_page_shows_its_ranks_among_the_partners_the_user_sees_but_not_to_its_own_user()
+{
+    let (_tmp, state) = app().await;
+    let profile = |body: &str| {
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        json["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == "profile")
+            .map(|p| p["chart"].clone())
+    };
+    // By hand from fixtures/tiny: of the two partners with figures, P-1 has the higher revenue
+    // (2499.50 against -49.75): rank 100 for P-1, 0 for P-2; the median partner is 50.
+    let exec = session_of(&state, "exec").await;
+    for (id, rank) in [("P-1", 100.0), ("P-2", 0.0)] {
+        let r = send(&state, get(&format!("/api/partners/{id}"), &exec)).await;
+        let chart = profile(&r.body).unwrap_or_else(|| panic!("no profile for {id}: {}", r.body));
+        assert_eq!(chart["categories"][0], "Closed revenue", "{chart}");
+        assert_eq!(chart["series"][0]["values"][0], rank, "{id}: {chart}");
+        assert_eq!(chart["series"][1]["values"][0], 50.0, "{chart}");
+    }
+    // P-2's own user: no ranks read from other partners' values.
+    let partner = session_of(&state, "partner").await;
+    let r = send(&state, get("/api/partners/P-2", &partner)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(profile(&r.body).is_none(), "{}", r.body);
+}
+
 /// The CSRF token of a signed-in user's session, as its pages carry it.
 async fn csrf_of(state: &Arc<AppState>, cookie: &str) -> String {
     let page = send(state, get("/explore", cookie)).await;

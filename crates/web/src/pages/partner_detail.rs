@@ -11,6 +11,8 @@ pub(super) async fn build(
 ) -> Result<(), WebError> {
     let st = cx.st;
     let id = id.ok_or_else(|| WebError::NotFound("which partner?".into()))?;
+    // The partners this one is ranked among: the user's whole audience, kept before narrowing.
+    let among = cx.audience.clone();
     // From here on, only this partner's rows: refused when it is not the user's.
     cx.audience = cx.audience.narrow_to(id)?;
     let partners = st
@@ -31,7 +33,14 @@ pub(super) async fn build(
         at("partner.region"),
         at("partner.status")
     )];
-    let (kpi, program, trend, products, customers) = tokio::try_join!(
+    let session = cx.session.clone();
+    let channel = prism_analyses::Context {
+        engine: &st.engine,
+        session: &session,
+        audience: among,
+        period: cx.period,
+    };
+    let (kpi, program, trend, products, customers, profile) = tokio::try_join!(
         cx.tiles(
             "kpi",
             "Key figures",
@@ -81,6 +90,7 @@ pub(super) async fn build(
             ],
             50
         ),
+        profile(&channel, id, cx.user.is_partner_user()),
     )?;
     out.panels.extend([
         kpi,
@@ -89,5 +99,70 @@ pub(super) async fn build(
         Panel::from_table("products", "Products", &products),
         customers,
     ]);
+    out.panels.extend(profile);
     Ok(())
+}
+
+/// The partner's percentile rank on each scorecard attribute among the partners the user sees,
+/// beside the median partner's 50: where it stands, at a glance. Not for a partner's own user,
+/// whose ranks would be read from other partners' values; its benchmarks (My performance)
+/// compare it with the channel over at least 5 partners instead.
+async fn profile(
+    channel: &prism_analyses::Context<'_>,
+    id: &str,
+    partner_user: bool,
+) -> Result<Option<Panel>, WebError> {
+    if partner_user {
+        return Ok(None);
+    }
+    let card = prism_analyses::scorecard::scorecard(
+        channel,
+        prism_analyses::scorecard::Weights::default(),
+    )
+    .await?;
+    let Some(row) = card.rows.iter().find(|r| r.partner.partner_id == id) else {
+        return Ok(None);
+    };
+    let model = &channel.engine.model;
+    let mut p = Panel::new(
+        "chart",
+        "profile",
+        &format!(
+            "Percentile rank among the {} partners you see (the median partner ranks 50)",
+            card.rows.len()
+        ),
+    );
+    p.chart = Some(Chart {
+        kind: "bar",
+        categories: row
+            .attributes
+            .iter()
+            .map(|a| model.label(a.metric))
+            .collect(),
+        series: vec![
+            Series {
+                name: "This partner".into(),
+                values: row.attributes.iter().map(|a| a.percentile).collect(),
+            },
+            Series {
+                name: "Median partner".into(),
+                values: row.attributes.iter().map(|_| Some(50.0)).collect(),
+            },
+        ],
+    });
+    p.header = ["attribute", "value", "percentile"]
+        .map(String::from)
+        .to_vec();
+    p.rows = row
+        .attributes
+        .iter()
+        .map(|a| {
+            vec![
+                a.metric.to_string(),
+                a.value.exact(),
+                a.percentile.map_or(String::new(), |v| v.to_string()),
+            ]
+        })
+        .collect();
+    Ok(Some(p))
 }

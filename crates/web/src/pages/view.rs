@@ -572,7 +572,9 @@ pub async fn render(
                             }
                             // The scorecard's ranks at a glance: a bar as long as the rank.
                             let column = p.header.get(j).map_or("", String::as_str);
-                            if (column == "score" || column.ends_with("_percentile"))
+                            if (column == "score"
+                                || column == "percentile"
+                                || column.ends_with("_percentile"))
                                 && let Ok(rank) = c.parse::<f64>()
                             {
                                 cell.bar = format!("{:.0}", rank.clamp(0.0, 100.0));
