@@ -128,6 +128,21 @@ impl Table for Benchmarks {
         h
     }
 
+    fn missing_reason(&self, row: usize, column: &str) -> Option<String> {
+        let r = self.rows.get(row)?;
+        match column {
+            "channel" if r.channel.is_missing() => Some(match &self.channel_withheld {
+                Some(why) => format!("withheld: {why}"),
+                None if r.channel_partners < BENCHMARK_MIN_PARTNERS => format!(
+                    "withheld: fewer than {BENCHMARK_MIN_PARTNERS} partners contribute to it ({})",
+                    r.channel_partners
+                ),
+                None => "no value: no partner has this figure in the period".into(),
+            }),
+            _ => None,
+        }
+    }
+
     fn header(&self) -> Vec<String> {
         [
             "metric",

@@ -236,6 +236,11 @@ pub trait Table {
     fn headline(&self) -> Vec<String>;
     fn header(&self) -> Vec<String>;
     fn rows(&self) -> Vec<Vec<Value>>;
+    /// Why a cell of `rows()` (by row and column name) is missing, when the table knows better
+    /// than the metric's own reason: a channel figure withheld, say.
+    fn missing_reason(&self, _row: usize, _column: &str) -> Option<String> {
+        None
+    }
 }
 
 /// A figure in a headline sentence; nothing when missing.

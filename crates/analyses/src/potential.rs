@@ -391,6 +391,17 @@ impl Table for Potential {
         ]
     }
 
+    fn missing_reason(&self, row: usize, column: &str) -> Option<String> {
+        let s = self.segments.get(row)?;
+        (column == "channel_adoption_pct" && s.channel_adoption_pct.is_none()).then(|| {
+            format!(
+                "withheld: fewer than {} partners sold the product in this segment ({})",
+                prism_engine::BENCHMARK_MIN_PARTNERS,
+                s.channel_partners
+            )
+        })
+    }
+
     fn header(&self) -> Vec<String> {
         [
             "industry",

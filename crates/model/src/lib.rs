@@ -1017,6 +1017,39 @@ fn form_label(form: &str) -> Option<&'static str> {
 impl Model {
     /// What people read for a column of an answer: a metric (`closed_revenue:change_pct` →
     /// "Closed revenue (change %)"), a dimension (`partner.region` → "Partner region",
+    /// Why a column named after a metric (or one of its derived forms) has no value, for a
+    /// person who sees a dash: a ratio's denominator is 0 (no closed deal, no survey), a sum
+    /// has no row in the period and scope, or a comparison has no earlier figure. None for a
+    /// column that is no metric's.
+    pub fn missing_reason(&self, column: &str) -> Option<String> {
+        let (name, form) = match column.split_once(':') {
+            Some((n, f)) => (n, Some(f)),
+            None => (column, None),
+        };
+        let m = self.metrics.get(name)?;
+        if let Some(
+            "previous_period"
+            | "year_before"
+            | "change"
+            | "change_pct"
+            | "change_year_before"
+            | "change_pct_year_before",
+        ) = form
+        {
+            return Some("no value: no figure in the earlier period to compare with".into());
+        }
+        Some(match &m.kind {
+            MetricKind::Ratio { denominator, .. } => format!(
+                "no value: {} is 0 in this period and scope",
+                self.label(denominator)
+            ),
+            MetricKind::Base { .. } => format!(
+                "no value: no {} in this period and scope",
+                m.fact.replace('_', " ")
+            ),
+        })
+    }
+
     /// The kind and unit of a column named after a metric or one of its derived forms (a
     /// share, a cumulative share or a change is a percentage, a rank a whole number); none for
     /// a dimension's column.
@@ -1099,6 +1132,29 @@ fn merge_yaml(base: &str, extra: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_figure_says_why() {
+        let m = Model::shipped();
+        // win_rate is won_count / closed_count; csat_avg is score_total / survey_count.
+        assert_eq!(
+            m.missing_reason("win_rate").unwrap(),
+            "no value: Closed count is 0 in this period and scope"
+        );
+        assert_eq!(
+            m.missing_reason("csat_avg").unwrap(),
+            "no value: Surveys is 0 in this period and scope"
+        );
+        assert_eq!(
+            m.missing_reason("closed_revenue").unwrap(),
+            "no value: no orders in this period and scope"
+        );
+        assert_eq!(
+            m.missing_reason("closed_revenue:change_pct").unwrap(),
+            "no value: no figure in the earlier period to compare with"
+        );
+        assert_eq!(m.missing_reason("partner.tier"), None);
+    }
 
     #[test]
     fn the_shipped_model_defines_every_metric_of_the_spec() {

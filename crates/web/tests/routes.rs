@@ -1401,6 +1401,37 @@ async fn a_partners_page_shows_its_ranks_among_the_partners_the_user_sees_but_no
     assert!(profile(&r.body).is_none(), "{}", r.body);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_figure_is_a_dash_that_says_why_on_hover() {
+    let (_tmp, state) = app().await;
+    // fixtures/tiny: P-1 closed no deal, so it has no win rate.
+    let exec = session_of(&state, "exec").await;
+    let r = send(&state, get("/partners/P-1", &exec)).await;
+    assert!(
+        r.body
+            .contains(r#"title="no value: Closed count is 0 in this period and scope""#),
+        "{}",
+        r.body
+    );
+    // Only two partners sold: P-2's channel figures are withheld, and each says so.
+    let partner = session_of(&state, "partner").await;
+    let r = send(&state, get("/my/performance?period=2024-Q1", &partner)).await;
+    assert!(
+        r.body
+            .contains(r#"title="withheld: fewer than 5 partners contribute to it ("#),
+        "{}",
+        r.body
+    );
+    let r = send(&state, get("/my/performance", &partner)).await;
+    assert!(
+        r.body.contains(
+            r#"title="withheld: channel figures are given one calendar quarter at a time"#
+        ),
+        "{}",
+        r.body
+    );
+}
+
 /// The CSRF token of a signed-in user's session, as its pages carry it.
 async fn csrf_of(state: &Arc<AppState>, cookie: &str) -> String {
     let page = send(state, get("/explore", cookie)).await;

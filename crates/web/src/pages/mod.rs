@@ -317,6 +317,10 @@ pub struct Panel {
     /// differs from the exact text; empty otherwise.
     #[serde(skip)]
     pub readable: Vec<Vec<String>>,
+    /// Why a missing cell is missing, when its table knows (a withheld channel figure); empty
+    /// text otherwise, and empty when the panel has none.
+    #[serde(skip)]
+    pub reasons: Vec<Vec<String>>,
     /// Where the first cell of each row leads (a partner's page, a segment's targets).
     #[serde(skip)]
     pub links: Vec<Option<String>>,
@@ -339,6 +343,7 @@ impl Panel {
             header: Vec::new(),
             rows: Vec::new(),
             readable: Vec::new(),
+            reasons: Vec::new(),
             links: Vec::new(),
             plan_fields: Vec::new(),
             note: None,
@@ -358,6 +363,16 @@ impl Panel {
             .iter()
             .map(|r| r.iter().map(Value::readable).collect())
             .collect();
+        p.reasons = cells
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.iter()
+                    .zip(&p.header)
+                    .map(|(_, h)| t.missing_reason(i, h).unwrap_or_default())
+                    .collect()
+            })
+            .collect();
         if let Some(c) = p.header.iter().position(|h| h == "partner_id") {
             p.links = p
                 .rows
@@ -366,7 +381,12 @@ impl Panel {
                 .collect();
             // The id first, so that the link is on it.
             if c != 0 {
-                for r in p.rows.iter_mut().chain(p.readable.iter_mut()) {
+                for r in p
+                    .rows
+                    .iter_mut()
+                    .chain(p.readable.iter_mut())
+                    .chain(p.reasons.iter_mut())
+                {
                     let v = r.remove(c);
                     r.insert(0, v);
                 }

@@ -32,6 +32,8 @@ pub struct CellView {
     pub currency: String,
     /// A percentile rank or score (0–100) drawn as a bar behind the figure; empty otherwise.
     pub bar: String,
+    /// On hover: why a missing figure is missing, or a long name in full.
+    pub title: String,
 }
 
 /// Series named after metrics take the metrics' labels (a legend is read, not parsed).
@@ -135,6 +137,11 @@ pub(crate) fn cell_view(
             format: format_name(format),
             currency: model.currency.clone(),
             bar: String::new(),
+            title: if value.trim().is_empty() {
+                model.missing_reason(column).unwrap_or_default()
+            } else {
+                String::new()
+            },
         },
         None => {
             let (text, numeric) = display(value);
@@ -146,6 +153,7 @@ pub(crate) fn cell_view(
                 format: "",
                 currency: String::new(),
                 bar: String::new(),
+                title: String::new(),
             }
         }
     }
@@ -483,7 +491,12 @@ pub async fn render(
                 .map(|t| TileView {
                     label: model.label(&t.metric),
                     value: figure(t, true),
-                    exact: figure(t, false),
+                    // The figure in full on hover, or why there is none.
+                    exact: if t.value.is_empty() {
+                        model.missing_reason(&t.metric).unwrap_or_default()
+                    } else {
+                        figure(t, false)
+                    },
                     raw: t.value.clone(),
                     format: model
                         .column_format(&t.metric)
@@ -569,6 +582,16 @@ pub async fn render(
                                 && cell.raw.is_empty()
                             {
                                 cell.text = text.clone();
+                            }
+                            if let Some(why) = p.reasons.get(i).and_then(|r| r.get(j))
+                                && !why.is_empty()
+                            {
+                                cell.title = why.clone();
+                                if cell.text.is_empty() {
+                                    cell.text = prism_engine::display::MISSING.to_string();
+                                }
+                            } else if !cell.numeric {
+                                cell.title = cell.text.clone();
                             }
                             // The scorecard's ranks at a glance: a bar as long as the rank.
                             let column = p.header.get(j).map_or("", String::as_str);
