@@ -60,7 +60,7 @@ for (const [name, own] of [['executive', null], ['manager', null], ['partner', '
     const period = await page.goto(base + '/overview').then(() => page.$eval('select[name=period] option:nth-child(4)', (o) => o.value));
     const api = await (await context.request.get(`${base}/api/overview?period=${encodeURIComponent(period)}`)).json();
     const tiles = Object.fromEntries(api.panels.flatMap((p) => p.tiles || []).map((t) => [t.metric, t]));
-    for (const width of [1024, 1400, 1920]) {
+    for (const width of [390, 1024, 1400, 1920]) {
       await page.setViewportSize({ width, height: 1000 });
       await page.goto(`${base}/overview?period=${encodeURIComponent(period)}`);
       const shown = await page.$$eval('#kpi .tile', (ts) => ts.map((t) => ({
@@ -220,6 +220,22 @@ for (const [name, own] of [['executive', null], ['manager', null], ['partner', '
     for (let i = errors.length - 1; i >= 0; i--) if (errors[i].includes('/partners/P-00002') && errors[i].includes('403')) errors.splice(i, 1);
   }
   check(errors.length === 0, `${name}: no console errors (${errors.join(' | ')})`);
+  await context.close();
+}
+// In the reader's own language: a German browser reads 42,7 % and 45,6 Mio. $.
+{
+  const context = await browser.newContext({ locale: 'de-DE', viewport: { width: 1400, height: 1000 } });
+  const page = await context.newPage();
+  await page.goto(base + '/');
+  await page.fill('input[name=name]', 'executive');
+  await page.fill('input[name=password]', 'browser-test');
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  await page.goto(base + '/overview');
+  const texts = await page.$$eval('#kpi .tile .value', (vs) => vs.map((v) => [v.dataset.format, v.textContent.trim()]));
+  const ratio = texts.find(([f]) => f === 'ratio');
+  check(ratio && /^\d+,\d\s%$/.test(ratio[1]), `German browser: a rate with a decimal comma (${ratio})`);
+  const money = texts.find(([f]) => f === 'money');
+  check(money && /(Mio\.|Mrd\.|Tsd\.|\d,\d{2})\s\$/.test(money[1]), `German browser: money in German (${money})`);
   await context.close();
 }
 await browser.close();

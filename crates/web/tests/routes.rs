@@ -1230,6 +1230,51 @@ async fn a_tiles_change_shows_its_direction_and_whether_it_is_good_news() {
         "{}",
         &r.body[..r.body.len().min(6000)]
     );
+    // The top partners' table gains the change as a column when a period is chosen.
+    let header = |path: &str| {
+        let state = state.clone();
+        let exec = exec.clone();
+        let path = path.to_string();
+        async move {
+            let r = send(&state, get(&path, &exec)).await;
+            let json: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            let top = json["panels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["id"] == "top-partners")
+                .unwrap()
+                .clone();
+            top
+        }
+    };
+    let top = header("/api/overview?period=2024-Q1").await;
+    let names: Vec<&str> = top["header"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names[4..],
+        [
+            "closed_revenue",
+            "closed_revenue:change_pct",
+            "closed_revenue:pct_of_total",
+            "win_rate",
+            "csat_avg"
+        ],
+        "{top}"
+    );
+    let top = header("/api/overview").await;
+    assert!(
+        !top["header"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h == "closed_revenue:change_pct"),
+        "{top}"
+    );
 }
 
 /// A tile's trend, month by month, from a page's JSON.

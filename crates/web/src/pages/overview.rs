@@ -7,6 +7,23 @@ use super::*;
 pub(super) async fn build(cx: &Ctx<'_>, out: &mut Page) -> Result<(), WebError> {
     // Seven independent questions, asked side by side (each is small; together they
     // keep both cores busy), shown in this order.
+    // With a period, each top partner's change against the previous period, as a column.
+    let top_figures: &[&str] = if cx.period.is_some() {
+        &[
+            "closed_revenue",
+            "closed_revenue:change_pct",
+            "closed_revenue:pct_of_total",
+            "win_rate",
+            "csat_avg",
+        ]
+    } else {
+        &[
+            "closed_revenue",
+            "closed_revenue:pct_of_total",
+            "win_rate",
+            "csat_avg",
+        ]
+    };
     let (kpi, revenue, pipeline, by_tier, by_type, by_region, top) = tokio::try_join!(
         cx.tiles(
             "kpi",
@@ -68,12 +85,7 @@ pub(super) async fn build(cx: &Ctx<'_>, out: &mut Page) -> Result<(), WebError> 
         cx.table(
             "top-partners",
             "Top partners by revenue",
-            &[
-                "closed_revenue",
-                "closed_revenue:pct_of_total",
-                "win_rate",
-                "csat_avg"
-            ],
+            top_figures,
             &[
                 "partner.partner_id",
                 "partner.partner_name",
