@@ -39,23 +39,32 @@ const axisNumber = new Intl.NumberFormat(lang, { notation: 'compact', maximumFra
 const tooltipNumber = new Intl.NumberFormat(lang, { maximumFractionDigits: 2 });
 
 function option(spec) {
+  // A metric's series writes its figures as the tiles do (money with its currency, rates as
+  // percentages, hours with their unit); the axis too when every series is of one kind.
+  const written = (s, compact) => (v) => {
+    if (v == null) return '—';
+    const text = figure(v, s.format, s.currency, compact) ?? (compact ? axisNumber : tooltipNumber).format(v);
+    return s.unit ? `${text} ${s.unit}` : text;
+  };
   if (spec.kind === 'pie') {
     return {
-      tooltip: { trigger: 'item' },
+      tooltip: { trigger: 'item', valueFormatter: written(spec.series[0], false) },
       legend: { bottom: 0 },
       series: [{ type: 'pie', radius: ['35%', '65%'], data: spec.categories.map((c, i) => ({ name: c, value: spec.series[0].values[i] })) }],
     };
   }
+  const one = spec.series.every((s) => s.format && s.format === spec.series[0].format && s.unit === spec.series[0].unit);
   return {
     tooltip: { trigger: 'axis', valueFormatter: (v) => (v == null ? '—' : tooltipNumber.format(v)) },
     legend: spec.series.length > 1 ? { bottom: 0 } : undefined,
     grid: { left: 10, right: 20, top: 20, bottom: spec.series.length > 1 ? 40 : 10, containLabel: true },
     xAxis: { type: 'category', data: spec.categories },
-    yAxis: { type: 'value', axisLabel: { formatter: (v) => axisNumber.format(v) } },
+    yAxis: { type: 'value', axisLabel: { formatter: one ? written(spec.series[0], true) : (v) => axisNumber.format(v) } },
     // Explore's stacked bars and areas stack the series; an area fills under its line.
     series: spec.series.map((s) => ({
       name: s.name,
       type: spec.kind,
+      tooltip: { valueFormatter: written(s, false) },
       data: s.values,
       smooth: false,
       stack: spec.stack ? 'total' : undefined,

@@ -395,6 +395,7 @@ fn chart(kind: ChartKind, result: &QueryResult, dimensions: usize) -> Option<Cha
                     .iter()
                     .map(|c| values.get(&(c.clone(), n.clone())).copied().flatten())
                     .collect(),
+                ..Default::default()
             })
             .collect();
         (categories, series)
@@ -415,6 +416,7 @@ fn chart(kind: ChartKind, result: &QueryResult, dimensions: usize) -> Option<Cha
             .map(|n| pages::Series {
                 name: n.to_string(),
                 values: rows.iter().map(|r| r.number(n)).collect(),
+                ..Default::default()
             })
             .collect();
         (

@@ -1238,14 +1238,13 @@ async fn a_tiles_change_shows_its_direction_and_whether_it_is_good_news() {
         async move {
             let r = send(&state, get(&path, &exec)).await;
             let json: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-            let top = json["panels"]
+            json["panels"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .find(|p| p["id"] == "top-partners")
                 .unwrap()
-                .clone();
-            top
+                .clone()
         }
     };
     let top = header("/api/overview?period=2024-Q1").await;
@@ -1327,6 +1326,13 @@ async fn a_tiles_trend_line_is_its_figure_over_the_last_twelve_months_in_the_use
     assert!(
         r.body
             .contains(r#"<polyline points="81.8,1.0 90.9,12.2 100.0,23.0"/>"#),
+        "{}",
+        &r.body[..r.body.len().min(8000)]
+    );
+    // The revenue chart's series carries its kind, so its axis and tooltip write money.
+    assert!(
+        r.body.contains(r#"&#34;format&#34;:&#34;money&#34;"#)
+            && r.body.contains(r#"&#34;currency&#34;:&#34;USD&#34;"#),
         "{}",
         &r.body[..r.body.len().min(8000)]
     );

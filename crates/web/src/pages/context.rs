@@ -193,6 +193,7 @@ impl Ctx<'_> {
                 .map(|m| Series {
                     name: m.to_string(),
                     values: rows.iter().map(|r| r.number(m)).collect(),
+                    ..Default::default()
                 })
                 .collect(),
         });

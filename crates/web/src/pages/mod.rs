@@ -284,10 +284,18 @@ pub struct TrendPoint {
     pub value: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Series {
     pub name: String,
     pub values: Vec<Option<f64>>,
+    /// The kind of a metric's figures (`money`, `ratio`, …), its unit and currency, for the
+    /// chart's axis and tooltip; empty for a series that is no metric's.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub format: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub unit: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub currency: String,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -143,10 +143,12 @@ async fn profile(
             Series {
                 name: "This partner".into(),
                 values: row.attributes.iter().map(|a| a.percentile).collect(),
+                ..Default::default()
             },
             Series {
                 name: "Median partner".into(),
                 values: row.attributes.iter().map(|_| Some(50.0)).collect(),
+                ..Default::default()
             },
         ],
     });

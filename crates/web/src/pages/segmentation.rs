@@ -18,6 +18,7 @@ pub(super) async fn build(cx: &Ctx<'_>, out: &mut Page) -> Result<(), WebError> 
         series: vec![Series {
             name: "cumulative_pct".into(),
             values: top.iter().map(|r| r.cumulative_pct).collect(),
+            ..Default::default()
         }],
     });
     out.panels.push(chart);

@@ -36,11 +36,19 @@ pub struct CellView {
     pub title: String,
 }
 
-/// Series named after metrics take the metrics' labels (a legend is read, not parsed).
+/// Series named after metrics take the metrics' labels (a legend is read, not parsed), and
+/// their kind, unit and currency, so that axes and tooltips write figures as the tiles do.
 pub(crate) fn labelled(model: &prism_model::Model, series: &mut [Series]) {
     for s in series {
-        if model.column_format(&s.name).is_some() {
+        if let Some((format, unit)) = model.column_format(&s.name) {
             s.name = model.label(&s.name);
+            s.format = format_name(format);
+            s.unit = match unit.as_deref() {
+                Some("hours") => "h".into(),
+                Some(u) => u.to_string(),
+                None => String::new(),
+            };
+            s.currency = model.currency.clone();
         }
     }
 }
