@@ -237,6 +237,56 @@ impl QueryResult {
     }
 }
 
+/// A time grain's value as users write it (`2024-03-05`, `2024-W10`, `2024-03`, `2024-Q1`,
+/// `2024`), as the SQL literal of the key `group_sql` groups that grain by.
+fn time_key(grain: Grain, value: &str, dimension: &str) -> Result<String, EngineError> {
+    let v = value.trim();
+    let refuse = |what: &str, example: &str| {
+        EngineError::Invalid(format!(
+            "filter {dimension}: `{v}` is not {what}: write it {example}"
+        ))
+    };
+    let number = |s: &str, digits: usize| -> Option<i64> {
+        (s.len() == digits && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    match grain {
+        Grain::Day => NaiveDate::parse_from_str(v, "%Y-%m-%d")
+            .ok()
+            .filter(|_| v.len() == 10)
+            .map(|d| format!("DATE '{d}'"))
+            .ok_or_else(|| refuse("a day", "2024-03-05")),
+        Grain::Week => v
+            .split_once("-W")
+            .and_then(|(y, w)| {
+                let (y, w) = (number(y, 4)?, number(w, 2)?);
+                NaiveDate::from_isoywd_opt(y as i32, w as u32, chrono::Weekday::Mon)
+            })
+            .map(|monday| format!("DATE '{monday}'"))
+            .ok_or_else(|| refuse("an ISO week", "2024-W10")),
+        Grain::Month => v
+            .split_once('-')
+            .and_then(|(y, m)| {
+                let (y, m) = (number(y, 4)?, number(m, 2)?);
+                (1..=12).contains(&m).then_some(y * 100 + m)
+            })
+            .map(|k| k.to_string())
+            .ok_or_else(|| refuse("a month", "2024-03")),
+        Grain::Quarter => v
+            .split_once("-Q")
+            .and_then(|(y, q)| {
+                let (y, q) = (number(y, 4)?, number(q, 1)?);
+                (1..=4).contains(&q).then_some(y * 10 + q)
+            })
+            .map(|k| k.to_string())
+            .ok_or_else(|| refuse("a quarter", "2024-Q1")),
+        Grain::Year => number(v, 4)
+            .map(|y| y.to_string())
+            .ok_or_else(|| refuse("a year", "2024")),
+    }
+}
+
 fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
@@ -393,11 +443,12 @@ impl Engine {
             Dim::Time { grain } => match grain {
                 Grain::Day => format!("to_char({value}, '%Y-%m-%d')"),
                 Grain::Week => format!("to_char({value}, '%G-W%V')"),
+                // Parenthesised: `value` may be an expression (`year * 100 + month`).
                 Grain::Month => format!(
-                    "concat(CAST({value} / 100 AS VARCHAR), '-', lpad(CAST({value} % 100 AS VARCHAR), 2, '0'))"
+                    "concat(CAST(({value}) / 100 AS VARCHAR), '-', lpad(CAST(({value}) % 100 AS VARCHAR), 2, '0'))"
                 ),
                 Grain::Quarter => format!(
-                    "concat(CAST({value} / 10 AS VARCHAR), '-Q', CAST({value} % 10 AS VARCHAR))"
+                    "concat(CAST(({value}) / 10 AS VARCHAR), '-Q', CAST(({value}) % 10 AS VARCHAR))"
                 ),
                 Grain::Year => format!("CAST({value} AS VARCHAR)"),
             },
@@ -1092,37 +1143,7 @@ impl Engine {
             ));
         }
         for (f, d) in filters {
-            let expr = self.label_sql(
-                d,
-                &self.group_sql(d, &day, source),
-                (*scope == Scope::All).then_some("f.partner_id IS NULL"),
-            );
-            conditions.push(match &f.op {
-                FilterOp::In(v) => format!(
-                    "{expr} IN ({})",
-                    v.iter()
-                        .map(|x| quote_literal(x))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                FilterOp::NotIn(v) => format!(
-                    "{expr} NOT IN ({})",
-                    v.iter()
-                        .map(|x| quote_literal(x))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                FilterOp::Range { from, to } => {
-                    let mut c = Vec::new();
-                    if let Some(a) = from {
-                        c.push(format!("{expr} >= {}", quote_literal(a)));
-                    }
-                    if let Some(b) = to {
-                        c.push(format!("{expr} <= {}", quote_literal(b)));
-                    }
-                    c.join(" AND ")
-                }
-            });
+            conditions.push(self.filter_sql(f, d, &day, source, scope)?);
         }
         if !conditions.is_empty() {
             write!(sql, " WHERE {}", conditions.join(" AND ")).expect("string");
@@ -1135,6 +1156,58 @@ impl Engine {
             write!(sql, " GROUP BY {}", group.join(", ")).expect("string");
         }
         Ok(sql)
+    }
+
+    /// A filter's condition on a fact row. A time grain's values are read as the grain's own
+    /// keys (`2024-03` as the month 202403, `2024-W10` as that week's Monday) and compared with
+    /// the row's key, never with a label made on every row; a value not written as the grain
+    /// writes it is refused. Other dimensions compare their values as users see them (a
+    /// brand-owner user's direct sales as "(direct)", a row without a member as "(none)").
+    fn filter_sql(
+        &self,
+        f: &Filter,
+        d: &Dim,
+        day: &str,
+        source: Option<&RollupSource>,
+        scope: &Scope,
+    ) -> Result<String, EngineError> {
+        let time = match d {
+            Dim::Time { grain } => Some(*grain),
+            _ => None,
+        };
+        let expr = match time {
+            Some(_) => self.group_sql(d, day, source),
+            None => self.label_sql(
+                d,
+                &self.group_sql(d, day, source),
+                (*scope == Scope::All).then_some("f.partner_id IS NULL"),
+            ),
+        };
+        let value = |v: &str| match time {
+            Some(grain) => time_key(grain, v, &f.dimension),
+            None => Ok(quote_literal(v)),
+        };
+        let list = |values: &[String]| -> Result<String, EngineError> {
+            Ok(values
+                .iter()
+                .map(|v| value(v))
+                .collect::<Result<Vec<_>, _>>()?
+                .join(", "))
+        };
+        Ok(match &f.op {
+            FilterOp::In(v) => format!("{expr} IN ({})", list(v)?),
+            FilterOp::NotIn(v) => format!("{expr} NOT IN ({})", list(v)?),
+            FilterOp::Range { from, to } => {
+                let mut c = Vec::new();
+                if let Some(a) = from {
+                    c.push(format!("{expr} >= {}", value(a)?));
+                }
+                if let Some(b) = to {
+                    c.push(format!("{expr} <= {}", value(b)?));
+                }
+                c.join(" AND ")
+            }
+        })
     }
 
     /// The days a state is read at (`as_of`), one row each: the last day of the period (or,
