@@ -1,0 +1,544 @@
+//! One fact's aggregation: its parts by the asked dimensions, over the audience's rows, the
+//! period and the filters, read from the base table or a rollup.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use chrono::NaiveDate;
+use prism_model::{Aggregate, Grain, Metric, MetricKind};
+
+use super::{Comparison, Shift};
+use crate::rollups::{self, RollupSource};
+use crate::{
+    DIRECT_LABEL, Dim, Engine, EngineError, Filter, FilterOp, Period, Scope, quote_ident,
+    quote_literal,
+};
+
+impl Engine {
+    /// The SQL expression of a dimension over a fact aliased `f`, joined dimensions aliased by name.
+    /// What a fact row is grouped by for a dimension: the raw column, or for a time grain a
+    /// number or date that is cheap to group; the label users see is made after aggregation
+    /// (`label_sql`), on a few rows instead of every row. `day` is the fact's date, shifted
+    /// forward when the aggregation is of a compared period.
+    pub(crate) fn group_sql(&self, dim: &Dim, day: &str, source: Option<&RollupSource>) -> String {
+        match dim {
+            // A rollup that holds the attribute itself has it as a column named after it.
+            Dim::Attribute {
+                dimension,
+                attribute,
+            } if self.stored_in(source, dimension, attribute) => {
+                format!("f.{}", quote_ident(&format!("{dimension}.{attribute}")))
+            }
+            Dim::Attribute {
+                dimension,
+                attribute,
+            } => {
+                let d = &self.model.dimensions[dimension];
+                let value = match &d.attributes[attribute].expression {
+                    Some(e) => e.qualified(dimension),
+                    // The key is on the fact itself: no join needed.
+                    None if *attribute == d.key => format!("f.{attribute}"),
+                    None => format!("{dimension}.{attribute}"),
+                };
+                match &d.absent {
+                    // A row without a member is the dimension's "(none)", whatever attribute.
+                    Some(label) => format!(
+                        "CASE WHEN f.{} IS NULL THEN {} ELSE CAST({value} AS VARCHAR) END",
+                        d.key,
+                        quote_literal(label)
+                    ),
+                    None => value,
+                }
+            }
+            Dim::FactAttribute { column, .. } => format!("f.{column}"),
+            Dim::Time { grain } => {
+                let part = |p: &str| format!("CAST(date_part('{p}', {day}) AS BIGINT)");
+                match grain {
+                    Grain::Day => day.to_string(),
+                    Grain::Week => format!("CAST(date_trunc('week', {day}) AS DATE)"),
+                    Grain::Month => format!("{} * 100 + {}", part("year"), part("month")),
+                    Grain::Quarter => format!("{} * 10 + {}", part("year"), part("quarter")),
+                    Grain::Year => part("year"),
+                }
+            }
+        }
+    }
+
+    /// The label of a grouped value (`group_sql`), as users see and filter it. `direct` is the
+    /// SQL of "this row is a direct sale", for a brand-owner user's partner dimensions.
+    pub(crate) fn label_sql(&self, dim: &Dim, value: &str, direct: Option<&str>) -> String {
+        match dim {
+            // Direct sales have no partner; a brand-owner user sees them as "(direct)".
+            Dim::Attribute { dimension, .. } if dimension == "partner" && direct.is_some() => {
+                format!(
+                    "CASE WHEN {} THEN {} ELSE CAST({value} AS VARCHAR) END",
+                    direct.expect("checked"),
+                    quote_literal(DIRECT_LABEL)
+                )
+            }
+            Dim::Time { grain } => match grain {
+                Grain::Day => format!("to_char({value}, '%Y-%m-%d')"),
+                Grain::Week => format!("to_char({value}, '%G-W%V')"),
+                // Parenthesised: `value` may be an expression (`year * 100 + month`).
+                Grain::Month => format!(
+                    "concat(CAST(({value}) / 100 AS VARCHAR), '-', lpad(CAST(({value}) % 100 AS VARCHAR), 2, '0'))"
+                ),
+                Grain::Quarter => format!(
+                    "concat(CAST(({value}) / 10 AS VARCHAR), '-Q', CAST(({value}) % 10 AS VARCHAR))"
+                ),
+                Grain::Year => format!("CAST({value} AS VARCHAR)"),
+            },
+            _ => value.to_string(),
+        }
+    }
+
+    /// One fact's aggregation: its parts by the asked dimensions, over the scope, the period and
+    /// the filters. With a shift, each row's date moves forward by it first, so that the rows of
+    /// the compared period land on the dimensions and the period of the query.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn fact_sql(
+        &self,
+        fact_name: &str,
+        parts: &[&Metric],
+        metrics: &[&Metric],
+        dims: &[(String, Dim)],
+        filters: &[(&Filter, Dim)],
+        period: Option<&Period>,
+        shift: Option<Shift>,
+        scope: &Scope,
+        benchmark: bool,
+        source: Option<&RollupSource>,
+        loaded_on: Option<NaiveDate>,
+    ) -> Result<String, EngineError> {
+        let fact = &self.model.facts[fact_name];
+        // A state is read on a day (`as_of`) rather than over the period: each row of the fact
+        // is paired with the last day of the period, or of each time row, and the row's date
+        // is that day.
+        let state = parts.iter().any(|p| p.state);
+        let time = if state {
+            "f.as_of".to_string()
+        } else {
+            format!("CAST(f.{} AS DATE)", fact.time)
+        };
+        let day = match shift {
+            None => time,
+            Some(s) => format!("({time} + {})", s.interval_sql()),
+        };
+        let reaches = |dim: &Dim, used_as: &str| -> Result<(), EngineError> {
+            let ok = match dim {
+                Dim::Attribute { dimension, .. } => fact.reaches.contains(dimension),
+                Dim::FactAttribute { fact: f, .. } => f == fact_name,
+                Dim::Time { .. } => true,
+            };
+            if ok {
+                return Ok(());
+            }
+            let metric = metrics
+                .iter()
+                .find(|m| {
+                    metric_parts(&self.model, m)
+                        .iter()
+                        .any(|p| p.fact == fact_name)
+                })
+                .map_or("", |m| m.name.as_str());
+            // A ratio of two facts' metrics reads the other fact too.
+            let relation = if metrics
+                .iter()
+                .any(|m| m.name == metric && m.fact == fact_name)
+            {
+                "is a metric of"
+            } else {
+                "reads"
+            };
+            Err(EngineError::Invalid(format!(
+                "`{metric}` {relation} {fact_name}, which does not reach the dimension `{used_as}`{}",
+                match dim {
+                    Dim::FactAttribute { fact, .. } =>
+                        format!(" (an attribute of {fact}, usable with that fact's metrics only)"),
+                    _ => String::new(),
+                }
+            )))
+        };
+        let mut joins: BTreeSet<String> = BTreeSet::new();
+        let mut need_join = |d: &Dim| {
+            if let Some(dimension) = self.joined_dimension(d, source) {
+                joins.insert(dimension.to_string());
+            }
+        };
+        for (name, d) in dims {
+            reaches(d, name)?;
+            need_join(d);
+        }
+        for (f, d) in filters {
+            reaches(d, &f.dimension)?;
+            need_join(d);
+        }
+        let mut sql = String::from("SELECT ");
+        let mut select = Vec::new();
+        for (i, (_, d)) in dims.iter().enumerate() {
+            select.push(format!("{} AS d{i}", self.group_sql(d, &day, source)));
+        }
+        let direct = direct_flag(dims, scope);
+        if direct {
+            select.push("f.partner_id IS NULL AS direct".into());
+        }
+        for p in parts {
+            select.push(format!(
+                "{} AS {}",
+                aggregate_sql(p, source),
+                quote_ident(&p.name)
+            ));
+        }
+        let channel = source.is_some_and(|s| s.rollup.channel);
+        if benchmark {
+            // Per part, the partners with rows in it: a figure is over the partners that
+            // contribute to it, not over every partner with a row of the fact.
+            for p in parts {
+                let count = if channel {
+                    // Its rows are the query's groups (navigation saw to it), and each of its
+                    // parts has every row of a partner in it (`rollups::fit`).
+                    format!("CAST(SUM(f.{}) AS BIGINT)", rollups::CHANNEL_PARTNERS)
+                } else {
+                    format!(
+                        "COUNT(DISTINCT CASE WHEN {} THEN f.partner_id END)",
+                        contributes_sql(p, source)
+                    )
+                };
+                select.push(format!(
+                    "{count} AS {}",
+                    quote_ident(&contributors_column(&p.name))
+                ));
+            }
+        }
+        sql.push_str(&select.join(", "));
+        let from = match source {
+            Some(s) => s.table.clone(),
+            None if state => {
+                let dims_grain = dims
+                    .iter()
+                    .map(|(_, d)| d)
+                    .chain(filters.iter().map(|(_, d)| d))
+                    .filter_map(|d| match d {
+                        Dim::Time { grain } => Some(*grain),
+                        _ => None,
+                    })
+                    .min();
+                format!(
+                    "(SELECT t.*, b.as_of FROM {} t CROSS JOIN ({}) b)",
+                    fact.source_sql(),
+                    self.state_days(fact, dims_grain, period, shift, loaded_on)
+                )
+            }
+            None => fact.source_sql(),
+        };
+        write!(sql, " FROM {from} f").expect("string");
+        for j in &joins {
+            let d = &self.model.dimensions[j];
+            write!(
+                sql,
+                " LEFT JOIN {} {j} ON f.{key} = {j}.{key}",
+                d.table,
+                key = d.key
+            )
+            .expect("string");
+        }
+        // A channel rollup holds partners' rows only, and no partner column.
+        let mut conditions: Vec<String> = if channel {
+            Vec::new()
+        } else {
+            scope_condition(scope, benchmark).into_iter().collect()
+        };
+        // A state's days are the period's already.
+        if let (Some(p), false) = (period, state) {
+            conditions.push(format!(
+                "{day} BETWEEN DATE '{}' AND DATE '{}'",
+                p.from, p.to
+            ));
+        }
+        for (f, d) in filters {
+            conditions.push(self.filter_sql(f, d, &day, source, scope)?);
+        }
+        if !conditions.is_empty() {
+            write!(sql, " WHERE {}", conditions.join(" AND ")).expect("string");
+        }
+        if !dims.is_empty() {
+            let mut group: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
+            if direct {
+                group.push("direct".into());
+            }
+            write!(sql, " GROUP BY {}", group.join(", ")).expect("string");
+        }
+        Ok(sql)
+    }
+
+    /// A filter's condition on a fact row. A time grain's values are read as the grain's own
+    /// keys (`2024-03` as the month 202403, `2024-W10` as that week's Monday) and compared with
+    /// the row's key, never with a label made on every row; a value not written as the grain
+    /// writes it is refused. Other dimensions compare their values as users see them (a
+    /// brand-owner user's direct sales as "(direct)", a row without a member as "(none)").
+    pub(crate) fn filter_sql(
+        &self,
+        f: &Filter,
+        d: &Dim,
+        day: &str,
+        source: Option<&RollupSource>,
+        scope: &Scope,
+    ) -> Result<String, EngineError> {
+        let time = match d {
+            Dim::Time { grain } => Some(*grain),
+            _ => None,
+        };
+        let expr = match time {
+            Some(_) => self.group_sql(d, day, source),
+            None => self.label_sql(
+                d,
+                &self.group_sql(d, day, source),
+                (*scope == Scope::All).then_some("f.partner_id IS NULL"),
+            ),
+        };
+        let value = |v: &str| match time {
+            Some(grain) => time_key(grain, v, &f.dimension),
+            None => Ok(quote_literal(v)),
+        };
+        let list = |values: &[String]| -> Result<String, EngineError> {
+            Ok(values
+                .iter()
+                .map(|v| value(v))
+                .collect::<Result<Vec<_>, _>>()?
+                .join(", "))
+        };
+        Ok(match &f.op {
+            FilterOp::In(v) => format!("{expr} IN ({})", list(v)?),
+            FilterOp::NotIn(v) => format!("{expr} NOT IN ({})", list(v)?),
+            FilterOp::Range { from, to } => {
+                let mut c = Vec::new();
+                if let Some(a) = from {
+                    c.push(format!("{expr} >= {}", value(a)?));
+                }
+                if let Some(b) = to {
+                    c.push(format!("{expr} <= {}", value(b)?));
+                }
+                c.join(" AND ")
+            }
+        })
+    }
+
+    /// The days a state is read at (`as_of`), one row each: the last day of the period (or,
+    /// without one, the day of the last load); by a time grain, the last day of each of its
+    /// rows within the period (without one, from the fact's first row to the day of the last
+    /// load). For a compared period, the same days that far back.
+    pub(crate) fn state_days(
+        &self,
+        fact: &prism_model::Fact,
+        grain: Option<Grain>,
+        period: Option<&Period>,
+        shift: Option<Shift>,
+        loaded_on: Option<NaiveDate>,
+    ) -> String {
+        let back = |d: NaiveDate| match shift {
+            None => d,
+            Some(Shift::Days(n)) => d - chrono::Duration::days(n),
+            Some(Shift::Months(n)) => d.checked_sub_months(chrono::Months::new(n)).unwrap_or(d),
+        };
+        let last = period.map(|p| back(p.to)).or(loaded_on.map(back));
+        let Some(grain) = grain else {
+            return match last {
+                Some(d) => format!("SELECT DATE '{d}' AS as_of"),
+                // Compiled without a session: the day it runs.
+                None => "SELECT current_date() AS as_of".into(),
+            };
+        };
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("date");
+        let today = chrono::Utc::now().date_naive();
+        let last = last.unwrap_or(today);
+        // Without a period, from 1990 on: the fact's first row bounds it below.
+        let first = period
+            .map(|p| back(p.from))
+            .unwrap_or(NaiveDate::from_ymd_opt(1990, 1, 1).expect("date"))
+            .min(last);
+        let bucket = self.group_sql(&Dim::Time { grain }, "day", None);
+        let mut sql = format!(
+            "SELECT MAX(day) AS as_of FROM (SELECT CAST(CAST(value AS INT) AS DATE) AS day FROM range({}, {})) days",
+            (first - epoch).num_days(),
+            (last - epoch).num_days() + 1
+        );
+        if period.is_none() {
+            write!(
+                sql,
+                " WHERE day >= (SELECT MIN(CAST({} AS DATE)) FROM {})",
+                fact.time, fact.table
+            )
+            .expect("string");
+        }
+        write!(sql, " GROUP BY {bucket}").expect("string");
+        sql
+    }
+}
+
+/// A time grain's value as users write it (`2024-03-05`, `2024-W10`, `2024-03`, `2024-Q1`,
+/// `2024`), as the SQL literal of the key `group_sql` groups that grain by.
+pub(crate) fn time_key(grain: Grain, value: &str, dimension: &str) -> Result<String, EngineError> {
+    let v = value.trim();
+    let refuse = |what: &str, example: &str| {
+        EngineError::Invalid(format!(
+            "filter {dimension}: `{v}` is not {what}: write it {example}"
+        ))
+    };
+    let number = |s: &str, digits: usize| -> Option<i64> {
+        (s.len() == digits && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    match grain {
+        Grain::Day => NaiveDate::parse_from_str(v, "%Y-%m-%d")
+            .ok()
+            .filter(|_| v.len() == 10)
+            .map(|d| format!("DATE '{d}'"))
+            .ok_or_else(|| refuse("a day", "2024-03-05")),
+        Grain::Week => v
+            .split_once("-W")
+            .and_then(|(y, w)| {
+                let (y, w) = (number(y, 4)?, number(w, 2)?);
+                NaiveDate::from_isoywd_opt(y as i32, w as u32, chrono::Weekday::Mon)
+            })
+            .map(|monday| format!("DATE '{monday}'"))
+            .ok_or_else(|| refuse("an ISO week", "2024-W10")),
+        Grain::Month => v
+            .split_once('-')
+            .and_then(|(y, m)| {
+                let (y, m) = (number(y, 4)?, number(m, 2)?);
+                (1..=12).contains(&m).then_some(y * 100 + m)
+            })
+            .map(|k| k.to_string())
+            .ok_or_else(|| refuse("a month", "2024-03")),
+        Grain::Quarter => v
+            .split_once("-Q")
+            .and_then(|(y, q)| {
+                let (y, q) = (number(y, 4)?, number(q, 1)?);
+                (1..=4).contains(&q).then_some(y * 10 + q)
+            })
+            .map(|k| k.to_string())
+            .ok_or_else(|| refuse("a quarter", "2024-Q1")),
+        Grain::Year => number(v, 4)
+            .map(|y| y.to_string())
+            .ok_or_else(|| refuse("a year", "2024")),
+    }
+}
+
+/// The condition a scope puts on every fact row (`f`): its partners' rows only, and for a
+/// benchmark every partner's rows but no direct sales.
+pub(crate) fn scope_condition(scope: &Scope, benchmark: bool) -> Option<String> {
+    match scope {
+        Scope::All if benchmark => Some("f.partner_id IS NOT NULL".into()),
+        Scope::All => None,
+        Scope::Partner(id) => Some(format!("f.partner_id = {}", quote_literal(id))),
+        Scope::Partners(ids) if ids.is_empty() => Some("FALSE".into()),
+        Scope::Partners(ids) => Some(format!(
+            "f.partner_id IN ({})",
+            ids.iter()
+                .map(|i| quote_literal(i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// Whether the aggregations group by "is a direct sale" too: for a brand-owner user cutting by a
+/// partner attribute, so that direct sales are their own "(direct)" row and never merge with a
+/// partner whose attribute happens to be empty.
+pub(crate) fn direct_flag(dims: &[(String, Dim)], scope: &Scope) -> bool {
+    *scope == Scope::All
+        && dims
+            .iter()
+            .any(|(_, d)| matches!(d, Dim::Attribute { dimension, .. } if dimension == "partner"))
+}
+
+/// Which aggregation of a query a base metric is computed in: its fact's, or for a state (read
+/// at a date, not over the period) its fact's states'.
+pub(crate) fn aggregation_of(part: &Metric) -> String {
+    if part.state {
+        format!("{}_state", part.fact)
+    } else {
+        part.fact.clone()
+    }
+}
+
+/// The name of a fact's aggregation in the SQL; never a table's name, which it would hide from
+/// the aggregations after it.
+pub(crate) fn aggregation_alias(fact: &str, comparison: Option<Comparison>) -> String {
+    match comparison {
+        None => format!("{fact}_now"),
+        Some(c) => format!("{fact}_{}", c.suffix()),
+    }
+}
+
+/// The base metrics a metric is made of: itself, or a ratio's numerator and denominator.
+pub(crate) fn metric_parts<'m>(model: &'m prism_model::Model, m: &'m Metric) -> Vec<&'m Metric> {
+    match &m.kind {
+        MetricKind::Base { .. } => vec![m],
+        MetricKind::Ratio {
+            numerator,
+            denominator,
+            ..
+        } => vec![&model.metrics[numerator], &model.metrics[denominator]],
+    }
+}
+
+/// The column of a benchmark's aggregation holding how many partners contribute to a part.
+pub(crate) fn contributors_column(part: &str) -> String {
+    format!("{part}#partners")
+}
+
+/// Whether a fact row (`f`), or a rollup's row, contributes to a base metric: it passes the
+/// metric's condition and has a value to aggregate (`COUNT(*)` counts every row that passes).
+/// A partner contributes to a figure when one of its rows does.
+pub(crate) fn contributes_sql(m: &Metric, source: Option<&RollupSource>) -> String {
+    let MetricKind::Base { aggregate, filter } = &m.kind else {
+        unreachable!("ratios are expanded into their parts")
+    };
+    if let Some(s) = source {
+        // A rollup row stands for a partner's rows of a group: it has a sum when one of them
+        // had a value, a count above zero when one of them was counted.
+        return match (aggregate, s.schema.field_with_name(&m.name).is_ok()) {
+            (Aggregate::Sum(_), _) => format!("f.{} IS NOT NULL", quote_ident(&m.name)),
+            (_, true) => format!("f.{} > 0", quote_ident(&m.name)),
+            // An unconditional distinct count of a key the rollup holds: every row has one.
+            (_, false) => "TRUE".into(),
+        };
+    }
+    let has_value = match aggregate {
+        Aggregate::CountRows => None,
+        Aggregate::Sum(e) | Aggregate::Count(e) | Aggregate::CountDistinct(e) => {
+            Some(format!("({}) IS NOT NULL", e.qualified("f")))
+        }
+    };
+    match (filter, has_value) {
+        (Some(f), Some(v)) => format!("({}) AND {v}", f.qualified("f")),
+        (Some(f), None) => format!("({})", f.qualified("f")),
+        (None, Some(v)) => v,
+        (None, None) => "TRUE".into(),
+    }
+}
+
+/// A base metric's aggregate over its fact's rows (`f`), or summed again from a rollup's.
+pub(crate) fn aggregate_sql(m: &Metric, source: Option<&RollupSource>) -> String {
+    if let Some(s) = source {
+        return rollups::reaggregate(m, s);
+    }
+    let MetricKind::Base { aggregate, filter } = &m.kind else {
+        unreachable!("ratios are expanded into their parts")
+    };
+    let cond = |e: &str| match filter {
+        Some(f) => format!("CASE WHEN {} THEN {} END", f.qualified("f"), e),
+        None => e.to_string(),
+    };
+    match aggregate {
+        Aggregate::Sum(e) => format!("SUM({})", cond(&e.qualified("f"))),
+        Aggregate::CountRows => match filter {
+            Some(f) => format!("COUNT(CASE WHEN {} THEN 1 END)", f.qualified("f")),
+            None => "COUNT(*)".into(),
+        },
+        Aggregate::Count(e) => format!("COUNT({})", cond(&e.qualified("f"))),
+        Aggregate::CountDistinct(e) => format!("COUNT(DISTINCT {})", cond(&e.qualified("f"))),
+    }
+}
