@@ -1,9 +1,12 @@
 //! The derived forms of a metric (`closed_revenue:rank`, `:change_pct`, …) and the comparisons
 //! with an earlier period they need, with how far that period's dates move to meet the query's.
 
-use prism_model::{Grain, did_you_mean};
+use std::collections::BTreeSet;
 
-use crate::EngineError;
+use prism_model::{Format, Grain, Metric, MetricKind, did_you_mean};
+
+use super::Plan;
+use crate::{EngineError, ResultColumn, quote_ident};
 
 /// The period a comparison form compares with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -123,5 +126,164 @@ impl Shift {
             (g, Shift::Months(n)) => g.months().is_some_and(|m| n.is_multiple_of(m)),
             _ => false,
         }
+    }
+}
+
+/// The periods compared with, each with how far its dates move forward to meet the query's
+/// own: by a step of the finest time grain asked (month over month on a monthly row),
+/// otherwise by the length of the query's period. Sorted, each once.
+pub(crate) fn shifts(plan: &Plan<'_>) -> Result<Vec<(Comparison, Shift)>, EngineError> {
+    let comparisons: BTreeSet<Comparison> = plan
+        .asked
+        .iter()
+        .filter_map(|(_, _, d)| d.and_then(Derived::comparison))
+        .collect();
+    let finest_grain = plan.finest_grain();
+    let period = &plan.query.period;
+    let mut shifts = Vec::new();
+    for c in comparisons {
+        let interval = match (c, finest_grain, period) {
+            (Comparison::PreviousPeriod, Some(grain), _) => Shift::step(grain),
+            // ISO weeks: week N of the year before, not the week holding the same date.
+            (Comparison::YearBefore, Some(Grain::Week), _) => Shift::Days(364),
+            (Comparison::YearBefore, _, _) if finest_grain.is_some() || period.is_some() => {
+                Shift::Months(12)
+            }
+            (Comparison::PreviousPeriod, None, Some(p)) => match p.whole_months() {
+                Some(n) => Shift::Months(n),
+                None => Shift::Days(p.days()),
+            },
+            _ => {
+                return Err(EngineError::Invalid(format!(
+                    "`{}` compares with {}, which needs a period (--period 2024-Q2) or a time dimension (--by time.quarter) to compare",
+                    plan.asked
+                        .iter()
+                        .find(|(_, _, d)| d.and_then(Derived::comparison) == Some(c))
+                        .map_or("", |a| a.0.as_str()),
+                    match c {
+                        Comparison::PreviousPeriod => "the previous period",
+                        Comparison::YearBefore => "the same period a year before",
+                    }
+                )));
+            }
+        };
+        shifts.push((c, interval));
+    }
+    Ok(shifts)
+}
+
+/// The answer's columns over the joined aggregations: the dimensions, each metric as asked —
+/// itself or a derived form, as a window function or from a compared period's column — and
+/// the benchmark's count of partners last. Returns the SELECT list and the columns.
+pub(crate) fn outer(
+    plan: &Plan<'_>,
+    base_columns: &[ResultColumn],
+) -> (Vec<String>, Vec<ResultColumn>) {
+    let mut columns: Vec<ResultColumn> = base_columns
+        .iter()
+        .filter(|c| c.format.is_none() || c.name == "benchmark_partners")
+        .cloned()
+        .collect();
+    let mut select: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let dim_order: Vec<String> = plan
+        .dims
+        .iter()
+        .map(|(n, _)| format!("{} ASC", quote_ident(n)))
+        .collect();
+    for (name, m, derived) in &plan.asked {
+        let (expr, format) = match derived {
+            None => (quote_ident(&m.name), Some(m.format)),
+            Some(d) => d.column(m, &dim_order),
+        };
+        if columns.iter().any(|c| &c.name == name) {
+            continue;
+        }
+        select.push(format!("{expr} AS {}", quote_ident(name)));
+        columns.push(ResultColumn {
+            name: name.clone(),
+            format,
+        });
+    }
+    // Dimensions first, then the metrics in the order asked, then the benchmark count.
+    if let Some(i) = columns.iter().position(|c| c.name == "benchmark_partners") {
+        let c = columns.remove(i);
+        let s = select.remove(i);
+        columns.push(c);
+        select.push(s);
+    }
+    (select, columns)
+}
+
+impl Derived {
+    /// The form's column over the aggregated row of its metric `m` (a column named after it,
+    /// and one per compared period, `m@previous_period`), and its format. `dim_order` breaks
+    /// ties of a cumulative share, so that it is the same on every run.
+    fn column(self, m: &Metric, dim_order: &[String]) -> (String, Option<Format>) {
+        let v = quote_ident(&m.name);
+        match self {
+            Derived::PctOfTotal => (
+                format!(
+                    "100.0 * CAST({v} AS DOUBLE) / NULLIF(CAST(SUM({v}) OVER () AS DOUBLE), 0)"
+                ),
+                Some(Format::Percent),
+            ),
+            Derived::Rank => (
+                format!("RANK() OVER (ORDER BY {v} DESC NULLS LAST)"),
+                Some(Format::Integer),
+            ),
+            Derived::CumulativePct => {
+                let mut by = vec![format!("{v} DESC NULLS LAST")];
+                by.extend(dim_order.iter().cloned());
+                (
+                    format!(
+                        "100.0 * CAST(SUM({v}) OVER (ORDER BY {} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS DOUBLE) / NULLIF(CAST(SUM({v}) OVER () AS DOUBLE), 0)",
+                        by.join(", ")
+                    ),
+                    Some(Format::Percent),
+                )
+            }
+            Derived::Compared(c) => (
+                quote_ident(&format!("{}@{}", m.name, c.suffix())),
+                Some(m.format),
+            ),
+            Derived::Change(c) | Derived::ChangePct(c) => self.change(m, c),
+        }
+    }
+
+    /// A change against a compared period, in the metric's units or in percent.
+    fn change(self, m: &Metric, c: Comparison) -> (String, Option<Format>) {
+        let v = quote_ident(&m.name);
+        let was = quote_ident(&format!("{}@{}", m.name, c.suffix()));
+        // A sum or count over no rows is nothing sold: revenue that fell to nothing changed by
+        // all of it. An average over no rows has no value to compare.
+        let additive = matches!(m.kind, MetricKind::Base { .. });
+        let (now, then) = if additive {
+            (format!("COALESCE({v}, 0)"), format!("COALESCE({was}, 0)"))
+        } else {
+            (v.clone(), was.clone())
+        };
+        if let Derived::ChangePct(_) = self {
+            // Against the absolute value, so that a credit turning into a sale is a rise.
+            return (
+                format!(
+                    "100.0 * (CAST({now} AS DOUBLE) - CAST({then} AS DOUBLE)) / NULLIF(abs(CAST({then} AS DOUBLE)), 0)"
+                ),
+                Some(Format::Percent),
+            );
+        }
+        let change = format!("{now} - {then}");
+        let change = if additive {
+            format!("CASE WHEN {v} IS NULL AND {was} IS NULL THEN NULL ELSE {change} END")
+        } else {
+            change
+        };
+        // One declared type: DataFusion's inferred decimal precision of the CASE differs from
+        // the one it computes (found by the scope property test).
+        let change = match m.format {
+            Format::Money => format!("CAST({change} AS DECIMAL(38, 6))"),
+            Format::Integer => format!("CAST({change} AS BIGINT)"),
+            _ => format!("CAST({change} AS DOUBLE)"),
+        };
+        (change, Some(m.format))
     }
 }
