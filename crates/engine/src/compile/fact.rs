@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use chrono::NaiveDate;
 use prism_model::{Aggregate, Grain, Metric, MetricKind};
 
-use super::{Comparison, Shift};
+use super::{Comparison, Plan, Shift};
 use crate::rollups::{self, RollupSource};
 use crate::{
     DIRECT_LABEL, Dim, Engine, EngineError, Filter, FilterOp, Period, Scope, quote_ident,
@@ -95,21 +95,15 @@ impl Engine {
     /// One fact's aggregation: its parts by the asked dimensions, over the scope, the period and
     /// the filters. With a shift, each row's date moves forward by it first, so that the rows of
     /// the compared period land on the dimensions and the period of the query.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn fact_sql(
         &self,
-        fact_name: &str,
+        plan: &Plan<'_>,
         parts: &[&Metric],
-        metrics: &[&Metric],
-        dims: &[(String, Dim)],
-        filters: &[(&Filter, Dim)],
-        period: Option<&Period>,
         shift: Option<Shift>,
-        scope: &Scope,
-        benchmark: bool,
         source: Option<&RollupSource>,
         loaded_on: Option<NaiveDate>,
     ) -> Result<String, EngineError> {
+        let fact_name = &parts[0].fact;
         let fact = &self.model.facts[fact_name];
         // A state is read on a day (`as_of`) rather than over the period: each row of the fact
         // is paired with the last day of the period, or of each time row, and the row's date
@@ -124,6 +118,68 @@ impl Engine {
             None => time,
             Some(s) => format!("({time} + {})", s.interval_sql()),
         };
+        let joins = self.dimensions_joined(plan, fact_name, source)?;
+        let mut sql = format!(
+            "SELECT {}",
+            self.fact_select(plan, parts, &day, source).join(", ")
+        );
+        let from = match source {
+            Some(s) => s.table.clone(),
+            None if state => self.state_source(plan, fact, shift, loaded_on),
+            None => fact.source_sql(),
+        };
+        write!(sql, " FROM {from} f").expect("string");
+        for j in &joins {
+            let d = &self.model.dimensions[j];
+            write!(
+                sql,
+                " LEFT JOIN {} {j} ON f.{key} = {j}.{key}",
+                d.table,
+                key = d.key
+            )
+            .expect("string");
+        }
+        // A channel rollup holds partners' rows only, and no partner column.
+        let channel = source.is_some_and(|s| s.rollup.channel);
+        let mut conditions: Vec<String> = if channel {
+            Vec::new()
+        } else {
+            scope_condition(plan.scope, plan.benchmark)
+                .into_iter()
+                .collect()
+        };
+        // A state's days are the period's already.
+        if let (Some(p), false) = (&plan.query.period, state) {
+            conditions.push(format!(
+                "{day} BETWEEN DATE '{}' AND DATE '{}'",
+                p.from, p.to
+            ));
+        }
+        for (f, d) in &plan.filters {
+            conditions.push(self.filter_sql(f, d, &day, source, plan.scope)?);
+        }
+        if !conditions.is_empty() {
+            write!(sql, " WHERE {}", conditions.join(" AND ")).expect("string");
+        }
+        if !plan.dims.is_empty() {
+            let mut group: Vec<String> = (0..plan.dims.len()).map(|i| format!("d{i}")).collect();
+            if direct_flag(&plan.dims, plan.scope) {
+                group.push("direct".into());
+            }
+            write!(sql, " GROUP BY {}", group.join(", ")).expect("string");
+        }
+        Ok(sql)
+    }
+
+    /// The dimensions a fact's rows must be joined to for the asked dimensions and filters;
+    /// refused, with which metric and why, when the fact does not reach one of them.
+    fn dimensions_joined(
+        &self,
+        plan: &Plan<'_>,
+        fact_name: &str,
+        source: Option<&RollupSource>,
+    ) -> Result<BTreeSet<String>, EngineError> {
+        let fact = &self.model.facts[fact_name];
         let reaches = |dim: &Dim, used_as: &str| -> Result<(), EngineError> {
             let ok = match dim {
                 Dim::Attribute { dimension, .. } => fact.reaches.contains(dimension),
@@ -133,7 +189,8 @@ impl Engine {
             if ok {
                 return Ok(());
             }
-            let metric = metrics
+            let metric = plan
+                .metrics
                 .iter()
                 .find(|m| {
                     metric_parts(&self.model, m)
@@ -142,7 +199,8 @@ impl Engine {
                 })
                 .map_or("", |m| m.name.as_str());
             // A ratio of two facts' metrics reads the other fact too.
-            let relation = if metrics
+            let relation = if plan
+                .metrics
                 .iter()
                 .any(|m| m.name == metric && m.fact == fact_name)
             {
@@ -160,26 +218,35 @@ impl Engine {
             )))
         };
         let mut joins: BTreeSet<String> = BTreeSet::new();
-        let mut need_join = |d: &Dim| {
+        let used = plan
+            .dims
+            .iter()
+            .map(|(name, d)| (name.as_str(), d))
+            .chain(plan.filters.iter().map(|(f, d)| (f.dimension.as_str(), d)));
+        for (used_as, d) in used {
+            reaches(d, used_as)?;
             if let Some(dimension) = self.joined_dimension(d, source) {
                 joins.insert(dimension.to_string());
             }
-        };
-        for (name, d) in dims {
-            reaches(d, name)?;
-            need_join(d);
         }
-        for (f, d) in filters {
-            reaches(d, &f.dimension)?;
-            need_join(d);
-        }
-        let mut sql = String::from("SELECT ");
+        Ok(joins)
+    }
+
+    /// The SELECT list of a fact's aggregation: the dimension keys (`d0`, …), whether the row
+    /// is a direct sale (for a brand-owner user's partner cut), each part, and in a benchmark
+    /// each part's contributing partners.
+    fn fact_select(
+        &self,
+        plan: &Plan<'_>,
+        parts: &[&Metric],
+        day: &str,
+        source: Option<&RollupSource>,
+    ) -> Vec<String> {
         let mut select = Vec::new();
-        for (i, (_, d)) in dims.iter().enumerate() {
-            select.push(format!("{} AS d{i}", self.group_sql(d, &day, source)));
+        for (i, (_, d)) in plan.dims.iter().enumerate() {
+            select.push(format!("{} AS d{i}", self.group_sql(d, day, source)));
         }
-        let direct = direct_flag(dims, scope);
-        if direct {
+        if direct_flag(&plan.dims, plan.scope) {
             select.push("f.partner_id IS NULL AS direct".into());
         }
         for p in parts {
@@ -189,8 +256,8 @@ impl Engine {
                 quote_ident(&p.name)
             ));
         }
-        let channel = source.is_some_and(|s| s.rollup.channel);
-        if benchmark {
+        if plan.benchmark {
+            let channel = source.is_some_and(|s| s.rollup.channel);
             // Per part, the partners with rows in it: a figure is over the partners that
             // contribute to it, not over every partner with a row of the fact.
             for p in parts {
@@ -210,65 +277,38 @@ impl Engine {
                 ));
             }
         }
-        sql.push_str(&select.join(", "));
-        let from = match source {
-            Some(s) => s.table.clone(),
-            None if state => {
-                let dims_grain = dims
-                    .iter()
-                    .map(|(_, d)| d)
-                    .chain(filters.iter().map(|(_, d)| d))
-                    .filter_map(|d| match d {
-                        Dim::Time { grain } => Some(*grain),
-                        _ => None,
-                    })
-                    .min();
-                format!(
-                    "(SELECT t.*, b.as_of FROM {} t CROSS JOIN ({}) b)",
-                    fact.source_sql(),
-                    self.state_days(fact, dims_grain, period, shift, loaded_on)
-                )
-            }
-            None => fact.source_sql(),
-        };
-        write!(sql, " FROM {from} f").expect("string");
-        for j in &joins {
-            let d = &self.model.dimensions[j];
-            write!(
-                sql,
-                " LEFT JOIN {} {j} ON f.{key} = {j}.{key}",
-                d.table,
-                key = d.key
+        select
+    }
+
+    /// A state's base rows, each paired with the day it is read at (`as_of`).
+    fn state_source(
+        &self,
+        plan: &Plan<'_>,
+        fact: &prism_model::Fact,
+        shift: Option<Shift>,
+        loaded_on: Option<NaiveDate>,
+    ) -> String {
+        let dims_grain = plan
+            .dims
+            .iter()
+            .map(|(_, d)| d)
+            .chain(plan.filters.iter().map(|(_, d)| d))
+            .filter_map(|d| match d {
+                Dim::Time { grain } => Some(*grain),
+                _ => None,
+            })
+            .min();
+        format!(
+            "(SELECT t.*, b.as_of FROM {} t CROSS JOIN ({}) b)",
+            fact.source_sql(),
+            self.state_days(
+                fact,
+                dims_grain,
+                plan.query.period.as_ref(),
+                shift,
+                loaded_on
             )
-            .expect("string");
-        }
-        // A channel rollup holds partners' rows only, and no partner column.
-        let mut conditions: Vec<String> = if channel {
-            Vec::new()
-        } else {
-            scope_condition(scope, benchmark).into_iter().collect()
-        };
-        // A state's days are the period's already.
-        if let (Some(p), false) = (period, state) {
-            conditions.push(format!(
-                "{day} BETWEEN DATE '{}' AND DATE '{}'",
-                p.from, p.to
-            ));
-        }
-        for (f, d) in filters {
-            conditions.push(self.filter_sql(f, d, &day, source, scope)?);
-        }
-        if !conditions.is_empty() {
-            write!(sql, " WHERE {}", conditions.join(" AND ")).expect("string");
-        }
-        if !dims.is_empty() {
-            let mut group: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
-            if direct {
-                group.push("direct".into());
-            }
-            write!(sql, " GROUP BY {}", group.join(", ")).expect("string");
-        }
-        Ok(sql)
+        )
     }
 
     /// A filter's condition on a fact row. A time grain's values are read as the grain's own

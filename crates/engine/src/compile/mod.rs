@@ -220,19 +220,8 @@ impl Engine {
         for (comparison, shift) in views {
             for (aggregation, parts) in &plan.per_fact {
                 let source = sources.get(aggregation).and_then(Option::as_ref);
-                let sql = self.fact_sql(
-                    &parts[0].fact,
-                    parts,
-                    &plan.metrics,
-                    &plan.dims,
-                    &plan.filters,
-                    plan.query.period.as_ref(),
-                    shift,
-                    plan.scope,
-                    plan.benchmark,
-                    source,
-                    built.and_then(|b| b.loaded_on),
-                )?;
+                let sql =
+                    self.fact_sql(plan, parts, shift, source, built.and_then(|b| b.loaded_on))?;
                 out.push(Aggregation {
                     alias: aggregation_alias(aggregation, comparison),
                     sql,
