@@ -374,15 +374,22 @@ async fn a_table_exports_as_csv_with_the_prompts_and_the_export_is_audited() {
     // Largest first: P-1 2499.50, the direct sale 1200, P-2's credit.
     let firsts: Vec<&str> = lines.map(|l| l.split(',').next().unwrap()).collect();
     assert_eq!(firsts, ["P-1", "(direct)", "P-2"]);
-    // A period prompt: only March 2024, P-2's credit.
+    // A period prompt: March 2024.
     let r = send(
         &state,
         get("/export/overview?table=top-partners&period=2024-03", &exec),
     )
     .await;
-    assert_eq!(r.body.lines().count(), 2, "{}", r.body);
+    // With a period, each row's change: P-2 had no order in February (no change against
+    // nothing), and direct sales, 1200.00 in February, fell by all of it.
+    assert_eq!(r.body.lines().count(), 3, "{}", r.body);
     assert!(
-        r.body.contains("P-2,Müller & Söhne,Silver,EMEA,-49.75"),
+        r.body.contains("P-2,Müller & Söhne,Silver,EMEA,-49.75,,"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("(direct),(direct),(direct),(direct),,-100.0,"),
         "{}",
         r.body
     );
