@@ -389,7 +389,8 @@ async fn a_table_exports_as_csv_with_the_prompts_and_the_export_is_audited() {
         r.body
     );
     assert!(
-        r.body.contains("(direct),(direct),(direct),(direct),,-100.0,"),
+        r.body
+            .contains("(direct),(direct),(direct),(direct),,-100.0,"),
         "{}",
         r.body
     );
