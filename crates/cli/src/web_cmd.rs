@@ -231,6 +231,8 @@ pub fn serve(
             .with_trusted_proxies(options.trusted_proxies.clone())
             .with_policy(policy)?,
     );
+    // Pages set up alerts through the delivers crate, which checks and keeps them.
+    state.set_alert_maker(Arc::new(prism_delivers::PageAlerts));
     if let Some(sql_addr) = &options.sql_addr {
         let parsed: SocketAddr = sql_addr.parse().with_context(|| {
             format!("--sql-addr {sql_addr:?}: expected HOST:PORT, e.g. 127.0.0.1:5433")

@@ -589,6 +589,40 @@ pub fn add_alert(store: &Store, engine: &Engine, request: &AlertRequest) -> Resu
     })?)
 }
 
+/// Alerts asked for on a page of the web app (the form under an Explore answer): the same
+/// checks and the same definition as `prism alerts add --query ... --when ...|--report`.
+pub struct PageAlerts;
+
+impl prism_web::alerts::AlertMaker for PageAlerts {
+    fn add(
+        &self,
+        st: &AppState,
+        owner: &prism_web::store::User,
+        alert: &prism_web::alerts::PageAlert,
+    ) -> std::result::Result<i64, String> {
+        let made = || -> Result<i64> {
+            let watch = match &alert.when {
+                Some(when) => Watch::question(alert.question.clone(), Condition::parse(when)?),
+                None => Watch::Report {
+                    question: alert.question.clone(),
+                },
+            };
+            add_alert(
+                &st.store,
+                &st.engine,
+                &AlertRequest {
+                    owner: owner.name.clone(),
+                    name: alert.name.clone(),
+                    watch,
+                    schedule: Schedule::parse(&alert.on, &alert.time_zone)?,
+                    channel: alert.to.clone(),
+                },
+            )
+        };
+        made().map_err(|e| e.to_string())
+    }
+}
+
 /// An alert's definition, as kept.
 pub fn watch_of(alert: &Alert) -> Result<Watch> {
     serde_json::from_str(&alert.definition)

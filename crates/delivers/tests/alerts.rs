@@ -540,6 +540,100 @@ async fn a_bad_alert_is_refused_with_the_reason_and_nothing_is_kept() {
     assert!(f.app.store.alerts(None).unwrap().is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alert_set_up_under_an_explore_answer_is_kept_as_the_cli_keeps_it_and_tells_its_owner() {
+    use prism_web::alerts::{AlertForm, AlertMaker};
+    let f = fixture().await;
+    let partner = f.app.store.user("partner").unwrap().unwrap();
+    // The form as the Explore page posts it for "CSAT by partner".
+    let form = |kind: &str, to: &str| AlertForm {
+        name: "unhappy customers".into(),
+        question: "metrics=csat_avg&by=partner.partner_id&chart=bar".into(),
+        kind: kind.into(),
+        metric: "csat_avg".into(),
+        op: "<".into(),
+        threshold: "3".into(),
+        on: "load".into(),
+        time_zone: "UTC".into(),
+        to: to.into(),
+        ..AlertForm::default()
+    };
+    let id = prism_delivers::PageAlerts
+        .add(
+            &f.app,
+            &partner,
+            &form("condition", "inbox").read().unwrap(),
+        )
+        .unwrap();
+    let kept = f.app.store.alerts(Some("partner")).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].id, id);
+    assert_eq!(
+        prism_delivers::watch_of(&kept[0]).unwrap(),
+        Watch::question(
+            question(&["csat_avg"], &["partner.partner_id"], None),
+            Condition::parse("csat_avg < 3").unwrap(),
+        )
+    );
+    // After the load it watches: P-2's only survey scored 2 (below 3), in P-2's inbox only.
+    let delivers = Delivers::new(f.app.clone(), Outbound::default()).unwrap();
+    let pass = delivers.pass(chrono::Utc::now()).await.unwrap();
+    assert_eq!(pass.evaluated.len(), 1, "{pass:?}");
+    let inbox = f.app.store.inbox(partner.id, 10).unwrap();
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    assert!(inbox[0].body.contains("P-2"), "{inbox:?}");
+    assert!(!inbox[0].body.contains("P-1"), "{inbox:?}");
+
+    // A scheduled report of the same question; refused: a webhook from a page, a metric the
+    // model does not have, a name already used, a schedule that never comes.
+    let mut report = form("report", "email");
+    report.name = "CSAT every Monday".into();
+    report.on = "0 7 * * MON".into();
+    let report = prism_delivers::PageAlerts
+        .add(&f.app, &partner, &report.read().unwrap())
+        .unwrap();
+    let kept = f.app.store.alerts(Some("partner")).unwrap();
+    let kept = kept.iter().find(|a| a.id == report).unwrap();
+    assert!(matches!(
+        prism_delivers::watch_of(kept).unwrap(),
+        Watch::Report { .. }
+    ));
+    assert_eq!(
+        (kept.schedule.as_str(), kept.channel.as_str()),
+        ("0 7 * * MON", "email")
+    );
+    assert!(report > id);
+    let webhook = form("condition", "webhook:https://hooks.example.com/x")
+        .read()
+        .unwrap_err();
+    assert!(webhook.contains("administrator"), "{webhook}");
+    let mut other = form("condition", "inbox");
+    other.name = "misspelt".into();
+    other.question = "metrics=csat_avgg&by=partner.partner_id".into();
+    other.metric = "csat_avgg".into();
+    let refused = prism_delivers::PageAlerts
+        .add(&f.app, &partner, &other.read().unwrap())
+        .unwrap_err();
+    assert!(refused.contains("csat_avgg"), "{refused}");
+    let again = prism_delivers::PageAlerts
+        .add(
+            &f.app,
+            &partner,
+            &form("condition", "inbox").read().unwrap(),
+        )
+        .unwrap_err();
+    assert!(again.contains("already has an alert named"), "{again}");
+    let mut never = form("condition", "inbox");
+    never.name = "never".into();
+    never.on = "0 7 31 2 *".into();
+    assert!(
+        prism_delivers::PageAlerts
+            .add(&f.app, &partner, &never.read().unwrap())
+            .is_err()
+    );
+    assert_eq!(f.app.store.alerts(Some("partner")).unwrap().len(), 2);
+}
+
 /// The attached file of a mail, decoded as its part's transfer encoding says (base64, or
 /// text as it is).
 fn attachment(mail: &str, name: &str) -> Vec<u8> {

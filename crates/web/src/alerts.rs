@@ -1,12 +1,15 @@
 //! The Alerts page: the user's inbox (read when shown), the user's alerts with what each last
-//! found — every user's for an administrator — and the log of their deliveries. Alerts are
-//! evaluated and sent by the `prism-delivers` crate; this page only reads the store.
+//! found — every user's for an administrator — and the log of their deliveries; and the form
+//! under an Explore answer that sets up an alert or a scheduled report on that question.
+//! Alerts are checked, kept, evaluated and sent by the `prism-delivers` crate, which the binary
+//! gives the app as an `AlertMaker` (it builds on this crate, so this crate cannot call it).
 
 use askama::Template;
-use serde::Serialize;
+use prism_engine::api::QueryRequest;
+use serde::{Deserialize, Serialize};
 
-use crate::pages;
 use crate::store::{Alert, Delivery, InboxItem, Role, Store, User};
+use crate::{AppState, pages};
 
 /// What the page and `/api/alerts` show.
 #[derive(Serialize)]
@@ -14,6 +17,106 @@ pub struct Overview {
     pub inbox: Vec<InboxItem>,
     pub alerts: Vec<Alert>,
     pub deliveries: Vec<Delivery>,
+}
+
+/// The form under an Explore answer: the question (Explore's query string), and either a
+/// condition on one of its metrics or a scheduled report of the whole answer.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct AlertForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub question: String,
+    /// `condition` (news when a row of the answer meets it) or `report` (the whole answer).
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub metric: String,
+    #[serde(default)]
+    pub op: String,
+    #[serde(default)]
+    pub threshold: String,
+    /// `load` (after each load) or a cron expression (`0 7 * * MON`).
+    #[serde(default)]
+    pub on: String,
+    /// The IANA time zone a cron expression is read in.
+    #[serde(default)]
+    pub time_zone: String,
+    /// `inbox` or `email` (the owner's own address).
+    #[serde(default)]
+    pub to: String,
+}
+
+/// An alert asked for on a page, read from its form: what the delivers crate checks and keeps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PageAlert {
+    pub name: String,
+    /// The question, in the engine's versioned form (what a saved question keeps).
+    pub question: QueryRequest,
+    /// `METRIC OP NUMBER`; none for a scheduled report.
+    pub when: Option<String>,
+    pub on: String,
+    pub time_zone: String,
+    /// `inbox` or `email`: a page sends news only to its user (webhooks are set up by an
+    /// administrator, with `prism alerts add`).
+    pub to: String,
+}
+
+impl AlertForm {
+    /// The alert the form asks for, or why the form is not one.
+    pub fn read(&self) -> Result<PageAlert, String> {
+        let name = self.name.trim();
+        if name.is_empty() {
+            return Err("an alert needs a name".into());
+        }
+        let question = crate::explore::Question::from_query_string(Some(&self.question))
+            .request()
+            .map_err(|e| e.to_string())?;
+        let when = match self.kind.as_str() {
+            "report" => None,
+            "condition" | "" => Some(format!(
+                "{} {} {}",
+                self.metric.trim(),
+                self.op.trim(),
+                self.threshold.trim()
+            )),
+            other => return Err(format!("kind {other:?}: condition or report")),
+        };
+        let to = match self.to.as_str() {
+            "" | "inbox" => "inbox",
+            "email" => "email",
+            other => {
+                return Err(format!(
+                    "to {other:?}: your inbox or your e-mail address (an administrator sets up webhooks)"
+                ));
+            }
+        };
+        let or = |v: &str, default: &str| {
+            let v = v.trim();
+            if v.is_empty() {
+                default.to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        Ok(PageAlert {
+            name: name.to_string(),
+            question,
+            when,
+            on: or(&self.on, "load"),
+            time_zone: or(&self.time_zone, "UTC"),
+            to: to.into(),
+        })
+    }
+}
+
+/// What checks and keeps an alert asked for on a page: the delivers crate's, given to the app
+/// by the binary. The new alert's id, or why it is refused (nothing kept).
+pub trait AlertMaker: Send + Sync {
+    /// Checks the alert in its owner's audience and keeps it.
+    fn add(&self, st: &AppState, owner: &User, alert: &PageAlert) -> Result<i64, String>;
 }
 
 /// Messages, and log entries, shown at most.

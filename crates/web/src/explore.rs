@@ -479,6 +479,8 @@ pub struct ExplorePage {
     pub link: String,
     /// Whom a saved question may be shared with: nobody, everyone, or a role.
     pub share_choices: Vec<&'static str>,
+    /// The question's metrics (name, label), which an alert's condition may watch.
+    pub alert_metrics: Vec<(String, String)>,
     pub chart_json: String,
     pub header: Vec<String>,
     pub rows: Vec<Vec<CellView>>,
@@ -656,6 +658,16 @@ pub async fn render(
             }
         }
     }
+    // An answer that asks nothing cannot be watched.
+    let alert_metrics: Vec<(String, String)> = if error.is_empty() {
+        question
+            .metrics
+            .iter()
+            .map(|m| (m.clone(), st.engine.model.label(m)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     ExplorePage {
         title: "Explore".into(),
         user_name: user.name.clone(),
@@ -676,6 +688,7 @@ pub async fn render(
             .into_iter()
             .chain(crate::store::Role::ALL.iter().map(|r| r.name()))
             .collect(),
+        alert_metrics,
         chart_json,
         header,
         rows,

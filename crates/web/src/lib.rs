@@ -48,6 +48,8 @@ pub struct AppState {
     session: Mutex<Option<(u64, Arc<Session>)>>,
     /// Pages built over the current version (see `pages::build`), oldest first out.
     pages: Mutex<PageCache>,
+    /// What keeps alerts asked for on a page (`set_alert_maker`); none: pages cannot set one up.
+    alert_maker: std::sync::OnceLock<Arc<dyn alerts::AlertMaker>>,
 }
 
 #[derive(Default)]
@@ -97,6 +99,7 @@ impl AppState {
             trusted_proxies: Vec::new(),
             session: Mutex::new(None),
             pages: Mutex::new(PageCache::default()),
+            alert_maker: std::sync::OnceLock::new(),
         })
     }
 
@@ -115,6 +118,12 @@ impl AppState {
     }
 
     /// A page built before over the same warehouse version.
+    /// Lets pages set up alerts, through what the delivers crate gives (once; later calls
+    /// change nothing).
+    pub fn set_alert_maker(&self, maker: Arc<dyn alerts::AlertMaker>) {
+        let _ = self.alert_maker.set(maker);
+    }
+
     pub(crate) fn cached_page(&self, version: u64, key: &str) -> Option<pages::Page> {
         let cache = self.pages.lock().unwrap_or_else(|e| e.into_inner());
         (cache.version == version)
@@ -196,6 +205,9 @@ pub enum WebError {
     NoData(String),
     #[error("{0}")]
     Internal(String),
+    /// A service this server runs without.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<prism_analyses::AnalysisError> for WebError {
@@ -237,6 +249,7 @@ impl WebError {
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::NoData(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -415,6 +428,8 @@ pub enum AlertsRoute {
     Api,
     /// `POST /alerts/{id}/delete`: the owner's or an administrator's.
     Delete,
+    /// `POST /alerts`: sets up an alert or a scheduled report on an Explore question.
+    Create,
 }
 
 /// The routes of a campaign planned from a target list.
@@ -483,6 +498,11 @@ pub fn routes() -> Vec<(&'static str, String, Serves)> {
         "/alerts/{id}/delete".into(),
         Serves::Alerts(AlertsRoute::Delete),
     ));
+    r.push((
+        "POST",
+        "/alerts".into(),
+        Serves::Alerts(AlertsRoute::Create),
+    ));
     for (method, path, route) in [
         ("POST", "/my/potential/campaign", PlannedRoute::Create),
         ("GET", "/campaigns/planned", PlannedRoute::List),
@@ -540,6 +560,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             Serves::Questions(QuestionsRoute::Delete) => post(delete_question),
             Serves::Questions(route) => get(move |s, h, p, q| questions(s, h, p, q, route)),
             Serves::Alerts(AlertsRoute::Delete) => post(delete_alert),
+            Serves::Alerts(AlertsRoute::Create) => post(create_alert),
             Serves::Alerts(route) => get(move |s, h| alerts_overview(s, h, route)),
             Serves::Planned(PlannedRoute::Create) => post(plan_campaign),
             Serves::Planned(route @ (PlannedRoute::List | PlannedRoute::ApiList)) => {
@@ -947,6 +968,41 @@ async fn delete_question(
         |store, user, id| store.delete_question(user, id),
     )
     .await
+}
+
+/// Sets up an alert or a scheduled report on the Explore question of the form, for the
+/// signed-in user: checked and evaluated in the user's audience, sent to the user only.
+async fn create_alert(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<alerts::AlertForm>,
+) -> Response {
+    let user = match form_user(&st, &headers, &form.csrf).await {
+        Ok(u) => u,
+        Err(page) => return page,
+    };
+    let Some(maker) = st.alert_maker.get().cloned() else {
+        return WebError::Unavailable("alerts cannot be set up on this server".into())
+            .page(Some(&user));
+    };
+    let alert = match form.read() {
+        Ok(a) => a,
+        Err(why) => return WebError::BadRequest(why).page(Some(&user)),
+    };
+    let owner = user.clone();
+    let made = blocking(&st, move |st| {
+        let id = maker
+            .add(st, &owner, &alert)
+            .map_err(WebError::BadRequest)?;
+        st.store
+            .audit(&owner.name, "add-alert", &format!("{id} {}", alert.name))?;
+        Ok(id)
+    })
+    .await;
+    match made {
+        Ok(_) => Redirect::to("/alerts").into_response(),
+        Err(e) => e.page(Some(&user)),
+    }
 }
 
 /// Deletes one of the user's alerts (an administrator: anyone's).

@@ -1632,6 +1632,102 @@ async fn a_saved_question_answers_in_the_openers_audience_and_stays_its_owners()
 
 /// An alert is its owner's: another user's Alerts page and API do not list it, and only its
 /// owner (or an administrator) deletes it.
+/// An `AlertMaker` that keeps what it was asked, in place of the delivers crate's.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<(String, prism_web::alerts::PageAlert)>>);
+
+impl prism_web::alerts::AlertMaker for Recorder {
+    fn add(
+        &self,
+        _: &AppState,
+        owner: &prism_web::store::User,
+        alert: &prism_web::alerts::PageAlert,
+    ) -> Result<i64, String> {
+        let mut asked = self.0.lock().unwrap();
+        asked.push((owner.name.clone(), alert.clone()));
+        Ok(asked.len() as i64)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alert_is_set_up_under_an_explore_answer_for_its_user_only() {
+    let (_tmp, state) = app().await;
+    let partner = session_of(&state, "partner").await;
+    // The form is under an answer, with the question's metrics to watch.
+    let page = send(
+        &state,
+        get("/explore?metrics=csat_avg&by=partner.partner_id", &partner),
+    )
+    .await;
+    assert!(page.body.contains(r#"action="/alerts""#), "{}", page.body);
+    assert!(
+        page.body
+            .contains(r#"<option value="csat_avg">CSAT (average)</option>"#)
+    );
+    let csrf = csrf_of(&state, &partner).await;
+    let body = |csrf: &str, to: &str| {
+        format!(
+            "csrf={csrf}&name=unhappy&question=metrics%3Dcsat_avg%26by%3Dpartner.partner_id&kind=condition&metric=csat_avg&op=%3C&threshold=3&on=load&time_zone=UTC&to={to}"
+        )
+    };
+    // A server without the delivers service says so.
+    let r = send(&state, post_form("/alerts", &partner, body(&csrf, "inbox"))).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+
+    let recorder = Arc::new(Recorder::default());
+    state.set_alert_maker(recorder.clone());
+    let r = send(&state, post_form("/alerts", &partner, body(&csrf, "inbox"))).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.location, "/alerts");
+    {
+        let asked = recorder.0.lock().unwrap();
+        assert_eq!(asked.len(), 1);
+        let (owner, alert) = &asked[0];
+        // The signed-in user owns it, whatever the form says.
+        assert_eq!(owner, "partner");
+        assert_eq!(alert.name, "unhappy");
+        assert_eq!(alert.question.metrics, ["csat_avg"]);
+        assert_eq!(alert.question.by, ["partner.partner_id"]);
+        assert_eq!(alert.when.as_deref(), Some("csat_avg < 3"));
+        assert_eq!((alert.on.as_str(), alert.to.as_str()), ("load", "inbox"));
+    }
+    let log = state.store.audit_log(5).unwrap();
+    assert!(
+        log.iter()
+            .any(|(_, user, event, _)| user == "partner" && event == "add-alert"),
+        "{log:?}"
+    );
+    // Refused, nothing asked: a forged token, a webhook from a page, a form without a name.
+    let r = send(
+        &state,
+        post_form("/alerts", &partner, body("forged", "inbox")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = send(
+        &state,
+        post_form(
+            "/alerts",
+            &partner,
+            body(&csrf, "webhook%3Ahttps%3A%2F%2Fx.example"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("administrator"), "{}", r.body);
+    let r = send(
+        &state,
+        post_form(
+            "/alerts",
+            &partner,
+            body(&csrf, "inbox").replace("name=unhappy", "name="),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(recorder.0.lock().unwrap().len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_alert_is_deleted_by_its_owner_only() {
     let (_tmp, state) = app().await;
