@@ -183,6 +183,17 @@ for (const [name, own] of [['executive', null], ['manager', null], ['partner', '
     check(await saved.count() === 1, 'manager: the saved question is listed');
     await Promise.all([page.waitForNavigation(), saved.click()]);
     check(await answer() === asked, `manager: opened from the list with the same answer (${page.url()})`);
+    // An alert on the question, set up under its answer, listed on the Alerts page.
+    await page.click('details.alert summary');
+    await page.fill('form.alert-question input[name=name]', 'Tier revenue falls');
+    await page.selectOption('form.alert-question select[name=metric]', 'closed_revenue');
+    await page.selectOption('form.alert-question select[name=op]', '<');
+    await page.fill('form.alert-question input[name=threshold]', '1000');
+    await Promise.all([page.waitForNavigation(), page.click('form.alert-question button[type=submit]')]);
+    check(page.url().endsWith('/alerts'), `manager: the alert set up leads to the Alerts page (${page.url()})`);
+    const listed = await page.$$eval('#alerts tbody td', (tds) => tds.map((t) => t.textContent.trim()));
+    check(listed.includes('Tier revenue falls'), `manager: the alert is listed (${listed})`);
+    await page.screenshot({ path: path.join(artefacts, 'manager_alert_set_up.png'), fullPage: true });
   }
   if (own) {
     // A partner user's potential page answers on arrival: its poor sellers, each with a segment.
