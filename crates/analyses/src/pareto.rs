@@ -136,6 +136,60 @@ pub async fn pareto(cx: &Context<'_>, by: Option<&str>) -> Result<Pareto> {
     Ok(out)
 }
 
+/// A partner whose class is not what it was in the previous period.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClassChange {
+    #[serde(flatten)]
+    pub partner: Partner,
+    pub class_before: char,
+    pub class_now: char,
+    pub closed_revenue_before: Money,
+    pub closed_revenue_now: Money,
+}
+
+/// The partners whose class in the period differs from their class in the previous period of
+/// the same length (`Period::previous`), each segmentation over all the partners the audience
+/// holds; partners in only one of the two are not compared. A class is the channel's: a
+/// partner user, whose audience holds one partner, is refused.
+pub async fn class_changes(cx: &Context<'_>) -> Result<Vec<ClassChange>> {
+    if cx.audience.own_partner().is_some() {
+        return Err(crate::AnalysisError::Forbidden(
+            "a partner's class is among the channel's partners: not for a partner's user".into(),
+        ));
+    }
+    let Some(period) = cx.period else {
+        return Err(crate::AnalysisError::Invalid(
+            "a class change is against the previous period: give a period (latest-quarter, 2025-Q3)"
+                .into(),
+        ));
+    };
+    let before_cx = Context {
+        period: Some(period.previous()),
+        audience: cx.audience.clone(),
+        ..*cx
+    };
+    let (now, before) = tokio::try_join!(pareto(cx, None), pareto(&before_cx, None))?;
+    let before: std::collections::BTreeMap<&str, &ParetoRow> = before
+        .rows
+        .iter()
+        .map(|r| (r.partner.partner_id.as_str(), r))
+        .collect();
+    Ok(now
+        .rows
+        .iter()
+        .filter_map(|r| {
+            let was = before.get(r.partner.partner_id.as_str())?;
+            (was.class != r.class).then(|| ClassChange {
+                partner: r.partner.clone(),
+                class_before: was.class,
+                class_now: r.class,
+                closed_revenue_before: was.closed_revenue,
+                closed_revenue_now: r.closed_revenue,
+            })
+        })
+        .collect())
+}
+
 impl Table for Pareto {
     fn headline(&self) -> Vec<String> {
         self.groups.iter().map(|g| g.headline.clone()).collect()

@@ -18,7 +18,7 @@ use crate::query_cmd::{self, QueryArgs};
 pub enum Alerts {
     /// Add an alert: `prism alerts add NAME --owner USER ((--query 'ARGS OF prism query' |
     /// --question ID) (--when 'METRIC OP NUMBER' | --report) | --analysis
-    /// underperformers|risk [--period P]) [--on load|'CRON'] [--to inbox|email|webhook:URL]`.
+    /// underperformers|risk|class_changed [--period P]) [--on load|'CRON'] [--to inbox|email|webhook:URL]`.
     Add {
         name: String,
         /// The user the alert belongs to: it is evaluated in their scope, and tells them.
@@ -40,7 +40,8 @@ pub enum Alerts {
         /// message and attached as CSV and .xlsx.
         #[arg(long, conflicts_with = "analysis")]
         report: bool,
-        /// News when this analysis's list is not empty: underperformers or risk.
+        /// News when this analysis's list is not empty: underperformers, risk, or class_changed
+        /// (partners whose Pareto class differs from the previous period's; needs --period).
         #[arg(long)]
         analysis: Option<String>,
         /// The analysis's period (a fixed one, or latest-month|latest-quarter|latest-year).

@@ -152,6 +152,9 @@ pub enum ListAnalysis {
     Underperformers,
     /// Accounts with open critical requests or low recent satisfaction.
     Risk,
+    /// Partners whose Pareto class (A, B, C) is not what it was in the previous period of the
+    /// same length; needs a period, and is the channel's (not for a partner's user).
+    ClassChanged,
 }
 
 impl ListAnalysis {
@@ -160,8 +163,9 @@ impl ListAnalysis {
         match s {
             "underperformers" => Ok(ListAnalysis::Underperformers),
             "risk" => Ok(ListAnalysis::Risk),
+            "class_changed" => Ok(ListAnalysis::ClassChanged),
             other => Err(DeliversError::Invalid(format!(
-                "analysis {other:?}: an alert watches underperformers or risk"
+                "analysis {other:?}: an alert watches underperformers, risk or class_changed"
             ))),
         }
     }
@@ -170,6 +174,7 @@ impl ListAnalysis {
         match self {
             ListAnalysis::Underperformers => "underperformers",
             ListAnalysis::Risk => "risk",
+            ListAnalysis::ClassChanged => "class_changed",
         }
     }
 }
@@ -252,9 +257,22 @@ impl Watch {
                 }
                 Ok(())
             }
-            Watch::List { period, .. } => {
+            Watch::List { analysis, period } => {
                 if let Some(p) = period {
                     resolve_period(p, NaiveDate::from_ymd_opt(2000, 1, 1))?;
+                }
+                if *analysis == ListAnalysis::ClassChanged {
+                    if period.is_none() {
+                        return Err(DeliversError::Invalid(
+                            "class_changed compares a period with the one before it: give --period (latest-quarter, 2025-Q3)".into(),
+                        ));
+                    }
+                    if audience.own_partner().is_some() {
+                        return Err(DeliversError::Invalid(
+                            "class_changed watches the channel's classes: not for a partner's user"
+                                .into(),
+                        ));
+                    }
                 }
                 Ok(())
             }
@@ -452,6 +470,26 @@ pub async fn evaluate(
                         })
                         .collect()
                 }
+                ListAnalysis::ClassChanged => prism_analyses::pareto::class_changes(&cx)
+                    .await?
+                    .into_iter()
+                    .map(|c| Found {
+                        label: format!("{} · {}", c.partner.partner_id, c.partner.partner_name),
+                        values: BTreeMap::from([
+                            ("partner_id".to_string(), c.partner.partner_id.clone()),
+                            ("partner_name".to_string(), c.partner.partner_name.clone()),
+                            ("class_before".to_string(), c.class_before.to_string()),
+                            ("class_now".to_string(), c.class_now.to_string()),
+                        ]),
+                        figure: format!(
+                            "class {} → {} (closed revenue {} → {})",
+                            c.class_before,
+                            c.class_now,
+                            c.closed_revenue_before,
+                            c.closed_revenue_now
+                        ),
+                    })
+                    .collect(),
                 ListAnalysis::Risk => prism_analyses::risk::risk(&cx)
                     .await?
                     .accounts

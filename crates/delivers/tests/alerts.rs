@@ -634,6 +634,64 @@ async fn an_alert_set_up_under_an_explore_answer_is_kept_as_the_cli_keeps_it_and
     assert_eq!(f.app.store.alerts(Some("partner")).unwrap().len(), 2);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partner_whose_class_changed_since_the_previous_period_is_news_to_the_executive() {
+    let f = fixture().await;
+    // By hand from fixtures/tiny: in January 2024 P-1 is the only partner with revenue
+    // (2 499.50: class A); in February no partner sold (direct sales only): every partner is
+    // class C. P-2, without revenue in either month, stays C.
+    let class_changed = |period: Option<&str>| Watch::List {
+        analysis: prism_delivers::ListAnalysis::ClassChanged,
+        period: period.map(String::from),
+    };
+    add(
+        &f.app,
+        "exec",
+        "class moves",
+        class_changed(Some("2024-02")),
+        "load",
+        "inbox",
+    );
+    let delivers = Delivers::new(f.app.clone(), Outbound::default()).unwrap();
+    let pass = delivers.pass(Utc::now()).await.unwrap();
+    assert_eq!(pass.evaluated.len(), 1, "{pass:?}");
+    let exec = f.app.store.user("exec").unwrap().unwrap();
+    let inbox = f.app.store.inbox(exec.id, 10).unwrap();
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    assert!(inbox[0].body.contains("P-1"), "{inbox:?}");
+    assert!(
+        inbox[0]
+            .body
+            .contains("class A → C (closed revenue 2499.50 → 0.00)"),
+        "{inbox:?}"
+    );
+    assert!(!inbox[0].body.contains("P-2"), "{inbox:?}");
+    // A class is the channel's, and a change needs a period to compare with.
+    for (owner, watch, why) in [
+        (
+            "partner",
+            class_changed(Some("2024-02")),
+            "not for a partner's user",
+        ),
+        ("exec", class_changed(None), "give --period"),
+    ] {
+        let refused = prism_delivers::add_alert(
+            &f.app.store,
+            &f.app.engine,
+            &AlertRequest {
+                owner: owner.into(),
+                name: "refused".into(),
+                watch,
+                schedule: Schedule::parse("load", "UTC").unwrap(),
+                channel: "inbox".into(),
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(refused.contains(why), "{refused}");
+    }
+}
+
 /// The attached file of a mail, decoded as its part's transfer encoding says (base64, or
 /// text as it is).
 fn attachment(mail: &str, name: &str) -> Vec<u8> {
