@@ -128,8 +128,39 @@ pub enum Analysis {
     },
 }
 
-fn output<T: Table + Serialize>(value: &T, format: crate::Format) -> Result<()> {
-    match format {
+/// How an analysis is printed: the format asked, and the model's currency for a table's money.
+#[derive(Clone)]
+struct Out {
+    format: crate::Format,
+    currency: String,
+}
+
+impl Out {
+    fn csv(&self) -> Out {
+        Out {
+            format: crate::Format::Csv,
+            ..self.clone()
+        }
+    }
+}
+
+/// A cell of a table for a person: money grouped with its currency (`$1,234.50`) and counts
+/// grouped; a percentage or a percentile rank (0–100, named so in its header) to one decimal.
+/// CSV and JSON keep every digit.
+fn readable(cell: &prism_analyses::Value, currency: &str) -> String {
+    use prism_analyses::Value;
+    use prism_model::Format;
+    let figure =
+        |format| prism_engine::display::figure(&cell.exact(), Some(format), None, currency, false);
+    match cell {
+        Value::Money(_) => figure(Format::Money),
+        Value::Count(_) => figure(Format::Integer),
+        _ => cell.readable(),
+    }
+}
+
+fn output<T: Table + Serialize>(value: &T, out: &Out) -> Result<()> {
+    match out.format {
         crate::Format::Json => {
             writeln!(
                 std::io::stdout().lock(),
@@ -166,7 +197,7 @@ fn output<T: Table + Serialize>(value: &T, format: crate::Format) -> Result<()> 
                 .collect();
             let rows: Vec<Vec<String>> = cells
                 .iter()
-                .map(|r| r.iter().map(prism_analyses::Value::readable).collect())
+                .map(|r| r.iter().map(|c| readable(c, &out.currency)).collect())
                 .collect();
             crate::query_cmd::print_aligned(&header, &rows, &numeric)?;
         }
@@ -220,6 +251,10 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
             period,
         };
         let format = common.format;
+        let printed = Out {
+            format,
+            currency: engine.model.currency.clone(),
+        };
         match analysis {
             Analysis::Pareto { by, class, .. } => {
                 let mut p = prism_analyses::pareto::pareto(&cx, by.as_deref()).await?;
@@ -230,7 +265,7 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
                     }
                     p.rows.retain(|r| r.class == c);
                 }
-                output(&p, format)
+                output(&p, &printed)
             }
             Analysis::Scorecard { weights, top, .. } => {
                 let w = weights
@@ -242,7 +277,7 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
                 if let Some(n) = top {
                     s.rows.truncate(n);
                 }
-                output(&s, format)
+                output(&s, &printed)
             }
             Analysis::Underperformers { weights, .. } => {
                 let w = weights
@@ -252,12 +287,12 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
                     .unwrap_or_default();
                 output(
                     &prism_analyses::underperformers::underperformers(&cx, w).await?,
-                    format,
+                    &printed,
                 )
             }
             Analysis::Products { partner, .. } => {
                 let p = partner_of(partner, common, "products")?;
-                output(&prism_analyses::products::products(&cx, &p).await?, format)
+                output(&prism_analyses::products::products(&cx, &p).await?, &printed)
             }
             Analysis::Potential {
                 partner,
@@ -327,38 +362,38 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
                                 Ok(())
                             }
                             None if format == crate::Format::Table => {
-                                output(&list, crate::Format::Csv)
+                                output(&list, &printed.csv())
                             }
-                            None => output(&list, format),
+                            None => output(&list, &printed),
                         }
                     }
-                    _ => output(&potential, format),
+                    _ => output(&potential, &printed),
                 }
             }
-            Analysis::Risk { .. } => output(&prism_analyses::risk::risk(&cx).await?, format),
+            Analysis::Risk { .. } => output(&prism_analyses::risk::risk(&cx).await?, &printed),
             Analysis::Registrations { .. } => output(
                 &prism_analyses::registrations::registrations(&cx).await?,
-                format,
+                &printed,
             ),
             Analysis::Campaigns { flagged, .. } => {
                 let mut c = prism_analyses::campaigns::campaigns(&cx).await?;
                 if flagged {
                     c.campaigns.retain(|c| c.paid_without_pipeline);
                 }
-                output(&c, format)
+                output(&c, &printed)
             }
             Analysis::Enablement { gaps, .. } => {
                 let mut e = prism_analyses::enablement::enablement(&cx).await?;
                 if gaps {
                     e.partners.retain(|p| !p.gaps.is_empty());
                 }
-                output(&e, format)
+                output(&e, &printed)
             }
             Analysis::Benchmarks { partner, .. } => {
                 let p = partner_of(partner, common, "benchmarks")?;
                 output(
                     &prism_analyses::benchmarks::benchmarks(&cx, &p).await?,
-                    format,
+                    &printed,
                 )
             }
         }

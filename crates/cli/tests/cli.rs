@@ -259,6 +259,10 @@ fn analyses_print_program_lists_and_refuse_a_partner_user_another_partner() {
         p1.contains(" 102.0 ") && !p1.contains("102.03"),
         "the table rounds the share to one decimal: {p1}"
     );
+    // Money in the table is for reading: grouped, with the currency; a credit keeps its sign.
+    assert!(p1.contains(" $2,499.50 "), "{p1}");
+    let p2 = table.lines().find(|l| l.contains("P-2")).unwrap();
+    assert!(p2.contains(" -$49.75 "), "{p2}");
 
     let out = prism(
         &data,
