@@ -2,9 +2,21 @@
 
 use super::*;
 
-/// Fills the page's panels.
+/// Fills the page's panels. They are read from files and SQLite, which block: on a worker of
+/// its own (`block_in_place`), so that the async workers keep serving the other requests.
 pub(super) async fn build(cx: &Ctx<'_>, out: &mut Page) -> Result<(), WebError> {
-    let st = cx.st;
+    let read = || panels(cx.st);
+    let panels = match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(read),
+        _ => read(),
+    }?;
+    out.panels.extend(panels);
+    Ok(())
+}
+
+/// The warehouse's versions, the users and the audit log.
+fn panels(st: &AppState) -> Result<Vec<Panel>, WebError> {
+    let mut panels = Vec::new();
     let wh = prism_warehouse::Warehouse::open(&st.data)
         .map_err(|e| WebError::Internal(e.to_string()))?;
     let versions = wh
@@ -38,7 +50,7 @@ pub(super) async fn build(cx: &Ctx<'_>, out: &mut Page) -> Result<(), WebError> 
             ]
         })
         .collect();
-    out.panels.push(p);
+    panels.push(p);
     let mut u = Panel::new("table", "users", "Users (manage with `prism users`)");
     u.header = ["name", "role", "partners"].map(String::from).to_vec();
     u.rows = st
@@ -47,7 +59,7 @@ pub(super) async fn build(cx: &Ctx<'_>, out: &mut Page) -> Result<(), WebError> 
         .into_iter()
         .map(|x| vec![x.name, x.role.name().to_string(), x.partners.join(", ")])
         .collect();
-    out.panels.push(u);
+    panels.push(u);
     let mut a = Panel::new(
         "table",
         "audit",
@@ -69,6 +81,6 @@ pub(super) async fn build(cx: &Ctx<'_>, out: &mut Page) -> Result<(), WebError> 
             ]
         })
         .collect();
-    out.panels.push(a);
-    Ok(())
+    panels.push(a);
+    Ok(panels)
 }
