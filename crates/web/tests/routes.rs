@@ -1728,6 +1728,45 @@ async fn an_alert_is_set_up_under_an_explore_answer_for_its_user_only() {
     assert_eq!(recorder.0.lock().unwrap().len(), 1);
 }
 
+/// An `AlertMaker` with a bug: it panics.
+struct Panics;
+
+impl prism_web::alerts::AlertMaker for Panics {
+    fn add(
+        &self,
+        _: &AppState,
+        _: &prism_web::store::User,
+        _: &prism_web::alerts::PageAlert,
+    ) -> Result<i64, String> {
+        panic!("index out of bounds in /secret/path");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_in_the_app_is_a_500_with_an_incident_id_and_the_server_goes_on() {
+    let (_tmp, state) = app().await;
+    state.set_alert_maker(Arc::new(Panics));
+    let partner = session_of(&state, "partner").await;
+    let csrf = csrf_of(&state, &partner).await;
+    let r = send(
+        &state,
+        post_form(
+            "/alerts",
+            &partner,
+            format!("csrf={csrf}&name=n&question=metrics%3Dcsat_avg&kind=report&to=inbox"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.body);
+    assert!(r.body.contains("incident"), "{}", r.body);
+    for inside in ["secret", "index out of bounds", "panicked"] {
+        assert!(!r.body.contains(inside), "tells {inside}: {}", r.body);
+    }
+    // The same session goes on being served.
+    let r = send(&state, get("/my/performance", &partner)).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_alert_is_deleted_by_its_owner_only() {
     let (_tmp, state) = app().await;
