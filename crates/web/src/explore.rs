@@ -166,7 +166,7 @@ impl Question {
         Ok(())
     }
 
-    fn chart_kind(&self) -> Result<ChartKind, WebError> {
+    pub(crate) fn chart_kind(&self) -> Result<ChartKind, WebError> {
         match self.chart.as_deref() {
             None => Ok(ChartKind::Bar),
             Some(c) => ChartKind::ALL
@@ -500,6 +500,56 @@ const SUGGESTED: &[(&str, &[&str])] = &[
     ("customer", &["customer.industry", "customer.size_band"]),
 ];
 
+/// An answer as a page shows it: its chart (none when the question asks for the table only, or
+/// the answer cannot be drawn), its header in the model's labels, and its cells formatted for
+/// people, a partner's id leading to its page.
+pub(crate) struct AnswerView {
+    pub chart_json: String,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<CellView>>,
+}
+
+pub(crate) fn answer_view(
+    model: &prism_model::Model,
+    kind: ChartKind,
+    result: &QueryResult,
+    dimensions: usize,
+) -> AnswerView {
+    let chart_json = chart(kind, result, dimensions)
+        .map(|mut c| {
+            pages::labelled(model, &mut c.series);
+            serde_json::to_string(&c).unwrap_or_default()
+        })
+        .unwrap_or_default();
+    let names: Vec<String> = result.columns.iter().map(|c| c.name.clone()).collect();
+    let header = names.iter().map(|n| model.label(n)).collect();
+    let rows = result
+        .rows()
+        .iter()
+        .map(|r| {
+            r.values()
+                .iter()
+                .zip(&names)
+                .map(|(v, name)| {
+                    // A partner's id leads to its page (refused there if not the user's).
+                    let href = match v {
+                        Value::Text(id) if name == "partner.partner_id" && !id.is_empty() => {
+                            format!("/partners/{}", pages::url(id))
+                        }
+                        _ => String::new(),
+                    };
+                    pages::cell_view(model, name, &v.exact(), href)
+                })
+                .collect()
+        })
+        .collect();
+    AnswerView {
+        chart_json,
+        header,
+        rows,
+    }
+}
+
 /// Renders the page: the form with the question filled in, and its answer or why there is none.
 pub async fn render(
     st: &AppState,
@@ -588,38 +638,8 @@ pub async fn render(
     match answer {
         Err(e) => error = e.to_string(),
         Ok(a) => {
-            let dimensions = question.by.len();
-            chart_json = chart(kind, &a.result, dimensions)
-                .map(|mut c| {
-                    pages::labelled(model, &mut c.series);
-                    serde_json::to_string(&c).unwrap_or_default()
-                })
-                .unwrap_or_default();
-            let names: Vec<String> = a.result.columns.iter().map(|c| c.name.clone()).collect();
-            header = names.iter().map(|n| model.label(n)).collect();
-            rows = a
-                .result
-                .rows()
-                .iter()
-                .map(|r| {
-                    r.values()
-                        .iter()
-                        .zip(&names)
-                        .map(|(v, name)| {
-                            // A partner's id leads to its page (refused there if not the user's).
-                            let href = match v {
-                                Value::Text(id)
-                                    if name == "partner.partner_id" && !id.is_empty() =>
-                                {
-                                    format!("/partners/{}", pages::url(id))
-                                }
-                                _ => String::new(),
-                            };
-                            pages::cell_view(model, name, &v.exact(), href)
-                        })
-                        .collect()
-                })
-                .collect();
+            let view = answer_view(model, kind, &a.result, question.by.len());
+            (chart_json, header, rows) = (view.chart_json, view.header, view.rows);
             if let Some(p) = &a.pivot {
                 pivot_title = format!(
                     "{} by {} across {}",

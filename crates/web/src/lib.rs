@@ -7,6 +7,7 @@
 //! test covers every route there is.
 
 pub mod alerts;
+pub mod dashboards;
 pub mod explore;
 pub mod pages;
 pub mod planned;
@@ -27,6 +28,7 @@ use prism_model::Model;
 use prism_warehouse::Warehouse;
 use serde::Deserialize;
 
+pub use dashboards::DashboardsRoute;
 pub use pages::{PageId, Prompts};
 pub use store::{Role, Store, User};
 
@@ -385,6 +387,8 @@ pub enum Serves {
     Alerts(AlertsRoute),
     /// Campaigns planned from a target list: planning one, its page, JSON and files.
     Planned(PlannedRoute),
+    /// Dashboards of one's own: the list, making one, its page and JSON, editing, deleting.
+    Dashboards(DashboardsRoute),
     SignInPage,
     SignIn,
     SignOut,
@@ -487,6 +491,16 @@ pub fn routes() -> Vec<(&'static str, String, Serves)> {
     ] {
         r.push((method, path.into(), Serves::Questions(route)));
     }
+    for (method, path, route) in [
+        ("GET", "/dashboards", DashboardsRoute::List),
+        ("POST", "/dashboards", DashboardsRoute::Create),
+        ("GET", "/dashboards/{id}", DashboardsRoute::Page),
+        ("GET", "/api/dashboards/{id}", DashboardsRoute::Api),
+        ("POST", "/dashboards/{id}/questions", DashboardsRoute::Edit),
+        ("POST", "/dashboards/{id}/delete", DashboardsRoute::Delete),
+    ] {
+        r.push((method, path.into(), Serves::Dashboards(route)));
+    }
     r.push(("GET", "/alerts".into(), Serves::Alerts(AlertsRoute::Page)));
     r.push((
         "GET",
@@ -567,6 +581,10 @@ pub fn router(state: Arc<AppState>) -> Router {
                 get(move |s, h| planned_campaigns(s, h, route))
             }
             Serves::Planned(route) => get(move |s, h, p| planned_campaign(s, h, p, route)),
+            Serves::Dashboards(DashboardsRoute::Create) => post(dashboards::create),
+            Serves::Dashboards(DashboardsRoute::Edit) => post(dashboards::edit),
+            Serves::Dashboards(DashboardsRoute::Delete) => post(delete_dashboard),
+            Serves::Dashboards(route) => get(move |s, h, p, q| dashboards::show(s, h, p, q, route)),
         };
         debug_assert!(method == "GET" || method == "POST");
         router = router.route(&path, handler);
@@ -1019,6 +1037,24 @@ async fn delete_alert(
         form,
         ("alert", "/alerts", "delete-alert"),
         |store, user, id| store.delete_alert(user, id),
+    )
+    .await
+}
+
+/// Deletes one of the user's dashboards (an administrator: anyone's); its questions stay.
+async fn delete_dashboard(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    params: RawPathParams,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    delete_owned(
+        st,
+        headers,
+        params,
+        form,
+        ("dashboard", "/dashboards", "delete-dashboard"),
+        |store, user, id| store.delete_dashboard(user, id),
     )
     .await
 }

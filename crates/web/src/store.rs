@@ -15,8 +15,10 @@ use serde::Serialize;
 
 mod alerts;
 mod campaigns;
+mod dashboards;
 pub use alerts::{Alert, Attachment, Delivery, InboxItem, NewAlert, News};
 pub use campaigns::{PlannedCampaign, campaign_name};
+pub use dashboards::Dashboard;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -238,6 +240,7 @@ impl Store {
         )?;
         conn.execute_batch(alerts::SCHEMA)?;
         conn.execute_batch(campaigns::SCHEMA)?;
+        conn.execute_batch(dashboards::SCHEMA)?;
         // Users of an earlier version have no e-mail address yet.
         let has_email = conn
             .prepare("SELECT 1 FROM pragma_table_info('users') WHERE name = 'email'")?
@@ -408,16 +411,7 @@ impl Store {
                 "a saved question's description and question are at most {MAX_DESCRIPTION_BYTES} bytes each"
             )));
         }
-        if shared_with != "private"
-            && shared_with != "everyone"
-            && Role::parse(shared_with).is_err()
-        {
-            let roles: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
-            return Err(StoreError::Invalid(format!(
-                "shared_with {shared_with:?}: private, everyone, or a role ({})",
-                roles.join(", ")
-            )));
-        }
+        check_shared_with(shared_with)?;
         let conn = self.conn();
         conn.execute(
             "INSERT INTO questions (owner_id, name, description, question, shared_with, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -439,17 +433,7 @@ impl Store {
         let rows = stmt
             .query_map(
                 params![user.role == Role::Admin, user.id, user.role.name()],
-                |r| {
-                    Ok(SavedQuestion {
-                        id: r.get(0)?,
-                        owner: r.get(1)?,
-                        name: r.get(2)?,
-                        description: r.get(3)?,
-                        question: r.get(4)?,
-                        shared_with: r.get(5)?,
-                        created_at: r.get(6)?,
-                    })
-                },
+                question_row,
             )?
             .collect::<std::result::Result<_, _>>()?;
         Ok(rows)
@@ -745,4 +729,30 @@ fn dummy_hash() -> String {
     DUMMY
         .get_or_init(|| hash("no user has this password").expect("hashing"))
         .clone()
+}
+
+/// Whom a saved question or a dashboard may be shared with: `private`, `everyone`, or a role.
+fn check_shared_with(shared_with: &str) -> Result<()> {
+    if shared_with != "private" && shared_with != "everyone" && Role::parse(shared_with).is_err() {
+        let roles: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
+        return Err(StoreError::Invalid(format!(
+            "shared_with {shared_with:?}: private, everyone, or a role ({})",
+            roles.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// A saved question selected as (id, owner's name, name, description, question, shared_with,
+/// created_at).
+fn question_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SavedQuestion> {
+    Ok(SavedQuestion {
+        id: r.get(0)?,
+        owner: r.get(1)?,
+        name: r.get(2)?,
+        description: r.get(3)?,
+        question: r.get(4)?,
+        shared_with: r.get(5)?,
+        created_at: r.get(6)?,
+    })
 }

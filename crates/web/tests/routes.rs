@@ -235,7 +235,10 @@ async fn every_route_for_every_role_shows_only_what_the_role_may_see() {
                 prism_web::QuestionsRoute::List | prism_web::QuestionsRoute::Open,
             )
             | Serves::Alerts(prism_web::AlertsRoute::Page)
-            | Serves::Planned(prism_web::PlannedRoute::Page | prism_web::PlannedRoute::List) => {
+            | Serves::Planned(prism_web::PlannedRoute::Page | prism_web::PlannedRoute::List)
+            | Serves::Dashboards(
+                prism_web::DashboardsRoute::List | prism_web::DashboardsRoute::Page,
+            ) => {
                 assert_eq!(
                     (r.status, r.location.as_str()),
                     (StatusCode::SEE_OTHER, "/"),
@@ -1632,6 +1635,170 @@ async fn a_saved_question_answers_in_the_openers_audience_and_stays_its_owners()
 
 /// An alert is its owner's: another user's Alerts page and API do not list it, and only its
 /// owner (or an administrator) deletes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dashboard_composes_saved_questions_each_answered_in_the_openers_audience() {
+    let (_tmp, state) = app().await;
+    let exec_user = state.store.user("exec").unwrap().unwrap();
+    let revenue = state
+        .store
+        .save_question(
+            &exec_user,
+            "Revenue by partner",
+            "",
+            "metrics=closed_revenue&by=partner.partner_id&chart=bar",
+            "everyone",
+        )
+        .unwrap();
+    let csat = state
+        .store
+        .save_question(
+            &exec_user,
+            "CSAT",
+            "",
+            "metrics=csat_avg&chart=table",
+            "private",
+        )
+        .unwrap();
+    let exec = session_of(&state, "exec").await;
+    let csrf = csrf_of(&state, &exec).await;
+    let r = send(
+        &state,
+        post_form(
+            "/dashboards",
+            &exec,
+            format!("csrf={csrf}&name=Channel&shared_with=partner_manager"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let page = r.location.clone();
+    let id = page.trim_start_matches("/dashboards/").to_string();
+    for q in [revenue, csat] {
+        let r = send(
+            &state,
+            post_form(
+                &format!("{page}/questions"),
+                &exec,
+                format!("csrf={csrf}&add={q}"),
+            ),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    }
+    let answers = |body: &str| -> Vec<Vec<Vec<serde_json::Value>>> {
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        json["answers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                // Each row's cells in the answer's column order.
+                let columns: Vec<&str> = a["answer"]["columns"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c["name"].as_str().unwrap())
+                    .collect();
+                a["answer"]["rows"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| columns.iter().map(|c| r[*c].clone()).collect())
+                    .collect()
+            })
+            .collect()
+    };
+    // By hand from fixtures/tiny: revenue by partner, then the CSAT of scores 5 and 2.
+    let r = send(&state, get(&format!("/api/dashboards/{id}"), &exec)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let got = answers(&r.body);
+    assert_eq!(
+        got[0],
+        [
+            vec![serde_json::json!("(direct)"), serde_json::json!("1200.00")],
+            vec![serde_json::json!("P-1"), serde_json::json!("2499.50")],
+            vec![serde_json::json!("P-2"), serde_json::json!("-49.75")],
+        ]
+    );
+    assert_eq!(got[1], [vec![serde_json::json!(3.5)]]);
+    // One period over every question: March 2024 holds only P-2's credit.
+    let r = send(
+        &state,
+        get(&format!("/api/dashboards/{id}?period=2024-03"), &exec),
+    )
+    .await;
+    assert_eq!(
+        answers(&r.body)[0],
+        [vec![serde_json::json!("P-2"), serde_json::json!("-49.75")]]
+    );
+    let html = send(&state, get(&page, &exec)).await;
+    assert!(html.body.contains("data-chart="), "{}", html.body);
+
+    // P-2's user opens it (shared with its role): each answer over P-2's rows only.
+    let partner = session_of(&state, "partner").await;
+    let r = send(&state, get(&format!("/api/dashboards/{id}"), &partner)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        answers(&r.body)[0],
+        [vec![serde_json::json!("P-2"), serde_json::json!("-49.75")]]
+    );
+    assert_eq!(answers(&r.body)[1], [vec![serde_json::json!(2.0)]]);
+    for other in others(&["P-2"]) {
+        assert!(
+            !r.body.contains(other),
+            "the partner sees {other}: {}",
+            r.body
+        );
+    }
+    // Not the partner's to change; not shared with a channel manager's role.
+    let partner_csrf = csrf_of(&state, &partner).await;
+    let r = send(
+        &state,
+        post_form(
+            &format!("{page}/questions"),
+            &partner,
+            format!("csrf={partner_csrf}&remove={revenue}"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = send(
+        &state,
+        post_form(
+            &format!("{page}/delete"),
+            &partner,
+            format!("csrf={partner_csrf}"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let manager = session_of(&state, "manager").await;
+    let r = send(&state, get(&page, &manager)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // The owner removes a question, then deletes the dashboard; the questions stay.
+    let r = send(
+        &state,
+        post_form(
+            &format!("{page}/questions"),
+            &exec,
+            format!("csrf={csrf}&remove={csat}"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let r = send(&state, get(&format!("/api/dashboards/{id}"), &exec)).await;
+    assert_eq!(answers(&r.body).len(), 1);
+    let r = send(
+        &state,
+        post_form(&format!("{page}/delete"), &exec, format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let r = send(&state, get(&page, &exec)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(state.store.questions_for(&exec_user).unwrap().len(), 2);
+}
+
 /// An `AlertMaker` that keeps what it was asked, in place of the delivers crate's.
 #[derive(Default)]
 struct Recorder(std::sync::Mutex<Vec<(String, prism_web::alerts::PageAlert)>>);

@@ -200,11 +200,12 @@ pub fn nav(user: Option<&User>) -> Vec<(String, String)> {
     let at = links.len() - usize::from(user.role == Role::Admin);
     links.insert(at, ("/explore".into(), "Explore".into()));
     links.insert(at + 1, ("/questions".into(), "Saved questions".into()));
+    links.insert(at + 2, ("/dashboards".into(), "My dashboards".into()));
     let alerts = match user.unread {
         0 => "Alerts".to_string(),
         n => format!("Alerts ({n} new)"),
     };
-    links.insert(at + 2, ("/alerts".into(), alerts));
+    links.insert(at + 3, ("/alerts".into(), alerts));
     links
 }
 

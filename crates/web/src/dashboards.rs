@@ -1,0 +1,336 @@
+//! Dashboards of one's own: saved questions composed on one page, each answered in the
+//! viewer's audience (a dashboard keeps questions, never answers), with one period prompt over
+//! all of them. The owner adds and removes questions and deletes it; whom it is shared with
+//! open it. Another user's private dashboard is as absent as one that never was.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{Form, Query as UrlQuery, RawPathParams, State};
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::explore;
+use crate::pages::CellView;
+use crate::store::{Dashboard, Role, SavedQuestion, User};
+use crate::{AppState, WebError, blocking, form_user, pages, path_id, signed_in};
+
+/// The routes of dashboards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DashboardsRoute {
+    /// `GET /dashboards`: those the user may open, and a form to make one.
+    List,
+    /// `POST /dashboards`: makes an empty one.
+    Create,
+    /// `GET /dashboards/{id}?period=`: its questions answered.
+    Page,
+    /// `GET /api/dashboards/{id}?period=`: the same as JSON, each answer the JSON API's.
+    Api,
+    /// `POST /dashboards/{id}/questions`: the owner adds (`add=ID`) or removes (`remove=ID`) one.
+    Edit,
+    /// `POST /dashboards/{id}/delete`: the owner's or an administrator's.
+    Delete,
+}
+
+/// The period prompt, over every question of the dashboard.
+#[derive(Debug, Default, Deserialize)]
+pub struct DashboardQuery {
+    #[serde(default)]
+    period: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CreateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    shared_with: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct EditForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    add: Option<i64>,
+    #[serde(default)]
+    remove: Option<i64>,
+}
+
+/// A question of a dashboard as its page shows it.
+pub struct QuestionPanel {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    /// Why it has no answer (a metric since removed from the model, a bad period).
+    pub error: String,
+    pub chart_json: String,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<CellView>>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboards.html")]
+struct ListPage<'a> {
+    user_name: String,
+    role: String,
+    csrf: String,
+    nav: Vec<(String, String)>,
+    dashboards: &'a [Dashboard],
+    share_choices: Vec<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage<'a> {
+    user_name: String,
+    role: String,
+    csrf: String,
+    nav: Vec<(String, String)>,
+    d: &'a Dashboard,
+    period: String,
+    panels: Vec<QuestionPanel>,
+    editable: bool,
+    /// The saved questions the owner may add.
+    addable: Vec<SavedQuestion>,
+}
+
+/// A dashboard's answers, as `/api/dashboards/{id}` gives them.
+#[derive(Serialize)]
+struct Answered<'a> {
+    #[serde(flatten)]
+    dashboard: &'a Dashboard,
+    period: Option<&'a str>,
+    answers: Vec<AnsweredQuestion>,
+}
+
+#[derive(Serialize)]
+struct AnsweredQuestion {
+    question_id: i64,
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answer: Option<prism_engine::api::QueryResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// A saved question as the dashboard asks it: its own period, unless the dashboard's prompt
+/// gives one.
+fn asked(q: &SavedQuestion, period: Option<&str>) -> explore::Question {
+    let mut question = explore::Question::from_query_string(Some(&q.question));
+    if let Some(p) = period {
+        question.period = Some(p.to_string());
+    }
+    question
+}
+
+/// Every question answered in the viewer's audience.
+async fn answers(
+    st: &AppState,
+    user: &User,
+    d: &Dashboard,
+    period: Option<&str>,
+) -> Vec<(explore::Question, Result<explore::Answer, WebError>)> {
+    // One after the other: each is small, and the engine keeps its answers for the next viewer.
+    let mut out = Vec::new();
+    for q in &d.questions {
+        let question = asked(q, period);
+        let answer = explore::answer(st, user, &question).await;
+        out.push((question, answer));
+    }
+    out
+}
+
+/// `GET /dashboards`, `/dashboards/{id}` and `/api/dashboards/{id}`.
+pub(crate) async fn show(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    params: RawPathParams,
+    UrlQuery(prompt): UrlQuery<DashboardQuery>,
+    route: DashboardsRoute,
+) -> Response {
+    let html = route != DashboardsRoute::Api;
+    let fail = |e: WebError, user: Option<&User>| if html { e.page(user) } else { e.json() };
+    let (user, csrf) = match signed_in(&st, &headers).await {
+        Ok(u) => u,
+        Err(e) => return fail(e, None),
+    };
+    let who = user.clone();
+    if route == DashboardsRoute::List {
+        return match blocking(&st, move |st| Ok(st.store.dashboards_for(&who)?)).await {
+            Ok(list) => Html(render_list(&user, &csrf, &list)).into_response(),
+            Err(e) => fail(e, Some(&user)),
+        };
+    }
+    let id = path_id(&params).and_then(|i| i.parse::<i64>().ok());
+    let found = blocking(&st, move |st| {
+        let d = match id {
+            Some(id) => st.store.dashboard(&who, id)?,
+            None => None,
+        };
+        let addable = st.store.questions_for(&who)?;
+        Ok((d, addable))
+    })
+    .await;
+    let (d, addable) = match found {
+        Ok((Some(d), addable)) => (d, addable),
+        Ok((None, _)) => return fail(WebError::NotFound("no such dashboard".into()), Some(&user)),
+        Err(e) => return fail(e, Some(&user)),
+    };
+    let period = Some(prompt.period.trim()).filter(|p| !p.is_empty());
+    let answered = answers(&st, &user, &d, period).await;
+    if !html {
+        let answers = d
+            .questions
+            .iter()
+            .zip(answered)
+            .map(|(q, (_, a))| AnsweredQuestion {
+                question_id: q.id,
+                name: q.name.clone(),
+                error: a.as_ref().err().map(|e| e.to_string()),
+                answer: a.ok().map(|a| explore::response(&a)),
+            })
+            .collect();
+        return axum::Json(Answered {
+            dashboard: &d,
+            period,
+            answers,
+        })
+        .into_response();
+    }
+    let model = &st.engine.model;
+    let panels = d
+        .questions
+        .iter()
+        .zip(answered)
+        .map(|(q, (question, a))| {
+            let mut panel = QuestionPanel {
+                id: q.id,
+                name: q.name.clone(),
+                description: q.description.clone(),
+                error: String::new(),
+                chart_json: String::new(),
+                header: Vec::new(),
+                rows: Vec::new(),
+            };
+            match a {
+                Ok(a) => {
+                    let kind = question.chart_kind().unwrap_or(explore::ChartKind::Bar);
+                    let view = explore::answer_view(model, kind, &a.result, question.by.len());
+                    (panel.chart_json, panel.header, panel.rows) =
+                        (view.chart_json, view.header, view.rows);
+                }
+                Err(e) => panel.error = e.to_string(),
+            }
+            panel
+        })
+        .collect();
+    let editable = d.owner == user.name || user.role == Role::Admin;
+    let addable = addable
+        .into_iter()
+        .filter(|q| !d.questions.iter().any(|x| x.id == q.id))
+        .collect();
+    Html(
+        DashboardPage {
+            user_name: user.name.clone(),
+            role: user.role.name().into(),
+            csrf,
+            nav: pages::nav(Some(&user)),
+            d: &d,
+            period: period.unwrap_or_default().to_string(),
+            panels,
+            editable,
+            addable,
+        }
+        .render()
+        .unwrap_or_else(|e| format!("template: {e}")),
+    )
+    .into_response()
+}
+
+fn render_list(user: &User, csrf: &str, list: &[Dashboard]) -> String {
+    ListPage {
+        user_name: user.name.clone(),
+        role: user.role.name().into(),
+        csrf: csrf.into(),
+        nav: pages::nav(Some(user)),
+        dashboards: list,
+        share_choices: ["private", "everyone"]
+            .into_iter()
+            .chain(Role::ALL.iter().map(|r| r.name()))
+            .collect(),
+    }
+    .render()
+    .unwrap_or_else(|e| format!("template: {e}"))
+}
+
+/// `POST /dashboards`: an empty dashboard of the user's, then its page.
+pub(crate) async fn create(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<CreateForm>,
+) -> Response {
+    let user = match form_user(&st, &headers, &form.csrf).await {
+        Ok(u) => u,
+        Err(page) => return page,
+    };
+    let owner = user.clone();
+    let made = blocking(&st, move |st| {
+        let shared_with = if form.shared_with.is_empty() {
+            "private"
+        } else {
+            &form.shared_with
+        };
+        let id = st.store.add_dashboard(&owner, &form.name, shared_with)?;
+        st.store
+            .audit(&owner.name, "add-dashboard", &id.to_string())?;
+        Ok(id)
+    })
+    .await;
+    match made {
+        Ok(id) => Redirect::to(&format!("/dashboards/{id}")).into_response(),
+        Err(e) => e.page(Some(&user)),
+    }
+}
+
+/// `POST /dashboards/{id}/questions`: the owner adds or removes a question.
+pub(crate) async fn edit(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    params: RawPathParams,
+    Form(form): Form<EditForm>,
+) -> Response {
+    let user = match form_user(&st, &headers, &form.csrf).await {
+        Ok(u) => u,
+        Err(page) => return page,
+    };
+    let Some(id) = path_id(&params).and_then(|i| i.parse::<i64>().ok()) else {
+        return WebError::NotFound("no such dashboard".into()).page(Some(&user));
+    };
+    let who = user.clone();
+    let done = blocking(&st, move |st| {
+        let changed = match (form.add, form.remove) {
+            (Some(q), None) => st.store.add_to_dashboard(&who, id, q)?,
+            (None, Some(q)) => st.store.remove_from_dashboard(&who, id, q)?,
+            _ => {
+                return Err(WebError::BadRequest(
+                    "say which question to add (add=ID) or remove (remove=ID)".into(),
+                ));
+            }
+        };
+        if changed {
+            st.store
+                .audit(&who.name, "edit-dashboard", &id.to_string())?;
+        }
+        Ok(changed)
+    })
+    .await;
+    match done {
+        Ok(true) => Redirect::to(&format!("/dashboards/{id}")).into_response(),
+        Ok(false) => WebError::NotFound(format!("no dashboard {id} of yours")).page(Some(&user)),
+        Err(e) => e.page(Some(&user)),
+    }
+}

@@ -1,0 +1,158 @@
+//! Dashboards of one's own: a name and saved questions in an order, private or shared as a
+//! saved question is (with a role, or everyone). A dashboard holds questions, never answers:
+//! whoever opens it gets each answer in their own audience.
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use super::{MAX_NAME_BYTES, Result, Role, SavedQuestion, Store, StoreError, User, now};
+
+/// The tables, created with the others when the store opens. A question deleted leaves the
+/// dashboards that held it.
+pub(super) const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS dashboards (id INTEGER PRIMARY KEY, owner_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, name TEXT NOT NULL, shared_with TEXT NOT NULL, created_at INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS dashboard_questions (dashboard_id INTEGER NOT NULL REFERENCES dashboards(id) ON DELETE CASCADE, question_id INTEGER NOT NULL REFERENCES questions(id) ON DELETE CASCADE, position INTEGER NOT NULL, PRIMARY KEY (dashboard_id, question_id));";
+
+/// A dashboard, with its questions in order.
+#[derive(Clone, Debug, Serialize)]
+pub struct Dashboard {
+    pub id: i64,
+    pub owner: String,
+    pub name: String,
+    /// `private`, `everyone`, or a role's name.
+    pub shared_with: String,
+    pub created_at: i64,
+    pub questions: Vec<SavedQuestion>,
+}
+
+/// Who may open what is kept with `shared_with`: its owner, everyone, the users of a role; an
+/// administrator, everything.
+const VISIBLE: &str = "(?1 OR d.owner_id = ?2 OR d.shared_with = 'everyone' OR d.shared_with = ?3)";
+
+impl Store {
+    /// Keeps a new, empty dashboard for its owner; its id.
+    pub fn add_dashboard(&self, owner: &User, name: &str, shared_with: &str) -> Result<i64> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > MAX_NAME_BYTES {
+            return Err(StoreError::Invalid(format!(
+                "a dashboard needs a name of 1 to {MAX_NAME_BYTES} bytes"
+            )));
+        }
+        super::check_shared_with(shared_with)?;
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO dashboards (owner_id, name, shared_with, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![owner.id, name, shared_with, now()],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// The dashboards a user may open, newest first, each without its questions.
+    pub fn dashboards_for(&self, user: &User) -> Result<Vec<Dashboard>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT d.id, u.name, d.name, d.shared_with, d.created_at FROM dashboards d
+             JOIN users u ON u.id = d.owner_id WHERE {VISIBLE} ORDER BY d.id DESC"
+        ))?;
+        let rows = stmt
+            .query_map(
+                params![user.role == Role::Admin, user.id, user.role.name()],
+                dashboard_row,
+            )?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// A dashboard the user may open, with its questions in order; none when it may not (or
+    /// there is no such dashboard: the two are not told apart).
+    pub fn dashboard(&self, user: &User, id: i64) -> Result<Option<Dashboard>> {
+        let conn = self.conn();
+        let found = conn
+            .query_row(
+                &format!(
+                    "SELECT d.id, u.name, d.name, d.shared_with, d.created_at FROM dashboards d
+                     JOIN users u ON u.id = d.owner_id WHERE d.id = ?4 AND {VISIBLE}"
+                ),
+                params![user.role == Role::Admin, user.id, user.role.name(), id],
+                dashboard_row,
+            )
+            .optional()?;
+        let Some(mut dashboard) = found else {
+            return Ok(None);
+        };
+        let mut stmt = conn.prepare(
+            "SELECT q.id, u.name, q.name, q.description, q.question, q.shared_with, q.created_at
+             FROM dashboard_questions dq JOIN questions q ON q.id = dq.question_id
+             JOIN users u ON u.id = q.owner_id
+             WHERE dq.dashboard_id = ?1 ORDER BY dq.position",
+        )?;
+        dashboard.questions = stmt
+            .query_map([id], super::question_row)?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(Some(dashboard))
+    }
+
+    /// Puts a saved question at the end of its owner's dashboard. The question must be one the
+    /// owner may open. Whether the dashboard is the user's (an administrator's: any).
+    pub fn add_to_dashboard(&self, user: &User, id: i64, question: i64) -> Result<bool> {
+        if !self.owns_dashboard(user, id)? {
+            return Ok(false);
+        }
+        if !self.questions_for(user)?.iter().any(|q| q.id == question) {
+            return Err(StoreError::Invalid(format!(
+                "no saved question {question} of yours or shared with you"
+            )));
+        }
+        self.conn().execute(
+            "INSERT OR IGNORE INTO dashboard_questions (dashboard_id, question_id, position)
+             VALUES (?1, ?2, (SELECT COALESCE(MAX(position), 0) + 1 FROM dashboard_questions WHERE dashboard_id = ?1))",
+            params![id, question],
+        )?;
+        Ok(true)
+    }
+
+    /// Takes a question off its owner's dashboard. Whether the dashboard is the user's.
+    pub fn remove_from_dashboard(&self, user: &User, id: i64, question: i64) -> Result<bool> {
+        if !self.owns_dashboard(user, id)? {
+            return Ok(false);
+        }
+        self.conn().execute(
+            "DELETE FROM dashboard_questions WHERE dashboard_id = ?1 AND question_id = ?2",
+            params![id, question],
+        )?;
+        Ok(true)
+    }
+
+    /// Deletes a dashboard (not its questions): its owner's or an administrator's to delete.
+    pub fn delete_dashboard(&self, user: &User, id: i64) -> Result<bool> {
+        let n = self.conn().execute(
+            "DELETE FROM dashboards WHERE id = ?1 AND (?2 OR owner_id = ?3)",
+            params![id, user.role == Role::Admin, user.id],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn owns_dashboard(&self, user: &User, id: i64) -> Result<bool> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM dashboards WHERE id = ?1 AND (?2 OR owner_id = ?3)",
+                params![id, user.role == Role::Admin, user.id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+}
+
+/// A row of `dashboards` as selected above, its questions not yet read.
+fn dashboard_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Dashboard> {
+    Ok(Dashboard {
+        id: r.get(0)?,
+        owner: r.get(1)?,
+        name: r.get(2)?,
+        shared_with: r.get(3)?,
+        created_at: r.get(4)?,
+        questions: Vec::new(),
+    })
+}
