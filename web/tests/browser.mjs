@@ -194,6 +194,18 @@ for (const [name, own] of [['executive', null], ['manager', null], ['partner', '
     const listed = await page.$$eval('#alerts tbody td', (tds) => tds.map((t) => t.textContent.trim()));
     check(listed.includes('Tier revenue falls'), `manager: the alert is listed (${listed})`);
     await page.screenshot({ path: path.join(artefacts, 'manager_alert_set_up.png'), fullPage: true });
+    // A dashboard of one's own with the saved question: its chart drawn, its rows the question's.
+    await page.goto(base + '/dashboards');
+    await page.fill('form.new-dashboard input[name=name]', 'My channel');
+    await Promise.all([page.waitForNavigation(), page.click('form.new-dashboard button[type=submit]')]);
+    check(/\/dashboards\/\d+$/.test(page.url()), `manager: a new dashboard (${page.url()})`);
+    await page.selectOption('form.add-question select[name=add]', { label: 'EMEA revenue by tier' });
+    await Promise.all([page.waitForNavigation(), page.click('form.add-question button[type=submit]')]);
+    const drawnOnDashboard = await page.$$eval('section.panel .chart-canvas', (cs) => cs.length === 1 && cs[0].querySelector('canvas') !== null);
+    check(drawnOnDashboard, 'manager: the dashboard draws the question\'s chart');
+    const dashboardRows = await page.$$eval('section.panel.chart tbody tr', (rows) => rows.length);
+    check(dashboardRows === shown, `manager: the dashboard's rows ${dashboardRows} = the question's ${shown}`);
+    await page.screenshot({ path: path.join(artefacts, 'manager_dashboard.png'), fullPage: true });
   }
   if (own) {
     // A partner user's potential page answers on arrival: its poor sellers, each with a segment.
