@@ -258,10 +258,7 @@ fn render_list(user: &User, csrf: &str, list: &[Dashboard]) -> String {
         csrf: csrf.into(),
         nav: pages::nav(Some(user)),
         dashboards: list,
-        share_choices: ["private", "everyone"]
-            .into_iter()
-            .chain(Role::ALL.iter().map(|r| r.name()))
-            .collect(),
+        share_choices: crate::store::share_choices(),
     }
     .render()
     .unwrap_or_else(|e| format!("template: {e}"))

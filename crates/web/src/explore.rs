@@ -704,10 +704,7 @@ pub async fn render(
         charts,
         error,
         link,
-        share_choices: ["private", "everyone"]
-            .into_iter()
-            .chain(crate::store::Role::ALL.iter().map(|r| r.name()))
-            .collect(),
+        share_choices: crate::store::share_choices(),
         alert_metrics,
         chart_json,
         header,

@@ -731,6 +731,14 @@ fn dummy_hash() -> String {
         .clone()
 }
 
+/// Whom a saved question or a dashboard may be shared with, as a form offers it.
+pub fn share_choices() -> Vec<&'static str> {
+    ["private", "everyone"]
+        .into_iter()
+        .chain(Role::ALL.iter().map(|r| r.name()))
+        .collect()
+}
+
 /// Whom a saved question or a dashboard may be shared with: `private`, `everyone`, or a role.
 fn check_shared_with(shared_with: &str) -> Result<()> {
     if shared_with != "private" && shared_with != "everyone" && Role::parse(shared_with).is_err() {

@@ -258,6 +258,16 @@ impl Prompts {
     }
 }
 
+/// The scorecard weights the prompts ask for, the defaults when none.
+fn weights(prompts: &Prompts) -> Result<prism_analyses::scorecard::Weights, WebError> {
+    Ok(prompts
+        .weights()
+        .as_deref()
+        .map(prism_analyses::scorecard::Weights::parse)
+        .transpose()?
+        .unwrap_or_default())
+}
+
 fn given(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }

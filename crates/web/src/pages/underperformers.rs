@@ -4,12 +4,7 @@ use super::*;
 
 /// Fills the page's panels.
 pub(super) async fn build(cx: &Ctx<'_>, out: &mut Page, prompts: &Prompts) -> Result<(), WebError> {
-    let weights = prompts
-        .weights()
-        .as_deref()
-        .map(prism_analyses::scorecard::Weights::parse)
-        .transpose()?
-        .unwrap_or_default();
+    let weights = weights(prompts)?;
     let u = prism_analyses::underperformers::underperformers(&cx.analysis(), weights).await?;
     out.headline = u.headline();
     out.panels.push(Panel::from_table(
