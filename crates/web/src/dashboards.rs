@@ -27,6 +27,8 @@ pub enum DashboardsRoute {
     Page,
     /// `GET /api/dashboards/{id}?period=`: the same as JSON, each answer the JSON API's.
     Api,
+    /// `GET /export/dashboards/{id}?period=`: every answer in one Excel workbook, a sheet each.
+    Export,
     /// `POST /dashboards/{id}/questions`: the owner adds (`add=ID`) or removes (`remove=ID`) one.
     Edit,
     /// `POST /dashboards/{id}/delete`: the owner's or an administrator's.
@@ -152,7 +154,7 @@ pub(crate) async fn show(
     UrlQuery(prompt): UrlQuery<DashboardQuery>,
     route: DashboardsRoute,
 ) -> Response {
-    let html = route != DashboardsRoute::Api;
+    let html = matches!(route, DashboardsRoute::List | DashboardsRoute::Page);
     let fail = |e: WebError, user: Option<&User>| if html { e.page(user) } else { e.json() };
     let (user, csrf) = match signed_in(&st, &headers).await {
         Ok(u) => u,
@@ -182,6 +184,9 @@ pub(crate) async fn show(
     };
     let period = Some(prompt.period.trim()).filter(|p| !p.is_empty());
     let answered = answers(&st, &user, &d, period).await;
+    if route == DashboardsRoute::Export {
+        return export(&st, &user, &d, period, &answered).await;
+    }
     if !html {
         let answers = d
             .questions
@@ -249,6 +254,56 @@ pub(crate) async fn show(
         .unwrap_or_else(|e| format!("template: {e}")),
     )
     .into_response()
+}
+
+/// The dashboard's answers as one workbook, a sheet per question that could be answered (in
+/// its order, named after it); audited like every export.
+async fn export(
+    st: &Arc<AppState>,
+    user: &User,
+    d: &Dashboard,
+    period: Option<&str>,
+    answered: &[(explore::Question, Result<explore::Answer, WebError>)],
+) -> Response {
+    let sheets: Vec<(&str, &prism_engine::QueryResult)> = d
+        .questions
+        .iter()
+        .zip(answered)
+        .filter_map(|(q, (_, a))| Some((q.name.as_str(), &a.as_ref().ok()?.result)))
+        .collect();
+    let bytes = match explore::workbook(&st.engine.model, &sheets) {
+        Ok(b) => b,
+        Err(e) => return e.text(),
+    };
+    let (name, detail) = (
+        user.name.clone(),
+        format!(
+            "dashboard {} period {}",
+            d.id,
+            period.unwrap_or("(each question's)")
+        ),
+    );
+    if let Err(e) = blocking(st, move |st| {
+        Ok(st.store.audit(&name, "export", &detail)?)
+    })
+    .await
+    {
+        return e.text();
+    }
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"dashboard.xlsx\"".to_string(),
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
 }
 
 fn render_list(user: &User, csrf: &str, list: &[Dashboard]) -> String {

@@ -739,6 +739,15 @@ pub fn download_format(raw: Option<&str>) -> Result<&'static str, WebError> {
 /// model's currency format, rates as percentages, counts as whole numbers, days as dates, the
 /// rest as text. (A workbook holds numbers as doubles: what it shows is exact to the cent.)
 pub fn xlsx(model: &prism_model::Model, result: &QueryResult) -> Result<Vec<u8>, WebError> {
+    workbook(model, &[("Answer", result)])
+}
+
+/// Answers as one workbook, a sheet each, named by its title (cut to Excel's 31 characters,
+/// without the characters Excel refuses, and made unique), each written as `xlsx` writes one.
+pub fn workbook(
+    model: &prism_model::Model,
+    sheets: &[(&str, &QueryResult)],
+) -> Result<Vec<u8>, WebError> {
     use prism_model::Format as Kind;
     use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
     let failed =
@@ -753,49 +762,74 @@ pub fn xlsx(model: &prism_model::Model, result: &QueryResult) -> Result<Vec<u8>,
         Format::new().set_bold(),
     );
     let mut book = Workbook::new();
-    let sheet = book.add_worksheet();
-    sheet.set_name("Answer").map_err(failed)?;
-    for (c, column) in result.columns.iter().enumerate() {
-        sheet
-            .write_string_with_format(0, c as u16, model.label(&column.name), &header)
-            .map_err(failed)?;
-    }
-    for (r, row) in result.rows().iter().enumerate() {
-        let r = r as u32 + 1;
-        for (c, (cell, column)) in row.values().iter().zip(&result.columns).enumerate() {
-            let c = c as u16;
-            if cell.is_missing() {
-                continue;
-            }
-            let (value, figure) = (&cell.exact(), cell.number());
-            match (model.column_format(&column.name), figure) {
-                (Some((Kind::Money, _)), Some(x)) => {
-                    sheet.write_number_with_format(r, c, x, &money)
-                }
-                (Some((Kind::Ratio, _)), Some(x)) => {
-                    sheet.write_number_with_format(r, c, x, &percent)
-                }
-                (Some((Kind::Percent, _)), Some(x)) => {
-                    sheet.write_number_with_format(r, c, x / 100.0, &percent)
-                }
-                (Some((Kind::Integer, _)), Some(x)) => {
-                    sheet.write_number_with_format(r, c, x, &integer)
-                }
-                (Some((Kind::Number, _)), Some(x)) => {
-                    sheet.write_number_with_format(r, c, x, &number)
-                }
-                _ if column.name == "time.day" => match ExcelDateTime::parse_from_str(value) {
-                    Ok(d) => sheet.write_date_with_format(r, c, &d, &date),
-                    Err(_) => sheet.write_string(r, c, value),
-                },
-                _ => sheet.write_string(r, c, value),
-            }
-            .map_err(failed)?;
+    let mut names: Vec<String> = Vec::new();
+    for (title, result) in sheets {
+        let sheet = book.add_worksheet();
+        sheet.set_name(sheet_name(title, &names)).map_err(failed)?;
+        names.push(sheet.name());
+        for (c, column) in result.columns.iter().enumerate() {
+            sheet
+                .write_string_with_format(0, c as u16, model.label(&column.name), &header)
+                .map_err(failed)?;
         }
+        for (r, row) in result.rows().iter().enumerate() {
+            let r = r as u32 + 1;
+            for (c, (cell, column)) in row.values().iter().zip(&result.columns).enumerate() {
+                let c = c as u16;
+                if cell.is_missing() {
+                    continue;
+                }
+                let (value, figure) = (&cell.exact(), cell.number());
+                match (model.column_format(&column.name), figure) {
+                    (Some((Kind::Money, _)), Some(x)) => {
+                        sheet.write_number_with_format(r, c, x, &money)
+                    }
+                    (Some((Kind::Ratio, _)), Some(x)) => {
+                        sheet.write_number_with_format(r, c, x, &percent)
+                    }
+                    (Some((Kind::Percent, _)), Some(x)) => {
+                        sheet.write_number_with_format(r, c, x / 100.0, &percent)
+                    }
+                    (Some((Kind::Integer, _)), Some(x)) => {
+                        sheet.write_number_with_format(r, c, x, &integer)
+                    }
+                    (Some((Kind::Number, _)), Some(x)) => {
+                        sheet.write_number_with_format(r, c, x, &number)
+                    }
+                    _ if column.name == "time.day" => match ExcelDateTime::parse_from_str(value) {
+                        Ok(d) => sheet.write_date_with_format(r, c, &d, &date),
+                        Err(_) => sheet.write_string(r, c, value),
+                    },
+                    _ => sheet.write_string(r, c, value),
+                }
+                .map_err(failed)?;
+            }
+        }
+        sheet.set_freeze_panes(1, 0).map_err(failed)?;
+        sheet.autofit();
     }
-    sheet.set_freeze_panes(1, 0).map_err(failed)?;
-    sheet.autofit();
     book.save_to_buffer().map_err(failed)
+}
+
+/// A sheet's name Excel takes: at most 31 characters, none of `[]:*?/\`, not empty, and not
+/// one of `taken` (a number is added).
+fn sheet_name(title: &str, taken: &[String]) -> String {
+    let clean: String = title
+        .chars()
+        .map(|c| if "[]:*?/\\".contains(c) { ' ' } else { c })
+        .collect();
+    let clean = clean.trim();
+    let base: String = if clean.is_empty() { "Answer" } else { clean }
+        .chars()
+        .take(26)
+        .collect();
+    let mut name = base.clone();
+    let mut n = 1;
+    while taken.iter().any(|t| t.eq_ignore_ascii_case(&name)) {
+        n += 1;
+        name = format!("{base} ({n})");
+    }
+    name
 }
 
 /// The JSON API's answer.
@@ -831,5 +865,25 @@ mod tests {
         assert_eq!(first.by, ["partner.partner_name"]);
         let blank = Question::from_query_string(Some("metrics=win_rate&by=&by=&filters=&period="));
         assert!(blank.by.is_empty() && blank.filters.is_empty() && blank.period.is_none());
+    }
+}
+
+#[cfg(test)]
+mod sheet_names {
+    use super::sheet_name;
+
+    #[test]
+    fn a_sheet_is_named_as_excel_takes_it() {
+        // Excel refuses []:*?/\ in a name, more than 31 characters, and a name twice (in any case).
+        assert_eq!(
+            sheet_name("Revenue: Q1/Q2 [EMEA]", &[]),
+            "Revenue  Q1 Q2  EMEA"
+        );
+        assert_eq!(sheet_name("  ", &[]), "Answer");
+        let long = "Closed revenue by partner tier and region";
+        assert_eq!(sheet_name(long, &[]), "Closed revenue by partner ");
+        let taken = vec!["CSAT".to_string()];
+        assert_eq!(sheet_name("csat", &taken), "csat (2)");
+        assert!(sheet_name(long, &[sheet_name(long, &[])]).chars().count() <= 31);
     }
 }

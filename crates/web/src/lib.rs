@@ -496,6 +496,7 @@ pub fn routes() -> Vec<(&'static str, String, Serves)> {
         ("POST", "/dashboards", DashboardsRoute::Create),
         ("GET", "/dashboards/{id}", DashboardsRoute::Page),
         ("GET", "/api/dashboards/{id}", DashboardsRoute::Api),
+        ("GET", "/export/dashboards/{id}", DashboardsRoute::Export),
         ("POST", "/dashboards/{id}/questions", DashboardsRoute::Edit),
         ("POST", "/dashboards/{id}/delete", DashboardsRoute::Delete),
     ] {

@@ -1734,6 +1734,44 @@ async fn a_dashboard_composes_saved_questions_each_answered_in_the_openers_audie
     let html = send(&state, get(&page, &exec)).await;
     assert!(html.body.contains("data-chart="), "{}", html.body);
 
+    // The whole dashboard as one workbook, a sheet per question, with the same figures.
+    let bytes = |path: String, cookie: String| {
+        let state = state.clone();
+        async move {
+            let response = prism_web::router(state)
+                .oneshot(
+                    Request::get(path)
+                        .header(header::COOKIE, cookie)
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec()
+        }
+    };
+    let book = bytes(format!("/export/dashboards/{id}"), exec.clone()).await;
+    assert_eq!(
+        workbook_sheet(book.clone(), 1),
+        [
+            vec!["Partner id", "Closed revenue"],
+            vec!["(direct)", "1200"],
+            vec!["P-1", "2499.5"],
+            vec!["P-2", "-49.75"],
+        ]
+    );
+    assert_eq!(
+        workbook_sheet(book, 2),
+        [vec!["CSAT (average)"], vec!["3.5"]]
+    );
+
     // P-2's user opens it (shared with its role): each answer over P-2's rows only.
     let partner = session_of(&state, "partner").await;
     let r = send(&state, get(&format!("/api/dashboards/{id}"), &partner)).await;
@@ -1743,6 +1781,11 @@ async fn a_dashboard_composes_saved_questions_each_answered_in_the_openers_audie
         [vec![serde_json::json!("P-2"), serde_json::json!("-49.75")]]
     );
     assert_eq!(answers(&r.body)[1], [vec![serde_json::json!(2.0)]]);
+    let book = bytes(format!("/export/dashboards/{id}"), partner.clone()).await;
+    assert_eq!(
+        workbook_sheet(book, 1),
+        [vec!["Partner id", "Closed revenue"], vec!["P-2", "-49.75"]]
+    );
     for other in others(&["P-2"]) {
         assert!(
             !r.body.contains(other),
@@ -1977,6 +2020,11 @@ async fn an_alert_is_deleted_by_its_owner_only() {
 /// The cells of a workbook's first sheet, read from its XML: text (shared strings) and
 /// numbers, by row. A reader of our own, so that the test does not trust the writer.
 fn workbook_cells(bytes: Vec<u8>) -> Vec<Vec<String>> {
+    workbook_sheet(bytes, 1)
+}
+
+/// The cells of a workbook's sheet N (from 1), read from its XML.
+fn workbook_sheet(bytes: Vec<u8>, n: usize) -> Vec<Vec<String>> {
     use std::io::Read;
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
     let mut read = |name: &str| {
@@ -1988,7 +2036,7 @@ fn workbook_cells(bytes: Vec<u8>) -> Vec<Vec<String>> {
         text
     };
     let (sheet, shared) = (
-        read("xl/worksheets/sheet1.xml"),
+        read(&format!("xl/worksheets/sheet{n}.xml")),
         read("xl/sharedStrings.xml"),
     );
     let strings: Vec<String> = shared
