@@ -40,6 +40,10 @@ pub enum Alerts {
         /// message and attached as CSV and .xlsx.
         #[arg(long, conflicts_with = "analysis")]
         report: bool,
+        /// A dashboard as a scheduled report (its id on /dashboards): every question of it,
+        /// answered in the owner's scope, attached as one workbook with a sheet per question.
+        #[arg(long, conflicts_with_all = ["query", "question", "when", "report", "analysis"])]
+        dashboard: Option<i64>,
         /// News when this analysis's list is not empty: underperformers, risk, or class_changed
         /// (partners whose Pareto class differs from the previous period's; needs --period).
         #[arg(long)]
@@ -276,6 +280,7 @@ pub fn run(data: &Path, command: Alerts, runtime: &tokio::runtime::Runtime) -> R
             when,
             report,
             analysis,
+            dashboard,
             period,
             on,
             time_zone,
@@ -285,7 +290,10 @@ pub fn run(data: &Path, command: Alerts, runtime: &tokio::runtime::Runtime) -> R
             let state = app(data, model.as_ref())?;
             let asked = question_of(&state, &owner, query, question)?;
             let request = AlertRequest {
-                watch: watch(asked, when, report, analysis, period)?,
+                watch: match dashboard {
+                    Some(dashboard) => Watch::Dashboard { dashboard },
+                    None => watch(asked, when, report, analysis, period)?,
+                },
                 owner,
                 name,
                 schedule: Schedule::parse(&on, &time_zone)?,

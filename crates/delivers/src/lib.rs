@@ -196,6 +196,17 @@ pub enum Watch {
     /// A scheduled report: the question's whole answer, sent every time it falls due, in the
     /// body and attached as CSV and .xlsx.
     Report { question: QueryRequest },
+    /// A dashboard of the owner's (or shared with it) as a scheduled report: every question of
+    /// it as it stands when the report falls due, answered in the owner's audience, attached as
+    /// one workbook with a sheet per question.
+    Dashboard { dashboard: i64 },
+    /// A dashboard's questions as read when it falls due (`Delivers` reads the dashboard; never
+    /// kept): each question's name and question.
+    #[serde(skip)]
+    Book {
+        title: String,
+        questions: Vec<(String, QueryRequest)>,
+    },
 }
 
 /// The periods that move with the data: the month, quarter or year holding the newest day
@@ -280,12 +291,18 @@ impl Watch {
                 engine.compile(&fixed(question)?.to_query()?, audience)?;
                 Ok(())
             }
+            // Read and checked against the store when kept (`add_alert`); its questions are
+            // answered as they stand when it falls due.
+            Watch::Dashboard { .. } | Watch::Book { .. } => Ok(()),
         }
     }
 
     /// Whether every evaluation is news (a report), not only a change to "holds".
     pub fn is_report(&self) -> bool {
-        matches!(self, Watch::Report { .. })
+        matches!(
+            self,
+            Watch::Report { .. } | Watch::Dashboard { .. } | Watch::Book { .. }
+        )
     }
 
     /// How the alert reads in a list: `closed_revenue:change_pct <= -25 by partner.partner_id`.
@@ -308,6 +325,8 @@ impl Watch {
                 Some(p) => format!("{} not empty in {p}", analysis.name()),
                 None => format!("{} not empty", analysis.name()),
             },
+            Watch::Dashboard { dashboard } => format!("report of dashboard {dashboard}"),
+            Watch::Book { title, .. } => format!("report of dashboard {title:?}"),
             Watch::Report { question } => {
                 let mut s = format!("report of {}", question.metrics.join(","));
                 if !question.by.is_empty() {
@@ -437,6 +456,10 @@ pub async fn evaluate(
                 ],
             })
         }
+        Watch::Book { title, questions } => book(engine, session, audience, title, questions).await,
+        Watch::Dashboard { dashboard } => Err(DeliversError::Invalid(format!(
+            "dashboard {dashboard} was not read before it was evaluated"
+        ))),
         Watch::List { analysis, period } => {
             let period = match period {
                 Some(p) => {
@@ -512,6 +535,72 @@ pub async fn evaluate(
                 files: Vec::new(),
             })
         }
+    }
+}
+
+/// A dashboard's report: every question answered in the audience, one workbook with a sheet
+/// per question; a question that cannot be answered (a metric since removed) is listed with
+/// why, and the others are sent.
+async fn book(
+    engine: &Engine,
+    session: &Session,
+    audience: &Audience,
+    title: &str,
+    questions: &[(String, QueryRequest)],
+) -> Result<Finding> {
+    let mut answered = Vec::new();
+    let mut rows = Vec::new();
+    for (name, question) in questions {
+        let first = question.metrics.first().cloned().unwrap_or_default();
+        match ask(engine, session, audience, question, &first).await {
+            Ok((_, result)) => {
+                rows.push(Found {
+                    label: name.clone(),
+                    values: BTreeMap::from([("rows".to_string(), result.rows().len().to_string())]),
+                    figure: format!("{} rows", result.rows().len()),
+                });
+                answered.push((name.clone(), result));
+            }
+            Err(e) => rows.push(Found {
+                label: name.clone(),
+                values: BTreeMap::from([("error".to_string(), e.to_string())]),
+                figure: format!("not answered: {e}"),
+            }),
+        }
+    }
+    let sheets: Vec<(&str, &prism_engine::QueryResult)> =
+        answered.iter().map(|(n, r)| (n.as_str(), r)).collect();
+    let xlsx = prism_web::explore::workbook(&engine.model, &sheets)
+        .map_err(|e| DeliversError::Invalid(e.to_string()))?;
+    Ok(Finding {
+        holds: true,
+        period: None,
+        rows,
+        files: vec![Attachment {
+            name: format!("{}.xlsx", file_name(title)),
+            content_type: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+                .into(),
+            bytes: xlsx,
+        }],
+    })
+}
+
+/// A title as a file's name: letters, digits, `-` and `_`, the rest as `-`.
+fn file_name(title: &str) -> String {
+    let name: String = title
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if name.trim_matches('-').is_empty() {
+        "dashboard".into()
+    } else {
+        name
     }
 }
 
@@ -607,6 +696,14 @@ pub fn add_alert(store: &Store, engine: &Engine, request: &AlertRequest) -> Resu
         .user(&request.owner)?
         .ok_or_else(|| DeliversError::Invalid(format!("no user {:?}", request.owner)))?;
     request.watch.check(engine, &owner.audience()?)?;
+    if let Watch::Dashboard { dashboard } = &request.watch
+        && store.dashboard(&owner, *dashboard)?.is_none()
+    {
+        return Err(DeliversError::Invalid(format!(
+            "no dashboard {dashboard} that {} may open",
+            owner.name
+        )));
+    }
     check_channel(&request.channel)?;
     if request.channel == "email" && store.email(&owner.name)?.is_none() {
         return Err(DeliversError::Invalid(format!(
@@ -707,7 +804,8 @@ impl Delivers {
     pub async fn test(&self, alert: &Alert) -> Result<(u64, Finding)> {
         let (version, session) = self.session().await?;
         let audience = self.audience_of(alert)?;
-        let finding = evaluate(&self.app.engine, &session, &audience, &watch_of(alert)?).await?;
+        let watch = self.read_dashboard(alert, watch_of(alert)?)?;
+        let finding = evaluate(&self.app.engine, &session, &audience, &watch).await?;
         Ok((version, finding))
     }
 
@@ -716,6 +814,42 @@ impl Delivers {
             .session()
             .await
             .map_err(|e| DeliversError::Warehouse(e.to_string()))
+    }
+
+    /// A dashboard report's questions as the dashboard holds them now, as its owner may open
+    /// it (a dashboard deleted, or no longer shared with the owner, is an error of the alert);
+    /// any other watch as it is.
+    fn read_dashboard(&self, alert: &Alert, watch: Watch) -> Result<Watch> {
+        let Watch::Dashboard { dashboard } = watch else {
+            return Ok(watch);
+        };
+        let owner = self.app.store.user(&alert.owner)?.ok_or_else(|| {
+            DeliversError::Invalid(format!("the owner {:?} is no longer a user", alert.owner))
+        })?;
+        let d = self
+            .app
+            .store
+            .dashboard(&owner, dashboard)?
+            .ok_or_else(|| {
+                DeliversError::Invalid(format!(
+                    "no dashboard {dashboard} that {} may open",
+                    owner.name
+                ))
+            })?;
+        let questions = d
+            .questions
+            .iter()
+            .map(|q| {
+                prism_web::explore::Question::from_query_string(Some(&q.question))
+                    .request()
+                    .map(|r| (q.name.clone(), r))
+                    .map_err(|e| DeliversError::Invalid(format!("{}: {e}", q.name)))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Watch::Book {
+            title: d.name,
+            questions,
+        })
     }
 
     /// The owner's audience as the store holds the owner now: a changed role counts at once.
@@ -765,7 +899,7 @@ impl Delivers {
             if let Ok(s @ Schedule::Cron { .. }) = &schedule {
                 store.set_next_due(alert.id, s.next_after(now))?;
             }
-            let watch = watch_of(&alert);
+            let watch = watch_of(&alert).and_then(|w| self.read_dashboard(&alert, w));
             let report = watch.as_ref().is_ok_and(Watch::is_report);
             // A report's news is its due time's; an alert's, the version's (it fires once per
             // version and state). Either way, two evaluations of the same make the same key.

@@ -692,6 +692,74 @@ async fn a_partner_whose_class_changed_since_the_previous_period_is_news_to_the_
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dashboard_arrives_at_its_time_as_one_workbook_answered_in_the_owners_audience() {
+    let f = fixture().await;
+    let (delivers, bag) = mailing(&f.app).await;
+    // The executive's dashboard of revenue by partner, shared with partner managers.
+    let exec = f.app.store.user("exec").unwrap().unwrap();
+    let q = f
+        .app
+        .store
+        .save_question(
+            &exec,
+            "Revenue by partner",
+            "",
+            "metrics=closed_revenue&by=partner.partner_id",
+            "everyone",
+        )
+        .unwrap();
+    let d = f
+        .app
+        .store
+        .add_dashboard(&exec, "Weekly", "partner_manager")
+        .unwrap();
+    assert!(f.app.store.add_to_dashboard(&exec, d, q).unwrap());
+    // P-2's user has it mailed every Monday.
+    add(
+        &f.app,
+        "partner",
+        "weekly",
+        Watch::Dashboard { dashboard: d },
+        "0 7 * * MON",
+        "email",
+    );
+    let due = f.app.store.alerts(Some("partner")).unwrap()[0]
+        .next_due_at
+        .unwrap();
+    delivers
+        .pass(chrono::DateTime::from_timestamp(due, 0).unwrap())
+        .await
+        .unwrap();
+    let mails = bag.lock().unwrap().clone();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let (to, mail) = &mails[0];
+    assert_eq!(to, &["ops@p2.example"]);
+    // By hand: P-2's only order, a credit of 49.75; no other partner, no direct sales.
+    let cells = workbook_cells(attachment(mail, "Weekly.xlsx"));
+    assert_eq!(
+        cells,
+        [vec!["Partner id", "Closed revenue"], vec!["P-2", "-49.75"]]
+    );
+    assert!(!mail.contains("P-1"), "{mail}");
+    // A dashboard the owner may not open is refused when kept.
+    let private = f.app.store.add_dashboard(&exec, "Mine", "private").unwrap();
+    let refused = prism_delivers::add_alert(
+        &f.app.store,
+        &f.app.engine,
+        &AlertRequest {
+            owner: "partner".into(),
+            name: "not mine".into(),
+            watch: Watch::Dashboard { dashboard: private },
+            schedule: Schedule::parse("0 7 * * MON", "UTC").unwrap(),
+            channel: "inbox".into(),
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(refused.contains("no dashboard"), "{refused}");
+}
+
 /// The attached file of a mail, decoded as its part's transfer encoding says (base64, or
 /// text as it is).
 fn attachment(mail: &str, name: &str) -> Vec<u8> {
