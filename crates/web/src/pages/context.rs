@@ -118,42 +118,46 @@ impl Ctx<'_> {
     }
 
     /// Each metric's last twelve months, for its tile's trend line: the months up to the
-    /// period's last day, or, when the page is over all loaded data, up to the newest day of the
-    /// first metric's fact. Every month is listed, a month without a value as none, so that
-    /// the lines of a page's tiles share one time axis. Each month's figure is the metric's own
-    /// (a ratio of the month's parts), with the page's prompts.
+    /// period's last day, or, when the page is over all loaded data, up to the newest month
+    /// with a figure of the first metric. Every month is listed, a month without a value as
+    /// none, so that the lines of a page's tiles share one time axis. Each month's figure is the
+    /// metric's own (a ratio of the month's parts), with the page's prompts.
     async fn trends(&self, metrics: &[&str]) -> Result<Vec<Vec<TrendPoint>>, WebError> {
-        let end = match (self.period, metrics.first()) {
-            (Some(p), _) => Some(p.to),
-            (None, Some(first)) => {
-                self.st
-                    .engine
-                    .newest_day(&self.session, first, &self.audience)
-                    .await?
-            }
-            (None, None) => None,
+        let Some(first) = metrics.first() else {
+            return Ok(Vec::new());
         };
-        let Some(end) = end else {
-            return Ok(vec![Vec::new(); metrics.len()]);
-        };
-        let first_month = end.with_day(1).unwrap_or(end) - chrono::Months::new(TREND_MONTHS - 1);
+        // With a period, its last twelve months; without one, every month in one question
+        // (a monthly rollup answers it), of which the twelve up to the newest month with a
+        // figure of the first metric are drawn.
         let mut q = self.query(metrics, &["time.month"], None, None)?;
-        q.period = Some(Period {
-            from: first_month,
-            to: end,
-        });
+        if let Some(p) = self.period {
+            q.period = Some(Period {
+                from: p.to.with_day(1).unwrap_or(p.to) - chrono::Months::new(TREND_MONTHS - 1),
+                to: p.to,
+            });
+        }
         let r = self.run(&q).await?;
         let by_month: BTreeMap<String, prism_engine::Row> = r
             .rows()
             .into_iter()
             .filter_map(|row| Some((row.text("time.month")?.to_string(), row)))
             .collect();
+        let last = match self.period {
+            Some(p) => Some(p.to.with_day(1).unwrap_or(p.to)),
+            None => by_month
+                .iter()
+                .rev()
+                .find(|(_, row)| row.number(first).is_some())
+                .and_then(|(month, _)| {
+                    chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").ok()
+                }),
+        };
+        let Some(last) = last else {
+            return Ok(vec![Vec::new(); metrics.len()]);
+        };
         let months: Vec<String> = (0..TREND_MONTHS)
-            .map(|i| {
-                (first_month + chrono::Months::new(i))
-                    .format("%Y-%m")
-                    .to_string()
-            })
+            .rev()
+            .map(|i| (last - chrono::Months::new(i)).format("%Y-%m").to_string())
             .collect();
         Ok(metrics
             .iter()
