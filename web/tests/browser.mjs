@@ -206,6 +206,12 @@ for (const [name, own] of [['executive', null], ['manager', null], ['partner', '
     const dashboardRows = await page.$$eval('section.panel.chart tbody tr', (rows) => rows.length);
     check(dashboardRows === shown, `manager: the dashboard's rows ${dashboardRows} = the question's ${shown}`);
     await page.screenshot({ path: path.join(artefacts, 'manager_dashboard.png'), fullPage: true });
+    // The dashboard sent every Monday, set up from its page, listed among the alerts.
+    await page.click('details.alert summary');
+    await page.selectOption('form.dashboard-report select[name=to]', 'inbox');
+    await Promise.all([page.waitForNavigation(), page.click('form.dashboard-report button[type=submit]')]);
+    const reports = await page.$$eval('#alerts tbody td', (tds) => tds.map((t) => t.textContent.trim()));
+    check(page.url().endsWith('/alerts') && reports.includes('My channel') && reports.includes('0 7 * * MON (UTC)'), `manager: the dashboard's report is listed (${reports})`);
   }
   if (own) {
     // A partner user's potential page answers on arrival: its poor sellers, each with a segment.

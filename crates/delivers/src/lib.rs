@@ -736,10 +736,16 @@ impl prism_web::alerts::AlertMaker for PageAlerts {
         alert: &prism_web::alerts::PageAlert,
     ) -> std::result::Result<i64, String> {
         let made = || -> Result<i64> {
-            let watch = match &alert.when {
-                Some(when) => Watch::question(alert.question.clone(), Condition::parse(when)?),
-                None => Watch::Report {
-                    question: alert.question.clone(),
+            use prism_web::alerts::PageWatch;
+            let watch = match &alert.watch {
+                PageWatch::Condition { question, when } => {
+                    Watch::question(question.clone(), Condition::parse(when)?)
+                }
+                PageWatch::Report { question } => Watch::Report {
+                    question: question.clone(),
+                },
+                PageWatch::Dashboard { dashboard } => Watch::Dashboard {
+                    dashboard: *dashboard,
                 },
             };
             add_alert(

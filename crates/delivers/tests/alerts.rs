@@ -632,6 +632,26 @@ async fn an_alert_set_up_under_an_explore_answer_is_kept_as_the_cli_keeps_it_and
             .is_err()
     );
     assert_eq!(f.app.store.alerts(Some("partner")).unwrap().len(), 2);
+    // A dashboard shared with the partner's role, sent on a schedule from its page.
+    let exec = f.app.store.user("exec").unwrap().unwrap();
+    let d = f
+        .app
+        .store
+        .add_dashboard(&exec, "Weekly", "partner_manager")
+        .unwrap();
+    let mut weekly = form("dashboard", "inbox");
+    weekly.name = "weekly".into();
+    weekly.dashboard = Some(d);
+    weekly.on = "0 7 * * MON".into();
+    let id = prism_delivers::PageAlerts
+        .add(&f.app, &partner, &weekly.read().unwrap())
+        .unwrap();
+    let kept = f.app.store.alerts(Some("partner")).unwrap();
+    let kept = kept.iter().find(|a| a.id == id).unwrap();
+    assert_eq!(
+        prism_delivers::watch_of(kept).unwrap(),
+        Watch::Dashboard { dashboard: d }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

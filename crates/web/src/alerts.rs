@@ -29,9 +29,12 @@ pub struct AlertForm {
     pub name: String,
     #[serde(default)]
     pub question: String,
-    /// `condition` (news when a row of the answer meets it) or `report` (the whole answer).
+    /// `condition` (news when a row of the answer meets it), `report` (the whole answer) or
+    /// `dashboard` (every question of the dashboard `dashboard`).
     #[serde(default)]
     pub kind: String,
+    #[serde(default)]
+    pub dashboard: Option<i64>,
     #[serde(default)]
     pub metric: String,
     #[serde(default)]
@@ -49,14 +52,26 @@ pub struct AlertForm {
     pub to: String,
 }
 
+/// What an alert asked for on a page watches. A question is in the engine's versioned form
+/// (what a saved question keeps).
+#[derive(Clone, Debug, PartialEq)]
+pub enum PageWatch {
+    /// News when a row of the question's answer meets `METRIC OP NUMBER`.
+    Condition {
+        question: QueryRequest,
+        when: String,
+    },
+    /// The question's whole answer, each time it falls due.
+    Report { question: QueryRequest },
+    /// Every question of a dashboard the user may open, each time it falls due.
+    Dashboard { dashboard: i64 },
+}
+
 /// An alert asked for on a page, read from its form: what the delivers crate checks and keeps.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PageAlert {
     pub name: String,
-    /// The question, in the engine's versioned form (what a saved question keeps).
-    pub question: QueryRequest,
-    /// `METRIC OP NUMBER`; none for a scheduled report.
-    pub when: Option<String>,
+    pub watch: PageWatch,
     pub on: String,
     pub time_zone: String,
     /// `inbox` or `email`: a page sends news only to its user (webhooks are set up by an
@@ -71,18 +86,30 @@ impl AlertForm {
         if name.is_empty() {
             return Err("an alert needs a name".into());
         }
-        let question = crate::explore::Question::from_query_string(Some(&self.question))
-            .request()
-            .map_err(|e| e.to_string())?;
-        let when = match self.kind.as_str() {
-            "report" => None,
-            "condition" | "" => Some(format!(
-                "{} {} {}",
-                self.metric.trim(),
-                self.op.trim(),
-                self.threshold.trim()
-            )),
-            other => return Err(format!("kind {other:?}: condition or report")),
+        let question = || {
+            crate::explore::Question::from_query_string(Some(&self.question))
+                .request()
+                .map_err(|e| e.to_string())
+        };
+        let watch = match self.kind.as_str() {
+            "report" => PageWatch::Report {
+                question: question()?,
+            },
+            "condition" | "" => PageWatch::Condition {
+                question: question()?,
+                when: format!(
+                    "{} {} {}",
+                    self.metric.trim(),
+                    self.op.trim(),
+                    self.threshold.trim()
+                ),
+            },
+            "dashboard" => PageWatch::Dashboard {
+                dashboard: self
+                    .dashboard
+                    .ok_or("a dashboard report needs the dashboard's id")?,
+            },
+            other => return Err(format!("kind {other:?}: condition, report or dashboard")),
         };
         let to = match self.to.as_str() {
             "" | "inbox" => "inbox",
@@ -103,8 +130,7 @@ impl AlertForm {
         };
         Ok(PageAlert {
             name: name.to_string(),
-            question,
-            when,
+            watch,
             on: or(&self.on, "load"),
             time_zone: or(&self.time_zone, "UTC"),
             to: to.into(),

@@ -1896,9 +1896,18 @@ async fn an_alert_is_set_up_under_an_explore_answer_for_its_user_only() {
         // The signed-in user owns it, whatever the form says.
         assert_eq!(owner, "partner");
         assert_eq!(alert.name, "unhappy");
-        assert_eq!(alert.question.metrics, ["csat_avg"]);
-        assert_eq!(alert.question.by, ["partner.partner_id"]);
-        assert_eq!(alert.when.as_deref(), Some("csat_avg < 3"));
+        assert_eq!(
+            alert.watch,
+            prism_web::alerts::PageWatch::Condition {
+                question: prism_engine::api::QueryRequest {
+                    api_version: prism_engine::api::API_VERSION,
+                    metrics: vec!["csat_avg".into()],
+                    by: vec!["partner.partner_id".into()],
+                    ..Default::default()
+                },
+                when: "csat_avg < 3".into(),
+            }
+        );
         assert_eq!((alert.on.as_str(), alert.to.as_str()), ("load", "inbox"));
     }
     let log = state.store.audit_log(5).unwrap();
@@ -1907,6 +1916,32 @@ async fn an_alert_is_set_up_under_an_explore_answer_for_its_user_only() {
             .any(|(_, user, event, _)| user == "partner" && event == "add-alert"),
         "{log:?}"
     );
+    // A dashboard sent on a schedule, from the dashboard's page: its id, nothing else asked.
+    let r = send(
+        &state,
+        post_form(
+            "/alerts",
+            &partner,
+            format!("csrf={csrf}&name=weekly&kind=dashboard&dashboard=7&on=0+7+*+*+MON&to=email"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(
+        recorder.0.lock().unwrap()[1].1.watch,
+        prism_web::alerts::PageWatch::Dashboard { dashboard: 7 }
+    );
+    let r = send(
+        &state,
+        post_form(
+            "/alerts",
+            &partner,
+            format!("csrf={csrf}&name=weekly&kind=dashboard"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("needs the dashboard"), "{}", r.body);
     // Refused, nothing asked: a forged token, a webhook from a page, a form without a name.
     let r = send(
         &state,
@@ -1935,7 +1970,7 @@ async fn an_alert_is_set_up_under_an_explore_answer_for_its_user_only() {
     )
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(recorder.0.lock().unwrap().len(), 1);
+    assert_eq!(recorder.0.lock().unwrap().len(), 2);
 }
 
 /// An `AlertMaker` with a bug: it panics.
