@@ -10,6 +10,7 @@
 //! queues it twice; it fires again only after it has cleared. The queued news is sent to the
 //! owner's inbox, the owner's e-mail address, or a webhook signed with the alert's own key,
 //! retried with growing waits, and every attempt ends in the delivery log.
+#![warn(missing_docs)]
 
 mod schedule;
 mod send;
@@ -35,10 +36,13 @@ pub enum DeliversError {
     /// What the user gave is wrong; the message says which part and why.
     #[error("{0}")]
     Invalid(String),
+    /// The app's store could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The engine refused or failed a question.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// An analysis refused or failed.
     #[error(transparent)]
     Analysis(#[from] AnalysisError),
     /// The warehouse has no version to evaluate over, or cannot be read.
@@ -46,14 +50,19 @@ pub enum DeliversError {
     Warehouse(String),
 }
 
+/// The result of the delivers crate's functions.
 pub type Result<T> = std::result::Result<T, DeliversError>;
 
 /// A comparison of a condition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
+    /// `>`: strictly above the number.
     Above,
+    /// `>=`: the number or above.
     AtLeast,
+    /// `<`: strictly below the number.
     Below,
+    /// `<=`: the number or below.
     AtMost,
 }
 
@@ -85,7 +94,9 @@ impl Op {
 pub struct Condition {
     /// A column of the answer: a metric, or a metric's derived form (`closed_revenue:change_pct`).
     pub metric: String,
+    /// How the value compares with the threshold.
     pub op: Op,
+    /// The number, in the units `prism query --format csv` prints (a `change_pct` in percent).
     pub threshold: f64,
 }
 
@@ -185,26 +196,38 @@ impl ListAnalysis {
 pub enum Watch {
     /// The rows of a question's answer whose metric meets the condition.
     Question {
+        /// The question, in the engine's versioned form.
         question: QueryRequest,
+        /// Which rows are news.
         when: Condition,
     },
     /// An analysis's list over a period (none: all loaded data).
     List {
+        /// `underperformers`, `risk` or `class_changed`.
         analysis: ListAnalysis,
+        /// A fixed period, or `latest-month`, `latest-quarter` or `latest-year`.
         period: Option<String>,
     },
     /// A scheduled report: the question's whole answer, sent every time it falls due, in the
     /// body and attached as CSV and .xlsx.
-    Report { question: QueryRequest },
+    Report {
+        /// The question, in the engine's versioned form.
+        question: QueryRequest,
+    },
     /// A dashboard of the owner's (or shared with it) as a scheduled report: every question of
     /// it as it stands when the report falls due, answered in the owner's audience, attached as
     /// one workbook with a sheet per question.
-    Dashboard { dashboard: i64 },
+    Dashboard {
+        /// Its id, as `/dashboards/ID` shows it.
+        dashboard: i64,
+    },
     /// A dashboard's questions as read when it falls due (`Delivers` reads the dashboard; never
     /// kept): each question's name and question.
     #[serde(skip)]
     Book {
+        /// The dashboard's name, the workbook's file name.
         title: String,
+        /// Each question's name (a sheet's) and question.
         questions: Vec<(String, QueryRequest)>,
     },
 }
@@ -373,6 +396,7 @@ pub struct Finding {
     pub holds: bool,
     /// The period asked, as dates (none: all loaded data).
     pub period: Option<String>,
+    /// What was found: the rows meeting the condition, the list's members, or a report's rows.
     pub rows: Vec<Found>,
     /// A report's answer as files.
     #[serde(skip)]
@@ -668,9 +692,13 @@ fn found(
 
 /// An alert as a user asks for it, before it is kept.
 pub struct AlertRequest {
+    /// The user the alert belongs to: evaluated in their audience, telling them only.
     pub owner: String,
+    /// Unique among the owner's alerts.
     pub name: String,
+    /// What it watches.
     pub watch: Watch,
+    /// When it is evaluated.
     pub schedule: Schedule,
     /// `inbox`, `email` or `webhook:URL`.
     pub channel: String,
@@ -784,6 +812,7 @@ pub struct Pass {
     pub queued: usize,
     /// Deliveries attempted, and how many of them were sent.
     pub attempted: usize,
+    /// Deliveries sent, of those attempted.
     pub sent: usize,
 }
 

@@ -16,8 +16,11 @@ pub enum Schedule {
     /// At the times of a cron expression (`0 7 * * *`: daily at 07:00; `0 7 * * MON`;
     /// `0 7 1 * *`: the first of the month), read in the time zone.
     Cron {
+        /// The expression as given.
         expression: String,
+        /// The expression parsed.
         cron: Box<Cron>,
+        /// The time zone it is read in.
         zone: Tz,
     },
 }

@@ -20,7 +20,9 @@ pub struct Smtp {
     pub url: String,
     /// The sender's address.
     pub from: String,
+    /// The SMTP user, when the server wants a sign-in.
     pub user: Option<String>,
+    /// Its password (read from a file, never from the command line).
     pub password: Option<String>,
     /// Upgrade a `smtp://` connection with STARTTLS, and refuse a server that cannot.
     pub starttls: bool,
@@ -29,6 +31,7 @@ pub struct Smtp {
 /// How news leaves the app.
 #[derive(Clone, Debug)]
 pub struct Outbound {
+    /// The SMTP server e-mail goes through; none: e-mail cannot be sent (it is logged failed).
     pub smtp: Option<Smtp>,
     /// A webhook or SMTP server that does not answer within this is a failed attempt.
     pub timeout: Duration,

@@ -6,6 +6,7 @@
 //! service speed and satisfaction that follow a partner's quality, direct sales, margins, returns,
 //! a few partners in decline, and names with Unicode and punctuation. The same seed and scale give
 //! byte-identical files. Rows are written as they are drawn, so memory stays flat at any scale.
+#![warn(missing_docs)]
 
 mod program;
 
@@ -21,20 +22,25 @@ use rand_pcg::Pcg64Mcg;
 /// What to generate.
 #[derive(Clone, Debug)]
 pub struct GenerateConfig {
+    /// The folder the export's CSV files are written to.
     pub out: PathBuf,
     /// 1.0 is about one million order lines; everything else scales in proportion.
     pub scale: f64,
+    /// The random seed: the same seed and scale give the same export, byte for byte.
     pub seed: u64,
 }
 
 /// Rows written per entity, in the order they were written.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GenerateSummary {
+    /// Each entity and its rows.
     pub rows: Vec<(Entity, u64)>,
+    /// Bytes written, every file together.
     pub bytes: u64,
 }
 
 impl GenerateSummary {
+    /// The rows written of one entity (0 when none).
     pub fn rows_of(&self, entity: Entity) -> u64 {
         self.rows
             .iter()
@@ -43,13 +49,18 @@ impl GenerateSummary {
     }
 }
 
+/// Why an export could not be generated.
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
+    /// A scale of zero, below zero, or not a number.
     #[error("scale must be a positive number, found {0}")]
     BadScale(f64),
+    /// A file could not be written.
     #[error("cannot write {path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         source: std::io::Error,
     },
 }
@@ -59,6 +70,8 @@ pub enum GenerateError {
 pub fn first_day() -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 1, 1).expect("date")
 }
+
+/// The last day of generated activity (see `first_day`).
 pub fn last_day() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 9, 30).expect("date")
 }

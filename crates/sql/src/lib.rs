@@ -7,6 +7,7 @@
 //! app's own page for the same question. The catalog a client browses (`pg_catalog`,
 //! `information_schema`) lists one table per subject area, which holds no rows: no SQL
 //! reaches the warehouse's tables.
+#![warn(missing_docs)]
 
 mod server;
 pub mod translate;
@@ -28,8 +29,10 @@ pub use server::Endpoint;
 /// Why the endpoint cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum SqlError {
+    /// The certificate or key could not be read or used.
     #[error("{0}")]
     Tls(String),
+    /// The listener or the session could not be set up.
     #[error("the SQL endpoint: {0}")]
     Setup(String),
 }

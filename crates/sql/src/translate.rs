@@ -46,7 +46,9 @@ pub enum ColumnRole {
 pub struct Column {
     /// As SQL names it: `partner_tier`, `closed_revenue`.
     pub name: String,
+    /// A dimension's column or a metric's.
     pub role: ColumnRole,
+    /// Its SQL type (money `numeric(38,2)`, counts `int8`, rates `float8`, `time_day` a date).
     pub data_type: DataType,
     /// What it is, for the catalog's comments and the docs.
     pub description: String,
@@ -57,7 +59,9 @@ pub struct Column {
 pub struct Subject {
     /// The table's name: `sales`.
     pub table: String,
+    /// The model's fact the table answers from.
     pub fact: String,
+    /// Its columns: the dimensions the fact reaches, then its metrics.
     pub columns: Vec<Column>,
 }
 
@@ -81,6 +85,7 @@ impl Subject {
 /// The subject tables of a model.
 #[derive(Clone, Debug)]
 pub struct Catalog {
+    /// Each subject table by name.
     pub subjects: BTreeMap<String, Subject>,
     /// The warehouse's own tables, which no SQL reaches: a statement naming one is told so.
     pub base_tables: Vec<String>,
@@ -232,16 +237,20 @@ fn table_name(name: &ObjectName) -> String {
 /// A column of the answer: its SQL label, the engine's column it comes from, its type.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OutColumn {
+    /// The column's name in the answer (an alias, or the column's own).
     pub label: String,
     /// The engine's name for it: `partner.tier`, `closed_revenue`, `closed_revenue:change`.
     pub source: String,
+    /// Its SQL type.
     pub data_type: DataType,
 }
 
 /// A statement over a subject table as the engine's question.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Translated {
+    /// The engine's question.
     pub query: Query,
+    /// The answer's columns, in the statement's order.
     pub columns: Vec<OutColumn>,
     /// `LIMIT 0` (a tool reading the columns): the answer is empty without asking anything.
     pub empty: bool,
