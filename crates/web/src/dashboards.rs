@@ -35,11 +35,57 @@ pub enum DashboardsRoute {
     Delete,
 }
 
-/// The period prompt, over every question of the dashboard.
+/// The prompts over every question of the dashboard: a period, and the pages' partner and
+/// product prompts, each applied to the questions that can take it.
 #[derive(Debug, Default, Deserialize)]
 pub struct DashboardQuery {
     #[serde(default)]
     period: String,
+    #[serde(default)]
+    region: String,
+    #[serde(default)]
+    tier: String,
+    #[serde(default)]
+    partner_type: String,
+    #[serde(default)]
+    product_line: String,
+}
+
+impl DashboardQuery {
+    /// The period given, if any.
+    fn period(&self) -> Option<&str> {
+        Some(self.period.trim()).filter(|p| !p.is_empty())
+    }
+
+    /// The prompts given, as a URL's query.
+    fn query(&self) -> String {
+        [
+            ("period", &self.period),
+            ("region", &self.region),
+            ("tier", &self.tier),
+            ("partner_type", &self.partner_type),
+            ("product_line", &self.product_line),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(k, v)| format!("{k}={}", pages::url(v.trim())))
+        .collect::<Vec<_>>()
+        .join("&")
+    }
+
+    /// The filters the prompts ask for, each with the prompt's name.
+    fn filters(&self) -> Vec<(&'static str, String)> {
+        [
+            ("region", "partner.region", &self.region),
+            ("tier", "partner.tier", &self.tier),
+            ("partner type", "partner.partner_type", &self.partner_type),
+            ("product line", "product.product_line", &self.product_line),
+        ]
+        .into_iter()
+        .filter(|(_, _, v)| !v.trim().is_empty())
+        .map(|(name, dimension, v)| (name, format!("{dimension}={}", v.trim())))
+        .collect()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +113,8 @@ pub struct QuestionPanel {
     pub id: i64,
     pub name: String,
     pub description: String,
+    /// The dashboard's prompts it cannot take.
+    pub notes: Vec<String>,
     /// Why it has no answer (a metric since removed from the model, a bad period).
     pub error: String,
     pub chart_json: String,
@@ -94,6 +142,10 @@ struct DashboardPage<'a> {
     nav: Vec<(String, String)>,
     d: &'a Dashboard,
     period: String,
+    /// The partner and product prompts: (name, label, choices).
+    prompts: Vec<(&'static str, &'static str, Vec<pages::Choice>)>,
+    /// The prompts given, as a URL's query (for the workbook's link).
+    query: String,
     panels: Vec<QuestionPanel>,
     editable: bool,
     /// The saved questions the owner may add.
@@ -113,35 +165,59 @@ struct Answered<'a> {
 struct AnsweredQuestion {
     question_id: i64,
     name: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     answer: Option<prism_engine::api::QueryResponse>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
-/// A saved question as the dashboard asks it: its own period, unless the dashboard's prompt
-/// gives one.
-fn asked(q: &SavedQuestion, period: Option<&str>) -> explore::Question {
+/// A saved question as the dashboard asks it: its own period unless the dashboard's prompt
+/// gives one, and each prompt's filter the question can take (its metrics' facts reach the
+/// dimension); a prompt it cannot take is said in a note, not an error.
+fn asked(
+    st: &AppState,
+    user: &User,
+    q: &SavedQuestion,
+    prompt: &DashboardQuery,
+) -> (explore::Question, Vec<String>) {
     let mut question = explore::Question::from_query_string(Some(&q.question));
-    if let Some(p) = period {
+    if let Some(p) = prompt.period() {
         question.period = Some(p.to_string());
     }
-    question
+    let mut notes = Vec::new();
+    for (name, filter) in prompt.filters() {
+        let mut with = question.clone();
+        with.filters.push(filter);
+        if with.check(st, user).is_ok() {
+            question = with;
+        } else {
+            notes.push(format!("the {name} prompt does not apply to this question"));
+        }
+    }
+    (question, notes)
+}
+
+/// A question of a dashboard as asked and answered.
+struct Asked {
+    question: explore::Question,
+    notes: Vec<String>,
+    answer: Result<explore::Answer, WebError>,
 }
 
 /// Every question answered in the viewer's audience.
-async fn answers(
-    st: &AppState,
-    user: &User,
-    d: &Dashboard,
-    period: Option<&str>,
-) -> Vec<(explore::Question, Result<explore::Answer, WebError>)> {
+async fn answers(st: &AppState, user: &User, d: &Dashboard, prompt: &DashboardQuery) -> Vec<Asked> {
     // One after the other: each is small, and the engine keeps its answers for the next viewer.
     let mut out = Vec::new();
     for q in &d.questions {
-        let question = asked(q, period);
+        let (question, notes) = asked(st, user, q, prompt);
         let answer = explore::answer(st, user, &question).await;
-        out.push((question, answer));
+        out.push(Asked {
+            question,
+            notes,
+            answer,
+        });
     }
     out
 }
@@ -182,8 +258,8 @@ pub(crate) async fn show(
         Ok((None, _)) => return fail(WebError::NotFound("no such dashboard".into()), Some(&user)),
         Err(e) => return fail(e, Some(&user)),
     };
-    let period = Some(prompt.period.trim()).filter(|p| !p.is_empty());
-    let answered = answers(&st, &user, &d, period).await;
+    let period = prompt.period();
+    let answered = answers(&st, &user, &d, &prompt).await;
     if route == DashboardsRoute::Export {
         return export(&st, &user, &d, period, &answered).await;
     }
@@ -192,11 +268,12 @@ pub(crate) async fn show(
             .questions
             .iter()
             .zip(answered)
-            .map(|(q, (_, a))| AnsweredQuestion {
+            .map(|(q, a)| AnsweredQuestion {
                 question_id: q.id,
                 name: q.name.clone(),
-                error: a.as_ref().err().map(|e| e.to_string()),
-                answer: a.ok().map(|a| explore::response(&a)),
+                notes: a.notes,
+                error: a.answer.as_ref().err().map(|e| e.to_string()),
+                answer: a.answer.ok().map(|a| explore::response(&a)),
             })
             .collect();
         return axum::Json(Answered {
@@ -211,11 +288,17 @@ pub(crate) async fn show(
         .questions
         .iter()
         .zip(answered)
-        .map(|(q, (question, a))| {
+        .map(|(q, a)| {
+            let Asked {
+                question,
+                notes,
+                answer: a,
+            } = a;
             let mut panel = QuestionPanel {
                 id: q.id,
                 name: q.name.clone(),
                 description: q.description.clone(),
+                notes,
                 error: String::new(),
                 chart_json: String::new(),
                 header: Vec::new(),
@@ -234,6 +317,36 @@ pub(crate) async fn show(
         })
         .collect();
     let editable = d.owner == user.name || user.role == Role::Admin;
+    // The partner prompts from one read of the partners the user may see; a partner's user,
+    // who sees one, gets none.
+    let mut prompts = Vec::new();
+    if !user.is_partner_user() {
+        let values = pages::members_of(
+            &st,
+            &user,
+            "partner",
+            &["partner.region", "partner.tier", "partner.partner_type"],
+        )
+        .await;
+        for ((name, label, chosen), values) in [
+            ("region", "Region", &prompt.region),
+            ("tier", "Tier", &prompt.tier),
+            ("partner_type", "Partner type", &prompt.partner_type),
+        ]
+        .into_iter()
+        .zip(values)
+        {
+            let chosen = Some(chosen.trim()).filter(|c| !c.is_empty());
+            prompts.push((name, label, pages::choices(values, chosen)));
+        }
+    }
+    let lines = pages::members_of(&st, &user, "product", &["product.product_line"]).await;
+    let chosen = Some(prompt.product_line.trim()).filter(|c| !c.is_empty());
+    prompts.push((
+        "product_line",
+        "Product line",
+        pages::choices(lines.into_iter().next().unwrap_or_default(), chosen),
+    ));
     let addable = addable
         .into_iter()
         .filter(|q| !d.questions.iter().any(|x| x.id == q.id))
@@ -246,6 +359,8 @@ pub(crate) async fn show(
             nav: pages::nav(Some(&user)),
             d: &d,
             period: period.unwrap_or_default().to_string(),
+            query: prompt.query(),
+            prompts,
             panels,
             editable,
             addable,
@@ -263,13 +378,13 @@ async fn export(
     user: &User,
     d: &Dashboard,
     period: Option<&str>,
-    answered: &[(explore::Question, Result<explore::Answer, WebError>)],
+    answered: &[Asked],
 ) -> Response {
     let sheets: Vec<(&str, &prism_engine::QueryResult)> = d
         .questions
         .iter()
         .zip(answered)
-        .filter_map(|(q, (_, a))| Some((q.name.as_str(), &a.as_ref().ok()?.result)))
+        .filter_map(|(q, a)| Some((q.name.as_str(), &a.answer.as_ref().ok()?.result)))
         .collect();
     let bytes = match explore::workbook(&st.engine.model, &sheets) {
         Ok(b) => b,

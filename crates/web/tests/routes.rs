@@ -1731,6 +1731,43 @@ async fn a_dashboard_composes_saved_questions_each_answered_in_the_openers_audie
         answers(&r.body)[0],
         [vec![serde_json::json!("P-2"), serde_json::json!("-49.75")]]
     );
+    // The partner and product prompts, over the questions that can take them: P-1 is the Gold
+    // partner (2499.50; its survey scored 5); its 99.50 line and P-2's credit are Security, and a
+    // survey is of no product, so the CSAT question answers as before and says why.
+    let r = send(
+        &state,
+        get(&format!("/api/dashboards/{id}?tier=Gold"), &exec),
+    )
+    .await;
+    let got = answers(&r.body);
+    assert_eq!(
+        got[0],
+        [vec![serde_json::json!("P-1"), serde_json::json!("2499.50")]]
+    );
+    assert_eq!(got[1], [vec![serde_json::json!(5.0)]]);
+    let r = send(
+        &state,
+        get(
+            &format!("/api/dashboards/{id}?product_line=Security"),
+            &exec,
+        ),
+    )
+    .await;
+    let got = answers(&r.body);
+    assert_eq!(
+        got[0],
+        [
+            vec![serde_json::json!("P-1"), serde_json::json!("99.50")],
+            vec![serde_json::json!("P-2"), serde_json::json!("-49.75")],
+        ]
+    );
+    assert_eq!(got[1], [vec![serde_json::json!(3.5)]]);
+    assert!(
+        r.body
+            .contains("the product line prompt does not apply to this question"),
+        "{}",
+        r.body
+    );
     let html = send(&state, get(&page, &exec)).await;
     assert!(html.body.contains("data-chart="), "{}", html.body);
 

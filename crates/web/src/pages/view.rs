@@ -409,7 +409,7 @@ pub(super) fn periods(selected: Option<&str>) -> Vec<Choice> {
     out
 }
 
-pub(super) fn choices(values: Vec<String>, selected: Option<&str>) -> Vec<Choice> {
+pub(crate) fn choices(values: Vec<String>, selected: Option<&str>) -> Vec<Choice> {
     let mut out = vec![Choice {
         value: String::new(),
         label: "All".into(),
