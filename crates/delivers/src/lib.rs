@@ -858,9 +858,7 @@ impl Delivers {
         let Watch::Dashboard { dashboard } = watch else {
             return Ok(watch);
         };
-        let owner = self.app.store.user(&alert.owner)?.ok_or_else(|| {
-            DeliversError::Invalid(format!("the owner {:?} is no longer a user", alert.owner))
-        })?;
+        let owner = self.owner_of(alert)?;
         let d = self
             .app
             .store
@@ -889,10 +887,14 @@ impl Delivers {
 
     /// The owner's audience as the store holds the owner now: a changed role counts at once.
     fn audience_of(&self, alert: &Alert) -> Result<Audience> {
-        let owner = self.app.store.user(&alert.owner)?.ok_or_else(|| {
+        Ok(self.owner_of(alert)?.audience()?)
+    }
+
+    /// The alert's owner as the store holds it now.
+    fn owner_of(&self, alert: &Alert) -> Result<prism_web::store::User> {
+        self.app.store.user(&alert.owner)?.ok_or_else(|| {
             DeliversError::Invalid(format!("the owner {:?} is no longer a user", alert.owner))
-        })?;
-        Ok(owner.audience()?)
+        })
     }
 
     /// One pass at `now`: alerts on `load` not yet evaluated over the current version, and

@@ -249,7 +249,11 @@ pub(crate) async fn show(
             Some(id) => st.store.dashboard(&who, id)?,
             None => None,
         };
-        let addable = st.store.questions_for(&who)?;
+        // Only the page offers questions to add.
+        let addable = match (&d, route) {
+            (Some(_), DashboardsRoute::Page) => st.store.questions_for(&who)?,
+            _ => Vec::new(),
+        };
         Ok((d, addable))
     })
     .await;

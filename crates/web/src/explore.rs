@@ -866,11 +866,6 @@ mod tests {
         let blank = Question::from_query_string(Some("metrics=win_rate&by=&by=&filters=&period="));
         assert!(blank.by.is_empty() && blank.filters.is_empty() && blank.period.is_none());
     }
-}
-
-#[cfg(test)]
-mod sheet_names {
-    use super::sheet_name;
 
     #[test]
     fn a_sheet_is_named_as_excel_takes_it() {

@@ -476,16 +476,18 @@ pub async fn render(
         .unwrap_or(PageId::Overview);
     let export_base = format!("/export{}", page.path);
     let model = &st.engine.model;
-    let figure = |t: &Tile, compact: bool| {
-        let (format, unit) = model.column_format(&t.metric).unzip();
+    // A value of a metric's column as people read it.
+    let written = |metric: &str, value: &str, compact: bool| {
+        let (format, unit) = model.column_format(metric).unzip();
         prism_engine::display::figure(
-            &t.value,
+            value,
             format,
             unit.flatten().as_deref(),
             &model.currency,
             compact,
         )
     };
+    let figure = |t: &Tile, compact: bool| written(&t.metric, &t.value, compact);
     let panels = page
         .panels
         .iter()
@@ -537,18 +539,7 @@ pub async fn render(
                         .iter()
                         .map(|p| {
                             let value = p.value.map_or(String::new(), |v| v.to_string());
-                            let (format, unit) = model.column_format(&t.metric).unzip();
-                            format!(
-                                "{}: {}",
-                                p.month,
-                                prism_engine::display::figure(
-                                    &value,
-                                    format,
-                                    unit.flatten().as_deref(),
-                                    &model.currency,
-                                    true,
-                                )
-                            )
+                            format!("{}: {}", p.month, written(&t.metric, &value, true))
                         })
                         .collect::<Vec<_>>()
                         .join("\n"),
