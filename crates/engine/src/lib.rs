@@ -147,6 +147,9 @@ pub struct Engine {
     use_rollups: bool,
     /// Each rollup's table name (see `rollup_table`), made once: every query looks them up.
     rollup_tables: BTreeMap<String, String>,
+    /// Each attribute's type in the warehouse (`model_check::attribute_types`), made once:
+    /// filters compare values of that type.
+    attribute_types: BTreeMap<String, arrow::datatypes::DataType>,
 }
 
 impl Engine {
@@ -156,7 +159,9 @@ impl Engine {
             cache: None,
             use_rollups: true,
             rollup_tables: BTreeMap::new(),
+            attribute_types: BTreeMap::new(),
         };
+        engine.attribute_types = model_check::attribute_types(&engine.model);
         engine.rollup_tables = engine
             .model
             .rollups

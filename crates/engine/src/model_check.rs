@@ -6,6 +6,7 @@
 //! `sum` adds numbers, a `where` is a condition. A model that passes this never fails at query
 //! time for a reason the model file could have shown.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Schema};
@@ -153,6 +154,46 @@ pub fn check_model(model: &Model) -> Result<(), ModelError> {
             problems,
         })
     }
+}
+
+/// The type of every attribute a filter may name (`partner.tier`, `opportunity.stage`), as the
+/// warehouse's tables hold it, so that a filter compares typed values (a price as a number, a
+/// day as a date) rather than text. An attribute whose type cannot be known (a model that does
+/// not check) is left out, and is compared as text.
+pub(crate) fn attribute_types(model: &Model) -> BTreeMap<String, DataType> {
+    let mut types = BTreeMap::new();
+    let mut ctx: Option<SessionContext> = None;
+    for d in model.dimensions.values() {
+        let Some(schema) = Entity::from_name(&d.table).map(|e| e.schema()) else {
+            continue;
+        };
+        for a in d.attributes.values() {
+            let ty = match &a.expression {
+                None => schema
+                    .field_with_name(&a.name)
+                    .ok()
+                    .map(|f| f.data_type().clone()),
+                Some(e) => {
+                    let ctx = ctx.get_or_insert_with(SessionContext::new);
+                    typed(ctx, &schema, e, None, "", &mut Vec::new())
+                }
+            };
+            if let Some(ty) = ty {
+                types.insert(format!("{}.{}", d.name, a.name), ty);
+            }
+        }
+    }
+    for f in model.facts.values() {
+        let Some(schema) = Entity::from_name(&f.table).map(|e| e.schema()) else {
+            continue;
+        };
+        for a in f.attributes.values() {
+            if let Ok(field) = schema.field_with_name(&a.column) {
+                types.insert(a.name.clone(), field.data_type().clone());
+            }
+        }
+    }
+    types
 }
 
 /// A problem unless `name` is a column of the table.

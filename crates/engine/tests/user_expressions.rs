@@ -13,7 +13,7 @@
 
 use std::path::Path;
 
-use prism_engine::{Audience, Engine, Query, check_model};
+use prism_engine::{Audience, Engine, Filter, Query, check_model};
 use prism_model::Model;
 use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
 
@@ -190,4 +190,99 @@ async fn answers_are_typed_and_direct_sales_are_a_value_of_their_own() {
         .map(|row| row.get("partner.partner_id").clone())
         .collect();
     assert_eq!(ids, [Value::Text("P-2".into())]);
+}
+
+/// A user's model adds attributes to the shipped dimensions without restating them, and a
+/// filter compares an attribute as the type it is: a price as a number (as text, `99.5` would
+/// sort above `100`), a day as a day, a flag as true or false. The members people name by a
+/// label — direct sales, an opportunity no campaign sourced — are filtered by that label.
+///
+/// Hand figures from the fixture: PR-1 lists at 1200.00 and sold 2400.00 (P-1) + 1200.00
+/// (direct), PR-2 lists at 99.50 and sold 99.50 (P-1) − 49.75 (P-2); P-1 joined on 2020-01-15,
+/// P-2 has no date. Opportunities: OP-1 (CA-1, an Event, registered), OP-2 (CA-2, the brand
+/// owner's Webinar, no flag), OP-3 (no campaign, not registered).
+#[tokio::test]
+async fn filters_compare_an_attributes_own_type() {
+    let mine = r#"dimensions:
+  product:
+    attributes:
+      list_price: { description: "The list price." }
+  partner:
+    attributes:
+      joined_on: { description: "The day it joined the program." }
+"#;
+    let model = Model::extended("mine.yaml", mine).unwrap();
+    check_model(&model).unwrap();
+    // The shipped attributes are still there.
+    assert!(model.dimensions["partner"].attributes.contains_key("tier"));
+    let (_tmp, ctx) = tiny().await;
+    let engine = Engine::new(model);
+    let total = |metric: &'static str, filter: &'static str| {
+        let (engine, ctx) = (&engine, &ctx);
+        async move {
+            let q = Query {
+                metrics: vec![metric.into()],
+                filters: vec![Filter::parse(filter).unwrap()],
+                ..Query::default()
+            };
+            let r = engine.run(ctx, &q, &Audience::everyone()).await;
+            r.map(|r| r.formatted_rows()[0][0].clone())
+        }
+    };
+    let revenue = |f| total("closed_revenue", f);
+    assert_eq!(revenue("product.list_price>=100").await.unwrap(), "3600.00");
+    assert_eq!(revenue("product.list_price<=100").await.unwrap(), "49.75");
+    assert_eq!(revenue("product.list_price=99.50").await.unwrap(), "49.75");
+    assert_eq!(
+        revenue("product.list_price=90..1000").await.unwrap(),
+        "49.75"
+    );
+    assert_eq!(
+        revenue("partner.joined_on=2020-01-01..2020-06-30")
+            .await
+            .unwrap(),
+        "2499.50"
+    );
+    // Direct sales by their label, kept by an exclusion that does not name them.
+    assert_eq!(
+        revenue("partner.partner_id=(direct)|P-2").await.unwrap(),
+        "1150.25"
+    );
+    assert_eq!(revenue("partner.tier!=Gold").await.unwrap(), "1150.25");
+    assert_eq!(
+        revenue("partner.tier!=Gold|(direct)").await.unwrap(),
+        "-49.75"
+    );
+    let count = |f| total("opportunity_count", f);
+    assert_eq!(count("campaign.channel=(none)").await.unwrap(), "1");
+    assert_eq!(count("campaign.channel!=Event").await.unwrap(), "2");
+    assert_eq!(count("campaign.channel!=Event|(none)").await.unwrap(), "1");
+    assert_eq!(count("campaign.owner=(brand owner)").await.unwrap(), "1");
+    assert_eq!(
+        count("opportunity.deal_registered=true").await.unwrap(),
+        "1"
+    );
+    assert_eq!(count("opportunity.deal_registered=no").await.unwrap(), "1");
+
+    // A value not of the attribute's type is refused, naming the filter.
+    for (metric, filter, says) in [
+        (
+            "closed_revenue",
+            "product.list_price=abc",
+            "filter product.list_price: `abc` is not a number",
+        ),
+        (
+            "closed_revenue",
+            "partner.joined_on>=2020-13-01",
+            "filter partner.joined_on: `2020-13-01` is not a day",
+        ),
+        (
+            "opportunity_count",
+            "opportunity.deal_registered=maybe",
+            "filter opportunity.deal_registered: `maybe` is not true or false",
+        ),
+    ] {
+        let e = total(metric, filter).await.unwrap_err().to_string();
+        assert!(e.contains(says), "{filter}: {e}");
+    }
 }

@@ -1106,7 +1106,9 @@ impl Model {
 }
 
 /// Merges two YAML models key by key at the second level (`metrics.x` from `extra` replaces
-/// or adds to `base`).
+/// or adds to `base`). A dimension or fact of `extra` that names no `table` extends the one of
+/// the same name in `base` instead: its attributes (and any other key it gives) are added to
+/// the shipped ones, so that a user adds `product.list_price` without restating the product.
 fn merge_yaml(base: &str, extra: &str) -> Result<String, String> {
     use serde_norway::Value;
     let mut b: Value = serde_norway::from_str(base).map_err(|e| e.to_string())?;
@@ -1114,11 +1116,22 @@ fn merge_yaml(base: &str, extra: &str) -> Result<String, String> {
     let (Value::Mapping(bm), Value::Mapping(em)) = (&mut b, e) else {
         return Err("a model file is a mapping with dimensions, facts and metrics".into());
     };
+    let extends = |section: &Value| matches!(section.as_str(), Some("dimensions" | "facts"));
     for (section, entries) in em {
+        let extending = extends(&section);
         match (bm.get_mut(&section), entries) {
             (Some(Value::Mapping(target)), Value::Mapping(add)) => {
                 for (k, v) in add {
-                    target.insert(k, v);
+                    match (target.get_mut(&k), v) {
+                        (Some(Value::Mapping(shipped)), Value::Mapping(own))
+                            if extending && !own.contains_key("table") =>
+                        {
+                            extend_entry(shipped, own);
+                        }
+                        (_, v) => {
+                            target.insert(k, v);
+                        }
+                    }
                 }
             }
             (_, entries) => {
@@ -1127,6 +1140,25 @@ fn merge_yaml(base: &str, extra: &str) -> Result<String, String> {
         }
     }
     serde_norway::to_string(&b).map_err(|e| e.to_string())
+}
+
+/// A shipped dimension or fact extended by a user's entry of the same name: the user's keys
+/// replace the shipped ones, except `attributes` and `lookups`, whose entries are added.
+fn extend_entry(shipped: &mut serde_norway::Mapping, own: serde_norway::Mapping) {
+    use serde_norway::Value;
+    for (key, value) in own {
+        let listed = matches!(key.as_str(), Some("attributes" | "lookups"));
+        match (shipped.get_mut(&key), value) {
+            (Some(Value::Mapping(entries)), Value::Mapping(added)) if listed => {
+                for (name, entry) in added {
+                    entries.insert(name, entry);
+                }
+            }
+            (_, value) => {
+                shipped.insert(key, value);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -29,17 +29,9 @@ impl Engine {
             } if self.stored_in(source, dimension, attribute) => {
                 format!("f.{}", quote_ident(&format!("{dimension}.{attribute}")))
             }
-            Dim::Attribute {
-                dimension,
-                attribute,
-            } => {
+            Dim::Attribute { dimension, .. } => {
                 let d = &self.model.dimensions[dimension];
-                let value = match &d.attributes[attribute].expression {
-                    Some(e) => e.qualified(dimension),
-                    // The key is on the fact itself: no join needed.
-                    None if *attribute == d.key => format!("f.{attribute}"),
-                    None => format!("{dimension}.{attribute}"),
-                };
+                let value = self.value_sql(dim, source);
                 match &d.absent {
                     // A row without a member is the dimension's "(none)", whatever attribute.
                     Some(label) => format!(
@@ -61,6 +53,33 @@ impl Engine {
                     Grain::Year => part("year"),
                 }
             }
+        }
+    }
+
+    /// An attribute's own value over a fact row, of the type the warehouse holds it in: a
+    /// missing member's is NULL. A rollup that holds the attribute has it as a column named
+    /// after it; a dimension's key is on the fact itself, so it needs no join.
+    fn value_sql(&self, dim: &Dim, source: Option<&RollupSource>) -> String {
+        match dim {
+            Dim::Attribute {
+                dimension,
+                attribute,
+            } if self.stored_in(source, dimension, attribute) => {
+                format!("f.{}", quote_ident(&format!("{dimension}.{attribute}")))
+            }
+            Dim::Attribute {
+                dimension,
+                attribute,
+            } => {
+                let d = &self.model.dimensions[dimension];
+                match &d.attributes[attribute].expression {
+                    Some(e) => e.qualified(dimension),
+                    None if *attribute == d.key => format!("f.{attribute}"),
+                    None => format!("{dimension}.{attribute}"),
+                }
+            }
+            Dim::FactAttribute { column, .. } => format!("f.{column}"),
+            Dim::Time { .. } => self.group_sql(dim, "day", source),
         }
     }
 
@@ -311,11 +330,11 @@ impl Engine {
         )
     }
 
-    /// A filter's condition on a fact row. A time grain's values are read as the grain's own
-    /// keys (`2024-03` as the month 202403, `2024-W10` as that week's Monday) and compared with
-    /// the row's key, never with a label made on every row; a value not written as the grain
-    /// writes it is refused. Other dimensions compare their values as users see them (a
-    /// brand-owner user's direct sales as "(direct)", a row without a member as "(none)").
+    /// A filter's condition on a fact row. A time grain compares the key it groups by; an
+    /// attribute compares its own typed value (a price as a number, a day as a date), and the
+    /// members without a value of their own that people name by a label — direct sales
+    /// ("(direct)") in a brand-owner user's partner dimension, a fact row without a member
+    /// ("(none)") — compare by the missing key.
     pub(crate) fn filter_sql(
         &self,
         f: &Filter,
@@ -324,43 +343,50 @@ impl Engine {
         source: Option<&RollupSource>,
         scope: &Scope,
     ) -> Result<String, EngineError> {
-        let time = match d {
-            Dim::Time { grain } => Some(*grain),
-            _ => None,
-        };
-        let expr = match time {
-            Some(_) => self.group_sql(d, day, source),
-            None => self.label_sql(
-                d,
-                &self.group_sql(d, day, source),
-                (*scope == Scope::All).then_some("f.partner_id IS NULL"),
-            ),
-        };
-        let value = |v: &str| match time {
-            Some(grain) => time_key(grain, v, &f.dimension),
-            None => Ok(quote_literal(v)),
-        };
-        let list = |values: &[String]| -> Result<String, EngineError> {
-            Ok(values
-                .iter()
-                .map(|v| value(v))
-                .collect::<Result<Vec<_>, _>>()?
-                .join(", "))
-        };
-        Ok(match &f.op {
-            FilterOp::In(v) => format!("{expr} IN ({})", list(v)?),
-            FilterOp::NotIn(v) => format!("{expr} NOT IN ({})", list(v)?),
-            FilterOp::Range { from, to } => {
-                let mut c = Vec::new();
-                if let Some(a) = from {
-                    c.push(format!("{expr} >= {}", value(a)?));
-                }
-                if let Some(b) = to {
-                    c.push(format!("{expr} <= {}", value(b)?));
-                }
-                c.join(" AND ")
+        if let Dim::Time { grain } = d {
+            let expr = self.group_sql(d, day, source);
+            return condition(&expr, &f.op, |v| time_key(*grain, v, &f.dimension), None);
+        }
+        let missing = self.missing_member(d, scope);
+        let stored_label = match d {
+            Dim::Attribute {
+                dimension,
+                attribute,
+            } => {
+                self.model.dimensions[dimension].absent.is_some()
+                    && self.stored_in(source, dimension, attribute)
             }
-        })
+            _ => false,
+        };
+        if stored_label {
+            // A rollup holds this attribute as its label, "(none)" included: compare labels.
+            let expr = self.group_sql(d, day, source);
+            return condition(&expr, &f.op, |v| Ok(quote_literal(v)), None);
+        }
+        let expr = self.value_sql(d, source);
+        let ty = self.attribute_types.get(&f.dimension);
+        condition(
+            &expr,
+            &f.op,
+            |v| typed_literal(ty, v, &f.dimension),
+            missing.as_ref().map(|(c, l)| (c.as_str(), l.as_str())),
+        )
+    }
+
+    /// The members of a dimension that have no value of their own, as a condition on the fact
+    /// row and the label people name them by: direct sales in a brand-owner user's partner
+    /// dimension, and a fact row without a member of a dimension that names one (`absent`).
+    fn missing_member(&self, d: &Dim, scope: &Scope) -> Option<(String, String)> {
+        let Dim::Attribute { dimension, .. } = d else {
+            return None;
+        };
+        if dimension == "partner" && *scope == Scope::All {
+            return Some(("f.partner_id IS NULL".into(), DIRECT_LABEL.into()));
+        }
+        let dim = &self.model.dimensions[dimension];
+        dim.absent
+            .as_ref()
+            .map(|label| (format!("f.{} IS NULL", dim.key), label.clone()))
     }
 
     /// The days a state is read at (`as_of`), one row each: the last day of the period (or,
@@ -462,6 +488,142 @@ pub(crate) fn time_key(grain: Grain, value: &str, dimension: &str) -> Result<Str
         Grain::Year => number(v, 4)
             .map(|y| y.to_string())
             .ok_or_else(|| refuse("a year", "2024")),
+    }
+}
+
+/// A filter's operation on `expr` as SQL, each value written as a literal by `literal`.
+/// `missing` is the condition of the rows that have no value and the label users name them by:
+/// they match a list that names the label, are kept by an exclusion that does not name it,
+/// and never fall in a range.
+fn condition(
+    expr: &str,
+    op: &FilterOp,
+    literal: impl Fn(&str) -> Result<String, EngineError>,
+    missing: Option<(&str, &str)>,
+) -> Result<String, EngineError> {
+    let list = |values: &[&String]| -> Result<String, EngineError> {
+        Ok(values
+            .iter()
+            .map(|v| literal(v))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(", "))
+    };
+    // The missing rows' condition when the list names their label, and the other values.
+    fn split<'v, 'm>(
+        values: &'v [String],
+        missing: Option<(&'m str, &str)>,
+    ) -> (Option<&'m str>, Vec<&'v String>) {
+        let (named, rest): (Vec<&String>, Vec<&String>) = values
+            .iter()
+            .partition(|v| missing.is_some_and(|(_, label)| v.trim() == label));
+        (missing.filter(|_| !named.is_empty()).map(|(c, _)| c), rest)
+    }
+    // An expression over a missing member's row may still give a value (`COALESCE(x, 'none')`
+    // over the NULLs of an outer join): only the members themselves have values.
+    let member = missing
+        .map(|(c, _)| format!("NOT ({c}) AND "))
+        .unwrap_or_default();
+    Ok(match op {
+        FilterOp::In(values) => {
+            let (named, rest) = split(values, missing);
+            let mut any = Vec::new();
+            if !rest.is_empty() {
+                any.push(format!("({member}{expr} IN ({}))", list(&rest)?));
+            }
+            any.extend(named.map(|c| format!("({c})")));
+            match any.len() {
+                0 => "FALSE".into(),
+                _ => format!("({})", any.join(" OR ")),
+            }
+        }
+        FilterOp::NotIn(values) => {
+            let (named, rest) = split(values, missing);
+            let others = match rest.is_empty() {
+                true => None,
+                false => Some(format!("{expr} NOT IN ({})", list(&rest)?)),
+            };
+            match (missing, named, others) {
+                // The missing rows have no value, so NOT IN would drop them: keep them apart.
+                (_, Some(c), Some(o)) => format!("(NOT ({c}) AND {o})"),
+                (_, Some(c), None) => format!("NOT ({c})"),
+                (Some((c, _)), None, Some(o)) => format!("(({c}) OR {o})"),
+                (_, None, Some(o)) => o,
+                (_, None, None) => "TRUE".into(),
+            }
+        }
+        FilterOp::Range { from, to } => {
+            let mut c = Vec::new();
+            if let Some(a) = from {
+                c.push(format!("{expr} >= {}", literal(a)?));
+            }
+            if let Some(b) = to {
+                c.push(format!("{expr} <= {}", literal(b)?));
+            }
+            if c.is_empty() {
+                c.push("TRUE".into());
+            }
+            format!("{member}{}", c.join(" AND "))
+        }
+    })
+}
+
+/// A value of an attribute as users write it, as a SQL literal of the attribute's type: a
+/// number, a day, true or false, or text. A value that is not of the type is refused with the
+/// filter's name, rather than compared as text (where `9` sorts after `10`).
+pub(crate) fn typed_literal(
+    ty: Option<&arrow::datatypes::DataType>,
+    value: &str,
+    dimension: &str,
+) -> Result<String, EngineError> {
+    use arrow::datatypes::DataType as T;
+    let v = value.trim();
+    let refuse = |what: &str, example: &str| {
+        EngineError::Invalid(format!(
+            "filter {dimension}: `{v}` is not {what}: write it {example}"
+        ))
+    };
+    // Digits with an optional sign and decimal point: what a price or a count is written as.
+    let decimal = || {
+        let digits = v.strip_prefix('-').unwrap_or(v);
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        !digits.is_empty()
+            && digits != "."
+            && whole.bytes().all(|b| b.is_ascii_digit())
+            && fraction.bytes().all(|b| b.is_ascii_digit())
+    };
+    match ty {
+        Some(t) if t.is_integer() => v
+            .parse::<i64>()
+            .map(|n| n.to_string())
+            .map_err(|_| refuse("a whole number", "like 12")),
+        Some(T::Decimal128(p, s) | T::Decimal256(p, s)) if decimal() => {
+            Ok(format!("CAST('{v}' AS DECIMAL({p}, {s}))"))
+        }
+        Some(T::Float16 | T::Float32 | T::Float64) if decimal() => {
+            Ok(format!("CAST('{v}' AS DOUBLE)"))
+        }
+        Some(T::Decimal128(..) | T::Decimal256(..) | T::Float16 | T::Float32 | T::Float64) => {
+            Err(refuse("a number", "like 1200 or 99.50"))
+        }
+        Some(T::Date32 | T::Date64) => NaiveDate::parse_from_str(v, "%Y-%m-%d")
+            .map(|d| format!("DATE '{d}'"))
+            .map_err(|_| refuse("a day", "like 2024-03-05")),
+        Some(T::Timestamp(..)) => ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"]
+            .iter()
+            .find_map(|f| chrono::NaiveDateTime::parse_from_str(v, f).ok())
+            .or_else(|| {
+                NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+            })
+            .map(|t| format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S")))
+            .ok_or_else(|| refuse("a day or a time", "like 2024-03-05 or 2024-03-05 14:30:00")),
+        Some(T::Boolean) => match v.to_ascii_lowercase().as_str() {
+            "true" | "yes" => Ok("TRUE".into()),
+            "false" | "no" => Ok("FALSE".into()),
+            _ => Err(refuse("true or false", "as true or false")),
+        },
+        _ => Ok(quote_literal(v)),
     }
 }
 
