@@ -3,6 +3,7 @@
 mod alerts_cmd;
 mod analyses_cmd;
 mod bench;
+mod config;
 mod load_test;
 mod progress;
 mod query_cmd;
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 use prism_engine::Engine;
 use prism_generator::{GenerateConfig, generate};
 use prism_warehouse::{LoadMode, LoadOptions, LoadReport, Warehouse, WarehouseError};
@@ -32,8 +33,22 @@ struct Cli {
         default_value = "./prism-data"
     )]
     data: PathBuf,
+    /// A file of settings: `key = value` for `--data`, `--log-format` and every flag of
+    /// `prism serve` (default: prism.toml in the current folder, if any). The environment
+    /// (`PRISM_IDLE_MINUTES`) and the command line override it.
+    #[arg(long, global = true, env = "PRISM_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Logs as text for people, or as JSON lines for a log collector.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -183,14 +198,32 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let command = config::with_environment(Cli::command());
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args = match config::config_file(&args) {
+        None => args,
+        Some(file) => match config::args_with_file(args, &file, &command) {
+            Ok(args) => args,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let cli = match Cli::from_arg_matches(&command.get_matches_from(args)) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PRISM_LOG")
                 .unwrap_or_else(|_| "warn,deltalake_core=error,buoyant_kernel=error".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     match run(cli) {
         Ok(code) => code,
         // A reader that stopped early (`prism query ... | head`) is not an error.

@@ -270,6 +270,7 @@ pub fn serve(
     runtime
         .block_on(prism_web::serve(state, addr))
         .with_context(|| format!("serving on {addr}"))?;
+    println!("Prism stopped");
     Ok(())
 }
 

@@ -18,6 +18,7 @@ pub mod display;
 mod model_check;
 pub mod query;
 mod rollups;
+pub mod stats;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -33,6 +34,7 @@ pub(crate) use compile::{Comparison, Shift, aggregate_sql, scope_condition};
 pub use model_check::check_model;
 pub use query::{Filter, FilterOp, Order, Period, Query};
 pub use rollups::{RollupChoice, is_table_of};
+pub use stats::{AnsweredFrom, EngineStats};
 
 /// A session over one warehouse version, as the engine runs queries on it. Callers hold one
 /// without needing to know the query engine behind it.
@@ -150,6 +152,8 @@ pub struct Engine {
     /// Each attribute's type in the warehouse (`model_check::attribute_types`), made once:
     /// filters compare values of that type.
     attribute_types: BTreeMap<String, arrow::datatypes::DataType>,
+    /// Answers given and their times, for monitoring.
+    stats: stats::EngineStats,
 }
 
 impl Engine {
@@ -160,6 +164,7 @@ impl Engine {
             use_rollups: true,
             rollup_tables: BTreeMap::new(),
             attribute_types: BTreeMap::new(),
+            stats: stats::EngineStats::default(),
         };
         engine.attribute_types = model_check::attribute_types(&engine.model);
         engine.rollup_tables = engine
@@ -169,6 +174,11 @@ impl Engine {
             .map(|r| (r.clone(), engine.rollup_table_of(r)))
             .collect();
         engine
+    }
+
+    /// The answers this engine gave and their times, for monitoring.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
     }
 
     /// An engine that keeps answers (up to `limit_bytes`) for the session they were computed
@@ -529,11 +539,14 @@ impl Engine {
         compiled: Compiled,
     ) -> Result<QueryResult, EngineError> {
         let session = ctx.session_id();
+        let started = std::time::Instant::now();
         if let Some(batches) = self
             .cache
             .as_ref()
             .and_then(|c| c.get(&session, &compiled.sql))
         {
+            self.stats
+                .record(AnsweredFrom::Cache, started.elapsed().as_secs_f64());
             return Ok(QueryResult {
                 columns: compiled.columns,
                 batches,
@@ -548,6 +561,11 @@ impl Engine {
         if let Some(c) = &self.cache {
             c.put(&session, &compiled.sql, &batches);
         }
+        let from = match compiled.rollups.iter().any(|c| c.rollup.is_some()) {
+            true => AnsweredFrom::Rollup,
+            false => AnsweredFrom::Base,
+        };
+        self.stats.record(from, started.elapsed().as_secs_f64());
         Ok(QueryResult {
             columns: compiled.columns,
             batches,

@@ -64,6 +64,10 @@ pub struct WarehouseVersion {
     /// side by side, so this is less than the sum of their own times).
     #[serde(default)]
     pub rollups_build_ms: u64,
+    /// How long the whole load took, from reading the export to switching the version, in
+    /// milliseconds. Versions written before it was kept say 0.
+    #[serde(default)]
+    pub load_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

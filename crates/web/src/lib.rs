@@ -9,6 +9,7 @@
 pub mod alerts;
 pub mod dashboards;
 pub mod explore;
+pub mod ops;
 pub mod pages;
 pub mod planned;
 pub mod questions;
@@ -52,6 +53,8 @@ pub struct AppState {
     pages: Mutex<PageCache>,
     /// What keeps alerts asked for on a page (`set_alert_maker`); none: pages cannot set one up.
     alert_maker: std::sync::OnceLock<Arc<dyn alerts::AlertMaker>>,
+    /// Requests, sign-in failures and the engine's answers counted for `/metrics`.
+    pub ops: ops::Ops,
 }
 
 #[derive(Default)]
@@ -93,8 +96,10 @@ impl AppState {
     ) -> Result<AppState, store::StoreError> {
         std::fs::create_dir_all(data)
             .map_err(|e| store::StoreError::Invalid(format!("{}: {e}", data.display())))?;
+        let ops = ops::Ops::new(data.to_path_buf(), engine.stats());
         Ok(AppState {
             data: data.to_path_buf(),
+            ops,
             engine,
             store: Store::open(&data.join("app.sqlite"))?,
             secure_cookies,
@@ -395,6 +400,19 @@ pub enum Serves {
     Script,
     Style,
     Favicon,
+    /// `/healthz`, `/readyz` and `/metrics`: for an operator's monitoring, without a sign-in.
+    Ops(OpsRoute),
+}
+
+/// The routes of an operator's monitoring (see `ops`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpsRoute {
+    /// `/healthz`: the process answers.
+    Health,
+    /// `/readyz`: a warehouse version is loaded and the app's store answers.
+    Ready,
+    /// `/metrics`: Prometheus' text format.
+    Metrics,
 }
 
 /// The forms an Explore answer takes.
@@ -464,6 +482,13 @@ pub fn routes() -> Vec<(&'static str, String, Serves)> {
         ("GET", "/assets/app.js".to_string(), Serves::Script),
         ("GET", "/assets/style.css".to_string(), Serves::Style),
         ("GET", "/favicon.ico".to_string(), Serves::Favicon),
+        ("GET", "/healthz".to_string(), Serves::Ops(OpsRoute::Health)),
+        ("GET", "/readyz".to_string(), Serves::Ops(OpsRoute::Ready)),
+        (
+            "GET",
+            "/metrics".to_string(),
+            Serves::Ops(OpsRoute::Metrics),
+        ),
     ];
     for page in PageId::ALL {
         r.push(("GET", page.path().to_string(), Serves::Html(page)));
@@ -567,6 +592,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             }),
             // Browsers ask for it on every site: no icon, and no error either.
             Serves::Favicon => get(|| async { StatusCode::NO_CONTENT }),
+            Serves::Ops(OpsRoute::Health) => get(ops::healthz),
+            Serves::Ops(OpsRoute::Ready) => get(ops::readyz),
+            Serves::Ops(OpsRoute::Metrics) => get(ops::metrics),
             Serves::Html(page) => get(move |s, h, p, q| html_page(s, h, p, q, page)),
             Serves::Api(page) => get(move |s, h, p, q| api_page(s, h, p, q, page)),
             Serves::Csv(page) => get(move |s, h, p, q| csv_export(s, h, p, q, page)),
@@ -592,6 +620,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     }
     // Outermost last: the headers go on every answer, timeouts and panics included.
     router
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::measure,
+        ))
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such page") })
         .with_state(state)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -608,14 +640,41 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(tower::limit::ConcurrencyLimitLayer::new(limits::IN_FLIGHT))
 }
 
-/// Serves the app until the process is stopped.
+/// Serves the app until the process is asked to stop (Ctrl-C, or SIGTERM as `docker stop`,
+/// systemd and Kubernetes send it): then it takes no new connection and returns once the
+/// requests in flight are answered.
 pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
+    .with_graceful_shutdown(stop_asked())
     .await
+}
+
+/// Ctrl-C, or SIGTERM where there is one.
+async fn stop_asked() {
+    let interrupted = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminated = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            // Without the handler, only Ctrl-C stops it gracefully.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminated = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupted => {}
+        _ = terminated => {}
+    }
+    tracing::warn!("stopping: answering the requests in flight, taking no new ones");
 }
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -775,6 +834,7 @@ async fn sign_in(
         &st,
         move |st| -> Result<Result<(User, String), String>, WebError> {
             if let Some(seconds) = st.store.wait_for(&name, &addr)? {
+                st.ops.sign_in_failed();
                 st.store.audit(
                     &name,
                     "sign-in refused",
@@ -793,6 +853,7 @@ async fn sign_in(
                     Ok(Ok((user, token)))
                 }
                 None => {
+                    st.ops.sign_in_failed();
                     st.store.record_failure(&name, &addr)?;
                     st.store
                         .audit(&name, "sign-in failed", &format!("from {addr}"))?;

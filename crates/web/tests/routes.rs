@@ -225,7 +225,7 @@ async fn every_route_for_every_role_shows_only_what_the_role_may_see() {
         let r = send(&state, get(path, "")).await;
         assert_security_headers(&r, path);
         match serves {
-            Serves::SignInPage | Serves::Script | Serves::Style => {
+            Serves::SignInPage | Serves::Script | Serves::Style | Serves::Ops(_) => {
                 assert_eq!(r.status, StatusCode::OK, "{path}")
             }
             Serves::Favicon => assert_eq!(r.status, StatusCode::NO_CONTENT, "{path}"),
@@ -2405,4 +2405,81 @@ async fn a_partner_plans_a_campaign_from_a_target_list_and_sees_what_became_of_i
         "{}",
         page.body
     );
+}
+
+/// An operator's monitoring needs no sign-in and holds no figure of the business: liveness,
+/// readiness (not before a load), and Prometheus metrics that count requests by route pattern,
+/// refused sign-ins, the engine's answers and the warehouse's tables.
+#[tokio::test(flavor = "multi_thread")]
+async fn health_readiness_and_metrics_for_an_operator() {
+    let empty = tempfile::tempdir().unwrap();
+    let unloaded =
+        Arc::new(AppState::open(empty.path(), prism_model::Model::shipped(), false).unwrap());
+    let r = send(&unloaded, get("/healthz", "")).await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "ok\n"));
+    let r = send(&unloaded, get("/readyz", "")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.body.contains("nothing is loaded yet"), "{}", r.body);
+
+    let (_tmp, state) = app().await;
+    let r = send(&state, get("/readyz", "")).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::OK, "ready: warehouse version 1\n")
+    );
+    let refused = sign_in(&state, "exec", "wrong").await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let exec = session_of(&state, "exec").await;
+    for _ in 0..2 {
+        assert_eq!(
+            send(&state, get("/api/partners/P-1", &exec)).await.status,
+            StatusCode::OK
+        );
+    }
+    let r = send(&state, get("/metrics", "")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let m = r.body;
+    let value = |line: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no `{line}` in\n{m}"))
+    };
+    // Counted by the route's pattern: the partner asked for is not in the metrics.
+    assert_eq!(
+        value(
+            "prism_http_requests_total{route=\"/api/partners/{id}\",method=\"GET\",status=\"200\"}"
+        ),
+        2.0
+    );
+    assert_eq!(value("prism_sign_in_failures_total"), 1.0);
+    assert_eq!(value("prism_warehouse_version"), 1.0);
+    assert_eq!(value("prism_warehouse_loads_total"), 1.0);
+    // The fixture's order lines and partners, as its README counts them.
+    assert_eq!(value("prism_warehouse_table_rows{table=\"orders\"}"), 4.0);
+    assert_eq!(value("prism_warehouse_table_rows{table=\"partners\"}"), 3.0);
+    assert_eq!(
+        value("prism_warehouse_load_rows{table=\"orders\",rows=\"added\"}"),
+        4.0
+    );
+    // The page's questions, answered from the rollups where they could be, each timed once
+    // (the second request is the page kept for this version: no question asked again).
+    let answers: f64 = ["rollup", "base", "cache"]
+        .iter()
+        .filter_map(|from| {
+            m.lines().find_map(|l| {
+                l.strip_prefix(&format!("prism_query_answers_total{{from=\"{from}\"}}"))?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+        })
+        .sum();
+    assert!(
+        value("prism_query_answers_total{from=\"rollup\"}") >= 1.0,
+        "{m}"
+    );
+    assert_eq!(value("prism_query_seconds_count"), answers, "{m}");
+    for secret in ["P-1", "Acme", "Müller", "(direct)"] {
+        assert!(!m.contains(secret), "the metrics name {secret}");
+    }
 }

@@ -150,6 +150,7 @@ pub(crate) async fn run(
 ) -> Result<LoadReport> {
     let _lock = lock(&wh.dir)?;
     let started_at = now_rfc3339();
+    let started = std::time::Instant::now();
     let export = &options.export_dir;
     if !export.is_dir() {
         return Err(WarehouseError::Export(format!(
@@ -279,6 +280,7 @@ pub(crate) async fn run(
         changes,
         rollups,
         rollups_build_ms,
+        load_ms: started.elapsed().as_millis() as u64,
     });
     progress.step("switching the warehouse version");
     versions.write(&wh.dir)?;
