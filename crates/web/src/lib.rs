@@ -709,16 +709,49 @@ fn set_cookie(
     .expect("cookie text")
 }
 
-/// The signed-in user and their session's CSRF token.
+/// The signed-in user and their session's CSRF token. A tool without a session gives one of
+/// the user's API tokens instead (`prism users token NAME`): `Authorization: Bearer TOKEN`, or
+/// `Basic` of `NAME:TOKEN` (`curl -u executive:prism_...`). Such a request reads only: its CSRF
+/// token is new each time and known to nobody, so no form it posts is taken.
 async fn signed_in(state: &Arc<AppState>, headers: &HeaderMap) -> Result<(User, String), WebError> {
-    let token = cookie(headers, SESSION_COOKIE)
-        .ok_or(WebError::SignedOut)?
-        .to_string();
-    blocking(state, move |st| {
-        st.store.session(&token).map_err(WebError::from)
+    if let Some(token) = cookie(headers, SESSION_COOKIE) {
+        let token = token.to_string();
+        return blocking(state, move |st| {
+            st.store.session(&token).map_err(WebError::from)
+        })
+        .await?
+        .ok_or(WebError::SignedOut);
+    }
+    let Some(credentials) = api_credentials(headers) else {
+        return Err(WebError::SignedOut);
+    };
+    let user = blocking(state, move |st| {
+        Ok(match credentials {
+            (None, token) => st.store.api_token_user(&token)?,
+            (Some(name), token) => st.store.verify_api_token(&name, &token)?,
+        })
     })
     .await?
-    .ok_or(WebError::SignedOut)
+    .ok_or(WebError::SignedOut)?;
+    Ok((user, store::random_token()))
+}
+
+/// An API token from `Authorization`: `Bearer TOKEN`, or `Basic` of `NAME:TOKEN`, with the name.
+fn api_credentials(headers: &HeaderMap) -> Option<(Option<String>, String)> {
+    use base64::Engine as _;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    match scheme.to_ascii_lowercase().as_str() {
+        "bearer" => Some((None, rest.trim().to_string())),
+        "basic" => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest.trim())
+                .ok()?;
+            let (name, token) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+            Some((Some(name.to_string()), token.to_string()))
+        }
+        _ => None,
+    }
 }
 
 /// Runs SQLite and password hashing on the blocking pool: an async worker waiting on a disk

@@ -553,6 +553,25 @@ impl Store {
         }
     }
 
+    /// The user of an API token given alone (`Authorization: Bearer`), when it is one.
+    pub fn api_token_user(&self, token: &str) -> Result<Option<User>> {
+        if !token.starts_with("prism_") {
+            return Ok(None);
+        }
+        let name: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT u.name FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?1",
+                [token_hash(token)],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match name {
+            Some(name) => self.user(&name),
+            None => Ok(None),
+        }
+    }
+
     /// A new session: its token (the cookie) and its CSRF token (in every form). Only a hash
     /// of the token is kept, so that a copy of the database signs nobody in.
     pub fn start_session(&self, user: &User) -> Result<(String, String)> {

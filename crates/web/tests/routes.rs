@@ -2483,3 +2483,69 @@ async fn health_readiness_and_metrics_for_an_operator() {
         assert!(!m.contains(secret), "the metrics name {secret}");
     }
 }
+
+/// A tool reads the JSON API and the exports with a user's API token instead of a session —
+/// `Authorization: Bearer TOKEN` or `Basic NAME:TOKEN` — in that user's audience; a wrong
+/// token, a token under another name, or a password instead of a token is refused, and no
+/// form is taken from a token's request.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_token_reads_the_api_in_its_users_audience_and_posts_nothing() {
+    let (_tmp, state) = app().await;
+    let token = state.store.add_api_token("partner", "script").unwrap();
+    let with = |auth: String, path: &str| {
+        Request::get(path)
+            .header(header::AUTHORIZATION, auth)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let basic = |name: &str, secret: &str| {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{name}:{secret}"))
+        )
+    };
+    let question = "/api/explore?metrics=closed_revenue&by=partner.partner_id";
+    for auth in [format!("Bearer {token}"), basic("partner", &token)] {
+        let r = send(&state, with(auth, question)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        // The partner user's own revenue (P-2: one credit line of -49.75), nobody else's.
+        assert!(r.body.contains("\"-49.75\""), "{}", r.body);
+        for secret in others(&["P-2"]) {
+            assert!(!r.body.contains(secret), "{secret} in {}", r.body);
+        }
+    }
+    let r = send(
+        &state,
+        with(
+            format!("Bearer {token}"),
+            "/export/explore?metrics=closed_revenue",
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("-49.75"), "{}", r.body);
+    for auth in [
+        format!("Bearer {token}x"),
+        "Bearer prism_0000".to_string(),
+        basic("exec", &token),
+        basic("partner", "correct horse"),
+        format!("Token {token}"),
+    ] {
+        let r = send(&state, with(auth.clone(), question)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{auth}");
+    }
+    // A form posted with a token is refused: it carries no session's CSRF token.
+    let r = send(
+        &state,
+        Request::post("/questions")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("csrf=&name=x&question=metrics%3Dclosed_revenue"))
+            .unwrap(),
+    )
+    .await;
+    assert!(r.status.is_client_error(), "{}", r.status);
+    let partner = state.store.user("partner").unwrap().unwrap();
+    assert!(state.store.questions_for(&partner).unwrap().is_empty());
+}
