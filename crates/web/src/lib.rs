@@ -36,6 +36,8 @@ pub use store::{Role, Store, User};
 /// The front-end bundle (Apache ECharts and the chart script), built by `scripts/build-web`.
 const APP_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/app.js"));
 const STYLE_CSS: &str = include_str!("../assets/style.css");
+/// The JSON API's OpenAPI description, kept with the docs; a test holds it to `routes()`.
+pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
 
 pub struct AppState {
     pub data: PathBuf,
@@ -402,6 +404,8 @@ pub enum Serves {
     Favicon,
     /// `/healthz`, `/readyz` and `/metrics`: for an operator's monitoring, without a sign-in.
     Ops(OpsRoute),
+    /// `/api/openapi.json`: the JSON API's description (docs/openapi.json), without a sign-in.
+    OpenApi,
 }
 
 /// The routes of an operator's monitoring (see `ops`).
@@ -482,6 +486,7 @@ pub fn routes() -> Vec<(&'static str, String, Serves)> {
         ("GET", "/assets/app.js".to_string(), Serves::Script),
         ("GET", "/assets/style.css".to_string(), Serves::Style),
         ("GET", "/favicon.ico".to_string(), Serves::Favicon),
+        ("GET", "/api/openapi.json".to_string(), Serves::OpenApi),
         ("GET", "/healthz".to_string(), Serves::Ops(OpsRoute::Health)),
         ("GET", "/readyz".to_string(), Serves::Ops(OpsRoute::Ready)),
         (
@@ -595,6 +600,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             Serves::Ops(OpsRoute::Health) => get(ops::healthz),
             Serves::Ops(OpsRoute::Ready) => get(ops::readyz),
             Serves::Ops(OpsRoute::Metrics) => get(ops::metrics),
+            Serves::OpenApi => {
+                get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) })
+            }
             Serves::Html(page) => get(move |s, h, p, q| html_page(s, h, p, q, page)),
             Serves::Api(page) => get(move |s, h, p, q| api_page(s, h, p, q, page)),
             Serves::Csv(page) => get(move |s, h, p, q| csv_export(s, h, p, q, page)),

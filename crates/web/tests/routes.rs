@@ -225,7 +225,11 @@ async fn every_route_for_every_role_shows_only_what_the_role_may_see() {
         let r = send(&state, get(path, "")).await;
         assert_security_headers(&r, path);
         match serves {
-            Serves::SignInPage | Serves::Script | Serves::Style | Serves::Ops(_) => {
+            Serves::SignInPage
+            | Serves::Script
+            | Serves::Style
+            | Serves::Ops(_)
+            | Serves::OpenApi => {
                 assert_eq!(r.status, StatusCode::OK, "{path}")
             }
             Serves::Favicon => assert_eq!(r.status, StatusCode::NO_CONTENT, "{path}"),
@@ -2548,4 +2552,30 @@ async fn an_api_token_reads_the_api_in_its_users_audience_and_posts_nothing() {
     assert!(r.status.is_client_error(), "{}", r.status);
     let partner = state.store.user("partner").unwrap().unwrap();
     assert!(state.store.questions_for(&partner).unwrap().is_empty());
+}
+
+/// The OpenAPI description served at `/api/openapi.json` names every route of the JSON API, and
+/// no route the app does not have.
+#[test]
+fn the_openapi_description_has_every_api_route_and_no_other() {
+    let doc: serde_json::Value = serde_json::from_str(prism_web::OPENAPI_JSON).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let described: std::collections::BTreeSet<String> =
+        doc["paths"].as_object().unwrap().keys().cloned().collect();
+    let served: std::collections::BTreeSet<String> = prism_web::routes()
+        .into_iter()
+        .filter(|(method, path, _)| *method == "GET" && path.starts_with("/api/"))
+        .map(|(_, path, _)| path)
+        .collect();
+    assert_eq!(
+        served.difference(&described).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "routes missing from docs/openapi.json"
+    );
+    assert_eq!(
+        described.difference(&served).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "docs/openapi.json describes routes the app does not have"
+    );
+    assert!(served.len() >= 20, "{served:?}");
 }
