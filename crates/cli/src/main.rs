@@ -5,6 +5,7 @@ mod analyses_cmd;
 mod bench;
 mod config;
 mod load_test;
+mod mapping_cmd;
 mod progress;
 mod query_cmd;
 mod web_cmd;
@@ -76,6 +77,10 @@ enum Command {
         /// load builds its rollups.
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Read an export in another layout (a Salesforce data export: mappings/salesforce.yaml)
+        /// through this mapping file; faults are located in the original files.
+        #[arg(long, value_name = "FILE")]
+        mapping: Option<PathBuf>,
     },
     /// The current warehouse version, each table's rows, and the history of loads.
     Status {
@@ -253,9 +258,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             quarantine,
             format,
             model,
+            mapping,
         } => {
             let wh = Warehouse::open(&cli.data)
                 .with_context(|| format!("opening the data folder {}", cli.data.display()))?;
+            // An export in another layout is written in the contract's first; its faults are
+            // then located in the original files.
+            let original = export_dir.clone();
+            let mapped = match &mapping {
+                None => None,
+                Some(file) => match mapping_cmd::mapped(file, &export_dir, &cli.data, format)? {
+                    Ok(m) => Some(m),
+                    Err(code) => return Ok(code),
+                },
+            };
+            let export_dir = mapped.as_ref().map_or(export_dir, |(m, _)| m.dir.clone());
             // The rollups of the model in use are built with the tables, in the same version.
             let model = query_cmd::load_model(&cli.data, model.as_ref())?;
             let options = LoadOptions {
@@ -269,8 +286,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 rollups: Engine::new(model).rollup_builds(),
             };
             let progress = progress::Reporter::new();
-            let result = runtime()?.block_on(wh.load(&options, &progress));
+            let result = runtime()?.block_on(async {
+                match (&mapped, &mapping) {
+                    (Some(_), Some(file)) => {
+                        let source = format!("{} (through {})", original.display(), file.display());
+                        wh.load_from(&options, &source, &progress).await
+                    }
+                    _ => wh.load(&options, &progress).await,
+                }
+            });
             progress.clear();
+            let result = match &mapped {
+                Some((_, locator)) => {
+                    result
+                        .map(|r| mapping_cmd::located(r, locator))
+                        .map_err(|e| match e {
+                            WarehouseError::Rejected(r) => WarehouseError::Rejected(Box::new(
+                                mapping_cmd::located(*r, locator),
+                            )),
+                            other => other,
+                        })
+                }
+                None => result,
+            };
             match result {
                 Ok(report) => {
                     print_load(&report, format);
@@ -647,18 +685,26 @@ fn print_load(report: &LoadReport, format: Format) {
             eprintln!("warning: {w}");
         }
     }
+    // As wide as the longest name: a mapped file says where it came from.
+    let w = report
+        .files
+        .iter()
+        .map(|f| f.file.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(26);
     println!(
-        "{:<26} {:>12} {:>12} {:>12} {:>12}",
+        "{:<w$} {:>12} {:>12} {:>12} {:>12}",
         "file", "rows", "rejected", "added", "replaced"
     );
     for f in &report.files {
         if f.present {
             println!(
-                "{:<26} {:>12} {:>12} {:>12} {:>12}",
+                "{:<w$} {:>12} {:>12} {:>12} {:>12}",
                 f.file, f.rows_read, f.rows_rejected, f.added, f.replaced
             );
         } else {
-            println!("{:<26} {:>12}", f.file, "(absent)");
+            println!("{:<w$} {:>12}", f.file, "(absent)");
         }
     }
     match report.version {

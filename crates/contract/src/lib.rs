@@ -5,6 +5,7 @@
 //! and located rejections, and describes the tables the warehouse keeps.
 
 pub mod entity;
+pub mod mapping;
 pub mod reader;
 pub mod values;
 

@@ -141,7 +141,19 @@ impl Warehouse {
         options: &LoadOptions,
         progress: &dyn LoadProgress,
     ) -> Result<LoadReport> {
-        load::run(self, options, progress).await
+        load::run(self, options, None, progress).await
+    }
+
+    /// [`Warehouse::load`] of an export that was written into `options.export_dir` from
+    /// another (a CRM's layout through a mapping): `source` names the original in the report
+    /// and the version's history.
+    pub async fn load_from(
+        &self,
+        options: &LoadOptions,
+        source: &str,
+        progress: &dyn LoadProgress,
+    ) -> Result<LoadReport> {
+        load::run(self, options, Some(source), progress).await
     }
 }
 

@@ -146,6 +146,7 @@ async fn recover(
 pub(crate) async fn run(
     wh: &Warehouse,
     options: &LoadOptions,
+    source: Option<&str>,
     progress: &dyn LoadProgress,
 ) -> Result<LoadReport> {
     let _lock = lock(&wh.dir)?;
@@ -183,7 +184,7 @@ pub(crate) async fn run(
     let mut report = LoadReport {
         committed: false,
         version: None,
-        source: export.display().to_string(),
+        source: source.map_or_else(|| export.display().to_string(), str::to_string),
         mode: options.mode,
         quarantine: options.quarantine,
         started_at,

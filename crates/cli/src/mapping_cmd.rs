@@ -1,0 +1,77 @@
+//! `prism load --mapping FILE`: an export in a CRM's own layout, written in the contract's
+//! layout first and then loaded like any export, every fault located in the original files.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use prism_contract::mapping::{Locator, MappedExport, Mapping, MappingError};
+use prism_warehouse::LoadReport;
+
+use crate::Format;
+
+/// Faults shown on the screen before "... and N more".
+const SHOWN: usize = 20;
+
+/// The export in `export_dir` written through the mapping into a folder under the data folder,
+/// with where each row came from; or, when rows cannot be mapped, the exit code after saying
+/// which (nothing is loaded).
+pub fn mapped(
+    mapping: &Path,
+    export_dir: &Path,
+    data: &Path,
+    format: Format,
+) -> Result<Result<(MappedExport, Locator), ExitCode>> {
+    let mapping = Mapping::read(mapping)?;
+    if !export_dir.is_dir() {
+        anyhow::bail!(
+            "{}: not a folder (an export is a folder of CSV files)",
+            export_dir.display()
+        );
+    }
+    let out = MappedExport::new(data)?;
+    match mapping.apply(export_dir, &out.dir) {
+        Ok(locator) => Ok(Ok((out, locator))),
+        Err(MappingError::Rejected(faults)) => {
+            if format == Format::Json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "committed": false,
+                        "mapping_faults": faults,
+                    }))?
+                );
+            } else {
+                for f in faults.iter().take(SHOWN) {
+                    eprintln!("{f}");
+                }
+                if faults.len() > SHOWN {
+                    eprintln!("... and {} more", faults.len() - SHOWN);
+                }
+            }
+            eprintln!(
+                "error: {} row(s) of the export cannot be mapped; nothing was loaded",
+                faults.len()
+            );
+            Ok(Err(ExitCode::from(2)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A load's report with every fault located in the original export, and each file named with
+/// the one it was mapped from.
+pub fn located(mut report: LoadReport, locator: &Locator) -> LoadReport {
+    report.file_errors = report
+        .file_errors
+        .iter()
+        .map(|r| locator.locate(r))
+        .collect();
+    for f in &mut report.files {
+        f.shown = f.shown.iter().map(|r| locator.locate(r)).collect();
+        if let Some(source) = locator.source_of(&f.file) {
+            f.file = format!("{} (from {source})", f.file);
+        }
+    }
+    report
+}

@@ -1,0 +1,634 @@
+//! Exports in another layout — a Salesforce data export, a Dynamics one — read through a
+//! mapping file: which file holds each entity, which column (of that file, or of a file joined
+//! to it by a key) each field comes from, value maps (stage names, tiers, priorities), date and
+//! timestamp formats, and a default when a field is missing or empty.
+//!
+//! The mapped export is written in the contract's layout into a folder of the caller's, which
+//! the loader then validates like any export; every fault — of the mapping (a stage the value
+//! map does not know, a date not in the format) or of the contract (a quantity below zero) — is
+//! located in the original file, line and column by the [`Locator`] the mapping leaves.
+//!
+//! ```yaml
+//! formats: { timestamp: "%Y-%m-%dT%H:%M:%S%.fZ" }
+//! entities:
+//!   partners:
+//!     file: Account.csv
+//!     keep: { IsPartner: "true" }
+//!     fields:
+//!       partner_id: Id
+//!       tier: { column: Partner_Tier__c, default: Registered }
+//!   orders:
+//!     file: OrderItem.csv
+//!     join: { order: { file: Order.csv, key: Id, on: OrderId } }
+//!     fields:
+//!       order_date: order.EffectiveDate
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::entity::{ColumnType, Entity};
+use crate::reader::Rejection;
+
+/// A mapping that cannot be used, or an export the mapping cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    /// The mapping file itself: its syntax, an entity or field the contract lacks, a required
+    /// field it does not give, a join that names nothing.
+    #[error("{0}")]
+    Invalid(String),
+    /// Rows of the export the mapping cannot turn into the contract's: each located in the
+    /// original file. Nothing was loaded.
+    #[error("{} row(s) of the export cannot be mapped", .0.len())]
+    Rejected(Vec<Rejection>),
+    #[error("{0}")]
+    Io(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMapping {
+    #[serde(default)]
+    formats: Formats,
+    entities: BTreeMap<String, RawEntity>,
+}
+
+/// How the export writes days and times, as chrono formats (`%d/%m/%Y`); a field may say its own.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Formats {
+    date: Option<String>,
+    timestamp: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntity {
+    file: String,
+    /// Only the rows whose columns have these values (`IsPartner: "true"`).
+    #[serde(default)]
+    keep: BTreeMap<String, String>,
+    /// Other files joined by a key: `alias: { file, key, on }`, the first row whose `key`
+    /// equals this row's `on` (a column, or `alias.Column` of an earlier join).
+    #[serde(default)]
+    join: BTreeMap<String, Join>,
+    fields: BTreeMap<String, RawField>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Join {
+    file: String,
+    key: String,
+    on: String,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawField {
+    Column(String),
+    Full(Field),
+}
+
+/// Where a field's value comes from and how it is turned into the contract's.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Field {
+    /// A column of the entity's file, or `alias.Column` of a joined one.
+    column: Option<String>,
+    /// A constant instead of a column.
+    value: Option<String>,
+    /// The export's values as the contract's (`"Proposal/Price Quote": Proposal`).
+    #[serde(default)]
+    values: BTreeMap<String, String>,
+    /// The contract's value for an export value the map does not list; without it, such a
+    /// value is a fault.
+    other: Option<String>,
+    /// The value when the column is missing from the file or the cell is empty.
+    default: Option<String>,
+    /// The chrono format the column's days or times are written in.
+    format: Option<String>,
+}
+
+/// A mapping file, read and checked against the contract.
+pub struct Mapping {
+    file: String,
+    formats: Formats,
+    entities: Vec<(Entity, RawEntity)>,
+}
+
+/// Where each row and field of a mapped file came from, to locate a fault in the original.
+#[derive(Debug, Default)]
+pub struct Locator {
+    files: HashMap<String, MappedFile>,
+}
+
+#[derive(Debug)]
+struct MappedFile {
+    /// The entity's own file in the export.
+    source: String,
+    /// Each written row: its first line in the mapped file, its line in the source file, and
+    /// the line of the row each join found (0: none).
+    rows: Vec<(u64, u64, Vec<u64>)>,
+    /// Each contract column: the file (0 the entity's, i + 1 the i-th join), the column's name
+    /// and 1-based position there, or `None` for a constant.
+    columns: HashMap<String, Option<(usize, String, Option<usize>)>>,
+    /// The joined files, in join order.
+    joins: Vec<String>,
+}
+
+impl Locator {
+    /// The original file a contract file (`orders.csv`) was mapped from.
+    pub fn source_of(&self, contract_file: &str) -> Option<&str> {
+        self.files.get(contract_file).map(|m| m.source.as_str())
+    }
+
+    /// A fault found in a mapped file, located in the original export instead.
+    pub fn locate(&self, r: &Rejection) -> Rejection {
+        let Some(m) = self.files.get(&r.file) else {
+            return r.clone();
+        };
+        let mut out = Rejection {
+            file: m.source.clone(),
+            ..r.clone()
+        };
+        let row = m
+            .rows
+            .binary_search_by_key(&r.line, |(line, _, _)| *line)
+            .ok()
+            .map(|i| &m.rows[i]);
+        if let Some((_, source_line, joined)) = row {
+            out.line = *source_line;
+            if let Some(Some((file, name, position))) =
+                r.column.as_ref().and_then(|c| m.columns.get(c))
+            {
+                if *file > 0 {
+                    out.file = m.joins[file - 1].clone();
+                    out.line = joined[file - 1];
+                }
+                out.column = Some(format!("{name} (as {})", r.column.as_deref().unwrap_or("")));
+                out.column_number = *position;
+            } else if r.column.is_some() {
+                out.column = Some(format!(
+                    "{} (a constant of the mapping)",
+                    r.column.as_deref().unwrap_or("")
+                ));
+                out.column_number = None;
+            }
+        }
+        out
+    }
+}
+
+impl Mapping {
+    /// Reads and checks a mapping file: its entities and fields are the contract's, and every
+    /// required field of an entity it maps is given.
+    pub fn read(path: &Path) -> Result<Mapping, MappingError> {
+        let file = path.display().to_string();
+        let text =
+            std::fs::read_to_string(path).map_err(|e| MappingError::Io(format!("{file}: {e}")))?;
+        Mapping::parse(&file, &text)
+    }
+
+    /// [`Mapping::read`] of a text, `file` naming it in messages.
+    pub fn parse(file: &str, text: &str) -> Result<Mapping, MappingError> {
+        let raw: RawMapping = serde_norway::from_str(text).map_err(|e| {
+            let at = e
+                .location()
+                .map(|l| format!(":{}", l.line()))
+                .unwrap_or_default();
+            MappingError::Invalid(format!("{file}{at}: {e}"))
+        })?;
+        let mut problems = Vec::new();
+        let mut entities = Vec::new();
+        for (name, e) in raw.entities {
+            let Some(entity) = Entity::from_name(&name) else {
+                let names: Vec<&str> = Entity::ALL.iter().map(|e| e.name()).collect();
+                problems.push(format!(
+                    "entities.{name}: not an entity of the contract (one of {})",
+                    names.join(", ")
+                ));
+                continue;
+            };
+            for field in e.fields.keys() {
+                if entity.column_index(field).is_none() {
+                    let columns: Vec<&str> = entity.columns().iter().map(|c| c.name).collect();
+                    problems.push(format!(
+                        "entities.{name}.fields.{field}: not a column of {} (one of {})",
+                        entity.file_name(),
+                        columns.join(", ")
+                    ));
+                }
+            }
+            for c in entity.columns().iter().filter(|c| c.required) {
+                if !e.fields.contains_key(c.name) {
+                    problems.push(format!(
+                        "entities.{name}.fields: no `{}`, which {} requires",
+                        c.name,
+                        entity.file_name()
+                    ));
+                }
+            }
+            for (field, f) in &e.fields {
+                if let RawField::Full(f) = f
+                    && f.column.is_none()
+                    && f.value.is_none()
+                    && f.default.is_none()
+                {
+                    problems.push(format!(
+                        "entities.{name}.fields.{field}: says neither `column`, `value` nor `default`"
+                    ));
+                }
+            }
+            if let Err(p) = join_order(&e.join) {
+                problems.push(format!("entities.{name}.join: {p}"));
+            }
+            entities.push((entity, e));
+        }
+        if !problems.is_empty() {
+            return Err(MappingError::Invalid(
+                problems
+                    .iter()
+                    .map(|p| format!("{file}: {p}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ));
+        }
+        Ok(Mapping {
+            file: file.to_string(),
+            formats: raw.formats,
+            entities,
+        })
+    }
+
+    /// Writes the export in `export_dir` into `out_dir` in the contract's layout. A contract
+    /// file the mapping does not name (surveys kept in the contract's own layout) is copied as
+    /// it is. Every row the mapping cannot read is a fault located in the original file.
+    pub fn apply(&self, export_dir: &Path, out_dir: &Path) -> Result<Locator, MappingError> {
+        let io =
+            |p: &Path, e: &dyn std::fmt::Display| MappingError::Io(format!("{}: {e}", p.display()));
+        std::fs::create_dir_all(out_dir).map_err(|e| io(out_dir, &e))?;
+        let mut locator = Locator::default();
+        let mut faults = Vec::new();
+        for entity in Entity::ALL {
+            let target = out_dir.join(entity.file_name());
+            match self.entities.iter().find(|(e, _)| *e == entity) {
+                Some((_, spec)) => {
+                    let mapped = self.map_entity(entity, spec, export_dir, &target, &mut faults)?;
+                    locator.files.insert(entity.file_name(), mapped);
+                }
+                None => {
+                    let own = export_dir.join(entity.file_name());
+                    if own.is_file() {
+                        std::fs::copy(&own, &target).map_err(|e| io(&own, &e))?;
+                    }
+                }
+            }
+        }
+        if faults.is_empty() {
+            Ok(locator)
+        } else {
+            Err(MappingError::Rejected(faults))
+        }
+    }
+
+    fn map_entity(
+        &self,
+        entity: Entity,
+        spec: &RawEntity,
+        export_dir: &Path,
+        target: &Path,
+        faults: &mut Vec<Rejection>,
+    ) -> Result<MappedFile, MappingError> {
+        let source = Table::read(&export_dir.join(&spec.file), &spec.file)?;
+        // Each join's rows by key, in an order where `on` names only earlier joins.
+        let order = join_order(&spec.join).map_err(MappingError::Invalid)?;
+        let mut joins: Vec<(String, Table, HashMap<String, usize>)> = Vec::new();
+        for alias in &order {
+            let j = &spec.join[alias];
+            let table = Table::read(&export_dir.join(&j.file), &j.file)?;
+            let key = table.position(&j.key).ok_or_else(|| {
+                MappingError::Invalid(format!(
+                    "{}: entities.{}.join.{alias}: {} has no column `{}`",
+                    self.file,
+                    entity.name(),
+                    j.file,
+                    j.key
+                ))
+            })?;
+            let mut index = HashMap::new();
+            for (i, row) in table.rows.iter().enumerate() {
+                index.entry(row.1[key].clone()).or_insert(i);
+            }
+            joins.push((alias.clone(), table, index));
+        }
+        // Each field: where its value is read.
+        let columns: Vec<&str> = entity
+            .columns()
+            .iter()
+            .map(|c| c.name)
+            .filter(|c| spec.fields.contains_key(*c))
+            .collect();
+        let mut origins = HashMap::new();
+        let mut fields = Vec::new();
+        for name in &columns {
+            let field = match &spec.fields[*name] {
+                RawField::Column(c) => Field {
+                    column: Some(c.clone()),
+                    ..Field::default()
+                },
+                RawField::Full(f) => f.clone(),
+            };
+            let at = match &field.column {
+                None => None,
+                Some(c) => match c.split_once('.') {
+                    Some((alias, column)) if spec.join.contains_key(alias) => {
+                        let i = joins
+                            .iter()
+                            .position(|(a, _, _)| a == alias)
+                            .expect("joined");
+                        Some((i + 1, column.to_string(), joins[i].1.position(column)))
+                    }
+                    _ => Some((0, c.clone(), source.position(c))),
+                },
+            };
+            if let Some((file, column, None)) = &at
+                && field.default.is_none()
+            {
+                let file = match file {
+                    0 => &spec.file,
+                    i => &spec.join[&joins[i - 1].0].file,
+                };
+                return Err(MappingError::Invalid(format!(
+                    "{}: entities.{}.fields.{name}: {file} has no column `{column}` (give a `default` when the export may lack it)",
+                    self.file,
+                    entity.name()
+                )));
+            }
+            origins.insert(
+                name.to_string(),
+                at.as_ref()
+                    .map(|(f, c, p)| (*f, c.clone(), p.map(|p| p + 1))),
+            );
+            let ty = entity.columns()[entity.column_index(name).expect("checked")].ty;
+            fields.push((*name, field, at, ty));
+        }
+        let keep: Vec<(usize, &String)> = spec
+            .keep
+            .iter()
+            .map(|(c, v)| {
+                source.position(c).map(|p| (p, v)).ok_or_else(|| {
+                    MappingError::Invalid(format!(
+                        "{}: entities.{}.keep: {} has no column `{c}`",
+                        self.file,
+                        entity.name(),
+                        spec.file
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+
+        let mut writer = csv::Writer::from_path(target)
+            .map_err(|e| MappingError::Io(format!("{}: {e}", target.display())))?;
+        writer
+            .write_record(&columns)
+            .map_err(|e| MappingError::Io(e.to_string()))?;
+        let mut line = 2u64;
+        let mut rows = Vec::new();
+        for (source_line, row) in &source.rows {
+            if !keep.iter().all(|(p, v)| row[*p] == **v) {
+                continue;
+            }
+            // The row each join finds, in join order.
+            let mut found: Vec<Option<usize>> = Vec::new();
+            for (alias, _, index) in &joins {
+                let on = &spec.join[alias].on;
+                let value = match on.split_once('.') {
+                    Some((a, c)) if spec.join.contains_key(a) => {
+                        let i = joins.iter().position(|(x, _, _)| x == a).expect("joined");
+                        found[i].and_then(|r| {
+                            let t = &joins[i].1;
+                            t.position(c).map(|p| t.rows[r].1[p].clone())
+                        })
+                    }
+                    _ => source.position(on).map(|p| row[p].clone()),
+                };
+                found.push(value.and_then(|v| index.get(&v).copied()));
+            }
+            let mut record = Vec::with_capacity(fields.len());
+            let mut ok = true;
+            for (name, field, at, ty) in &fields {
+                let (raw, fault_at) = match at {
+                    None => (String::new(), None),
+                    Some((0, column, position)) => (
+                        position.map(|p| row[p].clone()).unwrap_or_default(),
+                        Some((spec.file.clone(), *source_line, column.clone(), *position)),
+                    ),
+                    Some((i, column, position)) => {
+                        let (_, table, _) = &joins[i - 1];
+                        match found[i - 1] {
+                            Some(r) => (
+                                position
+                                    .map(|p| table.rows[r].1[p].clone())
+                                    .unwrap_or_default(),
+                                Some((
+                                    table.name.clone(),
+                                    table.rows[r].0,
+                                    column.clone(),
+                                    *position,
+                                )),
+                            ),
+                            None => (String::new(), None),
+                        }
+                    }
+                };
+                match self.value(field, &raw, *ty) {
+                    Ok(v) => record.push(v),
+                    Err(reason) => {
+                        ok = false;
+                        let (file, at_line, column, position) = fault_at.unwrap_or((
+                            spec.file.clone(),
+                            *source_line,
+                            name.to_string(),
+                            None,
+                        ));
+                        faults.push(Rejection {
+                            file,
+                            line: at_line,
+                            column_number: position.map(|p| p + 1),
+                            column: Some(format!("{column} (as {name})")),
+                            value: Some(raw.clone()),
+                            reason,
+                        });
+                    }
+                }
+            }
+            if !ok {
+                continue;
+            }
+            writer
+                .write_record(&record)
+                .map_err(|e| MappingError::Io(e.to_string()))?;
+            let joined = found
+                .iter()
+                .enumerate()
+                .map(|(i, r)| r.map_or(0, |r| joins[i].1.rows[r].0))
+                .collect();
+            rows.push((line, *source_line, joined));
+            // A value with a line break is one quoted field over several lines.
+            line += 1 + record
+                .iter()
+                .map(|v| v.matches('\n').count() as u64)
+                .sum::<u64>();
+        }
+        writer
+            .flush()
+            .map_err(|e| MappingError::Io(e.to_string()))?;
+        Ok(MappedFile {
+            source: spec.file.clone(),
+            rows,
+            columns: origins,
+            joins: joins.iter().map(|(_, t, _)| t.name.clone()).collect(),
+        })
+    }
+
+    /// One field's value in the contract's form, or why it cannot be.
+    fn value(&self, field: &Field, raw: &str, ty: ColumnType) -> Result<String, String> {
+        let raw = raw.trim();
+        let given = match (&field.value, raw.is_empty()) {
+            (Some(constant), _) => constant.clone(),
+            (None, true) => return Ok(field.default.clone().unwrap_or_default()),
+            (None, false) => raw.to_string(),
+        };
+        let mapped = if field.values.is_empty() {
+            given
+        } else {
+            match (field.values.get(&given), &field.other) {
+                (Some(v), _) => v.clone(),
+                (None, Some(other)) => other.clone(),
+                (None, None) => {
+                    let known: Vec<&str> = field.values.keys().map(String::as_str).collect();
+                    return Err(format!(
+                        "`{given}` is not a value the mapping knows ({}); add it to `values` or give `other`",
+                        known.join(", ")
+                    ));
+                }
+            }
+        };
+        let format = field.format.as_ref().or(match ty {
+            ColumnType::Date => self.formats.date.as_ref(),
+            ColumnType::Timestamp => self.formats.timestamp.as_ref(),
+            _ => None,
+        });
+        match (ty, format) {
+            (ColumnType::Date | ColumnType::Timestamp, Some(f)) => moment(&mapped, f, ty),
+            _ => Ok(mapped),
+        }
+    }
+}
+
+/// A day or a time written in `format`, as the contract writes it.
+fn moment(value: &str, format: &str, ty: ColumnType) -> Result<String, String> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+    let time = DateTime::parse_from_str(value, format)
+        .map(|t| t.with_timezone(&Utc).naive_utc())
+        .or_else(|_| NaiveDateTime::parse_from_str(value, format))
+        .ok();
+    let day = time
+        .map(|t| t.date())
+        .or_else(|| NaiveDate::parse_from_str(value, format).ok());
+    match (ty, time, day) {
+        (ColumnType::Timestamp, Some(t), _) => Ok(t.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string()),
+        (ColumnType::Timestamp, None, Some(d)) => Ok(format!("{d}T00:00:00Z")),
+        (_, _, Some(d)) => Ok(d.to_string()),
+        _ => Err(format!("not written as `{format}`")),
+    }
+}
+
+/// The joins in an order where each `on` names only the entity's columns or earlier joins.
+fn join_order(joins: &BTreeMap<String, Join>) -> Result<Vec<String>, String> {
+    let mut order: Vec<String> = Vec::new();
+    while order.len() < joins.len() {
+        let next = joins.iter().find(|(alias, j)| {
+            !order.contains(alias)
+                && match j.on.split_once('.') {
+                    Some((a, _)) if joins.contains_key(a) => order.iter().any(|o| o == a),
+                    _ => true,
+                }
+        });
+        match next {
+            Some((alias, _)) => order.push(alias.clone()),
+            None => {
+                return Err("joins that name each other in a circle".into());
+            }
+        }
+    }
+    Ok(order)
+}
+
+/// A file of the export, all in memory: its header and rows with their first lines.
+struct Table {
+    name: String,
+    header: Vec<String>,
+    rows: Vec<(u64, Vec<String>)>,
+}
+
+impl Table {
+    fn read(path: &Path, name: &str) -> Result<Table, MappingError> {
+        let io = |e: &dyn std::fmt::Display| MappingError::Io(format!("{}: {e}", path.display()));
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_path(path)
+            .map_err(|e| io(&e))?;
+        let header: Vec<String> = reader
+            .headers()
+            .map_err(|e| io(&e))?
+            .iter()
+            // A byte-order mark is not part of the first column's name.
+            .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
+            .collect();
+        let mut rows = Vec::new();
+        for record in reader.records() {
+            let record = record.map_err(|e| io(&e))?;
+            let line = record.position().map_or(0, |p| p.line());
+            rows.push((line, record.iter().map(str::to_string).collect()));
+        }
+        Ok(Table {
+            name: name.to_string(),
+            header,
+            rows,
+        })
+    }
+
+    fn position(&self, column: &str) -> Option<usize> {
+        self.header.iter().position(|h| h == column)
+    }
+}
+
+/// Where the mapped files of a load go: a new folder under `parent`, removed when dropped.
+pub struct MappedExport {
+    /// The folder holding the export in the contract's layout.
+    pub dir: PathBuf,
+}
+
+impl MappedExport {
+    /// A new empty folder under `parent` (the data folder: the same disk as the warehouse).
+    pub fn new(parent: &Path) -> Result<MappedExport, MappingError> {
+        let dir = parent.join(format!(
+            ".mapped-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+        ));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| MappingError::Io(format!("{}: {e}", dir.display())))?;
+        Ok(MappedExport { dir })
+    }
+}
+
+impl Drop for MappedExport {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
