@@ -6,6 +6,7 @@ mod bench;
 mod config;
 mod load_test;
 mod mapping_cmd;
+mod postgres_source;
 mod progress;
 mod query_cmd;
 mod web_cmd;
@@ -63,8 +64,10 @@ enum Format {
 enum Command {
     /// Load a CRM export (a folder of CSV files) into the warehouse, all or nothing.
     Load {
-        /// The export folder: partners.csv, products.csv, customers.csv, orders.csv, ...
-        export_dir: PathBuf,
+        /// The export folder: partners.csv, products.csv, customers.csv, orders.csv, ... With
+        /// `--from`, optional: contract files the mapping does not name are read from it.
+        #[arg(required_unless_present = "from")]
+        export_dir: Option<PathBuf>,
         /// Replace the whole warehouse with this export instead of applying it by key.
         #[arg(long)]
         replace: bool,
@@ -81,6 +84,10 @@ enum Command {
         /// through this mapping file; faults are located in the original files.
         #[arg(long, value_name = "FILE")]
         mapping: Option<PathBuf>,
+        /// Read the export from a PostgreSQL database (`postgres://USER:PASSWORD@HOST/DB`):
+        /// the mapping gives a `query` or a `table` per entity.
+        #[arg(long, value_name = "URL", requires = "mapping")]
+        from: Option<String>,
     },
     /// The current warehouse version, each table's rows, and the history of loads.
     Status {
@@ -259,20 +266,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
             format,
             model,
             mapping,
+            from,
         } => {
             let wh = Warehouse::open(&cli.data)
                 .with_context(|| format!("opening the data folder {}", cli.data.display()))?;
             // An export in another layout is written in the contract's first; its faults are
             // then located in the original files.
-            let original = export_dir.clone();
+            let source = match (&from, &export_dir) {
+                (Some(url), dir) => mapping_cmd::From::Database(url.clone(), dir.clone()),
+                (None, Some(dir)) => mapping_cmd::From::Folder(dir.clone()),
+                (None, None) => anyhow::bail!("give the export folder, or --from URL"),
+            };
+            let original = source.to_string();
             let mapped = match &mapping {
                 None => None,
-                Some(file) => match mapping_cmd::mapped(file, &export_dir, &cli.data, format)? {
+                Some(file) => match mapping_cmd::mapped(file, &source, &cli.data, format)? {
                     Ok(m) => Some(m),
                     Err(code) => return Ok(code),
                 },
             };
-            let export_dir = mapped.as_ref().map_or(export_dir, |(m, _)| m.dir.clone());
+            let export_dir = match &mapped {
+                Some((m, _)) => m.dir.clone(),
+                None => export_dir.expect("a folder without --from"),
+            };
             // The rollups of the model in use are built with the tables, in the same version.
             let model = query_cmd::load_model(&cli.data, model.as_ref())?;
             let options = LoadOptions {
@@ -289,7 +305,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let result = runtime()?.block_on(async {
                 match (&mapped, &mapping) {
                     (Some(_), Some(file)) => {
-                        let source = format!("{} (through {})", original.display(), file.display());
+                        let source = format!("{original} (through {})", file.display());
                         wh.load_from(&options, &source, &progress).await
                     }
                     _ => wh.load(&options, &progress).await,

@@ -1,7 +1,7 @@
 //! `prism load --mapping FILE`: an export in a CRM's own layout, written in the contract's
 //! layout first and then loaded like any export, every fault located in the original files.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -13,24 +13,61 @@ use crate::Format;
 /// Faults shown on the screen before "... and N more".
 const SHOWN: usize = 20;
 
-/// The export in `export_dir` written through the mapping into a folder under the data folder,
-/// with where each row came from; or, when rows cannot be mapped, the exit code after saying
-/// which (nothing is loaded).
+/// Where a mapped export is read.
+pub enum From {
+    /// An export folder in a CRM's layout.
+    Folder(PathBuf),
+    /// A PostgreSQL database, and a folder holding the contract files the mapping does not name.
+    Database(String, Option<PathBuf>),
+}
+
+impl std::fmt::Display for From {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            From::Folder(dir) => write!(f, "{}", dir.display()),
+            // The password is not kept in the history.
+            From::Database(url, _) => match url::Url::parse(url) {
+                Ok(mut u) => {
+                    let _ = u.set_password(None);
+                    write!(f, "{u}")
+                }
+                Err(_) => write!(f, "a database"),
+            },
+        }
+    }
+}
+
+/// The export written through the mapping into a folder under the data folder, with where each
+/// row came from; or, when rows cannot be mapped, the exit code after saying which (nothing is
+/// loaded).
 pub fn mapped(
     mapping: &Path,
-    export_dir: &Path,
+    from: &From,
     data: &Path,
     format: Format,
 ) -> Result<Result<(MappedExport, Locator), ExitCode>> {
     let mapping = Mapping::read(mapping)?;
-    if !export_dir.is_dir() {
+    let folder = match from {
+        From::Folder(dir) | From::Database(_, Some(dir)) => Some(dir.as_path()),
+        From::Database(_, None) => None,
+    };
+    if let Some(dir) = folder
+        && !dir.is_dir()
+    {
         anyhow::bail!(
             "{}: not a folder (an export is a folder of CSV files)",
-            export_dir.display()
+            dir.display()
         );
     }
     let out = MappedExport::new(data)?;
-    match mapping.apply(export_dir, &out.dir) {
+    let applied = match from {
+        From::Folder(dir) => mapping.apply(dir, &out.dir),
+        From::Database(url, _) => {
+            let mut db = crate::postgres_source::Postgres::connect(url)?;
+            mapping.apply_from(&mut db, folder, &out.dir)
+        }
+    };
+    match applied {
         Ok(locator) => Ok(Ok((out, locator))),
         Err(MappingError::Rejected(faults)) => {
             if format == Format::Json {

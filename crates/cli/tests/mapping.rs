@@ -202,3 +202,309 @@ fn a_mapping_that_names_what_the_contract_lacks_is_refused_by_key() {
         "{err}"
     );
 }
+
+/// A PostgreSQL server of its own on loopback, in a temporary folder, stopped when dropped.
+struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let bin = ["/usr/lib/postgresql"]
+            .iter()
+            .filter_map(|root| std::fs::read_dir(root).ok())
+            .flat_map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")))
+            .find(|b| b.join("initdb").exists())
+            .expect("no PostgreSQL server: install Debian's postgresql (scripts/test does)");
+        let dir = tempfile::tempdir().unwrap();
+        // The server refuses to run as root: then it runs as the postgres user, who must be
+        // able to enter the folder.
+        let root = unsafe_free_is_root();
+        if root {
+            Command::new("chmod")
+                .args(["777", dir.path().to_str().unwrap()])
+                .status()
+                .unwrap();
+        }
+        let as_server = |program: &Path, args: &[&str]| {
+            let mut c = if root {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(program);
+                c
+            } else {
+                Command::new(program)
+            };
+            let out = c.args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                program.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let data = dir.path().join("pg");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        as_server(
+            &bin.join("initdb"),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "crm",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+        );
+        let options = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {}",
+            dir.path().display()
+        );
+        as_server(
+            &bin.join("pg_ctl"),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-o",
+                &options,
+                "-w",
+                "-l",
+                dir.path().join("log").to_str().unwrap(),
+                "start",
+            ],
+        );
+        Postgres { dir, bin, port }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://crm@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn psql(&self, sql: &str) {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "crm",
+                "-d",
+                "postgres",
+            ])
+            .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The Salesforce sample's objects as tables of text columns, named as the files' headers.
+    fn with_salesforce_objects(&self) {
+        for object in [
+            "Account",
+            "Product2",
+            "Order",
+            "OrderItem",
+            "Opportunity",
+            "OpportunityLineItem",
+            "Case",
+        ] {
+            let file = repo().join(format!("fixtures/salesforce/{object}.csv"));
+            let text = std::fs::read_to_string(&file).unwrap();
+            let header = text.lines().next().unwrap();
+            let columns: Vec<String> = header.split(',').map(|c| format!("\"{c}\" text")).collect();
+            self.psql(&format!(
+                "CREATE TABLE \"{object}\" ({})",
+                columns.join(", ")
+            ));
+            self.psql(&format!(
+                "\\copy \"{object}\" FROM '{}' WITH (FORMAT csv, HEADER true)",
+                file.display()
+            ));
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("pg");
+        let mut c = if unsafe_free_is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"])
+                .arg(self.bin.join("pg_ctl"));
+            c
+        } else {
+            Command::new(self.bin.join("pg_ctl"))
+        };
+        let _ = c
+            .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+fn unsafe_free_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// The Salesforce mapping reading the database's tables of the same names instead of files.
+fn database_mapping(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("mappings/salesforce.yaml")).unwrap();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        match line
+            .trim_start()
+            .strip_prefix("file: ")
+            .and_then(|f| f.strip_suffix(".csv"))
+        {
+            Some(object) => {
+                out.push(line.replace(&format!("file: {object}.csv"), &format!("table: {object}")))
+            }
+            None => out.push(line.to_string()),
+        }
+    }
+    let text = out.join("\n").replace("{ file: ", "{ table: ");
+    let text = text.replace("table: Order.csv", "table: Order").replace(
+        "table: OpportunityLineItem.csv",
+        "table: OpportunityLineItem",
+    );
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, edit(text)).unwrap();
+    path
+}
+
+#[test]
+fn a_postgresql_database_is_a_source_all_or_nothing_with_faults_located_by_row() {
+    let pg = Postgres::start();
+    pg.with_salesforce_objects();
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, tiny) = (tmp.path().join("data"), tmp.path().join("tiny"));
+    let mapping = database_mapping(tmp.path(), "tables", |t| t);
+    let surveys = repo().join("fixtures/salesforce");
+    let load = |mapping: &Path| {
+        prism(
+            &data,
+            &[
+                "load",
+                "--from",
+                &pg.url(),
+                "--mapping",
+                mapping.to_str().unwrap(),
+                surveys.to_str().unwrap(),
+            ],
+        )
+    };
+    let out = load(&mapping);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text(&out).contains("orders.csv (from table OrderItem)"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        prism(
+            &tiny,
+            &["load", repo().join("fixtures/tiny").to_str().unwrap()]
+        )
+        .status
+        .success()
+    );
+    let ask = |d: &Path| {
+        text(&prism(
+            d,
+            &[
+                "query",
+                "--metrics",
+                "closed_revenue,open_pipeline,win_rate,csat_avg,avg_first_response_hours",
+                "--by",
+                "partner.partner_name",
+                "--format",
+                "csv",
+            ],
+        ))
+    };
+    assert_eq!(ask(&data), ask(&tiny));
+    assert!(ask(&data).lines().count() > 2);
+
+    // A stage the map does not know, in the row of a query: located by the query's row.
+    pg.psql("UPDATE \"Opportunity\" SET \"StageName\" = 'Closed Maybe' WHERE \"Id\" = '0065g00000OP002AAA'");
+    let faulty = database_mapping(tmp.path(), "ordered", |t| {
+        t.replace(
+            "    table: Opportunity\n",
+            "    query: SELECT * FROM \"Opportunity\" ORDER BY \"Id\"\n",
+        )
+    });
+    let out = load(&faulty);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the query of opportunities:2:5 (StageName (as stage)): `Closed Maybe`"),
+        "{err}"
+    );
+    pg.psql("UPDATE \"Opportunity\" SET \"StageName\" = 'Closed Won' WHERE \"Id\" = '0065g00000OP002AAA'");
+
+    // Killed while reading the database: the warehouse is as it was, and loads again.
+    let before = std::fs::read_to_string(data.join("warehouse.json")).unwrap();
+    let slow = database_mapping(tmp.path(), "slow", |t| {
+        t.replace(
+            "    table: Product2\n",
+            "    query: SELECT p.* FROM \"Product2\" p, (SELECT pg_sleep(60)) s\n",
+        )
+    });
+    let mut running = Command::new(env!("CARGO_BIN_EXE_prism"))
+        .arg("--data")
+        .arg(&data)
+        .args([
+            "load",
+            "--from",
+            &pg.url(),
+            "--mapping",
+            slow.to_str().unwrap(),
+        ])
+        .arg(&surveys)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    running.kill().unwrap();
+    running.wait().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(data.join("warehouse.json")).unwrap(),
+        before
+    );
+    let out = load(&mapping);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text(&out).contains("committed warehouse version 2"),
+        "{}",
+        text(&out)
+    );
+    let leftovers = std::fs::read_dir(&data)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".mapped"))
+        .count();
+    assert_eq!(leftovers, 0, "the killed load's mapped files are cleared");
+}

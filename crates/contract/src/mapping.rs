@@ -66,7 +66,10 @@ struct Formats {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEntity {
-    file: String,
+    /// The export's file holding the entity's rows; or, reading a database (`--from`), the
+    /// `query` whose rows they are, or the `table`.
+    #[serde(flatten)]
+    from: From,
     /// Only the rows whose columns have these values (`IsPartner: "true"`).
     #[serde(default)]
     keep: BTreeMap<String, String>,
@@ -80,9 +83,65 @@ struct RawEntity {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Join {
-    file: String,
+    #[serde(flatten)]
+    from: From,
     key: String,
     on: String,
+}
+
+/// Where rows are read: a file of the export, or a database's query or table.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct From {
+    /// A CSV file of the export folder, with a header row.
+    pub file: Option<String>,
+    /// A query of the database whose columns are the names the fields name.
+    pub query: Option<String>,
+    /// A table of the database: every row and column.
+    pub table: Option<String>,
+}
+
+impl From {
+    /// How messages name it: the file, `query of ENTITY`, or the table.
+    pub fn name(&self, entity: &str) -> String {
+        match (&self.file, &self.query, &self.table) {
+            (Some(f), _, _) => f.clone(),
+            (None, Some(_), _) => format!("the query of {entity}"),
+            (None, None, Some(t)) => format!("table {t}"),
+            _ => String::new(),
+        }
+    }
+
+    fn problem(&self) -> Option<&'static str> {
+        match (
+            self.file.is_some(),
+            self.query.is_some(),
+            self.table.is_some(),
+        ) {
+            (true, false, false) | (false, true, false) | (false, false, true) => None,
+            (false, false, false) => Some("says neither `file`, `query` nor `table`"),
+            _ => Some("says more than one of `file`, `query` and `table`"),
+        }
+    }
+}
+
+/// Where a mapping's rows come from: the files of an export folder, or a database.
+pub trait Source {
+    /// The rows of `from`, which messages call `name`.
+    fn read(&mut self, from: &From, name: &str) -> Result<Table, MappingError>;
+}
+
+/// The CSV files of an export folder.
+pub struct Folder<'a>(pub &'a Path);
+
+impl Source for Folder<'_> {
+    fn read(&mut self, from: &From, name: &str) -> Result<Table, MappingError> {
+        match &from.file {
+            Some(file) => Table::read(&self.0.join(file), file),
+            None => Err(MappingError::Invalid(format!(
+                "{name}: a query or a table is read from a database: give `--from postgres://...`"
+            ))),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -245,6 +304,14 @@ impl Mapping {
             if let Err(p) = join_order(&e.join) {
                 problems.push(format!("entities.{name}.join: {p}"));
             }
+            if let Some(p) = e.from.problem() {
+                problems.push(format!("entities.{name}: {p}"));
+            }
+            for (alias, j) in &e.join {
+                if let Some(p) = j.from.problem() {
+                    problems.push(format!("entities.{name}.join.{alias}: {p}"));
+                }
+            }
             entities.push((entity, e));
         }
         if !problems.is_empty() {
@@ -267,6 +334,17 @@ impl Mapping {
     /// file the mapping does not name (surveys kept in the contract's own layout) is copied as
     /// it is. Every row the mapping cannot read is a fault located in the original file.
     pub fn apply(&self, export_dir: &Path, out_dir: &Path) -> Result<Locator, MappingError> {
+        self.apply_from(&mut Folder(export_dir), Some(export_dir), out_dir)
+    }
+
+    /// [`Mapping::apply`] reading from any source (a database); a contract file the mapping
+    /// does not name is copied from `export_dir` when one is given.
+    pub fn apply_from(
+        &self,
+        source: &mut dyn Source,
+        export_dir: Option<&Path>,
+        out_dir: &Path,
+    ) -> Result<Locator, MappingError> {
         let io =
             |p: &Path, e: &dyn std::fmt::Display| MappingError::Io(format!("{}: {e}", p.display()));
         std::fs::create_dir_all(out_dir).map_err(|e| io(out_dir, &e))?;
@@ -276,11 +354,12 @@ impl Mapping {
             let target = out_dir.join(entity.file_name());
             match self.entities.iter().find(|(e, _)| *e == entity) {
                 Some((_, spec)) => {
-                    let mapped = self.map_entity(entity, spec, export_dir, &target, &mut faults)?;
+                    let mapped = self.map_entity(entity, spec, source, &target, &mut faults)?;
                     locator.files.insert(entity.file_name(), mapped);
                 }
                 None => {
-                    let own = export_dir.join(entity.file_name());
+                    let Some(dir) = export_dir else { continue };
+                    let own = dir.join(entity.file_name());
                     if own.is_file() {
                         std::fs::copy(&own, &target).map_err(|e| io(&own, &e))?;
                     }
@@ -298,23 +377,24 @@ impl Mapping {
         &self,
         entity: Entity,
         spec: &RawEntity,
-        export_dir: &Path,
+        rows_from: &mut dyn Source,
         target: &Path,
         faults: &mut Vec<Rejection>,
     ) -> Result<MappedFile, MappingError> {
-        let source = Table::read(&export_dir.join(&spec.file), &spec.file)?;
+        let spec_file = spec.from.name(entity.name());
+        let source = rows_from.read(&spec.from, &spec_file)?;
         // Each join's rows by key, in an order where `on` names only earlier joins.
         let order = join_order(&spec.join).map_err(MappingError::Invalid)?;
         let mut joins: Vec<(String, Table, HashMap<String, usize>)> = Vec::new();
         for alias in &order {
             let j = &spec.join[alias];
-            let table = Table::read(&export_dir.join(&j.file), &j.file)?;
+            let name = j.from.name(&format!("{}.join.{alias}", entity.name()));
+            let table = rows_from.read(&j.from, &name)?;
             let key = table.position(&j.key).ok_or_else(|| {
                 MappingError::Invalid(format!(
-                    "{}: entities.{}.join.{alias}: {} has no column `{}`",
+                    "{}: entities.{}.join.{alias}: {name} has no column `{}`",
                     self.file,
                     entity.name(),
-                    j.file,
                     j.key
                 ))
             })?;
@@ -358,8 +438,8 @@ impl Mapping {
                 && field.default.is_none()
             {
                 let file = match file {
-                    0 => &spec.file,
-                    i => &spec.join[&joins[i - 1].0].file,
+                    0 => &spec_file,
+                    i => &joins[i - 1].1.name,
                 };
                 return Err(MappingError::Invalid(format!(
                     "{}: entities.{}.fields.{name}: {file} has no column `{column}` (give a `default` when the export may lack it)",
@@ -381,10 +461,9 @@ impl Mapping {
             .map(|(c, v)| {
                 source.position(c).map(|p| (p, v)).ok_or_else(|| {
                     MappingError::Invalid(format!(
-                        "{}: entities.{}.keep: {} has no column `{c}`",
+                        "{}: entities.{}.keep: {spec_file} has no column `{c}`",
                         self.file,
                         entity.name(),
-                        spec.file
                     ))
                 })
             })
@@ -424,7 +503,7 @@ impl Mapping {
                     None => (String::new(), None),
                     Some((0, column, position)) => (
                         position.map(|p| row[p].clone()).unwrap_or_default(),
-                        Some((spec.file.clone(), *source_line, column.clone(), *position)),
+                        Some((spec_file.clone(), *source_line, column.clone(), *position)),
                     ),
                     Some((i, column, position)) => {
                         let (_, table, _) = &joins[i - 1];
@@ -449,7 +528,7 @@ impl Mapping {
                     Err(reason) => {
                         ok = false;
                         let (file, at_line, column, position) = fault_at.unwrap_or((
-                            spec.file.clone(),
+                            spec_file.clone(),
                             *source_line,
                             name.to_string(),
                             None,
@@ -487,7 +566,7 @@ impl Mapping {
             .flush()
             .map_err(|e| MappingError::Io(e.to_string()))?;
         Ok(MappedFile {
-            source: spec.file.clone(),
+            source: spec_file,
             rows,
             columns: origins,
             joins: joins.iter().map(|(_, t, _)| t.name.clone()).collect(),
@@ -568,14 +647,29 @@ fn join_order(joins: &BTreeMap<String, Join>) -> Result<Vec<String>, String> {
     Ok(order)
 }
 
-/// A file of the export, all in memory: its header and rows with their first lines.
-struct Table {
+/// Rows of a source, all in memory: a file's header and rows with their first lines, or a
+/// query's columns and rows with their numbers.
+pub struct Table {
     name: String,
     header: Vec<String>,
     rows: Vec<(u64, Vec<String>)>,
 }
 
 impl Table {
+    /// Rows read from elsewhere (a database): `name` for messages, the columns' names, and each
+    /// row's values as text (empty for NULL), numbered from 1 for messages.
+    pub fn new(name: &str, header: Vec<String>, rows: Vec<Vec<String>>) -> Table {
+        Table {
+            name: name.to_string(),
+            header,
+            rows: rows
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| (i as u64 + 1, r))
+                .collect(),
+        }
+    }
+
     fn read(path: &Path, name: &str) -> Result<Table, MappingError> {
         let io = |e: &dyn std::fmt::Display| MappingError::Io(format!("{}: {e}", path.display()));
         let mut reader = csv::ReaderBuilder::new()
@@ -616,6 +710,7 @@ pub struct MappedExport {
 impl MappedExport {
     /// A new empty folder under `parent` (the data folder: the same disk as the warehouse).
     pub fn new(parent: &Path) -> Result<MappedExport, MappingError> {
+        remove_stale(parent);
         let dir = parent.join(format!(
             ".mapped-{}-{}",
             std::process::id(),
@@ -627,8 +722,88 @@ impl MappedExport {
     }
 }
 
+/// Removes the folders of mapped loads whose process is gone (killed before it could): the
+/// folder's name holds its process id.
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(".mapped-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Only where a process's liveness can be seen; elsewhere the folder stays.
+        let proc = Path::new("/proc");
+        if proc.is_dir() && pid != std::process::id() && !proc.join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 impl Drop for MappedExport {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_misspelt_key_is_refused() {
+        let text = "entities:\n  products:\n    file: P.csv\n    keeep: { A: b }\n    fields: { product_id: Id, product_name: Name, product_line: F }\n";
+        let e = Mapping::parse("m.yaml", text)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("keeep"), "{e}");
+        let text = "entities:\n  products:\n    file: P.csv\n    query: SELECT 1\n    fields: { product_id: Id, product_name: Name, product_line: F }\n";
+        let e = Mapping::parse("m.yaml", text)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            e.contains("more than one of `file`, `query` and `table`"),
+            "{e}"
+        );
+    }
+
+    /// Rows of a database, as a source gives them.
+    struct Rows;
+    impl Source for Rows {
+        fn read(&mut self, from: &From, name: &str) -> Result<Table, MappingError> {
+            assert_eq!(from.table.as_deref(), Some("product"));
+            Ok(Table::new(
+                name,
+                vec!["id".into(), "title".into(), "family".into()],
+                vec![
+                    vec!["A".into(), "Alpha".into(), "cloud".into()],
+                    vec!["B".into(), "Beta".into(), "edge".into()],
+                ],
+            ))
+        }
+    }
+
+    #[test]
+    fn rows_of_a_database_are_mapped_and_faults_named_by_row() {
+        let text = "entities:\n  products:\n    table: product\n    fields:\n      product_id: id\n      product_name: title\n      product_line: { column: family, values: { cloud: Cloud } }\n";
+        let m = Mapping::parse("m.yaml", text).unwrap();
+        let out = std::env::temp_dir().join(format!("prism-mapping-{}", std::process::id()));
+        let e = m.apply_from(&mut Rows, None, &out).err().unwrap();
+        let MappingError::Rejected(faults) = e else {
+            panic!("{e}")
+        };
+        assert_eq!(faults.len(), 1);
+        assert_eq!(
+            faults[0].to_string(),
+            "table product:2:3 (family (as product_line)): `edge` is not a value the mapping knows (cloud); add it to `values` or give `other`"
+        );
+        let _ = std::fs::remove_dir_all(out);
     }
 }
