@@ -199,6 +199,7 @@ mod tests {
     fn cli() -> Command {
         Command::new("prism")
             .arg(Arg::new("data").long("data").global(true))
+            .subcommand(Command::new("query"))
             .subcommand(
                 Command::new("serve")
                     .arg(Arg::new("idle_minutes").long("idle-minutes"))
@@ -233,9 +234,9 @@ mod tests {
                 "--data=/srv/prism",
                 "serve",
                 "--idle-minutes=30",
+                "--single-session",
                 "--trusted-proxy=10.0.0.1",
-                "--trusted-proxy=10.0.0.2",
-                "--single-session"
+                "--trusted-proxy=10.0.0.2"
             ])
         );
         // Set on the command line: the file's value is not added.
@@ -254,9 +255,9 @@ mod tests {
                 "serve",
                 "--idle-minutes",
                 "5",
+                "--single-session",
                 "--trusted-proxy=10.0.0.1",
-                "--trusted-proxy=10.0.0.2",
-                "--single-session"
+                "--trusted-proxy=10.0.0.2"
             ])
         );
         // Another command takes the global settings only.
