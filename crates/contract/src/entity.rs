@@ -9,21 +9,33 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// Money is stored exactly as Decimal128 with this precision and two decimals.
 pub const MONEY_PRECISION: u8 = 18;
+/// Money's decimals: cents.
 pub const MONEY_SCALE: i8 = 2;
 
 /// An entity of the contract: one CSV file in an export, one table in the warehouse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Entity {
+    /// `partners.csv`: the partners that sell the brand owner's products.
     Partners,
+    /// `products.csv`: the brand owner's products.
     Products,
+    /// `customers.csv`: the end customers partners sell to and serve.
     Customers,
+    /// `orders.csv`: closed revenue, one row per order line.
     Orders,
+    /// `opportunities.csv`: pipeline and win/loss.
     Opportunities,
+    /// `service_requests.csv`: service performance.
     ServiceRequests,
+    /// `satisfaction_surveys.csv`: customer satisfaction.
     SatisfactionSurveys,
+    /// `campaigns.csv`: marketing campaigns of a partner or of the brand owner.
     Campaigns,
+    /// `deal_registrations.csv`: deals partners register for protection.
     DealRegistrations,
+    /// `mdf_requests.csv`: market development funds asked for and claimed.
     MdfRequests,
+    /// `certifications.csv`: partner staff enablement.
     Certifications,
 }
 
@@ -38,13 +50,16 @@ pub enum ColumnType {
     Timestamp,
     /// Money: `.` as the decimal point, no thousands separator, up to two decimals.
     Money,
+    /// A whole number.
     Integer,
+    /// `true`/`false`, `1`/`0` or `yes`/`no`.
     Bool,
 }
 
 /// A rule beyond the type that a column's values must satisfy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rule {
+    /// No rule beyond the type.
     None,
     /// One of these spellings (matched case-insensitively, stored as written here).
     OneOf(&'static [&'static str]),
@@ -66,11 +81,16 @@ pub enum Rule {
     ValueOf(Entity, &'static str),
 }
 
+/// One column of an entity's file and table.
 #[derive(Clone, Copy, Debug)]
 pub struct Column {
+    /// Its name in the CSV header and the table.
     pub name: &'static str,
+    /// The type its values are read as.
     pub ty: ColumnType,
+    /// Whether every row must give it.
     pub required: bool,
+    /// What its values must satisfy beyond the type.
     pub rule: Rule,
 }
 
@@ -85,9 +105,13 @@ const fn col(name: &'static str, ty: ColumnType, required: bool, rule: Rule) -> 
 
 use ColumnType::*;
 
+/// Partner program tiers.
 pub const TIERS: &[&str] = &["Platinum", "Gold", "Silver", "Registered"];
+/// A partner's status.
 pub const PARTNER_STATUSES: &[&str] = &["Active", "Inactive"];
+/// Customer size bands.
 pub const SIZE_BANDS: &[&str] = &["SMB", "Mid-Market", "Enterprise"];
+/// Opportunity stages, open ones first.
 pub const STAGES: &[&str] = &[
     "Prospecting",
     "Qualification",
@@ -96,10 +120,15 @@ pub const STAGES: &[&str] = &[
     "Closed Won",
     "Closed Lost",
 ];
+/// Service request priorities, P1 the most urgent.
 pub const PRIORITIES: &[&str] = &["P1", "P2", "P3", "P4"];
+/// A deal registration's statuses.
 pub const REGISTRATION_STATUSES: &[&str] = &["Pending", "Approved", "Rejected", "Expired"];
+/// A fund request's statuses.
 pub const MDF_STATUSES: &[&str] = &["Submitted", "Approved", "Rejected", "Claimed", "Paid"];
+/// Certification tracks.
 pub const TRACKS: &[&str] = &["Sales", "Presales", "Technical", "Support"];
+/// Certification levels.
 pub const LEVELS: &[&str] = &["Associate", "Professional", "Expert"];
 
 const PARTNERS: &[Column] = &[
@@ -348,6 +377,7 @@ impl Entity {
         }
     }
 
+    /// The entity of a name (`orders`), if it is one.
     pub fn from_name(name: &str) -> Option<Entity> {
         Entity::ALL.into_iter().find(|e| e.name() == name)
     }
@@ -357,6 +387,7 @@ impl Entity {
         format!("{}.csv", self.name())
     }
 
+    /// Its columns, in the contract's order.
     pub fn columns(self) -> &'static [Column] {
         match self {
             Entity::Partners => PARTNERS,
@@ -410,6 +441,7 @@ impl Entity {
         })
     }
 
+    /// The position of a column among `columns`.
     pub fn column_index(self, name: &str) -> Option<usize> {
         self.columns().iter().position(|c| c.name == name)
     }
@@ -431,6 +463,7 @@ impl std::fmt::Display for Entity {
     }
 }
 
+/// The Arrow type a column of this type is stored as.
 pub fn arrow_type(ty: ColumnType) -> DataType {
     match ty {
         Text => DataType::Utf8,

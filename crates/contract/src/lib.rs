@@ -4,6 +4,8 @@
 //! This crate knows nothing of storage or queries: it turns bytes into validated Arrow batches
 //! and located rejections, and describes the tables the warehouse keeps.
 
+#![warn(missing_docs)]
+
 pub mod entity;
 pub mod mapping;
 pub mod reader;

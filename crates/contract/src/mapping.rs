@@ -43,6 +43,7 @@ pub enum MappingError {
     /// original file. Nothing was loaded.
     #[error("{} row(s) of the export cannot be mapped", .0.len())]
     Rejected(Vec<Rejection>),
+    /// A file or the database could not be read.
     #[error("{0}")]
     Io(String),
 }

@@ -29,6 +29,7 @@ pub const CHUNK_ROWS: usize = 16 * 1024;
 /// One fault in an export: where it is and why it was rejected.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Rejection {
+    /// The file, as the export names it.
     pub file: String,
     /// 1-based line of the file where the row starts (the header is line 1).
     pub line: u64,
@@ -41,6 +42,7 @@ pub struct Rejection {
     /// The offending value as found, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// Why the row is rejected, in words.
     pub reason: String,
 }
 
@@ -68,12 +70,14 @@ pub enum IdStatus {
     Known,
     /// In this export's dimension file, but its row was rejected.
     Rejected,
+    /// Neither in this export nor in the warehouse.
     Unknown,
 }
 
 /// The ids a reference may point to: those of the export being loaded plus those already in
 /// the warehouse.
 pub trait KnownIds {
+    /// Whether an id of `entity` is known, known but rejected, or unknown.
     fn lookup(&self, entity: Entity, id: &str) -> IdStatus;
     /// Whether some row of `entity` (in this export or the warehouse) has `value` in `column`.
     fn has_value(&self, entity: Entity, column: &str, value: &str) -> bool;
@@ -82,11 +86,15 @@ pub trait KnownIds {
 /// A file that cannot be read at all (as opposed to rows that are rejected).
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
+    /// The file as a whole is refused (a missing column, no header).
     #[error("{0}")]
     Rejected(Rejection),
+    /// The file could not be read.
     #[error("{file}: {source}")]
     Io {
+        /// The file.
         file: String,
+        /// Why not.
         source: std::io::Error,
     },
 }
@@ -511,6 +519,7 @@ impl LineCount {
     }
 }
 
+/// Reads one file of an export: its header checked against the entity, its records in chunks for the validators, each with the line it starts on.
 pub struct FileReader<R: Read> {
     csv: csv::Reader<LineFeeds<R>>,
     lines: LineCount,
@@ -680,6 +689,7 @@ impl<R: Read> FileReader<R> {
         })
     }
 
+    /// The file's column names, as written.
     pub fn header(&self) -> &[String] {
         &self.header
     }
@@ -689,6 +699,7 @@ impl<R: Read> FileReader<R> {
         self.validator.positions[self.validator.key_positions[0]].expect("key columns are required")
     }
 
+    /// The entity the file holds.
     pub fn entity(&self) -> Entity {
         self.validator.entity
     }
@@ -713,6 +724,7 @@ impl<R: Read> FileReader<R> {
         self.rows_read
     }
 
+    /// Rows rejected so far.
     pub fn rows_rejected(&self) -> u64 {
         self.rows_rejected
     }

@@ -36,11 +36,13 @@ pub fn parse_date(s: &str) -> Result<i32, String> {
     Ok(days_since_epoch(date))
 }
 
+/// Days since 1970-01-01: how Arrow's Date32 holds a date.
 pub fn days_since_epoch(date: NaiveDate) -> i32 {
     use chrono::Datelike;
     date.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE
 }
 
+/// The date of a Date32 value.
 pub fn date_from_days(days: i32) -> NaiveDate {
     NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_DAYS_FROM_CE).expect("date in range")
 }
@@ -143,11 +145,13 @@ pub fn parse_money(s: &str) -> Result<i128, String> {
     Ok(if neg { -cents } else { cents })
 }
 
+/// An integer as written, or why it is not one.
 pub fn parse_integer(s: &str) -> Result<i64, String> {
     s.parse::<i64>()
         .map_err(|_| format!("not an integer: {s:?}"))
 }
 
+/// A boolean: `true`/`false`, `1`/`0` or `yes`/`no`, in any case.
 pub fn parse_bool(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),

@@ -64,9 +64,13 @@ pub enum Value {
     Missing,
     /// The direct channel, in a partner column of a brand-owner user's answer.
     Direct,
+    /// Text: a dimension's value.
     Text(String),
+    /// A day.
     Date(NaiveDate),
+    /// A count.
     Count(i64),
+    /// Money, exact to the cent.
     Money(Money),
     /// A rate, an average or a ratio.
     Number(f64),
@@ -83,6 +87,7 @@ impl Value {
         }
     }
 
+    /// The amount, when the value is money.
     pub fn money(&self) -> Option<Money> {
         match self {
             Value::Money(m) => Some(*m),
@@ -90,6 +95,7 @@ impl Value {
         }
     }
 
+    /// The count, when the value is a count.
     pub fn count(&self) -> Option<i64> {
         match self {
             Value::Count(n) => Some(*n),
@@ -107,10 +113,12 @@ impl Value {
         }
     }
 
+    /// Whether it is the direct channel.
     pub fn is_direct(&self) -> bool {
         matches!(self, Value::Direct)
     }
 
+    /// Whether there is no value.
     pub fn is_missing(&self) -> bool {
         matches!(self, Value::Missing)
     }
@@ -216,10 +224,12 @@ impl Row {
         self.get(column).text()
     }
 
+    /// A column's money, when it has some.
     pub fn money(&self, column: &str) -> Option<Money> {
         self.get(column).money()
     }
 
+    /// A column's count, when it has one.
     pub fn count(&self, column: &str) -> Option<i64> {
         self.get(column).count()
     }
@@ -234,6 +244,7 @@ impl Row {
         &self.values
     }
 
+    /// The row's values, in the answer's column order.
     pub fn into_values(self) -> Vec<Value> {
         self.values
     }

@@ -24,17 +24,24 @@ fn current_version() -> u32 {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
+    /// The version of the API the request was written for (the current one when left out).
     #[serde(default = "current_version")]
     pub api_version: u32,
+    /// Metrics and derived forms (`closed_revenue:change_pct`).
     pub metrics: Vec<String>,
+    /// Dimensions (`partner.tier`, `time.quarter`).
     #[serde(default)]
     pub by: Vec<String>,
+    /// Filters as typed (`partner.region=EMEA`).
     #[serde(default)]
     pub filters: Vec<String>,
+    /// A period as typed (`2024-Q2`).
     #[serde(default)]
     pub period: Option<String>,
+    /// Orders as typed (`closed_revenue:desc`).
     #[serde(default)]
     pub order: Vec<String>,
+    /// At most this many rows.
     #[serde(default)]
     pub limit: Option<usize>,
 }
@@ -76,18 +83,26 @@ impl QueryRequest {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnKind {
+    /// A dimension's value, as text.
     Dimension,
     /// A decimal with two places, sent as a string so that no reader turns it into a float.
     Money,
+    /// A count.
     Integer,
+    /// Any other number.
     Number,
+    /// A percentage: 25.0 is 25 %.
     Percent,
+    /// A ratio: 0.25 is 25 %.
     Ratio,
 }
 
+/// A column of an answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Column {
+    /// Its name as asked (`closed_revenue`, `partner.tier`).
     pub name: String,
+    /// How its values read.
     pub kind: ColumnKind,
 }
 
@@ -97,12 +112,16 @@ pub struct Column {
 /// ratios are numbers; a value that does not exist is null.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QueryResponse {
+    /// The version of the API this answer is written in.
     pub api_version: u32,
+    /// The columns, in order.
     pub columns: Vec<Column>,
+    /// Each row by column name.
     pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl QueryResponse {
+    /// The JSON form of an answer.
     pub fn from_result(result: &QueryResult) -> QueryResponse {
         let columns: Vec<Column> = result
             .columns

@@ -9,6 +9,8 @@
 //!
 //! Only this crate knows DataFusion; the model knows nothing of it.
 
+#![warn(missing_docs)]
+
 pub mod answer;
 pub mod api;
 mod audience;
@@ -40,6 +42,7 @@ pub use stats::{AnsweredFrom, EngineStats};
 /// without needing to know the query engine behind it.
 pub type Session = SessionContext;
 
+/// Why a query cannot be answered.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The query as typed cannot be read.
@@ -51,6 +54,7 @@ pub enum EngineError {
     /// A partner user asked for something outside their scope.
     #[error("{0}")]
     Forbidden(String),
+    /// DataFusion failed running it.
     #[error("query execution: {0}")]
     Execution(#[from] datafusion::error::DataFusionError),
 }
@@ -92,15 +96,20 @@ enum Dim {
 /// A column of a result.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResultColumn {
+    /// Its name as asked.
     pub name: String,
     /// `None` for dimensions.
     pub format: Option<Format>,
 }
 
+/// An answer: its columns and its rows as Arrow batches, with the SQL that computed it.
 #[derive(Clone, Debug)]
 pub struct QueryResult {
+    /// The columns, in order.
     pub columns: Vec<ResultColumn>,
+    /// The rows.
     pub batches: Vec<RecordBatch>,
+    /// The SQL it was computed by.
     pub sql: String,
 }
 
@@ -130,7 +139,9 @@ fn quote_ident(s: &str) -> String {
 /// The compiled form of a query, before execution.
 #[derive(Clone, Debug)]
 pub struct Compiled {
+    /// The SQL DataFusion runs.
     pub sql: String,
+    /// The answer's columns.
     pub columns: Vec<ResultColumn>,
     /// The metrics used, with their definitions, for `explain`.
     pub metrics: Vec<Metric>,
@@ -143,7 +154,9 @@ pub struct Compiled {
     pub narrow: bool,
 }
 
+/// Compiles questions of the model into SQL and runs them over a session of the warehouse, in an audience.
 pub struct Engine {
+    /// The model it answers from.
     pub model: Model,
     cache: Option<cache::ResultCache>,
     use_rollups: bool,
@@ -157,6 +170,7 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An engine over a model, reading rollups where they answer, keeping no answers.
     pub fn new(model: Model) -> Engine {
         let mut engine = Engine {
             model,

@@ -6,35 +6,50 @@ use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
 
+/// A question: metrics, cut by dimensions, filtered, over a period, ordered and limited.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Query {
+    /// Metrics and derived forms.
     pub metrics: Vec<String>,
+    /// Dimensions.
     #[serde(default)]
     pub by: Vec<String>,
+    /// Filters.
     #[serde(default)]
     pub filters: Vec<Filter>,
+    /// The period; none is all loaded data.
     #[serde(default)]
     pub period: Option<Period>,
+    /// The order of the rows.
     #[serde(default)]
     pub order: Vec<Order>,
+    /// At most this many rows.
     #[serde(default)]
     pub limit: Option<usize>,
 }
 
+/// A filter on a dimension.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Filter {
+    /// The dimension (`partner.region`, `time.month`).
     pub dimension: String,
+    /// What it keeps.
     pub op: FilterOp,
 }
 
+/// What a filter keeps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FilterOp {
+    /// Rows with one of these values.
     In(Vec<String>),
+    /// Rows with none of these values.
     NotIn(Vec<String>),
     /// Inclusive bounds; either may be open.
     Range {
+        /// The lowest value kept.
         from: Option<String>,
+        /// The highest value kept.
         to: Option<String>,
     },
 }
@@ -42,13 +57,18 @@ pub enum FilterOp {
 /// Days from `from` to `to`, both included.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Period {
+    /// The first day.
     pub from: NaiveDate,
+    /// The last day.
     pub to: NaiveDate,
 }
 
+/// An order of the answer's rows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Order {
+    /// A metric, derived form or dimension of the question.
     pub column: String,
+    /// Largest first.
     pub descending: bool,
 }
 
@@ -151,6 +171,7 @@ impl Period {
         self.whole_months() == Some(3) && [1, 4, 7, 10].contains(&self.from.month())
     }
 
+    /// Its length in days, both ends included.
     pub fn days(&self) -> i64 {
         (self.to - self.from).num_days() + 1
     }

@@ -20,6 +20,7 @@ use crate::{Comparison, Dim, Engine, Period, Scope};
 /// What answered one fact's aggregation, and why the other rollups of the fact could not.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RollupChoice {
+    /// The fact aggregated.
     pub fact: String,
     /// The rollup that answered, by its model name.
     pub rollup: Option<String>,

@@ -9,6 +9,8 @@
 //! This crate knows nothing of DataFusion, the warehouse or HTTP: expressions are SQL text over
 //! the fact's own columns, handed to the engine as they are.
 
+#![warn(missing_docs)]
+
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -18,6 +20,7 @@ pub use expression::Expression;
 
 /// The model that ships with Prism.
 pub const SHIPPED: &str = include_str!("../../../model/prm.yaml");
+/// The shipped model's file name, as messages name it.
 pub const SHIPPED_NAME: &str = "prm.yaml";
 
 /// The time grains every fact's time column can be cut by, finest first.
@@ -92,15 +95,20 @@ impl std::fmt::Display for Grain {
     }
 }
 
+/// The business model: every figure Prism shows is one of its metrics, cut by its dimensions.
 #[derive(Clone, Debug)]
 pub struct Model {
     /// The file it was read from: the user's own when it extends the shipped model.
     pub file: String,
     /// The currency of every money figure, an ISO 4217 code (`USD`, `EUR`).
     pub currency: String,
+    /// The conformed dimensions, by name (`partner`).
     pub dimensions: BTreeMap<String, Dimension>,
+    /// The facts, by name (`orders`).
     pub facts: BTreeMap<String, Fact>,
+    /// The metrics, by name (`closed_revenue`).
     pub metrics: BTreeMap<String, Metric>,
+    /// The rollups every load builds, by name.
     pub rollups: BTreeMap<String, Rollup>,
 }
 
@@ -108,7 +116,9 @@ pub struct Model {
 /// built by every load with the base tables. Queries it can answer read it instead of the fact.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rollup {
+    /// Its name in the model.
     pub name: String,
+    /// The fact it aggregates.
     pub fact: String,
     /// Dimension attributes (`partner.partner_id`, `customer.industry`) and attributes of the
     /// fact (`opportunity.stage`). A dimension's key brings every attribute of the dimension.
@@ -120,14 +130,20 @@ pub struct Rollup {
     /// Built over partners' rows only (never direct sales), each row with the number of
     /// partners in it: it answers channel benchmarks at exactly its grain, and nothing else.
     pub channel: bool,
+    /// What it is for.
     pub description: String,
 }
 
+/// A conformed dimension: a table of members that facts reach by its key.
 #[derive(Clone, Debug)]
 pub struct Dimension {
+    /// Its name (`partner`).
     pub name: String,
+    /// The warehouse table of its members.
     pub table: String,
+    /// The column facts join on.
     pub key: String,
+    /// Its attributes, by name (`tier`).
     pub attributes: BTreeMap<String, Attribute>,
     /// The member that a fact row without a key belongs to, as people read it: an opportunity
     /// that no campaign sourced is the campaign "(none)". `None`: such rows show no value.
@@ -138,11 +154,14 @@ pub struct Dimension {
     pub partner: Option<String>,
 }
 
+/// An attribute of a dimension: a column of its table, or an expression over them.
 #[derive(Clone, Debug)]
 pub struct Attribute {
+    /// Its name (`tier`).
     pub name: String,
     /// What people read; the name with spaces when the model gives none.
     pub label: Option<String>,
+    /// What people read about it.
     pub description: String,
     /// SQL over the dimension table's columns; `None` is the column of the same name.
     pub expression: Option<Expression>,
@@ -150,13 +169,18 @@ pub struct Attribute {
     pub line: Option<usize>,
 }
 
+/// A fact: a table of events (order lines, opportunities) that metrics aggregate.
 #[derive(Clone, Debug)]
 pub struct Fact {
+    /// Its name (`orders`).
     pub name: String,
+    /// The warehouse table of its rows.
     pub table: String,
     /// The one time column that the time dimension and every period filter refer to.
     pub time: String,
+    /// The dimensions its rows have a key of.
     pub reaches: Vec<String>,
+    /// What it holds.
     pub description: String,
     /// Its subject area as people name it ("Sales" for orders, "Pipeline" for opportunities):
     /// the group of its metrics on Explore, and, in lower case with `_` for spaces, its table
@@ -227,15 +251,20 @@ impl Fact {
     }
 }
 
+/// An attribute of a fact itself (`opportunity.stage`).
 #[derive(Clone, Debug)]
 pub struct FactAttribute {
+    /// Its name, with the fact's prefix (`opportunity.stage`).
     pub name: String,
+    /// The fact's column.
     pub column: String,
     /// What people read; the name with spaces when the model gives none.
     pub label: Option<String>,
+    /// What people read about it.
     pub description: String,
 }
 
+/// How a base metric aggregates its fact's rows.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Aggregate {
     /// `sum: EXPRESSION`.
@@ -248,34 +277,49 @@ pub enum Aggregate {
     CountDistinct(Expression),
 }
 
+/// What a metric computes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MetricKind {
     /// An aggregate over the fact's rows, optionally only those satisfying `filter`.
     Base {
+        /// The aggregate.
         aggregate: Aggregate,
+        /// The condition rows must satisfy (`where`), if any.
         filter: Option<Expression>,
     },
     /// `scale * numerator / denominator / divide_by`, after aggregation; null when the
     /// denominator is 0.
     Ratio {
+        /// The metric divided.
         numerator: String,
+        /// The metric it is divided by.
         denominator: String,
+        /// A factor applied after dividing (100 for a percentage).
         scale: f64,
+        /// A divisor applied after dividing (microseconds to hours).
         divide_by: f64,
     },
 }
 
+/// How a metric's values read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
+    /// An amount in the model's currency, exact to the cent.
     Money,
+    /// A count.
     Integer,
+    /// Any other number (an average of days).
     Number,
+    /// A percentage: 25.0 is 25 %.
     Percent,
+    /// A ratio: 0.25 is 25 %.
     Ratio,
 }
 
+/// A metric of the model.
 #[derive(Clone, Debug)]
 pub struct Metric {
+    /// Its name (`closed_revenue`).
     pub name: String,
     /// What people read: "Closed revenue", "CSAT (average)".
     pub label: String,
@@ -283,9 +327,13 @@ pub struct Metric {
     pub unit: Option<String>,
     /// Whether a rise is good news (revenue) or bad (hours to respond).
     pub higher_is_better: bool,
+    /// The fact it aggregates (the numerator's, for a ratio).
     pub fact: String,
+    /// What it computes.
     pub kind: MetricKind,
+    /// How its values read.
     pub format: Format,
+    /// Its definition, as people read it.
     pub description: String,
     /// An additive part of a ratio, not listed by default.
     pub hidden: bool,
@@ -313,14 +361,19 @@ impl Metric {
 /// A problem in a model file, with the line it is on when known.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelProblem {
+    /// Its line in the file, when known.
     pub line: Option<usize>,
+    /// What is wrong.
     pub message: String,
 }
 
+/// A model file that cannot be used: every problem found, each with its line.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .problems.iter().map(|p| match p.line { Some(l) => format!("{}:{l}: {}", .file, p.message), None => format!("{}: {}", .file, p.message) }).collect::<Vec<_>>().join("\n"))]
 pub struct ModelError {
+    /// The file.
     pub file: String,
+    /// Its problems.
     pub problems: Vec<ModelProblem>,
 }
 
@@ -978,6 +1031,7 @@ impl Model {
         facts
     }
 
+    /// A metric by name, or a message naming the nearest one.
     pub fn metric(&self, name: &str) -> Result<&Metric, String> {
         self.metrics.get(name).ok_or_else(|| {
             format!(

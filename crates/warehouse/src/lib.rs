@@ -17,6 +17,8 @@
 //!
 //! This crate knows nothing of the business model, metrics or HTTP.
 
+#![warn(missing_docs)]
+
 mod cluster;
 mod load;
 mod staging;
@@ -36,27 +38,44 @@ pub use load::RollupBuild;
 pub use load::{FileOutcome, LoadOptions, LoadProgress, LoadReport, NoProgress};
 pub use versions::{LoadMode, RollupPin, TableChange, TablePin, VersionFile, WarehouseVersion};
 
+/// What can go wrong reading or loading the warehouse.
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
+    /// A file or folder could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// Which.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// The warehouse's files contradict each other or cannot be read.
     #[error("the warehouse is damaged: {0}")]
     Corrupt(String),
+    /// The Delta Lake library failed.
     #[error("Delta Lake: {0}")]
     Delta(#[from] deltalake::DeltaTableError),
+    /// A query over the tables failed.
     #[error("query: {0}")]
     Query(#[from] datafusion::error::DataFusionError),
+    /// The staged rows of a load could not be written.
     #[error("staging: {0}")]
     Staging(String),
+    /// Another load holds the data folder's lock.
     #[error("another load is running on {0} (it holds the lock); try again when it has finished")]
     Locked(PathBuf),
+    /// An earlier version that does not exist was asked for.
     #[error("no warehouse version {asked}: {available}")]
-    NoSuchVersion { asked: u64, available: String },
+    NoSuchVersion {
+        /// The version asked for.
+        asked: u64,
+        /// The versions there are, in words.
+        available: String,
+    },
+    /// Nothing has been loaded yet.
     #[error("the warehouse is empty: load an export first (prism load EXPORT_DIR)")]
     Empty,
+    /// The export cannot be loaded (not a folder, a missing file).
     #[error("{0}")]
     Export(String),
     /// The export was rejected: nothing changed. The report says why, row by row.
@@ -76,6 +95,7 @@ impl WarehouseError {
     }
 }
 
+/// A result of the warehouse.
 pub type Result<T, E = WarehouseError> = std::result::Result<T, E>;
 
 /// A data folder holding a warehouse.
@@ -87,6 +107,7 @@ pub struct Warehouse {
 /// The tables of one warehouse version, as a reader sees them.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
+    /// The version: each table's Delta version, and the load that made it.
     pub version: WarehouseVersion,
     dir: PathBuf,
 }
@@ -100,10 +121,12 @@ impl Warehouse {
         Ok(Warehouse { dir })
     }
 
+    /// The data folder.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// Every committed version, oldest first.
     pub fn versions(&self) -> Result<VersionFile> {
         VersionFile::read(&self.dir)
     }
@@ -184,15 +207,19 @@ pub(crate) fn session_config() -> Result<datafusion::prelude::SessionConfig> {
 /// the session's configuration to know what it may answer from.
 #[derive(Clone, Debug, Default)]
 pub struct BuiltRollups {
+    /// Each rollup's table, by name.
     pub tables: BTreeMap<String, BuiltRollup>,
     /// The day (UTC) the registered warehouse version was loaded: what a state (certified
     /// people) is read at when a query gives no period.
     pub loaded_on: Option<chrono::NaiveDate>,
 }
 
+/// A rollup table of the session.
 #[derive(Clone, Debug)]
 pub struct BuiltRollup {
+    /// Its rows.
     pub rows: u64,
+    /// Its columns.
     pub schema: arrow::datatypes::SchemaRef,
 }
 
@@ -289,6 +316,7 @@ pub(crate) async fn register_tables(
 }
 
 impl Snapshot {
+    /// Each table's rows in this version.
     pub fn table_rows(&self) -> BTreeMap<String, u64> {
         self.version
             .tables

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::WarehouseError;
 
+/// The version file's name in the data folder.
 pub const FILE_NAME: &str = "warehouse.json";
 const FORMAT: u32 = 1;
 
@@ -21,6 +22,7 @@ const FORMAT: u32 = 1;
 pub struct TablePin {
     /// The Delta Lake version of the table that this warehouse version reads.
     pub delta_version: u64,
+    /// The table's rows in that version.
     pub rows: u64,
 }
 
@@ -28,7 +30,9 @@ pub struct TablePin {
 /// the base tables of that version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RollupPin {
+    /// The Delta Lake version of the rollup's table.
     pub delta_version: u64,
+    /// Its rows.
     pub rows: u64,
     /// How long building it took, in milliseconds.
     #[serde(default)]
@@ -38,23 +42,32 @@ pub struct RollupPin {
 /// What a load did to one table.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableChange {
+    /// Rows of the file read.
     pub rows_read: u64,
+    /// Rows with a new key.
     pub added: u64,
+    /// Rows that replaced a stored row.
     pub replaced: u64,
+    /// Rows rejected (set aside, in a quarantined load).
     pub rejected: u64,
 }
 
 /// A committed warehouse version: the result of one load.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WarehouseVersion {
+    /// Its number, from 1.
     pub version: u64,
     /// RFC 3339, UTC.
     pub loaded_at: String,
     /// The export folder the load read.
     pub source: String,
+    /// Upsert or replace.
     pub mode: LoadMode,
+    /// Whether rejected rows were set aside.
     pub quarantine: bool,
+    /// Each table's pinned Delta version.
     pub tables: BTreeMap<String, TablePin>,
+    /// What the load did to each table.
     pub changes: BTreeMap<String, TableChange>,
     /// The rollups of this version, by table name (`rollups/<name>/`). Versions written before
     /// rollups existed have none.
@@ -70,6 +83,7 @@ pub struct WarehouseVersion {
     pub load_ms: u64,
 }
 
+/// How a load applies an export.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LoadMode {
@@ -89,14 +103,17 @@ impl std::fmt::Display for LoadMode {
     }
 }
 
+/// `warehouse.json`: every committed version; replaced atomically by each load.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionFile {
+    /// The file's format number.
     pub format: u32,
     /// Every committed version, oldest first; the last one is current.
     pub versions: Vec<WarehouseVersion>,
 }
 
 impl VersionFile {
+    /// Reads the version file of a data folder; none yet is no versions.
     pub fn read(data_dir: &Path) -> Result<VersionFile, WarehouseError> {
         let path = data_dir.join(FILE_NAME);
         match fs::read(&path) {
@@ -120,10 +137,12 @@ impl VersionFile {
         }
     }
 
+    /// The current version: the newest.
     pub fn current(&self) -> Option<&WarehouseVersion> {
         self.versions.last()
     }
 
+    /// A version by number.
     pub fn get(&self, version: u64) -> Option<&WarehouseVersion> {
         self.versions.iter().find(|v| v.version == version)
     }

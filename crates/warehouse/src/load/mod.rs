@@ -34,9 +34,12 @@ pub use report::{FileOutcome, LoadReport};
 pub(crate) use rollups::build_rollups;
 use validate::{KnownIdSet, validate_and_stage, warehouse_ids};
 
+/// What to load and how.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
+    /// The export folder, in the contract's layout.
     pub export_dir: PathBuf,
+    /// Upsert by key, or replace the whole warehouse.
     pub mode: LoadMode,
     /// Load the valid rows and set the rejected ones aside, instead of refusing the export.
     pub quarantine: bool,
@@ -52,8 +55,11 @@ pub struct LoadOptions {
 pub struct RollupBuild {
     /// The rollup's name in the model, for progress and reports.
     pub name: String,
+    /// The table it becomes.
     pub table: String,
+    /// Its definition (SQL over the entity tables), which says whether it must be built again.
     pub definition: String,
+    /// The SQL that builds it.
     pub sql: String,
     /// The rollup table `sql` reads, built earlier in the same load; none: the entity tables.
     pub from: Option<String>,
@@ -67,12 +73,17 @@ pub struct RollupBuild {
 
 /// Callbacks for progress display; the warehouse knows nothing of terminals.
 pub trait LoadProgress: Sync {
+    /// A file's reading began (`bytes` long).
     fn file_started(&self, _file: &str, _bytes: u64) {}
+    /// So many of a file's bytes are read.
     fn file_advanced(&self, _file: &str, _bytes_done: u64) {}
+    /// A file is read: its rows and those rejected.
     fn file_finished(&self, _file: &str, _rows: u64, _rejected: u64) {}
+    /// A step of the load began (committing a table, building a rollup).
     fn step(&self, _message: &str) {}
 }
 
+/// A load that reports no progress (tests, the server).
 pub struct NoProgress;
 impl LoadProgress for NoProgress {}
 

@@ -17,13 +17,21 @@ pub const SHOWN_PER_FILE: usize = 100;
 /// What happened to one file of the export.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct FileOutcome {
+    /// The contract file.
     pub file: String,
+    /// Whether the export has it.
     pub present: bool,
+    /// Rows read.
     pub rows_read: u64,
+    /// Rows loaded.
     pub rows_loaded: u64,
+    /// Rows rejected.
     pub rows_rejected: u64,
+    /// Rows with a new key.
     pub added: u64,
+    /// Rows that replaced a stored row of the same key.
     pub replaced: u64,
+    /// What was read but ignored (an unknown column).
     pub warnings: Vec<String>,
     /// The first rejections of this file, for the screen.
     #[serde(skip)]
@@ -33,23 +41,32 @@ pub struct FileOutcome {
 /// The outcome of a load, also written as `report.json` in the load's folder.
 #[derive(Clone, Debug, Serialize)]
 pub struct LoadReport {
+    /// Whether a new version was committed.
     pub committed: bool,
     /// The new warehouse version, when committed.
     pub version: Option<u64>,
+    /// The export, as the load names it.
     pub source: String,
+    /// Upsert or replace.
     pub mode: LoadMode,
+    /// Whether rejected rows were set aside rather than refusing the export.
     pub quarantine: bool,
+    /// When the load started (RFC 3339, UTC).
     pub started_at: String,
+    /// When it finished.
     pub finished_at: String,
+    /// Each contract file's outcome.
     pub files: Vec<FileOutcome>,
     /// Problems with whole files (missing, unreadable header, no rows where rows are needed).
     pub file_errors: Vec<Rejection>,
+    /// Where the report is written (`report.json`).
     pub report_path: PathBuf,
     /// Where quarantined rows went, when any were.
     pub rejects_dir: Option<PathBuf>,
 }
 
 impl LoadReport {
+    /// Rows rejected over all files.
     pub fn rows_rejected(&self) -> u64 {
         self.files.iter().map(|f| f.rows_rejected).sum()
     }
