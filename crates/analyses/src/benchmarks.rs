@@ -26,23 +26,31 @@ pub const METRICS: [(&str, bool); 15] = [
     ("mdf_utilization_pct", true),
 ];
 
+/// One metric of a partner beside the channel's.
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchmarkRow {
+    /// The metric's name.
     pub metric: &'static str,
+    /// Its definition.
     pub description: String,
+    /// The partner's figure.
     pub partner: Value,
     /// Missing when withheld.
     pub channel: Value,
     /// How many partners the channel figure is over.
     pub channel_partners: i64,
+    /// Whether a higher figure is the better one.
     pub higher_is_better: bool,
     /// "better", "worse", "same", or none when either figure is missing.
     pub verdict: Option<&'static str>,
 }
 
+/// A partner's rates and averages beside the channel's.
 #[derive(Clone, Debug, Serialize)]
 pub struct Benchmarks {
+    /// The partner.
     pub partner_id: String,
+    /// One row per metric.
     pub rows: Vec<BenchmarkRow>,
     /// Why no channel figure is given at all, when none is.
     pub channel_withheld: Option<String>,
@@ -62,6 +70,7 @@ fn channel_withheld(cx: &Context<'_>) -> Option<String> {
     })
 }
 
+/// The partner's rates and averages beside the channel's, each channel figure over at least 5 partners or withheld.
 pub async fn benchmarks(cx: &Context<'_>, partner: &str) -> Result<Benchmarks> {
     cx.check_partner(partner)?;
     let mut rows = Vec::new();

@@ -13,13 +13,19 @@ use crate::{Context, Money, Result, Table, Value, num, opt, text};
 /// The money of one campaign, or of one partner's campaigns.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Funds {
+    /// Funds requested.
     pub mdf_requested: Option<Money>,
+    /// Funds approved.
     pub mdf_approved: Option<Money>,
+    /// Funds claimed with proof of performance.
     pub mdf_claimed: Option<Money>,
+    /// Funds paid.
     pub mdf_paid: Option<Money>,
     /// Opportunities the campaign sourced that close in the period, open or not.
     pub sourced_opportunities: i64,
+    /// The open amount of those opportunities.
     pub sourced_pipeline: Option<Money>,
+    /// The won amount of those opportunities.
     pub sourced_won: Option<Money>,
     /// Won amount sourced per unit of funds paid; none when nothing was paid.
     pub mdf_roi: Option<f64>,
@@ -56,36 +62,51 @@ impl Funds {
     }
 }
 
+/// One campaign's funds and what it sourced.
 #[derive(Clone, Debug, Serialize)]
 pub struct CampaignRow {
+    /// The campaign's id.
     pub campaign_id: String,
+    /// Its name.
     pub campaign_name: String,
     /// The running partner's id, or "(brand owner)".
     pub owner: String,
+    /// Email, Event, Webinar, Digital, Telemarketing.
     pub channel: String,
+    /// The customer industry it targets.
     pub target_industry: String,
+    /// The customer size it targets.
     pub target_size_band: String,
+    /// Its money and sourced pipeline.
     #[serde(flatten)]
     pub funds: Funds,
+    /// Funds were paid and it sourced no opportunity: the flag of a campaign that bought nothing.
     pub paid_without_pipeline: bool,
 }
 
+/// One partner's funds over all its campaigns.
 #[derive(Clone, Debug, Serialize)]
 pub struct PartnerFunds {
+    /// The partner.
     pub partner_id: String,
+    /// Its money and sourced pipeline.
     #[serde(flatten)]
     pub funds: Funds,
 }
 
+/// Funds and campaigns: the money of market development and what it sourced.
 #[derive(Clone, Debug, Serialize)]
 pub struct Campaigns {
+    /// Over the audience's rows.
     pub total: Funds,
     /// Every campaign with funds or sourced opportunities in the period, the largest return
     /// first; "(none)" holds the funds and opportunities of no campaign.
     pub campaigns: Vec<CampaignRow>,
+    /// Each partner's funds and sourced pipeline.
     pub partners: Vec<PartnerFunds>,
 }
 
+/// Funds requested, approved, claimed and paid, with the pipeline and won amount of the opportunities each campaign sourced, and its return.
 pub async fn campaigns(cx: &Context<'_>) -> Result<Campaigns> {
     let query = |by: Vec<String>| Query {
         metrics: METRICS.iter().map(|m| m.to_string()).collect(),

@@ -13,14 +13,17 @@ use crate::{Context, Partner, Result, Table, Value, text};
 /// The tracks that make a partner able to deliver and support a product line.
 pub const DELIVERY_TRACKS: [&str; 2] = ["Technical", "Support"];
 
+/// One partner's certified people, expiring certifications and gaps.
 #[derive(Clone, Debug, Serialize)]
 pub struct PartnerEnablement {
+    /// The partner.
     #[serde(flatten)]
     pub partner: Partner,
     /// Distinct people with a valid certification on the period's last day.
     pub certified_people: i64,
     /// Certified people by track, and by level ("(none)" for a certification without one).
     pub by_track: BTreeMap<String, i64>,
+    /// Certified people by level.
     pub by_level: BTreeMap<String, i64>,
     /// Valid certifications that expire within the 90 days after the period.
     pub expiring: i64,
@@ -28,6 +31,7 @@ pub struct PartnerEnablement {
     pub gaps: Vec<String>,
 }
 
+/// Enablement: who is certified to sell and support what.
 #[derive(Clone, Debug, Serialize)]
 pub struct Enablement {
     /// Every partner the audience sees that has certifications or sells, gaps first.
@@ -93,6 +97,7 @@ pub async fn gaps(cx: &Context<'_>) -> Result<BTreeMap<String, Vec<String>>> {
     Ok(out)
 }
 
+/// Certified people by track and level on the period's last day, expiring certifications, and the product lines each partner sells without anyone certified to deliver them.
 pub async fn enablement(cx: &Context<'_>) -> Result<Enablement> {
     let state = |by: &str, metric: &str| Query {
         metrics: vec![metric.to_string()],

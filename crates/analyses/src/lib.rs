@@ -6,6 +6,8 @@
 //! Every figure is a model metric computed by the engine under the caller's scope; this crate
 //! only orders, ranks and classifies the answers. It knows nothing of DataFusion.
 
+#![warn(missing_docs)]
+
 pub mod benchmarks;
 pub mod campaigns;
 pub mod enablement;
@@ -24,8 +26,10 @@ use prism_engine::{Audience, Engine, EngineError, Period, Query, QueryResult, Ro
 pub use prism_engine::{Money, Value};
 use serde::Serialize;
 
+/// Why an analysis cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
+    /// The engine refused or failed a question.
     #[error(transparent)]
     Engine(EngineError),
     /// A parameter is wrong; the message names it.
@@ -46,14 +50,19 @@ impl From<EngineError> for AnalysisError {
     }
 }
 
+/// A result of an analysis.
 pub type Result<T> = std::result::Result<T, AnalysisError>;
 
 /// What every analysis runs with: the engine, a session over one warehouse version, the
 /// caller's audience and the period (none: all loaded data).
 pub struct Context<'a> {
+    /// The engine that answers.
     pub engine: &'a Engine,
+    /// A session over one warehouse version.
     pub session: &'a Session,
+    /// Whose rows the analysis sees.
     pub audience: Audience,
+    /// The period; none is all loaded data.
     pub period: Option<Period>,
 }
 
@@ -161,11 +170,17 @@ impl Context<'_> {
 /// or improvement program as it is).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Partner {
+    /// The partner's id.
     pub partner_id: String,
+    /// Its name.
     pub partner_name: String,
+    /// Its program tier.
     pub tier: String,
+    /// Reseller, Distributor, System Integrator, ...
     pub partner_type: String,
+    /// Its region.
     pub region: String,
+    /// Active or Inactive.
     pub status: String,
 }
 
@@ -234,7 +249,9 @@ pub fn percentile_ranks(values: &[f64], higher_is_better: bool) -> Vec<f64> {
 pub trait Table {
     /// Sentences that say what the table means ("12 partners, 14.6 % of ... bring 80 % ...").
     fn headline(&self) -> Vec<String>;
+    /// The columns' headings.
     fn header(&self) -> Vec<String>;
+    /// The rows, typed cells in the heading's order.
     fn rows(&self) -> Vec<Vec<Value>>;
     /// Why a cell of `rows()` (by row and column name) is missing, when the table knows better
     /// than the metric's own reason: a channel figure withheld, say.

@@ -10,38 +10,57 @@ use serde::Serialize;
 
 use crate::{Context, Money, Partner, Result, Table, Value, active_partners, pct, text};
 
+/// One partner in the segmentation.
 #[derive(Clone, Debug, Serialize)]
 pub struct ParetoRow {
     /// The value of the cut (`partner.tier` = Gold), when the segmentation is cut.
     pub group: Option<String>,
+    /// The partner.
     #[serde(flatten)]
     pub partner: Partner,
+    /// Its closed revenue in the period.
     pub closed_revenue: Money,
+    /// Its share of the group's partner revenue, in percent.
     pub share_pct: Option<f64>,
+    /// The running share of the group's partner revenue, largest first, up to this partner.
     pub cumulative_pct: Option<f64>,
+    /// A (largest first, up to the first partner whose running share reaches 80 %), B (up to
+    /// the first reaching 95 %) or C.
     pub class: char,
 }
 
+/// The segmentation of one group (or of all partners).
 #[derive(Clone, Debug, Serialize)]
 pub struct ParetoGroup {
+    /// The group's value of the cut; none when not cut.
     pub group: Option<String>,
+    /// Its partners' closed revenue.
     pub partner_revenue: Money,
+    /// Its active partners.
     pub active_partners: usize,
+    /// Its class A partners.
     pub class_a_partners: usize,
+    /// Class A partners' share of the active partners, in percent.
     pub class_a_pct_of_partners: Option<f64>,
+    /// The sentence that says it ("12 partners, 14.6 % of them, bring 80 % ...").
     pub headline: String,
 }
 
+/// Partner segmentation: which partners bring 80 % of partner revenue.
 #[derive(Clone, Debug, Serialize)]
 pub struct Pareto {
+    /// The dimension it is cut by, if any.
     pub by: Option<String>,
+    /// Each group's figures.
     pub groups: Vec<ParetoGroup>,
+    /// Every active partner, by group and revenue.
     pub rows: Vec<ParetoRow>,
 }
 
 /// The cuts a segmentation can be made within.
 pub const CUTS: [&str; 3] = ["partner.partner_type", "partner.tier", "partner.region"];
 
+/// Classes A, B and C of the active partners the audience sees, by their closed revenue in the period, optionally within each value of `by`.
 pub async fn pareto(cx: &Context<'_>, by: Option<&str>) -> Result<Pareto> {
     if let Some(b) = by
         && !CUTS.contains(&b)
@@ -139,11 +158,16 @@ pub async fn pareto(cx: &Context<'_>, by: Option<&str>) -> Result<Pareto> {
 /// A partner whose class is not what it was in the previous period.
 #[derive(Clone, Debug, Serialize)]
 pub struct ClassChange {
+    /// The partner.
     #[serde(flatten)]
     pub partner: Partner,
+    /// Its class in the previous period.
     pub class_before: char,
+    /// Its class in the period.
     pub class_now: char,
+    /// Its closed revenue in the previous period.
     pub closed_revenue_before: Money,
+    /// Its closed revenue in the period.
     pub closed_revenue_now: Money,
 }
 

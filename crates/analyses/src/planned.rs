@@ -14,10 +14,13 @@ use crate::{Context, Money, Result};
 /// What a campaign is planned from, as its maker saw it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
+    /// The partner that runs it.
     pub partner_id: String,
+    /// The product it promotes.
     pub product_id: String,
     /// `INDUSTRY/SIZE_BAND`.
     pub segment: String,
+    /// The customers targeted, as the list stood.
     pub targets: Vec<Target>,
     /// The segment's expected additional buyers (untapped customers × channel adoption); none
     /// where the channel adoption is withheld.
@@ -55,7 +58,9 @@ pub struct Outcome {
     pub buyers: i64,
     /// Opportunities the CRM attributes to the campaign, open or not, and their amounts.
     pub sourced_opportunities: i64,
+    /// The open amount of those opportunities.
     pub sourced_pipeline: Option<Money>,
+    /// The won amount of those opportunities.
     pub sourced_won: Option<Money>,
 }
 

@@ -17,35 +17,54 @@ use serde::{Deserialize, Serialize};
 
 use crate::{AnalysisError, Context, Money, Result, Table, Value, num, pct, text};
 
+/// A customer segment where a product could sell for a partner.
 #[derive(Clone, Debug, Serialize)]
 pub struct Segment {
+    /// The customers' industry.
     pub industry: String,
+    /// The customers' size band.
     pub size_band: String,
     /// Percent; none when withheld (fewer than 5 partners sold in the segment) or no buyers.
     pub channel_adoption_pct: Option<f64>,
+    /// How many partners the channel adoption is over.
     pub channel_partners: i64,
+    /// The partner's customers in the segment.
     pub partner_customers: i64,
+    /// Those that bought the product from the partner.
     pub partner_buyers: i64,
+    /// Their share of the partner's customers in the segment, in percent.
     pub partner_adoption_pct: Option<f64>,
+    /// The partner's customers in the segment that have not bought the product (from that partner, for a partner's user).
     pub untapped_customers: i64,
+    /// Untapped customers × channel adoption; none when the adoption may not be shown.
     pub expected_additional_buyers: Option<f64>,
 }
 
+/// A customer of a target list.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Target {
+    /// The customer's id.
     pub customer_id: String,
+    /// Its name.
     pub customer_name: String,
+    /// Its industry.
     pub industry: String,
+    /// Its size band.
     pub size_band: String,
+    /// Its region.
     pub region: String,
     /// The product lines the customer already buys from the partner.
     pub already_buys: Vec<String>,
 }
 
+/// Where a product could sell for a partner.
 #[derive(Clone, Debug, Serialize)]
 pub struct Potential {
+    /// The partner.
     pub partner_id: String,
+    /// The product.
     pub product_id: String,
+    /// The segments, most expected buyers first.
     pub segments: Vec<Segment>,
     /// Untapped means "not bought from the partner" (a partner's own user asked), rather than
     /// "not bought from anyone" (the brand owner's users).
@@ -80,6 +99,7 @@ fn customer_ids(rows: Vec<Row>) -> impl Iterator<Item = String> {
         .map(|r| r.get("customer.customer_id").exact())
 }
 
+/// Customer segments ranked by the buyers a partner could expect for a product: its untapped customers in each, times the channel's adoption there.
 pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result<Potential> {
     cx.check_partner(partner)?;
     let segment_query = |filters: Vec<Filter>| Query {
@@ -328,8 +348,10 @@ impl Potential {
     }
 }
 
+/// A segment's untapped customers, for a campaign.
 #[derive(Clone, Debug, Serialize)]
 pub struct TargetList {
+    /// The customers.
     pub customers: Vec<Target>,
 }
 
@@ -444,22 +466,31 @@ impl Table for Potential {
 /// the segment where it could sell most, those with the most expected buyers first.
 #[derive(Clone, Debug, Serialize)]
 pub struct Guide {
+    /// The partner.
     pub partner_id: String,
+    /// Its poor sellers, most expected buyers first.
     pub products: Vec<GuideRow>,
 }
 
 /// One poor seller and its best segment.
 #[derive(Clone, Debug, Serialize)]
 pub struct GuideRow {
+    /// The product's id.
     pub product_id: String,
+    /// Its name.
     pub product_name: String,
+    /// Its product line.
     pub product_line: String,
+    /// The partner's revenue of it in the period.
     pub closed_revenue: Option<Money>,
     /// The segment with the most expected additional buyers, `INDUSTRY/SIZE_BAND`; none when no
     /// segment has a channel adoption to expect buyers from.
     pub best_segment: Option<String>,
+    /// The partner's customers in that segment that have not bought it.
     pub untapped_customers: i64,
+    /// The channel's adoption in that segment, in percent.
     pub channel_adoption_pct: Option<f64>,
+    /// Untapped customers × channel adoption.
     pub expected_additional_buyers: Option<f64>,
 }
 

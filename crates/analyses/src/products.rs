@@ -13,28 +13,43 @@ use crate::{Context, Money, Result, Table, Value, pct, text};
 /// How many best and poor sellers are named.
 pub const TOP: usize = 5;
 
+/// One product of a partner.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProductRow {
+    /// The product's id.
     pub product_id: String,
+    /// Its name.
     pub product_name: String,
+    /// Its product line.
     pub product_line: String,
+    /// The partner's revenue of it in the period.
     pub closed_revenue: Option<Money>,
+    /// Units sold in the period.
     pub units_sold: Option<i64>,
+    /// Revenue in the previous period of the same length.
     pub previous_revenue: Option<Money>,
+    /// Revenue minus the previous period's.
     pub revenue_change: Option<Money>,
+    /// The change against the absolute previous revenue, in percent.
     pub revenue_change_pct: Option<f64>,
+    /// Units sold in the previous period.
     pub previous_units: Option<i64>,
     /// "best seller", "poor seller", or none.
     pub role: Option<&'static str>,
 }
 
+/// One partner's products: best and poor sellers.
 #[derive(Clone, Debug, Serialize)]
 pub struct Products {
+    /// The partner.
     pub partner_id: String,
+    /// The product lines it sells.
     pub active_lines: Vec<String>,
+    /// Its products in those lines, best seller first, unsold included.
     pub rows: Vec<ProductRow>,
 }
 
+/// The partner's products: revenue, units and the change against the previous period; best sellers and poor sellers.
 pub async fn products(cx: &Context<'_>, partner: &str) -> Result<Products> {
     cx.check_partner(partner)?;
     let compare = cx.period.is_some();

@@ -12,14 +12,21 @@ use crate::{Context, Partner, Result, Table, Value, num, pct, percentile_ranks, 
 /// One funnel: the channel's, or one partner's.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Funnel {
+    /// Registrations submitted in the period.
     pub submitted: i64,
+    /// Of those, decided (approved or rejected).
     pub decided: i64,
+    /// Approved.
     pub approved: i64,
+    /// Rejected.
     pub rejected: i64,
+    /// Expired without a decision.
     pub expired: i64,
+    /// Still pending.
     pub pending: i64,
     /// 100 * approved / (approved + rejected).
     pub approval_rate: Option<f64>,
+    /// Average days from submission to decision.
     pub avg_decision_days: Option<f64>,
     /// Approved registrations that became an opportunity.
     pub converted: i64,
@@ -63,10 +70,13 @@ impl Funnel {
     }
 }
 
+/// One partner's funnel.
 #[derive(Clone, Debug, Serialize)]
 pub struct PartnerFunnel {
+    /// The partner.
     #[serde(flatten)]
     pub partner: Partner,
+    /// Its funnel.
     #[serde(flatten)]
     pub funnel: Funnel,
     /// Why the partner is flagged: its approval rate or registered win rate in the bottom
@@ -74,6 +84,7 @@ pub struct PartnerFunnel {
     pub flags: Vec<String>,
 }
 
+/// The deal registration funnel: the channel's and each partner's.
 #[derive(Clone, Debug, Serialize)]
 pub struct Registrations {
     /// Over the audience's registrations: the channel for the brand owner, one partner's own.
@@ -82,6 +93,7 @@ pub struct Registrations {
     pub partners: Vec<PartnerFunnel>,
 }
 
+/// Registrations submitted, decided, approved and won, for the audience and each partner, the bottom quartile flagged.
 pub async fn registrations(cx: &Context<'_>) -> Result<Registrations> {
     let total = Funnel::from_row(&cx.totals(&METRICS).await?);
     let by_partner = cx.by_partner(&METRICS).await?;

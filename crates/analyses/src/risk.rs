@@ -20,26 +20,40 @@ pub const OPEN_CRITICAL: i64 = 3;
 /// The surveys an account's recent satisfaction is averaged over, and the average below which
 /// it is high-risk.
 pub const RECENT_SURVEYS: usize = 5;
+/// An average of the recent surveys below this is high-risk.
 pub const LOW_CSAT: f64 = 3.0;
 
+/// A customer account at risk, with why.
 #[derive(Clone, Debug, Serialize)]
 pub struct RiskAccount {
+    /// The customer's id.
     pub customer_id: String,
+    /// Its name.
     pub customer_name: String,
+    /// Its industry.
     pub industry: String,
+    /// Its size band.
     pub size_band: String,
+    /// Its region.
     pub region: String,
+    /// Its open P1 and P2 requests.
     pub open_critical_requests: i64,
+    /// The average score of its recent surveys.
     pub recent_csat: Option<f64>,
+    /// How many surveys that average is over.
     pub recent_surveys: usize,
+    /// Why it is at risk, in words.
     pub reasons: Vec<String>,
 }
 
+/// High-risk accounts.
 #[derive(Clone, Debug, Serialize)]
 pub struct Risk {
+    /// The accounts, most open critical requests first.
     pub accounts: Vec<RiskAccount>,
 }
 
+/// Accounts with 3 or more open P1/P2 requests, or an average CSAT below 3 over their last 5 surveys.
 pub async fn risk(cx: &Context<'_>) -> Result<Risk> {
     // The open critical requests, the surveys and the customers do not depend on each other:
     // asked side by side, each one's single-threaded phases leave the cores to the others.

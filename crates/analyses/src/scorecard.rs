@@ -12,10 +12,15 @@ use crate::{
 /// The weight of each attribute in the score.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Weights {
+    /// Closed revenue's weight.
     pub revenue: f64,
+    /// Open pipeline's weight.
     pub pipeline: f64,
+    /// Win rate's weight.
     pub win_rate: f64,
+    /// Satisfaction's weight.
     pub csat: f64,
+    /// Responsiveness' weight (first response time, lower better).
     pub responsiveness: f64,
     /// Certified people on the period's last day: 0 unless the user gives it a weight.
     pub certified_people: f64,
@@ -119,30 +124,41 @@ const ATTRIBUTES: [(&str, bool); 6] = [
     ("certified_people", true),
 ];
 
+/// One attribute of a partner's score.
 #[derive(Clone, Debug, Serialize)]
 pub struct Attribute {
+    /// The metric.
     pub metric: &'static str,
     /// As the engine formats it (money with two decimals); none when the partner has no value.
     pub value: Value,
+    /// Its percentile rank among the active partners, 100 the best.
     pub percentile: Option<f64>,
 }
 
+/// One partner on the scorecard.
 #[derive(Clone, Debug, Serialize)]
 pub struct ScorecardRow {
     /// 1 for the best score; equal scores share a rank; none without any attribute.
     pub rank: Option<usize>,
+    /// The partner.
     #[serde(flatten)]
     pub partner: Partner,
+    /// The weighted score, 0 to 100.
     pub score: Option<f64>,
+    /// Each attribute's value and percentile rank.
     pub attributes: Vec<Attribute>,
 }
 
+/// The scorecard: every active partner's attributes as percentile ranks, a weighted score, and the ranking.
 #[derive(Clone, Debug, Serialize)]
 pub struct Scorecard {
+    /// The weights used.
     pub weights: Weights,
+    /// The partners, best score first.
     pub rows: Vec<ScorecardRow>,
 }
 
+/// Every active partner the audience sees, scored with `weights`.
 pub async fn scorecard(cx: &Context<'_>, weights: Weights) -> Result<Scorecard> {
     let metrics: Vec<&str> = ATTRIBUTES.iter().map(|a| a.0).collect();
     let values = cx.by_partner(&metrics).await?;

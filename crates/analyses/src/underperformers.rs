@@ -9,33 +9,46 @@ use crate::{
     Context, Money, Partner, Result, Table, Value, count, opt, pct, percentile_ranks, text,
 };
 
+/// An under-performing partner, with why.
 #[derive(Clone, Debug, Serialize)]
 pub struct Underperformer {
+    /// The partner.
     #[serde(flatten)]
     pub partner: Partner,
+    /// Why: the bottom quartile of the score, a fall of revenue of 25 % or more.
     pub reasons: Vec<String>,
+    /// Its score.
     pub score: Option<f64>,
+    /// Its score's percentile rank.
     pub score_percentile: Option<f64>,
+    /// Its rank on the scorecard.
     pub rank: Option<usize>,
+    /// Its closed revenue in the period.
     pub closed_revenue: Option<Money>,
+    /// In the previous period of the same length.
     pub previous_revenue: Option<Money>,
+    /// The change, in percent.
     pub revenue_change_pct: Option<f64>,
     /// Product lines it sold or had in the pipeline without anyone certified to deliver or
     /// support them (see `enablement`): often why a partner fails.
     pub enablement_gaps: Vec<String>,
 }
 
+/// Under-performing partners.
 #[derive(Clone, Debug, Serialize)]
 pub struct Underperformers {
+    /// The scorecard's weights.
     pub weights: Weights,
     /// Why decliners could not be looked for (no period to compare), if so.
     pub note: Option<String>,
+    /// The partners, lowest score first.
     pub partners: Vec<Underperformer>,
 }
 
 /// The share of revenue lost that flags a decliner: 25 %.
 const DECLINE: (i128, i128) = (1, 4);
 
+/// Partners in the bottom quartile of the score, and (with a period) partners whose revenue fell 25 % or more against the previous period.
 pub async fn underperformers(cx: &Context<'_>, weights: Weights) -> Result<Underperformers> {
     let card = scorecard(cx, weights).await?;
     let scored: Vec<f64> = card.rows.iter().filter_map(|r| r.score).collect();

@@ -6,6 +6,8 @@
 //! Every route is listed in `ROUTES`, from which the router is built, so that the route × role
 //! test covers every route there is.
 
+#![warn(missing_docs)]
+
 pub mod alerts;
 pub mod dashboards;
 pub mod explore;
