@@ -13,32 +13,39 @@ use crate::{AppState, pages};
 
 /// What the page and `/api/alerts` show.
 #[derive(Serialize)]
-pub struct Overview {
-    pub inbox: Vec<InboxItem>,
-    pub alerts: Vec<Alert>,
-    pub deliveries: Vec<Delivery>,
+pub(crate) struct Overview {
+    pub(crate) inbox: Vec<InboxItem>,
+    pub(crate) alerts: Vec<Alert>,
+    pub(crate) deliveries: Vec<Delivery>,
 }
 
 /// The form under an Explore answer: the question (Explore's query string), and either a
 /// condition on one of its metrics or a scheduled report of the whole answer.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct AlertForm {
+    /// The session's CSRF token.
     #[serde(default)]
     pub csrf: String,
+    /// The alert's name.
     #[serde(default)]
     pub name: String,
+    /// The question, as the Explore URL's query.
     #[serde(default)]
     pub question: String,
     /// `condition` (news when a row of the answer meets it), `report` (the whole answer) or
     /// `dashboard` (every question of the dashboard `dashboard`).
     #[serde(default)]
     pub kind: String,
+    /// The dashboard of a dashboard report.
     #[serde(default)]
     pub dashboard: Option<i64>,
+    /// A condition's metric.
     #[serde(default)]
     pub metric: String,
+    /// A condition's comparison: `>`, `>=`, `<` or `<=`.
     #[serde(default)]
     pub op: String,
+    /// A condition's number.
     #[serde(default)]
     pub threshold: String,
     /// `load` (after each load) or a cron expression (`0 7 * * MON`).
@@ -58,21 +65,33 @@ pub struct AlertForm {
 pub enum PageWatch {
     /// News when a row of the question's answer meets `METRIC OP NUMBER`.
     Condition {
+        /// The question whose answer's rows are checked.
         question: QueryRequest,
+        /// `METRIC OP NUMBER`: when a row brings news.
         when: String,
     },
     /// The question's whole answer, each time it falls due.
-    Report { question: QueryRequest },
+    Report {
+        /// The question sent.
+        question: QueryRequest,
+    },
     /// Every question of a dashboard the user may open, each time it falls due.
-    Dashboard { dashboard: i64 },
+    Dashboard {
+        /// The dashboard sent (its id).
+        dashboard: i64,
+    },
 }
 
 /// An alert asked for on a page, read from its form: what the delivers crate checks and keeps.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PageAlert {
+    /// The alert's name.
     pub name: String,
+    /// What it watches.
     pub watch: PageWatch,
+    /// When: `load`, or a schedule (`daily 07:00`, a cron expression).
     pub on: String,
+    /// The time zone a schedule is read in.
     pub time_zone: String,
     /// `inbox` or `email`: a page sends news only to its user (webhooks are set up by an
     /// administrator, with `prism alerts add`).
@@ -149,7 +168,7 @@ pub trait AlertMaker: Send + Sync {
 const SHOWN: usize = 100;
 
 /// The user's overview; an administrator's has every alert and delivery.
-pub fn overview(store: &Store, user: &User) -> crate::store::Result<Overview> {
+pub(crate) fn overview(store: &Store, user: &User) -> crate::store::Result<Overview> {
     let own = (user.role != Role::Admin).then_some(user.name.as_str());
     Ok(Overview {
         inbox: store.inbox(user.id, SHOWN)?,
@@ -186,7 +205,7 @@ impl AlertsPage<'_> {
 }
 
 /// Renders the page.
-pub fn render(user: &User, csrf: &str, overview: &Overview) -> String {
+pub(crate) fn render(user: &User, csrf: &str, overview: &Overview) -> String {
     AlertsPage {
         user_name: user.name.clone(),
         role: user.role.name().into(),

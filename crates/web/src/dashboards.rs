@@ -89,7 +89,7 @@ impl DashboardQuery {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct CreateForm {
+pub(crate) struct CreateForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
@@ -99,7 +99,7 @@ pub struct CreateForm {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct EditForm {
+pub(crate) struct EditForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
@@ -109,17 +109,17 @@ pub struct EditForm {
 }
 
 /// A question of a dashboard as its page shows it.
-pub struct QuestionPanel {
-    pub id: i64,
-    pub name: String,
-    pub description: String,
+pub(crate) struct QuestionPanel {
+    pub(crate) id: i64,
+    pub(crate) name: String,
+    pub(crate) description: String,
     /// The dashboard's prompts it cannot take.
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
     /// Why it has no answer (a metric since removed from the model, a bad period).
-    pub error: String,
-    pub chart_json: String,
-    pub header: Vec<String>,
-    pub rows: Vec<Vec<CellView>>,
+    pub(crate) error: String,
+    pub(crate) chart_json: String,
+    pub(crate) header: Vec<String>,
+    pub(crate) rows: Vec<Vec<CellView>>,
 }
 
 #[derive(Template)]

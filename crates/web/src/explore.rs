@@ -75,12 +75,19 @@ impl ChartKind {
 /// commas). Blank values are ignored, so an empty form field asks nothing.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Question {
+    /// Metrics and derived forms, as the URL gives them.
     pub metrics: Vec<String>,
+    /// Dimensions.
     pub by: Vec<String>,
+    /// Filters (`partner.region=EMEA`).
     pub filters: Vec<String>,
+    /// The period as typed.
     pub period: Option<String>,
+    /// Orders (`closed_revenue:desc`).
     pub order: Vec<String>,
+    /// At most this many rows, as typed.
     pub limit: Option<String>,
+    /// The chart: bar, stacked, line, area, pie, scatter or table.
     pub chart: Option<String>,
 }
 
@@ -229,6 +236,7 @@ fn encode(s: &str) -> String {
 
 /// An answer to a question, asked in the user's audience.
 pub struct Answer {
+    /// The engine's answer.
     pub result: QueryResult,
     /// With two dimensions: the first metric with the second dimension across, and totals.
     pub pivot: Option<Pivot>,
@@ -237,11 +245,17 @@ pub struct Answer {
 /// A pivot table: rows of the first dimension, columns of the second, and the totals each
 /// asked of the engine (a ratio's total is not the sum of its cells).
 pub struct Pivot {
+    /// The metric shown.
     pub metric: String,
+    /// The dimension down the rows.
     pub row_dimension: String,
+    /// The second dimension's values, across.
     pub columns: Vec<String>,
+    /// Each row: its value, its cells, its total.
     pub rows: Vec<(String, Vec<String>, String)>,
+    /// Each column's total.
     pub totals: Vec<String>,
+    /// The total of everything.
     pub grand_total: String,
 }
 
@@ -444,49 +458,49 @@ fn chart(kind: ChartKind, result: &QueryResult, dimensions: usize) -> Option<Cha
 }
 
 /// A choice of a select or a checkbox.
-pub struct Choice {
-    pub value: String,
-    pub label: String,
-    pub title: String,
-    pub selected: bool,
+pub(crate) struct Choice {
+    pub(crate) value: String,
+    pub(crate) label: String,
+    pub(crate) title: String,
+    pub(crate) selected: bool,
 }
 
 /// The metrics of one subject area.
-pub struct MetricGroup {
-    pub title: String,
-    pub metrics: Vec<Choice>,
+pub(crate) struct MetricGroup {
+    pub(crate) title: String,
+    pub(crate) metrics: Vec<Choice>,
 }
 
 /// The Explore page.
 #[derive(Template)]
 #[template(path = "explore.html")]
-pub struct ExplorePage {
-    pub title: String,
-    pub user_name: String,
-    pub role: String,
-    pub csrf: String,
-    pub nav: Vec<(String, String)>,
-    pub groups: Vec<MetricGroup>,
+pub(crate) struct ExplorePage {
+    pub(crate) title: String,
+    pub(crate) user_name: String,
+    pub(crate) role: String,
+    pub(crate) csrf: String,
+    pub(crate) nav: Vec<(String, String)>,
+    pub(crate) groups: Vec<MetricGroup>,
     /// Three dimension selects: rows, columns (a pivot), and one more.
-    pub dimension_slots: Vec<Vec<Choice>>,
-    pub filters: Vec<String>,
-    pub suggestions: Vec<String>,
-    pub period: String,
-    pub order: String,
-    pub limit: String,
-    pub charts: Vec<Choice>,
-    pub error: String,
-    pub link: String,
+    pub(crate) dimension_slots: Vec<Vec<Choice>>,
+    pub(crate) filters: Vec<String>,
+    pub(crate) suggestions: Vec<String>,
+    pub(crate) period: String,
+    pub(crate) order: String,
+    pub(crate) limit: String,
+    pub(crate) charts: Vec<Choice>,
+    pub(crate) error: String,
+    pub(crate) link: String,
     /// Whom a saved question may be shared with: nobody, everyone, or a role.
-    pub share_choices: Vec<&'static str>,
+    pub(crate) share_choices: Vec<&'static str>,
     /// The question's metrics (name, label), which an alert's condition may watch.
-    pub alert_metrics: Vec<(String, String)>,
-    pub chart_json: String,
-    pub header: Vec<String>,
-    pub rows: Vec<Vec<CellView>>,
-    pub pivot_title: String,
-    pub pivot_header: Vec<String>,
-    pub pivot_rows: Vec<Vec<CellView>>,
+    pub(crate) alert_metrics: Vec<(String, String)>,
+    pub(crate) chart_json: String,
+    pub(crate) header: Vec<String>,
+    pub(crate) rows: Vec<Vec<CellView>>,
+    pub(crate) pivot_title: String,
+    pub(crate) pivot_header: Vec<String>,
+    pub(crate) pivot_rows: Vec<Vec<CellView>>,
 }
 
 /// Dimension values worth offering as filters: few values each, seen in the user's audience;

@@ -6,11 +6,13 @@
 //! Every route is listed in `ROUTES`, from which the router is built, so that the route × role
 //! test covers every route there is.
 
+#![warn(missing_docs)]
+
 pub mod alerts;
 pub mod dashboards;
 pub mod explore;
 pub mod ops;
-pub mod pages;
+pub(crate) mod pages;
 pub mod planned;
 pub mod questions;
 pub mod store;
@@ -39,9 +41,13 @@ const STYLE_CSS: &str = include_str!("../assets/style.css");
 /// The JSON API's OpenAPI description, kept with the docs; a test holds it to `routes()`.
 pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
 
+/// The app: its data folder, engine and store, and what it keeps per warehouse version.
 pub struct AppState {
+    /// The data folder.
     pub data: PathBuf,
+    /// The engine every figure is asked of.
     pub engine: Engine,
+    /// Users, sessions, saved questions, dashboards, alerts, the audit log.
     pub store: Store,
     /// Cookies marked Secure: set when the app is served over TLS (directly or behind a proxy).
     pub secure_cookies: bool,
@@ -77,6 +83,7 @@ const PAGES_KEPT: usize = 500;
 pub const RESULT_CACHE_BYTES: usize = 256 << 20;
 
 impl AppState {
+    /// The app over a data folder with its own result cache.
     pub fn open(
         data: &Path,
         model: Model,
@@ -200,18 +207,25 @@ impl AppState {
     }
 }
 
+/// Why a request is refused or failed; each is a status and a message.
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
+    /// No session: 401 (a page redirects to the sign-in).
     #[error("sign in first")]
     SignedOut,
+    /// Outside the user's audience or role: 403.
     #[error("{0}")]
     Forbidden(String),
+    /// A malformed parameter: 400, naming it.
     #[error("{0}")]
     BadRequest(String),
+    /// Nothing of that name the user may see: 404.
     #[error("{0}")]
     NotFound(String),
+    /// Nothing loaded yet: 503.
     #[error("no data yet: {0}")]
     NoData(String),
+    /// An unexpected failure: 500 with an incident id; the details go to the log only.
     #[error("{0}")]
     Internal(String),
     /// A service this server runs without.
@@ -383,7 +397,9 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
 pub enum Serves {
     /// A dashboard page, its JSON, or its table as CSV.
     Html(PageId),
+    /// The page's data as JSON (`/api/...`).
     Api(PageId),
+    /// A table of the page as CSV (`/export/...`).
     Csv(PageId),
     /// Explore: a question of one's own as a page, as the JSON API's answer, or as CSV.
     Explore(ExploreForm),
@@ -396,11 +412,17 @@ pub enum Serves {
     Planned(PlannedRoute),
     /// Dashboards of one's own: the list, making one, its page and JSON, editing, deleting.
     Dashboards(DashboardsRoute),
+    /// `GET /`: the sign-in page (or the home page of a signed-in user).
     SignInPage,
+    /// `POST /sign-in`.
     SignIn,
+    /// `POST /sign-out`.
     SignOut,
+    /// The bundled script (charts, tables).
     Script,
+    /// The style sheet.
     Style,
+    /// No icon.
     Favicon,
     /// `/healthz`, `/readyz` and `/metrics`: for an operator's monitoring, without a sign-in.
     Ops(OpsRoute),
@@ -450,7 +472,9 @@ pub enum QuestionsRoute {
 /// The routes of the Alerts overview.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AlertsRoute {
+    /// `GET /alerts`: the page (reading marks the inbox read).
     Page,
+    /// `GET /api/alerts`: the same as JSON.
     Api,
     /// `POST /alerts/{id}/delete`: the owner's or an administrator's.
     Delete,
@@ -570,6 +594,7 @@ pub fn routes() -> Vec<(&'static str, String, Serves)> {
     r
 }
 
+/// The app's routes over its state, with the limits and headers every answer carries.
 pub fn router(state: Arc<AppState>) -> Router {
     let mut router = Router::new();
     for (method, path, serves) in routes() {

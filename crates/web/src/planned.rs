@@ -18,18 +18,18 @@ use crate::{AppState, WebError, blocking, pages};
 
 /// The form of `POST /my/potential/campaign`.
 #[derive(Deserialize)]
-pub struct PlanForm {
-    pub csrf: String,
-    pub product: String,
-    pub segment: String,
-    pub name: String,
+pub(crate) struct PlanForm {
+    pub(crate) csrf: String,
+    pub(crate) product: String,
+    pub(crate) segment: String,
+    pub(crate) name: String,
 }
 
 /// A planned campaign with what became of it so far.
 #[derive(Serialize)]
-pub struct Progress {
-    pub campaign: PlannedCampaign,
-    pub outcome: Outcome,
+pub(crate) struct Progress {
+    pub(crate) campaign: PlannedCampaign,
+    pub(crate) outcome: Outcome,
 }
 
 /// A campaign's analyses run over all loaded data: its plan is the potential as it stands, its
@@ -48,7 +48,7 @@ fn all_time<'a>(
 }
 
 /// Plans a campaign for the user's own partner from the target list of a product's segment.
-pub async fn create(
+pub(crate) async fn create(
     st: &Arc<AppState>,
     user: &User,
     form: &PlanForm,
@@ -74,7 +74,7 @@ pub async fn create(
 }
 
 /// A planned campaign the user may see, with its results in the current warehouse version.
-pub async fn progress(
+pub(crate) async fn progress(
     st: &Arc<AppState>,
     user: &User,
     campaign_id: &str,
@@ -212,7 +212,7 @@ struct PlannedPage<'a> {
 }
 
 /// Renders a planned campaign's page.
-pub fn render(model: &prism_model::Model, user: &User, csrf: &str, p: &Progress) -> String {
+pub(crate) fn render(model: &prism_model::Model, user: &User, csrf: &str, p: &Progress) -> String {
     let money = |m: Option<prism_analyses::Money>| {
         prism_engine::display::figure(
             &m.map(|m| m.to_string()).unwrap_or_default(),

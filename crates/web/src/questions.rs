@@ -9,25 +9,25 @@ use crate::pages;
 use crate::store::{SavedQuestion, User};
 
 /// One row of the list.
-pub struct QuestionView {
-    pub id: i64,
-    pub name: String,
-    pub description: String,
-    pub owner: String,
-    pub shared_with: String,
-    pub deletable: bool,
+pub(crate) struct QuestionView {
+    pub(crate) id: i64,
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) owner: String,
+    pub(crate) shared_with: String,
+    pub(crate) deletable: bool,
 }
 
 /// The list page.
 #[derive(Template)]
 #[template(path = "questions.html")]
-pub struct QuestionsPage {
-    pub user_name: String,
-    pub role: String,
-    pub csrf: String,
-    pub nav: Vec<(String, String)>,
-    pub search: String,
-    pub questions: Vec<QuestionView>,
+pub(crate) struct QuestionsPage {
+    pub(crate) user_name: String,
+    pub(crate) role: String,
+    pub(crate) csrf: String,
+    pub(crate) nav: Vec<(String, String)>,
+    pub(crate) search: String,
+    pub(crate) questions: Vec<QuestionView>,
 }
 
 /// Whether a question matches a search, in its name or description, ignoring case.
@@ -65,8 +65,8 @@ pub fn render(user: &User, csrf: &str, search: &str, questions: &[SavedQuestion]
 
 /// A saved question with its answer, as `/api/questions/{id}` gives it.
 #[derive(Serialize)]
-pub struct Answered {
+pub(crate) struct Answered {
     #[serde(flatten)]
-    pub question: SavedQuestion,
-    pub answer: prism_engine::api::QueryResponse,
+    pub(crate) question: SavedQuestion,
+    pub(crate) answer: prism_engine::api::QueryResponse,
 }

@@ -20,16 +20,21 @@ pub use alerts::{Alert, Attachment, Delivery, InboxItem, NewAlert, News};
 pub use campaigns::{PlannedCampaign, campaign_name};
 pub use dashboards::Dashboard;
 
+/// Why the store refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// SQLite failed.
     #[error("the app database: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// What was asked cannot be done (an unknown user, a short password); the message says why.
     #[error("{0}")]
     Invalid(String),
 }
 
+/// A result of the store.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// What a user is, which decides what they see.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -44,6 +49,7 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role.
     pub const ALL: [Role; 4] = [
         Role::ChannelExecutive,
         Role::ChannelManager,
@@ -51,6 +57,7 @@ impl Role {
         Role::Admin,
     ];
 
+    /// Its name, as the CLI and the database write it.
     pub fn name(self) -> &'static str {
         match self {
             Role::ChannelExecutive => "channel_executive",
@@ -60,6 +67,7 @@ impl Role {
         }
     }
 
+    /// The role of a name, or why it is not one.
     pub fn parse(s: &str) -> Result<Role> {
         Role::ALL
             .into_iter()
@@ -75,10 +83,14 @@ impl Role {
     }
 }
 
+/// A user of the app.
 #[derive(Clone, Debug, Serialize)]
 pub struct User {
+    /// Its row id.
     pub id: i64,
+    /// Its sign-in name.
     pub name: String,
+    /// Its role.
     pub role: Role,
     /// The partner of a partner manager, the partners of a channel manager.
     pub partners: Vec<String>,
@@ -100,6 +112,7 @@ impl User {
         }
     }
 
+    /// Whether the user is a partner's.
     pub fn is_partner_user(&self) -> bool {
         self.role == Role::PartnerManager
     }
@@ -116,6 +129,7 @@ pub const SESSION_HOURS: i64 = 12;
 /// against guessing from many addresses; an address alone (an office behind one gateway has
 /// many users) the highest.
 pub struct Throttle {
+    /// Its name, in the throttle table.
     pub key: &'static str,
     /// Failures within the window that cost nothing.
     pub free: i64,
@@ -125,6 +139,7 @@ pub struct Throttle {
     pub cap_seconds: i64,
 }
 
+/// The throttles of failed sign-ins: by name and address, by name, by address.
 pub const THROTTLES: [Throttle; 3] = [
     Throttle {
         key: "name and address",
@@ -158,16 +173,22 @@ pub const MAX_DESCRIPTION_BYTES: usize = 4 * 1024;
 /// own audience.
 #[derive(Clone, Debug, Serialize)]
 pub struct SavedQuestion {
+    /// Its id.
     pub id: i64,
+    /// Its owner's name.
     pub owner: String,
+    /// Its name.
     pub name: String,
+    /// What it is for.
     pub description: String,
     /// The Explore URL's query: `metrics=...&by=...`.
     pub question: String,
     /// `private`, `everyone`, or a role's name.
     pub shared_with: String,
+    /// When it was saved, in seconds since 1970.
     pub created_at: i64,
 }
+/// The longest password a sign-in accepts, in bytes.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// What an administrator sets for sessions and the audit log (`prism serve` options).
@@ -191,6 +212,7 @@ impl Default for Policy {
     }
 }
 
+/// The app's own state in SQLite: users, sessions, throttles, the audit log, saved questions, dashboards, alerts and planned campaigns.
 pub struct Store {
     conn: Mutex<Connection>,
     policy: Policy,
@@ -216,6 +238,7 @@ fn now() -> i64 {
 }
 
 impl Store {
+    /// Opens (or makes) the database and brings its tables up to date.
     pub fn open(path: &Path) -> Result<Store> {
         let conn = Connection::open(path)?;
         conn.execute_batch(
@@ -266,6 +289,7 @@ impl Store {
         Ok(self)
     }
 
+    /// The session and audit policy.
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
@@ -294,6 +318,7 @@ impl Store {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Adds a user with a role, its partners and a password (hashed with argon2id).
     pub fn add_user(
         &self,
         name: &str,
@@ -370,6 +395,7 @@ impl Store {
             .transpose()
     }
 
+    /// Every user.
     pub fn users(&self) -> Result<Vec<User>> {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT id, name, role FROM users ORDER BY name")?;
@@ -448,6 +474,7 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Removes a user; their sessions end.
     pub fn remove_user(&self, name: &str) -> Result<()> {
         let n = self
             .conn()
@@ -458,6 +485,7 @@ impl Store {
         Ok(())
     }
 
+    /// Sets a user's password; their sessions end.
     pub fn set_password(&self, name: &str, password: &str) -> Result<()> {
         check_password(password)?;
         let hash = hash(password)?;
@@ -628,6 +656,7 @@ impl Store {
         }
     }
 
+    /// Ends a session.
     pub fn end_session(&self, token: &str) -> Result<()> {
         self.conn().execute(
             "DELETE FROM web_sessions WHERE token_hash = ?1",
@@ -671,6 +700,7 @@ impl Store {
         Ok(longest)
     }
 
+    /// Counts a failed sign-in for its throttles.
     pub fn record_failure(&self, name: &str, address: &str) -> Result<()> {
         let conn = self.conn();
         conn.execute(
@@ -684,6 +714,7 @@ impl Store {
         Ok(())
     }
 
+    /// Writes an entry of the audit log.
     pub fn audit(&self, user: &str, event: &str, detail: &str) -> Result<()> {
         self.conn().execute(
             "INSERT INTO audit (at, user_name, event, detail) VALUES (?1, ?2, ?3, ?4)",

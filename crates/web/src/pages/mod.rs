@@ -37,27 +37,44 @@ use context::Ctx;
 
 pub use view::*;
 
+/// A page of the app.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PageId {
+    /// The channel executive's overview.
     Overview,
+    /// Partner segmentation (Pareto classes).
     Segmentation,
+    /// The partner scorecard.
     Scorecard,
+    /// Under-performing partners.
     Underperformers,
+    /// Sales by product line, region and tier.
     Sales,
+    /// Service performance.
     Service,
+    /// Customers and satisfaction.
     Customers,
+    /// One partner's page.
     PartnerDetail,
+    /// A partner user's own performance beside the channel's.
     MyPerformance,
+    /// A partner user's best and poor sellers.
     MyProducts,
+    /// A partner user's customer potential.
     MyPotential,
+    /// The deal registration funnel.
     Registrations,
+    /// Funds and campaigns.
     Campaigns,
+    /// Enablement.
     Enablement,
+    /// Administration.
     Admin,
 }
 
 impl PageId {
+    /// Every page.
     pub const ALL: [PageId; 15] = [
         PageId::Overview,
         PageId::Segmentation,
@@ -76,6 +93,7 @@ impl PageId {
         PageId::Admin,
     ];
 
+    /// Its route (`/overview`, `/partners/{id}`).
     pub fn path(self) -> &'static str {
         match self {
             PageId::Overview => "/overview",
@@ -96,6 +114,7 @@ impl PageId {
         }
     }
 
+    /// Its name in the JSON API (`overview`).
     pub fn name(self) -> &'static str {
         match self {
             PageId::Overview => "overview",
@@ -116,6 +135,7 @@ impl PageId {
         }
     }
 
+    /// Its title, as the navigation shows it.
     pub fn title(self) -> &'static str {
         match self {
             PageId::Overview => "Overview",
@@ -212,23 +232,34 @@ pub fn nav(user: Option<&User>) -> Vec<(String, String)> {
 /// The prompts of every page, kept in the URL so a view can be bookmarked and shared.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct Prompts {
+    /// The period: `2026-Q3`, `2026`, a month, a day or FROM..TO.
     pub period: Option<String>,
+    /// The partners' region.
     pub region: Option<String>,
+    /// The partners' tier.
     pub tier: Option<String>,
+    /// The partners' type.
     pub partner_type: Option<String>,
+    /// A product line.
     pub product_line: Option<String>,
     /// Scorecard weights: `revenue=0.4,csat=0.3`.
     pub weights: Option<String>,
     /// Scorecard weights one attribute at a time, as the page's number inputs send them; each
     /// overrides the same attribute in `weights`.
     pub w_revenue: Option<String>,
+    /// Open pipeline's weight.
     pub w_pipeline: Option<String>,
+    /// Win rate's weight.
     pub w_win_rate: Option<String>,
+    /// Satisfaction's weight.
     pub w_csat: Option<String>,
+    /// Responsiveness' weight.
     pub w_responsiveness: Option<String>,
+    /// Certified people's weight.
     pub w_certified_people: Option<String>,
     /// Customer potential: the product, and the segment whose target list is shown.
     pub product: Option<String>,
+    /// The segment (`INDUSTRY/SIZE_BAND`).
     pub segment: Option<String>,
     /// Export: which table of the page.
     pub table: Option<String>,

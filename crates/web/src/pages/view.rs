@@ -228,14 +228,12 @@ pub struct PageTemplate {
     pub user_name: String,
     pub role: String,
     pub nav: Vec<(String, String)>,
-    pub current: String,
     pub csrf: String,
     pub title: String,
     pub headline: Vec<String>,
     pub notes: Vec<String>,
     pub panels: Vec<PanelView>,
     pub periods: Vec<Choice>,
-    pub period_text: String,
     pub regions: Vec<Choice>,
     pub tiers: Vec<Choice>,
     pub types: Vec<Choice>,
@@ -247,7 +245,6 @@ pub struct PageTemplate {
     pub chips: Vec<Chip>,
     pub show_products: bool,
     pub products: Vec<Choice>,
-    pub segment: String,
 }
 
 #[derive(Template)]
@@ -662,7 +659,6 @@ pub async fn render(
         user_name: user.name.clone(),
         role: user.role.name().to_string(),
         nav: nav(Some(user)),
-        current: page_id.path().to_string(),
         csrf: csrf.to_string(),
         title: page.title.clone(),
         headline: page.headline.clone(),
@@ -673,7 +669,6 @@ pub async fn render(
         } else {
             Vec::new()
         },
-        period_text: given(&prompts.period).unwrap_or_default().to_string(),
         regions,
         tiers,
         types,
@@ -693,7 +688,6 @@ pub async fn render(
         chips: chips(&page.path, prompts),
         show_products: page_id == PageId::MyPotential,
         products: product_choices,
-        segment: given(&prompts.segment).unwrap_or_default().to_string(),
     };
     Template::render(&t).unwrap_or_else(|e| format!("template: {e}"))
 }

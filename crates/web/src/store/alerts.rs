@@ -22,24 +22,30 @@ pub(super) const SCHEMA: &str = "
 /// An alert as the store keeps it. Its definition is the delivers crate's to read.
 #[derive(Clone, Debug, Serialize)]
 pub struct Alert {
+    /// Its id.
     pub id: i64,
+    /// Its owner's name.
     pub owner: String,
+    /// Its name.
     pub name: String,
     /// What is watched, as JSON (a question and a condition, or an analysis's list).
     pub definition: String,
     /// `load`, or a cron expression read in `time_zone`.
     pub schedule: String,
+    /// The time zone its schedule is read in.
     pub time_zone: String,
     /// `inbox`, `email` (the owner's address) or `webhook:URL`.
     pub channel: String,
     /// The key of the webhook's signature.
     #[serde(skip)]
     pub secret: String,
+    /// When it was made, in seconds since 1970.
     pub created_at: i64,
     /// Whether the condition held at the last evaluation.
     pub firing: bool,
     /// The warehouse version of the last evaluation.
     pub evaluated_version: Option<i64>,
+    /// When it was last evaluated.
     pub evaluated_at: Option<i64>,
     /// What the last evaluation found, or why it could not.
     pub outcome: String,
@@ -49,36 +55,54 @@ pub struct Alert {
 
 /// A new alert, checked by its maker before it is kept.
 pub struct NewAlert<'a> {
+    /// Its owner's name.
     pub owner: &'a str,
+    /// Its name.
     pub name: &'a str,
+    /// What it watches, as JSON.
     pub definition: &'a str,
+    /// `load`, or a cron expression.
     pub schedule: &'a str,
+    /// The time zone of the schedule.
     pub time_zone: &'a str,
+    /// `inbox`, `email` or `webhook:URL`.
     pub channel: &'a str,
+    /// When a scheduled alert is next due.
     pub next_due_at: Option<i64>,
 }
 
 /// News to deliver, and what became of it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Delivery {
+    /// Its id.
     pub id: i64,
+    /// The alert that found the news.
     pub alert_id: i64,
+    /// The alert's name.
     pub alert: String,
+    /// The alert's owner.
     pub owner: String,
     /// Unique per alert and news: the receiver's key to recognise a repeat after a crash.
     pub news_key: String,
+    /// Where it goes: `inbox`, `email` or `webhook:URL`.
     pub channel: String,
+    /// The message's subject.
     pub subject: String,
+    /// The message's body, with the figures.
     pub body: String,
     /// The JSON a webhook receives.
     pub payload: String,
     /// `pending`, `sent` or `failed`.
     pub status: String,
+    /// Attempts made so far.
     pub attempts: i64,
+    /// When the next attempt is due.
     pub next_attempt_at: i64,
     /// Why the last attempt failed.
     pub reason: String,
+    /// When it was queued.
     pub created_at: i64,
+    /// When it was sent, or given up.
     pub done_at: Option<i64>,
     /// The files sent with it (a report's answer as CSV and .xlsx); read for sending only.
     #[serde(skip)]
@@ -88,27 +112,40 @@ pub struct Delivery {
 /// A file sent with news.
 #[derive(Clone, Debug)]
 pub struct Attachment {
+    /// The file's name.
     pub name: String,
+    /// Its media type.
     pub content_type: String,
+    /// Its bytes.
     pub bytes: Vec<u8>,
 }
 
 /// One message of a user's inbox.
 #[derive(Clone, Debug, Serialize)]
 pub struct InboxItem {
+    /// Its id.
     pub id: i64,
+    /// When it arrived.
     pub at: i64,
+    /// Its subject.
     pub subject: String,
+    /// Its body.
     pub body: String,
+    /// Whether the user has read it.
     pub read: bool,
 }
 
 /// The news an evaluation found, to be queued when the alert starts firing.
 pub struct News<'a> {
+    /// Unique per alert and news, so that the same news is never queued twice.
     pub key: &'a str,
+    /// The message's subject.
     pub subject: &'a str,
+    /// The message's body.
     pub body: &'a str,
+    /// The JSON a webhook receives.
     pub payload: &'a str,
+    /// Files sent with it.
     pub files: &'a [Attachment],
     /// A report's news: queued at every evaluation (each under its own key), not only when
     /// the condition starts to hold.

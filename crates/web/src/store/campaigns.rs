@@ -17,10 +17,15 @@ pub(super) const SCHEMA: &str = "
 /// A campaign planned in Prism.
 #[derive(Clone, Debug, Serialize)]
 pub struct PlannedCampaign {
+    /// Its id (`PRISM-XXXXXXXX`), which the CRM's export names.
     pub campaign_id: String,
+    /// Its name.
     pub name: String,
+    /// Who planned it.
     pub planned_by: String,
+    /// When, in seconds since 1970.
     pub created_at: i64,
+    /// What it was planned from.
     pub plan: Plan,
 }
 

@@ -16,12 +16,17 @@ pub(super) const SCHEMA: &str = "
 /// A dashboard, with its questions in order.
 #[derive(Clone, Debug, Serialize)]
 pub struct Dashboard {
+    /// Its id.
     pub id: i64,
+    /// Its owner's name.
     pub owner: String,
+    /// Its name.
     pub name: String,
     /// `private`, `everyone`, or a role's name.
     pub shared_with: String,
+    /// When it was made, in seconds since 1970.
     pub created_at: i64,
+    /// Its questions, in order.
     pub questions: Vec<SavedQuestion>,
 }
 
