@@ -37,7 +37,7 @@ struct Question {
 /// The dashboard set. `partner` is the partner whose products and customer potential are asked
 /// (the one with the most revenue), `product` the product whose potential is asked (the one the
 /// partner sold fewest units of).
-fn questions(partner: &str, product: &str) -> Result<Vec<Question>> {
+fn questions(partner: &str, product: &str, loaded_on: &str) -> Result<Vec<Question>> {
     let period = Period::parse("2025-07..2026-06")?;
     let (from, to) = (period.from, period.to);
     let q = |metrics: &[&str], by: &[&str]| Query {
@@ -99,15 +99,17 @@ fn questions(partner: &str, product: &str) -> Result<Vec<Question>> {
         Question {
             name: "scorecard",
             ask: Ask::Scorecard,
-            duckdb: "WITH o AS (SELECT partner_id, SUM(revenue) AS revenue FROM orders WHERE partner_id IS NOT NULL GROUP BY 1),
+            // The six attributes, certified people on the day of the load.
+            duckdb: format!("WITH o AS (SELECT partner_id, SUM(revenue) AS revenue FROM orders WHERE partner_id IS NOT NULL GROUP BY 1),
                  op AS (SELECT partner_id, SUM(amount) FILTER (WHERE stage NOT IN ('Closed Won', 'Closed Lost')) AS pipeline,
                                COUNT(*) FILTER (WHERE stage = 'Closed Won') / NULLIF(COUNT(*) FILTER (WHERE stage IN ('Closed Won', 'Closed Lost')), 0) AS win_rate
                         FROM opportunities WHERE partner_id IS NOT NULL GROUP BY 1),
                  s AS (SELECT partner_id, AVG(score) AS csat FROM satisfaction_surveys WHERE partner_id IS NOT NULL GROUP BY 1),
-                 sr AS (SELECT partner_id, AVG(epoch_us(first_response_at) - epoch_us(opened_at)) / 3600e6 AS response_hours FROM service_requests WHERE partner_id IS NOT NULL GROUP BY 1)
-                 SELECT p.partner_id, o.revenue, op.pipeline, op.win_rate, s.csat, sr.response_hours
-                 FROM partners p LEFT JOIN o USING (partner_id) LEFT JOIN op USING (partner_id) LEFT JOIN s USING (partner_id) LEFT JOIN sr USING (partner_id) ORDER BY 1"
-                .into(),
+                 sr AS (SELECT partner_id, AVG(epoch_us(first_response_at) - epoch_us(opened_at)) / 3600e6 AS response_hours FROM service_requests WHERE partner_id IS NOT NULL GROUP BY 1),
+                 c AS (SELECT partner_id, COUNT(DISTINCT person_id) AS certified FROM certifications WHERE earned_on <= DATE '{loaded_on}' AND (expires_on IS NULL OR expires_on > DATE '{loaded_on}') GROUP BY 1)
+                 SELECT p.partner_id, o.revenue, op.pipeline, op.win_rate, s.csat, sr.response_hours, COALESCE(c.certified, 0)
+                 FROM partners p LEFT JOIN o USING (partner_id) LEFT JOIN op USING (partner_id) LEFT JOIN s USING (partner_id) LEFT JOIN sr USING (partner_id) LEFT JOIN c USING (partner_id) ORDER BY 1"
+            ),
         },
         Question {
             name: "one partner's products",
@@ -118,8 +120,10 @@ fn questions(partner: &str, product: &str) -> Result<Vec<Question>> {
             name: "customer potential",
             ask: Ask::Potential,
             // The whole segments table: adoption in the channel (withheld under 5 partners, 0
-            // where 5 or more partners sold in the segment and none of them the product), the
-            // partner's customers and buyers, and its customers nobody sold the product to.
+            // where 5 or more partners sold in the segment and none of them the product) and the
+            // partners behind it (the fewer of those that sold the product there and those that
+            // sold anything there), the partner's customers and buyers, and its customers nobody
+            // sold the product to.
             duckdb: format!(
                 "WITH oc AS (SELECT o.customer_id, o.partner_id, o.product_id, c.industry, c.size_band FROM orders o JOIN customers c USING (customer_id)),
                  chx AS (SELECT industry, size_band, COUNT(DISTINCT customer_id) AS n, COUNT(DISTINCT partner_id) AS p FROM oc WHERE partner_id IS NOT NULL AND product_id = '{product}' GROUP BY 1, 2),
@@ -130,7 +134,7 @@ fn questions(partner: &str, product: &str) -> Result<Vec<Question>> {
                  open AS (SELECT industry, size_band, COUNT(*) AS n FROM pc WHERE customer_id NOT IN (SELECT customer_id FROM orders WHERE product_id = '{product}') GROUP BY 1, 2)
                  SELECT own.industry, own.size_band,
                         CASE WHEN cha.p >= 5 AND cha.n > 0 THEN CASE WHEN chx.n IS NULL THEN 0.0 WHEN chx.p >= 5 THEN 100.0 * chx.n / cha.n END END,
-                        COALESCE(cha.p, 0), own.n, COALESCE(ownx.n, 0), COALESCE(open.n, 0)
+                        LEAST(COALESCE(chx.p, 0), COALESCE(cha.p, 0)), own.n, COALESCE(ownx.n, 0), COALESCE(open.n, 0)
                  FROM own LEFT JOIN cha USING (industry, size_band) LEFT JOIN chx USING (industry, size_band)
                       LEFT JOIN ownx USING (industry, size_band) LEFT JOIN open USING (industry, size_band)
                  ORDER BY 1, 2"
@@ -457,7 +461,14 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
             .context("the partner sold no product")?;
         Ok::<_, anyhow::Error>((partner, product))
     })?;
-    let questions = questions(&partner, &product)?;
+    // Without a period, a state (certified people) is read on the day of the load.
+    let loaded_on = snapshot
+        .version
+        .loaded_at
+        .get(..10)
+        .unwrap_or_default()
+        .to_string();
+    let questions = questions(&partner, &product, &loaded_on)?;
 
     // Each way in a fresh session of its own, so that each first run starts cold.
     let session = || runtime.block_on(snapshot.session());
