@@ -99,67 +99,54 @@ fn broken(dir: &Path, file: &str, edit: impl Fn(&str) -> String) -> PathBuf {
 fn every_fault_is_located_in_the_original_file_and_nothing_is_loaded() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-
-    // A stage the value map does not know: Opportunity.csv, line 3, StageName (column 5).
-    let export = broken(tmp.path(), "Opportunity.csv", |t| {
+    // (the file changed, the change, what the load must say)
+    let cases: [(&str, (&str, &str), &str); 4] = [
+        // A stage the value map does not know: line 3, StageName (column 5).
+        (
+            "Opportunity.csv",
+            ("Closed Won", "Closed Maybe"),
+            "Opportunity.csv:3:5 (StageName (as stage)): `Closed Maybe` is not a value the mapping knows",
+        ),
+        // A fault the contract finds after mapping (a negative quantity), located in the
+        // original line item: line 4, Quantity (column 5).
+        (
+            "OrderItem.csv",
+            (
+                "8015g00000OR002AAA,0000000003,01t5g00000PR001AAA,1,",
+                "8015g00000OR002AAA,0000000003,01t5g00000PR001AAA,-1,",
+            ),
+            "OrderItem.csv:4:5 (Quantity (as quantity))",
+        ),
+        // A fault in a joined file (an order's date), located there: line 2, EffectiveDate.
+        (
+            "Order.csv",
+            ("2024-01-10", "10/01/2024"),
+            "Order.csv:2:5 (EffectiveDate (as order_date))",
+        ),
+        // A column the mapping names and the export lacks: refused before reading a row.
+        (
+            "Case.csv",
+            ("Priority", "Urgency"),
+            "entities.service_requests.fields.priority: Case.csv has no column `Priority`",
+        ),
+    ];
+    for (i, (file, (from, to), says)) in cases.into_iter().enumerate() {
+        let dir = tmp.path().join(format!("case-{i}"));
+        let export = broken(&dir, file, |t| t.replace(from, to));
+        let out = load_salesforce(&data, &export);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{file}: loaded");
+        assert!(err.contains(says), "{file}: {err}");
+        assert!(
+            !data.join("warehouse.json").exists(),
+            "{file}: nothing is loaded"
+        );
+    }
+    // A rejected export exits 2, as any rejected load does.
+    let export = broken(&tmp.path().join("again"), "Opportunity.csv", |t| {
         t.replace("Closed Won", "Closed Maybe")
     });
-    let out = load_salesforce(&data, &export);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("Opportunity.csv:3:5 (StageName (as stage)): `Closed Maybe` is not a value the mapping knows"),
-        "{err}"
-    );
-    assert!(!data.join("warehouse.json").exists(), "nothing is loaded");
-
-    // A fault the contract finds (a negative quantity), located in the original line item:
-    // OrderItem.csv, line 4, Quantity (column 5).
-    let tmp2 = tempfile::tempdir().unwrap();
-    let export = broken(tmp2.path(), "OrderItem.csv", |t| {
-        t.replace(
-            "8015g00000OR002AAA,0000000003,01t5g00000PR001AAA,1,",
-            "8015g00000OR002AAA,0000000003,01t5g00000PR001AAA,-1,",
-        )
-    });
-    let out = load_salesforce(&data, &export);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("OrderItem.csv:4:5 (Quantity (as quantity))"),
-        "{err}"
-    );
-    assert!(!data.join("warehouse.json").exists(), "nothing is loaded");
-
-    // A fault in a joined file (an order's date), located there: Order.csv, line 2,
-    // EffectiveDate (column 5).
-    let tmp3 = tempfile::tempdir().unwrap();
-    let export = broken(tmp3.path(), "Order.csv", |t| {
-        t.replace("2024-01-10", "10/01/2024")
-    });
-    let out = load_salesforce(&data, &export);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("Order.csv:2:5 (EffectiveDate (as order_date))"),
-        "{err}"
-    );
-
-    // A column the mapping names and the export lacks: refused before reading a row.
-    let tmp4 = tempfile::tempdir().unwrap();
-    let export = broken(tmp4.path(), "Case.csv", |t| {
-        t.replace("Priority", "Urgency")
-    });
-    let out = load_salesforce(&data, &export);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        err.contains(
-            "entities.service_requests.fields.priority: Case.csv has no column `Priority`"
-        ),
-        "{err}"
-    );
-    assert!(!data.join("warehouse.json").exists(), "nothing is loaded");
+    assert_eq!(load_salesforce(&data, &export).status.code(), Some(2));
     // And no mapped files are left in the data folder.
     let leftovers: Vec<_> = std::fs::read_dir(&data)
         .unwrap()

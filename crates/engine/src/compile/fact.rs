@@ -22,24 +22,21 @@ impl Engine {
     /// forward when the aggregation is of a compared period.
     pub(crate) fn group_sql(&self, dim: &Dim, day: &str, source: Option<&RollupSource>) -> String {
         match dim {
-            // A rollup that holds the attribute itself has it as a column named after it.
             Dim::Attribute {
                 dimension,
                 attribute,
-            } if self.stored_in(source, dimension, attribute) => {
-                format!("f.{}", quote_ident(&format!("{dimension}.{attribute}")))
-            }
-            Dim::Attribute { dimension, .. } => {
+            } => {
                 let d = &self.model.dimensions[dimension];
                 let value = self.value_sql(dim, source);
                 match &d.absent {
-                    // A row without a member is the dimension's "(none)", whatever attribute.
-                    Some(label) => format!(
+                    // A row without a member is the dimension's "(none)", whatever attribute;
+                    // a rollup that holds the attribute holds it so already.
+                    Some(label) if !self.stored_in(source, dimension, attribute) => format!(
                         "CASE WHEN f.{} IS NULL THEN {} ELSE CAST({value} AS VARCHAR) END",
                         d.key,
                         quote_literal(label)
                     ),
-                    None => value,
+                    _ => value,
                 }
             }
             Dim::FactAttribute { column, .. } => format!("f.{column}"),
