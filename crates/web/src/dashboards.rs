@@ -29,7 +29,9 @@ pub enum DashboardsRoute {
     Api,
     /// `GET /export/dashboards/{id}?period=`: every answer in one Excel workbook, a sheet each.
     Export,
-    /// `POST /dashboards/{id}/questions`: the owner adds (`add=ID`) or removes (`remove=ID`) one.
+    /// `POST /dashboards/{id}/questions`: the owner adds (`add=ID`) or removes (`remove=ID`) a
+    /// question, or renames it (`rename=NAME`); anyone who may open it copies it for themselves
+    /// (`duplicate=NAME`).
     Edit,
     /// `POST /dashboards/{id}/delete`: the owner's or an administrator's.
     Delete,
@@ -106,6 +108,12 @@ pub(crate) struct EditForm {
     add: Option<i64>,
     #[serde(default)]
     remove: Option<i64>,
+    /// A new name (the owner's).
+    #[serde(default)]
+    rename: Option<String>,
+    /// The name of a private copy for the user (anyone who may open the dashboard).
+    #[serde(default)]
+    duplicate: Option<String>,
 }
 
 /// A question of a dashboard as its page shows it.
@@ -482,26 +490,37 @@ pub(crate) async fn edit(
         return WebError::NotFound("no such dashboard".into()).page(Some(&user));
     };
     let who = user.clone();
+    // The dashboard to show afterwards: this one, or its copy.
     let done = blocking(&st, move |st| {
-        let changed = match (form.add, form.remove) {
-            (Some(q), None) => st.store.add_to_dashboard(&who, id, q)?,
-            (None, Some(q)) => st.store.remove_from_dashboard(&who, id, q)?,
+        let shown = match (form.add, form.remove, form.rename, form.duplicate) {
+            (Some(q), None, None, None) => st.store.add_to_dashboard(&who, id, q)?.then_some(id),
+            (None, Some(q), None, None) => {
+                st.store.remove_from_dashboard(&who, id, q)?.then_some(id)
+            }
+            (None, None, Some(name), None) => {
+                st.store.rename_dashboard(&who, id, &name)?.then_some(id)
+            }
+            (None, None, None, Some(name)) => st.store.duplicate_dashboard(&who, id, &name)?,
             _ => {
                 return Err(WebError::BadRequest(
-                    "say which question to add (add=ID) or remove (remove=ID)".into(),
+                    "say one thing: add=ID, remove=ID, rename=NAME or duplicate=NAME".into(),
                 ));
             }
         };
-        if changed {
-            st.store
-                .audit(&who.name, "edit-dashboard", &id.to_string())?;
+        if let Some(shown) = shown {
+            let event = if shown == id {
+                "edit-dashboard"
+            } else {
+                "add-dashboard"
+            };
+            st.store.audit(&who.name, event, &shown.to_string())?;
         }
-        Ok(changed)
+        Ok(shown)
     })
     .await;
     match done {
-        Ok(true) => Redirect::to(&format!("/dashboards/{id}")).into_response(),
-        Ok(false) => WebError::NotFound(format!("no dashboard {id} of yours")).page(Some(&user)),
+        Ok(Some(shown)) => Redirect::to(&format!("/dashboards/{shown}")).into_response(),
+        Ok(None) => WebError::NotFound(format!("no dashboard {id} of yours")).page(Some(&user)),
         Err(e) => e.page(Some(&user)),
     }
 }

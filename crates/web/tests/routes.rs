@@ -2579,3 +2579,99 @@ fn the_openapi_description_has_every_api_route_and_no_other() {
     );
     assert!(served.len() >= 20, "{served:?}");
 }
+
+/// A dashboard's owner renames it; whoever may open it makes a private copy of their own, with
+/// the questions they may open — never another user's private question — and nobody else
+/// renames it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dashboard_is_renamed_by_its_owner_and_copied_by_whoever_may_open_it() {
+    let (_tmp, state) = app().await;
+    let exec_user = state.store.user("exec").unwrap().unwrap();
+    let partner_user = state.store.user("partner").unwrap().unwrap();
+    let shared = state
+        .store
+        .save_question(
+            &exec_user,
+            "Revenue",
+            "",
+            "metrics=closed_revenue",
+            "everyone",
+        )
+        .unwrap();
+    let private = state
+        .store
+        .save_question(&exec_user, "Mine", "", "metrics=csat_avg", "private")
+        .unwrap();
+    let id = state
+        .store
+        .add_dashboard(&exec_user, "Channel", "partner_manager")
+        .unwrap();
+    for q in [shared, private] {
+        assert!(state.store.add_to_dashboard(&exec_user, id, q).unwrap());
+    }
+    let edit = |cookie: &str, csrf: &str, what: &str| {
+        post_form(
+            &format!("/dashboards/{id}/questions"),
+            cookie,
+            format!("csrf={csrf}&{what}"),
+        )
+    };
+    let exec = session_of(&state, "exec").await;
+    let exec_csrf = csrf_of(&state, &exec).await;
+    let partner = session_of(&state, "partner").await;
+    let partner_csrf = csrf_of(&state, &partner).await;
+
+    let r = send(&state, edit(&exec, &exec_csrf, "rename=Channel+review")).await;
+    assert_eq!(
+        (r.status, r.location.as_str()),
+        (StatusCode::SEE_OTHER, format!("/dashboards/{id}").as_str())
+    );
+    let name = |user| state.store.dashboard(user, id).unwrap().unwrap().name;
+    assert_eq!(name(&exec_user), "Channel review");
+    // Not the owner: refused, the name unchanged.
+    let r = send(&state, edit(&partner, &partner_csrf, "rename=Mine+now")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(name(&exec_user), "Channel review");
+    // An empty name is refused, nothing changed.
+    let r = send(&state, edit(&exec, &exec_csrf, "rename=+")).await;
+    assert!(r.status.is_client_error(), "{}", r.status);
+    assert_eq!(name(&exec_user), "Channel review");
+
+    // The partner's user copies it: a private dashboard of its own, with the shared question
+    // only.
+    let r = send(&state, edit(&partner, &partner_csrf, "duplicate=My+copy")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let copy: i64 = r
+        .location
+        .trim_start_matches("/dashboards/")
+        .parse()
+        .unwrap();
+    assert_ne!(copy, id);
+    let d = state.store.dashboard(&partner_user, copy).unwrap().unwrap();
+    assert_eq!(
+        (d.name.as_str(), d.owner.as_str(), d.shared_with.as_str()),
+        ("My copy", "partner", "private")
+    );
+    let questions: Vec<i64> = d.questions.iter().map(|q| q.id).collect();
+    assert_eq!(questions, vec![shared]);
+    // The copy is the partner's own: the executive cannot open it, the original is unchanged.
+    assert!(state.store.dashboard(&exec_user, copy).unwrap().is_none());
+    let original = state.store.dashboard(&exec_user, id).unwrap().unwrap();
+    assert_eq!(original.questions.len(), 2);
+    // A dashboard one may not open cannot be copied.
+    let mine = state
+        .store
+        .add_dashboard(&exec_user, "Private", "private")
+        .unwrap();
+    let r = send(
+        &state,
+        post_form(
+            &format!("/dashboards/{mine}/questions"),
+            &partner,
+            format!("csrf={partner_csrf}&duplicate=Stolen"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(state.store.dashboards_for(&partner_user).unwrap().len(), 2);
+}

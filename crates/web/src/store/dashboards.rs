@@ -37,12 +37,7 @@ const VISIBLE: &str = "(?1 OR d.owner_id = ?2 OR d.shared_with = 'everyone' OR d
 impl Store {
     /// Keeps a new, empty dashboard for its owner; its id.
     pub fn add_dashboard(&self, owner: &User, name: &str, shared_with: &str) -> Result<i64> {
-        let name = name.trim();
-        if name.is_empty() || name.len() > MAX_NAME_BYTES {
-            return Err(StoreError::Invalid(format!(
-                "a dashboard needs a name of 1 to {MAX_NAME_BYTES} bytes"
-            )));
-        }
+        let name = checked_name(name)?;
         super::check_shared_with(shared_with)?;
         let conn = self.conn();
         conn.execute(
@@ -128,6 +123,38 @@ impl Store {
         Ok(true)
     }
 
+    /// Gives a dashboard a new name. Whether the dashboard is the user's.
+    pub fn rename_dashboard(&self, user: &User, id: i64, name: &str) -> Result<bool> {
+        let name = checked_name(name)?;
+        if !self.owns_dashboard(user, id)? {
+            return Ok(false);
+        }
+        self.conn().execute(
+            "UPDATE dashboards SET name = ?2 WHERE id = ?1",
+            params![id, name],
+        )?;
+        Ok(true)
+    }
+
+    /// A private copy, for the user, of a dashboard the user may open: its questions the user
+    /// may open too, in order, under a new name. The copy's id; none when the user may not open
+    /// the dashboard.
+    pub fn duplicate_dashboard(&self, user: &User, id: i64, name: &str) -> Result<Option<i64>> {
+        let Some(original) = self.dashboard(user, id)? else {
+            return Ok(None);
+        };
+        let copy = self.add_dashboard(user, name, "private")?;
+        let allowed: Vec<i64> = self.questions_for(user)?.iter().map(|q| q.id).collect();
+        for q in original
+            .questions
+            .iter()
+            .filter(|q| allowed.contains(&q.id))
+        {
+            self.add_to_dashboard(user, copy, q.id)?;
+        }
+        Ok(Some(copy))
+    }
+
     /// Deletes a dashboard (not its questions): its owner's or an administrator's to delete.
     pub fn delete_dashboard(&self, user: &User, id: i64) -> Result<bool> {
         let n = self.conn().execute(
@@ -160,4 +187,15 @@ fn dashboard_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Dashboard> {
         created_at: r.get(4)?,
         questions: Vec::new(),
     })
+}
+
+/// A dashboard's name as given, trimmed, or why it cannot be one.
+fn checked_name(name: &str) -> Result<&str> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(StoreError::Invalid(format!(
+            "a dashboard needs a name of 1 to {MAX_NAME_BYTES} bytes"
+        )));
+    }
+    Ok(name)
 }
