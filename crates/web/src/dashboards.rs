@@ -475,6 +475,47 @@ pub(crate) async fn create(
     }
 }
 
+/// The form of `POST /questions/{id}/dashboard`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct AddFromListForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    dashboard: i64,
+}
+
+/// `POST /questions/{id}/dashboard`: the saved question `{id}` put on one of the user's own
+/// dashboards, from the list of saved questions; then that dashboard.
+pub(crate) async fn add_from_list(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    params: RawPathParams,
+    Form(form): Form<AddFromListForm>,
+) -> Response {
+    let user = match form_user(&st, &headers, &form.csrf).await {
+        Ok(u) => u,
+        Err(page) => return page,
+    };
+    let Some(question) = path_id(&params).and_then(|i| i.parse::<i64>().ok()) else {
+        return WebError::NotFound("no such saved question".into()).page(Some(&user));
+    };
+    let (who, id) = (user.clone(), form.dashboard);
+    let done = blocking(&st, move |st| {
+        let added = st.store.add_to_dashboard(&who, id, question)?;
+        if added {
+            st.store
+                .audit(&who.name, "edit-dashboard", &id.to_string())?;
+        }
+        Ok(added)
+    })
+    .await;
+    match done {
+        Ok(true) => Redirect::to(&format!("/dashboards/{id}")).into_response(),
+        Ok(false) => WebError::NotFound(format!("no dashboard {id} of yours")).page(Some(&user)),
+        Err(e) => e.page(Some(&user)),
+    }
+}
+
 /// `POST /dashboards/{id}/questions`: the owner adds or removes a question.
 pub(crate) async fn edit(
     State(st): State<Arc<AppState>>,

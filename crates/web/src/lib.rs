@@ -467,6 +467,9 @@ pub enum QuestionsRoute {
     ApiRun,
     /// `POST /questions/{id}/delete`: the owner's or an administrator's.
     Delete,
+    /// `POST /questions/{id}/dashboard`: puts it on one of the user's own dashboards
+    /// (`dashboard=ID`), from the list.
+    AddToDashboard,
 }
 
 /// The routes of the Alerts overview.
@@ -542,6 +545,11 @@ pub fn routes() -> Vec<(&'static str, String, Serves)> {
         ("GET", "/questions/{id}", QuestionsRoute::Open),
         ("GET", "/api/questions/{id}", QuestionsRoute::ApiRun),
         ("POST", "/questions/{id}/delete", QuestionsRoute::Delete),
+        (
+            "POST",
+            "/questions/{id}/dashboard",
+            QuestionsRoute::AddToDashboard,
+        ),
     ] {
         r.push((method, path.into(), Serves::Questions(route)));
     }
@@ -634,6 +642,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             Serves::Explore(form) => get(move |s, h, q| explore(s, h, q, form)),
             Serves::Questions(QuestionsRoute::Save) => post(save_question),
             Serves::Questions(QuestionsRoute::Delete) => post(delete_question),
+            Serves::Questions(QuestionsRoute::AddToDashboard) => post(dashboards::add_from_list),
             Serves::Questions(route) => get(move |s, h, p, q| questions(s, h, p, q, route)),
             Serves::Alerts(AlertsRoute::Delete) => post(delete_alert),
             Serves::Alerts(AlertsRoute::Create) => post(create_alert),
@@ -1247,7 +1256,23 @@ async fn questions(
     };
     match route {
         QuestionsRoute::List => {
-            Html(questions::render(&user, &csrf, &search.q, &visible)).into_response()
+            // The dashboards a question can be added to from the list: the user's own.
+            let who = user.clone();
+            let own = blocking(&st, move |st| {
+                Ok(st
+                    .store
+                    .dashboards_for(&who)?
+                    .into_iter()
+                    .filter(|d| d.owner == who.name)
+                    .collect::<Vec<_>>())
+            })
+            .await;
+            match own {
+                Ok(own) => {
+                    Html(questions::render(&user, &csrf, &search.q, &visible, &own)).into_response()
+                }
+                Err(e) => fail(e, Some(&user)),
+            }
         }
         QuestionsRoute::ApiList => {
             let listed: Vec<_> = visible
@@ -1275,7 +1300,7 @@ async fn questions(
                 Err(e) => fail(e, Some(&user)),
             }
         }
-        QuestionsRoute::Save | QuestionsRoute::Delete => {
+        QuestionsRoute::Save | QuestionsRoute::Delete | QuestionsRoute::AddToDashboard => {
             unreachable!("posted forms have their own handlers")
         }
     }

@@ -6,7 +6,7 @@ use askama::Template;
 use serde::Serialize;
 
 use crate::pages;
-use crate::store::{SavedQuestion, User};
+use crate::store::{Dashboard, SavedQuestion, User};
 
 /// One row of the list.
 pub(crate) struct QuestionView {
@@ -28,6 +28,8 @@ pub(crate) struct QuestionsPage {
     pub(crate) nav: Vec<(String, String)>,
     pub(crate) search: String,
     pub(crate) questions: Vec<QuestionView>,
+    /// The user's own dashboards (id, name), which a question can be added to from the list.
+    pub(crate) dashboards: Vec<(i64, String)>,
 }
 
 /// Whether a question matches a search, in its name or description, ignoring case.
@@ -38,8 +40,15 @@ pub fn matches(q: &SavedQuestion, search: &str) -> bool {
         || q.description.to_lowercase().contains(&search)
 }
 
-/// Renders the list of the questions a user may open.
-pub fn render(user: &User, csrf: &str, search: &str, questions: &[SavedQuestion]) -> String {
+/// Renders the list of the questions a user may open, each with a form adding it to one of
+/// the user's own dashboards.
+pub fn render(
+    user: &User,
+    csrf: &str,
+    search: &str,
+    questions: &[SavedQuestion],
+    dashboards: &[Dashboard],
+) -> String {
     QuestionsPage {
         user_name: user.name.clone(),
         role: user.role.name().into(),
@@ -58,6 +67,7 @@ pub fn render(user: &User, csrf: &str, search: &str, questions: &[SavedQuestion]
                 deletable: q.owner == user.name || user.role == crate::store::Role::Admin,
             })
             .collect(),
+        dashboards: dashboards.iter().map(|d| (d.id, d.name.clone())).collect(),
     }
     .render()
     .unwrap_or_else(|e| format!("template: {e}"))

@@ -2675,3 +2675,79 @@ async fn a_dashboard_is_renamed_by_its_owner_and_copied_by_whoever_may_open_it()
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(state.store.dashboards_for(&partner_user).unwrap().len(), 2);
 }
+
+/// The saved questions list offers each question to the user's own dashboards: added there from
+/// the list, never to another user's dashboard, and a question the user may not open is not
+/// added anywhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_question_is_added_to_ones_own_dashboard_from_the_list() {
+    let (_tmp, state) = app().await;
+    let exec_user = state.store.user("exec").unwrap().unwrap();
+    let manager_user = state.store.user("manager").unwrap().unwrap();
+    let shared = state
+        .store
+        .save_question(
+            &exec_user,
+            "Revenue",
+            "",
+            "metrics=closed_revenue",
+            "everyone",
+        )
+        .unwrap();
+    let private = state
+        .store
+        .save_question(&exec_user, "Mine", "", "metrics=csat_avg", "private")
+        .unwrap();
+    let own = state
+        .store
+        .add_dashboard(&manager_user, "Review", "private")
+        .unwrap();
+    let others = state
+        .store
+        .add_dashboard(&exec_user, "Exec's", "everyone")
+        .unwrap();
+    let manager = session_of(&state, "manager").await;
+    let csrf = csrf_of(&state, &manager).await;
+    // The list offers the manager's own dashboard, not the executive's shared one.
+    let list = send(&state, get("/questions", &manager)).await;
+    assert!(
+        list.body
+            .contains(&format!("action=\"/questions/{shared}/dashboard\""))
+    );
+    assert!(list.body.contains(">Review</option>"), "{}", list.body);
+    assert!(
+        !list.body.contains(">Exec&#x27;s</option>") && !list.body.contains(">Exec's</option>")
+    );
+    let add = |question: i64, dashboard: i64| {
+        post_form(
+            &format!("/questions/{question}/dashboard"),
+            &manager,
+            format!("csrf={csrf}&dashboard={dashboard}"),
+        )
+    };
+    let r = send(&state, add(shared, own)).await;
+    assert_eq!(
+        (r.status, r.location.as_str()),
+        (StatusCode::SEE_OTHER, format!("/dashboards/{own}").as_str())
+    );
+    let questions = |user, id| -> Vec<i64> {
+        state
+            .store
+            .dashboard(user, id)
+            .unwrap()
+            .unwrap()
+            .questions
+            .iter()
+            .map(|q| q.id)
+            .collect()
+    };
+    assert_eq!(questions(&manager_user, own), vec![shared]);
+    // Another user's dashboard: refused, unchanged.
+    let r = send(&state, add(shared, others)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(questions(&exec_user, others).is_empty());
+    // A question the manager may not open: refused, unchanged.
+    let r = send(&state, add(private, own)).await;
+    assert!(r.status.is_client_error(), "{}", r.status);
+    assert_eq!(questions(&manager_user, own), vec![shared]);
+}
