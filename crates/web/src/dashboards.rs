@@ -114,6 +114,10 @@ pub(crate) struct EditForm {
     /// The name of a private copy for the user (anyone who may open the dashboard).
     #[serde(default)]
     duplicate: Option<String>,
+    /// `set`: the user's home page from now on; `clear`: the role's home page again (anyone
+    /// who may open the dashboard).
+    #[serde(default)]
+    home: Option<String>,
 }
 
 /// A question of a dashboard as its page shows it.
@@ -158,6 +162,8 @@ struct DashboardPage<'a> {
     editable: bool,
     /// The saved questions the owner may add.
     addable: Vec<SavedQuestion>,
+    /// It is the user's home page.
+    home: bool,
 }
 
 /// A dashboard's answers, as `/api/dashboards/{id}` gives them.
@@ -257,16 +263,19 @@ pub(crate) async fn show(
             Some(id) => st.store.dashboard(&who, id)?,
             None => None,
         };
-        // Only the page offers questions to add.
-        let addable = match (&d, route) {
-            (Some(_), DashboardsRoute::Page) => st.store.questions_for(&who)?,
-            _ => Vec::new(),
+        // Only the page offers questions to add, and says whether it is the user's home.
+        let (addable, home) = match (&d, route) {
+            (Some(d), DashboardsRoute::Page) => (
+                st.store.questions_for(&who)?,
+                st.store.home_dashboard(&who)? == Some(d.id),
+            ),
+            _ => (Vec::new(), false),
         };
-        Ok((d, addable))
+        Ok((d, (addable, home)))
     })
     .await;
-    let (d, addable) = match found {
-        Ok((Some(d), addable)) => (d, addable),
+    let (d, (addable, home)) = match found {
+        Ok((Some(d), found)) => (d, found),
         Ok((None, _)) => return fail(WebError::NotFound("no such dashboard".into()), Some(&user)),
         Err(e) => return fail(e, Some(&user)),
     };
@@ -376,6 +385,7 @@ pub(crate) async fn show(
             panels,
             editable,
             addable,
+            home,
         }
         .render()
         .unwrap_or_else(|e| format!("template: {e}")),
@@ -533,20 +543,35 @@ pub(crate) async fn edit(
     let who = user.clone();
     // The dashboard to show afterwards: this one, or its copy.
     let done = blocking(&st, move |st| {
-        let shown = match (form.add, form.remove, form.rename, form.duplicate) {
-            (Some(q), None, None, None) => st.store.add_to_dashboard(&who, id, q)?.then_some(id),
-            (None, Some(q), None, None) => {
-                st.store.remove_from_dashboard(&who, id, q)?.then_some(id)
-            }
-            (None, None, Some(name), None) => {
-                st.store.rename_dashboard(&who, id, &name)?.then_some(id)
-            }
-            (None, None, None, Some(name)) => st.store.duplicate_dashboard(&who, id, &name)?,
-            _ => {
-                return Err(WebError::BadRequest(
-                    "say one thing: add=ID, remove=ID, rename=NAME or duplicate=NAME".into(),
-                ));
-            }
+        let one = [
+            form.add.is_some(),
+            form.remove.is_some(),
+            form.rename.is_some(),
+            form.duplicate.is_some(),
+            form.home.is_some(),
+        ];
+        if one.iter().filter(|given| **given).count() != 1 {
+            return Err(WebError::BadRequest(
+                "say one thing: add=ID, remove=ID, rename=NAME, duplicate=NAME or home=set|clear"
+                    .into(),
+            ));
+        }
+        let store = &st.store;
+        let shown = if let Some(q) = form.add {
+            store.add_to_dashboard(&who, id, q)?.then_some(id)
+        } else if let Some(q) = form.remove {
+            store.remove_from_dashboard(&who, id, q)?.then_some(id)
+        } else if let Some(name) = &form.rename {
+            store.rename_dashboard(&who, id, name)?.then_some(id)
+        } else if let Some(name) = &form.duplicate {
+            store.duplicate_dashboard(&who, id, name)?
+        } else {
+            let home = match form.home.as_deref() {
+                Some("set") => Some(id),
+                Some("clear") => None,
+                _ => return Err(WebError::BadRequest("home=set or home=clear".into())),
+            };
+            store.set_home_dashboard(&who, home)?.then_some(id)
         };
         if let Some(shown) = shown {
             let event = if shown == id {

@@ -843,9 +843,23 @@ fn address(headers: &HeaderMap, peer: Option<SocketAddr>, trusted: &[std::net::I
 
 async fn home(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Ok((user, _)) = signed_in(&st, &headers).await {
-        return Redirect::to(pages::home_of(&user).path()).into_response();
+        let who = user.clone();
+        let path = blocking(&st, move |st| home_path(st, &who)).await;
+        return match path {
+            Ok(path) => Redirect::to(&path).into_response(),
+            Err(e) => e.page(Some(&user)),
+        };
     }
     sign_in_page(&st, &headers, None, StatusCode::OK)
+}
+
+/// Where a user lands: the dashboard chosen as home page, while the user may open it, or the
+/// role's home page.
+fn home_path(st: &AppState, user: &User) -> Result<String, WebError> {
+    Ok(match st.store.home_dashboard(user)? {
+        Some(id) => format!("/dashboards/{id}"),
+        None => pages::home_of(user).path().to_string(),
+    })
 }
 
 fn sign_in_page(
@@ -907,7 +921,7 @@ async fn sign_in(
     let name = form.name.clone();
     let result = blocking(
         &st,
-        move |st| -> Result<Result<(User, String), String>, WebError> {
+        move |st| -> Result<Result<(User, String, String), String>, WebError> {
             if let Some(seconds) = st.store.wait_for(&name, &addr)? {
                 st.ops.sign_in_failed();
                 st.store.audit(
@@ -925,7 +939,8 @@ async fn sign_in(
                     st.store
                         .audit(&user.name, "sign-in", &format!("from {addr}"))?;
                     let (token, _) = st.store.start_session(&user)?;
-                    Ok(Ok((user, token)))
+                    let home = home_path(st, &user)?;
+                    Ok(Ok((user, token, home)))
                 }
                 None => {
                     st.ops.sign_in_failed();
@@ -941,8 +956,8 @@ async fn sign_in(
     match result {
         Err(e) => e.page(None),
         Ok(Err(message)) => sign_in_page(&st, &headers, Some(message), StatusCode::UNAUTHORIZED),
-        Ok(Ok((user, token))) => {
-            let mut r = Redirect::to(pages::home_of(&user).path()).into_response();
+        Ok(Ok((_, token, home))) => {
+            let mut r = Redirect::to(&home).into_response();
             r.headers_mut().append(
                 header::SET_COOKIE,
                 set_cookie(

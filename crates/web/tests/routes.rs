@@ -2751,3 +2751,61 @@ async fn a_saved_question_is_added_to_ones_own_dashboard_from_the_list() {
     assert!(r.status.is_client_error(), "{}", r.status);
     assert_eq!(questions(&manager_user, own), vec![shared]);
 }
+
+/// A user makes a dashboard they may open their home page: signing in (and `/`) opens it; once
+/// it is deleted, the role's home page again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dashboard_can_be_ones_home_page() {
+    let (_tmp, state) = app().await;
+    let exec_user = state.store.user("exec").unwrap().unwrap();
+    let shared = state
+        .store
+        .add_dashboard(&exec_user, "For partners", "partner_manager")
+        .unwrap();
+    let private = state
+        .store
+        .add_dashboard(&exec_user, "Exec only", "private")
+        .unwrap();
+    let partner = session_of(&state, "partner").await;
+    let csrf = csrf_of(&state, &partner).await;
+    let home = |id: i64, how: &str| {
+        post_form(
+            &format!("/dashboards/{id}/questions"),
+            &partner,
+            format!("csrf={csrf}&home={how}"),
+        )
+    };
+    let lands = |r: Reply| r.location;
+    // Before: the role's home page.
+    let before = lands(sign_in(&state, "partner", "correct horse").await);
+    assert_eq!(before, "/my/performance");
+    // A dashboard the partner's user may not open cannot be its home.
+    assert_eq!(
+        send(&state, home(private, "set")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        send(&state, home(shared, "set")).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        lands(sign_in(&state, "partner", "correct horse").await),
+        format!("/dashboards/{shared}")
+    );
+    assert_eq!(
+        send(&state, get("/", &partner)).await.location,
+        format!("/dashboards/{shared}")
+    );
+    let page = send(&state, get(&format!("/dashboards/{shared}"), &partner)).await;
+    assert!(
+        page.body.contains("name=\"home\" value=\"clear\""),
+        "{}",
+        page.body
+    );
+    // Its owner deletes it: the role's home page again.
+    assert!(state.store.delete_dashboard(&exec_user, shared).unwrap());
+    assert_eq!(
+        lands(sign_in(&state, "partner", "correct horse").await),
+        "/my/performance"
+    );
+}

@@ -11,7 +11,9 @@ use super::{MAX_NAME_BYTES, Result, Role, SavedQuestion, Store, StoreError, User
 /// dashboards that held it.
 pub(super) const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS dashboards (id INTEGER PRIMARY KEY, owner_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, name TEXT NOT NULL, shared_with TEXT NOT NULL, created_at INTEGER NOT NULL);
-    CREATE TABLE IF NOT EXISTS dashboard_questions (dashboard_id INTEGER NOT NULL REFERENCES dashboards(id) ON DELETE CASCADE, question_id INTEGER NOT NULL REFERENCES questions(id) ON DELETE CASCADE, position INTEGER NOT NULL, PRIMARY KEY (dashboard_id, question_id));";
+    CREATE TABLE IF NOT EXISTS dashboard_questions (dashboard_id INTEGER NOT NULL REFERENCES dashboards(id) ON DELETE CASCADE, question_id INTEGER NOT NULL REFERENCES questions(id) ON DELETE CASCADE, position INTEGER NOT NULL, PRIMARY KEY (dashboard_id, question_id));
+    -- A dashboard a user opens on signing in, instead of the role's home page.
+    CREATE TABLE IF NOT EXISTS home_dashboards (user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE, dashboard_id INTEGER NOT NULL REFERENCES dashboards(id) ON DELETE CASCADE);";
 
 /// A dashboard, with its questions in order.
 #[derive(Clone, Debug, Serialize)]
@@ -153,6 +155,45 @@ impl Store {
             self.add_to_dashboard(user, copy, q.id)?;
         }
         Ok(Some(copy))
+    }
+
+    /// Makes a dashboard the user may open the user's home page (`None`: the role's again).
+    /// Whether it was one the user may open.
+    pub fn set_home_dashboard(&self, user: &User, id: Option<i64>) -> Result<bool> {
+        let conn = self.conn();
+        match id {
+            None => {
+                conn.execute("DELETE FROM home_dashboards WHERE user_id = ?1", [user.id])?;
+            }
+            Some(id) => {
+                drop(conn);
+                if self.dashboard(user, id)?.is_none() {
+                    return Ok(false);
+                }
+                self.conn().execute(
+                    "INSERT OR REPLACE INTO home_dashboards (user_id, dashboard_id) VALUES (?1, ?2)",
+                    params![user.id, id],
+                )?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// The dashboard the user opens on signing in, while the user may still open it.
+    pub fn home_dashboard(&self, user: &User) -> Result<Option<i64>> {
+        let id: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT dashboard_id FROM home_dashboards WHERE user_id = ?1",
+                [user.id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        // Unshared since, or its owner's role changed: the role's home page again.
+        Ok(match id {
+            Some(id) if self.dashboard(user, id)?.is_some() => Some(id),
+            _ => None,
+        })
     }
 
     /// Deletes a dashboard (not its questions): its owner's or an administrator's to delete.
