@@ -2588,20 +2588,7 @@ async fn a_dashboard_is_renamed_by_its_owner_and_copied_by_whoever_may_open_it()
     let (_tmp, state) = app().await;
     let exec_user = state.store.user("exec").unwrap().unwrap();
     let partner_user = state.store.user("partner").unwrap().unwrap();
-    let shared = state
-        .store
-        .save_question(
-            &exec_user,
-            "Revenue",
-            "",
-            "metrics=closed_revenue",
-            "everyone",
-        )
-        .unwrap();
-    let private = state
-        .store
-        .save_question(&exec_user, "Mine", "", "metrics=csat_avg", "private")
-        .unwrap();
+    let (shared, private) = shared_and_private_questions(&state, &exec_user);
     let id = state
         .store
         .add_dashboard(&exec_user, "Channel", "partner_manager")
@@ -2684,20 +2671,7 @@ async fn a_saved_question_is_added_to_ones_own_dashboard_from_the_list() {
     let (_tmp, state) = app().await;
     let exec_user = state.store.user("exec").unwrap().unwrap();
     let manager_user = state.store.user("manager").unwrap().unwrap();
-    let shared = state
-        .store
-        .save_question(
-            &exec_user,
-            "Revenue",
-            "",
-            "metrics=closed_revenue",
-            "everyone",
-        )
-        .unwrap();
-    let private = state
-        .store
-        .save_question(&exec_user, "Mine", "", "metrics=csat_avg", "private")
-        .unwrap();
+    let (shared, private) = shared_and_private_questions(&state, &exec_user);
     let own = state
         .store
         .add_dashboard(&manager_user, "Review", "private")
@@ -2808,4 +2782,21 @@ async fn a_dashboard_can_be_ones_home_page() {
         lands(sign_in(&state, "partner", "correct horse").await),
         "/my/performance"
     );
+}
+
+/// Two saved questions of the executive's: revenue shared with everyone, CSAT private.
+fn shared_and_private_questions(
+    state: &Arc<AppState>,
+    exec: &prism_web::store::User,
+) -> (i64, i64) {
+    let save = |name: &str, question: &str, shared_with: &str| {
+        state
+            .store
+            .save_question(exec, name, "", question, shared_with)
+            .unwrap()
+    };
+    (
+        save("Revenue", "metrics=closed_revenue", "everyone"),
+        save("Mine", "metrics=csat_avg", "private"),
+    )
 }
