@@ -24,6 +24,16 @@ fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
+/// The load succeeded and said `says`.
+fn assert_committed(out: &Output, says: &str) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text(out).contains(says), "{}", text(out));
+}
+
 fn load_salesforce(data: &Path, export: &Path) -> Output {
     let mapping = repo().join("mappings/salesforce.yaml");
     prism(
@@ -42,16 +52,7 @@ fn a_salesforce_export_gives_the_figures_of_the_same_data_in_the_contracts_layou
     let tmp = tempfile::tempdir().unwrap();
     let (sf, tiny) = (tmp.path().join("sf"), tmp.path().join("tiny"));
     let out = load_salesforce(&sf, &repo().join("fixtures/salesforce"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text(&out).contains("orders.csv (from OrderItem.csv)"),
-        "{}",
-        text(&out)
-    );
+    assert_committed(&out, "orders.csv (from OrderItem.csv)");
     let out = prism(
         &tiny,
         &["load", repo().join("fixtures/tiny").to_str().unwrap()],
@@ -395,16 +396,7 @@ fn a_postgresql_database_is_a_source_all_or_nothing_with_faults_located_by_row()
         )
     };
     let out = load(&mapping);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text(&out).contains("orders.csv (from table OrderItem)"),
-        "{}",
-        text(&out)
-    );
+    assert_committed(&out, "orders.csv (from table OrderItem)");
     assert!(
         prism(
             &tiny,
@@ -478,16 +470,7 @@ fn a_postgresql_database_is_a_source_all_or_nothing_with_faults_located_by_row()
         before
     );
     let out = load(&mapping);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text(&out).contains("committed warehouse version 2"),
-        "{}",
-        text(&out)
-    );
+    assert_committed(&out, "committed warehouse version 2");
     let leftovers = std::fs::read_dir(&data)
         .unwrap()
         .filter_map(|e| e.ok())
