@@ -26,13 +26,7 @@ impl std::fmt::Display for From {
         match self {
             From::Folder(dir) => write!(f, "{}", dir.display()),
             // The password is not kept in the history.
-            From::Database(url, _) => match url::Url::parse(url) {
-                Ok(mut u) => {
-                    let _ = u.set_password(None);
-                    write!(f, "{u}")
-                }
-                Err(_) => write!(f, "a database"),
-            },
+            From::Database(url, _) => f.write_str(&crate::postgres_source::redacted(url)),
         }
     }
 }

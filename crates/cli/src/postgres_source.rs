@@ -116,13 +116,16 @@ impl Source for Postgres {
     }
 }
 
-/// The URL without its password, for messages.
-fn redacted(url: &str) -> String {
+/// The URL with its password masked, for messages and the load history; one that cannot be
+/// read is not repeated at all (it may hold a password where a URL would not).
+pub fn redacted(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
             u.to_string()
         }
-        _ => url.to_string(),
+        Err(_) => "the database".into(),
     }
 }

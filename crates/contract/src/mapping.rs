@@ -90,6 +90,48 @@ struct Join {
     on: String,
 }
 
+/// An entity's mapping resolved against its files (see `Mapping::plan`).
+struct EntityPlan<'m> {
+    source: Table,
+    joins: Vec<JoinPlan>,
+    fields: Vec<FieldPlan>,
+    /// Column positions and the values rows must have there.
+    keep: Vec<(usize, &'m String)>,
+}
+
+/// A joined file: its rows, the first row of each key, and where a row's key is read: a
+/// column of the entity's file (`None`) or of an earlier join (its index).
+struct JoinPlan {
+    alias: String,
+    table: Table,
+    index: HashMap<String, usize>,
+    on: (Option<usize>, usize),
+}
+
+/// A contract field: how it is mapped, where it is read (the file: 0 the entity's, i + 1 the
+/// i-th join; the column's name and position there), and its contract type.
+struct FieldPlan {
+    name: &'static str,
+    field: Field,
+    at: Option<(usize, String, Option<usize>)>,
+    ty: ColumnType,
+}
+
+impl EntityPlan<'_> {
+    /// The row each join finds for a row of the entity's file, in join order.
+    fn joined(&self, row: &[String]) -> Vec<Option<usize>> {
+        let mut found: Vec<Option<usize>> = Vec::with_capacity(self.joins.len());
+        for j in &self.joins {
+            let key = match j.on {
+                (None, p) => Some(&row[p]),
+                (Some(i), p) => found[i].map(|r| &self.joins[i].table.rows[r].1[p]),
+            };
+            found.push(key.and_then(|k| j.index.get(k).copied()));
+        }
+        found
+    }
+}
+
 /// Where rows are read: a file of the export, or a database's query or table.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct From {
@@ -382,179 +424,30 @@ impl Mapping {
         target: &Path,
         faults: &mut Vec<Rejection>,
     ) -> Result<MappedFile, MappingError> {
-        let spec_file = spec.from.name(entity.name());
-        let source = rows_from.read(&spec.from, &spec_file)?;
-        // Each join's rows by key, in an order where `on` names only earlier joins.
-        let order = join_order(&spec.join).map_err(MappingError::Invalid)?;
-        let mut joins: Vec<(String, Table, HashMap<String, usize>)> = Vec::new();
-        for alias in &order {
-            let j = &spec.join[alias];
-            let name = j.from.name(&format!("{}.join.{alias}", entity.name()));
-            let table = rows_from.read(&j.from, &name)?;
-            let key = table.position(&j.key).ok_or_else(|| {
-                MappingError::Invalid(format!(
-                    "{}: entities.{}.join.{alias}: {name} has no column `{}`",
-                    self.file,
-                    entity.name(),
-                    j.key
-                ))
-            })?;
-            let mut index = HashMap::new();
-            for (i, row) in table.rows.iter().enumerate() {
-                index.entry(row.1[key].clone()).or_insert(i);
-            }
-            joins.push((alias.clone(), table, index));
-        }
-        // Each field: where its value is read.
-        let columns: Vec<&str> = entity
-            .columns()
-            .iter()
-            .map(|c| c.name)
-            .filter(|c| spec.fields.contains_key(*c))
-            .collect();
-        let mut origins = HashMap::new();
-        let mut fields = Vec::new();
-        for name in &columns {
-            let field = match &spec.fields[*name] {
-                RawField::Column(c) => Field {
-                    column: Some(c.clone()),
-                    ..Field::default()
-                },
-                RawField::Full(f) => f.clone(),
-            };
-            let at = match &field.column {
-                None => None,
-                Some(c) => match c.split_once('.') {
-                    Some((alias, column)) if spec.join.contains_key(alias) => {
-                        let i = joins
-                            .iter()
-                            .position(|(a, _, _)| a == alias)
-                            .expect("joined");
-                        Some((i + 1, column.to_string(), joins[i].1.position(column)))
-                    }
-                    _ => Some((0, c.clone(), source.position(c))),
-                },
-            };
-            if let Some((file, column, None)) = &at
-                && field.default.is_none()
-            {
-                let file = match file {
-                    0 => &spec_file,
-                    i => &joins[i - 1].1.name,
-                };
-                return Err(MappingError::Invalid(format!(
-                    "{}: entities.{}.fields.{name}: {file} has no column `{column}` (give a `default` when the export may lack it)",
-                    self.file,
-                    entity.name()
-                )));
-            }
-            origins.insert(
-                name.to_string(),
-                at.as_ref()
-                    .map(|(f, c, p)| (*f, c.clone(), p.map(|p| p + 1))),
-            );
-            let ty = entity.columns()[entity.column_index(name).expect("checked")].ty;
-            fields.push((*name, field, at, ty));
-        }
-        let keep: Vec<(usize, &String)> = spec
-            .keep
-            .iter()
-            .map(|(c, v)| {
-                source.position(c).map(|p| (p, v)).ok_or_else(|| {
-                    MappingError::Invalid(format!(
-                        "{}: entities.{}.keep: {spec_file} has no column `{c}`",
-                        self.file,
-                        entity.name(),
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?;
-
+        let plan = self.plan(entity, spec, rows_from)?;
         let mut writer = csv::Writer::from_path(target)
             .map_err(|e| MappingError::Io(format!("{}: {e}", target.display())))?;
+        let header: Vec<&str> = plan.fields.iter().map(|f| f.name).collect();
         writer
-            .write_record(&columns)
+            .write_record(&header)
             .map_err(|e| MappingError::Io(e.to_string()))?;
         let mut line = 2u64;
         let mut rows = Vec::new();
-        for (source_line, row) in &source.rows {
-            if !keep.iter().all(|(p, v)| row[*p] == **v) {
+        for (source_line, row) in &plan.source.rows {
+            if !plan.keep.iter().all(|(p, v)| row[*p] == **v) {
                 continue;
             }
-            // The row each join finds, in join order.
-            let mut found: Vec<Option<usize>> = Vec::new();
-            for (alias, _, index) in &joins {
-                let on = &spec.join[alias].on;
-                let value = match on.split_once('.') {
-                    Some((a, c)) if spec.join.contains_key(a) => {
-                        let i = joins.iter().position(|(x, _, _)| x == a).expect("joined");
-                        found[i].and_then(|r| {
-                            let t = &joins[i].1;
-                            t.position(c).map(|p| t.rows[r].1[p].clone())
-                        })
-                    }
-                    _ => source.position(on).map(|p| row[p].clone()),
-                };
-                found.push(value.and_then(|v| index.get(&v).copied()));
-            }
-            let mut record = Vec::with_capacity(fields.len());
-            let mut ok = true;
-            for (name, field, at, ty) in &fields {
-                let (raw, fault_at) = match at {
-                    None => (String::new(), None),
-                    Some((0, column, position)) => (
-                        position.map(|p| row[p].clone()).unwrap_or_default(),
-                        Some((spec_file.clone(), *source_line, column.clone(), *position)),
-                    ),
-                    Some((i, column, position)) => {
-                        let (_, table, _) = &joins[i - 1];
-                        match found[i - 1] {
-                            Some(r) => (
-                                position
-                                    .map(|p| table.rows[r].1[p].clone())
-                                    .unwrap_or_default(),
-                                Some((
-                                    table.name.clone(),
-                                    table.rows[r].0,
-                                    column.clone(),
-                                    *position,
-                                )),
-                            ),
-                            None => (String::new(), None),
-                        }
-                    }
-                };
-                match self.value(field, &raw, *ty) {
-                    Ok(v) => record.push(v),
-                    Err(reason) => {
-                        ok = false;
-                        let (file, at_line, column, position) = fault_at.unwrap_or((
-                            spec_file.clone(),
-                            *source_line,
-                            name.to_string(),
-                            None,
-                        ));
-                        faults.push(Rejection {
-                            file,
-                            line: at_line,
-                            column_number: position.map(|p| p + 1),
-                            column: Some(format!("{column} (as {name})")),
-                            value: Some(raw.clone()),
-                            reason,
-                        });
-                    }
-                }
-            }
-            if !ok {
+            let found = plan.joined(row);
+            let Some(record) = self.map_row(&plan, *source_line, row, &found, faults) else {
                 continue;
-            }
+            };
             writer
                 .write_record(&record)
                 .map_err(|e| MappingError::Io(e.to_string()))?;
             let joined = found
                 .iter()
-                .enumerate()
-                .map(|(i, r)| r.map_or(0, |r| joins[i].1.rows[r].0))
+                .zip(&plan.joins)
+                .map(|(r, j)| r.map_or(0, |r| j.table.rows[r].0))
                 .collect();
             rows.push((line, *source_line, joined));
             // A value with a line break is one quoted field over several lines.
@@ -567,11 +460,185 @@ impl Mapping {
             .flush()
             .map_err(|e| MappingError::Io(e.to_string()))?;
         Ok(MappedFile {
-            source: spec_file,
+            columns: plan
+                .fields
+                .iter()
+                .map(|f| {
+                    let at =
+                        f.at.as_ref()
+                            .map(|(i, c, p)| (*i, c.clone(), p.map(|p| p + 1)));
+                    (f.name.to_string(), at)
+                })
+                .collect(),
+            joins: plan.joins.iter().map(|j| j.table.name.clone()).collect(),
+            source: plan.source.name,
             rows,
-            columns: origins,
-            joins: joins.iter().map(|(_, t, _)| t.name.clone()).collect(),
         })
+    }
+
+    /// An entity's mapping resolved against its files once: the rows read, each join indexed
+    /// by key, each field's column found, the `keep` columns found. A column the mapping names
+    /// and a file lacks is refused here, before any row.
+    fn plan<'m>(
+        &self,
+        entity: Entity,
+        spec: &'m RawEntity,
+        rows_from: &mut dyn Source,
+    ) -> Result<EntityPlan<'m>, MappingError> {
+        let missing = |what: &str, file: &str, column: &str| {
+            MappingError::Invalid(format!(
+                "{}: entities.{}.{what}: {file} has no column `{column}`",
+                self.file,
+                entity.name()
+            ))
+        };
+        let spec_file = spec.from.name(entity.name());
+        let source = rows_from.read(&spec.from, &spec_file)?;
+        // Each join's rows by key, in an order where `on` names only earlier joins.
+        let order = join_order(&spec.join).map_err(MappingError::Invalid)?;
+        let mut joins: Vec<JoinPlan> = Vec::new();
+        for alias in &order {
+            let j = &spec.join[alias];
+            let name = j.from.name(&format!("{}.join.{alias}", entity.name()));
+            let table = rows_from.read(&j.from, &name)?;
+            let key = table
+                .position(&j.key)
+                .ok_or_else(|| missing(&format!("join.{alias}"), &name, &j.key))?;
+            let on = match j.on.split_once('.') {
+                Some((a, c)) if spec.join.contains_key(a) => {
+                    let i = joins.iter().position(|x| x.alias == *a).expect("ordered");
+                    let p = joins[i].table.position(c);
+                    (
+                        Some(i),
+                        p.ok_or_else(|| {
+                            missing(&format!("join.{alias}.on"), &joins[i].table.name, c)
+                        })?,
+                    )
+                }
+                _ => (
+                    None,
+                    source
+                        .position(&j.on)
+                        .ok_or_else(|| missing(&format!("join.{alias}.on"), &spec_file, &j.on))?,
+                ),
+            };
+            let mut index = HashMap::new();
+            for (i, row) in table.rows.iter().enumerate() {
+                index.entry(row.1[key].clone()).or_insert(i);
+            }
+            joins.push(JoinPlan {
+                alias: alias.clone(),
+                table,
+                index,
+                on,
+            });
+        }
+        let mut fields = Vec::new();
+        for column in entity
+            .columns()
+            .iter()
+            .filter(|c| spec.fields.contains_key(c.name))
+        {
+            let field = match &spec.fields[column.name] {
+                RawField::Column(c) => Field {
+                    column: Some(c.clone()),
+                    ..Field::default()
+                },
+                RawField::Full(f) => f.clone(),
+            };
+            let at = field.column.as_ref().map(|c| match c.split_once('.') {
+                Some((alias, col)) if spec.join.contains_key(alias) => {
+                    let i = joins.iter().position(|j| j.alias == alias).expect("joined");
+                    (i + 1, col.to_string(), joins[i].table.position(col))
+                }
+                _ => (0, c.clone(), source.position(c)),
+            });
+            if let Some((file, col, None)) = &at
+                && field.default.is_none()
+            {
+                let file = match file {
+                    0 => &spec_file,
+                    i => &joins[i - 1].table.name,
+                };
+                return Err(MappingError::Invalid(format!(
+                    "{}: entities.{}.fields.{}: {file} has no column `{col}` (give a `default` when the export may lack it)",
+                    self.file,
+                    entity.name(),
+                    column.name
+                )));
+            }
+            fields.push(FieldPlan {
+                name: column.name,
+                field,
+                at,
+                ty: column.ty,
+            });
+        }
+        let keep = spec
+            .keep
+            .iter()
+            .map(|(c, v)| {
+                source
+                    .position(c)
+                    .map(|p| (p, v))
+                    .ok_or_else(|| missing("keep", &spec_file, c))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(EntityPlan {
+            source,
+            joins,
+            fields,
+            keep,
+        })
+    }
+
+    /// One row in the contract's form, or `None` with its faults added, each located in the
+    /// file (the entity's or a joined one) its value came from.
+    fn map_row(
+        &self,
+        plan: &EntityPlan<'_>,
+        source_line: u64,
+        row: &[String],
+        found: &[Option<usize>],
+        faults: &mut Vec<Rejection>,
+    ) -> Option<Vec<String>> {
+        let mut record = Vec::with_capacity(plan.fields.len());
+        let mut ok = true;
+        for f in &plan.fields {
+            // The file, line and row the value is read from; none for a constant or a join
+            // that found nothing.
+            let from = match &f.at {
+                None => None,
+                Some((0, _, _)) => Some((&plan.source, source_line, row)),
+                Some((i, _, _)) => found[i - 1].map(|r| {
+                    let t = &plan.joins[i - 1].table;
+                    (t, t.rows[r].0, t.rows[r].1.as_slice())
+                }),
+            };
+            let position = f.at.as_ref().and_then(|(_, _, p)| *p);
+            let raw = match (from, position) {
+                (Some((_, _, values)), Some(p)) => values[p].as_str(),
+                _ => "",
+            };
+            match self.value(&f.field, raw, f.ty) {
+                Ok(v) => record.push(v),
+                Err(reason) => {
+                    ok = false;
+                    let (file, line) =
+                        from.map_or((&plan.source.name, source_line), |(t, l, _)| (&t.name, l));
+                    let column = f.at.as_ref().map_or(f.name, |(_, c, _)| c.as_str());
+                    faults.push(Rejection {
+                        file: file.clone(),
+                        line,
+                        column_number: position.map(|p| p + 1),
+                        column: Some(format!("{column} (as {})", f.name)),
+                        value: Some(raw.to_string()),
+                        reason,
+                    });
+                }
+            }
+        }
+        ok.then_some(record)
     }
 
     /// One field's value in the contract's form, or why it cannot be.

@@ -11,11 +11,11 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AnsweredFrom {
     /// The result cache: the same question over the same warehouse version was asked before.
-    Cache,
+    Cache = 0,
     /// At least one fact was read from a rollup.
-    Rollup,
+    Rollup = 1,
     /// Every fact was read from its base table.
-    Base,
+    Base = 2,
 }
 
 impl AnsweredFrom {
@@ -28,17 +28,31 @@ impl AnsweredFrom {
     }
 }
 
-/// The engine's counters; clones share them.
+/// The engine's counters; clones share them. Each source's counter is looked up once, so
+/// that counting an answer takes no lock and makes no label.
 #[derive(Clone, Debug)]
 pub struct EngineStats {
     answers: Family<Vec<(String, String)>, Counter>,
+    by_source: [Counter; 3],
     seconds: Histogram,
 }
 
 impl Default for EngineStats {
     fn default() -> EngineStats {
+        let answers = Family::<Vec<(String, String)>, Counter>::default();
+        let counter = |from: AnsweredFrom| {
+            answers
+                .get_or_create(&vec![("from".into(), from.label().into())])
+                .clone()
+        };
+        let by_source = [
+            counter(AnsweredFrom::Cache),
+            counter(AnsweredFrom::Rollup),
+            counter(AnsweredFrom::Base),
+        ];
         EngineStats {
-            answers: Family::default(),
+            answers,
+            by_source,
             // 1 ms to about 33 s.
             seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
         }
@@ -48,17 +62,13 @@ impl Default for EngineStats {
 impl EngineStats {
     /// Counts an answer and the time it took.
     pub fn record(&self, from: AnsweredFrom, seconds: f64) {
-        self.answers
-            .get_or_create(&vec![("from".into(), from.label().into())])
-            .inc();
+        self.by_source[from as usize].inc();
         self.seconds.observe(seconds);
     }
 
     /// How many answers came from `from` so far.
     pub fn answers(&self, from: AnsweredFrom) -> u64 {
-        self.answers
-            .get_or_create(&vec![("from".into(), from.label().into())])
-            .get()
+        self.by_source[from as usize].get()
     }
 
     /// Registers the counters under `prism_query_…`.

@@ -509,19 +509,39 @@ pub(crate) async fn add_from_list(
     let Some(question) = path_id(&params).and_then(|i| i.parse::<i64>().ok()) else {
         return WebError::NotFound("no such saved question".into()).page(Some(&user));
     };
-    let (who, id) = (user.clone(), form.dashboard);
-    let done = blocking(&st, move |st| {
-        let added = st.store.add_to_dashboard(&who, id, question)?;
-        if added {
-            st.store
-                .audit(&who.name, "edit-dashboard", &id.to_string())?;
+    let id = form.dashboard;
+    changed(&st, user, id, move |st, who| {
+        Ok(st.store.add_to_dashboard(who, id, question)?.then_some(id))
+    })
+    .await
+}
+
+/// Makes a change to dashboard `id` for `user` off the async workers, audits it, and shows the
+/// dashboard the change names (this one, or a copy); none is a 404, as for a dashboard that is
+/// not the user's.
+async fn changed(
+    st: &Arc<AppState>,
+    user: User,
+    id: i64,
+    change: impl FnOnce(&AppState, &User) -> Result<Option<i64>, WebError> + Send + 'static,
+) -> Response {
+    let who = user.clone();
+    let done = blocking(st, move |st| {
+        let shown = change(st, &who)?;
+        if let Some(shown) = shown {
+            let event = if shown == id {
+                "edit-dashboard"
+            } else {
+                "add-dashboard"
+            };
+            st.store.audit(&who.name, event, &shown.to_string())?;
         }
-        Ok(added)
+        Ok(shown)
     })
     .await;
     match done {
-        Ok(true) => Redirect::to(&format!("/dashboards/{id}")).into_response(),
-        Ok(false) => WebError::NotFound(format!("no dashboard {id} of yours")).page(Some(&user)),
+        Ok(Some(shown)) => Redirect::to(&format!("/dashboards/{shown}")).into_response(),
+        Ok(None) => WebError::NotFound(format!("no dashboard {id} of yours")).page(Some(&user)),
         Err(e) => e.page(Some(&user)),
     }
 }
@@ -540,9 +560,8 @@ pub(crate) async fn edit(
     let Some(id) = path_id(&params).and_then(|i| i.parse::<i64>().ok()) else {
         return WebError::NotFound("no such dashboard".into()).page(Some(&user));
     };
-    let who = user.clone();
     // The dashboard to show afterwards: this one, or its copy.
-    let done = blocking(&st, move |st| {
+    changed(&st, user, id, move |st, who| {
         let one = [
             form.add.is_some(),
             form.remove.is_some(),
@@ -557,36 +576,22 @@ pub(crate) async fn edit(
             ));
         }
         let store = &st.store;
-        let shown = if let Some(q) = form.add {
-            store.add_to_dashboard(&who, id, q)?.then_some(id)
+        Ok(if let Some(q) = form.add {
+            store.add_to_dashboard(who, id, q)?.then_some(id)
         } else if let Some(q) = form.remove {
-            store.remove_from_dashboard(&who, id, q)?.then_some(id)
+            store.remove_from_dashboard(who, id, q)?.then_some(id)
         } else if let Some(name) = &form.rename {
-            store.rename_dashboard(&who, id, name)?.then_some(id)
+            store.rename_dashboard(who, id, name)?.then_some(id)
         } else if let Some(name) = &form.duplicate {
-            store.duplicate_dashboard(&who, id, name)?
+            store.duplicate_dashboard(who, id, name)?
         } else {
             let home = match form.home.as_deref() {
                 Some("set") => Some(id),
                 Some("clear") => None,
                 _ => return Err(WebError::BadRequest("home=set or home=clear".into())),
             };
-            store.set_home_dashboard(&who, home)?.then_some(id)
-        };
-        if let Some(shown) = shown {
-            let event = if shown == id {
-                "edit-dashboard"
-            } else {
-                "add-dashboard"
-            };
-            st.store.audit(&who.name, event, &shown.to_string())?;
-        }
-        Ok(shown)
+            store.set_home_dashboard(who, home)?.then_some(id)
+        })
     })
-    .await;
-    match done {
-        Ok(Some(shown)) => Redirect::to(&format!("/dashboards/{shown}")).into_response(),
-        Ok(None) => WebError::NotFound(format!("no dashboard {id} of yours")).page(Some(&user)),
-        Err(e) => e.page(Some(&user)),
-    }
+    .await
 }

@@ -225,7 +225,7 @@ pub(crate) async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 
 fn ready(st: &AppState) -> Result<String, String> {
     st.store
-        .users()
+        .ping()
         .map_err(|e| format!("the app's store does not answer: {e}"))?;
     let file = prism_warehouse::VersionFile::read(&st.data)
         .map_err(|e| format!("the warehouse cannot be read: {e}"))?;

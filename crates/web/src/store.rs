@@ -289,6 +289,12 @@ impl Store {
         Ok(self)
     }
 
+    /// Whether the database answers (a readiness probe's question): one trivial query.
+    pub fn ping(&self) -> Result<()> {
+        self.conn().query_row("SELECT 1", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// The session and audit policy.
     pub fn policy(&self) -> &Policy {
         &self.policy

@@ -179,21 +179,20 @@ impl Store {
         Ok(true)
     }
 
-    /// The dashboard the user opens on signing in, while the user may still open it.
+    /// The dashboard the user opens on signing in, while the user may still open it (unshared
+    /// since, or its owner's role changed: none, and the role's home page again).
     pub fn home_dashboard(&self, user: &User) -> Result<Option<i64>> {
-        let id: Option<i64> = self
+        Ok(self
             .conn()
             .query_row(
-                "SELECT dashboard_id FROM home_dashboards WHERE user_id = ?1",
-                [user.id],
+                &format!(
+                    "SELECT d.id FROM home_dashboards h JOIN dashboards d ON d.id = h.dashboard_id
+                     WHERE h.user_id = ?2 AND {VISIBLE}"
+                ),
+                params![user.role == Role::Admin, user.id, user.role.name()],
                 |r| r.get(0),
             )
-            .optional()?;
-        // Unshared since, or its owner's role changed: the role's home page again.
-        Ok(match id {
-            Some(id) if self.dashboard(user, id)?.is_some() => Some(id),
-            _ => None,
-        })
+            .optional()?)
     }
 
     /// Deletes a dashboard (not its questions): its owner's or an administrator's to delete.
