@@ -37,6 +37,12 @@ pub struct LoadTestArgs {
     /// A product for the customer potential page.
     #[arg(long, default_value = "PR-001")]
     pub product: String,
+    /// Each user's pause between an answer and its next request, on average, in milliseconds
+    /// (drawn evenly between none and twice this, so that users do not ask in step). 0: every
+    /// user asks again at once, which measures how much the server answers at most; a pause
+    /// measures how quickly it answers people who read what they asked for.
+    #[arg(long, default_value_t = 0)]
+    pub think_ms: u64,
 }
 
 /// One user's sign-in and the paths it asks, in turn.
@@ -47,9 +53,38 @@ struct VirtualUser {
     checks_versions: bool,
 }
 
+/// A user's pauses between requests: even between none and twice the mean, from a small
+/// generator of its own (each user another sequence, the same in every run).
+struct Think {
+    mean_ms: u64,
+    seed: u64,
+}
+
+impl Think {
+    fn next(&mut self) -> Option<Duration> {
+        if self.mean_ms == 0 {
+            return None;
+        }
+        // splitmix64: enough to spread pauses, and no dependency for it.
+        self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        Some(Duration::from_millis(z % (2 * self.mean_ms + 1)))
+    }
+}
+
+/// One request: what was asked, when (seconds into the run) and how long its answer took.
+struct Asked {
+    path: String,
+    at_s: f64,
+    ms: f64,
+}
+
 #[derive(Default)]
 struct Tally {
-    latencies_ms: Vec<f64>,
+    asked: Vec<Asked>,
     errors: Vec<String>,
     /// The channel's closed revenue of every checked overview: one value per version seen.
     revenues: std::collections::BTreeSet<String>,
@@ -178,19 +213,7 @@ pub fn run(args: &LoadTestArgs, runtime: &tokio::runtime::Runtime) -> Result<()>
             .timeout(Duration::from_secs(60))
             .build()?;
         let url = args.url.trim_end_matches('/').to_string();
-        let mut users = Vec::with_capacity(args.users);
-        for i in 0..args.users {
-            let role = i % 4;
-            let cookie = sign_in(&client, &url, &args.names[role], &args.password).await?;
-            let mut paths = paths_of(role, &args.partner, &args.product);
-            let turn = i / 4 % paths.len();
-            paths.rotate_left(turn);
-            users.push(VirtualUser {
-                cookie,
-                paths,
-                checks_versions: role == 0,
-            });
-        }
+        let users = sign_in_all(&client, &url, args).await?;
         println!(
             "{} users signed in; asking for {} s",
             users.len(),
@@ -198,94 +221,29 @@ pub fn run(args: &LoadTestArgs, runtime: &tokio::runtime::Runtime) -> Result<()>
         );
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
-        let mut tasks = Vec::new();
-        for u in users {
-            let (client, url, stop) = (client.clone(), url.clone(), stop.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut tally = Tally::default();
-                let mut n = 0usize;
-                while !stop.load(Ordering::Relaxed) {
-                    let path = &u.paths[n % u.paths.len()];
-                    n += 1;
-                    let asked = Instant::now();
-                    let reply = client
-                        .get(format!("{url}{path}"))
-                        .header("cookie", &u.cookie)
-                        .send()
-                        .await;
-                    let body = match reply {
-                        Ok(r) if r.status().is_success() => {
-                            r.text().await.map_err(|e| e.to_string())
-                        }
-                        Ok(r) => Err(format!("{} {path}", r.status())),
-                        Err(e) => Err(format!("{path}: {e}")),
-                    };
-                    tally
-                        .latencies_ms
-                        .push(asked.elapsed().as_secs_f64() * 1000.0);
-                    match body {
-                        Err(e) => tally.errors.push(e),
-                        Ok(body) if u.checks_versions && path == "/api/overview" => {
-                            match version_check(&body) {
-                                Ok(v) => {
-                                    tally.revenues.insert(v);
-                                }
-                                Err(e) => tally.mixed.push(e),
-                            }
-                        }
-                        Ok(_) => {}
-                    }
-                }
-                tally
-            }));
-        }
+        let tasks: Vec<_> = users
+            .into_iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let think = Think {
+                    mean_ms: args.think_ms,
+                    seed: i as u64,
+                };
+                let (client, url, stop) = (client.clone(), url.clone(), stop.clone());
+                tokio::spawn(ask_in_turn(u, client, url, stop, started, think))
+            })
+            .collect();
         tokio::time::sleep(Duration::from_secs(args.seconds)).await;
         stop.store(true, Ordering::Relaxed);
         let mut all = Tally::default();
         for t in tasks {
             let t = t.await?;
-            all.latencies_ms.extend(t.latencies_ms);
+            all.asked.extend(t.asked);
             all.errors.extend(t.errors);
             all.revenues.extend(t.revenues);
             all.mixed.extend(t.mixed);
         }
-        let elapsed = started.elapsed().as_secs_f64();
-        all.latencies_ms.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            all.latencies_ms
-                .get(((all.latencies_ms.len() as f64 - 1.0) * q).round() as usize)
-                .copied()
-                .unwrap_or(0.0)
-        };
-        println!("requests        {}", all.latencies_ms.len());
-        println!(
-            "per second      {:.0}",
-            all.latencies_ms.len() as f64 / elapsed
-        );
-        println!(
-            "p50 / p95 / p99 {:.1} / {:.1} / {:.1} ms (max {:.1})",
-            at(0.5),
-            at(0.95),
-            at(0.99),
-            at(1.0)
-        );
-        println!("errors          {}", all.errors.len());
-        let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
-        for e in &all.errors {
-            *kinds.entry(e.as_str()).or_default() += 1;
-        }
-        for (k, n) in kinds.iter().take(10) {
-            println!("  {n:>6} × {k}");
-        }
-        println!(
-            "versions seen   {} (channel revenue {})",
-            all.revenues.len(),
-            all.revenues.iter().cloned().collect::<Vec<_>>().join(", ")
-        );
-        println!("mixed answers   {}", all.mixed.len());
-        for m in all.mixed.iter().take(5) {
-            println!("  {m}");
-        }
+        report(&mut all, started.elapsed().as_secs_f64());
         if !all.errors.is_empty() || !all.mixed.is_empty() {
             bail!(
                 "{} errors and {} answers mixing versions",
@@ -295,4 +253,164 @@ pub fn run(args: &LoadTestArgs, runtime: &tokio::runtime::Runtime) -> Result<()>
         }
         Ok(())
     })
+}
+
+/// Signs every user in, each role in turn, each user starting its round at another path so
+/// that the users do not all ask the same page at once.
+async fn sign_in_all(
+    client: &reqwest::Client,
+    url: &str,
+    args: &LoadTestArgs,
+) -> Result<Vec<VirtualUser>> {
+    let mut users = Vec::with_capacity(args.users);
+    for i in 0..args.users {
+        let role = i % 4;
+        let cookie = sign_in(client, url, &args.names[role], &args.password).await?;
+        let mut paths = paths_of(role, &args.partner, &args.product);
+        let turn = i / 4 % paths.len();
+        paths.rotate_left(turn);
+        users.push(VirtualUser {
+            cookie,
+            paths,
+            checks_versions: role == 0,
+        });
+    }
+    Ok(users)
+}
+
+/// One user asking its paths in turn until told to stop.
+async fn ask_in_turn(
+    u: VirtualUser,
+    client: reqwest::Client,
+    url: String,
+    stop: Arc<AtomicBool>,
+    started: Instant,
+    mut think: Think,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut n = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(pause) = think.next() {
+            tokio::time::sleep(pause).await;
+        }
+        let path = &u.paths[n % u.paths.len()];
+        n += 1;
+        let asked = Instant::now();
+        let reply = client
+            .get(format!("{url}{path}"))
+            .header("cookie", &u.cookie)
+            .send()
+            .await;
+        let body = match reply {
+            Ok(r) if r.status().is_success() => r.text().await.map_err(|e| e.to_string()),
+            Ok(r) => Err(format!("{} {path}", r.status())),
+            Err(e) => Err(format!("{path}: {e}")),
+        };
+        tally.asked.push(Asked {
+            path: path.clone(),
+            at_s: (asked - started).as_secs_f64(),
+            ms: asked.elapsed().as_secs_f64() * 1000.0,
+        });
+        match body {
+            Err(e) => tally.errors.push(e),
+            Ok(body) if u.checks_versions && path == "/api/overview" => {
+                match version_check(&body) {
+                    Ok(v) => {
+                        tally.revenues.insert(v);
+                    }
+                    Err(e) => tally.mixed.push(e),
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+    tally
+}
+
+/// The quantile `q` of sorted latencies (nearest rank).
+fn quantile(sorted_ms: &[f64], q: f64) -> f64 {
+    sorted_ms
+        .get(((sorted_ms.len() as f64 - 1.0) * q).round() as usize)
+        .copied()
+        .unwrap_or(0.0)
+}
+
+/// Prints the run's figures: over all requests, per path (the slowest tails first, to say
+/// which page a slow tail is), the slowest requests with when they were asked, the errors,
+/// and the versions seen.
+fn report(all: &mut Tally, elapsed_s: f64) {
+    let mut ms: Vec<f64> = all.asked.iter().map(|a| a.ms).collect();
+    ms.sort_by(f64::total_cmp);
+    println!("requests        {}", ms.len());
+    println!("per second      {:.0}", ms.len() as f64 / elapsed_s);
+    println!(
+        "p50 / p95 / p99 {:.1} / {:.1} / {:.1} ms (max {:.1})",
+        quantile(&ms, 0.5),
+        quantile(&ms, 0.95),
+        quantile(&ms, 0.99),
+        quantile(&ms, 1.0)
+    );
+    let mut by_path: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    for a in &all.asked {
+        by_path.entry(a.path.as_str()).or_default().push(a.ms);
+    }
+    let mut rows: Vec<(&str, usize, f64, f64, f64)> = by_path
+        .into_iter()
+        .map(|(path, mut v)| {
+            v.sort_by(f64::total_cmp);
+            (
+                path,
+                v.len(),
+                quantile(&v, 0.5),
+                quantile(&v, 0.99),
+                quantile(&v, 1.0),
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| b.3.total_cmp(&a.3));
+    println!("per path (slowest p99 first): requests, p50 / p99 / max ms");
+    for (path, n, p50, p99, max) in rows.iter().take(8) {
+        println!("  {path:<45} {n:>6}  {p50:>7.1} / {p99:>7.1} / {max:>7.1}");
+    }
+    // When the slow answers were asked: the mid-run load and the switch to its version show.
+    let buckets = (elapsed_s / 5.0).ceil().max(1.0) as usize;
+    let mut by_time: Vec<Vec<f64>> = vec![Vec::new(); buckets];
+    for a in &all.asked {
+        by_time[((a.at_s / 5.0) as usize).min(buckets - 1)].push(a.ms);
+    }
+    println!("asked in seconds: requests, p50 / p99 / max ms");
+    for (i, mut v) in by_time.into_iter().enumerate() {
+        v.sort_by(f64::total_cmp);
+        println!(
+            "  {:>3}-{:<3} {:>8}  {:>7.1} / {:>7.1} / {:>7.1}",
+            i * 5,
+            i * 5 + 5,
+            v.len(),
+            quantile(&v, 0.5),
+            quantile(&v, 0.99),
+            quantile(&v, 1.0)
+        );
+    }
+    all.asked.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    println!("slowest requests: ms, asked at s, path");
+    for a in all.asked.iter().take(5) {
+        println!("  {:>8.1}  {:>6.1}  {}", a.ms, a.at_s, a.path);
+    }
+    println!("errors          {}", all.errors.len());
+    let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+    for e in &all.errors {
+        *kinds.entry(e.as_str()).or_default() += 1;
+    }
+    for (k, n) in kinds.iter().take(10) {
+        println!("  {n:>6} × {k}");
+    }
+    println!(
+        "versions seen   {} (channel revenue {})",
+        all.revenues.len(),
+        all.revenues.iter().cloned().collect::<Vec<_>>().join(", ")
+    );
+    println!("mixed answers   {}", all.mixed.len());
+    for m in all.mixed.iter().take(5) {
+        println!("  {m}");
+    }
 }

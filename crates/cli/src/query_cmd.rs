@@ -9,6 +9,8 @@ use clap::Args;
 use prism_engine::{Audience, Engine, Query, QueryResult};
 use prism_model::{MetricKind, Model};
 
+use crate::Format;
+
 #[derive(Args, Clone)]
 pub struct QueryArgs {
     /// Metrics to compute, comma-separated (`prism model` lists them).
@@ -225,6 +227,121 @@ pub fn explain(
     }
     println!("sql:\n{}", compiled.sql);
     Ok(compiled)
+}
+
+/// What `prism query` is told.
+#[derive(Args)]
+pub struct QueryCommand {
+    #[command(flatten)]
+    args: QueryArgs,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Column headings: the names a query takes (`closed_revenue`), or the model's labels
+    /// (`Closed revenue`) for a file people will read.
+    #[arg(long, value_enum, default_value = "names")]
+    headers: Headers,
+    /// A model file extending the shipped one (default: model.yaml in the data folder, if any).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Run the query N times and print the first and median times (to stderr).
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Keep no answers: every repeat runs the query again.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+/// Answers a query and prints it; with `--repeat`, times it.
+pub fn query(data: &Path, c: QueryCommand) -> Result<()> {
+    let model = load_model(data, c.model.as_ref())?;
+    let (query, audience) = c.args.query()?;
+    let snapshot = prism_warehouse::Warehouse::open(data)?.snapshot(c.args.as_of)?;
+    let engine = c.args.engine(model, !c.no_cache);
+    let mut times = Vec::new();
+    let result = crate::runtime()?.block_on(async {
+        let ctx = snapshot.session().await?;
+        let mut result = None;
+        for _ in 0..c.repeat.max(1) {
+            let started = std::time::Instant::now();
+            result = Some(engine.run(&ctx, &query, &audience).await?);
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        Ok::<_, anyhow::Error>(result.expect("at least one run"))
+    })?;
+    if c.repeat > 1 {
+        eprintln!(
+            "{} runs: first {:.1} ms, median {:.1} ms ({}, {})",
+            times.len(),
+            times[0],
+            crate::bench::median(&times),
+            if c.args.no_rollups {
+                "no rollups"
+            } else {
+                "rollups"
+            },
+            if c.no_cache {
+                "no result cache"
+            } else {
+                "result cache"
+            }
+        );
+    }
+    print(&result, c.format, c.headers, &engine.model)?;
+    if c.args.benchmark {
+        let withheld = result.rows().iter().any(|r| {
+            r.count("benchmark_partners")
+                .is_some_and(|n| n < prism_engine::BENCHMARK_MIN_PARTNERS)
+        });
+        if withheld {
+            eprintln!(
+                "note: figures over fewer than {} partners are withheld",
+                prism_engine::BENCHMARK_MIN_PARTNERS
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What `prism explain` is told.
+#[derive(Args)]
+pub struct ExplainCommand {
+    #[command(flatten)]
+    args: QueryArgs,
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Also run the query and print DataFusion's plan with the time and rows of each step.
+    #[arg(long)]
+    analyze: bool,
+}
+
+/// Explains a query (over the warehouse when one is loaded); with `--analyze`, runs it and
+/// prints the executed plan.
+pub fn explain_command(data: &Path, c: ExplainCommand) -> Result<()> {
+    let model = load_model(data, c.model.as_ref())?;
+    let (query, audience) = c.args.query()?;
+    let engine = c.args.engine(model, false);
+    let snapshot = match prism_warehouse::Warehouse::open(data)?.snapshot(c.args.as_of) {
+        Ok(s) => Some(s),
+        Err(prism_warehouse::WarehouseError::Empty) if !c.analyze => None,
+        Err(e) => return Err(e.into()),
+    };
+    crate::runtime()?.block_on(async {
+        let ctx = match &snapshot {
+            Some(s) => Some(s.session().await?),
+            None => None,
+        };
+        let compiled = explain(&engine, ctx.as_deref(), &query, &audience)?;
+        if c.analyze
+            && let Some(ctx) = &ctx
+        {
+            let batches = engine.explain_plan(ctx, &compiled, true).await?;
+            println!(
+                "plan (executed):\n{}",
+                arrow::util::pretty::pretty_format_batches(&batches)?
+            );
+        }
+        Ok::<_, anyhow::Error>(())
+    })
 }
 
 pub fn print_model(model: &Model, all: bool) {

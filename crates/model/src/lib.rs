@@ -498,6 +498,486 @@ pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str
         .unwrap_or_default()
 }
 
+/// A model file being read: its text, for the line of each entry, and the problems found so
+/// far (all of them are reported at once).
+struct Reading<'a> {
+    text: &'a str,
+    problems: Vec<ModelProblem>,
+}
+
+impl Reading<'_> {
+    /// Reports what `check` finds wrong with one entry, at its line and under its name.
+    fn each<T>(
+        &mut self,
+        line: Option<usize>,
+        what: &str,
+        check: impl FnOnce(&mut dyn FnMut(String)) -> Option<T>,
+    ) -> Option<T> {
+        let mut messages = Vec::new();
+        let read = check(&mut |m| messages.push(m));
+        self.problems
+            .extend(messages.into_iter().map(|m| ModelProblem {
+                line,
+                message: format!("{what}: {m}"),
+            }));
+        read
+    }
+
+    fn dimensions(&mut self, raw: BTreeMap<String, RawDimension>) -> BTreeMap<String, Dimension> {
+        let dimensions_line = line_of(self.text, "dimensions", 0).unwrap_or(0);
+        let mut dimensions = BTreeMap::new();
+        for (name, d) in raw {
+            let dimension_line = line_of(self.text, &name, dimensions_line).unwrap_or(0);
+            let mut attributes = BTreeMap::new();
+            for (a, r) in d.attributes {
+                let line = line_of(self.text, &a, dimension_line);
+                let expression = r.expression.as_deref().and_then(|e| {
+                    self.each(line, &format!("attribute `{name}.{a}`"), |problem| {
+                        Expression::parse(e).map_err(&mut *problem).ok()
+                    })
+                });
+                attributes.insert(
+                    a.clone(),
+                    Attribute {
+                        name: a,
+                        label: r.label,
+                        description: r.description,
+                        expression,
+                        line,
+                    },
+                );
+            }
+            dimensions.insert(
+                name.clone(),
+                Dimension {
+                    name,
+                    table: d.table,
+                    key: d.key,
+                    attributes,
+                    absent: d.absent,
+                    partner: d.partner,
+                },
+            );
+        }
+        dimensions
+    }
+
+    fn facts(
+        &mut self,
+        raw: BTreeMap<String, RawFact>,
+        dimensions: &BTreeMap<String, Dimension>,
+    ) -> BTreeMap<String, Fact> {
+        let facts_line = line_of(self.text, "facts", 0).unwrap_or(0);
+        let mut facts = BTreeMap::new();
+        for (name, f) in raw {
+            let line = line_of(self.text, &name, facts_line);
+            for r in &f.reaches {
+                if !dimensions.contains_key(r) {
+                    self.problems.push(ModelProblem {
+                        line,
+                        message: format!(
+                            "fact `{name}` reaches `{r}`, which is not a dimension{}",
+                            did_you_mean(r, dimensions.keys().map(String::as_str))
+                        ),
+                    });
+                }
+            }
+            facts.insert(name.clone(), fact(name, f));
+        }
+        // Two facts under one subject table would make the SQL endpoint's catalog ambiguous.
+        let mut subjects: BTreeMap<String, &str> = BTreeMap::new();
+        for f in facts.values() {
+            if let Some(other) = subjects.insert(f.subject_table(), &f.name) {
+                self.problems.push(ModelProblem {
+                    line: line_of(self.text, &f.name, facts_line),
+                    message: format!(
+                        "facts `{other}` and `{}` have the same subject `{}`: give each its own",
+                        f.name, f.subject
+                    ),
+                });
+            }
+        }
+        facts
+    }
+
+    fn metrics(
+        &mut self,
+        raw: BTreeMap<String, RawMetric>,
+        facts: &BTreeMap<String, Fact>,
+    ) -> BTreeMap<String, Metric> {
+        let metrics_line = line_of(self.text, "metrics", 0).unwrap_or(0);
+        let metric_facts: BTreeMap<String, String> = raw
+            .iter()
+            .map(|(n, m)| (n.clone(), m.fact.clone()))
+            .collect();
+        let mut metrics = BTreeMap::new();
+        for (name, m) in raw {
+            let line = line_of(self.text, &name, metrics_line);
+            let read = self.each(line, &format!("metric `{name}`"), |problem| {
+                metric(&name, m, line, facts, &metric_facts, problem)
+            });
+            if let Some(metric) = read {
+                metrics.insert(name, metric);
+            }
+        }
+        metrics
+    }
+
+    fn rollups(
+        &mut self,
+        raw: BTreeMap<String, RawRollup>,
+        facts: &BTreeMap<String, Fact>,
+        dimensions: &BTreeMap<String, Dimension>,
+        metrics: &BTreeMap<String, Metric>,
+    ) -> BTreeMap<String, Rollup> {
+        let rollups_line = line_of(self.text, "rollups", 0).unwrap_or(0);
+        let mut rollups = BTreeMap::new();
+        for (name, r) in raw {
+            let line = line_of(self.text, &name, rollups_line);
+            let read = self.each(line, &format!("rollup `{name}`"), |problem| {
+                rollup(&name, r, facts, dimensions, metrics, problem)
+            });
+            if let Some(rollup) = read {
+                rollups.insert(name, rollup);
+            }
+        }
+        rollups
+    }
+}
+
+/// A fact as the model holds it; its lookups stay within one partner when the fact has one.
+fn fact(name: String, f: RawFact) -> Fact {
+    let attributes = f
+        .attributes
+        .into_iter()
+        .map(|(a, r)| {
+            (
+                a.clone(),
+                FactAttribute {
+                    name: a,
+                    column: r.column,
+                    label: r.label,
+                    description: r.description,
+                },
+            )
+        })
+        .collect();
+    let partners_fact = f.reaches.iter().any(|d| d == "partner");
+    let lookups = f
+        .lookups
+        .into_iter()
+        .map(|(n, l)| {
+            (
+                n.clone(),
+                Lookup {
+                    name: n,
+                    table: l.table,
+                    key: l.key,
+                    column: l.column,
+                    same_partner: partners_fact,
+                },
+            )
+        })
+        .collect();
+    Fact {
+        subject: f.subject.unwrap_or_else(|| humanized(&name)),
+        name,
+        table: f.table,
+        time: f.time,
+        reaches: f.reaches,
+        description: f.description,
+        attributes,
+        lookups,
+    }
+}
+
+/// One metric, or `None` when it is too wrong to hold (its problems are told to `problem`).
+fn metric(
+    name: &str,
+    m: RawMetric,
+    line: Option<usize>,
+    facts: &BTreeMap<String, Fact>,
+    metric_facts: &BTreeMap<String, String>,
+    problem: &mut dyn FnMut(String),
+) -> Option<Metric> {
+    if !facts.contains_key(&m.fact) {
+        problem(format!(
+            "`{}` is not a fact{}",
+            m.fact,
+            did_you_mean(&m.fact, facts.keys().map(String::as_str))
+        ));
+    }
+    let given = [
+        m.sum.is_some(),
+        m.count.is_some(),
+        m.count_distinct.is_some(),
+        m.ratio.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    if given != 1 {
+        problem("needs exactly one of sum, count, count_distinct, ratio".into());
+        return None;
+    }
+    let kind = match &m.ratio {
+        Some((numerator, denominator)) => {
+            ratio_kind(&m, numerator, denominator, metric_facts, problem)
+        }
+        None => base_kind(&m, problem)?,
+    };
+    let format = match m.format.as_deref() {
+        None | Some("number") => Format::Number,
+        Some("money") => Format::Money,
+        Some("integer") => Format::Integer,
+        Some("percent") => Format::Percent,
+        Some("ratio") => Format::Ratio,
+        Some(other) => {
+            let formats = ["money", "integer", "number", "percent", "ratio"];
+            problem(format!(
+                "format `{other}` is not one of {}{}",
+                formats.join(", "),
+                did_you_mean(other, formats)
+            ));
+            Format::Number
+        }
+    };
+    if let Some(u) = &m.unit
+        && !["hours", "days"].contains(&u.as_str())
+    {
+        problem(format!("unit `{u}` is not one of hours, days"));
+    }
+    Some(Metric {
+        label: m.label.unwrap_or_else(|| humanized(name)),
+        unit: m.unit,
+        higher_is_better: m.higher_is_better.unwrap_or(true),
+        name: name.to_string(),
+        fact: m.fact,
+        kind,
+        format,
+        description: m.description,
+        hidden: m.hidden,
+        state: m.state,
+        line,
+    })
+}
+
+/// A ratio of two metrics. A ratio of two facts' metrics (mdf_roi: won amount over funds
+/// paid) is computed after the two aggregations are joined on the query's dimensions; its
+/// `fact` is one of the two.
+fn ratio_kind(
+    m: &RawMetric,
+    numerator: &str,
+    denominator: &str,
+    metric_facts: &BTreeMap<String, String>,
+    problem: &mut dyn FnMut(String),
+) -> MetricKind {
+    let part_facts: Vec<Option<&String>> = [numerator, denominator]
+        .iter()
+        .map(|part| metric_facts.get(*part))
+        .collect();
+    for (part, f) in [numerator, denominator].iter().zip(&part_facts) {
+        if f.is_none() {
+            problem(format!(
+                "ratio part `{part}` is not a metric{}",
+                did_you_mean(part, metric_facts.keys().map(String::as_str))
+            ));
+        }
+    }
+    if let [Some(a), Some(b)] = part_facts[..]
+        && *a != m.fact
+        && *b != m.fact
+    {
+        problem(format!(
+            "a ratio's fact is the fact of one of its parts: `{a}` or `{b}`, not `{}`",
+            m.fact
+        ));
+    }
+    if m.state {
+        problem("`state` applies to a sum or count: a ratio of states is one of states".into());
+    }
+    if m.filter.is_some() {
+        problem("a ratio takes no `where`: put the condition on its parts".into());
+    }
+    MetricKind::Ratio {
+        numerator: numerator.to_string(),
+        denominator: denominator.to_string(),
+        scale: m.scale.unwrap_or(1.0),
+        divide_by: m.divide_by.unwrap_or(1.0),
+    }
+}
+
+/// A sum or count of an expression over the fact's rows, with its `where`; `None` when an
+/// expression does not parse.
+fn base_kind(m: &RawMetric, problem: &mut dyn FnMut(String)) -> Option<MetricKind> {
+    if m.scale.is_some() || m.divide_by.is_some() {
+        problem("`scale` and `divide_by` apply to ratios only".into());
+    }
+    let mut parsed = |what: &str, text: &str| match Expression::parse(text) {
+        Ok(e) => Some(e),
+        Err(message) => {
+            problem(format!("`{what}`: {message}"));
+            None
+        }
+    };
+    let aggregate = match (&m.sum, &m.count, &m.count_distinct) {
+        (Some(e), _, _) => parsed("sum", e).map(Aggregate::Sum),
+        (_, Some(e), _) if e.trim() == "*" => Some(Aggregate::CountRows),
+        (_, Some(e), _) => parsed("count", e).map(Aggregate::Count),
+        (_, _, Some(e)) => parsed("count_distinct", e).map(Aggregate::CountDistinct),
+        _ => unreachable!("exactly one is given"),
+    };
+    let filter = m.filter.as_deref().map(|f| parsed("where", f));
+    let (Some(aggregate), None | Some(Some(_))) = (aggregate, &filter) else {
+        return None;
+    };
+    Some(MetricKind::Base {
+        aggregate,
+        filter: filter.flatten(),
+    })
+}
+
+/// One rollup, or `None` when its fact is unknown (its problems are told to `problem`).
+fn rollup(
+    name: &str,
+    r: RawRollup,
+    facts: &BTreeMap<String, Fact>,
+    dimensions: &BTreeMap<String, Dimension>,
+    metrics: &BTreeMap<String, Metric>,
+    problem: &mut dyn FnMut(String),
+) -> Option<Rollup> {
+    // Its name becomes part of a table's name.
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        problem("a rollup's name is lowercase letters, digits and `_`".into());
+    }
+    let Some(fact) = facts.get(&r.fact) else {
+        problem(format!(
+            "`{}` is not a fact{}",
+            r.fact,
+            did_you_mean(&r.fact, facts.keys().map(String::as_str))
+        ));
+        return None;
+    };
+    for d in &r.dimensions {
+        let ok = fact.attributes.contains_key(d)
+            || d.split_once('.').is_some_and(|(dim, attr)| {
+                fact.reaches.iter().any(|x| x == dim)
+                    && dimensions
+                        .get(dim)
+                        .is_some_and(|x: &Dimension| x.attributes.contains_key(attr))
+            });
+        if !ok {
+            let names: Vec<String> = fact
+                .reaches
+                .iter()
+                .filter_map(|x| dimensions.get(x))
+                .flat_map(|x| x.attributes.keys().map(move |a| format!("{}.{a}", x.name)))
+                .chain(fact.attributes.keys().cloned())
+                .collect();
+            problem(format!(
+                "`{d}` is not a dimension that {} reaches{}",
+                r.fact,
+                did_you_mean(d, names.iter().map(String::as_str))
+            ));
+        }
+    }
+    let grain = r.grain.as_deref().and_then(|g| {
+        let grain = Grain::parse(g);
+        if grain.is_none() {
+            problem(format!(
+                "grain `{g}` is not one of {}{}",
+                TIME_GRAINS.join(", "),
+                did_you_mean(g, TIME_GRAINS.iter().copied())
+            ));
+        }
+        grain
+    });
+    let held = rollup_metrics(&r, metrics, problem);
+    // A channel rollup counts the partners in each row, and answers for all of them.
+    if r.channel && !fact.reaches.iter().any(|d| d == "partner") {
+        problem(format!(
+            "`{}` has no partner: a channel rollup is built over partners' rows",
+            r.fact
+        ));
+    }
+    if r.channel && r.dimensions.iter().any(|d| d.starts_with("partner.")) {
+        problem(
+            "a channel rollup answers for all partners together: it cannot hold a partner dimension"
+                .into(),
+        );
+    }
+    Some(Rollup {
+        name: name.to_string(),
+        fact: r.fact,
+        dimensions: r.dimensions,
+        grain,
+        metrics: held,
+        channel: r.channel,
+        description: r.description,
+    })
+}
+
+/// The sums and counts a rollup holds for its metrics: a ratio's two parts, each once.
+fn rollup_metrics(
+    r: &RawRollup,
+    metrics: &BTreeMap<String, Metric>,
+    problem: &mut dyn FnMut(String),
+) -> Vec<String> {
+    let mut held: Vec<String> = Vec::new();
+    for m in &r.metrics {
+        let parts = match metrics.get(m) {
+            None => {
+                problem(format!(
+                    "`{m}` is not a metric{}",
+                    did_you_mean(m, metrics.keys().map(String::as_str))
+                ));
+                continue;
+            }
+            Some(metric) if metric.fact != r.fact => {
+                problem(format!(
+                    "`{m}` is a metric of `{}`, not of `{}`",
+                    metric.fact, r.fact
+                ));
+                continue;
+            }
+            Some(Metric {
+                kind:
+                    MetricKind::Ratio {
+                        numerator,
+                        denominator,
+                        ..
+                    },
+                ..
+            }) => vec![numerator.clone(), denominator.clone()],
+            Some(_) => vec![m.clone()],
+        };
+        for p in parts {
+            match metrics.get(&p) {
+                Some(part) if part.fact != r.fact => problem(format!(
+                    "`{m}` divides by `{p}`, a metric of `{}`: a rollup holds one fact's metrics",
+                    part.fact
+                )),
+                Some(part) if part.state => problem(format!(
+                    "`{p}` is a state at a date, which a rollup of sums cannot hold"
+                )),
+                _ => {
+                    if !held.contains(&p) {
+                        held.push(p);
+                    }
+                }
+            }
+        }
+    }
+    if r.metrics.is_empty() {
+        problem("holds no metric".into());
+    }
+    held
+}
+
 /// The line of the first `key:` in the text after `after_line`, for locating a problem.
 fn line_of(text: &str, key: &str, after_line: usize) -> Option<usize> {
     text.lines()
@@ -530,411 +1010,31 @@ impl Model {
 
     /// Parses and validates a model file, reporting every problem at once.
     pub fn parse(file: &str, text: &str) -> Result<Model, ModelError> {
-        let err = |problems| ModelError {
+        let raw: RawModel = serde_norway::from_str(text).map_err(|e| ModelError {
             file: file.to_string(),
-            problems,
-        };
-        let raw: RawModel = serde_norway::from_str(text).map_err(|e| {
-            err(vec![ModelProblem {
+            problems: vec![ModelProblem {
                 line: e.location().map(|l| l.line()),
                 message: e.to_string(),
-            }])
+            }],
         })?;
-        let mut problems = Vec::new();
-        let mut dimensions = BTreeMap::new();
-        let dimensions_line = line_of(text, "dimensions", 0).unwrap_or(0);
-        for (name, d) in raw.dimensions {
-            let dimension_line = line_of(text, &name, dimensions_line).unwrap_or(0);
-            let mut attributes = BTreeMap::new();
-            for (a, r) in d.attributes {
-                let line = line_of(text, &a, dimension_line);
-                let expression = match r.expression.as_deref().map(Expression::parse) {
-                    None => None,
-                    Some(Ok(e)) => Some(e),
-                    Some(Err(message)) => {
-                        problems.push(ModelProblem {
-                            line,
-                            message: format!("attribute `{name}.{a}`: {message}"),
-                        });
-                        None
-                    }
-                };
-                attributes.insert(
-                    a.clone(),
-                    Attribute {
-                        name: a,
-                        label: r.label,
-                        description: r.description,
-                        expression,
-                        line,
-                    },
-                );
-            }
-            dimensions.insert(
-                name.clone(),
-                Dimension {
-                    name,
-                    table: d.table,
-                    key: d.key,
-                    attributes,
-                    absent: d.absent,
-                    partner: d.partner,
-                },
-            );
-        }
-        let mut facts = BTreeMap::new();
-        let facts_line = line_of(text, "facts", 0).unwrap_or(0);
-        let metrics_line = line_of(text, "metrics", 0).unwrap_or(0);
-        for (name, f) in raw.facts {
-            let line = line_of(text, &name, facts_line);
-            for r in &f.reaches {
-                if !dimensions.contains_key(r) {
-                    problems.push(ModelProblem {
-                        line,
-                        message: format!(
-                            "fact `{name}` reaches `{r}`, which is not a dimension{}",
-                            did_you_mean(r, dimensions.keys().map(String::as_str))
-                        ),
-                    });
-                }
-            }
-            let attributes = f
-                .attributes
-                .into_iter()
-                .map(|(a, r)| {
-                    (
-                        a.clone(),
-                        FactAttribute {
-                            name: a,
-                            column: r.column,
-                            label: r.label,
-                            description: r.description,
-                        },
-                    )
-                })
-                .collect();
-            let partners_fact = f.reaches.iter().any(|d| d == "partner");
-            facts.insert(
-                name.clone(),
-                Fact {
-                    subject: f.subject.unwrap_or_else(|| humanized(&name)),
-                    name,
-                    table: f.table,
-                    time: f.time,
-                    reaches: f.reaches,
-                    description: f.description,
-                    attributes,
-                    lookups: f
-                        .lookups
-                        .into_iter()
-                        .map(|(n, l)| {
-                            (
-                                n.clone(),
-                                Lookup {
-                                    name: n,
-                                    table: l.table,
-                                    key: l.key,
-                                    column: l.column,
-                                    same_partner: partners_fact,
-                                },
-                            )
-                        })
-                        .collect(),
-                },
-            );
-        }
-        // Two facts under one subject table would make the SQL endpoint's catalog ambiguous.
-        let mut subjects: BTreeMap<String, &str> = BTreeMap::new();
-        for f in facts.values() {
-            if let Some(other) = subjects.insert(f.subject_table(), &f.name) {
-                problems.push(ModelProblem {
-                    line: line_of(text, &f.name, facts_line),
-                    message: format!(
-                        "facts `{other}` and `{}` have the same subject `{}`: give each its own",
-                        f.name, f.subject
-                    ),
-                });
-            }
-        }
-        let metric_facts: BTreeMap<String, String> = raw
-            .metrics
-            .iter()
-            .map(|(n, m)| (n.clone(), m.fact.clone()))
-            .collect();
-        let mut metrics = BTreeMap::new();
-        for (name, m) in raw.metrics {
-            let line = line_of(text, &name, metrics_line);
-            let mut problem = |message: String| {
-                problems.push(ModelProblem {
-                    line,
-                    message: format!("metric `{name}`: {message}"),
-                })
-            };
-            if !facts.contains_key(&m.fact) {
-                problem(format!(
-                    "`{}` is not a fact{}",
-                    m.fact,
-                    did_you_mean(&m.fact, facts.keys().map(String::as_str))
-                ));
-            }
-            let given = [
-                m.sum.is_some(),
-                m.count.is_some(),
-                m.count_distinct.is_some(),
-                m.ratio.is_some(),
-            ]
-            .iter()
-            .filter(|x| **x)
-            .count();
-            if given != 1 {
-                problem("needs exactly one of sum, count, count_distinct, ratio".into());
-                continue;
-            }
-            let kind = if let Some((numerator, denominator)) = m.ratio {
-                // A ratio of two facts' metrics (mdf_roi: won amount over funds paid) is
-                // computed after the two aggregations are joined on the query's dimensions;
-                // its `fact` is one of the two.
-                let part_facts: Vec<Option<&String>> = [&numerator, &denominator]
-                    .iter()
-                    .map(|part| metric_facts.get(*part))
-                    .collect();
-                for (part, f) in [&numerator, &denominator].iter().zip(&part_facts) {
-                    if f.is_none() {
-                        problem(format!(
-                            "ratio part `{part}` is not a metric{}",
-                            did_you_mean(part, metric_facts.keys().map(String::as_str))
-                        ));
-                    }
-                }
-                if let [Some(a), Some(b)] = part_facts[..]
-                    && *a != m.fact
-                    && *b != m.fact
-                {
-                    problem(format!(
-                        "a ratio's fact is the fact of one of its parts: `{a}` or `{b}`, not `{}`",
-                        m.fact
-                    ));
-                }
-                if m.state {
-                    problem(
-                        "`state` applies to a sum or count: a ratio of states is one of states"
-                            .into(),
-                    );
-                }
-                if m.filter.is_some() {
-                    problem("a ratio takes no `where`: put the condition on its parts".into());
-                }
-                MetricKind::Ratio {
-                    numerator,
-                    denominator,
-                    scale: m.scale.unwrap_or(1.0),
-                    divide_by: m.divide_by.unwrap_or(1.0),
-                }
-            } else {
-                if m.scale.is_some() || m.divide_by.is_some() {
-                    problem("`scale` and `divide_by` apply to ratios only".into());
-                }
-                let mut parsed = |what: &str, text: &str| match Expression::parse(text) {
-                    Ok(e) => Some(e),
-                    Err(message) => {
-                        problem(format!("`{what}`: {message}"));
-                        None
-                    }
-                };
-                let aggregate = match (m.sum, m.count, m.count_distinct) {
-                    (Some(e), _, _) => parsed("sum", &e).map(Aggregate::Sum),
-                    (_, Some(e), _) if e.trim() == "*" => Some(Aggregate::CountRows),
-                    (_, Some(e), _) => parsed("count", &e).map(Aggregate::Count),
-                    (_, _, Some(e)) => parsed("count_distinct", &e).map(Aggregate::CountDistinct),
-                    _ => unreachable!("exactly one is given"),
-                };
-                let filter = m.filter.as_deref().map(|f| parsed("where", f));
-                let (Some(aggregate), None | Some(Some(_))) = (aggregate, &filter) else {
-                    continue;
-                };
-                MetricKind::Base {
-                    aggregate,
-                    filter: filter.flatten(),
-                }
-            };
-            let format = match m.format.as_deref() {
-                None | Some("number") => Format::Number,
-                Some("money") => Format::Money,
-                Some("integer") => Format::Integer,
-                Some("percent") => Format::Percent,
-                Some("ratio") => Format::Ratio,
-                Some(other) => {
-                    let formats = ["money", "integer", "number", "percent", "ratio"];
-                    problem(format!(
-                        "format `{other}` is not one of {}{}",
-                        formats.join(", "),
-                        did_you_mean(other, formats)
-                    ));
-                    Format::Number
-                }
-            };
-            if let Some(u) = &m.unit
-                && !["hours", "days"].contains(&u.as_str())
-            {
-                problem(format!("unit `{u}` is not one of hours, days"));
-            }
-            metrics.insert(
-                name.clone(),
-                Metric {
-                    label: m.label.unwrap_or_else(|| humanized(&name)),
-                    unit: m.unit,
-                    higher_is_better: m.higher_is_better.unwrap_or(true),
-                    name,
-                    fact: m.fact,
-                    kind,
-                    format,
-                    description: m.description,
-                    hidden: m.hidden,
-                    state: m.state,
-                    line,
-                },
-            );
-        }
+        let mut reading = Reading {
+            text,
+            problems: Vec::new(),
+        };
+        let dimensions = reading.dimensions(raw.dimensions);
+        let facts = reading.facts(raw.facts, &dimensions);
+        let metrics = reading.metrics(raw.metrics, &facts);
         let currency = raw.currency.unwrap_or_else(|| "USD".into());
         if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
-            problems.push(ModelProblem {
+            reading.problems.push(ModelProblem {
                 line: line_of(text, "currency", 0),
                 message: format!(
                     "currency `{currency}` is not an ISO 4217 code of three capital letters (USD, EUR)"
                 ),
             });
         }
-        let rollups_line = line_of(text, "rollups", 0).unwrap_or(0);
-        let mut rollups = BTreeMap::new();
-        for (name, r) in raw.rollups {
-            let line = line_of(text, &name, rollups_line);
-            let mut problem = |message: String| {
-                problems.push(ModelProblem {
-                    line,
-                    message: format!("rollup `{name}`: {message}"),
-                })
-            };
-            // Its name becomes part of a table's name.
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            {
-                problem("a rollup's name is lowercase letters, digits and `_`".into());
-            }
-            let Some(fact) = facts.get(&r.fact) else {
-                problem(format!(
-                    "`{}` is not a fact{}",
-                    r.fact,
-                    did_you_mean(&r.fact, facts.keys().map(String::as_str))
-                ));
-                continue;
-            };
-            for d in &r.dimensions {
-                let ok = fact.attributes.contains_key(d)
-                    || d.split_once('.').is_some_and(|(dim, attr)| {
-                        fact.reaches.iter().any(|x| x == dim)
-                            && dimensions
-                                .get(dim)
-                                .is_some_and(|x: &Dimension| x.attributes.contains_key(attr))
-                    });
-                if !ok {
-                    let names: Vec<String> = fact
-                        .reaches
-                        .iter()
-                        .filter_map(|x| dimensions.get(x))
-                        .flat_map(|x| x.attributes.keys().map(move |a| format!("{}.{a}", x.name)))
-                        .chain(fact.attributes.keys().cloned())
-                        .collect();
-                    problem(format!(
-                        "`{d}` is not a dimension that {} reaches{}",
-                        r.fact,
-                        did_you_mean(d, names.iter().map(String::as_str))
-                    ));
-                }
-            }
-            let grain = r.grain.as_deref().and_then(|g| {
-                let grain = Grain::parse(g);
-                if grain.is_none() {
-                    problem(format!(
-                        "grain `{g}` is not one of {}{}",
-                        TIME_GRAINS.join(", "),
-                        did_you_mean(g, TIME_GRAINS.iter().copied())
-                    ));
-                }
-                grain
-            });
-            let mut held: Vec<String> = Vec::new();
-            for m in &r.metrics {
-                let parts = match metrics.get(m) {
-                    None => {
-                        problem(format!(
-                            "`{m}` is not a metric{}",
-                            did_you_mean(m, metrics.keys().map(String::as_str))
-                        ));
-                        continue;
-                    }
-                    Some(metric) if metric.fact != r.fact => {
-                        problem(format!(
-                            "`{m}` is a metric of `{}`, not of `{}`",
-                            metric.fact, r.fact
-                        ));
-                        continue;
-                    }
-                    Some(Metric {
-                        kind:
-                            MetricKind::Ratio {
-                                numerator,
-                                denominator,
-                                ..
-                            },
-                        ..
-                    }) => vec![numerator.clone(), denominator.clone()],
-                    Some(_) => vec![m.clone()],
-                };
-                for p in parts {
-                    match metrics.get(&p) {
-                        Some(part) if part.fact != r.fact => problem(format!(
-                            "`{m}` divides by `{p}`, a metric of `{}`: a rollup holds one fact's metrics",
-                            part.fact
-                        )),
-                        Some(part) if part.state => problem(format!(
-                            "`{p}` is a state at a date, which a rollup of sums cannot hold"
-                        )),
-                        _ => {
-                            if !held.contains(&p) {
-                                held.push(p);
-                            }
-                        }
-                    }
-                }
-            }
-            if r.metrics.is_empty() {
-                problem("holds no metric".into());
-            }
-            // A channel rollup counts the partners in each row, and answers for all of them.
-            if r.channel && !fact.reaches.iter().any(|d| d == "partner") {
-                problem(format!(
-                    "`{}` has no partner: a channel rollup is built over partners' rows",
-                    r.fact
-                ));
-            }
-            if r.channel && r.dimensions.iter().any(|d| d.starts_with("partner.")) {
-                problem("a channel rollup answers for all partners together: it cannot hold a partner dimension".into());
-            }
-            rollups.insert(
-                name.clone(),
-                Rollup {
-                    name,
-                    fact: r.fact,
-                    dimensions: r.dimensions,
-                    grain,
-                    metrics: held,
-                    channel: r.channel,
-                    description: r.description,
-                },
-            );
-        }
+        let rollups = reading.rollups(raw.rollups, &facts, &dimensions, &metrics);
+        let mut problems = reading.problems;
         if problems.is_empty() {
             Ok(Model {
                 file: file.to_string(),
@@ -946,7 +1046,10 @@ impl Model {
             })
         } else {
             problems.sort_by_key(|p| p.line);
-            Err(err(problems))
+            Err(ModelError {
+                file: file.to_string(),
+                problems,
+            })
         }
     }
 

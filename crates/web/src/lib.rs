@@ -57,6 +57,10 @@ pub struct AppState {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// The session over the current warehouse version, kept until a load switches the version.
     session: Mutex<Option<(u64, Arc<Session>)>>,
+    /// Held while a session over a new version is made: the requests that notice a load
+    /// together wait for one session instead of each opening every table (200 users noticing
+    /// a load at once stalled the server for seconds).
+    new_session: tokio::sync::Mutex<()>,
     /// Pages built over the current version (see `pages::build`), oldest first out.
     pages: Mutex<PageCache>,
     /// What keeps alerts asked for on a page (`set_alert_maker`); none: pages cannot set one up.
@@ -74,6 +78,18 @@ struct PageCache {
     /// for it instead of building it again (200 users opening the overview after a load ask
     /// its questions once, not 200 times).
     gates: std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl PageCache {
+    /// Empties the cache for a newer version's pages (the older ones are never asked again).
+    fn start(&mut self, version: u64) {
+        if self.version != version {
+            *self = PageCache {
+                version,
+                ..PageCache::default()
+            };
+        }
+    }
 }
 
 /// Pages kept per warehouse version.
@@ -114,6 +130,7 @@ impl AppState {
             secure_cookies,
             trusted_proxies: Vec::new(),
             session: Mutex::new(None),
+            new_session: tokio::sync::Mutex::new(()),
             pages: Mutex::new(PageCache::default()),
             alert_maker: std::sync::OnceLock::new(),
         })
@@ -133,13 +150,13 @@ impl AppState {
         })
     }
 
-    /// A page built before over the same warehouse version.
     /// Lets pages set up alerts, through what the delivers crate gives (once; later calls
     /// change nothing).
     pub fn set_alert_maker(&self, maker: Arc<dyn alerts::AlertMaker>) {
         let _ = self.alert_maker.set(maker);
     }
 
+    /// A page built before over the same warehouse version.
     pub(crate) fn cached_page(&self, version: u64, key: &str) -> Option<pages::Page> {
         let cache = self.pages.lock().unwrap_or_else(|e| e.into_inner());
         (cache.version == version)
@@ -150,12 +167,11 @@ impl AppState {
     /// The gate of a page being built over a version (see `PageCache::gates`).
     pub(crate) fn page_gate(&self, version: u64, key: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut cache = self.pages.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.version != version {
-            *cache = PageCache {
-                version,
-                ..PageCache::default()
-            };
+        if version < cache.version {
+            // A request over a version a load has since replaced builds its page alone.
+            return Arc::default();
         }
+        cache.start(version);
         // Gates of pages whose build failed stay; a bound keeps them from piling up.
         if cache.gates.len() > 4 * PAGES_KEPT {
             cache.gates.clear();
@@ -165,12 +181,12 @@ impl AppState {
 
     pub(crate) fn keep_page(&self, version: u64, key: String, page: &pages::Page) {
         let mut cache = self.pages.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.version != version {
-            *cache = PageCache {
-                version,
-                ..PageCache::default()
-            };
+        // A page of a replaced version, finished after the newer version's first pages, is
+        // not kept: putting it back would throw those away.
+        if version < cache.version {
+            return;
         }
+        cache.start(version);
         cache.gates.remove(&key);
         if cache.pages.insert(key.clone(), page.clone()).is_none() {
             cache.order.push_back(key);
@@ -189,20 +205,31 @@ impl AppState {
             .snapshot(None)
             .map_err(|e| WebError::NoData(e.to_string()))?;
         let version = snapshot.version.version;
-        if let Some((v, s)) = self
-            .session
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            && *v == version
-        {
-            return Ok((version, s.clone()));
+        let current = || {
+            self.session
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .filter(|(v, _)| *v == version)
+                .map(|(_, s)| (version, s.clone()))
+        };
+        if let Some(kept) = current() {
+            return Ok(kept);
+        }
+        let _making = self.new_session.lock().await;
+        if let Some(kept) = current() {
+            return Ok(kept);
         }
         let session = snapshot
             .session()
             .await
             .map_err(|e| WebError::Internal(e.to_string()))?;
-        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Some((version, session.clone()));
+        let mut kept = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        // A request that read the version before a later load committed does not put its
+        // older session back over the newer one.
+        if kept.as_ref().is_none_or(|(v, _)| *v < version) {
+            *kept = Some((version, session.clone()));
+        }
         Ok((version, session))
     }
 }

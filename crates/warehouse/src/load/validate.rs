@@ -169,43 +169,16 @@ pub(super) fn validate_and_stage(
     for entity in Entity::ALL {
         let file_name = entity.file_name();
         let path = export.join(&file_name);
-        let mut outcome = FileOutcome {
-            file: file_name.clone(),
-            ..FileOutcome::default()
-        };
         if !path.exists() {
-            if entity.is_dimension() && first_load {
-                report.file_errors.push(Rejection {
-                    file: file_name.clone(),
-                    line: 0,
-                    column_number: None,
-                    column: None,
-                    value: None,
-                    reason: format!(
-                        "{file_name} is missing: a first load{} needs partners.csv, products.csv and customers.csv",
-                        if options.mode == LoadMode::Replace { " or a replace" } else { "" }
-                    ),
-                });
-            } else if options.mode == LoadMode::Replace {
-                // Replacing the warehouse with an export that has no rows of this fact.
-                let table = StagedTable::start(
-                    staging_dir.join(entity.name()),
-                    entity.schema(),
-                    clustered_by(entity),
-                )?;
-                let dir = table.dir.clone();
-                staged.push((entity, dir, table.finish()?));
-            }
-            report.files.push(outcome);
+            missing_file(entity, options, first_load, staging_dir, report, staged)?;
             continue;
         }
-        outcome.present = true;
         let bytes = fs::metadata(&path)
             .map_err(|e| WarehouseError::io(&path, e))?
             .len();
         progress.file_started(&file_name, bytes);
         let file = File::open(&path).map_err(|e| WarehouseError::io(&path, e))?;
-        let mut reader = match FileReader::new(
+        let reader = match FileReader::new(
             entity,
             file_name.clone(),
             BufReader::with_capacity(1 << 20, file),
@@ -216,26 +189,205 @@ pub(super) fn validate_and_stage(
                 report_writer.rejection(&r)?;
                 report.file_errors.push(r);
                 progress.file_finished(&file_name, 0, 0);
-                report.files.push(outcome);
+                report.files.push(FileOutcome {
+                    file: file_name,
+                    present: true,
+                    ..FileOutcome::default()
+                });
                 continue;
             }
             Err(FileError::Io { source, .. }) => return Err(WarehouseError::io(&path, source)),
         };
-        outcome.warnings = reader.warnings().to_vec();
+        let mut quarantine = options
+            .quarantine
+            .then(|| Quarantine::new(load_dir.join("rejects"), &file_name, reader.header()));
+        let file = StagedFile {
+            entity,
+            path: &path,
+            bytes,
+            staging_dir,
+            progress,
+        };
+        let (outcome, dir, rows) = file.stage(reader, quarantine.as_mut(), known, report_writer)?;
+        if let Some(q) = quarantine
+            && q.finish()?
+        {
+            report.rejects_dir = Some(load_dir.join("rejects"));
+        }
+        if entity.is_dimension() && first_load && rows == 0 && outcome.rows_rejected == 0 {
+            report.file_errors.push(Rejection {
+                file: file_name.clone(),
+                line: 1,
+                column_number: None,
+                column: None,
+                value: None,
+                reason: format!(
+                    "{file_name} has a header but no rows: a first load needs at least one {}",
+                    &entity.name()[..entity.name().len() - 1]
+                ),
+            });
+        }
+        staged.push((entity, dir, rows));
+        report.files.push(outcome);
+    }
+    Ok(())
+}
+
+/// A file the export does not have: a dimension's is an error on a first load (or a replace);
+/// a replace stages an empty fact, since the warehouse is replaced by an export without its
+/// rows; an upsert leaves the table as it is.
+fn missing_file(
+    entity: Entity,
+    options: &LoadOptions,
+    first_load: bool,
+    staging_dir: &Path,
+    report: &mut LoadReport,
+    staged: &mut Vec<(Entity, PathBuf, u64)>,
+) -> Result<()> {
+    let file_name = entity.file_name();
+    if entity.is_dimension() && first_load {
+        report.file_errors.push(Rejection {
+            file: file_name.clone(),
+            line: 0,
+            column_number: None,
+            column: None,
+            value: None,
+            reason: format!(
+                "{file_name} is missing: a first load{} needs partners.csv, products.csv and customers.csv",
+                if options.mode == LoadMode::Replace {
+                    " or a replace"
+                } else {
+                    ""
+                }
+            ),
+        });
+    } else if options.mode == LoadMode::Replace {
         let table = StagedTable::start(
             staging_dir.join(entity.name()),
             entity.schema(),
             clustered_by(entity),
         )?;
-        let mut rejects: Option<RejectsFile> = None;
-        let mut sink_error: Option<WarehouseError> = None;
-        // The rejects file repeats the export's own header.
-        let header: Vec<String> = reader.header().to_vec();
+        let dir = table.dir.clone();
+        staged.push((entity, dir, table.finish()?));
+    }
+    report.files.push(FileOutcome {
+        file: file_name,
+        ..FileOutcome::default()
+    });
+    Ok(())
+}
+
+/// Rejected rows set aside in `rejects/` as the export wrote them, with their line and reason
+/// (`prism load --quarantine`); the file is made at the first rejected row.
+struct Quarantine {
+    dir: PathBuf,
+    path: PathBuf,
+    /// The export's own header, then the line and the reason.
+    header: Vec<String>,
+    file: Option<RejectsFile>,
+}
+
+impl Quarantine {
+    fn new(dir: PathBuf, file_name: &str, header: &[String]) -> Quarantine {
+        Quarantine {
+            path: dir.join(file_name),
+            dir,
+            header: header.to_vec(),
+            file: None,
+        }
+    }
+
+    /// Sets one rejected row aside with its faults.
+    fn keep(&mut self, record: &csv::ByteRecord, faults: &[Rejection]) -> Result<()> {
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => {
+                let f = fs::create_dir_all(&self.dir)
+                    .and_then(|()| File::create(&self.path))
+                    .map_err(|e| WarehouseError::io(&self.path, e))?;
+                let mut writer = csv::WriterBuilder::new()
+                    .flexible(true)
+                    .from_writer(BufWriter::new(f));
+                let mut h = self.header.clone();
+                h.push("reject_line".into());
+                h.push("reject_reason".into());
+                writer
+                    .write_record(&h)
+                    .map_err(|e| WarehouseError::io(&self.path, e.into()))?;
+                self.file.insert(RejectsFile {
+                    writer,
+                    path: self.path.clone(),
+                })
+            }
+        };
+        let mut row = record.clone();
+        row.push_field(faults[0].line.to_string().as_bytes());
+        let reasons: Vec<String> = faults
+            .iter()
+            .map(|f| match &f.column {
+                Some(c) => format!("{c}: {}", f.reason),
+                None => f.reason.clone(),
+            })
+            .collect();
+        row.push_field(reasons.join("; ").as_bytes());
+        file.writer
+            .write_byte_record(&row)
+            .map_err(|e| WarehouseError::io(&file.path, e.into()))
+    }
+
+    /// Writes what is set aside out; whether anything was.
+    fn finish(self) -> Result<bool> {
+        match self.file {
+            Some(mut r) => {
+                r.writer
+                    .flush()
+                    .map_err(|e| WarehouseError::io(&r.path, e))?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// One file of the export being validated and staged.
+struct StagedFile<'a> {
+    entity: Entity,
+    path: &'a Path,
+    bytes: u64,
+    staging_dir: &'a Path,
+    progress: &'a dyn LoadProgress,
+}
+
+impl StagedFile<'_> {
+    /// Validates every row, reports and sets aside the rejected ones, stages the valid ones,
+    /// and adds their ids to what later files may refer to. The file's outcome, its staged
+    /// table's folder and rows.
+    fn stage(
+        &self,
+        reader: FileReader<BufReader<File>>,
+        mut quarantine: Option<&mut Quarantine>,
+        known: &mut KnownIdSet,
+        report_writer: &mut ReportWriter,
+    ) -> Result<(FileOutcome, PathBuf, u64)> {
+        let entity = self.entity;
+        let file_name = entity.file_name();
+        let mut outcome = FileOutcome {
+            file: file_name.clone(),
+            present: true,
+            warnings: reader.warnings().to_vec(),
+            ..FileOutcome::default()
+        };
+        let table = StagedTable::start(
+            self.staging_dir.join(entity.name()),
+            entity.schema(),
+            clustered_by(entity),
+        )?;
         let tracked = known.tracks(entity);
+        let key_position = reader.key_position();
         let mut new_ids: Vec<String> = Vec::new();
         let mut new_product_lines: Vec<String> = Vec::new();
         let mut rejected_ids: Vec<String> = Vec::new();
-        let key_position = reader.key_position();
+        let mut sink_error: Option<WarehouseError> = None;
         let mut on_reject = |faults: Vec<Rejection>, record: &csv::ByteRecord| {
             if sink_error.is_some() {
                 return;
@@ -243,80 +395,108 @@ pub(super) fn validate_and_stage(
             if tracked && let Some(id) = record.get(key_position) {
                 rejected_ids.push(String::from_utf8_lossy(id).into_owned());
             }
-            for f in &faults {
-                if outcome.shown.len() < SHOWN_PER_FILE {
-                    outcome.shown.push(f.clone());
-                }
-                if let Err(e) = report_writer.rejection(f) {
-                    sink_error = Some(e);
-                    return;
-                }
-            }
-            if options.quarantine {
-                let r = match &mut rejects {
-                    Some(r) => r,
-                    None => {
-                        let dir = load_dir.join("rejects");
-                        let path = dir.join(&file_name);
-                        let created = fs::create_dir_all(&dir).and_then(|()| File::create(&path));
-                        match created {
-                            Ok(f) => {
-                                let mut writer = csv::WriterBuilder::new()
-                                    .flexible(true)
-                                    .from_writer(BufWriter::new(f));
-                                let mut h = header.clone();
-                                h.push("reject_line".into());
-                                h.push("reject_reason".into());
-                                if let Err(e) = writer.write_record(&h) {
-                                    sink_error = Some(WarehouseError::io(&path, e.into()));
-                                    return;
-                                }
-                                rejects.insert(RejectsFile { writer, path })
-                            }
-                            Err(e) => {
-                                sink_error = Some(WarehouseError::io(&path, e));
-                                return;
-                            }
-                        }
-                    }
-                };
-                let mut row = record.clone();
-                row.push_field(faults[0].line.to_string().as_bytes());
-                let reasons: Vec<String> = faults
-                    .iter()
-                    .map(|f| match &f.column {
-                        Some(c) => format!("{c}: {}", f.reason),
-                        None => f.reason.clone(),
-                    })
-                    .collect();
-                row.push_field(reasons.join("; ").as_bytes());
-                if let Err(e) = r.writer.write_byte_record(&row) {
-                    sink_error = Some(WarehouseError::io(&r.path, e.into()));
-                }
-            }
+            let shown = SHOWN_PER_FILE.saturating_sub(outcome.shown.len());
+            outcome.shown.extend(faults.iter().take(shown).cloned());
+            let written = faults.iter().try_for_each(|f| report_writer.rejection(f));
+            let kept = match &mut quarantine {
+                Some(q) => written.and_then(|()| q.keep(record, &faults)),
+                None => written,
+            };
+            sink_error = kept.err();
         };
-        // Validation runs on two workers; a reader thread feeds them chunks of raw records and
-        // this thread puts their results back in file order, where duplicate keys are found,
-        // rejections reported and batches handed to the stager.
-        let known_ref: &KnownIdSet = known;
         let validator = reader.validator();
         // No export row is shorter than about 40 bytes; a table sized for that never grows.
-        let mut keys = KeyRegistry::with_capacity((bytes / 40).min(64 << 20) as usize);
+        let mut keys = KeyRegistry::with_capacity((self.bytes / 40).min(64 << 20) as usize);
         let mut rejected_here = 0u64;
+        let (mut reader, read_result) = self.validate_in_order(reader, known, |records, chunk| {
+            let mut faults: Vec<(usize, Vec<Rejection>)> = chunk.rejected;
+            let mut keep: Option<Vec<bool>> = None;
+            for (row, (digest, index)) in chunk.keys.iter().enumerate() {
+                if !keys.first(*digest) {
+                    faults.push((*index, vec![validator.duplicate(&records[*index])]));
+                    keep.get_or_insert_with(|| vec![true; chunk.keys.len()])[row] = false;
+                }
+            }
+            faults.sort_by_key(|(i, _)| *i);
+            rejected_here += faults.len() as u64;
+            for (i, f) in faults {
+                on_reject(f, &records[i]);
+            }
+            if let Some(mut batch) = chunk.batch {
+                if let Some(keep) = keep {
+                    batch = arrow::compute::filter_record_batch(
+                        &batch,
+                        &arrow::array::BooleanArray::from(keep),
+                    )
+                    .expect("mask matches the batch");
+                }
+                if tracked {
+                    collect_ids(&batch, &mut new_ids);
+                }
+                if entity == Entity::Products {
+                    collect_product_lines(&batch, &mut new_product_lines);
+                }
+                // A stopped stager reports its error from finish().
+                let _ = table.push(batch);
+            }
+        });
+        if let Some(e) = sink_error.take() {
+            return Err(e);
+        }
+        match read_result {
+            Ok(()) => {}
+            Err(FileError::Io { source, .. }) => {
+                return Err(WarehouseError::io(self.path, source));
+            }
+            Err(FileError::Rejected(r)) => return Err(WarehouseError::Export(r.to_string())),
+        }
+        reader.add_rejected(rejected_here);
+        if let Some(set) = known.set_mut(entity) {
+            set.extend(new_ids);
+        }
+        known.product_lines.extend(new_product_lines);
+        known
+            .rejected
+            .extend(rejected_ids.into_iter().map(|id| (entity, id)));
+        let dir = table.dir.clone();
+        let rows = table.finish()?;
+        outcome.rows_read = reader.rows_read();
+        outcome.rows_rejected = reader.rows_rejected();
+        outcome.rows_loaded = rows;
+        self.progress
+            .file_finished(&file_name, outcome.rows_read, outcome.rows_rejected);
+        Ok((outcome, dir, rows))
+    }
+
+    /// Validation runs on `validators()` threads; a reader thread feeds them chunks of raw
+    /// records, and this thread hands each chunk's records and result to `each` in file order,
+    /// where duplicate keys are found, rejections reported and batches handed to the stager.
+    /// The reader back, and how its reading ended.
+    fn validate_in_order(
+        &self,
+        mut reader: FileReader<BufReader<File>>,
+        known: &KnownIdSet,
+        mut each: impl FnMut(&[csv::ByteRecord], ValidatedChunk),
+    ) -> (
+        FileReader<BufReader<File>>,
+        std::result::Result<(), FileError>,
+    ) {
+        let validator = reader.validator();
+        let file_name = self.entity.file_name();
+        let progress = self.progress;
         let (chunk_tx, chunk_rx) =
             crossbeam_channel::bounded::<(u64, Vec<csv::ByteRecord>, usize)>(4);
         let (done_tx, done_rx) =
             crossbeam_channel::bounded::<(u64, Vec<csv::ByteRecord>, usize, ValidatedChunk)>(4);
         let (pool_tx, pool_rx) = crossbeam_channel::unbounded::<Vec<csv::ByteRecord>>();
-        let file_for_reader = file_name.clone();
-        let (mut reader, read_result) = std::thread::scope(|scope| {
+        std::thread::scope(|scope| {
             for _ in 0..validators() {
                 let mut v = validator.clone();
                 let rx = chunk_rx.clone();
                 let tx = done_tx.clone();
                 scope.spawn(move || {
                     for (seq, records, n) in rx {
-                        let out = v.validate_chunk(&records[..n], known_ref);
+                        let out = v.validate_chunk(&records[..n], known);
                         if tx.send((seq, records, n, out)).is_err() {
                             break;
                         }
@@ -344,7 +524,7 @@ pub(super) fn validate_and_stage(
                     }
                     let done = reader.bytes_read();
                     if done - last_progress > (4 << 20) {
-                        progress.file_advanced(&file_for_reader, done);
+                        progress.file_advanced(&file_name, done);
                         last_progress = done;
                     }
                 };
@@ -355,88 +535,15 @@ pub(super) fn validate_and_stage(
             let mut next = 0u64;
             for item in done_rx {
                 pending.insert(item.0, item);
-                while let Some((_, records, _n, chunk)) = pending.remove(&next) {
+                while let Some((_, records, n, chunk)) = pending.remove(&next) {
                     next += 1;
-                    let mut faults: Vec<(usize, Vec<Rejection>)> = chunk.rejected;
-                    let mut keep: Option<Vec<bool>> = None;
-                    for (row, (digest, index)) in chunk.keys.iter().enumerate() {
-                        if !keys.first(*digest) {
-                            faults.push((*index, vec![validator.duplicate(&records[*index])]));
-                            keep.get_or_insert_with(|| vec![true; chunk.keys.len()])[row] = false;
-                        }
-                    }
-                    faults.sort_by_key(|(i, _)| *i);
-                    rejected_here += faults.len() as u64;
-                    for (i, f) in faults {
-                        on_reject(f, &records[i]);
-                    }
-                    if let Some(mut batch) = chunk.batch {
-                        if let Some(keep) = keep {
-                            batch = arrow::compute::filter_record_batch(
-                                &batch,
-                                &arrow::array::BooleanArray::from(keep),
-                            )
-                            .expect("mask matches the batch");
-                        }
-                        if tracked {
-                            collect_ids(&batch, &mut new_ids);
-                        }
-                        if entity == Entity::Products {
-                            collect_product_lines(&batch, &mut new_product_lines);
-                        }
-                        // A stopped stager reports its error from finish().
-                        let _ = table.push(batch);
-                    }
+                    each(&records[..n], chunk);
                     let _ = pool_tx.send(records);
                 }
             }
             reading.join().expect("the reader thread does not panic")
-        });
-        if let Some(e) = sink_error.take() {
-            return Err(e);
-        }
-        match read_result {
-            Ok(()) => {}
-            Err(FileError::Io { source, .. }) => return Err(WarehouseError::io(&path, source)),
-            Err(FileError::Rejected(r)) => return Err(WarehouseError::Export(r.to_string())),
-        }
-        reader.add_rejected(rejected_here);
-        if let Some(set) = known.set_mut(entity) {
-            set.extend(new_ids);
-        }
-        known.product_lines.extend(new_product_lines);
-        known
-            .rejected
-            .extend(rejected_ids.into_iter().map(|id| (entity, id)));
-        if let Some(mut r) = rejects.take() {
-            r.writer
-                .flush()
-                .map_err(|e| WarehouseError::io(&r.path, e))?;
-            report.rejects_dir = Some(load_dir.join("rejects"));
-        }
-        let dir = table.dir.clone();
-        let rows = table.finish()?;
-        outcome.rows_read = reader.rows_read();
-        outcome.rows_rejected = reader.rows_rejected();
-        outcome.rows_loaded = rows;
-        progress.file_finished(&file_name, outcome.rows_read, outcome.rows_rejected);
-        if entity.is_dimension() && first_load && rows == 0 && outcome.rows_rejected == 0 {
-            report.file_errors.push(Rejection {
-                file: file_name.clone(),
-                line: 1,
-                column_number: None,
-                column: None,
-                value: None,
-                reason: format!(
-                    "{file_name} has a header but no rows: a first load needs at least one {}",
-                    &entity.name()[..entity.name().len() - 1]
-                ),
-            });
-        }
-        staged.push((entity, dir, rows));
-        report.files.push(outcome);
+        })
     }
-    Ok(())
 }
 
 /// The product lines of a batch of products.

@@ -460,6 +460,61 @@ pub struct Page {
     pub panels: Vec<Panel>,
 }
 
+/// The partner and product prompts as the filters of every question on a page.
+fn prompt_filters(prompts: &Prompts) -> Vec<Filter> {
+    [
+        ("partner.region", &prompts.region),
+        ("partner.tier", &prompts.tier),
+        ("partner.partner_type", &prompts.partner_type),
+        ("product.product_line", &prompts.product_line),
+    ]
+    .into_iter()
+    .filter_map(|(dimension, value)| {
+        given(value).map(|v| Filter {
+            dimension: dimension.into(),
+            op: FilterOp::In(vec![v.to_string()]),
+        })
+    })
+    .collect()
+}
+
+/// What a built page is kept under. A page is the same for the same version, role, scope and
+/// prompts: its analyses (whose answers the engine's cache does not keep, only the queries
+/// under them) run once per load. Keyed by the prompts as understood, not as typed:
+/// `?period=2024-Q1` and `?period=+2024-01-01..2024-03-31&region=` are one page, so varying
+/// the spelling of a question cannot fill the cache with copies of it.
+fn page_key(
+    user: &User,
+    audience: &Audience,
+    page: PageId,
+    id: Option<&str>,
+    period: Option<&Period>,
+    prompts: &Prompts,
+) -> String {
+    let given = |v: &Option<String>| given(v).map(str::to_string);
+    let understood = Prompts {
+        period: period.map(|p| format!("{}..{}", p.from, p.to)),
+        region: given(&prompts.region),
+        tier: given(&prompts.tier),
+        partner_type: given(&prompts.partner_type),
+        product_line: given(&prompts.product_line),
+        weights: prompts.weights().map(|w| {
+            w.split(',')
+                .map(|kv| kv.split_whitespace().collect::<String>())
+                .collect::<Vec<_>>()
+                .join(",")
+        }),
+        product: given(&prompts.product),
+        segment: given(&prompts.segment),
+        ..Prompts::default()
+    };
+    format!(
+        "{:?}|{audience:?}|{page:?}|{id:?}|{}",
+        user.role,
+        serde_json::to_string(&understood).unwrap_or_default()
+    )
+}
+
 /// Builds a page for a user, or says why not.
 pub async fn build(
     st: &AppState,
@@ -477,52 +532,11 @@ pub async fn build(
     }
     let audience = user.audience()?;
     let period = given(&prompts.period).map(Period::parse).transpose()?;
-    let mut filters = Vec::new();
-    for (dimension, value) in [
-        ("partner.region", &prompts.region),
-        ("partner.tier", &prompts.tier),
-        ("partner.partner_type", &prompts.partner_type),
-        ("product.product_line", &prompts.product_line),
-    ] {
-        if let Some(v) = given(value) {
-            filters.push(Filter {
-                dimension: dimension.into(),
-                op: FilterOp::In(vec![v.to_string()]),
-            });
-        }
-    }
+    let filters = prompt_filters(prompts);
     let (version, session) = st.session().await?;
-    // A page is the same for the same version, role, scope and prompts: its analyses (whose
-    // answers the engine's cache does not keep, only the queries under them) run once per load.
     // Administration shows users and the audit log, which change without a load.
-    // Keyed by the prompts as understood, not as typed: `?period=2024-Q1` and
-    // `?period=+2024-01-01..2024-03-31&region=` are one page, so varying the spelling of a
-    // question cannot fill the cache with copies of it.
-    let cache_key = (page != PageId::Admin).then(|| {
-        let given = |v: &Option<String>| given(v).map(str::to_string);
-        let prompts = Prompts {
-            period: period.map(|p| format!("{}..{}", p.from, p.to)),
-            region: given(&prompts.region),
-            tier: given(&prompts.tier),
-            partner_type: given(&prompts.partner_type),
-            product_line: given(&prompts.product_line),
-            weights: prompts.weights().map(|w| {
-                w.split(',')
-                    .map(|kv| kv.split_whitespace().collect::<String>())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            }),
-            product: given(&prompts.product),
-            segment: given(&prompts.segment),
-            ..Prompts::default()
-        };
-        format!(
-            "{:?}|{:?}|{page:?}|{id:?}|{}",
-            user.role,
-            audience,
-            serde_json::to_string(&prompts).unwrap_or_default()
-        )
-    });
+    let cache_key = (page != PageId::Admin)
+        .then(|| page_key(user, &audience, page, id, period.as_ref(), prompts));
     if let Some(key) = &cache_key
         && let Some(cached) = st.cached_page(version, key)
     {

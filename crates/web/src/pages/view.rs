@@ -473,179 +473,19 @@ pub async fn render(
         .unwrap_or(PageId::Overview);
     let export_base = format!("/export{}", page.path);
     let model = &st.engine.model;
-    // A value of a metric's column as people read it.
-    let written = |metric: &str, value: &str, compact: bool| {
-        let (format, unit) = model.column_format(metric).unzip();
-        prism_engine::display::figure(
-            value,
-            format,
-            unit.flatten().as_deref(),
-            &model.currency,
-            compact,
-        )
-    };
-    let figure = |t: &Tile, compact: bool| written(&t.metric, &t.value, compact);
     let panels = page
         .panels
         .iter()
-        .map(|p| PanelView {
-            kind: p.kind,
-            id: p.id.clone(),
-            title: p.title.clone(),
-            tiles: p
-                .tiles
-                .iter()
-                .map(|t| TileView {
-                    label: model.label(&t.metric),
-                    value: figure(t, true),
-                    // The figure in full on hover, or why there is none.
-                    exact: if t.value.is_empty() {
-                        model.missing_reason(&t.metric).unwrap_or_default()
-                    } else {
-                        figure(t, false)
-                    },
-                    raw: t.value.clone(),
-                    format: model
-                        .column_format(&t.metric)
-                        .map_or("", |f| format_name(f.0)),
-                    currency: model.currency.clone(),
-                    change: t.change_pct.map_or(String::new(), |c| {
-                        let arrow = if c > 0.0 {
-                            "▲"
-                        } else if c < 0.0 {
-                            "▼"
-                        } else {
-                            "="
-                        };
-                        format!("{arrow} {:.1} % vs previous period", c.abs())
-                    }),
-                    change_class: {
-                        let up_is_good = model
-                            .metrics
-                            .get(&t.metric)
-                            .is_none_or(|m| m.higher_is_better);
-                        match t.change_pct {
-                            Some(c) if c != 0.0 && (c > 0.0) == up_is_good => "good",
-                            Some(c) if c != 0.0 => "bad",
-                            _ => "",
-                        }
-                    },
-                    spark: sparkline(&t.trend),
-                    spark_title: t
-                        .trend
-                        .iter()
-                        .map(|p| {
-                            let value = p.value.map_or(String::new(), |v| v.to_string());
-                            format!("{}: {}", p.month, written(&t.metric, &value, true))
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                    definition: t.definition.clone(),
-                    sql: t.sql.clone().unwrap_or_default(),
-                })
-                .collect(),
-            chart_json: p
-                .chart
-                .as_ref()
-                .map(|c| {
-                    let mut c = c.clone();
-                    labelled(model, &mut c.series);
-                    serde_json::to_string(&c).unwrap_or_default()
-                })
-                .unwrap_or_default(),
-            header: p.header.iter().map(|h| model.label(h)).collect(),
-            rows: p
-                .rows
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    r.iter()
-                        .enumerate()
-                        .map(|(j, c)| {
-                            let href = if j == 0 {
-                                p.links.get(i).cloned().flatten().unwrap_or_default()
-                            } else {
-                                String::new()
-                            };
-                            let mut cell = cell_view(
-                                model,
-                                p.header.get(j).map_or("", String::as_str),
-                                c,
-                                href,
-                            );
-                            // A column that is no metric reads as the analysis rounds it.
-                            if let Some(text) = p.readable.get(i).and_then(|r| r.get(j))
-                                && cell.raw.is_empty()
-                            {
-                                cell.text = text.clone();
-                            }
-                            if let Some(why) = p.reasons.get(i).and_then(|r| r.get(j))
-                                && !why.is_empty()
-                            {
-                                cell.title = why.clone();
-                                if cell.text.is_empty() {
-                                    cell.text = prism_engine::display::MISSING.to_string();
-                                }
-                            } else if !cell.numeric {
-                                cell.title = cell.text.clone();
-                            }
-                            // The scorecard's ranks at a glance: a bar as long as the rank.
-                            let column = p.header.get(j).map_or("", String::as_str);
-                            if (column == "score"
-                                || column == "percentile"
-                                || column.ends_with("_percentile"))
-                                && let Ok(rank) = c.parse::<f64>()
-                            {
-                                cell.bar = format!("{:.0}", rank.clamp(0.0, 100.0));
-                            }
-                            cell
-                        })
-                        .collect()
-                })
-                .collect(),
-            export_href: if p.kind == "chart" && p.chart.is_some() || p.kind == "table" {
-                format!("{export_base}?{}", query_string(prompts, Some(&p.id)))
-            } else {
-                String::new()
-            },
-            note: p.note.clone().unwrap_or_default(),
-            plan_fields: p.plan_fields.clone(),
-        })
+        .map(|p| panel_view(model, p, &export_base, prompts))
         .collect();
     let channel_page = !matches!(page_id, PageId::Admin | PageId::MyPotential);
     let product_choices = if page_id == PageId::MyPotential {
-        let ids = members_pairs(st, user).await;
-        // Nothing chosen is a choice of its own: the page then lists the poor sellers.
-        std::iter::once(Choice {
-            selected: given(&prompts.product).is_none(),
-            label: "— my poor sellers —".into(),
-            value: String::new(),
-        })
-        .chain(ids.into_iter().map(|(id, name)| Choice {
-            selected: given(&prompts.product) == Some(id.as_str()),
-            label: format!("{name} ({id})"),
-            value: id,
-        }))
-        .collect()
+        product_choices(st, user, prompts).await
     } else {
         Vec::new()
     };
-    // The partner prompts, from one read of the partners the user may see.
-    let [regions, tiers, types]: [Vec<Choice>; 3] = if channel_page && !user.is_partner_user() {
-        let prompts_given = [&prompts.region, &prompts.tier, &prompts.partner_type];
-        members_of(
-            st,
-            user,
-            "partner",
-            &["partner.region", "partner.tier", "partner.partner_type"],
-        )
-        .await
-        .into_iter()
-        .zip(prompts_given)
-        .map(|(values, chosen)| choices(values, given(chosen)))
-        .collect::<Vec<_>>()
-        .try_into()
-        .unwrap_or_default()
+    let [regions, tiers, types] = if channel_page && !user.is_partner_user() {
+        partner_choices(st, user, prompts).await
     } else {
         Default::default()
     };
@@ -690,6 +530,179 @@ pub async fn render(
         products: product_choices,
     };
     Template::render(&t).unwrap_or_else(|e| format!("template: {e}"))
+}
+
+/// A value of a metric's column as people read it.
+fn written(model: &prism_model::Model, metric: &str, value: &str, compact: bool) -> String {
+    let (format, unit) = model.column_format(metric).unzip();
+    prism_engine::display::figure(
+        value,
+        format,
+        unit.flatten().as_deref(),
+        &model.currency,
+        compact,
+    )
+}
+
+/// A panel as the template shows it: its tiles, chart, table cells and export link.
+fn panel_view(
+    model: &prism_model::Model,
+    p: &Panel,
+    export_base: &str,
+    prompts: &Prompts,
+) -> PanelView {
+    PanelView {
+        kind: p.kind,
+        id: p.id.clone(),
+        title: p.title.clone(),
+        tiles: p.tiles.iter().map(|t| tile_view(model, t)).collect(),
+        chart_json: p
+            .chart
+            .as_ref()
+            .map(|c| {
+                let mut c = c.clone();
+                labelled(model, &mut c.series);
+                serde_json::to_string(&c).unwrap_or_default()
+            })
+            .unwrap_or_default(),
+        header: p.header.iter().map(|h| model.label(h)).collect(),
+        rows: (0..p.rows.len())
+            .map(|i| {
+                (0..p.rows[i].len())
+                    .map(|j| table_cell(model, p, i, j))
+                    .collect()
+            })
+            .collect(),
+        export_href: if p.kind == "chart" && p.chart.is_some() || p.kind == "table" {
+            format!("{export_base}?{}", query_string(prompts, Some(&p.id)))
+        } else {
+            String::new()
+        },
+        note: p.note.clone().unwrap_or_default(),
+        plan_fields: p.plan_fields.clone(),
+    }
+}
+
+/// A headline tile: the figure compact, in full on hover (or why there is none), its change
+/// against the previous period coloured by whether up is good, and its sparkline.
+fn tile_view(model: &prism_model::Model, t: &Tile) -> TileView {
+    let change = t.change_pct.map_or(String::new(), |c| {
+        let arrow = if c > 0.0 {
+            "▲"
+        } else if c < 0.0 {
+            "▼"
+        } else {
+            "="
+        };
+        format!("{arrow} {:.1} % vs previous period", c.abs())
+    });
+    let up_is_good = model
+        .metrics
+        .get(&t.metric)
+        .is_none_or(|m| m.higher_is_better);
+    let change_class = match t.change_pct {
+        Some(c) if c != 0.0 && (c > 0.0) == up_is_good => "good",
+        Some(c) if c != 0.0 => "bad",
+        _ => "",
+    };
+    TileView {
+        label: model.label(&t.metric),
+        value: written(model, &t.metric, &t.value, true),
+        exact: if t.value.is_empty() {
+            model.missing_reason(&t.metric).unwrap_or_default()
+        } else {
+            written(model, &t.metric, &t.value, false)
+        },
+        raw: t.value.clone(),
+        format: model
+            .column_format(&t.metric)
+            .map_or("", |f| format_name(f.0)),
+        currency: model.currency.clone(),
+        change,
+        change_class,
+        spark: sparkline(&t.trend),
+        spark_title: t
+            .trend
+            .iter()
+            .map(|p| {
+                let value = p.value.map_or(String::new(), |v| v.to_string());
+                format!("{}: {}", p.month, written(model, &t.metric, &value, true))
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        definition: t.definition.clone(),
+        sql: t.sql.clone().unwrap_or_default(),
+    }
+}
+
+/// Cell `j` of row `i` of a panel's table: linked in the first column, read as the analysis
+/// rounds it where it is no metric, with why a figure is missing on hover, and a bar for ranks.
+fn table_cell(model: &prism_model::Model, p: &Panel, i: usize, j: usize) -> CellView {
+    let c = &p.rows[i][j];
+    let column = p.header.get(j).map_or("", String::as_str);
+    let href = if j == 0 {
+        p.links.get(i).cloned().flatten().unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let mut cell = cell_view(model, column, c, href);
+    if let Some(text) = p.readable.get(i).and_then(|r| r.get(j))
+        && cell.raw.is_empty()
+    {
+        cell.text = text.clone();
+    }
+    if let Some(why) = p.reasons.get(i).and_then(|r| r.get(j))
+        && !why.is_empty()
+    {
+        cell.title = why.clone();
+        if cell.text.is_empty() {
+            cell.text = prism_engine::display::MISSING.to_string();
+        }
+    } else if !cell.numeric {
+        cell.title = cell.text.clone();
+    }
+    // The scorecard's ranks at a glance: a bar as long as the rank.
+    if (column == "score" || column == "percentile" || column.ends_with("_percentile"))
+        && let Ok(rank) = c.parse::<f64>()
+    {
+        cell.bar = format!("{:.0}", rank.clamp(0.0, 100.0));
+    }
+    cell
+}
+
+/// The product prompt of customer potential: the user's products, and nothing chosen (the
+/// page then lists the poor sellers) as a choice of its own.
+async fn product_choices(st: &AppState, user: &User, prompts: &Prompts) -> Vec<Choice> {
+    let ids = members_pairs(st, user).await;
+    std::iter::once(Choice {
+        selected: given(&prompts.product).is_none(),
+        label: "— my poor sellers —".into(),
+        value: String::new(),
+    })
+    .chain(ids.into_iter().map(|(id, name)| Choice {
+        selected: given(&prompts.product) == Some(id.as_str()),
+        label: format!("{name} ({id})"),
+        value: id,
+    }))
+    .collect()
+}
+
+/// The partner prompts (region, tier, type), from one read of the partners the user may see.
+async fn partner_choices(st: &AppState, user: &User, prompts: &Prompts) -> [Vec<Choice>; 3] {
+    let prompts_given = [&prompts.region, &prompts.tier, &prompts.partner_type];
+    members_of(
+        st,
+        user,
+        "partner",
+        &["partner.region", "partner.tier", "partner.partner_type"],
+    )
+    .await
+    .into_iter()
+    .zip(prompts_given)
+    .map(|(values, chosen)| choices(values, given(chosen)))
+    .collect::<Vec<_>>()
+    .try_into()
+    .unwrap_or_default()
 }
 
 pub(super) async fn members_pairs(st: &AppState, user: &User) -> Vec<(String, String)> {
