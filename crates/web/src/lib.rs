@@ -78,9 +78,39 @@ struct PageCache {
     /// for it instead of building it again (200 users opening the overview after a load ask
     /// its questions once, not 200 times).
     gates: std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// How each kept page was asked for, to build it again over a load's new version.
+    recipes: std::collections::HashMap<String, PageRecipe>,
 }
 
+/// Who asked for a kept page, which page and with which prompts: enough to build it again.
+#[derive(Clone)]
+pub(crate) struct PageRecipe {
+    pub(crate) user: User,
+    pub(crate) page: PageId,
+    pub(crate) id: Option<String>,
+    pub(crate) prompts: Prompts,
+}
+
+/// The most pages built again over a new version before it is served, newest first, and the
+/// longest that may take: the rest are built when first asked.
+const WARMED_PAGES: usize = 100;
+const WARMING_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl PageCache {
+    /// Keeps a page, the oldest out beyond `PAGES_KEPT`.
+    fn keep(&mut self, key: String, page: pages::Page, recipe: PageRecipe) {
+        self.recipes.insert(key.clone(), recipe);
+        if self.pages.insert(key.clone(), page).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > PAGES_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.pages.remove(&old);
+                self.recipes.remove(&old);
+            }
+        }
+    }
+
     /// Empties the cache for a newer version's pages (the older ones are never asked again).
     fn start(&mut self, version: u64) {
         if self.version != version {
@@ -179,7 +209,13 @@ impl AppState {
         cache.gates.entry(key.to_string()).or_default().clone()
     }
 
-    pub(crate) fn keep_page(&self, version: u64, key: String, page: &pages::Page) {
+    pub(crate) fn keep_page(
+        &self,
+        version: u64,
+        key: String,
+        page: &pages::Page,
+        recipe: PageRecipe,
+    ) {
         let mut cache = self.pages.lock().unwrap_or_else(|e| e.into_inner());
         // A page of a replaced version, finished after the newer version's first pages, is
         // not kept: putting it back would throw those away.
@@ -188,14 +224,7 @@ impl AppState {
         }
         cache.start(version);
         cache.gates.remove(&key);
-        if cache.pages.insert(key.clone(), page.clone()).is_none() {
-            cache.order.push_back(key);
-        }
-        while cache.order.len() > PAGES_KEPT {
-            if let Some(old) = cache.order.pop_front() {
-                cache.pages.remove(&old);
-            }
-        }
+        cache.keep(key, page.clone(), recipe);
     }
 
     /// A session over the current warehouse version (the same one until a load commits).
@@ -216,7 +245,24 @@ impl AppState {
         if let Some(kept) = current() {
             return Ok(kept);
         }
-        let _making = self.new_session.lock().await;
+        // A load committed: one request makes the new version's session and builds again the
+        // pages kept for the version before, then switches; meanwhile the others go on with
+        // the version before (each answer is of one version or the other, never a mix), so
+        // that nobody waits for the first builds after a load.
+        let _making = match self.new_session.try_lock() {
+            Ok(making) => making,
+            Err(_) => {
+                let served = self
+                    .session
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                match served {
+                    Some((v, s)) if v < version => return Ok((v, s)),
+                    _ => self.new_session.lock().await,
+                }
+            }
+        };
         if let Some(kept) = current() {
             return Ok(kept);
         }
@@ -224,13 +270,70 @@ impl AppState {
             .session()
             .await
             .map_err(|e| WebError::Internal(e.to_string()))?;
+        // Boxed: a page's build is a large future, which every caller of `session` would
+        // otherwise carry on its stack.
+        let warmed = Box::pin(self.warm(&session)).await;
+        self.switch(version, &session, warmed);
+        Ok((version, session))
+    }
+
+    /// The pages kept for the version being replaced, built again over the new one: newest
+    /// first, at most `WARMED_PAGES` within `WARMING_BUDGET`. A page that fails is left to be
+    /// built (and its error shown) when asked.
+    async fn warm(&self, session: &Arc<Session>) -> Vec<(String, pages::Page, PageRecipe)> {
+        let recipes: Vec<(String, PageRecipe)> = {
+            let cache = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+            cache
+                .order
+                .iter()
+                .rev()
+                .filter_map(|k| cache.recipes.get(k).map(|r| (k.clone(), r.clone())))
+                .take(WARMED_PAGES)
+                .collect()
+        };
+        let started = std::time::Instant::now();
+        let mut warmed = Vec::new();
+        for (key, r) in recipes {
+            if started.elapsed() > WARMING_BUDGET {
+                break;
+            }
+            let built = pages::assemble(
+                self,
+                &r.user,
+                r.page,
+                r.id.as_deref(),
+                &r.prompts,
+                session.clone(),
+            )
+            .await;
+            if let Ok(page) = built {
+                warmed.push((key, page, r));
+            }
+        }
+        warmed
+    }
+
+    /// Serves a new version: its session and its pages built so far.
+    fn switch(
+        &self,
+        version: u64,
+        session: &Arc<Session>,
+        warmed: Vec<(String, pages::Page, PageRecipe)>,
+    ) {
+        let mut cache = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+        if version > cache.version {
+            cache.start(version);
+            for (key, page, recipe) in warmed {
+                cache.keep(key, page, recipe);
+            }
+        }
+        drop(cache);
         let mut kept = self.session.lock().unwrap_or_else(|e| e.into_inner());
         // A request that read the version before a later load committed does not put its
         // older session back over the newer one.
         if kept.as_ref().is_none_or(|(v, _)| *v < version) {
             *kept = Some((version, session.clone()));
         }
-        Ok((version, session))
     }
 }
 

@@ -993,6 +993,28 @@ async fn a_kept_page_is_never_shown_for_another_scope_or_after_a_load() {
         after.contains("199.50") && !after.contains("2499.50"),
         "{after}"
     );
+    // The request that noticed the load built the pages kept before it over the new version
+    // first: the manager's overview is then served without asking the engine anything, and
+    // with the new figures (their P-1 line too).
+    let stats = state.engine.stats();
+    let asked = || {
+        use prism_engine::stats::AnsweredFrom as F;
+        [F::Cache, F::Rollup, F::Base]
+            .map(|f| stats.answers(f))
+            .iter()
+            .sum::<u64>()
+    };
+    let before = asked();
+    let theirs_after = send(&state, overview(&manager)).await.body;
+    assert_eq!(
+        asked(),
+        before,
+        "the manager's overview was built again when asked"
+    );
+    assert!(
+        theirs_after.contains("199.50") && !theirs_after.contains("2499.50"),
+        "{theirs_after}"
+    );
 }
 
 /// Fuzzing the prompts: any text in any prompt of any page a partner user can open is a page,

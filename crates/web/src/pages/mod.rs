@@ -515,7 +515,8 @@ fn page_key(
     )
 }
 
-/// Builds a page for a user, or says why not.
+/// Builds a page for a user, or says why not; kept for whoever asks the same over the same
+/// warehouse version.
 pub async fn build(
     st: &AppState,
     user: &User,
@@ -532,34 +533,49 @@ pub async fn build(
     }
     let audience = user.audience()?;
     let period = given(&prompts.period).map(Period::parse).transpose()?;
-    let filters = prompt_filters(prompts);
     let (version, session) = st.session().await?;
     // Administration shows users and the audit log, which change without a load.
-    let cache_key = (page != PageId::Admin)
-        .then(|| page_key(user, &audience, page, id, period.as_ref(), prompts));
-    if let Some(key) = &cache_key
-        && let Some(cached) = st.cached_page(version, key)
-    {
+    if page == PageId::Admin {
+        return assemble(st, user, page, id, prompts, session).await;
+    }
+    let key = page_key(user, &audience, page, id, period.as_ref(), prompts);
+    if let Some(cached) = st.cached_page(version, &key) {
         return Ok(cached);
     }
     // Built once: whoever asks while it is being built waits and takes the kept page.
-    let gate = cache_key.as_ref().map(|key| st.page_gate(version, key));
-    let _building = match &gate {
-        Some(g) => Some(g.lock().await),
-        None => None,
-    };
-    if let Some(key) = &cache_key
-        && let Some(cached) = st.cached_page(version, key)
-    {
+    let gate = st.page_gate(version, &key);
+    let _building = gate.lock().await;
+    if let Some(cached) = st.cached_page(version, &key) {
         return Ok(cached);
     }
+    let out = assemble(st, user, page, id, prompts, session).await?;
+    let recipe = crate::PageRecipe {
+        user: user.clone(),
+        page,
+        id: id.map(str::to_string),
+        prompts: prompts.clone(),
+    };
+    st.keep_page(version, key, &out, recipe);
+    Ok(out)
+}
+
+/// Builds a page over a session, keeping nothing: what `build` keeps, and what a load's new
+/// version is warmed with before it is served.
+pub(crate) async fn assemble(
+    st: &AppState,
+    user: &User,
+    page: PageId,
+    id: Option<&str>,
+    prompts: &Prompts,
+    session: Arc<Session>,
+) -> Result<Page, WebError> {
     let mut cx = Ctx {
         st,
         user,
         session,
-        audience,
-        period,
-        filters,
+        audience: user.audience()?,
+        period: given(&prompts.period).map(Period::parse).transpose()?,
+        filters: prompt_filters(prompts),
         notes: Default::default(),
     };
     let path = match (page, id) {
@@ -570,7 +586,7 @@ pub async fn build(
         page: page.name(),
         path,
         title: page.title().into(),
-        period,
+        period: cx.period,
         headline: Vec::new(),
         notes: Vec::new(),
         panels: Vec::new(),
@@ -597,9 +613,6 @@ pub async fn build(
             .into_inner()
             .unwrap_or_else(|poisoned| poisoned.into_inner()),
     );
-    if let Some(key) = cache_key {
-        st.keep_page(version, key, &out);
-    }
     Ok(out)
 }
 
