@@ -238,7 +238,7 @@ pub enum Watch {
 pub const RELATIVE_PERIODS: [&str; 3] = ["latest-month", "latest-quarter", "latest-year"];
 
 /// A period as an alert gives it: a fixed one (`2026-Q3`) or one of `RELATIVE_PERIODS`,
-/// resolved against the newest day of data.
+/// resolved against the newest day of data (any day of its month will do).
 pub fn resolve_period(text: &str, newest: Option<NaiveDate>) -> Result<Option<Period>> {
     let Some(kind) = RELATIVE_PERIODS.iter().find(|p| **p == text) else {
         return Ok(Some(Period::parse(text)?));
@@ -488,7 +488,7 @@ pub async fn evaluate(
             let period = match period {
                 Some(p) => {
                     let newest = engine
-                        .newest_day(session, "closed_revenue", audience)
+                        .newest_month(session, "closed_revenue", audience)
                         .await?;
                     resolve_period(p, newest)?
                 }
@@ -643,7 +643,7 @@ async fn ask(
         .clone()
         .filter(|p| RELATIVE_PERIODS.contains(&p.as_str()));
     if let Some(p) = relative {
-        let newest = engine.newest_day(session, metric, audience).await?;
+        let newest = engine.newest_month(session, metric, audience).await?;
         question.period = resolve_period(&p, newest)?.map(|p| format!("{}..{}", p.from, p.to));
     }
     question.api_version = API_VERSION;

@@ -288,14 +288,17 @@ impl Engine {
         dimension: &str,
         audience: &Audience,
     ) -> Result<Compiled, EngineError> {
-        self.compile_members_with(dimension, audience.rows_scope()?, true)
+        self.compile_members_with(dimension, audience.rows_scope()?, true, None)
     }
 
+    /// `compile_members`; with the session's built rollups, a partner's members of a fact are
+    /// read from the smallest rollup holding the partner and the dimension's key.
     fn compile_members_with(
         &self,
         dimension: &str,
         scope: &Scope,
         ordered: bool,
+        built: Option<&prism_warehouse::BuiltRollups>,
     ) -> Result<Compiled, EngineError> {
         let d = self.model.dimensions.get(dimension).ok_or_else(|| {
             EngineError::Invalid(format!(
@@ -337,11 +340,10 @@ impl Engine {
                     .values()
                     .filter(|f| f.reaches.iter().any(|r| r == dimension))
                     .map(|f| {
-                        format!(
-                            "SELECT {key} FROM {} WHERE partner_id IN ({list})",
-                            f.table,
-                            key = d.key
-                        )
+                        let (table, key) = self
+                            .members_rollup(&f.name, dimension, built)
+                            .unwrap_or_else(|| (f.table.clone(), d.key.clone()));
+                        format!("SELECT {key} FROM {table} WHERE partner_id IN ({list})")
                     })
                     .collect();
                 let mut served = served;
@@ -433,6 +435,35 @@ impl Engine {
             .await
     }
 
+    /// The smallest built rollup of a fact that holds each partner's members of a dimension
+    /// (the partner and the dimension's key among its dimensions; not a channel rollup, which
+    /// holds no partner): its table and the key's column. A rollup groups every row of its fact,
+    /// so it holds the same (partner, member) pairs as the fact, in far fewer rows: the
+    /// customers of one partner read 7.7 M order lines at scale 8, their rollup a fraction.
+    fn members_rollup(
+        &self,
+        fact: &str,
+        dimension: &str,
+        built: Option<&prism_warehouse::BuiltRollups>,
+    ) -> Option<(String, String)> {
+        let built = built.filter(|_| self.use_rollups)?;
+        let key = format!("{dimension}.{}", self.model.dimensions[dimension].key);
+        self.model
+            .rollups
+            .values()
+            .filter(|r| r.fact == fact && !r.channel)
+            .filter(|r| r.dimensions.iter().any(|d| d == "partner.partner_id"))
+            .filter(|r| r.dimensions.contains(&key))
+            .filter_map(|r| {
+                let table = self.rollup_table(&r.name);
+                let rows = built.tables.get(&table)?.rows;
+                let column = quote_ident(&self.rollup_column(r, &key));
+                Some((rows, table, column))
+            })
+            .min_by_key(|(rows, ..)| *rows)
+            .map(|(_, table, column)| (table, column))
+    }
+
     /// Runs `compile_members`.
     pub async fn members(
         &self,
@@ -440,8 +471,10 @@ impl Engine {
         dimension: &str,
         audience: &Audience,
     ) -> Result<QueryResult, EngineError> {
-        self.execute(ctx, self.compile_members(dimension, audience)?)
-            .await
+        let built = built_rollups(ctx);
+        let compiled =
+            self.compile_members_with(dimension, audience.rows_scope()?, true, built.as_deref())?;
+        self.execute(ctx, compiled).await
     }
 
     /// `members` in the order they are stored, for a caller that looks members up rather than
@@ -454,7 +487,12 @@ impl Engine {
     ) -> Result<QueryResult, EngineError> {
         self.execute(
             ctx,
-            self.compile_members_with(dimension, audience.rows_scope()?, false)?,
+            self.compile_members_with(
+                dimension,
+                audience.rows_scope()?,
+                false,
+                built_rollups(ctx).as_deref(),
+            )?,
         )
         .await
     }
@@ -483,6 +521,33 @@ impl Engine {
             .rows()
             .first()
             .and_then(|r| NaiveDate::parse_from_str(r.text("time.day")?, "%Y-%m-%d").ok()))
+    }
+
+    /// The first day of the newest month with a row of the metric's fact (a derived form's
+    /// base metric) in the audience; none when it has no row. What a period relative to the
+    /// newest data needs (`latest-quarter`), asked by month so that a rollup answers it: by day,
+    /// one partner's newest order line read every order line.
+    pub async fn newest_month(
+        &self,
+        session: &SessionContext,
+        metric: &str,
+        audience: &Audience,
+    ) -> Result<Option<NaiveDate>, EngineError> {
+        let base = metric.split(':').next().unwrap_or(metric).to_string();
+        let query = Query {
+            metrics: vec![base],
+            by: vec!["time.month".into()],
+            order: vec![Order {
+                column: "time.month".into(),
+                descending: true,
+            }],
+            limit: Some(1),
+            ..Query::default()
+        };
+        let result = self.run(session, &query, audience).await?;
+        Ok(result.rows().first().and_then(|r| {
+            NaiveDate::parse_from_str(&format!("{}-01", r.text("time.month")?), "%Y-%m-%d").ok()
+        }))
     }
 
     /// Compiles and runs a query over a session holding the warehouse's tables.

@@ -213,7 +213,7 @@ impl Engine {
     /// A dimension of a rollup as a column of its table: a dimension's key or a fact attribute
     /// by the fact's column name (so that scope and joins read it as they read the fact), any
     /// other attribute by its full name.
-    fn rollup_column(&self, r: &Rollup, dimension: &str) -> String {
+    pub(crate) fn rollup_column(&self, r: &Rollup, dimension: &str) -> String {
         let fact = &self.model.facts[&r.fact];
         if let Some(a) = fact.attributes.get(dimension) {
             return a.column.clone();

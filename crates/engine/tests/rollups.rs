@@ -808,3 +808,43 @@ async fn benchmark_rows(engine: &Engine, ctx: &Session, q: &Query) -> Vec<String
         .map(|r| r.join(","))
         .collect()
 }
+
+/// A partner's customers are read from the rollup holding each partner's customers for its
+/// orders, and from the other facts' tables for theirs: P-1 has C-1 (its orders) and C-2 (its
+/// deal registration DR-4 only), P-2 has C-2, P-3 none; a manager of P-1 and P-3 sees P-1's.
+/// The base tables (rollups off) give the same, as read from the fixture by hand.
+#[tokio::test]
+async fn a_partners_customers_are_read_from_the_rollup_holding_them() {
+    let (_tmp, wh, engine) = shipped_warehouse().await;
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    let base = Engine::new(Model::shipped()).without_rollups();
+    let rollup = engine.rollup_table("orders_by_partner_customer");
+    let cases = [
+        (Audience::partner("P-1").unwrap(), vec!["C-1", "C-2"]),
+        (Audience::partner("P-2").unwrap(), vec!["C-2"]),
+        (Audience::partner("P-3").unwrap(), vec![]),
+        (
+            Audience::partners(["P-1".into(), "P-3".into()]),
+            vec!["C-1", "C-2"],
+        ),
+    ];
+    for (audience, expected) in cases {
+        for (engine, reads_rollup) in [(&engine, true), (&base, false)] {
+            let ordered = engine.members(&ctx, "customer", &audience).await.unwrap();
+            let unordered = engine
+                .members_unordered(&ctx, "customer", &audience)
+                .await
+                .unwrap();
+            for answer in [ordered, unordered] {
+                assert_eq!(answer.sql.contains(&rollup), reads_rollup, "{}", answer.sql);
+                let mut ids: Vec<String> = answer
+                    .rows()
+                    .iter()
+                    .map(|r| r.text("customer.customer_id").unwrap().to_string())
+                    .collect();
+                ids.sort();
+                assert_eq!(ids, expected, "{audience:?}, rollups {reads_rollup}");
+            }
+        }
+    }
+}
