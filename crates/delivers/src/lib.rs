@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use futures::StreamExt as _;
 use prism_analyses::{AnalysisError, Context};
 use prism_engine::api::{API_VERSION, QueryRequest};
 use prism_engine::{Audience, Engine, EngineError, Period, Session};
@@ -801,6 +802,17 @@ pub fn watch_of(alert: &Alert) -> Result<Watch> {
 /// Rows a message lists at most; a report's attachments hold them all.
 const BODY_ROWS: usize = 50;
 
+/// Alerts evaluated side by side in a pass.
+const EVALUATED_AT_ONCE: usize = 4;
+
+/// An alert as evaluated, before it is recorded.
+struct Evaluated {
+    alert: Alert,
+    key: String,
+    report: bool,
+    found: std::result::Result<Finding, String>,
+}
+
 /// What one pass of the scheduler did.
 #[derive(Debug, Default, Serialize)]
 pub struct Pass {
@@ -897,6 +909,18 @@ impl Delivers {
         })
     }
 
+    /// A store call on the blocking pool: SQLite's reads and writes (a report's workbook among
+    /// them) never hold one of the async workers that `prism serve` answers people on.
+    async fn stored<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&prism_web::Store) -> prism_web::store::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let app = self.app.clone();
+        Ok(tokio::task::spawn_blocking(move || call(&app.store))
+            .await
+            .map_err(|e| DeliversError::Invalid(format!("a store call stopped: {e}")))??)
+    }
+
     /// One pass at `now`: alerts on `load` not yet evaluated over the current version, and
     /// scheduled ones that are due, are evaluated; then every delivery due is attempted.
     pub async fn pass(&self, now: DateTime<Utc>) -> Result<Pass> {
@@ -913,6 +937,8 @@ impl Delivers {
         Ok(pass)
     }
 
+    /// Evaluates the alerts due: a few at once (a question's planning is single-threaded, so
+    /// two cores answer two alerts side by side), each recorded in the order of the alerts.
     async fn evaluate_due(
         &self,
         version: u64,
@@ -920,72 +946,126 @@ impl Delivers {
         now: DateTime<Utc>,
         pass: &mut Pass,
     ) -> Result<()> {
-        let store = &self.app.store;
-        for alert in store.alerts(None)? {
+        let mut due = Vec::new();
+        for alert in self.stored(|store| store.alerts(None)).await? {
             let schedule = Schedule::parse(&alert.schedule, &alert.time_zone);
-            let due = match &schedule {
+            let is_due = match &schedule {
                 Ok(Schedule::OnLoad) => alert.evaluated_version != Some(version as i64),
                 Ok(Schedule::Cron { .. }) => {
                     alert.next_due_at.is_some_and(|at| at <= now.timestamp())
                 }
                 Err(_) => alert.evaluated_version != Some(version as i64),
             };
-            if !due {
+            if !is_due {
                 continue;
             }
             if let Ok(s @ Schedule::Cron { .. }) = &schedule {
-                store.set_next_due(alert.id, s.next_after(now))?;
+                let (id, next) = (alert.id, s.next_after(now));
+                self.stored(move |store| store.set_next_due(id, next))
+                    .await?;
             }
-            let watch = watch_of(&alert).and_then(|w| self.read_dashboard(&alert, w));
-            let report = watch.as_ref().is_ok_and(Watch::is_report);
-            // A report's news is its due time's; an alert's, the version's (it fires once per
-            // version and state). Either way, two evaluations of the same make the same key.
-            let key = match (&schedule, alert.next_due_at) {
-                (Ok(Schedule::Cron { .. }), Some(due)) if report => {
-                    format!("alert-{}-at-{due}", alert.id)
-                }
-                _ => format!("alert-{}-v{version}", alert.id),
-            };
-            let found = match (&schedule, watch, self.audience_of(&alert)) {
-                (Err(e), _, _) => Err(e.to_string()),
-                (_, Err(e), _) | (_, _, Err(e)) => Err(e.to_string()),
-                (Ok(_), Ok(watch), Ok(audience)) => {
-                    evaluate(&self.app.engine, session, &audience, &watch)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-            };
-            let outcome = match found {
-                Ok(finding) => {
-                    let outcome = finding.outcome();
-                    let (subject, body, payload) = self.message(&alert, version, &key, &finding);
-                    let queued = store.record_evaluation(
-                        alert.id,
-                        version as i64,
-                        finding.holds,
-                        &outcome,
-                        Some(&News {
-                            key: &key,
-                            subject: &subject,
-                            body: &body,
-                            payload: &payload,
-                            files: &finding.files,
-                            every_time: report,
-                            due_at: now.timestamp(),
-                        }),
-                    )?;
-                    pass.queued += usize::from(queued);
-                    outcome
-                }
-                Err(why) => {
-                    tracing::warn!(alert = %alert.name, owner = %alert.owner, "not evaluated: {why}");
-                    store.record_failed_evaluation(alert.id, version as i64, &why)?;
-                    format!("not evaluated: {why}")
-                }
-            };
-            pass.evaluated
-                .push((alert.owner.clone(), alert.name.clone(), outcome));
+            due.push((alert, schedule));
         }
+        let mut found = futures::stream::iter(due)
+            .map(|(alert, schedule)| self.evaluate_one(alert, schedule, version, session))
+            .buffered(EVALUATED_AT_ONCE);
+        while let Some(evaluated) = found.next().await {
+            self.record(evaluated, version, now, pass).await?;
+        }
+        Ok(())
+    }
+
+    /// One alert evaluated in its owner's audience, under the key its news is kept by.
+    async fn evaluate_one(
+        &self,
+        alert: Alert,
+        schedule: Result<Schedule>,
+        version: u64,
+        session: &Session,
+    ) -> Evaluated {
+        let watch = watch_of(&alert).and_then(|w| self.read_dashboard(&alert, w));
+        let report = watch.as_ref().is_ok_and(Watch::is_report);
+        // A report's news is its due time's; an alert's, the version's (it fires once per
+        // version and state). Either way, two evaluations of the same make the same key.
+        let key = match (&schedule, alert.next_due_at) {
+            (Ok(Schedule::Cron { .. }), Some(due)) if report => {
+                format!("alert-{}-at-{due}", alert.id)
+            }
+            _ => format!("alert-{}-v{version}", alert.id),
+        };
+        let started = std::time::Instant::now();
+        let found = match (&schedule, watch, self.audience_of(&alert)) {
+            (Err(e), _, _) => Err(e.to_string()),
+            (_, Err(e), _) | (_, _, Err(e)) => Err(e.to_string()),
+            (Ok(_), Ok(watch), Ok(audience)) => {
+                evaluate(&self.app.engine, session, &audience, &watch)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        };
+        // Which alerts take the time of a pass (`PRISM_LOG=prism_delivers=debug`).
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        tracing::debug!(alert = %alert.name, owner = %alert.owner, ms, "evaluated");
+        Evaluated {
+            alert,
+            key,
+            report,
+            found,
+        }
+    }
+
+    /// Records an evaluation, queuing its news in the same transaction that marks the alert
+    /// firing (so that it is never queued twice).
+    async fn record(
+        &self,
+        evaluated: Evaluated,
+        version: u64,
+        now: DateTime<Utc>,
+        pass: &mut Pass,
+    ) -> Result<()> {
+        let Evaluated {
+            alert,
+            key,
+            report,
+            found,
+        } = evaluated;
+        let outcome = match found {
+            Ok(finding) => {
+                let outcome = finding.outcome();
+                let (subject, body, payload) = self.message(&alert, version, &key, &finding);
+                let (id, holds, said) = (alert.id, finding.holds, outcome.clone());
+                let (files, due_at) = (finding.files, now.timestamp());
+                let queued = self
+                    .stored(move |store| {
+                        store.record_evaluation(
+                            id,
+                            version as i64,
+                            holds,
+                            &said,
+                            Some(&News {
+                                key: &key,
+                                subject: &subject,
+                                body: &body,
+                                payload: &payload,
+                                files: &files,
+                                every_time: report,
+                                due_at,
+                            }),
+                        )
+                    })
+                    .await?;
+                pass.queued += usize::from(queued);
+                outcome
+            }
+            Err(why) => {
+                tracing::warn!(alert = %alert.name, owner = %alert.owner, "not evaluated: {why}");
+                let (id, said) = (alert.id, why.clone());
+                self.stored(move |store| store.record_failed_evaluation(id, version as i64, &said))
+                    .await?;
+                format!("not evaluated: {why}")
+            }
+        };
+        pass.evaluated.push((alert.owner, alert.name, outcome));
         Ok(())
     }
 
@@ -1047,17 +1127,21 @@ impl Delivers {
     }
 
     async fn deliver_due(&self, now: DateTime<Utc>, pass: &mut Pass) -> Result<()> {
-        let store = &self.app.store;
-        for delivery in store.due_deliveries(now.timestamp())? {
+        let due = now.timestamp();
+        for delivery in self.stored(move |store| store.due_deliveries(due)).await? {
             pass.attempted += 1;
-            let secret = store
-                .alert(delivery.alert_id)?
+            let alert_id = delivery.alert_id;
+            let secret = self
+                .stored(move |store| store.alert(alert_id))
+                .await?
                 .map(|a| a.secret)
                 .unwrap_or_default();
-            match self.sender.send(store, &delivery, &secret).await {
+            let id = delivery.id;
+            match self.sender.send(&self.app.store, &delivery, &secret).await {
                 Ok(()) => {
                     pass.sent += 1;
-                    store.record_attempt(delivery.id, Ok(()), None)?;
+                    self.stored(move |store| store.record_attempt(id, Ok(()), None))
+                        .await?;
                 }
                 Err(why) => {
                     let attempts = delivery.attempts + 1;
@@ -1066,7 +1150,8 @@ impl Delivers {
                         now.timestamp() + wait * (1 << (attempts - 1).min(16))
                     });
                     tracing::warn!(delivery = %delivery.news_key, attempts, "not delivered: {why}");
-                    store.record_attempt(delivery.id, Err(&why), retry_at)?;
+                    self.stored(move |store| store.record_attempt(id, Err(&why), retry_at))
+                        .await?;
                 }
             }
         }

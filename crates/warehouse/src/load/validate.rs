@@ -143,14 +143,22 @@ pub(super) async fn warehouse_ids(
     Ok(())
 }
 
-/// The column a table's rows are kept in the order of, within each row group: the order lines
-/// by product, so that a product's lines (who bought it, from whom: customer potential, a
-/// product's page) are read alone; its index in the entity's schema.
+/// The column a table's rows are kept in the order of, within each row group; its index in the
+/// entity's schema. The order lines by product, so that a product's lines (who bought it, from
+/// whom: customer potential, a product's page) are read alone — a partner's are in the rollups.
+/// The partner's own facts by partner, so that one partner's requests, surveys, opportunities
+/// and registrations are read alone (its high-risk accounts, its alerts: at scale 8 a partner's
+/// risk read every request and survey of the channel).
 pub(super) fn clustered_by(entity: Entity) -> Option<usize> {
-    match entity {
-        Entity::Orders => entity.schema().index_of("product_id").ok(),
-        _ => None,
-    }
+    let column = match entity {
+        Entity::Orders => "product_id",
+        Entity::ServiceRequests
+        | Entity::SatisfactionSurveys
+        | Entity::Opportunities
+        | Entity::DealRegistrations => "partner_id",
+        _ => return None,
+    };
+    entity.schema().index_of(column).ok()
 }
 
 #[allow(clippy::too_many_arguments)]
