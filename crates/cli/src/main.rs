@@ -181,6 +181,9 @@ fn main() -> ExitCode {
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // A page's build nests deep futures over DataFusion's planning, which recurses: room
+        // to spare over tokio's 2 MiB, whatever the build's optimisation.
+        .thread_stack_size(8 << 20)
         .build()
         .context("starting the async runtime")
 }

@@ -297,14 +297,16 @@ impl AppState {
             if started.elapsed() > WARMING_BUDGET {
                 break;
             }
-            let built = pages::assemble(
+            // Boxed, as in `session`: built on the heap, not on the stack of the request that
+            // noticed the load.
+            let built = Box::pin(pages::assemble(
                 self,
                 &r.user,
                 r.page,
                 r.id.as_deref(),
                 &r.prompts,
                 session.clone(),
-            )
+            ))
             .await;
             if let Ok(page) = built {
                 warmed.push((key, page, r));
