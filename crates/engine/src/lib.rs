@@ -505,22 +505,8 @@ impl Engine {
         metric: &str,
         audience: &Audience,
     ) -> Result<Option<NaiveDate>, EngineError> {
-        let base = metric.split(':').next().unwrap_or(metric).to_string();
-        let query = Query {
-            metrics: vec![base],
-            by: vec!["time.day".into()],
-            order: vec![Order {
-                column: "time.day".into(),
-                descending: true,
-            }],
-            limit: Some(1),
-            ..Query::default()
-        };
-        let result = self.run(session, &query, audience).await?;
-        Ok(result
-            .rows()
-            .first()
-            .and_then(|r| NaiveDate::parse_from_str(r.text("time.day")?, "%Y-%m-%d").ok()))
+        let day = self.newest(session, metric, audience, "time.day").await?;
+        Ok(day.and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()))
     }
 
     /// The first day of the newest month with a row of the metric's fact (a derived form's
@@ -533,21 +519,35 @@ impl Engine {
         metric: &str,
         audience: &Audience,
     ) -> Result<Option<NaiveDate>, EngineError> {
+        let month = self.newest(session, metric, audience, "time.month").await?;
+        Ok(month.and_then(|m| NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d").ok()))
+    }
+
+    /// The newest member of a time dimension (`time.day`) with a row of the metric's fact in
+    /// the audience, as the answer writes it.
+    async fn newest(
+        &self,
+        session: &SessionContext,
+        metric: &str,
+        audience: &Audience,
+        time: &str,
+    ) -> Result<Option<String>, EngineError> {
         let base = metric.split(':').next().unwrap_or(metric).to_string();
         let query = Query {
             metrics: vec![base],
-            by: vec!["time.month".into()],
+            by: vec![time.into()],
             order: vec![Order {
-                column: "time.month".into(),
+                column: time.into(),
                 descending: true,
             }],
             limit: Some(1),
             ..Query::default()
         };
         let result = self.run(session, &query, audience).await?;
-        Ok(result.rows().first().and_then(|r| {
-            NaiveDate::parse_from_str(&format!("{}-01", r.text("time.month")?), "%Y-%m-%d").ok()
-        }))
+        Ok(result
+            .rows()
+            .first()
+            .and_then(|r| r.text(time).map(str::to_string)))
     }
 
     /// Compiles and runs a query over a session holding the warehouse's tables.
