@@ -850,8 +850,9 @@ impl Delivers {
     /// (`prism alerts test`).
     pub async fn test(&self, alert: &Alert) -> Result<(u64, Finding)> {
         let (version, session) = self.session().await?;
-        let audience = self.audience_of(alert)?;
-        let watch = self.read_dashboard(alert, watch_of(alert)?)?;
+        let owner = self.owner_of(alert).await?;
+        let audience = owner.audience()?;
+        let watch = self.read_dashboard(&owner, watch_of(alert)?).await?;
         let finding = evaluate(&self.app.engine, &session, &audience, &watch).await?;
         Ok((version, finding))
     }
@@ -866,15 +867,14 @@ impl Delivers {
     /// A dashboard report's questions as the dashboard holds them now, as its owner may open
     /// it (a dashboard deleted, or no longer shared with the owner, is an error of the alert);
     /// any other watch as it is.
-    fn read_dashboard(&self, alert: &Alert, watch: Watch) -> Result<Watch> {
+    async fn read_dashboard(&self, owner: &prism_web::store::User, watch: Watch) -> Result<Watch> {
         let Watch::Dashboard { dashboard } = watch else {
             return Ok(watch);
         };
-        let owner = self.owner_of(alert)?;
+        let reader = owner.clone();
         let d = self
-            .app
-            .store
-            .dashboard(&owner, dashboard)?
+            .stored(move |store| store.dashboard(&reader, dashboard))
+            .await?
             .ok_or_else(|| {
                 DeliversError::Invalid(format!(
                     "no dashboard {dashboard} that {} may open",
@@ -897,16 +897,14 @@ impl Delivers {
         })
     }
 
-    /// The owner's audience as the store holds the owner now: a changed role counts at once.
-    fn audience_of(&self, alert: &Alert) -> Result<Audience> {
-        Ok(self.owner_of(alert)?.audience()?)
-    }
-
-    /// The alert's owner as the store holds it now.
-    fn owner_of(&self, alert: &Alert) -> Result<prism_web::store::User> {
-        self.app.store.user(&alert.owner)?.ok_or_else(|| {
-            DeliversError::Invalid(format!("the owner {:?} is no longer a user", alert.owner))
-        })
+    /// The alert's owner as the store holds it now: a changed role or partner counts at once.
+    async fn owner_of(&self, alert: &Alert) -> Result<prism_web::store::User> {
+        let name = alert.owner.clone();
+        self.stored(move |store| store.user(&name))
+            .await?
+            .ok_or_else(|| {
+                DeliversError::Invalid(format!("the owner {:?} is no longer a user", alert.owner))
+            })
     }
 
     /// A store call on the blocking pool: SQLite's reads and writes (a report's workbook among
@@ -983,7 +981,17 @@ impl Delivers {
         version: u64,
         session: &Session,
     ) -> Evaluated {
-        let watch = watch_of(&alert).and_then(|w| self.read_dashboard(&alert, w));
+        // The owner read once: its audience now, and the dashboard it may open now.
+        let (watch, audience) = match self.owner_of(&alert).await {
+            Ok(owner) => {
+                let watch = match watch_of(&alert) {
+                    Ok(w) => self.read_dashboard(&owner, w).await,
+                    Err(e) => Err(e),
+                };
+                (watch, owner.audience().map_err(DeliversError::from))
+            }
+            Err(e) => (watch_of(&alert), Err(e)),
+        };
         let report = watch.as_ref().is_ok_and(Watch::is_report);
         // A report's news is its due time's; an alert's, the version's (it fires once per
         // version and state). Either way, two evaluations of the same make the same key.
@@ -994,7 +1002,7 @@ impl Delivers {
             _ => format!("alert-{}-v{version}", alert.id),
         };
         let started = std::time::Instant::now();
-        let found = match (&schedule, watch, self.audience_of(&alert)) {
+        let found = match (&schedule, watch, audience) {
             (Err(e), _, _) => Err(e.to_string()),
             (_, Err(e), _) | (_, _, Err(e)) => Err(e.to_string()),
             (Ok(_), Ok(watch), Ok(audience)) => {
