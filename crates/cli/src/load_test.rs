@@ -53,25 +53,26 @@ struct VirtualUser {
     checks_versions: bool,
 }
 
-/// A user's pauses between requests: even between none and twice the mean, from a small
-/// generator of its own (each user another sequence, the same in every run).
+/// A user's pauses between requests: even between none and twice the mean, from a generator
+/// of its own (each user another sequence, the same in every run).
 struct Think {
     mean_ms: u64,
-    seed: u64,
+    rng: rand_pcg::Pcg64Mcg,
 }
 
 impl Think {
-    fn next(&mut self) -> Option<Duration> {
-        if self.mean_ms == 0 {
-            return None;
+    fn new(mean_ms: u64, user: usize) -> Think {
+        use rand::SeedableRng as _;
+        Think {
+            mean_ms,
+            rng: rand_pcg::Pcg64Mcg::seed_from_u64(user as u64),
         }
-        // splitmix64: enough to spread pauses, and no dependency for it.
-        self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        Some(Duration::from_millis(z % (2 * self.mean_ms + 1)))
+    }
+
+    fn next(&mut self) -> Option<Duration> {
+        use rand::RngExt as _;
+        (self.mean_ms > 0)
+            .then(|| Duration::from_millis(self.rng.random_range(0..=2 * self.mean_ms)))
     }
 }
 
@@ -225,10 +226,7 @@ pub fn run(args: &LoadTestArgs, runtime: &tokio::runtime::Runtime) -> Result<()>
             .into_iter()
             .enumerate()
             .map(|(i, u)| {
-                let think = Think {
-                    mean_ms: args.think_ms,
-                    seed: i as u64,
-                };
+                let think = Think::new(args.think_ms, i);
                 let (client, url, stop) = (client.clone(), url.clone(), stop.clone());
                 tokio::spawn(ask_in_turn(u, client, url, stop, started, think))
             })
