@@ -106,7 +106,8 @@ impl Question {
         asked
     }
 
-    fn parse(raw: &str) -> Question {
+    /// Reads a URL's query as it is: nothing asked asks nothing (see `from_query_string`).
+    pub(crate) fn parse(raw: &str) -> Question {
         let mut q = Question::default();
         for (k, v) in form_urlencoded(raw) {
             let v = v.trim().to_string();
@@ -139,6 +140,24 @@ impl Question {
             }
         }
         q
+    }
+
+    /// The question of the engine's versioned request (the JSON API's), drawn as `chart`;
+    /// a request of another API version is refused.
+    pub fn from_request(
+        request: &QueryRequest,
+        chart: Option<String>,
+    ) -> Result<Question, WebError> {
+        request.to_query()?;
+        Ok(Question {
+            metrics: request.metrics.clone(),
+            by: request.by.clone(),
+            filters: request.filters.clone(),
+            period: request.period.clone(),
+            order: request.order.clone(),
+            limit: request.limit.map(|l| l.to_string()),
+            chart,
+        })
     }
 
     /// The engine's versioned request (what a scheduled report keeps of a saved question).
@@ -493,6 +512,8 @@ pub(crate) struct ExplorePage {
     pub(crate) link: String,
     /// Whom a saved question may be shared with: nobody, everyone, or a role.
     pub(crate) share_choices: Vec<&'static str>,
+    /// The saved question this page was opened from, when the user may save over it (id, name).
+    pub(crate) saved: Option<(i64, String)>,
     /// The question's metrics (name, label), which an alert's condition may watch.
     pub(crate) alert_metrics: Vec<(String, String)>,
     pub(crate) chart_json: String,
@@ -571,6 +592,7 @@ pub async fn render(
     csrf: &str,
     question: &Question,
     answer: Result<&Answer, &WebError>,
+    saved: Option<&crate::store::SavedQuestion>,
 ) -> String {
     let model = &st.engine.model;
     let mut groups: Vec<MetricGroup> = Vec::new();
@@ -719,6 +741,7 @@ pub async fn render(
         error,
         link,
         share_choices: crate::store::share_choices(),
+        saved: saved.map(|q| (q.id, q.name.clone())),
         alert_metrics,
         chart_json,
         header,

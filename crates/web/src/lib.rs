@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{ConnectInfo, Form, Query as UrlQuery, RawPathParams, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::{Extension, Router};
 use prism_engine::{Engine, Session};
 use prism_model::Model;
@@ -602,6 +602,17 @@ pub enum QuestionsRoute {
     /// `POST /questions/{id}/dashboard`: puts it on one of the user's own dashboards
     /// (`dashboard=ID`), from the list.
     AddToDashboard,
+    /// `POST /questions/{id}/edit`: renames, describes, shares or re-asks it (the owner's or
+    /// an administrator's), or keeps a private copy (whoever may open it).
+    Edit,
+    /// `POST /api/questions`: creates one from JSON.
+    ApiCreate,
+    /// `PATCH /api/questions/{id}`: changes what the JSON gives.
+    ApiChange,
+    /// `DELETE /api/questions/{id}`.
+    ApiDelete,
+    /// `POST /api/questions/{id}/copy`: a private copy for the caller.
+    ApiCopy,
 }
 
 /// The routes of the Alerts overview.
@@ -682,6 +693,11 @@ pub fn routes() -> Vec<(&'static str, String, Serves)> {
             "/questions/{id}/dashboard",
             QuestionsRoute::AddToDashboard,
         ),
+        ("POST", "/questions/{id}/edit", QuestionsRoute::Edit),
+        ("POST", "/api/questions", QuestionsRoute::ApiCreate),
+        ("PATCH", "/api/questions/{id}", QuestionsRoute::ApiChange),
+        ("DELETE", "/api/questions/{id}", QuestionsRoute::ApiDelete),
+        ("POST", "/api/questions/{id}/copy", QuestionsRoute::ApiCopy),
     ] {
         r.push((method, path.into(), Serves::Questions(route)));
     }
@@ -775,6 +791,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             Serves::Questions(QuestionsRoute::Save) => post(save_question),
             Serves::Questions(QuestionsRoute::Delete) => post(delete_question),
             Serves::Questions(QuestionsRoute::AddToDashboard) => post(dashboards::add_from_list),
+            Serves::Questions(QuestionsRoute::Edit) => post(questions::edit),
+            Serves::Questions(QuestionsRoute::ApiCreate) => post(questions::api_create),
+            Serves::Questions(QuestionsRoute::ApiChange) => patch(questions::api_change),
+            Serves::Questions(QuestionsRoute::ApiDelete) => delete(questions::api_delete),
+            Serves::Questions(QuestionsRoute::ApiCopy) => post(questions::api_copy),
             Serves::Questions(route) => get(move |s, h, p, q| questions(s, h, p, q, route)),
             Serves::Alerts(AlertsRoute::Delete) => post(delete_alert),
             Serves::Alerts(AlertsRoute::Create) => post(create_alert),
@@ -789,7 +810,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             Serves::Dashboards(DashboardsRoute::Delete) => post(delete_dashboard),
             Serves::Dashboards(route) => get(move |s, h, p, q| dashboards::show(s, h, p, q, route)),
         };
-        debug_assert!(method == "GET" || method == "POST");
+        debug_assert!(matches!(method, "GET" | "POST" | "PATCH" | "DELETE"));
         router = router.route(&path, handler);
     }
     // Outermost last: the headers go on every answer, timeouts and panics included.
@@ -885,8 +906,9 @@ fn set_cookie(
 
 /// The signed-in user and their session's CSRF token. A tool without a session gives one of
 /// the user's API tokens instead (`prism users token NAME`): `Authorization: Bearer TOKEN`, or
-/// `Basic` of `NAME:TOKEN` (`curl -u executive:prism_...`). Such a request reads only: its CSRF
-/// token is new each time and known to nobody, so no form it posts is taken.
+/// `Basic` of `NAME:TOKEN` (`curl -u executive:prism_...`). Such a request posts no form: its
+/// CSRF token is new each time and known to nobody; it changes things through the JSON API
+/// only (`api_writer`).
 async fn signed_in(state: &Arc<AppState>, headers: &HeaderMap) -> Result<(User, String), WebError> {
     if let Some(token) = cookie(headers, SESSION_COOKIE) {
         let token = token.to_string();
@@ -1123,6 +1145,28 @@ async fn form_user(st: &Arc<AppState>, headers: &HeaderMap, csrf: &str) -> Resul
         return Err(
             WebError::Forbidden("the form has no valid CSRF token".into()).page(Some(&user)),
         );
+    }
+    Ok(user)
+}
+
+/// The user of a change through the JSON API (`POST`, `PATCH`, `DELETE` under `/api/`). A
+/// script signs with an API token, which no browser adds by itself; a page of the app's own
+/// signs with its session and gives the session's CSRF token in `X-CSRF-Token`, which no
+/// other site's page can read or send.
+async fn api_writer(st: &Arc<AppState>, headers: &HeaderMap) -> Result<User, WebError> {
+    let by_token = cookie(headers, SESSION_COOKIE).is_none();
+    let (user, csrf) = signed_in(st, headers).await?;
+    if by_token {
+        return Ok(user);
+    }
+    let given = headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if given.is_empty() || given != csrf {
+        return Err(WebError::Forbidden(
+            "a change through the API from a signed-in browser needs the session's CSRF token in X-CSRF-Token; a script signs with an API token instead".into(),
+        ));
     }
     Ok(user)
 }
@@ -1429,7 +1473,10 @@ async fn questions(
             axum::Json(listed).into_response()
         }
         QuestionsRoute::Open => match one() {
-            Ok(q) => Redirect::to(&format!("/explore?{}", q.question)).into_response(),
+            // Explore offers its owner to save changes over it.
+            Ok(q) => {
+                Redirect::to(&format!("/explore?{}&saved={}", q.question, q.id)).into_response()
+            }
             Err(e) => fail(e, Some(&user)),
         },
         QuestionsRoute::ApiRun => {
@@ -1447,8 +1494,15 @@ async fn questions(
                 Err(e) => fail(e, Some(&user)),
             }
         }
-        QuestionsRoute::Save | QuestionsRoute::Delete | QuestionsRoute::AddToDashboard => {
-            unreachable!("posted forms have their own handlers")
+        QuestionsRoute::Save
+        | QuestionsRoute::Delete
+        | QuestionsRoute::AddToDashboard
+        | QuestionsRoute::Edit
+        | QuestionsRoute::ApiCreate
+        | QuestionsRoute::ApiChange
+        | QuestionsRoute::ApiDelete
+        | QuestionsRoute::ApiCopy => {
+            unreachable!("changes have their own handlers")
         }
     }
 }
@@ -1596,6 +1650,23 @@ pub fn csv_bytes(header: &[String], rows: &[Vec<String>]) -> Result<Vec<u8>, Web
     w.into_inner().map_err(|e| internal(&e))
 }
 
+/// The saved question Explore was opened from (`saved=ID`), when the user may save over it.
+async fn saved_question(
+    st: &Arc<AppState>,
+    user: &User,
+    raw: Option<&str>,
+) -> Option<store::SavedQuestion> {
+    let id = url::form_urlencoded::parse(raw?.as_bytes())
+        .find(|(k, _)| k == "saved")
+        .and_then(|(_, v)| v.parse::<i64>().ok())?;
+    let who = user.clone();
+    blocking(st, move |st| Ok(st.store.question_for(&who, id)?))
+        .await
+        .ok()
+        .flatten()
+        .filter(|q| questions::may_change(user, q))
+}
+
 /// An Explore question in the form asked. A question that cannot be asked is a 400 with the
 /// reason: on the page, the form stays filled in above it.
 async fn explore(
@@ -1627,7 +1698,16 @@ async fn explore(
             {
                 return e.page(Some(&user));
             }
-            let body = explore::render(&st, &user, &csrf, &question, answer.as_ref()).await;
+            let saved = saved_question(&st, &user, raw.as_deref()).await;
+            let body = explore::render(
+                &st,
+                &user,
+                &csrf,
+                &question,
+                answer.as_ref(),
+                saved.as_ref(),
+            )
+            .await;
             (status, Html(body)).into_response()
         }
         (ExploreForm::Api, Ok(a)) => axum::Json(explore::response(&a)).into_response(),

@@ -16,9 +16,11 @@ use serde::Serialize;
 mod alerts;
 mod campaigns;
 mod dashboards;
+mod questions;
 pub use alerts::{Alert, Attachment, Delivery, InboxItem, NewAlert, News};
 pub use campaigns::{PlannedCampaign, campaign_name};
 pub use dashboards::Dashboard;
+pub use questions::{Changed, QuestionChange};
 
 /// Why the store refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +173,7 @@ pub const MAX_DESCRIPTION_BYTES: usize = 4 * 1024;
 
 /// A question a user saved: its URL query (never its answer), answered in whoever opens it's
 /// own audience.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SavedQuestion {
     /// Its id.
     pub id: i64,
@@ -420,64 +422,6 @@ impl Store {
                 })
             })
             .collect()
-    }
-
-    /// Saves a question (its URL query, never its answer) for its owner; `shared_with` is
-    /// `private`, `everyone`, or a role's name.
-    pub fn save_question(
-        &self,
-        owner: &User,
-        name: &str,
-        description: &str,
-        question: &str,
-        shared_with: &str,
-    ) -> Result<i64> {
-        let name = name.trim();
-        if name.is_empty() || name.len() > MAX_NAME_BYTES {
-            return Err(StoreError::Invalid(format!(
-                "a saved question needs a name of 1 to {MAX_NAME_BYTES} bytes"
-            )));
-        }
-        if description.len() > MAX_DESCRIPTION_BYTES || question.len() > MAX_DESCRIPTION_BYTES {
-            return Err(StoreError::Invalid(format!(
-                "a saved question's description and question are at most {MAX_DESCRIPTION_BYTES} bytes each"
-            )));
-        }
-        check_shared_with(shared_with)?;
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO questions (owner_id, name, description, question, shared_with, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![owner.id, name, description.trim(), question, shared_with, now()],
-        )?;
-        Ok(conn.last_insert_rowid())
-    }
-
-    /// The saved questions a user may open: its own, those shared with everyone or with its
-    /// role; an administrator's, every one (to tidy up). Newest first.
-    pub fn questions_for(&self, user: &User) -> Result<Vec<SavedQuestion>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT q.id, u.name, q.name, q.description, q.question, q.shared_with, q.created_at
-             FROM questions q JOIN users u ON u.id = q.owner_id
-             WHERE ?1 OR q.owner_id = ?2 OR q.shared_with = 'everyone' OR q.shared_with = ?3
-             ORDER BY q.id DESC",
-        )?;
-        let rows = stmt
-            .query_map(
-                params![user.role == Role::Admin, user.id, user.role.name()],
-                question_row,
-            )?
-            .collect::<std::result::Result<_, _>>()?;
-        Ok(rows)
-    }
-
-    /// Deletes a saved question: its owner's or an administrator's to delete. Whether it was.
-    pub fn delete_question(&self, user: &User, id: i64) -> Result<bool> {
-        let n = self.conn().execute(
-            "DELETE FROM questions WHERE id = ?1 AND (?2 OR owner_id = ?3)",
-            params![id, user.role == Role::Admin, user.id],
-        )?;
-        Ok(n > 0)
     }
 
     /// Removes a user; their sessions end.
@@ -796,7 +740,7 @@ pub fn share_choices() -> Vec<&'static str> {
 }
 
 /// Whom a saved question or a dashboard may be shared with: `private`, `everyone`, or a role.
-fn check_shared_with(shared_with: &str) -> Result<()> {
+pub(super) fn check_shared_with(shared_with: &str) -> Result<()> {
     if shared_with != "private" && shared_with != "everyone" && Role::parse(shared_with).is_err() {
         let roles: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
         return Err(StoreError::Invalid(format!(
@@ -805,18 +749,4 @@ fn check_shared_with(shared_with: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// A saved question selected as (id, owner's name, name, description, question, shared_with,
-/// created_at).
-fn question_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SavedQuestion> {
-    Ok(SavedQuestion {
-        id: r.get(0)?,
-        owner: r.get(1)?,
-        name: r.get(2)?,
-        description: r.get(3)?,
-        question: r.get(4)?,
-        shared_with: r.get(5)?,
-        created_at: r.get(6)?,
-    })
 }

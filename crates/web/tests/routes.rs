@@ -2582,12 +2582,23 @@ async fn an_api_token_reads_the_api_in_its_users_audience_and_posts_nothing() {
 fn the_openapi_description_has_every_api_route_and_no_other() {
     let doc: serde_json::Value = serde_json::from_str(prism_web::OPENAPI_JSON).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
-    let described: std::collections::BTreeSet<String> =
-        doc["paths"].as_object().unwrap().keys().cloned().collect();
+    // Every method of every path: `GET /api/questions` and `POST /api/questions` are two.
+    let described: std::collections::BTreeSet<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, methods)| {
+            methods
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| format!("{} {path}", m.to_uppercase()))
+        })
+        .collect();
     let served: std::collections::BTreeSet<String> = prism_web::routes()
         .into_iter()
-        .filter(|(method, path, _)| *method == "GET" && path.starts_with("/api/"))
-        .map(|(_, path, _)| path)
+        .filter(|(_, path, _)| path.starts_with("/api/"))
+        .map(|(method, path, _)| format!("{method} {path}"))
         .collect();
     assert_eq!(
         served.difference(&described).collect::<Vec<_>>(),
@@ -2821,4 +2832,458 @@ fn shared_and_private_questions(
         save("Revenue", "metrics=closed_revenue", "everyone"),
         save("Mine", "metrics=csat_avg", "private"),
     )
+}
+
+/// A request to the JSON API's changes, signed with an API token.
+fn api_call(method: &str, path: &str, token: &str, body: &str) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+/// A script does through the JSON API what the pages do with saved questions: create one,
+/// read and run it, change it, copy it, delete it — each only where the page would let its
+/// user, and every refusal says why and keeps nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_question_is_created_changed_copied_and_deleted_through_the_api() {
+    let (_tmp, state) = app().await;
+    let exec = state.store.add_api_token("exec", "script").unwrap();
+    let partner = state.store.add_api_token("partner", "script").unwrap();
+    let manager = state.store.add_api_token("manager", "script").unwrap();
+    let exec_user = state.store.user("exec").unwrap().unwrap();
+    let json = |r: &Reply| serde_json::from_str::<serde_json::Value>(&r.body).unwrap();
+
+    // Created from the engine's versioned request, shared with partner managers.
+    let r = send(
+        &state,
+        api_call(
+            "POST",
+            "/api/questions",
+            &exec,
+            r#"{"name": " Revenue by partner ", "description": "who brings it", "shared_with": "partner_manager",
+                "query": {"api_version": 1, "metrics": ["closed_revenue"], "by": ["partner.partner_id"], "order": ["partner.partner_id"]},
+                "chart": "pie"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let created = json(&r);
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!(r.location, format!("/api/questions/{id}"));
+    assert_eq!(created["name"], "Revenue by partner");
+    assert_eq!(created["owner"], "exec");
+    assert_eq!(
+        created["question"],
+        "metrics=closed_revenue&by=partner.partner_id&order=partner.partner_id&chart=pie"
+    );
+    // Run by the partner's user: its own row (P-2's credit of -49.75), nobody else's.
+    let run = send(
+        &state,
+        Request::get(format!("/api/questions/{id}"))
+            .header(header::AUTHORIZATION, format!("Bearer {partner}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(run.status, StatusCode::OK, "{}", run.body);
+    assert_eq!(
+        json(&run)["answer"]["rows"],
+        serde_json::json!([{"partner.partner_id": "P-2", "closed_revenue": "-49.75"}])
+    );
+
+    // Refusals, each with its reason, nothing kept or changed.
+    let before = state.store.questions_for(&exec_user).unwrap();
+    let refused: [(&str, String, &str, &str, StatusCode, &str); 12] = [
+        (
+            "POST",
+            "/api/questions".into(),
+            exec.as_str(),
+            r#"{"name": "x", "question": "metrics=closed_revenu"}"#,
+            StatusCode::BAD_REQUEST,
+            "closed_revenu",
+        ),
+        (
+            "POST",
+            "/api/questions".into(),
+            exec.as_str(),
+            r#"{"name": "x", "question": "metrics=closed_revenue&by=service_request.priority"}"#,
+            StatusCode::BAD_REQUEST,
+            "service_request",
+        ),
+        (
+            "POST",
+            "/api/questions".into(),
+            exec.as_str(),
+            r#"{"name": "x", "question": "by=partner.tier"}"#,
+            StatusCode::BAD_REQUEST,
+            "no metric",
+        ),
+        (
+            "POST",
+            "/api/questions".into(),
+            exec.as_str(),
+            r#"{"name": "x", "question": "metrics=closed_revenue&period=2024-Q5"}"#,
+            StatusCode::BAD_REQUEST,
+            "2024-Q5",
+        ),
+        (
+            "POST",
+            "/api/questions".into(),
+            exec.as_str(),
+            r#"{"name": "x", "question": "metrics=closed_revenue", "query": {"metrics": ["closed_revenue"]}}"#,
+            StatusCode::BAD_REQUEST,
+            "once",
+        ),
+        (
+            "POST",
+            "/api/questions".into(),
+            exec.as_str(),
+            r#"{"nmae": "x", "question": "metrics=closed_revenue"}"#,
+            StatusCode::BAD_REQUEST,
+            "unknown field `nmae`",
+        ),
+        (
+            "POST",
+            "/api/questions".into(),
+            exec.as_str(),
+            r#"{"name": "x", "query": {"api_version": 2, "metrics": ["closed_revenue"]}}"#,
+            StatusCode::BAD_REQUEST,
+            "api_version 2",
+        ),
+        (
+            "POST",
+            "/api/questions".into(),
+            exec.as_str(),
+            r#"{"name": " ", "question": "metrics=closed_revenue"}"#,
+            StatusCode::BAD_REQUEST,
+            "name",
+        ),
+        (
+            "POST",
+            "/api/questions".into(),
+            exec.as_str(),
+            r#"{"name": "x", "question": "metrics=closed_revenue", "shared_with": "friends"}"#,
+            StatusCode::BAD_REQUEST,
+            "friends",
+        ),
+        // Not the owner, though it may open it: 403 saying whose it is.
+        (
+            "PATCH",
+            format!("/api/questions/{id}"),
+            partner.as_str(),
+            r#"{"name": "Mine now"}"#,
+            StatusCode::FORBIDDEN,
+            "exec's",
+        ),
+        (
+            "DELETE",
+            format!("/api/questions/{id}"),
+            partner.as_str(),
+            "",
+            StatusCode::FORBIDDEN,
+            "exec's",
+        ),
+        // Not shared with the channel manager: as absent as one that never was.
+        (
+            "DELETE",
+            format!("/api/questions/{id}"),
+            manager.as_str(),
+            "",
+            StatusCode::NOT_FOUND,
+            "no saved question",
+        ),
+    ];
+    for (method, path, token, body, status, says) in &refused {
+        let r = send(&state, api_call(method, path, token, body)).await;
+        assert_eq!(r.status, *status, "{method} {path} {body}: {}", r.body);
+        let error = json(&r)["error"].as_str().unwrap().to_string();
+        assert!(error.contains(says), "{method} {path} {body}: {error}");
+        assert_eq!(state.store.questions_for(&exec_user).unwrap(), before);
+    }
+    // A form is not JSON: refused, whatever it holds.
+    let r = send(
+        &state,
+        Request::post("/api/questions")
+            .header(header::AUTHORIZATION, format!("Bearer {exec}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("name=x&question=metrics%3Dclosed_revenue"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("application/json"), "{}", r.body);
+    // Signed in with a browser session but without the session's CSRF token: refused.
+    let session = session_of(&state, "exec").await;
+    let from_browser = |csrf: Option<&str>| {
+        let mut b = Request::post("/api/questions")
+            .header(header::COOKIE, &session)
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(c) = csrf {
+            b = b.header("x-csrf-token", c);
+        }
+        b.body(Body::from(
+            r#"{"name": "From the page", "question": "metrics=csat_avg"}"#,
+        ))
+        .unwrap()
+    };
+    for forged in [None, Some("forged")] {
+        let r = send(&state, from_browser(forged)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        assert_eq!(state.store.questions_for(&exec_user).unwrap(), before);
+    }
+    let csrf = csrf_of(&state, &session).await;
+    let r = send(&state, from_browser(Some(&csrf))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let from_page = json(&r)["id"].as_i64().unwrap();
+
+    // The partner's user keeps a private copy of its own, and changes it as it likes.
+    let r = send(
+        &state,
+        api_call("POST", &format!("/api/questions/{id}/copy"), &partner, ""),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let copy = json(&r);
+    let copy_id = copy["id"].as_i64().unwrap();
+    assert_eq!(
+        (&copy["name"], &copy["owner"], &copy["shared_with"]),
+        (
+            &serde_json::json!("Copy of Revenue by partner"),
+            &serde_json::json!("partner"),
+            &serde_json::json!("private")
+        )
+    );
+    let r = send(
+        &state,
+        api_call(
+            "PATCH",
+            &format!("/api/questions/{copy_id}"),
+            &partner,
+            r#"{"name": "My revenue by month", "question": "metrics=closed_revenue&by=time.month", "chart": "line"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let changed = json(&r);
+    assert_eq!(changed["name"], "My revenue by month");
+    assert_eq!(changed["description"], "who brings it");
+    assert_eq!(
+        changed["question"],
+        "metrics=closed_revenue&by=time.month&chart=line"
+    );
+    // A chart alone changes the chart of the question as it is.
+    let r = send(
+        &state,
+        api_call(
+            "PATCH",
+            &format!("/api/questions/{copy_id}"),
+            &partner,
+            r#"{"chart": "area"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(
+        json(&r)["question"],
+        "metrics=closed_revenue&by=time.month&chart=area"
+    );
+    // The original is unchanged by its copy.
+    let original = state.store.question_for(&exec_user, id).unwrap().unwrap();
+    assert_eq!(original.name, "Revenue by partner");
+
+    // Its owner unshares it: the partner's user can no longer open, run or copy it.
+    let r = send(
+        &state,
+        api_call(
+            "PATCH",
+            &format!("/api/questions/{id}"),
+            &exec,
+            r#"{"shared_with": "private"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    for (method, path) in [
+        ("GET", format!("/api/questions/{id}")),
+        ("POST", format!("/api/questions/{id}/copy")),
+        ("PATCH", format!("/api/questions/{id}")),
+    ] {
+        let r = send(&state, api_call(method, &path, &partner, "{}")).await;
+        assert_eq!(
+            r.status,
+            StatusCode::NOT_FOUND,
+            "{method} {path}: {}",
+            r.body
+        );
+    }
+    // An administrator may change anyone's.
+    let admin = state.store.add_api_token("admin", "script").unwrap();
+    let r = send(
+        &state,
+        api_call(
+            "PATCH",
+            &format!("/api/questions/{from_page}"),
+            &admin,
+            r#"{"description": "tidied by the administrator"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Deleted by its owner: gone for everyone.
+    for q in [id, from_page] {
+        let r = send(
+            &state,
+            api_call("DELETE", &format!("/api/questions/{q}"), &exec, ""),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    }
+    assert!(state.store.questions_for(&exec_user).unwrap().is_empty());
+    let events: Vec<String> = state
+        .store
+        .audit_log(50)
+        .unwrap()
+        .into_iter()
+        .map(|(_, _, event, _)| event)
+        .collect();
+    for event in [
+        "save-question",
+        "copy-question",
+        "change-question",
+        "delete-question",
+    ] {
+        assert!(events.iter().any(|e| e == event), "{event} in {events:?}");
+    }
+}
+
+/// The saved questions list: whoever may open a question keeps a private copy; its owner
+/// renames, describes and shares it there, and re-asks it from Explore; nobody else does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saved_question_is_renamed_shared_and_re_asked_by_its_owner_and_copied_by_others() {
+    let (_tmp, state) = app().await;
+    let exec_user = state.store.user("exec").unwrap().unwrap();
+    let partner_user = state.store.user("partner").unwrap().unwrap();
+    let (shared, _private) = shared_and_private_questions(&state, &exec_user);
+    let exec = session_of(&state, "exec").await;
+    let exec_csrf = csrf_of(&state, &exec).await;
+    let partner = session_of(&state, "partner").await;
+    let partner_csrf = csrf_of(&state, &partner).await;
+    let edit = |cookie: &str, csrf: &str, what: &str| {
+        post_form(
+            &format!("/questions/{shared}/edit"),
+            cookie,
+            format!("csrf={csrf}&{what}"),
+        )
+    };
+    let list = send(&state, get("/questions", &partner)).await;
+    assert!(list.body.contains("class=\"inline copy-question\""));
+    // The partner's user may not edit the executive's question: no edit form for it.
+    assert!(
+        !list.body.contains("class=\"edit-question\""),
+        "{}",
+        list.body
+    );
+    let r = send(&state, edit(&partner, &partner_csrf, "name=Mine+now")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = send(&state, edit(&exec, "forged", "name=Forged")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let original = || {
+        state
+            .store
+            .question_for(&exec_user, shared)
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(original().name, "Revenue");
+
+    let r = send(
+        &state,
+        edit(
+            &exec,
+            &exec_csrf,
+            "name=Revenue+by+partner&description=the+20+%25&shared_with=partner_manager",
+        ),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.location.as_str()),
+        (StatusCode::SEE_OTHER, "/questions")
+    );
+    let q = original();
+    assert_eq!(
+        (
+            q.name.as_str(),
+            q.description.as_str(),
+            q.shared_with.as_str()
+        ),
+        ("Revenue by partner", "the 20 %", "partner_manager")
+    );
+    // Opened, Explore offers its owner to save changes over it; a question asked there now
+    // replaces it.
+    let open = send(&state, get(&format!("/questions/{shared}"), &exec)).await;
+    assert_eq!(open.status, StatusCode::SEE_OTHER);
+    let page = send(&state, get(&open.location, &exec)).await;
+    assert!(
+        page.body.contains("Save changes to “Revenue by partner”"),
+        "{}",
+        page.body
+    );
+    let page = send(&state, get(&open.location, &partner)).await;
+    assert!(!page.body.contains("Save changes to"));
+    let r = send(
+        &state,
+        edit(
+            &exec,
+            &exec_csrf,
+            &format!(
+                "question={}",
+                url_encode("metrics=closed_revenue,win_rate&by=partner.tier")
+            ),
+        ),
+    )
+    .await;
+    assert_eq!(r.location, format!("/questions/{shared}"));
+    assert_eq!(
+        original().question,
+        "metrics=closed_revenue,win_rate&by=partner.tier"
+    );
+    // A question that cannot be asked does not replace it.
+    let r = send(
+        &state,
+        edit(
+            &exec,
+            &exec_csrf,
+            &format!("question={}", url_encode("metrics=nope")),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        original().question,
+        "metrics=closed_revenue,win_rate&by=partner.tier"
+    );
+
+    // The partner's user copies it: private, its own, the original unchanged.
+    let r = send(&state, edit(&partner, &partner_csrf, "duplicate=My+copy")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let mine: Vec<_> = state
+        .store
+        .questions_for(&partner_user)
+        .unwrap()
+        .into_iter()
+        .filter(|q| q.owner == "partner")
+        .collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(
+        (
+            mine[0].name.as_str(),
+            mine[0].shared_with.as_str(),
+            mine[0].question.as_str()
+        ),
+        ("My copy", "private", original().question.as_str())
+    );
+    assert_eq!(original().name, "Revenue by partner");
 }

@@ -89,7 +89,7 @@ impl Store {
              WHERE dq.dashboard_id = ?1 ORDER BY dq.position",
         )?;
         dashboard.questions = stmt
-            .query_map([id], super::question_row)?
+            .query_map([id], super::questions::question_row)?
             .collect::<std::result::Result<_, _>>()?;
         Ok(Some(dashboard))
     }
