@@ -38,6 +38,11 @@ function localise() {
 const axisNumber = new Intl.NumberFormat(lang, { notation: 'compact', maximumFractionDigits: 1 });
 const tooltipNumber = new Intl.NumberFormat(lang, { maximumFractionDigits: 2 });
 
+// A tooltip written as HTML holds names from the data (a partner's name): never as markup.
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+}
+
 function option(spec) {
   // A metric's series writes its figures as the tiles do (money with its currency, rates as
   // percentages, hours with their unit); the axis too when every series is of one kind.
@@ -51,6 +56,23 @@ function option(spec) {
       tooltip: { trigger: 'item', valueFormatter: written(spec.series[0], false) },
       legend: { bottom: 0 },
       series: [{ type: 'pie', radius: ['35%', '65%'], data: spec.categories.map((c, i) => ({ name: c, value: spec.series[0].values[i] })) }],
+    };
+  }
+  if (spec.kind === 'scatter') {
+    // A point per row: the first metric across, the second up; the row's name on hover.
+    const [x, y] = spec.series;
+    const points = spec.categories
+      .map((c, i) => ({ name: c, value: [x.values[i], y.values[i]] }))
+      .filter((p) => p.value[0] != null && p.value[1] != null);
+    return {
+      tooltip: {
+        trigger: 'item',
+        formatter: (p) => `${escapeHtml(p.name)}<br>${escapeHtml(x.name)}: ${escapeHtml(written(x, false)(p.value[0]))}<br>${escapeHtml(y.name)}: ${escapeHtml(written(y, false)(p.value[1]))}`,
+      },
+      grid: { left: 10, right: 30, top: 30, bottom: 30, containLabel: true },
+      xAxis: { type: 'value', name: x.name, nameLocation: 'middle', nameGap: 25, scale: true, axisLabel: { formatter: written(x, true) } },
+      yAxis: { type: 'value', name: y.name, scale: true, axisLabel: { formatter: written(y, true) } },
+      series: [{ type: 'scatter', symbolSize: 10, data: points }],
     };
   }
   const one = spec.series.every((s) => s.format && s.format === spec.series[0].format && s.unit === spec.series[0].unit);

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::explore;
 use crate::pages::CellView;
-use crate::store::{Dashboard, Role, SavedQuestion, User};
+use crate::store::{Dashboard, Role, SavedQuestion, TileSize, User};
 use crate::{AppState, WebError, blocking, form_user, pages, path_id, signed_in};
 
 /// The routes of dashboards.
@@ -118,6 +118,14 @@ pub(crate) struct EditForm {
     /// who may open the dashboard).
     #[serde(default)]
     home: Option<String>,
+    /// A question whose tile the owner sizes (`size=small|medium|large|full`) or moves
+    /// (`move=earlier|later`).
+    #[serde(default)]
+    tile: Option<i64>,
+    #[serde(default)]
+    size: Option<String>,
+    #[serde(default, rename = "move")]
+    move_to: Option<String>,
 }
 
 /// A question of a dashboard as its page shows it.
@@ -125,6 +133,8 @@ pub(crate) struct QuestionPanel {
     pub(crate) id: i64,
     pub(crate) name: String,
     pub(crate) description: String,
+    /// How wide its tile is.
+    pub(crate) size: TileSize,
     /// The dashboard's prompts it cannot take.
     pub(crate) notes: Vec<String>,
     /// Why it has no answer (a metric since removed from the model, a bad period).
@@ -164,6 +174,8 @@ struct DashboardPage<'a> {
     addable: Vec<SavedQuestion>,
     /// It is the user's home page.
     home: bool,
+    /// The widths a tile may take.
+    sizes: [TileSize; 4],
 }
 
 /// A dashboard's answers, as `/api/dashboards/{id}` gives them.
@@ -179,6 +191,8 @@ struct Answered<'a> {
 struct AnsweredQuestion {
     question_id: i64,
     name: String,
+    /// How wide its tile is on the dashboard's page.
+    size: TileSize,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     notes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -288,10 +302,12 @@ pub(crate) async fn show(
         let answers = d
             .questions
             .iter()
+            .zip(&d.sizes)
             .zip(answered)
-            .map(|(q, a)| AnsweredQuestion {
+            .map(|((q, size), a)| AnsweredQuestion {
                 question_id: q.id,
                 name: q.name.clone(),
+                size: *size,
                 notes: a.notes,
                 error: a.answer.as_ref().err().map(|e| e.to_string()),
                 answer: a.answer.ok().map(|a| explore::response(&a)),
@@ -308,8 +324,9 @@ pub(crate) async fn show(
     let panels = d
         .questions
         .iter()
+        .zip(&d.sizes)
         .zip(answered)
-        .map(|(q, a)| {
+        .map(|((q, size), a)| {
             let Asked {
                 question,
                 notes,
@@ -319,6 +336,7 @@ pub(crate) async fn show(
                 id: q.id,
                 name: q.name.clone(),
                 description: q.description.clone(),
+                size: *size,
                 notes,
                 error: String::new(),
                 chart_json: String::new(),
@@ -386,6 +404,7 @@ pub(crate) async fn show(
             editable,
             addable,
             home,
+            sizes: TileSize::ALL,
         }
         .render()
         .unwrap_or_else(|e| format!("template: {e}")),
@@ -568,15 +587,31 @@ pub(crate) async fn edit(
             form.rename.is_some(),
             form.duplicate.is_some(),
             form.home.is_some(),
+            form.tile.is_some(),
         ];
         if one.iter().filter(|given| **given).count() != 1 {
             return Err(WebError::BadRequest(
-                "say one thing: add=ID, remove=ID, rename=NAME, duplicate=NAME or home=set|clear"
+                "say one thing: add=ID, remove=ID, rename=NAME, duplicate=NAME, home=set|clear, or tile=ID with size=small|medium|large|full or move=earlier|later"
                     .into(),
             ));
         }
         let store = &st.store;
-        Ok(if let Some(q) = form.add {
+        Ok(if let Some(q) = form.tile {
+            match (form.size.as_deref(), form.move_to.as_deref()) {
+                (Some(size), None) => store
+                    .resize_tile(who, id, q, TileSize::parse(size)?)?
+                    .then_some(id),
+                (None, Some(to @ ("earlier" | "later"))) => {
+                    let by = if to == "earlier" { -1 } else { 1 };
+                    store.move_tile(who, id, q, by)?.then_some(id)
+                }
+                _ => {
+                    return Err(WebError::BadRequest(
+                        "a tile is sized (size=small|medium|large|full) or moved (move=earlier|later), one at a time".into(),
+                    ));
+                }
+            }
+        } else if let Some(q) = form.add {
             store.add_to_dashboard(who, id, q)?.then_some(id)
         } else if let Some(q) = form.remove {
             store.remove_from_dashboard(who, id, q)?.then_some(id)

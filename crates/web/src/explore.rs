@@ -33,17 +33,21 @@ pub enum ChartKind {
     Area,
     /// The first metric's share of each row.
     Pie,
+    /// A point per row: the first metric across, the second up (partners by revenue and
+    /// satisfaction, say).
+    Scatter,
     /// No chart: the table only.
     Table,
 }
 
 impl ChartKind {
-    const ALL: [ChartKind; 6] = [
+    const ALL: [ChartKind; 7] = [
         ChartKind::Bar,
         ChartKind::StackedBar,
         ChartKind::Line,
         ChartKind::Area,
         ChartKind::Pie,
+        ChartKind::Scatter,
         ChartKind::Table,
     ];
 
@@ -54,6 +58,7 @@ impl ChartKind {
             ChartKind::Line => "line",
             ChartKind::Area => "area",
             ChartKind::Pie => "pie",
+            ChartKind::Scatter => "scatter",
             ChartKind::Table => "table",
         }
     }
@@ -65,6 +70,7 @@ impl ChartKind {
             ChartKind::Line => "Line",
             ChartKind::Area => "Area",
             ChartKind::Pie => "Pie",
+            ChartKind::Scatter => "Scatter (two metrics)",
             ChartKind::Table => "Table only",
         }
     }
@@ -192,7 +198,19 @@ impl Question {
         Ok(())
     }
 
+    /// How the answer is drawn, or why it cannot be drawn so.
     pub(crate) fn chart_kind(&self) -> Result<ChartKind, WebError> {
+        let kind = self.named_chart()?;
+        if kind == ChartKind::Scatter && self.metrics.len() < 2 {
+            return Err(WebError::BadRequest(format!(
+                "chart scatter: needs two metrics, the first across and the second up; this question has {}",
+                self.metrics.len()
+            )));
+        }
+        Ok(kind)
+    }
+
+    fn named_chart(&self) -> Result<ChartKind, WebError> {
         match self.chart.as_deref() {
             None => Ok(ChartKind::Bar),
             Some(c) => ChartKind::ALL
@@ -404,6 +422,13 @@ fn chart(kind: ChartKind, result: &QueryResult, dimensions: usize) -> Option<Cha
     let names: Vec<&str> = result.columns.iter().map(|c| c.name.as_str()).collect();
     let rows = result.rows();
     let stacked = matches!(kind, ChartKind::StackedBar | ChartKind::Area);
+    let metrics = names[dimensions..]
+        .iter()
+        .filter(|n| **n != "benchmark_partners")
+        .count();
+    if kind == ChartKind::Scatter && metrics < 2 {
+        return None;
+    }
     let (categories, series) = if stacked && dimensions == 2 {
         // The second dimension's values are the series of the first metric.
         let (first, second, metric) = (names[0], names[1], names[2]);
@@ -466,6 +491,8 @@ fn chart(kind: ChartKind, result: &QueryResult, dimensions: usize) -> Option<Cha
             ChartKind::Bar | ChartKind::StackedBar => "bar",
             ChartKind::Line | ChartKind::Area => "line",
             ChartKind::Pie => "pie",
+            // The first two series are the points' two coordinates.
+            ChartKind::Scatter => "scatter",
             ChartKind::Table => unreachable!("no chart"),
         },
         // Only the second dimension's values add up in a stack: metrics of different units do not.

@@ -19,7 +19,7 @@ mod dashboards;
 mod questions;
 pub use alerts::{Alert, Attachment, Delivery, InboxItem, NewAlert, News};
 pub use campaigns::{PlannedCampaign, campaign_name};
-pub use dashboards::Dashboard;
+pub use dashboards::{Dashboard, TileSize};
 pub use questions::{Changed, QuestionChange};
 
 /// Why the store refused or failed.
@@ -266,16 +266,15 @@ impl Store {
         conn.execute_batch(alerts::SCHEMA)?;
         conn.execute_batch(campaigns::SCHEMA)?;
         conn.execute_batch(dashboards::SCHEMA)?;
-        // Users of an earlier version have no e-mail address yet.
-        let has_email = conn
-            .prepare("SELECT 1 FROM pragma_table_info('users') WHERE name = 'email'")?
-            .exists([])?;
-        if !has_email {
-            conn.execute(
-                "ALTER TABLE users ADD COLUMN email TEXT NOT NULL DEFAULT ''",
-                [],
-            )?;
-        }
+        // Stores of earlier versions: users without an e-mail address, dashboards with tiles of
+        // one size.
+        add_missing_column(&conn, "users", "email", "TEXT NOT NULL DEFAULT ''")?;
+        add_missing_column(
+            &conn,
+            "dashboard_questions",
+            "size",
+            "TEXT NOT NULL DEFAULT 'medium'",
+        )?;
         let store = Store {
             conn: Mutex::new(conn),
             policy: Policy::default(),
@@ -729,6 +728,25 @@ fn dummy_hash() -> String {
     DUMMY
         .get_or_init(|| hash("no user has this password").expect("hashing"))
         .clone()
+}
+
+/// Adds a column a store of an earlier version lacks (SQLite has no `ADD COLUMN IF NOT EXISTS`).
+fn add_missing_column(
+    conn: &Connection,
+    table: &str,
+    column: &str,
+    definition: &str,
+) -> Result<()> {
+    let has = conn
+        .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+        .exists(params![table, column])?;
+    if !has {
+        conn.execute(
+            &format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"),
+            [],
+        )?;
+    }
+    Ok(())
 }
 
 /// Whom a saved question or a dashboard may be shared with, as a form offers it.

@@ -1207,6 +1207,56 @@ async fn explore_answers_any_question_in_the_askers_audience() {
         "a partner drills to its page"
     );
 
+    // A scatter chart: a point per partner, its revenue across and its CSAT up (fixtures/tiny:
+    // P-1 2499.50 and 5, P-2 -49.75 and 2; direct sales 1200.00 without a survey, which the
+    // chart leaves out; P-3 has neither).
+    let r = send(
+        &state,
+        get(
+            "/explore?metrics=closed_revenue,csat_avg&by=partner.partner_id&order=partner.partner_id&chart=scatter",
+            &exec,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let spec: serde_json::Value = serde_json::from_str(
+        &r.body
+            .split("data-chart=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .replace("&quot;", "\"")
+            .replace("&#34;", "\"")
+            .replace("&amp;", "&"),
+    )
+    .unwrap();
+    assert_eq!(spec["kind"], "scatter");
+    assert_eq!(
+        spec["categories"],
+        serde_json::json!(["(direct)", "P-1", "P-2"])
+    );
+    assert_eq!(
+        spec["series"][0]["values"],
+        serde_json::json!([1200.0, 2499.5, -49.75])
+    );
+    assert_eq!(
+        spec["series"][1]["values"],
+        serde_json::json!([null, 5.0, 2.0])
+    );
+    // One metric cannot be a scatter: the reason, not an empty chart.
+    let r = send(
+        &state,
+        get(
+            "/api/explore?metrics=closed_revenue&by=partner.partner_id&chart=scatter",
+            &exec,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("needs two metrics"), "{}", r.body);
+
     // A question that cannot be asked is a 400 with the reason, the form kept.
     let r = send(&state, get("/explore?metrics=closed_revenu", &exec)).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
@@ -3286,4 +3336,203 @@ async fn a_saved_question_is_renamed_shared_and_re_asked_by_its_owner_and_copied
         ("My copy", "private", original().question.as_str())
     );
     assert_eq!(original().name, "Revenue by partner");
+}
+
+/// A dashboard's owner sizes each tile and moves it earlier or later; the page and the API
+/// show the tiles so, a copy keeps them so, and nobody else changes them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dashboards_tiles_are_sized_and_placed_by_its_owner() {
+    let (_tmp, state) = app().await;
+    let exec_user = state.store.user("exec").unwrap().unwrap();
+    let partner_user = state.store.user("partner").unwrap().unwrap();
+    let save = |name: &str, question: &str| {
+        state
+            .store
+            .save_question(&exec_user, name, "", question, "everyone")
+            .unwrap()
+    };
+    let (revenue, csat, pipeline) = (
+        save("Revenue", "metrics=closed_revenue"),
+        save("CSAT", "metrics=csat_avg"),
+        save("Pipeline", "metrics=open_pipeline"),
+    );
+    let id = state
+        .store
+        .add_dashboard(&exec_user, "Channel", "everyone")
+        .unwrap();
+    for q in [revenue, csat, pipeline] {
+        assert!(state.store.add_to_dashboard(&exec_user, id, q).unwrap());
+    }
+    let exec = session_of(&state, "exec").await;
+    let exec_csrf = csrf_of(&state, &exec).await;
+    let partner = session_of(&state, "partner").await;
+    let partner_csrf = csrf_of(&state, &partner).await;
+    let edit = |cookie: &str, csrf: &str, what: &str| {
+        post_form(
+            &format!("/dashboards/{id}/questions"),
+            cookie,
+            format!("csrf={csrf}&{what}"),
+        )
+    };
+    let tiles = |user| {
+        let d = state.store.dashboard(user, id).unwrap().unwrap();
+        d.questions
+            .iter()
+            .zip(&d.sizes)
+            .map(|(q, s)| (q.id, s.name()))
+            .collect::<Vec<_>>()
+    };
+    // New tiles are medium: two side by side.
+    assert_eq!(
+        tiles(&exec_user),
+        vec![(revenue, "medium"), (csat, "medium"), (pipeline, "medium")]
+    );
+    let r = send(
+        &state,
+        edit(&exec, &exec_csrf, &format!("tile={revenue}&size=full")),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.location.as_str()),
+        (StatusCode::SEE_OTHER, format!("/dashboards/{id}").as_str())
+    );
+    for _ in 0..3 {
+        // Two moves bring the pipeline first; the third finds it there already.
+        let r = send(
+            &state,
+            edit(&exec, &exec_csrf, &format!("tile={pipeline}&move=earlier")),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+    }
+    let r = send(
+        &state,
+        edit(&exec, &exec_csrf, &format!("tile={csat}&size=small")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let expected = vec![(pipeline, "medium"), (revenue, "full"), (csat, "small")];
+    assert_eq!(tiles(&exec_user), expected);
+    // The page draws them in that order and width; the API gives each answer its size.
+    let page = send(&state, get(&format!("/dashboards/{id}"), &exec)).await;
+    let drawn: Vec<usize> = expected
+        .iter()
+        .map(|(q, size)| {
+            page.body
+                .find(&format!(
+                    "class=\"panel chart tile-{size}\" id=\"question-{q}\""
+                ))
+                .unwrap_or_else(|| panic!("tile {q} {size}:\n{}", page.body))
+        })
+        .collect();
+    assert!(drawn.windows(2).all(|w| w[0] < w[1]), "{drawn:?}");
+    let api = send(&state, get(&format!("/api/dashboards/{id}"), &exec)).await;
+    let json: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    let sizes: Vec<(i64, String)> = json["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["question_id"].as_i64().unwrap(),
+                a["size"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sizes,
+        expected
+            .iter()
+            .map(|(q, s)| (*q, s.to_string()))
+            .collect::<Vec<_>>()
+    );
+    // A removed tile leaves the others in order; moving past the end keeps it last.
+    let r = send(
+        &state,
+        edit(&exec, &exec_csrf, &format!("remove={revenue}")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let r = send(
+        &state,
+        edit(&exec, &exec_csrf, &format!("tile={csat}&move=later")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let r = send(
+        &state,
+        edit(&exec, &exec_csrf, &format!("tile={pipeline}&move=later")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let expected = vec![(csat, "small"), (pipeline, "medium")];
+    assert_eq!(tiles(&exec_user), expected);
+
+    // Refused, nothing changed: another user's dashboard, an unknown size, two changes at once,
+    // a question not on the dashboard.
+    for (cookie, csrf, what, status) in [
+        (
+            &partner,
+            &partner_csrf,
+            format!("tile={csat}&size=full"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            &partner,
+            &partner_csrf,
+            format!("tile={csat}&move=later"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            &exec,
+            &exec_csrf,
+            format!("tile={csat}&size=huge"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &exec,
+            &exec_csrf,
+            format!("tile={csat}&size=full&move=later"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &exec,
+            &exec_csrf,
+            format!("tile={csat}&move=sideways"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &exec,
+            &exec_csrf,
+            format!("tile={revenue}&size=full"),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let r = send(&state, edit(cookie, csrf, &what)).await;
+        assert_eq!(r.status, status, "{what}: {}", r.body);
+        assert_eq!(tiles(&exec_user), expected, "{what}");
+    }
+    let r = send(&state, edit(&exec, &exec_csrf, "tile=1&size=huge")).await;
+    assert!(
+        r.body.contains("small, medium, large or full"),
+        "{}",
+        r.body
+    );
+    // The partner's user sees no controls on it, and its copy keeps the tiles as they are.
+    let page = send(&state, get(&format!("/dashboards/{id}"), &partner)).await;
+    assert!(!page.body.contains("class=\"inline size-tile\""));
+    let r = send(&state, edit(&partner, &partner_csrf, "duplicate=Mine")).await;
+    let copy: i64 = r
+        .location
+        .trim_start_matches("/dashboards/")
+        .parse()
+        .unwrap();
+    let d = state.store.dashboard(&partner_user, copy).unwrap().unwrap();
+    let copied: Vec<(i64, &str)> = d
+        .questions
+        .iter()
+        .zip(&d.sizes)
+        .map(|(q, s)| (q.id, s.name()))
+        .collect();
+    assert_eq!(copied, expected);
 }

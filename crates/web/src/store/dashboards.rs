@@ -11,7 +11,7 @@ use super::{MAX_NAME_BYTES, Result, Role, SavedQuestion, Store, StoreError, User
 /// dashboards that held it.
 pub(super) const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS dashboards (id INTEGER PRIMARY KEY, owner_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, name TEXT NOT NULL, shared_with TEXT NOT NULL, created_at INTEGER NOT NULL);
-    CREATE TABLE IF NOT EXISTS dashboard_questions (dashboard_id INTEGER NOT NULL REFERENCES dashboards(id) ON DELETE CASCADE, question_id INTEGER NOT NULL REFERENCES questions(id) ON DELETE CASCADE, position INTEGER NOT NULL, PRIMARY KEY (dashboard_id, question_id));
+    CREATE TABLE IF NOT EXISTS dashboard_questions (dashboard_id INTEGER NOT NULL REFERENCES dashboards(id) ON DELETE CASCADE, question_id INTEGER NOT NULL REFERENCES questions(id) ON DELETE CASCADE, position INTEGER NOT NULL, size TEXT NOT NULL DEFAULT 'medium', PRIMARY KEY (dashboard_id, question_id));
     -- A dashboard a user opens on signing in, instead of the role's home page.
     CREATE TABLE IF NOT EXISTS home_dashboards (user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE, dashboard_id INTEGER NOT NULL REFERENCES dashboards(id) ON DELETE CASCADE);";
 
@@ -30,6 +30,55 @@ pub struct Dashboard {
     pub created_at: i64,
     /// Its questions, in order.
     pub questions: Vec<SavedQuestion>,
+    /// How wide each question's tile is, in the order of `questions` (the API gives each
+    /// with its answer).
+    #[serde(skip)]
+    pub sizes: Vec<TileSize>,
+}
+
+/// How much of a dashboard's width a question's tile takes: the owner sizes each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TileSize {
+    /// A third: three side by side (a pie, a short list).
+    Small,
+    /// A half: two side by side.
+    #[default]
+    Medium,
+    /// Two thirds, beside a small one.
+    Large,
+    /// The whole width (a wide table, a long time series).
+    Full,
+}
+
+impl TileSize {
+    /// Every size, smallest first.
+    pub const ALL: [TileSize; 4] = [
+        TileSize::Small,
+        TileSize::Medium,
+        TileSize::Large,
+        TileSize::Full,
+    ];
+
+    /// Its name in forms, the API and the store.
+    pub fn name(self) -> &'static str {
+        match self {
+            TileSize::Small => "small",
+            TileSize::Medium => "medium",
+            TileSize::Large => "large",
+            TileSize::Full => "full",
+        }
+    }
+
+    /// The size of a name, or why it is none.
+    pub fn parse(name: &str) -> Result<TileSize> {
+        TileSize::ALL
+            .into_iter()
+            .find(|s| s.name() == name.trim())
+            .ok_or_else(|| {
+                StoreError::Invalid(format!("tile size {name:?}: small, medium, large or full"))
+            })
+    }
 }
 
 /// Who may open what is kept with `shared_with`: its owner, everyone, the users of a role; an
@@ -83,14 +132,23 @@ impl Store {
             return Ok(None);
         };
         let mut stmt = conn.prepare(
-            "SELECT q.id, u.name, q.name, q.description, q.question, q.shared_with, q.created_at
+            "SELECT q.id, u.name, q.name, q.description, q.question, q.shared_with, q.created_at, dq.size
              FROM dashboard_questions dq JOIN questions q ON q.id = dq.question_id
              JOIN users u ON u.id = q.owner_id
              WHERE dq.dashboard_id = ?1 ORDER BY dq.position",
         )?;
-        dashboard.questions = stmt
-            .query_map([id], super::questions::question_row)?
+        let tiles: Vec<(SavedQuestion, String)> = stmt
+            .query_map([id], |r| {
+                Ok((super::questions::question_row(r)?, r.get::<_, String>(7)?))
+            })?
             .collect::<std::result::Result<_, _>>()?;
+        for (question, size) in tiles {
+            dashboard.questions.push(question);
+            // A size this version does not know (written by a later one) shows as the default.
+            dashboard
+                .sizes
+                .push(TileSize::parse(&size).unwrap_or_default());
+        }
         Ok(Some(dashboard))
     }
 
@@ -125,6 +183,52 @@ impl Store {
         Ok(true)
     }
 
+    /// Sizes a question's tile on the owner's dashboard. Whether the dashboard is the user's
+    /// and holds the question.
+    pub fn resize_tile(&self, user: &User, id: i64, question: i64, size: TileSize) -> Result<bool> {
+        if !self.owns_dashboard(user, id)? {
+            return Ok(false);
+        }
+        let n = self.conn().execute(
+            "UPDATE dashboard_questions SET size = ?3 WHERE dashboard_id = ?1 AND question_id = ?2",
+            params![id, question, size.name()],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Moves a question's tile on the owner's dashboard `by` places (-1: one earlier, 1: one
+    /// later; at either end it stays). Whether the dashboard is the user's and holds the
+    /// question.
+    pub fn move_tile(&self, user: &User, id: i64, question: i64, by: i64) -> Result<bool> {
+        if !self.owns_dashboard(user, id)? {
+            return Ok(false);
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut order: Vec<i64> = tx
+            .prepare(
+                "SELECT question_id FROM dashboard_questions WHERE dashboard_id = ?1 ORDER BY position",
+            )?
+            .query_map([id], |r| r.get(0))?
+            .collect::<std::result::Result<_, _>>()?;
+        let Some(from) = order.iter().position(|q| *q == question) else {
+            return Ok(false);
+        };
+        let to = (from as i64 + by).clamp(0, order.len() as i64 - 1) as usize;
+        let moved = order.remove(from);
+        order.insert(to, moved);
+        // Positions are rewritten 1..n, so that gaps left by removed tiles never make a move
+        // look like nothing happened.
+        for (position, q) in order.iter().enumerate() {
+            tx.execute(
+                "UPDATE dashboard_questions SET position = ?3 WHERE dashboard_id = ?1 AND question_id = ?2",
+                params![id, q, position as i64 + 1],
+            )?;
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
     /// Gives a dashboard a new name. Whether the dashboard is the user's.
     pub fn rename_dashboard(&self, user: &User, id: i64, name: &str) -> Result<bool> {
         let name = checked_name(name)?;
@@ -147,12 +251,14 @@ impl Store {
         };
         let copy = self.add_dashboard(user, name, "private")?;
         let allowed: Vec<i64> = self.questions_for(user)?.iter().map(|q| q.id).collect();
-        for q in original
+        for (q, size) in original
             .questions
             .iter()
-            .filter(|q| allowed.contains(&q.id))
+            .zip(&original.sizes)
+            .filter(|(q, _)| allowed.contains(&q.id))
         {
             self.add_to_dashboard(user, copy, q.id)?;
+            self.resize_tile(user, copy, q.id, *size)?;
         }
         Ok(Some(copy))
     }
@@ -226,6 +332,7 @@ fn dashboard_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Dashboard> {
         shared_with: r.get(3)?,
         created_at: r.get(4)?,
         questions: Vec::new(),
+        sizes: Vec::new(),
     })
 }
 
@@ -238,4 +345,29 @@ fn checked_name(name: &str) -> Result<&str> {
         )));
     }
     Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store kept by a version before tile sizes opens with every tile medium.
+    #[test]
+    fn a_store_of_an_earlier_version_gets_tile_sizes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("app.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE dashboard_questions (dashboard_id INTEGER NOT NULL, question_id INTEGER NOT NULL, position INTEGER NOT NULL, PRIMARY KEY (dashboard_id, question_id));
+                 INSERT INTO dashboard_questions VALUES (1, 1, 1);",
+            )
+            .unwrap();
+        let store = Store::open(&path).unwrap();
+        let size: String = store
+            .conn()
+            .query_row("SELECT size FROM dashboard_questions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(TileSize::parse(&size).unwrap(), TileSize::Medium);
+    }
 }
