@@ -16,6 +16,7 @@ pub(crate) mod pages;
 pub mod planned;
 pub mod questions;
 pub mod store;
+pub(crate) mod visibility;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -544,6 +545,10 @@ pub enum Serves {
     Planned(PlannedRoute),
     /// Dashboards of one's own: the list, making one, its page and JSON, editing, deleting.
     Dashboards(DashboardsRoute),
+    /// `GET /admin/pages`: which shipped pages each role sees (administrators only).
+    PageVisibility,
+    /// `POST /admin/pages`: hides a shipped page from a role, or shows it again.
+    HidePage,
     /// `GET /`: the sign-in page (or the home page of a signed-in user).
     SignInPage,
     /// `POST /sign-in`.
@@ -728,6 +733,8 @@ pub fn routes() -> Vec<(&'static str, String, Serves)> {
         "/alerts".into(),
         Serves::Alerts(AlertsRoute::Create),
     ));
+    r.push(("GET", "/admin/pages".into(), Serves::PageVisibility));
+    r.push(("POST", "/admin/pages".into(), Serves::HidePage));
     for (method, path, route) in [
         ("POST", "/my/potential/campaign", PlannedRoute::Create),
         ("GET", "/campaigns/planned", PlannedRoute::List),
@@ -805,6 +812,8 @@ pub fn router(state: Arc<AppState>) -> Router {
                 get(move |s, h| planned_campaigns(s, h, route))
             }
             Serves::Planned(route) => get(move |s, h, p| planned_campaign(s, h, p, route)),
+            Serves::PageVisibility => get(visibility::show),
+            Serves::HidePage => post(visibility::change),
             Serves::Dashboards(DashboardsRoute::Create) => post(dashboards::create),
             Serves::Dashboards(DashboardsRoute::Edit) => post(dashboards::edit),
             Serves::Dashboards(DashboardsRoute::Delete) => post(delete_dashboard),
@@ -1012,7 +1021,7 @@ async fn home(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
 fn home_path(st: &AppState, user: &User) -> Result<String, WebError> {
     Ok(match st.store.home_dashboard(user)? {
         Some(id) => format!("/dashboards/{id}"),
-        None => pages::home_of(user).path().to_string(),
+        None => pages::home_of(user),
     })
 }
 

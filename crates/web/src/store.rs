@@ -16,6 +16,7 @@ use serde::Serialize;
 mod alerts;
 mod campaigns;
 mod dashboards;
+mod pages;
 mod questions;
 pub use alerts::{Alert, Attachment, Delivery, InboxItem, NewAlert, News};
 pub use campaigns::{PlannedCampaign, campaign_name};
@@ -99,6 +100,9 @@ pub struct User {
     /// Unread messages in the user's inbox when the user was read (the number beside
     /// Alerts in the navigation).
     pub unread: i64,
+    /// The names of the shipped pages an administrator hid from the user's role (`service`):
+    /// not in its navigation, and not served to it.
+    pub hidden_pages: Vec<String>,
 }
 
 impl User {
@@ -227,6 +231,20 @@ pub fn random_token() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A user as the app works with it: its partners, its unread messages and the shipped pages
+/// hidden from its role, read with it.
+fn user_of(conn: &Connection, id: i64, name: String, role: &str) -> Result<User> {
+    let role = Role::parse(role)?;
+    Ok(User {
+        id,
+        name,
+        role,
+        partners: partners_of(conn, id)?,
+        unread: unread_of(conn, id)?,
+        hidden_pages: pages::hidden_of(conn, role)?,
+    })
+}
+
 fn unread_of(conn: &Connection, user_id: i64) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT COUNT(*) FROM inbox WHERE user_id = ?1 AND read = 0",
@@ -266,6 +284,7 @@ impl Store {
         conn.execute_batch(alerts::SCHEMA)?;
         conn.execute_batch(campaigns::SCHEMA)?;
         conn.execute_batch(dashboards::SCHEMA)?;
+        conn.execute_batch(pages::SCHEMA)?;
         // Stores of earlier versions: users without an e-mail address, dashboards with tiles of
         // one size.
         add_missing_column(&conn, "users", "email", "TEXT NOT NULL DEFAULT ''")?;
@@ -390,15 +409,7 @@ impl Store {
             })
             .optional()?;
         found
-            .map(|(id, role)| {
-                Ok(User {
-                    id,
-                    name: name.to_string(),
-                    role: Role::parse(&role)?,
-                    partners: partners_of(&conn, id)?,
-                    unread: unread_of(&conn, id)?,
-                })
-            })
+            .map(|(id, role)| user_of(&conn, id, name.to_string(), &role))
             .transpose()
     }
 
@@ -411,15 +422,7 @@ impl Store {
             .collect::<std::result::Result<_, _>>()?;
         drop(stmt);
         rows.into_iter()
-            .map(|(id, name, role)| {
-                Ok(User {
-                    id,
-                    name,
-                    role: Role::parse(&role)?,
-                    partners: partners_of(&conn, id)?,
-                    unread: unread_of(&conn, id)?,
-                })
-            })
+            .map(|(id, name, role)| user_of(&conn, id, name, &role))
             .collect()
     }
 
@@ -474,13 +477,7 @@ impl Store {
         match found {
             Some((id, role, _)) if ok => {
                 let conn = self.conn();
-                Ok(Some(User {
-                    id,
-                    name: name.to_string(),
-                    role: Role::parse(&role)?,
-                    partners: partners_of(&conn, id)?,
-                    unread: unread_of(&conn, id)?,
-                }))
+                Ok(Some(user_of(&conn, id, name.to_string(), &role)?))
             }
             _ => Ok(None),
         }
@@ -591,16 +588,7 @@ impl Store {
                         params![now, hash],
                     )?;
                 }
-                Ok(Some((
-                    User {
-                        id,
-                        name,
-                        role: Role::parse(&role)?,
-                        partners: partners_of(&conn, id)?,
-                        unread: unread_of(&conn, id)?,
-                    },
-                    csrf,
-                )))
+                Ok(Some((user_of(&conn, id, name, &role)?, csrf)))
             }
         }
     }

@@ -234,6 +234,7 @@ async fn every_route_for_every_role_shows_only_what_the_role_may_see() {
             }
             Serves::Favicon => assert_eq!(r.status, StatusCode::NO_CONTENT, "{path}"),
             Serves::Html(_)
+            | Serves::PageVisibility
             | Serves::Explore(prism_web::ExploreForm::Html)
             | Serves::Questions(
                 prism_web::QuestionsRoute::List | prism_web::QuestionsRoute::Open,
@@ -3535,4 +3536,123 @@ async fn a_dashboards_tiles_are_sized_and_placed_by_its_owner() {
         .map(|(q, s)| (q.id, s.name()))
         .collect();
     assert_eq!(copied, expected);
+}
+
+/// An administrator hides a shipped page from a role: it leaves the role's navigation and is
+/// refused to the role as a page, as JSON and as CSV, while other roles keep it; a hidden home
+/// page sends the role's users to the first page they still have; only an administrator
+/// decides, and never to hide Administration.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_administrator_hides_a_shipped_page_from_a_role() {
+    let (_tmp, state) = app().await;
+    let admin = session_of(&state, "admin").await;
+    let admin_csrf = csrf_of(&state, &admin).await;
+    let manager = session_of(&state, "manager").await;
+    let manager_csrf = csrf_of(&state, &manager).await;
+    let exec = session_of(&state, "exec").await;
+    let set = |cookie: &str, csrf: &str, role: &str, page: &str, action: &str| {
+        post_form(
+            "/admin/pages",
+            cookie,
+            format!("csrf={csrf}&role={role}&page={page}&action={action}"),
+        )
+    };
+    let hidden = |role| state.store.hidden_pages(role).unwrap();
+    // Only an administrator sees the table and changes it.
+    assert_eq!(
+        send(&state, get("/admin/pages", &manager)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let r = send(
+        &state,
+        set(
+            &manager,
+            &manager_csrf,
+            "channel_manager",
+            "service",
+            "hide",
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = send(
+        &state,
+        set(&admin, "forged", "channel_manager", "service", "hide"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(hidden(Role::ChannelManager).is_empty());
+
+    let r = send(
+        &state,
+        set(&admin, &admin_csrf, "channel_manager", "service", "hide"),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.location.as_str()),
+        (StatusCode::SEE_OTHER, "/admin/pages")
+    );
+    let table = send(&state, get("/admin/pages", &admin)).await;
+    assert!(table.body.contains("Hidden — show"), "{}", table.body);
+    // The manager's navigation has no Service; the page, its JSON and its CSV are refused.
+    let overview = send(&state, get("/overview", &manager)).await;
+    assert!(!overview.body.contains("href=\"/service\""));
+    assert!(overview.body.contains("href=\"/sales\""));
+    for path in ["/service", "/api/service", "/export/service"] {
+        let r = send(&state, get(path, &manager)).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(r.body.contains("hidden"), "{path}: {}", r.body);
+    }
+    // The executive keeps it.
+    assert_eq!(
+        send(&state, get("/service", &exec)).await.status,
+        StatusCode::OK
+    );
+    // The manager's home page hidden: signing in lands on the first page it still has.
+    let r = send(
+        &state,
+        set(&admin, &admin_csrf, "channel_manager", "overview", "hide"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let landed = sign_in(&state, "manager", "correct horse").await.location;
+    assert_eq!(landed, "/segmentation");
+
+    // Refused, nothing changed: Administration, a page not the role's, no such page or role,
+    // no such action.
+    let before = hidden(Role::ChannelManager);
+    for (role, page, action) in [
+        ("admin", "admin", "hide"),
+        ("channel_manager", "my-performance", "hide"),
+        ("channel_manager", "partner", "hide"),
+        ("channel_manager", "nope", "hide"),
+        ("nobody", "service", "hide"),
+        ("channel_manager", "sales", "maybe"),
+    ] {
+        let r = send(&state, set(&admin, &admin_csrf, role, page, action)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{role} {page} {action}");
+        assert_eq!(hidden(Role::ChannelManager), before);
+        assert!(hidden(Role::Admin).is_empty());
+    }
+    // Shown again: served again.
+    let r = send(
+        &state,
+        set(&admin, &admin_csrf, "channel_manager", "service", "show"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let manager = session_of(&state, "manager").await;
+    assert_eq!(
+        send(&state, get("/service", &manager)).await.status,
+        StatusCode::OK
+    );
+    let events: Vec<String> = state
+        .store
+        .audit_log(50)
+        .unwrap()
+        .into_iter()
+        .map(|(_, _, e, d)| format!("{e} {d}"))
+        .collect();
+    assert!(events.contains(&"hide-page service for channel_manager".to_string()));
+    assert!(events.contains(&"show-page service for channel_manager".to_string()));
 }

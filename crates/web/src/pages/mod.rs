@@ -188,12 +188,28 @@ impl PageId {
 const NO_PROGRAM_DATA: &str =
     "no {} loaded yet: the exports so far have none (the file is optional in an export)";
 
-pub fn home_of(user: &User) -> PageId {
-    match user.role {
+pub fn home_of(user: &User) -> String {
+    let home = match user.role {
         Role::PartnerManager => PageId::MyPerformance,
         Role::Admin => PageId::Admin,
         _ => PageId::Overview,
+    };
+    if !user.hidden_pages.iter().any(|h| h == home.name()) {
+        return home.path().to_string();
     }
+    // Hidden by an administrator: the first page the navigation still offers.
+    nav(Some(user))
+        .into_iter()
+        .map(|(href, _)| href)
+        .next()
+        .unwrap_or_else(|| "/explore".into())
+}
+
+/// Whether an administrator may hide a page from a role: a page of the role's own, but not
+/// Administration (an administrator could lock itself out) nor a partner's page, which
+/// every list of partners links to.
+pub fn hideable(page: PageId, role: Role) -> bool {
+    page.allows(role) && !matches!(page, PageId::Admin | PageId::PartnerDetail)
 }
 
 /// The links of the navigation bar for a user.
@@ -201,7 +217,11 @@ pub fn nav(user: Option<&User>) -> Vec<(String, String)> {
     let Some(user) = user else { return Vec::new() };
     let mut links: Vec<(String, String)> = PageId::ALL
         .iter()
-        .filter(|p| p.allows(user.role) && **p != PageId::PartnerDetail)
+        .filter(|p| {
+            p.allows(user.role)
+                && **p != PageId::PartnerDetail
+                && !user.hidden_pages.iter().any(|h| h == p.name())
+        })
         .map(|p| (p.path().to_string(), p.title().to_string()))
         .collect();
     if user.is_partner_user()
@@ -226,6 +246,9 @@ pub fn nav(user: Option<&User>) -> Vec<(String, String)> {
         n => format!("Alerts ({n} new)"),
     };
     links.insert(at + 3, ("/alerts".into(), alerts));
+    if user.role == Role::Admin {
+        links.push(("/admin/pages".into(), "Pages by role".into()));
+    }
     links
 }
 
@@ -527,6 +550,13 @@ pub async fn build(
     if !page.allows(user.role) {
         return Err(WebError::Forbidden(format!(
             "the {} page is not for the {} role",
+            page.title(),
+            user.role.name()
+        )));
+    }
+    if user.hidden_pages.iter().any(|h| h == page.name()) {
+        return Err(WebError::NotFound(format!(
+            "an administrator has hidden the {} page from the {} role",
             page.title(),
             user.role.name()
         )));
