@@ -72,6 +72,16 @@ fn channel_withheld(cx: &Context<'_>) -> Option<String> {
 
 /// The partner's rates and averages beside the channel's, each channel figure over at least 5 partners or withheld.
 pub async fn benchmarks(cx: &Context<'_>, partner: &str) -> Result<Benchmarks> {
+    benchmarks_of(cx, partner, &METRICS.map(|(m, _)| m)).await
+}
+
+/// The same for some metrics only (an Explore question's): those of `METRICS` among them, in
+/// `METRICS`' order; a total is left out, since totals of different cuts could be subtracted.
+pub async fn benchmarks_of(
+    cx: &Context<'_>,
+    partner: &str,
+    metrics: &[&str],
+) -> Result<Benchmarks> {
     cx.check_partner(partner)?;
     let mut rows = Vec::new();
     // One metric at a time: each fact has its own count of partners behind the channel figure.
@@ -80,7 +90,7 @@ pub async fn benchmarks(cx: &Context<'_>, partner: &str) -> Result<Benchmarks> {
         ..Query::default()
     };
     let withheld = channel_withheld(cx);
-    for (metric, higher_is_better) in METRICS {
+    for (metric, higher_is_better) in METRICS.into_iter().filter(|(m, _)| metrics.contains(m)) {
         let own = cx.run_for(partner, query(metric)).await?.first_row();
         let own = own.get(metric).clone();
         let (channel_value, partners) = match withheld {

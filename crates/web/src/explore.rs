@@ -334,6 +334,44 @@ pub async fn answer(st: &AppState, user: &User, question: &Question) -> Result<A
     Ok(Answer { result, pivot })
 }
 
+/// For a partner's user, its own rates and averages among the question's metrics beside the
+/// channel's, over the question's period — the analysis' benchmark, with its rules: each
+/// channel figure over at least 5 partners, one calendar quarter at a time, rates and averages
+/// only, and neither the question's filters nor its cuts (two differently cut channel figures
+/// could be subtracted). None for other users, and for a question of totals only.
+pub async fn benchmark(
+    st: &AppState,
+    user: &User,
+    question: &Question,
+) -> Option<Result<prism_analyses::benchmarks::Benchmarks, WebError>> {
+    let own = user.partners.first().filter(|_| user.is_partner_user())?;
+    let metrics: Vec<&str> = question
+        .metrics
+        .iter()
+        .map(String::as_str)
+        .filter(|m| {
+            prism_analyses::benchmarks::METRICS
+                .iter()
+                .any(|(name, _)| name == m)
+        })
+        .collect();
+    if metrics.is_empty() {
+        return None;
+    }
+    let compared = async {
+        let period = question.query()?.period;
+        let (_, session) = st.session().await?;
+        let cx = prism_analyses::Context {
+            engine: &st.engine,
+            session: &session,
+            audience: user.audience()?,
+            period,
+        };
+        Ok(prism_analyses::benchmarks::benchmarks_of(&cx, own, &metrics).await?)
+    };
+    Some(compared.await)
+}
+
 /// The pivot of `metric` by two dimensions (rows, columns), from the answer and the totals
 /// asked by the rows' dimension, by the columns', and by neither.
 fn pivot(
@@ -539,6 +577,10 @@ pub(crate) struct ExplorePage {
     pub(crate) link: String,
     /// Whom a saved question may be shared with: nobody, everyone, or a role.
     pub(crate) share_choices: Vec<&'static str>,
+    /// For a partner's user: what its benchmark against the channel says as a whole.
+    pub(crate) benchmark_note: String,
+    /// Its rows: metric, the partner's figure, the channel's, partners behind it, verdict.
+    pub(crate) benchmark_rows: Vec<Vec<CellView>>,
     /// The saved question this page was opened from, when the user may save over it (id, name).
     pub(crate) saved: Option<(i64, String)>,
     /// The question's metrics (name, label), which an alert's condition may watch.
@@ -620,6 +662,7 @@ pub async fn render(
     question: &Question,
     answer: Result<&Answer, &WebError>,
     saved: Option<&crate::store::SavedQuestion>,
+    benchmark: Option<Result<prism_analyses::benchmarks::Benchmarks, WebError>>,
 ) -> String {
     let model = &st.engine.model;
     let mut groups: Vec<MetricGroup> = Vec::new();
@@ -751,6 +794,37 @@ pub async fn render(
     } else {
         Vec::new()
     };
+    let (mut benchmark_note, mut benchmark_rows) = (String::new(), Vec::new());
+    match benchmark {
+        None => {}
+        Some(Err(e)) => benchmark_note = format!("no channel figures: {e}"),
+        Some(Ok(b)) => {
+            benchmark_note = prism_analyses::Table::headline(&b).join("; ");
+            benchmark_rows = b
+                .rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let figure = |v: &prism_analyses::Value| {
+                        pages::cell_view(model, r.metric, &v.exact(), String::new())
+                    };
+                    let text = |t: String| pages::cell_view(model, "", &t, String::new());
+                    let mut channel = figure(&r.channel);
+                    // Withheld, and why: the benchmark's reason, not the metric's own.
+                    if let Some(why) = prism_analyses::Table::missing_reason(&b, i, "channel") {
+                        channel.title = why;
+                    }
+                    vec![
+                        text(model.label(r.metric)),
+                        figure(&r.partner),
+                        channel,
+                        text(r.channel_partners.to_string()),
+                        text(r.verdict.unwrap_or("—").to_string()),
+                    ]
+                })
+                .collect();
+        }
+    }
     ExplorePage {
         title: "Explore".into(),
         user_name: user.name.clone(),
@@ -769,6 +843,8 @@ pub async fn render(
         link,
         share_choices: crate::store::share_choices(),
         saved: saved.map(|q| (q.id, q.name.clone())),
+        benchmark_note,
+        benchmark_rows,
         alert_metrics,
         chart_json,
         header,

@@ -1708,6 +1708,10 @@ async fn explore(
                 return e.page(Some(&user));
             }
             let saved = saved_question(&st, &user, raw.as_deref()).await;
+            let benchmark = match &answer {
+                Ok(_) => explore::benchmark(&st, &user, &question).await,
+                Err(_) => None,
+            };
             let body = explore::render(
                 &st,
                 &user,
@@ -1715,6 +1719,7 @@ async fn explore(
                 &question,
                 answer.as_ref(),
                 saved.as_ref(),
+                benchmark,
             )
             .await;
             (status, Html(body)).into_response()

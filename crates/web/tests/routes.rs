@@ -3656,3 +3656,61 @@ async fn an_administrator_hides_a_shipped_page_from_a_role() {
     assert!(events.contains(&"hide-page service for channel_manager".to_string()));
     assert!(events.contains(&"show-page service for channel_manager".to_string()));
 }
+
+/// A partner's user sees its rates and averages beside the channel's under an Explore answer,
+/// under the benchmark's rules: a total is never benchmarked, a channel figure over fewer than
+/// 5 partners is withheld, and over anything but a calendar quarter none is given. Brand-owner
+/// users, who see every partner, get no such panel.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partners_explore_answer_is_set_against_the_channel_under_the_benchmarks_rules() {
+    let (_tmp, state) = app().await;
+    let partner = session_of(&state, "partner").await;
+    let exec = session_of(&state, "exec").await;
+    let panel = |body: &str| -> Option<String> {
+        let start = body.find("id=\"benchmark\"")?;
+        let end = body[start..].find("</section>").unwrap() + start;
+        Some(body[start..end].to_string())
+    };
+    let question = "/explore?metrics=win_rate,closed_revenue&by=time.month&period=2024-Q1";
+    let r = send(&state, get(question, &partner)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let b = panel(&r.body).unwrap_or_else(|| panic!("no benchmark:\n{}", r.body));
+    assert!(
+        b.contains("<td>Win rate</td><td class=\"num\" data-value=\"0.0\""),
+        "{b}"
+    );
+    assert!(
+        b.contains("title=\"withheld: fewer than 5 partners contribute to it"),
+        "{b}"
+    );
+    assert!(
+        !b.contains("Closed revenue"),
+        "a total is never benchmarked: {b}"
+    );
+    // fixtures/tiny: P-2's only closed opportunity in 2024-Q1, OP-3, was lost: 0 % won; no
+    // other partner closed one then, so the channel figure (1 partner) is withheld.
+    assert!(b.contains("fewer than 5 partners"), "{b}");
+    for secret in others(&["P-2"]) {
+        assert!(!b.contains(secret), "{secret} in {b}");
+    }
+    // Over a year: no channel figure at all, and why.
+    let r = send(
+        &state,
+        get(
+            "/explore?metrics=win_rate&by=time.month&period=2024",
+            &partner,
+        ),
+    )
+    .await;
+    let b = panel(&r.body).unwrap();
+    assert!(b.contains("one calendar quarter at a time"), "{b}");
+    // Totals only: nothing to benchmark. The executive: no panel.
+    let r = send(
+        &state,
+        get("/explore?metrics=closed_revenue&period=2024-Q1", &partner),
+    )
+    .await;
+    assert!(panel(&r.body).is_none());
+    let r = send(&state, get(question, &exec)).await;
+    assert!(panel(&r.body).is_none());
+}
