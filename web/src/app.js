@@ -71,7 +71,8 @@ function option(spec) {
       },
       grid: { left: 10, right: 30, top: 30, bottom: 30, containLabel: true },
       xAxis: { type: 'value', name: x.name, nameLocation: 'middle', nameGap: 25, scale: true, axisLabel: { formatter: written(x, true) } },
-      yAxis: { type: 'value', name: y.name, scale: true, axisLabel: { formatter: written(y, true) } },
+      // The name starts at the axis and runs right, never off the chart's left edge.
+      yAxis: { type: 'value', name: y.name, nameTextStyle: { align: 'left' }, scale: true, axisLabel: { formatter: written(y, true) } },
       series: [{ type: 'scatter', symbolSize: 10, data: points }],
     };
   }

@@ -3,6 +3,7 @@
 // the browser console fails the run. Screenshots of each page go to the artefacts folder.
 // Usage: node tests/browser.mjs BASE_URL ARTEFACTS_DIR   (users: see scripts/browser-test)
 import { chromium } from 'playwright-core';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -206,6 +207,52 @@ for (const [name, own] of [['executive', null], ['manager', null], ['partner', '
     const dashboardRows = await page.$$eval('section.panel.chart tbody tr', (rows) => rows.length);
     check(dashboardRows === shown, `manager: the dashboard's rows ${dashboardRows} = the question's ${shown}`);
     await page.screenshot({ path: path.join(artefacts, 'manager_dashboard.png'), fullPage: true });
+    const dashboard = page.url();
+    // A second question on it; the dashboard's period prompt changes both tiles' answers.
+    const quarter = await page.goto(base + '/overview').then(() => page.$eval('select[name=period] option:nth-child(4)', (o) => o.value));
+    await page.goto(base + '/explore?metrics=csat_avg,closed_revenue&by=partner.tier&chart=scatter');
+    const scatter = await page.$$eval('.chart-canvas', (cs) => cs.length === 1 && cs[0].querySelector('canvas') !== null);
+    check(scatter, 'manager: Explore draws a scatter of two metrics');
+    await page.click('details.save summary');
+    await page.fill('form.save-question input[name=name]', 'CSAT and revenue by tier');
+    await Promise.all([page.waitForNavigation(), page.click('form.save-question button[type=submit]')]);
+    await page.goto(dashboard);
+    await page.selectOption('form.add-question select[name=add]', { label: 'CSAT and revenue by tier' });
+    await Promise.all([page.waitForNavigation(), page.click('form.add-question button[type=submit]')]);
+    const tiles = () => page.$$eval('section.panel.chart', (ss) => ss.map((s) => [s.id, s.querySelector('table')?.textContent ?? '']));
+    const before = await tiles();
+    check(before.length === 2, `manager: two tiles on the dashboard (${before.length})`);
+    await page.fill('input[name=period]', quarter);
+    await Promise.all([page.waitForNavigation(), page.click('button:has-text("Apply")')]);
+    const after = await tiles();
+    check(after.length === 2 && after.every(([id, text], i) => id === before[i][0] && text !== before[i][1]), `manager: the period prompt ${quarter} changes both tiles`);
+    // The second tile made full width and moved first.
+    const second = before[1][0];
+    await Promise.all([page.waitForNavigation(), page.locator(`#${second} form.size-tile select`).selectOption('full').then(() => page.click(`#${second} form.size-tile button`))]);
+    await Promise.all([page.waitForNavigation(), page.click(`#${second} form.move-tile button[value=earlier]`)]);
+    const placed = await page.$$eval('section.panel.chart', (ss) => ss.map((s) => [s.id, s.dataset.size]));
+    check(placed[0][0] === second && placed[0][1] === 'full', `manager: the tile sized and moved (${JSON.stringify(placed)})`);
+    await page.screenshot({ path: path.join(artefacts, 'manager_dashboard_tiles.png'), fullPage: true });
+    // The workbook, read back by a reader of its own: each sheet's cells are the CSV's of
+    // the same question over the same period.
+    await page.fill('input[name=period]', quarter);
+    await Promise.all([page.waitForNavigation(), page.click('button:has-text("Apply")')]);
+    const [book] = await Promise.all([page.waitForEvent('download'), page.click('a.export')]);
+    const sheets = JSON.parse(execFileSync('python3', [path.join(path.dirname(new URL(import.meta.url).pathname), 'read_xlsx.py'), await book.path()]).toString());
+    const questions = await (await context.request.get(`${base}/api/questions`)).json();
+    check(sheets.length === 2, `manager: a sheet per tile (${sheets.length})`);
+    for (const [sheet, rows] of sheets) {
+      const q = questions.find((x) => x.name === sheet);
+      check(q, `manager: sheet ${sheet} is a saved question's`);
+      if (!q) continue;
+      const csv = (await (await context.request.get(`${base}/export/explore?${q.question}&period=${encodeURIComponent(quarter)}`)).text()).trim().split('\n').slice(1).map((l) => l.split(','));
+      const same = rows.length - 1 === csv.length && rows.slice(1).every((r, i) => csv[i].every((c, j) => {
+        const x = r[j] ?? '';
+        return Number.isNaN(Number.parseFloat(c)) ? x === c : Math.abs(Number(x) - Number(c)) <= 1e-9 * Math.max(1, Math.abs(Number(c)));
+      }));
+      check(same, `manager: sheet ${sheet} holds the CSV's cells (${JSON.stringify(rows)} vs ${JSON.stringify(csv)})`);
+    }
+    await page.goto(dashboard);
     // The dashboard sent every Monday, set up from its page, listed among the alerts.
     await page.click('details.alert summary');
     await page.selectOption('form.dashboard-report select[name=to]', 'inbox');
