@@ -346,7 +346,7 @@ pub(crate) async fn show(
             match a {
                 Ok(a) => {
                     let kind = question.chart_kind().unwrap_or(explore::ChartKind::Bar);
-                    let view = explore::answer_view(model, kind, &a.result, question.by.len());
+                    let view = explore::answer_view(model, &question, kind, &a.result);
                     (panel.chart_json, panel.header, panel.rows) =
                         (view.chart_json, view.header, view.rows);
                 }

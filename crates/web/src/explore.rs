@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use askama::Template;
 use prism_engine::api::{API_VERSION, QueryRequest, QueryResponse};
-use prism_engine::{Query, QueryResult, Value};
+use prism_engine::{Query, QueryResult};
 use serde::Serialize;
 
 use crate::pages::{self, CellView};
@@ -615,10 +615,11 @@ pub(crate) struct AnswerView {
 
 pub(crate) fn answer_view(
     model: &prism_model::Model,
+    question: &Question,
     kind: ChartKind,
     result: &QueryResult,
-    dimensions: usize,
 ) -> AnswerView {
+    let dimensions = question.by.len();
     let chart_json = chart(kind, result, dimensions)
         .map(|mut c| {
             pages::labelled(model, &mut c.series);
@@ -634,13 +635,12 @@ pub(crate) fn answer_view(
             r.values()
                 .iter()
                 .zip(&names)
-                .map(|(v, name)| {
-                    // A partner's id leads to its page (refused there if not the user's).
-                    let href = match v {
-                        Value::Text(id) if name == "partner.partner_id" && !id.is_empty() => {
-                            format!("/partners/{}", pages::url(id))
-                        }
-                        _ => String::new(),
+                .enumerate()
+                .map(|(i, (v, name))| {
+                    let href = if i < dimensions {
+                        drill(question, name, &v.exact())
+                    } else {
+                        String::new()
                     };
                     pages::cell_view(model, name, &v.exact(), href)
                 })
@@ -652,6 +652,44 @@ pub(crate) fn answer_view(
         header,
         rows,
     }
+}
+
+/// Where a cell of a dimension leads: a partner's id to its page (refused there if not the
+/// user's); a time to the same question over that period, a grain finer; any other member to
+/// the same question filtered to it (and no longer cut by it, when other cuts remain). Nothing
+/// for a value the filter syntax cannot say.
+fn drill(question: &Question, dimension: &str, value: &str) -> String {
+    if value.is_empty() || value.contains('|') {
+        return String::new();
+    }
+    if dimension == "partner.partner_id" && value != "(direct)" {
+        return format!("/partners/{}", pages::url(value));
+    }
+    let mut drilled = question.clone();
+    let finer = match dimension {
+        "time.year" => Some("time.quarter"),
+        "time.quarter" => Some("time.month"),
+        "time.month" => Some("time.day"),
+        "time.day" => None,
+        _ => {
+            drilled
+                .filters
+                .retain(|f| f.split(['=', '!', '<', '>']).next() != Some(dimension));
+            drilled.filters.push(format!("{dimension}={value}"));
+            if drilled.by.len() > 1 {
+                drilled.by.retain(|d| d != dimension);
+            }
+            return format!("/explore?{}", drilled.to_query_string());
+        }
+    };
+    drilled.period = Some(value.to_string());
+    drilled.by.retain(|d| d != dimension);
+    if let Some(finer) = finer {
+        drilled.by.insert(0, finer.to_string());
+    }
+    // An order or a limit on the coarser grain would cut the finer one short.
+    drilled.limit = None;
+    format!("/explore?{}", drilled.to_query_string())
 }
 
 /// Renders the page: the form with the question filled in, and its answer or why there is none.
@@ -744,7 +782,7 @@ pub async fn render(
     match answer {
         Err(e) => error = e.to_string(),
         Ok(a) => {
-            let view = answer_view(model, kind, &a.result, question.by.len());
+            let view = answer_view(model, question, kind, &a.result);
             (chart_json, header, rows) = (view.chart_json, view.header, view.rows);
             if let Some(p) = &a.pivot {
                 pivot_title = format!(
@@ -980,6 +1018,33 @@ pub fn response(answer: &Answer) -> QueryResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cell_drills_to_its_partner_a_finer_grain_or_a_filter() {
+        let q = Question::from_query_string(Some(
+            "metrics=closed_revenue&by=partner.tier,time.quarter&filter=partner.tier!=Gold&period=2024&limit=5",
+        ));
+        assert_eq!(drill(&q, "partner.partner_id", "P-1"), "/partners/P-1");
+        // A member: filtered to it (any filter on it before replaced), no longer cut by it.
+        assert_eq!(
+            drill(&q, "partner.tier", "Silver"),
+            "/explore?metrics=closed_revenue&by=time.quarter&filter=partner.tier%3DSilver&period=2024&limit=5"
+        );
+        // A quarter: the question over that quarter, by month, without the limit.
+        assert_eq!(
+            drill(&q, "time.quarter", "2024-Q1"),
+            "/explore?metrics=closed_revenue&by=time.month,partner.tier&filter=partner.tier%21%3DGold&period=2024-Q1"
+        );
+        // The only cut stays a cut; direct sales and values the filter syntax cannot say
+        // lead nowhere but a filter that says them.
+        let one = Question::from_query_string(Some("metrics=closed_revenue&by=partner.partner_id"));
+        assert_eq!(
+            drill(&one, "partner.partner_id", "(direct)"),
+            "/explore?metrics=closed_revenue&by=partner.partner_id&filter=partner.partner_id%3D%28direct%29"
+        );
+        assert_eq!(drill(&one, "partner.partner_name", "A|B"), "");
+        assert_eq!(drill(&one, "partner.partner_name", ""), "");
+    }
 
     #[test]
     fn a_question_reads_lists_either_way_and_filters_one_by_one() {

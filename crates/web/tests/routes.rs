@@ -1208,6 +1208,39 @@ async fn explore_answers_any_question_in_the_askers_audience() {
         "a partner drills to its page"
     );
 
+    // A tier's cell drills to the question filtered to that tier, cut by month only: Silver
+    // is P-2, whose one credit line of -49.75 is in March 2024.
+    let r = send(
+        &state,
+        get(
+            "/explore?metrics=closed_revenue&by=partner.tier,time.month",
+            &exec,
+        ),
+    )
+    .await;
+    let drilled =
+        "/explore?metrics=closed_revenue&#38;by=time.month&#38;filter=partner.tier%3DSilver";
+    assert!(
+        r.body.contains(&format!("href=\"{drilled}\"")),
+        "{}",
+        r.body
+    );
+    let r = send(
+        &state,
+        get(
+            &drilled
+                .replace("&#38;", "&")
+                .replace("/explore", "/api/explore"),
+            &exec,
+        ),
+    )
+    .await;
+    let json: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(
+        json["rows"],
+        serde_json::json!([{"time.month": "2024-03", "closed_revenue": "-49.75"}])
+    );
+
     // A scatter chart: a point per partner, its revenue across and its CSAT up (fixtures/tiny:
     // P-1 2499.50 and 5, P-2 -49.75 and 2; direct sales 1200.00 without a survey, which the
     // chart leaves out; P-3 has neither).
