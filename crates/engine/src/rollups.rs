@@ -252,6 +252,16 @@ impl Engine {
                 {
                     outer.push(format!("{} AS {name}", self.group_sql(&dim, &day, None)));
                 }
+                // A dimension's key as the fact holds it, a missing member's NULL included: a
+                // query reading another attribute joins the dimension on it, and labels the
+                // missing member itself ("(none)"), as over the base table.
+                Dim::Attribute {
+                    dimension,
+                    attribute,
+                } if self.model.dimensions[dimension].key == *attribute => {
+                    inner.push(format!("{} AS {name}", self.value_sql(&dim, source)));
+                    outer.push(format!("g.{name}"));
+                }
                 _ => {
                     inner.push(format!("{} AS {name}", self.group_sql(&dim, &day, source)));
                     outer.push(format!("g.{name}"));

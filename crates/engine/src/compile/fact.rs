@@ -56,7 +56,7 @@ impl Engine {
     /// An attribute's own value over a fact row, of the type the warehouse holds it in: a
     /// missing member's is NULL. A rollup that holds the attribute has it as a column named
     /// after it; a dimension's key is on the fact itself, so it needs no join.
-    fn value_sql(&self, dim: &Dim, source: Option<&RollupSource>) -> String {
+    pub(crate) fn value_sql(&self, dim: &Dim, source: Option<&RollupSource>) -> String {
         match dim {
             Dim::Attribute {
                 dimension,
