@@ -182,10 +182,37 @@ function weights() {
   }
 }
 
+// Explore's metrics: a search box over their names and definitions keeps the matching ones
+// (and the subject areas that hold any); a checked metric always stays in sight.
+function metricSearch() {
+  const groups = document.querySelector('.metric-groups');
+  if (!groups) return;
+  const search = document.createElement('input');
+  search.type = 'search';
+  search.className = 'metric-search';
+  search.placeholder = 'Find a metric (name or definition)';
+  search.setAttribute('aria-label', 'Find a metric');
+  search.addEventListener('input', () => {
+    const q = search.value.trim().toLowerCase();
+    for (const set of groups.querySelectorAll('fieldset')) {
+      let any = false;
+      for (const label of set.querySelectorAll('label')) {
+        const text = `${label.textContent} ${label.title}`.toLowerCase();
+        const shown = q === '' || text.includes(q) || label.querySelector('input').checked;
+        label.hidden = !shown;
+        any ||= shown;
+      }
+      set.hidden = !any;
+    }
+  });
+  groups.before(search);
+}
+
 function draw() {
   localise();
   for (const t of document.querySelectorAll('section.panel table')) table(t);
   weights();
+  metricSearch();
   for (const el of document.querySelectorAll('[data-chart]')) {
     const chart = echarts.init(el);
     chart.setOption(option(JSON.parse(el.dataset.chart)));

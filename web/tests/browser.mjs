@@ -188,6 +188,11 @@ for (const [name, own] of [['executive', null], ['manager', null], ['partner', '
     // in the URL, the chart drawn, and the CSV holds the table's rows.
     await page.goto(base + '/explore');
     for (const box of await page.$$('input[name=metrics]:checked')) await box.uncheck();
+    // The metrics are found by a word of their name or definition.
+    await page.fill('input.metric-search', 'win');
+    const found = await page.$$eval('.metric-groups label:not([hidden])', (ls) => ls.map((l) => l.querySelector('input').value));
+    check(found.includes('win_rate') && !found.includes('csat_avg') && found.length < 10, `manager: the metric search finds ${found}`);
+    await page.fill('input.metric-search', '');
     await page.check('input[name=metrics][value=closed_revenue]');
     await page.check('input[name=metrics][value=win_rate]');
     await page.selectOption('select[name=by] >> nth=0', 'partner.tier');
