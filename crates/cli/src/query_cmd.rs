@@ -184,8 +184,8 @@ pub fn print(
     Ok(())
 }
 
-/// Prints what a query uses and the SQL it runs; with a session, which rollup answers each
-/// fact's aggregation and why the others do not.
+/// Prints what a query uses and each fact's aggregation as SQL; with a session, which rollup
+/// answers each aggregation and why the others do not.
 pub fn explain(
     engine: &Engine,
     ctx: Option<&prism_engine::Session>,
@@ -225,7 +225,12 @@ pub fn explain(
             println!("  not {name}: {why}");
         }
     }
-    println!("sql:\n{}", compiled.sql);
+    match compiled.statement {
+        prism_engine::Statement::Sql => println!("sql:\n{}", compiled.sql),
+        prism_engine::Statement::Question(_) => {
+            println!("aggregations (sql):\n{}", compiled.sql)
+        }
+    }
     Ok(compiled)
 }
 
@@ -331,6 +336,13 @@ pub fn explain_command(data: &Path, c: ExplainCommand) -> Result<()> {
             None => None,
         };
         let compiled = explain(&engine, ctx.as_deref(), &query, &audience)?;
+        if let Some(ctx) = &ctx {
+            let (plan, sql) = engine.logical_plan_of(ctx, &compiled).await?;
+            println!("plan:\n{plan}");
+            if let Some(sql) = sql {
+                println!("sql:\n{sql}");
+            }
+        }
         if c.analyze
             && let Some(ctx) = &ctx
         {

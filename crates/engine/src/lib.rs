@@ -139,8 +139,11 @@ fn quote_ident(s: &str) -> String {
 /// The compiled form of a query, before execution.
 #[derive(Clone, Debug)]
 pub struct Compiled {
-    /// The SQL DataFusion runs.
+    /// For reading: a listing's whole statement; a question's aggregations, the stage still
+    /// written as SQL (`explain` also prints the whole plan).
     pub sql: String,
+    /// What runs.
+    pub statement: Statement,
     /// The answer's columns.
     pub columns: Vec<ResultColumn>,
     /// The metrics used, with their definitions, for `explain`.
@@ -152,6 +155,26 @@ pub struct Compiled {
     /// the rows, and would then build a join's hash table from the 360 k customers rather than
     /// from a product's 16 k order lines.
     pub narrow: bool,
+}
+
+/// What a compiled query runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Statement {
+    /// A listing (a dimension's members, a fact's rows): `Compiled::sql` as it stands.
+    Sql,
+    /// A question of the model: its stages, built into a DataFusion plan over the session.
+    Question(Box<compile::Stages>),
+}
+
+impl Compiled {
+    /// What the result cache knows the answer by: the same statement over the same session is
+    /// the same answer.
+    fn cache_key(&self) -> String {
+        match &self.statement {
+            Statement::Sql => self.sql.clone(),
+            Statement::Question(stages) => format!("{stages:?}"),
+        }
+    }
 }
 
 /// Compiles questions of the model into SQL and runs them over a session of the warehouse, in an audience.
@@ -368,6 +391,7 @@ impl Engine {
         }
         Ok(Compiled {
             sql,
+            statement: Statement::Sql,
             columns,
             metrics: Vec::new(),
             rollups: Vec::new(),
@@ -415,6 +439,7 @@ impl Engine {
             .collect();
         Ok(Compiled {
             sql,
+            statement: Statement::Sql,
             columns,
             metrics: Vec::new(),
             rollups: Vec::new(),
@@ -571,29 +596,44 @@ impl Engine {
             .await
     }
 
-    /// `sql` planned as the compiled query is run: in the session, or for a narrow query in a
-    /// copy of its state that assumes a filter keeps 1 % of the rows.
-    async fn plan(
+    /// The compiled query as it is run: in the session, or for a narrow query in a copy of
+    /// its state that assumes a filter keeps 1 % of the rows.
+    async fn dataframe(
         &self,
         ctx: &SessionContext,
         compiled: &Compiled,
-        sql: &str,
     ) -> Result<datafusion::dataframe::DataFrame, EngineError> {
-        if !compiled.narrow {
-            return Ok(ctx.sql(sql).await?);
+        let mut state = ctx.state();
+        if compiled.narrow {
+            // Not creating a default catalog: it would hide the session's tables.
+            let mut config = state
+                .config()
+                .clone()
+                .with_create_default_catalog_and_schema(false);
+            config.options_mut().optimizer.default_filter_selectivity = NARROW_SELECTIVITY_PCT;
+            state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
+                .with_config(config)
+                .build();
         }
-        let state = ctx.state();
-        // Not creating a default catalog: it would hide the session's tables.
-        let mut config = state
-            .config()
-            .clone()
-            .with_create_default_catalog_and_schema(false);
-        config.options_mut().optimizer.default_filter_selectivity = NARROW_SELECTIVITY_PCT;
-        let state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
-            .with_config(config)
-            .build();
-        let plan = state.create_logical_plan(sql).await?;
+        let plan = match &compiled.statement {
+            Statement::Sql => state.create_logical_plan(&compiled.sql).await?,
+            Statement::Question(stages) => self.logical_plan(&state, stages).await?,
+        };
         Ok(datafusion::dataframe::DataFrame::new(state, plan))
+    }
+
+    /// DataFusion's logical plan of a compiled query, unoptimised, and the same as SQL when
+    /// DataFusion's unparser can write it.
+    pub async fn logical_plan_of(
+        &self,
+        ctx: &SessionContext,
+        compiled: &Compiled,
+    ) -> Result<(String, Option<String>), EngineError> {
+        let plan = self.dataframe(ctx, compiled).await?.into_unoptimized_plan();
+        let sql = datafusion::sql::unparser::plan_to_sql(&plan)
+            .ok()
+            .map(|s| s.to_string());
+        Ok((plan.display_indent().to_string(), sql))
     }
 
     /// DataFusion's physical plan of a compiled query, as it runs; with `analyze`, run, with the
@@ -604,12 +644,12 @@ impl Engine {
         compiled: &Compiled,
         analyze: bool,
     ) -> Result<Vec<RecordBatch>, EngineError> {
-        let sql = format!(
-            "EXPLAIN {}{}",
-            if analyze { "ANALYZE " } else { "" },
-            compiled.sql
-        );
-        Ok(self.plan(ctx, compiled, &sql).await?.collect().await?)
+        Ok(self
+            .dataframe(ctx, compiled)
+            .await?
+            .explain(false, analyze)?
+            .collect()
+            .await?)
     }
 
     async fn execute(
@@ -619,11 +659,8 @@ impl Engine {
     ) -> Result<QueryResult, EngineError> {
         let session = ctx.session_id();
         let started = std::time::Instant::now();
-        if let Some(batches) = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.get(&session, &compiled.sql))
-        {
+        let key = compiled.cache_key();
+        if let Some(batches) = self.cache.as_ref().and_then(|c| c.get(&session, &key)) {
             self.stats
                 .record(AnsweredFrom::Cache, started.elapsed().as_secs_f64());
             return Ok(QueryResult {
@@ -632,13 +669,9 @@ impl Engine {
                 sql: compiled.sql,
             });
         }
-        let batches = self
-            .plan(ctx, &compiled, &compiled.sql)
-            .await?
-            .collect()
-            .await?;
+        let batches = self.dataframe(ctx, &compiled).await?.collect().await?;
         if let Some(c) = &self.cache {
-            c.put(&session, &compiled.sql, &batches);
+            c.put(&session, &key, &batches);
         }
         let from = match compiled.rollups.iter().any(|c| c.rollup.is_some()) {
             true => AnsweredFrom::Rollup,

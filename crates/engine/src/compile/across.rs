@@ -2,91 +2,90 @@
 //! the cut, each metric computed from its parts after the join (a ratio of two facts' parts is
 //! divided here), withheld in a benchmark where too few partners contribute.
 
-use std::fmt::Write as _;
-
-use prism_model::{Aggregate, Format, Metric, MetricKind};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use datafusion::functions::expr_fn::{coalesce, concat, least, lpad, to_char};
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, Operator, binary_expr, cast, lit, when};
+use prism_model::{Aggregate, Format, Grain, Metric, MetricKind};
 
 use super::{
-    Aggregation, Comparison, Plan, aggregation_alias, aggregation_of, contributors_column,
-    direct_flag, metric_parts,
+    Aggregation, Comparison, Plan, TEXT, aggregation_alias, aggregation_of, compared,
+    contributors_column, direct_flag, metric_parts, of,
 };
-use crate::{BENCHMARK_MIN_PARTNERS, Engine, ResultColumn, quote_ident};
+use crate::{BENCHMARK_MIN_PARTNERS, DIRECT_LABEL, Dim, Engine, ResultColumn};
 
-/// The aggregations that add keys, and how a key column is read from them.
-struct Keys<'a> {
-    sources: Vec<&'a str>,
-    /// The first aggregation's alias, when none adds keys.
-    first: &'a str,
-    /// One aggregation, or no dimension: the key is read from the one row.
-    single: bool,
+/// How the aggregations are joined into one row per member of the cut: the aggregations that
+/// add keys are full-joined one after the other, each on the keys of those before it (the
+/// first that has a row gives them), and the others left-joined onto the result; with one
+/// aggregation or no dimension, each has one row and they are cross-joined. Each aggregation
+/// is read once.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Joins {
+    /// The aggregations that add keys, in the order they are full-joined.
+    pub full: Vec<String>,
+    /// The aggregations left-joined onto them (a compared period on a time cut).
+    pub left: Vec<String>,
+    /// One row each: cross-joined in `full`'s then `left`'s order, keys read from the first.
+    pub single: bool,
+    /// The key columns the aggregations are joined on (`d0`, …, and `direct`).
+    pub keys: Vec<String>,
 }
 
-impl Keys<'_> {
+impl Joins {
     /// A key column of the joined rows, over the first `upto` key-adding aggregations.
-    fn key(&self, c: &str, upto: usize) -> String {
+    pub(crate) fn key(&self, c: &str, upto: usize) -> Expr {
         if upto <= 1 || self.single {
-            format!(
-                "{}.{c}",
-                self.sources.first().copied().unwrap_or(self.first)
-            )
+            of(&self.full[0], c)
         } else {
-            format!(
-                "COALESCE({})",
-                self.sources[..upto]
-                    .iter()
-                    .map(|n| format!("{n}.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            coalesce(self.full[..upto].iter().map(|n| of(n, c)).collect())
         }
+    }
+
+    /// The condition joining aggregation `n` to the first `upto` key-adding ones: every key
+    /// equal, an empty key matching an empty key.
+    pub(crate) fn on(&self, n: &str, upto: usize) -> Expr {
+        conjunction(
+            self.keys
+                .iter()
+                .map(|c| binary_expr(self.key(c, upto), Operator::IsNotDistinctFrom, of(n, c))),
+        )
+        .expect("joined aggregations have keys")
     }
 }
 
 impl Engine {
-    /// The statement that joins the aggregations: the aggregations that add keys are
-    /// full-joined one after the other, each on the keys of those before it (the first that
-    /// has a row gives them), and the others left-joined onto the result. Each aggregation is
-    /// read once: DataFusion runs a CTE again at each mention, so a separate key set would
-    /// compute every aggregation twice. Returns the SQL and its columns.
+    /// The aggregations joined (`Joins`), and the columns of the joined rows: each dimension's
+    /// label, each metric from its parts in the period and each compared period, and a
+    /// benchmark's count of partners. Returns the joins, the projection and its columns.
     pub(crate) fn drill_across(
         &self,
         plan: &Plan<'_>,
         aggregations: &[Aggregation],
-    ) -> (String, Vec<ResultColumn>) {
+    ) -> (Joins, Vec<Expr>, Vec<ResultColumn>) {
         let dims = &plan.dims;
-        let mut dim_cols: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
+        let mut keys: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
         let direct = direct_flag(dims, plan.scope);
         if direct {
-            dim_cols.push("direct".into());
+            keys.push("direct".into());
         }
-        let mut sql = String::from("WITH ");
-        sql.push_str(
-            &aggregations
-                .iter()
-                .map(|a| format!("{} AS ({})", a.alias, a.sql))
-                .collect::<Vec<_>>()
-                .join(",\n"),
-        );
-        let keys = Keys {
-            sources: aggregations
-                .iter()
-                .filter(|a| a.adds_keys)
-                .map(|a| a.alias.as_str())
-                .collect(),
-            first: aggregations[0].alias.as_str(),
+        let (full, left): (Vec<&Aggregation>, Vec<&Aggregation>) =
+            aggregations.iter().partition(|a| a.adds_keys);
+        let joins = Joins {
+            full: full.iter().map(|a| a.alias.clone()).collect(),
+            left: left.iter().map(|a| a.alias.clone()).collect(),
             single: aggregations.len() == 1 || dims.is_empty(),
+            keys,
         };
-        let all = keys.sources.len();
+        let all = joins.full.len();
         let mut select = Vec::new();
         let mut columns = Vec::new();
         for (i, (name, d)) in dims.iter().enumerate() {
-            let flag = keys.key("direct", all);
-            let label = self.label_sql(
-                d,
-                &keys.key(&format!("d{i}"), all),
-                direct.then_some(flag.as_str()),
+            let flag = direct.then(|| joins.key("direct", all));
+            select.push(
+                self.label(d, joins.key(&format!("d{i}"), all), flag)
+                    .alias(name),
             );
-            select.push(format!("{label} AS {}", quote_ident(name)));
             columns.push(ResultColumn {
                 name: name.clone(),
                 format: None,
@@ -98,13 +97,9 @@ impl Engine {
             for m in &plan.metrics {
                 let name = match view {
                     None => m.name.clone(),
-                    Some(c) => format!("{}@{}", m.name, c.suffix()),
+                    Some(c) => compared(&m.name, c),
                 };
-                select.push(format!(
-                    "{} AS {}",
-                    self.metric_sql(plan, m, view),
-                    quote_ident(&name)
-                ));
+                select.push(self.metric(plan, m, view).alias(&name));
                 columns.push(ResultColumn {
                     name,
                     format: Some(m.format),
@@ -112,28 +107,52 @@ impl Engine {
             }
         }
         if plan.benchmark {
-            select.push(format!(
-                "{} AS benchmark_partners",
-                self.fewest_partners(plan)
-            ));
+            select.push(self.fewest_partners(plan).alias("benchmark_partners"));
             columns.push(ResultColumn {
                 name: "benchmark_partners".into(),
                 format: Some(Format::Integer),
             });
         }
-        write!(sql, "\nSELECT {}", select.join(", ")).expect("string");
-        sql.push_str(&joins(aggregations, &keys, &dim_cols));
-        (sql, columns)
+        (joins, select, columns)
+    }
+
+    /// The label of a grouped value (`group_sql`), as users see and filter it: a time grain's
+    /// key as `2024-03`, `2024-Q1`, …; a brand-owner user's direct sales (`direct` is true) as
+    /// "(direct)" on a partner dimension.
+    fn label(&self, dim: &Dim, value: Expr, direct: Option<Expr>) -> Expr {
+        match (dim, direct) {
+            (Dim::Attribute { dimension, .. }, Some(direct)) if dimension == "partner" => {
+                when(direct, lit(DIRECT_LABEL))
+                    .otherwise(cast(value, TEXT))
+                    .expect("a case with a branch")
+            }
+            (Dim::Time { grain }, _) => match grain {
+                Grain::Day => to_char(value, lit("%Y-%m-%d")),
+                Grain::Week => to_char(value, lit("%G-W%V")),
+                Grain::Month => concat(vec![
+                    cast(value.clone() / lit(100i64), TEXT),
+                    lit("-"),
+                    lpad(vec![cast(value % lit(100i64), TEXT), lit(2i64), lit("0")]),
+                ]),
+                Grain::Quarter => concat(vec![
+                    cast(value.clone() / lit(10i64), TEXT),
+                    lit("-Q"),
+                    cast(value % lit(10i64), TEXT),
+                ]),
+                Grain::Year => cast(value, TEXT),
+            },
+            _ => value,
+        }
     }
 
     /// A metric over the joined row, in the query's period or a compared one (`view`): a base
     /// metric's column, or a ratio of its parts' columns; in a benchmark, released only where
     /// every part has enough partners behind it.
-    fn metric_sql(&self, plan: &Plan<'_>, m: &Metric, view: Option<Comparison>) -> String {
+    fn metric(&self, plan: &Plan<'_>, m: &Metric, view: Option<Comparison>) -> Expr {
         let alias = |part: &Metric| aggregation_alias(&aggregation_of(part), view);
-        let col = |name: &str| -> String {
+        let col = |name: &str| -> Expr {
             let part = &self.model.metrics[name];
-            let c = format!("{}.{}", alias(part), quote_ident(name));
+            let c = of(&alias(part), name);
             // A count over no rows is 0; a sum over no rows has no value.
             if matches!(
                 &part.kind,
@@ -144,7 +163,7 @@ impl Engine {
                     ..
                 }
             ) {
-                format!("COALESCE({c}, 0)")
+                coalesce(vec![c, lit(0i64)])
             } else {
                 c
             }
@@ -158,20 +177,21 @@ impl Engine {
                 divide_by,
             } => {
                 // A part with no rows in its filter sums to nothing, which in a share means 0.
-                let (n, d) = (format!("COALESCE({}, 0)", col(numerator)), col(denominator));
+                let (n, d) = (coalesce(vec![col(numerator), lit(0i64)]), col(denominator));
                 let factor = scale / divide_by;
                 // Compared as a float: an exact zero either way, and it spares DataFusion
                 // comparing decimals of different precisions after the joins.
-                let zero = format!("CAST({d} AS DOUBLE) = 0");
-                if m.format == Format::Money {
-                    format!("CASE WHEN {zero} THEN NULL ELSE CAST({n} AS DECIMAL(38, 6)) / {d} END")
+                let zero = cast(d.clone(), DataType::Float64).eq(lit(0i64));
+                let ratio = if m.format == Format::Money {
+                    cast(n, DataType::Decimal128(38, 6)) / d
                 } else if factor == 1.0 {
-                    format!("CASE WHEN {zero} THEN NULL ELSE CAST({n} AS DOUBLE) / {d} END")
+                    cast(n, DataType::Float64) / d
                 } else {
-                    format!(
-                        "CASE WHEN {zero} THEN NULL ELSE {scale:?} * CAST({n} AS DOUBLE) / {d} / {divide_by:?} END"
-                    )
-                }
+                    lit(*scale) * cast(n, DataType::Float64) / d / lit(*divide_by)
+                };
+                when(zero, lit(ScalarValue::Null))
+                    .otherwise(ratio)
+                    .expect("a case with a branch")
             }
         };
         if !plan.benchmark {
@@ -179,75 +199,38 @@ impl Engine {
         }
         // Released only when every part of the figure has enough partners behind it: a
         // ratio's numerator and its denominator each.
-        let enough: Vec<String> = metric_parts(&self.model, m)
-            .iter()
-            .map(|p| {
-                format!(
-                    "COALESCE({}.{}, 0) >= {BENCHMARK_MIN_PARTNERS}",
-                    alias(p),
-                    quote_ident(&contributors_column(&p.name))
-                )
-            })
-            .collect();
-        format!("CASE WHEN {} THEN {expr} END", enough.join(" AND "))
+        let enough = conjunction(metric_parts(&self.model, m).iter().map(|p| {
+            coalesce(vec![
+                of(&alias(p), &contributors_column(&p.name)),
+                lit(0i64),
+            ])
+            .gt_eq(lit(BENCHMARK_MIN_PARTNERS))
+        }))
+        .expect("a metric has parts");
+        when(enough, expr).end().expect("a case with a branch")
     }
 
     /// A benchmark row's fewest partners behind any of its figures, in the query's own period.
-    fn fewest_partners(&self, plan: &Plan<'_>) -> String {
-        let mut counts: Vec<String> = Vec::new();
+    fn fewest_partners(&self, plan: &Plan<'_>) -> Expr {
+        let mut counts: Vec<Expr> = Vec::new();
         for m in &plan.metrics {
             for p in metric_parts(&self.model, m) {
-                let c = format!(
-                    "COALESCE({}.{}, 0)",
-                    aggregation_alias(&aggregation_of(p), None),
-                    quote_ident(&contributors_column(&p.name))
-                );
+                let c = coalesce(vec![
+                    of(
+                        &aggregation_alias(&aggregation_of(p), None),
+                        &contributors_column(&p.name),
+                    ),
+                    lit(0i64),
+                ]);
                 if !counts.contains(&c) {
                     counts.push(c);
                 }
             }
         }
         if counts.len() == 1 {
-            counts[0].clone()
+            counts.remove(0)
         } else {
-            format!("least({})", counts.join(", "))
+            least(counts)
         }
     }
-}
-
-/// The FROM clause: one aggregation (or no dimension) cross-joined, otherwise the full and
-/// left joins on the dimension columns.
-fn joins(aggregations: &[Aggregation], keys: &Keys<'_>, dim_cols: &[String]) -> String {
-    let mut sql = String::new();
-    if keys.single {
-        write!(sql, " FROM {}", aggregations[0].alias).expect("string");
-        for a in &aggregations[1..] {
-            write!(sql, " CROSS JOIN {}", a.alias).expect("string");
-        }
-        return sql;
-    }
-    write!(sql, " FROM {}", keys.sources[0]).expect("string");
-    // Parenthesised: the SQL parser binds IS NOT DISTINCT FROM looser than AND.
-    let on = |n: &str, upto: usize| {
-        dim_cols
-            .iter()
-            .map(|c| format!("({} IS NOT DISTINCT FROM {n}.{c})", keys.key(c, upto)))
-            .collect::<Vec<_>>()
-            .join(" AND ")
-    };
-    for (j, n) in keys.sources.iter().enumerate().skip(1) {
-        write!(sql, " FULL JOIN {n} ON {}", on(n, j)).expect("string");
-    }
-    for a in aggregations {
-        if !a.adds_keys {
-            write!(
-                sql,
-                " LEFT JOIN {} ON {}",
-                a.alias,
-                on(&a.alias, keys.sources.len())
-            )
-            .expect("string");
-        }
-    }
-    sql
 }

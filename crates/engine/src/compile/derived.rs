@@ -3,10 +3,20 @@
 
 use std::collections::BTreeSet;
 
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use datafusion::functions::expr_fn::{abs, coalesce, nullif};
+use datafusion::functions_aggregate::sum::sum_udaf;
+use datafusion::functions_window::expr_fn::rank;
+use datafusion::logical_expr::expr::WindowFunction;
+use datafusion::logical_expr::{
+    Expr, ExprFunctionExt, SortExpr, WindowFrame, WindowFrameBound, WindowFrameUnits,
+    WindowFunctionDefinition, cast, lit, when,
+};
 use prism_model::{Format, Grain, Metric, MetricKind, did_you_mean};
 
-use super::Plan;
-use crate::{EngineError, ResultColumn, quote_ident};
+use super::{Plan, named};
+use crate::{EngineError, ResultColumn};
 
 /// The period a comparison form compares with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -174,31 +184,32 @@ pub(crate) fn shifts(plan: &Plan<'_>) -> Result<Vec<(Comparison, Shift)>, Engine
 
 /// The answer's columns over the joined aggregations: the dimensions, each metric as asked —
 /// itself or a derived form, as a window function or from a compared period's column — and
-/// the benchmark's count of partners last. Returns the SELECT list and the columns.
+/// the benchmark's count of partners last. Returns the projection and the columns.
 pub(crate) fn outer(
     plan: &Plan<'_>,
     base_columns: &[ResultColumn],
-) -> (Vec<String>, Vec<ResultColumn>) {
+) -> (Vec<Expr>, Vec<ResultColumn>) {
     let mut columns: Vec<ResultColumn> = base_columns
         .iter()
         .filter(|c| c.format.is_none() || c.name == "benchmark_partners")
         .cloned()
         .collect();
-    let mut select: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
-    let dim_order: Vec<String> = plan
+    let mut select: Vec<Expr> = columns.iter().map(|c| named(&c.name)).collect();
+    // Ties of a cumulative share are broken by the dimensions, so that it is the same on every run.
+    let dim_order: Vec<SortExpr> = plan
         .dims
         .iter()
-        .map(|(n, _)| format!("{} ASC", quote_ident(n)))
+        .map(|(n, _)| named(n).sort(true, false))
         .collect();
     for (name, m, derived) in &plan.asked {
         let (expr, format) = match derived {
-            None => (quote_ident(&m.name), Some(m.format)),
+            None => (named(&m.name), Some(m.format)),
             Some(d) => d.column(m, &dim_order),
         };
         if columns.iter().any(|c| &c.name == name) {
             continue;
         }
-        select.push(format!("{expr} AS {}", quote_ident(name)));
+        select.push(expr.alias(name));
         columns.push(ResultColumn {
             name: name.clone(),
             format,
@@ -214,76 +225,106 @@ pub(crate) fn outer(
     (select, columns)
 }
 
+/// A value as a double, as the shares and changes are computed.
+fn double(e: Expr) -> Expr {
+    cast(e, DataType::Float64)
+}
+
+/// `SUM(v) OVER (...)`: the metric summed over the answer's rows, in `order` when running.
+fn sum_over(v: Expr, order: Option<Vec<SortExpr>>) -> Expr {
+    let total = Expr::from(WindowFunction::new(
+        WindowFunctionDefinition::AggregateUDF(sum_udaf()),
+        vec![v],
+    ));
+    match order {
+        None => total,
+        Some(order) => total
+            .order_by(order)
+            .window_frame(WindowFrame::new_bounds(
+                WindowFrameUnits::Rows,
+                WindowFrameBound::Preceding(ScalarValue::UInt64(None)),
+                WindowFrameBound::CurrentRow,
+            ))
+            .build()
+            .expect("a window function takes an order"),
+    }
+}
+
 impl Derived {
     /// The form's column over the aggregated row of its metric `m` (a column named after it,
     /// and one per compared period, `m@previous_period`), and its format. `dim_order` breaks
-    /// ties of a cumulative share, so that it is the same on every run.
-    fn column(self, m: &Metric, dim_order: &[String]) -> (String, Option<Format>) {
-        let v = quote_ident(&m.name);
+    /// ties of a cumulative share.
+    fn column(self, m: &Metric, dim_order: &[SortExpr]) -> (Expr, Option<Format>) {
+        let v = named(&m.name);
         match self {
             Derived::PctOfTotal => (
-                format!(
-                    "100.0 * CAST({v} AS DOUBLE) / NULLIF(CAST(SUM({v}) OVER () AS DOUBLE), 0)"
-                ),
+                lit(100.0) * double(v.clone()) / nullif(double(sum_over(v, None)), lit(0i64)),
                 Some(Format::Percent),
             ),
             Derived::Rank => (
-                format!("RANK() OVER (ORDER BY {v} DESC NULLS LAST)"),
+                rank()
+                    .order_by(vec![v.sort(false, false)])
+                    .build()
+                    .expect("rank takes an order"),
                 Some(Format::Integer),
             ),
             Derived::CumulativePct => {
-                let mut by = vec![format!("{v} DESC NULLS LAST")];
+                let mut by = vec![v.clone().sort(false, false)];
                 by.extend(dim_order.iter().cloned());
                 (
-                    format!(
-                        "100.0 * CAST(SUM({v}) OVER (ORDER BY {} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS DOUBLE) / NULLIF(CAST(SUM({v}) OVER () AS DOUBLE), 0)",
-                        by.join(", ")
-                    ),
+                    lit(100.0) * double(sum_over(v.clone(), Some(by)))
+                        / nullif(double(sum_over(v, None)), lit(0i64)),
                     Some(Format::Percent),
                 )
             }
-            Derived::Compared(c) => (
-                quote_ident(&format!("{}@{}", m.name, c.suffix())),
-                Some(m.format),
-            ),
+            Derived::Compared(c) => (named(&compared(&m.name, c)), Some(m.format)),
             Derived::Change(c) | Derived::ChangePct(c) => self.change(m, c),
         }
     }
 
     /// A change against a compared period, in the metric's units or in percent.
-    fn change(self, m: &Metric, c: Comparison) -> (String, Option<Format>) {
-        let v = quote_ident(&m.name);
-        let was = quote_ident(&format!("{}@{}", m.name, c.suffix()));
+    fn change(self, m: &Metric, c: Comparison) -> (Expr, Option<Format>) {
+        let v = named(&m.name);
+        let was = named(&compared(&m.name, c));
         // A sum or count over no rows is nothing sold: revenue that fell to nothing changed by
         // all of it. An average over no rows has no value to compare.
         let additive = matches!(m.kind, MetricKind::Base { .. });
         let (now, then) = if additive {
-            (format!("COALESCE({v}, 0)"), format!("COALESCE({was}, 0)"))
+            (
+                coalesce(vec![v.clone(), lit(0i64)]),
+                coalesce(vec![was.clone(), lit(0i64)]),
+            )
         } else {
             (v.clone(), was.clone())
         };
         if let Derived::ChangePct(_) = self {
             // Against the absolute value, so that a credit turning into a sale is a rise.
             return (
-                format!(
-                    "100.0 * (CAST({now} AS DOUBLE) - CAST({then} AS DOUBLE)) / NULLIF(abs(CAST({then} AS DOUBLE)), 0)"
-                ),
+                lit(100.0) * (double(now) - double(then.clone()))
+                    / nullif(abs(double(then)), lit(0i64)),
                 Some(Format::Percent),
             );
         }
-        let change = format!("{now} - {then}");
+        let change = now - then;
         let change = if additive {
-            format!("CASE WHEN {v} IS NULL AND {was} IS NULL THEN NULL ELSE {change} END")
+            when(v.is_null().and(was.is_null()), lit(ScalarValue::Null))
+                .otherwise(change)
+                .expect("a case with a branch")
         } else {
             change
         };
         // One declared type: DataFusion's inferred decimal precision of the CASE differs from
         // the one it computes (found by the scope property test).
         let change = match m.format {
-            Format::Money => format!("CAST({change} AS DECIMAL(38, 6))"),
-            Format::Integer => format!("CAST({change} AS BIGINT)"),
-            _ => format!("CAST({change} AS DOUBLE)"),
+            Format::Money => cast(change, DataType::Decimal128(38, 6)),
+            Format::Integer => cast(change, DataType::Int64),
+            _ => double(change),
         };
         (change, Some(m.format))
     }
+}
+
+/// The column of a metric's value in a compared period, `closed_revenue@previous_period`.
+pub(crate) fn compared(metric: &str, c: Comparison) -> String {
+    format!("{metric}@{}", c.suffix())
 }

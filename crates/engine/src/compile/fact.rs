@@ -18,7 +18,7 @@ impl Engine {
     /// The SQL expression of a dimension over a fact aliased `f`, joined dimensions aliased by name.
     /// What a fact row is grouped by for a dimension: the raw column, or for a time grain a
     /// number or date that is cheap to group; the label users see is made after aggregation
-    /// (`label_sql`), on a few rows instead of every row. `day` is the fact's date, shifted
+    /// (`across::label`), on a few rows instead of every row. `day` is the fact's date, shifted
     /// forward when the aggregation is of a compared period.
     pub(crate) fn group_sql(&self, dim: &Dim, day: &str, source: Option<&RollupSource>) -> String {
         match dim {
@@ -77,34 +77,6 @@ impl Engine {
             }
             Dim::FactAttribute { column, .. } => format!("f.{column}"),
             Dim::Time { .. } => self.group_sql(dim, "day", source),
-        }
-    }
-
-    /// The label of a grouped value (`group_sql`), as users see and filter it. `direct` is the
-    /// SQL of "this row is a direct sale", for a brand-owner user's partner dimensions.
-    pub(crate) fn label_sql(&self, dim: &Dim, value: &str, direct: Option<&str>) -> String {
-        match dim {
-            // Direct sales have no partner; a brand-owner user sees them as "(direct)".
-            Dim::Attribute { dimension, .. } if dimension == "partner" && direct.is_some() => {
-                format!(
-                    "CASE WHEN {} THEN {} ELSE CAST({value} AS VARCHAR) END",
-                    direct.expect("checked"),
-                    quote_literal(DIRECT_LABEL)
-                )
-            }
-            Dim::Time { grain } => match grain {
-                Grain::Day => format!("to_char({value}, '%Y-%m-%d')"),
-                Grain::Week => format!("to_char({value}, '%G-W%V')"),
-                // Parenthesised: `value` may be an expression (`year * 100 + month`).
-                Grain::Month => format!(
-                    "concat(CAST(({value}) / 100 AS VARCHAR), '-', lpad(CAST(({value}) % 100 AS VARCHAR), 2, '0'))"
-                ),
-                Grain::Quarter => format!(
-                    "concat(CAST(({value}) / 10 AS VARCHAR), '-Q', CAST(({value}) % 10 AS VARCHAR))"
-                ),
-                Grain::Year => format!("CAST({value} AS VARCHAR)"),
-            },
-            _ => value.to_string(),
         }
     }
 

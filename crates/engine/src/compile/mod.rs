@@ -1,27 +1,68 @@
-//! The compiler: a query and an audience into one SQL statement, in stages — the metrics and
+//! The compiler: a query and an audience into a DataFusion plan, in stages — the metrics and
 //! their parts per fact, the compared periods, each fact's source (a rollup or the base), each
 //! fact's aggregation, the drill-across join, the derived forms, and order and limit.
+//!
+//! Each fact's aggregation is still written as SQL (`fact.rs`) and planned by DataFusion's SQL
+//! planner; every stage after it is built as typed expressions (`Expr`) and assembled with
+//! `LogicalPlanBuilder` (`statement.rs`).
 
 mod across;
 mod derived;
 mod fact;
+mod statement;
 
-pub(crate) use derived::{Comparison, Derived, Shift};
+pub(crate) use across::Joins;
+pub(crate) use derived::{Comparison, Derived, Shift, compared};
 pub(crate) use fact::{
     aggregate_sql, aggregation_alias, aggregation_of, contributors_column, direct_flag,
     metric_parts, scope_condition,
 };
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Column, TableReference};
+use datafusion::logical_expr::{Expr, SortExpr};
 use prism_model::{Grain, Metric, MetricKind, did_you_mean};
 
 use crate::rollups::{Need, RollupSource};
 use crate::{
     Compiled, Dim, Engine, EngineError, Filter, FilterOp, NARROW_VALUES, Query, ResultColumn,
-    Scope, quote_ident,
+    Scope, Statement,
 };
+
+/// Text as DataFusion's SQL planner reads `VARCHAR` (`map_string_types_to_utf8view`), so that
+/// a label has the type it had when the whole statement was SQL.
+pub(crate) const TEXT: DataType = DataType::Utf8View;
+
+/// A column of the answer's rows by its name, which may hold a dot (`partner.tier`) and is
+/// never read as a table's name.
+pub(crate) fn named(name: &str) -> Expr {
+    Expr::Column(Column::from_name(name))
+}
+
+/// A column of one aggregation (`agg_order_lines.d0`).
+pub(crate) fn of(aggregation: &str, column: &str) -> Expr {
+    Expr::Column(Column::new(Some(TableReference::bare(aggregation)), column))
+}
+
+/// The stages of a compiled question after each fact's aggregation, as typed expressions:
+/// built into a DataFusion plan over a session by `Engine::logical_plan`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stages {
+    /// Each fact's aggregation, for the period and each compared period.
+    pub(crate) aggregations: Vec<Aggregation>,
+    /// How the aggregations are joined.
+    pub(crate) joins: Joins,
+    /// The joined rows' columns: labels, metrics from their parts, a benchmark's count.
+    pub(crate) across: Vec<Expr>,
+    /// The answer's columns: the dimensions and each metric as asked (derived forms included).
+    pub(crate) answer: Vec<Expr>,
+    /// The order of the answer's rows.
+    pub(crate) order: Vec<SortExpr>,
+    /// At most this many rows.
+    pub(crate) limit: Option<usize>,
+}
 
 /// One metric as the query asks it: its column name, the model metric, and its derived form.
 pub(crate) type Asked<'m> = (String, &'m Metric, Option<Derived>);
@@ -29,6 +70,7 @@ pub(crate) type Asked<'m> = (String, &'m Metric, Option<Derived>);
 /// One aggregation of the statement: its alias, its SQL, and whether its rows add keys to the
 /// answer (a compared period's rows do not, on a time cut: a month after the last one is not a
 /// row of a trend).
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Aggregation {
     pub alias: String,
     pub sql: String,
@@ -82,12 +124,26 @@ impl Engine {
         let plan = self.plan_query(query, scope, benchmark)?;
         let (sources, choices) = self.sources(&plan, built);
         let aggregations = self.aggregations(&plan, &sources, built)?;
-        let (inner, base_columns) = self.drill_across(&plan, &aggregations);
-        let (outer, columns) = derived::outer(&plan, &base_columns);
-        let mut sql = format!("SELECT {} FROM (\n{inner}\n) aggregated", outer.join(", "));
-        sql.push_str(&order_and_limit(&plan, &columns)?);
+        let (joins, across, base_columns) = self.drill_across(&plan, &aggregations);
+        let (answer, columns) = derived::outer(&plan, &base_columns);
+        let order = order_by(&plan, &columns)?;
+        // For reading (`explain`, an administrator's view of a panel): the stage still
+        // written as SQL, each aggregation under its name.
+        let sql = aggregations
+            .iter()
+            .map(|a| format!("-- {}\n{}", a.alias, a.sql))
+            .collect::<Vec<_>>()
+            .join("\n");
         Ok(Compiled {
             sql,
+            statement: Statement::Question(Box::new(Stages {
+                aggregations,
+                joins,
+                across,
+                answer,
+                order,
+                limit: plan.query.limit,
+            })),
             columns,
             metrics: plan.metrics.iter().map(|m| (*m).clone()).collect(),
             rollups: choices,
@@ -244,8 +300,9 @@ impl Engine {
     }
 }
 
-/// `ORDER BY` what was asked, then the dimensions (a stable order), and `LIMIT`.
-fn order_and_limit(plan: &Plan<'_>, columns: &[ResultColumn]) -> Result<String, EngineError> {
+/// The order of the answer's rows: what was asked, then the dimensions (a stable order), each
+/// with empty values last.
+fn order_by(plan: &Plan<'_>, columns: &[ResultColumn]) -> Result<Vec<SortExpr>, EngineError> {
     let query = plan.query;
     let mut order = Vec::new();
     for o in &query.order {
@@ -256,23 +313,12 @@ fn order_and_limit(plan: &Plan<'_>, columns: &[ResultColumn]) -> Result<String, 
                 did_you_mean(&o.column, columns.iter().map(|c| c.name.as_str()))
             )));
         }
-        order.push(format!(
-            "{} {} NULLS LAST",
-            quote_ident(&o.column),
-            if o.descending { "DESC" } else { "ASC" }
-        ));
+        order.push(named(&o.column).sort(!o.descending, false));
     }
     for (name, _) in &plan.dims {
         if !query.order.iter().any(|o| &o.column == name) {
-            order.push(format!("{} ASC NULLS LAST", quote_ident(name)));
+            order.push(named(name).sort(true, false));
         }
     }
-    let mut sql = String::new();
-    if !order.is_empty() {
-        write!(sql, " ORDER BY {}", order.join(", ")).expect("string");
-    }
-    if let Some(n) = query.limit {
-        write!(sql, " LIMIT {n}").expect("string");
-    }
-    Ok(sql)
+    Ok(order)
 }
