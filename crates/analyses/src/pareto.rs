@@ -90,69 +90,83 @@ pub async fn pareto(cx: &Context<'_>, by: Option<&str>) -> Result<Pareto> {
         groups: Vec::new(),
         rows: Vec::new(),
     };
-    for (group, mut members) in groups {
-        members.sort_by(|a, b| {
-            b.1.cmp(&a.1)
-                .then_with(|| a.0.partner_id.cmp(&b.0.partner_id))
-        });
-        let total: i128 = members.iter().map(|m| m.1.0).sum();
-        let mut running = 0i128;
-        // A: until the first reaching 80 % (included); B: until the first reaching 95 %.
-        let mut class = 'A';
-        let mut class_a = 0;
-        for (partner, revenue, sold) in members.iter().cloned() {
-            running += revenue.0;
-            let (share, cumulative) = if total > 0 {
-                (
-                    Some(100.0 * revenue.0 as f64 / total as f64),
-                    Some(100.0 * running as f64 / total as f64),
-                )
-            } else {
-                (None, None)
-            };
-            let this = if total <= 0 || !sold { 'C' } else { class };
-            if this == 'A' {
-                class_a += 1;
-            }
-            // Exact, in cents: a boundary partner reaching exactly 80 % is in A.
-            if this == 'A' && running * 100 >= total * 80 {
-                class = 'B';
-            } else if this == 'B' && running * 100 >= total * 95 {
-                class = 'C';
-            }
-            out.rows.push(ParetoRow {
-                group: group.clone(),
-                partner,
-                closed_revenue: revenue,
-                share_pct: share,
-                cumulative_pct: cumulative,
-                class: this,
-            });
-        }
-        let n = members.len();
-        let share_of_partners = (n > 0).then(|| 100.0 * class_a as f64 / n as f64);
-        let within = group.as_ref().map_or(String::new(), |g| {
-            format!(" ({} {g})", by.unwrap_or_default())
-        });
-        let headline = if total <= 0 {
-            format!("no partner revenue in the period{within}: every partner is class C")
-        } else {
-            format!(
-                "{class_a} partner{}, {:.1} % of the {n} active partners, bring 80 % of partner revenue{within}",
-                if class_a == 1 { "" } else { "s" },
-                share_of_partners.unwrap_or(0.0)
-            )
-        };
-        out.groups.push(ParetoGroup {
-            group,
-            partner_revenue: Money(total),
-            active_partners: n,
-            class_a_partners: class_a,
-            class_a_pct_of_partners: share_of_partners,
-            headline,
-        });
+    for (group, members) in groups {
+        let (summary, rows) = classify(group, members, by);
+        out.groups.push(summary);
+        out.rows.extend(rows);
     }
     Ok(out)
+}
+
+/// One group's partners in classes A, B and C by their revenue, largest first, and the
+/// group's summary. `members` are (partner, closed revenue, whether it sold at all).
+fn classify(
+    group: Option<String>,
+    mut members: Vec<(Partner, Money, bool)>,
+    by: Option<&str>,
+) -> (ParetoGroup, Vec<ParetoRow>) {
+    members.sort_by(|a, b| {
+        b.1.cmp(&a.1)
+            .then_with(|| a.0.partner_id.cmp(&b.0.partner_id))
+    });
+    let total: i128 = members.iter().map(|m| m.1.0).sum();
+    let mut running = 0i128;
+    // A: until the first reaching 80 % (included); B: until the first reaching 95 %.
+    let mut class = 'A';
+    let mut class_a = 0;
+    let n = members.len();
+    let mut rows = Vec::with_capacity(n);
+    for (partner, revenue, sold) in members {
+        running += revenue.0;
+        let (share, cumulative) = if total > 0 {
+            (
+                Some(100.0 * revenue.0 as f64 / total as f64),
+                Some(100.0 * running as f64 / total as f64),
+            )
+        } else {
+            (None, None)
+        };
+        let this = if total <= 0 || !sold { 'C' } else { class };
+        if this == 'A' {
+            class_a += 1;
+        }
+        // Exact, in cents: a boundary partner reaching exactly 80 % is in A.
+        if this == 'A' && running * 100 >= total * 80 {
+            class = 'B';
+        } else if this == 'B' && running * 100 >= total * 95 {
+            class = 'C';
+        }
+        rows.push(ParetoRow {
+            group: group.clone(),
+            partner,
+            closed_revenue: revenue,
+            share_pct: share,
+            cumulative_pct: cumulative,
+            class: this,
+        });
+    }
+    let share_of_partners = (n > 0).then(|| 100.0 * class_a as f64 / n as f64);
+    let within = group.as_ref().map_or(String::new(), |g| {
+        format!(" ({} {g})", by.unwrap_or_default())
+    });
+    let headline = if total <= 0 {
+        format!("no partner revenue in the period{within}: every partner is class C")
+    } else {
+        format!(
+            "{class_a} partner{}, {:.1} % of the {n} active partners, bring 80 % of partner revenue{within}",
+            if class_a == 1 { "" } else { "s" },
+            share_of_partners.unwrap_or(0.0)
+        )
+    };
+    let summary = ParetoGroup {
+        group,
+        partner_revenue: Money(total),
+        active_partners: n,
+        class_a_partners: class_a,
+        class_a_pct_of_partners: share_of_partners,
+        headline,
+    };
+    (summary, rows)
 }
 
 /// A partner whose class is not what it was in the previous period.

@@ -102,12 +102,92 @@ fn customer_ids(rows: Vec<Row>) -> impl Iterator<Item = String> {
 /// Customer segments ranked by the buyers a partner could expect for a product: its untapped customers in each, times the channel's adoption there.
 pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result<Potential> {
     cx.check_partner(partner)?;
+    let customers = partner_customers(cx, partner, product).await?;
+    // For the brand owner's users, which of them bought X from anyone — another partner or the
+    // brand owner directly: the one read outside the partner's scope. A partner's own users
+    // never get it (their untapped customers are those that have not bought X from them), so
+    // it is not even asked under a partner's scope.
+    let from_anyone = cx.audience.own_partner().is_none();
+    let ids: Vec<String> = if from_anyone {
+        customers.iter().map(|c| c.customer_id.clone()).collect()
+    } else {
+        Vec::new()
+    };
     let segment_query = |filters: Vec<Filter>| Query {
         metrics: vec!["buying_customers".into()],
         by: SEGMENT.map(String::from).to_vec(),
         filters,
         ..Query::default()
     };
+    // P's buyers of X, by customer: counted by segment below from P's customer list, which has
+    // their segments (no customer table to join).
+    let buyers_query = Query {
+        metrics: vec!["buying_customers".into()],
+        by: vec!["customer.customer_id".into()],
+        filters: vec![product_filter(product)],
+        ..Query::default()
+    };
+    // The questions do not depend on each other: asked side by side, each one's waits and
+    // single-threaded phases leave the cores to the others.
+    let (channel_x, channel_any, buyers, has_x) = tokio::try_join!(
+        cx.benchmark(segment_query(vec![product_filter(product)])),
+        cx.benchmark(segment_query(vec![])),
+        cx.run_for(partner, buyers_query),
+        bought_from_anyone(cx, product, &ids),
+    )?;
+    let channel = Channel {
+        x: by_segment(channel_x.rows()),
+        any: by_segment(channel_any.rows()),
+    };
+    let buyers: BTreeSet<String> = customer_ids(buyers.rows()).collect();
+    let has_x = if from_anyone { has_x } else { buyers.clone() };
+    // P's customers and its buyers of X in each segment.
+    let (mut own_any, mut own_x): (SegmentCounts, SegmentCounts) = Default::default();
+    for c in &customers {
+        let segment = (c.industry.clone(), c.size_band.clone());
+        *own_any.entry(segment.clone()).or_default() += 1;
+        if buyers.contains(&c.customer_id) {
+            *own_x.entry(segment).or_default() += 1;
+        }
+    }
+    let mut untapped: BTreeMap<(String, String), Vec<Target>> = BTreeMap::new();
+    for c in customers {
+        if has_x.contains(&c.customer_id) {
+            continue;
+        }
+        untapped
+            .entry((c.industry.clone(), c.size_band.clone()))
+            .or_default()
+            .push(c);
+    }
+    let mut segments: Vec<Segment> = own_any
+        .iter()
+        .map(|(k, customers)| {
+            let buyers = own_x.get(k).copied().unwrap_or(0);
+            let open = untapped.get(k).map_or(0, |v| v.len() as i64);
+            channel.segment(k, *customers, buyers, open)
+        })
+        .collect();
+    segments.sort_by(|a, b| {
+        let (x, y) = (
+            a.expected_additional_buyers.unwrap_or(-1.0),
+            b.expected_additional_buyers.unwrap_or(-1.0),
+        );
+        y.total_cmp(&x)
+            .then_with(|| (&a.industry, &a.size_band).cmp(&(&b.industry, &b.size_band)))
+    });
+    Ok(Potential {
+        partner_id: partner.to_string(),
+        product_id: product.to_string(),
+        segments,
+        untapped_from_partner: !from_anyone,
+        untapped,
+    })
+}
+
+/// The partner's customers (those with an order line with it), after checking that the
+/// product is one of the catalogue's.
+async fn partner_customers(cx: &Context<'_>, partner: &str, product: &str) -> Result<Vec<Target>> {
     let customers_query = Query {
         // A customer is a row when it has an order line with P, whatever the metric; revenue is
         // one the customer rollup holds.
@@ -142,7 +222,7 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
             "--product {product}: no such product"
         )));
     }
-    let customers: Vec<Target> = customers
+    Ok(customers
         .rows()
         .iter()
         .map(|c| Target {
@@ -153,139 +233,84 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
             region: c.get("customer.region").exact(),
             already_buys: Vec::new(),
         })
-        .collect();
+        .collect())
+}
 
-    // For the brand owner's users, which of them bought X from anyone — another partner or the
-    // brand owner directly: the one read outside the partner's scope. A partner's own users
-    // never get it (their untapped customers are those that have not bought X from them), so
-    // it is not even asked under a partner's scope.
-    let from_anyone = cx.audience.own_partner().is_none();
-    let ids: Vec<String> = if from_anyone {
-        customers.iter().map(|c| c.customer_id.clone()).collect()
-    } else {
-        Vec::new()
-    };
-    let has_x = async {
-        let mut has_x: BTreeSet<String> = BTreeSet::new();
-        // Each chunk is one scan of the product's order lines: few, large chunks (the IN list
-        // becomes a hash set).
-        for chunk in ids.chunks(20_000) {
-            let q = Query {
-                metrics: vec!["buying_customers".into()],
-                by: vec!["customer.customer_id".into()],
-                filters: vec![
-                    product_filter(product),
-                    Filter {
-                        dimension: "customer.customer_id".into(),
-                        op: FilterOp::In(chunk.to_vec()),
-                    },
-                ],
-                period: cx.period,
-                ..Query::default()
-            };
-            has_x.extend(customer_ids(
-                cx.engine
-                    .run(cx.session, &q, &cx.audience.brand_owner_view()?)
-                    .await?
-                    .rows(),
-            ));
-        }
-        Ok::<_, AnalysisError>(has_x)
-    };
-    // P's buyers of X, by customer: counted by segment below from P's customer list, which has
-    // their segments (no customer table to join).
-    let buyers_query = Query {
-        metrics: vec!["buying_customers".into()],
-        by: vec!["customer.customer_id".into()],
-        filters: vec![product_filter(product)],
-        ..Query::default()
-    };
-    // The questions do not depend on each other: asked side by side, each one's waits and
-    // single-threaded phases leave the cores to the others.
-    let (channel_x, channel_any, buyers, has_x) = tokio::try_join!(
-        cx.benchmark(segment_query(vec![product_filter(product)])),
-        cx.benchmark(segment_query(vec![])),
-        cx.run_for(partner, buyers_query),
-        has_x,
-    )?;
-    let (channel_x, channel_any) = (by_segment(channel_x.rows()), by_segment(channel_any.rows()));
-    let buyers: BTreeSet<String> = customer_ids(buyers.rows()).collect();
-    let has_x = if from_anyone { has_x } else { buyers.clone() };
-    // P's customers and its buyers of X in each segment.
-    let (mut own_any, mut own_x): (SegmentCounts, SegmentCounts) = Default::default();
-    for c in &customers {
-        let segment = (c.industry.clone(), c.size_band.clone());
-        *own_any.entry(segment.clone()).or_default() += 1;
-        if buyers.contains(&c.customer_id) {
-            *own_x.entry(segment).or_default() += 1;
+/// Which of the customers `ids` bought the product from anyone, read in the brand owner's
+/// view (`Audience::brand_owner_view` refuses a partner's user).
+async fn bought_from_anyone(
+    cx: &Context<'_>,
+    product: &str,
+    ids: &[String],
+) -> Result<BTreeSet<String>> {
+    let mut has_x: BTreeSet<String> = BTreeSet::new();
+    // Each chunk is one scan of the product's order lines: few, large chunks (the IN list
+    // becomes a hash set).
+    for chunk in ids.chunks(20_000) {
+        let q = Query {
+            metrics: vec!["buying_customers".into()],
+            by: vec!["customer.customer_id".into()],
+            filters: vec![
+                product_filter(product),
+                Filter {
+                    dimension: "customer.customer_id".into(),
+                    op: FilterOp::In(chunk.to_vec()),
+                },
+            ],
+            period: cx.period,
+            ..Query::default()
+        };
+        has_x.extend(customer_ids(
+            cx.engine
+                .run(cx.session, &q, &cx.audience.brand_owner_view()?)
+                .await?
+                .rows(),
+        ));
+    }
+    Ok(has_x)
+}
+
+/// The channel's buyers of the product and of anything, by segment (benchmarks: a figure over
+/// too few partners is withheld).
+struct Channel {
+    x: BTreeMap<(String, String), Row>,
+    any: BTreeMap<(String, String), Row>,
+}
+
+impl Channel {
+    /// A segment of the partner's, with the channel's adoption there and what it makes of
+    /// the partner's untapped customers.
+    fn segment(&self, k: &(String, String), customers: i64, buyers: i64, open: i64) -> Segment {
+        // A withheld benchmark figure is missing: no adoption can be shown from it.
+        let count = |m: &BTreeMap<(String, String), Row>| {
+            m.get(k).and_then(|r| r.count("buying_customers"))
+        };
+        // The partners behind the adoption: the fewer of those that sold X in the segment
+        // and those that sold anything in it.
+        let partners = |m: &BTreeMap<(String, String), Row>| {
+            m.get(k)
+                .and_then(|r| r.count("benchmark_partners"))
+                .unwrap_or(0)
+        };
+        // Withheld figures are empty: no adoption can be shown from them. Nor when fewer than
+        // 5 partners sold X in the segment (none included): the numerator's partners count
+        // as much as the denominator's, and "nobody sold it" is every partner's own figure.
+        let adoption = match (count(&self.x), count(&self.any)) {
+            (Some(x), Some(a)) if a > 0 => Some(100.0 * x as f64 / a as f64),
+            _ => None,
+        };
+        Segment {
+            industry: k.0.clone(),
+            size_band: k.1.clone(),
+            channel_adoption_pct: adoption,
+            channel_partners: partners(&self.x).min(partners(&self.any)),
+            partner_customers: customers,
+            partner_buyers: buyers,
+            partner_adoption_pct: (customers > 0).then(|| 100.0 * buyers as f64 / customers as f64),
+            untapped_customers: open,
+            expected_additional_buyers: adoption.map(|a| open as f64 * a / 100.0),
         }
     }
-    let mut untapped: BTreeMap<(String, String), Vec<Target>> = BTreeMap::new();
-    for c in customers {
-        if has_x.contains(&c.customer_id) {
-            continue;
-        }
-        untapped
-            .entry((c.industry.clone(), c.size_band.clone()))
-            .or_default()
-            .push(c);
-    }
-
-    // A withheld benchmark figure is missing: no adoption can be shown from it.
-    let count = |m: &BTreeMap<(String, String), Row>, k: &(String, String)| {
-        m.get(k).and_then(|r| r.count("buying_customers"))
-    };
-    let mut segments: Vec<Segment> = own_any
-        .keys()
-        .map(|k| {
-            let (x, any) = (count(&channel_x, k), count(&channel_any, k));
-            // The partners behind the adoption: the fewer of those that sold X in the segment
-            // and those that sold anything in it.
-            let partners = |m: &BTreeMap<(String, String), Row>| {
-                m.get(k)
-                    .and_then(|r| r.count("benchmark_partners"))
-                    .unwrap_or(0)
-            };
-            let channel_partners = partners(&channel_x).min(partners(&channel_any));
-            // Withheld figures are empty: no adoption can be shown from them. Nor when fewer than
-            // 5 partners sold X in the segment (none included): the numerator's partners count
-            // as much as the denominator's, and "nobody sold it" is every partner's own figure.
-            let adoption = match (x, any) {
-                (Some(x), Some(a)) if a > 0 => Some(100.0 * x as f64 / a as f64),
-                _ => None,
-            };
-            let customers = own_any[k];
-            let buyers = own_x.get(k).copied().unwrap_or(0);
-            let open = untapped.get(k).map_or(0, |v| v.len() as i64);
-            Segment {
-                industry: k.0.clone(),
-                size_band: k.1.clone(),
-                channel_adoption_pct: adoption,
-                channel_partners,
-                partner_customers: customers,
-                partner_buyers: buyers,
-                partner_adoption_pct: (customers > 0)
-                    .then(|| 100.0 * buyers as f64 / customers as f64),
-                untapped_customers: open,
-                expected_additional_buyers: adoption.map(|a| open as f64 * a / 100.0),
-            }
-        })
-        .collect();
-    segments.sort_by(|a, b| {
-        let (x, y) = (
-            a.expected_additional_buyers.unwrap_or(-1.0),
-            b.expected_additional_buyers.unwrap_or(-1.0),
-        );
-        y.total_cmp(&x)
-            .then_with(|| (&a.industry, &a.size_band).cmp(&(&b.industry, &b.size_band)))
-    });
-    Ok(Potential {
-        partner_id: partner.to_string(),
-        product_id: product.to_string(),
-        segments,
-        untapped_from_partner: !from_anyone,
-        untapped,
-    })
 }
 
 impl Potential {

@@ -109,6 +109,16 @@ pub async fn products(cx: &Context<'_>, partner: &str) -> Result<Products> {
         .collect();
     // Everything sold, and every product of an active line: the others are not this partner's business.
     rows.retain(|r| r.closed_revenue.is_some() || active.contains(&r.product_line));
+    Ok(Products {
+        partner_id: partner.to_string(),
+        active_lines: active.into_iter().collect(),
+        rows: ranked(rows),
+    })
+}
+
+/// The products best seller first (by revenue, then id), the `TOP` best sellers (those that
+/// sold) and the `TOP` poorest of the others marked.
+fn ranked(mut rows: Vec<ProductRow>) -> Vec<ProductRow> {
     let revenue = |r: &ProductRow| r.closed_revenue.unwrap_or_default();
     let mut by_revenue: Vec<usize> = (0..rows.len()).collect();
     by_revenue.sort_by(|&a, &b| {
@@ -135,12 +145,7 @@ pub async fn products(cx: &Context<'_>, partner: &str) -> Result<Products> {
     for i in poor {
         rows[i].role = Some("poor seller");
     }
-    let order: Vec<ProductRow> = by_revenue.into_iter().map(|i| rows[i].clone()).collect();
-    Ok(Products {
-        partner_id: partner.to_string(),
-        active_lines: active.into_iter().collect(),
-        rows: order,
-    })
+    by_revenue.into_iter().map(|i| rows[i].clone()).collect()
 }
 
 impl Table for Products {

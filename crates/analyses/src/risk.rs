@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Date32Type, Int64Type};
+use arrow::record_batch::RecordBatch;
 use prism_engine::{Filter, FilterOp, Query};
 use serde::Serialize;
 
@@ -87,148 +88,19 @@ pub async fn risk(cx: &Context<'_>) -> Result<Risk> {
                 .await?)
         },
     )?;
-    let as_type = |a: &arrow::array::ArrayRef, t: &DataType| {
-        arrow::compute::cast(a, t).map_err(|e| {
-            AnalysisError::Invalid(format!("unexpected column type in the warehouse: {e}"))
-        })
-    };
-    // Each customer's open critical requests, read from the columns as stored.
-    let mut open_columns = Vec::new();
-    for b in &open.batches {
-        open_columns.push((
-            as_type(b.column(0), &DataType::Utf8)?,
-            as_type(b.column(1), &DataType::Int64)?,
-        ));
-    }
-    let mut open: FastMap<&str, i64> = FastMap::default();
-    for (customer, count) in &open_columns {
-        let (customer, count) = (
-            customer.as_string::<i32>(),
-            count.as_primitive::<Int64Type>(),
-        );
-        for i in 0..customer.len() {
-            if customer.is_valid(i) && count.is_valid(i) {
-                open.insert(customer.value(i), count.value(i));
-            }
-        }
-    }
-
-    // Read straight from the columns: made into text, every survey's four cells took most of the
-    // analysis's time over hundreds of thousands of surveys.
-    let mut columns = Vec::new();
-    for b in &surveys.batches {
-        columns.push((
-            as_type(b.column(0), &DataType::Utf8)?,
-            as_type(b.column(1), &DataType::Date32)?,
-            as_type(b.column(2), &DataType::Utf8)?,
-            as_type(b.column(3), &DataType::Int64)?,
-        ));
-    }
-    // Each survey with a dense number for its customer, then sorted: each customer's surveys
-    // side by side, latest first, a day's surveys by id (so the answer does not depend on the
-    // order rows come in). One flat list instead of a list per customer: allocating 300 k
-    // small lists was most of the analysis's time.
-    let mut number: FastMap<&str, u32> = FastMap::default();
-    let mut surveyed: Vec<&str> = Vec::new();
-    let mut list: Vec<(u32, i32, &str, i64)> =
-        Vec::with_capacity(surveys.batches.iter().map(|b| b.num_rows()).sum());
-    for (customer, day, survey, score) in &columns {
-        let (customer, day, survey, score) = (
-            customer.as_string::<i32>(),
-            day.as_primitive::<Date32Type>(),
-            survey.as_string::<i32>(),
-            score.as_primitive::<Int64Type>(),
-        );
-        for i in 0..customer.len() {
-            if customer.is_valid(i) {
-                let c = customer.value(i);
-                let n = *number.entry(c).or_insert_with(|| {
-                    surveyed.push(c);
-                    (surveyed.len() - 1) as u32
-                });
-                list.push((n, day.value(i), survey.value(i), score.value(i)));
-            }
-        }
-    }
-    list.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| b.1.cmp(&a.1))
-            .then_with(|| b.2.cmp(a.2))
-    });
-    // The average over each customer's last surveys, and how many, by the customer's number.
-    let mut recent: Vec<(f64, usize)> = vec![(0.0, 0); surveyed.len()];
-    for group in list.chunk_by(|a, b| a.0 == b.0) {
-        let last = &group[..group.len().min(RECENT_SURVEYS)];
-        recent[group[0].0 as usize] = (
-            last.iter().map(|s| s.3).sum::<i64>() as f64 / last.len() as f64,
-            last.len(),
-        );
-    }
-    let recent_of = |id: &str| number.get(id).map(|n| recent[*n as usize]);
-
-    let at = |n: &str| customers.column(n).expect("the shipped customer dimension");
-    // Only the flagged customers' attributes are read out: most customers are not at risk.
-    let flagged = |id: &str| {
-        open.get(id).is_some_and(|n| *n >= OPEN_CRITICAL)
-            || recent_of(id).is_some_and(|(a, _)| a < LOW_CSAT)
-    };
-    let mut accounts = Vec::new();
-    for b in &customers.batches {
-        // Read as stored, not formatted cell by cell: 360 k customers at scale 8.
-        let text = |name: &str| as_type(b.column(at(name)), &DataType::Utf8);
-        let (ids, names, industries, sizes, regions) = (
-            text("customer.customer_id")?,
-            text("customer.customer_name")?,
-            text("customer.industry")?,
-            text("customer.size_band")?,
-            text("customer.region")?,
-        );
-        let (ids, names, industries, sizes, regions) = (
-            ids.as_string::<i32>(),
-            names.as_string::<i32>(),
-            industries.as_string::<i32>(),
-            sizes.as_string::<i32>(),
-            regions.as_string::<i32>(),
-        );
-        let cell = |a: &arrow::array::StringArray, r: usize| {
-            if a.is_valid(r) {
-                a.value(r).to_string()
-            } else {
-                String::new()
-            }
-        };
-        for r in 0..b.num_rows() {
-            if !ids.is_valid(r) || !flagged(ids.value(r)) {
-                continue;
-            }
-            let customer = ids.value(r);
-            let critical = open.get(customer).copied().unwrap_or(0);
-            let (csat, n) = recent_of(customer).map_or((None, 0), |(a, n)| (Some(a), n));
-            let mut reasons = Vec::new();
-            if critical >= OPEN_CRITICAL {
-                reasons.push(format!("{critical} open P1/P2 service requests"));
-            }
-            if let Some(a) = csat
-                && a < LOW_CSAT
-            {
-                reasons.push(format!(
-                    "average CSAT {a:.2} over the last {n} survey{}",
-                    if n == 1 { "" } else { "s" }
-                ));
-            }
-            accounts.push(RiskAccount {
-                customer_id: customer.to_string(),
-                customer_name: cell(names, r),
-                industry: cell(industries, r),
-                size_band: cell(sizes, r),
-                region: cell(regions, r),
-                open_critical_requests: critical,
-                recent_csat: csat,
-                recent_surveys: n,
-                reasons,
-            });
-        }
-    }
+    let open_columns = typed_columns(&open.batches, &[DataType::Utf8, DataType::Int64])?;
+    let open = open_by_customer(&open_columns);
+    let survey_columns = typed_columns(
+        &surveys.batches,
+        &[
+            DataType::Utf8,
+            DataType::Date32,
+            DataType::Utf8,
+            DataType::Int64,
+        ],
+    )?;
+    let recent = Recent::of(&survey_columns);
+    let mut accounts = flagged_accounts(&customers, &open, &recent)?;
     // Most urgent first: open critical requests, then the lowest recent satisfaction.
     accounts.sort_by(|a, b| {
         b.open_critical_requests
@@ -241,6 +113,183 @@ pub async fn risk(cx: &Context<'_>) -> Result<Risk> {
             .then_with(|| a.customer_id.cmp(&b.customer_id))
     });
     Ok(Risk { accounts })
+}
+
+/// An answer's first columns, each cast to the type given, batch by batch: read straight from
+/// the columns as stored, since made into text, hundreds of thousands of surveys' cells took
+/// most of the analysis's time.
+fn typed_columns(batches: &[RecordBatch], types: &[DataType]) -> Result<Vec<Vec<ArrayRef>>> {
+    batches
+        .iter()
+        .map(|b| {
+            types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    arrow::compute::cast(b.column(i), t).map_err(|e| {
+                        AnalysisError::Invalid(format!(
+                            "unexpected column type in the warehouse: {e}"
+                        ))
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Each customer's open critical requests, from the columns customer id, count.
+fn open_by_customer(columns: &[Vec<ArrayRef>]) -> FastMap<&str, i64> {
+    let mut open = FastMap::default();
+    for batch in columns {
+        let (customer, count) = (
+            batch[0].as_string::<i32>(),
+            batch[1].as_primitive::<Int64Type>(),
+        );
+        for i in 0..customer.len() {
+            if customer.is_valid(i) && count.is_valid(i) {
+                open.insert(customer.value(i), count.value(i));
+            }
+        }
+    }
+    open
+}
+
+/// Each surveyed customer's average over its last surveys, and over how many.
+struct Recent<'a> {
+    /// A dense number for each surveyed customer.
+    number: FastMap<&'a str, u32>,
+    /// The average and the count, by the customer's number.
+    recent: Vec<(f64, usize)>,
+}
+
+impl<'a> Recent<'a> {
+    /// From the columns customer id, day, survey id, score.
+    fn of(columns: &'a [Vec<ArrayRef>]) -> Recent<'a> {
+        // Each survey with a dense number for its customer, then sorted: each customer's
+        // surveys side by side, latest first, a day's surveys by id (so the answer does not
+        // depend on the order rows come in). One flat list instead of a list per customer:
+        // allocating 300 k small lists was most of the analysis's time.
+        let mut number: FastMap<&str, u32> = FastMap::default();
+        let mut surveyed = 0u32;
+        let mut list: Vec<(u32, i32, &str, i64)> =
+            Vec::with_capacity(columns.iter().map(|b| b[0].len()).sum());
+        for batch in columns {
+            let (customer, day, survey, score) = (
+                batch[0].as_string::<i32>(),
+                batch[1].as_primitive::<Date32Type>(),
+                batch[2].as_string::<i32>(),
+                batch[3].as_primitive::<Int64Type>(),
+            );
+            for i in 0..customer.len() {
+                if customer.is_valid(i) {
+                    let n = *number.entry(customer.value(i)).or_insert_with(|| {
+                        surveyed += 1;
+                        surveyed - 1
+                    });
+                    list.push((n, day.value(i), survey.value(i), score.value(i)));
+                }
+            }
+        }
+        list.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| b.1.cmp(&a.1))
+                .then_with(|| b.2.cmp(a.2))
+        });
+        let mut recent: Vec<(f64, usize)> = vec![(0.0, 0); surveyed as usize];
+        for group in list.chunk_by(|a, b| a.0 == b.0) {
+            let last = &group[..group.len().min(RECENT_SURVEYS)];
+            recent[group[0].0 as usize] = (
+                last.iter().map(|s| s.3).sum::<i64>() as f64 / last.len() as f64,
+                last.len(),
+            );
+        }
+        Recent { number, recent }
+    }
+
+    /// A customer's recent average and how many surveys it is over, if it was surveyed.
+    fn get(&self, customer: &str) -> Option<(f64, usize)> {
+        self.number.get(customer).map(|n| self.recent[*n as usize])
+    }
+}
+
+/// The customers at risk, with their attributes and why; only the flagged customers'
+/// attributes are read out, as most customers are not at risk.
+fn flagged_accounts(
+    customers: &prism_engine::QueryResult,
+    open: &FastMap<&str, i64>,
+    recent: &Recent<'_>,
+) -> Result<Vec<RiskAccount>> {
+    let at = |n: &str| customers.column(n).expect("the shipped customer dimension");
+    let flagged = |id: &str| {
+        open.get(id).is_some_and(|n| *n >= OPEN_CRITICAL)
+            || recent.get(id).is_some_and(|(a, _)| a < LOW_CSAT)
+    };
+    let attributes = [
+        "customer.customer_id",
+        "customer.customer_name",
+        "customer.industry",
+        "customer.size_band",
+        "customer.region",
+    ];
+    let mut accounts = Vec::new();
+    for b in &customers.batches {
+        // Read as stored, not formatted cell by cell: 360 k customers at scale 8.
+        let columns = typed_columns(
+            &[b.project(&attributes.map(at)).map_err(|e| {
+                AnalysisError::Invalid(format!("unexpected customer columns: {e}"))
+            })?],
+            &[const { DataType::Utf8 }; 5],
+        )?;
+        let text: Vec<&arrow::array::StringArray> =
+            columns[0].iter().map(|c| c.as_string::<i32>()).collect();
+        let cell = |a: &arrow::array::StringArray, r: usize| {
+            if a.is_valid(r) {
+                a.value(r).to_string()
+            } else {
+                String::new()
+            }
+        };
+        let ids = text[0];
+        for r in 0..b.num_rows() {
+            if !ids.is_valid(r) || !flagged(ids.value(r)) {
+                continue;
+            }
+            let customer = ids.value(r);
+            let critical = open.get(customer).copied().unwrap_or(0);
+            let (csat, n) = recent
+                .get(customer)
+                .map_or((None, 0), |(a, n)| (Some(a), n));
+            accounts.push(RiskAccount {
+                customer_id: customer.to_string(),
+                customer_name: cell(text[1], r),
+                industry: cell(text[2], r),
+                size_band: cell(text[3], r),
+                region: cell(text[4], r),
+                open_critical_requests: critical,
+                recent_csat: csat,
+                recent_surveys: n,
+                reasons: reasons(critical, csat, n),
+            });
+        }
+    }
+    Ok(accounts)
+}
+
+/// Why an account is at risk, in words.
+fn reasons(critical: i64, csat: Option<f64>, surveys: usize) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if critical >= OPEN_CRITICAL {
+        reasons.push(format!("{critical} open P1/P2 service requests"));
+    }
+    if let Some(a) = csat
+        && a < LOW_CSAT
+    {
+        reasons.push(format!(
+            "average CSAT {a:.2} over the last {surveys} survey{}",
+            if surveys == 1 { "" } else { "s" }
+        ));
+    }
+    reasons
 }
 
 impl Table for Risk {

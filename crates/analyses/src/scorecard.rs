@@ -223,6 +223,13 @@ pub async fn scorecard(cx: &Context<'_>, weights: Weights) -> Result<Scorecard> 
             }
         })
         .collect();
+    rank(&mut rows);
+    Ok(Scorecard { weights, rows })
+}
+
+/// Best score first (then by partner id), each ranked; partners with the same score share
+/// the rank, and partners without a score come last, unranked.
+fn rank(rows: &mut [ScorecardRow]) {
     rows.sort_by(|a, b| match (a.score, b.score) {
         (Some(x), Some(y)) => y
             .total_cmp(&x)
@@ -238,7 +245,6 @@ pub async fn scorecard(cx: &Context<'_>, weights: Weights) -> Result<Scorecard> 
             Some(_) => Some(i + 1),
         };
     }
-    Ok(Scorecard { weights, rows })
 }
 
 impl Table for Scorecard {

@@ -4,7 +4,9 @@
 
 use serde::Serialize;
 
-use crate::scorecard::{Weights, scorecard};
+use prism_engine::Period;
+
+use crate::scorecard::{Scorecard, ScorecardRow, Weights, scorecard};
 use crate::{
     Context, Money, Partner, Result, Table, Value, count, opt, pct, percentile_ranks, text,
 };
@@ -51,87 +53,11 @@ const DECLINE: (i128, i128) = (1, 4);
 /// Partners in the bottom quartile of the score, and (with a period) partners whose revenue fell 25 % or more against the previous period.
 pub async fn underperformers(cx: &Context<'_>, weights: Weights) -> Result<Underperformers> {
     let card = scorecard(cx, weights).await?;
-    let scored: Vec<f64> = card.rows.iter().filter_map(|r| r.score).collect();
-    let ranked = percentile_ranks(&scored, true);
-    let total = scored.len();
-    let mut out: Vec<Underperformer> = Vec::new();
-    for (row, percentile) in card.rows.iter().filter(|r| r.score.is_some()).zip(ranked) {
-        if percentile > 25.0 {
-            continue;
-        }
-        // The attributes that pulled the score down most.
-        let mut weakest: Vec<(&str, f64)> = row
-            .attributes
-            .iter()
-            .filter_map(|a| a.percentile.map(|p| (a.metric, p)))
-            .collect();
-        weakest.sort_by(|a, b| a.1.total_cmp(&b.1));
-        let weakest: Vec<String> = weakest
-            .iter()
-            .take(2)
-            .map(|(m, p)| format!("{m} at percentile {p:.0}"))
-            .collect();
-        out.push(Underperformer {
-            partner: row.partner.clone(),
-            reasons: vec![format!(
-                "score {:.1} is in the bottom quartile (rank {} of {total}); weakest: {}",
-                row.score.unwrap_or_default(),
-                opt(row.rank),
-                weakest.join(", ")
-            )],
-            score: row.score,
-            score_percentile: Some(percentile),
-            rank: row.rank,
-            closed_revenue: None,
-            previous_revenue: None,
-            revenue_change_pct: None,
-            enablement_gaps: Vec::new(),
-        });
-    }
-
+    let mut out = bottom_quartile(&card);
     let note = match cx.period {
         None => Some("no --period: decliners need a period to compare with the previous one; only the bottom quartile is shown".to_string()),
         Some(period) => {
-            let previous = period.previous();
-            let revenue = cx.by_partner(&["closed_revenue", "closed_revenue:previous_period"]).await?;
-            let partners = cx.partners().await?;
-            for (id, v) in &revenue {
-                let (now, then) = (v.money("closed_revenue"), v.money("closed_revenue:previous_period"));
-                let Some(then) = then.filter(|t| t.0 > 0) else { continue };
-                let now_or_zero = now.unwrap_or_default();
-                // Exact: fell by at least a quarter when now <= then * 3/4.
-                if now_or_zero.0 * DECLINE.1 > then.0 * (DECLINE.1 - DECLINE.0) {
-                    continue;
-                }
-                let change = 100.0 * (now_or_zero.0 - then.0) as f64 / then.0 as f64;
-                let reason = format!(
-                    "closed revenue fell {:.1} %, from {then} ({}..{}) to {now_or_zero} ({}..{})",
-                    -change, previous.from, previous.to, period.from, period.to
-                );
-                let entry = match out.iter_mut().position(|u| &u.partner.partner_id == id) {
-                    Some(i) => &mut out[i],
-                    None => {
-                        let Some(partner) = partners.get(id) else { continue };
-                        let card_row = card.rows.iter().find(|r| &r.partner.partner_id == id);
-                        out.push(Underperformer {
-                            partner: partner.clone(),
-                            reasons: Vec::new(),
-                            score: card_row.and_then(|r| r.score),
-                            score_percentile: None,
-                            rank: card_row.and_then(|r| r.rank),
-                            closed_revenue: None,
-                            previous_revenue: None,
-                            revenue_change_pct: None,
-                            enablement_gaps: Vec::new(),
-                        });
-                        out.last_mut().expect("pushed")
-                    }
-                };
-                entry.reasons.push(reason);
-                entry.closed_revenue = Some(now_or_zero);
-                entry.previous_revenue = Some(then);
-                entry.revenue_change_pct = Some(change);
-            }
+            decliners(cx, period, &card, &mut out).await?;
             None
         }
     };
@@ -161,6 +87,109 @@ pub async fn underperformers(cx: &Context<'_>, weights: Weights) -> Result<Under
         note,
         partners: out,
     })
+}
+
+/// A flagged partner with its scorecard figures and no reason yet.
+fn flagged(
+    partner: Partner,
+    row: Option<&ScorecardRow>,
+    percentile: Option<f64>,
+) -> Underperformer {
+    Underperformer {
+        partner,
+        reasons: Vec::new(),
+        score: row.and_then(|r| r.score),
+        score_percentile: percentile,
+        rank: row.and_then(|r| r.rank),
+        closed_revenue: None,
+        previous_revenue: None,
+        revenue_change_pct: None,
+        enablement_gaps: Vec::new(),
+    }
+}
+
+/// The scored partners in the bottom quartile, each with the two attributes that pulled its
+/// score down most.
+fn bottom_quartile(card: &Scorecard) -> Vec<Underperformer> {
+    let scored: Vec<f64> = card.rows.iter().filter_map(|r| r.score).collect();
+    let ranked = percentile_ranks(&scored, true);
+    let total = scored.len();
+    let mut out = Vec::new();
+    for (row, percentile) in card.rows.iter().filter(|r| r.score.is_some()).zip(ranked) {
+        if percentile > 25.0 {
+            continue;
+        }
+        let mut weakest: Vec<(&str, f64)> = row
+            .attributes
+            .iter()
+            .filter_map(|a| a.percentile.map(|p| (a.metric, p)))
+            .collect();
+        weakest.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let weakest: Vec<String> = weakest
+            .iter()
+            .take(2)
+            .map(|(m, p)| format!("{m} at percentile {p:.0}"))
+            .collect();
+        let mut u = flagged(row.partner.clone(), Some(row), Some(percentile));
+        u.reasons.push(format!(
+            "score {:.1} is in the bottom quartile (rank {} of {total}); weakest: {}",
+            row.score.unwrap_or_default(),
+            opt(row.rank),
+            weakest.join(", ")
+        ));
+        out.push(u);
+    }
+    out
+}
+
+/// Adds to `out` the partners whose closed revenue fell by a quarter or more against the
+/// previous period of the same length (a partner already flagged gets the reason added).
+async fn decliners(
+    cx: &Context<'_>,
+    period: Period,
+    card: &Scorecard,
+    out: &mut Vec<Underperformer>,
+) -> Result<()> {
+    let previous = period.previous();
+    let revenue = cx
+        .by_partner(&["closed_revenue", "closed_revenue:previous_period"])
+        .await?;
+    let partners = cx.partners().await?;
+    for (id, v) in &revenue {
+        let (now, then) = (
+            v.money("closed_revenue"),
+            v.money("closed_revenue:previous_period"),
+        );
+        let Some(then) = then.filter(|t| t.0 > 0) else {
+            continue;
+        };
+        let now_or_zero = now.unwrap_or_default();
+        // Exact: fell by at least a quarter when now <= then * 3/4.
+        if now_or_zero.0 * DECLINE.1 > then.0 * (DECLINE.1 - DECLINE.0) {
+            continue;
+        }
+        let change = 100.0 * (now_or_zero.0 - then.0) as f64 / then.0 as f64;
+        let reason = format!(
+            "closed revenue fell {:.1} %, from {then} ({}..{}) to {now_or_zero} ({}..{})",
+            -change, previous.from, previous.to, period.from, period.to
+        );
+        let entry = match out.iter().position(|u| &u.partner.partner_id == id) {
+            Some(i) => &mut out[i],
+            None => {
+                let Some(partner) = partners.get(id) else {
+                    continue;
+                };
+                let row = card.rows.iter().find(|r| &r.partner.partner_id == id);
+                out.push(flagged(partner.clone(), row, None));
+                out.last_mut().expect("pushed")
+            }
+        };
+        entry.reasons.push(reason);
+        entry.closed_revenue = Some(now_or_zero);
+        entry.previous_revenue = Some(then);
+        entry.revenue_change_pct = Some(change);
+    }
+    Ok(())
 }
 
 impl Table for Underperformers {

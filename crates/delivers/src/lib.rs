@@ -426,141 +426,177 @@ pub async fn evaluate(
 ) -> Result<Finding> {
     match watch {
         Watch::Question { question, when } => {
-            let (period, result) = ask(engine, session, audience, question, &when.metric).await?;
-            if result.column(&when.metric).is_none() {
-                return Err(DeliversError::Invalid(format!(
-                    "the answer has no column {}",
-                    when.metric
-                )));
-            }
-            let rows: Vec<Found> = result
-                .rows()
-                .iter()
-                .filter(|r| {
-                    r.number(&when.metric)
-                        .is_some_and(|v| when.op.holds(v, when.threshold))
-                })
-                .map(|r| found(&result, r, Some(&when.metric)))
-                .collect();
-            Ok(Finding {
-                holds: !rows.is_empty(),
-                period,
-                rows,
-                files: Vec::new(),
-            })
+            condition(engine, session, audience, question, when).await
         }
-        Watch::Report { question } => {
-            let first = question.metrics.first().cloned().unwrap_or_default();
-            let (period, result) = ask(engine, session, audience, question, &first).await?;
-            let header: Vec<String> = result.columns.iter().map(|c| c.name.clone()).collect();
-            let csv = prism_web::csv_bytes(&header, &result.formatted_rows())
-                .map_err(|e| DeliversError::Invalid(e.to_string()))?;
-            let xlsx = prism_web::explore::xlsx(&engine.model, &result)
-                .map_err(|e| DeliversError::Invalid(e.to_string()))?;
-            Ok(Finding {
-                holds: true,
-                period,
-                rows: result
-                    .rows()
-                    .iter()
-                    .map(|r| found(&result, r, None))
-                    .collect(),
-                files: vec![
-                    Attachment {
-                        name: "answer.csv".into(),
-                        content_type: "text/csv; charset=utf-8".into(),
-                        bytes: csv,
-                    },
-                    Attachment {
-                        name: "answer.xlsx".into(),
-                        content_type:
-                            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-                                .into(),
-                        bytes: xlsx,
-                    },
-                ],
-            })
-        }
+        Watch::Report { question } => report(engine, session, audience, question).await,
         Watch::Book { title, questions } => book(engine, session, audience, title, questions).await,
         Watch::Dashboard { dashboard } => Err(DeliversError::Invalid(format!(
             "dashboard {dashboard} was not read before it was evaluated"
         ))),
         Watch::List { analysis, period } => {
-            let period = match period {
-                Some(p) => {
-                    let newest = engine
-                        .newest_month(session, "closed_revenue", audience)
-                        .await?;
-                    resolve_period(p, newest)?
-                }
-                None => None,
-            };
-            let cx = Context {
-                engine,
-                session,
-                audience: audience.clone(),
-                period,
-            };
-            let rows: Vec<Found> = match analysis {
-                ListAnalysis::Underperformers => {
-                    prism_analyses::underperformers::underperformers(&cx, Default::default())
-                        .await?
-                        .partners
-                        .into_iter()
-                        .map(|u| Found {
-                            label: format!("{} · {}", u.partner.partner_id, u.partner.partner_name),
-                            values: BTreeMap::from([
-                                ("partner_id".to_string(), u.partner.partner_id.clone()),
-                                ("partner_name".to_string(), u.partner.partner_name.clone()),
-                                ("reasons".to_string(), u.reasons.join("; ")),
-                            ]),
-                            figure: u.reasons.join("; "),
-                        })
-                        .collect()
-                }
-                ListAnalysis::ClassChanged => prism_analyses::pareto::class_changes(&cx)
-                    .await?
-                    .into_iter()
-                    .map(|c| Found {
-                        label: format!("{} · {}", c.partner.partner_id, c.partner.partner_name),
-                        values: BTreeMap::from([
-                            ("partner_id".to_string(), c.partner.partner_id.clone()),
-                            ("partner_name".to_string(), c.partner.partner_name.clone()),
-                            ("class_before".to_string(), c.class_before.to_string()),
-                            ("class_now".to_string(), c.class_now.to_string()),
-                        ]),
-                        figure: format!(
-                            "class {} → {} (closed revenue {} → {})",
-                            c.class_before,
-                            c.class_now,
-                            c.closed_revenue_before,
-                            c.closed_revenue_now
-                        ),
-                    })
-                    .collect(),
-                ListAnalysis::Risk => prism_analyses::risk::risk(&cx)
-                    .await?
-                    .accounts
-                    .into_iter()
-                    .map(|a| Found {
-                        label: format!("{} · {}", a.customer_id, a.customer_name),
-                        values: BTreeMap::from([
-                            ("customer_id".to_string(), a.customer_id.clone()),
-                            ("customer_name".to_string(), a.customer_name.clone()),
-                            ("reasons".to_string(), a.reasons.join("; ")),
-                        ]),
-                        figure: a.reasons.join("; "),
-                    })
-                    .collect(),
-            };
-            Ok(Finding {
-                holds: !rows.is_empty(),
-                period: period.map(|p| format!("{}..{}", p.from, p.to)),
-                rows,
-                files: Vec::new(),
-            })
+            list(engine, session, audience, *analysis, period.as_deref()).await
         }
     }
+}
+
+/// A condition on a question's metric: the rows where it holds.
+async fn condition(
+    engine: &Engine,
+    session: &Session,
+    audience: &Audience,
+    question: &QueryRequest,
+    when: &Condition,
+) -> Result<Finding> {
+    let (period, result) = ask(engine, session, audience, question, &when.metric).await?;
+    if result.column(&when.metric).is_none() {
+        return Err(DeliversError::Invalid(format!(
+            "the answer has no column {}",
+            when.metric
+        )));
+    }
+    let rows: Vec<Found> = result
+        .rows()
+        .iter()
+        .filter(|r| {
+            r.number(&when.metric)
+                .is_some_and(|v| when.op.holds(v, when.threshold))
+        })
+        .map(|r| found(&result, r, Some(&when.metric)))
+        .collect();
+    Ok(Finding {
+        holds: !rows.is_empty(),
+        period,
+        rows,
+        files: Vec::new(),
+    })
+}
+
+/// A scheduled report of a question: its rows, and the answer as CSV and as a workbook.
+async fn report(
+    engine: &Engine,
+    session: &Session,
+    audience: &Audience,
+    question: &QueryRequest,
+) -> Result<Finding> {
+    let first = question.metrics.first().cloned().unwrap_or_default();
+    let (period, result) = ask(engine, session, audience, question, &first).await?;
+    let header: Vec<String> = result.columns.iter().map(|c| c.name.clone()).collect();
+    let csv = prism_web::csv_bytes(&header, &result.formatted_rows())
+        .map_err(|e| DeliversError::Invalid(e.to_string()))?;
+    let xlsx = prism_web::explore::xlsx(&engine.model, &result)
+        .map_err(|e| DeliversError::Invalid(e.to_string()))?;
+    Ok(Finding {
+        holds: true,
+        period,
+        rows: result
+            .rows()
+            .iter()
+            .map(|r| found(&result, r, None))
+            .collect(),
+        files: vec![
+            Attachment {
+                name: "answer.csv".into(),
+                content_type: "text/csv; charset=utf-8".into(),
+                bytes: csv,
+            },
+            Attachment {
+                name: "answer.xlsx".into(),
+                content_type: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+                    .into(),
+                bytes: xlsx,
+            },
+        ],
+    })
+}
+
+/// One of the analyses' lists: it holds when the list is not empty, and speaks of its rows.
+async fn list(
+    engine: &Engine,
+    session: &Session,
+    audience: &Audience,
+    analysis: ListAnalysis,
+    period: Option<&str>,
+) -> Result<Finding> {
+    let period = match period {
+        Some(p) => {
+            let newest = engine
+                .newest_month(session, "closed_revenue", audience)
+                .await?;
+            resolve_period(p, newest)?
+        }
+        None => None,
+    };
+    let cx = Context {
+        engine,
+        session,
+        audience: audience.clone(),
+        period,
+    };
+    let partner = |id: &str, name: &str, mut values: BTreeMap<String, String>, figure: String| {
+        values.insert("partner_id".into(), id.to_string());
+        values.insert("partner_name".into(), name.to_string());
+        Found {
+            label: format!("{id} · {name}"),
+            values,
+            figure,
+        }
+    };
+    let rows: Vec<Found> = match analysis {
+        ListAnalysis::Underperformers => {
+            prism_analyses::underperformers::underperformers(&cx, Default::default())
+                .await?
+                .partners
+                .into_iter()
+                .map(|u| {
+                    let reasons = u.reasons.join("; ");
+                    partner(
+                        &u.partner.partner_id,
+                        &u.partner.partner_name,
+                        BTreeMap::from([("reasons".to_string(), reasons.clone())]),
+                        reasons,
+                    )
+                })
+                .collect()
+        }
+        ListAnalysis::ClassChanged => prism_analyses::pareto::class_changes(&cx)
+            .await?
+            .into_iter()
+            .map(|c| {
+                partner(
+                    &c.partner.partner_id,
+                    &c.partner.partner_name,
+                    BTreeMap::from([
+                        ("class_before".to_string(), c.class_before.to_string()),
+                        ("class_now".to_string(), c.class_now.to_string()),
+                    ]),
+                    format!(
+                        "class {} → {} (closed revenue {} → {})",
+                        c.class_before, c.class_now, c.closed_revenue_before, c.closed_revenue_now
+                    ),
+                )
+            })
+            .collect(),
+        ListAnalysis::Risk => prism_analyses::risk::risk(&cx)
+            .await?
+            .accounts
+            .into_iter()
+            .map(|a| Found {
+                label: format!("{} · {}", a.customer_id, a.customer_name),
+                values: BTreeMap::from([
+                    ("customer_id".to_string(), a.customer_id.clone()),
+                    ("customer_name".to_string(), a.customer_name.clone()),
+                    ("reasons".to_string(), a.reasons.join("; ")),
+                ]),
+                figure: a.reasons.join("; "),
+            })
+            .collect(),
+    };
+    Ok(Finding {
+        holds: !rows.is_empty(),
+        period: period.map(|p| format!("{}..{}", p.from, p.to)),
+        rows,
+        files: Vec::new(),
+    })
 }
 
 /// A dashboard's report: every question answered in the audience, one workbook with a sheet

@@ -320,9 +320,38 @@ pub(crate) async fn show(
         })
         .into_response();
     }
-    let model = &st.engine.model;
-    let panels = d
-        .questions
+    let panels = panels(&st.engine.model, &d, answered);
+    let editable = d.owner == user.name || user.role == Role::Admin;
+    let prompts = prompts(&st, &user, &prompt).await;
+    let addable = addable
+        .into_iter()
+        .filter(|q| !d.questions.iter().any(|x| x.id == q.id))
+        .collect();
+    Html(
+        DashboardPage {
+            user_name: user.name.clone(),
+            role: user.role.name().into(),
+            csrf,
+            nav: pages::nav(Some(&user)),
+            d: &d,
+            period: period.unwrap_or_default().to_string(),
+            query: prompt.query(),
+            prompts,
+            panels,
+            editable,
+            addable,
+            home,
+            sizes: TileSize::ALL,
+        }
+        .render()
+        .unwrap_or_else(|e| format!("template: {e}")),
+    )
+    .into_response()
+}
+
+/// Each question's tile: its chart and table, or why it has no answer.
+fn panels(model: &prism_model::Model, d: &Dashboard, answered: Vec<Asked>) -> Vec<QuestionPanel> {
+    d.questions
         .iter()
         .zip(&d.sizes)
         .zip(answered)
@@ -354,15 +383,22 @@ pub(crate) async fn show(
             }
             panel
         })
-        .collect();
-    let editable = d.owner == user.name || user.role == Role::Admin;
-    // The partner prompts from one read of the partners the user may see; a partner's user,
-    // who sees one, gets none.
+        .collect()
+}
+
+/// The dashboard-wide prompts with the members the user may pick: the partner prompts from one
+/// read of the partners the user may see (a partner's user, who sees one, gets none), and the
+/// product lines.
+async fn prompts(
+    st: &Arc<AppState>,
+    user: &User,
+    prompt: &DashboardQuery,
+) -> Vec<(&'static str, &'static str, Vec<pages::Choice>)> {
     let mut prompts = Vec::new();
     if !user.is_partner_user() {
         let values = pages::members_of(
-            &st,
-            &user,
+            st,
+            user,
             "partner",
             &["partner.region", "partner.tier", "partner.partner_type"],
         )
@@ -379,37 +415,14 @@ pub(crate) async fn show(
             prompts.push((name, label, pages::choices(values, chosen)));
         }
     }
-    let lines = pages::members_of(&st, &user, "product", &["product.product_line"]).await;
+    let lines = pages::members_of(st, user, "product", &["product.product_line"]).await;
     let chosen = Some(prompt.product_line.trim()).filter(|c| !c.is_empty());
     prompts.push((
         "product_line",
         "Product line",
         pages::choices(lines.into_iter().next().unwrap_or_default(), chosen),
     ));
-    let addable = addable
-        .into_iter()
-        .filter(|q| !d.questions.iter().any(|x| x.id == q.id))
-        .collect();
-    Html(
-        DashboardPage {
-            user_name: user.name.clone(),
-            role: user.role.name().into(),
-            csrf,
-            nav: pages::nav(Some(&user)),
-            d: &d,
-            period: period.unwrap_or_default().to_string(),
-            query: prompt.query(),
-            prompts,
-            panels,
-            editable,
-            addable,
-            home,
-            sizes: TileSize::ALL,
-        }
-        .render()
-        .unwrap_or_else(|e| format!("template: {e}")),
-    )
-    .into_response()
+    prompts
 }
 
 /// The dashboard's answers as one workbook, a sheet per question that could be answered (in

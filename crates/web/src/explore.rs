@@ -703,56 +703,8 @@ pub async fn render(
     benchmark: Option<Result<prism_analyses::benchmarks::Benchmarks, WebError>>,
 ) -> String {
     let model = &st.engine.model;
-    let mut groups: Vec<MetricGroup> = Vec::new();
-    for m in model.metrics.values().filter(|m| !m.hidden) {
-        let title = model
-            .facts
-            .get(&m.fact)
-            .map_or_else(|| m.fact.clone(), |f| f.subject.clone());
-        let choice = Choice {
-            value: m.name.clone(),
-            label: m.label.clone(),
-            title: m.description.clone(),
-            selected: question
-                .metrics
-                .iter()
-                .any(|q| q.split(':').next() == Some(&m.name)),
-        };
-        match groups.iter_mut().find(|g| g.title == title) {
-            Some(g) => g.metrics.push(choice),
-            None => groups.push(MetricGroup {
-                title,
-                metrics: vec![choice],
-            }),
-        }
-    }
-    // The scenario's four subject areas first, in the order the business reads them.
-    let order = ["Sales", "Pipeline", "Service", "Satisfaction"];
-    groups.sort_by_key(|g| {
-        order
-            .iter()
-            .position(|o| *o == g.title)
-            .unwrap_or(order.len())
-    });
-    let names = model.dimension_names();
-    let dimension_slots = (0..3)
-        .map(|slot| {
-            let chosen = question.by.get(slot);
-            std::iter::once(Choice {
-                value: String::new(),
-                label: "—".into(),
-                title: String::new(),
-                selected: chosen.is_none(),
-            })
-            .chain(names.iter().map(|n| Choice {
-                value: n.clone(),
-                label: n.clone(),
-                title: String::new(),
-                selected: chosen == Some(n),
-            }))
-            .collect()
-        })
-        .collect();
+    let groups = metric_groups(model, question);
+    let dimension_slots = dimension_slots(model, question);
     let mut suggestions = Vec::new();
     for (dimension, attributes) in SUGGESTED {
         let values = pages::members_of(st, user, dimension, attributes).await;
@@ -785,40 +737,7 @@ pub async fn render(
             let view = answer_view(model, question, kind, &a.result);
             (chart_json, header, rows) = (view.chart_json, view.header, view.rows);
             if let Some(p) = &a.pivot {
-                pivot_title = format!(
-                    "{} by {} across {}",
-                    model.label(&p.metric),
-                    model.label(&p.row_dimension),
-                    model.label(&question.by[1])
-                );
-                pivot_header = std::iter::once(model.label(&p.row_dimension))
-                    .chain(p.columns.iter().cloned())
-                    .chain(std::iter::once("Total".to_string()))
-                    .collect();
-                let cell = |v: &str, is_figure: bool| {
-                    pages::cell_view(
-                        model,
-                        if is_figure { &p.metric } else { "" },
-                        v,
-                        String::new(),
-                    )
-                };
-                pivot_rows = p
-                    .rows
-                    .iter()
-                    .map(|(k, values, total)| {
-                        std::iter::once(cell(k, false))
-                            .chain(values.iter().map(|v| cell(v, true)))
-                            .chain(std::iter::once(cell(total, true)))
-                            .collect()
-                    })
-                    .collect();
-                pivot_rows.push(
-                    std::iter::once(cell("Total", false))
-                        .chain(p.totals.iter().map(|v| cell(v, true)))
-                        .chain(std::iter::once(cell(&p.grand_total, true)))
-                        .collect(),
-                );
+                (pivot_title, pivot_header, pivot_rows) = pivot_view(model, question, p);
             }
         }
     }
@@ -832,37 +751,11 @@ pub async fn render(
     } else {
         Vec::new()
     };
-    let (mut benchmark_note, mut benchmark_rows) = (String::new(), Vec::new());
-    match benchmark {
-        None => {}
-        Some(Err(e)) => benchmark_note = format!("no channel figures: {e}"),
-        Some(Ok(b)) => {
-            benchmark_note = prism_analyses::Table::headline(&b).join("; ");
-            benchmark_rows = b
-                .rows
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    let figure = |v: &prism_analyses::Value| {
-                        pages::cell_view(model, r.metric, &v.exact(), String::new())
-                    };
-                    let text = |t: String| pages::cell_view(model, "", &t, String::new());
-                    let mut channel = figure(&r.channel);
-                    // Withheld, and why: the benchmark's reason, not the metric's own.
-                    if let Some(why) = prism_analyses::Table::missing_reason(&b, i, "channel") {
-                        channel.title = why;
-                    }
-                    vec![
-                        text(model.label(r.metric)),
-                        figure(&r.partner),
-                        channel,
-                        text(r.channel_partners.to_string()),
-                        text(r.verdict.unwrap_or("—").to_string()),
-                    ]
-                })
-                .collect();
-        }
-    }
+    let (benchmark_note, benchmark_rows) = match benchmark {
+        None => (String::new(), Vec::new()),
+        Some(Err(e)) => (format!("no channel figures: {e}"), Vec::new()),
+        Some(Ok(b)) => benchmark_view(model, &b),
+    };
     ExplorePage {
         title: "Explore".into(),
         user_name: user.name.clone(),
@@ -893,6 +786,141 @@ pub async fn render(
     }
     .render()
     .unwrap_or_else(|e| format!("template: {e}"))
+}
+
+/// The metrics users may pick, grouped by subject area: the scenario's four first, in the
+/// order the business reads them.
+fn metric_groups(model: &prism_model::Model, question: &Question) -> Vec<MetricGroup> {
+    let mut groups: Vec<MetricGroup> = Vec::new();
+    for m in model.metrics.values().filter(|m| !m.hidden) {
+        let title = model
+            .facts
+            .get(&m.fact)
+            .map_or_else(|| m.fact.clone(), |f| f.subject.clone());
+        let choice = Choice {
+            value: m.name.clone(),
+            label: m.label.clone(),
+            title: m.description.clone(),
+            selected: question
+                .metrics
+                .iter()
+                .any(|q| q.split(':').next() == Some(&m.name)),
+        };
+        match groups.iter_mut().find(|g| g.title == title) {
+            Some(g) => g.metrics.push(choice),
+            None => groups.push(MetricGroup {
+                title,
+                metrics: vec![choice],
+            }),
+        }
+    }
+    let order = ["Sales", "Pipeline", "Service", "Satisfaction"];
+    groups.sort_by_key(|g| {
+        order
+            .iter()
+            .position(|o| *o == g.title)
+            .unwrap_or(order.len())
+    });
+    groups
+}
+
+/// The three dimension pickers, each with the question's choice in its place selected.
+fn dimension_slots(model: &prism_model::Model, question: &Question) -> Vec<Vec<Choice>> {
+    let names = model.dimension_names();
+    (0..3)
+        .map(|slot| {
+            let chosen = question.by.get(slot);
+            std::iter::once(Choice {
+                value: String::new(),
+                label: "—".into(),
+                title: String::new(),
+                selected: chosen.is_none(),
+            })
+            .chain(names.iter().map(|n| Choice {
+                value: n.clone(),
+                label: n.clone(),
+                title: String::new(),
+                selected: chosen == Some(n),
+            }))
+            .collect()
+        })
+        .collect()
+}
+
+/// The pivot table's title, header and rows: a row per member of the first dimension, a column
+/// per member of the second, a total at the end of each row and a row of totals.
+fn pivot_view(
+    model: &prism_model::Model,
+    question: &Question,
+    p: &Pivot,
+) -> (String, Vec<String>, Vec<Vec<CellView>>) {
+    let title = format!(
+        "{} by {} across {}",
+        model.label(&p.metric),
+        model.label(&p.row_dimension),
+        model.label(&question.by[1])
+    );
+    let header = std::iter::once(model.label(&p.row_dimension))
+        .chain(p.columns.iter().cloned())
+        .chain(std::iter::once("Total".to_string()))
+        .collect();
+    let cell = |v: &str, is_figure: bool| {
+        pages::cell_view(
+            model,
+            if is_figure { &p.metric } else { "" },
+            v,
+            String::new(),
+        )
+    };
+    let mut rows: Vec<Vec<CellView>> = p
+        .rows
+        .iter()
+        .map(|(k, values, total)| {
+            std::iter::once(cell(k, false))
+                .chain(values.iter().map(|v| cell(v, true)))
+                .chain(std::iter::once(cell(total, true)))
+                .collect()
+        })
+        .collect();
+    rows.push(
+        std::iter::once(cell("Total", false))
+            .chain(p.totals.iter().map(|v| cell(v, true)))
+            .chain(std::iter::once(cell(&p.grand_total, true)))
+            .collect(),
+    );
+    (title, header, rows)
+}
+
+/// The channel benchmark beside a partner user's answer: its headline and a row per metric,
+/// a withheld figure titled with why.
+fn benchmark_view(
+    model: &prism_model::Model,
+    b: &prism_analyses::benchmarks::Benchmarks,
+) -> (String, Vec<Vec<CellView>>) {
+    let rows = b
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let figure = |v: &prism_analyses::Value| {
+                pages::cell_view(model, r.metric, &v.exact(), String::new())
+            };
+            let text = |t: String| pages::cell_view(model, "", &t, String::new());
+            let mut channel = figure(&r.channel);
+            // Withheld, and why: the benchmark's reason, not the metric's own.
+            if let Some(why) = prism_analyses::Table::missing_reason(b, i, "channel") {
+                channel.title = why;
+            }
+            vec![
+                text(model.label(r.metric)),
+                figure(&r.partner),
+                channel,
+                text(r.channel_partners.to_string()),
+                text(r.verdict.unwrap_or("—").to_string()),
+            ]
+        })
+        .collect();
+    (prism_analyses::Table::headline(b).join("; "), rows)
 }
 
 /// How an answer is downloaded: `format=csv` (the default) or `format=xlsx`.

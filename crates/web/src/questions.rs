@@ -232,15 +232,7 @@ pub(crate) async fn api_create(
         })
         .await
     };
-    match created.await {
-        Ok(q) => (
-            StatusCode::CREATED,
-            [(header::LOCATION, format!("/api/questions/{}", q.id))],
-            axum::Json(q),
-        )
-            .into_response(),
-        Err(e) => e.json(),
-    }
+    created_or_error(created.await)
 }
 
 /// `PATCH /api/questions/{id}`: changes what the body gives of the caller's saved question
@@ -356,7 +348,13 @@ pub(crate) async fn api_copy(
         }
         duplicate(&st, user.clone(), id, body.name).await
     };
-    match copied.await {
+    created_or_error(copied.await)
+}
+
+/// A new saved question as the JSON API answers it: 201 with where it now lives; a refusal as
+/// the API's JSON error.
+fn created_or_error(made: Result<SavedQuestion, WebError>) -> Response {
+    match made {
         Ok(q) => (
             StatusCode::CREATED,
             [(header::LOCATION, format!("/api/questions/{}", q.id))],
