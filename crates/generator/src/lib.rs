@@ -243,6 +243,11 @@ fn pick<'a, T>(rng: &mut Pcg64Mcg, items: &'a [(T, f64)]) -> &'a T {
 }
 
 /// Index drawn from cumulative weights.
+/// An index drawn with the given weights.
+fn pick_index(rng: &mut Pcg64Mcg, weights: impl IntoIterator<Item = f64>) -> usize {
+    pick_cumulative(rng, &cumulate(weights))
+}
+
 fn pick_cumulative(rng: &mut Pcg64Mcg, cumulative: &[f64]) -> usize {
     let x = rng.random::<f64>() * cumulative[cumulative.len() - 1];
     cumulative
@@ -350,7 +355,7 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         path: config.out.clone(),
         source,
     })?;
-    let mut rng = Pcg64Mcg::seed_from_u64(config.seed);
+    let rng = &mut Pcg64Mcg::seed_from_u64(config.seed);
     let mut out = Out {
         dir: config.out.clone(),
         bytes: 0,
@@ -359,9 +364,148 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
     let s = config.scale;
     let n_partners = ((300.0 * s.sqrt()).round() as usize).max(12);
     let n_customers = ((45_000.0 * s).round() as usize).max(60);
-    let n_orders = ((430_000.0 * s).round() as usize).max(50);
+    let mut partners = write_partners(rng, &mut out, &mut summary, n_partners)?;
+    let products = write_products(rng, &mut out, &mut summary)?;
+    let segment_cumulative = segment_choice(rng, &products);
+    let customers = write_customers(rng, &mut out, &mut summary, n_customers, &mut partners)?;
 
-    // Partners.
+    // The partner program draws from its own stream: the other files stay as they were.
+    let program_rng = &mut Pcg64Mcg::seed_from_u64(config.seed ^ 0x005E_ED0F_9A11);
+    let campaigns = program::campaigns(program_rng, &partners, &products, &mut out)?;
+    summary
+        .rows
+        .push((Entity::Campaigns, campaigns.all.len() as u64));
+    // Bigger partners also close bigger and more frequent deals: order volume grows faster
+    // than partner size.
+    let partner_cum = cumulate(partners.iter().map(|p| p.weight.powf(1.3)));
+    let channel = Channel {
+        partners,
+        products,
+        customers,
+        segment_cumulative,
+        calendar: calendar(),
+        partner_cum,
+    };
+    // The product lines each partner sells, for the certifications it lacks.
+    let mut lines_sold = vec![vec![false; PRODUCT_LINES.len()]; channel.partners.len()];
+    write_orders(rng, &mut out, &mut summary, &channel, s, &mut lines_sold)?;
+    write_opportunities(
+        rng,
+        program_rng,
+        &mut out,
+        &mut summary,
+        &channel,
+        s,
+        &campaigns,
+    )?;
+    let (served, request_partner) =
+        write_service_requests(rng, &mut out, &mut summary, &channel, s)?;
+    write_surveys(
+        rng,
+        &mut out,
+        &mut summary,
+        &channel,
+        s,
+        &served,
+        &request_partner,
+    )?;
+    let mdf_rows = program::mdf_requests(program_rng, &channel.partners, &campaigns, &mut out)?;
+    summary.rows.push((Entity::MdfRequests, mdf_rows));
+    let certification_rows =
+        program::certifications(program_rng, &channel.partners, &lines_sold, &mut out)?;
+    summary
+        .rows
+        .push((Entity::Certifications, certification_rows));
+    summary.bytes = out.bytes;
+    Ok(summary)
+}
+
+/// What every file's rows are drawn from: who sells what to whom, and when.
+struct Channel {
+    partners: Vec<Partner>,
+    products: Vec<Product>,
+    customers: Vec<Customer>,
+    /// Per customer segment (industry × size), the cumulative choice of products.
+    segment_cumulative: Vec<Vec<f64>>,
+    calendar: Calendar,
+    /// The cumulative choice of partner for an order or an opportunity.
+    partner_cum: Vec<f64>,
+}
+
+impl Channel {
+    /// A customer of partner `p`, larger ones more often; anyone's when it has none.
+    fn customer_of(&self, rng: &mut Pcg64Mcg, p: &Partner) -> usize {
+        if p.customers.is_empty() {
+            rng.random_range(0..self.customers.len())
+        } else {
+            p.customers[pick_cumulative(rng, &p.customer_cumulative)] as usize
+        }
+    }
+}
+
+/// An opportunity's stage and probability: closed by now (won more often by better partners),
+/// or still open at one of the open stages.
+fn stage(rng: &mut Pcg64Mcg, quality: f64, close: NaiveDate) -> (&'static str, i64) {
+    if close <= last_day() {
+        let win = 0.18 + 0.5 * quality;
+        if rng.random::<f64>() < win {
+            ("Closed Won", 100)
+        } else {
+            ("Closed Lost", 0)
+        }
+    } else {
+        *[
+            ("Prospecting", 10),
+            ("Qualification", 25),
+            ("Proposal", 50),
+            ("Negotiation", 75),
+        ]
+        .get(rng.random_range(0..4))
+        .expect("stage")
+    }
+}
+
+/// The days of the export, and how likely a sale is on each.
+struct Calendar {
+    days: Vec<NaiveDate>,
+    day_cum: Vec<f64>,
+    /// Where a partner in decline starts selling less: the last two quarters.
+    decline_start: usize,
+}
+
+/// Calendar: quarter-end and Q4 peaks, with growth over the years.
+fn calendar() -> Calendar {
+    let days: Vec<NaiveDate> = first_day()
+        .iter_days()
+        .take_while(|d| *d <= last_day())
+        .collect();
+    let n_days = days.len() as f64;
+    let day_cum = cumulate(days.iter().enumerate().map(|(i, d)| {
+        let month_in_q = (d.month() - 1) % 3;
+        let q4 = if d.month() >= 10 { 1.35 } else { 1.0 };
+        let quarter_end = if month_in_q == 2 { 1.3 } else { 1.0 };
+        let weekday = if d.weekday().number_from_monday() >= 6 {
+            0.25
+        } else {
+            1.0
+        };
+        let growth = 1.0 + 0.35 * (i as f64 / n_days);
+        q4 * quarter_end * weekday * growth
+    }));
+    Calendar {
+        decline_start: days.len() - 183,
+        days,
+        day_cum,
+    }
+}
+
+/// Partners: Pareto-sized, each with a quality, a region, and a few in decline or inactive.
+fn write_partners(
+    rng: &mut Pcg64Mcg,
+    out: &mut Out,
+    summary: &mut GenerateSummary,
+    n_partners: usize,
+) -> Result<Vec<Partner>, GenerateError> {
     let (path, mut w) = out.writer(Entity::Partners)?;
     let mut partners: Vec<Partner> = Vec::with_capacity(n_partners);
     for i in 0..n_partners {
@@ -371,10 +515,7 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         let weight = u.powf(-1.0 / 0.75).min(100.0);
         let quality =
             (rng.random::<f64>() * 0.7 + 0.3 * (weight.ln() / 4.0).clamp(0.0, 1.0)).clamp(0.0, 1.0);
-        let region = {
-            let cum = cumulate(REGIONS.iter().map(|r| r.2));
-            pick_cumulative(&mut rng, &cum)
-        };
+        let region = pick_index(rng, REGIONS.iter().map(|r| r.2));
         let active = rng.random::<f64>() > 0.07;
         let decline = if active && rng.random::<f64>() < 0.06 {
             rng.random_range(0.25..0.6)
@@ -384,26 +525,9 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         let id = format!("P-{:05}", i + 1);
         let countries = REGIONS[region].1;
         let country = countries[rng.random_range(0..countries.len())];
-        // Partner names are unique: every stem × suffix once (in a scattered order), then with
-        // the country and a number.
-        let combos = NAME_STEMS.len() * PARTNER_SUFFIXES.len();
-        let c = (i * 7919) % combos;
-        let name = if i < combos {
-            format!(
-                "{} {}",
-                NAME_STEMS[c / PARTNER_SUFFIXES.len()],
-                PARTNER_SUFFIXES[c % PARTNER_SUFFIXES.len()]
-            )
-        } else {
-            format!(
-                "{} {} {country} {}",
-                NAME_STEMS[c / PARTNER_SUFFIXES.len()],
-                PARTNER_SUFFIXES[c % PARTNER_SUFFIXES.len()],
-                i / combos + 1
-            )
-        };
+        let name = partner_name(i, country);
         let joined = first_day() - chrono::Days::new(rng.random_range(0..3650));
-        let ptype = pick(&mut rng, PARTNER_TYPES);
+        let ptype = pick(rng, PARTNER_TYPES);
         partners.push(Partner {
             id,
             weight,
@@ -415,9 +539,7 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
             customer_cumulative: Vec::new(),
         });
         let p = partners.last().expect("pushed");
-        // A few brand-new registered partners have not sold yet.
-        let weight_for_tier = p.weight;
-        let tier = match weight_for_tier {
+        let tier = match p.weight {
             w if w > 40.0 => "Platinum",
             w if w > 8.0 => "Gold",
             w if w > 2.5 => "Silver",
@@ -448,8 +570,29 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
             p.weight = 0.0;
         }
     }
+    Ok(partners)
+}
 
-    // Products.
+/// Partner names are unique: every stem × suffix once (in a scattered order), then with the
+/// country and a number.
+fn partner_name(i: usize, country: &str) -> String {
+    let combos = NAME_STEMS.len() * PARTNER_SUFFIXES.len();
+    let c = (i * 7919) % combos;
+    let stem = NAME_STEMS[c / PARTNER_SUFFIXES.len()];
+    let suffix = PARTNER_SUFFIXES[c % PARTNER_SUFFIXES.len()];
+    if i < combos {
+        format!("{stem} {suffix}")
+    } else {
+        format!("{stem} {suffix} {country} {}", i / combos + 1)
+    }
+}
+
+/// Products: ten to fourteen per product line, priced within the line's range.
+fn write_products(
+    rng: &mut Pcg64Mcg,
+    out: &mut Out,
+    summary: &mut GenerateSummary,
+) -> Result<Vec<Product>, GenerateError> {
     let (path, mut w) = out.writer(Entity::Products)?;
     let mut products: Vec<Product> = Vec::new();
     for (line, (line_name, category, lo, hi)) in PRODUCT_LINES.iter().enumerate() {
@@ -485,8 +628,12 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
     out.close(&path, w)?;
     summary.rows.push((Entity::Products, products.len() as u64));
 
-    // Product choice per customer segment (industry × size): line affinity × a per-product
-    // popularity, so each segment has its own best and worst sellers.
+    Ok(products)
+}
+
+/// Product choice per customer segment (industry × size): line affinity × a per-product
+/// popularity, so each segment has its own best and worst sellers.
+fn segment_choice(rng: &mut Pcg64Mcg, products: &[Product]) -> Vec<Vec<f64>> {
     let popularity: Vec<f64> = products
         .iter()
         .map(|_| 0.2 + rng.random::<f64>().powf(3.0) * 3.0)
@@ -503,8 +650,13 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         }
     }
 
-    // Customers, each served mostly by one home partner in its region.
-    let partner_cum_by_region: Vec<Vec<f64>> = (0..REGIONS.len())
+    segment_cumulative
+}
+
+/// Per region, the cumulative choice of a customer's home partner among the region's partners
+/// that sell: bigger ones more often.
+fn home_partner_choice(partners: &[Partner]) -> Vec<Vec<f64>> {
+    (0..REGIONS.len())
         .map(|r| {
             cumulate(partners.iter().map(|p| {
                 if p.region == r && p.weight > 0.0 {
@@ -514,22 +666,24 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
                 }
             }))
         })
-        .collect();
+        .collect()
+}
+
+/// Customers, each served mostly by one home partner in its region.
+fn write_customers(
+    rng: &mut Pcg64Mcg,
+    out: &mut Out,
+    summary: &mut GenerateSummary,
+    n_customers: usize,
+    partners: &mut [Partner],
+) -> Result<Vec<Customer>, GenerateError> {
+    let partner_cum_by_region = home_partner_choice(partners);
     let (path, mut w) = out.writer(Entity::Customers)?;
     let mut customers: Vec<Customer> = Vec::with_capacity(n_customers);
     for i in 0..n_customers {
-        let industry = {
-            let cum = cumulate(INDUSTRIES.iter().map(|x| x.1));
-            pick_cumulative(&mut rng, &cum)
-        };
-        let size = {
-            let cum = cumulate(SIZES.iter().map(|x| x.1));
-            pick_cumulative(&mut rng, &cum)
-        };
-        let region = {
-            let cum = cumulate(REGIONS.iter().map(|r| r.2));
-            pick_cumulative(&mut rng, &cum)
-        };
+        let industry = pick_index(rng, INDUSTRIES.iter().map(|x| x.1));
+        let size = pick_index(rng, SIZES.iter().map(|x| x.1));
+        let region = pick_index(rng, REGIONS.iter().map(|r| r.2));
         let id = format!("C-{:07}", i + 1);
         let name = format!(
             "{} {}",
@@ -558,7 +712,7 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         .map_err(|e| io(&path, e))?;
         let cum = &partner_cum_by_region[region];
         let home = if cum[cum.len() - 1] > 0.0 {
-            pick_cumulative(&mut rng, cum)
+            pick_cumulative(rng, cum)
         } else {
             i % partners.len()
         };
@@ -574,7 +728,7 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
     summary
         .rows
         .push((Entity::Customers, customers.len() as u64));
-    for p in &mut partners {
+    for p in partners.iter_mut() {
         // Larger customers buy more often.
         p.customer_cumulative = cumulate(
             p.customers
@@ -583,52 +737,45 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         );
     }
 
-    // The partner program draws from its own stream: the other files stay as they were.
-    let mut program_rng = Pcg64Mcg::seed_from_u64(config.seed ^ 0x005E_ED0F_9A11);
-    let campaigns = program::campaigns(&mut program_rng, &partners, &products, &mut out)?;
-    summary
-        .rows
-        .push((Entity::Campaigns, campaigns.all.len() as u64));
-    // The product lines each partner sells, for the certifications it lacks.
-    let mut lines_sold = vec![vec![false; PRODUCT_LINES.len()]; partners.len()];
+    Ok(customers)
+}
 
-    // Calendar: quarter-end and Q4 peaks, with growth over the years.
-    let days: Vec<NaiveDate> = first_day()
-        .iter_days()
-        .take_while(|d| *d <= last_day())
-        .collect();
-    let n_days = days.len() as f64;
-    let day_cum = cumulate(days.iter().enumerate().map(|(i, d)| {
-        let month_in_q = (d.month() - 1) % 3;
-        let q4 = if d.month() >= 10 { 1.35 } else { 1.0 };
-        let quarter_end = if month_in_q == 2 { 1.3 } else { 1.0 };
-        let weekday = if d.weekday().number_from_monday() >= 6 {
-            0.25
-        } else {
-            1.0
-        };
-        let growth = 1.0 + 0.35 * (i as f64 / n_days);
-        q4 * quarter_end * weekday * growth
-    }));
-    // A partner in decline sells less and less over the last two quarters.
-    let decline_start = days.len() - 183;
-    // Bigger partners also close bigger and more frequent deals: order volume grows faster
-    // than partner size.
-    let partner_cum = cumulate(partners.iter().map(|p| p.weight.powf(1.3)));
-
-    // Orders.
+/// Orders: by day of the calendar, from partners by size (some direct), to their customers.
+fn write_orders(
+    rng: &mut Pcg64Mcg,
+    out: &mut Out,
+    summary: &mut GenerateSummary,
+    channel: &Channel,
+    s: f64,
+    lines_sold: &mut [Vec<bool>],
+) -> Result<(), GenerateError> {
+    let Channel {
+        partners,
+        products,
+        customers,
+        segment_cumulative,
+        partner_cum,
+        ..
+    } = channel;
+    let Calendar {
+        days,
+        day_cum,
+        decline_start,
+    } = &channel.calendar;
+    let decline_start = *decline_start;
+    let n_orders = ((430_000.0 * s).round() as usize).max(50);
     let (path, mut w) = out.writer(Entity::Orders)?;
     let mut lines_written = 0u64;
     let mut order_no = 0u64;
     let mut rec: Vec<String> = vec![String::new(); 9];
     // A CRM numbers orders as they come: ids follow the order date, as in a real export.
     let mut order_days: Vec<usize> = (0..n_orders)
-        .map(|_| pick_cumulative(&mut rng, &day_cum))
+        .map(|_| pick_cumulative(rng, day_cum))
         .collect();
     order_days.sort_unstable();
     for di in order_days {
         let direct = rng.random::<f64>() < 0.07;
-        let pi = pick_cumulative(&mut rng, &partner_cum);
+        let pi = pick_cumulative(rng, partner_cum);
         let p = &partners[pi];
         if p.decline < 1.0 && di >= decline_start {
             let progress = (di - decline_start) as f64 / 183.0;
@@ -639,34 +786,17 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         if !p.active && di >= days.len() / 2 {
             continue; // Inactive partners stopped selling half-way through.
         }
-        let ci = if p.customers.is_empty() {
-            rng.random_range(0..customers.len())
-        } else {
-            p.customers[pick_cumulative(&mut rng, &p.customer_cumulative)] as usize
-        };
+        let ci = channel.customer_of(rng, p);
         let c = &customers[ci];
         order_no += 1;
         let order_id = format!("O-{order_no:08}");
         let n_lines = 1 + (rng.random::<f64>().powf(2.0) * [3.0, 5.0, 8.0][c.size]) as u32;
         for line in 1..=n_lines {
-            let prod = &products[pick_cumulative(&mut rng, &segment_cumulative[c.segment])];
+            let prod = &products[pick_cumulative(rng, &segment_cumulative[c.segment])];
             if !direct {
                 lines_sold[pi][prod.line] = true;
             }
-            let qty = 1 + (rng.random::<f64>().powf(3.0) * [4.0, 12.0, 40.0][c.size]) as i64;
-            let discount = rng.random_range(0.0..0.22) + if direct { 0.0 } else { 0.05 };
-            let mut revenue = ((prod.price_cents * qty) as f64 * (1.0 - discount)).round() as i64;
-            let returned = rng.random::<f64>() < 0.012;
-            if returned {
-                revenue = -revenue / 2; // A credit: a separate line with negative revenue.
-            }
-            let cost_ratio = [0.55, 0.40, 0.68, 0.72, 0.35, 0.45, 0.74, 0.62][prod.line]
-                + rng.random_range(-0.05..0.05);
-            let cost = if rng.random::<f64>() < 0.08 {
-                None
-            } else {
-                Some((revenue as f64 * cost_ratio).round() as i64)
-            };
+            let (qty, revenue, cost) = line_amounts(rng, prod, c.size, direct);
             rec[0].clone_from(&order_id);
             rec[1] = line.to_string();
             rec[2] = if direct { String::new() } else { p.id.clone() };
@@ -682,49 +812,75 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
     }
     out.close(&path, w)?;
     summary.rows.push((Entity::Orders, lines_written));
+    Ok(())
+}
 
-    // Opportunities: better partners win more; open ones close in the future.
+/// An order line's quantity, revenue and cost (in cents): larger customers buy more, partners
+/// get a deeper discount, a few lines are credits for returns, and some costs are unknown.
+fn line_amounts(
+    rng: &mut Pcg64Mcg,
+    prod: &Product,
+    size: usize,
+    direct: bool,
+) -> (i64, i64, Option<i64>) {
+    let qty = 1 + (rng.random::<f64>().powf(3.0) * [4.0, 12.0, 40.0][size]) as i64;
+    let discount = rng.random_range(0.0..0.22) + if direct { 0.0 } else { 0.05 };
+    let mut revenue = ((prod.price_cents * qty) as f64 * (1.0 - discount)).round() as i64;
+    let returned = rng.random::<f64>() < 0.012;
+    if returned {
+        revenue = -revenue / 2; // A credit: a separate line with negative revenue.
+    }
+    let cost_ratio =
+        [0.55, 0.40, 0.68, 0.72, 0.35, 0.45, 0.74, 0.62][prod.line] + rng.random_range(-0.05..0.05);
+    let cost = if rng.random::<f64>() < 0.08 {
+        None
+    } else {
+        Some((revenue as f64 * cost_ratio).round() as i64)
+    };
+    (qty, revenue, cost)
+}
+
+/// Opportunities: better partners win more; open ones close in the future. Deal registrations
+/// are written beside them.
+fn write_opportunities(
+    rng: &mut Pcg64Mcg,
+    program_rng: &mut Pcg64Mcg,
+    out: &mut Out,
+    summary: &mut GenerateSummary,
+    channel: &Channel,
+    s: f64,
+    campaigns: &program::Campaigns,
+) -> Result<(), GenerateError> {
+    let Channel {
+        partners,
+        products,
+        customers,
+        segment_cumulative,
+        partner_cum,
+        ..
+    } = channel;
+    let Calendar { days, day_cum, .. } = &channel.calendar;
     let (path, mut w) = out.writer(Entity::Opportunities)?;
     let n_opps = ((150_000.0 * s).round() as usize).max(40);
     let mut opp_rows = 0u64;
     let mut rec: Vec<String> = vec![String::new(); 11];
-    let mut registrations = program::Registrations::start(&out)?;
+    let mut registrations = program::Registrations::start(out)?;
     for i in 0..n_opps {
         let direct = rng.random::<f64>() < 0.08;
-        let pi = pick_cumulative(&mut rng, &partner_cum);
+        let pi = pick_cumulative(rng, partner_cum);
         let p = &partners[pi];
         if !p.active && rng.random::<f64>() < 0.7 {
             continue;
         }
-        let ci = if p.customers.is_empty() {
-            rng.random_range(0..customers.len())
-        } else {
-            p.customers[pick_cumulative(&mut rng, &p.customer_cumulative)] as usize
-        };
+        let ci = channel.customer_of(rng, p);
         let c = &customers[ci];
-        let prod = &products[pick_cumulative(&mut rng, &segment_cumulative[c.segment])];
-        let created = days[pick_cumulative(&mut rng, &day_cum)];
+        let prod = &products[pick_cumulative(rng, &segment_cumulative[c.segment])];
+        let created = days[pick_cumulative(rng, day_cum)];
         let cycle = rng.random_range(14..[90, 150, 270][c.size]) as u64;
         let close = created + chrono::Days::new(cycle);
         let qty = 1 + (rng.random::<f64>().powf(2.0) * [10.0, 40.0, 150.0][c.size]) as i64;
         let amount = prod.price_cents * qty;
-        let (stage, probability) = if close <= last_day() {
-            let win = 0.18 + 0.5 * p.quality;
-            if rng.random::<f64>() < win {
-                ("Closed Won", 100)
-            } else {
-                ("Closed Lost", 0)
-            }
-        } else {
-            *[
-                ("Prospecting", 10),
-                ("Qualification", 25),
-                ("Proposal", 50),
-                ("Negotiation", 75),
-            ]
-            .get(rng.random_range(0..4))
-            .expect("stage")
-        };
+        let (stage, probability) = stage(rng, p.quality, close);
         let registered = if direct {
             ""
         } else if rng.random::<f64>() < 0.3 + 0.5 * p.quality {
@@ -742,47 +898,74 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         rec[7] = created.to_string();
         rec[8] = close.to_string();
         rec[9] = registered.into();
-        let sourced = campaigns.sourcing(&mut program_rng, (!direct).then_some(pi), created);
+        let sourced = campaigns.sourcing(program_rng, (!direct).then_some(pi), created);
         rec[10] = sourced.map(|c| c.id.clone()).unwrap_or_default();
         w.write_record(&rec).map_err(|e| io(&path, e))?;
         opp_rows += 1;
         if registered == "true" {
-            registrations.register(&mut program_rng, p, c, prod, amount, created, Some(&rec[0]))?;
+            registrations.register(program_rng, p, c, prod, amount, created, Some(&rec[0]))?;
         } else if !direct && program_rng.random::<f64>() < 0.06 {
             // A deal registered that never became an opportunity.
-            registrations.register(&mut program_rng, p, c, prod, amount, created, None)?;
+            registrations.register(program_rng, p, c, prod, amount, created, None)?;
         }
     }
     out.close(&path, w)?;
     summary.rows.push((Entity::Opportunities, opp_rows));
-    let registration_rows = registrations.finish(&mut out)?;
+    let registration_rows = registrations.finish(out)?;
     summary
         .rows
         .push((Entity::DealRegistrations, registration_rows));
+    Ok(())
+}
 
-    // Service requests: good partners answer fast; a few requests are still open.
-    let (path, mut w) = out.writer(Entity::ServiceRequests)?;
-    let n_srs = ((100_000.0 * s).round() as usize).max(40);
-    let served: Vec<f64> = cumulate(partners.iter().map(|p| {
+/// A service request as the surveys that follow it need it: the partner serving it, the
+/// customer and the day of its resolution.
+type ResolvedRequest = (u32, u32, i64);
+
+/// The cumulative choice of the partner serving a request: partners with customers, bigger
+/// ones more often.
+fn serving_choice(partners: &[Partner]) -> Vec<f64> {
+    cumulate(partners.iter().map(|p| {
         if p.customers.is_empty() {
             0.0
         } else {
             p.weight.max(0.05)
         }
-    }));
+    }))
+}
+
+/// Service requests: good partners answer fast; a few requests are still open. Returns the
+/// cumulative choice of serving partner, and each request's partner, customer and day of
+/// resolution, for the surveys that follow them.
+fn write_service_requests(
+    rng: &mut Pcg64Mcg,
+    out: &mut Out,
+    summary: &mut GenerateSummary,
+    channel: &Channel,
+    s: f64,
+) -> Result<(Vec<f64>, Vec<ResolvedRequest>), GenerateError> {
+    let Channel {
+        partners,
+        products,
+        customers,
+        segment_cumulative,
+        ..
+    } = channel;
+    let Calendar { days, day_cum, .. } = &channel.calendar;
+    let (path, mut w) = out.writer(Entity::ServiceRequests)?;
+    let n_srs = ((100_000.0 * s).round() as usize).max(40);
+    let served = serving_choice(partners);
     let mut sr_rows = 0u64;
-    let mut request_partner: Vec<(u32, u32, i64)> = Vec::with_capacity(n_srs);
+    let mut request_partner: Vec<ResolvedRequest> = Vec::with_capacity(n_srs);
     let mut rec: Vec<String> = vec![String::new(); 8];
     let end_ts = chrono::NaiveDateTime::from(last_day()) + chrono::Duration::hours(23);
     // Requests are numbered as they are opened.
-    let mut request_days: Vec<usize> = (0..n_srs)
-        .map(|_| pick_cumulative(&mut rng, &day_cum))
-        .collect();
+    let mut request_days: Vec<usize> = (0..n_srs).map(|_| pick_cumulative(rng, day_cum)).collect();
     request_days.sort_unstable();
     for (i, di) in request_days.into_iter().enumerate() {
-        let pi = pick_cumulative(&mut rng, &served);
+        let pi = pick_cumulative(rng, &served);
         let p = &partners[pi];
-        let ci = p.customers[pick_cumulative(&mut rng, &p.customer_cumulative)] as usize;
+        let ci = p.customers[pick_cumulative(rng, &p.customer_cumulative)] as usize;
         let day = days[di];
         let opened = day
             .and_hms_opt(
@@ -791,17 +974,9 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
                 rng.random_range(0..60),
             )
             .expect("time");
-        let priority = pick(&mut rng, &[(0usize, 0.06), (1, 0.22), (2, 0.45), (3, 0.27)]);
+        let priority = pick(rng, &[(0usize, 0.06), (1, 0.22), (2, 0.45), (3, 0.27)]);
         let target_h = [1.0, 4.0, 8.0, 24.0][*priority];
-        // Response time scales with the priority's target and the partner's quality.
-        let slowness = 0.3
-            + 1.8 * (1.0 - p.quality) * rng.random::<f64>().powf(0.7)
-            + rng.random::<f64>().powf(6.0) * 2.0;
-        let response = opened + chrono::Duration::seconds((target_h * slowness * 3600.0) as i64);
-        let resolution = response
-            + chrono::Duration::seconds(
-                (target_h * (2.0 + 10.0 * rng.random::<f64>() * (1.5 - p.quality)) * 3600.0) as i64,
-            );
+        let (response, resolution) = service_times(rng, p.quality, opened, target_h);
         let responded = response <= end_ts && rng.random::<f64>() > 0.01;
         let resolved = responded && resolution <= end_ts && rng.random::<f64>() > 0.015;
         rec[0] = format!("SR-{:07}", i + 1);
@@ -810,17 +985,12 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
         rec[3] = if rng.random::<f64>() < 0.1 {
             String::new()
         } else {
-            products[pick_cumulative(&mut rng, &segment_cumulative[customers[ci].segment])]
+            products[pick_cumulative(rng, &segment_cumulative[customers[ci].segment])]
                 .id
                 .clone()
         };
         rec[4] = format!("P{}", priority + 1);
-        // Some systems export with an offset or fractions; the contract accepts both.
-        rec[5] = if i % 11 == 0 {
-            format!("{}+00:00", opened.format("%Y-%m-%dT%H:%M:%S"))
-        } else {
-            opened.format("%Y-%m-%dT%H:%M:%S").to_string()
-        };
+        rec[5] = opened_text(i, opened);
         rec[6] = if responded {
             response.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
         } else {
@@ -841,8 +1011,54 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
     }
     out.close(&path, w)?;
     summary.rows.push((Entity::ServiceRequests, sr_rows));
+    Ok((served, request_partner))
+}
 
-    // Satisfaction surveys: scores follow the partner's quality; most follow a service request.
+/// When a request opened at `opened` gets its first response and its resolution: the time
+/// scales with the priority's target (hours) and the partner's quality.
+fn service_times(
+    rng: &mut Pcg64Mcg,
+    quality: f64,
+    opened: chrono::NaiveDateTime,
+    target_h: f64,
+) -> (chrono::NaiveDateTime, chrono::NaiveDateTime) {
+    let slowness = 0.3
+        + 1.8 * (1.0 - quality) * rng.random::<f64>().powf(0.7)
+        + rng.random::<f64>().powf(6.0) * 2.0;
+    let response = opened + chrono::Duration::seconds((target_h * slowness * 3600.0) as i64);
+    let resolution = response
+        + chrono::Duration::seconds(
+            (target_h * (2.0 + 10.0 * rng.random::<f64>() * (1.5 - quality)) * 3600.0) as i64,
+        );
+    (response, resolution)
+}
+
+/// When request `i` opened, as its CRM writes it: some systems export with an offset, others
+/// without; the contract accepts both.
+fn opened_text(i: usize, opened: chrono::NaiveDateTime) -> String {
+    if i.is_multiple_of(11) {
+        format!("{}+00:00", opened.format("%Y-%m-%dT%H:%M:%S"))
+    } else {
+        opened.format("%Y-%m-%dT%H:%M:%S").to_string()
+    }
+}
+
+/// Satisfaction surveys: scores follow the partner's quality; most follow a service request.
+fn write_surveys(
+    rng: &mut Pcg64Mcg,
+    out: &mut Out,
+    summary: &mut GenerateSummary,
+    channel: &Channel,
+    s: f64,
+    served: &[f64],
+    request_partner: &[ResolvedRequest],
+) -> Result<(), GenerateError> {
+    let Channel {
+        partners,
+        customers,
+        ..
+    } = channel;
+    let Calendar { days, day_cum, .. } = &channel.calendar;
     let (path, mut w) = out.writer(Entity::SatisfactionSurveys)?;
     let n_surveys = ((60_000.0 * s).round() as usize).max(30);
     let mut rec: Vec<String> = vec![String::new(); 6];
@@ -855,15 +1071,10 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
             .min(last_day());
             (pi as usize, ci as usize, format!("SR-{:07}", r + 1), day)
         } else {
-            let pi = pick_cumulative(&mut rng, &served);
+            let pi = pick_cumulative(rng, served);
             let p = &partners[pi];
-            let ci = p.customers[pick_cumulative(&mut rng, &p.customer_cumulative)] as usize;
-            (
-                pi,
-                ci,
-                String::new(),
-                days[pick_cumulative(&mut rng, &day_cum)],
-            )
+            let ci = p.customers[pick_cumulative(rng, &p.customer_cumulative)] as usize;
+            (pi, ci, String::new(), days[pick_cumulative(rng, day_cum)])
         };
         let q = partners[pi].quality;
         let x = q * 3.2 + 1.6 + rng.random_range(-1.6..1.6);
@@ -880,13 +1091,5 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
     summary
         .rows
         .push((Entity::SatisfactionSurveys, n_surveys as u64));
-    let mdf_rows = program::mdf_requests(&mut program_rng, &partners, &campaigns, &mut out)?;
-    summary.rows.push((Entity::MdfRequests, mdf_rows));
-    let certification_rows =
-        program::certifications(&mut program_rng, &partners, &lines_sold, &mut out)?;
-    summary
-        .rows
-        .push((Entity::Certifications, certification_rows));
-    summary.bytes = out.bytes;
-    Ok(summary)
+    Ok(())
 }

@@ -87,19 +87,7 @@ pub(crate) fn campaigns(
     let mut by_partner = vec![Vec::new(); partners.len()];
     let mut brand = Vec::new();
     let n_brand = 12 + partners.len() / 10;
-    let owners = partners
-        .iter()
-        .enumerate()
-        .flat_map(|(i, p)| {
-            let n = if p.weight == 0.0 || !p.active {
-                0.0
-            } else {
-                (0.3 + 1.5 * p.quality) * (1.0 + 0.8 * p.weight.ln_1p())
-            };
-            std::iter::repeat_n(Some(i), n.round() as usize)
-        })
-        .chain(std::iter::repeat_n(None, n_brand))
-        .collect::<Vec<_>>();
+    let owners = campaign_owners(partners, n_brand);
     for owner in owners {
         let id = format!("CA-{:05}", all.len() + 1);
         let start = first_day() + chrono::Days::new(rng.random_range(0..days as u64));
@@ -117,18 +105,7 @@ pub(crate) fn campaigns(
         let size = owner.map_or(10.0, |p| partners[p].weight);
         let budget_cents =
             (rng.random_range(3_000.0..30_000.0) * (1.0 + size.sqrt())).round() as i64 * 100;
-        let name = format!(
-            "{} {} {}",
-            product.map_or("Portfolio", |p| PRODUCT_LINES[p.line].0),
-            industry.unwrap_or("all industries"),
-            match channel {
-                "Event" => "roadshow",
-                "Webinar" => "webinar",
-                "Email" => "mailing",
-                "Digital" => "ads",
-                _ => "call campaign",
-            }
-        );
+        let name = campaign_name(product, industry, channel);
         w.write_record([
             id.as_str(),
             &format!("{name}, {}", start.format("%b %Y")),
@@ -160,6 +137,40 @@ pub(crate) fn campaigns(
         by_partner,
         brand,
     })
+}
+
+/// Who runs each campaign, in order: a partner (better and bigger ones run more) or, `None`,
+/// the brand owner (`n_brand` of them).
+fn campaign_owners(partners: &[Partner], n_brand: usize) -> Vec<Option<usize>> {
+    partners
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| {
+            let n = if p.weight == 0.0 || !p.active {
+                0.0
+            } else {
+                (0.3 + 1.5 * p.quality) * (1.0 + 0.8 * p.weight.ln_1p())
+            };
+            std::iter::repeat_n(Some(i), n.round() as usize)
+        })
+        .chain(std::iter::repeat_n(None, n_brand))
+        .collect::<Vec<_>>()
+}
+
+/// A campaign's name: its product line, industry and kind.
+fn campaign_name(product: Option<&Product>, industry: Option<&str>, channel: &str) -> String {
+    format!(
+        "{} {} {}",
+        product.map_or("Portfolio", |p| PRODUCT_LINES[p.line].0),
+        industry.unwrap_or("all industries"),
+        match channel {
+            "Event" => "roadshow",
+            "Webinar" => "webinar",
+            "Email" => "mailing",
+            "Digital" => "ads",
+            _ => "call campaign",
+        }
+    )
 }
 
 /// Deal registrations, written as the opportunities are drawn: one per registered opportunity,
@@ -308,97 +319,159 @@ pub(crate) fn certifications(
     lines_sold: &[Vec<bool>],
     out: &mut Out,
 ) -> Result<u64, GenerateError> {
-    let (path, mut w) = out.writer(Entity::Certifications)?;
-    let mut rows = 0u64;
-    let mut person = 0u64;
-    let tracks = ["Sales", "Presales", "Technical", "Support"];
-    let levels = ["Associate", "Professional", "Expert"];
-    let earliest = first_day() - chrono::Days::new(730);
-    let span = (last_day() - earliest).num_days() as u64;
+    let (path, w) = out.writer(Entity::Certifications)?;
+    let mut file = Certificates {
+        path,
+        w,
+        rows: 0,
+        person: 0,
+    };
     for (i, p) in partners.iter().enumerate() {
         if p.weight == 0.0 {
             continue;
         }
-        let people = (1.0 + p.weight.sqrt() * (1.0 + 4.0 * p.quality)).round() as usize;
         let sold: Vec<usize> = (0..PRODUCT_LINES.len())
             .filter(|l| lines_sold[i].get(*l).copied().unwrap_or(false))
             .collect();
-        // Each line a partner sells has, for a good partner usually, someone technical
-        // certified for it who keeps the certification current.
-        for &l in &sold {
-            if rng.random::<f64>() >= 0.25 + 0.7 * p.quality {
-                continue;
-            }
-            person += 1;
-            let id = format!("E-{person:06}");
-            let track = tracks[2 + rng.random_range(0..2)];
-            let mut earned = earliest + chrono::Days::new(rng.random_range(0..365));
-            while earned <= last_day() {
-                rows += 1;
-                w.write_record([
-                    format!("CE-{rows:07}").as_str(),
-                    &p.id,
-                    &id,
-                    track,
-                    PRODUCT_LINES[l].0,
-                    levels[rng.random_range(0..3)],
-                    &earned.to_string(),
-                    &(earned + chrono::Days::new(730)).to_string(),
-                ])
-                .map_err(|e| io(&path, e))?;
-                // Renewed a little before it runs out, or (a poor partner) late or never.
-                if rng.random::<f64>() > 0.3 + 0.65 * p.quality {
-                    break;
-                }
-                earned = earned + chrono::Days::new(rng.random_range(700..760));
-            }
+        line_keepers(rng, p, &sold, &mut file)?;
+        certified_people(rng, p, &sold, &mut file)?;
+    }
+    let Certificates { path, w, rows, .. } = file;
+    out.close(&path, w)?;
+    Ok(rows)
+}
+
+const TRACKS: [&str; 4] = ["Sales", "Presales", "Technical", "Support"];
+const LEVELS: [&str; 3] = ["Associate", "Professional", "Expert"];
+
+/// The earliest day a certification in the export was earned: two years before the first.
+fn earliest_certification() -> NaiveDate {
+    first_day() - chrono::Days::new(730)
+}
+
+/// The certifications file as it is written: its rows, and the people numbered so far.
+struct Certificates {
+    path: std::path::PathBuf,
+    w: csv::Writer<std::io::BufWriter<std::fs::File>>,
+    rows: u64,
+    person: u64,
+}
+
+impl Certificates {
+    /// The next person's id.
+    fn person(&mut self) -> String {
+        self.person += 1;
+        format!("E-{:06}", self.person)
+    }
+
+    /// One certification, expiring two years after it was earned unless `expires` says else.
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &mut self,
+        partner: &Partner,
+        person: &str,
+        track: &str,
+        line: &str,
+        level: &str,
+        earned: NaiveDate,
+        expires: Option<NaiveDate>,
+    ) -> Result<(), GenerateError> {
+        self.rows += 1;
+        self.w
+            .write_record([
+                format!("CE-{:07}", self.rows).as_str(),
+                &partner.id,
+                person,
+                track,
+                line,
+                level,
+                &earned.to_string(),
+                &expires.map(|d| d.to_string()).unwrap_or_default(),
+            ])
+            .map_err(|e| io(&self.path, e))
+    }
+}
+
+/// Each line a partner sells has, for a good partner usually, someone technical certified for
+/// it who keeps the certification current.
+fn line_keepers(
+    rng: &mut Pcg64Mcg,
+    p: &Partner,
+    sold: &[usize],
+    file: &mut Certificates,
+) -> Result<(), GenerateError> {
+    let earliest = earliest_certification();
+    for &l in sold {
+        if rng.random::<f64>() >= 0.25 + 0.7 * p.quality {
+            continue;
         }
-        for _ in 0..people {
-            person += 1;
-            let id = format!("E-{person:06}");
-            let n = 1 + rng.random_range(0..3);
-            for _ in 0..n {
-                // Poor partners certify salespeople and skip the technical tracks.
-                let technical = rng.random::<f64>() < 0.25 + 0.5 * p.quality;
-                let track = if technical {
-                    tracks[2 + rng.random_range(0..2)]
-                } else {
-                    tracks[rng.random_range(0..2)]
-                };
-                let line = if sold.is_empty() || rng.random::<f64>() < 0.15 {
-                    None
-                } else {
-                    Some(PRODUCT_LINES[sold[rng.random_range(0..sold.len())]].0)
-                };
-                let earned = earliest + chrono::Days::new(rng.random_range(0..span));
-                // Two years, and good partners' people renew: a later one replaces it.
-                let expires = (rng.random::<f64>() < 0.85).then(|| earned + chrono::Days::new(730));
-                let level = (rng.random::<f64>() < 0.9).then(|| levels[rng.random_range(0..3)]);
-                let mut write = |earned: NaiveDate, expires: Option<NaiveDate>| {
-                    rows += 1;
-                    w.write_record([
-                        format!("CE-{rows:07}").as_str(),
-                        &p.id,
-                        &id,
-                        track,
-                        line.unwrap_or(""),
-                        level.unwrap_or(""),
-                        &earned.to_string(),
-                        &expires.map(|d| d.to_string()).unwrap_or_default(),
-                    ])
-                    .map_err(|e| io(&path, e))
-                };
-                write(earned, expires)?;
-                if let Some(e) = expires
-                    && e <= last_day()
-                    && rng.random::<f64>() < 0.2 + 0.7 * p.quality
-                {
-                    let renewed = e - chrono::Days::new(rng.random_range(0..30));
-                    write(renewed, Some(renewed + chrono::Days::new(730)))?;
-                }
+        let id = file.person();
+        let track = TRACKS[2 + rng.random_range(0..2)];
+        let mut earned = earliest + chrono::Days::new(rng.random_range(0..365));
+        while earned <= last_day() {
+            let level = LEVELS[rng.random_range(0..3)];
+            let expires = earned + chrono::Days::new(730);
+            file.write(
+                p,
+                &id,
+                track,
+                PRODUCT_LINES[l].0,
+                level,
+                earned,
+                Some(expires),
+            )?;
+            // Renewed a little before it runs out, or (a poor partner) late or never.
+            if rng.random::<f64>() > 0.3 + 0.65 * p.quality {
+                break;
+            }
+            earned = earned + chrono::Days::new(rng.random_range(700..760));
+        }
+    }
+    Ok(())
+}
+
+/// The partner's other certified people, more for bigger and better partners, each with one to
+/// three certifications.
+fn certified_people(
+    rng: &mut Pcg64Mcg,
+    p: &Partner,
+    sold: &[usize],
+    file: &mut Certificates,
+) -> Result<(), GenerateError> {
+    let earliest = earliest_certification();
+    let span = (last_day() - earliest).num_days() as u64;
+    let people = (1.0 + p.weight.sqrt() * (1.0 + 4.0 * p.quality)).round() as usize;
+    for _ in 0..people {
+        let id = file.person();
+        let n = 1 + rng.random_range(0..3);
+        for _ in 0..n {
+            // Poor partners certify salespeople and skip the technical tracks.
+            let technical = rng.random::<f64>() < 0.25 + 0.5 * p.quality;
+            let track = if technical {
+                TRACKS[2 + rng.random_range(0..2)]
+            } else {
+                TRACKS[rng.random_range(0..2)]
+            };
+            let line = if sold.is_empty() || rng.random::<f64>() < 0.15 {
+                None
+            } else {
+                Some(PRODUCT_LINES[sold[rng.random_range(0..sold.len())]].0)
+            };
+            let earned = earliest + chrono::Days::new(rng.random_range(0..span));
+            // Two years, and good partners' people renew: a later one replaces it.
+            let expires = (rng.random::<f64>() < 0.85).then(|| earned + chrono::Days::new(730));
+            let level = (rng.random::<f64>() < 0.9).then(|| LEVELS[rng.random_range(0..3)]);
+            let (line, level) = (line.unwrap_or(""), level.unwrap_or(""));
+            file.write(p, &id, track, line, level, earned, expires)?;
+            if let Some(e) = expires
+                && e <= last_day()
+                && rng.random::<f64>() < 0.2 + 0.7 * p.quality
+            {
+                let renewed = e - chrono::Days::new(rng.random_range(0..30));
+                let expires = Some(renewed + chrono::Days::new(730));
+                file.write(p, &id, track, line, level, renewed, expires)?;
             }
         }
     }
-    out.close(&path, w)?;
-    Ok(rows)
+    Ok(())
 }
