@@ -423,7 +423,7 @@ pub fn run(data: &Path, command: Alerts, runtime: &tokio::runtime::Runtime) -> R
 
 fn app(data: &Path, model: Option<&PathBuf>) -> Result<AppState> {
     let model = query_cmd::load_model(data, model)?;
-    Ok(AppState::open(data, model, false)?)
+    crate::web_cmd::app_state(data, model)
 }
 
 #[cfg(test)]

@@ -306,7 +306,7 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
                 let name = prism_web::store::campaign_name(&name)?.to_string();
                 let segment = segment.expect("clap requires --segment");
                 let plan = prism_analyses::planned::plan(&cx, &p, &product, &segment).await?;
-                let state = prism_web::AppState::open(data, prism_model::Model::shipped(), false)?;
+                let state = crate::web_cmd::app_state(data, prism_model::Model::shipped())?;
                 let campaign = state
                     .store
                     .add_planned_campaign(&name, "prism CLI", &plan)?;

@@ -132,7 +132,7 @@ pub fn status(data: &Path, args: StatusArgs) -> Result<ExitCode> {
     };
     if args.format == Format::Json {
         let value = serde_json::json!({
-            "data": wh.dir(),
+            "data": wh.location(),
             "current_version": versions.current().map(|v| v.version),
             "shown_version": snapshot.as_ref().map(|s| s.version.version),
             "tables": snapshot.as_ref().map(|s| s.table_rows()),
@@ -142,7 +142,7 @@ pub fn status(data: &Path, args: StatusArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("data folder: {}", wh.dir().display());
+    println!("data folder: {}", wh.location());
     let Some(snapshot) = snapshot else {
         println!(
             "the warehouse is empty: load an export with `prism load EXPORT_DIR` (or run `prism demo`)"
@@ -266,7 +266,7 @@ pub fn demo(data: &Path, args: DemoArgs) -> Result<ExitCode> {
         println!(
             "loading {} into {} ...",
             args.export.display(),
-            wh.dir().display()
+            wh.location()
         );
         let progress = progress::Reporter::new();
         let report = runtime()?.block_on(wh.load(
@@ -281,10 +281,10 @@ pub fn demo(data: &Path, args: DemoArgs) -> Result<ExitCode> {
         progress.clear();
         print_load(&report?, Format::Table);
     } else {
-        println!("the warehouse in {} is already loaded", wh.dir().display());
+        println!("the warehouse in {} is already loaded", wh.location());
     }
     print_next_steps(wh.dir());
-    let sign_ins = web_cmd::demo_users(wh.dir())?;
+    let sign_ins = web_cmd::demo_users(data)?;
     if args.no_serve {
         return Ok(ExitCode::SUCCESS);
     }
@@ -297,7 +297,7 @@ pub fn demo(data: &Path, args: DemoArgs) -> Result<ExitCode> {
         prism_web::RESULT_CACHE_BYTES,
     );
     web_cmd::serve(
-        wh.dir(),
+        data,
         engine,
         &args.addr,
         false,

@@ -27,7 +27,8 @@ use prism_generator::{GenerateConfig, generate};
     about = "Partner relationship management analytics"
 )]
 struct Cli {
-    /// The data folder holding the warehouse.
+    /// The data folder holding the warehouse, or a bucket's prefix (`s3://bucket/prefix`:
+    /// credentials and region from the usual AWS_* environment, and --storage-option).
     #[arg(
         long,
         global = true,
@@ -35,6 +36,14 @@ struct Cli {
         default_value = "./prism-data"
     )]
     data: PathBuf,
+    /// Where the app's own state lives (users, sessions, saved questions, dashboards, alerts):
+    /// the data folder, unless it is a bucket; then ./prism-state.
+    #[arg(long, global = true, env = "PRISM_STATE", value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// An option of the bucket --data names, over the AWS_* environment (repeatable):
+    /// aws_endpoint=http://127.0.0.1:9000, aws_allow_http=true, aws_region=eu-west-1, …
+    #[arg(long = "storage-option", global = true, value_name = "KEY=VALUE")]
+    storage_options: Vec<String>,
     /// A file of settings: `key = value` for `--data`, `--log-format` and every flag of
     /// `prism serve` (default: prism.toml in the current folder, if any). The environment
     /// (`PRISM_IDLE_MINUTES`) and the command line override it.
@@ -190,6 +199,23 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let data = &cli.data;
+    let options = cli
+        .storage_options
+        .iter()
+        .map(|o| {
+            o.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .with_context(|| format!("--storage-option {o:?}: expected KEY=VALUE"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    prism_warehouse::set_storage_options(&options)?;
+    web_cmd::set_state_folder(cli.state.clone().unwrap_or_else(|| {
+        if prism_warehouse::is_remote(data) {
+            PathBuf::from("./prism-state")
+        } else {
+            data.clone()
+        }
+    }));
     match cli.command {
         Command::Load(args) => return load_cmd::load(data, args),
         Command::Status(args) => return load_cmd::status(data, args),

@@ -2,7 +2,7 @@
 
 use std::io::{BufRead as _, IsTerminal as _};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
@@ -73,7 +73,7 @@ fn password(from_stdin: bool) -> Result<String> {
 }
 
 pub fn users(data: &Path, command: Users) -> Result<()> {
-    let state = AppState::open(data, prism_model::Model::shipped(), false)?;
+    let state = app_state(data, prism_model::Model::shipped())?;
     match command {
         Users::Add {
             name,
@@ -210,6 +210,38 @@ pub fn check_demo_address(addr: &str, yes: bool) -> Result<()> {
     Ok(())
 }
 
+/// Where the app's own state lives (`--state`): set once, before any command runs.
+static STATE_FOLDER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sets the folder of the app's own state.
+pub fn set_state_folder(folder: PathBuf) {
+    let _ = STATE_FOLDER.set(folder);
+}
+
+/// The app over the warehouse at `data` (a folder or a bucket), its state in `--state`.
+pub fn app_with_engine(
+    data: &Path,
+    engine: prism_engine::Engine,
+    secure_cookies: bool,
+) -> Result<AppState> {
+    let state = STATE_FOLDER.get().map_or(data, PathBuf::as_path);
+    let app = AppState::with_engine(state, engine, secure_cookies)?;
+    Ok(if state == data {
+        app
+    } else {
+        app.with_warehouse(data.to_path_buf())
+    })
+}
+
+/// [`app_with_engine`] with the web app's own result cache.
+pub fn app_state(data: &Path, model: prism_model::Model) -> Result<AppState> {
+    app_with_engine(
+        data,
+        prism_engine::Engine::with_result_cache(model, prism_web::RESULT_CACHE_BYTES),
+        false,
+    )
+}
+
 pub fn serve(
     data: &Path,
     engine: prism_engine::Engine,
@@ -227,7 +259,7 @@ pub fn serve(
         audit_retention_days: options.audit_retention_days,
     };
     let state = Arc::new(
-        AppState::with_engine(data, engine, secure_cookies)?
+        app_with_engine(data, engine, secure_cookies)?
             .with_trusted_proxies(options.trusted_proxies.clone())
             .with_policy(policy)?,
     );
@@ -278,7 +310,7 @@ pub fn serve(
 /// A partner manager belongs to the first partner, a channel manager manages the first ten.
 pub fn demo_users(data: &Path) -> Result<Vec<(String, String, String)>> {
     const PASSWORD: &str = "prism-demo";
-    let state = AppState::open(data, prism_model::Model::shipped(), false)?;
+    let state = app_state(data, prism_model::Model::shipped())?;
     let demo: Vec<(String, String, String)> = ["executive", "manager", "partner", "admin"]
         .iter()
         .zip([

@@ -12,6 +12,9 @@
 //! staging/              validated rows of a load in progress (removed when it ends)
 //! .lock                 held by the one load that may run at a time
 //! ```
+//! The same layout may live under a prefix of an S3 bucket (`s3://bucket/prefix`, see
+//! `storage`); a load's staging is then a local work folder.
+//!
 //! Readers open tables at the pinned versions only, so a load in progress, or one that died,
 //! is invisible until it switches `warehouse.json`.
 //!
@@ -22,6 +25,7 @@
 mod cluster;
 mod load;
 mod staging;
+mod storage;
 pub mod versions;
 
 use std::collections::BTreeMap;
@@ -36,6 +40,7 @@ use url::Url;
 
 pub use load::RollupBuild;
 pub use load::{FileOutcome, LoadOptions, LoadProgress, LoadReport, NoProgress};
+pub use storage::{is_remote, set_storage_options};
 pub use versions::{LoadMode, RollupPin, TableChange, TablePin, VersionFile, WarehouseVersion};
 
 /// What can go wrong reading or loading the warehouse.
@@ -62,8 +67,15 @@ pub enum WarehouseError {
     #[error("staging: {0}")]
     Staging(String),
     /// Another load holds the data folder's lock.
-    #[error("another load is running on {0} (it holds the lock); try again when it has finished")]
-    Locked(PathBuf),
+    #[error("another load is running on {0}; try again when it has finished")]
+    Locked(String),
+    /// Another load switched the warehouse version while this one ran (only possible on a
+    /// bucket whose lease this load lost): this load's tables were put back.
+    #[error("{0}")]
+    Conflict(String),
+    /// The object store (S3) refused or failed.
+    #[error("storage: {0}")]
+    Storage(String),
     /// An earlier version that does not exist was asked for.
     #[error("no warehouse version {asked}: {available}")]
     NoSuchVersion {
@@ -98,10 +110,12 @@ impl WarehouseError {
 /// A result of the warehouse.
 pub type Result<T, E = WarehouseError> = std::result::Result<T, E>;
 
-/// A data folder holding a warehouse.
+/// A warehouse: a data folder, or a prefix of an S3 bucket.
 #[derive(Clone, Debug)]
 pub struct Warehouse {
+    /// The data folder; for a bucket, the local work folder of its loads (staging).
     dir: PathBuf,
+    root: storage::Root,
 }
 
 /// The tables of one warehouse version, as a reader sees them.
@@ -109,34 +123,54 @@ pub struct Warehouse {
 pub struct Snapshot {
     /// The version: each table's Delta version, and the load that made it.
     pub version: WarehouseVersion,
-    dir: PathBuf,
+    root: storage::Root,
 }
 
 impl Warehouse {
-    /// Opens (and creates, if needed) the data folder.
+    /// Opens (and creates, if needed) the data folder; `s3://bucket/prefix` opens a bucket's
+    /// prefix instead, with the `AWS_*` environment and the options of
+    /// [`set_storage_options`].
     pub fn open(dir: impl Into<PathBuf>) -> Result<Warehouse> {
         let dir = dir.into();
+        if storage::is_remote(&dir) {
+            let root = storage::Root::remote(&dir.to_string_lossy())?;
+            // Each bucket's loads stage in a folder of their own, so two warehouses loaded
+            // from one machine never share one.
+            let key = xxhash_rust::xxh3::xxh3_64(root.display().as_bytes());
+            let work = std::env::temp_dir().join(format!("prism-work-{key:016x}"));
+            fs::create_dir_all(&work).map_err(|e| WarehouseError::io(&work, e))?;
+            return Ok(Warehouse { dir: work, root });
+        }
         fs::create_dir_all(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
         let dir = fs::canonicalize(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
-        Ok(Warehouse { dir })
+        Ok(Warehouse {
+            root: storage::Root::Local(dir.clone()),
+            dir,
+        })
     }
 
-    /// The data folder.
+    /// The data folder; for a warehouse on a bucket, the local work folder of its loads.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// Where the warehouse is, as people read it: its folder, or its bucket's URL.
+    pub fn location(&self) -> String {
+        self.root.display()
+    }
+
     /// Every committed version, oldest first.
     pub fn versions(&self) -> Result<VersionFile> {
-        VersionFile::read(&self.dir)
+        match &self.root {
+            storage::Root::Local(dir) => VersionFile::read(dir),
+            storage::Root::Remote(remote) => {
+                versions::read_remote_blocking(remote).map(|(file, _)| file)
+            }
+        }
     }
 
-    pub(crate) fn table_dir(&self, entity: Entity) -> PathBuf {
-        self.dir.join("tables").join(entity.name())
-    }
-
-    pub(crate) fn rollup_dir(&self, table: &str) -> PathBuf {
-        self.dir.join("rollups").join(table)
+    pub(crate) fn table_url(&self, entity: Entity) -> Result<Url> {
+        self.root.folder_url(&format!("tables/{}", entity.name()))
     }
 
     /// The current version, or the one asked for (`--as-of`).
@@ -154,7 +188,7 @@ impl Warehouse {
         };
         Ok(Snapshot {
             version: version.clone(),
-            dir: self.dir.clone(),
+            root: self.root.clone(),
         })
     }
 
@@ -185,8 +219,26 @@ pub(crate) fn table_url(dir: &Path) -> Result<Url> {
         .map_err(|()| WarehouseError::Corrupt(format!("{} is not an absolute path", dir.display())))
 }
 
-pub(crate) async fn open_table_at(dir: &Path, delta_version: u64) -> Result<DeltaTable> {
-    Ok(deltalake::open_table_with_version(table_url(dir)?, delta_version).await?)
+/// A Delta table of the warehouse at a version, or its latest (`None`); `load: false` builds it
+/// without reading its log (a table about to be created).
+pub(crate) async fn open_delta(
+    root: &storage::Root,
+    url: Url,
+    delta_version: Option<u64>,
+) -> Result<DeltaTable> {
+    let mut builder =
+        deltalake::DeltaTableBuilder::from_url(url)?.with_storage_options(root.delta_options());
+    if let Some(v) = delta_version {
+        builder = builder.with_version(v);
+    }
+    Ok(builder.load().await?)
+}
+
+/// A Delta table of the warehouse that has no log yet, ready to be created.
+pub(crate) fn new_delta(root: &storage::Root, url: Url) -> Result<DeltaTable> {
+    Ok(deltalake::DeltaTableBuilder::from_url(url)?
+        .with_storage_options(root.delta_options())
+        .build()?)
 }
 
 /// The configuration of every session over the warehouse: DataFusion's defaults and the
@@ -260,14 +312,16 @@ async fn listing(
 }
 
 pub(crate) async fn register_tables(
-    dir: &Path,
+    root: &storage::Root,
     tables: &BTreeMap<String, TablePin>,
     rollups: &BTreeMap<String, RollupPin>,
     ctx: &SessionContext,
 ) -> Result<()> {
     use datafusion::datasource::MemTable;
+    root.register_store(ctx);
     for (name, pin) in tables {
-        let table = open_table_at(&dir.join("tables").join(name), pin.delta_version).await?;
+        let url = root.folder_url(&format!("tables/{name}"))?;
+        let table = open_delta(root, url, Some(pin.delta_version)).await?;
         let Some(entity) = Entity::ALL.iter().find(|e| e.name() == name) else {
             return Err(WarehouseError::Corrupt(format!(
                 "warehouse.json names a table `{name}` that is no entity"
@@ -291,7 +345,8 @@ pub(crate) async fn register_tables(
     }
     let mut built = BuiltRollups::default();
     for (name, pin) in rollups {
-        let table = open_table_at(&dir.join("rollups").join(name), pin.delta_version).await?;
+        let url = root.folder_url(&format!("rollups/{name}"))?;
+        let table = open_delta(root, url, Some(pin.delta_version)).await?;
         let provider = match listing(ctx, &table, None).await? {
             Some(p) => p,
             None => Arc::new(MemTable::try_new(
@@ -329,7 +384,7 @@ impl Snapshot {
     /// session under the entity's name, and its rollups under their table names; the session's
     /// configuration carries `BuiltRollups`, which says what they are.
     pub async fn register(&self, ctx: &SessionContext) -> Result<()> {
-        register_tables(&self.dir, &self.version.tables, &self.version.rollups, ctx).await?;
+        register_tables(&self.root, &self.version.tables, &self.version.rollups, ctx).await?;
         let loaded_on = chrono::DateTime::parse_from_rfc3339(&self.version.loaded_at)
             .ok()
             .map(|t| t.with_timezone(&chrono::Utc).date_naive());

@@ -2,16 +2,20 @@
 //!
 //! `warehouse.json` is the single switch that makes a load visible. It is replaced whole by
 //! writing a temporary file, fsyncing it, renaming it over the old one and fsyncing the folder,
-//! so a reader (or a crash) sees either the previous file or the new one, never a mix.
+//! so a reader (or a crash) sees either the previous file or the new one, never a mix. On a
+//! bucket, a put replaces an object whole, and it is conditional: the file is replaced only if
+//! it is still the one the load read.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 
+use object_store::UpdateVersion;
 use serde::{Deserialize, Serialize};
 
 use crate::WarehouseError;
+use crate::storage::Remote;
 
 /// The version file's name in the data folder.
 pub const FILE_NAME: &str = "warehouse.json";
@@ -112,28 +116,98 @@ pub struct VersionFile {
     pub versions: Vec<WarehouseVersion>,
 }
 
+/// The version file's contents, or why they cannot be read (`name` says where, in messages).
+fn parse(bytes: &[u8], name: &str) -> Result<VersionFile, WarehouseError> {
+    let file: VersionFile = serde_json::from_slice(bytes)
+        .map_err(|e| WarehouseError::Corrupt(format!("{name}: {e}")))?;
+    if file.format != FORMAT {
+        return Err(WarehouseError::Corrupt(format!(
+            "{name}: format {} is not supported by this version of Prism (expected {FORMAT})",
+            file.format
+        )));
+    }
+    Ok(file)
+}
+
+/// Reads a bucket's version file, with the object's version for a conditional replacement
+/// (`None`: there is no file yet).
+pub(crate) async fn read_remote(
+    remote: &Remote,
+) -> Result<(VersionFile, Option<UpdateVersion>), WarehouseError> {
+    match remote.get(FILE_NAME).await? {
+        Some((bytes, version)) => Ok((
+            parse(&bytes, &format!("{}{FILE_NAME}", remote.url))?,
+            Some(version),
+        )),
+        None => Ok((VersionFile::empty(), None)),
+    }
+}
+
+/// [`read_remote`] from code that is not async (or is, but must not wait on its own runtime):
+/// on a thread of its own, with a store of its own, since a store's connections belong to the
+/// runtime that opened them.
+pub(crate) fn read_remote_blocking(
+    remote: &Remote,
+) -> Result<(VersionFile, Option<UpdateVersion>), WarehouseError> {
+    let data = remote.url.to_string();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| WarehouseError::Storage(format!("{data}: {e}")))?;
+            runtime.block_on(async {
+                match crate::storage::Root::remote(&data)? {
+                    crate::storage::Root::Remote(own) => read_remote(&own).await,
+                    crate::storage::Root::Local(_) => unreachable!("an s3:// URL is remote"),
+                }
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(WarehouseError::Storage(format!(
+                "{data}: reading {FILE_NAME} panicked"
+            )))
+        })
+    })
+}
+
 impl VersionFile {
+    fn empty() -> VersionFile {
+        VersionFile {
+            format: FORMAT,
+            versions: Vec::new(),
+        }
+    }
+
     /// Reads the version file of a data folder; none yet is no versions.
     pub fn read(data_dir: &Path) -> Result<VersionFile, WarehouseError> {
         let path = data_dir.join(FILE_NAME);
         match fs::read(&path) {
-            Ok(bytes) => {
-                let file: VersionFile = serde_json::from_slice(&bytes)
-                    .map_err(|e| WarehouseError::Corrupt(format!("{}: {e}", path.display())))?;
-                if file.format != FORMAT {
-                    return Err(WarehouseError::Corrupt(format!(
-                        "{}: format {} is not supported by this version of Prism (expected {FORMAT})",
-                        path.display(),
-                        file.format
-                    )));
-                }
-                Ok(file)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(VersionFile {
-                format: FORMAT,
-                versions: Vec::new(),
-            }),
+            Ok(bytes) => parse(&bytes, &path.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(VersionFile::empty()),
             Err(e) => Err(WarehouseError::io(&path, e)),
+        }
+    }
+
+    /// Replaces a bucket's version file with this one if it is still the one read (`read`:
+    /// its object version, `None` when there was none); a [`WarehouseError::Conflict`] when
+    /// another load replaced it first.
+    pub(crate) async fn write_remote(
+        &self,
+        remote: &Remote,
+        read: Option<UpdateVersion>,
+    ) -> Result<(), WarehouseError> {
+        let bytes = serde_json::to_vec_pretty(self).expect("version file serialises");
+        if remote.put_if(FILE_NAME, bytes, read).await?.is_some() {
+            Ok(())
+        } else {
+            Err(WarehouseError::Conflict(format!(
+                "another load switched {}{FILE_NAME} while this one ran; this load was not \
+                 committed and its tables were put back. Load again to apply it over the new \
+                 version.",
+                remote.url
+            )))
         }
     }
 

@@ -44,8 +44,11 @@ pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
 
 /// The app: its data folder, engine and store, and what it keeps per warehouse version.
 pub struct AppState {
-    /// The data folder.
+    /// The app's own folder: its store (`app.sqlite`). The data folder, unless the warehouse
+    /// is on a bucket.
     pub data: PathBuf,
+    /// Where the warehouse is: the data folder, or a bucket's `s3://` URL.
+    pub warehouse: PathBuf,
     /// The engine every figure is asked of.
     pub engine: Engine,
     /// Users, sessions, saved questions, dashboards, alerts, the audit log.
@@ -155,6 +158,7 @@ impl AppState {
         let ops = ops::Ops::new(data.to_path_buf(), engine.stats());
         Ok(AppState {
             data: data.to_path_buf(),
+            warehouse: data.to_path_buf(),
             ops,
             engine,
             store: Store::open(&data.join("app.sqlite"))?,
@@ -228,9 +232,17 @@ impl AppState {
         cache.keep(key, page.clone(), recipe);
     }
 
+    /// The same app over a warehouse elsewhere than its own folder (`--data s3://…` with
+    /// `--state DIR`).
+    pub fn with_warehouse(mut self, location: PathBuf) -> AppState {
+        self.ops = ops::Ops::new(location.clone(), self.engine.stats());
+        self.warehouse = location;
+        self
+    }
+
     /// A session over the current warehouse version (the same one until a load commits).
     pub async fn session(&self) -> Result<(u64, Arc<Session>), WebError> {
-        let wh = Warehouse::open(&self.data).map_err(|e| WebError::Internal(e.to_string()))?;
+        let wh = Warehouse::open(&self.warehouse).map_err(|e| WebError::Internal(e.to_string()))?;
         let snapshot = wh
             .snapshot(None)
             .map_err(|e| WebError::NoData(e.to_string()))?;

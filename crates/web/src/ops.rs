@@ -104,7 +104,8 @@ struct WarehouseCollector {
 
 impl Collector for WarehouseCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Ok(file) = prism_warehouse::VersionFile::read(&self.data) else {
+        let Ok(file) = prism_warehouse::Warehouse::open(&self.data).and_then(|w| w.versions())
+        else {
             return Ok(());
         };
         let loads = ConstCounter::new(file.versions.len() as u64);
@@ -227,7 +228,8 @@ fn ready(st: &AppState) -> Result<String, String> {
     st.store
         .ping()
         .map_err(|e| format!("the app's store does not answer: {e}"))?;
-    let file = prism_warehouse::VersionFile::read(&st.data)
+    let file = prism_warehouse::Warehouse::open(&st.warehouse)
+        .and_then(|w| w.versions())
         .map_err(|e| format!("the warehouse cannot be read: {e}"))?;
     match file.current() {
         Some(v) => Ok(format!("ready: warehouse version {}\n", v.version)),

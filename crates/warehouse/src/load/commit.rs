@@ -9,11 +9,12 @@ use deltalake::DeltaTable;
 use deltalake::protocol::SaveMode;
 use prism_contract::Entity;
 
+use crate::storage::Root;
 use crate::versions::{LoadMode, TableChange, TablePin};
-use crate::{Result, Warehouse, WarehouseError, table_url};
+use crate::{Result, Warehouse, WarehouseError, new_delta, open_delta};
 
 pub(super) async fn create_with_staged_files(
-    dir: &Path,
+    wh: &Warehouse,
     entity: Entity,
     staged_dir: &Path,
     table: DeltaTable,
@@ -40,11 +41,19 @@ pub(super) async fn create_with_staged_files(
             continue;
         }
         let name = format!("part-{n:05}-{prefix}.parquet");
-        let target = dir.join(&name);
-        fs::rename(path, &target).map_err(|e| WarehouseError::io(&target, e))?;
-        let size = fs::metadata(&target)
-            .map_err(|e| WarehouseError::io(&target, e))?
-            .len();
+        let size = match &wh.root {
+            Root::Local(_) => {
+                let target = wh.dir.join("tables").join(entity.name()).join(&name);
+                fs::rename(path, &target).map_err(|e| WarehouseError::io(&target, e))?;
+                fs::metadata(&target)
+                    .map_err(|e| WarehouseError::io(&target, e))?
+                    .len()
+            }
+            Root::Remote(remote) => {
+                let folder = format!("tables/{}/{name}", entity.name());
+                remote.upload(path, &folder).await?
+            }
+        };
         adds.push(Action::Add(Add {
             path: name,
             partition_values: Default::default(),
@@ -81,8 +90,11 @@ pub(super) async fn commit_table(
     prev: Option<TablePin>,
     mode: LoadMode,
 ) -> Result<(TablePin, TableChange)> {
-    let dir = wh.table_dir(entity);
-    fs::create_dir_all(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
+    if let Root::Local(dir) = &wh.root {
+        let dir = dir.join("tables").join(entity.name());
+        fs::create_dir_all(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
+    }
+    let url = wh.table_url(entity)?;
     let ctx = SessionContext::new();
     let staged_url = format!("{}/", staged_dir.display());
     let source = ctx
@@ -94,15 +106,15 @@ pub(super) async fn commit_table(
     let table = match &prev {
         // The latest Delta version: after `recover` its state is the pinned one, and a commit
         // must build on the latest version or Delta sees a conflict.
-        Some(_) => deltalake::open_table(table_url(&dir)?).await?,
+        Some(_) => open_delta(&wh.root, url, None).await?,
         // A new table: build without loading, as there is no log to read yet.
-        None => deltalake::DeltaTableBuilder::from_url(table_url(&dir)?)?.build()?,
+        None => new_delta(&wh.root, url)?,
     };
     let prev_rows = prev.as_ref().map_or(0, |p| p.rows);
     if prev.is_none() {
         // A new table: the staged files are already what the table needs, so they are moved in
         // and named by the table's first commit, without being written again.
-        let table = create_with_staged_files(&dir, entity, staged_dir, table).await?;
+        let table = create_with_staged_files(wh, entity, staged_dir, table).await?;
         let delta_version = table.version().ok_or_else(|| {
             WarehouseError::Corrupt(format!("{} has no version after commit", entity.name()))
         })?;

@@ -14,6 +14,7 @@
 //! (staged rows into Delta) and `rollups` (the rollups of the new version).
 
 mod commit;
+mod lease;
 mod report;
 mod rollups;
 mod validate;
@@ -25,8 +26,10 @@ use std::path::{Path, PathBuf};
 use prism_contract::Entity;
 
 use crate::staging::remove_dir_if_exists;
+use crate::storage::Root;
 use crate::versions::{LoadMode, TableChange, TablePin, VersionFile, WarehouseVersion};
-use crate::{Result, Warehouse, WarehouseError, table_url};
+use crate::{Result, Warehouse, WarehouseError, open_delta};
+use object_store::UpdateVersion;
 
 use commit::commit_table;
 use report::ReportWriter;
@@ -91,12 +94,40 @@ fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Holds the load lock for the duration of a load.
-struct LoadLock {
-    _file: File,
+/// Holds the load lock for the duration of a load: a locked file in a data folder, a renewed
+/// lease on a bucket.
+enum LoadLock {
+    Folder(#[allow(dead_code)] File),
+    Bucket(lease::Lease),
 }
 
-fn lock(dir: &Path) -> Result<LoadLock> {
+impl LoadLock {
+    async fn take(wh: &Warehouse, progress: &dyn LoadProgress) -> Result<LoadLock> {
+        match &wh.root {
+            Root::Local(dir) => lock(dir).map(LoadLock::Folder),
+            Root::Remote(remote) => lease::Lease::take(remote.clone(), progress)
+                .await
+                .map(LoadLock::Bucket),
+        }
+    }
+
+    /// Fails when the lease was lost (it expired unrenewed, and another load took it): the
+    /// load must then not switch the version.
+    fn check(&self) -> Result<()> {
+        match self {
+            LoadLock::Folder(_) => Ok(()),
+            LoadLock::Bucket(lease) => lease.check(),
+        }
+    }
+
+    async fn release(self) {
+        if let LoadLock::Bucket(lease) = self {
+            lease.release().await;
+        }
+    }
+}
+
+fn lock(dir: &Path) -> Result<File> {
     let path = dir.join(".lock");
     let file = File::options()
         .create(true)
@@ -105,8 +136,8 @@ fn lock(dir: &Path) -> Result<LoadLock> {
         .open(&path)
         .map_err(|e| WarehouseError::io(&path, e))?;
     match file.try_lock() {
-        Ok(()) => Ok(LoadLock { _file: file }),
-        Err(fs::TryLockError::WouldBlock) => Err(WarehouseError::Locked(dir.to_path_buf())),
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(WarehouseError::Locked(dir.display().to_string())),
         Err(fs::TryLockError::Error(e)) => Err(WarehouseError::io(&path, e)),
     }
 }
@@ -122,8 +153,10 @@ async fn recover(
     remove_dir_if_exists(&wh.dir.join("staging"))?;
     let _ = fs::remove_file(wh.dir.join(format!("{}.tmp", crate::versions::FILE_NAME)));
     for entity in Entity::ALL {
-        let dir = wh.table_dir(entity);
-        if !dir.exists() {
+        let folder = format!("tables/{}", entity.name());
+        if !wh.root.has_table(&folder).await? {
+            // A folder without a log holds no table: files a load moved in before it died.
+            wh.root.remove_folder(&folder).await?;
             continue;
         }
         match current.and_then(|v| v.tables.get(entity.name())) {
@@ -132,10 +165,10 @@ async fn recover(
                     "removing {} left by an unfinished load",
                     entity.name()
                 ));
-                remove_dir_if_exists(&dir)?;
+                wh.root.remove_folder(&folder).await?;
             }
             Some(pin) => {
-                let latest = deltalake::open_table(table_url(&dir)?).await?;
+                let latest = open_delta(&wh.root, wh.table_url(entity)?, None).await?;
                 let latest_version = latest.version().unwrap_or(0);
                 if latest_version > pin.delta_version {
                     progress.step(&format!(
@@ -160,7 +193,90 @@ pub(crate) async fn run(
     source: Option<&str>,
     progress: &dyn LoadProgress,
 ) -> Result<LoadReport> {
-    let _lock = lock(&wh.dir)?;
+    let lock = LoadLock::take(wh, progress).await?;
+    let load_id = format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let mut outcome = run_locked(wh, options, source, progress, &lock, &load_id).await;
+    if let Root::Remote(remote) = &wh.root {
+        // The report and the rejected rows are for people: they go where the warehouse is.
+        let published =
+            publish_load_files(remote, &wh.dir.join("loads").join(&load_id), &load_id).await;
+        match published {
+            // A committed load whose report could not be sent says so; a failed one keeps
+            // its own error.
+            Err(e) if outcome.is_ok() => outcome = Err(e),
+            _ => match &mut outcome {
+                Ok(report) => point_at_bucket(report, remote, &load_id),
+                Err(WarehouseError::Rejected(report)) => point_at_bucket(report, remote, &load_id),
+                Err(_) => {}
+            },
+        }
+    }
+    lock.release().await;
+    outcome
+}
+
+/// Sends a load's report and quarantine files from the work folder to the bucket's
+/// `loads/<id>/`, and removes them from the work folder.
+async fn publish_load_files(
+    remote: &crate::storage::Remote,
+    local: &Path,
+    load_id: &str,
+) -> Result<()> {
+    let mut files = vec![local.join("report.json")];
+    if let Ok(rejects) = fs::read_dir(local.join("rejects")) {
+        files.extend(rejects.filter_map(|e| e.ok().map(|e| e.path())));
+    }
+    for file in files.iter().filter(|f| f.is_file()) {
+        let relative = file.strip_prefix(local).unwrap_or(file).to_string_lossy();
+        remote
+            .upload(file, &format!("loads/{load_id}/{relative}"))
+            .await?;
+    }
+    remove_dir_if_exists(local)
+}
+
+/// Makes a report name the bucket's copies of its files rather than the work folder's.
+fn point_at_bucket(report: &mut LoadReport, remote: &crate::storage::Remote, load_id: &str) {
+    let folder = format!("{}loads/{load_id}", remote.url);
+    report.report_path = PathBuf::from(format!("{folder}/report.json"));
+    if report.rejects_dir.is_some() {
+        report.rejects_dir = Some(PathBuf::from(format!("{folder}/rejects")));
+    }
+}
+
+/// The warehouse's version file as this load found it, and (on a bucket) the object's version
+/// that the switch must still find.
+async fn read_versions(wh: &Warehouse) -> Result<(VersionFile, Option<UpdateVersion>)> {
+    match &wh.root {
+        Root::Local(dir) => Ok((VersionFile::read(dir)?, None)),
+        Root::Remote(remote) => crate::versions::read_remote(remote).await,
+    }
+}
+
+/// Switches the warehouse to the new version file: the one moment a load becomes visible.
+async fn switch_versions(
+    wh: &Warehouse,
+    versions: &VersionFile,
+    read: Option<UpdateVersion>,
+) -> Result<()> {
+    match &wh.root {
+        Root::Local(dir) => versions.write(dir),
+        Root::Remote(remote) => versions.write_remote(remote, read).await,
+    }
+}
+
+async fn run_locked(
+    wh: &Warehouse,
+    options: &LoadOptions,
+    source: Option<&str>,
+    progress: &dyn LoadProgress,
+    lock: &LoadLock,
+    load_id: &str,
+) -> Result<LoadReport> {
     let started_at = now_rfc3339();
     let started = std::time::Instant::now();
     let export = &options.export_dir;
@@ -170,20 +286,15 @@ pub(crate) async fn run(
             export.display()
         )));
     }
-    let mut versions = VersionFile::read(&wh.dir)?;
+    let (mut versions, read_version) = read_versions(wh).await?;
     let current = versions.current().cloned();
     recover(wh, current.as_ref(), progress).await?;
 
-    let load_id = format!(
-        "{}-{}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    let load_dir = wh.dir.join("loads").join(&load_id);
+    let load_dir = wh.dir.join("loads").join(load_id);
     fs::create_dir_all(&load_dir).map_err(|e| WarehouseError::io(&load_dir, e))?;
     let report_path = load_dir.join("report.json");
     let mut report_writer = ReportWriter::create(report_path.clone())?;
-    let staging_dir = wh.dir.join("staging").join(&load_id);
+    let staging_dir = wh.dir.join("staging").join(load_id);
 
     let first_load = current.is_none() || options.mode == LoadMode::Replace;
     let mut known = KnownIdSet::for_export(export);
@@ -295,7 +406,16 @@ pub(crate) async fn run(
         load_ms: started.elapsed().as_millis() as u64,
     });
     progress.step("switching the warehouse version");
-    versions.write(&wh.dir)?;
+    let switched = match lock.check() {
+        Ok(()) => switch_versions(wh, &versions, read_version).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = switched {
+        let _ = recover(wh, current.as_ref(), progress).await;
+        report.finished_at = now_rfc3339();
+        let _ = report_writer.finish(&report);
+        return Err(e);
+    }
     remove_dir_if_exists(&wh.dir.join("staging"))?;
     report.committed = true;
     report.version = Some(version);

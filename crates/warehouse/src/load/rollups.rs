@@ -2,16 +2,15 @@
 //! new Delta version, in the same warehouse version as its base tables.
 
 use std::collections::BTreeMap;
-use std::fs::{self};
-use std::path::PathBuf;
 
 use arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use deltalake::protocol::SaveMode;
 
 use super::{LoadProgress, RollupBuild};
+use crate::storage::Root;
 use crate::versions::{RollupPin, TablePin, WarehouseVersion};
-use crate::{Result, Warehouse, WarehouseError, table_url};
+use crate::{Result, Warehouse, WarehouseError};
 
 /// Builds each rollup over the base tables at `pins` (and the rollups built before it), writing
 /// it whole as a new Delta version of `rollups/<table>/`. Nothing is visible until the version
@@ -43,7 +42,7 @@ pub(crate) async fn build_rollups(
     let ctx = SessionContext::new_with_config(crate::session_config()?);
     let cores = ctx.state().config().target_partitions();
     // The kept rollups are registered too: others may be built from them.
-    crate::register_tables(&wh.dir, pins, &kept, &ctx).await?;
+    crate::register_tables(&wh.root, pins, &kept, &ctx).await?;
     if !kept.is_empty() {
         progress.step(&format!(
             "keeping {} rollup(s) whose tables did not change",
@@ -94,12 +93,7 @@ pub(crate) async fn build_rollups(
         for b in ready.into_iter().take(slots - tasks.len()) {
             progress.step(&format!("building rollup {}", b.name));
             waiting.retain(|w| w.table != b.table);
-            tasks.spawn(build_rollup(
-                ctx.clone(),
-                wh.rollup_dir(&b.table),
-                b.clone(),
-                cores,
-            ));
+            tasks.spawn(build_rollup(ctx.clone(), wh.root.clone(), b.clone(), cores));
         }
         if let Some(done) = tasks.join_next().await {
             let (b, pin, table) =
@@ -120,7 +114,7 @@ pub(super) const ROLLUP_ROW_GROUP_ROWS: usize = 64 * 1024;
 /// its rows in memory, for the rollups built from it.
 pub(super) async fn build_rollup(
     ctx: SessionContext,
-    dir: PathBuf,
+    root: Root,
     b: RollupBuild,
     cores: usize,
 ) -> Result<(
@@ -166,12 +160,13 @@ pub(super) async fn build_rollup(
     }
     let clustered = started.elapsed();
     let rows: u64 = batches.iter().map(|x| x.num_rows() as u64).sum();
-    fs::create_dir_all(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
-    let table = if dir.join("_delta_log").is_dir() {
-        deltalake::open_table(table_url(&dir)?).await?
+    let folder = format!("rollups/{}", b.table);
+    let url = root.folder_url(&folder)?;
+    let table = if root.has_table(&folder).await? {
+        crate::open_delta(&root, url, None).await?
     } else {
         // A new rollup: the write creates the table.
-        deltalake::DeltaTableBuilder::from_url(table_url(&dir)?)?.build()?
+        crate::new_delta(&root, url)?
     };
     let table = table
         .write(batches.clone())

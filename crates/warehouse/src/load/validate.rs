@@ -19,7 +19,7 @@ use super::report::{FileOutcome, LoadReport, RejectsFile, ReportWriter, SHOWN_PE
 use super::{LoadOptions, LoadProgress};
 use crate::staging::StagedTable;
 use crate::versions::{LoadMode, WarehouseVersion};
-use crate::{Result, Warehouse, WarehouseError, open_table_at};
+use crate::{Result, Warehouse, WarehouseError, open_delta};
 
 /// Threads validating rows of one file: one per core. Reading, putting in order and Parquet
 /// encoding share the cores with them; more validators than cores measured slower.
@@ -107,7 +107,7 @@ pub(super) async fn warehouse_ids(
         let Some(pin) = current.tables.get(entity.name()) else {
             continue;
         };
-        let table = open_table_at(&wh.table_dir(entity), pin.delta_version).await?;
+        let table = open_delta(&wh.root, wh.table_url(entity)?, Some(pin.delta_version)).await?;
         let ctx = SessionContext::new();
         table.update_datafusion_session(&ctx.state())?;
         ctx.register_table("t", table.table_provider().await?)?;

@@ -17,7 +17,7 @@ pub(super) async fn build(cx: &Ctx<'_>, out: &mut Page) -> Result<(), WebError> 
 /// The warehouse's versions, the users and the audit log.
 fn panels(st: &AppState) -> Result<Vec<Panel>, WebError> {
     let mut panels = Vec::new();
-    let wh = prism_warehouse::Warehouse::open(&st.data)
+    let wh = prism_warehouse::Warehouse::open(&st.warehouse)
         .map_err(|e| WebError::Internal(e.to_string()))?;
     let versions = wh
         .versions()
