@@ -194,4 +194,38 @@ fn a_warehouse_on_a_bucket_loads_answers_travels_in_time_and_locks_across_machin
     assert!(next.contains("committed warehouse version 2"), "{next}");
     let history = ok(prism_at(&moto, state, other, &["status"]));
     assert!(history.contains("version 2 (current)"), "{history}");
+
+    // Quarantine on a bucket: a new order line with a quantity of 0 is set aside, the rest
+    // loads, and the rejected row is kept in the bucket beside the report.
+    let export = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), export.path().join(entry.file_name())).unwrap();
+    }
+    let orders = export.path().join("orders.csv");
+    let mut text = std::fs::read_to_string(&orders).unwrap();
+    text.push_str("O-9,1,C-1,PR-1,P-1,2024-01-11,0,10.00,5.00,\n");
+    std::fs::write(&orders, text).unwrap();
+    let quarantined = ok(prism_at(
+        &moto,
+        state,
+        other,
+        &["load", export.path().to_str().unwrap(), "--quarantine"],
+    ));
+    assert!(
+        quarantined.contains("committed warehouse version 3"),
+        "{quarantined}"
+    );
+    assert!(
+        quarantined.contains("rejected rows were set aside in s3://prism-test/other/loads/"),
+        "the rejected rows are kept in the bucket: {quarantined}"
+    );
+    // The rejected line added nothing: the total is the fixture's.
+    let after = ok(prism_at(
+        &moto,
+        state,
+        other,
+        &["query", "--metrics", "closed_revenue", "--format", "csv"],
+    ));
+    assert_eq!(after, "closed_revenue\n3649.75\n");
 }
