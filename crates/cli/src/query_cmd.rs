@@ -89,11 +89,17 @@ impl QueryArgs {
     }
 }
 
-/// The shipped model, extended by `--model FILE` or by `model.yaml` in the data folder.
+/// The shipped model, extended by `--model FILE` or by `model.yaml` in the data folder (in the
+/// state folder when the data is a bucket: the model is the serving machine's configuration).
 pub fn load_model(data: &Path, model: Option<&PathBuf>) -> Result<Model> {
+    let folder = if prism_warehouse::is_remote(data) {
+        crate::web_cmd::state_folder(data)
+    } else {
+        data.to_path_buf()
+    };
     let file = model
         .cloned()
-        .or_else(|| Some(data.join("model.yaml")).filter(|p| p.exists()));
+        .or_else(|| Some(folder.join("model.yaml")).filter(|p| p.exists()));
     match file {
         None => Ok(Model::shipped()),
         Some(path) => {

@@ -218,14 +218,22 @@ pub fn set_state_folder(folder: PathBuf) {
     let _ = STATE_FOLDER.set(folder);
 }
 
+/// The folder of the app's own state for the warehouse at `data` (`--state`, or `data`).
+pub fn state_folder(data: &Path) -> PathBuf {
+    STATE_FOLDER
+        .get()
+        .cloned()
+        .unwrap_or_else(|| data.to_path_buf())
+}
+
 /// The app over the warehouse at `data` (a folder or a bucket), its state in `--state`.
 pub fn app_with_engine(
     data: &Path,
     engine: prism_engine::Engine,
     secure_cookies: bool,
 ) -> Result<AppState> {
-    let state = STATE_FOLDER.get().map_or(data, PathBuf::as_path);
-    let app = AppState::with_engine(state, engine, secure_cookies)?;
+    let state = state_folder(data);
+    let app = AppState::with_engine(&state, engine, secure_cookies)?;
     Ok(if state == data {
         app
     } else {

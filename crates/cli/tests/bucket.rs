@@ -151,6 +151,20 @@ fn a_warehouse_on_a_bucket_loads_answers_travels_in_time_and_locks_across_machin
     assert!(by_tier.contains("Gold,2499.50"), "{by_tier}");
     assert!(by_tier.contains("Silver,-49.75"), "{by_tier}");
 
+    // A model of one's own is read from the state folder (the bucket holds data only): the
+    // tiny fixture has 4 order lines.
+    std::fs::write(
+        state.join("model.yaml"),
+        "metrics:\n  lines: { fact: orders, count: \"*\", format: integer }\n",
+    )
+    .unwrap();
+    let lines = ok(prism(
+        &moto,
+        state,
+        &["query", "--metrics", "lines", "--format", "csv"],
+    ));
+    assert_eq!(lines, "lines\n4\n");
+
     // A live lease of another machine's load: refused, and nothing changes.
     let far = "2999-01-01T00:00:00.000Z";
     let planted = http(
