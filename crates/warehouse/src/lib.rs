@@ -163,9 +163,7 @@ impl Warehouse {
     pub fn versions(&self) -> Result<VersionFile> {
         match &self.root {
             storage::Root::Local(dir) => VersionFile::read(dir),
-            storage::Root::Remote(remote) => {
-                versions::read_remote_blocking(remote).map(|(file, _)| file)
-            }
+            storage::Root::Remote(remote) => versions::read_remote_blocking(remote),
         }
     }
 
@@ -219,8 +217,7 @@ pub(crate) fn table_url(dir: &Path) -> Result<Url> {
         .map_err(|()| WarehouseError::Corrupt(format!("{} is not an absolute path", dir.display())))
 }
 
-/// A Delta table of the warehouse at a version, or its latest (`None`); `load: false` builds it
-/// without reading its log (a table about to be created).
+/// A Delta table of the warehouse at a version, or its latest (`None`).
 pub(crate) async fn open_delta(
     root: &storage::Root,
     url: Url,

@@ -196,7 +196,7 @@ impl Root {
     pub fn display(&self) -> String {
         match self {
             Root::Local(dir) => dir.display().to_string(),
-            Root::Remote(r) => r.url.as_str().trim_end_matches('/').to_string(),
+            Root::Remote(r) => r.display(),
         }
     }
 
@@ -243,6 +243,11 @@ impl Root {
 }
 
 impl Remote {
+    /// The warehouse's URL as people read it, without the trailing `/`.
+    pub fn display(&self) -> String {
+        self.url.as_str().trim_end_matches('/').to_string()
+    }
+
     /// The object path of `relative` under the prefix.
     pub fn path(&self, relative: &str) -> ObjectPath {
         let mut path = self.prefix.clone();

@@ -146,10 +146,30 @@ pub(crate) async fn read_remote(
 /// [`read_remote`] from code that is not async (or is, but must not wait on its own runtime):
 /// on a thread of its own, with a store of its own, since a store's connections belong to the
 /// runtime that opened them.
-pub(crate) fn read_remote_blocking(
-    remote: &Remote,
-) -> Result<(VersionFile, Option<UpdateVersion>), WarehouseError> {
+///
+/// Readers (the server asks at every request whether a load has switched the version) are
+/// answered from a copy at most a second old, so that a bucket is asked once a second, not once
+/// a request; a load reads the file itself, never this copy.
+pub(crate) fn read_remote_blocking(remote: &Remote) -> Result<VersionFile, WarehouseError> {
+    type Copies =
+        std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, VersionFile)>>;
+    static COPIES: std::sync::OnceLock<Copies> = std::sync::OnceLock::new();
     let data = remote.url.to_string();
+    let copies = COPIES.get_or_init(Default::default);
+    if let Some((read_at, file)) = copies.lock().expect("copies lock").get(&data)
+        && read_at.elapsed() < std::time::Duration::from_secs(1)
+    {
+        return Ok(file.clone());
+    }
+    let (file, _) = read_uncached(&data)?;
+    copies
+        .lock()
+        .expect("copies lock")
+        .insert(data, (std::time::Instant::now(), file.clone()));
+    Ok(file)
+}
+
+fn read_uncached(data: &str) -> Result<(VersionFile, Option<UpdateVersion>), WarehouseError> {
     std::thread::scope(|s| {
         s.spawn(|| {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -157,7 +177,7 @@ pub(crate) fn read_remote_blocking(
                 .build()
                 .map_err(|e| WarehouseError::Storage(format!("{data}: {e}")))?;
             runtime.block_on(async {
-                match crate::storage::Root::remote(&data)? {
+                match crate::storage::Root::remote(data)? {
                     crate::storage::Root::Remote(own) => read_remote(&own).await,
                     crate::storage::Root::Local(_) => unreachable!("an s3:// URL is remote"),
                 }

@@ -74,7 +74,7 @@ impl Lease {
                 Some(other) if !other.expired() => {
                     return Err(WarehouseError::Locked(format!(
                         "{} (load {} of process {} on {}, its lease runs to {})",
-                        remote.url.as_str().trim_end_matches('/'),
+                        remote.display(),
                         other.holder,
                         other.pid,
                         if other.host.is_empty() {
@@ -98,9 +98,7 @@ impl Lease {
                 }
             }
         }
-        Err(WarehouseError::Locked(
-            remote.url.as_str().trim_end_matches('/').to_string(),
-        ))
+        Err(WarehouseError::Locked(remote.display()))
     }
 
     /// Starts renewing a lease just taken.
@@ -141,13 +139,14 @@ impl Lease {
 }
 
 /// Renews the lease every third of its duration, each time only if it is still the version
-/// this load wrote; on a failure, marks it lost.
+/// this load wrote; marks it lost when another wrote it or it could not be renewed in time.
 async fn renew(
     remote: Arc<Remote>,
     holder: String,
     mut version: UpdateVersion,
     lost: Arc<AtomicBool>,
 ) {
+    let mut renewed_at = std::time::Instant::now();
     loop {
         tokio::time::sleep(lease_duration() / 3).await;
         let renewed = remote
@@ -158,7 +157,14 @@ async fn renew(
             )
             .await;
         match renewed {
-            Ok(Some(v)) => version = v,
+            Ok(Some(v)) => {
+                version = v;
+                renewed_at = std::time::Instant::now();
+            }
+            // A request that failed (the network, the server) is tried again at the next tick
+            // while the lease still runs; a third of its time is left for that.
+            Err(_) if renewed_at.elapsed() < lease_duration() * 2 / 3 => {}
+            // Someone else wrote the lease, or it ran out: another load may hold it now.
             _ => {
                 lost.store(true, Ordering::SeqCst);
                 return;
