@@ -2,6 +2,9 @@
 //! builds the few rows that matter, loads them, and checks the figures worked out in its
 //! comments.
 
+#[path = "../../engine/tests/common/target.rs"]
+mod target;
+
 use std::collections::BTreeSet;
 
 use prism_analyses::scorecard::Weights;
@@ -15,7 +18,7 @@ fn readable(rows: Vec<Vec<Value>>) -> Vec<Vec<String>> {
 }
 use prism_engine::{Audience, Engine, Period, Session};
 use prism_model::Model;
-use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
+use prism_warehouse::{LoadMode, LoadOptions, NoProgress};
 
 /// An export written row by row; ids of fact rows are numbered.
 #[derive(Default)]
@@ -150,7 +153,7 @@ impl Export {
             }
             std::fs::write(dir.join(format!("{name}.csv")), text).unwrap();
         }
-        let wh = Warehouse::open(tmp.path().join("data")).unwrap();
+        let wh = target::warehouse(&tmp.path().join("data"));
         wh.load(
             &LoadOptions {
                 export_dir: dir,

@@ -119,6 +119,9 @@ pub struct StatusArgs {
     as_of: Option<u64>,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Instead: whether each worker of --cluster is up.
+    #[arg(long)]
+    pub workers: bool,
 }
 
 /// The warehouse version shown, its tables' rows and rollups, and the history of loads.

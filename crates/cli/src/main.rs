@@ -3,6 +3,7 @@
 mod alerts_cmd;
 mod analyses_cmd;
 mod bench;
+mod cluster_cmd;
 mod config;
 mod load_cmd;
 mod load_test;
@@ -49,6 +50,10 @@ struct Cli {
     /// (`PRISM_IDLE_MINUTES`) and the command line override it.
     #[arg(long, global = true, env = "PRISM_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Send the work of queries, analyses, pages and benchmarks to these workers (`prism worker`,
+    /// `prism cluster up`): their addresses, separated by commas (`http://10.0.0.2:7100,…`).
+    #[arg(long, global = true, env = "PRISM_CLUSTER", value_name = "WORKERS")]
+    cluster: Option<String>,
     /// Logs as text for people, or as JSON lines for a log collector.
     #[arg(long, global = true, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -144,6 +149,14 @@ enum Command {
     LoadTest(load_test::LoadTestArgs),
     /// Generate a demo export if there is none, load it, and say what to run next.
     Demo(load_cmd::DemoArgs),
+    /// Run a worker of a cluster: it runs the stages of questions that coordinators (any prism
+    /// command given --cluster) send it, reading the same --data.
+    Worker(cluster_cmd::WorkerArgs),
+    /// Start a cluster's workers on this machine, for tests and demos.
+    Cluster {
+        #[command(subcommand)]
+        command: cluster_cmd::ClusterCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -216,8 +229,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             data.clone()
         }
     }));
+    cluster_cmd::set(cli.cluster.as_deref())?;
     match cli.command {
         Command::Load(args) => return load_cmd::load(data, args),
+        Command::Status(args) if args.workers => return cluster_cmd::status(&runtime()?),
         Command::Status(args) => return load_cmd::status(data, args),
         Command::Demo(args) => return load_cmd::demo(data, args),
         Command::Query(c) => query_cmd::query(data, c)?,
@@ -270,6 +285,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             bench::run(&bench::BenchArgs { scale, runs, dir }, &runtime()?)?
         }
         Command::LoadTest(args) => load_test::run(&args, &runtime()?)?,
+        Command::Worker(args) => cluster_cmd::worker(data, &args, &runtime()?)?,
+        Command::Cluster {
+            command: cluster_cmd::ClusterCommand::Up { workers },
+        } => cluster_cmd::up(data, &cli.storage_options, workers, &runtime()?)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,111 +3,11 @@
 //! kept in the bucket, and the load lock as a lease that works across machines — a live lease
 //! refuses a second load and changes nothing, an expired one (its load died) is taken over.
 
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
 
-struct Moto {
-    child: Child,
-    port: u16,
-}
+use std::path::Path;
 
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto_server() -> PathBuf {
-    if let Some(p) = std::env::var_os("PRISM_MOTO_SERVER") {
-        return PathBuf::from(p);
-    }
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("moto_server"))
-        .find(|p| p.exists())
-        .expect("no moto_server: install PyPI's moto[server] (scripts/test does) or set PRISM_MOTO_SERVER")
-}
-
-/// Sends one plain HTTP request to the server and returns its status line.
-fn http(port: u16, method: &str, path: &str, body: &[u8]) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    answer
-}
-
-fn start() -> Moto {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(moto_server())
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server starts");
-    let moto = Moto { child, port };
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            let created = http(port, "PUT", "/prism-test", b"");
-            assert!(created.starts_with("HTTP/1.1 200"), "{created}");
-            return moto;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("moto_server did not start on port {port}");
-}
-
-fn prism(moto: &Moto, state: &Path, args: &[&str]) -> Output {
-    prism_at(moto, state, "s3://prism-test/warehouse", args)
-}
-
-fn prism_at(moto: &Moto, state: &Path, data: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prism"))
-        .args(args)
-        .args([
-            "--data",
-            data,
-            "--state",
-            state.to_str().unwrap(),
-            "--storage-option",
-            &format!("aws_endpoint=http://127.0.0.1:{}", moto.port),
-            "--storage-option",
-            "aws_allow_http=true",
-        ])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn fixture() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/tiny").to_string()
-}
+use common::{Moto, fixture, http, ok, prism, prism_at, start};
 
 fn total(moto: &Moto, state: &Path, extra: &[&str]) -> String {
     let mut args = vec!["query", "--metrics", "closed_revenue", "--format", "csv"];
@@ -242,4 +142,95 @@ fn a_warehouse_on_a_bucket_loads_answers_travels_in_time_and_locks_across_machin
         &["query", "--metrics", "closed_revenue", "--format", "csv"],
     ));
     assert_eq!(after, "closed_revenue\n3649.75\n");
+}
+
+/// The closed revenue of the warehouse at `data`, as CSV.
+fn total_at(moto: &Moto, state: &Path, data: &str) -> String {
+    ok(prism_at(
+        moto,
+        state,
+        data,
+        &["query", "--metrics", "closed_revenue", "--format", "csv"],
+    ))
+}
+
+#[test]
+fn two_loads_at_once_on_a_bucket_one_wins_and_a_killed_load_changes_nothing() {
+    let moto = start();
+    let state = tempfile::tempdir().unwrap();
+    let state = state.path();
+    let data = "s3://prism-test/race";
+    let export = tempfile::tempdir().unwrap();
+    let export = export.path().join("export");
+    let generated = std::process::Command::new(env!("CARGO_BIN_EXE_prism"))
+        .args([
+            "generate",
+            "--scale",
+            "0.02",
+            "--out",
+            export.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    ok(generated);
+    let export = export.to_str().unwrap();
+    ok(prism_at(&moto, state, data, &["load", &fixture()]));
+
+    // Two machines load at the same moment: one holds the lease and commits version 2, the
+    // other is refused and says why; nothing is lost or half-applied.
+    let spawn = || {
+        common::prism_command(&moto, state, data, &["load", export])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let outcomes = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let won: Vec<_> = outcomes.iter().filter(|o| o.status.success()).collect();
+    let lost: Vec<_> = outcomes.iter().filter(|o| !o.status.success()).collect();
+    assert_eq!((won.len(), lost.len()), (1, 1), "{outcomes:?}");
+    assert!(
+        String::from_utf8_lossy(&won[0].stdout).contains("committed warehouse version 2"),
+        "{:?}",
+        won[0]
+    );
+    let why = String::from_utf8_lossy(&lost[0].stderr);
+    assert!(
+        why.contains("another load is running on s3://prism-test/race"),
+        "{why}"
+    );
+    let status = ok(prism_at(&moto, state, data, &["status"]));
+    assert!(status.contains("version 2 (current)"), "{status}");
+    let before = total_at(&moto, state, data);
+
+    // A load killed while it runs (its lease is in the bucket): the warehouse answers as before;
+    // once its lease has expired, the next load takes over and commits version 3.
+    let mut killed = common::prism_command(&moto, state, data, &["load", export])
+        .env("PRISM_LOAD_LEASE_SECONDS", "3")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut leased = false;
+    for _ in 0..200 {
+        // The lease is private to its writer's keys: an anonymous read of it is refused (403),
+        // of no lease at all answered 404.
+        if !http(moto.port, "GET", "/prism-test/race/.lock", b"").starts_with("HTTP/1.1 404") {
+            leased = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    assert!(leased, "the load never took its lease");
+    let status = ok(prism_at(&moto, state, data, &["status"]));
+    assert!(status.contains("version 2 (current)"), "{status}");
+    assert_eq!(total_at(&moto, state, data), before);
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let next = ok(prism_at(&moto, state, data, &["load", export]));
+    assert!(next.contains("committed warehouse version 3"), "{next}");
+    // The same export again, upserted: the same figures.
+    assert_eq!(total_at(&moto, state, data), before);
 }

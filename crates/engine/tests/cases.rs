@@ -1,12 +1,15 @@
 //! The query cases of `tests/cases/*.case`, run against `fixtures/tiny`: a query, then the table
 //! expected, computed by hand. One test runs them all and reports every difference.
 
+#[path = "common/target.rs"]
+mod target;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use prism_engine::{Audience, Engine, EngineError, Filter, Order, Period, Query};
 use prism_model::Model;
-use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
+use prism_warehouse::{LoadMode, LoadOptions, NoProgress};
 
 struct Case {
     name: String,
@@ -108,7 +111,7 @@ async fn answer(engine: &Engine, ctx: &prism_engine::Session, case: &Case) -> Ve
 #[tokio::test]
 async fn query_cases() {
     let tmp = tempfile::tempdir().unwrap();
-    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
+    let wh = target::warehouse(&tmp.path().join("data"));
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
     wh.load(
         &LoadOptions {

@@ -3,12 +3,15 @@
 //! is. Two warehouses hold the same export, except that in the second every fact row of a
 //! partner outside a kept set, and every direct sale, has other values.
 
+#[path = "common/target.rs"]
+mod target;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use prism_engine::{Audience, Engine, EngineError, Filter, Period, Query};
 use prism_model::Model;
-use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
+use prism_warehouse::{LoadMode, LoadOptions, NoProgress};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
@@ -183,7 +186,7 @@ fn a_scoped_answer_holds_only_the_scope_and_ignores_everyone_else() {
     let (ctx, ctx_other) = runtime.block_on(async {
         let mut sessions = Vec::new();
         for (name, dir) in [("a", &export), ("b", &other)] {
-            let wh = Warehouse::open(tmp.path().join(name)).unwrap();
+            let wh = target::warehouse(&tmp.path().join(name));
             wh.load(
                 &LoadOptions {
                     export_dir: dir.clone(),

@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 mod cluster;
+mod distributed;
 mod load;
 mod staging;
 mod storage;
@@ -38,6 +39,7 @@ use deltalake::DeltaTable;
 use prism_contract::Entity;
 use url::Url;
 
+pub use distributed::{Cluster, cluster, serve_worker, set_cluster};
 pub use load::RollupBuild;
 pub use load::{FileOutcome, LoadOptions, LoadProgress, LoadReport, NoProgress};
 pub use storage::{is_remote, set_storage_options};
@@ -76,6 +78,9 @@ pub enum WarehouseError {
     /// The object store (S3) refused or failed.
     #[error("storage: {0}")]
     Storage(String),
+    /// A cluster was named wrongly, or a worker could not start.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// An earlier version that does not exist was asked for.
     #[error("no warehouse version {asked}: {available}")]
     NoSuchVersion {
@@ -399,7 +404,7 @@ impl Snapshot {
 
     /// A session over this version, ready for SQL over the entity tables.
     pub async fn session(&self) -> Result<Arc<SessionContext>> {
-        let ctx = SessionContext::new_with_config(session_config()?);
+        let ctx = distributed::session(session_config()?)?;
         self.register(&ctx).await?;
         Ok(Arc::new(ctx))
     }

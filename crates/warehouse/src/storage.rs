@@ -185,10 +185,15 @@ impl Root {
     /// Makes the root's files readable by a DataFusion session (a bucket needs its store
     /// registered; a local folder is always readable).
     pub fn register_store(&self, ctx: &datafusion::prelude::SessionContext) {
+        self.register_store_in(&ctx.runtime_env());
+    }
+
+    /// The same for a worker's runtime, which opens sessions of its own for each stage.
+    pub fn register_store_in(&self, runtime: &datafusion::execution::runtime_env::RuntimeEnv) {
         if let Root::Remote(r) = self {
             let mut bucket = r.url.clone();
             bucket.set_path("");
-            ctx.register_object_store(&bucket, r.store.clone());
+            runtime.register_object_store(&bucket, r.store.clone());
         }
     }
 

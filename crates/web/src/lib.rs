@@ -870,7 +870,7 @@ pub async fn serve(state: Arc<AppState>, addr: SocketAddr) -> std::io::Result<()
 }
 
 /// Ctrl-C, or SIGTERM where there is one.
-async fn stop_asked() {
+pub async fn stop_asked() {
     let interrupted = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -1,0 +1,422 @@
+//! Queries on a cluster: the process that asks (the coordinator) plans as on one machine, and
+//! the physical stages below its last one run on workers, through `datafusion-distributed`.
+//!
+//! Only plans travel: a worker reads the warehouse's Parquet files itself, from the same storage
+//! (a bucket, or a folder every machine sees), so the coordinator never ships table data. The
+//! semantic compiler, the audience, the rollup choice and the result cache all stay in the
+//! coordinator, before the physical plan exists, so a cluster changes where the work runs and
+//! nothing of what is asked.
+//!
+//! A cluster is a list of worker URLs (`http://host:port,http://host:port`); there is no
+//! scheduler process to keep alive. A worker that is down or dies while a question runs makes
+//! that question fail with an error naming the worker; nothing is retried behind the user's back,
+//! so no answer is ever built from part of the data.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::DataFusionError;
+use datafusion::common::Result as DfResult;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::TaskContext;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::physical_expr::Distribution;
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_distributed::grpc::{BoxCloneSyncChannel, create_worker_client};
+use datafusion_distributed::{
+    ChannelResolver, CoordinatorToWorkerMsg, DesiredTaskCountEvent, DesiredTaskCountEventResponse,
+    DistributedExt as _, ExecuteTaskRequest, GetWorkerInfoRequest, GetWorkerInfoResponse,
+    SessionStateBuilderExt as _, SetPlanRequest, Worker, WorkerChannel, WorkerResolver,
+    WorkerToCoordinatorMsg,
+};
+use futures::stream::BoxStream;
+use futures::{StreamExt as _, TryStreamExt as _};
+use url::Url;
+
+use crate::storage::Root;
+use crate::{Result, WarehouseError};
+
+/// How long a worker may take to accept a connection before the question fails, unless
+/// `PRISM_CLUSTER_CONNECT_SECONDS` says otherwise.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The workers a process sends its questions' stages to, and how long it waits for them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    workers: Vec<Url>,
+    connect_timeout: Duration,
+    bytes_per_task: Option<usize>,
+}
+
+impl Cluster {
+    /// Reads `--cluster`: worker addresses separated by commas, each `http://host:port` or
+    /// `host:port`. The connection timeout comes from `PRISM_CLUSTER_CONNECT_SECONDS`
+    /// (default 5), and `PRISM_CLUSTER_BYTES_PER_TASK` sets how many bytes of Parquet one task
+    /// scans (default: the engine's own choice; a small value spreads even a small table over
+    /// every worker, which the tests use).
+    pub fn parse(spec: &str) -> Result<Cluster> {
+        let bad = |why: String| WarehouseError::Cluster(format!("--cluster {spec:?}: {why}"));
+        let mut workers = Vec::new();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let text = if part.contains("://") {
+                part.to_string()
+            } else {
+                format!("http://{part}")
+            };
+            let url = Url::parse(&text).map_err(|e| bad(format!("{part}: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") || url.port_or_known_default().is_none() {
+                return Err(bad(format!("{part}: expected http://HOST:PORT")));
+            }
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(bad(format!("{part}: no host")));
+            }
+            workers.push(url);
+        }
+        if workers.is_empty() {
+            return Err(bad("no worker address".into()));
+        }
+        let seconds = |name: &str| -> Result<Option<u64>> {
+            match std::env::var(name) {
+                Ok(v) => v.trim().parse().map(Some).map_err(|_| {
+                    WarehouseError::Cluster(format!("{name}={v:?}: expected whole seconds"))
+                }),
+                Err(_) => Ok(None),
+            }
+        };
+        let connect_timeout = seconds("PRISM_CLUSTER_CONNECT_SECONDS")?
+            .map(Duration::from_secs)
+            .unwrap_or(CONNECT_TIMEOUT);
+        let bytes_per_task = match std::env::var("PRISM_CLUSTER_BYTES_PER_TASK") {
+            Ok(v) => Some(v.trim().parse().map_err(|_| {
+                WarehouseError::Cluster(format!(
+                    "PRISM_CLUSTER_BYTES_PER_TASK={v:?}: expected a number of bytes"
+                ))
+            })?),
+            Err(_) => None,
+        };
+        Ok(Cluster {
+            workers,
+            connect_timeout,
+            bytes_per_task,
+        })
+    }
+
+    /// The workers' URLs, in the order given.
+    pub fn workers(&self) -> &[Url] {
+        &self.workers
+    }
+
+    /// The cluster as `--cluster` takes it.
+    pub fn spec(&self) -> String {
+        self.workers
+            .iter()
+            .map(|u| u.as_str().trim_end_matches('/'))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Asks each worker who it is: its URL and either its version or why it did not answer.
+    pub async fn ping(&self) -> Vec<(Url, std::result::Result<String, String>)> {
+        let channels = TimedChannels::new(self.connect_timeout);
+        let mut answers = Vec::new();
+        for url in &self.workers {
+            let answer = match channels.get_worker_client_for_url(url).await {
+                Ok(mut client) => client
+                    .get_worker_info(GetWorkerInfoRequest {})
+                    .await
+                    .map(|info| info.version)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            answers.push((url.clone(), answer));
+        }
+        answers
+    }
+}
+
+static CLUSTER: OnceLock<Mutex<Option<Cluster>>> = OnceLock::new();
+
+/// Sends the work of every session this process opens over a warehouse to `cluster` (or keeps it
+/// here, with `None`). Set once, from `--cluster`, before the first session.
+pub fn set_cluster(cluster: Option<Cluster>) {
+    *CLUSTER
+        .get_or_init(Default::default)
+        .lock()
+        .expect("cluster lock") = cluster;
+}
+
+/// The cluster this process sends its work to, if any.
+pub fn cluster() -> Option<Cluster> {
+    CLUSTER
+        .get_or_init(Default::default)
+        .lock()
+        .expect("cluster lock")
+        .clone()
+}
+
+/// A session with `config`: on this machine, or, with a cluster set, one whose physical plans
+/// are cut into stages that run on its workers.
+pub(crate) fn session(config: SessionConfig) -> Result<SessionContext> {
+    let Some(cluster) = cluster() else {
+        return Ok(SessionContext::new_with_config(config));
+    };
+    let builder = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_distributed_worker_resolver(Workers::new(&cluster))
+        .with_distributed_channel_resolver(TimedChannels::new(cluster.connect_timeout))
+        .with_distributed_desired_task_count_handler(whole_input_in_one_task)
+        .with_distributed_planner();
+    let builder = match cluster.bytes_per_task {
+        Some(bytes) => builder.with_distributed_file_scan_config_bytes_per_partition(bytes)?,
+        None => builder,
+    };
+    Ok(SessionContext::new_with_state(builder.build()))
+}
+
+/// One task for every stage that holds a step which must see all its input at once: an
+/// aggregation in one step (DataFusion's plan when its input is a single file), a window over
+/// every row, a sort or a limit over everything. `datafusion-distributed` 4.0 would otherwise cut
+/// such a step's file into as many tasks as there are workers, and each task would answer for
+/// its part: a total without grouping came back as two rows, one per worker (found by running the
+/// query-case suite on a cluster). Joins are left to the planner, which knows when their build
+/// side is broadcast to every task.
+fn whole_input_in_one_task(
+    event: DesiredTaskCountEvent<'_>,
+) -> Option<DfResult<DesiredTaskCountEventResponse>> {
+    let step = event.plan;
+    if step.children().is_empty() || step.name().contains("Join") {
+        return None;
+    }
+    step.input_distribution_requirements()
+        .into_per_child()
+        .iter()
+        .any(|d| matches!(d, Distribution::SinglePartition))
+        .then(|| Ok(DesiredTaskCountEventResponse::maximum(1)))
+}
+
+/// How long a worker found up (or down) is taken to be so before it is asked again.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// The workers `--cluster` named that accept a connection: a worker found down is left out of the
+/// next questions' plans (they run on the others) until it answers again.
+struct Workers {
+    all: Vec<Url>,
+    probe_timeout: Duration,
+    seen: Mutex<Option<(Instant, Vec<Url>)>>,
+}
+
+impl Workers {
+    fn new(cluster: &Cluster) -> Workers {
+        Workers {
+            all: cluster.workers.clone(),
+            probe_timeout: cluster.connect_timeout.min(Duration::from_secs(1)),
+            seen: Mutex::new(None),
+        }
+    }
+}
+
+impl WorkerResolver for Workers {
+    fn get_urls(&self) -> std::result::Result<Vec<Url>, DataFusionError> {
+        let mut seen = self.seen.lock().expect("workers lock");
+        if let Some((at, live)) = &*seen
+            && at.elapsed() < PROBE_EVERY
+        {
+            return Ok(live.clone());
+        }
+        let mut live = Vec::new();
+        let mut down = Vec::new();
+        for url in &self.all {
+            match probe(url, self.probe_timeout) {
+                Ok(()) => live.push(url.clone()),
+                Err(e) => down.push(format!("{} ({e})", url.as_str().trim_end_matches('/'))),
+            }
+        }
+        if live.is_empty() {
+            return Err(DataFusionError::Execution(format!(
+                "no worker of the cluster answers: {}",
+                down.join(", ")
+            )));
+        }
+        if !down.is_empty() {
+            tracing::warn!(down = %down.join(", "), "workers left out of the plan");
+        }
+        *seen = Some((Instant::now(), live.clone()));
+        Ok(live)
+    }
+}
+
+/// Whether a worker accepts a connection within `timeout`.
+fn probe(url: &Url, timeout: Duration) -> std::io::Result<()> {
+    use std::net::ToSocketAddrs as _;
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let mut last = std::io::Error::other("no address");
+    for addr in (host, port).to_socket_addrs()? {
+        match std::net::TcpStream::connect_timeout(&addr, timeout) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Connections to workers: one per worker, kept while it works, made with the cluster's
+/// connection timeout (the engine's default would wait on an unreachable address for minutes),
+/// and whose every error names the worker.
+#[derive(Clone)]
+struct TimedChannels {
+    connect_timeout: Duration,
+    open: Arc<Mutex<HashMap<Url, BoxCloneSyncChannel>>>,
+}
+
+impl TimedChannels {
+    fn new(connect_timeout: Duration) -> TimedChannels {
+        TimedChannels {
+            connect_timeout,
+            open: Arc::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ChannelResolver for TimedChannels {
+    async fn get_worker_client_for_url(
+        &self,
+        url: &Url,
+    ) -> std::result::Result<Box<dyn WorkerChannel>, DataFusionError> {
+        let worker = url.as_str().trim_end_matches('/').to_string();
+        let known = self.open.lock().expect("channels lock").get(url).cloned();
+        let channel = match known {
+            Some(channel) => channel,
+            None => {
+                let endpoint = tonic::transport::Channel::from_shared(url.to_string())
+                    .map_err(|e| DataFusionError::Execution(format!("worker {worker}: {e}")))?
+                    .connect_timeout(self.connect_timeout);
+                let channel = endpoint.connect().await.map_err(|e| {
+                    DataFusionError::Execution(format!("worker {worker} is unreachable: {e}"))
+                })?;
+                let channel = BoxCloneSyncChannel::new(channel);
+                self.open
+                    .lock()
+                    .expect("channels lock")
+                    .insert(url.clone(), channel.clone());
+                channel
+            }
+        };
+        Ok(Box::new(Named {
+            worker,
+            inner: create_worker_client(channel),
+        }))
+    }
+}
+
+/// A worker's connection whose errors say which worker failed: a worker that dies while a
+/// question runs breaks the question with its address, never with a bare transport error.
+struct Named {
+    worker: String,
+    inner: Box<dyn WorkerChannel>,
+}
+
+impl Named {
+    fn error(&self) -> impl Fn(DataFusionError) -> DataFusionError + Send + Sync + 'static {
+        let worker = self.worker.clone();
+        move |e| DataFusionError::Execution(format!("worker {worker} failed: {e}"))
+    }
+}
+
+#[async_trait::async_trait]
+impl WorkerChannel for Named {
+    async fn coordinator_channel(
+        &mut self,
+        headers: http::HeaderMap,
+        set_plan_request: SetPlanRequest,
+        c2w_stream: BoxStream<'static, CoordinatorToWorkerMsg>,
+        metrics: ExecutionPlanMetricsSet,
+        task_ctx: &Arc<TaskContext>,
+    ) -> DfResult<BoxStream<'static, DfResult<WorkerToCoordinatorMsg>>> {
+        let error = self.error();
+        let stream = self
+            .inner
+            .coordinator_channel(headers, set_plan_request, c2w_stream, metrics, task_ctx)
+            .await
+            .map_err(&error)?;
+        Ok(stream.map_err(error).boxed())
+    }
+
+    async fn execute_task(
+        &mut self,
+        headers: http::HeaderMap,
+        request: ExecuteTaskRequest,
+        metrics: ExecutionPlanMetricsSet,
+        task_ctx: &Arc<TaskContext>,
+    ) -> DfResult<Vec<BoxStream<'static, DfResult<RecordBatch>>>> {
+        let streams = self
+            .inner
+            .execute_task(headers, request, metrics, task_ctx)
+            .await
+            .map_err(self.error())?;
+        Ok(streams
+            .into_iter()
+            .map(|s| s.map_err(self.error()).boxed())
+            .collect())
+    }
+
+    async fn get_worker_info(
+        &mut self,
+        request: GetWorkerInfoRequest,
+    ) -> DfResult<GetWorkerInfoResponse> {
+        self.inner
+            .get_worker_info(request)
+            .await
+            .map_err(self.error())
+    }
+}
+
+/// Runs a worker on `listener` until `shutdown` completes: it executes the stages coordinators
+/// send it, reading the warehouse's files from `data`'s storage (a bucket's store is registered
+/// for it; local files are read where the coordinator's plan says they are).
+pub async fn serve_worker(
+    listener: tokio::net::TcpListener,
+    data: &Path,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<()> {
+    let runtime = RuntimeEnv::default();
+    if crate::storage::is_remote(data) {
+        let root = Root::remote(data.to_str().unwrap_or_default())?;
+        root.register_store_in(&runtime);
+    }
+    let worker = Worker::default()
+        .with_runtime_env(Arc::new(runtime))
+        .with_version(env!("CARGO_PKG_VERSION"));
+    let addr = listener
+        .local_addr()
+        .map_err(|e| WarehouseError::Cluster(format!("worker: {e}")))?;
+    tonic::transport::Server::builder()
+        .add_service(worker.into_worker_server())
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown,
+        )
+        .await
+        .map_err(|e| WarehouseError::Cluster(format!("worker on {addr}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_is_a_list_of_worker_addresses() {
+        let c = Cluster::parse("127.0.0.1:7001, http://10.0.0.2:7002").unwrap();
+        assert_eq!(c.spec(), "http://127.0.0.1:7001,http://10.0.0.2:7002");
+        for bad in ["", " , ", "ftp://h:1", "http://:1"] {
+            let e = Cluster::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("--cluster"), "{bad:?}: {e}");
+        }
+    }
+}
