@@ -97,6 +97,13 @@ fn questions(partner: &str, product: &str, loaded_on: &str) -> Result<Vec<Questi
                 .into(),
         },
         Question {
+            // Every order line read and grouped by one of many keys: the full scan a question of
+            // a user's own may need (off the rollups, or with them where none answers it).
+            name: "revenue by customer",
+            ask: Ask::Query(q(&["closed_revenue"], &["customer.customer_id"])),
+            duckdb: "SELECT customer_id, SUM(revenue) FROM orders GROUP BY 1 ORDER BY 1".into(),
+        },
+        Question {
             name: "scorecard",
             ask: Ask::Scorecard,
             // The six attributes, certified people on the day of the load.
