@@ -1,9 +1,9 @@
 //! A cluster on loopback over an S3-compatible server (moto; `scripts/test` installs it):
 //! `prism cluster up` starts two workers, each its own process; questions sent there with
 //! `--cluster` answer exactly what one machine answers, in every scope; the work really runs on
-//! the workers; a worker that breaks during a question fails it with the worker's address; a
-//! killed worker is left out of the next questions, which the other answers; `prism status
-//! --workers` says who is up.
+//! the workers; a worker that breaks or goes silent during a question fails it with the
+//! worker's address; a killed worker is left out of the next questions, which the other
+//! answers; `prism status --workers` says who is up.
 
 mod common;
 
@@ -207,6 +207,32 @@ fn a_cluster_of_two_workers_answers_as_one_machine_does_and_survives_a_lost_work
     let err = String::from_utf8_lossy(&failed.stderr);
     assert!(err.contains(&format!("worker {broken_url}")), "{err}");
     assert!(failed.stdout.is_empty(), "a failed question printed rows");
+
+    // A worker that goes silent without closing its connection (its machine lost): with a
+    // timeout of 1 s, the question fails within seconds, naming it, instead of waiting forever.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming() {
+            held.push(stream);
+        }
+    });
+    let started = std::time::Instant::now();
+    let failed = prism_command(&moto, state, DATA, QUESTIONS[1])
+        .args(["--cluster", &format!("{silent_url},{}", up.workers[1].0)])
+        .env("PRISM_CLUSTER_BYTES_PER_TASK", "1")
+        .env("PRISM_CLUSTER_CONNECT_SECONDS", "1")
+        .output()
+        .unwrap();
+    assert!(!failed.status.success(), "{failed:?}");
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(err.contains(&format!("worker {silent_url}")), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "a silent worker held the question for {:?}",
+        started.elapsed()
+    );
 
     // Worker 1 killed: status says so (and fails), and the next questions run on worker 2.
     let (dead_url, dead_pid) = up.workers[0].clone();

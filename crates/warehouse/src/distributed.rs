@@ -55,7 +55,7 @@ pub struct Cluster {
 impl Cluster {
     /// Reads `--cluster`: worker addresses separated by commas, each `http://host:port` or
     /// `host:port`. The connection timeout comes from `PRISM_CLUSTER_CONNECT_SECONDS`
-    /// (default 5), and `PRISM_CLUSTER_BYTES_PER_TASK` sets how many bytes of Parquet one task
+    /// (default 5; a worker silent for twice as long during a question fails it), and `PRISM_CLUSTER_BYTES_PER_TASK` sets how many bytes of Parquet one task
     /// scans (default: the engine's own choice; a small value spreads even a small table over
     /// every worker, which the tests use).
     pub fn parse(spec: &str) -> Result<Cluster> {
@@ -297,7 +297,13 @@ impl ChannelResolver for TimedChannels {
                 let endpoint = tonic::transport::Channel::from_shared(url.to_string())
                     .map_err(|e| DataFusionError::Execution(format!("worker {worker}: {e}")))?
                     .connect_timeout(self.connect_timeout)
-                    .tcp_nodelay(true);
+                    .tcp_nodelay(true)
+                    // A worker that stops answering without closing its connection (its
+                    // machine lost, a network cut) is found by its missing pings, within twice
+                    // the timeout, and the question fails naming it rather than waiting forever.
+                    .http2_keep_alive_interval(self.connect_timeout)
+                    .keep_alive_timeout(self.connect_timeout)
+                    .keep_alive_while_idle(true);
                 let channel = endpoint.connect().await.map_err(|e| {
                     DataFusionError::Execution(format!("worker {worker} is unreachable: {e}"))
                 })?;
