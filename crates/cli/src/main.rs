@@ -210,8 +210,9 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn run(cli: Cli) -> Result<ExitCode> {
-    let data = &cli.data;
+/// The global flags that say where things are: the bucket's options, the app's state folder,
+/// the cluster.
+fn settle_places(cli: &Cli) -> Result<()> {
     let options = cli
         .storage_options
         .iter()
@@ -223,13 +224,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .collect::<Result<Vec<_>>>()?;
     prism_warehouse::set_storage_options(&options)?;
     web_cmd::set_state_folder(cli.state.clone().unwrap_or_else(|| {
-        if prism_warehouse::is_remote(data) {
+        if prism_warehouse::is_remote(&cli.data) {
             PathBuf::from("./prism-state")
         } else {
-            data.clone()
+            cli.data.clone()
         }
     }));
-    cluster_cmd::set(cli.cluster.as_deref())?;
+    cluster_cmd::set(cli.cluster.as_deref())
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    settle_places(&cli)?;
+    let data = &cli.data;
     match cli.command {
         Command::Load(args) => return load_cmd::load(data, args),
         Command::Status(args) if args.workers => return cluster_cmd::status(&runtime()?),

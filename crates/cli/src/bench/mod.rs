@@ -375,6 +375,75 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     if args.runs == 0 {
         bail!("--runs: at least 1");
     }
+    let export = generated_export(args)?;
+    let model = Model::shipped();
+    let data = args.dir.join(format!("data-scale-{}", args.scale));
+    load_once(&data, &export, &model, runtime)?;
+    let wh = Warehouse::open(&data)?;
+    let snapshot = wh.snapshot(None)?;
+    python_with_duckdb()?;
+    let (partner, product) =
+        busiest_partner_and_its_least_sold_product(&model, &snapshot, runtime)?;
+    // Without a period, a state (certified people) is read on the day of the load.
+    let loaded_on = snapshot
+        .version
+        .loaded_at
+        .get(..10)
+        .unwrap_or_default()
+        .to_string();
+    let questions = questions(&partner, &product, &loaded_on)?;
+
+    // Each way in a fresh session of its own, so that each first run starts cold.
+    let session = || runtime.block_on(snapshot.session());
+    let started = Instant::now();
+    let ctx = session()?;
+    let open_secs = started.elapsed().as_secs_f64();
+    let time = |engine: Engine, ctx: &prism_engine::Session| {
+        time_set(
+            runtime, &engine, ctx, &questions, args.runs, &partner, &product,
+        )
+    };
+    let (rolled, answers) = time(Engine::new(model.clone()), &ctx)?;
+    let (based, base_answers) = time(Engine::new(model.clone()).without_rollups(), &*session()?)?;
+    let (cached, _) = time(
+        Engine::with_result_cache(model.clone(), 256 << 20),
+        &*session()?,
+    )?;
+    let duck = duckdb_answers(args, &data, &snapshot, &questions)?;
+    println!(
+        "\nscale {} ({} order lines), {} runs each; partner {partner}, product {product}; Prism opened the warehouse version in {}; DuckDB {}",
+        args.scale,
+        snapshot.table_rows().get("orders").copied().unwrap_or(0),
+        args.runs.max(2),
+        ms(open_secs),
+        duck["duckdb"].as_str().unwrap_or("?")
+    );
+    println!(
+        "rollups: {} built in {:.2} s at load, {} rows in all",
+        snapshot.version.rollups.len(),
+        snapshot.version.rollups_build_ms as f64 / 1000.0,
+        snapshot
+            .version
+            .rollups
+            .values()
+            .map(|r| r.rows)
+            .sum::<u64>()
+    );
+    let all_agree = print_table(
+        &questions,
+        &duck,
+        [&rolled, &based, &cached],
+        &answers,
+        &base_answers,
+    );
+    if !all_agree {
+        bail!("Prism and DuckDB answered differently: the comparison is void");
+    }
+    Ok(())
+}
+
+/// The export of `--scale`, generated once into `--dir` and kept.
+fn generated_export(args: &BenchArgs) -> Result<PathBuf> {
     let export = args.dir.join(format!("export-scale-{}", args.scale));
     if !export.join("satisfaction_surveys.csv").exists() {
         println!(
@@ -388,13 +457,21 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
             seed: 42,
         })?;
     }
-    let model = Model::shipped();
+    Ok(export)
+}
+
+/// Loads `export` into `data` unless it holds exactly one load with the model's rollups.
+fn load_once(
+    data: &std::path::Path,
+    export: &std::path::Path,
+    model: &Model,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<()> {
     let builds = Engine::new(model.clone()).rollup_builds();
     // A warehouse of exactly one load, so that every Parquet file of a table is current and
     // DuckDB may read the folders as they are; loaded again when its rollups are not the
     // model's.
-    let data = args.dir.join(format!("data-scale-{}", args.scale));
-    let wh = Warehouse::open(&data)?;
+    let wh = Warehouse::open(data)?;
     let current = wh.versions()?;
     let up_to_date = current.versions.len() == 1
         && current.current().is_some_and(|v| {
@@ -406,15 +483,15 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     if !up_to_date {
         drop(wh);
         if data.exists() {
-            std::fs::remove_dir_all(&data)
+            std::fs::remove_dir_all(data)
                 .with_context(|| format!("clearing {}", data.display()))?;
         }
-        let wh = Warehouse::open(&data)?;
+        let wh = Warehouse::open(data)?;
         println!("loading {} ...", export.display());
         let started = Instant::now();
         runtime.block_on(wh.load(
             &LoadOptions {
-                export_dir: export.clone(),
+                export_dir: export.to_path_buf(),
                 mode: LoadMode::Upsert,
                 quarantine: false,
                 rollups: builds.clone(),
@@ -429,16 +506,17 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
             100.0 * rollups / (secs - rollups)
         );
     }
-    let wh = Warehouse::open(&data)?;
-    let snapshot = wh.snapshot(None)?;
-    let order_lines = snapshot.table_rows().get("orders").copied().unwrap_or(0);
-    let build_ms = snapshot.version.rollups_build_ms;
-    let rollup_rows: u64 = snapshot.version.rollups.values().map(|r| r.rows).sum();
-    python_with_duckdb()?;
+    Ok(())
+}
 
-    // The partner with the most revenue, and the product it sells least of all it sells.
+/// The partner with the most revenue, and the product it sells least of all it sells.
+fn busiest_partner_and_its_least_sold_product(
+    model: &Model,
+    snapshot: &prism_warehouse::Snapshot,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(String, String)> {
     let setup = Engine::new(model.clone()).without_rollups();
-    let (partner, product) = runtime.block_on(async {
+    runtime.block_on(async {
         let ctx = snapshot.session().await?;
         let q = Query {
             metrics: vec!["closed_revenue".into()],
@@ -467,49 +545,16 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
             .map(|r| r.get("product.product_id").exact())
             .context("the partner sold no product")?;
         Ok::<_, anyhow::Error>((partner, product))
-    })?;
-    // Without a period, a state (certified people) is read on the day of the load.
-    let loaded_on = snapshot
-        .version
-        .loaded_at
-        .get(..10)
-        .unwrap_or_default()
-        .to_string();
-    let questions = questions(&partner, &product, &loaded_on)?;
+    })
+}
 
-    // Each way in a fresh session of its own, so that each first run starts cold.
-    let session = || runtime.block_on(snapshot.session());
-    let started = Instant::now();
-    let ctx = session()?;
-    let open_secs = started.elapsed().as_secs_f64();
-    let (rolled, answers) = time_set(
-        runtime,
-        &Engine::new(model.clone()),
-        &ctx,
-        &questions,
-        args.runs,
-        &partner,
-        &product,
-    )?;
-    let (based, base_answers) = time_set(
-        runtime,
-        &Engine::new(model.clone()).without_rollups(),
-        &*session()?,
-        &questions,
-        args.runs,
-        &partner,
-        &product,
-    )?;
-    let (cached, _) = time_set(
-        runtime,
-        &Engine::with_result_cache(model.clone(), 256 << 20),
-        &*session()?,
-        &questions,
-        args.runs,
-        &partner,
-        &product,
-    )?;
-
+/// DuckDB's times and rows for every question, over the same Parquet files.
+fn duckdb_answers(
+    args: &BenchArgs,
+    data: &std::path::Path,
+    snapshot: &prism_warehouse::Snapshot,
+    questions: &[Question],
+) -> Result<serde_json::Value> {
     let tables: serde_json::Map<String, serde_json::Value> = snapshot
         .table_rows()
         .keys()
@@ -538,21 +583,18 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     if !out.status.success() {
         bail!("the DuckDB run failed (see above)");
     }
-    let duck: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("reading DuckDB's answers")?;
+    serde_json::from_slice(&out.stdout).context("reading DuckDB's answers")
+}
 
-    println!(
-        "\nscale {} ({order_lines} order lines), {} runs each; partner {partner}, product {product}; Prism opened the warehouse version in {}; DuckDB {}",
-        args.scale,
-        args.runs.max(2),
-        ms(open_secs),
-        duck["duckdb"].as_str().unwrap_or("?")
-    );
-    println!(
-        "rollups: {} built in {:.2} s at load, {rollup_rows} rows in all",
-        snapshot.version.rollups.len(),
-        build_ms as f64 / 1000.0
-    );
+/// The table of times, one line per question and one for the whole set; whether every answer
+/// agreed with DuckDB's.
+fn print_table(
+    questions: &[Question],
+    duck: &serde_json::Value,
+    [rolled, based, cached]: [&[Timing]; 3],
+    answers: &[Answer],
+    base_answers: &[Answer],
+) -> bool {
     println!(
         "{:<26} {:>10} {:>10} {:>12} {:>12} {:>10} {:>12} {:>8}  answers",
         "question", "first", "warm", "first base", "warm base", "cached", "duckdb warm", "ratio"
@@ -622,8 +664,5 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     println!(
         " cached: with the result cache, as the web app runs; ratio: Prism warm with rollups, no cache / DuckDB warm; lower is better)"
     );
-    if !all_agree {
-        bail!("Prism and DuckDB answered differently: the comparison is void");
-    }
-    Ok(())
+    all_agree
 }
