@@ -77,6 +77,8 @@ async fn no_analysis_shows_a_partner_outside_the_audience() {
         out: export.clone(),
         scale: 0.01,
         seed: 5,
+        partners: None,
+        customers: None,
     })
     .unwrap();
     let wh = Warehouse::open(tmp.path().join("data")).unwrap();

@@ -262,6 +262,8 @@ pub fn demo(data: &Path, args: DemoArgs) -> Result<ExitCode> {
             out: args.export.clone(),
             scale: args.scale,
             seed: 42,
+            partners: None,
+            customers: None,
         })?;
     }
     let wh = Warehouse::open(data)?;

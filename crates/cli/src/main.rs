@@ -89,6 +89,12 @@ enum Command {
         scale: f64,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// How many partners, instead of the scale's (300 × √scale).
+        #[arg(long)]
+        partners: Option<usize>,
+        /// How many customers, instead of the scale's (45,000 × scale).
+        #[arg(long)]
+        customers: Option<usize>,
     },
     /// Compute metrics, cut by dimensions, for a period and a scope.
     Query(query_cmd::QueryCommand),
@@ -143,6 +149,13 @@ enum Command {
         /// Where the export and its warehouse are kept between runs.
         #[arg(long, default_value = "./prism-bench")]
         dir: PathBuf,
+        /// How many partners, instead of the scale's: with --customers, the shape of a brand
+        /// owner with many partners and customers (2146 and 480000 at scale 8, say).
+        #[arg(long)]
+        partners: Option<usize>,
+        /// How many customers, instead of the scale's.
+        #[arg(long)]
+        customers: Option<usize>,
     },
     /// Signed-in users of every role asking a running app at once: requests per second,
     /// latency percentiles, errors, and whether any answer mixed two warehouse versions.
@@ -246,12 +259,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Model { all, model } => {
             query_cmd::print_model(&query_cmd::load_model(data, model.as_ref())?, all)
         }
-        Command::Generate { out, scale, seed } => {
+        Command::Generate {
+            out,
+            scale,
+            seed,
+            partners,
+            customers,
+        } => {
             let started = std::time::Instant::now();
             let summary = generate(&GenerateConfig {
                 out: out.clone(),
                 scale,
                 seed,
+                partners,
+                customers,
             })?;
             for (entity, rows) in &summary.rows {
                 println!("{:<26} {rows:>12} rows", entity.file_name());
@@ -287,9 +308,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Alerts { command } => alerts_cmd::run(data, command, &runtime()?)?,
         Command::Users { command } => web_cmd::users(data, command)?,
         Command::Analysis(analysis) => analyses_cmd::run(data, analysis, &runtime()?)?,
-        Command::Bench { scale, runs, dir } => {
-            bench::run(&bench::BenchArgs { scale, runs, dir }, &runtime()?)?
-        }
+        Command::Bench {
+            scale,
+            runs,
+            dir,
+            partners,
+            customers,
+        } => bench::run(
+            &bench::BenchArgs {
+                scale,
+                runs,
+                dir,
+                partners,
+                customers,
+            },
+            &runtime()?,
+        )?,
         Command::LoadTest(args) => load_test::run(&args, &runtime()?)?,
         Command::Worker(args) => cluster_cmd::worker(data, &args, &runtime()?)?,
         Command::Cluster {

@@ -119,12 +119,16 @@ fn a_load_killed_at_any_point_leaves_the_previous_version_and_the_next_load_succ
         out: small.clone(),
         scale: 0.01,
         seed: 1,
+        partners: None,
+        customers: None,
     })
     .unwrap();
     let big_summary = generate(&GenerateConfig {
         out: big.clone(),
         scale: 0.25,
         seed: 2,
+        partners: None,
+        customers: None,
     })
     .unwrap();
 

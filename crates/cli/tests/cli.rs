@@ -21,6 +21,8 @@ fn a_rejected_load_exits_2_and_says_where_and_why() {
         out: export.clone(),
         scale: 0.01,
         seed: 3,
+        partners: None,
+        customers: None,
     })
     .unwrap();
     // Break line 3 of orders.csv: quantity (column 7) becomes 0.

@@ -129,6 +129,8 @@ fn a_scoped_answer_holds_only_the_scope_and_ignores_everyone_else() {
         out: export.clone(),
         scale: 0.01,
         seed: 21,
+        partners: None,
+        customers: None,
     })
     .unwrap();
     let other = tmp.path().join("other");

@@ -28,6 +28,11 @@ pub struct GenerateConfig {
     pub scale: f64,
     /// The random seed: the same seed and scale give the same export, byte for byte.
     pub seed: u64,
+    /// How many partners, instead of the scale's (300 × √scale): a brand owner with a long
+    /// tail of small partners has far more than its volume suggests.
+    pub partners: Option<usize>,
+    /// How many customers, instead of the scale's (45,000 × scale).
+    pub customers: Option<usize>,
 }
 
 /// Rows written per entity, in the order they were written.
@@ -52,6 +57,11 @@ impl GenerateSummary {
 /// Why an export could not be generated.
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
+    /// Fewer partners or customers than the generator's patterns need.
+    #[error(
+        "{0} partners and {1} customers: an export needs at least 12 partners and 60 customers"
+    )]
+    BadShape(usize, usize),
     /// A scale of zero, below zero, or not a number.
     #[error("scale must be a positive number, found {0}")]
     BadScale(f64),
@@ -351,6 +361,16 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
     if !(config.scale > 0.0 && config.scale.is_finite()) {
         return Err(GenerateError::BadScale(config.scale));
     }
+    // Checked before anything is written: a refused shape leaves no folder behind.
+    let n_partners = config
+        .partners
+        .unwrap_or(((300.0 * config.scale.sqrt()).round() as usize).max(12));
+    let n_customers = config
+        .customers
+        .unwrap_or(((45_000.0 * config.scale).round() as usize).max(60));
+    if n_partners < 12 || n_customers < 60 {
+        return Err(GenerateError::BadShape(n_partners, n_customers));
+    }
     std::fs::create_dir_all(&config.out).map_err(|source| GenerateError::Io {
         path: config.out.clone(),
         source,
@@ -362,8 +382,6 @@ pub fn generate(config: &GenerateConfig) -> Result<GenerateSummary, GenerateErro
     };
     let mut summary = GenerateSummary::default();
     let s = config.scale;
-    let n_partners = ((300.0 * s.sqrt()).round() as usize).max(12);
-    let n_customers = ((45_000.0 * s).round() as usize).max(60);
     let mut partners = write_partners(rng, &mut out, &mut summary, n_partners)?;
     let products = write_products(rng, &mut out, &mut summary)?;
     let segment_cumulative = segment_choice(rng, &products);

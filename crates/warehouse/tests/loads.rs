@@ -276,6 +276,8 @@ async fn a_duplicate_key_far_from_its_first_row_is_found_and_only_the_later_row_
         out: export.clone(),
         scale: 0.06,
         seed: 5,
+        partners: None,
+        customers: None,
     })
     .unwrap();
     let orders_written = summary.rows_of(prism_contract::Entity::Orders);

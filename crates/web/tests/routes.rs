@@ -882,6 +882,8 @@ async fn top_accounts_are_the_answer_of_one_query_with_every_figure() {
         out: export.clone(),
         scale: 0.01,
         seed: 3,
+        partners: None,
+        customers: None,
     })
     .unwrap();
     let data = tmp.path().join("data");

@@ -259,6 +259,25 @@ pub struct BenchArgs {
     pub scale: f64,
     pub runs: usize,
     pub dir: PathBuf,
+    /// Partners and customers instead of the scale's: the shape of a brand owner with a long
+    /// tail of partners and many customers.
+    pub partners: Option<usize>,
+    pub customers: Option<usize>,
+}
+
+impl BenchArgs {
+    /// The export's and the warehouse's folder name: the scale, and the shape when it is not
+    /// the scale's own.
+    fn shape(&self) -> String {
+        let mut name = format!("scale-{}", self.scale);
+        if let Some(p) = self.partners {
+            name.push_str(&format!("-partners-{p}"));
+        }
+        if let Some(c) = self.customers {
+            name.push_str(&format!("-customers-{c}"));
+        }
+        name
+    }
 }
 
 pub(crate) fn median(xs: &[f64]) -> f64 {
@@ -377,7 +396,7 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     }
     let export = generated_export(args)?;
     let model = Model::shipped();
-    let data = args.dir.join(format!("data-scale-{}", args.scale));
+    let data = args.dir.join(format!("data-{}", args.shape()));
     load_once(&data, &export, &model, runtime)?;
     let wh = Warehouse::open(&data)?;
     let snapshot = wh.snapshot(None)?;
@@ -444,7 +463,7 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
 
 /// The export of `--scale`, generated once into `--dir` and kept.
 fn generated_export(args: &BenchArgs) -> Result<PathBuf> {
-    let export = args.dir.join(format!("export-scale-{}", args.scale));
+    let export = args.dir.join(format!("export-{}", args.shape()));
     if !export.join("satisfaction_surveys.csv").exists() {
         println!(
             "generating scale {} in {} ...",
@@ -455,6 +474,8 @@ fn generated_export(args: &BenchArgs) -> Result<PathBuf> {
             out: export.clone(),
             scale: args.scale,
             seed: 42,
+            partners: args.partners,
+            customers: args.customers,
         })?;
     }
     Ok(export)

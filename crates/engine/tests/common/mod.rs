@@ -19,6 +19,8 @@ pub async fn generated(
         out: export.clone(),
         scale,
         seed,
+        partners: None,
+        customers: None,
     })
     .unwrap();
     let wh = Warehouse::open(tmp.path().join("data")).unwrap();

@@ -86,6 +86,8 @@ pub fn generated(
         out: export.clone(),
         scale,
         seed,
+        partners: None,
+        customers: None,
     })
     .unwrap();
     (export, summary, Warehouse::open(dir.join("data")).unwrap())
