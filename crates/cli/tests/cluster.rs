@@ -81,66 +81,24 @@ fn ask(moto: &Moto, state: &Path, spec: Option<&str>, args: &[&str]) -> Output {
     command.output().unwrap()
 }
 
-/// Questions across the model: measures of every fact, cuts, a period, filters, derived forms,
+/// Questions across the model (each a command line, split at spaces): measures of every fact, cuts, a period, filters, derived forms,
 /// a partner's scope, a benchmark's refusal, and the analyses.
-const QUESTIONS: &[&[&str]] = &[
-    &["query", "--metrics", "closed_revenue", "--format", "csv"],
-    &[
-        "query",
-        "--metrics",
-        "closed_revenue,order_count,buying_customers",
-        "--by",
-        "partner.tier,time.month",
-        "--format",
-        "csv",
-    ],
-    &[
-        "query",
-        "--metrics",
-        "closed_revenue,closed_revenue:pct_of_total,closed_revenue:rank,win_rate",
-        "--by",
-        "partner.partner_id",
-        "--order",
-        "closed_revenue:desc",
-        "--format",
-        "csv",
-    ],
-    &[
-        "query",
-        "--metrics",
-        "csat_avg,open_sr_count,avg_resolution_hours",
-        "--by",
-        "partner.partner_id",
-        "--format",
-        "csv",
-    ],
-    &[
-        "query",
-        "--metrics",
-        "closed_revenue",
-        "--by",
-        "product.product_id",
-        "--period",
-        "2024-Q1",
-        "--format",
-        "csv",
-    ],
-    &[
-        "query",
-        "--metrics",
-        "closed_revenue",
-        "--by",
-        "customer.customer_id",
-        "--as-partner",
-        "P-1",
-        "--format",
-        "csv",
-    ],
-    &["pareto", "--format", "csv"],
-    &["scorecard", "--format", "csv"],
-    &["underperformers", "--format", "csv"],
-    &["products", "--as-partner", "P-1", "--format", "csv"],
+const QUESTIONS: &[&str] = &[
+    "query --metrics closed_revenue --format csv",
+    "query --metrics closed_revenue,order_count,buying_customers --by partner.tier,time.month --format csv",
+    "query --metrics closed_revenue,closed_revenue:pct_of_total,closed_revenue:rank,win_rate --by partner.partner_id --order closed_revenue:desc --format csv",
+    "query --metrics csat_avg,open_sr_count,avg_resolution_hours --by partner.partner_id --format csv",
+    "query --metrics closed_revenue --by product.product_id --period 2024-Q1 --format csv",
+    "query --metrics closed_revenue --by customer.customer_id --as-partner P-1 --format csv",
+    "pareto --format csv",
+    "scorecard --format csv",
+    "underperformers --format csv",
+    "products --as-partner P-1 --format csv",
 ];
+
+fn words(command: &str) -> Vec<&str> {
+    command.split(' ').collect()
+}
 
 #[test]
 fn a_cluster_of_two_workers_answers_as_one_machine_does_and_survives_a_lost_worker() {
@@ -157,8 +115,9 @@ fn a_cluster_of_two_workers_answers_as_one_machine_does_and_survives_a_lost_work
     // Every question: the same bytes from the cluster as from one machine, and (for the total)
     // the fixture's hand figure: P-1 2499.50 + P-2 -49.75 + direct 1200.00.
     for question in QUESTIONS {
-        let here = ask(&moto, state, None, question);
-        let there = ask(&moto, state, Some(&up.spec), question);
+        let args = words(question);
+        let here = ask(&moto, state, None, &args);
+        let there = ask(&moto, state, Some(&up.spec), &args);
         assert_eq!(
             String::from_utf8_lossy(&there.stdout),
             String::from_utf8_lossy(&here.stdout),
@@ -172,7 +131,7 @@ fn a_cluster_of_two_workers_answers_as_one_machine_does_and_survives_a_lost_work
         );
         assert!(here.status.success(), "{question:?}: {here:?}");
     }
-    let total = ok(ask(&moto, state, Some(&up.spec), QUESTIONS[0]));
+    let total = ok(ask(&moto, state, Some(&up.spec), &words(QUESTIONS[0])));
     assert_eq!(total, "closed_revenue\n3649.75\n");
 
     // The work ran on the workers: the plan as run has stages sent over the network.
@@ -202,7 +161,7 @@ fn a_cluster_of_two_workers_answers_as_one_machine_does_and_survives_a_lost_work
         }
     });
     let with_broken = format!("{broken_url},{}", up.workers[1].0);
-    let failed = ask(&moto, state, Some(&with_broken), QUESTIONS[1]);
+    let failed = ask(&moto, state, Some(&with_broken), &words(QUESTIONS[1]));
     assert!(!failed.status.success(), "{failed:?}");
     let err = String::from_utf8_lossy(&failed.stderr);
     assert!(err.contains(&format!("worker {broken_url}")), "{err}");
@@ -219,7 +178,7 @@ fn a_cluster_of_two_workers_answers_as_one_machine_does_and_survives_a_lost_work
         }
     });
     let started = std::time::Instant::now();
-    let failed = prism_command(&moto, state, DATA, QUESTIONS[1])
+    let failed = prism_command(&moto, state, DATA, &words(QUESTIONS[1]))
         .args(["--cluster", &format!("{silent_url},{}", up.workers[1].0)])
         .env("PRISM_CLUSTER_BYTES_PER_TASK", "1")
         .env("PRISM_CLUSTER_CONNECT_SECONDS", "1")
@@ -249,8 +208,8 @@ fn a_cluster_of_two_workers_answers_as_one_machine_does_and_survives_a_lost_work
         "{text}"
     );
     for question in &QUESTIONS[..3] {
-        let here = ok(ask(&moto, state, None, question));
-        let there = ok(ask(&moto, state, Some(&up.spec), question));
+        let here = ok(ask(&moto, state, None, &words(question)));
+        let there = ok(ask(&moto, state, Some(&up.spec), &words(question)));
         assert_eq!(there, here, "{question:?} after worker 1 died");
     }
 }
