@@ -292,7 +292,10 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
             }
             Analysis::Products { partner, .. } => {
                 let p = partner_of(partner, common, "products")?;
-                output(&prism_analyses::products::products(&cx, &p).await?, &printed)
+                output(
+                    &prism_analyses::products::products(&cx, &p).await?,
+                    &printed,
+                )
             }
             Analysis::Potential {
                 partner,
@@ -303,31 +306,8 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
                 ..
             } => {
                 let p = partner_of(partner, common, "potential")?;
-                let name = prism_web::store::campaign_name(&name)?.to_string();
                 let segment = segment.expect("clap requires --segment");
-                let plan = prism_analyses::planned::plan(&cx, &p, &product, &segment).await?;
-                let state = crate::web_cmd::app_state(data, prism_model::Model::shipped())?;
-                let campaign = state
-                    .store
-                    .add_planned_campaign(&name, "prism CLI", &plan)?;
-                state
-                    .store
-                    .audit("prism CLI", "plan-campaign", &campaign.campaign_id)?;
-                let csv = prism_web::planned::targets_csv(&campaign)?;
-                match out {
-                    Some(path) => std::fs::write(&path, csv)
-                        .with_context(|| format!("writing {}", path.display()))?,
-                    None => std::io::stdout().lock().write_all(&csv)?,
-                }
-                eprintln!(
-                    "planned campaign {} for {} untapped customers{}; its page: /campaigns/planned/{}",
-                    campaign.campaign_id,
-                    plan.targets.len(),
-                    plan.expected_buyers
-                        .map_or(String::new(), |e| format!(", {e:.1} buyers expected")),
-                    campaign.campaign_id
-                );
-                Ok(())
+                create_campaign(data, &cx, &p, &product, &segment, &name, out).await
             }
             Analysis::Potential {
                 partner,
@@ -341,34 +321,8 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
                     bail!("--out: the target list's file, with --targets or --create-campaign");
                 }
                 let p = partner_of(partner, common, "potential")?;
-                let potential = prism_analyses::potential::potential(&cx, &p, &product).await?;
-                match (segment, targets) {
-                    (Some(s), true) => {
-                        let list = potential.targets(&cx, &s).await?;
-                        match out {
-                            Some(path) => {
-                                let mut w = csv::Writer::from_path(&path)
-                                    .with_context(|| format!("writing {}", path.display()))?;
-                                w.write_record(list.header())?;
-                                for r in list.rows() {
-                                    w.write_record(r.iter().map(prism_analyses::csv_cell))?;
-                                }
-                                w.flush()?;
-                                println!(
-                                    "wrote {} untapped customers of {s} to {}",
-                                    list.customers.len(),
-                                    path.display()
-                                );
-                                Ok(())
-                            }
-                            None if format == crate::Format::Table => {
-                                output(&list, &printed.csv())
-                            }
-                            None => output(&list, &printed),
-                        }
-                    }
-                    _ => output(&potential, &printed),
-                }
+                let segment = segment.filter(|_| targets);
+                potential(&cx, &p, &product, segment, out, &printed).await
             }
             Analysis::Risk { .. } => output(&prism_analyses::risk::risk(&cx).await?, &printed),
             Analysis::Registrations { .. } => output(
@@ -398,4 +352,78 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
             }
         }
     })
+}
+
+/// `potential --create-campaign NAME`: the campaign recorded with its target list, and the list
+/// written for the CRM.
+async fn create_campaign(
+    data: &Path,
+    cx: &Context<'_>,
+    p: &str,
+    product: &str,
+    segment: &str,
+    name: &str,
+    out: Option<PathBuf>,
+) -> Result<()> {
+    let name = prism_web::store::campaign_name(name)?.to_string();
+    let plan = prism_analyses::planned::plan(cx, p, product, segment).await?;
+    let state = crate::web_cmd::app_state(data, prism_model::Model::shipped())?;
+    let campaign = state
+        .store
+        .add_planned_campaign(&name, "prism CLI", &plan)?;
+    state
+        .store
+        .audit("prism CLI", "plan-campaign", &campaign.campaign_id)?;
+    let csv = prism_web::planned::targets_csv(&campaign)?;
+    match out {
+        Some(path) => {
+            std::fs::write(&path, csv).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => std::io::stdout().lock().write_all(&csv)?,
+    }
+    eprintln!(
+        "planned campaign {} for {} untapped customers{}; its page: /campaigns/planned/{}",
+        campaign.campaign_id,
+        plan.targets.len(),
+        plan.expected_buyers
+            .map_or(String::new(), |e| format!(", {e:.1} buyers expected")),
+        campaign.campaign_id
+    );
+    Ok(())
+}
+
+/// `potential`: the segments where a product could sell for a partner, or (with `--targets`
+/// and a segment) the untapped customers of one, printed or written to `out`.
+async fn potential(
+    cx: &Context<'_>,
+    p: &str,
+    product: &str,
+    targets_of: Option<String>,
+    out: Option<PathBuf>,
+    printed: &Out,
+) -> Result<()> {
+    let potential = prism_analyses::potential::potential(cx, p, product).await?;
+    let Some(s) = targets_of else {
+        return output(&potential, printed);
+    };
+    let list = potential.targets(cx, &s).await?;
+    match out {
+        Some(path) => {
+            let mut w = csv::Writer::from_path(&path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            w.write_record(list.header())?;
+            for r in list.rows() {
+                w.write_record(r.iter().map(prism_analyses::csv_cell))?;
+            }
+            w.flush()?;
+            println!(
+                "wrote {} untapped customers of {s} to {}",
+                list.customers.len(),
+                path.display()
+            );
+            Ok(())
+        }
+        None if printed.format == crate::Format::Table => output(&list, &printed.csv()),
+        None => output(&list, printed),
+    }
 }

@@ -246,6 +246,22 @@ fn settle_places(cli: &Cli) -> Result<()> {
     cluster_cmd::set(cli.cluster.as_deref())
 }
 
+/// `prism generate`: the export written, and each file's rows.
+fn generate_export(config: &GenerateConfig) -> Result<()> {
+    let started = std::time::Instant::now();
+    let summary = generate(config)?;
+    for (entity, rows) in &summary.rows {
+        println!("{:<26} {rows:>12} rows", entity.file_name());
+    }
+    println!(
+        "wrote {} ({:.1} MB) in {:.1} s",
+        config.out.display(),
+        summary.bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     settle_places(&cli)?;
     let data = &cli.data;
@@ -265,25 +281,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             seed,
             partners,
             customers,
-        } => {
-            let started = std::time::Instant::now();
-            let summary = generate(&GenerateConfig {
-                out: out.clone(),
-                scale,
-                seed,
-                partners,
-                customers,
-            })?;
-            for (entity, rows) in &summary.rows {
-                println!("{:<26} {rows:>12} rows", entity.file_name());
-            }
-            println!(
-                "wrote {} ({:.1} MB) in {:.1} s",
-                out.display(),
-                summary.bytes as f64 / 1e6,
-                started.elapsed().as_secs_f64()
-            );
-        }
+        } => generate_export(&GenerateConfig {
+            out,
+            scale,
+            seed,
+            partners,
+            customers,
+        })?,
         Command::Serve {
             addr,
             secure_cookies,
