@@ -315,109 +315,135 @@ pub fn run(data: &Path, command: Alerts, runtime: &tokio::runtime::Runtime) -> R
                 request.channel
             );
         }
-        Alerts::List { owner } => {
-            let state = app(data, None)?;
-            let header: Vec<String> = [
-                "owner",
-                "name",
-                "watches",
-                "on",
-                "to",
-                "firing",
-                "last outcome",
-            ]
-            .map(String::from)
-            .to_vec();
-            let rows: Vec<Vec<String>> = state
-                .store
-                .alerts(owner.as_deref())?
-                .into_iter()
-                .map(|a| {
-                    vec![
-                        a.owner.clone(),
-                        a.name.clone(),
-                        prism_delivers::watch_of(&a)
-                            .map(|w| w.describe())
-                            .unwrap_or_else(|e| e.to_string()),
-                        a.schedule.clone(),
-                        a.channel.clone(),
-                        if a.firing { "yes" } else { "no" }.to_string(),
-                        a.outcome.clone(),
-                    ]
-                })
-                .collect();
-            query_cmd::print_aligned(&header, &rows, &[false; 7])?;
-        }
+        Alerts::List { owner } => list(data, owner.as_deref())?,
         Alerts::Remove { name, owner } => {
             let state = app(data, None)?;
             state.store.remove_alert(&owner, &name)?;
             state.store.audit(&owner, "alert removed", &name)?;
             println!("removed alert {name:?} of {owner}");
         }
-        Alerts::Test { name, owner, model } => {
-            let state = Arc::new(app(data, model.as_ref())?);
-            let alert = state
-                .store
-                .alerts(Some(&owner))?
-                .into_iter()
-                .find(|a| a.name == name)
-                .with_context(|| format!("{owner} has no alert named {name:?}"))?;
-            let delivers = Delivers::new(state, Outbound::default())?;
-            let (version, finding) = runtime.block_on(delivers.test(&alert))?;
-            println!(
-                "{} over warehouse version {version}, period {}: {}",
-                if finding.holds { "holds" } else { "clear" },
-                finding.period.as_deref().unwrap_or("all loaded data"),
-                prism_delivers::watch_of(&alert)?.describe()
-            );
-            for row in &finding.rows {
-                println!("  {}: {}", row.label, row.figure);
-            }
-        }
-        Alerts::Run { outbound, model } => {
-            let state = Arc::new(app(data, model.as_ref())?);
-            let delivers = Delivers::new(state, outbound.outbound()?)?;
-            let pass = runtime.block_on(delivers.pass(chrono::Utc::now()))?;
-            for (owner, name, outcome) in &pass.evaluated {
-                println!("{owner} / {name}: {outcome}");
-            }
-            println!(
-                "{} evaluated, {} news queued, {} of {} deliveries sent",
-                pass.evaluated.len(),
-                pass.queued,
-                pass.sent,
-                pass.attempted
-            );
-        }
-        Alerts::Log { limit } => {
-            let state = app(data, None)?;
-            let header: Vec<String> =
-                ["id", "owner", "alert", "to", "status", "attempts", "reason"]
-                    .map(String::from)
-                    .to_vec();
-            let rows: Vec<Vec<String>> = state
-                .store
-                .deliveries(None, limit)?
-                .into_iter()
-                .map(|d| {
-                    vec![
-                        d.id.to_string(),
-                        d.owner,
-                        d.alert,
-                        d.channel,
-                        d.status,
-                        d.attempts.to_string(),
-                        d.reason,
-                    ]
-                })
-                .collect();
-            query_cmd::print_aligned(
-                &header,
-                &rows,
-                &[true, false, false, false, false, true, false],
-            )?;
-        }
+        Alerts::Test { name, owner, model } => test(data, &name, &owner, model.as_ref(), runtime)?,
+        Alerts::Run { outbound, model } => run_due(data, &outbound, model.as_ref(), runtime)?,
+        Alerts::Log { limit } => delivery_log(data, limit)?,
     }
+    Ok(())
+}
+
+/// `alerts test`: the alert evaluated now, in its owner's scope, with nothing sent.
+fn test(
+    data: &Path,
+    name: &str,
+    owner: &str,
+    model: Option<&PathBuf>,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<()> {
+    let state = Arc::new(app(data, model)?);
+    let alert = state
+        .store
+        .alerts(Some(owner))?
+        .into_iter()
+        .find(|a| a.name == name)
+        .with_context(|| format!("{owner} has no alert named {name:?}"))?;
+    let delivers = Delivers::new(state, Outbound::default())?;
+    let (version, finding) = runtime.block_on(delivers.test(&alert))?;
+    println!(
+        "{} over warehouse version {version}, period {}: {}",
+        if finding.holds { "holds" } else { "clear" },
+        finding.period.as_deref().unwrap_or("all loaded data"),
+        prism_delivers::watch_of(&alert)?.describe()
+    );
+    for row in &finding.rows {
+        println!("  {}: {}", row.label, row.figure);
+    }
+    Ok(())
+}
+
+/// `alerts run`: every due alert evaluated once, its news queued and delivered.
+fn run_due(
+    data: &Path,
+    outbound: &OutboundArgs,
+    model: Option<&PathBuf>,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<()> {
+    let state = Arc::new(app(data, model)?);
+    let delivers = Delivers::new(state, outbound.outbound()?)?;
+    let pass = runtime.block_on(delivers.pass(chrono::Utc::now()))?;
+    for (owner, name, outcome) in &pass.evaluated {
+        println!("{owner} / {name}: {outcome}");
+    }
+    println!(
+        "{} evaluated, {} news queued, {} of {} deliveries sent",
+        pass.evaluated.len(),
+        pass.queued,
+        pass.sent,
+        pass.attempted
+    );
+    Ok(())
+}
+
+/// `alerts list`: every alert (or one owner's), with its state and last outcome.
+fn list(data: &Path, owner: Option<&str>) -> Result<()> {
+    let state = app(data, None)?;
+    let header: Vec<String> = [
+        "owner",
+        "name",
+        "watches",
+        "on",
+        "to",
+        "firing",
+        "last outcome",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows: Vec<Vec<String>> = state
+        .store
+        .alerts(owner)?
+        .into_iter()
+        .map(|a| {
+            vec![
+                a.owner.clone(),
+                a.name.clone(),
+                prism_delivers::watch_of(&a)
+                    .map(|w| w.describe())
+                    .unwrap_or_else(|e| e.to_string()),
+                a.schedule.clone(),
+                a.channel.clone(),
+                if a.firing { "yes" } else { "no" }.to_string(),
+                a.outcome.clone(),
+            ]
+        })
+        .collect();
+    query_cmd::print_aligned(&header, &rows, &[false; 7])?;
+    Ok(())
+}
+
+/// `alerts log`: the latest deliveries, with their status and reason.
+fn delivery_log(data: &Path, limit: usize) -> Result<()> {
+    let state = app(data, None)?;
+    let header: Vec<String> = ["id", "owner", "alert", "to", "status", "attempts", "reason"]
+        .map(String::from)
+        .to_vec();
+    let rows: Vec<Vec<String>> = state
+        .store
+        .deliveries(None, limit)?
+        .into_iter()
+        .map(|d| {
+            vec![
+                d.id.to_string(),
+                d.owner,
+                d.alert,
+                d.channel,
+                d.status,
+                d.attempts.to_string(),
+                d.reason,
+            ]
+        })
+        .collect();
+    query_cmd::print_aligned(
+        &header,
+        &rows,
+        &[true, false, false, false, false, true, false],
+    )?;
     Ok(())
 }
 
