@@ -269,117 +269,47 @@ async fn switch_versions(
     }
 }
 
-async fn run_locked(
+/// What a load committed before its switch: each table's pin and change, and the rollups.
+struct Committed {
+    pins: BTreeMap<String, TablePin>,
+    changes: BTreeMap<String, TableChange>,
+    rollups: BTreeMap<String, crate::RollupPin>,
+    rollups_build_ms: u64,
+}
+
+/// Commits each staged table to Delta, then builds the rollups from the tables just committed:
+/// in the same warehouse version, so that no reader ever sees a rollup that disagrees with its
+/// base tables. Nothing is visible until warehouse.json switches.
+async fn commit_and_build(
     wh: &Warehouse,
+    staged: &[(Entity, PathBuf, u64)],
+    current: Option<&WarehouseVersion>,
     options: &LoadOptions,
-    source: Option<&str>,
     progress: &dyn LoadProgress,
-    lock: &LoadLock,
-    load_id: &str,
-) -> Result<LoadReport> {
-    let started_at = now_rfc3339();
-    let started = std::time::Instant::now();
-    let export = &options.export_dir;
-    if !export.is_dir() {
-        return Err(WarehouseError::Export(format!(
-            "{}: not a folder (an export is a folder of CSV files)",
-            export.display()
-        )));
-    }
-    let (mut versions, read_version) = read_versions(wh).await?;
-    let current = versions.current().cloned();
-    recover(wh, current.as_ref(), progress).await?;
-
-    let load_dir = wh.dir.join("loads").join(load_id);
-    fs::create_dir_all(&load_dir).map_err(|e| WarehouseError::io(&load_dir, e))?;
-    let report_path = load_dir.join("report.json");
-    let mut report_writer = ReportWriter::create(report_path.clone())?;
-    let staging_dir = wh.dir.join("staging").join(load_id);
-
-    let first_load = current.is_none() || options.mode == LoadMode::Replace;
-    let mut known = KnownIdSet::for_export(export);
-    if let (Some(cur), LoadMode::Upsert) = (&current, options.mode) {
-        progress.step("reading the ids already in the warehouse");
-        warehouse_ids(wh, cur, &mut known).await?;
-    }
-
-    let mut report = LoadReport {
-        committed: false,
-        version: None,
-        source: source.map_or_else(|| export.display().to_string(), str::to_string),
-        mode: options.mode,
-        quarantine: options.quarantine,
-        started_at,
-        finished_at: String::new(),
-        files: Vec::new(),
-        file_errors: Vec::new(),
-        report_path: report_path.clone(),
-        rejects_dir: None,
-    };
-    // Tables to commit, with the rows staged for each.
-    let mut staged: Vec<(Entity, PathBuf, u64)> = Vec::new();
-
-    let outcome = validate_and_stage(
-        export,
-        options,
-        first_load,
-        &staging_dir,
-        &load_dir,
-        &mut known,
-        &mut report,
-        &mut report_writer,
-        &mut staged,
-        progress,
-    );
-    if let Err(e) = outcome {
-        let _ = remove_dir_if_exists(&staging_dir);
-        report.finished_at = now_rfc3339();
-        let _ = report_writer.finish(&report);
-        return Err(e);
-    }
-    if !report.file_errors.is_empty() || (!options.quarantine && report.rows_rejected() > 0) {
-        remove_dir_if_exists(&wh.dir.join("staging"))?;
-        report.finished_at = now_rfc3339();
-        report_writer.finish(&report)?;
-        return Err(WarehouseError::Rejected(Box::new(report)));
-    }
-
-    // Commit each table to Delta; nothing is visible until warehouse.json switches.
-    let mut pins: BTreeMap<String, TablePin> = current
-        .as_ref()
-        .map(|c| c.tables.clone())
-        .unwrap_or_default();
+) -> Result<Committed> {
+    let mut pins: BTreeMap<String, TablePin> =
+        current.map(|c| c.tables.clone()).unwrap_or_default();
     let mut changes: BTreeMap<String, TableChange> = BTreeMap::new();
-    let commit_result = async {
-        for (entity, dir, rows) in &staged {
-            progress.step(&format!("committing {}", entity.name()));
-            let prev = pins.get(entity.name()).cloned();
-            let (pin, change) = commit_table(wh, *entity, dir, *rows, prev, options.mode).await?;
-            pins.insert(entity.name().to_string(), pin);
-            changes.insert(entity.name().to_string(), change);
-        }
-        Ok::<(), WarehouseError>(())
+    for (entity, dir, rows) in staged {
+        progress.step(&format!("committing {}", entity.name()));
+        let prev = pins.get(entity.name()).cloned();
+        let (pin, change) = commit_table(wh, *entity, dir, *rows, prev, options.mode).await?;
+        pins.insert(entity.name().to_string(), pin);
+        changes.insert(entity.name().to_string(), change);
     }
-    .await;
-    // The rollups, from the tables just committed: in the same warehouse version, so that no
-    // reader ever sees a rollup that disagrees with its base tables.
     let rollups_started = std::time::Instant::now();
-    let commit_result = match commit_result {
-        Ok(()) => build_rollups(wh, &pins, current.as_ref(), &options.rollups, progress).await,
-        Err(e) => Err(e),
-    };
-    let rollups_build_ms = rollups_started.elapsed().as_millis() as u64;
-    let rollups = match commit_result {
-        Ok(r) => r,
-        Err(e) => {
-            // The Delta commits made so far are past the pinned versions: put them back now (or,
-            // if that fails too, at the start of the next load).
-            let _ = recover(wh, current.as_ref(), progress).await;
-            report.finished_at = now_rfc3339();
-            let _ = report_writer.finish(&report);
-            return Err(e);
-        }
-    };
+    let rollups = build_rollups(wh, &pins, current, &options.rollups, progress).await?;
+    Ok(Committed {
+        pins,
+        changes,
+        rollups,
+        rollups_build_ms: rollups_started.elapsed().as_millis() as u64,
+    })
+}
+
+/// Each file's rows read and rejected into its table's change, and the rows added and replaced
+/// into the file's line of the report.
+fn count_changes(report: &mut LoadReport, changes: &mut BTreeMap<String, TableChange>) {
     for f in &mut report.files {
         if let Some(c) = Entity::ALL
             .iter()
@@ -392,19 +322,138 @@ async fn run_locked(
             f.replaced = c.replaced;
         }
     }
-    let version = current.as_ref().map_or(1, |c| c.version + 1);
-    versions.versions.push(WarehouseVersion {
-        version,
-        loaded_at: now_rfc3339(),
-        source: report.source.clone(),
-        mode: options.mode,
-        quarantine: options.quarantine,
-        tables: pins,
-        changes,
-        rollups,
-        rollups_build_ms,
-        load_ms: started.elapsed().as_millis() as u64,
-    });
+}
+
+impl Committed {
+    /// The warehouse version these commits make, after `current`; the report gains each file's
+    /// rows added and replaced.
+    fn into_version(
+        self,
+        current: Option<&WarehouseVersion>,
+        report: &mut LoadReport,
+        options: &LoadOptions,
+        load_ms: u64,
+    ) -> WarehouseVersion {
+        let mut changes = self.changes;
+        count_changes(report, &mut changes);
+        WarehouseVersion {
+            version: current.map_or(1, |c| c.version + 1),
+            loaded_at: now_rfc3339(),
+            source: report.source.clone(),
+            mode: options.mode,
+            quarantine: options.quarantine,
+            tables: self.pins,
+            changes,
+            rollups: self.rollups,
+            rollups_build_ms: self.rollups_build_ms,
+            load_ms,
+        }
+    }
+}
+
+/// The ids the export's rows may refer to: its own, and on an upsert the warehouse's.
+async fn known_ids(
+    wh: &Warehouse,
+    current: Option<&WarehouseVersion>,
+    options: &LoadOptions,
+    progress: &dyn LoadProgress,
+) -> Result<KnownIdSet> {
+    let mut known = KnownIdSet::for_export(&options.export_dir);
+    if let (Some(cur), LoadMode::Upsert) = (current, options.mode) {
+        progress.step("reading the ids already in the warehouse");
+        warehouse_ids(wh, cur, &mut known).await?;
+    }
+    Ok(known)
+}
+
+/// An export is a folder of CSV files; anything else is refused before the load begins.
+fn is_an_export(export: &Path) -> Result<()> {
+    if export.is_dir() {
+        return Ok(());
+    }
+    Err(WarehouseError::Export(format!(
+        "{}: not a folder (an export is a folder of CSV files)",
+        export.display()
+    )))
+}
+
+/// The load's own folder (`loads/<id>/`), where its report is written as it goes.
+fn load_folder(wh: &Warehouse, load_id: &str) -> Result<(PathBuf, PathBuf, ReportWriter)> {
+    let load_dir = wh.dir.join("loads").join(load_id);
+    fs::create_dir_all(&load_dir).map_err(|e| WarehouseError::io(&load_dir, e))?;
+    let report_path = load_dir.join("report.json");
+    let writer = ReportWriter::create(report_path.clone())?;
+    Ok((load_dir, report_path, writer))
+}
+
+/// A load that failed after its report was begun: the report is finished as it stands (what
+/// was read and rejected until then), and the error goes on.
+fn failed(report: &mut LoadReport, writer: ReportWriter, e: WarehouseError) -> WarehouseError {
+    report.finished_at = now_rfc3339();
+    let _ = writer.finish(report);
+    e
+}
+
+async fn run_locked(
+    wh: &Warehouse,
+    options: &LoadOptions,
+    source: Option<&str>,
+    progress: &dyn LoadProgress,
+    lock: &LoadLock,
+    load_id: &str,
+) -> Result<LoadReport> {
+    let started_at = now_rfc3339();
+    let started = std::time::Instant::now();
+    let export = &options.export_dir;
+    is_an_export(export)?;
+    let (mut versions, read_version) = read_versions(wh).await?;
+    let current = versions.current().cloned();
+    recover(wh, current.as_ref(), progress).await?;
+
+    let (load_dir, report_path, mut report_writer) = load_folder(wh, load_id)?;
+    let staging_dir = wh.dir.join("staging").join(load_id);
+
+    let mut known = known_ids(wh, current.as_ref(), options, progress).await?;
+
+    let source = source.map_or_else(|| export.display().to_string(), str::to_string);
+    let mut report = LoadReport::begin(source, options, started_at, report_path);
+    let mut staged: Vec<(Entity, PathBuf, u64)> = Vec::new(); // each table's staged rows
+
+    let outcome = validate_and_stage(
+        options,
+        current.is_none() || options.mode == LoadMode::Replace,
+        &staging_dir,
+        &load_dir,
+        &mut known,
+        &mut report,
+        &mut report_writer,
+        &mut staged,
+        progress,
+    );
+    if let Err(e) = outcome {
+        let _ = remove_dir_if_exists(&staging_dir);
+        return Err(failed(&mut report, report_writer, e));
+    }
+    if !report.file_errors.is_empty() || (!options.quarantine && report.rows_rejected() > 0) {
+        remove_dir_if_exists(&wh.dir.join("staging"))?;
+        report.finished_at = now_rfc3339();
+        report_writer.finish(&report)?;
+        return Err(WarehouseError::Rejected(Box::new(report)));
+    }
+
+    let committed = match commit_and_build(wh, &staged, current.as_ref(), options, progress).await {
+        Ok(c) => c,
+        Err(e) => {
+            // The Delta commits made so far are past the pinned versions: put them back now (or,
+            // if that fails too, at the start of the next load).
+            let _ = recover(wh, current.as_ref(), progress).await;
+            return Err(failed(&mut report, report_writer, e));
+        }
+    };
+    let load_ms = started.elapsed().as_millis() as u64;
+    let next = committed.into_version(current.as_ref(), &mut report, options, load_ms);
+    let version = next.version;
+    versions.versions.push(next);
     progress.step("switching the warehouse version");
     let switched = match lock.check() {
         Ok(()) => switch_versions(wh, &versions, read_version).await,
@@ -412,9 +461,7 @@ async fn run_locked(
     };
     if let Err(e) = switched {
         let _ = recover(wh, current.as_ref(), progress).await;
-        report.finished_at = now_rfc3339();
-        let _ = report_writer.finish(&report);
-        return Err(e);
+        return Err(failed(&mut report, report_writer, e));
     }
     remove_dir_if_exists(&wh.dir.join("staging"))?;
     report.committed = true;

@@ -66,6 +66,28 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
+    /// The report of a load that has just started: nothing read, nothing committed.
+    pub(super) fn begin(
+        source: String,
+        options: &super::LoadOptions,
+        started_at: String,
+        report_path: PathBuf,
+    ) -> LoadReport {
+        LoadReport {
+            committed: false,
+            version: None,
+            source,
+            mode: options.mode,
+            quarantine: options.quarantine,
+            started_at,
+            finished_at: String::new(),
+            files: Vec::new(),
+            file_errors: Vec::new(),
+            report_path,
+            rejects_dir: None,
+        }
+    }
+
     /// Rows rejected over all files.
     pub fn rows_rejected(&self) -> u64 {
         self.files.iter().map(|f| f.rows_rejected).sum()

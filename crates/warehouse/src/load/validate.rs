@@ -163,7 +163,6 @@ pub(super) fn clustered_by(entity: Entity) -> Option<usize> {
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn validate_and_stage(
-    export: &Path,
     options: &LoadOptions,
     first_load: bool,
     staging_dir: &Path,
@@ -174,6 +173,7 @@ pub(super) fn validate_and_stage(
     staged: &mut Vec<(Entity, PathBuf, u64)>,
     progress: &dyn LoadProgress,
 ) -> Result<()> {
+    let export = &options.export_dir;
     for entity in Entity::ALL {
         let file_name = entity.file_name();
         let path = export.join(&file_name);
