@@ -8,8 +8,9 @@
 //! nothing of what is asked.
 //!
 //! A cluster is a list of worker URLs (`http://host:port,http://host:port`); there is no
-//! scheduler process to keep alive. A worker that is down or dies while a question runs makes
-//! that question fail with an error naming the worker; nothing is retried behind the user's back,
+//! scheduler process to keep alive. A worker that refuses connections is left out of the next
+//! questions' plans (the others run them); one that dies or goes silent while a question runs
+//! makes that question fail with an error naming it. Nothing is retried behind the user's back,
 //! so no answer is ever built from part of the data.
 
 use std::collections::HashMap;
