@@ -24,8 +24,10 @@ use datafusion::common::Result as DfResult;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::TaskContext;
 use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::physical_expr::Distribution;
+use datafusion::physical_expr::{Distribution, Partitioning};
+use datafusion::physical_plan::ExecutionPlanProperties as _;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_distributed::grpc::{BoxCloneSyncChannel, create_worker_client};
 use datafusion_distributed::{
@@ -193,11 +195,20 @@ fn whole_input_in_one_task(
     if step.children().is_empty() || step.name().contains("Join") {
         return None;
     }
-    step.input_distribution_requirements()
+    let whole_input = step
+        .input_distribution_requirements()
         .into_per_child()
         .iter()
-        .any(|d| matches!(d, Distribution::SinglePartition))
-        .then(|| Ok(DesiredTaskCountEventResponse::maximum(1)))
+        .any(|d| matches!(d, Distribution::SinglePartition));
+    // A round-robin spread of one partition (DataFusion's way to use both cores on a small
+    // file): 4.0 cut the file into tasks and then asked each for a partition it did not have
+    // ("partition 1 not available"). With the library's default task size such a file is
+    // never cut; with a small `PRISM_CLUSTER_BYTES_PER_TASK` it would be.
+    let spread_of_one = step.downcast_ref::<RepartitionExec>().is_some_and(|r| {
+        matches!(r.partitioning(), Partitioning::RoundRobinBatch(_))
+            && r.input().output_partitioning().partition_count() == 1
+    });
+    (whole_input || spread_of_one).then(|| Ok(DesiredTaskCountEventResponse::maximum(1)))
 }
 
 /// How long a worker found up (or down) is taken to be so before it is asked again.

@@ -3,6 +3,9 @@
 //! sales; a channel manager only its partners'. Routes come from `prism_web::routes()`, the
 //! list the router is built from, so a new route is in this test by construction.
 
+#[path = "../../engine/tests/common/target.rs"]
+mod target;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,6 +16,7 @@ use prism_web::{AppState, Role, Serves};
 use tower::ServiceExt as _;
 
 async fn app() -> (tempfile::TempDir, Arc<AppState>) {
+    target::join_cluster();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let wh = prism_warehouse::Warehouse::open(&data).unwrap();
