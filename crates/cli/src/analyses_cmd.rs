@@ -232,16 +232,7 @@ impl Analysis {
 pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -> Result<()> {
     let common = analysis.common().clone();
     let common = &common;
-    let model = crate::query_cmd::load_model(data, common.model.as_ref())?;
-    let engine = Engine::new(model);
-    let period = common.period.as_deref().map(Period::parse).transpose()?;
-    let audience = match &common.as_partner {
-        Some(p) => Audience::partner(p.clone())?,
-        None => Audience::everyone(),
-    };
-    let snapshot = Warehouse::open(data)?
-        .snapshot(common.as_of)
-        .with_context(|| format!("reading the warehouse in {}", data.display()))?;
+    let (engine, period, audience, snapshot) = setup(data, common)?;
     runtime.block_on(async {
         let session = snapshot.session().await?;
         let cx = Context {
@@ -250,45 +241,23 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
             audience,
             period,
         };
-        let format = common.format;
+        let currency = engine.model.currency.clone();
         let printed = Out {
-            format,
-            currency: engine.model.currency.clone(),
+            format: common.format,
+            currency,
         };
         match analysis {
-            Analysis::Pareto { by, class, .. } => {
-                let mut p = prism_analyses::pareto::pareto(&cx, by.as_deref()).await?;
-                if let Some(c) = class {
-                    let c = c.to_ascii_uppercase();
-                    if !matches!(c, 'A' | 'B' | 'C') {
-                        bail!("--class {c}: the classes are A, B and C");
-                    }
-                    p.rows.retain(|r| r.class == c);
-                }
-                output(&p, &printed)
-            }
+            Analysis::Pareto { by, class, .. } => pareto(&cx, by, class, &printed).await,
             Analysis::Scorecard { weights, top, .. } => {
-                let w = weights
-                    .as_deref()
-                    .map(prism_analyses::scorecard::Weights::parse)
-                    .transpose()?
-                    .unwrap_or_default();
+                let w = weights_of(weights)?;
                 let mut s = prism_analyses::scorecard::scorecard(&cx, w).await?;
-                if let Some(n) = top {
-                    s.rows.truncate(n);
-                }
+                s.rows.truncate(top.unwrap_or(usize::MAX));
                 output(&s, &printed)
             }
             Analysis::Underperformers { weights, .. } => {
-                let w = weights
-                    .as_deref()
-                    .map(prism_analyses::scorecard::Weights::parse)
-                    .transpose()?
-                    .unwrap_or_default();
-                output(
-                    &prism_analyses::underperformers::underperformers(&cx, w).await?,
-                    &printed,
-                )
+                let w = weights_of(weights)?;
+                let u = prism_analyses::underperformers::underperformers(&cx, w).await?;
+                output(&u, &printed)
             }
             Analysis::Products { partner, .. } => {
                 let p = partner_of(partner, common, "products")?;
@@ -297,58 +266,28 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
                     &printed,
                 )
             }
-            Analysis::Potential {
-                partner,
-                product,
-                segment,
-                out,
-                create_campaign: Some(name),
-                ..
-            } => {
-                let p = partner_of(partner, common, "potential")?;
-                let segment = segment.expect("clap requires --segment");
-                create_campaign(data, &cx, &p, &product, &segment, &name, out).await
-            }
-            Analysis::Potential {
-                partner,
-                product,
-                segment,
-                targets,
-                out,
-                ..
-            } => {
-                if out.is_some() && !targets {
-                    bail!("--out: the target list's file, with --targets or --create-campaign");
-                }
-                let p = partner_of(partner, common, "potential")?;
-                let segment = segment.filter(|_| targets);
-                potential(&cx, &p, &product, segment, out, &printed).await
+            potential @ Analysis::Potential { .. } => {
+                potential_command(data, &cx, common, potential, &printed).await
             }
             Analysis::Risk { .. } => output(&prism_analyses::risk::risk(&cx).await?, &printed),
-            Analysis::Registrations { .. } => output(
-                &prism_analyses::registrations::registrations(&cx).await?,
-                &printed,
-            ),
+            Analysis::Registrations { .. } => {
+                let r = prism_analyses::registrations::registrations(&cx).await?;
+                output(&r, &printed)
+            }
             Analysis::Campaigns { flagged, .. } => {
                 let mut c = prism_analyses::campaigns::campaigns(&cx).await?;
-                if flagged {
-                    c.campaigns.retain(|c| c.paid_without_pipeline);
-                }
+                c.campaigns.retain(|c| !flagged || c.paid_without_pipeline);
                 output(&c, &printed)
             }
             Analysis::Enablement { gaps, .. } => {
                 let mut e = prism_analyses::enablement::enablement(&cx).await?;
-                if gaps {
-                    e.partners.retain(|p| !p.gaps.is_empty());
-                }
+                e.partners.retain(|p| !gaps || !p.gaps.is_empty());
                 output(&e, &printed)
             }
             Analysis::Benchmarks { partner, .. } => {
                 let p = partner_of(partner, common, "benchmarks")?;
-                output(
-                    &prism_analyses::benchmarks::benchmarks(&cx, &p).await?,
-                    &printed,
-                )
+                let b = prism_analyses::benchmarks::benchmarks(&cx, &p).await?;
+                output(&b, &printed)
             }
         }
     })
@@ -356,7 +295,7 @@ pub fn run(data: &Path, analysis: Analysis, runtime: &tokio::runtime::Runtime) -
 
 /// `potential --create-campaign NAME`: the campaign recorded with its target list, and the list
 /// written for the CRM.
-async fn create_campaign(
+async fn plan_campaign(
     data: &Path,
     cx: &Context<'_>,
     p: &str,
@@ -426,4 +365,80 @@ async fn potential(
         None if printed.format == crate::Format::Table => output(&list, &printed.csv()),
         None => output(&list, printed),
     }
+}
+
+/// `pareto`: the classes, or only one class's partners (a program list).
+async fn pareto(
+    cx: &Context<'_>,
+    by: Option<String>,
+    class: Option<char>,
+    printed: &Out,
+) -> Result<()> {
+    let mut p = prism_analyses::pareto::pareto(cx, by.as_deref()).await?;
+    if let Some(c) = class {
+        let c = c.to_ascii_uppercase();
+        if !matches!(c, 'A' | 'B' | 'C') {
+            bail!("--class {c}: the classes are A, B and C");
+        }
+        p.rows.retain(|r| r.class == c);
+    }
+    output(&p, printed)
+}
+
+/// `--weights`, or the scorecard's default weights.
+fn weights_of(weights: Option<String>) -> Result<prism_analyses::scorecard::Weights> {
+    Ok(weights
+        .as_deref()
+        .map(prism_analyses::scorecard::Weights::parse)
+        .transpose()?
+        .unwrap_or_default())
+}
+
+/// What every analysis runs with: the engine over the model, the period, the audience the
+/// flags give, and the warehouse version.
+fn setup(
+    data: &Path,
+    common: &Common,
+) -> Result<(Engine, Option<Period>, Audience, prism_warehouse::Snapshot)> {
+    let model = crate::query_cmd::load_model(data, common.model.as_ref())?;
+    let period = common.period.as_deref().map(Period::parse).transpose()?;
+    let audience = match &common.as_partner {
+        Some(p) => Audience::partner(p.clone())?,
+        None => Audience::everyone(),
+    };
+    let snapshot = Warehouse::open(data)?
+        .snapshot(common.as_of)
+        .with_context(|| format!("reading the warehouse in {}", data.display()))?;
+    Ok((Engine::new(model), period, audience, snapshot))
+}
+
+/// `potential`: the segments, a segment's target list, or a campaign planned from it.
+async fn potential_command(
+    data: &Path,
+    cx: &Context<'_>,
+    common: &Common,
+    analysis: Analysis,
+    printed: &Out,
+) -> Result<()> {
+    let Analysis::Potential {
+        partner,
+        product,
+        segment,
+        targets,
+        out,
+        create_campaign,
+        ..
+    } = analysis
+    else {
+        unreachable!("called for potential only")
+    };
+    let p = partner_of(partner, common, "potential")?;
+    if let Some(name) = create_campaign {
+        let segment = segment.expect("clap requires --segment");
+        return plan_campaign(data, cx, &p, &product, &segment, &name, out).await;
+    }
+    if out.is_some() && !targets {
+        bail!("--out: the target list's file, with --targets or --create-campaign");
+    }
+    potential(cx, &p, &product, segment.filter(|_| targets), out, printed).await
 }
