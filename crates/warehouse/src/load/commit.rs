@@ -115,19 +115,11 @@ pub(super) async fn commit_table(
         // A new table: the staged files are already what the table needs, so they are moved in
         // and named by the table's first commit, without being written again.
         let table = create_with_staged_files(wh, entity, staged_dir, table).await?;
-        let delta_version = table.version().ok_or_else(|| {
-            WarehouseError::Corrupt(format!("{} has no version after commit", entity.name()))
-        })?;
-        return Ok((
-            TablePin {
-                delta_version,
-                rows: staged_rows,
-            },
-            TableChange {
-                added: staged_rows,
-                ..TableChange::default()
-            },
-        ));
+        let change = TableChange {
+            added: staged_rows,
+            ..TableChange::default()
+        };
+        return pinned(&table, entity, staged_rows, change);
     }
     let (table, change, rows): (DeltaTable, TableChange, u64) = match (mode, prev_rows) {
         (LoadMode::Replace, _) | (LoadMode::Upsert, 0) => {
@@ -152,43 +144,61 @@ pub(super) async fn commit_table(
             )
         }
         (LoadMode::Upsert, _) => {
-            let columns = entity.columns();
-            let predicate = entity
-                .key()
-                .iter()
-                .map(|k| format!("target.{k} = source.{k}"))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            let (t, metrics) = table
-                .merge(source, predicate)
-                .with_source_alias("source")
-                .with_target_alias("target")
-                .when_matched_update(|mut u| {
-                    for c in columns {
-                        u = u.update(c.name, format!("source.{}", c.name));
-                    }
-                    u
-                })?
-                .when_not_matched_insert(|mut i| {
-                    for c in columns {
-                        i = i.set(c.name, format!("source.{}", c.name));
-                    }
-                    i
-                })?
-                .await?;
-            let added = metrics.num_target_rows_inserted as u64;
-            let replaced = metrics.num_target_rows_updated as u64;
-            (
-                t,
-                TableChange {
-                    added,
-                    replaced,
-                    ..TableChange::default()
-                },
-                prev_rows + added,
-            )
+            let (t, added, replaced) = merge(table, source, entity).await?;
+            let change = TableChange {
+                added,
+                replaced,
+                ..TableChange::default()
+            };
+            (t, change, prev_rows + added)
         }
     };
+    pinned(&table, entity, rows, change)
+}
+
+/// The staged rows merged into the table on the entity's key: a row whose key is there
+/// replaces it, the others are added. Returns the table, and the rows added and replaced.
+async fn merge(
+    table: DeltaTable,
+    source: datafusion::dataframe::DataFrame,
+    entity: Entity,
+) -> Result<(DeltaTable, u64, u64)> {
+    let columns = entity.columns();
+    let predicate = entity
+        .key()
+        .iter()
+        .map(|k| format!("target.{k} = source.{k}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let (t, metrics) = table
+        .merge(source, predicate)
+        .with_source_alias("source")
+        .with_target_alias("target")
+        .when_matched_update(|mut u| {
+            for c in columns {
+                u = u.update(c.name, format!("source.{}", c.name));
+            }
+            u
+        })?
+        .when_not_matched_insert(|mut i| {
+            for c in columns {
+                i = i.set(c.name, format!("source.{}", c.name));
+            }
+            i
+        })?
+        .await?;
+    let added = metrics.num_target_rows_inserted as u64;
+    let replaced = metrics.num_target_rows_updated as u64;
+    Ok((t, added, replaced))
+}
+
+/// The pin of a table just committed: its new Delta version and its rows.
+fn pinned(
+    table: &DeltaTable,
+    entity: Entity,
+    rows: u64,
+    change: TableChange,
+) -> Result<(TablePin, TableChange)> {
     let delta_version = table.version().ok_or_else(|| {
         WarehouseError::Corrupt(format!("{} has no version after commit", entity.name()))
     })?;
