@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use crossbeam_channel::{Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -52,31 +52,7 @@ impl StagedTable {
                 let (ordered_sender, ordered) = bounded::<RecordBatch>(1);
                 let orderer = std::thread::Builder::new()
                     .name("prism-order".into())
-                    .spawn(move || -> Result<(), WarehouseError> {
-                        let mut held: Vec<RecordBatch> = Vec::new();
-                        let mut held_rows = 0usize;
-                        let send = |held: &mut Vec<RecordBatch>| -> Result<bool, WarehouseError> {
-                            let group = crate::cluster::batches_by_column(held, column)
-                                .map_err(|e| WarehouseError::Staging(e.to_string()))?;
-                            held.clear();
-                            Ok(ordered_sender.send(group).is_ok())
-                        };
-                        for batch in receiver {
-                            held_rows += batch.num_rows();
-                            held.push(batch);
-                            if held_rows >= ROW_GROUP_ROWS {
-                                held_rows = 0;
-                                if !send(&mut held)? {
-                                    // The writer stopped; its error comes at `finish`.
-                                    return Ok(());
-                                }
-                            }
-                        }
-                        if !held.is_empty() {
-                            send(&mut held)?;
-                        }
-                        Ok(())
-                    })
+                    .spawn(move || order_row_groups(receiver, column, ordered_sender))
                     .map_err(|e| WarehouseError::io(&dir, e))?;
                 (ordered, Some(orderer))
             }
@@ -85,64 +61,7 @@ impl StagedTable {
         let thread_dir = dir.clone();
         let writer = std::thread::Builder::new()
             .name("prism-stage".into())
-            .spawn(move || -> Result<u64, WarehouseError> {
-                let props = WriterProperties::builder()
-                    // A new table takes the staged files as they are, so they are written in
-                    // the table's own format.
-                    .set_compression(Compression::SNAPPY)
-                    .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-                    .build();
-                let mut rows = 0u64;
-                let mut file_no = 0usize;
-                let mut in_file = 0usize;
-                let mut current: Option<(PathBuf, ArrowWriter<BufWriter<File>>)> = None;
-                let open =
-                    |n: usize| -> Result<(PathBuf, ArrowWriter<BufWriter<File>>), WarehouseError> {
-                        let path = thread_dir.join(format!("part-{n:05}.parquet"));
-                        let f = File::create(&path).map_err(|e| WarehouseError::io(&path, e))?;
-                        let w = ArrowWriter::try_new(
-                            BufWriter::with_capacity(1 << 20, f),
-                            schema.clone(),
-                            Some(props.clone()),
-                        )
-                        .map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
-                        Ok((path, w))
-                    };
-                for batch in receiver {
-                    if current.is_none() {
-                        current = Some(open(file_no)?);
-                        file_no += 1;
-                    }
-                    let (path, w) = current.as_mut().expect("open");
-                    w.write(&batch)
-                        .map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
-                    if clustered {
-                        // Each ordered group is a row group of its own.
-                        w.flush().map_err(|e| {
-                            WarehouseError::Staging(format!("{}: {e}", path.display()))
-                        })?;
-                    }
-                    rows += batch.num_rows() as u64;
-                    in_file += batch.num_rows();
-                    if in_file >= ROWS_PER_FILE {
-                        let (path, w) = current.take().expect("open");
-                        w.close().map_err(|e| {
-                            WarehouseError::Staging(format!("{}: {e}", path.display()))
-                        })?;
-                        in_file = 0;
-                    }
-                }
-                if let Some((path, w)) = current.take() {
-                    w.close()
-                        .map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
-                } else if file_no == 0 {
-                    // No rows: one empty file still carries the schema for the commit.
-                    let (path, w) = open(0)?;
-                    w.close()
-                        .map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
-                }
-                Ok(rows)
-            })
+            .spawn(move || write_files(receiver, &thread_dir, schema, clustered))
             .map_err(|e| WarehouseError::io(&dir, e))?;
         Ok(StagedTable {
             sender: Some(sender),
@@ -197,4 +116,99 @@ pub fn remove_dir_if_exists(dir: &Path) -> Result<(), WarehouseError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(WarehouseError::io(dir, e)),
     }
+}
+
+/// The orderer's thread: batches held until a row group's worth, then put in the order of
+/// `column` and sent on as one row group.
+fn order_row_groups(
+    receiver: Receiver<RecordBatch>,
+    column: usize,
+    ordered_sender: Sender<RecordBatch>,
+) -> Result<(), WarehouseError> {
+    let mut held: Vec<RecordBatch> = Vec::new();
+    let mut held_rows = 0usize;
+    let send = |held: &mut Vec<RecordBatch>| -> Result<bool, WarehouseError> {
+        let group = crate::cluster::batches_by_column(held, column)
+            .map_err(|e| WarehouseError::Staging(e.to_string()))?;
+        held.clear();
+        Ok(ordered_sender.send(group).is_ok())
+    };
+    for batch in receiver {
+        held_rows += batch.num_rows();
+        held.push(batch);
+        if held_rows >= ROW_GROUP_ROWS {
+            held_rows = 0;
+            if !send(&mut held)? {
+                // The writer stopped; its error comes at `finish`.
+                return Ok(());
+            }
+        }
+    }
+    if !held.is_empty() {
+        send(&mut held)?;
+    }
+    Ok(())
+}
+
+/// The writer's thread: batches written to Parquet files of `ROWS_PER_FILE` rows in `dir`
+/// (each ordered group a row group of its own when `clustered`); returns the rows written.
+fn write_files(
+    receiver: Receiver<RecordBatch>,
+    thread_dir: &Path,
+    schema: SchemaRef,
+    clustered: bool,
+) -> Result<u64, WarehouseError> {
+    let props = WriterProperties::builder()
+        // A new table takes the staged files as they are, so they are written in
+        // the table's own format.
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build();
+    let mut rows = 0u64;
+    let mut file_no = 0usize;
+    let mut in_file = 0usize;
+    let mut current: Option<(PathBuf, ArrowWriter<BufWriter<File>>)> = None;
+    let open = |n: usize| -> Result<(PathBuf, ArrowWriter<BufWriter<File>>), WarehouseError> {
+        let path = thread_dir.join(format!("part-{n:05}.parquet"));
+        let f = File::create(&path).map_err(|e| WarehouseError::io(&path, e))?;
+        let w = ArrowWriter::try_new(
+            BufWriter::with_capacity(1 << 20, f),
+            schema.clone(),
+            Some(props.clone()),
+        )
+        .map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
+        Ok((path, w))
+    };
+    for batch in receiver {
+        if current.is_none() {
+            current = Some(open(file_no)?);
+            file_no += 1;
+        }
+        let (path, w) = current.as_mut().expect("open");
+        w.write(&batch)
+            .map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
+        if clustered {
+            // Each ordered group is a row group of its own.
+            w.flush()
+                .map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
+        }
+        rows += batch.num_rows() as u64;
+        in_file += batch.num_rows();
+        if in_file >= ROWS_PER_FILE {
+            let (path, w) = current.take().expect("open");
+            w.close()
+                .map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
+            in_file = 0;
+        }
+    }
+    if let Some((path, w)) = current.take() {
+        w.close()
+            .map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
+    } else if file_no == 0 {
+        // No rows: one empty file still carries the schema for the commit.
+        let (path, w) = open(0)?;
+        w.close()
+            .map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
+    }
+    Ok(rows)
 }
