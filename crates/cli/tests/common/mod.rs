@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -34,46 +34,56 @@ pub fn moto_server() -> PathBuf {
 
 /// Sends one plain HTTP request to the server and returns its status line.
 pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    try_http(port, method, path, body).unwrap()
+}
+
+fn try_http(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
+    )?;
+    s.write_all(body)?;
     let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    answer
+    s.read_to_string(&mut answer)?;
+    Ok(answer)
 }
 
 pub fn start() -> Moto {
     start_with_bucket("prism-test")
 }
 
-/// Moto on a free loopback port, with an empty bucket `bucket`.
+/// Moto on a loopback port of its own choosing (it says which on its log, which is then read
+/// to the end so that it never blocks on it), with an empty bucket `bucket`. Choosing a free
+/// port here instead raced with the other tests of the binary starting theirs.
 pub fn start_with_bucket(bucket: &str) -> Moto {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(moto_server())
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    use std::io::BufRead as _;
+    let mut child = Command::new(moto_server())
+        .args(["-H", "127.0.0.1", "-p", "0"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("moto_server starts");
+    let mut log = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = log
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            let (_, at) = line.split_once("Running on http://127.0.0.1:")?;
+            at.trim().parse::<u16>().ok()
+        })
+        .expect("moto_server says where it listens");
+    std::thread::spawn(move || log.for_each(drop));
     let moto = Moto { child, port };
     for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            let created = http(port, "PUT", &format!("/{bucket}"), b"");
+        if let Ok(created) = try_http(port, "PUT", &format!("/{bucket}"), b"") {
             assert!(created.starts_with("HTTP/1.1 200"), "{created}");
             return moto;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    panic!("moto_server did not start on port {port}");
+    panic!("moto_server did not answer on port {port}");
 }
 
 pub fn prism(moto: &Moto, state: &Path, args: &[&str]) -> Output {
