@@ -57,10 +57,11 @@ pub struct Cluster {
 
 impl Cluster {
     /// Reads `--cluster`: worker addresses separated by commas, each `http://host:port` or
-    /// `host:port`. The connection timeout comes from `PRISM_CLUSTER_CONNECT_SECONDS`
-    /// (default 5; a worker silent for twice as long during a question fails it), and `PRISM_CLUSTER_BYTES_PER_TASK` sets how many bytes of Parquet one task
-    /// scans (default: the engine's own choice; a small value spreads even a small table over
-    /// every worker, which the tests use).
+    /// `host:port`. The connection timeout comes from `PRISM_CLUSTER_CONNECT_SECONDS` (default
+    /// 5; a worker silent for twice as long during a question fails it), and
+    /// `PRISM_CLUSTER_BYTES_PER_TASK` sets how many bytes of Parquet one task scans (default:
+    /// the engine's own choice; a small value spreads even a small table over every worker,
+    /// which the tests use).
     pub fn parse(spec: &str) -> Result<Cluster> {
         let bad = |why: String| WarehouseError::Cluster(format!("--cluster {spec:?}: {why}"));
         let mut workers = Vec::new();
@@ -82,44 +83,17 @@ impl Cluster {
         if workers.is_empty() {
             return Err(bad("no worker address".into()));
         }
-        let seconds = |name: &str| -> Result<Option<u64>> {
-            match std::env::var(name) {
-                Ok(v) => v.trim().parse().map(Some).map_err(|_| {
-                    WarehouseError::Cluster(format!("{name}={v:?}: expected whole seconds"))
-                }),
-                Err(_) => Ok(None),
-            }
-        };
-        let connect_timeout = seconds("PRISM_CLUSTER_CONNECT_SECONDS")?
-            .map(Duration::from_secs)
-            .unwrap_or(CONNECT_TIMEOUT);
-        let bytes_per_task = match std::env::var("PRISM_CLUSTER_BYTES_PER_TASK") {
-            Ok(v) => Some(v.trim().parse().map_err(|_| {
-                WarehouseError::Cluster(format!(
-                    "PRISM_CLUSTER_BYTES_PER_TASK={v:?}: expected a number of bytes"
-                ))
-            })?),
-            Err(_) => None,
-        };
         Ok(Cluster {
             workers,
-            connect_timeout,
-            bytes_per_task,
+            connect_timeout: whole_number("PRISM_CLUSTER_CONNECT_SECONDS")?
+                .map_or(CONNECT_TIMEOUT, Duration::from_secs),
+            bytes_per_task: whole_number("PRISM_CLUSTER_BYTES_PER_TASK")?.map(|b| b as usize),
         })
     }
 
     /// The workers' URLs, in the order given.
     pub fn workers(&self) -> &[Url] {
         &self.workers
-    }
-
-    /// The cluster as `--cluster` takes it.
-    pub fn spec(&self) -> String {
-        self.workers
-            .iter()
-            .map(|u| u.as_str().trim_end_matches('/'))
-            .collect::<Vec<_>>()
-            .join(",")
     }
 
     /// Asks each worker who it is: its URL and either its version or why it did not answer.
@@ -138,6 +112,19 @@ impl Cluster {
             answers.push((url.clone(), answer));
         }
         answers
+    }
+}
+
+/// A whole number from the environment variable `name`, if set; anything else set there is an
+/// error that names it.
+fn whole_number(name: &str) -> Result<Option<u64>> {
+    match std::env::var(name) {
+        Ok(v) => {
+            v.trim().parse().map(Some).map_err(|_| {
+                WarehouseError::Cluster(format!("{name}={v:?}: expected a whole number"))
+            })
+        }
+        Err(_) => Ok(None),
     }
 }
 
@@ -240,12 +227,21 @@ impl WorkerResolver for Workers {
         {
             return Ok(live.clone());
         }
+        // Every worker asked at once: a cluster with machines gone costs one timeout, not one
+        // per machine.
+        let answers: Vec<_> = std::thread::scope(|scope| {
+            let asked: Vec<_> = (self.all.iter())
+                .map(|url| scope.spawn(move || probe(url, self.probe_timeout)))
+                .collect();
+            asked.into_iter().map(|a| a.join()).collect()
+        });
         let mut live = Vec::new();
         let mut down = Vec::new();
-        for url in &self.all {
-            match probe(url, self.probe_timeout) {
-                Ok(()) => live.push(url.clone()),
-                Err(e) => down.push(format!("{} ({e})", url.as_str().trim_end_matches('/'))),
+        for (url, answer) in self.all.iter().zip(answers) {
+            match answer {
+                Ok(Ok(())) => live.push(url.clone()),
+                Ok(Err(e)) => down.push(format!("{} ({e})", url.as_str().trim_end_matches('/'))),
+                Err(_) => down.push(format!("{} (its probe failed)", url.as_str())),
             }
         }
         if live.is_empty() {
@@ -434,7 +430,8 @@ mod tests {
     #[test]
     fn a_cluster_is_a_list_of_worker_addresses() {
         let c = Cluster::parse("127.0.0.1:7001, http://10.0.0.2:7002").unwrap();
-        assert_eq!(c.spec(), "http://127.0.0.1:7001,http://10.0.0.2:7002");
+        let urls: Vec<&str> = c.workers().iter().map(Url::as_str).collect();
+        assert_eq!(urls, ["http://127.0.0.1:7001/", "http://10.0.0.2:7002/"]);
         for bad in ["", " , ", "ftp://h:1", "http://:1"] {
             let e = Cluster::parse(bad).unwrap_err().to_string();
             assert!(e.contains("--cluster"), "{bad:?}: {e}");
