@@ -328,6 +328,28 @@ fn print_next_steps(data: &Path) {
     println!("  {prism} {data} pareto");
 }
 
+/// Where the load's time went: the stages one after the other, and inside staging the busy
+/// time of each overlapping phase.
+fn print_phases(p: &prism_warehouse::LoadPhases) {
+    let s = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
+    println!(
+        "time: {} (warehouse keys {}, staging {}, committing {}, rollups {}, switching {})",
+        s(p.total_ms),
+        s(p.warehouse_keys_ms),
+        s(p.staging_ms),
+        s(p.committing_ms),
+        s(p.rollups_ms),
+        s(p.switching_ms)
+    );
+    println!(
+        "staging's threads busy: reading {}, checking {}, ordering {}, writing {}",
+        s(p.reading_ms),
+        s(p.checking_ms),
+        s(p.ordering_ms),
+        s(p.writing_ms)
+    );
+}
+
 /// Prints a load's report: each rejection and warning, the files' rows, and what was committed.
 pub(crate) fn print_load(report: &LoadReport, format: Format) {
     if format == Format::Json {
@@ -379,6 +401,9 @@ pub(crate) fn print_load(report: &LoadReport, format: Format) {
     match report.version {
         Some(v) => println!("committed warehouse version {v}"),
         None => println!("nothing was committed"),
+    }
+    if report.committed {
+        print_phases(&report.phases);
     }
     if let Some(dir) = &report.rejects_dir {
         println!("rejected rows were set aside in {}", dir.display());

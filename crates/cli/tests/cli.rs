@@ -79,10 +79,42 @@ fn generate_then_load_then_status_agree_on_every_count() {
         .collect();
     assert_eq!(generated.len(), 11);
 
+    let load = prism(
+        &data,
+        &["load", export.to_str().unwrap(), "--format", "json"],
+    );
+    assert!(load.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&load.stdout).unwrap();
+    let phase = |name: &str| report["phases"][name].as_u64().unwrap();
+    // The stages run one after the other inside the load's time; inside staging, one file at a
+    // time is read and written by one thread each, while checking is spread over several.
+    let stages: u64 = [
+        "warehouse_keys_ms",
+        "staging_ms",
+        "committing_ms",
+        "rollups_ms",
+        "switching_ms",
+    ]
+    .iter()
+    .map(|p| phase(p))
+    .sum();
+    assert!(stages <= phase("total_ms"), "{}", report["phases"]);
+    for one_thread in ["reading_ms", "ordering_ms", "writing_ms"] {
+        assert!(
+            phase(one_thread) <= phase("staging_ms"),
+            "{}",
+            report["phases"]
+        );
+    }
     assert!(
-        prism(&data, &["load", export.to_str().unwrap()])
-            .status
-            .success()
+        phase("staging_ms") > 0 && phase("rollups_ms") > 0,
+        "{}",
+        report["phases"]
+    );
+    assert!(
+        phase("checking_ms") + phase("writing_ms") > 0,
+        "{}",
+        report["phases"]
     );
     let status: serde_json::Value =
         serde_json::from_slice(&prism(&data, &["status", "--format", "json"]).stdout).unwrap();

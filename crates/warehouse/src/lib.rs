@@ -41,7 +41,7 @@ use url::Url;
 
 pub use distributed::{Cluster, cluster, serve_worker, set_cluster};
 pub use load::RollupBuild;
-pub use load::{FileOutcome, LoadOptions, LoadProgress, LoadReport, NoProgress};
+pub use load::{FileOutcome, LoadOptions, LoadPhases, LoadProgress, LoadReport, NoProgress};
 pub use storage::{is_remote, set_storage_options};
 pub use versions::{LoadMode, RollupPin, TableChange, TablePin, VersionFile, WarehouseVersion};
 

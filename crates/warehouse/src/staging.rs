@@ -18,6 +18,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use crate::WarehouseError;
+use crate::load::phases::{Busy, BusyClock};
 
 /// Rows per staged file: several files let the commit read them in parallel.
 const ROWS_PER_FILE: usize = 2 * 1024 * 1024;
@@ -41,6 +42,7 @@ impl StagedTable {
         dir: PathBuf,
         schema: SchemaRef,
         cluster_by: Option<usize>,
+        busy: &BusyClock,
     ) -> Result<StagedTable, WarehouseError> {
         fs::create_dir_all(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
         let (sender, receiver) = bounded::<RecordBatch>(4);
@@ -50,18 +52,20 @@ impl StagedTable {
             None => (receiver, None),
             Some(column) => {
                 let (ordered_sender, ordered) = bounded::<RecordBatch>(1);
+                let busy = busy.clone();
                 let orderer = std::thread::Builder::new()
                     .name("prism-order".into())
-                    .spawn(move || order_row_groups(receiver, column, ordered_sender))
+                    .spawn(move || order_row_groups(receiver, column, ordered_sender, &busy))
                     .map_err(|e| WarehouseError::io(&dir, e))?;
                 (ordered, Some(orderer))
             }
         };
         let clustered = cluster_by.is_some();
         let thread_dir = dir.clone();
+        let busy = busy.clone();
         let writer = std::thread::Builder::new()
             .name("prism-stage".into())
-            .spawn(move || write_files(receiver, &thread_dir, schema, clustered))
+            .spawn(move || write_files(receiver, &thread_dir, schema, clustered, &busy))
             .map_err(|e| WarehouseError::io(&dir, e))?;
         Ok(StagedTable {
             sender: Some(sender),
@@ -124,11 +128,15 @@ fn order_row_groups(
     receiver: Receiver<RecordBatch>,
     column: usize,
     ordered_sender: Sender<RecordBatch>,
+    busy: &BusyClock,
 ) -> Result<(), WarehouseError> {
     let mut held: Vec<RecordBatch> = Vec::new();
     let mut held_rows = 0usize;
     let send = |held: &mut Vec<RecordBatch>| -> Result<bool, WarehouseError> {
-        let group = crate::cluster::batches_by_column(held, column)
+        let group = busy
+            .time(Busy::Ordering, || {
+                crate::cluster::batches_by_column(held, column)
+            })
             .map_err(|e| WarehouseError::Staging(e.to_string()))?;
         held.clear();
         Ok(ordered_sender.send(group).is_ok())
@@ -157,6 +165,7 @@ fn write_files(
     thread_dir: &Path,
     schema: SchemaRef,
     clustered: bool,
+    busy: &BusyClock,
 ) -> Result<u64, WarehouseError> {
     let props = WriterProperties::builder()
         // A new table takes the staged files as they are, so they are written in
@@ -180,6 +189,7 @@ fn write_files(
         Ok((path, w))
     };
     for batch in receiver {
+        let started = std::time::Instant::now();
         if current.is_none() {
             current = Some(open(file_no)?);
             file_no += 1;
@@ -200,7 +210,9 @@ fn write_files(
                 .map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
             in_file = 0;
         }
+        busy.add(Busy::Writing, started.elapsed());
     }
+    let started = std::time::Instant::now();
     if let Some((path, w)) = current.take() {
         w.close()
             .map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
@@ -210,5 +222,6 @@ fn write_files(
         w.close()
             .map_err(|e| WarehouseError::Staging(format!("{}: {e}", path.display())))?;
     }
+    busy.add(Busy::Writing, started.elapsed());
     Ok(rows)
 }

@@ -15,6 +15,7 @@
 
 mod commit;
 mod lease;
+pub(crate) mod phases;
 mod report;
 mod rollups;
 mod validate;
@@ -32,6 +33,8 @@ use crate::{Result, Warehouse, WarehouseError, open_delta};
 use object_store::UpdateVersion;
 
 use commit::commit_table;
+pub use phases::LoadPhases;
+use phases::{BusyClock, ms_since};
 use report::ReportWriter;
 pub use report::{FileOutcome, LoadReport};
 pub(crate) use rollups::build_rollups;
@@ -413,12 +416,17 @@ async fn run_locked(
     let (load_dir, report_path, mut report_writer) = load_folder(wh, load_id)?;
     let staging_dir = wh.dir.join("staging").join(load_id);
 
+    let keys_started = std::time::Instant::now();
     let mut known = known_ids(wh, current.as_ref(), options, progress).await?;
+    let warehouse_keys_ms = ms_since(keys_started);
 
     let source = source.map_or_else(|| export.display().to_string(), str::to_string);
     let mut report = LoadReport::begin(source, options, started_at, report_path);
+    report.phases.warehouse_keys_ms = warehouse_keys_ms;
     let mut staged: Vec<(Entity, PathBuf, u64)> = Vec::new(); // each table's staged rows
 
+    let staging_started = std::time::Instant::now();
+    let busy = BusyClock::default();
     let outcome = validate_and_stage(
         options,
         current.is_none() || options.mode == LoadMode::Replace,
@@ -429,18 +437,23 @@ async fn run_locked(
         &mut report_writer,
         &mut staged,
         progress,
+        &busy,
     );
+    busy.fill(&mut report.phases);
+    report.phases.staging_ms = ms_since(staging_started);
     if let Err(e) = outcome {
         let _ = remove_dir_if_exists(&staging_dir);
         return Err(failed(&mut report, report_writer, e));
     }
     if !report.file_errors.is_empty() || (!options.quarantine && report.rows_rejected() > 0) {
         remove_dir_if_exists(&wh.dir.join("staging"))?;
+        report.phases.total_ms = ms_since(started);
         report.finished_at = now_rfc3339();
         report_writer.finish(&report)?;
         return Err(WarehouseError::Rejected(Box::new(report)));
     }
 
+    let committing_started = std::time::Instant::now();
     let committed = match commit_and_build(wh, &staged, current.as_ref(), options, progress).await {
         Ok(c) => c,
         Err(e) => {
@@ -450,11 +463,15 @@ async fn run_locked(
             return Err(failed(&mut report, report_writer, e));
         }
     };
+    report.phases.rollups_ms = committed.rollups_build_ms;
+    report.phases.committing_ms =
+        ms_since(committing_started).saturating_sub(committed.rollups_build_ms);
     let load_ms = started.elapsed().as_millis() as u64;
     let next = committed.into_version(current.as_ref(), &mut report, options, load_ms);
     let version = next.version;
     versions.versions.push(next);
     progress.step("switching the warehouse version");
+    let switching_started = std::time::Instant::now();
     let switched = match lock.check() {
         Ok(()) => switch_versions(wh, &versions, read_version).await,
         Err(e) => Err(e),
@@ -463,6 +480,8 @@ async fn run_locked(
         let _ = recover(wh, current.as_ref(), progress).await;
         return Err(failed(&mut report, report_writer, e));
     }
+    report.phases.switching_ms = ms_since(switching_started);
+    report.phases.total_ms = ms_since(started);
     remove_dir_if_exists(&wh.dir.join("staging"))?;
     report.committed = true;
     report.version = Some(version);

@@ -63,6 +63,8 @@ pub struct LoadReport {
     pub report_path: PathBuf,
     /// Where quarantined rows went, when any were.
     pub rejects_dir: Option<PathBuf>,
+    /// Where the load's time went, phase by phase (the phases reached).
+    pub phases: super::LoadPhases,
 }
 
 impl LoadReport {
@@ -85,6 +87,7 @@ impl LoadReport {
             file_errors: Vec::new(),
             report_path,
             rejects_dir: None,
+            phases: super::LoadPhases::default(),
         }
     }
 

@@ -15,6 +15,7 @@ use prism_contract::{
     ValidatedChunk,
 };
 
+use super::phases::{Busy, BusyClock};
 use super::report::{FileOutcome, LoadReport, RejectsFile, ReportWriter, SHOWN_PER_FILE};
 use super::{LoadOptions, LoadProgress};
 use crate::staging::StagedTable;
@@ -172,6 +173,7 @@ pub(super) fn validate_and_stage(
     report_writer: &mut ReportWriter,
     staged: &mut Vec<(Entity, PathBuf, u64)>,
     progress: &dyn LoadProgress,
+    busy: &BusyClock,
 ) -> Result<()> {
     let export = &options.export_dir;
     for entity in Entity::ALL {
@@ -215,6 +217,7 @@ pub(super) fn validate_and_stage(
             bytes,
             staging_dir,
             progress,
+            busy,
         };
         let (outcome, dir, rows) = file.stage(reader, quarantine.as_mut(), known, report_writer)?;
         if let Some(q) = quarantine
@@ -274,6 +277,7 @@ fn missing_file(
             staging_dir.join(entity.name()),
             entity.schema(),
             clustered_by(entity),
+            &BusyClock::default(),
         )?;
         let dir = table.dir.clone();
         staged.push((entity, dir, table.finish()?));
@@ -364,6 +368,7 @@ struct StagedFile<'a> {
     bytes: u64,
     staging_dir: &'a Path,
     progress: &'a dyn LoadProgress,
+    busy: &'a BusyClock,
 }
 
 impl StagedFile<'_> {
@@ -389,6 +394,7 @@ impl StagedFile<'_> {
             self.staging_dir.join(entity.name()),
             entity.schema(),
             clustered_by(entity),
+            self.busy,
         )?;
         let tracked = known.tracks(entity);
         let key_position = reader.key_position();
@@ -416,15 +422,18 @@ impl StagedFile<'_> {
         // No export row is shorter than about 40 bytes; a table sized for that never grows.
         let mut keys = KeyRegistry::with_capacity((self.bytes / 40).min(64 << 20) as usize);
         let mut rejected_here = 0u64;
+        let busy = self.busy;
         let (mut reader, read_result) = self.validate_in_order(reader, known, |records, chunk| {
             let mut faults: Vec<(usize, Vec<Rejection>)> = chunk.rejected;
             let mut keep: Option<Vec<bool>> = None;
-            for (row, (digest, index)) in chunk.keys.iter().enumerate() {
-                if !keys.first(*digest) {
-                    faults.push((*index, vec![validator.duplicate(&records[*index])]));
-                    keep.get_or_insert_with(|| vec![true; chunk.keys.len()])[row] = false;
+            busy.time(Busy::Checking, || {
+                for (row, (digest, index)) in chunk.keys.iter().enumerate() {
+                    if !keys.first(*digest) {
+                        faults.push((*index, vec![validator.duplicate(&records[*index])]));
+                        keep.get_or_insert_with(|| vec![true; chunk.keys.len()])[row] = false;
+                    }
                 }
-            }
+            });
             faults.sort_by_key(|(i, _)| *i);
             rejected_here += faults.len() as u64;
             for (i, f) in faults {
@@ -502,9 +511,11 @@ impl StagedFile<'_> {
                 let mut v = validator.clone();
                 let rx = chunk_rx.clone();
                 let tx = done_tx.clone();
+                let busy = self.busy;
                 scope.spawn(move || {
                     for (seq, records, n) in rx {
-                        let out = v.validate_chunk(&records[..n], known);
+                        let out =
+                            busy.time(Busy::Checking, || v.validate_chunk(&records[..n], known));
                         if tx.send((seq, records, n, out)).is_err() {
                             break;
                         }
@@ -513,6 +524,7 @@ impl StagedFile<'_> {
             }
             drop(done_tx);
             drop(chunk_rx);
+            let busy = self.busy;
             let reading = scope.spawn(move || {
                 let mut seq = 0u64;
                 let mut last_progress = 0u64;
@@ -520,7 +532,7 @@ impl StagedFile<'_> {
                     let mut records = pool_rx
                         .try_recv()
                         .unwrap_or_else(|_| vec![csv::ByteRecord::new(); CHUNK_ROWS]);
-                    match reader.read_chunk(&mut records) {
+                    match busy.time(Busy::Reading, || reader.read_chunk(&mut records)) {
                         Ok(0) => break Ok(()),
                         Ok(n) => {
                             if chunk_tx.send((seq, records, n)).is_err() {
