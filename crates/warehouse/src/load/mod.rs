@@ -397,6 +397,67 @@ fn failed(report: &mut LoadReport, writer: ReportWriter, e: WarehouseError) -> W
     e
 }
 
+/// The export read, checked and staged against the keys the warehouse already holds: the
+/// staging phases of a load. A rejected export ends here, its report written, nothing committed.
+struct Staging<'a> {
+    wh: &'a Warehouse,
+    options: &'a LoadOptions,
+    current: Option<&'a WarehouseVersion>,
+    load_dir: &'a Path,
+    staging_dir: &'a Path,
+    progress: &'a dyn LoadProgress,
+    started: std::time::Instant,
+}
+
+/// Each staged table: its entity, its folder and its rows.
+type Staged = Vec<(Entity, PathBuf, u64)>;
+
+impl Staging<'_> {
+    async fn run(
+        &self,
+        mut report: LoadReport,
+        mut report_writer: ReportWriter,
+    ) -> Result<(LoadReport, ReportWriter, Staged)> {
+        let (wh, options) = (self.wh, self.options);
+        let keys_started = std::time::Instant::now();
+        let known = known_ids(wh, self.current, options, self.progress).await;
+        report.phases.warehouse_keys_ms = ms_since(keys_started);
+        let mut known = match known {
+            Ok(k) => k,
+            Err(e) => return Err(failed(&mut report, report_writer, e)),
+        };
+        let mut staged = Staged::new();
+        let staging_started = std::time::Instant::now();
+        let busy = BusyClock::default();
+        let outcome = validate_and_stage(
+            options,
+            self.current.is_none() || options.mode == LoadMode::Replace,
+            self.staging_dir,
+            self.load_dir,
+            &mut known,
+            &mut report,
+            &mut report_writer,
+            &mut staged,
+            self.progress,
+            &busy,
+        );
+        busy.fill(&mut report.phases);
+        report.phases.staging_ms = ms_since(staging_started);
+        if let Err(e) = outcome {
+            let _ = remove_dir_if_exists(self.staging_dir);
+            return Err(failed(&mut report, report_writer, e));
+        }
+        if !report.file_errors.is_empty() || (!options.quarantine && report.rows_rejected() > 0) {
+            remove_dir_if_exists(&wh.dir.join("staging"))?;
+            report.phases.total_ms = ms_since(self.started);
+            report.finished_at = now_rfc3339();
+            report_writer.finish(&report)?;
+            return Err(WarehouseError::Rejected(Box::new(report)));
+        }
+        Ok((report, report_writer, staged))
+    }
+}
+
 async fn run_locked(
     wh: &Warehouse,
     options: &LoadOptions,
@@ -413,45 +474,19 @@ async fn run_locked(
     let current = versions.current().cloned();
     recover(wh, current.as_ref(), progress).await?;
 
-    let (load_dir, report_path, mut report_writer) = load_folder(wh, load_id)?;
-    let staging_dir = wh.dir.join("staging").join(load_id);
-
-    let keys_started = std::time::Instant::now();
-    let mut known = known_ids(wh, current.as_ref(), options, progress).await?;
-    let warehouse_keys_ms = ms_since(keys_started);
-
+    let (load_dir, report_path, report_writer) = load_folder(wh, load_id)?;
     let source = source.map_or_else(|| export.display().to_string(), str::to_string);
-    let mut report = LoadReport::begin(source, options, started_at, report_path);
-    report.phases.warehouse_keys_ms = warehouse_keys_ms;
-    let mut staged: Vec<(Entity, PathBuf, u64)> = Vec::new(); // each table's staged rows
-
-    let staging_started = std::time::Instant::now();
-    let busy = BusyClock::default();
-    let outcome = validate_and_stage(
+    let report = LoadReport::begin(source, options, started_at, report_path);
+    let export_staged = Staging {
+        wh,
         options,
-        current.is_none() || options.mode == LoadMode::Replace,
-        &staging_dir,
-        &load_dir,
-        &mut known,
-        &mut report,
-        &mut report_writer,
-        &mut staged,
+        current: current.as_ref(),
+        load_dir: &load_dir,
+        staging_dir: &wh.dir.join("staging").join(load_id),
         progress,
-        &busy,
-    );
-    busy.fill(&mut report.phases);
-    report.phases.staging_ms = ms_since(staging_started);
-    if let Err(e) = outcome {
-        let _ = remove_dir_if_exists(&staging_dir);
-        return Err(failed(&mut report, report_writer, e));
-    }
-    if !report.file_errors.is_empty() || (!options.quarantine && report.rows_rejected() > 0) {
-        remove_dir_if_exists(&wh.dir.join("staging"))?;
-        report.phases.total_ms = ms_since(started);
-        report.finished_at = now_rfc3339();
-        report_writer.finish(&report)?;
-        return Err(WarehouseError::Rejected(Box::new(report)));
-    }
+        started,
+    };
+    let (mut report, report_writer, staged) = export_staged.run(report, report_writer).await?;
 
     let committing_started = std::time::Instant::now();
     let committed = match commit_and_build(wh, &staged, current.as_ref(), options, progress).await {
