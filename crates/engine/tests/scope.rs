@@ -250,3 +250,63 @@ async fn a_lookup_never_reads_another_partners_row() {
         [["P-1", "2", "1", "100.0"], ["P-2", "2", "0", "0.0"]]
     );
 }
+
+#[tokio::test]
+async fn a_partners_newest_month_is_its_own_never_the_channels() {
+    // fixtures/tiny by hand: order lines of P-1 in January 2024, direct sales in February, P-2
+    // in March; surveys of P-1 in January, of P-2 in February; P-3 has neither.
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
+    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
+    for rollups in [true, false] {
+        let engine = Engine::new(Model::shipped());
+        wh.load(
+            &LoadOptions {
+                export_dir: fixture.clone(),
+                mode: LoadMode::Replace,
+                quarantine: false,
+                rollups: if rollups {
+                    engine.rollup_builds()
+                } else {
+                    Vec::new()
+                },
+            },
+            &NoProgress,
+        )
+        .await
+        .unwrap();
+        let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+        let newest = async |metric: &str, audience: Audience| {
+            engine
+                .newest_month(&ctx, metric, &audience)
+                .await
+                .unwrap()
+                .map(|d| d.to_string())
+        };
+        let month = |m: &str| Some(format!("2024-{m}-01"));
+        let partner = |p: &str| Audience::partner(p).unwrap();
+        let managed = |ps: &[&str]| Audience::partners(ps.iter().map(|p| p.to_string()));
+        assert_eq!(newest("closed_revenue", partner("P-1")).await, month("01"));
+        assert_eq!(newest("closed_revenue", partner("P-2")).await, month("03"));
+        assert_eq!(newest("closed_revenue", partner("P-3")).await, None);
+        assert_eq!(
+            newest("closed_revenue:change_pct", partner("P-1")).await,
+            month("01")
+        );
+        assert_eq!(
+            newest("closed_revenue", managed(&["P-1", "P-3"])).await,
+            month("01")
+        );
+        assert_eq!(
+            newest("closed_revenue", managed(&["P-1", "P-2"])).await,
+            month("03")
+        );
+        assert_eq!(newest("closed_revenue", managed(&[])).await, None);
+        assert_eq!(
+            newest("closed_revenue", Audience::everyone()).await,
+            month("03")
+        );
+        assert_eq!(newest("csat_avg", partner("P-1")).await, month("01"));
+        assert_eq!(newest("csat_avg", partner("P-2")).await, month("02"));
+    }
+}
