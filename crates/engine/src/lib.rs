@@ -558,15 +558,6 @@ impl Engine {
         time: &str,
     ) -> Result<Option<String>, EngineError> {
         let base = metric.split(':').next().unwrap_or(metric).to_string();
-        let partners_only = audience.is_everyone() || audience.is_benchmark();
-        let is_state = self.model.metrics.get(&base).is_some_and(|m| m.state);
-        // By month the answer by partner is small (a rollup's partners × months); by day it
-        // would be every partner's every day, dearer than the one partner's own question.
-        if time == "time.month" && !partners_only && !is_state {
-            return self
-                .newest_of_partners(session, &base, audience, time)
-                .await;
-        }
         let query = Query {
             metrics: vec![base],
             by: vec![time.into()],
@@ -582,35 +573,6 @@ impl Engine {
             .rows()
             .first()
             .and_then(|r| r.text(time).map(str::to_string)))
-    }
-
-    /// The newest member of a time dimension with a row of the metric's fact for one of the
-    /// audience's partners, read from one answer by partner over the whole channel. That answer
-    /// is the same for every audience, so the result cache keeps it for the version: a pass of
-    /// alerts asks the newest month of a hundred partners, and one question planned once instead
-    /// of a hundred is most of their time. Only the audience's own partners' members are read
-    /// from it, so nothing of another partner leaves this function.
-    async fn newest_of_partners(
-        &self,
-        session: &SessionContext,
-        base: &str,
-        audience: &Audience,
-        time: &str,
-    ) -> Result<Option<String>, EngineError> {
-        let partner = "partner.partner_id";
-        let query = Query {
-            metrics: vec![base.to_string()],
-            by: vec![partner.into(), time.into()],
-            ..Query::default()
-        };
-        let result = self.run(session, &query, &Audience::everyone()).await?;
-        // A time member as the answer writes it (`2024-03`, `2024-03-31`) sorts as its date.
-        Ok(result
-            .rows()
-            .iter()
-            .filter(|r| r.text(partner).is_some_and(|p| audience.sees(p)))
-            .filter_map(|r| r.text(time).map(str::to_string))
-            .max())
     }
 
     /// Compiles and runs a query over a session holding the warehouse's tables.
