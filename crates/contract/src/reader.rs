@@ -531,6 +531,141 @@ pub struct FileReader<R: Read> {
     rows_rejected: u64,
 }
 
+/// The header's column names, trimmed, without a byte-order mark; a blank first line is
+/// skipped, as the csv crate skips blank lines. An empty file has none.
+fn read_header<R: Read>(
+    csv: &mut csv::Reader<LineFeeds<R>>,
+    file: &str,
+    header_error: &impl Fn(String, Option<String>) -> FileError,
+) -> Result<Vec<String>, FileError> {
+    let mut header = ByteRecord::new();
+    let io = |e: csv::Error| FileError::Io {
+        file: file.to_string(),
+        source: e.into(),
+    };
+    let has_header = csv.read_byte_record(&mut header).map_err(io)?;
+    let has_header = has_header
+        && (end_of_line(&mut header, &mut Vec::new()) || {
+            let mut more = true;
+            while more {
+                more = csv.read_byte_record(&mut header).map_err(io)?;
+                if more && end_of_line(&mut header, &mut Vec::new()) {
+                    break;
+                }
+            }
+            more
+        });
+    if !has_header {
+        return Err(header_error(
+            "the file is empty: expected a header row naming the columns".into(),
+            None,
+        ));
+    }
+    let mut names = Vec::with_capacity(header.len());
+    for (i, raw) in header.iter().enumerate() {
+        let raw = if i == 0 {
+            raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw)
+        } else {
+            raw
+        };
+        let name = std::str::from_utf8(raw)
+            .map_err(|_| header_error(format!("header column {} is not valid UTF-8", i + 1), None))?
+            .trim()
+            .to_string();
+        names.push(name);
+    }
+    Ok(names)
+}
+
+/// Where each of the entity's columns is in the header, and a warning for each column the
+/// contract does not know; a column named twice or a required column missing is refused.
+fn column_positions(
+    entity: Entity,
+    names: &[String],
+    file: &str,
+    header_error: &impl Fn(String, Option<String>) -> FileError,
+) -> Result<(Vec<Option<usize>>, Vec<String>), FileError> {
+    let columns = entity.columns();
+    let mut positions = vec![None; columns.len()];
+    let mut warnings = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        match entity.column_index(name) {
+            Some(c) if positions[c].is_some() => {
+                return Err(header_error(
+                    format!("column {name:?} appears twice in the header"),
+                    Some(name.clone()),
+                ));
+            }
+            Some(c) => positions[c] = Some(i),
+            None => warnings.push(format!(
+                "{file}: unknown column {name:?} (column {}) is ignored",
+                i + 1
+            )),
+        }
+    }
+    let missing: Vec<&str> = columns
+        .iter()
+        .zip(&positions)
+        .filter(|(c, p)| c.required && p.is_none())
+        .map(|(c, _)| c.name)
+        .collect();
+    if !missing.is_empty() {
+        let expected: Vec<&str> = columns.iter().map(|c| c.name).collect();
+        return Err(header_error(
+            format!(
+                "required column{} {} missing from the header (expected columns: {})",
+                if missing.len() > 1 { "s" } else { "" },
+                missing.join(", "),
+                expected.join(", ")
+            ),
+            Some(missing.join(", ")),
+        ));
+    }
+    Ok((positions, warnings))
+}
+
+impl RowValidator {
+    /// A validator of the entity's rows, its columns at these positions of a file's records.
+    fn for_columns(
+        entity: Entity,
+        file: String,
+        header_len: usize,
+        positions: Vec<Option<usize>>,
+    ) -> RowValidator {
+        let columns = entity.columns();
+        let key_positions = entity
+            .key()
+            .iter()
+            .map(|k| entity.column_index(k).expect("key column"))
+            .collect();
+        let rule_column = |pick: fn(&Rule) -> Option<&'static str>| -> Vec<Option<usize>> {
+            columns
+                .iter()
+                .map(|c| pick(&c.rule).and_then(|other| entity.column_index(other)))
+                .collect()
+        };
+        RowValidator {
+            entity,
+            file,
+            header_len,
+            positions,
+            key_positions,
+            not_before: rule_column(|r| match r {
+                Rule::NotBefore(other) => Some(*other),
+                _ => None,
+            }),
+            not_more_than: rule_column(|r| match r {
+                Rule::NotMoreThan(other) => Some(*other),
+                _ => None,
+            }),
+            parsed: vec![Parsed::Null; columns.len()],
+            builders: columns.iter().map(|c| Builder::new(c.ty)).collect(),
+            rows_in_batch: 0,
+            last_known_reference: vec![Vec::new(); columns.len()],
+        }
+    }
+}
+
 impl<R: Read> FileReader<R> {
     /// Reads and checks the header. A header that lacks a required column, names a column
     /// twice, or is absent (an empty file) makes the whole file unreadable.
@@ -554,7 +689,6 @@ impl<R: Read> FileReader<R> {
             .flexible(true)
             .terminator(csv::Terminator::Any(b'\n'))
             .from_reader(reader);
-        let mut header = ByteRecord::new();
         let header_error = |reason: String, column: Option<String>| {
             FileError::Rejected(Rejection {
                 file: file.clone(),
@@ -565,119 +699,9 @@ impl<R: Read> FileReader<R> {
                 reason,
             })
         };
-        let has_header = csv
-            .read_byte_record(&mut header)
-            .map_err(|e| FileError::Io {
-                file: file.clone(),
-                source: e.into(),
-            })?;
-        let has_header = has_header
-            && (end_of_line(&mut header, &mut Vec::new()) || {
-                // A blank first line: the header is the next record, as the csv crate skips
-                // blank lines.
-                let mut more = true;
-                while more {
-                    more = csv
-                        .read_byte_record(&mut header)
-                        .map_err(|e| FileError::Io {
-                            file: file.clone(),
-                            source: e.into(),
-                        })?;
-                    if more && end_of_line(&mut header, &mut Vec::new()) {
-                        break;
-                    }
-                }
-                more
-            });
-        if !has_header {
-            return Err(header_error(
-                "the file is empty: expected a header row naming the columns".into(),
-                None,
-            ));
-        }
-        let mut names = Vec::with_capacity(header.len());
-        for (i, raw) in header.iter().enumerate() {
-            let raw = if i == 0 {
-                raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw)
-            } else {
-                raw
-            };
-            let name = std::str::from_utf8(raw)
-                .map_err(|_| {
-                    header_error(format!("header column {} is not valid UTF-8", i + 1), None)
-                })?
-                .trim()
-                .to_string();
-            names.push(name);
-        }
-        let columns = entity.columns();
-        let mut positions = vec![None; columns.len()];
-        let mut warnings = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            match entity.column_index(name) {
-                Some(c) if positions[c].is_some() => {
-                    return Err(header_error(
-                        format!("column {name:?} appears twice in the header"),
-                        Some(name.clone()),
-                    ));
-                }
-                Some(c) => positions[c] = Some(i),
-                None => warnings.push(format!(
-                    "{file}: unknown column {name:?} (column {}) is ignored",
-                    i + 1
-                )),
-            }
-        }
-        let missing: Vec<&str> = columns
-            .iter()
-            .zip(&positions)
-            .filter(|(c, p)| c.required && p.is_none())
-            .map(|(c, _)| c.name)
-            .collect();
-        if !missing.is_empty() {
-            let expected: Vec<&str> = columns.iter().map(|c| c.name).collect();
-            return Err(header_error(
-                format!(
-                    "required column{} {} missing from the header (expected columns: {})",
-                    if missing.len() > 1 { "s" } else { "" },
-                    missing.join(", "),
-                    expected.join(", ")
-                ),
-                Some(missing.join(", ")),
-            ));
-        }
-        let key_positions = entity
-            .key()
-            .iter()
-            .map(|k| entity.column_index(k).expect("key column"))
-            .collect();
-        let not_before = columns
-            .iter()
-            .map(|c| match c.rule {
-                Rule::NotBefore(other) => entity.column_index(other),
-                _ => None,
-            })
-            .collect();
-        let not_more_than = columns
-            .iter()
-            .map(|c| match c.rule {
-                Rule::NotMoreThan(other) => entity.column_index(other),
-                _ => None,
-            })
-            .collect();
-        let validator = RowValidator {
-            entity,
-            file,
-            header_len: names.len(),
-            positions,
-            key_positions,
-            not_before,
-            not_more_than,
-            parsed: vec![Parsed::Null; columns.len()],
-            builders: columns.iter().map(|c| Builder::new(c.ty)).collect(),
-            rows_in_batch: 0,
-            last_known_reference: vec![Vec::new(); columns.len()],
-        };
+        let names = read_header(&mut csv, &file, &header_error)?;
+        let (positions, warnings) = column_positions(entity, &names, &file, &header_error)?;
+        let validator = RowValidator::for_columns(entity, file, names.len(), positions);
         Ok(FileReader {
             csv,
             lines,

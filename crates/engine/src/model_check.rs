@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Schema};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::prelude::SessionContext;
 use prism_contract::Entity;
@@ -20,13 +20,41 @@ use prism_model::{
 /// Checks every table, column and expression of a model against the warehouse's tables,
 /// reporting every problem at once with its line.
 pub fn check_model(model: &Model) -> Result<(), ModelError> {
-    let mut problems = Vec::new();
-    let ctx = SessionContext::new();
-    let table = |name: &str, owner: &str, problems: &mut Vec<ModelProblem>| {
+    let mut checker = Checker {
+        ctx: SessionContext::new(),
+        problems: Vec::new(),
+    };
+    for d in model.dimensions.values() {
+        checker.dimension(d);
+    }
+    for f in model.facts.values() {
+        checker.fact(model, f);
+    }
+    let mut problems = checker.problems;
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        problems.sort_by_key(|p| p.line);
+        Err(ModelError {
+            file: model.file.clone(),
+            problems,
+        })
+    }
+}
+
+/// The problems found so far, and a session to type expressions in.
+struct Checker {
+    ctx: SessionContext,
+    problems: Vec<ModelProblem>,
+}
+
+impl Checker {
+    /// A warehouse table's schema, or a problem naming the tables there are.
+    fn table(&mut self, name: &str, owner: &str) -> Option<SchemaRef> {
         let entity = Entity::from_name(name);
         if entity.is_none() {
             let names: Vec<&str> = Entity::ALL.iter().map(|e| e.name()).collect();
-            problems.push(ModelProblem {
+            self.problems.push(ModelProblem {
                 line: None,
                 message: format!(
                     "{owner}: `{name}` is not a table of the warehouse (one of {}){}",
@@ -36,35 +64,39 @@ pub fn check_model(model: &Model) -> Result<(), ModelError> {
             });
         }
         entity.map(|e| e.schema())
-    };
-    for d in model.dimensions.values() {
+    }
+
+    /// A dimension's table, key and attributes.
+    fn dimension(&mut self, d: &prism_model::Dimension) {
         let owner = format!("dimension `{}`", d.name);
-        let Some(schema) = table(&d.table, &owner, &mut problems) else {
-            continue;
+        let Some(schema) = self.table(&d.table, &owner) else {
+            return;
         };
-        column(&schema, &d.key, None, &owner, "key ", &mut problems);
+        column(&schema, &d.key, None, &owner, "key ", &mut self.problems);
         for a in d.attributes.values() {
             let owner = format!("attribute `{}.{}`", d.name, a.name);
             match &a.expression {
                 Some(e) => {
-                    typed(&ctx, &schema, e, a.line, &owner, &mut problems);
+                    typed(&self.ctx, &schema, e, a.line, &owner, &mut self.problems);
                 }
-                None => column(&schema, &a.name, a.line, &owner, "", &mut problems),
+                None => column(&schema, &a.name, a.line, &owner, "", &mut self.problems),
             }
         }
     }
-    for f in model.facts.values() {
+
+    /// A fact's table, time column, attributes, lookups and base metrics.
+    fn fact(&mut self, model: &Model, f: &prism_model::Fact) {
         let owner = format!("fact `{}`", f.name);
-        let Some(schema) = table(&f.table, &owner, &mut problems) else {
-            continue;
+        let Some(schema) = self.table(&f.table, &owner) else {
+            return;
         };
         match schema.field_with_name(&f.time).map(|x| x.data_type()) {
             Ok(DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)) => {}
-            Ok(other) => problems.push(ModelProblem {
+            Ok(other) => self.problems.push(ModelProblem {
                 line: None,
                 message: format!("{owner}: time column `{}` is {other}, not a date", f.time),
             }),
-            Err(_) => column(&schema, &f.time, None, &owner, "time ", &mut problems),
+            Err(_) => column(&schema, &f.time, None, &owner, "time ", &mut self.problems),
         }
         for a in f.attributes.values() {
             column(
@@ -73,23 +105,43 @@ pub fn check_model(model: &Model) -> Result<(), ModelError> {
                 None,
                 &owner,
                 "attribute ",
-                &mut problems,
+                &mut self.problems,
             );
         }
-        // A lookup's column joins the fact's own, under the lookup's name.
+        let mut fields = self.lookups(f, &schema, &owner);
+        let schema = Arc::new(Schema::new(fields.clone()));
+        // A state reads the day it is taken at as `as_of`.
+        fields.push(arrow::datatypes::Field::new(
+            "as_of",
+            DataType::Date32,
+            false,
+        ));
+        let state_schema = Arc::new(Schema::new(fields));
+        for m in model.metrics.values().filter(|m| m.fact == f.name) {
+            self.metric(m, if m.state { &state_schema } else { &schema });
+        }
+    }
+
+    /// The fact's columns with its lookups' columns under the lookups' names.
+    fn lookups(
+        &mut self,
+        f: &prism_model::Fact,
+        schema: &SchemaRef,
+        owner: &str,
+    ) -> Vec<arrow::datatypes::Field> {
         let mut fields: Vec<arrow::datatypes::Field> =
             schema.fields().iter().map(|x| x.as_ref().clone()).collect();
         for l in f.lookups.values() {
             let owner = format!("{owner}: lookup `{}`", l.name);
-            column(&schema, &l.key, None, &owner, "key ", &mut problems);
-            let Some(looked_up) = table(&l.table, &owner, &mut problems) else {
+            column(schema, &l.key, None, &owner, "key ", &mut self.problems);
+            let Some(looked_up) = self.table(&l.table, &owner) else {
                 continue;
             };
-            column(&looked_up, &l.key, None, &owner, "key ", &mut problems);
+            column(&looked_up, &l.key, None, &owner, "key ", &mut self.problems);
             // A partner's fact looks up its own partner's rows only: the table must say whose
             // each row is.
             if l.same_partner && looked_up.field_with_name("partner_id").is_err() {
-                problems.push(ModelProblem {
+                self.problems.push(ModelProblem {
                     line: None,
                     message: format!(
                         "{owner}: `{}` has no partner_id, so a partner's row could look up another partner's; look up a table with partner_id",
@@ -103,56 +155,41 @@ pub fn check_model(model: &Model) -> Result<(), ModelError> {
                     c.data_type().clone(),
                     true,
                 )),
-                Err(_) => column(&looked_up, &l.column, None, &owner, "", &mut problems),
+                Err(_) => column(&looked_up, &l.column, None, &owner, "", &mut self.problems),
             }
         }
-        let schema = Arc::new(Schema::new(fields.clone()));
-        // A state reads the day it is taken at as `as_of`.
-        fields.push(arrow::datatypes::Field::new(
-            "as_of",
-            DataType::Date32,
-            false,
-        ));
-        let state_schema = Arc::new(Schema::new(fields));
-        for m in model.metrics.values().filter(|m| m.fact == f.name) {
-            let MetricKind::Base { aggregate, filter } = &m.kind else {
-                continue;
-            };
-            let schema = if m.state { &state_schema } else { &schema };
-            let owner = format!("metric `{}`", m.name);
-            let value = match aggregate {
-                Aggregate::CountRows => None,
-                Aggregate::Sum(e) | Aggregate::Count(e) | Aggregate::CountDistinct(e) => {
-                    typed(&ctx, schema, e, m.line, &owner, &mut problems)
-                }
-            };
-            if let (Aggregate::Sum(e), Some(ty)) = (aggregate, value)
-                && !ty.is_numeric()
-            {
-                problems.push(ModelProblem {
-                    line: m.line,
-                    message: format!("{owner}: `sum: {e}` is {ty}, not a number to add up"),
-                });
-            }
-            if let Some(e) = filter
-                && let Some(ty) = typed(&ctx, schema, e, m.line, &owner, &mut problems)
-                && ty != DataType::Boolean
-            {
-                problems.push(ModelProblem {
-                    line: m.line,
-                    message: format!("{owner}: `where: {e}` is {ty}, not a condition"),
-                });
-            }
-        }
+        fields
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        problems.sort_by_key(|p| p.line);
-        Err(ModelError {
-            file: model.file.clone(),
-            problems,
-        })
+
+    /// A base metric's measure (a sum adds numbers) and condition (a boolean).
+    fn metric(&mut self, m: &prism_model::Metric, schema: &SchemaRef) {
+        let MetricKind::Base { aggregate, filter } = &m.kind else {
+            return;
+        };
+        let owner = format!("metric `{}`", m.name);
+        let value = match aggregate {
+            Aggregate::CountRows => None,
+            Aggregate::Sum(e) | Aggregate::Count(e) | Aggregate::CountDistinct(e) => {
+                typed(&self.ctx, schema, e, m.line, &owner, &mut self.problems)
+            }
+        };
+        if let (Aggregate::Sum(e), Some(ty)) = (aggregate, value)
+            && !ty.is_numeric()
+        {
+            self.problems.push(ModelProblem {
+                line: m.line,
+                message: format!("{owner}: `sum: {e}` is {ty}, not a number to add up"),
+            });
+        }
+        if let Some(e) = filter
+            && let Some(ty) = typed(&self.ctx, schema, e, m.line, &owner, &mut self.problems)
+            && ty != DataType::Boolean
+        {
+            self.problems.push(ModelProblem {
+                line: m.line,
+                message: format!("{owner}: `where: {e}` is {ty}, not a condition"),
+            });
+        }
     }
 }
 

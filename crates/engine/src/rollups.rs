@@ -268,31 +268,10 @@ impl Engine {
                 }
             }
         }
-        // Days and weeks are grouped as dates; months, quarters and years as numbers (2024 * 100
-        // + 5), far cheaper than truncating every row's date, made the grain's first day after
-        // aggregation.
-        let mut first_day = None;
-        if let Some(g) = &r.grain {
-            let time = crate::quote_ident(&fact.time);
-            inner.push(format!(
-                "{} AS {time}",
-                self.group_sql(&Dim::Time { grain: *g }, &day, None)
-            ));
-            first_day = match g {
-                Grain::Month => {
-                    Some("make_date(CAST({t} / 100 AS INT), CAST({t} % 100 AS INT), 1)")
-                }
-                Grain::Quarter => {
-                    Some("make_date(CAST({t} / 10 AS INT), CAST(({t} % 10) * 3 - 2 AS INT), 1)")
-                }
-                Grain::Year => Some("make_date(CAST({t} AS INT), 1, 1)"),
-                Grain::Day | Grain::Week => None,
-            }
-            .map(|e| e.replace("{t}", &format!("g.{time}")));
-            outer.push(match &first_day {
-                Some(e) => format!("{e} AS {time}"),
-                None => format!("g.{time}"),
-            });
+        if let Some(g) = r.grain {
+            let (grouped, read) = grain_columns(g, &fact.time, |d| self.group_sql(d, &day, None));
+            inner.push(grouped);
+            outer.push(read);
         }
         let groups = inner.len();
         for m in &r.metrics {
@@ -309,6 +288,39 @@ impl Engine {
             ));
             outer.push(format!("g.{CHANNEL_PARTNERS}"));
         }
+        let grouped = self.grouped_sql(r, source, &inner, groups, &late);
+        // Without a grain made a first day or a join after aggregation, the grouping is the rollup.
+        let made_after = r
+            .grain
+            .is_some_and(|g| !matches!(g, Grain::Day | Grain::Week));
+        if !made_after && late.is_empty() {
+            return grouped;
+        }
+        let mut out = format!("SELECT {} FROM ({grouped}) g", outer.join(", "));
+        for j in &late {
+            let d = &self.model.dimensions[j];
+            out.push_str(&format!(
+                " LEFT JOIN {} {j} ON g.{} = {j}.{key}",
+                d.table,
+                crate::quote_ident(&d.key),
+                key = d.key
+            ));
+        }
+        out
+    }
+
+    /// The rollup's aggregation: its `inner` columns over the fact's rows (or a finer
+    /// rollup's), joined to the dimensions read before aggregation, grouped by the first
+    /// `groups` columns.
+    fn grouped_sql(
+        &self,
+        r: &Rollup,
+        source: Option<&RollupSource>,
+        inner: &[String],
+        groups: usize,
+        late: &std::collections::BTreeSet<String>,
+    ) -> String {
+        let fact = &self.model.facts[&r.fact];
         let mut sql = format!(
             "SELECT {} FROM {} f",
             inner.join(", "),
@@ -339,20 +351,7 @@ impl Engine {
                     .join(", ")
             ));
         }
-        if first_day.is_none() && late.is_empty() {
-            return sql;
-        }
-        let mut out = format!("SELECT {} FROM ({sql}) g", outer.join(", "));
-        for j in &late {
-            let d = &self.model.dimensions[j];
-            out.push_str(&format!(
-                " LEFT JOIN {} {j} ON g.{} = {j}.{key}",
-                d.table,
-                crate::quote_ident(&d.key),
-                key = d.key
-            ));
-        }
-        out
+        sql
     }
 
     /// The dimensions whose attributes a rollup holds beside their key: joined after its
@@ -494,24 +493,51 @@ impl Engine {
     fn fit(&self, r: &Rollup, need: &Need) -> Result<(), String> {
         let exact = self.exact(r, need);
         if r.channel {
-            if !need.benchmark {
-                return Err("holds partners' rows only, with their number: it answers channel benchmarks only".into());
-            }
-            if let Err(why) = &exact {
-                return Err(format!(
-                    "holds the number of partners of each row, so it answers a benchmark only at exactly its own grain, and {why}"
-                ));
-            }
-            // Its number of partners is those with any row in the group: the partners behind a
-            // figure only when every row of a partner counts in it.
-            let fact = &self.model.facts[&r.fact];
-            if let Some(p) = need.parts.iter().find(|p| !self.every_row_counts(fact, p)) {
-                return Err(format!(
-                    "holds the number of partners with any row, and `{}` counts only some rows (a condition, or a value that may be empty), so the partners behind it are not stored",
-                    p.name
-                ));
-            }
+            self.fit_channel(r, need, &exact)?;
         }
+        self.fit_metrics(r, need, &exact)?;
+        self.fit_cuts(r, need)?;
+        self.fit_partner(r, need)
+    }
+
+    /// A channel rollup answers a benchmark only, at exactly its grain, of metrics counting
+    /// every row of a partner.
+    fn fit_channel(
+        &self,
+        r: &Rollup,
+        need: &Need,
+        exact: &Result<(), String>,
+    ) -> Result<(), String> {
+        if !need.benchmark {
+            return Err(
+                "holds partners' rows only, with their number: it answers channel benchmarks only"
+                    .into(),
+            );
+        }
+        if let Err(why) = exact {
+            return Err(format!(
+                "holds the number of partners of each row, so it answers a benchmark only at exactly its own grain, and {why}"
+            ));
+        }
+        // Its number of partners is those with any row in the group: the partners behind a
+        // figure only when every row of a partner counts in it.
+        let fact = &self.model.facts[&r.fact];
+        if let Some(p) = need.parts.iter().find(|p| !self.every_row_counts(fact, p)) {
+            return Err(format!(
+                "holds the number of partners with any row, and `{}` counts only some rows (a condition, or a value that may be empty), so the partners behind it are not stored",
+                p.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the rollup holds each metric part asked, or can count it from its keys.
+    fn fit_metrics(
+        &self,
+        r: &Rollup,
+        need: &Need,
+        exact: &Result<(), String>,
+    ) -> Result<(), String> {
         for p in need.parts {
             // An unconditional distinct count of a key the rollup holds needs nothing stored: the
             // rollup's rows hold each key exactly when the base rows do.
@@ -524,7 +550,7 @@ impl Engine {
                 ..
             } = &p.kind
                 && !self.counts_a_dimension_key(r, e)
-                && let Err(why) = &exact
+                && let Err(why) = exact
             {
                 return Err(format!(
                     "`{}` counts distinct {e}, which is not a dimension of the rollup: its counts cannot be added up, and {why}",
@@ -532,6 +558,11 @@ impl Engine {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Whether the rollup holds the dimensions, filters, period and comparisons asked.
+    fn fit_cuts(&self, r: &Rollup, need: &Need) -> Result<(), String> {
         let name = |d: &Dim| self.dim_name(d);
         for (_, d) in need.dims {
             if !self.holds(r, d) {
@@ -572,6 +603,12 @@ impl Engine {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// A rollup without the partner's key answers only everyone's questions that do not cut
+    /// by partner.
+    fn fit_partner(&self, r: &Rollup, need: &Need) -> Result<(), String> {
         let partner_key = format!(
             "partner.{}",
             self.model
@@ -768,6 +805,32 @@ pub(crate) fn reaggregate(m: &Metric, source: &RollupSource) -> String {
             e.qualified("f")
         ),
     }
+}
+
+/// A rollup's time column: grouped (`inner`) and as the rollup holds it (`outer`, over `g`).
+/// Days and weeks are grouped as dates; months, quarters and years as numbers (2024 * 100 + 5),
+/// far cheaper than truncating every row's date, made the grain's first day after aggregation.
+fn grain_columns(
+    grain: Grain,
+    time_column: &str,
+    group_sql: impl Fn(&Dim) -> String,
+) -> (String, String) {
+    let time = crate::quote_ident(time_column);
+    let grouped = format!("{} AS {time}", group_sql(&Dim::Time { grain }));
+    let first_day = match grain {
+        Grain::Month => Some("make_date(CAST({t} / 100 AS INT), CAST({t} % 100 AS INT), 1)"),
+        Grain::Quarter => {
+            Some("make_date(CAST({t} / 10 AS INT), CAST(({t} % 10) * 3 - 2 AS INT), 1)")
+        }
+        Grain::Year => Some("make_date(CAST({t} AS INT), 1, 1)"),
+        Grain::Day | Grain::Week => None,
+    }
+    .map(|e| e.replace("{t}", &format!("g.{time}")));
+    let read = match first_day {
+        Some(e) => format!("{e} AS {time}"),
+        None => format!("g.{time}"),
+    };
+    (grouped, read)
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use arrow::datatypes::DataType;
 use chrono::NaiveDate;
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Distinct, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
-    LimitClause, ObjectName, ObjectNamePart, OrderByKind, Query as SqlQuery, SelectItem, SetExpr,
-    Statement, TableFactor, UnaryOperator, Value, visit_relations,
+    LimitClause, ObjectName, ObjectNamePart, OrderBy, OrderByKind, Query as SqlQuery, Select,
+    SelectItem, SetExpr, Statement, TableFactor, UnaryOperator, Value, visit_relations,
 };
 use prism_engine::{Filter, FilterOp, Order, Period, Query};
 use prism_model::{Aggregate, Format, Metric, MetricKind, Model, TIME_GRAINS};
@@ -265,6 +265,52 @@ pub fn translate(
     statement: &Statement,
     shape_only: bool,
 ) -> Result<Translated, Unsupported> {
+    let (select, order_by, limit_clause) = one_select(statement)?;
+    let limit = limit_of(limit_clause)?;
+    let SelectList {
+        columns,
+        by,
+        mut metrics,
+        wildcard,
+    } = select_list(model, subject, select)?;
+    if wildcard {
+        return wildcard_answer(subject, limit, &columns);
+    }
+    if columns.is_empty() {
+        return refuse("select at least one column");
+    }
+    grouped_by_dimensions(select, subject, &columns, &by)?;
+    let order = order_of(order_by.as_ref(), subject, &columns)?;
+
+    // A question of dimensions only lists the values that have rows in the scope: it asks a
+    // count of the fact's rows, which the answer then leaves out.
+    if metrics.is_empty() {
+        metrics.push(row_count_metric(model, &subject.fact)?);
+    }
+
+    let (filters, period) = match (&select.selection, shape_only) {
+        (Some(w), false) => conditions(subject, w)?,
+        _ => (Vec::new(), None),
+    };
+    Ok(Translated {
+        query: Query {
+            metrics,
+            by,
+            filters,
+            period,
+            order,
+            limit: limit.filter(|l| *l > 0),
+        },
+        columns,
+        empty: limit == Some(0),
+    })
+}
+
+/// The one SELECT of a statement, its ORDER BY and its LIMIT; whatever else a statement may
+/// hold is refused by name.
+fn one_select(
+    statement: &Statement,
+) -> Result<(&Select, &Option<OrderBy>, &Option<LimitClause>), Unsupported> {
     let Statement::Query(q) = statement else {
         return refuse("only SELECT statements are answered");
     };
@@ -331,6 +377,11 @@ pub fn translate(
         return refuse("DISTINCT ON is not supported");
     }
 
+    Ok((select, order_by, limit_clause))
+}
+
+/// `LIMIT n [OFFSET 0]`: the limit, if any.
+fn limit_of(limit_clause: &Option<LimitClause>) -> Result<Option<usize>, Unsupported> {
     let (limit, offset) = match limit_clause {
         None => (None, None),
         Some(LimitClause::LimitOffset {
@@ -347,7 +398,24 @@ pub fn translate(
         return refuse("OFFSET is not supported");
     }
 
-    // The select list: dimensions and metrics, in the order the client wants them.
+    Ok(limit)
+}
+
+/// The select list read: the columns in the client's order, the dimensions and metrics they
+/// name, and whether it had a `*`.
+struct SelectList {
+    columns: Vec<OutColumn>,
+    by: Vec<String>,
+    metrics: Vec<String>,
+    wildcard: bool,
+}
+
+/// The select list: dimensions and metrics, in the order the client wants them.
+fn select_list(
+    model: &Model,
+    subject: &Subject,
+    select: &Select,
+) -> Result<SelectList, Unsupported> {
     let mut columns: Vec<OutColumn> = Vec::new();
     let mut by: Vec<String> = Vec::new();
     let mut metrics: Vec<String> = Vec::new();
@@ -399,48 +467,64 @@ pub fn translate(
             data_type,
         });
     }
-    if wildcard {
-        // A tool reading a table's columns asks `SELECT * … LIMIT 0`; every dimension by
-        // every metric would be an answer nobody wants.
-        if limit != Some(0) || !columns.is_empty() {
-            return refuse("SELECT * is answered only with LIMIT 0: name the columns");
-        }
-        return Ok(Translated {
-            query: Query {
-                metrics: Vec::new(),
-                by: Vec::new(),
-                filters: Vec::new(),
-                period: None,
-                order: Vec::new(),
-                limit: Some(0),
-            },
-            columns: subject
-                .columns
-                .iter()
-                .map(|c| OutColumn {
-                    label: c.name.clone(),
-                    source: match &c.role {
-                        ColumnRole::Dimension(d) | ColumnRole::Metric(d) => d.clone(),
-                    },
-                    data_type: c.data_type.clone(),
-                })
-                .collect(),
-            empty: true,
-        });
-    }
-    if columns.is_empty() {
-        return refuse("select at least one column");
-    }
+    Ok(SelectList {
+        columns,
+        by,
+        metrics,
+        wildcard,
+    })
+}
 
-    // GROUP BY may name the selected dimensions (by name, alias or position) and nothing else;
-    // the answer is grouped by them whether or not it says so, as a semantic layer is.
+/// `SELECT * … LIMIT 0`: the subject's columns and no rows.
+fn wildcard_answer(
+    subject: &Subject,
+    limit: Option<usize>,
+    columns: &[OutColumn],
+) -> Result<Translated, Unsupported> {
+    // A tool reading a table's columns asks `SELECT * … LIMIT 0`; every dimension by
+    // every metric would be an answer nobody wants.
+    if limit != Some(0) || !columns.is_empty() {
+        return refuse("SELECT * is answered only with LIMIT 0: name the columns");
+    }
+    Ok(Translated {
+        query: Query {
+            metrics: Vec::new(),
+            by: Vec::new(),
+            filters: Vec::new(),
+            period: None,
+            order: Vec::new(),
+            limit: Some(0),
+        },
+        columns: subject
+            .columns
+            .iter()
+            .map(|c| OutColumn {
+                label: c.name.clone(),
+                source: match &c.role {
+                    ColumnRole::Dimension(d) | ColumnRole::Metric(d) => d.clone(),
+                },
+                data_type: c.data_type.clone(),
+            })
+            .collect(),
+        empty: true,
+    })
+}
+
+/// GROUP BY may name the selected dimensions (by name, alias or position) and nothing else;
+/// the answer is grouped by them whether or not it says so, as a semantic layer is.
+fn grouped_by_dimensions(
+    select: &Select,
+    subject: &Subject,
+    columns: &[OutColumn],
+    by: &[String],
+) -> Result<(), Unsupported> {
     match &select.group_by {
         GroupByExpr::Expressions(exprs, modifiers) => {
             if !modifiers.is_empty() {
                 return refuse("ROLLUP, CUBE and GROUPING SETS are not supported");
             }
             for e in exprs {
-                let i = select_position(e, &columns, subject)?;
+                let i = select_position(e, columns, subject)?;
                 if !by.contains(&columns[i].source) {
                     return refuse(format!("GROUP BY `{e}`: group by dimension columns only"));
                 }
@@ -449,6 +533,15 @@ pub fn translate(
         GroupByExpr::All(_) => {}
     }
 
+    Ok(())
+}
+
+/// ORDER BY: selected columns, by name, alias or position.
+fn order_of(
+    order_by: Option<&OrderBy>,
+    subject: &Subject,
+    columns: &[OutColumn],
+) -> Result<Vec<Order>, Unsupported> {
     let mut order = Vec::new();
     if let Some(o) = order_by {
         let OrderByKind::Expressions(items) = &o.kind else {
@@ -458,7 +551,7 @@ pub fn translate(
             return refuse("INTERPOLATE is not supported");
         }
         for item in items {
-            let i = select_position(&item.expr, &columns, subject)?;
+            let i = select_position(&item.expr, columns, subject)?;
             order.push(Order {
                 column: columns[i].source.clone(),
                 descending: item.options.asc == Some(false),
@@ -466,28 +559,7 @@ pub fn translate(
         }
     }
 
-    // A question of dimensions only lists the values that have rows in the scope: it asks a
-    // count of the fact's rows, which the answer then leaves out.
-    if metrics.is_empty() {
-        metrics.push(row_count_metric(model, &subject.fact)?);
-    }
-
-    let (filters, period) = match (&select.selection, shape_only) {
-        (Some(w), false) => conditions(subject, w)?,
-        _ => (Vec::new(), None),
-    };
-    Ok(Translated {
-        query: Query {
-            metrics,
-            by,
-            filters,
-            period,
-            order,
-            limit: limit.filter(|l| *l > 0),
-        },
-        columns,
-        empty: limit == Some(0),
-    })
+    Ok(order)
 }
 
 /// A metric of the fact over all its rows — one that counts them when there is one — so

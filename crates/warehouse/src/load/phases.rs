@@ -1,8 +1,10 @@
 //! Where a load's time goes, phase by phase, for the report and `prism load --format json`.
 //!
 //! Reading, checking, ordering and writing overlap: each runs on threads of its own while the
-//! others work, so each is measured as the time its threads were busy, summed over them, and
-//! the wall-clock time of the whole stage is given beside them. The later phases run one after
+//! others work, so each is measured as the time its threads spent in it, summed over them, and
+//! the wall-clock time of the whole stage is given beside them. A thread's time in a phase is
+//! wall-clock time, so where threads outnumber cores it includes waiting for one: the phases'
+//! shares, not their sum, say where the time goes. The later phases run one after
 //! the other and are wall-clock times.
 
 use std::sync::Arc;
