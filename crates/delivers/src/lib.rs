@@ -532,15 +532,6 @@ async fn list(
         audience: audience.clone(),
         period,
     };
-    let partner = |id: &str, name: &str, mut values: BTreeMap<String, String>, figure: String| {
-        values.insert("partner_id".into(), id.to_string());
-        values.insert("partner_name".into(), name.to_string());
-        Found {
-            label: format!("{id} · {name}"),
-            values,
-            figure,
-        }
-    };
     let rows: Vec<Found> = match analysis {
         ListAnalysis::Underperformers => {
             prism_analyses::underperformers::underperformers(&cx, Default::default())
@@ -549,9 +540,8 @@ async fn list(
                 .into_iter()
                 .map(|u| {
                     let reasons = u.reasons.join("; ");
-                    partner(
-                        &u.partner.partner_id,
-                        &u.partner.partner_name,
+                    partner_found(
+                        &u.partner,
                         BTreeMap::from([("reasons".to_string(), reasons.clone())]),
                         reasons,
                     )
@@ -562,9 +552,8 @@ async fn list(
             .await?
             .into_iter()
             .map(|c| {
-                partner(
-                    &c.partner.partner_id,
-                    &c.partner.partner_name,
+                partner_found(
+                    &c.partner,
                     BTreeMap::from([
                         ("class_before".to_string(), c.class_before.to_string()),
                         ("class_now".to_string(), c.class_now.to_string()),
@@ -597,6 +586,22 @@ async fn list(
         rows,
         files: Vec::new(),
     })
+}
+
+/// A partner of one of the analyses' lists as found: by id and name, with what the list says
+/// of it.
+fn partner_found(
+    partner: &prism_analyses::Partner,
+    mut values: BTreeMap<String, String>,
+    figure: String,
+) -> Found {
+    values.insert("partner_id".into(), partner.partner_id.clone());
+    values.insert("partner_name".into(), partner.partner_name.clone());
+    Found {
+        label: format!("{} · {}", partner.partner_id, partner.partner_name),
+        values,
+        figure,
+    }
 }
 
 /// A dashboard's report: every question answered in the audience, one workbook with a sheet

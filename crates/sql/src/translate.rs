@@ -855,43 +855,15 @@ fn condition(
                 (right.as_ref(), left.as_ref(), flipped)
             };
             match condition_column(subject, column)? {
-                None => {
-                    let d = date(value)?;
-                    match op {
-                        BinaryOperator::Eq => {
-                            bounds.at_least(d);
-                            bounds.at_most(d);
-                        }
-                        BinaryOperator::GtEq => bounds.at_least(d),
-                        BinaryOperator::Gt => bounds.at_least(d.succ_opt().unwrap_or(d)),
-                        BinaryOperator::LtEq => bounds.at_most(d),
-                        BinaryOperator::Lt => bounds.at_most(d.pred_opt().unwrap_or(d)),
-                        o => return refuse(format!("time_day {o}: use =, >=, >, <=, <")),
-                    }
-                }
+                None => day_bound(&op, date(value)?, bounds),
                 Some(dimension) => {
-                    let v = literal(value)?;
-                    let op = match op {
-                        BinaryOperator::Eq => FilterOp::In(vec![v]),
-                        BinaryOperator::NotEq => FilterOp::NotIn(vec![v]),
-                        BinaryOperator::GtEq => FilterOp::Range {
-                            from: Some(v),
-                            to: None,
-                        },
-                        BinaryOperator::LtEq => FilterOp::Range {
-                            from: None,
-                            to: Some(v),
-                        },
-                        o => {
-                            return refuse(format!(
-                                "`{column} {o} …`: use =, <>, >=, <=, IN, NOT IN or BETWEEN"
-                            ));
-                        }
-                    };
-                    filters.push(Filter { dimension, op });
+                    filters.push(Filter {
+                        dimension,
+                        op: comparison(&op, literal(value)?, column)?,
+                    });
+                    Ok(())
                 }
             }
-            Ok(())
         }
         Expr::InList {
             expr,
@@ -917,26 +889,73 @@ fn condition(
             negated: false,
             low,
             high,
-        } => {
-            match condition_column(subject, expr)? {
-                None => {
-                    bounds.at_least(date(low)?);
-                    bounds.at_most(date(high)?);
-                }
-                Some(dimension) => filters.push(Filter {
-                    dimension,
-                    op: FilterOp::Range {
-                        from: Some(literal(low)?),
-                        to: Some(literal(high)?),
-                    },
-                }),
-            }
-            Ok(())
-        }
+        } => between(subject, expr, low, high, filters, bounds),
         other => refuse(format!(
             "`{other}`: conditions are column = / <> / IN / NOT IN / BETWEEN / >= / <= values, joined by AND"
         )),
     }
+}
+
+/// `column BETWEEN low AND high`: the period's bounds for `time_day`, a range otherwise.
+fn between(
+    subject: &Subject,
+    expr: &Expr,
+    low: &Expr,
+    high: &Expr,
+    filters: &mut Vec<Filter>,
+    bounds: &mut Bounds,
+) -> Result<(), Unsupported> {
+    match condition_column(subject, expr)? {
+        None => {
+            bounds.at_least(date(low)?);
+            bounds.at_most(date(high)?);
+        }
+        Some(dimension) => filters.push(Filter {
+            dimension,
+            op: FilterOp::Range {
+                from: Some(literal(low)?),
+                to: Some(literal(high)?),
+            },
+        }),
+    }
+    Ok(())
+}
+
+/// `time_day <op> day`: the period's bounds narrowed.
+fn day_bound(op: &BinaryOperator, d: NaiveDate, bounds: &mut Bounds) -> Result<(), Unsupported> {
+    match op {
+        BinaryOperator::Eq => {
+            bounds.at_least(d);
+            bounds.at_most(d);
+        }
+        BinaryOperator::GtEq => bounds.at_least(d),
+        BinaryOperator::Gt => bounds.at_least(d.succ_opt().unwrap_or(d)),
+        BinaryOperator::LtEq => bounds.at_most(d),
+        BinaryOperator::Lt => bounds.at_most(d.pred_opt().unwrap_or(d)),
+        o => return refuse(format!("time_day {o}: use =, >=, >, <=, <")),
+    }
+    Ok(())
+}
+
+/// `dimension <op> value` as a filter's operation.
+fn comparison(op: &BinaryOperator, v: String, column: &Expr) -> Result<FilterOp, Unsupported> {
+    Ok(match op {
+        BinaryOperator::Eq => FilterOp::In(vec![v]),
+        BinaryOperator::NotEq => FilterOp::NotIn(vec![v]),
+        BinaryOperator::GtEq => FilterOp::Range {
+            from: Some(v),
+            to: None,
+        },
+        BinaryOperator::LtEq => FilterOp::Range {
+            from: None,
+            to: Some(v),
+        },
+        o => {
+            return refuse(format!(
+                "`{column} {o} …`: use =, <>, >=, <=, IN, NOT IN or BETWEEN"
+            ));
+        }
+    })
 }
 
 #[cfg(test)]

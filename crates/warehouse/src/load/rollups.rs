@@ -26,19 +26,7 @@ pub(crate) async fn build_rollups(
     if builds.is_empty() {
         return Ok(out);
     }
-    // A rollup whose tables this load left as they were is kept: the same definition over the
-    // same Delta versions is the same rows.
-    let mut kept = BTreeMap::new();
-    if let Some(prev) = previous {
-        for b in builds {
-            let unchanged = b.reads.iter().all(|t| {
-                prev.tables.get(t).map(|p| p.delta_version) == pins.get(t).map(|p| p.delta_version)
-            });
-            if let (true, Some(pin)) = (unchanged, prev.rollups.get(&b.table)) {
-                kept.insert(b.table.clone(), pin.clone());
-            }
-        }
-    }
+    let kept = kept_rollups(pins, previous, builds);
     let ctx = SessionContext::new_with_config(crate::session_config()?);
     let cores = ctx.state().config().target_partitions();
     // The kept rollups are registered too: others may be built from them.
@@ -107,22 +95,35 @@ pub(crate) async fn build_rollups(
     Ok(out)
 }
 
+/// The rollups whose tables this load left as they were, kept as they are: the same definition
+/// over the same Delta versions is the same rows.
+fn kept_rollups(
+    pins: &BTreeMap<String, TablePin>,
+    previous: Option<&WarehouseVersion>,
+    builds: &[RollupBuild],
+) -> BTreeMap<String, RollupPin> {
+    let mut kept = BTreeMap::new();
+    if let Some(prev) = previous {
+        for b in builds {
+            let unchanged = b.reads.iter().all(|t| {
+                prev.tables.get(t).map(|p| p.delta_version) == pins.get(t).map(|p| p.delta_version)
+            });
+            if let (true, Some(pin)) = (unchanged, prev.rollups.get(&b.table)) {
+                kept.insert(b.table.clone(), pin.clone());
+            }
+        }
+    }
+    kept
+}
+
 /// Rows per row group of a rollup's files.
 pub(super) const ROLLUP_ROW_GROUP_ROWS: usize = 64 * 1024;
 
-/// Builds one rollup and writes it as a new Delta version of its folder; returns its pin and
-/// its rows in memory, for the rollups built from it.
-pub(super) async fn build_rollup(
-    ctx: SessionContext,
-    root: Root,
-    b: RollupBuild,
-    cores: usize,
-) -> Result<(
-    RollupBuild,
-    RollupPin,
-    std::sync::Arc<datafusion::datasource::MemTable>,
-)> {
-    let started = std::time::Instant::now();
+/// A rollup's rows, computed, in the column types of its definition.
+async fn computed(
+    ctx: &SessionContext,
+    b: &RollupBuild,
+) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
     // The definition is only planned, for its column types: a sum summed again is wider.
     let defined = ctx.sql(&b.definition).await?.schema().as_arrow().clone();
     let mut batches = ctx.sql(&b.sql).await?.collect().await?;
@@ -148,28 +149,21 @@ pub(super) async fn build_rollup(
         // An empty rollup (no rows in its fact yet) is still a table with its columns.
         batches.push(RecordBatch::new_empty(schema.clone()));
     }
-    let computed = started.elapsed();
-    if let Some(column) = b
-        .cluster_by
-        .as_deref()
-        .and_then(|c| schema.index_of(c).ok())
-    {
-        let ordered = crate::cluster::batches_by_column(&batches, column)
-            .map_err(datafusion::error::DataFusionError::from)?;
-        batches = crate::cluster::slices(&ordered, ROLLUP_ROW_GROUP_ROWS);
-    }
-    let clustered = started.elapsed();
-    let rows: u64 = batches.iter().map(|x| x.num_rows() as u64).sum();
+    Ok((schema, batches))
+}
+
+/// Writes a rollup's rows whole as a new Delta version of `rollups/<table>/`; that version.
+async fn write_rollup(root: &Root, b: &RollupBuild, batches: Vec<RecordBatch>) -> Result<u64> {
     let folder = format!("rollups/{}", b.table);
     let url = root.folder_url(&folder)?;
     let table = if root.has_table(&folder).await? {
-        crate::open_delta(&root, url, None).await?
+        crate::open_delta(root, url, None).await?
     } else {
         // A new rollup: the write creates the table.
-        crate::new_delta(&root, url)?
+        crate::new_delta(root, url)?
     };
     let table = table
-        .write(batches.clone())
+        .write(batches)
         .with_save_mode(SaveMode::Overwrite)
         .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
         .with_table_name(b.table.as_str())
@@ -184,6 +178,36 @@ pub(super) async fn build_rollup(
     let delta_version = table.version().ok_or_else(|| {
         WarehouseError::Corrupt(format!("rollup {} has no version after its write", b.table))
     })?;
+    Ok(delta_version)
+}
+
+/// Builds one rollup and writes it as a new Delta version of its folder; returns its pin and
+/// its rows in memory, for the rollups built from it.
+pub(super) async fn build_rollup(
+    ctx: SessionContext,
+    root: Root,
+    b: RollupBuild,
+    cores: usize,
+) -> Result<(
+    RollupBuild,
+    RollupPin,
+    std::sync::Arc<datafusion::datasource::MemTable>,
+)> {
+    let started = std::time::Instant::now();
+    let (schema, mut batches) = computed(&ctx, &b).await?;
+    let computed = started.elapsed();
+    if let Some(column) = b
+        .cluster_by
+        .as_deref()
+        .and_then(|c| schema.index_of(c).ok())
+    {
+        let ordered = crate::cluster::batches_by_column(&batches, column)
+            .map_err(datafusion::error::DataFusionError::from)?;
+        batches = crate::cluster::slices(&ordered, ROLLUP_ROW_GROUP_ROWS);
+    }
+    let clustered = started.elapsed();
+    let rows: u64 = batches.iter().map(|x| x.num_rows() as u64).sum();
+    let delta_version = write_rollup(&root, &b, batches.clone()).await?;
     let pin = RollupPin {
         delta_version,
         rows,
