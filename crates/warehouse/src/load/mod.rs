@@ -306,7 +306,7 @@ async fn commit_and_build(
         pins,
         changes,
         rollups,
-        rollups_build_ms: rollups_started.elapsed().as_millis() as u64,
+        rollups_build_ms: ms_since(rollups_started),
     })
 }
 
@@ -501,7 +501,7 @@ async fn run_locked(
     report.phases.rollups_ms = committed.rollups_build_ms;
     report.phases.committing_ms =
         ms_since(committing_started).saturating_sub(committed.rollups_build_ms);
-    let load_ms = started.elapsed().as_millis() as u64;
+    let load_ms = ms_since(started);
     let next = committed.into_version(current.as_ref(), &mut report, options, load_ms);
     let version = next.version;
     versions.versions.push(next);
