@@ -188,6 +188,10 @@ pub struct Engine {
     /// Each attribute's type in the warehouse (`model_check::attribute_types`), made once:
     /// filters compare values of that type.
     attribute_types: BTreeMap<String, arrow::datatypes::DataType>,
+    /// Each summed base metric's type as its fact's table sums it, when a sum of those sums
+    /// can be given that type again (`model_check::sum_types`): the metrics an aggregation
+    /// may group twice (`compile::late`).
+    sum_types: BTreeMap<String, arrow::datatypes::DataType>,
     /// Answers given and their times, for monitoring.
     stats: stats::EngineStats,
 }
@@ -201,9 +205,11 @@ impl Engine {
             use_rollups: true,
             rollup_tables: BTreeMap::new(),
             attribute_types: BTreeMap::new(),
+            sum_types: BTreeMap::new(),
             stats: stats::EngineStats::default(),
         };
         engine.attribute_types = model_check::attribute_types(&engine.model);
+        engine.sum_types = model_check::sum_types(&engine.model);
         engine.rollup_tables = engine
             .model
             .rollups

@@ -233,6 +233,43 @@ pub(crate) fn attribute_types(model: &Model) -> BTreeMap<String, DataType> {
     types
 }
 
+/// Each summed base metric's type as DataFusion sums it over its fact's table, for the sums
+/// that may be summed again and given that type back: a decimal (whose second sum widens, and
+/// is cast back), or a type a sum keeps (whole numbers, floats). A sum whose type cannot be
+/// known here (it reads a lookup's column) is left out, and is never summed twice.
+pub(crate) fn sum_types(model: &Model) -> BTreeMap<String, DataType> {
+    let sum = datafusion::functions_aggregate::sum::sum_udaf();
+    let ctx = SessionContext::new();
+    let mut types = BTreeMap::new();
+    for m in model.metrics.values() {
+        let MetricKind::Base {
+            aggregate: Aggregate::Sum(e),
+            ..
+        } = &m.kind
+        else {
+            continue;
+        };
+        let Some(schema) = model
+            .facts
+            .get(&m.fact)
+            .and_then(|f| Entity::from_name(&f.table))
+            .map(|e| e.schema())
+        else {
+            continue;
+        };
+        let Some(summed) = typed(&ctx, &schema, e, None, "", &mut Vec::new())
+            .and_then(|ty| sum.return_type(&[ty]).ok())
+        else {
+            continue;
+        };
+        let again = sum.return_type(std::slice::from_ref(&summed)).ok();
+        if matches!(summed, DataType::Decimal128(..)) || again.as_ref() == Some(&summed) {
+            types.insert(m.name.clone(), summed);
+        }
+    }
+    types
+}
+
 /// A problem unless `name` is a column of the table.
 fn column(
     schema: &Schema,

@@ -107,6 +107,12 @@ impl Engine {
             Some(s) => format!("({time} + {})", s.interval_sql()),
         };
         let joins = self.dimensions_joined(plan, fact_name, source)?;
+        if source.is_none()
+            && !state
+            && let Some(sql) = self.late_joined_sql(plan, parts, &day, &joins)?
+        {
+            return Ok(sql);
+        }
         let mut sql = format!(
             "SELECT {}",
             self.fact_select(plan, parts, &day, source).join(", ")

@@ -9,6 +9,7 @@
 mod across;
 mod derived;
 mod fact;
+mod late;
 mod statement;
 
 pub(crate) use across::Joins;
