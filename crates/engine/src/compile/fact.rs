@@ -113,9 +113,14 @@ impl Engine {
         {
             return Ok(sql);
         }
+        // Whether a row is a direct sale, read from the partner key after grouping when the key
+        // is grouped by: one string key groups by DataFusion's fastest path, a key and a flag
+        // do not.
+        let direct_key = self.direct_from_key(plan, &day, source);
         let mut sql = format!(
             "SELECT {}",
-            self.fact_select(plan, parts, &day, source).join(", ")
+            self.fact_select(plan, parts, &day, source, direct_key.is_none())
+                .join(", ")
         );
         let from = match source {
             Some(s) => s.table.clone(),
@@ -157,12 +162,31 @@ impl Engine {
         }
         if !plan.dims.is_empty() {
             let mut group: Vec<String> = (0..plan.dims.len()).map(|i| format!("d{i}")).collect();
-            if direct_flag(&plan.dims, plan.scope) {
+            if direct_flag(&plan.dims, plan.scope) && direct_key.is_none() {
                 group.push("direct".into());
             }
             write!(sql, " GROUP BY {}", group.join(", ")).expect("string");
         }
-        Ok(sql)
+        Ok(match direct_key {
+            Some(i) => format!("SELECT *, d{i} IS NULL AS direct FROM ({sql}) g"),
+            None => sql,
+        })
+    }
+
+    /// Which asked dimension is the partner key as the fact holds it, when the aggregation
+    /// must say which rows are direct sales: its NULL is a direct sale.
+    fn direct_from_key(
+        &self,
+        plan: &Plan<'_>,
+        day: &str,
+        source: Option<&RollupSource>,
+    ) -> Option<usize> {
+        if !direct_flag(&plan.dims, plan.scope) {
+            return None;
+        }
+        plan.dims
+            .iter()
+            .position(|(_, d)| self.group_sql(d, day, source) == "f.partner_id")
     }
 
     /// The dimensions a fact's rows must be joined to for the asked dimensions and filters;
@@ -227,7 +251,8 @@ impl Engine {
     }
 
     /// The SELECT list of a fact's aggregation: the dimension keys (`d0`, …), whether the row
-    /// is a direct sale (for a brand-owner user's partner cut), each part, and in a benchmark
+    /// is a direct sale (for a brand-owner user's partner cut, unless `direct` is false: it is
+    /// read from the partner key after grouping), each part, and in a benchmark
     /// each part's contributing partners.
     fn fact_select(
         &self,
@@ -235,12 +260,13 @@ impl Engine {
         parts: &[&Metric],
         day: &str,
         source: Option<&RollupSource>,
+        direct: bool,
     ) -> Vec<String> {
         let mut select = Vec::new();
         for (i, (_, d)) in plan.dims.iter().enumerate() {
             select.push(format!("{} AS d{i}", self.group_sql(d, day, source)));
         }
-        if direct_flag(&plan.dims, plan.scope) {
+        if direct && direct_flag(&plan.dims, plan.scope) {
             select.push("f.partner_id IS NULL AS direct".into());
         }
         for p in parts {
