@@ -106,14 +106,9 @@ pub struct Campaigns {
     pub partners: Vec<PartnerFunds>,
 }
 
-/// Funds requested, approved, claimed and paid, with the pipeline and won amount of the opportunities each campaign sourced, and its return.
-pub async fn campaigns(cx: &Context<'_>) -> Result<Campaigns> {
-    let query = |by: Vec<String>| Query {
-        metrics: METRICS.iter().map(|m| m.to_string()).collect(),
-        by,
-        ..Query::default()
-    };
-    let total = Funds::from_row(&cx.totals(&METRICS).await?);
+/// The campaigns the audience sees, each as its id, name, owner, channel, target industry
+/// and size band, by id.
+async fn known_campaigns(cx: &Context<'_>) -> Result<BTreeMap<String, Vec<String>>> {
     let members = cx
         .engine
         .members(cx.session, "campaign", &cx.audience)
@@ -126,7 +121,7 @@ pub async fn campaigns(cx: &Context<'_>) -> Result<Campaigns> {
         "campaign.target_industry",
         "campaign.target_size_band",
     ];
-    let known: BTreeMap<String, Vec<String>> = members
+    Ok(members
         .rows()
         .into_iter()
         .map(|row| {
@@ -135,7 +130,18 @@ pub async fn campaigns(cx: &Context<'_>) -> Result<Campaigns> {
                 ABOUT.iter().map(|&c| row.get(c).exact()).collect(),
             )
         })
-        .collect();
+        .collect())
+}
+
+/// Funds requested, approved, claimed and paid, with the pipeline and won amount of the opportunities each campaign sourced, and its return.
+pub async fn campaigns(cx: &Context<'_>) -> Result<Campaigns> {
+    let query = |by: Vec<String>| Query {
+        metrics: METRICS.iter().map(|m| m.to_string()).collect(),
+        by,
+        ..Query::default()
+    };
+    let total = Funds::from_row(&cx.totals(&METRICS).await?);
+    let known = known_campaigns(cx).await?;
     let rows = cx
         .run(query(vec!["campaign.campaign_id".into()]))
         .await?

@@ -79,6 +79,8 @@ const SEGMENT: [&str; 2] = ["customer.industry", "customer.size_band"];
 
 /// A count per segment, (industry, size band).
 type SegmentCounts = BTreeMap<(String, String), i64>;
+/// A partner's customers that have not bought the product, by segment: its targets.
+type Targets = BTreeMap<(String, String), Vec<Target>>;
 
 fn product_filter(product: &str) -> Filter {
     Filter {
@@ -141,6 +143,24 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
     };
     let buyers: BTreeSet<String> = customer_ids(buyers.rows()).collect();
     let has_x = if from_anyone { has_x } else { buyers.clone() };
+    let (segments, untapped) = ranked_segments(customers, &buyers, &has_x, &channel);
+    Ok(Potential {
+        partner_id: partner.to_string(),
+        product_id: product.to_string(),
+        segments,
+        untapped_from_partner: !from_anyone,
+        untapped,
+    })
+}
+
+/// Each segment of a partner's customers, ranked by the buyers of the product it could expect
+/// there, and its customers in each that have not bought the product (`has_x`): the targets.
+fn ranked_segments(
+    customers: Vec<Target>,
+    buyers: &BTreeSet<String>,
+    has_x: &BTreeSet<String>,
+    channel: &Channel,
+) -> (Vec<Segment>, Targets) {
     // P's customers and its buyers of X in each segment.
     let (mut own_any, mut own_x): (SegmentCounts, SegmentCounts) = Default::default();
     for c in &customers {
@@ -150,7 +170,7 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
             *own_x.entry(segment).or_default() += 1;
         }
     }
-    let mut untapped: BTreeMap<(String, String), Vec<Target>> = BTreeMap::new();
+    let mut untapped: Targets = BTreeMap::new();
     for c in customers {
         if has_x.contains(&c.customer_id) {
             continue;
@@ -176,13 +196,7 @@ pub async fn potential(cx: &Context<'_>, partner: &str, product: &str) -> Result
         y.total_cmp(&x)
             .then_with(|| (&a.industry, &a.size_band).cmp(&(&b.industry, &b.size_band)))
     });
-    Ok(Potential {
-        partner_id: partner.to_string(),
-        product_id: product.to_string(),
-        segments,
-        untapped_from_partner: !from_anyone,
-        untapped,
-    })
+    (segments, untapped)
 }
 
 /// The partner's customers (those with an order line with it), after checking that the

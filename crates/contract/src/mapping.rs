@@ -485,16 +485,49 @@ impl Mapping {
         spec: &'m RawEntity,
         rows_from: &mut dyn Source,
     ) -> Result<EntityPlan<'m>, MappingError> {
-        let missing = |what: &str, file: &str, column: &str| {
-            MappingError::Invalid(format!(
-                "{}: entities.{}.{what}: {file} has no column `{column}`",
-                self.file,
-                entity.name()
-            ))
-        };
         let spec_file = spec.from.name(entity.name());
         let source = rows_from.read(&spec.from, &spec_file)?;
-        // Each join's rows by key, in an order where `on` names only earlier joins.
+        let joins = self.join_plans(entity, spec, rows_from, &source, &spec_file)?;
+        let fields = self.field_plans(entity, spec, &source, &spec_file, &joins)?;
+        let keep = spec
+            .keep
+            .iter()
+            .map(|(c, v)| {
+                source
+                    .position(c)
+                    .map(|p| (p, v))
+                    .ok_or_else(|| self.missing(entity, "keep", &spec_file, c))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(EntityPlan {
+            source,
+            joins,
+            fields,
+            keep,
+        })
+    }
+
+    /// A column a mapping names that its file lacks, said with where the mapping names it.
+    fn missing(&self, entity: Entity, what: &str, file: &str, column: &str) -> MappingError {
+        MappingError::Invalid(format!(
+            "{}: entities.{}.{what}: {file} has no column `{column}`",
+            self.file,
+            entity.name()
+        ))
+    }
+
+    /// Each join's rows read and indexed by key, in an order where `on` names only earlier
+    /// joins (or the entity's own file).
+    fn join_plans(
+        &self,
+        entity: Entity,
+        spec: &RawEntity,
+        rows_from: &mut dyn Source,
+        source: &Table,
+        spec_file: &str,
+    ) -> Result<Vec<JoinPlan>, MappingError> {
+        let missing =
+            |what: &str, file: &str, column: &str| self.missing(entity, what, file, column);
         let order = join_order(&spec.join).map_err(MappingError::Invalid)?;
         let mut joins: Vec<JoinPlan> = Vec::new();
         for alias in &order {
@@ -519,7 +552,7 @@ impl Mapping {
                     None,
                     source
                         .position(&j.on)
-                        .ok_or_else(|| missing(&format!("join.{alias}.on"), &spec_file, &j.on))?,
+                        .ok_or_else(|| missing(&format!("join.{alias}.on"), spec_file, &j.on))?,
                 ),
             };
             let mut index = HashMap::new();
@@ -533,6 +566,19 @@ impl Mapping {
                 on,
             });
         }
+        Ok(joins)
+    }
+
+    /// Each contract field the mapping gives, with the file and column it is read from; a
+    /// column no file has is refused unless the field has a `default`.
+    fn field_plans(
+        &self,
+        entity: Entity,
+        spec: &RawEntity,
+        source: &Table,
+        spec_file: &str,
+        joins: &[JoinPlan],
+    ) -> Result<Vec<FieldPlan>, MappingError> {
         let mut fields = Vec::new();
         for column in entity
             .columns()
@@ -557,7 +603,7 @@ impl Mapping {
                 && field.default.is_none()
             {
                 let file = match file {
-                    0 => &spec_file,
+                    0 => spec_file,
                     i => &joins[i - 1].table.name,
                 };
                 return Err(MappingError::Invalid(format!(
@@ -574,22 +620,7 @@ impl Mapping {
                 ty: column.ty,
             });
         }
-        let keep = spec
-            .keep
-            .iter()
-            .map(|(c, v)| {
-                source
-                    .position(c)
-                    .map(|p| (p, v))
-                    .ok_or_else(|| missing("keep", &spec_file, c))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(EntityPlan {
-            source,
-            joins,
-            fields,
-            keep,
-        })
+        Ok(fields)
     }
 
     /// One row in the contract's form, or `None` with its faults added, each located in the

@@ -837,6 +837,19 @@ fn parse_field(
         ColumnType::Integer => Parsed::Integer(values::parse_integer(text)?),
         ColumnType::Bool => Parsed::Bool(values::parse_bool(text)?),
     };
+    checked(entity, column, text, value, known)
+}
+
+/// A parsed value held to its column's rule (a range, a set of values, a reference to a row
+/// of another file); an error says which rule and the value found.
+#[inline]
+fn checked(
+    entity: Entity,
+    column: &Column,
+    text: &str,
+    value: Parsed,
+    known: &dyn KnownIds,
+) -> Result<Parsed, String> {
     match (column.rule, value) {
         (Rule::None | Rule::NotBefore(_), v) => Ok(v),
         (Rule::NotMoreThan(_), Parsed::Money(m)) if m < 0 => Err(format!(

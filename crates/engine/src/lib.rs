@@ -346,48 +346,7 @@ impl Engine {
             select.push(format!("{expr} AS {}", quote_ident(&name)));
             columns.push(ResultColumn { name, format: None });
         }
-        let partners = match scope {
-            Scope::All => None,
-            Scope::Partner(id) => Some(quote_literal(id)),
-            Scope::Partners(ids) if ids.is_empty() => Some("NULL".to_string()),
-            Scope::Partners(ids) => Some(
-                ids.iter()
-                    .map(|i| quote_literal(i))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
-        };
-        let condition = match (&partners, dimension) {
-            (None, _) => None,
-            (Some(list), "partner") => Some(format!("m.{} IN ({list})", d.key)),
-            // The catalogue is the brand owner's, and the same for every partner.
-            (Some(_), "product") => None,
-            (Some(list), _) => {
-                let served: Vec<String> = self
-                    .model
-                    .facts
-                    .values()
-                    .filter(|f| f.reaches.iter().any(|r| r == dimension))
-                    .map(|f| {
-                        let (table, key) = self
-                            .members_rollup(&f.name, dimension, built)
-                            .unwrap_or_else(|| (f.table.clone(), d.key.clone()));
-                        format!("SELECT {key} FROM {table} WHERE partner_id IN ({list})")
-                    })
-                    .collect();
-                let mut served = served;
-                // The members it owns (the campaigns it runs) too; one IN over a union, which
-                // DataFusion decorrelates where it cannot an OR of two.
-                if let Some(column) = &d.partner {
-                    served.push(format!(
-                        "SELECT {key} FROM {} WHERE {column} IN ({list})",
-                        d.table,
-                        key = d.key
-                    ));
-                }
-                Some(format!("m.{} IN ({})", d.key, served.join(" UNION ")))
-            }
-        };
+        let condition = self.members_condition(d, scope, built);
         let mut sql = format!("SELECT {} FROM {} m", select.join(", "), d.table);
         if let Some(c) = condition {
             write!(sql, " WHERE {c}").expect("string");
@@ -403,6 +362,58 @@ impl Engine {
             rollups: Vec::new(),
             narrow: false,
         })
+    }
+
+    /// Which members of a dimension (`m`) an audience sees: every one, or its partners
+    /// themselves, or the members its partners' fact rows reach (from the smallest rollup
+    /// holding them) and those it owns; every product, the catalogue being the brand owner's.
+    fn members_condition(
+        &self,
+        d: &prism_model::Dimension,
+        scope: &Scope,
+        built: Option<&prism_warehouse::BuiltRollups>,
+    ) -> Option<String> {
+        let partners = match scope {
+            Scope::All => None,
+            Scope::Partner(id) => Some(quote_literal(id)),
+            Scope::Partners(ids) if ids.is_empty() => Some("NULL".to_string()),
+            Scope::Partners(ids) => Some(
+                ids.iter()
+                    .map(|i| quote_literal(i))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        };
+        match (&partners, d.name.as_str()) {
+            (None, _) => None,
+            (Some(list), "partner") => Some(format!("m.{} IN ({list})", d.key)),
+            // The catalogue is the brand owner's, and the same for every partner.
+            (Some(_), "product") => None,
+            (Some(list), _) => {
+                let mut served: Vec<String> = self
+                    .model
+                    .facts
+                    .values()
+                    .filter(|f| f.reaches.contains(&d.name))
+                    .map(|f| {
+                        let (table, key) = self
+                            .members_rollup(&f.name, &d.name, built)
+                            .unwrap_or_else(|| (f.table.clone(), d.key.clone()));
+                        format!("SELECT {key} FROM {table} WHERE partner_id IN ({list})")
+                    })
+                    .collect();
+                // The members it owns (the campaigns it runs) too; one IN over a union, which
+                // DataFusion decorrelates where it cannot an OR of two.
+                if let Some(column) = &d.partner {
+                    served.push(format!(
+                        "SELECT {key} FROM {} WHERE {column} IN ({list})",
+                        d.table,
+                        key = d.key
+                    ));
+                }
+                Some(format!("m.{} IN ({})", d.key, served.join(" UNION ")))
+            }
+        }
     }
 
     /// Compiles a listing of a fact's own rows (the columns named, as stored) for a scope and

@@ -862,29 +862,7 @@ fn rollup(
         ));
         return None;
     };
-    for d in &r.dimensions {
-        let ok = fact.attributes.contains_key(d)
-            || d.split_once('.').is_some_and(|(dim, attr)| {
-                fact.reaches.iter().any(|x| x == dim)
-                    && dimensions
-                        .get(dim)
-                        .is_some_and(|x: &Dimension| x.attributes.contains_key(attr))
-            });
-        if !ok {
-            let names: Vec<String> = fact
-                .reaches
-                .iter()
-                .filter_map(|x| dimensions.get(x))
-                .flat_map(|x| x.attributes.keys().map(move |a| format!("{}.{a}", x.name)))
-                .chain(fact.attributes.keys().cloned())
-                .collect();
-            problem(format!(
-                "`{d}` is not a dimension that {} reaches{}",
-                r.fact,
-                did_you_mean(d, names.iter().map(String::as_str))
-            ));
-        }
-    }
+    rollup_dimensions(&r, fact, dimensions, problem);
     let grain = r.grain.as_deref().and_then(|g| {
         let grain = Grain::parse(g);
         if grain.is_none() {
@@ -919,6 +897,38 @@ fn rollup(
         channel: r.channel,
         description: r.description,
     })
+}
+
+/// A problem for each of a rollup's dimensions that its fact does not reach.
+fn rollup_dimensions(
+    r: &RawRollup,
+    fact: &Fact,
+    dimensions: &BTreeMap<String, Dimension>,
+    problem: &mut dyn FnMut(String),
+) {
+    for d in &r.dimensions {
+        let ok = fact.attributes.contains_key(d)
+            || d.split_once('.').is_some_and(|(dim, attr)| {
+                fact.reaches.iter().any(|x| x == dim)
+                    && dimensions
+                        .get(dim)
+                        .is_some_and(|x: &Dimension| x.attributes.contains_key(attr))
+            });
+        if !ok {
+            let names: Vec<String> = fact
+                .reaches
+                .iter()
+                .filter_map(|x| dimensions.get(x))
+                .flat_map(|x| x.attributes.keys().map(move |a| format!("{}.{a}", x.name)))
+                .chain(fact.attributes.keys().cloned())
+                .collect();
+            problem(format!(
+                "`{d}` is not a dimension that {} reaches{}",
+                r.fact,
+                did_you_mean(d, names.iter().map(String::as_str))
+            ));
+        }
+    }
 }
 
 /// The sums and counts a rollup holds for its metrics: a ratio's two parts, each once.

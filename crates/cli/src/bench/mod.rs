@@ -38,6 +38,14 @@ struct Question {
 /// (the one with the most revenue), `product` the product whose potential is asked (the one the
 /// partner sold fewest units of).
 fn questions(partner: &str, product: &str, loaded_on: &str) -> Result<Vec<Question>> {
+    let mut questions = dashboard_questions()?;
+    questions.extend(analysis_questions(partner, product, loaded_on));
+    Ok(questions)
+}
+
+/// The dashboards' questions: the KPI tiles, the top partners, the 80/20, a cut by two
+/// dimensions, and the full scan.
+fn dashboard_questions() -> Result<Vec<Question>> {
     let period = Period::parse("2025-07..2026-06")?;
     let (from, to) = (period.from, period.to);
     let q = |metrics: &[&str], by: &[&str]| Query {
@@ -103,6 +111,12 @@ fn questions(partner: &str, product: &str, loaded_on: &str) -> Result<Vec<Questi
             ask: Ask::Query(q(&["closed_revenue"], &["customer.customer_id"])),
             duckdb: "SELECT customer_id, SUM(revenue) FROM orders GROUP BY 1 ORDER BY 1".into(),
         },
+    ])
+}
+
+/// The analyses' questions, for one partner and product.
+fn analysis_questions(partner: &str, product: &str, loaded_on: &str) -> Vec<Question> {
+    vec![
         Question {
             name: "scorecard",
             ask: Ask::Scorecard,
@@ -147,7 +161,7 @@ fn questions(partner: &str, product: &str, loaded_on: &str) -> Result<Vec<Questi
                  ORDER BY 1, 2"
             ),
         },
-    ])
+    ]
 }
 
 /// How answers are compared: row by row, or only where both give a figure (an analysis fills
@@ -230,29 +244,37 @@ async fn answer(
                 .collect();
             (rows, Compare::Rows)
         }
-        Ask::Potential => {
-            let p = prism_analyses::potential::potential(&cx, partner, product).await?;
-            let mut rows: Vec<Vec<String>> = p
-                .segments
-                .iter()
-                .map(|s| {
-                    vec![
-                        s.industry.clone(),
-                        s.size_band.clone(),
-                        s.channel_adoption_pct
-                            .map(|a| a.to_string())
-                            .unwrap_or_default(),
-                        s.channel_partners.to_string(),
-                        s.partner_customers.to_string(),
-                        s.partner_buyers.to_string(),
-                        s.untapped_customers.to_string(),
-                    ]
-                })
-                .collect();
-            rows.sort();
-            (rows, Compare::Rows)
-        }
+        Ask::Potential => (potential_rows(&cx, partner, product).await?, Compare::Rows),
     })
+}
+
+/// Customer potential's segments as rows of text: industry, size band, the channel's adoption,
+/// its partners, the partner's customers, buyers and untapped customers.
+async fn potential_rows(
+    cx: &prism_analyses::Context<'_>,
+    partner: &str,
+    product: &str,
+) -> Result<Vec<Vec<String>>> {
+    let p = prism_analyses::potential::potential(cx, partner, product).await?;
+    let mut rows: Vec<Vec<String>> = p
+        .segments
+        .iter()
+        .map(|s| {
+            vec![
+                s.industry.clone(),
+                s.size_band.clone(),
+                s.channel_adoption_pct
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                s.channel_partners.to_string(),
+                s.partner_customers.to_string(),
+                s.partner_buyers.to_string(),
+                s.untapped_customers.to_string(),
+            ]
+        })
+        .collect();
+    rows.sort();
+    Ok(rows)
 }
 
 pub struct BenchArgs {

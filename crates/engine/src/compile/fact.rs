@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use chrono::NaiveDate;
 use prism_model::{Aggregate, Grain, Metric, MetricKind};
 
+use super::late::statement;
 use super::{Comparison, Plan, Shift};
 use crate::rollups::{self, RollupSource};
 use crate::{
@@ -117,27 +118,44 @@ impl Engine {
         // is grouped by: one string key groups by DataFusion's fastest path, a key and a flag
         // do not.
         let direct_key = self.direct_from_key(plan, &day, source);
-        let mut sql = format!(
-            "SELECT {}",
-            self.fact_select(plan, parts, &day, source, direct_key.is_none())
-                .join(", ")
-        );
+        let select = self.fact_select(plan, parts, &day, source, direct_key.is_none());
         let from = match source {
             Some(s) => s.table.clone(),
             None if state => self.state_source(plan, fact, shift, loaded_on),
             None => fact.source_sql(),
         };
-        write!(sql, " FROM {from} f").expect("string");
-        for j in &joins {
-            let d = &self.model.dimensions[j];
-            write!(
-                sql,
-                " LEFT JOIN {} {j} ON f.{key} = {j}.{key}",
-                d.table,
-                key = d.key
-            )
-            .expect("string");
+        let joined: Vec<String> = joins.iter().map(|j| self.join_sql(j)).collect();
+        let conditions = self.fact_conditions(plan, source, state, &day)?;
+        let mut group: Vec<String> = (0..plan.dims.len()).map(|i| format!("d{i}")).collect();
+        if !group.is_empty() && direct_flag(&plan.dims, plan.scope) && direct_key.is_none() {
+            group.push("direct".into());
         }
+        let sql = statement(&select, &from, &joined, &conditions, &group);
+        Ok(match direct_key {
+            Some(i) => format!("SELECT *, d{i} IS NULL AS direct FROM ({sql}) g"),
+            None => sql,
+        })
+    }
+
+    /// The join of a fact's rows (`f`) to a dimension, aliased by its name, on its key.
+    pub(crate) fn join_sql(&self, dimension: &str) -> String {
+        let d = &self.model.dimensions[dimension];
+        format!(
+            "LEFT JOIN {} {dimension} ON f.{key} = {dimension}.{key}",
+            d.table,
+            key = d.key
+        )
+    }
+
+    /// The conditions on a fact's rows: the audience's, the period's (a state's days are the
+    /// period's already) and each filter's.
+    fn fact_conditions(
+        &self,
+        plan: &Plan<'_>,
+        source: Option<&RollupSource>,
+        state: bool,
+        day: &str,
+    ) -> Result<Vec<String>, EngineError> {
         // A channel rollup holds partners' rows only, and no partner column.
         let channel = source.is_some_and(|s| s.rollup.channel);
         let mut conditions: Vec<String> = if channel {
@@ -147,7 +165,6 @@ impl Engine {
                 .into_iter()
                 .collect()
         };
-        // A state's days are the period's already.
         if let (Some(p), false) = (&plan.query.period, state) {
             conditions.push(format!(
                 "{day} BETWEEN DATE '{}' AND DATE '{}'",
@@ -155,22 +172,9 @@ impl Engine {
             ));
         }
         for (f, d) in &plan.filters {
-            conditions.push(self.filter_sql(f, d, &day, source, plan.scope)?);
+            conditions.push(self.filter_sql(f, d, day, source, plan.scope)?);
         }
-        if !conditions.is_empty() {
-            write!(sql, " WHERE {}", conditions.join(" AND ")).expect("string");
-        }
-        if !plan.dims.is_empty() {
-            let mut group: Vec<String> = (0..plan.dims.len()).map(|i| format!("d{i}")).collect();
-            if direct_flag(&plan.dims, plan.scope) && direct_key.is_none() {
-                group.push("direct".into());
-            }
-            write!(sql, " GROUP BY {}", group.join(", ")).expect("string");
-        }
-        Ok(match direct_key {
-            Some(i) => format!("SELECT *, d{i} IS NULL AS direct FROM ({sql}) g"),
-            None => sql,
-        })
+        Ok(conditions)
     }
 
     /// Which asked dimension is the partner key as the fact holds it, when the aggregation

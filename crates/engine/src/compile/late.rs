@@ -19,10 +19,15 @@ use super::Plan;
 use super::fact::{aggregate_sql, direct_flag, scope_condition};
 use crate::{Dim, Engine, EngineError, quote_ident};
 
-/// How the aggregated rows are read after the join.
-struct Regrouped {
+/// How an aggregation joins late: what it groups by first, and how its rows are read after.
+struct Regrouped<'e> {
+    /// The keys of the joined dimensions, grouped by first.
+    keys: BTreeSet<&'e str>,
     /// The outer rows are the inner rows, one each: every joined dimension's key is asked.
     one_to_one: bool,
+    /// Whether rows say if they are direct sales, and if so whether that is read from the
+    /// partner key after the join (it is grouped by) rather than grouped by before it.
+    direct: Option<bool>,
 }
 
 impl Engine {
@@ -35,19 +40,66 @@ impl Engine {
         day: &str,
         joins: &BTreeSet<String>,
     ) -> Result<Option<String>, EngineError> {
-        // A dimension's key is on the fact: it is grouped and filtered before the join.
-        let late = |d: &Dim| self.joined_dimension(d, None).is_some();
         let Some(shape) = self.regrouped(plan, parts, joins) else {
             return Ok(None);
         };
-        let fact = &self.model.facts[&parts[0].fact];
-        let keys: BTreeSet<&str> = joins
-            .iter()
-            .map(|j| self.model.dimensions[j].key.as_str())
-            .collect();
-        let direct = direct_flag(&plan.dims, plan.scope);
+        let (inner, after) = self.grouped_by_keys(plan, parts, day, &shape)?;
+        // Those rows joined to the dimensions, and grouped again where a key was not asked.
+        let mut select = Vec::new();
+        let mut group = Vec::new();
+        for (i, (_, d)) in plan.dims.iter().enumerate() {
+            if self.joined_dimension(d, None).is_some() {
+                select.push(format!("{} AS d{i}", self.group_sql(d, day, None)));
+            } else {
+                select.push(format!("f.d{i} AS d{i}"));
+            }
+            group.push(format!("d{i}"));
+        }
+        if let Some(from_key) = shape.direct {
+            select.push(
+                if from_key {
+                    "f.partner_id IS NULL AS direct"
+                } else {
+                    "f.direct AS direct"
+                }
+                .into(),
+            );
+            group.push("direct".into());
+        }
+        for p in parts {
+            let column = format!("f.{}", quote_ident(&p.name));
+            let value = if shape.one_to_one {
+                column
+            } else {
+                self.summed_again(p, &column, plan.dims.is_empty())?
+            };
+            select.push(format!("{value} AS {}", quote_ident(&p.name)));
+        }
+        let joined: Vec<String> = joins.iter().map(|j| self.join_sql(j)).collect();
+        if shape.one_to_one {
+            group.clear();
+        }
+        Ok(Some(statement(
+            &select,
+            &format!("({inner})"),
+            &joined,
+            &after,
+            &group,
+        )))
+    }
 
-        // The fact's rows grouped by the keys and the dimensions that need no join.
+    /// The fact's rows grouped by the joined dimensions' keys and the dimensions that need no
+    /// join, over the audience, the period and the filters a fact row can answer; and the
+    /// filters on the joined dimensions' attributes, for after the join. A dimension's key is
+    /// on the fact: a filter on it is applied before.
+    fn grouped_by_keys(
+        &self,
+        plan: &Plan<'_>,
+        parts: &[&Metric],
+        day: &str,
+        shape: &Regrouped<'_>,
+    ) -> Result<(String, Vec<String>), EngineError> {
+        let late = |d: &Dim| self.joined_dimension(d, None).is_some();
         let mut select = Vec::new();
         let mut group = Vec::new();
         for (i, (_, d)) in plan.dims.iter().enumerate() {
@@ -56,13 +108,11 @@ impl Engine {
                 group.push(format!("d{i}"));
             }
         }
-        for key in &keys {
+        for key in &shape.keys {
             select.push(format!("f.{key} AS {key}"));
             group.push((*key).to_string());
         }
-        // Whether a row is a direct sale: the partner key's own NULL when it is grouped by.
-        let direct_after = direct && keys.contains("partner_id");
-        if direct && !direct_after {
+        if shape.direct == Some(false) {
             select.push("f.partner_id IS NULL AS direct".into());
             group.push("direct".into());
         }
@@ -89,69 +139,18 @@ impl Engine {
                 conditions.push(condition)
             }
         }
+        let fact = &self.model.facts[&parts[0].fact];
         let inner = statement(&select, &fact.source_sql(), &[], &conditions, &group);
-
-        // Those rows joined to the dimensions, and grouped again where a key was not asked.
-        let mut select = Vec::new();
-        let mut group = Vec::new();
-        for (i, (_, d)) in plan.dims.iter().enumerate() {
-            if late(d) {
-                select.push(format!("{} AS d{i}", self.group_sql(d, day, None)));
-            } else {
-                select.push(format!("f.d{i} AS d{i}"));
-            }
-            group.push(format!("d{i}"));
-        }
-        if direct {
-            select.push(
-                if direct_after {
-                    "f.partner_id IS NULL AS direct"
-                } else {
-                    "f.direct AS direct"
-                }
-                .into(),
-            );
-            group.push("direct".into());
-        }
-        for p in parts {
-            let column = format!("f.{}", quote_ident(&p.name));
-            let value = if shape.one_to_one {
-                column
-            } else {
-                self.summed_again(p, &column, plan.dims.is_empty())?
-            };
-            select.push(format!("{value} AS {}", quote_ident(&p.name)));
-        }
-        let joined: Vec<String> = joins
-            .iter()
-            .map(|j| {
-                let d = &self.model.dimensions[j];
-                format!(
-                    "LEFT JOIN {} {j} ON f.{key} = {j}.{key}",
-                    d.table,
-                    key = d.key
-                )
-            })
-            .collect();
-        if shape.one_to_one {
-            group.clear();
-        }
-        Ok(Some(statement(
-            &select,
-            &format!("({inner})"),
-            &joined,
-            &after,
-            &group,
-        )))
+        Ok((inner, after))
     }
 
     /// Whether the aggregation may join late, and how its rows are read after the join.
-    fn regrouped(
-        &self,
+    fn regrouped<'e>(
+        &'e self,
         plan: &Plan<'_>,
         parts: &[&Metric],
-        joins: &BTreeSet<String>,
-    ) -> Option<Regrouped> {
+        joins: &'e BTreeSet<String>,
+    ) -> Option<Regrouped<'e>> {
         if joins.is_empty() || plan.benchmark {
             return None;
         }
@@ -169,7 +168,17 @@ impl Engine {
             },
             MetricKind::Ratio { .. } => false,
         });
-        (one_to_one || adds_up).then_some(Regrouped { one_to_one })
+        let keys: BTreeSet<&str> = joins
+            .iter()
+            .map(|j| self.model.dimensions[j].key.as_str())
+            .collect();
+        // Whether a row is a direct sale: the partner key's own NULL when it is grouped by.
+        let direct = direct_flag(&plan.dims, plan.scope).then(|| keys.contains("partner_id"));
+        (one_to_one || adds_up).then_some(Regrouped {
+            keys,
+            one_to_one,
+            direct,
+        })
     }
 
     /// A part summed again over the aggregated rows, of the type its first aggregation gives:
@@ -203,7 +212,7 @@ impl Engine {
 }
 
 /// One SELECT statement from its parts; the table is aliased `f`.
-fn statement(
+pub(super) fn statement(
     select: &[String],
     from: &str,
     joins: &[String],

@@ -398,8 +398,7 @@ impl StagedFile<'_> {
         )?;
         let tracked = known.tracks(entity);
         let key_position = reader.key_position();
-        let mut new_ids: Vec<String> = Vec::new();
-        let mut new_product_lines: Vec<String> = Vec::new();
+        let mut found = FileIds::default();
         let mut rejected_ids: Vec<String> = Vec::new();
         let mut sink_error: Option<WarehouseError> = None;
         let mut on_reject = |faults: Vec<Rejection>, record: &csv::ByteRecord| {
@@ -439,20 +438,16 @@ impl StagedFile<'_> {
             for (i, f) in faults {
                 on_reject(f, &records[i]);
             }
-            if let Some(mut batch) = chunk.batch {
-                if let Some(keep) = keep {
-                    batch = arrow::compute::filter_record_batch(
+            if let Some(batch) = chunk.batch {
+                let batch = match keep {
+                    Some(keep) => arrow::compute::filter_record_batch(
                         &batch,
                         &arrow::array::BooleanArray::from(keep),
                     )
-                    .expect("mask matches the batch");
-                }
-                if tracked {
-                    collect_ids(&batch, &mut new_ids);
-                }
-                if entity == Entity::Products {
-                    collect_product_lines(&batch, &mut new_product_lines);
-                }
+                    .expect("mask matches the batch"),
+                    None => batch,
+                };
+                found.collect(entity, tracked, &batch);
                 // A stopped stager reports its error from finish().
                 let _ = table.push(batch);
             }
@@ -460,21 +455,13 @@ impl StagedFile<'_> {
         if let Some(e) = sink_error.take() {
             return Err(e);
         }
-        match read_result {
-            Ok(()) => {}
-            Err(FileError::Io { source, .. }) => {
-                return Err(WarehouseError::io(self.path, source));
-            }
-            Err(FileError::Rejected(r)) => return Err(WarehouseError::Export(r.to_string())),
-        }
+        read_result.map_err(|e| match e {
+            FileError::Io { source, .. } => WarehouseError::io(self.path, source),
+            FileError::Rejected(r) => WarehouseError::Export(r.to_string()),
+        })?;
         reader.add_rejected(rejected_here);
-        if let Some(set) = known.set_mut(entity) {
-            set.extend(new_ids);
-        }
-        known.product_lines.extend(new_product_lines);
-        known
-            .rejected
-            .extend(rejected_ids.into_iter().map(|id| (entity, id)));
+        found.rejected = rejected_ids;
+        found.add_to(known, entity);
         let dir = table.dir.clone();
         let rows = table.finish()?;
         outcome.rows_read = reader.rows_read();
@@ -563,6 +550,38 @@ impl StagedFile<'_> {
             }
             reading.join().expect("the reader thread does not panic")
         })
+    }
+}
+
+/// What one file's rows add to the ids later files may refer to: its valid rows' ids (of an
+/// entity something refers to) and product lines, and its rejected rows' ids.
+#[derive(Default)]
+struct FileIds {
+    ids: Vec<String>,
+    product_lines: Vec<String>,
+    rejected: Vec<String>,
+}
+
+impl FileIds {
+    /// The ids and product lines of a batch of valid rows.
+    fn collect(&mut self, entity: Entity, tracked: bool, batch: &RecordBatch) {
+        if tracked {
+            collect_ids(batch, &mut self.ids);
+        }
+        if entity == Entity::Products {
+            collect_product_lines(batch, &mut self.product_lines);
+        }
+    }
+
+    /// Added to what the export's later files may refer to, once the file is read whole.
+    fn add_to(self, known: &mut KnownIdSet, entity: Entity) {
+        if let Some(set) = known.set_mut(entity) {
+            set.extend(self.ids);
+        }
+        known.product_lines.extend(self.product_lines);
+        known
+            .rejected
+            .extend(self.rejected.into_iter().map(|id| (entity, id)));
     }
 }
 
