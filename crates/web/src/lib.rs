@@ -729,6 +729,13 @@ pub fn routes() -> Vec<(&'static str, String, Serves)> {
     ] {
         r.push((method, path.into(), Serves::Dashboards(route)));
     }
+    r.extend(delivery_routes());
+    r
+}
+
+/// The routes of alerts, the page list's administration and planned campaigns.
+fn delivery_routes() -> Vec<(&'static str, String, Serves)> {
+    let mut r = Vec::new();
     r.push(("GET", "/alerts".into(), Serves::Alerts(AlertsRoute::Page)));
     r.push((
         "GET",
@@ -773,64 +780,7 @@ pub fn routes() -> Vec<(&'static str, String, Serves)> {
 pub fn router(state: Arc<AppState>) -> Router {
     let mut router = Router::new();
     for (method, path, serves) in routes() {
-        let handler = match serves {
-            Serves::SignInPage => get(home),
-            Serves::SignIn => post(sign_in),
-            Serves::SignOut => post(sign_out),
-            Serves::Script => get(|| async {
-                (
-                    [
-                        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-                        (header::CACHE_CONTROL, "max-age=3600"),
-                    ],
-                    APP_JS,
-                )
-            }),
-            Serves::Style => get(|| async {
-                (
-                    [
-                        (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-                        (header::CACHE_CONTROL, "max-age=3600"),
-                    ],
-                    STYLE_CSS,
-                )
-            }),
-            // Browsers ask for it on every site: no icon, and no error either.
-            Serves::Favicon => get(|| async { StatusCode::NO_CONTENT }),
-            Serves::Ops(OpsRoute::Health) => get(ops::healthz),
-            Serves::Ops(OpsRoute::Ready) => get(ops::readyz),
-            Serves::Ops(OpsRoute::Metrics) => get(ops::metrics),
-            Serves::OpenApi => {
-                get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) })
-            }
-            Serves::Html(page) => get(move |s, h, p, q| html_page(s, h, p, q, page)),
-            Serves::Api(page) => get(move |s, h, p, q| api_page(s, h, p, q, page)),
-            Serves::Csv(page) => get(move |s, h, p, q| csv_export(s, h, p, q, page)),
-            Serves::Explore(form) => get(move |s, h, q| explore(s, h, q, form)),
-            Serves::Questions(QuestionsRoute::Save) => post(save_question),
-            Serves::Questions(QuestionsRoute::Delete) => post(delete_question),
-            Serves::Questions(QuestionsRoute::AddToDashboard) => post(dashboards::add_from_list),
-            Serves::Questions(QuestionsRoute::Edit) => post(questions::edit),
-            Serves::Questions(QuestionsRoute::ApiCreate) => post(questions::api_create),
-            Serves::Questions(QuestionsRoute::ApiChange) => patch(questions::api_change),
-            Serves::Questions(QuestionsRoute::ApiDelete) => delete(questions::api_delete),
-            Serves::Questions(QuestionsRoute::ApiCopy) => post(questions::api_copy),
-            Serves::Questions(route) => get(move |s, h, p, q| questions(s, h, p, q, route)),
-            Serves::Alerts(AlertsRoute::Delete) => post(delete_alert),
-            Serves::Alerts(AlertsRoute::Create) => post(create_alert),
-            Serves::Alerts(route) => get(move |s, h| alerts_overview(s, h, route)),
-            Serves::Planned(PlannedRoute::Create) => post(plan_campaign),
-            Serves::Planned(route @ (PlannedRoute::List | PlannedRoute::ApiList)) => {
-                get(move |s, h| planned_campaigns(s, h, route))
-            }
-            Serves::Planned(route) => get(move |s, h, p| planned_campaign(s, h, p, route)),
-            Serves::PageVisibility => get(visibility::show),
-            Serves::HidePage => post(visibility::change),
-            Serves::Dashboards(DashboardsRoute::Create) => post(dashboards::create),
-            Serves::Dashboards(DashboardsRoute::Edit) => post(dashboards::edit),
-            Serves::Dashboards(DashboardsRoute::Delete) => post(delete_dashboard),
-            Serves::Dashboards(route) => get(move |s, h, p, q| dashboards::show(s, h, p, q, route)),
-        };
+        let handler = handler(serves);
         debug_assert!(matches!(method, "GET" | "POST" | "PATCH" | "DELETE"));
         router = router.route(&path, handler);
     }
@@ -854,6 +804,68 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(axum::middleware::from_fn(guard))
         .layer(tower::limit::ConcurrencyLimitLayer::new(limits::IN_FLIGHT))
+}
+
+/// What serves a route: its method and handler.
+fn handler(serves: Serves) -> axum::routing::MethodRouter<Arc<AppState>> {
+    match serves {
+        Serves::SignInPage => get(home),
+        Serves::SignIn => post(sign_in),
+        Serves::SignOut => post(sign_out),
+        Serves::Script => get(|| async {
+            (
+                [
+                    (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                    (header::CACHE_CONTROL, "max-age=3600"),
+                ],
+                APP_JS,
+            )
+        }),
+        Serves::Style => get(|| async {
+            (
+                [
+                    (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+                    (header::CACHE_CONTROL, "max-age=3600"),
+                ],
+                STYLE_CSS,
+            )
+        }),
+        // Browsers ask for it on every site: no icon, and no error either.
+        Serves::Favicon => get(|| async { StatusCode::NO_CONTENT }),
+        Serves::Ops(OpsRoute::Health) => get(ops::healthz),
+        Serves::Ops(OpsRoute::Ready) => get(ops::readyz),
+        Serves::Ops(OpsRoute::Metrics) => get(ops::metrics),
+        Serves::OpenApi => {
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) })
+        }
+        Serves::Html(page) => get(move |s, h, p, q| html_page(s, h, p, q, page)),
+        Serves::Api(page) => get(move |s, h, p, q| api_page(s, h, p, q, page)),
+        Serves::Csv(page) => get(move |s, h, p, q| csv_export(s, h, p, q, page)),
+        Serves::Explore(form) => get(move |s, h, q| explore(s, h, q, form)),
+        Serves::Questions(QuestionsRoute::Save) => post(save_question),
+        Serves::Questions(QuestionsRoute::Delete) => post(delete_question),
+        Serves::Questions(QuestionsRoute::AddToDashboard) => post(dashboards::add_from_list),
+        Serves::Questions(QuestionsRoute::Edit) => post(questions::edit),
+        Serves::Questions(QuestionsRoute::ApiCreate) => post(questions::api_create),
+        Serves::Questions(QuestionsRoute::ApiChange) => patch(questions::api_change),
+        Serves::Questions(QuestionsRoute::ApiDelete) => delete(questions::api_delete),
+        Serves::Questions(QuestionsRoute::ApiCopy) => post(questions::api_copy),
+        Serves::Questions(route) => get(move |s, h, p, q| questions(s, h, p, q, route)),
+        Serves::Alerts(AlertsRoute::Delete) => post(delete_alert),
+        Serves::Alerts(AlertsRoute::Create) => post(create_alert),
+        Serves::Alerts(route) => get(move |s, h| alerts_overview(s, h, route)),
+        Serves::Planned(PlannedRoute::Create) => post(plan_campaign),
+        Serves::Planned(route @ (PlannedRoute::List | PlannedRoute::ApiList)) => {
+            get(move |s, h| planned_campaigns(s, h, route))
+        }
+        Serves::Planned(route) => get(move |s, h, p| planned_campaign(s, h, p, route)),
+        Serves::PageVisibility => get(visibility::show),
+        Serves::HidePage => post(visibility::change),
+        Serves::Dashboards(DashboardsRoute::Create) => post(dashboards::create),
+        Serves::Dashboards(DashboardsRoute::Edit) => post(dashboards::edit),
+        Serves::Dashboards(DashboardsRoute::Delete) => post(delete_dashboard),
+        Serves::Dashboards(route) => get(move |s, h, p, q| dashboards::show(s, h, p, q, route)),
+    }
 }
 
 /// Serves the app until the process is asked to stop (Ctrl-C, or SIGTERM as `docker stop`,
@@ -1094,39 +1106,9 @@ async fn sign_in(
         );
     }
     let name = form.name.clone();
-    let result = blocking(
-        &st,
-        move |st| -> Result<Result<(User, String, String), String>, WebError> {
-            if let Some(seconds) = st.store.wait_for(&name, &addr)? {
-                st.ops.sign_in_failed();
-                st.store.audit(
-                    &name,
-                    "sign-in refused",
-                    &format!("too many failures, from {addr}"),
-                )?;
-                return Ok(Err(format!(
-                    "too many failed sign-ins; try again in {seconds} second{}",
-                    if seconds == 1 { "" } else { "s" }
-                )));
-            }
-            match st.store.verify(&name, &form.password)? {
-                Some(user) => {
-                    st.store
-                        .audit(&user.name, "sign-in", &format!("from {addr}"))?;
-                    let (token, _) = st.store.start_session(&user)?;
-                    let home = home_path(st, &user)?;
-                    Ok(Ok((user, token, home)))
-                }
-                None => {
-                    st.ops.sign_in_failed();
-                    st.store.record_failure(&name, &addr)?;
-                    st.store
-                        .audit(&name, "sign-in failed", &format!("from {addr}"))?;
-                    Ok(Err("wrong name or password".into()))
-                }
-            }
-        },
-    )
+    let result = blocking(&st, move |st| {
+        checked_sign_in(st, &name, &form.password, &addr)
+    })
     .await;
     match result {
         Err(e) => e.page(None),
@@ -1148,6 +1130,45 @@ async fn sign_in(
                 set_cookie(&st, &headers, SIGN_IN_CSRF_COOKIE, "", 0),
             );
             r
+        }
+    }
+}
+
+/// A sign-in's name and password checked (off the async runtime: argon2 and SQLite), with
+/// the wait after too many failures from one address; the user, its session's token and its
+/// home page, or what to tell the person signing in. Every attempt is audited.
+fn checked_sign_in(
+    st: &AppState,
+    name: &str,
+    password: &str,
+    addr: &str,
+) -> Result<Result<(User, String, String), String>, WebError> {
+    if let Some(seconds) = st.store.wait_for(name, addr)? {
+        st.ops.sign_in_failed();
+        st.store.audit(
+            name,
+            "sign-in refused",
+            &format!("too many failures, from {addr}"),
+        )?;
+        return Ok(Err(format!(
+            "too many failed sign-ins; try again in {seconds} second{}",
+            if seconds == 1 { "" } else { "s" }
+        )));
+    }
+    match st.store.verify(name, password)? {
+        Some(user) => {
+            st.store
+                .audit(&user.name, "sign-in", &format!("from {addr}"))?;
+            let (token, _) = st.store.start_session(&user)?;
+            let home = home_path(st, &user)?;
+            Ok(Ok((user, token, home)))
+        }
+        None => {
+            st.ops.sign_in_failed();
+            st.store.record_failure(name, addr)?;
+            st.store
+                .audit(name, "sign-in failed", &format!("from {addr}"))?;
+            Ok(Err("wrong name or password".into()))
         }
     }
 }
@@ -1467,25 +1488,12 @@ async fn questions(
             .ok_or_else(|| WebError::NotFound("no such saved question".into()))
     };
     match route {
-        QuestionsRoute::List => {
-            // The dashboards a question can be added to from the list: the user's own.
-            let who = user.clone();
-            let own = blocking(&st, move |st| {
-                Ok(st
-                    .store
-                    .dashboards_for(&who)?
-                    .into_iter()
-                    .filter(|d| d.owner == who.name)
-                    .collect::<Vec<_>>())
-            })
-            .await;
-            match own {
-                Ok(own) => {
-                    Html(questions::render(&user, &csrf, &search.q, &visible, &own)).into_response()
-                }
-                Err(e) => fail(e, Some(&user)),
+        QuestionsRoute::List => match own_dashboards(&st, &user).await {
+            Ok(own) => {
+                Html(questions::render(&user, &csrf, &search.q, &visible, &own)).into_response()
             }
-        }
+            Err(e) => fail(e, Some(&user)),
+        },
         QuestionsRoute::ApiList => {
             let listed: Vec<_> = visible
                 .iter()
@@ -1526,6 +1534,23 @@ async fn questions(
             unreachable!("changes have their own handlers")
         }
     }
+}
+
+/// The dashboards a question can be added to from the list: the user's own.
+async fn own_dashboards(
+    st: &Arc<AppState>,
+    user: &User,
+) -> Result<Vec<store::Dashboard>, WebError> {
+    let who = user.clone();
+    blocking(st, move |st| {
+        Ok(st
+            .store
+            .dashboards_for(&who)?
+            .into_iter()
+            .filter(|d| d.owner == who.name)
+            .collect::<Vec<_>>())
+    })
+    .await
 }
 
 /// The user's inbox, alerts and delivery log. The page marks the inbox read; the API does not.

@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// The channel's key figures.
+const KEY_FIGURES: [&str; 6] = [
+    "closed_revenue",
+    "open_pipeline",
+    "win_rate",
+    "csat_avg",
+    "avg_first_response_hours",
+    "indirect_revenue_share",
+];
+
 /// Fills the page's panels.
 pub(super) async fn build(cx: &Ctx<'_>, out: &mut Page) -> Result<(), WebError> {
     // Seven independent questions, asked side by side (each is small; together they
@@ -24,19 +34,20 @@ pub(super) async fn build(cx: &Ctx<'_>, out: &mut Page) -> Result<(), WebError> 
             "csat_avg",
         ]
     };
+    // Revenue by a partner attribute, the largest first.
+    let revenue_by = |id, title, kind, dimension| {
+        cx.chart(
+            id,
+            title,
+            kind,
+            &["closed_revenue"],
+            dimension,
+            Some("closed_revenue:desc"),
+            None,
+        )
+    };
     let (kpi, revenue, pipeline, by_tier, by_type, by_region, top) = tokio::try_join!(
-        cx.tiles(
-            "kpi",
-            "Key figures",
-            &[
-                "closed_revenue",
-                "open_pipeline",
-                "win_rate",
-                "csat_avg",
-                "avg_first_response_hours",
-                "indirect_revenue_share"
-            ]
-        ),
+        cx.tiles("kpi", "Key figures", &KEY_FIGURES),
         cx.chart(
             "revenue-trend",
             "Closed revenue by month",
@@ -55,33 +66,14 @@ pub(super) async fn build(cx: &Ctx<'_>, out: &mut Page) -> Result<(), WebError> 
             None,
             None
         ),
-        cx.chart(
-            "by-tier",
-            "Revenue by tier",
-            "bar",
-            &["closed_revenue"],
-            "partner.tier",
-            Some("closed_revenue:desc"),
-            None
-        ),
-        cx.chart(
+        revenue_by("by-tier", "Revenue by tier", "bar", "partner.tier"),
+        revenue_by(
             "by-type",
             "Revenue by partner type",
             "pie",
-            &["closed_revenue"],
-            "partner.partner_type",
-            Some("closed_revenue:desc"),
-            None
+            "partner.partner_type"
         ),
-        cx.chart(
-            "by-region",
-            "Revenue by region",
-            "bar",
-            &["closed_revenue"],
-            "partner.region",
-            Some("closed_revenue:desc"),
-            None
-        ),
+        revenue_by("by-region", "Revenue by region", "bar", "partner.region"),
         cx.table(
             "top-partners",
             "Top partners by revenue",

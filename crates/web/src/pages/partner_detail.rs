@@ -3,19 +3,32 @@
 
 use super::*;
 
-/// Fills the page's panels.
-pub(super) async fn build(
-    cx: &mut Ctx<'_>,
-    out: &mut Page,
-    id: Option<&str>,
-) -> Result<(), WebError> {
-    let st = cx.st;
-    let id = id.ok_or_else(|| WebError::NotFound("which partner?".into()))?;
-    // The partners this one is ranked among: the user's whole audience, kept before narrowing.
-    let among = cx.audience.clone();
-    // From here on, only this partner's rows: refused when it is not the user's.
-    cx.audience = cx.audience.narrow_to(id)?;
-    let partners = st
+/// The partner's key figures.
+const KEY_FIGURES: [&str; 6] = [
+    "closed_revenue",
+    "open_pipeline",
+    "win_rate",
+    "csat_avg",
+    "avg_first_response_hours",
+    "sla_met_pct",
+];
+
+/// Its side of the partner program: registrations, funds, enablement.
+const PROGRAM: [&str; 7] = [
+    "registrations",
+    "registration_approval_rate",
+    "registration_win_rate",
+    "mdf_paid",
+    "mdf_roi",
+    "certified_people",
+    "expiring_certifications",
+];
+
+/// The page's title and headline: the partner's name, id, tier, type, region and status;
+/// not found when the audience (narrowed to it) has no such partner.
+async fn heading(cx: &Ctx<'_>, out: &mut Page, id: &str) -> Result<(), WebError> {
+    let partners = cx
+        .st
         .engine
         .members(&cx.session, "partner", &cx.audience)
         .await?;
@@ -33,6 +46,22 @@ pub(super) async fn build(
         at("partner.region"),
         at("partner.status")
     )];
+    Ok(())
+}
+
+/// Fills the page's panels.
+pub(super) async fn build(
+    cx: &mut Ctx<'_>,
+    out: &mut Page,
+    id: Option<&str>,
+) -> Result<(), WebError> {
+    let st = cx.st;
+    let id = id.ok_or_else(|| WebError::NotFound("which partner?".into()))?;
+    // The partners this one is ranked among: the user's whole audience, kept before narrowing.
+    let among = cx.audience.clone();
+    // From here on, only this partner's rows: refused when it is not the user's.
+    cx.audience = cx.audience.narrow_to(id)?;
+    heading(cx, out, id).await?;
     let session = cx.session.clone();
     let channel = prism_analyses::Context {
         engine: &st.engine,
@@ -41,32 +70,8 @@ pub(super) async fn build(
         period: cx.period,
     };
     let (kpi, program, trend, products, customers, profile) = tokio::try_join!(
-        cx.tiles(
-            "kpi",
-            "Key figures",
-            &[
-                "closed_revenue",
-                "open_pipeline",
-                "win_rate",
-                "csat_avg",
-                "avg_first_response_hours",
-                "sla_met_pct"
-            ]
-        ),
-        // Its side of the partner program: registrations, funds, enablement.
-        cx.tiles(
-            "program",
-            "Partner program",
-            &[
-                "registrations",
-                "registration_approval_rate",
-                "registration_win_rate",
-                "mdf_paid",
-                "mdf_roi",
-                "certified_people",
-                "expiring_certifications"
-            ]
-        ),
+        cx.tiles("kpi", "Key figures", &KEY_FIGURES),
+        cx.tiles("program", "Partner program", &PROGRAM),
         cx.chart(
             "revenue-trend",
             "Closed revenue by month",
