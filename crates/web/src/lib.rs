@@ -735,25 +735,21 @@ pub fn routes() -> Vec<(&'static str, String, Serves)> {
 
 /// The routes of alerts, the page list's administration and planned campaigns.
 fn delivery_routes() -> Vec<(&'static str, String, Serves)> {
-    let mut r = Vec::new();
-    r.push(("GET", "/alerts".into(), Serves::Alerts(AlertsRoute::Page)));
-    r.push((
-        "GET",
-        "/api/alerts".into(),
-        Serves::Alerts(AlertsRoute::Api),
-    ));
-    r.push((
-        "POST",
-        "/alerts/{id}/delete".into(),
-        Serves::Alerts(AlertsRoute::Delete),
-    ));
-    r.push((
-        "POST",
-        "/alerts".into(),
-        Serves::Alerts(AlertsRoute::Create),
-    ));
-    r.push(("GET", "/admin/pages".into(), Serves::PageVisibility));
-    r.push(("POST", "/admin/pages".into(), Serves::HidePage));
+    let mut r: Vec<(&'static str, String, Serves)> = [
+        ("GET", "/alerts", Serves::Alerts(AlertsRoute::Page)),
+        ("GET", "/api/alerts", Serves::Alerts(AlertsRoute::Api)),
+        (
+            "POST",
+            "/alerts/{id}/delete",
+            Serves::Alerts(AlertsRoute::Delete),
+        ),
+        ("POST", "/alerts", Serves::Alerts(AlertsRoute::Create)),
+        ("GET", "/admin/pages", Serves::PageVisibility),
+        ("POST", "/admin/pages", Serves::HidePage),
+    ]
+    .into_iter()
+    .map(|(method, path, serves)| (method, path.to_string(), serves))
+    .collect();
     for (method, path, route) in [
         ("POST", "/my/potential/campaign", PlannedRoute::Create),
         ("GET", "/campaigns/planned", PlannedRoute::List),
