@@ -299,26 +299,7 @@ pub(crate) async fn show(
         return export(&st, &user, &d, period, &answered).await;
     }
     if !html {
-        let answers = d
-            .questions
-            .iter()
-            .zip(&d.sizes)
-            .zip(answered)
-            .map(|((q, size), a)| AnsweredQuestion {
-                question_id: q.id,
-                name: q.name.clone(),
-                size: *size,
-                notes: a.notes,
-                error: a.answer.as_ref().err().map(|e| e.to_string()),
-                answer: a.answer.ok().map(|a| explore::response(&a)),
-            })
-            .collect();
-        return axum::Json(Answered {
-            dashboard: &d,
-            period,
-            answers,
-        })
-        .into_response();
+        return api_answer(&d, period, answered);
     }
     let panels = panels(&st.engine.model, &d, answered);
     let editable = d.owner == user.name || user.role == Role::Admin;
@@ -346,6 +327,31 @@ pub(crate) async fn show(
         .render()
         .unwrap_or_else(|e| format!("template: {e}")),
     )
+    .into_response()
+}
+
+/// A dashboard's answers as JSON: each question's id, name, tile size, notes, and its answer
+/// or why it has none.
+fn api_answer(d: &Dashboard, period: Option<&str>, answered: Vec<Asked>) -> Response {
+    let answers = d
+        .questions
+        .iter()
+        .zip(&d.sizes)
+        .zip(answered)
+        .map(|((q, size), a)| AnsweredQuestion {
+            question_id: q.id,
+            name: q.name.clone(),
+            size: *size,
+            notes: a.notes,
+            error: a.answer.as_ref().err().map(|e| e.to_string()),
+            answer: a.answer.ok().map(|a| explore::response(&a)),
+        })
+        .collect();
+    axum::Json(Answered {
+        dashboard: d,
+        period,
+        answers,
+    })
     .into_response()
 }
 

@@ -468,61 +468,9 @@ fn chart(kind: ChartKind, result: &QueryResult, dimensions: usize) -> Option<Cha
         return None;
     }
     let (categories, series) = if stacked && dimensions == 2 {
-        // The second dimension's values are the series of the first metric.
-        let (first, second, metric) = (names[0], names[1], names[2]);
-        let mut categories: Vec<String> = Vec::new();
-        let mut series_names: Vec<String> = Vec::new();
-        let mut values: BTreeMap<(String, String), Option<f64>> = BTreeMap::new();
-        for r in &rows {
-            let (c, n) = (r.get(first).exact(), r.get(second).exact());
-            if !categories.contains(&c) {
-                categories.push(c.clone());
-            }
-            if !series_names.contains(&n) {
-                series_names.push(n.clone());
-            }
-            values.insert((c, n), r.number(metric));
-        }
-        let series = series_names
-            .iter()
-            .map(|n| pages::Series {
-                name: n.clone(),
-                values: categories
-                    .iter()
-                    .map(|c| values.get(&(c.clone(), n.clone())).copied().flatten())
-                    .collect(),
-                ..Default::default()
-            })
-            .collect();
-        (categories, series)
+        stacked_series(&rows, names[0], names[1], names[2])
     } else {
-        let categories = rows
-            .iter()
-            .map(|r| {
-                names[..dimensions]
-                    .iter()
-                    .map(|d| r.get(d).exact())
-                    .collect::<Vec<_>>()
-                    .join(" · ")
-            })
-            .collect::<Vec<_>>();
-        let series = names[dimensions..]
-            .iter()
-            .filter(|n| **n != "benchmark_partners")
-            .map(|n| pages::Series {
-                name: n.to_string(),
-                values: rows.iter().map(|r| r.number(n)).collect(),
-                ..Default::default()
-            })
-            .collect();
-        (
-            if dimensions == 0 {
-                vec!["all".to_string()]
-            } else {
-                categories
-            },
-            series,
-        )
+        metric_series(&rows, &names, dimensions)
     };
     Some(ChartSpec {
         kind: match kind {
@@ -539,6 +487,77 @@ fn chart(kind: ChartKind, result: &QueryResult, dimensions: usize) -> Option<Cha
         categories,
         series,
     })
+}
+
+/// A stacked chart's categories (the first dimension's values) and series (the second
+/// dimension's values, each with the metric's values).
+fn stacked_series(
+    rows: &[prism_engine::Row],
+    first: &str,
+    second: &str,
+    metric: &str,
+) -> (Vec<String>, Vec<pages::Series>) {
+    let mut categories: Vec<String> = Vec::new();
+    let mut series_names: Vec<String> = Vec::new();
+    let mut values: BTreeMap<(String, String), Option<f64>> = BTreeMap::new();
+    for r in rows {
+        let (c, n) = (r.get(first).exact(), r.get(second).exact());
+        if !categories.contains(&c) {
+            categories.push(c.clone());
+        }
+        if !series_names.contains(&n) {
+            series_names.push(n.clone());
+        }
+        values.insert((c, n), r.number(metric));
+    }
+    let series = series_names
+        .iter()
+        .map(|n| pages::Series {
+            name: n.clone(),
+            values: categories
+                .iter()
+                .map(|c| values.get(&(c.clone(), n.clone())).copied().flatten())
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    (categories, series)
+}
+
+/// A chart's categories (the dimensions' values joined, or "all" without one) and a series per
+/// metric.
+fn metric_series(
+    rows: &[prism_engine::Row],
+    names: &[&str],
+    dimensions: usize,
+) -> (Vec<String>, Vec<pages::Series>) {
+    let categories = rows
+        .iter()
+        .map(|r| {
+            names[..dimensions]
+                .iter()
+                .map(|d| r.get(d).exact())
+                .collect::<Vec<_>>()
+                .join(" · ")
+        })
+        .collect::<Vec<_>>();
+    let series = names[dimensions..]
+        .iter()
+        .filter(|n| **n != "benchmark_partners")
+        .map(|n| pages::Series {
+            name: n.to_string(),
+            values: rows.iter().map(|r| r.number(n)).collect(),
+            ..Default::default()
+        })
+        .collect();
+    (
+        if dimensions == 0 {
+            vec!["all".to_string()]
+        } else {
+            categories
+        },
+        series,
+    )
 }
 
 /// A choice of a select or a checkbox.
@@ -692,6 +711,34 @@ fn drill(question: &Question, dimension: &str, value: &str) -> String {
     format!("/explore?{}", drilled.to_query_string())
 }
 
+/// The filters the form suggests as one types: `dimension=value` for the members the user
+/// sees of the suggested attributes.
+async fn suggestions(st: &AppState, user: &User) -> Vec<String> {
+    let mut suggestions = Vec::new();
+    for (dimension, attributes) in SUGGESTED {
+        let values = pages::members_of(st, user, dimension, attributes).await;
+        for (name, values) in attributes.iter().zip(values) {
+            for v in values.into_iter().filter(|v| !v.is_empty()) {
+                suggestions.push(format!("{name}={v}"));
+            }
+        }
+    }
+    suggestions
+}
+
+/// The kinds of chart to pick from, `kind` selected.
+fn chart_choices(kind: ChartKind) -> Vec<Choice> {
+    ChartKind::ALL
+        .iter()
+        .map(|k| Choice {
+            value: k.name().into(),
+            label: k.label().into(),
+            title: String::new(),
+            selected: *k == kind,
+        })
+        .collect()
+}
+
 /// Renders the page: the form with the question filled in, and its answer or why there is none.
 pub async fn render(
     st: &AppState,
@@ -705,25 +752,9 @@ pub async fn render(
     let model = &st.engine.model;
     let groups = metric_groups(model, question);
     let dimension_slots = dimension_slots(model, question);
-    let mut suggestions = Vec::new();
-    for (dimension, attributes) in SUGGESTED {
-        let values = pages::members_of(st, user, dimension, attributes).await;
-        for (name, values) in attributes.iter().zip(values) {
-            for v in values.into_iter().filter(|v| !v.is_empty()) {
-                suggestions.push(format!("{name}={v}"));
-            }
-        }
-    }
+    let suggestions = suggestions(st, user).await;
     let kind = question.chart_kind().unwrap_or(ChartKind::Bar);
-    let charts = ChartKind::ALL
-        .iter()
-        .map(|k| Choice {
-            value: k.name().into(),
-            label: k.label().into(),
-            title: String::new(),
-            selected: *k == kind,
-        })
-        .collect();
+    let charts = chart_choices(kind);
     let mut filters = question.filters.clone();
     filters.resize(filters.len().max(3), String::new());
     let link = question.to_query_string();
@@ -742,15 +773,12 @@ pub async fn render(
         }
     }
     // An answer that asks nothing cannot be watched.
-    let alert_metrics: Vec<(String, String)> = if error.is_empty() {
-        question
-            .metrics
-            .iter()
-            .map(|m| (m.clone(), st.engine.model.label(m)))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let alert_metrics: Vec<(String, String)> = question
+        .metrics
+        .iter()
+        .filter(|_| error.is_empty())
+        .map(|m| (m.clone(), st.engine.model.label(m)))
+        .collect();
     let (benchmark_note, benchmark_rows) = match benchmark {
         None => (String::new(), Vec::new()),
         Some(Err(e)) => (format!("no channel figures: {e}"), Vec::new()),

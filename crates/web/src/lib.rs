@@ -1758,55 +1758,56 @@ async fn explore(
             (status, Html(body)).into_response()
         }
         (ExploreForm::Api, Ok(a)) => axum::Json(explore::response(&a)).into_response(),
-        (ExploreForm::Csv, Ok(a)) => {
-            let header: Vec<String> = a.result.columns.iter().map(|c| c.name.clone()).collect();
-            let rows = a.result.formatted_rows();
-            let format = match explore::download_format(raw.as_deref()) {
-                Ok(f) => f,
-                Err(e) => return e.text(),
-            };
-            let written = match format {
-                "xlsx" => explore::xlsx(&st.engine.model, &a.result),
-                _ => csv_bytes(&header, &rows),
-            };
-            let bytes = match written {
-                Ok(b) => b,
-                Err(e) => return e.text(),
-            };
-            let (name, detail) = (
-                user.name.clone(),
-                format!(
-                    "/explore?{} as {format} ({} rows)",
-                    question.to_query_string(),
-                    rows.len()
-                ),
-            );
-            if let Err(e) = blocking(&st, move |st| {
-                Ok(st.store.audit(&name, "export", &detail)?)
-            })
+        (ExploreForm::Csv, Ok(a)) => explore_download(&st, &user, &question, raw.as_deref(), &a)
             .await
-            {
-                return e.text();
-            }
-            let content_type = match format {
-                "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                _ => "text/csv; charset=utf-8",
-            };
-            (
-                [
-                    (header::CONTENT_TYPE, content_type.to_string()),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        format!("attachment; filename=\"explore.{format}\""),
-                    ),
-                ],
-                bytes,
-            )
-                .into_response()
-        }
+            .unwrap_or_else(|e| e.text()),
         (ExploreForm::Api, Err(e)) => e.json(),
         (ExploreForm::Csv, Err(e)) => e.text(),
     }
+}
+
+/// An Explore answer as a file to download (CSV, or Excel with `format=xlsx`), audited.
+async fn explore_download(
+    st: &Arc<AppState>,
+    user: &User,
+    question: &explore::Question,
+    raw: Option<&str>,
+    a: &explore::Answer,
+) -> Result<Response, WebError> {
+    let header: Vec<String> = a.result.columns.iter().map(|c| c.name.clone()).collect();
+    let rows = a.result.formatted_rows();
+    let format = explore::download_format(raw)?;
+    let bytes = match format {
+        "xlsx" => explore::xlsx(&st.engine.model, &a.result),
+        _ => csv_bytes(&header, &rows),
+    }?;
+    let (name, detail) = (
+        user.name.clone(),
+        format!(
+            "/explore?{} as {format} ({} rows)",
+            question.to_query_string(),
+            rows.len()
+        ),
+    );
+    blocking(st, move |st| {
+        Ok(st.store.audit(&name, "export", &detail)?)
+    })
+    .await?;
+    let content_type = match format {
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        _ => "text/csv; charset=utf-8",
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"explore.{format}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 async fn csv_export(

@@ -384,18 +384,7 @@ impl StagedFile<'_> {
     ) -> Result<(FileOutcome, PathBuf, u64)> {
         let entity = self.entity;
         let file_name = entity.file_name();
-        let mut outcome = FileOutcome {
-            file: file_name.clone(),
-            present: true,
-            warnings: reader.warnings().to_vec(),
-            ..FileOutcome::default()
-        };
-        let table = StagedTable::start(
-            self.staging_dir.join(entity.name()),
-            entity.schema(),
-            clustered_by(entity),
-            self.busy,
-        )?;
+        let (mut outcome, table) = self.start(&reader)?;
         let tracked = known.tracks(entity);
         let key_position = reader.key_position();
         let mut found = FileIds::default();
@@ -424,14 +413,8 @@ impl StagedFile<'_> {
         let busy = self.busy;
         let (mut reader, read_result) = self.validate_in_order(reader, known, |records, chunk| {
             let mut faults: Vec<(usize, Vec<Rejection>)> = chunk.rejected;
-            let mut keep: Option<Vec<bool>> = None;
-            busy.time(Busy::Checking, || {
-                for (row, (digest, index)) in chunk.keys.iter().enumerate() {
-                    if !keys.first(*digest) {
-                        faults.push((*index, vec![validator.duplicate(&records[*index])]));
-                        keep.get_or_insert_with(|| vec![true; chunk.keys.len()])[row] = false;
-                    }
-                }
+            let keep = busy.time(Busy::Checking, || {
+                duplicate_keys(&mut keys, &chunk.keys, records, &validator, &mut faults)
             });
             faults.sort_by_key(|(i, _)| *i);
             rejected_here += faults.len() as u64;
@@ -464,12 +447,28 @@ impl StagedFile<'_> {
         found.add_to(known, entity);
         let dir = table.dir.clone();
         let rows = table.finish()?;
-        outcome.rows_read = reader.rows_read();
-        outcome.rows_rejected = reader.rows_rejected();
+        (outcome.rows_read, outcome.rows_rejected) = (reader.rows_read(), reader.rows_rejected());
         outcome.rows_loaded = rows;
         self.progress
             .file_finished(&file_name, outcome.rows_read, outcome.rows_rejected);
         Ok((outcome, dir, rows))
+    }
+
+    /// The file's outcome so far (its reader's warnings), and its staged table, started.
+    fn start(&self, reader: &FileReader<BufReader<File>>) -> Result<(FileOutcome, StagedTable)> {
+        let outcome = FileOutcome {
+            file: self.entity.file_name(),
+            present: true,
+            warnings: reader.warnings().to_vec(),
+            ..FileOutcome::default()
+        };
+        let table = StagedTable::start(
+            self.staging_dir.join(self.entity.name()),
+            self.entity.schema(),
+            clustered_by(self.entity),
+            self.busy,
+        )?;
+        Ok((outcome, table))
     }
 
     /// Validation runs on `validators()` threads; a reader thread feeds them chunks of raw
@@ -551,6 +550,25 @@ impl StagedFile<'_> {
             reading.join().expect("the reader thread does not panic")
         })
     }
+}
+
+/// The rows of a chunk whose key an earlier row of the file had, each added to `faults` as a
+/// rejection; which of the chunk's valid rows to keep (`None`: every one).
+fn duplicate_keys(
+    keys: &mut KeyRegistry,
+    chunk_keys: &[(u128, usize)],
+    records: &[csv::ByteRecord],
+    validator: &prism_contract::RowValidator,
+    faults: &mut Vec<(usize, Vec<Rejection>)>,
+) -> Option<Vec<bool>> {
+    let mut keep: Option<Vec<bool>> = None;
+    for (row, (digest, index)) in chunk_keys.iter().enumerate() {
+        if !keys.first(*digest) {
+            faults.push((*index, vec![validator.duplicate(&records[*index])]));
+            keep.get_or_insert_with(|| vec![true; chunk_keys.len()])[row] = false;
+        }
+    }
+    keep
 }
 
 /// What one file's rows add to the ids later files may refer to: its valid rows' ids (of an
