@@ -234,7 +234,7 @@ pub fn explain(
     match compiled.statement {
         prism_engine::Statement::Sql => println!("sql:\n{}", compiled.sql),
         prism_engine::Statement::Question(_) => {
-            println!("aggregations (sql):\n{}", compiled.sql)
+            println!("aggregations (the steps of each plan):\n{}", compiled.sql)
         }
     }
     Ok(compiled)

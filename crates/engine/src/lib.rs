@@ -32,9 +32,10 @@ use prism_model::{Format, Grain, Metric, Model, did_you_mean};
 
 pub use answer::{DIRECT_LABEL, Money, Row, Value};
 pub use audience::Audience;
-pub(crate) use compile::{Comparison, Shift, aggregate_sql, scope_condition};
+pub(crate) use compile::{Comparison, Shift};
 pub use model_check::check_model;
 pub use query::{Filter, FilterOp, Order, Period, Query};
+pub(crate) use rollups::aggregate_sql;
 pub use rollups::{RollupChoice, is_table_of};
 pub use stats::{AnsweredFrom, EngineStats};
 
@@ -194,6 +195,9 @@ pub struct Engine {
     sum_types: BTreeMap<String, arrow::datatypes::DataType>,
     /// Answers given and their times, for monitoring.
     stats: stats::EngineStats,
+    /// DataFusion's functions and SQL planner, to plan the model's expressions with: made once,
+    /// no tables in it.
+    planner: datafusion::execution::SessionState,
 }
 
 impl Engine {
@@ -207,6 +211,9 @@ impl Engine {
             attribute_types: BTreeMap::new(),
             sum_types: BTreeMap::new(),
             stats: stats::EngineStats::default(),
+            planner: datafusion::execution::SessionStateBuilder::new()
+                .with_default_features()
+                .build(),
         };
         engine.attribute_types = model_check::attribute_types(&engine.model);
         engine.sum_types = model_check::sum_types(&engine.model);
@@ -729,6 +736,24 @@ fn rescale_to_cents(v: i128, scale: i8) -> i128 {
         q + v.signum()
     } else {
         q
+    }
+}
+
+/// The condition an audience puts on every fact row (`f`) of a listing, as SQL: its partners' rows only, and for a
+/// benchmark every partner's rows but no direct sales.
+pub(crate) fn scope_condition(scope: &Scope, benchmark: bool) -> Option<String> {
+    match scope {
+        Scope::All if benchmark => Some("f.partner_id IS NOT NULL".into()),
+        Scope::All => None,
+        Scope::Partner(id) => Some(format!("f.partner_id = {}", quote_literal(id))),
+        Scope::Partners(ids) if ids.is_empty() => Some("FALSE".into()),
+        Scope::Partners(ids) => Some(format!(
+            "f.partner_id IN ({})",
+            ids.iter()
+                .map(|i| quote_literal(i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
     }
 }
 

@@ -15,7 +15,7 @@ use chrono::{Datelike, Duration, Weekday};
 use prism_model::{Aggregate, Grain, Metric, MetricKind, Rollup};
 use prism_warehouse::BuiltRollups;
 
-use crate::{Comparison, Dim, Engine, Period, Scope};
+use crate::{Comparison, Dim, Engine, Period, Scope, quote_ident, quote_literal};
 
 /// What answered one fact's aggregation, and why the other rollups of the fact could not.
 #[derive(Clone, Debug, PartialEq)]
@@ -807,6 +807,42 @@ pub(crate) fn reaggregate(m: &Metric, source: &RollupSource) -> String {
     }
 }
 
+/// `reaggregate` as a typed expression, for a question read from a rollup.
+pub(crate) fn reaggregate_expr(
+    engine: &Engine,
+    m: &Metric,
+    source: &RollupSource,
+) -> Result<datafusion::logical_expr::Expr, crate::EngineError> {
+    use arrow::datatypes::DataType;
+    use datafusion::functions_aggregate::expr_fn::{count_distinct, sum};
+    use datafusion::logical_expr::{cast, lit, when};
+    let MetricKind::Base { aggregate, filter } = &m.kind else {
+        unreachable!("ratios are expanded into their parts")
+    };
+    let column = crate::compile::of("f", &m.name);
+    let stored = source.schema.field_with_name(&m.name).ok();
+    Ok(match aggregate {
+        // One row per group: its sum is the row's own count.
+        Aggregate::CountDistinct(_) if source.exact && stored.is_some() => {
+            cast(sum(column), DataType::Int64)
+        }
+        // Summed again, a decimal would widen; the answer keeps the type the base table gives.
+        Aggregate::Sum(_) => match stored.map(|f| f.data_type().clone()) {
+            Some(t @ DataType::Decimal128(..)) => cast(sum(column), t),
+            _ => sum(column),
+        },
+        Aggregate::Count(_) | Aggregate::CountRows => cast(sum(column), DataType::Int64),
+        // A key the rollup holds (see `counts_a_dimension_key`): a column of its own.
+        Aggregate::CountDistinct(e) => {
+            let key = engine.model_expr(e, "f", &source.schema)?;
+            match filter {
+                None => count_distinct(key),
+                Some(_) => count_distinct(when(column.gt(lit(0i64)), key).end()?),
+            }
+        }
+    })
+}
+
 /// A rollup's time column: grouped (`inner`) and as the rollup holds it (`outer`, over `g`).
 /// Days and weeks are grouped as dates; months, quarters and years as numbers (2024 * 100 + 5),
 /// far cheaper than truncating every row's date, made the grain's first day after aggregation.
@@ -831,6 +867,99 @@ fn grain_columns(
         None => format!("g.{time}"),
     };
     (grouped, read)
+}
+
+/// The rollups' definitions are SQL text, planned by DataFusion's SQL planner when a load
+/// builds them, and their text names their tables (`rollup_table_of`): these are a dimension,
+/// its value and a metric's aggregate as that text.
+impl Engine {
+    /// The SQL expression of a dimension over a fact aliased `f`, joined dimensions aliased by name.
+    /// What a fact row is grouped by for a dimension: the raw column, or for a time grain a
+    /// number or date that is cheap to group; the label users see is made after aggregation
+    /// (`across::label`), on a few rows instead of every row. `day` is the fact's date, shifted
+    /// forward when the aggregation is of a compared period.
+    pub(crate) fn group_sql(&self, dim: &Dim, day: &str, source: Option<&RollupSource>) -> String {
+        match dim {
+            Dim::Attribute {
+                dimension,
+                attribute,
+            } => {
+                let d = &self.model.dimensions[dimension];
+                let value = self.value_sql(dim, source);
+                match &d.absent {
+                    // A row without a member is the dimension's "(none)", whatever attribute;
+                    // a rollup that holds the attribute holds it so already.
+                    Some(label) if !self.stored_in(source, dimension, attribute) => format!(
+                        "CASE WHEN f.{} IS NULL THEN {} ELSE CAST({value} AS VARCHAR) END",
+                        d.key,
+                        quote_literal(label)
+                    ),
+                    _ => value,
+                }
+            }
+            Dim::FactAttribute { column, .. } => format!("f.{column}"),
+            Dim::Time { grain } => {
+                let part = |p: &str| format!("CAST(date_part('{p}', {day}) AS BIGINT)");
+                match grain {
+                    Grain::Day => day.to_string(),
+                    Grain::Week => format!("CAST(date_trunc('week', {day}) AS DATE)"),
+                    Grain::Month => format!("{} * 100 + {}", part("year"), part("month")),
+                    Grain::Quarter => format!("{} * 10 + {}", part("year"), part("quarter")),
+                    Grain::Year => part("year"),
+                }
+            }
+        }
+    }
+
+    /// An attribute's own value over a fact row, of the type the warehouse holds it in: a
+    /// missing member's is NULL. A rollup that holds the attribute has it as a column named
+    /// after it; a dimension's key is on the fact itself, so it needs no join.
+    pub(crate) fn value_sql(&self, dim: &Dim, source: Option<&RollupSource>) -> String {
+        match dim {
+            Dim::Attribute {
+                dimension,
+                attribute,
+            } if self.stored_in(source, dimension, attribute) => {
+                format!("f.{}", quote_ident(&format!("{dimension}.{attribute}")))
+            }
+            Dim::Attribute {
+                dimension,
+                attribute,
+            } => {
+                let d = &self.model.dimensions[dimension];
+                match &d.attributes[attribute].expression {
+                    Some(e) => e.qualified(dimension),
+                    None if *attribute == d.key => format!("f.{attribute}"),
+                    None => format!("{dimension}.{attribute}"),
+                }
+            }
+            Dim::FactAttribute { column, .. } => format!("f.{column}"),
+            Dim::Time { .. } => self.group_sql(dim, "day", source),
+        }
+    }
+}
+
+/// A base metric's aggregate over its fact's rows (`f`), or summed again from a rollup's.
+pub(crate) fn aggregate_sql(m: &Metric, source: Option<&RollupSource>) -> String {
+    if let Some(s) = source {
+        return reaggregate(m, s);
+    }
+    let MetricKind::Base { aggregate, filter } = &m.kind else {
+        unreachable!("ratios are expanded into their parts")
+    };
+    let cond = |e: &str| match filter {
+        Some(f) => format!("CASE WHEN {} THEN {} END", f.qualified("f"), e),
+        None => e.to_string(),
+    };
+    match aggregate {
+        Aggregate::Sum(e) => format!("SUM({})", cond(&e.qualified("f"))),
+        Aggregate::CountRows => match filter {
+            Some(f) => format!("COUNT(CASE WHEN {} THEN 1 END)", f.qualified("f")),
+            None => "COUNT(*)".into(),
+        },
+        Aggregate::Count(e) => format!("COUNT({})", cond(&e.qualified("f"))),
+        Aggregate::CountDistinct(e) => format!("COUNT(DISTINCT {})", cond(&e.qualified("f"))),
+    }
 }
 
 #[cfg(test)]

@@ -114,6 +114,12 @@ impl Expression {
 
     /// The expression as SQL with every column read from the table called `alias`.
     pub fn qualified(&self, alias: &str) -> String {
+        self.qualified_tree(alias).to_string()
+    }
+
+    /// The parsed expression with every column read from the table called `alias`: what the
+    /// compiler plans into a DataFusion expression, without parsing text again.
+    pub fn qualified_tree(&self, alias: &str) -> Expr {
         let mut tree = self.tree.as_ref().clone();
         let _ = visit_expressions_mut(&mut tree, |e| {
             if let Expr::Identifier(id) = e {
@@ -121,7 +127,7 @@ impl Expression {
             }
             ControlFlow::<()>::Continue(())
         });
-        tree.to_string()
+        tree
     }
 }
 

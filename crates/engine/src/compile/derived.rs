@@ -123,11 +123,6 @@ impl Shift {
         }
     }
 
-    /// The SQL interval it adds to a date.
-    pub(crate) fn interval_sql(self) -> String {
-        format!("INTERVAL '{self}'")
-    }
-
     /// Whether moving dates by it keeps rows of the grain whole.
     pub(crate) fn keeps(self, grain: Grain) -> bool {
         match (grain, self) {

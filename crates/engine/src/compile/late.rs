@@ -13,11 +13,17 @@
 use std::collections::BTreeSet;
 
 use arrow::datatypes::DataType;
+use datafusion::functions_aggregate::expr_fn::sum;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, cast, lit};
 use prism_model::{Aggregate, Metric, MetricKind};
 
 use super::Plan;
-use super::fact::{aggregate_sql, direct_flag, scope_condition};
-use crate::{Dim, Engine, EngineError, quote_ident};
+use super::exprs::scope_expr;
+use super::fact::{Grouped, direct_flag, fact_source, in_period};
+use super::of;
+use super::rows::Step;
+use crate::{Dim, Engine, EngineError};
 
 /// How an aggregation joins late: what it groups by first, and how its rows are read after.
 struct Regrouped<'e> {
@@ -33,115 +39,117 @@ struct Regrouped<'e> {
 impl Engine {
     /// The aggregation as keys first and dimensions after, or `None` where it must join first
     /// (see the module's note). `joins` are the dimensions the question reads attributes of.
-    pub(crate) fn late_joined_sql(
+    pub(crate) fn late_joined(
         &self,
         plan: &Plan<'_>,
         parts: &[&Metric],
-        day: &str,
+        day: &Expr,
         joins: &BTreeSet<String>,
-    ) -> Result<Option<String>, EngineError> {
+    ) -> Result<Option<Vec<Step>>, EngineError> {
         let Some(shape) = self.regrouped(plan, parts, joins) else {
             return Ok(None);
         };
-        let (inner, after) = self.grouped_by_keys(plan, parts, day, &shape)?;
+        let (mut steps, after) = self.grouped_by_keys(plan, parts, day, &shape)?;
         // Those rows joined to the dimensions, and grouped again where a key was not asked.
-        let mut select = Vec::new();
+        steps.extend(joins.iter().map(|j| self.dimension_join(j)));
+        if let Some(c) = conjunction(after) {
+            steps.push(Step::Filter(c));
+        }
         let mut group = Vec::new();
         for (i, (_, d)) in plan.dims.iter().enumerate() {
-            if self.joined_dimension(d, None).is_some() {
-                select.push(format!("{} AS d{i}", self.group_sql(d, day, None)));
+            let value = if self.joined_dimension(d, None).is_some() {
+                self.group_expr(d, day, None)?
             } else {
-                select.push(format!("f.d{i} AS d{i}"));
-            }
-            group.push(format!("d{i}"));
+                of("f", &format!("d{i}"))
+            };
+            group.push(value.alias(format!("d{i}")));
         }
         if let Some(from_key) = shape.direct {
-            select.push(
-                if from_key {
-                    "f.partner_id IS NULL AS direct"
-                } else {
-                    "f.direct AS direct"
-                }
-                .into(),
-            );
-            group.push("direct".into());
+            let direct = match from_key {
+                true => of("f", "partner_id").is_null(),
+                false => of("f", "direct"),
+            };
+            group.push(direct.alias("direct"));
         }
+        let mut aggregates = Vec::new();
         for p in parts {
-            let column = format!("f.{}", quote_ident(&p.name));
+            let column = of("f", &p.name);
             let value = if shape.one_to_one {
                 column
             } else {
-                self.summed_again(p, &column, plan.dims.is_empty())?
+                self.summed_again(p, column, plan.dims.is_empty())
             };
-            select.push(format!("{value} AS {}", quote_ident(&p.name)));
+            aggregates.push(value.alias(&p.name));
         }
-        let joined: Vec<String> = joins.iter().map(|j| self.join_sql(j)).collect();
-        if shape.one_to_one {
-            group.clear();
-        }
-        Ok(Some(statement(
-            &select,
-            &format!("({inner})"),
-            &joined,
-            &after,
-            &group,
-        )))
+        steps.push(if shape.one_to_one {
+            Step::Project(group.into_iter().chain(aggregates).collect())
+        } else {
+            Step::Aggregate { group, aggregates }
+        });
+        Ok(Some(steps))
     }
 
     /// The fact's rows grouped by the joined dimensions' keys and the dimensions that need no
-    /// join, over the audience, the period and the filters a fact row can answer; and the
-    /// filters on the joined dimensions' attributes, for after the join. A dimension's key is
-    /// on the fact: a filter on it is applied before.
+    /// join, over the audience, the period and the filters a fact row can answer, read as `f`;
+    /// and the filters on the joined dimensions' attributes, for after the join. A dimension's
+    /// key is on the fact: a filter on it is applied before.
     fn grouped_by_keys(
         &self,
         plan: &Plan<'_>,
         parts: &[&Metric],
-        day: &str,
+        day: &Expr,
         shape: &Regrouped<'_>,
-    ) -> Result<(String, Vec<String>), EngineError> {
+    ) -> Result<(Vec<Step>, Vec<Expr>), EngineError> {
         let late = |d: &Dim| self.joined_dimension(d, None).is_some();
-        let mut select = Vec::new();
-        let mut group = Vec::new();
+        let fact = &self.model.facts[&parts[0].fact];
+        let schema = self.rows_schema(fact, false, None);
+        let mut grouped = Grouped {
+            group: Vec::new(),
+            aggregates: Vec::new(),
+        };
         for (i, (_, d)) in plan.dims.iter().enumerate() {
             if !late(d) {
-                select.push(format!("{} AS d{i}", self.group_sql(d, day, None)));
-                group.push(format!("d{i}"));
+                grouped
+                    .group
+                    .push(self.group_expr(d, day, None)?.alias(format!("d{i}")));
             }
         }
         for key in &shape.keys {
-            select.push(format!("f.{key} AS {key}"));
-            group.push((*key).to_string());
+            grouped.group.push(of("f", key).alias(*key));
         }
         if shape.direct == Some(false) {
-            select.push("f.partner_id IS NULL AS direct".into());
-            group.push("direct".into());
+            grouped
+                .group
+                .push(of("f", "partner_id").is_null().alias("direct"));
         }
         for p in parts {
-            select.push(format!(
-                "{} AS {}",
-                aggregate_sql(p, None),
-                quote_ident(&p.name)
-            ));
+            grouped
+                .aggregates
+                .push(self.aggregate_expr(p, None, &schema)?.alias(&p.name));
         }
-        let mut conditions: Vec<String> = scope_condition(plan.scope, false).into_iter().collect();
+        let mut conditions: Vec<Expr> = scope_expr(plan.scope, false).into_iter().collect();
         if let Some(p) = &plan.query.period {
-            conditions.push(format!(
-                "{day} BETWEEN DATE '{}' AND DATE '{}'",
-                p.from, p.to
-            ));
+            conditions.push(in_period(day, p));
         }
         let mut after = Vec::new();
         for (f, d) in &plan.filters {
-            let condition = self.filter_sql(f, d, day, None, plan.scope)?;
+            let condition = self.filter_expr(f, d, day, None, plan.scope)?;
             if late(d) {
                 after.push(condition)
             } else {
                 conditions.push(condition)
             }
         }
-        let fact = &self.model.facts[&parts[0].fact];
-        let inner = statement(&select, &fact.source_sql(), &[], &conditions, &group);
-        Ok((inner, after))
+        let mut steps = fact_source(fact, "f");
+        if let Some(c) = conjunction(conditions) {
+            steps.push(Step::Filter(c));
+        }
+        steps.push(Step::Aggregate {
+            group: grouped.group,
+            aggregates: grouped.aggregates,
+        });
+        steps.push(Step::Alias("f".into()));
+        Ok((steps, after))
     }
 
     /// Whether the aggregation may join late, and how its rows are read after the join.
@@ -184,53 +192,25 @@ impl Engine {
     /// A part summed again over the aggregated rows, of the type its first aggregation gives:
     /// counts as whole numbers (zero over no rows when nothing is grouped, as `COUNT` gives),
     /// a decimal sum at the precision the base table's sum has.
-    fn summed_again(
-        &self,
-        p: &Metric,
-        column: &str,
-        ungrouped: bool,
-    ) -> Result<String, EngineError> {
+    fn summed_again(&self, p: &Metric, column: Expr, ungrouped: bool) -> Expr {
         let MetricKind::Base { aggregate, .. } = &p.kind else {
             unreachable!("ratios are expanded into their parts")
         };
-        Ok(match aggregate {
-            Aggregate::Count(_) | Aggregate::CountRows if ungrouped => {
-                format!("COALESCE(CAST(SUM({column}) AS BIGINT), 0)")
-            }
-            Aggregate::Count(_) | Aggregate::CountRows => format!("CAST(SUM({column}) AS BIGINT)"),
-            Aggregate::Sum(_) => match self.sum_types.get(&p.name) {
-                Some(DataType::Decimal128(precision, scale)) => {
-                    format!("CAST(SUM({column}) AS DECIMAL({precision}, {scale}))")
+        match aggregate {
+            Aggregate::Count(_) | Aggregate::CountRows => {
+                let counted = cast(sum(column), DataType::Int64);
+                match ungrouped {
+                    true => datafusion::functions::expr_fn::coalesce(vec![counted, lit(0i64)]),
+                    false => counted,
                 }
-                _ => format!("SUM({column})"),
+            }
+            Aggregate::Sum(_) => match self.sum_types.get(&p.name) {
+                Some(t @ DataType::Decimal128(..)) => cast(sum(column), t.clone()),
+                _ => sum(column),
             },
             Aggregate::CountDistinct(_) => {
                 unreachable!("a distinct count is never summed again (`regrouped`)")
             }
-        })
+        }
     }
-}
-
-/// One SELECT statement from its parts; the table is aliased `f`.
-pub(super) fn statement(
-    select: &[String],
-    from: &str,
-    joins: &[String],
-    conditions: &[String],
-    group: &[String],
-) -> String {
-    let mut sql = format!("SELECT {} FROM {from} f", select.join(", "));
-    for j in joins {
-        sql.push(' ');
-        sql.push_str(j);
-    }
-    if !conditions.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&conditions.join(" AND "));
-    }
-    if !group.is_empty() {
-        sql.push_str(" GROUP BY ");
-        sql.push_str(&group.join(", "));
-    }
-    sql
 }

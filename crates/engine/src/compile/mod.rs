@@ -2,22 +2,26 @@
 //! their parts per fact, the compared periods, each fact's source (a rollup or the base), each
 //! fact's aggregation, the drill-across join, the derived forms, and order and limit.
 //!
-//! Each fact's aggregation is still written as SQL (`fact.rs`) and planned by DataFusion's SQL
-//! planner; every stage after it is built as typed expressions (`Expr`) and assembled with
-//! `LogicalPlanBuilder` (`statement.rs`).
+//! Every stage is typed expressions (`Expr`): each fact's aggregation as the steps of a plan
+//! (`fact.rs`, `late.rs`, over `exprs.rs`; `rows.rs` builds them over a session's tables), the
+//! stages after it assembled with `LogicalPlanBuilder` (`statement.rs`). Model expressions are
+//! planned from their parsed trees by DataFusion's SQL planner; nothing is SQL text but the
+//! rollups' definitions (`rollups.rs`).
 
 mod across;
 mod derived;
+mod exprs;
 mod fact;
 mod late;
+mod rows;
 mod statement;
 
 pub(crate) use across::Joins;
 pub(crate) use derived::{Comparison, Derived, Shift, compared};
 pub(crate) use fact::{
-    aggregate_sql, aggregation_alias, aggregation_of, contributors_column, direct_flag,
-    metric_parts, scope_condition,
+    aggregation_alias, aggregation_of, contributors_column, direct_flag, metric_parts,
 };
+pub(crate) use rows::Step;
 
 use std::collections::BTreeMap;
 
@@ -68,13 +72,13 @@ pub struct Stages {
 /// One metric as the query asks it: its column name, the model metric, and its derived form.
 pub(crate) type Asked<'m> = (String, &'m Metric, Option<Derived>);
 
-/// One aggregation of the statement: its alias, its SQL, and whether its rows add keys to the
-/// answer (a compared period's rows do not, on a time cut: a month after the last one is not a
-/// row of a trend).
+/// One aggregation of the statement: its alias, its plan's steps, and whether its rows add
+/// keys to the answer (a compared period's rows do not, on a time cut: a month after the last
+/// one is not a row of a trend).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Aggregation {
     pub alias: String,
-    pub sql: String,
+    pub steps: Vec<Step>,
     pub adds_keys: bool,
 }
 
@@ -128,11 +132,11 @@ impl Engine {
         let (joins, across, base_columns) = self.drill_across(&plan, &aggregations);
         let (answer, columns) = derived::outer(&plan, &base_columns);
         let order = order_by(&plan, &columns)?;
-        // For reading (`explain`, an administrator's view of a panel): the stage still
-        // written as SQL, each aggregation under its name.
+        // For reading (`explain`, an administrator's view of a panel): each aggregation's
+        // steps under its name.
         let sql = aggregations
             .iter()
-            .map(|a| format!("-- {}\n{}", a.alias, a.sql))
+            .map(|a| format!("-- {}\n{}", a.alias, rows::described(&a.steps)))
             .collect::<Vec<_>>()
             .join("\n");
         Ok(Compiled {
@@ -277,11 +281,11 @@ impl Engine {
         for (comparison, shift) in views {
             for (aggregation, parts) in &plan.per_fact {
                 let source = sources.get(aggregation).and_then(Option::as_ref);
-                let sql =
-                    self.fact_sql(plan, parts, shift, source, built.and_then(|b| b.loaded_on))?;
+                let steps =
+                    self.fact_rows(plan, parts, shift, source, built.and_then(|b| b.loaded_on))?;
                 out.push(Aggregation {
                     alias: aggregation_alias(aggregation, comparison),
-                    sql,
+                    steps,
                     // A partner that sold last quarter and not this one is a row of "revenue by
                     // partner with its change"; a month after the last one is not a row of a trend.
                     adds_keys: comparison.is_none() || plan.finest_grain().is_none(),

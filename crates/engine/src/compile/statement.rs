@@ -1,5 +1,5 @@
 //! A compiled question's stages built into one DataFusion logical plan over a session: each
-//! fact's aggregation planned from its SQL under its name, the aggregations joined, the joined
+//! fact's aggregation built from its steps under its name, the aggregations joined, the joined
 //! rows' columns, the derived forms (window functions), order and limit.
 
 use datafusion::execution::SessionState;
@@ -19,7 +19,8 @@ impl Engine {
     ) -> Result<LogicalPlan, EngineError> {
         let mut aggregations = Vec::with_capacity(stages.aggregations.len());
         for a in &stages.aggregations {
-            let plan = state.create_logical_plan(&a.sql).await?;
+            let sources = super::rows::sources(state, &a.steps).await?;
+            let plan = super::rows::build(&a.steps, &sources)?;
             aggregations.push((
                 a.alias.as_str(),
                 LogicalPlanBuilder::from(plan)
