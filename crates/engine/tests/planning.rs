@@ -111,21 +111,7 @@ async fn a_narrow_question_builds_its_join_from_the_fact_rows_it_keeps() {
 /// ratio, the window forms, a compared period, a benchmark's withheld figures, order and limit.
 #[tokio::test]
 async fn explain_prints_the_question_as_sql_that_answers_the_same() {
-    let tmp = tempfile::tempdir().unwrap();
-    let wh = prism_warehouse::Warehouse::open(tmp.path().join("data")).unwrap();
-    wh.load(
-        &prism_warehouse::LoadOptions {
-            export_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../fixtures/tiny"),
-            mode: prism_warehouse::LoadMode::Upsert,
-            quarantine: false,
-            rollups: Vec::new(),
-        },
-        &prism_warehouse::NoProgress,
-    )
-    .await
-    .unwrap();
-    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    let (_tmp, ctx) = common::tiny().await;
     let engine = Engine::new(Model::shipped());
     let ask = |metrics: &[&str], by: &[&str]| Query {
         metrics: metrics.iter().map(|m| m.to_string()).collect(),
@@ -237,21 +223,7 @@ fn ancestors(plan: &str, node: &str) -> Vec<String> {
 /// O-1 (3 units), P-2 (Silver, EMEA) -49.75 on O-3 (1 unit), direct 1200 on O-2 (1 unit).
 #[tokio::test]
 async fn a_cut_by_partner_attributes_groups_by_partner_before_reading_partners() {
-    let tmp = tempfile::tempdir().unwrap();
-    let wh = prism_warehouse::Warehouse::open(tmp.path().join("data")).unwrap();
-    wh.load(
-        &prism_warehouse::LoadOptions {
-            export_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../fixtures/tiny"),
-            mode: prism_warehouse::LoadMode::Upsert,
-            quarantine: false,
-            rollups: Vec::new(),
-        },
-        &prism_warehouse::NoProgress,
-    )
-    .await
-    .unwrap();
-    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    let (_tmp, ctx) = common::tiny().await;
     let engine = Engine::new(Model::shipped()).without_rollups();
     let ask = |metrics: &[&str], by: &[&str], filters: Vec<Filter>| Query {
         metrics: metrics.iter().map(|m| m.to_string()).collect(),
@@ -288,6 +260,25 @@ async fn a_cut_by_partner_attributes_groups_by_partner_before_reading_partners()
     assert!(
         first("Aggregate").unwrap() < first("Left Join").unwrap(),
         "the order lines are grouped before the partners are joined:\n{plan}"
+    );
+    // Asked by the partner's key and name, the key the join needs is the key asked: the order
+    // lines are grouped by it once, not by the same column under two names.
+    let by_partner = ask(
+        &["closed_revenue"],
+        &["partner.partner_id", "partner.partner_name"],
+        Vec::new(),
+    );
+    let compiled = engine
+        .compile_in(&ctx, &by_partner, &Audience::everyone())
+        .unwrap();
+    let (plan, _) = engine.logical_plan_of(&ctx, &compiled).await.unwrap();
+    let grouping = ancestors(&plan, "TableScan: orders")
+        .into_iter()
+        .find(|l| l.starts_with("Aggregate"))
+        .expect("the order lines are grouped");
+    assert!(
+        grouping.starts_with("Aggregate: groupBy=[[f.partner_id]]"),
+        "grouped by the partner key once: {grouping}"
     );
     let (answer, ty) = rows(by_region).await;
     assert_eq!(

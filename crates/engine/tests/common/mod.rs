@@ -42,3 +42,24 @@ pub async fn generated(
     .unwrap();
     (tmp, export, wh)
 }
+
+/// fixtures/tiny (the hand-computed export) loaded into a fresh warehouse, without rollups,
+/// and a session over it.
+#[allow(dead_code)] // a helper of the test files that load the fixture, unused by the others
+pub async fn tiny() -> (tempfile::TempDir, std::sync::Arc<prism_engine::Session>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
+    wh.load(
+        &LoadOptions {
+            export_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny"),
+            mode: LoadMode::Upsert,
+            quarantine: false,
+            rollups: Vec::new(),
+        },
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    (tmp, ctx)
+}
