@@ -66,7 +66,8 @@ impl Engine {
             None => fact_source(fact, "f"),
         };
         steps.extend(joins.iter().map(|j| self.dimension_join(j)));
-        if let Some(c) = conjunction(self.fact_conditions(plan, source, state, &day)?) {
+        let (conditions, _) = self.fact_conditions(plan, source, state, &day, |_| false)?;
+        if let Some(c) = conjunction(conditions) {
             steps.push(Step::Filter(c));
         }
         let columns: Vec<String> = grouped
@@ -100,14 +101,16 @@ impl Engine {
     }
 
     /// The conditions on a fact's rows: the audience's, the period's (a state's days are the
-    /// period's already) and each filter's.
+    /// period's already) and each filter's; apart, the filters on a dimension read `after` the
+    /// fact's rows are grouped and joined to it (`late.rs`).
     pub(crate) fn fact_conditions(
         &self,
         plan: &Plan<'_>,
         source: Option<&RollupSource>,
         state: bool,
         day: &Expr,
-    ) -> Result<Vec<Expr>, EngineError> {
+        after: impl Fn(&Dim) -> bool,
+    ) -> Result<(Vec<Expr>, Vec<Expr>), EngineError> {
         // A channel rollup holds partners' rows only, and no partner column.
         let channel = source.is_some_and(|s| s.rollup.channel);
         let mut conditions: Vec<Expr> = if channel {
@@ -118,10 +121,15 @@ impl Engine {
         if let (Some(p), false) = (&plan.query.period, state) {
             conditions.push(in_period(day, p));
         }
+        let mut later = Vec::new();
         for (f, d) in &plan.filters {
-            conditions.push(self.filter_expr(f, d, day, source, plan.scope)?);
+            let condition = self.filter_expr(f, d, day, source, plan.scope)?;
+            match after(d) {
+                true => later.push(condition),
+                false => conditions.push(condition),
+            }
         }
-        Ok(conditions)
+        Ok((conditions, later))
     }
 
     /// Which asked dimension is the partner key as the fact holds it, when the aggregation

@@ -19,8 +19,7 @@ use datafusion::logical_expr::{Expr, cast, lit};
 use prism_model::{Aggregate, Metric, MetricKind};
 
 use super::Plan;
-use super::exprs::scope_expr;
-use super::fact::{Grouped, direct_flag, fact_source, in_period};
+use super::fact::{Grouped, direct_flag, fact_source};
 use super::of;
 use super::rows::Step;
 use crate::{Dim, Engine, EngineError};
@@ -127,19 +126,8 @@ impl Engine {
                 .aggregates
                 .push(self.aggregate_expr(p, None, &schema)?.alias(&p.name));
         }
-        let mut conditions: Vec<Expr> = scope_expr(plan.scope, false).into_iter().collect();
-        if let Some(p) = &plan.query.period {
-            conditions.push(in_period(day, p));
-        }
-        let mut after = Vec::new();
-        for (f, d) in &plan.filters {
-            let condition = self.filter_expr(f, d, day, None, plan.scope)?;
-            if late(d) {
-                after.push(condition)
-            } else {
-                conditions.push(condition)
-            }
-        }
+        // Never a benchmark here (`regrouped`): the audience's condition is a partner's.
+        let (conditions, after) = self.fact_conditions(plan, None, false, day, late)?;
         let mut steps = fact_source(fact, "f");
         if let Some(c) = conjunction(conditions) {
             steps.push(Step::Filter(c));
