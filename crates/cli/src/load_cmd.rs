@@ -203,6 +203,10 @@ fn print_rollups(data: &Path, v: &prism_warehouse::WarehouseVersion) -> Result<(
     for name in engine.model.rollups.keys() {
         let table = engine.rollup_table(name);
         match v.rollups.get(&table) {
+            Some(pin) if pin.by_slices => println!(
+                "{name:<34} {:>12}  brought up to date by slice ({} ms)",
+                pin.rows, pin.build_ms
+            ),
             Some(pin) => {
                 println!("{name:<34} {:>12}  built ({} ms)", pin.rows, pin.build_ms)
             }

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 use prism_engine::Engine;
-use prism_generator::{GenerateConfig, generate};
+use prism_generator::{ChangesConfig, GenerateConfig, GenerateSummary, generate};
 
 #[derive(Parser)]
 #[command(
@@ -95,6 +95,14 @@ enum Command {
         /// How many customers, instead of the scale's (45,000 × scale).
         #[arg(long)]
         customers: Option<usize>,
+        /// Instead of an export, a day's changes to this one: new orders after its last, and
+        /// corrections to its recent order lines, for `prism load` to apply on top of it.
+        #[arg(long, value_name = "EXPORT", conflicts_with_all = ["scale", "partners", "customers"])]
+        changes_of: Option<PathBuf>,
+        /// With --changes-of: the changed and new order lines together as a share of the
+        /// export's (0.01: 1 %), half of each.
+        #[arg(long, default_value_t = 0.01, requires = "changes_of")]
+        share: f64,
     },
     /// Compute metrics, cut by dimensions, for a period and a scope.
     Query(query_cmd::QueryCommand),
@@ -250,16 +258,28 @@ fn settle_places(cli: &Cli) -> Result<()> {
 fn generate_export(config: &GenerateConfig) -> Result<()> {
     let started = std::time::Instant::now();
     let summary = generate(config)?;
+    print_generated(&summary, &config.out, started);
+    Ok(())
+}
+
+fn generate_changes(config: &ChangesConfig) -> Result<()> {
+    let started = std::time::Instant::now();
+    let summary = prism_generator::generate_changes(config)?;
+    print_generated(&summary, &config.out, started);
+    Ok(())
+}
+
+/// What `prism generate` wrote: each file's rows, the folder, its size and the time taken.
+fn print_generated(summary: &GenerateSummary, out: &std::path::Path, started: std::time::Instant) {
     for (entity, rows) in &summary.rows {
         println!("{:<26} {rows:>12} rows", entity.file_name());
     }
     println!(
         "wrote {} ({:.1} MB) in {:.1} s",
-        config.out.display(),
+        out.display(),
         summary.bytes as f64 / 1e6,
         started.elapsed().as_secs_f64()
     );
-    Ok(())
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -277,10 +297,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Generate {
             out,
+            seed,
+            changes_of: Some(export),
+            share,
+            ..
+        } => generate_changes(&ChangesConfig {
+            export,
+            out,
+            share,
+            seed,
+        })?,
+        Command::Generate {
+            out,
             scale,
             seed,
             partners,
             customers,
+            ..
         } => generate_export(&GenerateConfig {
             out,
             scale,

@@ -162,13 +162,18 @@ impl Engine {
                 schema: std::sync::Arc::new(arrow::datatypes::Schema::empty()),
                 exact: false,
             });
-            // The fact's table and the dimension tables the definition joins.
-            let mut reads = vec![self.model.facts[&r.fact].table.clone()];
+            // The fact's table, the tables its rows look columns up in, and the dimension
+            // tables the definition joins: a change to any of them changes the rollup.
+            let fact = &self.model.facts[&r.fact];
+            let mut reads = vec![fact.table.clone()];
+            reads.extend(fact.lookups.values().map(|l| l.table.clone()));
             reads.extend(
                 self.rollup_joins(r, None)
                     .iter()
                     .map(|d| self.model.dimensions[d].table.clone()),
             );
+            reads.sort();
+            reads.dedup();
             out.push(prism_warehouse::RollupBuild {
                 name: r.name.clone(),
                 table: self.rollup_table(&r.name),
@@ -177,10 +182,63 @@ impl Engine {
                 from: source.map(|s| s.table),
                 reads,
                 cluster_by: self.cluster_column(r),
+                slices: self.rollup_slices(r),
             });
             built.push(r);
         }
         out
+    }
+
+    /// A rollup's slices, for a load that changed only its fact to bring it up to date by the
+    /// slices it changed: the columns of its grouping that a fact row holds itself (a
+    /// dimension's key, the fact's own attributes — not a column looked up in another table)
+    /// and its time grain's period. None when its grouping has none (the channel's segments).
+    fn rollup_slices(&self, r: &Rollup) -> Option<prism_warehouse::RollupSlices> {
+        let fact = &self.model.facts[&r.fact];
+        let looked_up = |column: &str| fact.lookups.values().any(|l| l.name == column);
+        let mut keys = Vec::new();
+        for d in &r.dimensions {
+            let own = match self.resolve_dim(d).ok()? {
+                Dim::Attribute {
+                    dimension,
+                    attribute,
+                } => {
+                    let dim = &self.model.dimensions[&dimension];
+                    dim.key == attribute && dim.attributes[&attribute].expression.is_none()
+                }
+                Dim::FactAttribute { column, .. } => !looked_up(&column),
+                Dim::Time { .. } => false,
+            };
+            if own {
+                let column = self.rollup_column(r, d);
+                keys.push((column.clone(), format!("f.{}", crate::quote_ident(&column))));
+            }
+        }
+        let period = r.grain.map(|g| {
+            let day = format!("CAST(f.{} AS DATE)", crate::quote_ident(&fact.time));
+            let (unit, length) = match g {
+                Grain::Day => ("day", "1 day"),
+                Grain::Week => ("week", "7 days"),
+                Grain::Month => ("month", "1 month"),
+                Grain::Quarter => ("quarter", "3 months"),
+                Grain::Year => ("year", "1 year"),
+            };
+            let start = format!("CAST(date_trunc('{unit}', {day}) AS DATE)");
+            prism_warehouse::SlicePeriod {
+                column: fact.time.clone(),
+                end: format!("CAST({start} + INTERVAL '{length}' AS DATE)"),
+                start,
+            }
+        });
+        if let Some(p) = &period {
+            // The rollup holds the period's first day in the fact's time column.
+            keys.push((fact.time.clone(), p.start.clone()));
+        }
+        (!keys.is_empty()).then(|| prism_warehouse::RollupSlices {
+            fact: fact.table.clone(),
+            keys,
+            period,
+        })
     }
 
     /// Whether rollup `a` answers everything rollup `b` holds, so `b` can be built from `a`.

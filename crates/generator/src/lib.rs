@@ -8,7 +8,10 @@
 //! byte-identical files. Rows are written as they are drawn, so memory stays flat at any scale.
 #![warn(missing_docs)]
 
+mod changes;
 mod program;
+
+pub use changes::{ChangesConfig, generate_changes};
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -65,6 +68,9 @@ pub enum GenerateError {
     /// A scale of zero, below zero, or not a number.
     #[error("scale must be a positive number, found {0}")]
     BadScale(f64),
+    /// A share of changes not above 0 and at most 1.
+    #[error("the changes' share must be above 0 and at most 1 (0.01 is 1 %), found {0}")]
+    BadShare(f64),
     /// A file could not be written.
     #[error("cannot write {path}: {source}")]
     Io {

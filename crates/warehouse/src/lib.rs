@@ -40,8 +40,8 @@ use prism_contract::Entity;
 use url::Url;
 
 pub use distributed::{Cluster, cluster, serve_worker, set_cluster};
-pub use load::RollupBuild;
 pub use load::{FileOutcome, LoadOptions, LoadPhases, LoadProgress, LoadReport, NoProgress};
+pub use load::{RollupBuild, RollupSlices, SlicePeriod};
 pub use storage::{is_remote, set_storage_options};
 pub use versions::{LoadMode, RollupPin, TableChange, TablePin, VersionFile, WarehouseVersion};
 
@@ -281,16 +281,27 @@ pub struct BuiltRollup {
 /// these tables and uses no Delta feature that changes how a file reads (no deletion vectors,
 /// column mapping or partitions), and DataFusion's own Parquet path keeps each file's metadata
 /// cached between queries. `None` when the version has no file (an empty table).
-async fn listing(
+pub(crate) async fn listing(
     ctx: &SessionContext,
     table: &DeltaTable,
+    schema: Option<arrow::datatypes::SchemaRef>,
+) -> Result<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
+    // Collected first: the iterator is not `Send`, and must not live across the await.
+    let files: Vec<String> = table.get_file_uris()?.collect();
+    listing_of(ctx, files, schema).await
+}
+
+/// Parquet files as one DataFusion table (`None` when there are none): with `schema`, read
+/// as it; without, the files' own.
+pub(crate) async fn listing_of(
+    ctx: &SessionContext,
+    files: Vec<String>,
     schema: Option<arrow::datatypes::SchemaRef>,
 ) -> Result<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
     use datafusion::datasource::file_format::parquet::ParquetFormat;
     use datafusion::datasource::listing::{
         ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
     };
-    let files: Vec<String> = table.get_file_uris()?.collect();
     if files.is_empty() {
         return Ok(None);
     }

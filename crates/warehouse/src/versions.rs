@@ -41,6 +41,10 @@ pub struct RollupPin {
     /// How long building it took, in milliseconds.
     #[serde(default)]
     pub build_ms: u64,
+    /// Brought up to date from the version before by the slices its load changed, rather than
+    /// built whole.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_slices: bool,
 }
 
 /// What a load did to one table.

@@ -15,6 +15,7 @@
 
 mod commit;
 mod lease;
+mod maintain;
 pub(crate) mod phases;
 mod report;
 mod rollups;
@@ -75,6 +76,37 @@ pub struct RollupBuild {
     /// The column whose order the rows are written in, so that a query filtering on it reads
     /// only its slice of the rollup.
     pub cluster_by: Option<String>,
+    /// How the rollup is brought up to date when a load changed its fact alone, by key: the
+    /// slices the changed rows fall in are computed again and the others kept. None: it is
+    /// built whole whenever a table it reads changed.
+    pub slices: Option<RollupSlices>,
+}
+
+/// A rollup's slices: groups of its rows that each depend only on the fact rows with the same
+/// slice key, so that rows changed by a load change only the slices of their keys (before and
+/// after the change). The columns are a subset of the rollup's grouping that a fact row holds
+/// itself: a partner's month is a slice of the revenue by partner, product line and month.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RollupSlices {
+    /// The entity table whose rows the rollup aggregates (its `sql` reads it as `f`).
+    pub fact: String,
+    /// The slice key: each a column of the rollup and the SQL expression over a fact row
+    /// (aliased `f`) that gives the column's value for the row's group.
+    pub keys: Vec<(String, String)>,
+    /// The fact's time column and its slice's period, so that the changed slices' rows are
+    /// read from the files and row groups of their periods only.
+    pub period: Option<SlicePeriod>,
+}
+
+/// The period a fact row's slice covers, for reading the rows of the changed slices only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlicePeriod {
+    /// The fact's time column.
+    pub column: String,
+    /// Over a fact row (`f`): the first day of its slice's period, as a date.
+    pub start: String,
+    /// Over a fact row (`f`): the first day after its slice's period, as a date.
+    pub end: String,
 }
 
 /// Callbacks for progress display; the warehouse knows nothing of terminals.
@@ -301,7 +333,7 @@ async fn commit_and_build(
         changes.insert(entity.name().to_string(), change);
     }
     let rollups_started = std::time::Instant::now();
-    let rollups = build_rollups(wh, &pins, current, &options.rollups, progress).await?;
+    let rollups = build_rollups(wh, &pins, current, options, progress).await?;
     Ok(Committed {
         pins,
         changes,

@@ -7,7 +7,8 @@ use arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use deltalake::protocol::SaveMode;
 
-use super::{LoadProgress, RollupBuild};
+use super::maintain::{self, Previous};
+use super::{LoadOptions, LoadProgress, RollupBuild};
 use crate::storage::Root;
 use crate::versions::{RollupPin, TablePin, WarehouseVersion};
 use crate::{Result, Warehouse, WarehouseError};
@@ -19,9 +20,10 @@ pub(crate) async fn build_rollups(
     wh: &Warehouse,
     pins: &BTreeMap<String, TablePin>,
     previous: Option<&WarehouseVersion>,
-    builds: &[RollupBuild],
+    options: &LoadOptions,
     progress: &dyn LoadProgress,
 ) -> Result<BTreeMap<String, RollupPin>> {
+    let builds = &options.rollups;
     let mut out = BTreeMap::new();
     if builds.is_empty() {
         return Ok(out);
@@ -79,9 +81,19 @@ pub(crate) async fn build_rollups(
         };
         ready.sort_by_key(|b| std::cmp::Reverse(cost(b)));
         for b in ready.into_iter().take(slots - tasks.len()) {
-            progress.step(&format!("building rollup {}", b.name));
+            let before = maintain::previous(b, pins, previous, options.mode);
+            progress.step(&match before {
+                Some(_) => format!("bringing rollup {} up to date", b.name),
+                None => format!("building rollup {}", b.name),
+            });
             waiting.retain(|w| w.table != b.table);
-            tasks.spawn(build_rollup(ctx.clone(), wh.root.clone(), b.clone(), cores));
+            tasks.spawn(build_rollup(
+                ctx.clone(),
+                wh.root.clone(),
+                b.clone(),
+                before,
+                cores,
+            ));
         }
         if let Some(done) = tasks.join_next().await {
             let (b, pin, table) =
@@ -119,14 +131,20 @@ fn kept_rollups(
 /// Rows per row group of a rollup's files.
 pub(super) const ROLLUP_ROW_GROUP_ROWS: usize = 64 * 1024;
 
-/// A rollup's rows, computed, in the column types of its definition.
+/// A rollup's rows, computed (or brought up to date from the version `before`), in the column
+/// types of its definition.
 async fn computed(
     ctx: &SessionContext,
+    root: &Root,
     b: &RollupBuild,
+    before: Option<&Previous>,
 ) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
     // The definition is only planned, for its column types: a sum summed again is wider.
     let defined = ctx.sql(&b.definition).await?.schema().as_arrow().clone();
-    let mut batches = ctx.sql(&b.sql).await?.collect().await?;
+    let mut batches = match before {
+        Some(before) => maintain::maintained(ctx, root, b, before).await?,
+        None => ctx.sql(&b.sql).await?.collect().await?,
+    };
     let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(
         defined
             .fields()
@@ -187,6 +205,7 @@ pub(super) async fn build_rollup(
     ctx: SessionContext,
     root: Root,
     b: RollupBuild,
+    before: Option<Previous>,
     cores: usize,
 ) -> Result<(
     RollupBuild,
@@ -194,7 +213,7 @@ pub(super) async fn build_rollup(
     std::sync::Arc<datafusion::datasource::MemTable>,
 )> {
     let started = std::time::Instant::now();
-    let (schema, mut batches) = computed(&ctx, &b).await?;
+    let (schema, mut batches) = computed(&ctx, &root, &b, before.as_ref()).await?;
     let computed = started.elapsed();
     if let Some(column) = b
         .cluster_by
@@ -212,6 +231,7 @@ pub(super) async fn build_rollup(
         delta_version,
         rows,
         build_ms: started.elapsed().as_millis() as u64,
+        by_slices: before.is_some(),
     };
     tracing::debug!(
         rollup = b.name.as_str(),
