@@ -57,26 +57,23 @@ pub(super) fn previous(
     .filter(|_| others_unchanged)
 }
 
-/// A value of each slice key as one text, NULLs included (a direct sale's missing partner is a
-/// slice of its own): each part is its length and text, or `-` for NULL, so that no two keys
-/// read the same.
-fn encoded(parts: impl Iterator<Item = String>) -> String {
-    let parts: Vec<String> = parts
-        .map(|e| {
-            format!(
-                "coalesce(CAST(character_length(CAST({e} AS VARCHAR)) AS VARCHAR) || ':' || CAST({e} AS VARCHAR), '-')"
-            )
-        })
-        .collect();
-    parts.join(" || '|' || ")
+/// The condition that a row (aliased `row`, its slice key's parts given by `parts`) is in the
+/// slice of an `__affected` row (`a`, its parts `k0`, `k1`, …): equal part for part, NULL
+/// equal to NULL (a direct sale's missing partner is a slice of its own).
+fn in_slice(parts: impl Iterator<Item = String>) -> String {
+    parts
+        .enumerate()
+        .map(|(i, e)| format!("(({e}) IS NOT DISTINCT FROM a.k{i})"))
+        .collect::<Vec<_>>()
+        .join(" AND ")
 }
 
-/// The Parquet files of the fact that the load removed and added.
+/// The Parquet files of the fact that the load removed and added, and how many it had before.
 async fn changed_files(
     root: &Root,
     fact: &str,
     previous: &Previous,
-) -> Result<(Vec<String>, Vec<String>)> {
+) -> Result<(Vec<String>, Vec<String>, usize)> {
     let url = root.folder_url(&format!("tables/{fact}"))?;
     let files = |v: u64| {
         let url = url.clone();
@@ -90,6 +87,7 @@ async fn changed_files(
     Ok((
         before.difference(&after).cloned().collect(),
         after.difference(&before).cloned().collect(),
+        before.len(),
     ))
 }
 
@@ -150,15 +148,20 @@ async fn period_bounds(
 
 /// The rows of `b` in this load's version, brought up to date from the version before: its
 /// changed slices computed again by its SQL over their fact rows, its other rows kept. `ctx`
-/// has the tables of this load's version (and the rollups built so far) registered.
+/// has the tables of this load's version (and the rollups built so far) registered. None when
+/// the load rewrote half the fact's files or more: every row of a rewritten file counts as
+/// changed, so building the rollup whole then reads less.
 pub(super) async fn maintained(
     ctx: &SessionContext,
     root: &Root,
     b: &RollupBuild,
     previous: &Previous,
-) -> Result<Vec<RecordBatch>> {
+) -> Result<Option<Vec<RecordBatch>>> {
     let slices = b.slices.as_ref().expect("maintained only with slices");
-    let (removed, added) = changed_files(root, &slices.fact, previous).await?;
+    let (removed, added, files_before) = changed_files(root, &slices.fact, previous).await?;
+    if removed.len() * 2 >= files_before.max(1) {
+        return Ok(None);
+    }
     let session = copied_session(ctx, root).await?;
     let fact_schema = ctx
         .table(slices.fact.as_str())
@@ -179,9 +182,17 @@ pub(super) async fn maintained(
         )
     });
     session.register_table("__changed", changed)?;
-    let fact_key = encoded(slices.keys.iter().map(|(_, e)| e.clone()));
+    let parts: Vec<String> = slices
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, (_, e))| format!("{e} AS k{i}"))
+        .collect();
     let affected = session
-        .sql(&format!("SELECT DISTINCT {fact_key} AS k FROM __changed f"))
+        .sql(&format!(
+            "SELECT DISTINCT {} FROM __changed f",
+            parts.join(", ")
+        ))
         .await?;
     let key_schema = affected.schema().inner().clone();
     let affected = affected.collect().await?;
@@ -211,7 +222,8 @@ pub(super) async fn maintained(
     session.register_table("__ranged", all.into_view())?;
     let rows = session
         .sql(&format!(
-            "SELECT f.* FROM __ranged f WHERE {fact_key} IN (SELECT k FROM __affected)"
+            "SELECT f.* FROM __ranged f LEFT SEMI JOIN __affected a ON {}",
+            in_slice(slices.keys.iter().map(|(_, e)| e.clone()))
         ))
         .await?;
     session.register_table(slices.fact.as_str(), rows.into_view())?;
@@ -225,22 +237,22 @@ pub(super) async fn maintained(
     .await?;
     if let Some(provider) = crate::listing(&session, &before, None).await? {
         session.register_table("__before", provider)?;
-        let rollup_key = encoded(
-            slices
-                .keys
-                .iter()
-                .map(|(c, _)| format!("r.{}", quote_ident(c))),
-        );
         let kept = session
             .sql(&format!(
-                "SELECT r.* FROM __before r WHERE {rollup_key} NOT IN (SELECT k FROM __affected)"
+                "SELECT r.* FROM __before r LEFT ANTI JOIN __affected a ON {}",
+                in_slice(
+                    slices
+                        .keys
+                        .iter()
+                        .map(|(c, _)| format!("r.{}", quote_ident(c)))
+                )
             ))
             .await?
             .collect()
             .await?;
-        return Ok(kept.into_iter().chain(recomputed).collect());
+        return Ok(Some(kept.into_iter().chain(recomputed).collect()));
     }
-    Ok(recomputed)
+    Ok(Some(recomputed))
 }
 
 fn quote_ident(name: &str) -> String {

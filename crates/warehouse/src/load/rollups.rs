@@ -132,17 +132,22 @@ fn kept_rollups(
 pub(super) const ROLLUP_ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// A rollup's rows, computed (or brought up to date from the version `before`), in the column
-/// types of its definition.
+/// types of its definition, and whether they were brought up to date.
 async fn computed(
     ctx: &SessionContext,
     root: &Root,
     b: &RollupBuild,
     before: Option<&Previous>,
-) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>, bool)> {
     // The definition is only planned, for its column types: a sum summed again is wider.
     let defined = ctx.sql(&b.definition).await?.schema().as_arrow().clone();
-    let mut batches = match before {
+    let maintained = match before {
         Some(before) => maintain::maintained(ctx, root, b, before).await?,
+        None => None,
+    };
+    let by_slices = maintained.is_some();
+    let mut batches = match maintained {
+        Some(batches) => batches,
         None => ctx.sql(&b.sql).await?.collect().await?,
     };
     let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(
@@ -167,7 +172,7 @@ async fn computed(
         // An empty rollup (no rows in its fact yet) is still a table with its columns.
         batches.push(RecordBatch::new_empty(schema.clone()));
     }
-    Ok((schema, batches))
+    Ok((schema, batches, by_slices))
 }
 
 /// Writes a rollup's rows whole as a new Delta version of `rollups/<table>/`; that version.
@@ -213,7 +218,7 @@ pub(super) async fn build_rollup(
     std::sync::Arc<datafusion::datasource::MemTable>,
 )> {
     let started = std::time::Instant::now();
-    let (schema, mut batches) = computed(&ctx, &root, &b, before.as_ref()).await?;
+    let (schema, mut batches, by_slices) = computed(&ctx, &root, &b, before.as_ref()).await?;
     let computed = started.elapsed();
     if let Some(column) = b
         .cluster_by
@@ -231,7 +236,7 @@ pub(super) async fn build_rollup(
         delta_version,
         rows,
         build_ms: started.elapsed().as_millis() as u64,
-        by_slices: before.is_some(),
+        by_slices,
     };
     tracing::debug!(
         rollup = b.name.as_str(),
