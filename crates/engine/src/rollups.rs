@@ -192,7 +192,8 @@ impl Engine {
     /// A rollup's slices, for a load that changed only its fact to bring it up to date by the
     /// slices it changed: the columns of its grouping that a fact row holds itself (a
     /// dimension's key, the fact's own attributes — not a column looked up in another table)
-    /// and its time grain's period. None when its grouping has none (the channel's segments).
+    /// and its time grain's period. None without a time grain (each partner's customers over
+    /// all time, the channel's segments): it is built whole.
     fn rollup_slices(&self, r: &Rollup) -> Option<prism_warehouse::RollupSlices> {
         let fact = &self.model.facts[&r.fact];
         let looked_up = |column: &str| fact.lookups.values().any(|l| l.name == column);
@@ -234,6 +235,9 @@ impl Engine {
             // The rollup holds the period's first day in the fact's time column.
             keys.push((fact.time.clone(), p.start.clone()));
         }
+        // Without a period, the changed slices' rows are spread over every file and row group:
+        // reading them costs what building the rollup whole costs (each partner's customers).
+        period.as_ref()?;
         (!keys.is_empty()).then(|| prism_warehouse::RollupSlices {
             fact: fact.table.clone(),
             keys,

@@ -149,8 +149,8 @@ async fn period_bounds(
 /// The rows of `b` in this load's version, brought up to date from the version before: its
 /// changed slices computed again by its SQL over their fact rows, its other rows kept. `ctx`
 /// has the tables of this load's version (and the rollups built so far) registered. None when
-/// the load rewrote half the fact's files or more: every row of a rewritten file counts as
-/// changed, so building the rollup whole then reads less.
+/// the load rewrote more than an eighth of the fact's files: building the rollup whole then
+/// costs less.
 pub(super) async fn maintained(
     ctx: &SessionContext,
     root: &Root,
@@ -159,7 +159,10 @@ pub(super) async fn maintained(
 ) -> Result<Option<Vec<RecordBatch>>> {
     let slices = b.slices.as_ref().expect("maintained only with slices");
     let (removed, added, files_before) = changed_files(root, &slices.fact, previous).await?;
-    if removed.len() * 2 >= files_before.max(1) {
+    // A rewritten file's rows all count as changed, and their slices' periods are read again:
+    // measured on 7.7 M order lines in four files, bringing the rollup by product up to date
+    // after a day's changes that rewrote one of them took longer than building it whole.
+    if removed.len() * 8 > files_before.max(1) {
         return Ok(None);
     }
     let session = copied_session(ctx, root).await?;
