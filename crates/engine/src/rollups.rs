@@ -183,6 +183,7 @@ impl Engine {
                 reads,
                 cluster_by: self.cluster_column(r),
                 slices: self.rollup_slices(r),
+                delta: self.rollup_delta(r),
             });
             built.push(r);
         }
@@ -242,6 +243,80 @@ impl Engine {
             fact: fact.table.clone(),
             keys,
             period,
+        })
+    }
+
+    /// The counts a partners' rollup holds beside its metrics so that a load can add a day's
+    /// changed rows to it (`RollupDelta`): its fact rows, and for each sum the rows with a value
+    /// (a sum with none is NULL, not 0). Each is a name and its aggregate over the fact's rows
+    /// (`f`), or summed again from a finer rollup's column of the same name.
+    fn delta_counts(&self, r: &Rollup, source: Option<&RollupSource>) -> Vec<(String, String)> {
+        let from_source = |name: &str| {
+            source.map(|_| format!("CAST(SUM(f.{}) AS BIGINT)", crate::quote_ident(name)))
+        };
+        let mut out = vec![(
+            DELTA_ROWS.to_string(),
+            from_source(DELTA_ROWS).unwrap_or_else(|| "COUNT(*)".into()),
+        )];
+        for m in &r.metrics {
+            if let MetricKind::Base {
+                aggregate: Aggregate::Sum(e),
+                filter,
+            } = &self.model.metrics[m].kind
+            {
+                let name = format!("{DELTA_VALUES}{m}");
+                let count = from_source(&name).unwrap_or_else(|| match filter {
+                    Some(f) => format!(
+                        "COUNT(CASE WHEN {} THEN {} END)",
+                        f.qualified("f"),
+                        e.qualified("f")
+                    ),
+                    None => format!("COUNT({})", e.qualified("f")),
+                });
+                out.push((name, count));
+            }
+        }
+        out
+    }
+
+    /// How a rollup is brought up to date by adding a load's changed rows to it: when it is a
+    /// partners' rollup (not the channel's, whose partner counts are distinct counts) and every
+    /// metric is a sum or a count. A distinct count cannot be: a customer's line removed may or
+    /// may not have been the customer's last.
+    fn rollup_delta(&self, r: &Rollup) -> Option<prism_warehouse::RollupDelta> {
+        if r.channel {
+            return None;
+        }
+        let mut measures = Vec::new();
+        for m in &r.metrics {
+            let MetricKind::Base { aggregate, .. } = &self.model.metrics[m].kind else {
+                return None;
+            };
+            measures.push(match aggregate {
+                Aggregate::Sum(_) => prism_warehouse::DeltaMeasure {
+                    column: m.clone(),
+                    values: Some(format!("{DELTA_VALUES}{m}")),
+                },
+                Aggregate::Count(_) | Aggregate::CountRows => prism_warehouse::DeltaMeasure {
+                    column: m.clone(),
+                    values: None,
+                },
+                Aggregate::CountDistinct(_) => return None,
+            });
+        }
+        let mut groups: Vec<String> = r
+            .dimensions
+            .iter()
+            .map(|d| self.rollup_column(r, d))
+            .collect();
+        if r.grain.is_some() {
+            groups.push(self.model.facts[&r.fact].time.clone());
+        }
+        Some(prism_warehouse::RollupDelta {
+            fact: self.model.facts[&r.fact].table.clone(),
+            groups,
+            measures,
+            rows: DELTA_ROWS.to_string(),
         })
     }
 
@@ -349,6 +424,11 @@ impl Engine {
                 "COUNT(DISTINCT f.partner_id) AS {CHANNEL_PARTNERS}"
             ));
             outer.push(format!("g.{CHANNEL_PARTNERS}"));
+        } else {
+            for (name, count) in self.delta_counts(r, source) {
+                inner.push(format!("{count} AS {}", crate::quote_ident(&name)));
+                outer.push(format!("g.{}", crate::quote_ident(&name)));
+            }
         }
         let grouped = self.grouped_sql(r, source, &inner, groups, &late);
         // Without a grain made a first day or a join after aggregation, the grouping is the rollup.
@@ -827,6 +907,12 @@ pub fn is_table_of(table: &str, name: &str) -> bool {
 
 /// The column of a channel rollup holding the number of partners in each row.
 pub(crate) const CHANNEL_PARTNERS: &str = "channel_partners";
+
+/// A partners' rollup's count of its fact rows in each row (see `Engine::delta_counts`).
+const DELTA_ROWS: &str = "__rows";
+
+/// The prefix of a partners' rollup's count of the rows with a value of one of its sums.
+const DELTA_VALUES: &str = "__values.";
 
 /// A base metric summed again from a rollup's column: sums and counts add up; a distinct count
 /// of a key the rollup holds counts its keys (those of the rows where it was not zero, when the

@@ -112,23 +112,28 @@ fn changed_opportunities(export: &Path, out: &Path) -> usize {
     changed
 }
 
-#[tokio::test]
-async fn a_days_changes_bring_the_rollups_up_to_date_by_slices_as_a_rebuild_would() {
-    let tmp = tempfile::tempdir().unwrap();
-    let export = tmp.path().join("export");
+/// A generated export loaded with its order lines in ten parts, as months of daily exports
+/// would bring them: the table is then ten files, of which a day's changes rewrite the last.
+async fn loaded_in_ten_parts(
+    tmp: &Path,
+    seed: u64,
+) -> (
+    std::path::PathBuf,
+    Warehouse,
+    Vec<RollupBuild>,
+    WarehouseVersion,
+) {
+    let export = tmp.join("export");
     prism_generator::generate(&prism_generator::GenerateConfig {
         out: export.clone(),
         scale: 0.02,
-        seed: 7,
+        seed,
         partners: None,
         customers: None,
     })
     .unwrap();
-    let engine = Engine::new(Model::shipped());
-    let builds = engine.rollup_builds();
-    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-    // The order lines come in ten loads, as months of daily exports would bring them: the
-    // table is then ten files, of which a day's changes rewrite the last.
+    let builds = Engine::new(Model::shipped()).rollup_builds();
+    let wh = Warehouse::open(tmp.join("data")).unwrap();
     let all = std::fs::read_to_string(export.join("orders.csv")).unwrap();
     let (header, lines) = all.split_once('\n').unwrap();
     let lines: Vec<&str> = lines.lines().collect();
@@ -140,12 +145,20 @@ async fn a_days_changes_bring_the_rollups_up_to_date_by_slices_as_a_rebuild_woul
     std::fs::write(export.join("orders.csv"), part(0)).unwrap();
     let mut first = load(&wh, &export, &builds).await;
     for n in 1..10 {
-        let more = tmp.path().join(format!("orders-{n}"));
+        let more = tmp.join(format!("orders-{n}"));
         std::fs::create_dir_all(&more).unwrap();
         std::fs::write(more.join("orders.csv"), part(n)).unwrap();
         first = load(&wh, &more, &builds).await;
     }
     std::fs::write(export.join("orders.csv"), all).unwrap();
+    (export, wh, builds, first)
+}
+
+#[tokio::test]
+async fn a_days_changes_bring_the_rollups_up_to_date_as_a_rebuild_would() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (export, wh, builds, first) = loaded_in_ten_parts(tmp.path(), 7).await;
+    let engine = Engine::new(Model::shipped());
 
     // A day's order lines: a fifth of the export's, so that many slices change — new orders,
     // and recent lines repriced, moved to another partner or to a direct sale, or dated back
@@ -162,15 +175,20 @@ async fn a_days_changes_bring_the_rollups_up_to_date_by_slices_as_a_rebuild_woul
     let second = load(&wh, &day, &builds).await;
     let by_product = engine.rollup_table("orders_by_partner_product_month");
     assert!(second.rollups[&by_product].by_slices);
+    // Each partner's customers over all time: their rows lie in every file, and they are
+    // brought up to date by the changed rows alone.
+    let by_customer = engine.rollup_table("orders_by_partner_customer");
+    assert!(second.rollups[&by_customer].by_slices);
     for b in &builds {
         let (before, after) = (&first.rollups[&b.table], &second.rollups[&b.table]);
         if b.reads.iter().any(|t| t == "orders") {
             assert_ne!(before.delta_version, after.delta_version, "{}", b.name);
-            // Those built from the order lines by month are maintained by slices; those built
-            // from another rollup are built again from it, and so are those over all time.
+            // Those built from the order lines are brought up to date; those built from
+            // another rollup are built again from it, and so is the channel's (distinct
+            // counts of buying customers).
             assert_eq!(
                 after.by_slices,
-                b.from.is_none() && b.slices.is_some(),
+                b.from.is_none() && (b.slices.is_some() || b.delta.is_some()),
                 "{}",
                 b.name
             );
@@ -201,4 +219,113 @@ async fn a_days_changes_bring_the_rollups_up_to_date_by_slices_as_a_rebuild_woul
     );
     assert!(!third.rollups[&by_stage].by_slices);
     assert_rollups_as_defined(&wh, &builds).await;
+}
+
+/// Writes `lines` (each a partner id, a cost, or None for a direct sale or no cost) as order
+/// lines of one new order, copied from the export's first line with a partner: the same
+/// customer and product, dated in a month of its own.
+fn order_lines(export: &Path, out: &Path, lines: &[(Option<&str>, Option<&str>)]) {
+    let mut reader = csv::Reader::from_path(export.join("orders.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let at = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let template = reader
+        .records()
+        .map(|r| r.unwrap())
+        .find(|r| !r[at("partner_id")].is_empty())
+        .unwrap();
+    std::fs::create_dir_all(out).unwrap();
+    let mut w = csv::Writer::from_path(out.join("orders.csv")).unwrap();
+    w.write_record(&header).unwrap();
+    for (n, (partner, cost)) in lines.iter().enumerate() {
+        let mut row: Vec<String> = template.iter().map(String::from).collect();
+        row[at("order_id")] = "O-DELTA-1".into();
+        row[at("line_number")] = (n + 1).to_string();
+        row[at("order_date")] = "2031-01-15".into();
+        row[at("partner_id")] = partner.unwrap_or_default().into();
+        row[at("cost")] = cost.unwrap_or_default().into();
+        w.write_record(&row).unwrap();
+    }
+    w.flush().unwrap();
+}
+
+#[tokio::test]
+async fn a_rollup_brought_up_to_date_drops_emptied_groups_and_keeps_a_sum_of_no_values_null() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (export, wh, builds, _) = loaded_in_ten_parts(tmp.path(), 11).await;
+    let partner = {
+        let mut reader = csv::Reader::from_path(export.join("orders.csv")).unwrap();
+        let at = reader
+            .headers()
+            .unwrap()
+            .iter()
+            .position(|h| h == "partner_id")
+            .unwrap();
+        reader
+            .records()
+            .map(|r| r.unwrap()[at].to_string())
+            .find(|p| !p.is_empty())
+            .unwrap()
+    };
+    let engine = Engine::new(Model::shipped());
+    let by_product = engine.rollup_table("orders_by_partner_product_month");
+    // The partner's month of January 2031, which no other line is in: whether its margin is
+    // NULL, for each row the rollup holds of it.
+    let month = |ctx: std::sync::Arc<prism_engine::Session>| {
+        let sql = format!(
+            "SELECT CASE WHEN gross_margin IS NULL THEN 'null' ELSE 'value' END FROM {by_product} \
+             WHERE partner_id = '{partner}' AND order_date = DATE '2031-01-01'"
+        );
+        async move {
+            let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+            let mut out = Vec::new();
+            for b in batches {
+                let text =
+                    arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+                let text = text
+                    .as_any()
+                    .downcast_ref::<arrow::array::StringArray>()
+                    .unwrap();
+                out.extend(text.iter().map(|v| v.unwrap().to_string()));
+            }
+            out
+        }
+    };
+    // Two lines, one with a cost: the month has a margin.
+    order_lines(
+        &export,
+        &tmp.path().join("a"),
+        &[(Some(&partner), Some("10.00")), (Some(&partner), None)],
+    );
+    let v = load(&wh, &tmp.path().join("a"), &builds).await;
+    assert!(v.rollups[&by_product].by_slices);
+    assert_rollups_as_defined(&wh, &builds).await;
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    assert_eq!(month(ctx).await, ["value"]);
+    // The cost taken away: the month's lines are still there, its margin is a sum of no
+    // values, NULL (not 0).
+    order_lines(
+        &export,
+        &tmp.path().join("b"),
+        &[(Some(&partner), None), (Some(&partner), None)],
+    );
+    let v = load(&wh, &tmp.path().join("b"), &builds).await;
+    assert!(v.rollups[&by_product].by_slices);
+    assert_rollups_as_defined(&wh, &builds).await;
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    assert_eq!(month(ctx).await, ["null"], "the margin of no costed line");
+    // Both lines made direct sales: the partner's month is gone.
+    order_lines(
+        &export,
+        &tmp.path().join("c"),
+        &[(None, None), (None, None)],
+    );
+    let v = load(&wh, &tmp.path().join("c"), &builds).await;
+    assert!(v.rollups[&by_product].by_slices);
+    assert_rollups_as_defined(&wh, &builds).await;
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    assert_eq!(
+        month(ctx).await,
+        Vec::<String>::new(),
+        "the partner's month is gone"
+    );
 }

@@ -40,8 +40,8 @@ use prism_contract::Entity;
 use url::Url;
 
 pub use distributed::{Cluster, cluster, serve_worker, set_cluster};
+pub use load::{DeltaMeasure, RollupBuild, RollupDelta, RollupSlices, SlicePeriod};
 pub use load::{FileOutcome, LoadOptions, LoadPhases, LoadProgress, LoadReport, NoProgress};
-pub use load::{RollupBuild, RollupSlices, SlicePeriod};
 pub use storage::{is_remote, set_storage_options};
 pub use versions::{LoadMode, RollupPin, TableChange, TablePin, VersionFile, WarehouseVersion};
 

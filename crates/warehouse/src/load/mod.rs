@@ -80,6 +80,36 @@ pub struct RollupBuild {
     /// slices the changed rows fall in are computed again and the others kept. None: it is
     /// built whole whenever a table it reads changed.
     pub slices: Option<RollupSlices>,
+    /// How the rollup is brought up to date by adding a load's changed rows to it, when its
+    /// measures add up: preferred to `slices`, as it reads only the changed rows.
+    pub delta: Option<RollupDelta>,
+}
+
+/// A rollup whose measures add up (sums and counts): a load that changed its fact alone, by
+/// key, brings it up to date by adding the rollup of the rows it added and subtracting that of
+/// the rows it removed, group by group. Rows a rewritten file holds unchanged are both added
+/// and subtracted, so they cancel out exactly (sums of decimals and integers only: a float sum
+/// depends on the order of its terms, and such a rollup goes by `slices`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RollupDelta {
+    /// The entity table whose rows the rollup aggregates (its `sql` reads it under this name).
+    pub fact: String,
+    /// The rollup's grouping columns: one row per distinct combination.
+    pub groups: Vec<String>,
+    /// Its measure columns.
+    pub measures: Vec<DeltaMeasure>,
+    /// The column counting each row's fact rows: a group whose count falls to zero is removed.
+    pub rows: String,
+}
+
+/// A measure column of a `RollupDelta`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeltaMeasure {
+    /// The column.
+    pub column: String,
+    /// For a sum, the column counting the rows with a value: NULL, not 0, when it falls to
+    /// zero. None for a count.
+    pub values: Option<String>,
 }
 
 /// A rollup's slices: groups of its rows that each depend only on the fact rows with the same

@@ -142,7 +142,7 @@ async fn computed(
     // The definition is only planned, for its column types: a sum summed again is wider.
     let defined = ctx.sql(&b.definition).await?.schema().as_arrow().clone();
     let maintained = match before {
-        Some(before) => maintain::maintained(ctx, root, b, before).await?,
+        Some(before) => maintain::maintained(ctx, root, b, before, &defined).await?,
         None => None,
     };
     let by_slices = maintained.is_some();
