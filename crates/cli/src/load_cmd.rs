@@ -204,7 +204,7 @@ fn print_rollups(data: &Path, v: &prism_warehouse::WarehouseVersion) -> Result<(
         let table = engine.rollup_table(name);
         match v.rollups.get(&table) {
             Some(pin) if pin.by_slices => println!(
-                "{name:<34} {:>12}  brought up to date by slice ({} ms)",
+                "{name:<34} {:>12}  brought up to date ({} ms)",
                 pin.rows, pin.build_ms
             ),
             Some(pin) => {

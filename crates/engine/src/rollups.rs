@@ -304,17 +304,30 @@ impl Engine {
                 Aggregate::CountDistinct(_) => return None,
             });
         }
-        let mut groups: Vec<String> = r
-            .dimensions
-            .iter()
-            .map(|d| self.rollup_column(r, d))
-            .collect();
+        // A dimension's attributes joined after aggregation depend on its key alone.
+        let late = self.late_joins(r);
+        let (mut groups, mut attributes) = (Vec::new(), Vec::new());
+        for d in &r.dimensions {
+            let column = self.rollup_column(r, d);
+            match self.resolve_dim(d).ok()? {
+                Dim::Attribute {
+                    dimension,
+                    attribute,
+                } if late.contains(&dimension)
+                    && self.model.dimensions[&dimension].key != attribute =>
+                {
+                    attributes.push(column)
+                }
+                _ => groups.push(column),
+            }
+        }
         if r.grain.is_some() {
             groups.push(self.model.facts[&r.fact].time.clone());
         }
         Some(prism_warehouse::RollupDelta {
             fact: self.model.facts[&r.fact].table.clone(),
             groups,
+            attributes,
             measures,
             rows: DELTA_ROWS.to_string(),
         })

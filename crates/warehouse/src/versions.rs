@@ -41,8 +41,9 @@ pub struct RollupPin {
     /// How long building it took, in milliseconds.
     #[serde(default)]
     pub build_ms: u64,
-    /// Brought up to date from the version before by the slices its load changed, rather than
-    /// built whole.
+    /// Brought up to date from the version before by the rows its load changed (added to it,
+    /// or its changed slices computed again), rather than built whole. The name is kept from
+    /// when slices were the only way, for the version files that hold it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub by_slices: bool,
 }

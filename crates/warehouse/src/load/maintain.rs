@@ -380,15 +380,25 @@ async fn by_changed_rows(
             false => q(c),
         })
         .collect();
+    // A group's attributes are the same in every row of it.
+    let attributes: BTreeSet<&str> = delta.attributes.iter().map(String::as_str).collect();
     let summed = |c: &String| match measures.contains(c.as_str()) {
         true => format!("SUM({}) AS {}", q(c), q(c)),
+        false if attributes.contains(c.as_str()) => format!("MAX({}) AS {}", q(c), q(c)),
         false => q(c),
     };
     let quoted: Vec<String> = columns.iter().map(|c| q(c)).collect();
+    // A group whose every sum and count changed by nothing is left as it is: the rows of a
+    // rewritten file that did not change are most of the change otherwise.
+    let changed = measures
+        .iter()
+        .map(|c| format!("COALESCE({}, 0) <> 0", q(c)))
+        .collect::<Vec<_>>()
+        .join(" OR ");
     let change = session
         .sql(&format!(
-            "SELECT {} FROM (SELECT {} FROM __added UNION ALL SELECT {} FROM __removed) \
-             GROUP BY {}",
+            "SELECT * FROM (SELECT {} FROM (SELECT {} FROM __added UNION ALL SELECT {} FROM \
+             __removed) GROUP BY {}) WHERE {changed}",
             columns.iter().map(summed).collect::<Vec<_>>().join(", "),
             quoted.join(", "),
             negated.join(", "),

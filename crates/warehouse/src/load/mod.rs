@@ -96,6 +96,9 @@ pub struct RollupDelta {
     pub fact: String,
     /// The rollup's grouping columns: one row per distinct combination.
     pub groups: Vec<String>,
+    /// Its columns that depend on `groups` alone (a customer's segment, beside the customer's
+    /// key): carried, not compared.
+    pub attributes: Vec<String>,
     /// Its measure columns.
     pub measures: Vec<DeltaMeasure>,
     /// The column counting each row's fact rows: a group whose count falls to zero is removed.
