@@ -15,13 +15,14 @@
 //! slices theirs are computed again, to the same values. Wasted work, never a wrong answer.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{SessionContext, col, lit};
+use datafusion::prelude::{JoinType, SessionContext, col, lit};
 use datafusion::scalar::ScalarValue;
 
 use super::{RollupBuild, RollupDelta, RollupSlices};
@@ -29,14 +30,19 @@ use crate::storage::Root;
 use crate::versions::{LoadMode, RollupPin, TablePin, WarehouseVersion};
 use crate::{Result, WarehouseError};
 
-/// What a rollup is brought up to date from: its rows in the version before, and its fact's
-/// Delta versions before and after the load.
+/// The folder of a table's staged rows, merged by this load, and the table's key columns: the
+/// rows with those keys are the only ones the merge changed.
+pub(super) type ChangedKeys = (PathBuf, &'static [&'static str]);
+
+/// What a rollup is brought up to date from: its rows in the version before, its fact's Delta
+/// versions before and after the load, and the keys of the fact rows the load changed.
 #[derive(Clone, Debug)]
 pub(super) struct Previous {
     rollup: RollupPin,
     fact: String,
     fact_before: u64,
     fact_after: u64,
+    changed_keys: Option<ChangedKeys>,
 }
 
 /// Whether `b` can be brought up to date: the load added to or replaced rows of its fact by
@@ -45,6 +51,7 @@ pub(super) struct Previous {
 pub(super) fn previous(
     b: &RollupBuild,
     pins: &BTreeMap<String, TablePin>,
+    merged: &BTreeMap<String, ChangedKeys>,
     before: Option<&WarehouseVersion>,
     mode: LoadMode,
 ) -> Option<Previous> {
@@ -65,6 +72,7 @@ pub(super) fn previous(
         rollup: before.rollups.get(&b.table)?.clone(),
         fact_before: version(&fact, &before.tables)?,
         fact_after: version(&fact, pins)?,
+        changed_keys: merged.get(&fact).cloned(),
         fact,
     })
     .filter(|_| others_unchanged)
@@ -205,10 +213,11 @@ pub(super) async fn maintained(
     if removed.len() * 8 > files_before.max(1) {
         return Ok(None);
     }
-    let changed = files_table(
+    let changed = changed_rows(
         &session,
         removed.into_iter().chain(added).collect(),
         fact_schema,
+        previous,
     )
     .await?;
     session.register_table("__changed", changed)?;
@@ -309,6 +318,33 @@ async fn files_table(
     )
 }
 
+/// The rows of the fact's `files` that the load changed: those whose key it staged, when it
+/// merged the fact by key; otherwise every row. A file the MERGE rewrote holds mostly rows it
+/// copied as they were, which change no rollup.
+async fn changed_rows(
+    session: &SessionContext,
+    files: Vec<String>,
+    schema: SchemaRef,
+    previous: &Previous,
+) -> Result<Arc<dyn TableProvider>> {
+    let rows = files_table(session, files, schema).await?;
+    let Some((dir, key)) = &previous.changed_keys else {
+        return Ok(rows);
+    };
+    let keys = session
+        .read_parquet(
+            format!("{}/", dir.display()),
+            datafusion::prelude::ParquetReadOptions::default(),
+        )
+        .await?
+        .select_columns(key)?;
+    let on: Vec<&str> = key.to_vec();
+    let changed = session
+        .read_table(rows)?
+        .join(keys, JoinType::LeftSemi, &on, &on, None)?;
+    Ok(changed.into_view())
+}
+
 /// Whether every measure of the rollup is an exact number: a sum of floats depends on the order
 /// of its terms, and a sum brought up to date would differ from one built whole in its last
 /// digits.
@@ -348,7 +384,7 @@ async fn by_changed_rows(
     let (removed, added) = files;
     // The rollup's own SQL over each side's rows alone, under the fact's name.
     for (name, files) in [("__removed", removed), ("__added", added)] {
-        let rows = files_table(session, files, fact_schema.clone()).await?;
+        let rows = changed_rows(session, files, fact_schema.clone(), previous).await?;
         session.deregister_table(delta.fact.as_str())?;
         session.register_table(delta.fact.as_str(), rows)?;
         let side = session.sql(&b.sql).await?;

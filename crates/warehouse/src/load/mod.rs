@@ -358,15 +358,20 @@ async fn commit_and_build(
     let mut pins: BTreeMap<String, TablePin> =
         current.map(|c| c.tables.clone()).unwrap_or_default();
     let mut changes: BTreeMap<String, TableChange> = BTreeMap::new();
+    let mut merged = BTreeMap::new();
     for (entity, dir, rows) in staged {
         progress.step(&format!("committing {}", entity.name()));
         let prev = pins.get(entity.name()).cloned();
+        if prev.is_some() && options.mode == LoadMode::Upsert {
+            // Merged by key: the staged rows' keys are the rows the load changed.
+            merged.insert(entity.name().to_string(), (dir.clone(), entity.key()));
+        }
         let (pin, change) = commit_table(wh, *entity, dir, *rows, prev, options.mode).await?;
         pins.insert(entity.name().to_string(), pin);
         changes.insert(entity.name().to_string(), change);
     }
     let rollups_started = std::time::Instant::now();
-    let rollups = build_rollups(wh, &pins, current, options, progress).await?;
+    let rollups = build_rollups(wh, &pins, &merged, current, options, progress).await?;
     Ok(Committed {
         pins,
         changes,

@@ -19,6 +19,7 @@ use crate::{Result, Warehouse, WarehouseError};
 pub(crate) async fn build_rollups(
     wh: &Warehouse,
     pins: &BTreeMap<String, TablePin>,
+    merged: &BTreeMap<String, maintain::ChangedKeys>,
     previous: Option<&WarehouseVersion>,
     options: &LoadOptions,
     progress: &dyn LoadProgress,
@@ -81,7 +82,7 @@ pub(crate) async fn build_rollups(
         };
         ready.sort_by_key(|b| std::cmp::Reverse(cost(b)));
         for b in ready.into_iter().take(slots - tasks.len()) {
-            let before = maintain::previous(b, pins, previous, options.mode);
+            let before = maintain::previous(b, pins, merged, previous, options.mode);
             progress.step(&match before {
                 Some(_) => format!("bringing rollup {} up to date", b.name),
                 None => format!("building rollup {}", b.name),
