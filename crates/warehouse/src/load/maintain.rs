@@ -233,20 +233,12 @@ pub(super) async fn maintained(
             parts.join(", ")
         ))
         .await?;
-    let key_schema = affected.schema().inner().clone();
-    let affected = affected.collect().await?;
+    let slices_changed = collected(&session, "__affected", affected).await?;
     tracing::debug!(
         rollup = b.name.as_str(),
-        slices = affected.iter().map(|b| b.num_rows()).sum::<usize>(),
+        slices = slices_changed,
         "rollup slices changed"
     );
-    session.register_table(
-        "__affected",
-        Arc::new(datafusion::datasource::MemTable::try_new(
-            key_schema,
-            vec![affected],
-        )?),
-    )?;
     // The fact's rows of the changed slices, under the fact's name: the rollup's SQL then
     // computes those slices alone.
     let mut all = session.table(slices.fact.as_str()).await?;
@@ -302,6 +294,20 @@ async fn rollup_before(
     )
     .await?;
     crate::listing(session, &before, None).await
+}
+
+/// A query's rows computed once and held as table `name`, for the queries that read them
+/// after; how many.
+async fn collected(
+    session: &SessionContext,
+    name: &str,
+    rows: datafusion::dataframe::DataFrame,
+) -> Result<usize> {
+    let schema = rows.schema().inner().clone();
+    let batches = rows.collect().await?;
+    let count = batches.iter().map(|b| b.num_rows()).sum();
+    session.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    Ok(count)
 }
 
 /// Parquet files of the fact as one table, empty when there are none.
@@ -387,10 +393,7 @@ async fn by_changed_rows(
         let rows = changed_rows(session, files, fact_schema.clone(), previous).await?;
         session.deregister_table(delta.fact.as_str())?;
         session.register_table(delta.fact.as_str(), rows)?;
-        let side = session.sql(&b.sql).await?;
-        let schema = side.schema().inner().clone();
-        let batches = side.collect().await?;
-        session.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+        collected(session, name, session.sql(&b.sql).await?).await?;
     }
     let measures: BTreeSet<&str> = delta
         .measures
@@ -442,16 +445,12 @@ async fn by_changed_rows(
         ))
         .await?;
     let change_schema = change.schema().inner().clone();
-    let change = change.collect().await?;
+    let groups_changed = collected(session, "__change", change).await?;
     tracing::debug!(
         rollup = b.name.as_str(),
-        groups = change.iter().map(|b| b.num_rows()).sum::<usize>(),
+        groups = groups_changed,
         "rollup groups changed"
     );
-    session.register_table(
-        "__change",
-        Arc::new(MemTable::try_new(change_schema.clone(), vec![change])?),
-    )?;
     let before: Arc<dyn TableProvider> = match rollup_before(session, root, b, previous).await? {
         Some(provider) => provider,
         None => Arc::new(MemTable::try_new(change_schema, vec![vec![]])?),
