@@ -8,10 +8,11 @@
 //! would cost more than building the rollup.
 
 use arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
-use arrow::compute::{SortOptions, cast, sort_to_indices, take_record_batch};
+use arrow::compute::{BatchCoalescer, SortOptions, cast, sort_to_indices, take_record_batch};
 use arrow::datatypes::{DataType, Int32Type};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, Rows, SortField};
 
 /// The rows of `batch` in ascending order of column `column`, empty values last.
 pub(crate) fn by_column(batch: &RecordBatch, column: usize) -> Result<RecordBatch, ArrowError> {
@@ -78,6 +79,120 @@ pub(crate) fn batches_by_column(
         &arrow::compute::concat_batches(&first.schema(), batches)?,
         column,
     )
+}
+
+/// The rows of `runs` and of `rest` as batches of `rows` rows (the last fewer) in ascending
+/// order of column `column`, empty values last. Each run is the rows of one file of a rollup
+/// that was written in that order, less those computed again; `rest` holds those, in any
+/// order. A rollup brought up to date keeps most of its rows: merging the few computed again
+/// into the many already in order costs a pass over them, where putting all of them in order
+/// again costs gathering and moving every row. None when a run is not in order (a rollup
+/// written before its rows were kept in order): only putting every row in order will do.
+pub(crate) fn merged(
+    runs: &[Vec<RecordBatch>],
+    rest: &[RecordBatch],
+    column: usize,
+    rows: usize,
+) -> Result<Option<Vec<RecordBatch>>, ArrowError> {
+    let runs: Vec<Vec<&RecordBatch>> = runs
+        .iter()
+        .map(|run| run.iter().filter(|b| b.num_rows() > 0).collect::<Vec<_>>())
+        .filter(|run| !run.is_empty())
+        .collect();
+    let rest = match rest.iter().any(|b| b.num_rows() > 0) {
+        true => Some(batches_by_column(rest, column)?),
+        false => None,
+    };
+    if runs.is_empty() {
+        return Ok(rest.map(|r| slices(&r, rows)));
+    }
+    let schema = runs[0][0].schema();
+    let order = SortOptions {
+        descending: false,
+        nulls_first: false,
+    };
+    let converter = RowConverter::new(vec![SortField::new_with_options(
+        schema.field(column).data_type().clone(),
+        order,
+    )])?;
+    let keys = |b: &RecordBatch| -> Result<Rows, ArrowError> {
+        let values = cast(b.column(column), schema.field(column).data_type())?;
+        converter.convert_columns(&[values])
+    };
+    // Each run's batches with their values as comparable rows; a run out of order is no help.
+    let mut keyed: Vec<Vec<(&RecordBatch, Rows)>> = Vec::with_capacity(runs.len());
+    for run in &runs {
+        let mut batches = Vec::with_capacity(run.len());
+        for b in run {
+            batches.push((*b, keys(b)?));
+        }
+        let mut values = batches.iter().flat_map(|(_, k)| k.iter());
+        let mut last = values.next();
+        for value in values {
+            if last.is_some_and(|l| l > value) {
+                return Ok(None);
+            }
+            last = Some(value);
+        }
+        keyed.push(batches);
+    }
+    // Files of one ordered write hold consecutive stretches of the order: put them back in it.
+    let first = |run: &Vec<(&RecordBatch, Rows)>| run[0].1.row(0).owned();
+    let last = |run: &Vec<(&RecordBatch, Rows)>| {
+        let (_, k) = run.last().expect("runs are not empty");
+        k.row(k.num_rows() - 1).owned()
+    };
+    keyed.sort_by_cached_key(|run| (first(run), last(run)));
+    if keyed.windows(2).any(|w| last(&w[0]) > first(&w[1])) {
+        return Ok(None);
+    }
+    let (rest, rest_keys) = match rest {
+        Some(r) => {
+            let k = keys(&r)?;
+            (Some(r), Some(k))
+        }
+        None => (None, None),
+    };
+    let rest_rows = rest.as_ref().map_or(0, |r| r.num_rows());
+    let mut out = BatchCoalescer::new(schema.clone(), rows.max(1));
+    let mut done = Vec::new();
+    let mut push = |out: &mut BatchCoalescer, b: RecordBatch| -> Result<(), ArrowError> {
+        if b.num_rows() > 0 {
+            out.push_batch(b)?;
+            while let Some(full) = out.next_completed_batch() {
+                done.push(full);
+            }
+        }
+        Ok(())
+    };
+    // The next row of `rest` not yet placed.
+    let mut next = 0;
+    for (batch, batch_keys) in keyed.iter().flatten() {
+        let mut from = 0;
+        for i in 0..batch.num_rows() {
+            let (Some(r), Some(rk)) = (&rest, &rest_keys) else {
+                break;
+            };
+            let mut until = next;
+            while until < rest_rows && rk.row(until) < batch_keys.row(i) {
+                until += 1;
+            }
+            if until > next {
+                push(&mut out, batch.slice(from, i - from))?;
+                push(&mut out, r.slice(next, until - next))?;
+                (from, next) = (i, until);
+            }
+        }
+        push(&mut out, batch.slice(from, batch.num_rows() - from))?;
+    }
+    if let Some(r) = &rest {
+        push(&mut out, r.slice(next, rest_rows - next))?;
+    }
+    out.finish_buffered_batch()?;
+    while let Some(full) = out.next_completed_batch() {
+        done.push(full);
+    }
+    Ok(Some(done))
 }
 
 /// Row indices ordered by rank, stable within a rank.
@@ -187,6 +302,100 @@ mod tests {
             .values()
             .to_vec();
         assert_eq!(rows, vec![2, 1, 1, 0, 0]);
+    }
+
+    /// A batch of partner ids whose `row` column numbers them from `first`.
+    fn numbered(ids: Vec<Option<&str>>, first: i64) -> RecordBatch {
+        let b = batch(ids);
+        let n = b.num_rows() as i64;
+        RecordBatch::try_new(
+            b.schema(),
+            vec![
+                b.column(0).clone(),
+                Arc::new(Int64Array::from_iter_values(first..first + n)),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn rows_computed_again_are_merged_into_runs_in_order() {
+        // Two files of one ordered write, listed last first; the first file's stretch ends
+        // where the second's begins (P-2).
+        let runs = vec![
+            vec![numbered(vec![Some("P-2"), Some("P-4"), None], 10)],
+            vec![
+                numbered(vec![Some("P-1"), Some("P-1")], 0),
+                numbered(vec![Some("P-2")], 2),
+            ],
+        ];
+        let rest = vec![
+            numbered(vec![None, Some("P-3"), Some("P-0")], 20),
+            numbered(vec![Some("P-2"), Some("P-5")], 23),
+        ];
+        let out = merged(&runs, &rest, 0, 3).unwrap().expect("runs in order");
+        assert_eq!(
+            out.iter().map(|b| b.num_rows()).collect::<Vec<_>>(),
+            vec![3, 3, 3, 2]
+        );
+        let ids: Vec<Option<String>> = out
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.map(String::from))
+            })
+            .collect();
+        let mut expected: Vec<Option<String>> = runs
+            .iter()
+            .flatten()
+            .chain(&rest)
+            .flat_map(|b| {
+                b.column(0)
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.map(String::from))
+            })
+            .collect();
+        // Ascending, empty values last.
+        expected.sort_by_key(|v| (v.is_none(), v.clone()));
+        assert_eq!(ids, expected);
+        // Every row once, its columns together.
+        let mut rows: Vec<(Option<String>, i64)> = out
+            .iter()
+            .flat_map(|b| {
+                let ids = b.column(0).as_string::<i32>();
+                let n = b.column(1).as_primitive::<arrow::datatypes::Int64Type>();
+                (0..b.num_rows())
+                    .map(|i| {
+                        (
+                            ids.is_valid(i).then(|| ids.value(i).to_string()),
+                            n.value(i),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        rows.sort_by_key(|r| r.1);
+        let numbers: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        assert_eq!(numbers, vec![0, 1, 2, 10, 11, 12, 20, 21, 22, 23, 24]);
+        assert_eq!(rows[3], (Some("P-2".to_string()), 10));
+        assert_eq!(rows[9], (Some("P-2".to_string()), 23));
+    }
+
+    #[test]
+    fn runs_out_of_order_are_no_help() {
+        let rest = vec![numbered(vec![Some("P-1")], 0)];
+        // A file out of order.
+        let unordered = vec![vec![numbered(vec![Some("P-3"), Some("P-2")], 1)]];
+        assert!(merged(&unordered, &rest, 0, 8).unwrap().is_none());
+        // Two files each in order, whose stretches overlap.
+        let overlapping = vec![
+            vec![numbered(vec![Some("P-1"), Some("P-3")], 1)],
+            vec![numbered(vec![Some("P-2"), Some("P-4")], 3)],
+        ];
+        assert!(merged(&overlapping, &rest, 0, 8).unwrap().is_none());
     }
 
     #[test]

@@ -18,12 +18,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use arrow::array::{Array, BooleanArray};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
 use datafusion::catalog::TableProvider;
+use datafusion::common::HashSet;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{JoinType, SessionContext, col, lit};
 use datafusion::scalar::ScalarValue;
+use futures::StreamExt;
 
 use super::{RollupBuild, RollupDelta, RollupSlices};
 use crate::storage::Root;
@@ -33,6 +37,14 @@ use crate::{Result, WarehouseError};
 /// The folder of a table's staged rows, merged by this load, and the table's key columns: the
 /// rows with those keys are the only ones the merge changed.
 pub(super) type ChangedKeys = (PathBuf, &'static [&'static str]);
+
+/// A rollup's rows brought up to date: the version before's rows left as they were, file by
+/// file in the order each file holds them (a rollup written in the order of a column stays so
+/// at little cost), and the rows computed again.
+pub(super) struct Maintained {
+    pub(super) kept: Vec<Vec<RecordBatch>>,
+    pub(super) computed: Vec<RecordBatch>,
+}
 
 /// What a rollup is brought up to date from: its rows in the version before, its fact's Delta
 /// versions before and after the load, and the keys of the fact rows the load changed.
@@ -177,7 +189,7 @@ pub(super) async fn maintained(
     b: &RollupBuild,
     previous: &Previous,
     defined: &Schema,
-) -> Result<Option<Vec<RecordBatch>>> {
+) -> Result<Option<Maintained>> {
     let (removed, added, files_before) = changed_files(root, &previous.fact, previous).await?;
     let session = copied_session(ctx, root).await?;
     let fact_schema = ctx
@@ -233,10 +245,10 @@ pub(super) async fn maintained(
             parts.join(", ")
         ))
         .await?;
-    let slices_changed = collected(&session, "__affected", affected).await?;
+    let affected = collected(&session, "__affected", affected).await?;
     tracing::debug!(
         rollup = b.name.as_str(),
-        slices = slices_changed,
+        slices = affected.iter().map(|b| b.num_rows()).sum::<usize>(),
         "rollup slices changed"
     );
     // The fact's rows of the changed slices, under the fact's name: the rollup's SQL then
@@ -258,56 +270,127 @@ pub(super) async fn maintained(
         ))
         .await?;
     session.register_table(slices.fact.as_str(), rows.into_view())?;
-    let recomputed = session.sql(&b.sql).await?.collect().await?;
+    let computed = session.sql(&b.sql).await?.collect().await?;
     // The version before's rows of the other slices.
-    if let Some(provider) = rollup_before(&session, root, b, previous).await? {
-        session.register_table("__before", provider)?;
-        let kept = session
-            .sql(&format!(
-                "SELECT r.* FROM __before r LEFT ANTI JOIN __affected a ON {}",
-                in_slice(
-                    slices
-                        .keys
-                        .iter()
-                        .map(|(c, _)| format!("r.{}", quote_ident(c)))
-                )
-            ))
-            .await?
-            .collect()
-            .await?;
-        return Ok(Some(kept.into_iter().chain(recomputed).collect()));
-    }
-    Ok(Some(recomputed))
+    let keys: Vec<(String, String)> = (slices.keys.iter().enumerate())
+        .map(|(i, (c, _))| (c.clone(), format!("k{i}")))
+        .collect();
+    let (kept, _) = split_before(&session, root, b, previous, &keys, &affected).await?;
+    Ok(Some(Maintained { kept, computed }))
 }
 
-/// The rollup's rows in the version before, as a table; None when it has no file.
-async fn rollup_before(
+/// The version before's rows of rollup `b`, read file by file in the order each file holds
+/// them, split by whether their `keys` (the rollup's column and `against`'s, pair by pair)
+/// equal those of a row of `against`, NULL equal to NULL: for each file its rows that match no
+/// row of `against`, and all the rows that match one.
+async fn split_before(
     session: &SessionContext,
     root: &Root,
     b: &RollupBuild,
     previous: &Previous,
-) -> Result<Option<Arc<dyn TableProvider>>> {
+    keys: &[(String, String)],
+    against: &[RecordBatch],
+) -> Result<(Vec<Vec<RecordBatch>>, Vec<RecordBatch>)> {
     let before = crate::open_delta(
         root,
         root.folder_url(&format!("rollups/{}", b.table))?,
         Some(previous.rollup.delta_version),
     )
     .await?;
-    crate::listing(session, &before, None).await
+    let files: Vec<String> = before.get_file_uris()?.collect();
+    // Without a row to match, every row is kept.
+    let against_columns = match against.iter().any(|a| a.num_rows() > 0) {
+        true => Some(key_columns(against, keys.iter().map(|(_, a)| a.as_str()))?),
+        false => None,
+    };
+    let converter = (against_columns.as_ref())
+        .map(|columns| {
+            RowConverter::new(
+                (columns.iter())
+                    .map(|c| SortField::new(c.data_type().clone()))
+                    .collect(),
+            )
+        })
+        .transpose()
+        .map_err(datafusion::error::DataFusionError::from)?;
+    let against_rows = match (&converter, &against_columns) {
+        (Some(converter), Some(columns)) => Some(
+            converter
+                .convert_columns(columns)
+                .map_err(datafusion::error::DataFusionError::from)?,
+        ),
+        _ => None,
+    };
+    let matched_keys: HashSet<arrow::row::Row<'_>> =
+        against_rows.iter().flat_map(|rows| rows.iter()).collect();
+    // One partition: a file's rows come in the order the file holds them.
+    let one = SessionContext::new_with_config(session.copied_config().with_target_partitions(1));
+    root.register_store(&one);
+    let (mut kept, mut matched) = (Vec::new(), Vec::new());
+    for file in files {
+        let Some(provider) = crate::listing_of(&one, vec![file], None).await? else {
+            continue;
+        };
+        let mut rows = one.read_table(provider)?.execute_stream().await?;
+        let mut file_kept = Vec::new();
+        while let Some(batch) = rows.next().await.transpose()? {
+            let (Some(converter), Some(against_columns)) = (&converter, &against_columns) else {
+                file_kept.push(batch);
+                continue;
+            };
+            let columns = (keys.iter().zip(against_columns))
+                .map(|((c, _), a)| {
+                    let column = batch.column(batch.schema().index_of(c)?).clone();
+                    arrow::compute::cast(&column, a.data_type())
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(datafusion::error::DataFusionError::from)?;
+            let rows = converter
+                .convert_columns(&columns)
+                .map_err(datafusion::error::DataFusionError::from)?;
+            let hit: BooleanArray = rows
+                .iter()
+                .map(|r| Some(matched_keys.contains(&r)))
+                .collect();
+            let split = |mask: &BooleanArray| arrow::compute::filter_record_batch(&batch, mask);
+            let missed = arrow::compute::not(&hit).and_then(|m| split(&m));
+            file_kept.push(missed.map_err(datafusion::error::DataFusionError::from)?);
+            matched.push(split(&hit).map_err(datafusion::error::DataFusionError::from)?);
+        }
+        kept.push(file_kept);
+    }
+    Ok((kept, matched))
+}
+
+/// The `names` columns of `batches` (of one schema), each as one array.
+fn key_columns<'a>(
+    batches: &[RecordBatch],
+    names: impl Iterator<Item = &'a str>,
+) -> Result<Vec<arrow::array::ArrayRef>> {
+    let schema = batches[0].schema();
+    let columns = names
+        .map(|name| {
+            let i = schema.index_of(name)?;
+            let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
+            arrow::compute::concat(&parts)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(datafusion::error::DataFusionError::from)?;
+    Ok(columns)
 }
 
 /// A query's rows computed once and held as table `name`, for the queries that read them
-/// after; how many.
+/// after; the rows.
 async fn collected(
     session: &SessionContext,
     name: &str,
     rows: datafusion::dataframe::DataFrame,
-) -> Result<usize> {
+) -> Result<Vec<RecordBatch>> {
     let schema = rows.schema().inner().clone();
     let batches = rows.collect().await?;
-    let count = batches.iter().map(|b| b.num_rows()).sum();
-    session.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
-    Ok(count)
+    let table = MemTable::try_new(schema, vec![batches.clone()])?;
+    session.register_table(name, Arc::new(table))?;
+    Ok(batches)
 }
 
 /// Parquet files of the fact as one table, empty when there are none.
@@ -386,7 +469,7 @@ async fn by_changed_rows(
     previous: &Previous,
     files: (Vec<String>, Vec<String>),
     fact_schema: SchemaRef,
-) -> Result<Vec<RecordBatch>> {
+) -> Result<Maintained> {
     let (removed, added) = files;
     // The rollup's own SQL over each side's rows alone, under the fact's name.
     for (name, files) in [("__removed", removed), ("__added", added)] {
@@ -445,23 +528,32 @@ async fn by_changed_rows(
         ))
         .await?;
     let change_schema = change.schema().inner().clone();
-    let groups_changed = collected(session, "__change", change).await?;
+    let change = collected(session, "__change", change).await?;
     tracing::debug!(
         rollup = b.name.as_str(),
-        groups = groups_changed,
+        groups = change.iter().map(|b| b.num_rows()).sum::<usize>(),
         "rollup groups changed"
     );
-    let before: Arc<dyn TableProvider> = match rollup_before(session, root, b, previous).await? {
-        Some(provider) => provider,
-        None => Arc::new(MemTable::try_new(change_schema, vec![vec![]])?),
-    };
-    session.register_table("__before", before)?;
-    let same_group = delta
-        .groups
-        .iter()
-        .map(|g| format!("(r.{} IS NOT DISTINCT FROM c.{})", q(g), q(g)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let keys: Vec<(String, String)> = (delta.groups.iter())
+        .map(|g| (g.clone(), g.clone()))
+        .collect();
+    let (kept, touched) = split_before(session, root, b, previous, &keys, &change).await?;
+    // The version before's rows of the changed groups, as the change's columns.
+    let touched = touched
+        .into_iter()
+        .map(|batch| {
+            let columns = (change_schema.fields().iter())
+                .map(|f| {
+                    let column = batch.column(batch.schema().index_of(f.name())?).clone();
+                    arrow::compute::cast(&column, f.data_type())
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            RecordBatch::try_new(change_schema.clone(), columns)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(datafusion::error::DataFusionError::from)?;
+    let touched = MemTable::try_new(change_schema, vec![touched])?;
+    session.register_table("__touched", Arc::new(touched))?;
     let values: BTreeMap<&str, &str> = delta
         .measures
         .iter()
@@ -480,21 +572,12 @@ async fn by_changed_rows(
             None => summed(c),
         })
         .collect();
-    let r_columns: Vec<String> = columns.iter().map(|c| format!("r.{}", q(c))).collect();
-    let kept = session
+    let computed = session
         .sql(&format!(
-            "SELECT {} FROM __before r LEFT ANTI JOIN __change c ON {same_group}",
-            r_columns.join(", ")
-        ))
-        .await?
-        .collect()
-        .await?;
-    let touched = session
-        .sql(&format!(
-            "SELECT * FROM (SELECT {} FROM (SELECT {} FROM __before r LEFT SEMI JOIN __change c \
-             ON {same_group} UNION ALL SELECT {} FROM __change) GROUP BY {}) WHERE {} > 0",
+            "SELECT * FROM (SELECT {} FROM (SELECT {} FROM __touched UNION ALL SELECT {} FROM \
+             __change) GROUP BY {}) WHERE {} > 0",
             combined.join(", "),
-            r_columns.join(", "),
+            quoted.join(", "),
             quoted.join(", "),
             groups.join(", "),
             q(&delta.rows)
@@ -502,7 +585,7 @@ async fn by_changed_rows(
         .await?
         .collect()
         .await?;
-    Ok(kept.into_iter().chain(touched).collect())
+    Ok(Maintained { kept, computed })
 }
 
 fn quote_ident(name: &str) -> String {

@@ -133,23 +133,29 @@ fn kept_rollups(
 pub(super) const ROLLUP_ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// A rollup's rows, computed (or brought up to date from the version `before`), in the column
-/// types of its definition, and whether they were brought up to date.
+/// types of its definition: the version before's rows kept as they were (file by file, in each
+/// file's order), the rows computed, and whether it was brought up to date.
 async fn computed(
     ctx: &SessionContext,
     root: &Root,
     b: &RollupBuild,
     before: Option<&Previous>,
-) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>, bool)> {
+) -> Result<(
+    arrow::datatypes::SchemaRef,
+    Vec<Vec<RecordBatch>>,
+    Vec<RecordBatch>,
+    bool,
+)> {
     // The definition is only planned, for its column types: a sum summed again is wider.
     let defined = ctx.sql(&b.definition).await?.schema().as_arrow().clone();
     let maintained = match before {
         Some(before) => maintain::maintained(ctx, root, b, before, &defined).await?,
         None => None,
     };
-    let by_slices = maintained.is_some();
-    let mut batches = match maintained {
-        Some(batches) => batches,
-        None => ctx.sql(&b.sql).await?.collect().await?,
+    let brought_up_to_date = maintained.is_some();
+    let (mut kept, mut batches) = match maintained {
+        Some(m) => (m.kept, m.computed),
+        None => (vec![], ctx.sql(&b.sql).await?.collect().await?),
     };
     let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(
         defined
@@ -158,7 +164,7 @@ async fn computed(
             .map(|f| f.as_ref().clone().with_nullable(true))
             .collect::<Vec<_>>(),
     ));
-    for batch in &mut batches {
+    for batch in kept.iter_mut().flatten().chain(&mut batches) {
         let columns = batch
             .columns()
             .iter()
@@ -173,7 +179,24 @@ async fn computed(
         // An empty rollup (no rows in its fact yet) is still a table with its columns.
         batches.push(RecordBatch::new_empty(schema.clone()));
     }
-    Ok((schema, batches, by_slices))
+    Ok((schema, kept, batches, brought_up_to_date))
+}
+
+/// A rollup's rows in the order of its column `column` (each row group then holds a stretch of
+/// its values), as batches of a row group's rows: the rows computed merged into the kept ones
+/// when those are in order, otherwise all of them put in order.
+fn clustered(
+    kept: Vec<Vec<RecordBatch>>,
+    computed: Vec<RecordBatch>,
+    column: usize,
+) -> std::result::Result<Vec<RecordBatch>, arrow::error::ArrowError> {
+    use crate::cluster;
+    if let Some(merged) = cluster::merged(&kept, &computed, column, ROLLUP_ROW_GROUP_ROWS)? {
+        return Ok(merged);
+    }
+    let all: Vec<RecordBatch> = kept.into_iter().flatten().chain(computed).collect();
+    let ordered = cluster::batches_by_column(&all, column)?;
+    Ok(cluster::slices(&ordered, ROLLUP_ROW_GROUP_ROWS))
 }
 
 /// Writes a rollup's rows whole as a new Delta version of `rollups/<table>/`; that version.
@@ -219,17 +242,14 @@ pub(super) async fn build_rollup(
     std::sync::Arc<datafusion::datasource::MemTable>,
 )> {
     let started = std::time::Instant::now();
-    let (schema, mut batches, by_slices) = computed(&ctx, &root, &b, before.as_ref()).await?;
+    let (schema, kept, rows, by_slices) = computed(&ctx, &root, &b, before.as_ref()).await?;
     let computed = started.elapsed();
-    if let Some(column) = b
-        .cluster_by
-        .as_deref()
-        .and_then(|c| schema.index_of(c).ok())
-    {
-        let ordered = crate::cluster::batches_by_column(&batches, column)
-            .map_err(datafusion::error::DataFusionError::from)?;
-        batches = crate::cluster::slices(&ordered, ROLLUP_ROW_GROUP_ROWS);
-    }
+    let batches = match (b.cluster_by.as_deref()).and_then(|c| schema.index_of(c).ok()) {
+        Some(column) => {
+            clustered(kept, rows, column).map_err(datafusion::error::DataFusionError::from)?
+        }
+        None => kept.into_iter().flatten().chain(rows).collect(),
+    };
     let clustered = started.elapsed();
     let rows: u64 = batches.iter().map(|x| x.num_rows() as u64).sum();
     let delta_version = write_rollup(&root, &b, batches.clone()).await?;
