@@ -135,7 +135,7 @@ fn order_row_groups(
     let send = |held: &mut Vec<RecordBatch>| -> Result<bool, WarehouseError> {
         let group = busy
             .time(Busy::Ordering, || {
-                crate::cluster::batches_by_column(held, column)
+                crate::cluster::batches_by_column(std::mem::take(held), column)
             })
             .map_err(|e| WarehouseError::Staging(e.to_string()))?;
         held.clear();

@@ -191,11 +191,15 @@ fn clustered(
     column: usize,
 ) -> std::result::Result<Vec<RecordBatch>, arrow::error::ArrowError> {
     use crate::cluster;
-    if let Some(merged) = cluster::merged(&kept, &computed, column, ROLLUP_ROW_GROUP_ROWS)? {
-        return Ok(merged);
+    let computed = match cluster::merged(&kept, computed, column, ROLLUP_ROW_GROUP_ROWS)? {
+        Ok(merged) => return Ok(merged),
+        Err(computed) => computed,
+    };
+    if kept.iter().flatten().any(|b| b.num_rows() > 0) {
+        tracing::debug!("the rows kept were not in order: all of them are put in order");
     }
     let all: Vec<RecordBatch> = kept.into_iter().flatten().chain(computed).collect();
-    let ordered = cluster::batches_by_column(&all, column)?;
+    let ordered = cluster::batches_by_column(all, column)?;
     Ok(cluster::slices(&ordered, ROLLUP_ROW_GROUP_ROWS))
 }
 
@@ -209,8 +213,17 @@ async fn write_rollup(root: &Root, b: &RollupBuild, batches: Vec<RecordBatch>) -
         // A new rollup: the write creates the table.
         crate::new_delta(root, url)?
     };
+    // One stream into the writer: with more, the write's plan spreads the batches over several
+    // and the file receives them in whatever order they come, out of the rows' order.
+    let one_stream = deltalake::delta_datafusion::DeltaSessionContext::new_with_session_overrides(
+        &std::collections::HashMap::from([(
+            "datafusion.execution.target_partitions".to_string(),
+            "1".to_string(),
+        )]),
+    )?;
     let table = table
         .write(batches)
+        .with_session_state(std::sync::Arc::new(one_stream.state()))
         .with_save_mode(SaveMode::Overwrite)
         .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
         .with_table_name(b.table.as_str())
