@@ -64,6 +64,9 @@ pub(crate) async fn build_rollups(
         pins.iter().map(|(t, p)| (t.clone(), p.rows)).collect();
     rows_of.extend(kept.iter().map(|(t, p)| (t.clone(), p.rows)));
     let mut tasks = tokio::task::JoinSet::new();
+    // The rollups built by this load held in memory for others, and those the running builds
+    // read.
+    let (mut in_memory, mut reading): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
     while !waiting.is_empty() || !tasks.is_empty() {
         // Ready: every source built (or kept), not started.
         let mut ready: Vec<&RollupBuild> = waiting
@@ -88,6 +91,7 @@ pub(crate) async fn build_rollups(
                 None => format!("building rollup {}", b.name),
             });
             waiting.retain(|w| w.table != b.table);
+            reading.extend(b.from.clone());
             tasks.spawn(build_rollup(
                 ctx.clone(),
                 wh.root.clone(),
@@ -99,8 +103,26 @@ pub(crate) async fn build_rollups(
         if let Some(done) = tasks.join_next().await {
             let (b, pin, table) =
                 done.map_err(|e| WarehouseError::Staging(format!("a rollup build stopped: {e}")))??;
-            // Later rollups may be built from this one.
-            ctx.register_table(b.table.as_str(), table)?;
+            if let Some(source) = &b.from
+                && let Some(i) = reading.iter().position(|r| r == source)
+            {
+                reading.swap_remove(i);
+            }
+            // Later rollups may be built from this one: it is held in memory until the last of
+            // them is built, and not at all when none is (the rollups over the order lines are
+            // millions of rows each; holding all of them to the end raised the load's peak).
+            let source_of = |t: &str| waiting.iter().any(|w| w.from.as_deref() == Some(t));
+            if source_of(&b.table) {
+                ctx.register_table(b.table.as_str(), table)?;
+                in_memory.push(b.table.clone());
+            }
+            let (read, done_with): (Vec<String>, Vec<String>) = std::mem::take(&mut in_memory)
+                .into_iter()
+                .partition(|t| source_of(t) || reading.contains(t));
+            for t in done_with {
+                ctx.deregister_table(t.as_str())?;
+            }
+            in_memory = read;
             rows_of.insert(b.table.clone(), pin.rows);
             out.insert(b.table.clone(), pin);
         }
