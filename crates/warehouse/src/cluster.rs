@@ -323,6 +323,20 @@ mod tests {
         .unwrap()
     }
 
+    /// The partner ids of batches, in order.
+    fn partner_ids<'a>(batches: impl IntoIterator<Item = &'a RecordBatch>) -> Vec<Option<String>> {
+        batches
+            .into_iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.map(String::from))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     #[test]
     fn rows_computed_again_are_merged_into_runs_in_order() {
         // Two files of one ordered write, listed last first; the first file's stretch ends
@@ -345,26 +359,8 @@ mod tests {
             out.iter().map(|b| b.num_rows()).collect::<Vec<_>>(),
             vec![3, 3, 3, 2]
         );
-        let ids: Vec<Option<String>> = out
-            .iter()
-            .flat_map(|b| {
-                b.column(0)
-                    .as_string::<i32>()
-                    .iter()
-                    .map(|v| v.map(String::from))
-            })
-            .collect();
-        let mut expected: Vec<Option<String>> = runs
-            .iter()
-            .flatten()
-            .chain(&rest)
-            .flat_map(|b| {
-                b.column(0)
-                    .as_string::<i32>()
-                    .iter()
-                    .map(|v| v.map(String::from))
-            })
-            .collect();
+        let ids = partner_ids(&out);
+        let mut expected = partner_ids(runs.iter().flatten().chain(&rest));
         // Ascending, empty values last.
         expected.sort_by_key(|v| (v.is_none(), v.clone()));
         assert_eq!(ids, expected);

@@ -138,7 +138,6 @@ fn order_row_groups(
                 crate::cluster::batches_by_column(std::mem::take(held), column)
             })
             .map_err(|e| WarehouseError::Staging(e.to_string()))?;
-        held.clear();
         Ok(ordered_sender.send(group).is_ok())
     };
     for batch in receiver {

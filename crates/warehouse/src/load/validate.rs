@@ -108,7 +108,7 @@ impl KnownIds for KnownIdSet {
 pub(super) struct StoredIds {
     values: LargeStringArray,
     /// Each hash's row in `values`.
-    rows: HashMap<u64, u32, foldhash::fast::RandomState>,
+    rows: HashMap<u64, usize, foldhash::fast::RandomState>,
     /// Ids whose hash another id has already: checked by their text.
     collided: FastSet<String>,
 }
@@ -121,10 +121,10 @@ impl StoredIds {
             let Some(id) = id else { continue };
             match rows.entry(xxhash_rust::xxh3::xxh3_64(id.as_bytes())) {
                 std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(row as u32);
+                    v.insert(row);
                 }
                 std::collections::hash_map::Entry::Occupied(o) => {
-                    if values.value(*o.get() as usize) != id {
+                    if values.value(*o.get()) != id {
                         collided.insert(id.to_string());
                     }
                 }
@@ -139,7 +139,7 @@ impl StoredIds {
 
     fn contains(&self, id: &str) -> bool {
         let row = self.rows.get(&xxhash_rust::xxh3::xxh3_64(id.as_bytes()));
-        row.is_some_and(|r| self.values.value(*r as usize) == id) || self.collided.contains(id)
+        row.is_some_and(|r| self.values.value(*r) == id) || self.collided.contains(id)
     }
 
     fn len(&self) -> usize {
