@@ -83,7 +83,7 @@ pub(crate) async fn build_rollups(
             Some(f) => rows_of.get(f).copied().unwrap_or(0),
             None => b.reads.iter().filter_map(|t| rows_of.get(t)).sum(),
         };
-        ready.sort_by_key(|b| std::cmp::Reverse(cost(b)));
+        in_start_order(&mut ready, &in_memory, cost);
         for b in ready.into_iter().take(slots - tasks.len()) {
             let before = maintain::previous(b, pins, merged, previous, options.mode);
             progress.step(&match before {
@@ -128,6 +128,22 @@ pub(crate) async fn build_rollups(
         }
     }
     Ok(out)
+}
+
+/// The ready builds in the order they start: a build reading a rollup this load holds in memory
+/// first, whatever its cost — it is short (a rollup is a fraction of its fact), and once the last
+/// of them is done the rollup is let go (left behind the costlier builds over base tables, the
+/// order lines' product rollup, millions of rows, stayed in memory while the customers'
+/// aggregation grew beside it: the load's peak) — then the costliest first.
+fn in_start_order(
+    ready: &mut [&RollupBuild],
+    in_memory: &[String],
+    cost: impl Fn(&RollupBuild) -> u64,
+) {
+    ready.sort_by_key(|b| {
+        let from_memory = b.from.as_ref().is_some_and(|f| in_memory.contains(f));
+        (std::cmp::Reverse(from_memory), std::cmp::Reverse(cost(b)))
+    });
 }
 
 /// The rollups whose tables this load left as they were, kept as they are: the same definition
@@ -310,4 +326,49 @@ pub(super) async fn build_rollup(
     }
     let memory = std::sync::Arc::new(datafusion::datasource::MemTable::try_new(schema, split)?);
     Ok((b, pin, memory))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(table: &str, from: Option<&str>) -> RollupBuild {
+        RollupBuild {
+            name: table.into(),
+            table: table.into(),
+            definition: String::new(),
+            sql: String::new(),
+            from: from.map(String::from),
+            reads: vec![],
+            cluster_by: None,
+            slices: None,
+            delta: None,
+        }
+    }
+
+    #[test]
+    fn builds_reading_a_rollup_held_in_memory_start_first_then_the_costliest() {
+        let (registrations, customers) = (build("registrations", None), build("customers", None));
+        let (by_line, by_month) = (
+            build("by_line", Some("by_product")),
+            build("by_month", Some("kept")),
+        );
+        let mut ready = vec![&registrations, &by_month, &customers, &by_line];
+        // Rows read: the base tables' many, the product rollup's fewer.
+        let cost = |b: &RollupBuild| match b.table.as_str() {
+            "registrations" => 8_000,
+            "customers" => 96_000,
+            "by_line" => 5_000,
+            _ => 90,
+        };
+        in_start_order(&mut ready, &["by_product".to_string()], cost);
+        let order: Vec<&str> = ready.iter().map(|b| b.table.as_str()).collect();
+        // `by_month` reads a rollup kept from the version before (on disk, not in memory): it
+        // waits its turn by cost.
+        assert_eq!(order, ["by_line", "customers", "registrations", "by_month"]);
+        // With nothing held in memory, by cost alone.
+        in_start_order(&mut ready, &[], cost);
+        let order: Vec<&str> = ready.iter().map(|b| b.table.as_str()).collect();
+        assert_eq!(order, ["customers", "registrations", "by_line", "by_month"]);
+    }
 }
