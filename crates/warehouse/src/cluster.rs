@@ -16,8 +16,12 @@ use arrow::row::{RowConverter, Rows, SortField};
 
 /// The rows of `batch` in ascending order of column `column`, empty values last.
 pub(crate) fn by_column(batch: &RecordBatch, column: usize) -> Result<RecordBatch, ArrowError> {
-    let values = batch.column(column);
-    let indices = match ranks(values) {
+    take_record_batch(batch, &order_of(batch.column(column))?)
+}
+
+/// The positions of `values` in ascending order, empty values last, stable among equals.
+fn order_of(values: &ArrayRef) -> Result<UInt32Array, ArrowError> {
+    Ok(match ranks(values) {
         Some((ranks, distinct)) => counting_order(&ranks, distinct),
         // A type without dictionaries (a boolean, a decimal): a plain stable sort.
         None => sort_to_indices(
@@ -28,8 +32,102 @@ pub(crate) fn by_column(batch: &RecordBatch, column: usize) -> Result<RecordBatc
             }),
             None,
         )?,
-    };
-    take_record_batch(batch, &indices)
+    })
+}
+
+/// The rows of several batches in ascending order of one column, empty values last, made a
+/// batch of `rows` rows at a time when asked. The batches stay as they were given, and only the
+/// order of their rows is held beside them: the rows are held once, where gathering them and
+/// then taking them in order held them twice — a rollup of millions of rows, while another
+/// was being built, was a load's peak.
+#[derive(Debug)]
+pub(crate) struct InOrder {
+    batches: Vec<RecordBatch>,
+    /// The first row of each batch, counted over all of them.
+    starts: Vec<usize>,
+    /// The rows, counted over all batches, in order.
+    order: UInt32Array,
+    rows: usize,
+}
+
+impl InOrder {
+    /// The rows of `batches` (one schema, at least one batch) in the order of column `column`,
+    /// to be taken `rows` at a time.
+    pub(crate) fn new(
+        batches: Vec<RecordBatch>,
+        column: usize,
+        rows: usize,
+    ) -> Result<InOrder, ArrowError> {
+        if batches.is_empty() {
+            return Err(ArrowError::InvalidArgumentError(
+                "no rows to put in order".into(),
+            ));
+        }
+        if batches.iter().map(|b| b.num_rows()).sum::<usize>() > u32::MAX as usize {
+            return Err(ArrowError::InvalidArgumentError(format!(
+                "more than {} rows to put in order",
+                u32::MAX
+            )));
+        }
+        // Only the column is gathered, to find the order.
+        let values: Vec<&dyn Array> = batches.iter().map(|b| b.column(column).as_ref()).collect();
+        let order = order_of(&arrow::compute::concat(&values)?)?;
+        let starts = batches
+            .iter()
+            .scan(0, |next, b| {
+                let start = *next;
+                *next += b.num_rows();
+                Some(start)
+            })
+            .collect();
+        Ok(InOrder {
+            batches,
+            starts,
+            order,
+            rows: rows.max(1),
+        })
+    }
+
+    /// The rows.
+    pub(crate) fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// The rows as they were given, in no order.
+    pub(crate) fn batches(&self) -> &[RecordBatch] {
+        &self.batches
+    }
+
+    /// The schema of the rows.
+    pub(crate) fn schema(&self) -> arrow::datatypes::SchemaRef {
+        self.batches[0].schema()
+    }
+
+    /// How many batches the rows are taken in (one, empty, when there are no rows).
+    pub(crate) fn groups(&self) -> usize {
+        self.len().div_ceil(self.rows).max(1)
+    }
+
+    /// The `i`th batch of rows in order, made now.
+    pub(crate) fn group(&self, i: usize) -> Result<RecordBatch, ArrowError> {
+        let from = (i * self.rows).min(self.len());
+        let until = (from + self.rows).min(self.len());
+        if from == until {
+            return Ok(RecordBatch::new_empty(self.schema()));
+        }
+        let at: Vec<(usize, usize)> = self.order.values()[from..until]
+            .iter()
+            .map(|&row| {
+                let row = row as usize;
+                // The last batch starting at or before the row: an empty batch starts where the
+                // next one does, and is passed over.
+                let batch = self.starts.partition_point(|&s| s <= row) - 1;
+                (batch, row - self.starts[batch])
+            })
+            .collect();
+        let batches: Vec<&RecordBatch> = self.batches.iter().collect();
+        arrow::compute::interleave_record_batch(&batches, &at)
+    }
 }
 
 /// Each row's rank among the column's distinct values (nulls after every value), and the number
@@ -307,6 +405,52 @@ mod tests {
             .values()
             .to_vec();
         assert_eq!(rows, vec![2, 1, 1, 0, 0]);
+    }
+
+    #[test]
+    fn rows_put_in_order_as_the_write_takes_them_are_each_row_once_in_order() {
+        let batches = vec![
+            batch(vec![Some("P-2"), Some("P-1")]),
+            batch(vec![]),
+            batch(vec![None, Some("P-1"), Some("P-0")]),
+            batch(vec![Some("P-1"), Some("P-3")]),
+        ];
+        let rows = InOrder::new(batches, 0, 3).unwrap();
+        assert_eq!((rows.len(), rows.groups()), (7, 3));
+        let groups: Vec<RecordBatch> = (0..rows.groups()).map(|i| rows.group(i).unwrap()).collect();
+        assert_eq!(
+            groups.iter().map(|g| g.num_rows()).collect::<Vec<_>>(),
+            [3, 3, 1]
+        );
+        let all = arrow::compute::concat_batches(&groups[0].schema(), &groups).unwrap();
+        let ids: Vec<Option<&str>> = all.column(0).as_string::<i32>().iter().collect();
+        // By hand: each value's rows in the order the batches gave them, empty values last.
+        assert_eq!(
+            ids,
+            [
+                Some("P-0"),
+                Some("P-1"),
+                Some("P-1"),
+                Some("P-1"),
+                Some("P-2"),
+                Some("P-3"),
+                None
+            ]
+        );
+        // Each row with its own columns: P-0 was the third row of its batch, the P-1s the
+        // second of the first batch, the second of the third and the first of the last.
+        let at: Vec<i64> = all
+            .column(1)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .values()
+            .to_vec();
+        assert_eq!(at, [2, 1, 1, 0, 0, 1, 0]);
+        // The rows as given stay for the rollups built from this one.
+        assert_eq!(rows.batches().len(), 4);
+        // No rows: one empty batch with the columns, as a rollup with no rows is still written.
+        let none = InOrder::new(vec![batch(vec![])], 0, 3).unwrap();
+        assert_eq!((none.groups(), none.group(0).unwrap().num_rows()), (1, 0));
+        assert_eq!(none.group(0).unwrap().num_columns(), 2);
     }
 
     /// A batch of partner ids whose `row` column numbers them from `first`.

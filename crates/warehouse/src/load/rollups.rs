@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use deltalake::protocol::SaveMode;
+use futures::StreamExt;
 
 use super::maintain::{self, Previous};
 use super::{LoadOptions, LoadProgress, RollupBuild};
@@ -220,29 +221,86 @@ async fn computed(
     Ok((schema, kept, batches, brought_up_to_date))
 }
 
+/// A rollup's rows as they are written.
+enum Written {
+    /// Batches as they are, in their order.
+    Batches(Vec<RecordBatch>),
+    /// Rows put in order a row group at a time as the write takes them.
+    InOrder(std::sync::Arc<crate::cluster::InOrder>),
+}
+
+impl Written {
+    fn rows(&self) -> u64 {
+        match self {
+            Written::Batches(b) => b.iter().map(|x| x.num_rows() as u64).sum(),
+            Written::InOrder(o) => o.len() as u64,
+        }
+    }
+
+    /// The rows in no particular order, for the rollups built from this one.
+    fn batches(&self) -> Vec<RecordBatch> {
+        match self {
+            Written::Batches(b) => b.clone(),
+            Written::InOrder(o) => o.batches().to_vec(),
+        }
+    }
+}
+
 /// A rollup's rows in the order of its column `column` (each row group then holds a stretch of
 /// its values), as batches of a row group's rows: the rows computed merged into the kept ones
-/// when those are in order, otherwise all of them put in order.
+/// when those are in order, otherwise all of them put in order as they are written.
 fn clustered(
     kept: Vec<Vec<RecordBatch>>,
     computed: Vec<RecordBatch>,
     column: usize,
-) -> std::result::Result<Vec<RecordBatch>, arrow::error::ArrowError> {
+) -> std::result::Result<Written, arrow::error::ArrowError> {
     use crate::cluster;
     let computed = match cluster::merged(&kept, computed, column, ROLLUP_ROW_GROUP_ROWS)? {
-        Ok(merged) => return Ok(merged),
+        Ok(merged) => return Ok(Written::Batches(merged)),
         Err(computed) => computed,
     };
     if kept.iter().flatten().any(|b| b.num_rows() > 0) {
         tracing::debug!("the rows kept were not in order: all of them are put in order");
     }
     let all: Vec<RecordBatch> = kept.into_iter().flatten().chain(computed).collect();
-    let ordered = cluster::batches_by_column(all, column)?;
-    Ok(cluster::slices(&ordered, ROLLUP_ROW_GROUP_ROWS))
+    Ok(Written::InOrder(std::sync::Arc::new(
+        cluster::InOrder::new(all, column, ROLLUP_ROW_GROUP_ROWS)?,
+    )))
+}
+
+/// The rows of an `InOrder` as the one partition of a table the Delta write reads: each row
+/// group's rows are made when the write asks for them, and let go once written.
+#[derive(Debug)]
+struct InOrderPartition(
+    std::sync::Arc<crate::cluster::InOrder>,
+    arrow::datatypes::SchemaRef,
+);
+
+impl datafusion::physical_plan::streaming::PartitionStream for InOrderPartition {
+    fn schema(&self) -> &arrow::datatypes::SchemaRef {
+        &self.1
+    }
+
+    fn execute(
+        &self,
+        _: std::sync::Arc<datafusion::execution::TaskContext>,
+    ) -> datafusion::physical_plan::SendableRecordBatchStream {
+        let rows = self.0.clone();
+        let groups = futures::stream::iter(0..rows.groups()).map(move |i| {
+            rows.group(i)
+                .map_err(datafusion::error::DataFusionError::from)
+        });
+        Box::pin(
+            datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                self.1.clone(),
+                groups,
+            ),
+        )
+    }
 }
 
 /// Writes a rollup's rows whole as a new Delta version of `rollups/<table>/`; that version.
-async fn write_rollup(root: &Root, b: &RollupBuild, batches: Vec<RecordBatch>) -> Result<u64> {
+async fn write_rollup(root: &Root, b: &RollupBuild, rows: Written) -> Result<u64> {
     let folder = format!("rollups/{}", b.table);
     let url = root.folder_url(&folder)?;
     let table = if root.has_table(&folder).await? {
@@ -259,8 +317,23 @@ async fn write_rollup(root: &Root, b: &RollupBuild, batches: Vec<RecordBatch>) -
             "1".to_string(),
         )]),
     )?;
-    let table = table
-        .write(batches)
+    let write = match rows {
+        Written::Batches(batches) => table.write(batches),
+        Written::InOrder(rows) => {
+            let schema = rows.schema();
+            let partition = std::sync::Arc::new(InOrderPartition(rows, schema.clone()));
+            let provider =
+                datafusion::catalog::streaming::StreamingTable::try_new(schema, vec![partition])?;
+            let plan = datafusion::logical_expr::LogicalPlanBuilder::scan(
+                b.table.as_str(),
+                datafusion::datasource::provider_as_source(std::sync::Arc::new(provider)),
+                None,
+            )?
+            .build()?;
+            table.write(Vec::new()).with_input_plan(plan)
+        }
+    };
+    let table = write
         .with_session_state(std::sync::Arc::new(one_stream.state()))
         .with_save_mode(SaveMode::Overwrite)
         .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
@@ -295,15 +368,16 @@ pub(super) async fn build_rollup(
     let started = std::time::Instant::now();
     let (schema, kept, rows, by_slices) = computed(&ctx, &root, &b, before.as_ref()).await?;
     let computed = started.elapsed();
-    let batches = match (b.cluster_by.as_deref()).and_then(|c| schema.index_of(c).ok()) {
+    let written = match (b.cluster_by.as_deref()).and_then(|c| schema.index_of(c).ok()) {
         Some(column) => {
             clustered(kept, rows, column).map_err(datafusion::error::DataFusionError::from)?
         }
-        None => kept.into_iter().flatten().chain(rows).collect(),
+        None => Written::Batches(kept.into_iter().flatten().chain(rows).collect()),
     };
     let clustered = started.elapsed();
-    let rows: u64 = batches.iter().map(|x| x.num_rows() as u64).sum();
-    let delta_version = write_rollup(&root, &b, batches.clone()).await?;
+    let rows = written.rows();
+    let batches = written.batches();
+    let delta_version = write_rollup(&root, &b, written).await?;
     let pin = RollupPin {
         delta_version,
         rows,
