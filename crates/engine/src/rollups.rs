@@ -264,7 +264,7 @@ impl Engine {
                 filter,
             } = &self.model.metrics[m].kind
             {
-                let name = format!("{DELTA_VALUES}{m}");
+                let name = delta_values(m);
                 let count = from_source(&name).unwrap_or_else(|| match filter {
                     Some(f) => format!(
                         "COUNT(CASE WHEN {} THEN {} END)",
@@ -295,7 +295,7 @@ impl Engine {
             measures.push(match aggregate {
                 Aggregate::Sum(_) => prism_warehouse::DeltaMeasure {
                     column: m.clone(),
-                    values: Some(format!("{DELTA_VALUES}{m}")),
+                    values: Some(delta_values(m)),
                 },
                 Aggregate::Count(_) | Aggregate::CountRows => prism_warehouse::DeltaMeasure {
                     column: m.clone(),
@@ -924,8 +924,11 @@ pub(crate) const CHANNEL_PARTNERS: &str = "channel_partners";
 /// A partners' rollup's count of its fact rows in each row (see `Engine::delta_counts`).
 const DELTA_ROWS: &str = "__rows";
 
-/// The prefix of a partners' rollup's count of the rows with a value of one of its sums.
-const DELTA_VALUES: &str = "__values.";
+/// The column of a partners' rollup counting the rows with a value of its sum `metric`: named
+/// in one place, as the rollup's SQL writes it and a load's maintenance reads it.
+fn delta_values(metric: &str) -> String {
+    format!("__values.{metric}")
+}
 
 /// A base metric summed again from a rollup's column: sums and counts add up; a distinct count
 /// of a key the rollup holds counts its keys (those of the rows where it was not zero, when the

@@ -121,17 +121,42 @@ async fn assert_rollups_in_order(
 }
 
 async fn load(wh: &Warehouse, export: &Path, builds: &[RollupBuild]) -> WarehouseVersion {
+    load_telling(wh, export, builds, &NoProgress).await
+}
+
+async fn load_telling(
+    wh: &Warehouse,
+    export: &Path,
+    builds: &[RollupBuild],
+    progress: &dyn prism_warehouse::LoadProgress,
+) -> WarehouseVersion {
     wh.load(
         &LoadOptions {
             export_dir: export.to_path_buf(),
             rollups: builds.to_vec(),
             ..Default::default()
         },
-        &NoProgress,
+        progress,
     )
     .await
     .unwrap();
     wh.versions().unwrap().versions.last().unwrap().clone()
+}
+
+/// The steps a load said it took, as a user watching it reads them.
+#[derive(Default)]
+struct Steps(std::sync::Mutex<Vec<String>>);
+
+impl prism_warehouse::LoadProgress for Steps {
+    fn step(&self, message: &str) {
+        self.0.lock().unwrap().push(message.to_string());
+    }
+}
+
+impl Steps {
+    fn said(&self, text: &str) -> bool {
+        self.0.lock().unwrap().iter().any(|s| s.contains(text))
+    }
 }
 
 /// Opportunities of the export changed as a day brings them: every fifth one a deal
@@ -252,7 +277,11 @@ async fn a_days_changes_bring_the_rollups_up_to_date_as_a_rebuild_would() {
     })
     .unwrap();
     assert!(summary.rows_of(prism_contract::Entity::Orders) > 500);
-    let second = load(&wh, &day, &builds).await;
+    let told = Steps::default();
+    let second = load_telling(&wh, &day, &builds, &told).await;
+    // Brought up to date as the load said it would be: no line takes it back.
+    assert!(told.said("bringing rollup orders_by_partner_customer up to date"));
+    assert!(!told.said("built whole instead"));
     let by_product = engine.rollup_table("orders_by_partner_product_month");
     assert!(second.rollups[&by_product].by_slices);
     // Each partner's customers over all time: their rows lie in every file, and they are
@@ -296,7 +325,8 @@ async fn a_days_changes_bring_the_rollups_up_to_date_as_a_rebuild_would() {
     let day2 = tmp.path().join("day2");
     std::fs::create_dir_all(&day2).unwrap();
     assert!(changed_opportunities(&export, &day2) > 10);
-    let third = load(&wh, &day2, &builds).await;
+    let told = Steps::default();
+    let third = load_telling(&wh, &day2, &builds, &told).await;
     let registrations = engine.rollup_table("registrations_by_partner_month");
     assert_ne!(
         second.rollups[&registrations].delta_version, third.rollups[&registrations].delta_version,
@@ -311,6 +341,9 @@ async fn a_days_changes_bring_the_rollups_up_to_date_as_a_rebuild_would() {
         third.rollups[&by_stage].delta_version
     );
     assert!(!third.rollups[&by_stage].by_slices);
+    // The load set out to bring it up to date, and says it built it whole instead.
+    assert!(told.said("bringing rollup opportunities_by_partner_month up to date"));
+    assert!(told.said("rollup opportunities_by_partner_month built whole instead"));
     assert_rollups_as_defined(&wh, &builds).await;
 }
 

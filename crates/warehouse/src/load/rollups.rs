@@ -68,6 +68,8 @@ pub(crate) async fn build_rollups(
     // The rollups built by this load held in memory for others, and those the running builds
     // read.
     let (mut in_memory, mut reading): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    // The rollups a build set out to bring up to date.
+    let mut tried: Vec<String> = Vec::new();
     while !waiting.is_empty() || !tasks.is_empty() {
         // Ready: every source built (or kept), not started.
         let mut ready: Vec<&RollupBuild> = waiting
@@ -88,7 +90,10 @@ pub(crate) async fn build_rollups(
         for b in ready.into_iter().take(slots - tasks.len()) {
             let before = maintain::previous(b, pins, merged, previous, options.mode);
             progress.step(&match before {
-                Some(_) => format!("bringing rollup {} up to date", b.name),
+                Some(_) => {
+                    tried.push(b.table.clone());
+                    format!("bringing rollup {} up to date", b.name)
+                }
                 None => format!("building rollup {}", b.name),
             });
             waiting.retain(|w| w.table != b.table);
@@ -124,6 +129,15 @@ pub(crate) async fn build_rollups(
                 ctx.deregister_table(t.as_str())?;
             }
             in_memory = read;
+            // Whether it could be brought up to date is known only once its changed files are
+            // read: the line that said it would be is corrected.
+            if tried.contains(&b.table) && !pin.by_slices {
+                progress.step(&format!(
+                    "rollup {} built whole instead: bringing it up to date would have read about \
+                     as much",
+                    b.name
+                ));
+            }
             rows_of.insert(b.table.clone(), pin.rows);
             out.insert(b.table.clone(), pin);
         }
