@@ -143,39 +143,60 @@ pub(crate) fn build(
 /// The rows grouped by each distinct expression once, each asked name read after: the partner
 /// key asked as a dimension (`f.partner_id AS d0`) and as the key a late join joins on
 /// (`f.partner_id AS partner_id`) is one key, as DataFusion's SQL planner makes it — grouping by
-/// the same string twice takes twice the time.
+/// the same string twice takes twice the time. The aggregates are named after the aggregation
+/// too, as the SQL planner names them: DataFusion's optimizer turns an aggregation whose
+/// aggregates are all distinct counts of one value into a grouping by that value and a count
+/// (certified people: a grouping and a count where a set of person ids was kept per partner),
+/// and it does not recognise an aggregate that carries its name.
 fn grouped(
     rows: LogicalPlanBuilder,
     group: &[Expr],
     aggregates: &[Expr],
 ) -> Result<LogicalPlanBuilder, EngineError> {
-    let mut keys: Vec<Expr> = Vec::new();
-    let mut names = Vec::new();
-    for g in group {
-        let (key, name) = match g {
-            Expr::Alias(a) => (a.expr.as_ref().clone(), a.name.clone()),
-            e => (e.clone(), e.schema_name().to_string()),
-        };
-        let i = match keys.iter().position(|k| *k == key) {
-            Some(i) => i,
-            None => {
-                keys.push(key);
-                keys.len() - 1
-            }
-        };
-        names.push((i, name));
-    }
-    if keys.len() == group.len() {
-        return Ok(rows.aggregate(group.to_vec(), aggregates.to_vec())?);
-    }
-    let aggregated = rows.aggregate(keys.clone(), aggregates.to_vec())?;
+    // An expression without a name keeps its own (and its table's qualifier) when asked once.
+    let unnamed = |e: &Expr| match e {
+        Expr::Alias(a) => (a.expr.as_ref().clone(), Some(a.name.clone())),
+        e => (e.clone(), None),
+    };
+    // Each distinct expression once, with the positions of the names asked of it.
+    let once = |exprs: &[Expr]| {
+        let mut distinct: Vec<Expr> = Vec::new();
+        let mut names = Vec::new();
+        for e in exprs {
+            let (e, name) = unnamed(e);
+            let i = match distinct.iter().position(|d| *d == e) {
+                Some(i) => i,
+                None => {
+                    distinct.push(e.clone());
+                    distinct.len() - 1
+                }
+            };
+            let asked_before = names.iter().any(|(j, _)| *j == i);
+            let name = match name {
+                None if asked_before => Some(e.schema_name().to_string()),
+                name => name,
+            };
+            names.push((i, name));
+        }
+        (distinct, names)
+    };
+    let (keys, key_names) = once(group);
+    let (computed, computed_names) = once(aggregates);
+    let aggregated = rows.aggregate(keys.clone(), computed)?;
     let schema = aggregated.schema().clone();
     let column = |i: usize| Expr::Column(Column::from(schema.qualified_field(i)));
-    let mut columns: Vec<Expr> = names
+    let columns: Vec<Expr> = key_names
         .into_iter()
-        .map(|(i, name)| column(i).alias(name))
+        .chain(
+            computed_names
+                .into_iter()
+                .map(|(i, name)| (keys.len() + i, name)),
+        )
+        .map(|(i, name)| match name {
+            Some(name) => column(i).alias(name),
+            None => column(i),
+        })
         .collect();
-    columns.extend((keys.len()..schema.fields().len()).map(column));
     Ok(aggregated.project(columns)?)
 }
 
