@@ -474,16 +474,22 @@ fn agree(engine: &str, plain: &str) -> bool {
         || matches!((engine.parse::<f64>(), plain.parse::<f64>()), (Ok(a), Ok(b)) if (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0))
 }
 
-#[tokio::test]
-async fn every_base_metric_by_partner_by_tier_and_quarter_and_overall_agrees_with_a_plain_computation()
- {
-    let (_tmp, export, wh) = common::generated(0.02, 33, true).await;
+/// The plain computation over the export, on the day the warehouse loaded it (the states, such
+/// as certified people, are read on that day).
+fn plain_of(export: &std::path::Path, wh: &prism_warehouse::Warehouse) -> Plain {
     let loaded_at = wh.versions().unwrap().current().unwrap().loaded_at.clone();
     let loaded_on = DateTime::parse_from_rfc3339(&loaded_at)
         .unwrap()
         .with_timezone(&chrono::Utc)
         .date_naive();
-    let plain = Plain::over(&export, loaded_on);
+    Plain::over(export, loaded_on)
+}
+
+#[tokio::test]
+async fn every_base_metric_by_partner_by_tier_and_quarter_and_overall_agrees_with_a_plain_computation()
+ {
+    let (_tmp, export, wh) = common::generated(0.02, 33, true).await;
+    let plain = plain_of(&export, &wh);
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     let engine = Engine::new(Model::shipped());
     let metrics: Vec<String> = engine
@@ -545,12 +551,7 @@ async fn every_base_metric_by_partner_by_tier_and_quarter_and_overall_agrees_wit
 #[tokio::test]
 async fn certified_people_asked_alone_are_counted_by_grouping_and_agree_with_a_plain_count() {
     let (_tmp, export, wh) = common::generated(0.02, 35, true).await;
-    let loaded_at = wh.versions().unwrap().current().unwrap().loaded_at.clone();
-    let loaded_on = DateTime::parse_from_rfc3339(&loaded_at)
-        .unwrap()
-        .with_timezone(&chrono::Utc)
-        .date_naive();
-    let plain = Plain::over(&export, loaded_on);
+    let plain = plain_of(&export, &wh);
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     let engine = Engine::new(Model::shipped());
     for (cut, expected) in CUTS.iter().zip(&plain.cuts) {
