@@ -352,6 +352,19 @@ mod tests {
         .unwrap()
     }
 
+    /// A test batch's partner ids, in its order.
+    fn ids_of(b: &RecordBatch) -> Vec<Option<&str>> {
+        b.column(0).as_string::<i32>().iter().collect()
+    }
+
+    /// A test batch's `row` numbers, in its order.
+    fn numbers(b: &RecordBatch) -> Vec<i64> {
+        b.column(1)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .values()
+            .to_vec()
+    }
+
     #[test]
     fn rows_are_ordered_by_the_column_stably_with_empty_values_last() {
         let b = batch(vec![
@@ -364,7 +377,7 @@ mod tests {
             None,
         ]);
         let out = by_column(&b, 0).unwrap();
-        let ids: Vec<Option<&str>> = out.column(0).as_string::<i32>().iter().collect();
+        let ids = ids_of(&out);
         assert_eq!(
             ids,
             vec![
@@ -378,11 +391,7 @@ mod tests {
             ]
         );
         // The other columns move with their rows, which keep their order within a value.
-        let rows: Vec<i64> = out
-            .column(1)
-            .as_primitive::<arrow::datatypes::Int64Type>()
-            .values()
-            .to_vec();
+        let rows = numbers(&out);
         assert_eq!(rows, vec![2, 5, 4, 0, 3, 1, 6]);
     }
 
@@ -393,17 +402,13 @@ mod tests {
             batch(vec![None, Some("P-1"), Some("P-0")]),
         );
         let out = batches_by_column(vec![a, b], 0).unwrap();
-        let ids: Vec<Option<&str>> = out.column(0).as_string::<i32>().iter().collect();
+        let ids = ids_of(&out);
         assert_eq!(
             ids,
             vec![Some("P-0"), Some("P-1"), Some("P-1"), Some("P-2"), None]
         );
         // Rows 0..1 of the first batch and 0..2 of the second: each keeps its own values.
-        let rows: Vec<i64> = out
-            .column(1)
-            .as_primitive::<arrow::datatypes::Int64Type>()
-            .values()
-            .to_vec();
+        let rows = numbers(&out);
         assert_eq!(rows, vec![2, 1, 1, 0, 0]);
     }
 
@@ -423,7 +428,7 @@ mod tests {
             [3, 3, 1]
         );
         let all = arrow::compute::concat_batches(&groups[0].schema(), &groups).unwrap();
-        let ids: Vec<Option<&str>> = all.column(0).as_string::<i32>().iter().collect();
+        let ids = ids_of(&all);
         // By hand: each value's rows in the order the batches gave them, empty values last.
         assert_eq!(
             ids,
@@ -439,11 +444,7 @@ mod tests {
         );
         // Each row with its own columns: P-0 was the third row of its batch, the P-1s the
         // second of the first batch, the second of the third and the first of the last.
-        let at: Vec<i64> = all
-            .column(1)
-            .as_primitive::<arrow::datatypes::Int64Type>()
-            .values()
-            .to_vec();
+        let at = numbers(&all);
         assert_eq!(at, [2, 1, 1, 0, 0, 1, 0]);
         // The rows as given stay for the rollups built from this one.
         assert_eq!(rows.batches().len(), 4);
