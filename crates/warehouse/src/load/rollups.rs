@@ -357,6 +357,9 @@ async fn write_rollup(root: &Root, b: &RollupBuild, rows: Written) -> Result<u64
         .with_writer_properties(
             parquet::file::properties::WriterProperties::builder()
                 .set_max_row_group_row_count(Some(ROLLUP_ROW_GROUP_ROWS))
+                // Pages as a table's: one partner's rows of a rollup kept in partner order
+                // are a few of a row group's.
+                .set_data_page_row_count_limit(crate::staging::PAGE_ROWS)
                 .build(),
         )
         .await?;
