@@ -250,6 +250,9 @@ async fn partner_customers(cx: &Context<'_>, partner: &str, product: &str) -> Re
         .collect())
 }
 
+/// Up to this many customers, which of them bought a product is asked of their ids alone.
+const FEW_CUSTOMERS: usize = 1_000;
+
 /// Which of the customers `ids` bought the product from anyone, read in the brand owner's
 /// view (`Audience::brand_owner_view` refuses a partner's user).
 async fn bought_from_anyone(
@@ -258,9 +261,32 @@ async fn bought_from_anyone(
     ids: &[String],
 ) -> Result<BTreeSet<String>> {
     let mut has_x: BTreeSet<String> = BTreeSet::new();
-    // Each chunk is one scan of the product's order lines: few, large chunks (the IN list
-    // becomes a hash set).
-    for chunk in ids.chunks(20_000) {
+    if ids.len() > FEW_CUSTOMERS {
+        // Many customers: the product's buyers, all of them, kept when they are the partner's.
+        // A filter of thousands of ids is checked against the statistics of every row group and
+        // page, which took longer than reading the product's lines (12 k ids: 0.43 s against
+        // 0.06 s at scale 100); and a product bought by more customers than that is read
+        // whole by either question.
+        let q = Query {
+            metrics: vec!["buying_customers".into()],
+            by: vec!["customer.customer_id".into()],
+            filters: vec![product_filter(product)],
+            period: cx.period,
+            ..Query::default()
+        };
+        let ids: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+        has_x.extend(
+            customer_ids(
+                cx.engine
+                    .run(cx.session, &q, &cx.audience.brand_owner_view()?)
+                    .await?
+                    .rows(),
+            )
+            .filter(|c| ids.contains(c.as_str())),
+        );
+        return Ok(has_x);
+    }
+    for chunk in ids.chunks(FEW_CUSTOMERS) {
         let q = Query {
             metrics: vec!["buying_customers".into()],
             by: vec!["customer.customer_id".into()],

@@ -690,6 +690,59 @@ async fn potential_ranks_segments_by_expected_buyers_and_lists_the_untapped_cust
     assert!(!p.segments.iter().any(|s| s.industry == "Education"));
 }
 
+/// A partner with more customers than are asked about by their ids (over a thousand): which of
+/// them bought the product from anyone is read from all its buyers instead, with the same
+/// answer. `potential_export` and 1,100 more Healthcare SMB customers of P1 (K0001..K1100, each
+/// buying Y from P1); K0001..K0300 bought X from P2, K0301..K0350 from P1. P1's customers there:
+/// 4 + 1,100; its buyers of X: H1-a and 50. Untapped as the brand owner sees it: H1-b and
+/// K0351..K1100 (751); as P1's user sees it, every customer that has not bought X from P1
+/// (1,104 − 51 = 1,053).
+#[tokio::test]
+async fn a_partner_with_over_a_thousand_customers_gets_the_same_untapped_customers() {
+    let mut e = potential_export();
+    let k = |i: usize| format!("K{i:04}");
+    for i in 1..=1100 {
+        e.customer(&k(i), "Healthcare", "SMB")
+            .order("P1", &k(i), "PR-Y", "2025-02-01", "10");
+        match i {
+            1..=300 => e.order("P2", &k(i), "PR-X", "2025-02-01", "100"),
+            301..=350 => e.order("P1", &k(i), "PR-X", "2025-02-01", "100"),
+            _ => &mut e,
+        };
+    }
+    let (_tmp, session) = e.load().await;
+    let engine = Engine::new(Model::shipped());
+    let owner = cx(&engine, &session, Audience::everyone(), None);
+    let p = prism_analyses::potential::potential(&owner, "P1", "PR-X")
+        .await
+        .unwrap();
+    let healthcare = |p: &prism_analyses::potential::Potential| {
+        p.segments
+            .iter()
+            .find(|s| s.industry == "Healthcare")
+            .map(|s| (s.partner_customers, s.partner_buyers, s.untapped_customers))
+            .unwrap()
+    };
+    assert_eq!(healthcare(&p), (1104, 51, 751));
+    let expected: Vec<String> = std::iter::once("H1-b".to_string())
+        .chain((351..=1100).map(k))
+        .collect();
+    let targets = p.targets(&owner, "Healthcare/SMB").await.unwrap();
+    assert_eq!(
+        targets
+            .customers
+            .iter()
+            .map(|t| t.customer_id.clone())
+            .collect::<Vec<_>>(),
+        expected
+    );
+    let user = cx(&engine, &session, Audience::partner("P1").unwrap(), None);
+    let p = prism_analyses::potential::potential(&user, "P1", "PR-X")
+        .await
+        .unwrap();
+    assert_eq!(healthcare(&p), (1104, 51, 1053));
+}
+
 #[tokio::test]
 async fn a_partner_user_asking_for_another_partner_is_refused_by_every_analysis() {
     let (_tmp, session) = potential_export().load().await;

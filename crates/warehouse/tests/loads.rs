@@ -378,3 +378,111 @@ async fn order_lines_are_stored_in_product_order_so_that_a_product_s_lines_lie_t
         rows(&[&format!("{lines}|{runs}")])
     );
 }
+
+/// Each page of the Parquet files in `dir` (staged by a first load or rewritten by a merge): its
+/// column, its rows, and the bytes of its column chunk's dictionary.
+fn pages_of(dir: &std::path::Path) -> Vec<(String, usize, i64)> {
+    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+    let mut pages = Vec::new();
+    for file in std::fs::read_dir(dir).unwrap() {
+        let path = file.unwrap().path();
+        if path.extension().is_none_or(|e| e != "parquet") {
+            continue;
+        }
+        let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(
+            std::fs::File::open(&path).unwrap(),
+            ArrowReaderOptions::new()
+                .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required),
+        )
+        .unwrap();
+        let meta = reader.metadata();
+        let offsets = meta.offset_index().expect("the files carry a page index");
+        for (g, group) in meta.row_groups().iter().enumerate() {
+            for (c, chunk) in group.columns().iter().enumerate() {
+                assert_eq!(
+                    chunk.compression(),
+                    parquet::basic::Compression::SNAPPY,
+                    "{}: every file of a table is written alike",
+                    path.display()
+                );
+                let dictionary = chunk
+                    .dictionary_page_offset()
+                    .map_or(0, |d| chunk.data_page_offset() - d);
+                let starts: Vec<i64> = offsets[g][c]
+                    .page_locations()
+                    .iter()
+                    .map(|p| p.first_row_index)
+                    .chain([group.num_rows()])
+                    .collect();
+                for w in starts.windows(2) {
+                    pages.push((
+                        chunk.column_path().string(),
+                        (w[1] - w[0]) as usize,
+                        dictionary,
+                    ));
+                }
+            }
+        }
+    }
+    pages
+}
+
+#[tokio::test]
+async fn order_lines_are_written_in_small_pages_with_small_dictionaries_by_every_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (export, summary, wh) = generated(tmp.path(), 0.02, 11);
+    load(&wh, &export, LoadMode::Upsert, false).await.unwrap();
+    // The same export again: every key matches, so the merge rewrites every file it touches.
+    load(&wh, &export, LoadMode::Upsert, false).await.unwrap();
+    let pages = pages_of(&tmp.path().join("data/tables/orders"));
+    let files = std::fs::read_dir(tmp.path().join("data/tables/orders"))
+        .unwrap()
+        .filter(|f| {
+            f.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|e| e == "parquet")
+        })
+        .count();
+    assert!(files >= 2, "the merge wrote files of its own: {files}");
+    let lines = summary
+        .rows
+        .iter()
+        .find(|(e, _)| e.name() == "orders")
+        .unwrap()
+        .1 as usize;
+    assert!(
+        lines > 4 * 4096,
+        "enough order lines for several pages: {lines}"
+    );
+    // A product's lines are a few thousand of a row group: its pages are what a question about
+    // it reads, so they hold at most 4,096 rows (Parquet's default is 20,000).
+    let customer_pages: Vec<usize> = pages
+        .iter()
+        .filter(|(c, ..)| c == "customer_id")
+        .map(|(_, rows, _)| *rows)
+        .collect();
+    assert_eq!(customer_pages.iter().sum::<usize>(), 2 * lines);
+    assert!(
+        pages.iter().all(|(_, rows, _)| *rows <= 4096),
+        "a page of more than 4,096 rows: {:?}",
+        pages.iter().find(|(_, rows, _)| *rows > 4096)
+    );
+    // The customer ids (one for every few lines) outgrow a dictionary of 64 KB, which a read of
+    // any of the row group's pages decodes whole; the few products keep theirs.
+    let dictionary = |column: &str| {
+        pages
+            .iter()
+            .filter(|(c, ..)| c == column)
+            .map(|(.., d)| *d)
+            .max()
+            .unwrap()
+    };
+    assert!(
+        dictionary("customer_id") > 0 && dictionary("customer_id") <= 64 * 1024 + 1024,
+        "customer ids' dictionary: {} bytes",
+        dictionary("customer_id")
+    );
+    assert!(dictionary("product_id") > 0);
+}

@@ -360,6 +360,7 @@ async fn write_rollup(root: &Root, b: &RollupBuild, rows: Written) -> Result<u64
                 // Pages as a table's: one partner's rows of a rollup kept in partner order
                 // are a few of a row group's.
                 .set_data_page_row_count_limit(crate::staging::PAGE_ROWS)
+                .set_dictionary_page_size_limit(crate::staging::DICTIONARY_BYTES)
                 .build(),
         )
         .await?;
