@@ -561,24 +561,11 @@ async fn certified_people_asked_alone_are_counted_by_grouping_and_agree_with_a_p
             ..Query::default()
         };
         let compiled = engine.compile_in(&ctx, &q, &Audience::everyone()).unwrap();
-        let plan: String = engine
-            .explain_plan(&ctx, &compiled, false)
-            .await
-            .unwrap()
-            .iter()
-            .flat_map(|b| {
-                let text = b
-                    .column(1)
-                    .as_any()
-                    .downcast_ref::<arrow::array::StringArray>();
-                text.unwrap()
-                    .iter()
-                    .flatten()
-                    .map(String::from)
-                    .collect::<Vec<_>>()
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
+        let plan = arrow::util::pretty::pretty_format_batches(
+            &engine.explain_plan(&ctx, &compiled, false).await.unwrap(),
+        )
+        .unwrap()
+        .to_string();
         assert!(plan.contains("AggregateExec"), "{plan}");
         assert!(
             !plan.contains("count(DISTINCT"),
