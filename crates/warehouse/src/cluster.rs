@@ -179,6 +179,108 @@ pub(crate) fn batches_by_column(
     by_column(&gathered, column)
 }
 
+/// The rows of several batches of one schema as one batch in the order of `columns`: one
+/// column's ascending order (empty values last), or, for two or more, the Z-order of their
+/// values' ranks. A table filtered on either of two columns (the order lines by partner, by
+/// product) cannot be in both orders at once; interleaving the bits of each row's ranks keeps
+/// the rows of one value of either column in a few runs of the row group, so that each page's
+/// statistics name few values of both and a filter on either reads a small share of the pages
+/// — where the order of one column leaves a filter on the other reading every page.
+pub(crate) fn batches_by_columns(
+    batches: Vec<RecordBatch>,
+    columns: &[usize],
+) -> Result<RecordBatch, ArrowError> {
+    let [first, ..] = columns else {
+        return Err(ArrowError::InvalidArgumentError(
+            "no column to put rows in order of".into(),
+        ));
+    };
+    if columns.len() == 1 {
+        return batches_by_column(batches, *first);
+    }
+    let Some(head) = batches.first() else {
+        return Err(ArrowError::InvalidArgumentError(
+            "no rows to put in order".into(),
+        ));
+    };
+    let gathered = arrow::compute::concat_batches(&head.schema(), &batches)?;
+    drop(batches);
+    let order = z_order(
+        &columns
+            .iter()
+            .map(|c| gathered.column(*c).clone())
+            .collect::<Vec<_>>(),
+    )?;
+    take_record_batch(&gathered, &order)
+}
+
+/// The bits each column's rank is scaled to before they are interleaved: four columns fill
+/// the 64-bit key.
+const Z_BITS: u32 = 16;
+
+/// The positions of the rows in the Z-order of the columns' ranks, each rank scaled to
+/// `Z_BITS` bits so that a column of few values (93 products) weighs as much as one of many
+/// (3,000 partners); stable among rows with the same key.
+fn z_order(columns: &[ArrayRef]) -> Result<UInt32Array, ArrowError> {
+    if columns.is_empty() || columns.len() > 64 / Z_BITS as usize {
+        return Err(ArrowError::InvalidArgumentError(format!(
+            "rows are put in the order of 1 to {} columns, not {}",
+            64 / Z_BITS,
+            columns.len()
+        )));
+    }
+    let rows = columns[0].len();
+    if rows > u32::MAX as usize {
+        return Err(ArrowError::InvalidArgumentError(format!(
+            "more than {} rows to put in order",
+            u32::MAX
+        )));
+    }
+    let scaled: Vec<Vec<u64>> = columns
+        .iter()
+        .map(|values| {
+            let (ranks, distinct) = match ranks(values) {
+                Some(r) => r,
+                // A type without dictionaries: its sorted position stands for its rank.
+                None => {
+                    let order = order_of(values)?;
+                    let mut ranks = vec![0u32; values.len()];
+                    for (position, row) in order.values().iter().enumerate() {
+                        ranks[*row as usize] = position as u32;
+                    }
+                    (ranks, values.len())
+                }
+            };
+            // The ranks in use: a column without empty values leaves the rank after its
+            // values unused, and scaling by it would put the grid's lines off the values'.
+            let distinct = ranks
+                .iter()
+                .max()
+                .map_or(distinct, |r| *r as usize + 1)
+                .max(1) as u64;
+            Ok(ranks
+                .iter()
+                .map(|r| ((*r as u64) << Z_BITS) / distinct)
+                .collect())
+        })
+        .collect::<Result<_, ArrowError>>()?;
+    let mut keyed: Vec<(u64, u32)> = (0..rows)
+        .map(|row| {
+            let mut key = 0u64;
+            for bit in (0..Z_BITS).rev() {
+                for column in &scaled {
+                    key = (key << 1) | ((column[row] >> bit) & 1);
+                }
+            }
+            (key, row as u32)
+        })
+        .collect();
+    keyed.sort_unstable();
+    Ok(UInt32Array::from_iter_values(
+        keyed.into_iter().map(|(_, row)| row),
+    ))
+}
+
 /// The rows of `runs` and of `rest` as batches of `rows` rows (the last fewer) in ascending
 /// order of column `column`, empty values last. Each run is the rows of one file of a rollup
 /// that was written in that order, less those computed again; `rest` holds those, in any
@@ -363,6 +465,69 @@ mod tests {
             .as_primitive::<arrow::datatypes::Int64Type>()
             .values()
             .to_vec()
+    }
+
+    #[test]
+    fn rows_in_the_z_order_of_two_columns_keep_each_value_of_either_in_few_pages() {
+        // A 32 × 32 grid of (a, b), each pair once, in a scrambled order; pages of 64 rows are
+        // 16 pages. In the order of `a` alone, each value of `b` would be in all 16; in the
+        // Z-order, each page is close to an 8 × 8 block of the grid, so each value of either
+        // is in about 4 of them (a few more where a block's edge falls between two values).
+        let n = 32usize;
+        let cells: Vec<(usize, usize)> = (0..n * n).map(|i| ((i * 389) % (n * n), i)).collect();
+        let name = |v: usize| format!("v{v:02}");
+        let a: Vec<String> = cells.iter().map(|(c, _)| name(c / n)).collect();
+        let b: Vec<String> = cells.iter().map(|(c, _)| name(c % n)).collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Utf8, false),
+            Field::new("b", DataType::Utf8, false),
+            Field::new("row", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(a)),
+                Arc::new(StringArray::from(b)),
+                Arc::new(Int64Array::from_iter_values(0..(n * n) as i64)),
+            ],
+        )
+        .unwrap();
+        // Given as two batches, as the staging holds a row group.
+        let out = batches_by_columns(
+            vec![batch.slice(0, 500), batch.slice(500, n * n - 500)],
+            &[0, 1],
+        )
+        .unwrap();
+        // Every row once.
+        let mut rows: Vec<i64> = out
+            .column(2)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .values()
+            .to_vec();
+        rows.sort();
+        assert_eq!(rows, (0..(n * n) as i64).collect::<Vec<_>>());
+        for column in [0, 1] {
+            let values: Vec<&str> = out
+                .column(column)
+                .as_string::<i32>()
+                .iter()
+                .map(Option::unwrap)
+                .collect();
+            let most = (0..n)
+                .map(|v| {
+                    let v = name(v);
+                    values
+                        .chunks(64)
+                        .filter(|page| page.contains(&v.as_str()))
+                        .count()
+                })
+                .max()
+                .unwrap();
+            assert!(
+                most <= 6,
+                "a value of column {column} is in {most} of 16 pages"
+            );
+        }
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! Parsing and Parquet encoding each take a core, so the encoder runs on its own thread behind a
 //! small bounded channel: the parser never waits for the disk, and memory holds only the few
-//! batches in flight, whatever the size of the export — and, for a table kept in the order of a
-//! column (the order lines, by product), the row group being put in order.
+//! batches in flight, whatever the size of the export — and, for a table kept in order (the order lines
+//! by product and partner), the row group being put in order.
 
 use std::fs::{self, File};
 use std::io::BufWriter;
@@ -60,32 +60,34 @@ pub struct StagedTable {
 }
 
 impl StagedTable {
-    /// `cluster_by`: the column whose order each row group's rows are written in, so that the
-    /// statistics of its pages let a query filtering on it read only the pages of its value
-    /// (one product's order lines: a few percent of the table).
+    /// `cluster_by`: the columns whose order each row group's rows are written in (one
+    /// column's, or the Z-order of several: `cluster::batches_by_columns`), so that the
+    /// statistics of its pages let a query filtering on one of them read only the pages of its
+    /// value (one partner's or one product's order lines: a few percent of the table). None:
+    /// the rows are written as they come.
     pub fn start(
         dir: PathBuf,
         schema: SchemaRef,
-        cluster_by: Option<usize>,
+        cluster_by: Vec<usize>,
         busy: &BusyClock,
     ) -> Result<StagedTable, WarehouseError> {
         fs::create_dir_all(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
         let (sender, receiver) = bounded::<RecordBatch>(4);
         // A clustered table's row groups are put in order on a thread of their own, beside the
         // parser and the encoder, so that neither waits for it.
-        let (receiver, orderer) = match cluster_by {
-            None => (receiver, None),
-            Some(column) => {
+        let clustered = !cluster_by.is_empty();
+        let (receiver, orderer) = match clustered {
+            false => (receiver, None),
+            true => {
                 let (ordered_sender, ordered) = bounded::<RecordBatch>(1);
                 let busy = busy.clone();
                 let orderer = std::thread::Builder::new()
                     .name("prism-order".into())
-                    .spawn(move || order_row_groups(receiver, column, ordered_sender, &busy))
+                    .spawn(move || order_row_groups(receiver, &cluster_by, ordered_sender, &busy))
                     .map_err(|e| WarehouseError::io(&dir, e))?;
                 (ordered, Some(orderer))
             }
         };
-        let clustered = cluster_by.is_some();
         let thread_dir = dir.clone();
         let busy = busy.clone();
         let writer = std::thread::Builder::new()
@@ -148,10 +150,10 @@ pub fn remove_dir_if_exists(dir: &Path) -> Result<(), WarehouseError> {
 }
 
 /// The orderer's thread: batches held until a row group's worth, then put in the order of
-/// `column` and sent on as one row group.
+/// `columns` and sent on as one row group.
 fn order_row_groups(
     receiver: Receiver<RecordBatch>,
-    column: usize,
+    columns: &[usize],
     ordered_sender: Sender<RecordBatch>,
     busy: &BusyClock,
 ) -> Result<(), WarehouseError> {
@@ -160,7 +162,7 @@ fn order_row_groups(
     let send = |held: &mut Vec<RecordBatch>| -> Result<bool, WarehouseError> {
         let group = busy
             .time(Busy::Ordering, || {
-                crate::cluster::batches_by_column(std::mem::take(held), column)
+                crate::cluster::batches_by_columns(std::mem::take(held), columns)
             })
             .map_err(|e| WarehouseError::Staging(e.to_string()))?;
         Ok(ordered_sender.send(group).is_ok())
