@@ -197,6 +197,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if cli.command.only_prints() {
+        print_until_the_reader_stops();
+    }
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PRISM_LOG")
@@ -219,6 +222,30 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+impl Command {
+    /// A command that reads and prints, and changes nothing: one that may simply stop when
+    /// the reader of its output does (`prism status | head`).
+    fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::Status(_)
+                | Command::Query(_)
+                | Command::Explain(_)
+                | Command::Model { .. }
+                | Command::Analysis(_)
+        )
+    }
+}
+
+/// Lets the process end, as any Unix tool does, when the reader of its output goes away.
+/// Rust ignores SIGPIPE, so every `println!` after `| head` had stopped reading panicked with
+/// "failed printing to stdout". Only for commands that change nothing: a load, the server and
+/// the workers keep ignoring it, a closed connection being an error they handle. Called before
+/// any other thread exists.
+fn print_until_the_reader_stops() {
+    sigpipe::reset();
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
