@@ -160,6 +160,7 @@ fn readable(cell: &prism_analyses::Value, currency: &str) -> String {
 }
 
 fn output<T: Table + Serialize>(value: &T, out: &Out) -> Result<()> {
+    let mut stdout = std::io::stdout();
     match out.format {
         crate::Format::Json => {
             writeln!(
@@ -178,9 +179,9 @@ fn output<T: Table + Serialize>(value: &T, out: &Out) -> Result<()> {
         }
         crate::Format::Table => {
             for h in value.headline() {
-                println!("{h}");
+                writeln!(stdout, "{h}")?;
             }
-            println!();
+            writeln!(stdout)?;
             let cells = value.rows();
             let header = value.header();
             // Figures right-aligned: a column whose values are all figures.
@@ -341,6 +342,7 @@ async fn potential(
     out: Option<PathBuf>,
     printed: &Out,
 ) -> Result<()> {
+    let mut stdout = std::io::stdout();
     let potential = prism_analyses::potential::potential(cx, p, product).await?;
     let Some(s) = targets_of else {
         return output(&potential, printed);
@@ -355,11 +357,12 @@ async fn potential(
                 w.write_record(r.iter().map(prism_analyses::csv_cell))?;
             }
             w.flush()?;
-            println!(
+            writeln!(
+                stdout,
                 "wrote {} untapped customers of {s} to {}",
                 list.customers.len(),
                 path.display()
-            );
+            )?;
             Ok(())
         }
         None if printed.format == crate::Format::Table => output(&list, &printed.csv()),

@@ -1,5 +1,6 @@
 //! `prism load`, `prism status` and `prism demo`: exports into the warehouse, and what it holds.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -126,6 +127,9 @@ pub struct StatusArgs {
 
 /// The warehouse version shown, its tables' rows and rollups, and the history of loads.
 pub fn status(data: &Path, args: StatusArgs) -> Result<ExitCode> {
+    // Written with `?`, not `println!`: when the reader stops early (`prism status | head`)
+    // the write's error ends the command quietly (see `main`), where `println!` panicked.
+    let mut stdout = std::io::stdout();
     let wh = Warehouse::open(data)?;
     let versions = wh.versions()?;
     let snapshot = match wh.snapshot(args.as_of) {
@@ -142,19 +146,21 @@ pub fn status(data: &Path, args: StatusArgs) -> Result<ExitCode> {
             "rollups": snapshot.as_ref().map(|s| &s.version.rollups),
             "history": versions.versions,
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("data folder: {}", wh.location());
+    writeln!(stdout, "data folder: {}", wh.location())?;
     let Some(snapshot) = snapshot else {
-        println!(
+        writeln!(
+            stdout,
             "the warehouse is empty: load an export with `prism load EXPORT_DIR` (or run `prism demo`)"
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     };
     let v = &snapshot.version;
     let current = versions.current().map_or(0, |c| c.version);
-    println!(
+    writeln!(
+        stdout,
         "version {}{} — loaded {} from {} ({}{})",
         v.version,
         if v.version == current {
@@ -166,28 +172,30 @@ pub fn status(data: &Path, args: StatusArgs) -> Result<ExitCode> {
         v.source,
         v.mode,
         if v.quarantine { ", quarantine" } else { "" }
-    );
-    println!("\n{:<22} {:>12}", "table", "rows");
+    )?;
+    writeln!(stdout, "\n{:<22} {:>12}", "table", "rows")?;
     for (name, pin) in &v.tables {
-        println!("{name:<22} {:>12}", pin.rows);
+        writeln!(stdout, "{name:<22} {:>12}", pin.rows)?;
     }
     print_rollups(data, v)?;
-    println!("\nhistory:");
-    println!(
+    writeln!(stdout, "\nhistory:")?;
+    writeln!(
+        stdout,
         "{:>7}  {:<20}  {:<8} {:>10} {:>10} {:>10}  source",
         "version", "loaded at", "mode", "added", "replaced", "rejected"
-    );
+    )?;
     for h in &versions.versions {
         let added: u64 = h.changes.values().map(|c| c.added).sum();
         let replaced: u64 = h.changes.values().map(|c| c.replaced).sum();
         let rejected: u64 = h.changes.values().map(|c| c.rejected).sum();
-        println!(
+        writeln!(
+            stdout,
             "{:>7}  {:<20}  {:<8} {added:>10} {replaced:>10} {rejected:>10}  {}",
             h.version,
             h.loaded_at,
             h.mode.to_string(),
             h.source
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -195,37 +203,43 @@ pub fn status(data: &Path, args: StatusArgs) -> Result<ExitCode> {
 /// The model's rollups as a version holds them: built, built from an earlier definition (not
 /// read), or not built yet.
 fn print_rollups(data: &Path, v: &prism_warehouse::WarehouseVersion) -> Result<()> {
+    let mut stdout = std::io::stdout();
     let engine = Engine::new(query_cmd::load_model(data, None)?);
     if engine.model.rollups.is_empty() {
         return Ok(());
     }
-    println!("\n{:<34} {:>12}  state", "rollup", "rows");
+    writeln!(stdout, "\n{:<34} {:>12}  state", "rollup", "rows")?;
     for name in engine.model.rollups.keys() {
         let table = engine.rollup_table(name);
         match v.rollups.get(&table) {
-            Some(pin) if pin.by_slices => println!(
+            Some(pin) if pin.by_slices => writeln!(
+                stdout,
                 "{name:<34} {:>12}  brought up to date ({} ms)",
                 pin.rows, pin.build_ms
-            ),
-            Some(pin) => {
-                println!("{name:<34} {:>12}  built ({} ms)", pin.rows, pin.build_ms)
-            }
-            None if v.rollups.keys().any(|t| prism_engine::is_table_of(t, name)) => {
-                println!(
-                    "{name:<34} {:>12}  built from an earlier definition: not read until the next load rebuilds it",
-                    ""
-                )
-            }
-            None => {
-                println!("{name:<34} {:>12}  not built: the next load builds it", "")
-            }
+            )?,
+            Some(pin) => writeln!(
+                stdout,
+                "{name:<34} {:>12}  built ({} ms)",
+                pin.rows, pin.build_ms
+            )?,
+            None if v.rollups.keys().any(|t| prism_engine::is_table_of(t, name)) => writeln!(
+                stdout,
+                "{name:<34} {:>12}  built from an earlier definition: not read until the next load rebuilds it",
+                ""
+            )?,
+            None => writeln!(
+                stdout,
+                "{name:<34} {:>12}  not built: the next load builds it",
+                ""
+            )?,
         }
     }
     if v.rollups_build_ms > 0 {
-        println!(
+        writeln!(
+            stdout,
             "(built in {:.2} s by the load of this version)",
             v.rollups_build_ms as f64 / 1000.0
-        );
+        )?;
     }
     Ok(())
 }

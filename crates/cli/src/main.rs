@@ -197,9 +197,6 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    if cli.command.only_prints() {
-        print_until_the_reader_stops();
-    }
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PRISM_LOG")
@@ -222,30 +219,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-impl Command {
-    /// A command that reads and prints, and changes nothing: one that may simply stop when
-    /// the reader of its output does (`prism status | head`).
-    fn only_prints(&self) -> bool {
-        matches!(
-            self,
-            Command::Status(_)
-                | Command::Query(_)
-                | Command::Explain(_)
-                | Command::Model { .. }
-                | Command::Analysis(_)
-        )
-    }
-}
-
-/// Lets the process end, as any Unix tool does, when the reader of its output goes away.
-/// Rust ignores SIGPIPE, so every `println!` after `| head` had stopped reading panicked with
-/// "failed printing to stdout". Only for commands that change nothing: a load, the server and
-/// the workers keep ignoring it, a closed connection being an error they handle. Called before
-/// any other thread exists.
-fn print_until_the_reader_stops() {
-    sigpipe::reset();
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -320,7 +293,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Query(c) => query_cmd::query(data, c)?,
         Command::Explain(c) => query_cmd::explain_command(data, c)?,
         Command::Model { all, model } => {
-            query_cmd::print_model(&query_cmd::load_model(data, model.as_ref())?, all)
+            query_cmd::print_model(&query_cmd::load_model(data, model.as_ref())?, all)?
         }
         Command::Generate {
             out,

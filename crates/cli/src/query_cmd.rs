@@ -198,11 +198,12 @@ pub fn explain(
     query: &Query,
     audience: &Audience,
 ) -> Result<prism_engine::Compiled> {
+    let mut stdout = std::io::stdout();
     let compiled = match ctx {
         Some(ctx) => engine.compile_in(ctx, query, audience)?,
         None => engine.compile(query, audience)?,
     };
-    println!("metrics:");
+    writeln!(stdout, "metrics:")?;
     for m in &compiled.metrics {
         let definition = match &m.kind {
             MetricKind::Base { .. } => String::new(),
@@ -212,30 +213,40 @@ pub fn explain(
                 ..
             } => format!(" [ratio of {numerator} / {denominator}]"),
         };
-        println!("  {} ({}): {}{definition}", m.name, m.fact, m.description);
+        writeln!(
+            stdout,
+            "  {} ({}): {}{definition}",
+            m.name, m.fact, m.description
+        )?;
     }
-    println!("audience: {audience}");
+    writeln!(stdout, "audience: {audience}")?;
     if ctx.is_none() {
-        println!("rollup: none (the warehouse is empty: nothing is built yet)");
+        writeln!(
+            stdout,
+            "rollup: none (the warehouse is empty: nothing is built yet)"
+        )?;
     }
     for c in &compiled.rollups {
         match (&c.rollup, &c.reason) {
-            (Some(r), _) => println!("rollup: {r} (for {})", c.fact),
-            (None, reason) => println!(
+            (Some(r), _) => writeln!(stdout, "rollup: {r} (for {})", c.fact)?,
+            (None, reason) => writeln!(
+                stdout,
                 "rollup: none (for {}): {}",
                 c.fact,
                 reason.as_deref().unwrap_or("")
-            ),
+            )?,
         }
         for (name, why) in &c.passed_over {
-            println!("  not {name}: {why}");
+            writeln!(stdout, "  not {name}: {why}")?;
         }
     }
     match compiled.statement {
-        prism_engine::Statement::Sql => println!("sql:\n{}", compiled.sql),
-        prism_engine::Statement::Question(_) => {
-            println!("aggregations (the steps of each plan):\n{}", compiled.sql)
-        }
+        prism_engine::Statement::Sql => writeln!(stdout, "sql:\n{}", compiled.sql)?,
+        prism_engine::Statement::Question(_) => writeln!(
+            stdout,
+            "aggregations (the steps of each plan):\n{}",
+            compiled.sql
+        )?,
     }
     Ok(compiled)
 }
@@ -328,6 +339,7 @@ pub struct ExplainCommand {
 /// Explains a query (over the warehouse when one is loaded); with `--analyze`, runs it and
 /// prints the executed plan.
 pub fn explain_command(data: &Path, c: ExplainCommand) -> Result<()> {
+    let mut stdout = std::io::stdout();
     let model = load_model(data, c.model.as_ref())?;
     let (query, audience) = c.args.query()?;
     let engine = c.args.engine(model, false);
@@ -344,49 +356,54 @@ pub fn explain_command(data: &Path, c: ExplainCommand) -> Result<()> {
         let compiled = explain(&engine, ctx.as_deref(), &query, &audience)?;
         if let Some(ctx) = &ctx {
             let (plan, sql) = engine.logical_plan_of(ctx, &compiled).await?;
-            println!("plan:\n{plan}");
+            writeln!(stdout, "plan:\n{plan}")?;
             if let Some(sql) = sql {
-                println!("sql:\n{sql}");
+                writeln!(stdout, "sql:\n{sql}")?;
             }
         }
         if c.analyze
             && let Some(ctx) = &ctx
         {
             let batches = engine.explain_plan(ctx, &compiled, true).await?;
-            println!(
+            writeln!(
+                stdout,
                 "plan (executed):\n{}",
                 arrow::util::pretty::pretty_format_batches(&batches)?
-            );
+            )?;
         }
         Ok::<_, anyhow::Error>(())
     })
 }
 
-pub fn print_model(model: &Model, all: bool) {
-    println!("metrics:");
+pub fn print_model(model: &Model, all: bool) -> Result<()> {
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "metrics:")?;
     for m in model.metrics.values().filter(|m| all || !m.hidden) {
-        println!("  {:<26} {:<22} {}", m.name, m.fact, m.description);
+        writeln!(stdout, "  {:<26} {:<22} {}", m.name, m.fact, m.description)?;
     }
-    println!("\ndimensions:");
+    writeln!(stdout, "\ndimensions:")?;
     for d in model.dimensions.values() {
         for a in d.attributes.values() {
-            println!(
+            writeln!(
+                stdout,
                 "  {:<34} {}",
                 format!("{}.{}", d.name, a.name),
                 a.description
-            );
+            )?;
         }
     }
     for f in model.facts.values() {
         for a in f.attributes.values() {
-            println!(
+            writeln!(
+                stdout,
                 "  {:<34} {} (with {} metrics only)",
                 a.name, a.description, f.name
-            );
+            )?;
         }
     }
     for g in prism_model::TIME_GRAINS {
-        println!(
+        writeln!(
+            stdout,
             "  {:<34} each fact's own date: {}",
             format!("time.{g}"),
             model
@@ -395,18 +412,22 @@ pub fn print_model(model: &Model, all: bool) {
                 .map(|f| format!("{}.{}", f.name, f.time))
                 .collect::<Vec<_>>()
                 .join(", ")
-        );
+        )?;
     }
     if model.rollups.is_empty() {
-        return;
+        return Ok(());
     }
-    println!("\nrollups (built by every load; `prism explain` says which one answers a query):");
+    writeln!(
+        stdout,
+        "\nrollups (built by every load; `prism explain` says which one answers a query):"
+    )?;
     // With --all, how each is built: from the base tables or from a finer rollup of the same load.
     let builds = prism_engine::Engine::new(model.clone()).rollup_builds();
     for b in &builds {
         let r = &model.rollups[&b.name];
-        println!("  {:<34} {}", r.name, r.description);
-        println!(
+        writeln!(stdout, "  {:<34} {}", r.name, r.description)?;
+        writeln!(
+            stdout,
             "  {:<34} {} by {}{}",
             "",
             r.fact,
@@ -414,8 +435,9 @@ pub fn print_model(model: &Model, all: bool) {
             r.grain
                 .as_ref()
                 .map_or(", all time".to_string(), |g| format!(", {g}"))
-        );
-        println!(
+        )?;
+        writeln!(
+            stdout,
             "  {:<34} holds {}{}",
             "",
             r.metrics.join(", "),
@@ -424,19 +446,21 @@ pub fn print_model(model: &Model, all: bool) {
             } else {
                 ""
             }
-        );
+        )?;
         if all {
-            println!(
+            writeln!(
+                stdout,
                 "  {:<34} table {}, built from {}",
                 "",
                 b.table,
                 b.from
                     .as_ref()
                     .map_or_else(|| b.reads.join(", "), |f| format!("rollup {f}"))
-            );
-            println!("  {:<34} {}", "", b.sql);
+            )?;
+            writeln!(stdout, "  {:<34} {}", "", b.sql)?;
         }
     }
+    Ok(())
 }
 
 /// A table for a person: columns padded to their widest cell, numbers aligned right, and the

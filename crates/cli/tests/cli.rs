@@ -326,15 +326,11 @@ fn analyses_print_program_lists_and_refuse_a_partner_user_another_partner() {
     assert_eq!(ids, ["P-2"]);
 }
 
-/// A printing command whose reader stops early (`prism status | head`) ends as any Unix tool
-/// does, by the pipe's signal, without a panic's message: Rust ignores SIGPIPE, and every
-/// `println!` after the reader had gone panicked with "failed printing to stdout".
-#[cfg(unix)]
+/// A printing command whose reader stops early (`prism status | head`) stops quietly and
+/// successfully, as reading on was not wanted: `println!` panicked there with "failed printing
+/// to stdout" (Rust ignores SIGPIPE, so the write fails instead of ending the process).
 #[test]
 fn a_printing_command_ends_quietly_when_its_reader_stops() {
-    use std::os::unix::process::ExitStatusExt as _;
-    // SIGPIPE's number on every Unix Prism is built for (Linux, the BSDs, macOS).
-    const SIGPIPE: i32 = 13;
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
@@ -343,7 +339,18 @@ fn a_printing_command_ends_quietly_when_its_reader_stops() {
             .status
             .success()
     );
-    for args in [&["status"][..], &["model", "--all"], &["scorecard"]] {
+    for args in [
+        &["status"][..],
+        &["model", "--all"],
+        &[
+            "explain",
+            "--metrics",
+            "closed_revenue",
+            "--by",
+            "partner.tier",
+        ],
+        &["scorecard"],
+    ] {
         // A pipe whose reading end is closed before the command starts: its first line
         // already finds no reader, whatever the timing.
         let (reader, writer) = std::io::pipe().unwrap();
@@ -356,8 +363,11 @@ fn a_printing_command_ends_quietly_when_its_reader_stops() {
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
-        assert_eq!(out.status.signal(), Some(SIGPIPE), "{args:?}: {err}");
+        assert!(
+            out.status.success() && err.is_empty(),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
     }
 }
 
