@@ -13,6 +13,19 @@ fn prism(data: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A fresh data folder (kept while the returned directory lives) with the tiny fixture loaded.
+fn tiny_loaded() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
+    assert!(
+        prism(&data, &["load", fixture.to_str().unwrap()])
+            .status
+            .success()
+    );
+    (tmp, data)
+}
+
 #[test]
 fn a_rejected_load_exits_2_and_says_where_and_why() {
     let tmp = tempfile::tempdir().unwrap();
@@ -153,14 +166,7 @@ fn generate_then_load_then_status_agree_on_every_count() {
 
 #[test]
 fn a_query_answers_as_table_csv_and_versioned_json_with_exact_money() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
-    assert!(
-        prism(&data, &["load", fixture.to_str().unwrap()])
-            .status
-            .success()
-    );
+    let (_tmp, data) = tiny_loaded();
     let ask = |format: &str, extra: &[&str]| {
         let mut args = vec![
             "query",
@@ -259,14 +265,7 @@ fn a_query_answers_as_table_csv_and_versioned_json_with_exact_money() {
 
 #[test]
 fn analyses_print_program_lists_and_refuse_a_partner_user_another_partner() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
-    assert!(
-        prism(&data, &["load", fixture.to_str().unwrap()])
-            .status
-            .success()
-    );
+    let (_tmp, data) = tiny_loaded();
     // Partner revenue: P-1 2499.50 and P-2's credit of -49.75, 2449.75 in all; the direct sale
     // takes no part and P-3 (inactive, no revenue) is not listed. P-1 alone reaches 80 %. The
     // CSV keeps every digit of its share (100 × 2499.50 / 2449.75 = 102.03081947137463, as
@@ -331,14 +330,7 @@ fn analyses_print_program_lists_and_refuse_a_partner_user_another_partner() {
 /// to stdout" (Rust ignores SIGPIPE, so the write fails instead of ending the process).
 #[test]
 fn a_printing_command_ends_quietly_when_its_reader_stops() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
-    assert!(
-        prism(&data, &["load", fixture.to_str().unwrap()])
-            .status
-            .success()
-    );
+    let (_tmp, data) = tiny_loaded();
     for args in [
         &["status"][..],
         &["model", "--all"],
@@ -543,14 +535,7 @@ fn alerts_are_set_up_tried_and_run_from_the_command_line() {
 /// campaign gets an id of its own. A partner user may not plan one for another partner.
 #[test]
 fn a_campaign_is_planned_from_a_target_list_on_the_command_line() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
-    assert!(
-        prism(&data, &["load", fixture.to_str().unwrap()])
-            .status
-            .success()
-    );
+    let (_tmp, data) = tiny_loaded();
     let plan = |name: &str| {
         prism(
             &data,
