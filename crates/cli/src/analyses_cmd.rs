@@ -342,7 +342,6 @@ async fn potential(
     out: Option<PathBuf>,
     printed: &Out,
 ) -> Result<()> {
-    let mut stdout = std::io::stdout();
     let potential = prism_analyses::potential::potential(cx, p, product).await?;
     let Some(s) = targets_of else {
         return output(&potential, printed);
@@ -358,7 +357,7 @@ async fn potential(
             }
             w.flush()?;
             writeln!(
-                stdout,
+                std::io::stdout(),
                 "wrote {} untapped customers of {s} to {}",
                 list.customers.len(),
                 path.display()

@@ -394,14 +394,7 @@ fn the_demo_refuses_a_non_loopback_address_without_yes() {
 #[test]
 fn alerts_are_set_up_tried_and_run_from_the_command_line() {
     use std::io::Write as _;
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
-    assert!(
-        prism(&data, &["load", tiny.to_str().unwrap()])
-            .status
-            .success()
-    );
+    let (_tmp, data) = tiny_loaded();
     let mut child = Command::new(env!("CARGO_BIN_EXE_prism"))
         .arg("--data")
         .arg(&data)
