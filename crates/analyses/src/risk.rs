@@ -16,13 +16,7 @@ use crate::{AnalysisError, Context, Result, Table, Value, num, text};
 /// hash, as the keys are customer ids from the warehouse, not from a request.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// Open critical (P1/P2) requests that make an account high-risk.
-pub const OPEN_CRITICAL: i64 = 3;
-/// The surveys an account's recent satisfaction is averaged over, and the average below which
-/// it is high-risk.
-pub const RECENT_SURVEYS: usize = 5;
-/// An average of the recent surveys below this is high-risk.
-pub const LOW_CSAT: f64 = 3.0;
+pub use prism_engine::risk::{CRITICAL_PRIORITIES, LOW_CSAT, OPEN_CRITICAL, RECENT_SURVEYS};
 
 /// A customer account at risk, with why.
 #[derive(Clone, Debug, Serialize)]
@@ -50,12 +44,87 @@ pub struct RiskAccount {
 /// High-risk accounts.
 #[derive(Clone, Debug, Serialize)]
 pub struct Risk {
-    /// The accounts, most open critical requests first.
+    /// The accounts, most open critical requests first (the most urgent ones, when asked for a
+    /// number of them).
     pub accounts: Vec<RiskAccount>,
+    /// How many accounts are at risk in all.
+    pub total: usize,
 }
 
 /// Accounts with 3 or more open P1/P2 requests, or an average CSAT below 3 over their last 5 surveys.
 pub async fn risk(cx: &Context<'_>) -> Result<Risk> {
+    risk_top(cx, None).await
+}
+
+/// The high-risk accounts, the most urgent first, up to `limit` of them (with how many there are
+/// in all): what a page shows. Over all loaded data, in the brand owner's or one partner's
+/// audience, read from the accounts at risk every load builds (`prism_engine::risk`); with a
+/// period or a channel manager's partners, computed from the requests, surveys and customers.
+pub async fn risk_top(cx: &Context<'_>, limit: Option<usize>) -> Result<Risk> {
+    if cx.period.is_none()
+        && let Some(built) = cx
+            .engine
+            .accounts_at_risk(cx.session, &cx.audience, limit)
+            .await?
+    {
+        return Ok(Risk {
+            accounts: built_accounts(&built.accounts)?,
+            total: built.total,
+        });
+    }
+    let mut risk = computed(cx).await?;
+    if let Some(n) = limit {
+        risk.accounts.truncate(n);
+    }
+    Ok(risk)
+}
+
+/// The accounts as the load's table holds them, in the order it gives them.
+fn built_accounts(answer: &prism_engine::QueryResult) -> Result<Vec<RiskAccount>> {
+    let mut types = vec![DataType::Utf8; 5];
+    types.extend([const { DataType::Int64 }; 3]);
+    let mut accounts = Vec::new();
+    for batch in typed_columns(&answer.batches, &types)? {
+        let text: Vec<&arrow::array::StringArray> =
+            batch[..5].iter().map(|c| c.as_string::<i32>()).collect();
+        let (open, sum, surveys) = (
+            batch[5].as_primitive::<Int64Type>(),
+            batch[6].as_primitive::<Int64Type>(),
+            batch[7].as_primitive::<Int64Type>(),
+        );
+        for r in 0..open.len() {
+            let n = usize::try_from(surveys.value(r)).unwrap_or(0);
+            // The same division as over the base tables, so that the two agree to the bit.
+            let csat = (n > 0 && sum.is_valid(r)).then(|| sum.value(r) as f64 / n as f64);
+            let critical = open.value(r);
+            accounts.push(RiskAccount {
+                customer_id: cell(text[0], r),
+                customer_name: cell(text[1], r),
+                industry: cell(text[2], r),
+                size_band: cell(text[3], r),
+                region: cell(text[4], r),
+                open_critical_requests: critical,
+                recent_csat: csat,
+                recent_surveys: n,
+                reasons: reasons(critical, csat, n),
+            });
+        }
+    }
+    Ok(accounts)
+}
+
+/// A text cell, empty when null.
+fn cell(a: &arrow::array::StringArray, r: usize) -> String {
+    if a.is_valid(r) {
+        a.value(r).to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// The high-risk accounts computed from the requests, surveys and customers of the audience and
+/// period.
+async fn computed(cx: &Context<'_>) -> Result<Risk> {
     // The open critical requests, the surveys and the customers do not depend on each other:
     // asked side by side, each one's single-threaded phases leave the cores to the others.
     let (open, surveys, customers) = tokio::try_join!(
@@ -64,7 +133,7 @@ pub async fn risk(cx: &Context<'_>) -> Result<Risk> {
             by: vec!["customer.customer_id".into()],
             filters: vec![Filter {
                 dimension: "service_request.priority".into(),
-                op: FilterOp::In(vec!["P1".into(), "P2".into()])
+                op: FilterOp::In(CRITICAL_PRIORITIES.map(String::from).to_vec())
             }],
             ..Query::default()
         }),
@@ -112,7 +181,10 @@ pub async fn risk(cx: &Context<'_>) -> Result<Risk> {
             })
             .then_with(|| a.customer_id.cmp(&b.customer_id))
     });
-    Ok(Risk { accounts })
+    Ok(Risk {
+        total: accounts.len(),
+        accounts,
+    })
 }
 
 /// An answer's first columns, each cast to the type given, batch by batch: read straight from
@@ -242,13 +314,6 @@ fn flagged_accounts(
         )?;
         let text: Vec<&arrow::array::StringArray> =
             columns[0].iter().map(|c| c.as_string::<i32>()).collect();
-        let cell = |a: &arrow::array::StringArray, r: usize| {
-            if a.is_valid(r) {
-                a.value(r).to_string()
-            } else {
-                String::new()
-            }
-        };
         let ids = text[0];
         for r in 0..b.num_rows() {
             if !ids.is_valid(r) || !flagged(ids.value(r)) {
@@ -296,7 +361,7 @@ impl Table for Risk {
     fn headline(&self) -> Vec<String> {
         vec![format!(
             "{} high-risk accounts: {OPEN_CRITICAL} or more open P1/P2 requests, or an average CSAT below {LOW_CSAT} over the last {RECENT_SURVEYS} surveys",
-            self.accounts.len()
+            self.total
         )]
     }
 

@@ -1090,36 +1090,191 @@ async fn high_risk_accounts_have_three_open_critical_requests_or_low_recent_sati
     ] {
         e.survey("P2", "K-4", d, s);
     }
+    // K-5: P1's five surveys of 2024 average 2, P2's five of 2025 average 5. The brand
+    // owner's last five are P2's: not at risk; P1's own last five are its 2s: at risk for P1.
+    e.customer("K-5", "Retail", "SMB");
+    for m in 1..=5 {
+        e.survey("P1", "K-5", &format!("2024-0{m}-01"), 2);
+        e.survey("P2", "K-5", &format!("2025-0{m}-01"), 5);
+    }
+    // K-6: two open critical requests served by P1, one by P2: three for the brand owner,
+    // not enough for either partner.
+    e.customer("K-6", "Retail", "SMB");
+    e.request("P1", "K-6", "P1", "2025-02-01T08:00:00Z", "")
+        .request("P1", "K-6", "P1", "2025-02-02T08:00:00Z", "")
+        .request("P2", "K-6", "P2", "2025-02-03T08:00:00Z", "");
+    // K-8: six surveys on one day, the first (the lowest id) a 1 and five 3s: a day's surveys
+    // are taken latest id first, so the last five are the 3s, averaging exactly 3: not at risk
+    // (the 1 among them would make 2.6).
+    e.customer("K-8", "Retail", "SMB");
+    e.survey("P1", "K-8", "2025-06-01", 1);
+    for _ in 0..5 {
+        e.survey("P1", "K-8", "2025-06-01", 3);
+    }
     let (_tmp, session) = e.load().await;
-    let engine = Engine::new(Model::shipped());
-    let r = prism_analyses::risk::risk(&cx(&engine, &session, Audience::everyone(), None))
+    let open3 = || vec!["3 open P1/P2 service requests".to_string()];
+    let everyone = [
+        ("K-1", open3()),
+        ("K-6", open3()),
+        (
+            "K-3",
+            vec!["average CSAT 2.60 over the last 5 surveys".to_string()],
+        ),
+    ];
+    // Most open requests first, then the lowest recent satisfaction.
+    let p1 = [
+        ("K-1", open3()),
+        (
+            "K-5",
+            vec!["average CSAT 2.00 over the last 5 surveys".to_string()],
+        ),
+        (
+            "K-3",
+            vec!["average CSAT 2.60 over the last 5 surveys".to_string()],
+        ),
+    ];
+    // The table every load builds, and the requests and surveys read whole: the same accounts.
+    for engine in [
+        Engine::new(Model::shipped()),
+        Engine::new(Model::shipped()).without_rollups(),
+    ] {
+        let at_risk = |audience: Audience, period: Option<Period>| {
+            let engine = &engine;
+            let session = &session;
+            async move {
+                let r = prism_analyses::risk::risk(&cx(engine, session, audience, period))
+                    .await
+                    .unwrap();
+                assert_eq!(r.total, r.accounts.len());
+                r.accounts
+                    .iter()
+                    .map(|a| (a.customer_id.clone(), a.reasons.clone()))
+                    .collect::<Vec<_>>()
+            }
+        };
+        let owned = |v: &[(&str, Vec<String>)]| {
+            v.iter()
+                .map(|(c, r)| (c.to_string(), r.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(at_risk(Audience::everyone(), None).await, owned(&everyone));
+        // A partner user sees only its own customers' accounts, from its own rows alone.
+        assert_eq!(
+            at_risk(Audience::partner("P1").unwrap(), None).await,
+            owned(&p1)
+        );
+        assert_eq!(at_risk(Audience::partner("P2").unwrap(), None).await, []);
+        // A channel manager of both: their rows together, as the brand owner's here.
+        assert_eq!(
+            at_risk(
+                Audience::partners(["P1".to_string(), "P2".to_string()]),
+                None
+            )
+            .await,
+            owned(&everyone)
+        );
+        // In 2025, P1 has no survey of K-5.
+        assert_eq!(
+            at_risk(Audience::partner("P1").unwrap(), period("2025")).await,
+            owned(&[p1[0].clone(), p1[2].clone()])
+        );
+        // The page's most urgent one, with how many there are.
+        let top = prism_analyses::risk::risk_top(
+            &cx(&engine, &session, Audience::everyone(), None),
+            Some(1),
+        )
         .await
         .unwrap();
-    let got: Vec<(&str, Vec<String>)> = r
-        .accounts
-        .iter()
-        .map(|a| (a.customer_id.as_str(), a.reasons.clone()))
-        .collect();
-    assert_eq!(
-        got,
-        [
-            ("K-1", vec!["3 open P1/P2 service requests".to_string()]),
-            (
-                "K-3",
-                vec!["average CSAT 2.60 over the last 5 surveys".to_string()]
-            )
-        ]
-    );
-    // A partner user sees only its own customers' accounts: P2 has none at risk.
-    let r = prism_analyses::risk::risk(&cx(
-        &engine,
-        &session,
-        Audience::partner("P2").unwrap(),
-        None,
-    ))
+        assert_eq!(top.accounts.len(), 1);
+        assert_eq!(top.accounts[0].customer_id, "K-1");
+        assert_eq!(top.total, 3);
+        assert!(
+            top.headline()[0].starts_with("3 high-risk accounts"),
+            "{:?}",
+            top.headline()
+        );
+    }
+}
+
+/// Over a generated export, the accounts at risk every load builds are, for the brand owner and
+/// for each partner, exactly those computed from the requests, surveys and customers read
+/// whole: the same accounts, figures, reasons and order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accounts_at_risk_a_load_builds_are_those_computed_from_every_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let export = tmp.path().join("export");
+    prism_generator::generate(&prism_generator::GenerateConfig {
+        out: export.clone(),
+        scale: 0.02,
+        seed: 11,
+        partners: None,
+        customers: None,
+    })
+    .unwrap();
+    let wh = target::warehouse(&tmp.path().join("data"));
+    wh.load(
+        &LoadOptions {
+            export_dir: export.clone(),
+            mode: LoadMode::Upsert,
+            quarantine: false,
+            rollups: Engine::new(Model::shipped()).rollup_builds(),
+        },
+        &NoProgress,
+    )
     .await
     .unwrap();
-    assert!(r.accounts.is_empty(), "{:?}", r.accounts);
+    let session = wh.snapshot(None).unwrap().session().await.unwrap();
+    let (built, raw) = (
+        Engine::new(Model::shipped()),
+        Engine::new(Model::shipped()).without_rollups(),
+    );
+    let partners: Vec<String> = csv::Reader::from_path(export.join("partners.csv"))
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap()[0].to_string())
+        .collect();
+    let mut audiences = vec![Audience::everyone()];
+    audiences.extend(
+        partners
+            .iter()
+            .map(|p| Audience::partner(p.clone()).unwrap()),
+    );
+    let mut partners_at_risk = 0;
+    for audience in audiences {
+        // The built table answers; the base tables' answer is the independent one.
+        assert!(
+            built
+                .accounts_at_risk(&session, &audience, None)
+                .await
+                .unwrap()
+                .is_some(),
+            "{audience}"
+        );
+        let from_table = prism_analyses::risk::risk(&cx(&built, &session, audience.clone(), None))
+            .await
+            .unwrap();
+        let from_rows = prism_analyses::risk::risk(&cx(&raw, &session, audience.clone(), None))
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::to_string(&from_table).unwrap(),
+            serde_json::to_string(&from_rows).unwrap(),
+            "{audience}"
+        );
+        if audience == Audience::everyone() {
+            assert!(
+                from_rows.accounts.len() > 20,
+                "{}",
+                from_rows.accounts.len()
+            );
+        } else if !from_rows.accounts.is_empty() {
+            partners_at_risk += 1;
+        }
+    }
+    assert!(
+        partners_at_risk >= 3,
+        "{partners_at_risk} partners with accounts at risk"
+    );
 }
 
 /// The guide answers "where could my poorly selling products sell" without a choice. On

@@ -424,7 +424,25 @@ pub fn print_model(model: &Model, all: bool) -> Result<()> {
     // With --all, how each is built: from the base tables or from a finer rollup of the same load.
     let builds = prism_engine::Engine::new(model.clone()).rollup_builds();
     for b in &builds {
-        let r = &model.rollups[&b.name];
+        let Some(r) = model.rollups.get(&b.name) else {
+            // Built by every load for an analysis, not declared by the model.
+            writeln!(
+                stdout,
+                "  {:<34} the high-risk accounts of the brand owner and of each partner, over all loaded data",
+                b.name
+            )?;
+            if all {
+                writeln!(
+                    stdout,
+                    "  {:<34} table {}, built from {}",
+                    "",
+                    b.table,
+                    b.reads.join(", ")
+                )?;
+                writeln!(stdout, "  {:<34} {}", "", b.sql)?;
+            }
+            continue;
+        };
         writeln!(stdout, "  {:<34} {}", r.name, r.description)?;
         writeln!(
             stdout,

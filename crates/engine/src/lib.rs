@@ -19,6 +19,7 @@ mod compile;
 pub mod display;
 mod model_check;
 pub mod query;
+pub mod risk;
 mod rollups;
 pub mod stats;
 

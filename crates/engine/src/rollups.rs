@@ -126,7 +126,8 @@ impl Engine {
     /// Every rollup of the model, in the order a load builds them, each with its definition over
     /// the base tables and the SQL that builds it: from a finer rollup built before it in the
     /// same load when one answers it exactly (the monthly totals from the monthly totals by
-    /// product), which reads far fewer rows than the base tables.
+    /// product), which reads far fewer rows than the base tables; then the accounts at risk
+    /// (`risk`), built by every load the same way though no model rollup declares them.
     pub fn rollup_builds(&self) -> Vec<prism_warehouse::RollupBuild> {
         let mut remaining: Vec<&Rollup> = self.model.rollups.values().collect();
         let mut built: Vec<&Rollup> = Vec::new();
@@ -187,6 +188,8 @@ impl Engine {
             });
             built.push(r);
         }
+        // The accounts at risk read the base tables only, and nothing is built from them.
+        out.extend(self.risk_build());
         out
     }
 

@@ -51,14 +51,16 @@ pub(super) async fn build(cx: &Ctx<'_>, out: &mut Page) -> Result<(), WebError> 
             ],
             20
         ),
-        async { Ok::<_, WebError>(prism_analyses::risk::risk(&cx.analysis()).await?) },
+        // The most urgent alone (at scale 100, 680 k accounts are at risk); the headline
+        // counts them all.
+        async {
+            Ok::<_, WebError>(
+                prism_analyses::risk::risk_top(&cx.analysis(), Some(SHOWN_AT_RISK)).await?,
+            )
+        },
     )?;
     out.panels.extend([by_industry, by_size, by_band, top]);
-    // The headline counts them all; the panel shows the most urgent, made into rows alone (at
-    // scale 100, 680 k accounts are at risk).
     let headline = risk.headline().join(" ");
-    let mut risk = risk;
-    risk.accounts.truncate(SHOWN_AT_RISK);
     let mut p = Panel::from_table("high-risk", "High-risk accounts", &risk);
     p.note = Some(headline);
     out.panels.push(p);
