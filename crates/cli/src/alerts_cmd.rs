@@ -303,7 +303,7 @@ pub fn run(data: &Path, command: Alerts, runtime: &tokio::runtime::Runtime) -> R
             state
                 .store
                 .audit(&request.owner, "alert added", &request.name)?;
-            println!(
+            say!(
                 "added alert {:?} of {}: {} ({}), to {}",
                 request.name,
                 request.owner,
@@ -320,7 +320,7 @@ pub fn run(data: &Path, command: Alerts, runtime: &tokio::runtime::Runtime) -> R
             let state = app(data, None)?;
             state.store.remove_alert(&owner, &name)?;
             state.store.audit(&owner, "alert removed", &name)?;
-            println!("removed alert {name:?} of {owner}");
+            say!("removed alert {name:?} of {owner}");
         }
         Alerts::Test { name, owner, model } => test(data, &name, &owner, model.as_ref(), runtime)?,
         Alerts::Run { outbound, model } => run_due(data, &outbound, model.as_ref(), runtime)?,
@@ -346,14 +346,14 @@ fn test(
         .with_context(|| format!("{owner} has no alert named {name:?}"))?;
     let delivers = Delivers::new(state, Outbound::default())?;
     let (version, finding) = runtime.block_on(delivers.test(&alert))?;
-    println!(
+    say!(
         "{} over warehouse version {version}, period {}: {}",
         if finding.holds { "holds" } else { "clear" },
         finding.period.as_deref().unwrap_or("all loaded data"),
         prism_delivers::watch_of(&alert)?.describe()
     );
     for row in &finding.rows {
-        println!("  {}: {}", row.label, row.figure);
+        say!("  {}: {}", row.label, row.figure);
     }
     Ok(())
 }
@@ -369,9 +369,9 @@ fn run_due(
     let delivers = Delivers::new(state, outbound.outbound()?)?;
     let pass = runtime.block_on(delivers.pass(chrono::Utc::now()))?;
     for (owner, name, outcome) in &pass.evaluated {
-        println!("{owner} / {name}: {outcome}");
+        say!("{owner} / {name}: {outcome}");
     }
-    println!(
+    say!(
         "{} evaluated, {} news queued, {} of {} deliveries sent",
         pass.evaluated.len(),
         pass.queued,

@@ -36,7 +36,7 @@ pub fn worker(data: &Path, args: &WorkerArgs, runtime: &tokio::runtime::Runtime)
             .await
             .with_context(|| format!("worker: listening on {}", args.addr))?;
         let addr = listener.local_addr()?;
-        println!("worker: http://{addr}");
+        say!("worker: http://{addr}");
         std::io::stdout().flush()?;
         prism_warehouse::serve_worker(listener, data, prism_web::stop_asked()).await?;
         Ok(())
@@ -87,7 +87,7 @@ pub fn up(
             let status = child.wait()?;
             bail!("worker {n} did not start ({status})");
         };
-        println!("worker {n}: {url} (process {})", child.id());
+        say!("worker {n}: {url} (process {})", child.id());
         workers.0.push((child, url));
     }
     let spec = workers
@@ -96,7 +96,7 @@ pub fn up(
         .map(|(_, url)| url.as_str())
         .collect::<Vec<_>>()
         .join(",");
-    println!("cluster: {spec}");
+    say!("cluster: {spec}");
     std::io::stdout().flush()?;
     runtime.block_on(async {
         let watch = async {
@@ -134,14 +134,14 @@ pub fn status(runtime: &tokio::runtime::Runtime) -> Result<ExitCode> {
     for (url, answer) in &answers {
         let url = url.as_str().trim_end_matches('/');
         match answer {
-            Ok(version) => println!("{url}  up  prism {version}"),
+            Ok(version) => say!("{url}  up  prism {version}"),
             Err(why) => {
                 down += 1;
-                println!("{url}  down  {why}");
+                say!("{url}  down  {why}");
             }
         }
     }
-    println!("{} of {} workers up", answers.len() - down, answers.len());
+    say!("{} of {} workers up", answers.len() - down, answers.len());
     Ok(if down == 0 {
         ExitCode::SUCCESS
     } else {

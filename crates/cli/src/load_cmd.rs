@@ -271,7 +271,7 @@ pub fn demo(data: &Path, args: DemoArgs) -> Result<ExitCode> {
         web_cmd::check_demo_address(&args.addr, args.yes)?;
     }
     if !args.export.join("partners.csv").exists() {
-        println!(
+        say!(
             "generating a demo export (scale {}) in {} ...",
             args.scale,
             args.export.display()
@@ -286,7 +286,7 @@ pub fn demo(data: &Path, args: DemoArgs) -> Result<ExitCode> {
     }
     let wh = Warehouse::open(data)?;
     if wh.versions()?.current().is_none() {
-        println!(
+        say!(
             "loading {} into {} ...",
             args.export.display(),
             wh.location()
@@ -304,16 +304,16 @@ pub fn demo(data: &Path, args: DemoArgs) -> Result<ExitCode> {
         progress.clear();
         print_load(&report?, Format::Table);
     } else {
-        println!("the warehouse in {} is already loaded", wh.location());
+        say!("the warehouse in {} is already loaded", wh.location());
     }
     print_next_steps(wh.dir());
     let sign_ins = web_cmd::demo_users(data)?;
     if args.no_serve {
         return Ok(ExitCode::SUCCESS);
     }
-    println!("\nsign in at http://{}/ as any of:", args.addr);
+    say!("\nsign in at http://{}/ as any of:", args.addr);
     for (name, role, password) in &sign_ins {
-        println!("  {name:<10} password {password:<12} ({role})");
+        say!("  {name:<10} password {password:<12} ({role})");
     }
     let engine = Engine::with_result_cache(
         query_cmd::load_model(data, None)?,
@@ -336,21 +336,21 @@ fn print_next_steps(data: &Path) {
     let prism =
         std::env::current_exe().map_or_else(|_| "prism".to_string(), |p| p.display().to_string());
     let data = format!("--data {}", data.display());
-    println!("\nnext:");
-    println!("  {prism} {data} status");
-    println!("  {prism} {data} model");
-    println!("  {prism} {data} query --metrics closed_revenue,win_rate,csat_avg --by partner.tier");
-    println!(
+    say!("\nnext:");
+    say!("  {prism} {data} status");
+    say!("  {prism} {data} model");
+    say!("  {prism} {data} query --metrics closed_revenue,win_rate,csat_avg --by partner.tier");
+    say!(
         "  {prism} {data} query --metrics closed_revenue --by partner.partner_name --order closed_revenue:desc --limit 10"
     );
-    println!("  {prism} {data} pareto");
+    say!("  {prism} {data} pareto");
 }
 
 /// Where the load's time went: the stages one after the other, and inside staging the busy
 /// time of each overlapping phase.
 fn print_phases(p: &prism_warehouse::LoadPhases) {
     let s = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
-    println!(
+    say!(
         "time: {} (warehouse keys {}, staging {}, committing {}, rollups {}, switching {})",
         s(p.total_ms),
         s(p.warehouse_keys_ms),
@@ -359,7 +359,7 @@ fn print_phases(p: &prism_warehouse::LoadPhases) {
         s(p.rollups_ms),
         s(p.switching_ms)
     );
-    println!(
+    say!(
         "staging's threads busy: reading {}, checking {}, ordering {}, writing {}",
         s(p.reading_ms),
         s(p.checking_ms),
@@ -371,7 +371,7 @@ fn print_phases(p: &prism_warehouse::LoadPhases) {
 /// Prints a load's report: each rejection and warning, the files' rows, and what was committed.
 pub(crate) fn print_load(report: &LoadReport, format: Format) {
     if format == Format::Json {
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(report).expect("report serialises")
         );
@@ -402,29 +402,37 @@ pub(crate) fn print_load(report: &LoadReport, format: Format) {
         .max()
         .unwrap_or(0)
         .max(26);
-    println!(
+    say!(
         "{:<w$} {:>12} {:>12} {:>12} {:>12}",
-        "file", "rows", "rejected", "added", "replaced"
+        "file",
+        "rows",
+        "rejected",
+        "added",
+        "replaced"
     );
     for f in &report.files {
         if f.present {
-            println!(
+            say!(
                 "{:<w$} {:>12} {:>12} {:>12} {:>12}",
-                f.file, f.rows_read, f.rows_rejected, f.added, f.replaced
+                f.file,
+                f.rows_read,
+                f.rows_rejected,
+                f.added,
+                f.replaced
             );
         } else {
-            println!("{:<w$} {:>12}", f.file, "(absent)");
+            say!("{:<w$} {:>12}", f.file, "(absent)");
         }
     }
     match report.version {
-        Some(v) => println!("committed warehouse version {v}"),
-        None => println!("nothing was committed"),
+        Some(v) => say!("committed warehouse version {v}"),
+        None => say!("nothing was committed"),
     }
     if report.committed {
         print_phases(&report.phases);
     }
     if let Some(dir) = &report.rejects_dir {
-        println!("rejected rows were set aside in {}", dir.display());
+        say!("rejected rows were set aside in {}", dir.display());
     }
-    println!("report: {}", report.report_path.display());
+    say!("report: {}", report.report_path.display());
 }

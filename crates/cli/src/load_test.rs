@@ -215,7 +215,7 @@ pub fn run(args: &LoadTestArgs, runtime: &tokio::runtime::Runtime) -> Result<()>
             .build()?;
         let url = args.url.trim_end_matches('/').to_string();
         let users = sign_in_all(&client, &url, args).await?;
-        println!(
+        say!(
             "{} users signed in; asking for {} s",
             users.len(),
             args.seconds
@@ -339,9 +339,9 @@ fn quantile(sorted_ms: &[f64], q: f64) -> f64 {
 fn report(all: &mut Tally, elapsed_s: f64) {
     let mut ms: Vec<f64> = all.asked.iter().map(|a| a.ms).collect();
     ms.sort_by(f64::total_cmp);
-    println!("requests        {}", ms.len());
-    println!("per second      {:.0}", ms.len() as f64 / elapsed_s);
-    println!(
+    say!("requests        {}", ms.len());
+    say!("per second      {:.0}", ms.len() as f64 / elapsed_s);
+    say!(
         "p50 / p95 / p99 {:.1} / {:.1} / {:.1} ms (max {:.1})",
         quantile(&ms, 0.5),
         quantile(&ms, 0.95),
@@ -366,9 +366,9 @@ fn report(all: &mut Tally, elapsed_s: f64) {
         })
         .collect();
     rows.sort_by(|a, b| b.3.total_cmp(&a.3));
-    println!("per path (slowest p99 first): requests, p50 / p99 / max ms");
+    say!("per path (slowest p99 first): requests, p50 / p99 / max ms");
     for (path, n, p50, p99, max) in rows.iter().take(8) {
-        println!("  {path:<45} {n:>6}  {p50:>7.1} / {p99:>7.1} / {max:>7.1}");
+        say!("  {path:<45} {n:>6}  {p50:>7.1} / {p99:>7.1} / {max:>7.1}");
     }
     // When the slow answers were asked: the mid-run load and the switch to its version show.
     let buckets = (elapsed_s / 5.0).ceil().max(1.0) as usize;
@@ -376,10 +376,10 @@ fn report(all: &mut Tally, elapsed_s: f64) {
     for a in &all.asked {
         by_time[((a.at_s / 5.0) as usize).min(buckets - 1)].push(a.ms);
     }
-    println!("asked in seconds: requests, p50 / p99 / max ms");
+    say!("asked in seconds: requests, p50 / p99 / max ms");
     for (i, mut v) in by_time.into_iter().enumerate() {
         v.sort_by(f64::total_cmp);
-        println!(
+        say!(
             "  {:>3}-{:<3} {:>8}  {:>7.1} / {:>7.1} / {:>7.1}",
             i * 5,
             i * 5 + 5,
@@ -390,25 +390,25 @@ fn report(all: &mut Tally, elapsed_s: f64) {
         );
     }
     all.asked.sort_by(|a, b| b.ms.total_cmp(&a.ms));
-    println!("slowest requests: ms, asked at s, path");
+    say!("slowest requests: ms, asked at s, path");
     for a in all.asked.iter().take(5) {
-        println!("  {:>8.1}  {:>6.1}  {}", a.ms, a.at_s, a.path);
+        say!("  {:>8.1}  {:>6.1}  {}", a.ms, a.at_s, a.path);
     }
-    println!("errors          {}", all.errors.len());
+    say!("errors          {}", all.errors.len());
     let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
     for e in &all.errors {
         *kinds.entry(e.as_str()).or_default() += 1;
     }
     for (k, n) in kinds.iter().take(10) {
-        println!("  {n:>6} × {k}");
+        say!("  {n:>6} × {k}");
     }
-    println!(
+    say!(
         "versions seen   {} (channel revenue {})",
         all.revenues.len(),
         all.revenues.iter().cloned().collect::<Vec<_>>().join(", ")
     );
-    println!("mixed answers   {}", all.mixed.len());
+    say!("mixed answers   {}", all.mixed.len());
     for m in all.mixed.iter().take(5) {
-        println!("  {m}");
+        say!("  {m}");
     }
 }

@@ -1,5 +1,33 @@
 //! `prism`: flags and glue over the library crates. Nothing here that a library should own.
 
+/// `println!` for a command's output: when its reader has gone (`prism users list | head`), the
+/// command ends there, quietly and with success, as the reader asked for no more. `println!`
+/// panics instead ("failed printing to stdout", exit 101): Rust ignores SIGPIPE, and must, for a
+/// query sent to a worker that breaks its connection to fail with the worker named.
+macro_rules! say {
+    () => {
+        say!("")
+    };
+    ($($arg:tt)*) => {
+        $crate::said(::std::io::Write::write_fmt(
+            &mut ::std::io::stdout().lock(),
+            format_args!("{}\n", format_args!($($arg)*)),
+        ))
+    };
+}
+
+/// What `say!` does with a failed write: a closed pipe ends the process with success; any
+/// other failure is a failure of the command, said on stderr.
+fn said(written: std::io::Result<()>) {
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing the output: {e}");
+        std::process::exit(1);
+    }
+}
+
 mod alerts_cmd;
 mod analyses_cmd;
 mod bench;
@@ -272,9 +300,9 @@ fn generate_changes(config: &ChangesConfig) -> Result<()> {
 /// What `prism generate` wrote: each file's rows, the folder, its size and the time taken.
 fn print_generated(summary: &GenerateSummary, out: &std::path::Path, started: std::time::Instant) {
     for (entity, rows) in &summary.rows {
-        println!("{:<26} {rows:>12} rows", entity.file_name());
+        say!("{:<26} {rows:>12} rows", entity.file_name());
     }
-    println!(
+    say!(
         "wrote {} ({:.1} MB) in {:.1} s",
         out.display(),
         summary.bytes as f64 / 1e6,

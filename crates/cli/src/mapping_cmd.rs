@@ -65,7 +65,7 @@ pub fn mapped(
         Ok(locator) => Ok(Ok((out, locator))),
         Err(MappingError::Rejected(faults)) => {
             if format == Format::Json {
-                println!(
+                say!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
                         "committed": false,

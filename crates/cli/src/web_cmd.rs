@@ -94,16 +94,16 @@ pub fn users(data: &Path, command: Users) -> Result<()> {
                 state.store.remove_user(&name)?;
                 return Err(e.into());
             }
-            println!("added {name} ({})", role.name());
+            say!("added {name} ({})", role.name());
         }
         Users::Email { name, address } => {
             state.store.set_email(&name, &address)?;
-            println!("e-mail of {name} set");
+            say!("e-mail of {name} set");
         }
         Users::List => {
-            println!("{:<24} {:<18} partners", "name", "role");
+            say!("{:<24} {:<18} partners", "name", "role");
             for u in state.store.users()? {
-                println!(
+                say!(
                     "{:<24} {:<18} {}",
                     u.name,
                     u.role.name(),
@@ -113,7 +113,7 @@ pub fn users(data: &Path, command: Users) -> Result<()> {
         }
         Users::Remove { name } => {
             state.store.remove_user(&name)?;
-            println!("removed {name}");
+            say!("removed {name}");
         }
         Users::Passwd {
             name,
@@ -121,7 +121,7 @@ pub fn users(data: &Path, command: Users) -> Result<()> {
         } => {
             let pw = password(password_stdin)?;
             state.store.set_password(&name, &pw)?;
-            println!("password of {name} changed");
+            say!("password of {name} changed");
         }
         Users::Token {
             name,
@@ -130,7 +130,7 @@ pub fn users(data: &Path, command: Users) -> Result<()> {
         } => {
             let token = state.store.add_api_token(&name, &label)?;
             state.store.audit(&name, "api token added", &label)?;
-            println!("{token}");
+            say!("{token}");
         }
         Users::Token {
             name, revoke: true, ..
@@ -139,7 +139,7 @@ pub fn users(data: &Path, command: Users) -> Result<()> {
             state
                 .store
                 .audit(&name, "api tokens revoked", &n.to_string())?;
-            println!("{n} token(s) of {name} revoked");
+            say!("{n} token(s) of {name} revoked");
         }
     }
     Ok(())
@@ -284,7 +284,7 @@ pub fn serve(
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(parsed))
             .with_context(|| format!("--sql-addr {sql_addr}"))?;
-        println!(
+        say!(
             "SQL clients connect to {sql_addr} (Postgres protocol{}) as users of the app",
             if tls.is_some() { ", TLS" } else { "" }
         );
@@ -303,14 +303,14 @@ pub fn serve(
         options.outbound.outbound()?,
     )?);
     runtime.spawn(delivers.run(std::time::Duration::from_secs(2)));
-    println!(
+    say!(
         "Prism is serving {} on http://{addr}/ (Ctrl-C stops it)",
         data.display()
     );
     runtime
         .block_on(prism_web::serve(state, addr))
         .with_context(|| format!("serving on {addr}"))?;
-    println!("Prism stopped");
+    say!("Prism stopped");
     Ok(())
 }
 

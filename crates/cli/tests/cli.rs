@@ -330,10 +330,19 @@ fn analyses_print_program_lists_and_refuse_a_partner_user_another_partner() {
 /// to stdout" (Rust ignores SIGPIPE, so the write fails instead of ending the process).
 #[test]
 fn a_printing_command_ends_quietly_when_its_reader_stops() {
-    let (_tmp, data) = tiny_loaded();
+    let (tmp, data) = tiny_loaded();
+    let generated = tmp.path().join("generated");
     for args in [
         &["status"][..],
         &["model", "--all"],
+        &["users", "list"],
+        &[
+            "generate",
+            "--out",
+            generated.to_str().unwrap(),
+            "--scale",
+            "0.001",
+        ],
         &[
             "explain",
             "--metrics",
@@ -361,6 +370,8 @@ fn a_printing_command_ends_quietly_when_its_reader_stops() {
             out.status
         );
     }
+    // The export was written before its summary found no reader.
+    assert!(generated.join("orders.csv").exists());
 }
 
 /// The demo's passwords are published: on an address other machines reach it refuses before

@@ -451,7 +451,7 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
         &*session()?,
     )?;
     let duck = duckdb_answers(args, &data, &snapshot, &questions)?;
-    println!(
+    say!(
         "\nscale {} ({} order lines), {} runs each; partner {partner}, product {product}; Prism opened the warehouse version in {}; DuckDB {}",
         args.scale,
         snapshot.table_rows().get("orders").copied().unwrap_or(0),
@@ -459,7 +459,7 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
         ms(open_secs),
         duck["duckdb"].as_str().unwrap_or("?")
     );
-    println!(
+    say!(
         "rollups: {} built in {:.2} s at load, {} rows in all",
         snapshot.version.rollups.len(),
         snapshot.version.rollups_build_ms as f64 / 1000.0,
@@ -487,7 +487,7 @@ pub fn run(args: &BenchArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
 fn generated_export(args: &BenchArgs) -> Result<PathBuf> {
     let export = args.dir.join(format!("export-{}", args.shape()));
     if !export.join("satisfaction_surveys.csv").exists() {
-        println!(
+        say!(
             "generating scale {} in {} ...",
             args.scale,
             export.display()
@@ -530,7 +530,7 @@ fn load_once(
                 .with_context(|| format!("clearing {}", data.display()))?;
         }
         let wh = Warehouse::open(data)?;
-        println!("loading {} ...", export.display());
+        say!("loading {} ...", export.display());
         let started = Instant::now();
         runtime.block_on(wh.load(
             &LoadOptions {
@@ -543,7 +543,7 @@ fn load_once(
         ))?;
         let secs = started.elapsed().as_secs_f64();
         let rollups = wh.snapshot(None)?.version.rollups_build_ms as f64 / 1000.0;
-        println!(
+        say!(
             "loaded in {secs:.2} s: the tables in {:.2} s, then the rollups in {rollups:.2} s ({:.0} % added to the load)",
             secs - rollups,
             100.0 * rollups / (secs - rollups)
@@ -638,9 +638,16 @@ fn print_table(
     answers: &[Answer],
     base_answers: &[Answer],
 ) -> bool {
-    println!(
+    say!(
         "{:<26} {:>10} {:>10} {:>12} {:>12} {:>10} {:>12} {:>8}  answers",
-        "question", "first", "warm", "first base", "warm base", "cached", "duckdb warm", "ratio"
+        "question",
+        "first",
+        "warm",
+        "first base",
+        "warm base",
+        "cached",
+        "duckdb warm",
+        "ratio"
     );
     let mut all_agree = true;
     let (mut sum_warm, mut sum_base, mut sum_cached, mut sum_duck, mut sum_first) =
@@ -665,7 +672,7 @@ fn print_table(
         sum_cached += cached[i].warm;
         sum_duck += d_warm;
         sum_first += rolled[i].first;
-        println!(
+        say!(
             "{:<26} {:>10} {:>10} {:>12} {:>12} {:>10} {:>12} {:>7.2}x  {}",
             q.name,
             ms(rolled[i].first),
@@ -690,7 +697,7 @@ fn print_table(
             eprintln!("  duckdb: {:?}", &d_rows[..d_rows.len().min(3)]);
         }
     }
-    println!(
+    say!(
         "{:<26} {:>10} {:>10} {:>12} {:>12} {:>10} {:>12} {:>7.2}x",
         "whole set",
         ms(sum_first),
@@ -701,10 +708,10 @@ fn print_table(
         ms(sum_duck),
         sum_warm / sum_duck
     );
-    println!(
+    say!(
         "(first: the first run in a fresh session, pages in this order; warm: median of the later runs; base: rollups off;"
     );
-    println!(
+    say!(
         " cached: with the result cache, as the web app runs; ratio: Prism warm with rollups, no cache / DuckDB warm; lower is better)"
     );
     all_agree
