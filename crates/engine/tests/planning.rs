@@ -343,3 +343,101 @@ async fn a_cut_by_partner_attributes_groups_by_partner_before_reading_partners()
     let (answer, _) = rows(ask(&["closed_revenue"], &["time.month"], vec![gold])).await;
     assert_eq!(answer, [["2024-01", "2499.50"]]);
 }
+
+/// A question about a few customers (the customers page's top accounts and their order counts)
+/// reads the order lines of the partners those customers bought from, found in the customers'
+/// rollup, rather than every line's customer id — and answers as it does over every line: each
+/// customer's figures the same, direct sales included, and a customer without an order none.
+#[tokio::test]
+async fn a_question_about_a_few_customers_reads_their_partners_lines_and_answers_the_same() {
+    let (_tmp, export, wh) = common::generated(0.02, 9, true).await;
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    let shipped = || Engine::new(Model::shipped());
+    let (engine, raw) = (shipped(), shipped().without_rollups());
+    // Customers with a direct line, customers bought from partners only, and customers
+    // without an order (if the export has them).
+    let mut direct = Vec::new();
+    let mut through_partners = Vec::new();
+    let mut ordered = std::collections::BTreeSet::new();
+    for r in csv::Reader::from_path(export.join("orders.csv"))
+        .unwrap()
+        .records()
+    {
+        let r = r.unwrap();
+        let (partner, customer) = (r[2].to_string(), r[3].to_string());
+        ordered.insert(customer.clone());
+        if partner.is_empty() && direct.len() < 5 && !direct.contains(&customer) {
+            direct.push(customer);
+        } else if !partner.is_empty()
+            && through_partners.len() < 10
+            && !through_partners.contains(&customer)
+        {
+            through_partners.push(customer);
+        }
+    }
+    assert!(!direct.is_empty(), "the export has no direct sale");
+    let never: Vec<String> = csv::Reader::from_path(export.join("customers.csv"))
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap()[0].to_string())
+        .filter(|c| !ordered.contains(c))
+        .take(2)
+        .collect();
+    let mut chosen: Vec<String> = direct.into_iter().chain(through_partners).collect();
+    chosen.extend(never.iter().cloned());
+    let query = |customers: Vec<String>| Query {
+        metrics: vec![
+            "order_count".into(),
+            "closed_revenue".into(),
+            "csat_avg".into(),
+        ],
+        by: vec![
+            "customer.customer_id".into(),
+            "customer.customer_name".into(),
+        ],
+        filters: vec![Filter {
+            dimension: "customer.customer_id".into(),
+            op: FilterOp::In(customers),
+        }],
+        ..Query::default()
+    };
+    let partners: Vec<String> = csv::Reader::from_path(export.join("partners.csv"))
+        .unwrap()
+        .records()
+        .take(40)
+        .map(|r| r.unwrap()[0].to_string())
+        .collect();
+    for audience in [Audience::everyone(), Audience::partners(partners)] {
+        for customers in [chosen.clone(), never.clone()] {
+            if customers.is_empty() {
+                continue;
+            }
+            let narrowed = engine
+                .run(&ctx, &query(customers.clone()), &audience)
+                .await
+                .unwrap();
+            let whole = raw.run(&ctx, &query(customers), &audience).await.unwrap();
+            assert_eq!(
+                narrowed.formatted_rows(),
+                whole.formatted_rows(),
+                "{audience}"
+            );
+            // The order lines were read under their partners' condition (beside a channel
+            // manager's own); without rollups they were not.
+            let conditions = |sql: &str| {
+                sql.matches("f.partner_id IN").count() + sql.matches("Boolean(false)").count()
+            };
+            assert_eq!(
+                conditions(&narrowed.sql),
+                conditions(&whole.sql) + 1,
+                "{}",
+                narrowed.sql
+            );
+        }
+    }
+    let everyone = engine
+        .run(&ctx, &query(chosen.clone()), &Audience::everyone())
+        .await
+        .unwrap();
+    assert!(everyone.formatted_rows().len() >= 10);
+}
