@@ -58,12 +58,17 @@ impl Engine {
     pub(crate) fn risk_build(&self) -> Option<prism_warehouse::RollupBuild> {
         let open = self.model.metrics.get("open_sr_count")?;
         let requests = self.model.facts.get(&open.fact)?;
-        let MetricKind::Base { aggregate, .. } = &open.kind else {
+        let MetricKind::Base { aggregate, filter } = &open.kind else {
             return None;
         };
-        if !matches!(aggregate, Aggregate::CountRows | Aggregate::Count(_)) {
-            return None;
-        }
+        // The requests the metric counts, each once: its condition is a filter of the rows, so
+        // that only open critical requests are grouped (a few percent of the requests), not
+        // every critical request's customer with a count of 0.
+        let counted = match aggregate {
+            Aggregate::CountRows => None,
+            Aggregate::Count(e) => Some(format!("{} IS NOT NULL", e.qualified("f"))),
+            _ => return None,
+        };
         let priority = &requests.attributes.get("service_request.priority")?.column;
         let surveys = self.model.facts.get("satisfaction_surveys")?;
         let customer = self.model.dimensions.get("customer")?;
@@ -76,55 +81,91 @@ impl Engine {
             };
             attributes.push(format!("{expr} AS {a}"));
         }
-        let open_count = crate::rollups::aggregate_sql(open, None);
         let critical = CRITICAL_PRIORITIES.map(quote_literal).join(", ");
-        // Each scope's rows: a partner's own (its id), the brand owner's every row (no id).
-        let open_in = |scope: &str, partner: &str, only_partners: &str| {
+        let mut open_where = vec![format!("f.{priority} IN ({critical})")];
+        open_where.extend(filter.as_ref().map(|e| format!("({})", e.qualified("f"))));
+        open_where.extend(counted);
+        // The brand owner's scope is computed under the partner '' (no partner has it: the
+        // contract requires a partner on requests and surveys), so that both scopes group and
+        // join alike; it is made empty at the end.
+        struct Level {
+            /// The row's scope, over a fact row `f`.
+            partner: &'static str,
+            /// The rows it reads.
+            rows: &'static str,
+        }
+        let levels = [
+            Level {
+                partner: "f.partner_id",
+                rows: " AND f.partner_id IS NOT NULL",
+            },
+            Level {
+                partner: "''",
+                rows: "",
+            },
+        ];
+        let open_in = |l: &Level| {
             format!(
                 "SELECT {partner} AS partner_id, f.customer_id AS customer_id, \
-                 CAST({open_count} AS BIGINT) AS open_critical, \
+                 CAST(COUNT(*) AS BIGINT) AS open_critical, \
                  CAST(NULL AS BIGINT) AS score_sum, CAST(0 AS BIGINT) AS surveys \
-                 FROM {source} f WHERE f.{priority} IN ({critical}){only_partners} \
-                 GROUP BY {scope}",
+                 FROM {source} f WHERE {open_where}{rows} GROUP BY {partner}, f.customer_id",
+                partner = l.partner,
+                rows = l.rows,
                 source = requests.source_sql(),
+                open_where = open_where.join(" AND "),
             )
         };
-        // The last surveys of each account in each scope: latest day first, a day's surveys by
-        // id, latest first — the order the analysis over the base tables takes them in.
-        let recent_in = |scope: &str, partner: &str, only_partners: &str| {
+        // Each account's surveys in each scope, summed whole: the last five are all of them for
+        // most accounts. Those with more are taken again, latest day first and a day's surveys
+        // by id, latest first — the order the analysis over the base tables takes them in — so
+        // that only their surveys are put in order, not every survey of the warehouse.
+        let survey_source = surveys.source_sql();
+        let counted_in = |l: &Level| {
             format!(
-                "SELECT {partner} AS partner_id, customer_id, CAST(0 AS BIGINT) AS open_critical, \
-                 CAST(SUM(score) AS BIGINT) AS score_sum, CAST(COUNT(*) AS BIGINT) AS surveys \
-                 FROM (SELECT f.partner_id, f.customer_id, f.score, ROW_NUMBER() OVER \
-                 (PARTITION BY {scope} ORDER BY f.{time} DESC, f.survey_id DESC) AS recent \
-                 FROM {source} f WHERE f.customer_id IS NOT NULL{only_partners}) s \
-                 WHERE recent <= {RECENT_SURVEYS} GROUP BY {group}",
-                time = surveys.time,
-                source = surveys.source_sql(),
-                group = scope.replace("f.", ""),
+                "SELECT {partner} AS partner_id, f.customer_id AS customer_id, \
+                 CAST(SUM(f.score) AS BIGINT) AS score_sum, CAST(COUNT(*) AS BIGINT) AS surveys \
+                 FROM {survey_source} f WHERE f.customer_id IS NOT NULL{rows} \
+                 GROUP BY {partner}, f.customer_id",
+                partner = l.partner,
+                rows = l.rows,
             )
         };
-        let partner_scope = "f.partner_id, f.customer_id";
-        let everyone = "f.customer_id";
-        let no_partner = "CAST(NULL AS VARCHAR)";
+        let recent_in = |l: &Level| {
+            format!(
+                "SELECT partner_id, customer_id, CAST(0 AS BIGINT) AS open_critical, score_sum, surveys \
+                 FROM ({counted}) a WHERE surveys <= {RECENT_SURVEYS} \
+                 UNION ALL \
+                 SELECT partner_id, customer_id, CAST(0 AS BIGINT) AS open_critical, \
+                 CAST(SUM(score) AS BIGINT) AS score_sum, CAST(COUNT(*) AS BIGINT) AS surveys \
+                 FROM (SELECT {partner} AS partner_id, f.customer_id AS customer_id, f.score AS score, \
+                 ROW_NUMBER() OVER (PARTITION BY {partner}, f.customer_id \
+                 ORDER BY f.{time} DESC, f.survey_id DESC) AS recent \
+                 FROM {survey_source} f JOIN (SELECT partner_id, customer_id FROM ({counted}) m \
+                 WHERE surveys > {RECENT_SURVEYS}) many \
+                 ON {partner} = many.partner_id AND f.customer_id = many.customer_id \
+                 WHERE f.customer_id IS NOT NULL{rows}) s \
+                 WHERE recent <= {RECENT_SURVEYS} GROUP BY partner_id, customer_id",
+                counted = counted_in(l),
+                partner = l.partner,
+                rows = l.rows,
+                time = surveys.time,
+            )
+        };
         let sql = format!(
-            "SELECT r.partner_id AS partner_id, r.customer_id AS customer_id, {attributes}, \
-             r.open_critical AS open_critical_requests, r.score_sum AS recent_score_sum, \
-             r.surveys AS recent_surveys \
+            "SELECT NULLIF(r.partner_id, '') AS partner_id, r.customer_id AS customer_id, \
+             {attributes}, r.open_critical AS open_critical_requests, \
+             r.score_sum AS recent_score_sum, r.surveys AS recent_surveys \
              FROM (SELECT partner_id, customer_id, CAST(SUM(open_critical) AS BIGINT) AS open_critical, \
              CAST(SUM(score_sum) AS BIGINT) AS score_sum, CAST(SUM(surveys) AS BIGINT) AS surveys \
              FROM ({} UNION ALL {} UNION ALL {} UNION ALL {}) a GROUP BY partner_id, customer_id) r \
              JOIN {customers} c ON c.{key} = r.customer_id \
              WHERE r.open_critical >= {OPEN_CRITICAL} \
              OR (r.surveys > 0 AND CAST(r.score_sum AS DOUBLE) / CAST(r.surveys AS DOUBLE) < {LOW_CSAT:?})",
-            open_in(
-                partner_scope,
-                "f.partner_id",
-                " AND f.partner_id IS NOT NULL"
-            ),
-            open_in(everyone, no_partner, ""),
-            recent_in(partner_scope, "partner_id", " AND f.partner_id IS NOT NULL"),
-            recent_in(everyone, no_partner, ""),
+            open_in(&levels[0]),
+            open_in(&levels[1]),
+            recent_in(&levels[0]),
+            recent_in(&levels[1]),
             attributes = attributes.join(", "),
             customers = customer.table,
             key = customer.key,
