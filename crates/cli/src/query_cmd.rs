@@ -191,8 +191,8 @@ pub fn print(
 }
 
 /// Prints what a query uses and each fact's aggregation as SQL; with a session, which rollup
-/// answers each aggregation and why the others do not, as it would run.
-pub async fn explain(
+/// answers each aggregation and why the others do not.
+pub fn explain(
     engine: &Engine,
     ctx: Option<&prism_engine::Session>,
     query: &Query,
@@ -200,7 +200,7 @@ pub async fn explain(
 ) -> Result<prism_engine::Compiled> {
     let mut stdout = std::io::stdout();
     let compiled = match ctx {
-        Some(ctx) => engine.compile_to_run(ctx, query, audience).await?,
+        Some(ctx) => engine.compile_in(ctx, query, audience)?,
         None => engine.compile(query, audience)?,
     };
     writeln!(stdout, "metrics:")?;
@@ -353,7 +353,7 @@ pub fn explain_command(data: &Path, c: ExplainCommand) -> Result<()> {
             Some(s) => Some(s.session().await?),
             None => None,
         };
-        let compiled = explain(&engine, ctx.as_deref(), &query, &audience).await?;
+        let compiled = explain(&engine, ctx.as_deref(), &query, &audience)?;
         if let Some(ctx) = &ctx {
             let (plan, sql) = engine.logical_plan_of(ctx, &compiled).await?;
             writeln!(stdout, "plan:\n{plan}")?;

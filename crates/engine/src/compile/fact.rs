@@ -66,8 +66,7 @@ impl Engine {
             None => fact_source(fact, "f"),
         };
         steps.extend(joins.iter().map(|j| self.dimension_join(j)));
-        let (conditions, _) =
-            self.fact_conditions(plan, fact_name, source, state, &day, |_| false)?;
+        let (conditions, _) = self.fact_conditions(plan, source, state, &day, |_| false)?;
         if let Some(c) = conjunction(conditions) {
             steps.push(Step::Filter(c));
         }
@@ -107,7 +106,6 @@ impl Engine {
     pub(crate) fn fact_conditions(
         &self,
         plan: &Plan<'_>,
-        fact: &str,
         source: Option<&RollupSource>,
         state: bool,
         day: &Expr,
@@ -120,11 +118,6 @@ impl Engine {
         } else {
             scope_expr(plan.scope, plan.benchmark).into_iter().collect()
         };
-        if source.is_none()
-            && let Some(partners) = plan.partners_of.get(fact)
-        {
-            conditions.push(partners.clone());
-        }
         if let (Some(p), false) = (&plan.query.period, state) {
             conditions.push(in_period(day, p));
         }

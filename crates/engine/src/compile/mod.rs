@@ -96,10 +96,6 @@ pub(crate) struct Plan<'q> {
     pub per_fact: BTreeMap<String, Vec<&'q Metric>>,
     /// The earlier periods compared with, and how far each moves to meet the query's.
     pub shifts: Vec<(Comparison, Shift)>,
-    /// By fact, a condition on the partner key of its base rows that a filter on another key
-    /// implies (`Engine::partners_of_keys`): the rows are those of a few partners, whose rows
-    /// lie together in the table's files. Never changes an answer.
-    pub partners_of: BTreeMap<String, Expr>,
 }
 
 impl Plan<'_> {
@@ -130,21 +126,7 @@ impl Engine {
         benchmark: bool,
         built: Option<&prism_warehouse::BuiltRollups>,
     ) -> Result<Compiled, EngineError> {
-        self.compile_narrowed(query, scope, benchmark, built, BTreeMap::new())
-    }
-
-    /// `compile_with`, each fact named in `partners_of` read from its base table under that
-    /// condition on its partner key as well.
-    pub(crate) fn compile_narrowed(
-        &self,
-        query: &Query,
-        scope: &Scope,
-        benchmark: bool,
-        built: Option<&prism_warehouse::BuiltRollups>,
-        partners_of: BTreeMap<String, Expr>,
-    ) -> Result<Compiled, EngineError> {
-        let mut plan = self.plan_query(query, scope, benchmark)?;
-        plan.partners_of = partners_of;
+        let plan = self.plan_query(query, scope, benchmark)?;
         let (sources, choices) = self.sources(&plan, built);
         let aggregations = self.aggregations(&plan, &sources, built)?;
         let (joins, across, base_columns) = self.drill_across(&plan, &aggregations);
@@ -222,7 +204,6 @@ impl Engine {
             filters,
             per_fact,
             shifts: Vec::new(),
-            partners_of: BTreeMap::new(),
         };
         plan.shifts = derived::shifts(&plan)?;
         Ok(plan)
