@@ -193,6 +193,9 @@ impl Engine {
             cluster_by: Some("partner_id".into()),
             slices: None,
             delta: None,
+            // Every account's surveys in two scopes, held while it runs: beside the customers'
+            // rollup over the order lines, the load's peak rose by a third.
+            alone: true,
         })
     }
 

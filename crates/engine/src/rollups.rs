@@ -185,6 +185,7 @@ impl Engine {
                 cluster_by: self.cluster_column(r),
                 slices: self.rollup_slices(r),
                 delta: self.rollup_delta(r),
+                alone: false,
             });
             built.push(r);
         }

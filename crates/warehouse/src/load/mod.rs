@@ -83,6 +83,10 @@ pub struct RollupBuild {
     /// How the rollup is brought up to date by adding a load's changed rows to it, when its
     /// measures add up: preferred to `slices`, as it reads only the changed rows.
     pub delta: Option<RollupDelta>,
+    /// Built after every other build of the load, with none beside it: what it holds while it
+    /// runs (the accounts at risk: every account's surveys, in two scopes) would otherwise add
+    /// to the largest build's peak (at 96 M order lines, 4.5 GB instead of 3.3 GB).
+    pub alone: bool,
 }
 
 /// A rollup whose measures add up (sums and counts): a load that changed its fact alone, by

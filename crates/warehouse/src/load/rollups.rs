@@ -87,7 +87,7 @@ pub(crate) async fn build_rollups(
             None => b.reads.iter().filter_map(|t| rows_of.get(t)).sum(),
         };
         in_start_order(&mut ready, &in_memory, cost);
-        for b in ready.into_iter().take(slots - tasks.len()) {
+        for b in starting(&ready, &waiting, tasks.len(), slots) {
             let before = maintain::previous(b, pins, merged, previous, options.mode);
             progress.step(&match before {
                 Some(_) => {
@@ -159,6 +159,29 @@ fn in_start_order(
         let from_memory = b.from.as_ref().is_some_and(|f| in_memory.contains(f));
         (std::cmp::Reverse(from_memory), std::cmp::Reverse(cost(b)))
     });
+}
+
+/// Of the ready builds (in start order), those to start now: as many as the free cores allow;
+/// a build that runs `alone` only when no other build runs or waits, and then by itself.
+fn starting<'b>(
+    ready: &[&'b RollupBuild],
+    waiting: &[&RollupBuild],
+    running: usize,
+    slots: usize,
+) -> Vec<&'b RollupBuild> {
+    let others_left = running > 0 || waiting.iter().any(|w| !w.alone);
+    let mut start = Vec::new();
+    for b in ready {
+        if start.len() + running >= slots {
+            break;
+        }
+        match b.alone {
+            true if others_left || !start.is_empty() => continue,
+            true => return vec![*b],
+            false => start.push(*b),
+        }
+    }
+    start
 }
 
 /// The rollups whose tables this load left as they were, kept as they are: the same definition
@@ -435,6 +458,7 @@ mod tests {
             cluster_by: None,
             slices: None,
             delta: None,
+            alone: false,
         }
     }
 
@@ -462,5 +486,37 @@ mod tests {
         in_start_order(&mut ready, &[], cost);
         let order: Vec<&str> = ready.iter().map(|b| b.table.as_str()).collect();
         assert_eq!(order, ["customers", "registrations", "by_line", "by_month"]);
+    }
+
+    #[test]
+    fn a_build_that_runs_alone_waits_for_every_other_and_runs_by_itself() {
+        let alone = |t: &str| RollupBuild {
+            alone: true,
+            ..build(t, None)
+        };
+        let (risk, other_alone) = (alone("risk"), alone("other_alone"));
+        let (customers, products) = (build("customers", None), build("products", None));
+        let names = |v: Vec<&RollupBuild>| v.iter().map(|b| b.table.clone()).collect::<Vec<_>>();
+        // First in cost order, yet others wait: the two cores go to them.
+        let all = [&risk, &customers, &products, &other_alone];
+        assert_eq!(names(starting(&all, &all, 0, 2)), ["customers", "products"]);
+        // Nothing else waits, but one still runs.
+        assert!(starting(&[&risk, &other_alone], &[&risk, &other_alone], 1, 2).is_empty());
+        // Nothing runs or waits: one of them, by itself, though two cores are free.
+        assert_eq!(
+            names(starting(
+                &[&risk, &other_alone],
+                &[&risk, &other_alone],
+                0,
+                2
+            )),
+            ["risk"]
+        );
+        // Builds that need not run alone fill the free cores as before.
+        assert_eq!(
+            names(starting(&[&products], &[&products], 1, 2)),
+            ["products"]
+        );
+        assert!(starting(&[&products], &[&products], 2, 2).is_empty());
     }
 }
