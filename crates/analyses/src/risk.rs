@@ -41,6 +41,30 @@ pub struct RiskAccount {
     pub reasons: Vec<String>,
 }
 
+impl RiskAccount {
+    /// An account with its attributes (name, industry, size band, region) and figures, and why
+    /// it is at risk in words.
+    fn new(
+        customer_id: String,
+        [customer_name, industry, size_band, region]: [String; 4],
+        open_critical_requests: i64,
+        recent_csat: Option<f64>,
+        recent_surveys: usize,
+    ) -> RiskAccount {
+        RiskAccount {
+            reasons: reasons(open_critical_requests, recent_csat, recent_surveys),
+            customer_id,
+            customer_name,
+            industry,
+            size_band,
+            region,
+            open_critical_requests,
+            recent_csat,
+            recent_surveys,
+        }
+    }
+}
+
 /// High-risk accounts.
 #[derive(Clone, Debug, Serialize)]
 pub struct Risk {
@@ -96,18 +120,13 @@ fn built_accounts(answer: &prism_engine::QueryResult) -> Result<Vec<RiskAccount>
             let n = usize::try_from(surveys.value(r)).unwrap_or(0);
             // The same division as over the base tables, so that the two agree to the bit.
             let csat = (n > 0 && sum.is_valid(r)).then(|| sum.value(r) as f64 / n as f64);
-            let critical = open.value(r);
-            accounts.push(RiskAccount {
-                customer_id: cell(text[0], r),
-                customer_name: cell(text[1], r),
-                industry: cell(text[2], r),
-                size_band: cell(text[3], r),
-                region: cell(text[4], r),
-                open_critical_requests: critical,
-                recent_csat: csat,
-                recent_surveys: n,
-                reasons: reasons(critical, csat, n),
-            });
+            accounts.push(RiskAccount::new(
+                cell(text[0], r),
+                [1, 2, 3, 4].map(|c| cell(text[c], r)),
+                open.value(r),
+                csat,
+                n,
+            ));
         }
     }
     Ok(accounts)
@@ -324,17 +343,13 @@ fn flagged_accounts(
             let (csat, n) = recent
                 .get(customer)
                 .map_or((None, 0), |(a, n)| (Some(a), n));
-            accounts.push(RiskAccount {
-                customer_id: customer.to_string(),
-                customer_name: cell(text[1], r),
-                industry: cell(text[2], r),
-                size_band: cell(text[3], r),
-                region: cell(text[4], r),
-                open_critical_requests: critical,
-                recent_csat: csat,
-                recent_surveys: n,
-                reasons: reasons(critical, csat, n),
-            });
+            accounts.push(RiskAccount::new(
+                customer.to_string(),
+                [1, 2, 3, 4].map(|c| cell(text[c], r)),
+                critical,
+                csat,
+                n,
+            ));
         }
     }
     Ok(accounts)

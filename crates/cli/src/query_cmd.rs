@@ -424,47 +424,15 @@ pub fn print_model(model: &Model, all: bool) -> Result<()> {
     // With --all, how each is built: from the base tables or from a finer rollup of the same load.
     let builds = prism_engine::Engine::new(model.clone()).rollup_builds();
     for b in &builds {
-        let Some(r) = model.rollups.get(&b.name) else {
+        match model.rollups.get(&b.name) {
+            Some(r) => print_rollup(&mut stdout, r)?,
             // Built by every load for an analysis, not declared by the model.
-            writeln!(
+            None => writeln!(
                 stdout,
                 "  {:<34} the high-risk accounts of the brand owner and of each partner, over all loaded data",
                 b.name
-            )?;
-            if all {
-                writeln!(
-                    stdout,
-                    "  {:<34} table {}, built from {}",
-                    "",
-                    b.table,
-                    b.reads.join(", ")
-                )?;
-                writeln!(stdout, "  {:<34} {}", "", b.sql)?;
-            }
-            continue;
-        };
-        writeln!(stdout, "  {:<34} {}", r.name, r.description)?;
-        writeln!(
-            stdout,
-            "  {:<34} {} by {}{}",
-            "",
-            r.fact,
-            r.dimensions.join(", "),
-            r.grain
-                .as_ref()
-                .map_or(", all time".to_string(), |g| format!(", {g}"))
-        )?;
-        writeln!(
-            stdout,
-            "  {:<34} holds {}{}",
-            "",
-            r.metrics.join(", "),
-            if r.channel {
-                "; partners' rows only, with their number (channel benchmarks)"
-            } else {
-                ""
-            }
-        )?;
+            )?,
+        }
         if all {
             writeln!(
                 stdout,
@@ -478,6 +446,33 @@ pub fn print_model(model: &Model, all: bool) -> Result<()> {
             writeln!(stdout, "  {:<34} {}", "", b.sql)?;
         }
     }
+    Ok(())
+}
+
+/// A model rollup as `prism model` lists it: its description, what it groups and what it holds.
+fn print_rollup(stdout: &mut std::io::Stdout, r: &prism_model::Rollup) -> Result<()> {
+    writeln!(stdout, "  {:<34} {}", r.name, r.description)?;
+    writeln!(
+        stdout,
+        "  {:<34} {} by {}{}",
+        "",
+        r.fact,
+        r.dimensions.join(", "),
+        r.grain
+            .as_ref()
+            .map_or(", all time".to_string(), |g| format!(", {g}"))
+    )?;
+    writeln!(
+        stdout,
+        "  {:<34} holds {}{}",
+        "",
+        r.metrics.join(", "),
+        if r.channel {
+            "; partners' rows only, with their number (channel benchmarks)"
+        } else {
+            ""
+        }
+    )?;
     Ok(())
 }
 

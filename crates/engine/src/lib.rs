@@ -159,6 +159,20 @@ pub struct Compiled {
     pub narrow: bool,
 }
 
+impl Compiled {
+    /// A listing: SQL that runs as it stands, with its columns.
+    pub(crate) fn listing(sql: String, columns: Vec<ResultColumn>) -> Compiled {
+        Compiled {
+            sql,
+            statement: Statement::Sql,
+            columns,
+            metrics: Vec::new(),
+            rollups: Vec::new(),
+            narrow: false,
+        }
+    }
+}
+
 /// What a compiled query runs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Statement {
@@ -362,14 +376,7 @@ impl Engine {
         if ordered {
             write!(sql, " ORDER BY m.{}", d.key).expect("string");
         }
-        Ok(Compiled {
-            sql,
-            statement: Statement::Sql,
-            columns,
-            metrics: Vec::new(),
-            rollups: Vec::new(),
-            narrow: false,
-        })
+        Ok(Compiled::listing(sql, columns))
     }
 
     /// Which members of a dimension (`m`) an audience sees: every one, or its partners
@@ -462,14 +469,7 @@ impl Engine {
                 format: None,
             })
             .collect();
-        Ok(Compiled {
-            sql,
-            statement: Statement::Sql,
-            columns,
-            metrics: Vec::new(),
-            rollups: Vec::new(),
-            narrow: false,
-        })
+        Ok(Compiled::listing(sql, columns))
     }
 
     /// Runs `compile_rows`.

@@ -14,8 +14,7 @@
 use prism_model::{Aggregate, MetricKind};
 
 use crate::{
-    Compiled, Engine, EngineError, QueryResult, ResultColumn, Scope, Statement, built_rollups,
-    quote_literal,
+    Compiled, Engine, EngineError, QueryResult, ResultColumn, Scope, built_rollups, quote_literal,
 };
 
 /// Open critical (P1/P2) requests that make an account high-risk.
@@ -243,15 +242,7 @@ impl Engine {
         if let Some(n) = limit {
             sql.push_str(&format!(" LIMIT {n}"));
         }
-        let listing = |sql: String, columns| Compiled {
-            sql,
-            statement: Statement::Sql,
-            columns,
-            metrics: Vec::new(),
-            rollups: Vec::new(),
-            narrow: false,
-        };
-        let count = listing(
+        let count = Compiled::listing(
             format!(
                 "SELECT COUNT(*) AS accounts FROM {} WHERE {condition}",
                 build.table
@@ -262,7 +253,7 @@ impl Engine {
             }],
         );
         // One after the other: the count reads a column of a few hundred thousand rows.
-        let accounts = self.execute(ctx, listing(sql, columns)).await?;
+        let accounts = self.execute(ctx, Compiled::listing(sql, columns)).await?;
         let total = self.execute(ctx, count).await?;
         let total = total
             .batches
