@@ -1,7 +1,7 @@
 //! Accounts at risk, built by every load: the high-risk accounts of the brand owner and of each
 //! partner (spec: "High-risk accounts" in metrics.md), so that the customers page does not read
 //! every survey, open request and customer of the warehouse at each first request (at 100 M
-//! order lines: 6 M surveys, 20 M requests, 4.5 M customers, several seconds).
+//! order lines: 6 M surveys, 10 M requests, 4.5 M customers, seven seconds).
 //!
 //! The table holds, for each scope a question can come in — the brand owner's (every row; its
 //! partner column empty) and each partner's own (its rows alone) — the customers flagged in that
