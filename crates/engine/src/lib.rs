@@ -238,6 +238,10 @@ impl Engine {
             .keys()
             .map(|r| (r.clone(), engine.rollup_table_of(r)))
             .collect();
+        // The accounts at risk, built by every load beside the model's rollups.
+        if let Some(b) = engine.risk_build() {
+            engine.rollup_tables.insert(b.name, b.table);
+        }
         engine
     }
 

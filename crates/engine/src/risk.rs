@@ -55,6 +55,10 @@ impl Engine {
     /// `open_sr_count` and `service_request.priority`), satisfaction surveys and customers;
     /// none when the model lacks one of them, and the analysis reads the base tables.
     pub(crate) fn risk_build(&self) -> Option<prism_warehouse::RollupBuild> {
+        // A model rollup of the same name keeps its table name.
+        if self.model.rollups.contains_key(ACCOUNTS_AT_RISK) {
+            return None;
+        }
         let open = self.model.metrics.get("open_sr_count")?;
         let requests = self.model.facts.get(&open.fact)?;
         let MetricKind::Base { aggregate, filter } = &open.kind else {
@@ -180,10 +184,7 @@ impl Engine {
         reads.dedup();
         Some(prism_warehouse::RollupBuild {
             name: ACCOUNTS_AT_RISK.into(),
-            table: format!(
-                "rollup_{ACCOUNTS_AT_RISK}_{:012x}",
-                xxhash_rust::xxh3::xxh3_64(sql.as_bytes()) >> 16
-            ),
+            table: crate::rollups::table_of(ACCOUNTS_AT_RISK, &sql),
             definition: sql.clone(),
             sql,
             from: None,
@@ -214,11 +215,15 @@ impl Engine {
             // Several partners' last surveys do not merge from each one's figures.
             Scope::Partners(_) => return Ok(None),
         };
-        let Some(build) = self.risk_build().filter(|_| self.use_rollups) else {
+        // Its table's name, made once with the engine's rollups'.
+        let Some(table) = self
+            .rollup_tables
+            .get(ACCOUNTS_AT_RISK)
+            .filter(|_| self.use_rollups)
+        else {
             return Ok(None);
         };
-        let built = built_rollups(ctx);
-        if !built.is_some_and(|b| b.tables.contains_key(&build.table)) {
+        if !built_rollups(ctx).is_some_and(|b| b.tables.contains_key(table)) {
             return Ok(None);
         }
         let mut names = vec!["customer_id".to_string()];
@@ -237,16 +242,12 @@ impl Engine {
              COALESCE(CAST(recent_score_sum AS DOUBLE) / CAST(recent_surveys AS DOUBLE), 5.0) ASC, \
              customer_id ASC",
             names.join(", "),
-            table = build.table,
         );
         if let Some(n) = limit {
             sql.push_str(&format!(" LIMIT {n}"));
         }
         let count = Compiled::listing(
-            format!(
-                "SELECT COUNT(*) AS accounts FROM {} WHERE {condition}",
-                build.table
-            ),
+            format!("SELECT COUNT(*) AS accounts FROM {table} WHERE {condition}"),
             vec![ResultColumn {
                 name: "accounts".into(),
                 format: None,

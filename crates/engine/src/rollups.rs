@@ -80,11 +80,7 @@ impl Engine {
     }
 
     pub(crate) fn rollup_table_of(&self, rollup: &str) -> String {
-        let sql = self.rollup_sql(&self.model.rollups[rollup], None);
-        format!(
-            "rollup_{rollup}_{:012x}",
-            xxhash_rust::xxh3::xxh3_64(sql.as_bytes()) >> 16
-        )
+        table_of(rollup, &self.rollup_sql(&self.model.rollups[rollup], None))
     }
 
     /// Whether the rollup read holds a dimension's attribute (not its key) as a column of its own.
@@ -911,6 +907,15 @@ impl Engine {
             choice,
         )
     }
+}
+
+/// The table a build called `name` with this definition is written into:
+/// `rollup_<name>_<digest of the definition>`.
+pub(crate) fn table_of(name: &str, definition: &str) -> String {
+    format!(
+        "rollup_{name}_{:012x}",
+        xxhash_rust::xxh3::xxh3_64(definition.as_bytes()) >> 16
+    )
 }
 
 /// Whether `table` is a table of the rollup `name` (of any definition): `rollup_<name>_<digest>`.
