@@ -231,6 +231,12 @@ impl Ctx<'_> {
     /// ranking reads what a rollup can answer (revenue by customer), and the figures that only
     /// the base tables answer (distinct orders, say) are computed for the few rows shown
     /// instead of every customer. The same answer as one query with every metric.
+    ///
+    /// `by[0]` is the key ranked (`customer.customer_id`); the dimensions after it are that
+    /// key's own attributes (its name, industry, size), one value per key: the ranking groups by
+    /// the key alone and the attributes come with the shown rows' figures. Grouped by the key
+    /// and three attributes, the brand owner's ranking over the customers' rollup (5.9 M rows at
+    /// scale 100) took 1.45 s; by the key alone, 0.8 s.
     pub(super) async fn top_table(
         &self,
         id: &str,
@@ -241,50 +247,42 @@ impl Ctx<'_> {
         limit: usize,
     ) -> Result<Panel, WebError> {
         let order = format!("{rank_by}:desc");
-        let ranking = self.query(&[rank_by], by, Some(&order), Some(limit))?;
-        let top = self.run(&ranking).await?;
-        let top_rows: Vec<Vec<String>> = top.formatted_rows();
-        let shown: Vec<String> = top.rows().iter().map(|r| r.get(by[0]).exact()).collect();
+        let ranking = self.query(&[rank_by], &by[..1], Some(&order), Some(limit))?;
+        let shown: Vec<String> = self
+            .run(&ranking)
+            .await?
+            .rows()
+            .iter()
+            .map(|r| r.get(by[0]).exact())
+            .collect();
         let mut all: Vec<&str> = vec![rank_by];
         all.extend(more);
-        if top_rows.len() < limit {
+        if shown.len() < limit {
             // Fewer rows with the ranking figure than asked: rows with only the other figures
             // (a customer with surveys but no orders) fill the table, as in one query.
             return self
                 .table(id, title, &all, by, Some(&order), Some(limit))
                 .await;
         }
-        let mut details = self.query(more, by, None, None)?;
+        let mut details = self.query(&all, by, None, None)?;
         details.filters.push(Filter {
             dimension: by[0].to_string(),
-            op: FilterOp::In(shown),
+            op: FilterOp::In(shown.clone()),
         });
-        let details: BTreeMap<Vec<String>, Vec<String>> = self
+        let mut details: std::collections::HashMap<String, Vec<String>> = self
             .run(&details)
             .await?
             .rows()
             .iter()
             .map(|r| {
-                let mut cells: Vec<String> = r.values().iter().map(Value::exact).collect();
-                (cells.drain(..by.len()).collect(), cells)
+                let cells: Vec<String> = r.values().iter().map(Value::exact).collect();
+                (r.get(by[0]).exact(), cells)
             })
             .collect();
         let mut p = Panel::new("table", id, title);
-        p.header = by
-            .iter()
-            .map(|d| d.to_string())
-            .chain(all.iter().map(|m| m.to_string()))
-            .collect();
-        p.rows = top_rows
-            .into_iter()
-            .map(|r| {
-                let extra = details
-                    .get(&r[..by.len()])
-                    .cloned()
-                    .unwrap_or_else(|| vec![String::new(); more.len()]);
-                r.into_iter().chain(extra).collect()
-            })
-            .collect();
+        p.header = by.iter().chain(all.iter()).map(|d| d.to_string()).collect();
+        // In the ranking's order: the details come back in the key's.
+        p.rows = shown.iter().filter_map(|k| details.remove(k)).collect();
         Ok(p)
     }
 
