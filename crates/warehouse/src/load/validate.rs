@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{BufReader, BufWriter};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray, LargeStringArray};
@@ -29,6 +29,9 @@ pub(super) fn validators() -> usize {
 }
 
 pub(super) type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
+/// Looked up for every reference of every row: SipHash's set-up alone cost more than the
+/// entity's id set's own look-up.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The ids (and product lines) that the rows of an export may refer to.
 #[derive(Default)]
@@ -36,16 +39,16 @@ pub(super) struct KnownIdSet {
     /// The ids of each entity that a file of this export refers to: those of the warehouse
     /// and of the export's own valid rows. An entity nothing refers to is not read at all
     /// (a warehouse's opportunity ids are read only when deal registrations come).
-    ids: HashMap<Entity, FastSet<String>>,
+    ids: FastMap<Entity, FastSet<String>>,
     /// The ids of those entities already in the warehouse.
-    stored: HashMap<Entity, StoredIds>,
+    stored: FastMap<Entity, StoredIds>,
     /// Every product line of the products, which certifications may name.
     product_lines: FastSet<String>,
     /// Ids whose row was rejected in this export.
     rejected: HashSet<(Entity, String)>,
     /// Entities whose file could not be read at all: the load fails for that already, and
     /// checking references against them would only bury that one error under a row per fact.
-    unchecked: HashSet<Entity>,
+    unchecked: FastSet<Entity>,
 }
 
 impl KnownIdSet {
@@ -266,7 +269,8 @@ pub(super) fn validate_and_stage(
         let reader = match FileReader::new(
             entity,
             file_name.clone(),
-            BufReader::with_capacity(1 << 20, file),
+            // Unbuffered: the reader's own buffer takes the file's bytes a megabyte at a time.
+            file,
         ) {
             Ok(r) => r,
             Err(FileError::Rejected(r)) => {
@@ -452,7 +456,7 @@ impl StagedFile<'_> {
     /// table's folder and rows.
     fn stage(
         &self,
-        reader: FileReader<BufReader<File>>,
+        reader: FileReader<File>,
         mut quarantine: Option<&mut Quarantine>,
         known: &mut KnownIdSet,
         report_writer: &mut ReportWriter,
@@ -530,7 +534,7 @@ impl StagedFile<'_> {
     }
 
     /// The file's outcome so far (its reader's warnings), and its staged table, started.
-    fn start(&self, reader: &FileReader<BufReader<File>>) -> Result<(FileOutcome, StagedTable)> {
+    fn start(&self, reader: &FileReader<File>) -> Result<(FileOutcome, StagedTable)> {
         let outcome = FileOutcome {
             file: self.entity.file_name(),
             present: true,
@@ -552,13 +556,10 @@ impl StagedFile<'_> {
     /// The reader back, and how its reading ended.
     fn validate_in_order(
         &self,
-        mut reader: FileReader<BufReader<File>>,
+        mut reader: FileReader<File>,
         known: &KnownIdSet,
         mut each: impl FnMut(&[csv::ByteRecord], ValidatedChunk),
-    ) -> (
-        FileReader<BufReader<File>>,
-        std::result::Result<(), FileError>,
-    ) {
+    ) -> (FileReader<File>, std::result::Result<(), FileError>) {
         let validator = reader.validator();
         let file_name = self.entity.file_name();
         let progress = self.progress;
