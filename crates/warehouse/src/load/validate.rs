@@ -111,7 +111,7 @@ impl KnownIds for KnownIdSet {
 pub(super) struct StoredIds {
     values: LargeStringArray,
     /// Each hash's row in `values`.
-    rows: HashMap<u64, usize, foldhash::fast::RandomState>,
+    rows: FastMap<u64, usize>,
     /// Ids whose hash another id has already: checked by their text.
     collided: FastSet<String>,
 }
