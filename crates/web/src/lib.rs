@@ -65,6 +65,11 @@ pub struct AppState {
     /// together wait for one session instead of each opening every table (200 users noticing
     /// a load at once stalled the server for seconds).
     new_session: tokio::sync::Mutex<()>,
+    /// The app itself, for building pages in the background after a load (set by `router`);
+    /// unset, the request that notices a load builds them before it switches.
+    shared: std::sync::OnceLock<std::sync::Weak<AppState>>,
+    /// How many background builds of a new version's pages are under way.
+    warming: tokio::sync::watch::Sender<usize>,
     /// Pages built over the current version (see `pages::build`), oldest first out.
     pages: Mutex<PageCache>,
     /// What keeps alerts asked for on a page (`set_alert_maker`); none: pages cannot set one up.
@@ -95,10 +100,14 @@ pub(crate) struct PageRecipe {
     pub(crate) prompts: Prompts,
 }
 
-/// The most pages built again over a new version before it is served, newest first, and the
-/// longest that may take: the rest are built when first asked.
+/// The most pages built again over a new version, newest first, and the longest that may take:
+/// the rest are built when first asked. Built in the background, nobody waits for them; the
+/// budget bounds the work spent on pages no one may ask for again.
 const WARMED_PAGES: usize = 100;
-const WARMING_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+const WARMING_BUDGET: std::time::Duration = std::time::Duration::from_secs(30);
+/// The same when the request that notices a load builds them itself, before it switches (an
+/// app without `router`): that request waits for them.
+const INLINE_WARMING_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl PageCache {
     /// Keeps a page, the oldest out beyond `PAGES_KEPT`.
@@ -166,6 +175,8 @@ impl AppState {
             trusted_proxies: Vec::new(),
             session: Mutex::new(None),
             new_session: tokio::sync::Mutex::new(()),
+            shared: std::sync::OnceLock::new(),
+            warming: tokio::sync::watch::Sender::new(0),
             pages: Mutex::new(PageCache::default()),
             alert_maker: std::sync::OnceLock::new(),
         })
@@ -258,10 +269,9 @@ impl AppState {
         if let Some(kept) = current() {
             return Ok(kept);
         }
-        // A load committed: one request makes the new version's session and builds again the
-        // pages kept for the version before, then switches; meanwhile the others go on with
-        // the version before (each answer is of one version or the other, never a mix), so
-        // that nobody waits for the first builds after a load.
+        // A load committed: one request makes the new version's session (opening each table
+        // at its pinned version) and switches; meanwhile the others go on with the version
+        // before (each answer is of one version or the other, never a mix).
         let _making = match self.new_session.try_lock() {
             Ok(making) => making,
             Err(_) => {
@@ -283,31 +293,101 @@ impl AppState {
             .session()
             .await
             .map_err(|e| WebError::Internal(e.to_string()))?;
-        // Boxed: a page's build is a large future, which every caller of `session` would
-        // otherwise carry on its stack.
-        let warmed = Box::pin(self.warm(&session)).await;
-        self.switch(version, &session, warmed);
+        let recipes = self.kept_recipes();
+        match self.shared.get().and_then(std::sync::Weak::upgrade) {
+            // Served at once: this request and every later one see the new version, and the
+            // pages kept for the version before are built again beside them. A page asked for
+            // while it is being built waits for that build (its gate), not for the others.
+            Some(app) => {
+                self.switch(version, &session, Vec::new());
+                self.warming.send_modify(|n| *n += 1);
+                let served = session.clone();
+                tokio::spawn(async move {
+                    // Boxed: a page's build is a large future.
+                    Box::pin(app.warm_in_background(version, served, recipes)).await;
+                    app.warming.send_modify(|n| *n -= 1);
+                });
+            }
+            None => {
+                // Boxed: a page's build is a large future, which every caller of `session`
+                // would otherwise carry on its stack.
+                let warmed = Box::pin(self.warm(&session, recipes)).await;
+                self.switch(version, &session, warmed);
+            }
+        }
         Ok((version, session))
     }
 
-    /// The pages kept for the version being replaced, built again over the new one: newest
-    /// first, at most `WARMED_PAGES` within `WARMING_BUDGET`. A page that fails is left to be
-    /// built (and its error shown) when asked.
-    async fn warm(&self, session: &Arc<Session>) -> Vec<(String, pages::Page, PageRecipe)> {
-        let recipes: Vec<(String, PageRecipe)> = {
-            let cache = self.pages.lock().unwrap_or_else(|e| e.into_inner());
-            cache
-                .order
-                .iter()
-                .rev()
-                .filter_map(|k| cache.recipes.get(k).map(|r| (k.clone(), r.clone())))
-                .take(WARMED_PAGES)
-                .collect()
-        };
+    /// Waits until the pages kept before a load are built again over the version it made (or
+    /// their builds have given up): what a test or a readiness check waits for.
+    pub async fn pages_warmed(&self) {
+        let mut warming = self.warming.subscribe();
+        // The sender lives as long as `self`, so the wait cannot fail.
+        let _ = warming.wait_for(|n| *n == 0).await;
+    }
+
+    /// How each page kept over the version being replaced was asked for, newest first, at
+    /// most `WARMED_PAGES`.
+    fn kept_recipes(&self) -> Vec<(String, PageRecipe)> {
+        let cache = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .order
+            .iter()
+            .rev()
+            .filter_map(|k| cache.recipes.get(k).map(|r| (k.clone(), r.clone())))
+            .take(WARMED_PAGES)
+            .collect()
+    }
+
+    /// Builds the kept pages again over `version`, now served, as their users' requests do
+    /// (`pages::build_over`: each under its gate, kept for the version, skipped when a
+    /// request has built it first), within `WARMING_BUDGET`; stops when a later load is
+    /// served. A page that fails is left to be built (and its error shown) when asked.
+    async fn warm_in_background(
+        &self,
+        version: u64,
+        session: Arc<Session>,
+        recipes: Vec<(String, PageRecipe)>,
+    ) {
+        let started = std::time::Instant::now();
+        for (_, r) in recipes {
+            let served = self
+                .session
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|(v, _)| *v);
+            if started.elapsed() > WARMING_BUDGET || served != Some(version) {
+                break;
+            }
+            let built = Box::pin(pages::build_over(
+                self,
+                &r.user,
+                r.page,
+                r.id.as_deref(),
+                &r.prompts,
+                version,
+                session.clone(),
+            ))
+            .await;
+            if let Err(e) = built {
+                tracing::debug!(page = r.page.name(), error = %e, "a kept page was not built again after a load");
+            }
+        }
+    }
+
+    /// The pages kept for the version being replaced, built again over the new one before it
+    /// is served: newest first, within `INLINE_WARMING_BUDGET`. A page that fails is left to
+    /// be built (and its error shown) when asked.
+    async fn warm(
+        &self,
+        session: &Arc<Session>,
+        recipes: Vec<(String, PageRecipe)>,
+    ) -> Vec<(String, pages::Page, PageRecipe)> {
         let started = std::time::Instant::now();
         let mut warmed = Vec::new();
         for (key, r) in recipes {
-            if started.elapsed() > WARMING_BUDGET {
+            if started.elapsed() > INLINE_WARMING_BUDGET {
                 break;
             }
             // Boxed, as in `session`: built on the heap, not on the stack of the request that
@@ -774,6 +854,8 @@ fn delivery_routes() -> Vec<(&'static str, String, Serves)> {
 
 /// The app's routes over its state, with the limits and headers every answer carries.
 pub fn router(state: Arc<AppState>) -> Router {
+    // Served by a router, the app builds a new version's pages in the background.
+    let _ = state.shared.set(Arc::downgrade(&state));
     let mut router = Router::new();
     for (method, path, serves) in routes() {
         let handler = handler(serves);

@@ -1000,9 +1000,10 @@ async fn a_kept_page_is_never_shown_for_another_scope_or_after_a_load() {
         after.contains("199.50") && !after.contains("2499.50"),
         "{after}"
     );
-    // The request that noticed the load built the pages kept before it over the new version
-    // first: the manager's overview is then served without asking the engine anything, and
-    // with the new figures (their P-1 line too).
+    // The request that noticed the load set the pages kept before it to be built again over
+    // the new version: once built, the manager's overview is served without asking the engine
+    // anything, and with the new figures (their P-1 line too).
+    state.pages_warmed().await;
     let stats = state.engine.stats();
     let asked = || {
         use prism_engine::stats::AnsweredFrom as F;

@@ -561,13 +561,27 @@ pub async fn build(
             user.role.name()
         )));
     }
-    let audience = user.audience()?;
-    let period = given(&prompts.period).map(Period::parse).transpose()?;
     let (version, session) = st.session().await?;
     // Administration shows users and the audit log, which change without a load.
     if page == PageId::Admin {
         return assemble(st, user, page, id, prompts, session).await;
     }
+    build_over(st, user, page, id, prompts, version, session).await
+}
+
+/// Builds a page over a version's session once, keeping it for that version: a page another
+/// request is building is waited for and taken, not built again.
+pub(crate) async fn build_over(
+    st: &AppState,
+    user: &User,
+    page: PageId,
+    id: Option<&str>,
+    prompts: &Prompts,
+    version: u64,
+    session: Arc<Session>,
+) -> Result<Page, WebError> {
+    let audience = user.audience()?;
+    let period = given(&prompts.period).map(Period::parse).transpose()?;
     let key = page_key(user, &audience, page, id, period.as_ref(), prompts);
     if let Some(cached) = st.cached_page(version, &key) {
         return Ok(cached);
