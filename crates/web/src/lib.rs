@@ -65,8 +65,8 @@ pub struct AppState {
     /// together wait for one session instead of each opening every table (200 users noticing
     /// a load at once stalled the server for seconds).
     new_session: tokio::sync::Mutex<()>,
-    /// The app itself, for building pages in the background after a load (set by `router`);
-    /// unset, the request that notices a load builds them before it switches.
+    /// The app itself, for building pages in the background after a load (set by `router`,
+    /// whose requests are the ones that keep pages).
     shared: std::sync::OnceLock<std::sync::Weak<AppState>>,
     /// How many background builds of a new version's pages are under way.
     warming: tokio::sync::watch::Sender<usize>,
@@ -105,9 +105,16 @@ pub(crate) struct PageRecipe {
 /// budget bounds the work spent on pages no one may ask for again.
 const WARMED_PAGES: usize = 100;
 const WARMING_BUDGET: std::time::Duration = std::time::Duration::from_secs(30);
-/// The same when the request that notices a load builds them itself, before it switches (an
-/// app without `router`): that request waits for them.
-const INLINE_WARMING_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One background build of a new version's pages, counted in `AppState::warming` while it
+/// lives.
+struct Warming(Arc<AppState>);
+
+impl Drop for Warming {
+    fn drop(&mut self) {
+        self.0.warming.send_modify(|n| *n -= 1);
+    }
+}
 
 impl PageCache {
     /// Keeps a page, the oldest out beyond `PAGES_KEPT`.
@@ -293,27 +300,24 @@ impl AppState {
             .session()
             .await
             .map_err(|e| WebError::Internal(e.to_string()))?;
+        // Served at once: this request and every later one see the new version, and the pages
+        // kept for the version before are built again beside them. A page asked for while it
+        // is being built waits for that build (its gate), not for the others. Pages are kept
+        // only by the router's requests, which set `shared`.
         let recipes = self.kept_recipes();
-        match self.shared.get().and_then(std::sync::Weak::upgrade) {
-            // Served at once: this request and every later one see the new version, and the
-            // pages kept for the version before are built again beside them. A page asked for
-            // while it is being built waits for that build (its gate), not for the others.
-            Some(app) => {
-                self.switch(version, &session, Vec::new());
-                self.warming.send_modify(|n| *n += 1);
-                let served = session.clone();
-                tokio::spawn(async move {
-                    // Boxed: a page's build is a large future.
-                    Box::pin(app.warm_in_background(version, served, recipes)).await;
-                    app.warming.send_modify(|n| *n -= 1);
-                });
-            }
-            None => {
-                // Boxed: a page's build is a large future, which every caller of `session`
-                // would otherwise carry on its stack.
-                let warmed = Box::pin(self.warm(&session, recipes)).await;
-                self.switch(version, &session, warmed);
-            }
+        self.switch(version, &session);
+        if let Some(app) = self.shared.get().and_then(std::sync::Weak::upgrade)
+            && !recipes.is_empty()
+        {
+            self.warming.send_modify(|n| *n += 1);
+            let served = session.clone();
+            tokio::spawn(async move {
+                // Counted down however the builds end, a panic included, so that
+                // `pages_warmed` never waits for ever.
+                let _done = Warming(app.clone());
+                // Boxed: a page's build is a large future.
+                Box::pin(app.warm_in_background(version, served, recipes)).await;
+            });
         }
         Ok((version, session))
     }
@@ -376,51 +380,11 @@ impl AppState {
         }
     }
 
-    /// The pages kept for the version being replaced, built again over the new one before it
-    /// is served: newest first, within `INLINE_WARMING_BUDGET`. A page that fails is left to
-    /// be built (and its error shown) when asked.
-    async fn warm(
-        &self,
-        session: &Arc<Session>,
-        recipes: Vec<(String, PageRecipe)>,
-    ) -> Vec<(String, pages::Page, PageRecipe)> {
-        let started = std::time::Instant::now();
-        let mut warmed = Vec::new();
-        for (key, r) in recipes {
-            if started.elapsed() > INLINE_WARMING_BUDGET {
-                break;
-            }
-            // Boxed, as in `session`: built on the heap, not on the stack of the request that
-            // noticed the load.
-            let built = Box::pin(pages::assemble(
-                self,
-                &r.user,
-                r.page,
-                r.id.as_deref(),
-                &r.prompts,
-                session.clone(),
-            ))
-            .await;
-            if let Ok(page) = built {
-                warmed.push((key, page, r));
-            }
-        }
-        warmed
-    }
-
-    /// Serves a new version: its session and its pages built so far.
-    fn switch(
-        &self,
-        version: u64,
-        session: &Arc<Session>,
-        warmed: Vec<(String, pages::Page, PageRecipe)>,
-    ) {
+    /// Serves a new version: its session, and a page cache emptied for its pages.
+    fn switch(&self, version: u64, session: &Arc<Session>) {
         let mut cache = self.pages.lock().unwrap_or_else(|e| e.into_inner());
         if version > cache.version {
             cache.start(version);
-            for (key, page, recipe) in warmed {
-                cache.keep(key, page, recipe);
-            }
         }
         drop(cache);
         let mut kept = self.session.lock().unwrap_or_else(|e| e.into_inner());
