@@ -602,7 +602,10 @@ impl Engine {
             .iter()
             .filter_map(|d| self.resolve_dim(d).ok())
             .collect();
-        if let Some(d) = held.iter().find(|d| !asked.contains(d)) {
+        // A customer's name, industry and size come with its key: a rollup holding them beside
+        // the key still has one row per key when the query cuts by the key alone.
+        let covered = |d: &Dim| asked.contains(&d) || self.comes_with_an_asked_key(d, &asked);
+        if let Some(d) = held.iter().find(|d| !covered(d)) {
             return Err(format!("the query does not cut by {}", self.dim_name(d)));
         }
         if let Some(d) = asked.iter().find(|d| !held.contains(d)) {
@@ -627,7 +630,7 @@ impl Engine {
         if let Some((f, _)) = need
             .filters
             .iter()
-            .find(|(_, d)| !asked.contains(&d) && !matches!(d, Dim::Time { .. }))
+            .find(|(_, d)| !covered(d) && !matches!(d, Dim::Time { .. }))
         {
             return Err(format!(
                 "the query filters by {}, which it does not cut by",
@@ -642,6 +645,21 @@ impl Engine {
             return Err("the query filters by a time dimension".into());
         }
         Ok(())
+    }
+
+    /// Whether `d` is an attribute of a dimension whose key the query cuts by: one value per
+    /// key (the data contract makes a dimension's key unique), so grouping by it as well splits
+    /// no group.
+    fn comes_with_an_asked_key(&self, d: &Dim, asked: &[&Dim]) -> bool {
+        let Dim::Attribute { dimension, .. } = d else {
+            return false;
+        };
+        let Some(key) = self.model.dimensions.get(dimension).map(|x| &x.key) else {
+            return false;
+        };
+        asked.iter().any(|a| {
+            matches!(a, Dim::Attribute { dimension: ad, attribute } if ad == dimension && attribute == key)
+        })
     }
 
     /// Why a rollup cannot answer what a query needs of its fact, or `Ok` when it can.
@@ -1012,6 +1030,41 @@ pub(crate) fn reaggregate_expr(
                 None => count_distinct(key),
                 Some(_) => count_distinct(when(column.gt(lit(0i64)), key).end()?),
             }
+        }
+    })
+}
+
+/// A base metric read from a rollup whose rows are the query's groups (`RollupSource::exact`),
+/// as the row's own value, of the type `reaggregate_expr` gives: summing one row is the row.
+/// `None` for a distinct count of a key the rollup holds without a column of its own, which is
+/// counted over the rows.
+pub(crate) fn stored_expr(
+    m: &Metric,
+    source: &RollupSource,
+) -> Option<datafusion::logical_expr::Expr> {
+    use arrow::datatypes::DataType;
+    use datafusion::logical_expr::cast;
+    let MetricKind::Base { aggregate, .. } = &m.kind else {
+        unreachable!("ratios are expanded into their parts")
+    };
+    let stored = source.schema.field_with_name(&m.name).ok()?;
+    let column = crate::compile::of("f", &m.name);
+    Some(match aggregate {
+        Aggregate::Sum(_) => match stored.data_type() {
+            // What `SUM` over the column would give: decimals at the stored precision (the
+            // cast keeps it), whole numbers as 64 bits, floats as they are.
+            t @ DataType::Decimal128(..) => cast(column, t.clone()),
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+                cast(column, DataType::Int64)
+            }
+            DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+                cast(column, DataType::UInt64)
+            }
+            DataType::Float32 | DataType::Float64 => cast(column, DataType::Float64),
+            _ => return None,
+        },
+        Aggregate::Count(_) | Aggregate::CountRows | Aggregate::CountDistinct(_) => {
+            cast(column, DataType::Int64)
         }
     })
 }

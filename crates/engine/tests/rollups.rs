@@ -431,8 +431,9 @@ async fn a_rollup_built_from_a_finer_one_holds_what_its_definition_computes_from
         "only {derived} rollups were built from another"
     );
 
-    // The shipped customer rollup stores no distinct count: it holds the customer key, so it
-    // counts keys. C-2 bought from P-2 and directly, and is one buyer.
+    // The shipped customer rollups store no distinct count: they hold the customer key, so they
+    // count keys. C-2 bought from P-2 and directly, and is one buyer. The brand owner's question
+    // reads the smaller of the two, one row per customer.
     let (used, _, rows) = ask(
         &engine,
         &ctx,
@@ -440,7 +441,7 @@ async fn a_rollup_built_from_a_finer_one_holds_what_its_definition_computes_from
         &Audience::everyone(),
     )
     .await;
-    assert_eq!(used.as_deref(), Some("orders_by_partner_customer"));
+    assert_eq!(used.as_deref(), Some("orders_by_customer"));
     assert_eq!(rows, ["Financial Services,1", "Healthcare,1"]);
 }
 
@@ -626,7 +627,7 @@ async fn a_rollup_holding_customer_attributes_answers_without_the_customer_table
         compiled.sql
     );
     let (used, _, rows) = ask(&engine, &ctx, &q, &Audience::everyone()).await;
-    assert_eq!(used.as_deref(), Some("orders_by_partner_customer"));
+    assert_eq!(used.as_deref(), Some("orders_by_customer"));
     // C-1 (Healthcare, Enterprise): 2400.00 + 99.50; C-2 (Financial Services, Mid-Market):
     // 1200.00 directly and -49.75 through P-2, one buyer.
     assert_eq!(
@@ -653,14 +654,17 @@ async fn a_rollup_holding_customer_attributes_answers_without_the_customer_table
     .await
     .unwrap();
     let versions = wh.versions().unwrap();
-    let customers = engine.rollup_table("orders_by_partner_customer");
-    assert_ne!(
-        versions.versions[1].rollups[&customers].delta_version,
-        versions.versions[0].rollups[&customers].delta_version
-    );
+    for rollup in ["orders_by_partner_customer", "orders_by_customer"] {
+        let customers = engine.rollup_table(rollup);
+        assert_ne!(
+            versions.versions[1].rollups[&customers].delta_version,
+            versions.versions[0].rollups[&customers].delta_version,
+            "{rollup} was not rebuilt"
+        );
+    }
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     let (used, _, rows) = ask(&engine, &ctx, &q, &Audience::everyone()).await;
-    assert_eq!(used.as_deref(), Some("orders_by_partner_customer"));
+    assert_eq!(used.as_deref(), Some("orders_by_customer"));
     assert_eq!(
         rows,
         [
@@ -680,6 +684,67 @@ async fn a_rollup_holding_customer_attributes_answers_without_the_customer_table
             .map(|r| r.join(","))
             .collect::<Vec<_>>()
     );
+}
+
+#[tokio::test]
+async fn a_rollup_with_one_row_per_asked_key_is_read_as_it_is_without_grouping() {
+    let (_tmp, wh, engine) = shipped_warehouse().await;
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    // The brand owner's top accounts: the customers' rollup holds each customer once, with its
+    // name and segment beside the key, so its rows are the answer's rows. C-1: 2400.00 + 99.50
+    // and 3 units; C-2: 1200.00 directly and -49.75 through P-2, 2 units.
+    let mut q = query(
+        &["closed_revenue", "units_sold"],
+        &["customer.customer_id", "customer.industry"],
+    );
+    q.order = vec![prism_engine::Order::parse("closed_revenue:desc").unwrap()];
+    let compiled = engine.compile_in(&ctx, &q, &Audience::everyone()).unwrap();
+    assert!(
+        !compiled.sql.contains("GROUP BY"),
+        "the rollup's rows are read without grouping: {}",
+        compiled.sql
+    );
+    let (used, _, rows) = ask(&engine, &ctx, &q, &Audience::everyone()).await;
+    assert_eq!(used.as_deref(), Some("orders_by_customer"));
+    assert_eq!(
+        rows,
+        [
+            "C-1,Healthcare,2499.50,3",
+            "C-2,Financial Services,1150.25,2"
+        ]
+    );
+    // The same figures, of the same types, as the base tables give, filtered to one key too.
+    q.filters
+        .push(Filter::parse("customer.customer_id=C-2").unwrap());
+    let (used, _, rows) = ask(&engine, &ctx, &q, &Audience::everyone()).await;
+    assert_eq!(used.as_deref(), Some("orders_by_customer"));
+    let base = Engine::new(Model::shipped())
+        .without_rollups()
+        .run(&ctx, &q, &Audience::everyone())
+        .await
+        .unwrap();
+    let read = engine.run(&ctx, &q, &Audience::everyone()).await.unwrap();
+    let types = |r: &prism_engine::QueryResult| -> Vec<_> {
+        r.batches[0]
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect()
+    };
+    assert_eq!(types(&base), types(&read));
+    assert_eq!(rows, ["C-2,Financial Services,1150.25,2"]);
+    // By industry alone, two customers could share a row: grouped.
+    let q = query(&["closed_revenue"], &["customer.industry"]);
+    let compiled = engine.compile_in(&ctx, &q, &Audience::everyone()).unwrap();
+    assert!(compiled.sql.contains("GROUP BY"), "{}", compiled.sql);
+    // A partner's user is answered from the rollup by partner and customer, grouped as before:
+    // P-2's one customer.
+    let q = query(&["closed_revenue"], &["customer.customer_id"]);
+    let partner = Audience::partner("P-2").unwrap();
+    let (used, _, rows) = ask(&engine, &ctx, &q, &partner).await;
+    assert_eq!(used.as_deref(), Some("orders_by_partner_customer"));
+    assert_eq!(rows, ["C-2,-49.75"]);
 }
 
 #[tokio::test]

@@ -76,10 +76,23 @@ impl Engine {
             .chain(&grouped.aggregates)
             .map(|e| e.schema_name().to_string())
             .collect();
-        steps.push(Step::Aggregate {
-            group: grouped.group,
-            aggregates: grouped.aggregates,
-        });
+        match self.read_as_stored(plan, parts, source) {
+            // One rollup row per group (the brand owner's top accounts over the customers'
+            // rollup): each row as it is, rather than 4.5 M rows grouped into themselves.
+            Some(values) => {
+                let named = values
+                    .into_iter()
+                    .zip(parts)
+                    .map(|(v, p)| v.alias(&p.name));
+                steps.push(Step::Project(
+                    grouped.group.into_iter().chain(named).collect(),
+                ));
+            }
+            None => steps.push(Step::Aggregate {
+                group: grouped.group,
+                aggregates: grouped.aggregates,
+            }),
+        }
         if let Some(i) = direct_key {
             let mut all: Vec<Expr> = columns.iter().map(|c| named(c)).collect();
             all.push(named(&format!("d{i}")).is_null().alias("direct"));
@@ -258,6 +271,23 @@ impl Engine {
             }
         }
         Ok(Grouped { group, aggregates })
+    }
+
+    /// Each part as a rollup row holds it, when the rollup's rows are the query's groups and
+    /// every part has a column of its own; `None` when the rows must be grouped. Never for a
+    /// benchmark (its partners are counted over rows) nor for a question without dimensions (its
+    /// one row exists over no rows too).
+    fn read_as_stored(
+        &self,
+        plan: &Plan<'_>,
+        parts: &[&Metric],
+        source: Option<&RollupSource>,
+    ) -> Option<Vec<Expr>> {
+        let s = source.filter(|s| s.exact)?;
+        if plan.benchmark || plan.dims.is_empty() {
+            return None;
+        }
+        parts.iter().map(|p| rollups::stored_expr(p, s)).collect()
     }
 
     /// A state's base rows, each paired with the day it is read at (`as_of`).
