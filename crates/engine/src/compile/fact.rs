@@ -80,10 +80,7 @@ impl Engine {
             // One rollup row per group (the brand owner's top accounts over the customers'
             // rollup): each row as it is, rather than 4.5 M rows grouped into themselves.
             Some(values) => {
-                let named = values
-                    .into_iter()
-                    .zip(parts)
-                    .map(|(v, p)| v.alias(&p.name));
+                let named = values.into_iter().zip(parts).map(|(v, p)| v.alias(&p.name));
                 steps.push(Step::Project(
                     grouped.group.into_iter().chain(named).collect(),
                 ));
