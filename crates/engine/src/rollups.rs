@@ -1050,17 +1050,12 @@ pub(crate) fn stored_expr(
     let stored = source.schema.field_with_name(&m.name).ok()?;
     let column = crate::compile::of("f", &m.name);
     Some(match aggregate {
+        // A stored sum is of a type `SUM` gives (the table keeps its definition's types), and
+        // `SUM` over it gives that type again; any other is grouped, as before.
         Aggregate::Sum(_) => match stored.data_type() {
-            // What `SUM` over the column would give: decimals at the stored precision (the
-            // cast keeps it), whole numbers as 64 bits, floats as they are.
-            t @ DataType::Decimal128(..) => cast(column, t.clone()),
-            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
-                cast(column, DataType::Int64)
+            DataType::Decimal128(..) | DataType::Int64 | DataType::UInt64 | DataType::Float64 => {
+                column
             }
-            DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
-                cast(column, DataType::UInt64)
-            }
-            DataType::Float32 | DataType::Float64 => cast(column, DataType::Float64),
             _ => return None,
         },
         Aggregate::Count(_) | Aggregate::CountRows | Aggregate::CountDistinct(_) => {
