@@ -18,12 +18,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::array::{Array, BooleanArray};
+use arrow::array::{Array, BooleanArray, UInt32Array};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 use datafusion::catalog::TableProvider;
 use datafusion::common::HashSet;
+use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{JoinType, SessionContext, col, lit};
 use datafusion::scalar::ScalarValue;
@@ -55,6 +56,90 @@ pub(super) struct Previous {
     fact_before: u64,
     fact_after: u64,
     changed_keys: Option<ChangedKeys>,
+}
+
+/// The fact rows a load changed, read once for every rollup of the fact brought up to date:
+/// each rollup of the order lines used to read the files the MERGE rewrote again, about two
+/// million rows each side at scale 100, for the same thousand-odd changed lines.
+#[derive(Default)]
+pub(super) struct ChangedFacts {
+    facts: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::OnceCell<Arc<ChangedFact>>>>>,
+}
+
+/// One fact's files the load removed and added, how many it had before, and, once a rollup
+/// asked for them, the changed rows of each side.
+struct ChangedFact {
+    removed: Vec<String>,
+    added: Vec<String>,
+    files_before: usize,
+    rows: tokio::sync::OnceCell<(Vec<RecordBatch>, Vec<RecordBatch>)>,
+}
+
+impl ChangedFacts {
+    /// The changed files of `previous`'s fact, read from the Delta log by the first rollup of
+    /// the fact that asks.
+    async fn of(&self, root: &Root, previous: &Previous) -> Result<Arc<ChangedFact>> {
+        let cell = {
+            let mut facts = self.facts.lock().expect("no build panics holding the lock");
+            facts.entry(previous.fact.clone()).or_default().clone()
+        };
+        let fact = cell
+            .get_or_try_init(|| async {
+                let (removed, added, files_before) =
+                    changed_files(root, &previous.fact, previous).await?;
+                Ok::<_, WarehouseError>(Arc::new(ChangedFact {
+                    removed,
+                    added,
+                    files_before,
+                    rows: tokio::sync::OnceCell::new(),
+                }))
+            })
+            .await?;
+        Ok(fact.clone())
+    }
+}
+
+impl ChangedFact {
+    /// The fact's changed rows before the load (of the removed files) and after (of the added
+    /// ones), as tables. With the keys the load merged they are few and are read once, held
+    /// for the other rollups of the fact; without, every row of the files counts, and they are
+    /// read where they lie each time.
+    async fn rows(
+        &self,
+        session: &SessionContext,
+        fact_schema: SchemaRef,
+        previous: &Previous,
+    ) -> Result<(Arc<dyn TableProvider>, Arc<dyn TableProvider>)> {
+        let side = |files: &Vec<String>| {
+            changed_rows(session, files.clone(), fact_schema.clone(), previous)
+        };
+        if previous.changed_keys.is_none() {
+            return Ok((side(&self.removed).await?, side(&self.added).await?));
+        }
+        let (removed, added) = self
+            .rows
+            .get_or_try_init(|| async {
+                let read = |files: &Vec<String>| {
+                    let side = side(files);
+                    async move {
+                        let rows = session.read_table(side.await?)?.collect().await?;
+                        Ok::<_, WarehouseError>(rows)
+                    }
+                };
+                Ok::<_, WarehouseError>((read(&self.removed).await?, read(&self.added).await?))
+            })
+            .await?;
+        let cores = session.state().config().target_partitions().max(1);
+        let table = |rows: &Vec<RecordBatch>| -> Result<Arc<dyn TableProvider>> {
+            // Spread over the session's partitions, for the aggregations that read them.
+            let mut parts = vec![Vec::new(); cores];
+            for (i, batch) in rows.iter().enumerate() {
+                parts[i % cores].push(batch.clone());
+            }
+            Ok(Arc::new(MemTable::try_new(fact_schema.clone(), parts)?))
+        };
+        Ok((table(removed)?, table(added)?))
+    }
 }
 
 /// Whether `b` can be brought up to date: the load added to or replaced rows of its fact by
@@ -186,18 +271,56 @@ async fn period_bounds(
     Ok(Some((p.column.clone(), first, after)))
 }
 
+/// How a rollup is brought up to date (see the module).
+enum Way<'b> {
+    ByChangedRows(&'b RollupDelta),
+    BySlices(&'b RollupSlices),
+}
+
+/// How `b` is brought up to date from its fact's changes, or None when building it whole costs
+/// less: the load rewrote more of the fact's files than the way allows. `defined` is the
+/// rollup's schema.
+fn way<'b>(b: &'b RollupBuild, fact: &ChangedFact, defined: &Schema) -> Option<Way<'b>> {
+    let files_before = fact.files_before.max(1);
+    if let Some(delta) = b.delta.as_ref().filter(|d| adds_up_exactly(d, defined)) {
+        // The removed files' rows and the added files' are read once each, against every file
+        // once for a build whole.
+        return (fact.removed.len() * 4 <= files_before).then_some(Way::ByChangedRows(delta));
+    }
+    // A rewritten file's rows all count as changed, and their slices' periods are read again:
+    // measured on 7.7 M order lines in four files, bringing the rollup by product up to date
+    // after a day's changes that rewrote one of them took longer than building it whole.
+    let slices = b.slices.as_ref()?;
+    (fact.removed.len() * 8 <= files_before).then_some(Way::BySlices(slices))
+}
+
+/// Whether `b` will be brought up to date rather than built whole. One built from another
+/// rollup that will be, from its fact's rows, need not wait for the other to be built.
+pub(super) async fn will_be_brought_up_to_date(
+    ctx: &SessionContext,
+    root: &Root,
+    b: &RollupBuild,
+    previous: &Previous,
+    changed: &ChangedFacts,
+) -> Result<bool> {
+    let fact = changed.of(root, previous).await?;
+    let defined = ctx.sql(&b.definition).await?.schema().as_arrow().clone();
+    Ok(way(b, &fact, &defined).is_some())
+}
+
 /// The rows of `b` in this load's version, brought up to date from the version before, by its
 /// changed rows or by slices (see the module). `ctx` has the tables of this load's version (and
 /// the rollups built so far) registered; `defined` is the rollup's schema. None when building
-/// it whole costs less: the load rewrote more of the fact's files than the way allows.
+/// it whole costs less (`way`).
 pub(super) async fn maintained(
     ctx: &SessionContext,
     root: &Root,
     b: &RollupBuild,
     previous: &Previous,
     defined: &Schema,
+    changed: &ChangedFacts,
 ) -> Result<Option<Maintained>> {
-    let (removed, added, files_before) = changed_files(root, &previous.fact, previous).await?;
+    let fact = changed.of(root, previous).await?;
     let session = copied_session(ctx, root).await?;
     let fact_schema = ctx
         .table(previous.fact.as_str())
@@ -205,41 +328,20 @@ pub(super) async fn maintained(
         .schema()
         .inner()
         .clone();
-    if let Some(delta) = b.delta.as_ref().filter(|d| adds_up_exactly(d, defined)) {
-        // The removed files' rows and the added files' are read once each, against every file
-        // once for a build whole.
-        if removed.len() * 4 > files_before.max(1) {
-            return Ok(None);
+    let slices = match way(b, &fact, defined) {
+        None => return Ok(None),
+        Some(Way::ByChangedRows(delta)) => {
+            let sides = fact.rows(&session, fact_schema, previous).await?;
+            let rows = by_changed_rows(&session, root, b, delta, previous, sides).await?;
+            return Ok(Some(rows));
         }
-        let rows = by_changed_rows(
-            &session,
-            root,
-            b,
-            delta,
-            previous,
-            (removed, added),
-            fact_schema,
-        )
-        .await?;
-        return Ok(Some(rows));
-    }
-    let Some(slices) = b.slices.as_ref() else {
-        return Ok(None);
+        Some(Way::BySlices(slices)) => slices,
     };
-    // A rewritten file's rows all count as changed, and their slices' periods are read again:
-    // measured on 7.7 M order lines in four files, bringing the rollup by product up to date
-    // after a day's changes that rewrote one of them took longer than building it whole.
-    if removed.len() * 8 > files_before.max(1) {
-        return Ok(None);
-    }
-    let changed = changed_rows(
-        &session,
-        removed.into_iter().chain(added).collect(),
-        fact_schema,
-        previous,
-    )
-    .await?;
-    session.register_table("__changed", changed)?;
+    let (removed, added) = fact.rows(&session, fact_schema, previous).await?;
+    let changed = session
+        .read_table(removed)?
+        .union(session.read_table(added)?)?;
+    session.register_table("__changed", changed.into_view())?;
     let parts: Vec<String> = slices
         .keys
         .iter()
@@ -331,6 +433,18 @@ async fn split_before(
     };
     let matched_keys: HashSet<arrow::row::Row<'_>> =
         against_rows.iter().flat_map(|rows| rows.iter()).collect();
+    // Each key's hash, computed a column at a time: a row whose hash is none of these is kept
+    // without being converted and looked up, which for a day's changes is most rows (converting
+    // every row of 6 M took longer than reading them).
+    let hashing = RandomState::default();
+    let matched_hashes: HashSet<u64> = match &against_columns {
+        Some(columns) => {
+            let mut hashes = vec![0; columns[0].len()];
+            create_hashes(columns, &hashing, &mut hashes)?;
+            hashes.into_iter().collect()
+        }
+        None => HashSet::default(),
+    };
     // One partition: a file's rows come in the order the file holds them.
     let one = SessionContext::new_with_config(session.copied_config().with_target_partitions(1));
     root.register_store(&one);
@@ -353,13 +467,29 @@ async fn split_before(
                 })
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(datafusion::error::DataFusionError::from)?;
-            let rows = converter
-                .convert_columns(&columns)
-                .map_err(datafusion::error::DataFusionError::from)?;
-            let hit: BooleanArray = rows
-                .iter()
-                .map(|r| Some(matched_keys.contains(&r)))
+            let mut hashes = vec![0; batch.num_rows()];
+            create_hashes(&columns, &hashing, &mut hashes)?;
+            let candidates: UInt32Array = (hashes.iter().enumerate())
+                .filter(|(_, h)| matched_hashes.contains(*h))
+                .map(|(i, _)| i as u32)
                 .collect();
+            if candidates.is_empty() {
+                file_kept.push(batch);
+                continue;
+            }
+            // The candidates' keys compared whole: two keys may share a hash.
+            let candidate_columns = (columns.iter())
+                .map(|c| arrow::compute::take(c, &candidates, None))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(datafusion::error::DataFusionError::from)?;
+            let rows = converter
+                .convert_columns(&candidate_columns)
+                .map_err(datafusion::error::DataFusionError::from)?;
+            let mut hit = vec![false; batch.num_rows()];
+            for (row, i) in rows.iter().zip(candidates.values()) {
+                hit[*i as usize] = matched_keys.contains(&row);
+            }
+            let hit = BooleanArray::from(hit);
             let split = |mask: &BooleanArray| arrow::compute::filter_record_batch(&batch, mask);
             let missed = arrow::compute::not(&hit).and_then(|m| split(&m));
             file_kept.push(missed.map_err(datafusion::error::DataFusionError::from)?);
@@ -467,7 +597,7 @@ fn adds_up_exactly(delta: &RollupDelta, defined: &Schema) -> bool {
 }
 
 /// The rollup brought up to date by its changed rows (see the module): the rollup of the
-/// `files` (removed, added) — subtracted and added — summed into the version before's rows of
+/// changed rows (`sides`: removed, added) — subtracted and added — summed into the version before's rows of
 /// the same groups; the other groups' rows kept as they were.
 async fn by_changed_rows(
     session: &SessionContext,
@@ -475,13 +605,12 @@ async fn by_changed_rows(
     b: &RollupBuild,
     delta: &RollupDelta,
     previous: &Previous,
-    files: (Vec<String>, Vec<String>),
-    fact_schema: SchemaRef,
+    sides: (Arc<dyn TableProvider>, Arc<dyn TableProvider>),
 ) -> Result<Maintained> {
-    let (removed, added) = files;
+    let (removed, added) = sides;
+    let t0 = std::time::Instant::now();
     // The rollup's own definition over each side's rows alone, under the fact's name.
-    for (name, files) in [("__removed", removed), ("__added", added)] {
-        let rows = changed_rows(session, files, fact_schema.clone(), previous).await?;
+    for (name, rows) in [("__removed", removed), ("__added", added)] {
         session.deregister_table(delta.fact.as_str())?;
         session.register_table(delta.fact.as_str(), rows)?;
         collected(session, name, session.sql(&b.definition).await?).await?;
@@ -540,6 +669,7 @@ async fn by_changed_rows(
     tracing::debug!(
         rollup = b.name.as_str(),
         groups = change.iter().map(|b| b.num_rows()).sum::<usize>(),
+        ms = t0.elapsed().as_millis() as u64,
         "rollup groups changed"
     );
     let keys: Vec<(String, String)> = (delta.groups.iter())

@@ -1,7 +1,7 @@
 //! Rollup building: each rollup computed over the tables just committed and written whole as a
 //! new Delta version, in the same warehouse version as its base tables.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
@@ -70,19 +70,37 @@ pub(crate) async fn build_rollups(
     let (mut in_memory, mut reading): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
     // The rollups a build set out to bring up to date.
     let mut tried: Vec<String> = Vec::new();
+    let changed = std::sync::Arc::new(maintain::ChangedFacts::default());
+    // A rollup built from another but brought up to date from its fact's changed rows does not
+    // wait for the other: the brand owner's customers over all time, behind every partner's
+    // customers, ran on one core while the other had nothing left to do, for a third of a
+    // day's load at scale 100.
+    let mut without_source: BTreeSet<String> = BTreeSet::new();
+    for b in waiting.iter().filter(|b| b.from.is_some()) {
+        if let Some(before) = maintain::previous(b, pins, merged, previous, options.mode)
+            && maintain::will_be_brought_up_to_date(&ctx, &wh.root, b, &before, &changed).await?
+        {
+            without_source.insert(b.table.clone());
+        }
+    }
+    let reads_source = |b: &RollupBuild| b.from.is_some() && !without_source.contains(&b.table);
     while !waiting.is_empty() || !tasks.is_empty() {
         // Ready: every source built (or kept), not started.
         let mut ready: Vec<&RollupBuild> = waiting
             .iter()
             .copied()
-            .filter(|b| b.from.as_ref().is_none_or(|f| out.contains_key(f)))
+            .filter(|b| !reads_source(b) || b.from.as_ref().is_some_and(|f| out.contains_key(f)))
             .collect();
         if ready.is_empty() && tasks.is_empty() {
             return Err(WarehouseError::Staging(
                 "the rollups read each other in a circle".into(),
             ));
         }
+        // What one brought up to date without its source reads is about its rows before.
         let cost = |b: &RollupBuild| match &b.from {
+            Some(_) if !reads_source(b) => {
+                (previous.and_then(|p| p.rollups.get(&b.table))).map_or(0, |p| p.rows)
+            }
             Some(f) => rows_of.get(f).copied().unwrap_or(0),
             None => b.reads.iter().filter_map(|t| rows_of.get(t)).sum(),
         };
@@ -97,19 +115,22 @@ pub(crate) async fn build_rollups(
                 None => format!("building rollup {}", b.name),
             });
             waiting.retain(|w| w.table != b.table);
-            reading.extend(b.from.clone());
+            if reads_source(b) {
+                reading.extend(b.from.clone());
+            }
             tasks.spawn(build_rollup(
                 ctx.clone(),
                 wh.root.clone(),
                 b.clone(),
                 before,
                 cores,
+                changed.clone(),
             ));
         }
         if let Some(done) = tasks.join_next().await {
             let (b, pin, table) =
                 done.map_err(|e| WarehouseError::Staging(format!("a rollup build stopped: {e}")))??;
-            if let Some(source) = &b.from
+            if let Some(source) = b.from.as_ref().filter(|_| reads_source(&b))
                 && let Some(i) = reading.iter().position(|r| r == source)
             {
                 reading.swap_remove(i);
@@ -117,7 +138,8 @@ pub(crate) async fn build_rollups(
             // Later rollups may be built from this one: it is held in memory until the last of
             // them is built, and not at all when none is (the rollups over the order lines are
             // millions of rows each; holding all of them to the end raised the load's peak).
-            let source_of = |t: &str| waiting.iter().any(|w| w.from.as_deref() == Some(t));
+            let source_of =
+                |t: &str| (waiting.iter()).any(|w| reads_source(w) && w.from.as_deref() == Some(t));
             if source_of(&b.table) {
                 ctx.register_table(b.table.as_str(), table)?;
                 in_memory.push(b.table.clone());
@@ -216,6 +238,7 @@ async fn computed(
     root: &Root,
     b: &RollupBuild,
     before: Option<&Previous>,
+    changed: &maintain::ChangedFacts,
 ) -> Result<(
     arrow::datatypes::SchemaRef,
     Vec<Vec<RecordBatch>>,
@@ -225,7 +248,7 @@ async fn computed(
     // The definition is only planned, for its column types: a sum summed again is wider.
     let defined = ctx.sql(&b.definition).await?.schema().as_arrow().clone();
     let maintained = match before {
-        Some(before) => maintain::maintained(ctx, root, b, before, &defined).await?,
+        Some(before) => maintain::maintained(ctx, root, b, before, &defined, changed).await?,
         None => None,
     };
     let brought_up_to_date = maintained.is_some();
@@ -401,13 +424,15 @@ pub(super) async fn build_rollup(
     b: RollupBuild,
     before: Option<Previous>,
     cores: usize,
+    changed: std::sync::Arc<maintain::ChangedFacts>,
 ) -> Result<(
     RollupBuild,
     RollupPin,
     std::sync::Arc<datafusion::datasource::MemTable>,
 )> {
     let started = std::time::Instant::now();
-    let (schema, kept, rows, by_slices) = computed(&ctx, &root, &b, before.as_ref()).await?;
+    let (schema, kept, rows, by_slices) =
+        computed(&ctx, &root, &b, before.as_ref(), &changed).await?;
     let computed = started.elapsed();
     let written = match (b.cluster_by.as_deref()).and_then(|c| schema.index_of(c).ok()) {
         Some(column) => {
