@@ -60,7 +60,7 @@ pub(super) struct Previous {
 
 /// The fact rows a load changed, read once for every rollup of the fact brought up to date:
 /// each rollup of the order lines used to read the files the MERGE rewrote again, about two
-/// million rows each side at scale 100, for the same thousand-odd changed lines.
+/// million rows a side at scale 100, for the same 958 k changed lines.
 #[derive(Default)]
 pub(super) struct ChangedFacts {
     facts: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::OnceCell<Arc<ChangedFact>>>>>,
@@ -119,14 +119,9 @@ impl ChangedFact {
         let (removed, added) = self
             .rows
             .get_or_try_init(|| async {
-                let read = |files: &Vec<String>| {
-                    let side = side(files);
-                    async move {
-                        let rows = session.read_table(side.await?)?.collect().await?;
-                        Ok::<_, WarehouseError>(rows)
-                    }
-                };
-                Ok::<_, WarehouseError>((read(&self.removed).await?, read(&self.added).await?))
+                let removed = session.read_table(side(&self.removed).await?)?;
+                let added = session.read_table(side(&self.added).await?)?;
+                Ok::<_, WarehouseError>((removed.collect().await?, added.collect().await?))
             })
             .await?;
         let cores = session.state().config().target_partitions().max(1);
@@ -597,8 +592,8 @@ fn adds_up_exactly(delta: &RollupDelta, defined: &Schema) -> bool {
 }
 
 /// The rollup brought up to date by its changed rows (see the module): the rollup of the
-/// changed rows (`sides`: removed, added) — subtracted and added — summed into the version before's rows of
-/// the same groups; the other groups' rows kept as they were.
+/// changed rows (`sides`: removed, added) — subtracted and added — summed into the version
+/// before's rows of the same groups; the other groups' rows kept as they were.
 async fn by_changed_rows(
     session: &SessionContext,
     root: &Root,
