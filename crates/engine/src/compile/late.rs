@@ -127,7 +127,7 @@ impl Engine {
                 .push(self.aggregate_expr(p, None, &schema)?.alias(&p.name));
         }
         // Never a benchmark here (`regrouped`): the audience's condition is a partner's.
-        let (conditions, after) = self.fact_conditions(plan, None, false, day, late)?;
+        let (conditions, after) = self.fact_conditions(plan, fact, None, false, day, late)?;
         let mut steps = fact_source(fact, "f");
         if let Some(c) = conjunction(conditions) {
             steps.push(Step::Filter(c));
