@@ -219,7 +219,7 @@ pub(super) async fn commit_table(
                 .with_input_plan(source.into_unoptimized_plan())
                 .with_save_mode(save)
                 .with_table_name(entity.name())
-                .with_writer_properties(crate::staging::table_file_properties())
+                .with_writer_properties(crate::staging::table_file_properties(entity))
                 .await?;
             (
                 t,
@@ -261,7 +261,7 @@ async fn merge(
         .merge(source, predicate)
         .with_source_alias("source")
         .with_target_alias("target")
-        .with_writer_properties(crate::staging::table_file_properties())
+        .with_writer_properties(crate::staging::table_file_properties(entity))
         .when_matched_update(|mut u| {
             for c in columns {
                 u = u.update(c.name, format!("source.{}", c.name));

@@ -354,7 +354,7 @@ fn missing_file(
     } else if options.mode == LoadMode::Replace {
         let table = StagedTable::start(
             staging_dir.join(entity.name()),
-            entity.schema(),
+            entity,
             clustered_by(entity),
             &BusyClock::default(),
         )?;
@@ -543,7 +543,7 @@ impl StagedFile<'_> {
         };
         let table = StagedTable::start(
             self.staging_dir.join(self.entity.name()),
-            self.entity.schema(),
+            self.entity,
             clustered_by(self.entity),
             self.busy,
         )?;
