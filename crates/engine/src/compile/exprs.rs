@@ -4,7 +4,7 @@
 //! and `where`, a computed attribute) are planned from their parsed trees with DataFusion's own
 //! SQL planner, against the schema of the rows they are read from.
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::functions::expr_fn::{current_date, date_part, date_trunc};
@@ -15,6 +15,7 @@ use datafusion::sql::sqlparser::ast::ExprWithAlias;
 use prism_contract::Entity;
 use prism_model::{Aggregate, Expression, Grain, Metric, MetricKind};
 
+use super::fact::days_between;
 use super::{TEXT, of};
 use crate::rollups::{self, RollupSource};
 use crate::{DIRECT_LABEL, Dim, Engine, EngineError, Filter, FilterOp, Scope};
@@ -160,9 +161,13 @@ impl Engine {
         f: &Filter,
         d: &Dim,
         day: &Expr,
+        stamp: Option<&Expr>,
         source: Option<&RollupSource>,
         scope: &Scope,
     ) -> Result<Expr, EngineError> {
+        if let (Dim::Time { grain }, None) = (d, source) {
+            return time_filter_on_days(*grain, f, day, stamp);
+        }
         if let Dim::Time { grain } = d {
             let expr = self.group_expr(d, day, source)?;
             return condition(expr, &f.op, |v| time_key(*grain, v, &f.dimension), None);
@@ -311,9 +316,57 @@ pub(crate) fn scope_expr(scope: &Scope, benchmark: bool) -> Option<Expr> {
     }
 }
 
+/// A filter on a time grain over a fact's own rows, as the days its values span: `2024-03` is
+/// March's first to last day, which a reader compares and prunes by as it does a period,
+/// rather than the month's key computed from every row's day (2–3 times the time). The same
+/// rows as the key's comparison (`time_key`), which a rollup's rows keep.
+fn time_filter_on_days(
+    grain: Grain,
+    f: &Filter,
+    day: &Expr,
+    stamp: Option<&Expr>,
+) -> Result<Expr, EngineError> {
+    let span = |v: &str| time_span(grain, v, &f.dimension);
+    let any = |values: &[String]| -> Result<Expr, EngineError> {
+        let mut spans = Vec::new();
+        for v in values {
+            let (first, last) = span(v)?;
+            spans.push(days_between(day, stamp, Some(first), Some(last)));
+        }
+        Ok(spans.into_iter().reduce(Expr::or).unwrap_or(lit(false)))
+    };
+    Ok(match &f.op {
+        FilterOp::In(values) => any(values)?,
+        FilterOp::NotIn(values) => datafusion::logical_expr::not(any(values)?),
+        FilterOp::Range { from, to } => {
+            let first = from.as_deref().map(span).transpose()?.map(|(a, _)| a);
+            let last = to.as_deref().map(span).transpose()?.map(|(_, b)| b);
+            days_between(day, stamp, first, last)
+        }
+    })
+}
+
 /// A time grain's value as users write it (`2024-03-05`, `2024-W10`, `2024-03`, `2024-Q1`,
 /// `2024`), as the literal of the key `time_bucket` groups that grain by.
 pub(crate) fn time_key(grain: Grain, value: &str, dimension: &str) -> Result<Expr, EngineError> {
+    let (first, _) = time_span(grain, value, dimension)?;
+    let year = i64::from(first.year());
+    let month = i64::from(first.month());
+    Ok(match grain {
+        Grain::Day | Grain::Week => date(first),
+        Grain::Month => lit(year * 100 + month),
+        Grain::Quarter => lit(year * 10 + (month - 1) / 3 + 1),
+        Grain::Year => lit(year),
+    })
+}
+
+/// The first and last days of a time grain's value as users write it (`2024-W10` is that
+/// week's Monday to Sunday); a value not written as the grain writes it is refused.
+pub(crate) fn time_span(
+    grain: Grain,
+    value: &str,
+    dimension: &str,
+) -> Result<(NaiveDate, NaiveDate), EngineError> {
     let v = value.trim();
     let refuse = |what: &str, example: &str| {
         EngineError::Invalid(format!(
@@ -325,38 +378,44 @@ pub(crate) fn time_key(grain: Grain, value: &str, dimension: &str) -> Result<Exp
             .then(|| s.parse().ok())
             .flatten()
     };
+    // The first day of the month `months` after January of `year`.
+    let month_start = |year: i64, months: i64| {
+        NaiveDate::from_ymd_opt((year + months / 12) as i32, (months % 12) as u32 + 1, 1)
+    };
+    // From the first day to the day before the next value's first.
+    let until = |first: NaiveDate, next: Option<NaiveDate>| Some((first, next?.pred_opt()?));
     match grain {
         Grain::Day => NaiveDate::parse_from_str(v, "%Y-%m-%d")
             .ok()
             .filter(|_| v.len() == 10)
-            .map(date)
+            .map(|d| (d, d))
             .ok_or_else(|| refuse("a day", "2024-03-05")),
         Grain::Week => v
             .split_once("-W")
             .and_then(|(y, w)| {
                 let (y, w) = (number(y, 4)?, number(w, 2)?);
-                NaiveDate::from_isoywd_opt(y as i32, w as u32, chrono::Weekday::Mon)
+                let monday = NaiveDate::from_isoywd_opt(y as i32, w as u32, chrono::Weekday::Mon)?;
+                until(monday, monday.checked_add_days(chrono::Days::new(7)))
             })
-            .map(date)
             .ok_or_else(|| refuse("an ISO week", "2024-W10")),
         Grain::Month => v
             .split_once('-')
             .and_then(|(y, m)| {
                 let (y, m) = (number(y, 4)?, number(m, 2)?);
-                (1..=12).contains(&m).then_some(y * 100 + m)
+                (1..=12).contains(&m).then_some(())?;
+                until(month_start(y, m - 1)?, month_start(y, m))
             })
-            .map(lit)
             .ok_or_else(|| refuse("a month", "2024-03")),
         Grain::Quarter => v
             .split_once("-Q")
             .and_then(|(y, q)| {
                 let (y, q) = (number(y, 4)?, number(q, 1)?);
-                (1..=4).contains(&q).then_some(y * 10 + q)
+                (1..=4).contains(&q).then_some(())?;
+                until(month_start(y, (q - 1) * 3)?, month_start(y, q * 3))
             })
-            .map(lit)
             .ok_or_else(|| refuse("a quarter", "2024-Q1")),
         Grain::Year => number(v, 4)
-            .map(lit)
+            .and_then(|y| until(month_start(y, 0)?, month_start(y, 12)))
             .ok_or_else(|| refuse("a year", "2024")),
     }
 }

@@ -129,19 +129,16 @@ impl Engine {
         } else {
             scope_expr(plan.scope, plan.benchmark).into_iter().collect()
         };
+        let stamp = match source {
+            None => stamped_day(fact, day),
+            Some(_) => None,
+        };
         if let (Some(p), false) = (&plan.query.period, state) {
-            let stamped = match source {
-                None => stamped_day(fact, day),
-                Some(_) => None,
-            };
-            conditions.push(match stamped {
-                Some(stamp) => stamp_in_period(stamp, p),
-                None => in_period(day, p),
-            });
+            conditions.push(days_between(day, stamp.as_ref(), Some(p.from), Some(p.to)));
         }
         let mut later = Vec::new();
         for (f, d) in &plan.filters {
-            let condition = self.filter_expr(f, d, day, source, plan.scope)?;
+            let condition = self.filter_expr(f, d, day, stamp.as_ref(), source, plan.scope)?;
             match after(d) {
                 true => later.push(condition),
                 false => conditions.push(condition),
@@ -345,11 +342,6 @@ pub(crate) fn day_of(fact: &prism_model::Fact, state: bool, shift: Option<Shift>
     }
 }
 
-/// Whether a day is within a period, its first and last days included.
-pub(crate) fn in_period(day: &Expr, p: &Period) -> Expr {
-    day.clone().between(date(p.from), date(p.to))
-}
-
 /// The timestamp a fact row's day is read from (a service request's opening), when `day` is
 /// that timestamp's day in UTC, unshifted: a period is then a range of the timestamp itself.
 fn stamped_day(fact: &prism_model::Fact, day: &Expr) -> Option<Expr> {
@@ -364,12 +356,17 @@ fn stamped_day(fact: &prism_model::Fact, day: &Expr) -> Option<Expr> {
     (utc && *day == day_of(fact, false, None)).then(|| of("f", &fact.time))
 }
 
-/// Whether a timestamp (microseconds, UTC) falls on a day of a period: from the first day's
-/// midnight to the midnight after the last day. It is the condition `in_period` puts on the
-/// timestamp's day, but compared as stored rather than cast to a day row by row: the cast
-/// took more time than the rest of a year's service requests' aggregation, and the bounds let
-/// a reader skip pages by the timestamps' own statistics.
-fn stamp_in_period(stamp: Expr, p: &Period) -> Expr {
+/// Whether a fact row's day falls from `from` to `to`, both included, either bound open. A day
+/// read from a timestamp (`stamp`, microseconds in UTC) is compared as the timestamp is stored,
+/// from the first day's midnight to the midnight after the last day: the cast of every
+/// timestamp to its day took more time than the rest of a year's service requests'
+/// aggregation, and the bounds let a reader skip pages by the timestamps' own statistics.
+pub(crate) fn days_between(
+    day: &Expr,
+    stamp: Option<&Expr>,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+) -> Expr {
     let midnight = |d: NaiveDate| {
         let micros = d
             .and_hms_opt(0, 0, 0)
@@ -381,11 +378,27 @@ fn stamp_in_period(stamp: Expr, p: &Period) -> Expr {
             Some("UTC".into()),
         ))
     };
-    let after_last = p.to.succ_opt().expect("a day after the period");
-    stamp
-        .clone()
-        .gt_eq(midnight(p.from))
-        .and(stamp.lt(midnight(after_last)))
+    let mut bounds = Vec::new();
+    match stamp {
+        Some(stamp) => {
+            if let Some(from) = from {
+                bounds.push(stamp.clone().gt_eq(midnight(from)));
+            }
+            // The last day of all has no midnight after it: nothing is later.
+            if let Some(after_last) = to.and_then(|t| t.succ_opt()) {
+                bounds.push(stamp.clone().lt(midnight(after_last)));
+            }
+        }
+        None => {
+            if let Some(from) = from {
+                bounds.push(day.clone().gt_eq(date(from)));
+            }
+            if let Some(to) = to {
+                bounds.push(day.clone().lt_eq(date(to)));
+            }
+        }
+    }
+    bounds.into_iter().reduce(Expr::and).unwrap_or(lit(true))
 }
 
 /// A fact's rows under `alias`: its table's, with each lookup's column under the lookup's name.
