@@ -79,50 +79,36 @@ async fn a_filter_on_a_time_value_answers_that_values_row_of_the_cut() {
     assert_eq!(checked, 30);
 }
 
-/// A service request falls in a period by the day of its opening in UTC, to the microsecond
-/// either side of midnight, whatever the offset it was exported with; with the rollups and
-/// without, and as the cut by day counts it.
+/// A service request falls in a period, or a filter on a time grain, by the day of its opening
+/// in UTC, to the microsecond either side of midnight, whatever the offset it was exported
+/// with; with the rollups and without, and as the cut by day counts it.
 #[tokio::test]
 async fn a_period_takes_a_timestamp_by_its_day_in_utc_to_the_microsecond() {
     use prism_engine::Period;
-    use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
     let tmp = tempfile::tempdir().unwrap();
-    let export = tmp.path().join("export");
-    std::fs::create_dir(&export).unwrap();
-    let tiny = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
-    for f in std::fs::read_dir(&tiny).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), export.join(f.file_name())).unwrap();
-    }
     // Opened (in UTC): A Jan 31 23:59:59.999999, B Feb 1 00:00, C Feb 29 23:59:59.999999,
     // D Mar 1 00:00, E Feb 15 08:00, F Feb 29 23:00, G Jan 31 23:00.
-    std::fs::write(
-        export.join("service_requests.csv"),
-        "request_id,partner_id,customer_id,product_id,priority,opened_at,first_response_at,resolved_at\n\
+    let requests = "request_id,partner_id,customer_id,product_id,priority,opened_at,first_response_at,resolved_at\n\
          SR-A,P-1,C-1,,P1,2024-01-31T23:59:59.999999Z,,\n\
          SR-B,P-1,C-1,,P1,2024-02-01T00:00:00Z,,\n\
          SR-C,P-2,C-2,,P3,2024-02-29T23:59:59.999999Z,,\n\
          SR-D,P-2,C-2,,P3,2024-03-01T00:00:00Z,,\n\
          SR-E,P-1,C-1,,P2,2024-02-15T10:00:00+02:00,,\n\
          SR-F,P-2,C-2,,P2,2024-03-01T01:00:00+02:00,,\n\
-         SR-G,P-1,C-1,,P4,2024-02-01T01:00:00+02:00,,\n",
-    )
-    .unwrap();
-    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-    wh.load(
-        &LoadOptions {
-            export_dir: export,
-            mode: LoadMode::Upsert,
-            quarantine: false,
-            rollups: Engine::new(Model::shipped()).rollup_builds(),
-        },
-        &NoProgress,
-    )
-    .await
-    .unwrap();
-    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+         SR-G,P-1,C-1,,P4,2024-02-01T01:00:00+02:00,,\n";
+    let ctx = common::tiny_with(tmp.path(), &[("service_requests.csv", requests)]).await;
+    let requests = |period: Option<&str>, filter: Option<&str>, by: Option<&str>| Query {
+        metrics: vec!["sr_count".into()],
+        period: period.map(|p| Period::parse(p).unwrap()),
+        filters: filter
+            .map(|f| Filter::parse(f).unwrap())
+            .into_iter()
+            .collect(),
+        by: by.map(String::from).into_iter().collect(),
+        ..Query::default()
+    };
     // Counted by hand from the openings above.
-    let expected = [
+    let in_periods = [
         ("2024-02", "4"),                // B, C, E, F
         ("2024-02-29", "2"),             // C, F
         ("2024-02-01", "1"),             // B
@@ -130,69 +116,48 @@ async fn a_period_takes_a_timestamp_by_its_day_in_utc_to_the_microsecond() {
         ("2024-03-01..2024-12-31", "1"), // D
         ("2024-01-01..2024-03-31", "7"),
     ];
+    // The same days by a filter on a time grain, which the base tables answer as ranges of
+    // days (2024-02-29 is a Thursday of 2024-W09, Monday Feb 26 to Sunday Mar 3).
+    let filtered = [
+        ("time.day=2024-02-29", "2"),             // C, F
+        ("time.month=2024-02", "4"),              // B, C, E, F
+        ("time.month!=2024-02", "3"),             // A, D, G
+        ("time.month=2024-01|2024-03", "3"),      // A, G, D
+        ("time.week=2024-W09", "3"),              // C, D, F
+        ("time.week=2024-W05", "3"),              // A, B, G (Jan 29 to Feb 4)
+        ("time.day=2024-02-01..2024-02-29", "4"), // B, C, E, F
+        ("time.day>=2024-03-01", "1"),            // D
+        ("time.day<=2024-01-31", "2"),            // A, G
+        ("time.quarter=2024-Q1", "7"),
+        ("time.quarter=2024-Q2..2024-Q4", "0"),
+        ("time.year=2024", "7"),
+    ];
     for engine in [
         Engine::new(Model::shipped()),
         Engine::new(Model::shipped()).without_rollups(),
     ] {
-        for (period, count) in expected {
-            let q = Query {
-                metrics: vec!["sr_count".into()],
-                period: Some(Period::parse(period).unwrap()),
-                ..Query::default()
-            };
-            let got = engine
+        let rows = async |q: Query| {
+            engine
                 .run(&ctx, &q, &Audience::everyone())
                 .await
                 .unwrap()
-                .formatted_rows();
+                .formatted_rows()
+        };
+        for (period, count) in in_periods {
+            let got = rows(requests(Some(period), None, None)).await;
             assert_eq!(got, vec![vec![count.to_string()]], "{period}");
         }
-        // The same days by a filter on a time grain, which the base tables answer as ranges
-        // of days (2024-02-29 is a Thursday of 2024-W09, Monday Feb 26 to Sunday Mar 3).
-        let filtered = [
-            ("time.day=2024-02-29", "2"),             // C, F
-            ("time.month=2024-02", "4"),              // B, C, E, F
-            ("time.month!=2024-02", "3"),             // A, D, G
-            ("time.month=2024-01|2024-03", "3"),      // A, G, D
-            ("time.week=2024-W09", "3"),              // C, D, F
-            ("time.week=2024-W05", "3"),              // A, B, G (Jan 29 to Feb 4)
-            ("time.day=2024-02-01..2024-02-29", "4"), // B, C, E, F
-            ("time.day>=2024-03-01", "1"),            // D
-            ("time.day<=2024-01-31", "2"),            // A, G
-            ("time.quarter=2024-Q1", "7"),
-            ("time.quarter=2024-Q2..2024-Q4", "0"),
-            ("time.year=2024", "7"),
-        ];
         for (filter, count) in filtered {
-            let q = Query {
-                metrics: vec!["sr_count".into()],
-                filters: vec![Filter::parse(filter).unwrap()],
-                ..Query::default()
-            };
-            let got = engine
-                .run(&ctx, &q, &Audience::everyone())
-                .await
-                .unwrap()
-                .formatted_rows();
             // No request: no row, or a row without a count.
-            let got = match got.first().map(|r| r[0].as_str()) {
-                None | Some("" | "0" | "—") => "0".to_string(),
-                Some(n) => n.to_string(),
+            let got = match rows(requests(None, Some(filter), None)).await.first() {
+                None => "0".to_string(),
+                Some(r) if ["", "0", "—"].contains(&r[0].as_str()) => "0".to_string(),
+                Some(r) => r[0].clone(),
             };
             assert_eq!(got, count, "{filter}");
         }
-        let by_day = Query {
-            metrics: vec!["sr_count".into()],
-            by: vec!["time.day".into()],
-            period: Some(Period::parse("2024-02").unwrap()),
-            ..Query::default()
-        };
-        let got = engine
-            .run(&ctx, &by_day, &Audience::everyone())
+        let days: Vec<(String, String)> = rows(requests(Some("2024-02"), None, Some("time.day")))
             .await
-            .unwrap()
-            .formatted_rows();
-        let days: Vec<(String, String)> = got
             .into_iter()
             .map(|r| (r[0].clone(), r[1].clone()))
             .collect();

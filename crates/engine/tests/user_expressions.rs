@@ -11,11 +11,10 @@
 //! | O-2   | 1    | direct  | 2024-02-01 | 1        | 1200.00 | 800.00  |
 //! | O-3   | 1    | P-2     | 2024-03-05 | 1        | -49.75  | -30.00  |
 
-use std::path::Path;
+mod common;
 
 use prism_engine::{Audience, Engine, Filter, Query, check_model};
 use prism_model::Model;
-use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
 
 const USER_MODEL: &str = r#"metrics:
   mid_revenue: { fact: orders, sum: revenue, where: "revenue BETWEEN 1000 AND 2000", format: money }
@@ -28,21 +27,10 @@ const USER_MODEL: &str = r#"metrics:
   second_lines: { fact: orders, count: "*", where: "CAST(line_number AS VARCHAR) = '2'", format: integer }
 "#;
 
+/// fixtures/tiny loaded with the shipped model's rollups.
 async fn tiny() -> (tempfile::TempDir, std::sync::Arc<prism_engine::Session>) {
     let tmp = tempfile::tempdir().unwrap();
-    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-    wh.load(
-        &LoadOptions {
-            export_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny"),
-            mode: LoadMode::Upsert,
-            quarantine: false,
-            rollups: Engine::new(Model::shipped()).rollup_builds(),
-        },
-        &NoProgress,
-    )
-    .await
-    .unwrap();
-    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    let ctx = common::tiny_with(tmp.path(), &[]).await;
     (tmp, ctx)
 }
 

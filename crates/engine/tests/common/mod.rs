@@ -8,6 +8,7 @@ use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
 
 /// An export generated at `scale` with `seed` (its folder, kept with the temporary folder) and a
 /// warehouse that loaded it, with the shipped model's rollups or none.
+#[allow(dead_code)] // a helper of the test files over generated data, unused by the others
 pub async fn generated(
     scale: f64,
     seed: u64,
@@ -62,4 +63,36 @@ pub async fn tiny() -> (tempfile::TempDir, std::sync::Arc<prism_engine::Session>
     .unwrap();
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     (tmp, ctx)
+}
+
+/// fixtures/tiny with some of its files written anew (`files`: name and text), loaded with the
+/// shipped model's rollups into a warehouse in `dir`, and a session over it.
+#[allow(dead_code)] // a helper of the test files that change the fixture, unused by the others
+pub async fn tiny_with(
+    dir: &std::path::Path,
+    files: &[(&str, &str)],
+) -> std::sync::Arc<prism_engine::Session> {
+    let export = dir.join("export");
+    std::fs::create_dir_all(&export).unwrap();
+    let tiny = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
+    for f in std::fs::read_dir(&tiny).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), export.join(f.file_name())).unwrap();
+    }
+    for (name, text) in files {
+        std::fs::write(export.join(name), text).unwrap();
+    }
+    let wh = Warehouse::open(dir.join("data")).unwrap();
+    wh.load(
+        &LoadOptions {
+            export_dir: export,
+            mode: LoadMode::Upsert,
+            quarantine: false,
+            rollups: Engine::new(Model::shipped()).rollup_builds(),
+        },
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    wh.snapshot(None).unwrap().session().await.unwrap()
 }
