@@ -343,3 +343,45 @@ async fn a_cut_by_partner_attributes_groups_by_partner_before_reading_partners()
     let (answer, _) = rows(ask(&["closed_revenue"], &["time.month"], vec![gold])).await;
     assert_eq!(answer, [["2024-01", "2499.50"]]);
 }
+
+/// A metric's condition is its aggregate's filter, so that the rows it drops are skipped rather
+/// than given a NULL each; but beside a distinct count a sum keeps its `CASE`, so that DataFusion
+/// still plans the distinct count as a grouping (it does not when an aggregate has a filter).
+/// The answers are those of `fixtures/tiny` by hand: gross margin over the lines with a cost.
+#[tokio::test]
+async fn a_conditioned_sum_is_filtered_unless_beside_a_distinct_count() {
+    use arrow::array::AsArray;
+    let (_tmp, ctx) = common::tiny().await;
+    let engine = Engine::new(Model::shipped()).without_rollups();
+    let plan_of = async |metrics: &[&str]| {
+        let q = Query {
+            metrics: metrics.iter().map(|m| m.to_string()).collect(),
+            ..Query::default()
+        };
+        let compiled = engine.compile_in(&ctx, &q, &Audience::everyone()).unwrap();
+        let batches = engine.explain_plan(&ctx, &compiled, false).await.unwrap();
+        let mut text = String::new();
+        for b in &batches {
+            for line in b.column(1).as_string::<i32>().iter().flatten() {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        let rows = engine
+            .run(&ctx, &q, &Audience::everyone())
+            .await
+            .unwrap()
+            .formatted_rows();
+        (text, rows)
+    };
+    let (alone, rows) = plan_of(&["gross_margin", "units_sold"]).await;
+    assert!(alone.contains("FILTER (WHERE"), "a filter:\n{alone}");
+    let (beside, rows_beside) = plan_of(&["order_count", "gross_margin"]).await;
+    assert!(
+        !beside.contains("FILTER (WHERE") && beside.contains("alias1"),
+        "a CASE, and the distinct count planned as a grouping:\n{beside}"
+    );
+    // By hand: 2400 - 1500 (O-1/1), 1200 - 800 (O-2), -49.75 + 30 (O-3); O-1/2 has no cost.
+    assert_eq!(rows, vec![vec!["1280.25".to_string(), "5".into()]]);
+    assert_eq!(rows_beside, vec![vec!["3".to_string(), "1280.25".into()]]);
+}

@@ -215,12 +215,13 @@ impl Engine {
     }
 
     /// A base metric's aggregate over its fact's rows (`f`, of `schema`), or summed again from
-    /// a rollup's.
+    /// a rollup's. `beside`: the metrics aggregated with it in the same step.
     pub(crate) fn aggregate_expr(
         &self,
         m: &Metric,
         source: Option<&RollupSource>,
         schema: &Schema,
+        beside: &[&Metric],
     ) -> Result<Expr, EngineError> {
         if let Some(s) = source {
             return rollups::reaggregate_expr(self, m, s);
@@ -241,15 +242,28 @@ impl Engine {
                 None => agg,
             })
         };
-        // A distinct count keeps its `CASE`: DataFusion plans a lone distinct count without a
-        // filter as a grouping (`SingleDistinctToGroupBy`).
+        // A distinct count keeps its `CASE`, and so does a sum beside one: DataFusion plans
+        // a step of one distinct count and sums as a grouping (`SingleDistinctToGroupBy`)
+        // only when none of its aggregates has a filter.
         let when_kept = |e: Expr| -> Result<Expr, EngineError> {
             Ok(match &filter {
                 Some(f) => when(f.clone(), e).end()?,
                 None => e,
             })
         };
+        let beside_distinct = beside.iter().any(|b| {
+            matches!(
+                &b.kind,
+                MetricKind::Base {
+                    aggregate: Aggregate::CountDistinct(_),
+                    ..
+                }
+            )
+        });
         Ok(match aggregate {
+            Aggregate::Sum(e) if beside_distinct => {
+                sum(when_kept(self.model_expr(e, "f", schema)?)?)
+            }
             Aggregate::Sum(e) => over_kept(sum(self.model_expr(e, "f", schema)?))?,
             Aggregate::CountRows if filter.is_some() => over_kept(count(lit(1i64)))?,
             Aggregate::CountRows => count_all(),

@@ -249,7 +249,10 @@ impl Engine {
         }
         let mut aggregates = Vec::new();
         for p in parts {
-            aggregates.push(self.aggregate_expr(p, source, schema)?.alias(&p.name));
+            aggregates.push(
+                self.aggregate_expr(p, source, schema, parts)?
+                    .alias(&p.name),
+            );
         }
         if plan.benchmark {
             let channel = source.is_some_and(|s| s.rollup.channel);

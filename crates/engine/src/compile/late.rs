@@ -124,7 +124,7 @@ impl Engine {
         for p in parts {
             grouped
                 .aggregates
-                .push(self.aggregate_expr(p, None, &schema)?.alias(&p.name));
+                .push(self.aggregate_expr(p, None, &schema, parts)?.alias(&p.name));
         }
         // Never a benchmark here (`regrouped`): the audience's condition is a partner's.
         let (conditions, after) = self.fact_conditions(plan, fact, None, false, day, late)?;
