@@ -10,7 +10,6 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use parquet::arrow::ArrowWriter;
@@ -38,15 +37,41 @@ const ORDERED_ROWS: usize = 1024 * 1024;
 /// skipped whole.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
-/// Rows per row group of a table's files: `ROW_GROUP_ROWS`, but for the order lines, whose
-/// ordered group is one row group. Their Z-order spreads one partner's lines over the whole
-/// group, so cut into eight, each of the eight held some of them, and reading one partner's
-/// lines read eight dictionaries per column instead of one (at scale 100, 20 % slower); and
-/// a table of millions of lines has row groups enough for both cores.
+/// The columns a table's rows are kept in the order of, within each row group; their indices in
+/// the entity's schema. The order lines in the Z-order of product and partner
+/// (`cluster::batches_by_columns`), so that both a product's lines (who bought it, from whom:
+/// customer potential) and a partner's (its customers' orders, a partner user's own questions
+/// that no rollup answers) are read from a few pages of each row group: in the order of the
+/// product alone, a partner's lines lay in every page, and its 50 customers' orders read all 96
+/// M lines at scale 100. The partner's own facts by partner, so that one partner's requests,
+/// surveys, opportunities and registrations are read alone (its high-risk accounts, its alerts:
+/// at scale 8 a partner's risk read every request and survey of the channel).
+pub(crate) fn clustered_by(entity: Entity) -> Vec<usize> {
+    let columns: &[&str] = match entity {
+        Entity::Orders => &["product_id", "partner_id"],
+        Entity::ServiceRequests
+        | Entity::SatisfactionSurveys
+        | Entity::Opportunities
+        | Entity::DealRegistrations => &["partner_id"],
+        _ => &[],
+    };
+    let schema = entity.schema();
+    columns
+        .iter()
+        .filter_map(|c| schema.index_of(c).ok())
+        .collect()
+}
+
+/// Rows per row group of a table's files: `ROW_GROUP_ROWS`, but a table kept in the Z-order of
+/// several columns (the order lines) keeps each ordered group as one row group. The Z-order
+/// spreads one partner's lines over the whole group, so cut into eight, each of the eight held
+/// some of them, and reading one partner's lines read eight dictionaries per column instead of
+/// one (at scale 100, 20 % slower); and a table of millions of lines has row groups enough for
+/// both cores.
 pub(crate) fn row_group_rows(entity: Entity) -> usize {
-    match entity {
-        Entity::Orders => ORDERED_ROWS,
-        _ => ROW_GROUP_ROWS,
+    match clustered_by(entity).len() {
+        0 | 1 => ROW_GROUP_ROWS,
+        _ => ORDERED_ROWS,
     }
 }
 
@@ -95,7 +120,6 @@ impl StagedTable {
         cluster_by: Vec<usize>,
         busy: &BusyClock,
     ) -> Result<StagedTable, WarehouseError> {
-        let schema = entity.schema();
         fs::create_dir_all(&dir).map_err(|e| WarehouseError::io(&dir, e))?;
         let (sender, receiver) = bounded::<RecordBatch>(4);
         // A clustered table's row groups are put in order on a thread of their own, beside the
@@ -117,7 +141,7 @@ impl StagedTable {
         let busy = busy.clone();
         let writer = std::thread::Builder::new()
             .name("prism-stage".into())
-            .spawn(move || write_files(receiver, &thread_dir, entity, schema, clustered, &busy))
+            .spawn(move || write_files(receiver, &thread_dir, entity, clustered, &busy))
             .map_err(|e| WarehouseError::io(&dir, e))?;
         Ok(StagedTable {
             sender: Some(sender),
@@ -216,13 +240,13 @@ fn write_files(
     receiver: Receiver<RecordBatch>,
     thread_dir: &Path,
     entity: Entity,
-    schema: SchemaRef,
     clustered: bool,
     busy: &BusyClock,
 ) -> Result<u64, WarehouseError> {
     // A new table takes the staged files as they are, so they are written in the table's own
     // format.
     let props = table_file_properties(entity);
+    let schema = entity.schema();
     let mut rows = 0u64;
     let mut file_no = 0usize;
     let mut in_file = 0usize;
@@ -371,14 +395,14 @@ mod tests {
         // The order lines, in the Z-order of product and partner, keep that order's group
         // whole: one row group of 300 k lines.
         let entity = Entity::Orders;
-        let schema = entity.schema();
-        let cluster_by = vec![
-            schema.index_of("product_id").unwrap(),
-            schema.index_of("partner_id").unwrap(),
-        ];
         let dir = tmp.path().join("orders");
-        let table =
-            StagedTable::start(dir.clone(), entity, cluster_by, &BusyClock::default()).unwrap();
+        let table = StagedTable::start(
+            dir.clone(),
+            entity,
+            clustered_by(entity),
+            &BusyClock::default(),
+        )
+        .unwrap();
         assert!(table.push(rows_of(entity, rows)));
         assert_eq!(table.finish().unwrap(), rows as u64);
         assert_eq!(row_groups(&dir), vec![rows as i64]);

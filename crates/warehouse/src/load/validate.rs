@@ -18,7 +18,7 @@ use prism_contract::{
 use super::phases::{Busy, BusyClock};
 use super::report::{FileOutcome, LoadReport, RejectsFile, ReportWriter, SHOWN_PER_FILE};
 use super::{LoadOptions, LoadProgress};
-use crate::staging::StagedTable;
+use crate::staging::{StagedTable, clustered_by};
 use crate::versions::{LoadMode, WarehouseVersion};
 use crate::{Result, Warehouse, WarehouseError, open_delta};
 
@@ -213,31 +213,6 @@ pub(super) async fn warehouse_ids(
         );
     }
     Ok(())
-}
-
-/// The columns a table's rows are kept in the order of, within each row group; their indices in
-/// the entity's schema. The order lines in the Z-order of product and partner
-/// (`cluster::batches_by_columns`), so that both a product's lines (who bought it, from whom:
-/// customer potential) and a partner's (its customers' orders, a partner user's own questions
-/// that no rollup answers) are read from a few pages of each row group: in the order of the
-/// product alone, a partner's lines lay in every page, and its 50 customers' orders read all 96
-/// M lines at scale 100. The partner's own facts by partner, so that one partner's requests,
-/// surveys, opportunities and registrations are read alone (its high-risk accounts, its alerts:
-/// at scale 8 a partner's risk read every request and survey of the channel).
-pub(super) fn clustered_by(entity: Entity) -> Vec<usize> {
-    let columns: &[&str] = match entity {
-        Entity::Orders => &["product_id", "partner_id"],
-        Entity::ServiceRequests
-        | Entity::SatisfactionSurveys
-        | Entity::Opportunities
-        | Entity::DealRegistrations => &["partner_id"],
-        _ => &[],
-    };
-    let schema = entity.schema();
-    columns
-        .iter()
-        .filter_map(|c| schema.index_of(c).ok())
-        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
