@@ -189,45 +189,22 @@ async fn a_benchmark_is_an_aggregate_over_at_least_five_partners_and_never_one_p
 #[tokio::test]
 async fn a_lookup_never_reads_another_partners_row() {
     let tmp = tempfile::tempdir().unwrap();
-    let export = tmp.path().join("export");
-    std::fs::create_dir_all(&export).unwrap();
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
-    for f in std::fs::read_dir(&fixture).unwrap() {
-        let f = f.unwrap().path();
-        if f.extension().is_some_and(|e| e == "csv") {
-            std::fs::copy(&f, export.join(f.file_name().unwrap())).unwrap();
-        }
-    }
-    let append = |file: &str, line: &str| {
-        let path = export.join(file);
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        if !text.ends_with('\n') {
-            text.push('\n');
-        }
-        text.push_str(line);
-        text.push('\n');
-        std::fs::write(&path, text).unwrap();
-    };
-    append(
+    let opportunities = common::tiny_file_and(
         "opportunities.csv",
         "OP-11,P-1,C-1,PR-1,Closed Won,9000,100,2024-01-10,2024-02-20,yes,",
     );
-    append(
+    let registrations = common::tiny_file_and(
         "deal_registrations.csv",
         "DR-7,P-2,C-1,PR-1,9000,2024-01-11,2024-01-12,Approved,OP-11",
     );
-    let wh = Warehouse::open(tmp.path().join("data")).unwrap();
-    wh.load(
-        &LoadOptions {
-            export_dir: export,
-            mode: LoadMode::Upsert,
-            quarantine: false,
-            rollups: Engine::new(Model::shipped()).rollup_builds(),
-        },
-        &NoProgress,
+    let wh = common::tiny_with(
+        tmp.path(),
+        &[
+            ("opportunities.csv", &opportunities),
+            ("deal_registrations.csv", &registrations),
+        ],
     )
-    .await
-    .unwrap();
+    .await;
     let engine = Engine::new(Model::shipped());
     let q = Query {
         metrics: vec![

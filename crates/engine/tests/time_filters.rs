@@ -96,7 +96,8 @@ async fn a_period_takes_a_timestamp_by_its_day_in_utc_to_the_microsecond() {
          SR-E,P-1,C-1,,P2,2024-02-15T10:00:00+02:00,,\n\
          SR-F,P-2,C-2,,P2,2024-03-01T01:00:00+02:00,,\n\
          SR-G,P-1,C-1,,P4,2024-02-01T01:00:00+02:00,,\n";
-    let ctx = common::tiny_with(tmp.path(), &[("service_requests.csv", requests)]).await;
+    let wh = common::tiny_with(tmp.path(), &[("service_requests.csv", requests)]).await;
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     let requests = |period: Option<&str>, filter: Option<&str>, by: Option<&str>| Query {
         metrics: vec!["sr_count".into()],
         period: period.map(|p| Period::parse(p).unwrap()),

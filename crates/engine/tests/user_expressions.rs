@@ -30,7 +30,8 @@ const USER_MODEL: &str = r#"metrics:
 /// fixtures/tiny loaded with the shipped model's rollups.
 async fn tiny() -> (tempfile::TempDir, std::sync::Arc<prism_engine::Session>) {
     let tmp = tempfile::tempdir().unwrap();
-    let ctx = common::tiny_with(tmp.path(), &[]).await;
+    let wh = common::tiny_with(tmp.path(), &[]).await;
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     (tmp, ctx)
 }
 

@@ -66,18 +66,17 @@ pub async fn tiny() -> (tempfile::TempDir, std::sync::Arc<prism_engine::Session>
 }
 
 /// fixtures/tiny with some of its files written anew (`files`: name and text), loaded with the
-/// shipped model's rollups into a warehouse in `dir`, and a session over it.
+/// shipped model's rollups into a warehouse in `dir`.
 #[allow(dead_code)] // a helper of the test files that change the fixture, unused by the others
-pub async fn tiny_with(
-    dir: &std::path::Path,
-    files: &[(&str, &str)],
-) -> std::sync::Arc<prism_engine::Session> {
+pub async fn tiny_with(dir: &std::path::Path, files: &[(&str, &str)]) -> Warehouse {
     let export = dir.join("export");
     std::fs::create_dir_all(&export).unwrap();
     let tiny = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
     for f in std::fs::read_dir(&tiny).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), export.join(f.file_name())).unwrap();
+        let f = f.unwrap().path();
+        if f.extension().is_some_and(|e| e == "csv") {
+            std::fs::copy(&f, export.join(f.file_name().unwrap())).unwrap();
+        }
     }
     for (name, text) in files {
         std::fs::write(export.join(name), text).unwrap();
@@ -94,5 +93,20 @@ pub async fn tiny_with(
     )
     .await
     .unwrap();
-    wh.snapshot(None).unwrap().session().await.unwrap()
+    wh
+}
+
+/// The text of a file of fixtures/tiny with `line` added at its end.
+#[allow(dead_code)] // a helper of the test files that change the fixture, unused by the others
+pub fn tiny_file_and(name: &str, line: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/tiny")
+        .join(name);
+    let mut text = std::fs::read_to_string(path).unwrap();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(line);
+    text.push('\n');
+    text
 }
