@@ -445,7 +445,9 @@ async fn split_before(
     root.register_store(&one);
     let (mut kept, mut matched) = (Vec::new(), Vec::new());
     for file in files {
-        let Some(provider) = crate::listing_of(&one, vec![file], None).await? else {
+        let Some(provider) =
+            crate::listing_of(&one, vec![file], None, crate::Text::Strings).await?
+        else {
             continue;
         };
         let mut rows = one.read_table(provider)?.execute_stream().await?;
@@ -533,7 +535,7 @@ async fn files_table(
     schema: SchemaRef,
 ) -> Result<Arc<dyn TableProvider>> {
     Ok(
-        match crate::listing_of(session, files, Some(schema.clone())).await? {
+        match crate::listing_of(session, files, Some(schema.clone()), crate::Text::Strings).await? {
             Some(provider) => provider,
             None => Arc::new(MemTable::try_new(schema, vec![vec![]])?),
         },

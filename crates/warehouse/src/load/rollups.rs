@@ -34,7 +34,7 @@ pub(crate) async fn build_rollups(
     let ctx = SessionContext::new_with_config(crate::session_config()?);
     let cores = ctx.state().config().target_partitions();
     // The kept rollups are registered too: others may be built from them.
-    crate::register_tables(&wh.root, pins, &kept, &ctx).await?;
+    crate::register_tables(&wh.root, pins, &kept, &ctx, crate::Text::Strings).await?;
     if !kept.is_empty() {
         progress.step(&format!(
             "keeping {} rollup(s) whose tables did not change",
