@@ -157,6 +157,12 @@ pub struct Compiled {
     /// the rows, and would then build a join's hash table from the 360 k customers rather than
     /// from a product's 16 k order lines.
     pub narrow: bool,
+    /// Its fact rows are filtered by a dimension key (any number of values) or by the audience's
+    /// partners: the scans filter while decoding (`prism_warehouse::filter_while_decoding`),
+    /// since the rows kept are a part of each page. A question filtered only by time or by
+    /// attributes decodes whole pages and filters after, which is faster when a filter keeps
+    /// many rows. A listing keeps the filtering while decoding it was written for.
+    pub by_key: bool,
 }
 
 impl Compiled {
@@ -169,6 +175,7 @@ impl Compiled {
             metrics: Vec::new(),
             rollups: Vec::new(),
             narrow: false,
+            by_key: true,
         }
     }
 }
@@ -625,21 +632,25 @@ impl Engine {
             .await
     }
 
-    /// The compiled query as it is run: in the session, or for a narrow query in a copy of
-    /// its state that assumes a filter keeps 1 % of the rows.
+    /// The compiled query as it is run: in the session, or for a query filtered by a key in a
+    /// copy of its state that filters while decoding (`prism_warehouse::filter_while_decoding`)
+    /// and, for a narrow one, assumes a filter keeps 1 % of the rows.
     async fn dataframe(
         &self,
         ctx: &SessionContext,
         compiled: &Compiled,
     ) -> Result<datafusion::dataframe::DataFrame, EngineError> {
         let mut state = ctx.state();
-        if compiled.narrow {
+        if compiled.narrow || compiled.by_key {
             // Not creating a default catalog: it would hide the session's tables.
             let mut config = state
                 .config()
                 .clone()
                 .with_create_default_catalog_and_schema(false);
-            config.options_mut().optimizer.default_filter_selectivity = NARROW_SELECTIVITY_PCT;
+            if compiled.narrow {
+                config.options_mut().optimizer.default_filter_selectivity = NARROW_SELECTIVITY_PCT;
+            }
+            prism_warehouse::filter_while_decoding(config.options_mut(), true);
             state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
                 .with_config(config)
                 .build();

@@ -385,3 +385,96 @@ async fn a_conditioned_sum_is_filtered_unless_beside_a_distinct_count() {
     assert_eq!(rows, vec![vec!["1280.25".to_string(), "5".into()]]);
     assert_eq!(rows_beside, vec![vec!["3".to_string(), "1280.25".into()]]);
 }
+
+/// Whether the scan of the order lines evaluates the question's filter while decoding (the
+/// filter is then the scan's own, and no `FilterExec` is left above it) or decodes whole pages
+/// and filters after them (a `FilterExec` above the scan).
+async fn filters_while_decoding(
+    engine: &Engine,
+    ctx: &prism_engine::Session,
+    q: &Query,
+    scope: &Audience,
+) -> bool {
+    let compiled = engine.compile_in(ctx, q, scope).unwrap();
+    let batches = engine.explain_plan(ctx, &compiled, false).await.unwrap();
+    let text = arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    let physical = &text[text.find("physical_plan").expect("a physical plan")..];
+    assert!(
+        physical.contains("/orders/") && physical.contains("predicate="),
+        "the scan of the order lines carries the filter:\n{physical}"
+    );
+    !physical.contains("FilterExec")
+}
+
+/// A filter on a key (a partner, a product, twenty customers) or the audience's partners keeps
+/// a part of each page the scan reads: it is evaluated while decoding, and the other columns of
+/// the rows it drops are never decoded. A filter on time or on an attribute keeps most rows of
+/// the pages it reads: the scan decodes them whole and filters after, which was faster (a
+/// year's open pipeline 31–35 → 13 ms at scale 8).
+#[tokio::test]
+async fn only_a_filter_on_a_key_is_evaluated_while_decoding() {
+    let (_tmp, _, wh) = common::generated(0.02, 5, false).await;
+    let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
+    // Off the rollups: the question reads the order lines.
+    let engine = Engine::new(Model::shipped()).without_rollups();
+    let on = |dimension: &str, values: &[&str]| Filter {
+        dimension: dimension.into(),
+        op: FilterOp::In(values.iter().map(|s| s.to_string()).collect()),
+    };
+    let revenue = |filters: Vec<Filter>, period: Option<&str>| Query {
+        metrics: vec!["closed_revenue".into()],
+        by: vec!["time.month".into()],
+        filters,
+        period: period.map(|p| prism_engine::Period::parse(p).unwrap()),
+        ..Query::default()
+    };
+    let everyone = Audience::everyone();
+    let twenty: Vec<String> = (0..20).map(|i| format!("C-{:07}", i * 7)).collect();
+    let twenty: Vec<&str> = twenty.iter().map(String::as_str).collect();
+    for (what, q, scope, expected) in [
+        (
+            "one partner",
+            revenue(vec![on("partner.partner_id", &["P-00001"])], None),
+            &everyone,
+            true,
+        ),
+        (
+            "twenty customers",
+            revenue(vec![on("customer.customer_id", &twenty)], None),
+            &everyone,
+            true,
+        ),
+        (
+            "a partner user's own rows over a year",
+            revenue(Vec::new(), Some("2025")),
+            &Audience::partner("P-00001").unwrap(),
+            true,
+        ),
+        (
+            "a year",
+            revenue(Vec::new(), Some("2025")),
+            &everyone,
+            false,
+        ),
+        (
+            "a month",
+            revenue(vec![on("time.month", &["2025-03"])], None),
+            &everyone,
+            false,
+        ),
+        (
+            "a tier",
+            revenue(vec![on("partner.tier", &["Gold"])], Some("2025")),
+            &everyone,
+            false,
+        ),
+    ] {
+        assert_eq!(
+            filters_while_decoding(&engine, &ctx, &q, scope).await,
+            expected,
+            "{what}"
+        );
+    }
+}

@@ -153,6 +153,7 @@ impl Engine {
             metrics: plan.metrics.iter().map(|m| (*m).clone()).collect(),
             rollups: choices,
             narrow: self.is_narrow(&plan),
+            by_key: self.filters_by_key(&plan),
         })
     }
 
@@ -293,6 +294,16 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+
+    /// Its fact rows are filtered by a dimension key or by the audience's partners.
+    fn filters_by_key(&self, plan: &Plan<'_>) -> bool {
+        let on_a_key = |(f, d): &&(&Filter, Dim)| {
+            matches!(d, Dim::Attribute { dimension, attribute } if self.model.dimensions[dimension].key == *attribute)
+                && matches!(&f.op, FilterOp::In(_))
+        };
+        matches!(plan.scope, Scope::Partner(_) | Scope::Partners(_))
+            || plan.filters.iter().any(|f| on_a_key(&f))
     }
 
     /// Its fact rows are a sliver of the table: one partner's, or a key pinned to a few values.
