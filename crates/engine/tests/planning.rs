@@ -8,6 +8,19 @@ mod common;
 use prism_engine::{Audience, Engine, Filter, FilterOp, Query};
 use prism_model::Model;
 
+/// The physical plan of a compiled question, as `prism explain` prints it.
+async fn physical_plan(
+    engine: &Engine,
+    ctx: &prism_engine::Session,
+    compiled: &prism_engine::Compiled,
+) -> String {
+    let batches = engine.explain_plan(ctx, compiled, false).await.unwrap();
+    let text = arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    text[text.find("physical_plan").expect("a physical plan")..].to_string()
+}
+
 /// The table the first hash join of the physical plan builds its hash table from: the first
 /// scan under it, as DataFusion prints the build side first.
 async fn build_side(
@@ -22,11 +35,8 @@ async fn build_side(
         "the question joins the customers: {}",
         compiled.sql
     );
-    let batches = engine.explain_plan(ctx, &compiled, false).await.unwrap();
-    let text = arrow::util::pretty::pretty_format_batches(&batches)
-        .unwrap()
-        .to_string();
-    let physical = &text[text.find("physical_plan").expect("a physical plan")..];
+    let text = physical_plan(engine, ctx, &compiled).await;
+    let physical = text.as_str();
     let join = physical
         .find("HashJoinExec")
         .unwrap_or_else(|| panic!("no hash join in\n{physical}"));
@@ -396,11 +406,7 @@ async fn filters_while_decoding(
     scope: &Audience,
 ) -> bool {
     let compiled = engine.compile_in(ctx, q, scope).unwrap();
-    let batches = engine.explain_plan(ctx, &compiled, false).await.unwrap();
-    let text = arrow::util::pretty::pretty_format_batches(&batches)
-        .unwrap()
-        .to_string();
-    let physical = &text[text.find("physical_plan").expect("a physical plan")..];
+    let physical = physical_plan(engine, ctx, &compiled).await;
     assert!(
         physical.contains("/orders/") && physical.contains("predicate="),
         "the scan of the order lines carries the filter:\n{physical}"
