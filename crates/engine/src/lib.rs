@@ -161,7 +161,8 @@ pub struct Compiled {
     /// partners: the scans filter while decoding (`prism_warehouse::filter_while_decoding`),
     /// since the rows kept are a part of each page. A question filtered only by time or by
     /// attributes decodes whole pages and filters after, which is faster when a filter keeps
-    /// many rows. A listing keeps the filtering while decoding it was written for.
+    /// many rows. A narrow question is filtered by a key; a listing keeps the filtering while
+    /// decoding it was written for.
     pub by_key: bool,
 }
 
@@ -641,7 +642,7 @@ impl Engine {
         compiled: &Compiled,
     ) -> Result<datafusion::dataframe::DataFrame, EngineError> {
         let mut state = ctx.state();
-        if compiled.narrow || compiled.by_key {
+        if compiled.by_key {
             // Not creating a default catalog: it would hide the session's tables.
             let mut config = state
                 .config()

@@ -263,10 +263,10 @@ pub(crate) fn session_config() -> Result<datafusion::prelude::SessionConfig> {
 /// filter that keeps many rows, or rows spread over every page, decoding whole pages and
 /// filtering after is faster: at scale 8, a year's open pipeline 31–35 → 13 ms, a year's
 /// revenue 38 → 28–31 ms, twenty customers' orders 134–142 → 101–105 ms.
-pub fn filter_while_decoding(options: &mut datafusion::config::ConfigOptions, narrow: bool) {
+pub fn filter_while_decoding(options: &mut datafusion::config::ConfigOptions, on: bool) {
     if std::env::var_os(PUSHDOWN_FILTERS_ENV).is_none() {
-        options.execution.parquet.pushdown_filters = narrow;
-        options.execution.parquet.reorder_filters = narrow;
+        options.execution.parquet.pushdown_filters = on;
+        options.execution.parquet.reorder_filters = on;
     }
 }
 
@@ -474,8 +474,8 @@ impl Snapshot {
     }
 
     /// A session over this version, ready for SQL over the entity tables. Its scans decode
-    /// whole pages before filtering; the engine plans a narrow question in a copy that filters
-    /// while decoding (`filter_while_decoding`).
+    /// whole pages before filtering; the engine plans a question filtered by a key in a copy
+    /// that filters while decoding (`filter_while_decoding`).
     pub async fn session(&self) -> Result<Arc<SessionContext>> {
         let mut config = session_config()?;
         filter_while_decoding(config.options_mut(), false);

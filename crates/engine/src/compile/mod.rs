@@ -296,23 +296,32 @@ impl Engine {
         Ok(out)
     }
 
-    /// Its fact rows are filtered by a dimension key or by the audience's partners.
+    /// How many values each filter on a dimension's key keeps its rows to.
+    fn key_filter_values<'p>(&'p self, plan: &'p Plan<'_>) -> impl Iterator<Item = usize> + 'p {
+        plan.filters.iter().filter_map(|(f, d)| match (d, &f.op) {
+            (
+                Dim::Attribute {
+                    dimension,
+                    attribute,
+                },
+                FilterOp::In(values),
+            ) if self.model.dimensions[dimension].key == *attribute => Some(values.len()),
+            _ => None,
+        })
+    }
+
+    /// Its fact rows are filtered by a dimension key or by the audience's partners; a narrow
+    /// question is.
     fn filters_by_key(&self, plan: &Plan<'_>) -> bool {
-        let on_a_key = |(f, d): &&(&Filter, Dim)| {
-            matches!(d, Dim::Attribute { dimension, attribute } if self.model.dimensions[dimension].key == *attribute)
-                && matches!(&f.op, FilterOp::In(_))
-        };
-        matches!(plan.scope, Scope::Partner(_) | Scope::Partners(_))
-            || plan.filters.iter().any(|f| on_a_key(&f))
+        matches!(plan.scope, Scope::Partners(_))
+            || self.is_narrow(plan)
+            || self.key_filter_values(plan).next().is_some()
     }
 
     /// Its fact rows are a sliver of the table: one partner's, or a key pinned to a few values.
     fn is_narrow(&self, plan: &Plan<'_>) -> bool {
-        let pins_a_key = |(f, d): &&(&Filter, Dim)| {
-            matches!(d, Dim::Attribute { dimension, attribute } if self.model.dimensions[dimension].key == *attribute)
-                && matches!(&f.op, FilterOp::In(values) if values.len() <= NARROW_VALUES)
-        };
-        matches!(plan.scope, Scope::Partner(_)) || plan.filters.iter().any(|f| pins_a_key(&f))
+        matches!(plan.scope, Scope::Partner(_))
+            || self.key_filter_values(plan).any(|n| n <= NARROW_VALUES)
     }
 }
 
