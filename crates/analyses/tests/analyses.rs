@@ -18,7 +18,7 @@ fn readable(rows: Vec<Vec<Value>>) -> Vec<Vec<String>> {
 }
 use prism_engine::{Audience, Engine, Period, Session};
 use prism_model::Model;
-use prism_warehouse::{LoadMode, LoadOptions, NoProgress};
+use prism_warehouse::{LoadOptions, NoProgress};
 
 /// An export written row by row; ids of fact rows are numbered.
 #[derive(Default)]
@@ -155,12 +155,10 @@ impl Export {
         }
         let wh = target::warehouse(&tmp.path().join("data"));
         wh.load(
-            &LoadOptions {
-                export_dir: dir,
-                mode: LoadMode::Upsert,
-                quarantine: false,
-                rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds(),
-            },
+            &LoadOptions::upsert(
+                dir,
+                prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds(),
+            ),
             &NoProgress,
         )
         .await
@@ -1213,12 +1211,10 @@ async fn the_accounts_at_risk_a_load_builds_are_those_computed_from_every_row() 
     .unwrap();
     let wh = target::warehouse(&tmp.path().join("data"));
     wh.load(
-        &LoadOptions {
-            export_dir: export.clone(),
-            mode: LoadMode::Upsert,
-            quarantine: false,
-            rollups: Engine::new(Model::shipped()).rollup_builds(),
-        },
+        &LoadOptions::upsert(
+            export.clone(),
+            Engine::new(Model::shipped()).rollup_builds(),
+        ),
         &NoProgress,
     )
     .await

@@ -10,7 +10,7 @@ use prism_analyses::scorecard::Weights;
 use prism_analyses::{AnalysisError, Context, Table};
 use prism_engine::{Audience, Engine, Session};
 use prism_model::Model;
-use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
+use prism_warehouse::{LoadOptions, NoProgress, Warehouse};
 
 /// Column `i` of every record of an export's file.
 fn column(export: &Path, file: &str, i: usize) -> Vec<String> {
@@ -83,12 +83,10 @@ async fn no_analysis_shows_a_partner_outside_the_audience() {
     .unwrap();
     let wh = Warehouse::open(tmp.path().join("data")).unwrap();
     wh.load(
-        &LoadOptions {
-            export_dir: export.clone(),
-            mode: LoadMode::Upsert,
-            quarantine: false,
-            rollups: Engine::new(Model::shipped()).rollup_builds(),
-        },
+        &LoadOptions::upsert(
+            export.clone(),
+            Engine::new(Model::shipped()).rollup_builds(),
+        ),
         &NoProgress,
     )
     .await

@@ -11,18 +11,16 @@ use prism_analyses::enablement::enablement;
 use prism_analyses::registrations::registrations;
 use prism_engine::{Audience, Engine, Period, Session};
 use prism_model::Model;
-use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
+use prism_warehouse::{LoadOptions, NoProgress, Warehouse};
 
 async fn tiny() -> (tempfile::TempDir, std::sync::Arc<Session>) {
     let tmp = tempfile::tempdir().unwrap();
     let wh = Warehouse::open(tmp.path().join("data")).unwrap();
     wh.load(
-        &LoadOptions {
-            export_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny"),
-            mode: LoadMode::Upsert,
-            quarantine: false,
-            rollups: Engine::new(Model::shipped()).rollup_builds(),
-        },
+        &LoadOptions::upsert(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny"),
+            Engine::new(Model::shipped()).rollup_builds(),
+        ),
         &NoProgress,
     )
     .await

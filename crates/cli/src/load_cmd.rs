@@ -293,12 +293,10 @@ pub fn demo(data: &Path, args: DemoArgs) -> Result<ExitCode> {
         );
         let progress = progress::Reporter::new();
         let report = runtime()?.block_on(wh.load(
-            &LoadOptions {
-                export_dir: args.export.clone(),
-                mode: LoadMode::Upsert,
-                quarantine: false,
-                rollups: Engine::new(query_cmd::load_model(data, None)?).rollup_builds(),
-            },
+            &LoadOptions::upsert(
+                args.export.clone(),
+                Engine::new(query_cmd::load_model(data, None)?).rollup_builds(),
+            ),
             &progress,
         ));
         progress.clear();

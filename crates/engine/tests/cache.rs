@@ -4,7 +4,7 @@ use std::path::Path;
 
 use prism_engine::{Audience, Engine, Query};
 use prism_model::Model;
-use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
+use prism_warehouse::{LoadOptions, NoProgress, Warehouse};
 
 #[tokio::test]
 async fn the_cache_answers_per_scope_and_a_load_makes_a_new_answer() {
@@ -12,12 +12,10 @@ async fn the_cache_answers_per_scope_and_a_load_makes_a_new_answer() {
     let wh = Warehouse::open(tmp.path().join("data")).unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
     wh.load(
-        &LoadOptions {
-            export_dir: fixture.clone(),
-            mode: LoadMode::Upsert,
-            quarantine: false,
-            rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds(),
-        },
+        &LoadOptions::upsert(
+            fixture.clone(),
+            prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds(),
+        ),
         &NoProgress,
     )
     .await
@@ -63,12 +61,10 @@ async fn the_cache_answers_per_scope_and_a_load_makes_a_new_answer() {
         .replace(",2400.00,", ",100.00,");
     std::fs::write(update.join("orders.csv"), orders).unwrap();
     wh.load(
-        &LoadOptions {
-            export_dir: update,
-            mode: LoadMode::Upsert,
-            quarantine: false,
-            rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds(),
-        },
+        &LoadOptions::upsert(
+            update,
+            prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds(),
+        ),
         &NoProgress,
     )
     .await

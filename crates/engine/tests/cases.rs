@@ -9,7 +9,7 @@ use std::path::Path;
 
 use prism_engine::{Audience, Engine, EngineError, Filter, Order, Period, Query};
 use prism_model::Model;
-use prism_warehouse::{LoadMode, LoadOptions, NoProgress};
+use prism_warehouse::{LoadOptions, NoProgress};
 
 struct Case {
     name: String,
@@ -114,12 +114,10 @@ async fn query_cases() {
     let wh = target::warehouse(&tmp.path().join("data"));
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
     wh.load(
-        &LoadOptions {
-            export_dir: fixture,
-            mode: LoadMode::Upsert,
-            quarantine: false,
-            rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds(),
-        },
+        &LoadOptions::upsert(
+            fixture,
+            prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds(),
+        ),
         &NoProgress,
     )
     .await

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use prism_engine::{Audience, Engine, Filter, Period, Query, Session};
 use prism_model::Model;
-use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
+use prism_warehouse::{LoadOptions, NoProgress, Warehouse};
 
 /// The shipped model with these rollups instead of the shipped ones.
 const ROLLUPS: &str = "
@@ -49,12 +49,7 @@ async fn warehouse() -> (tempfile::TempDir, std::sync::Arc<Session>) {
     let tmp = tempfile::tempdir().unwrap();
     let wh = Warehouse::open(tmp.path().join("data")).unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
-    let options = LoadOptions {
-        export_dir: fixture,
-        mode: LoadMode::Upsert,
-        quarantine: false,
-        rollups: Engine::new(model()).rollup_builds(),
-    };
+    let options = LoadOptions::upsert(fixture, Engine::new(model()).rollup_builds());
     wh.load(&options, &NoProgress).await.unwrap();
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     (tmp, ctx)
@@ -385,17 +380,9 @@ async fn a_rollup_built_from_a_finer_one_holds_what_its_definition_computes_from
             ))
     );
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny");
-    wh.load(
-        &LoadOptions {
-            export_dir: fixture,
-            mode: LoadMode::Upsert,
-            quarantine: false,
-            rollups: builds.clone(),
-        },
-        &NoProgress,
-    )
-    .await
-    .unwrap();
+    wh.load(&LoadOptions::upsert(fixture, builds.clone()), &NoProgress)
+        .await
+        .unwrap();
     let ctx = wh.snapshot(None).unwrap().session().await.unwrap();
     let sorted = |batches: Vec<arrow::record_batch::RecordBatch>| {
         let text = arrow::util::pretty::pretty_format_batches(&batches)

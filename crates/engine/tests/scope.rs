@@ -97,12 +97,10 @@ async fn a_partner_scope_sees_only_its_rows_and_ignores_other_partners_changes()
     std::fs::create_dir_all(&update).unwrap();
     std::fs::write(update.join("orders.csv"), changed).unwrap();
     wh.load(
-        &LoadOptions {
-            export_dir: update,
-            mode: LoadMode::Upsert,
-            quarantine: false,
-            rollups: prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds(),
-        },
+        &LoadOptions::upsert(
+            update,
+            prism_engine::Engine::new(prism_model::Model::shipped()).rollup_builds(),
+        ),
         &NoProgress,
     )
     .await

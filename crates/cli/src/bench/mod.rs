@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use prism_engine::{Audience, Engine, Period, Query};
 use prism_generator::{GenerateConfig, generate};
 use prism_model::Model;
-use prism_warehouse::{LoadMode, LoadOptions, NoProgress, Warehouse};
+use prism_warehouse::{LoadOptions, NoProgress, Warehouse};
 
 const DUCKDB_RUNNER: &str = include_str!("duckdb_runner.py");
 
@@ -533,12 +533,7 @@ fn load_once(
         say!("loading {} ...", export.display());
         let started = Instant::now();
         runtime.block_on(wh.load(
-            &LoadOptions {
-                export_dir: export.to_path_buf(),
-                mode: LoadMode::Upsert,
-                quarantine: false,
-                rollups: builds.clone(),
-            },
+            &LoadOptions::upsert(export.to_path_buf(), builds.clone()),
             &NoProgress,
         ))?;
         let secs = started.elapsed().as_secs_f64();

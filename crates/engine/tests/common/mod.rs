@@ -51,12 +51,10 @@ pub async fn tiny() -> (tempfile::TempDir, std::sync::Arc<prism_engine::Session>
     let tmp = tempfile::tempdir().unwrap();
     let wh = Warehouse::open(tmp.path().join("data")).unwrap();
     wh.load(
-        &LoadOptions {
-            export_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny"),
-            mode: LoadMode::Upsert,
-            quarantine: false,
-            rollups: Vec::new(),
-        },
+        &LoadOptions::upsert(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny"),
+            Vec::new(),
+        ),
         &NoProgress,
     )
     .await
@@ -83,12 +81,7 @@ pub async fn tiny_with(dir: &std::path::Path, files: &[(&str, &str)]) -> Warehou
     }
     let wh = Warehouse::open(dir.join("data")).unwrap();
     wh.load(
-        &LoadOptions {
-            export_dir: export,
-            mode: LoadMode::Upsert,
-            quarantine: false,
-            rollups: Engine::new(Model::shipped()).rollup_builds(),
-        },
+        &LoadOptions::upsert(export, Engine::new(Model::shipped()).rollup_builds()),
         &NoProgress,
     )
     .await

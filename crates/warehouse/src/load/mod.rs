@@ -54,6 +54,19 @@ pub struct LoadOptions {
     pub rollups: Vec<RollupBuild>,
 }
 
+impl LoadOptions {
+    /// A whole export upserted by key, refused if any row is rejected, with `rollups` built:
+    /// the load most callers make.
+    pub fn upsert(export_dir: impl Into<PathBuf>, rollups: Vec<RollupBuild>) -> LoadOptions {
+        LoadOptions {
+            export_dir: export_dir.into(),
+            mode: LoadMode::Upsert,
+            quarantine: false,
+            rollups,
+        }
+    }
+}
+
 /// A rollup to build: the table it becomes, its definition (SQL over the entity tables), and the
 /// SQL that builds it, which may read the rollups built before it in the same load. The table
 /// keeps the column types of the definition, whichever way it was built. The warehouse runs
