@@ -13,6 +13,6 @@ pub mod values;
 
 pub use entity::{Column, ColumnType, Entity, Rule};
 pub use reader::{
-    CHUNK_ROWS, FileError, FileReader, IdStatus, KeyRegistry, KnownIds, Rejection, RowValidator,
-    ValidatedChunk,
+    CHUNK_ROWS, DigestSet, FileError, FileReader, IdStatus, KeyRegistry, KnownIds, Rejection,
+    RowValidator, ValidatedChunk, text_digest,
 };

@@ -140,13 +140,14 @@ impl Builder {
     }
 }
 
-/// The keys of `seen_keys` are already 128-bit XXH3 digests: hashing them again would only
-/// cost time, so the table takes their bits as they are.
+/// Hashes a set of 128-bit XXH3 digests (`DigestSet`): they are hashes already, and hashing
+/// them again would only cost time, so the table takes their bits as they are.
 #[derive(Clone, Copy, Default)]
-struct KeyHashState;
+pub struct KeyHashState;
 
+/// The hasher `KeyHashState` builds.
 #[derive(Default)]
-struct KeyHasher(u64);
+pub struct KeyHasher(u64);
 
 impl std::hash::BuildHasher for KeyHashState {
     type Hasher = KeyHasher;
@@ -448,9 +449,20 @@ impl Clone for RowValidator {
     }
 }
 
+/// A set of texts held as their 128-bit XXH3 digests (`text_digest`): each entry is 16 bytes
+/// in the table itself, so a look-up reads one place in memory and compares no text. Two texts
+/// share a digest with a probability of about 2^-128 per pair, far below that of a memory
+/// error; duplicate keys are found the same way.
+pub type DigestSet = HashSet<u128, KeyHashState>;
+
+/// The 128-bit XXH3 digest of a text, as a `DigestSet` holds it.
+pub fn text_digest(text: &[u8]) -> u128 {
+    xxh3_128(text)
+}
+
 /// The keys seen so far in one file, to find duplicates in file order.
 pub struct KeyRegistry {
-    seen: HashSet<u128, KeyHashState>,
+    seen: DigestSet,
 }
 
 impl Default for KeyRegistry {
