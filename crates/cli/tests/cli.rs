@@ -612,3 +612,39 @@ fn a_campaign_is_planned_from_a_target_list_on_the_command_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
 }
+
+/// The allocator's settings are compiled into the binary: a load's buffers of 8 to 32 MB are
+/// reused rather than handed back and faulted in again (BENCHMARKS.md). The exported name is
+/// jemalloc's own; were it to change (a new jemalloc crate, another prefix), the settings would
+/// silently stop applying, and this says so. The environment still overrides them.
+#[test]
+fn the_allocator_runs_with_the_settings_compiled_in_and_the_environment_over_them() {
+    let options = |conf: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_prism"))
+            .arg("--version")
+            .env("_RJEM_MALLOC_CONF", conf)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        // jemalloc prints its statistics, options first, to stderr at exit.
+        let stats = String::from_utf8_lossy(&out.stderr).into_owned();
+        let option = |name: &str| {
+            (stats.lines())
+                .find_map(|l| l.trim().strip_prefix(&format!("opt.{name}: ")))
+                .unwrap_or_else(|| panic!("no opt.{name} in jemalloc's statistics:\n{stats}"))
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        (option("oversize_threshold"), option("dirty_decay_ms"))
+    };
+    assert_eq!(
+        options("stats_print:true"),
+        ("33554432".to_string(), "2000".to_string())
+    );
+    assert_eq!(
+        options("stats_print:true,dirty_decay_ms:5000"),
+        ("33554432".to_string(), "5000".to_string())
+    );
+}
