@@ -215,7 +215,8 @@ pub struct RowValidator {
 pub struct ValidatedChunk {
     /// The valid rows, in the chunk's order.
     pub batch: Option<RecordBatch>,
-    /// For each row of `batch`: its key digest and the index of its record in the chunk.
+    /// For each row of `batch`: its key digest (a one-field key's `text_digest`) and the
+    /// index of its record in the chunk.
     pub keys: Vec<(u128, usize)>,
     /// The records that failed, by index in the chunk, with their faults.
     pub rejected: Vec<(usize, Vec<Rejection>)>,
@@ -329,8 +330,13 @@ impl RowValidator {
     }
 
     /// The 128-bit digest of a valid record's key: its fields' bytes hashed at once (a
-    /// streaming hasher's set-up cost more than hashing a short key).
+    /// streaming hasher's set-up cost more than hashing a short key). A key of one field is
+    /// its `text_digest`, so that the loader takes an entity's ids for later files' references
+    /// from these digests rather than hashing each id again.
     fn key_digest(&mut self, record: &ByteRecord) -> u128 {
+        if let [k] = self.key_positions[..] {
+            return text_digest(&record[self.positions[k].expect("key columns are required")]);
+        }
         self.key_bytes.clear();
         for &k in &self.key_positions {
             self.key_bytes

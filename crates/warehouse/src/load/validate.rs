@@ -479,15 +479,19 @@ impl StagedFile<'_> {
                 on_reject(f, &records[i]);
             }
             if let Some(batch) = chunk.batch {
-                let batch = match keep {
+                let batch = match &keep {
                     Some(keep) => arrow::compute::filter_record_batch(
                         &batch,
-                        &arrow::array::BooleanArray::from(keep),
+                        &arrow::array::BooleanArray::from(keep.clone()),
                     )
                     .expect("mask matches the batch"),
                     None => batch,
                 };
-                found.collect(entity, tracked, &batch);
+                let kept = |row: &usize| keep.as_ref().is_none_or(|k| k[*row]);
+                let digests = (chunk.keys.iter().enumerate())
+                    .filter(|(row, _)| kept(row))
+                    .map(|(_, (digest, _))| *digest);
+                found.collect(entity, tracked, &batch, digests);
                 // A stopped stager reports its error from finish().
                 let _ = table.push(batch);
             }
@@ -635,10 +639,21 @@ struct FileIds {
 }
 
 impl FileIds {
-    /// The ids and product lines of a batch of valid rows.
-    fn collect(&mut self, entity: Entity, tracked: bool, batch: &RecordBatch) {
+    /// The ids and product lines of a batch of valid rows, whose key digests are `digests`:
+    /// an entity's id, when it is its whole key, is taken as its key's digest (the same
+    /// `text_digest`), not hashed again.
+    fn collect(
+        &mut self,
+        entity: Entity,
+        tracked: bool,
+        batch: &RecordBatch,
+        digests: impl Iterator<Item = u128>,
+    ) {
         if tracked {
-            collect_ids(batch, &mut self.ids);
+            match entity.key() {
+                [_] => self.ids.extend(digests),
+                _ => collect_ids(batch, &mut self.ids),
+            }
         }
         if entity == Entity::Products {
             collect_product_lines(batch, &mut self.product_lines);
