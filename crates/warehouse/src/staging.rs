@@ -10,11 +10,13 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
+use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
+use parquet::basic::{Compression, Encoding};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use prism_contract::Entity;
 
 use crate::WarehouseError;
@@ -90,9 +92,10 @@ pub(crate) const DICTIONARY_BYTES: usize = 64 * 1024;
 
 /// How the files of a table are written, staged or rewritten by a load's merge: LZ4 (raw), row
 /// groups of `row_group_rows`, pages of `PAGE_ROWS` rows and dictionaries of at most
-/// `DICTIONARY_BYTES`, so that a table reads the same whichever load wrote a file of it.
+/// `DICTIONARY_BYTES`, so that a table reads the same whichever load wrote a file of it; its
+/// numbers (`packed_columns`) bit-packed by their differences and not compressed again.
 pub(crate) fn table_file_properties(entity: Entity) -> WriterProperties {
-    WriterProperties::builder()
+    let mut properties = WriterProperties::builder()
         // LZ4 rather than Snappy: the same size (171 MB of order lines at scale 8 either way),
         // but Snappy's decompression was a fifth of the CPU of a partner cut off the rollups.
         // LZ4_RAW, the codec Parquet defines without the Hadoop framing, which DuckDB, Spark
@@ -100,8 +103,37 @@ pub(crate) fn table_file_properties(entity: Entity) -> WriterProperties {
         .set_compression(Compression::LZ4_RAW)
         .set_max_row_group_row_count(Some(row_group_rows(entity)))
         .set_data_page_row_count_limit(PAGE_ROWS)
-        .set_dictionary_page_size_limit(DICTIONARY_BYTES)
-        .build()
+        .set_dictionary_page_size_limit(DICTIONARY_BYTES);
+    // Amounts, counts and instants take most of their 8 bytes' range in no row group, so a
+    // dictionary of them overflowed (and was written plain) and LZ4 over the plain values saved a
+    // third. Bit-packed by their differences they are smaller than that, and read without a
+    // decompression: at scale 8 the tables were 243 → 217 MB and revenue by partner off the
+    // rollups a fifth faster. Every reader of Parquet reads DELTA_BINARY_PACKED.
+    for column in packed_columns(entity) {
+        let path = ColumnPath::from(column);
+        properties = properties
+            .set_column_dictionary_enabled(path.clone(), false)
+            .set_column_encoding(path.clone(), Encoding::DELTA_BINARY_PACKED)
+            .set_column_compression(path, Compression::UNCOMPRESSED);
+    }
+    properties.build()
+}
+
+/// The columns of a table written bit-packed by their differences: those stored as 64-bit
+/// integers in Parquet (integers, amounts of money, instants). An amount wider than 18 digits
+/// would be stored as fixed-length bytes, which that encoding does not take.
+pub(crate) fn packed_columns(entity: Entity) -> Vec<String> {
+    entity
+        .schema()
+        .fields()
+        .iter()
+        .filter(|field| match field.data_type() {
+            DataType::Int64 | DataType::Timestamp(..) => true,
+            DataType::Decimal128(precision, _) => *precision <= 18,
+            _ => false,
+        })
+        .map(|field| field.name().clone())
+        .collect()
 }
 
 /// Writes one table's staged rows on a background thread.
