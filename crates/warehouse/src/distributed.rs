@@ -152,7 +152,15 @@ pub fn cluster() -> Option<Cluster> {
 /// are cut into stages that run on its workers.
 pub(crate) fn session(config: SessionConfig) -> Result<SessionContext> {
     let Some(cluster) = cluster() else {
-        return Ok(SessionContext::new_with_config(config));
+        // On this machine, a grouping by one text column looks up each run of equal values
+        // once (`runs`); the workers of a cluster plan with DataFusion's own steps only, which
+        // they can be sent.
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(crate::runs::RunsFirst))
+            .build();
+        return Ok(SessionContext::new_with_state(state));
     };
     let builder = SessionStateBuilder::new()
         .with_config(config)

@@ -25,6 +25,7 @@
 mod cluster;
 mod distributed;
 mod load;
+mod runs;
 mod staging;
 mod storage;
 pub mod versions;

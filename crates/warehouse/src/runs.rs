@@ -1,0 +1,555 @@
+//! The first step of an aggregation by one text column, taking each run of equal values once.
+//!
+//! The facts are stored in the order of their partner (and the order lines in the Z-order of
+//! product and partner), so consecutive rows mostly share their partner: a dozen lines in a row
+//! on average in the order lines, thousands in the partner-ordered facts. DataFusion's grouping
+//! hashes and looks up every row's value all the same: in revenue by partner off the rollups,
+//! its hash table's look-ups were nearly half the CPU. [`RunsFirst`] replaces the partial step
+//! of such an aggregation by [`RunsAggregateExec`], which compares each value with the one
+//! before it (a 16-byte compare of their views) and looks up only the first of each run; every
+//! row is still given to DataFusion's own accumulators, with the group of its run, so what each
+//! aggregate computes (sums, counts, filters, nulls) is DataFusion's. Where runs are short
+//! (grouped by customer, say) a batch is looked up row by row as before.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use arrow::compute::take;
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::Result;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::EmitTo;
+use datafusion::logical_expr::GroupsAccumulator;
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties, metrics,
+};
+use futures::{Stream, StreamExt};
+
+/// Groups held before the partial step hands them on and starts again: the final step merges
+/// them whatever their number, so this only bounds the memory of a grouping by many values.
+/// (A few dozen in unit tests, so that they hand groups on early too.)
+const MOST_GROUPS: usize = if cfg!(test) { 40 } else { 1 << 20 };
+
+/// The physical optimiser rule that puts [`RunsAggregateExec`] in place of each partial
+/// aggregation it can stand for: grouped by one text column (read as views), every aggregate
+/// with a grouped accumulator, none distinct or ordered, and no limit.
+#[derive(Debug, Default)]
+pub struct RunsFirst;
+
+impl PhysicalOptimizerRule for RunsFirst {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            let Some(aggregate) = node.downcast_ref::<AggregateExec>() else {
+                return Ok(Transformed::no(node));
+            };
+            match RunsAggregateExec::standing_for(aggregate)? {
+                Some(runs) => Ok(Transformed::yes(Arc::new(runs) as Arc<dyn ExecutionPlan>)),
+                None => Ok(Transformed::no(node)),
+            }
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "runs_first"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// The partial step of an aggregation by one text column, looking up each run of equal values
+/// once (see the module's documentation). Its output is the partial step's: the group's value,
+/// then each aggregate's state, as DataFusion's final step merges them.
+#[derive(Debug)]
+pub struct RunsAggregateExec {
+    input: Arc<dyn ExecutionPlan>,
+    group: Arc<dyn PhysicalExpr>,
+    group_schema: SchemaRef,
+    aggregates: Vec<Arc<AggregateFunctionExpr>>,
+    filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+    metrics: metrics::ExecutionPlanMetricsSet,
+}
+
+impl RunsAggregateExec {
+    /// The step standing for `aggregate`, if it can.
+    pub fn standing_for(aggregate: &AggregateExec) -> Result<Option<RunsAggregateExec>> {
+        let by = aggregate.group_expr();
+        let input_schema = aggregate.input().schema();
+        let can = *aggregate.mode() == AggregateMode::Partial
+            && aggregate.limit_options().is_none()
+            && by.is_single()
+            && by.expr().len() == 1
+            && by.expr()[0].0.data_type(&input_schema)? == DataType::Utf8View
+            && aggregate.aggr_expr().iter().all(|a| {
+                a.groups_accumulator_supported() && !a.is_distinct() && a.order_bys().is_empty()
+            });
+        if !can {
+            return Ok(None);
+        }
+        let schema = aggregate.schema();
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&schema)),
+            aggregate.input().output_partitioning().clone(),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        );
+        Ok(Some(RunsAggregateExec {
+            input: Arc::clone(aggregate.input()),
+            group: Arc::clone(&by.expr()[0].0),
+            group_schema: by.group_schema(&input_schema)?,
+            aggregates: aggregate.aggr_expr().to_vec(),
+            filters: aggregate.filter_expr().to_vec(),
+            schema,
+            properties: Arc::new(properties),
+            metrics: Default::default(),
+        }))
+    }
+}
+
+impl DisplayAs for RunsAggregateExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let aggregates: Vec<&str> = self.aggregates.iter().map(|a| a.name()).collect();
+        write!(
+            f,
+            "RunsAggregateExec: mode=Partial, gby=[{}], aggr=[{}]",
+            self.group,
+            aggregates.join(", ")
+        )
+    }
+}
+
+impl ExecutionPlan for RunsAggregateExec {
+    fn name(&self) -> &str {
+        "RunsAggregateExec"
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        let arguments = self.aggregates.iter().flat_map(|a| a.expressions());
+        let filters = self.filters.iter().flatten().cloned();
+        for e in std::iter::once(Arc::clone(&self.group))
+            .chain(arguments)
+            .chain(filters)
+        {
+            if f(&e)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let input = children.swap_remove(0);
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&self.schema)),
+            input.output_partitioning().clone(),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        );
+        Ok(Arc::new(RunsAggregateExec {
+            input,
+            group: Arc::clone(&self.group),
+            group_schema: Arc::clone(&self.group_schema),
+            aggregates: self.aggregates.clone(),
+            filters: self.filters.clone(),
+            schema: Arc::clone(&self.schema),
+            properties: Arc::new(properties),
+            metrics: Default::default(),
+        }))
+    }
+
+    fn metrics(&self) -> Option<metrics::MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, Arc::clone(&context))?;
+        let accumulators = self
+            .aggregates
+            .iter()
+            .map(|a| a.create_groups_accumulator())
+            .collect::<Result<Vec<_>>>()?;
+        let reservation = MemoryConsumer::new(format!("RunsAggregateExec[{partition}]"))
+            .register(context.memory_pool());
+        let baseline = metrics::BaselineMetrics::new(&self.metrics, partition);
+        let state = Grouping {
+            input,
+            group: Arc::clone(&self.group),
+            arguments: self.aggregates.iter().map(|a| a.expressions()).collect(),
+            filters: self.filters.clone(),
+            values: new_group_values(Arc::clone(&self.group_schema), &GroupOrdering::None)?,
+            accumulators,
+            schema: Arc::clone(&self.schema),
+            batch_size: context.session_config().batch_size(),
+            reservation,
+            baseline,
+            heads: Vec::new(),
+            head_groups: Vec::new(),
+            groups: Vec::new(),
+            pending: Vec::new(),
+            done: false,
+        };
+        Ok(Box::pin(RunsStream {
+            schema: Arc::clone(&self.schema),
+            inner: futures::stream::unfold(state, |mut state| async move {
+                state.next().await.map(|batch| (batch, state))
+            })
+            .boxed(),
+        }))
+    }
+}
+
+/// The state of one partition's partial step.
+struct Grouping {
+    input: SendableRecordBatchStream,
+    group: Arc<dyn PhysicalExpr>,
+    arguments: Vec<Vec<Arc<dyn PhysicalExpr>>>,
+    filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    values: Box<dyn GroupValues>,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    schema: SchemaRef,
+    batch_size: usize,
+    reservation: MemoryReservation,
+    baseline: metrics::BaselineMetrics,
+    /// The first row of each run of the batch at hand.
+    heads: Vec<u32>,
+    /// The group of each run's first row.
+    head_groups: Vec<usize>,
+    /// The group of each row.
+    groups: Vec<usize>,
+    /// Output batches not yet handed on.
+    pending: Vec<RecordBatch>,
+    done: bool,
+}
+
+impl Grouping {
+    async fn next(&mut self) -> Option<Result<RecordBatch>> {
+        loop {
+            if let Some(batch) = self.pending.pop() {
+                return Some(Ok(batch));
+            }
+            if self.done {
+                return None;
+            }
+            match self.input.next().await {
+                Some(Ok(batch)) => {
+                    let compute = self.baseline.elapsed_compute().clone();
+                    let timer = compute.timer();
+                    let added = self.add(&batch);
+                    timer.done();
+                    if let Err(e) = added {
+                        return Some(Err(e));
+                    }
+                    // Handed on early where the groups grow many: the final step merges them.
+                    if self.values.len() >= MOST_GROUPS
+                        && let Err(e) = self.emit()
+                    {
+                        return Some(Err(e));
+                    }
+                }
+                Some(Err(e)) => return Some(Err(e)),
+                None => {
+                    self.done = true;
+                    if let Err(e) = self.emit() {
+                        return Some(Err(e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds a batch's rows to their groups' accumulators.
+    fn add(&mut self, batch: &RecordBatch) -> Result<()> {
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return Ok(());
+        }
+        let column = self.group.evaluate(batch)?.into_array(rows)?;
+        runs_of(&column, &mut self.heads);
+        self.groups.clear();
+        if self.heads.len() * 2 > rows {
+            // Runs too short to pay for themselves: every row looked up.
+            self.values
+                .intern(std::slice::from_ref(&column), &mut self.groups)?;
+        } else {
+            let first_rows = UInt32Array::from_iter_values(self.heads.iter().copied());
+            let heads = take(&column, &first_rows, None)?;
+            self.values.intern(&[heads], &mut self.head_groups)?;
+            let ends = self.heads.iter().skip(1).map(|&h| h as usize).chain([rows]);
+            for ((&start, end), &group) in self.heads.iter().zip(ends).zip(&self.head_groups) {
+                self.groups
+                    .extend(std::iter::repeat_n(group, end - start as usize));
+            }
+        }
+        let total = self.values.len();
+        for (i, accumulator) in self.accumulators.iter_mut().enumerate() {
+            let arguments = self.arguments[i]
+                .iter()
+                .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
+                .collect::<Result<Vec<ArrayRef>>>()?;
+            let filter = match &self.filters[i] {
+                Some(f) => Some(f.evaluate(batch)?.into_array(rows)?),
+                None => None,
+            };
+            let filter: Option<&BooleanArray> = filter.as_ref().map(|f| f.as_boolean());
+            accumulator.update_batch(&arguments, &self.groups, filter, total)?;
+        }
+        let size = self.values.size()
+            + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
+            + self.groups.capacity() * size_of::<usize>();
+        // Memory is accounted for as DataFusion's own step does; a partial step may always
+        // hand its groups on, so a refusal empties it rather than failing the question.
+        if self.reservation.try_resize(size).is_err() {
+            self.emit()?;
+        }
+        Ok(())
+    }
+
+    /// Hands on every group held so far and starts again.
+    fn emit(&mut self) -> Result<()> {
+        if self.values.is_empty() {
+            return Ok(());
+        }
+        let mut columns = self.values.emit(EmitTo::All)?;
+        for accumulator in self.accumulators.iter_mut() {
+            columns.extend(accumulator.state(EmitTo::All)?);
+        }
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+        let mut at = 0;
+        let mut batches = Vec::new();
+        while at < batch.num_rows() {
+            let len = self.batch_size.min(batch.num_rows() - at);
+            batches.push(batch.slice(at, len));
+            at += len;
+        }
+        self.baseline.record_output(batch.num_rows());
+        // Popped from the end, so put in reverse.
+        batches.reverse();
+        self.pending.extend(batches);
+        self.reservation.resize(self.values.size());
+        Ok(())
+    }
+}
+
+/// The first row of each run of equal values of a column of text views. Two rows are in one
+/// run where both are null, or both are not and their views are equal: a view of up to 12 bytes
+/// holds the text itself, a longer one its length, first bytes and place, so equal views are
+/// equal texts (equal texts at two places only start a new run, which costs a look-up).
+fn runs_of(column: &ArrayRef, heads: &mut Vec<u32>) {
+    heads.clear();
+    let views = column.as_string_view().views();
+    let nulls = column.logical_nulls();
+    let valid = |i: usize| nulls.as_ref().is_none_or(|n| n.is_valid(i));
+    heads.push(0);
+    match &nulls {
+        None => {
+            for i in 1..views.len() {
+                if views[i] != views[i - 1] {
+                    heads.push(i as u32);
+                }
+            }
+        }
+        Some(_) => {
+            for i in 1..views.len() {
+                let (a, b) = (valid(i - 1), valid(i));
+                if a != b || (b && views[i] != views[i - 1]) {
+                    heads.push(i as u32);
+                }
+            }
+        }
+    }
+}
+
+/// The partial step's output as a stream of batches.
+struct RunsStream {
+    schema: SchemaRef,
+    inner: futures::stream::BoxStream<'static, Result<RecordBatch>>,
+}
+
+impl Stream for RunsStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.poll_next_unpin(cx)
+    }
+}
+
+impl RecordBatchStream for RunsStream {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Decimal128Array, StringViewArray};
+    use arrow::datatypes::{Field, Schema};
+    use arrow::util::pretty::pretty_format_batches;
+    use datafusion::datasource::MemTable;
+    use datafusion::execution::SessionStateBuilder;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    use super::*;
+
+    /// Order lines in runs of one partner, with the texts a view holds apart (up to 12 bytes
+    /// inline, longer ones by place), nulls among the partners and the amounts, and one
+    /// partner's runs far apart: every way a run can start or a group can recur. Runs of `run`
+    /// rows.
+    fn lines(batch: usize, batches: usize, run: usize) -> Vec<Vec<RecordBatch>> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("partner_id", DataType::Utf8View, true),
+            Field::new("revenue", DataType::Decimal128(18, 2), true),
+            Field::new("won", DataType::Boolean, false),
+        ]));
+        let partner = |i: usize| match (i / run) % 97 {
+            0 => None,
+            p if p % 3 == 0 => Some(format!("P-{p:05}")),
+            p => Some(format!("a partner with a long name number {p}")),
+        };
+        let mut partitions = vec![Vec::new(), Vec::new()];
+        for b in 0..batches {
+            let rows = (b * batch)..((b + 1) * batch);
+            let partners: StringViewArray = rows.clone().map(partner).collect();
+            let revenue: Decimal128Array = rows
+                .clone()
+                .map(|i| (i % 11 != 0).then_some((i as i128 * 7919) % 100_000 - 20_000))
+                .collect::<Decimal128Array>()
+                .with_precision_and_scale(18, 2)
+                .unwrap();
+            let won: BooleanArray = rows.map(|i| Some(i % 3 == 0)).collect();
+            let columns: Vec<ArrayRef> = vec![Arc::new(partners), Arc::new(revenue), Arc::new(won)];
+            partitions[b % 2].push(RecordBatch::try_new(Arc::clone(&schema), columns).unwrap());
+        }
+        partitions
+    }
+
+    async fn answer(runs_first: bool, sql: &str, lines: &[Vec<RecordBatch>]) -> (String, String) {
+        let config = SessionConfig::new().with_target_partitions(2);
+        let mut state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features();
+        if runs_first {
+            state = state.with_physical_optimizer_rule(Arc::new(RunsFirst));
+        }
+        let ctx = SessionContext::new_with_state(state.build());
+        let schema = lines[0][0].schema();
+        ctx.register_table(
+            "orders",
+            Arc::new(MemTable::try_new(schema, lines.to_vec()).unwrap()),
+        )
+        .unwrap();
+        let frame = ctx.sql(sql).await.unwrap();
+        let plan = frame.clone().create_physical_plan().await.unwrap();
+        let plan = datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(false)
+            .to_string();
+        let rows = frame.collect().await.unwrap();
+        (pretty_format_batches(&rows).unwrap().to_string(), plan)
+    }
+
+    #[tokio::test]
+    async fn a_grouping_by_runs_answers_as_datafusion_s_own_and_takes_its_place() {
+        let sql = "SELECT partner_id, SUM(revenue), COUNT(revenue), COUNT(*), \
+                   SUM(revenue) FILTER (WHERE won), COUNT(*) FILTER (WHERE NOT won), \
+                   AVG(revenue), MIN(revenue), MAX(revenue) \
+                   FROM orders GROUP BY partner_id ORDER BY partner_id NULLS FIRST";
+        // Runs looked up once each, and runs of one row (every row looked up); more groups
+        // than the step holds, so that it hands them on early and the final step merges a
+        // group from several hand-overs.
+        for (batch, batches, run) in [(1000, 9, 7), (50, 40, 3), (200, 10, 1)] {
+            let lines = lines(batch, batches, run);
+            let (plain, plain_plan) = answer(false, sql, &lines).await;
+            let (runs, runs_plan) = answer(true, sql, &lines).await;
+            assert!(!plain_plan.contains("RunsAggregateExec"), "{plain_plan}");
+            assert!(runs_plan.contains("RunsAggregateExec"), "{runs_plan}");
+            assert_eq!(runs, plain, "batches of {batch} rows, runs of {run}");
+            assert!(plain.lines().count() > 60, "{plain}");
+            // A distinct count, which DataFusion plans as a grouping by the partner and the
+            // value, then a count by the partner: the count's partial step is the runs'.
+            let distinct = "SELECT partner_id, COUNT(DISTINCT revenue) FROM orders \
+                            GROUP BY 1 ORDER BY 1 NULLS FIRST";
+            let (plain, _) = answer(false, distinct, &lines).await;
+            let (runs, runs_plan) = answer(true, distinct, &lines).await;
+            assert!(runs_plan.contains("RunsAggregateExec"), "{runs_plan}");
+            assert_eq!(runs, plain, "a distinct count, batches of {batch} rows");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_grouping_it_cannot_stand_for_is_left_to_datafusion() {
+        let lines = lines(100, 4, 5);
+        for sql in [
+            // Two columns; a column not of text; an ordered aggregate; no grouping.
+            "SELECT partner_id, won, SUM(revenue) FROM orders GROUP BY 1, 2 ORDER BY 1, 2",
+            "SELECT won, SUM(revenue) FROM orders GROUP BY 1 ORDER BY 1",
+            "SELECT partner_id, array_agg(revenue ORDER BY revenue) FROM orders GROUP BY 1 \
+             ORDER BY 1",
+            "SELECT SUM(revenue) FROM orders",
+        ] {
+            let (plain, _) = answer(false, sql, &lines).await;
+            let (runs, plan) = answer(true, sql, &lines).await;
+            assert!(!plan.contains("RunsAggregateExec"), "{sql}: {plan}");
+            assert_eq!(runs, plain, "{sql}");
+        }
+    }
+
+    #[test]
+    fn runs_start_where_the_text_or_its_nullness_changes() {
+        // Built with its texts kept once, so that the long one's two rows share one place.
+        let mut builder = arrow::array::StringViewBuilder::new().with_deduplicate_strings();
+        for text in [
+            Some("P-1"),
+            Some("P-1"),
+            None,
+            None,
+            Some("a partner with a long name"),
+            Some("a partner with a long name"),
+            Some("P-1"),
+            None,
+        ] {
+            builder.append_option(text);
+        }
+        let column: ArrayRef = Arc::new(builder.finish());
+        let mut heads = Vec::new();
+        runs_of(&column, &mut heads);
+        assert_eq!(heads, vec![0, 2, 4, 6, 7]);
+    }
+}
