@@ -264,6 +264,36 @@ async fn a_generated_export_loads_whole_and_status_counts_what_the_generator_wro
     // Direct sales exist, and so do partners with revenue.
     let direct = query(&wh, None, "SELECT COUNT(*) > 0, COUNT(partner_id) > 0 FROM orders WHERE partner_id IS NULL OR partner_id IS NOT NULL").await;
     assert_eq!(direct, rows(&["true|true"]));
+    // A grouping by partner is planned with the step that looks up each run of one partner's
+    // rows once, and its groups add up to the totals taken without grouping.
+    let plan = query(
+        &wh,
+        None,
+        "EXPLAIN SELECT partner_id, SUM(revenue) FROM orders GROUP BY partner_id",
+    )
+    .await;
+    assert!(
+        plan.iter()
+            .flatten()
+            .any(|cell| cell.contains("RunsAggregateExec")),
+        "{plan:?}"
+    );
+    let grouped = query(
+        &wh,
+        None,
+        "SELECT SUM(s), SUM(n), COUNT(*) FROM \
+         (SELECT partner_id, SUM(revenue) AS s, COUNT(*) AS n FROM orders GROUP BY partner_id)",
+    )
+    .await;
+    let whole = query(
+        &wh,
+        None,
+        "SELECT SUM(revenue), COUNT(*), \
+         COUNT(DISTINCT partner_id) + MAX(CASE WHEN partner_id IS NULL THEN 1 ELSE 0 END) \
+         FROM orders",
+    )
+    .await;
+    assert_eq!(grouped, whole);
 }
 
 #[tokio::test]
