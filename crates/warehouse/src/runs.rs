@@ -31,6 +31,7 @@ use datafusion::logical_expr::GroupsAccumulator;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::InputOrderMode;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
@@ -46,8 +47,9 @@ use futures::{Stream, StreamExt};
 const MOST_GROUPS: usize = if cfg!(test) { 40 } else { 1 << 20 };
 
 /// The physical optimiser rule that puts [`RunsAggregateExec`] in place of each partial
-/// aggregation it can stand for: grouped by one text column (read as views), every aggregate
-/// with a grouped accumulator, none distinct or ordered, and no limit.
+/// aggregation it can stand for: grouped by one text column (read as views), over input in no
+/// particular order, every aggregate with a grouped accumulator, none distinct or ordered, and
+/// no limit.
 #[derive(Debug, Default)]
 pub struct RunsFirst;
 
@@ -98,7 +100,10 @@ impl RunsAggregateExec {
     pub fn standing_for(aggregate: &AggregateExec) -> Result<Option<RunsAggregateExec>> {
         let by = aggregate.group_expr();
         let input_schema = aggregate.input().schema();
+        // Only an aggregation that reads its input in no order: where DataFusion planned one
+        // over sorted input, the steps above it may count on its output's order.
         let can = *aggregate.mode() == AggregateMode::Partial
+            && *aggregate.input_order_mode() == InputOrderMode::Linear
             && aggregate.limit_options().is_none()
             && by.is_single()
             && by.expr().len() == 1
@@ -540,6 +545,58 @@ mod tests {
             assert!(!plan.contains("RunsAggregateExec"), "{sql}: {plan}");
             assert_eq!(runs, plain, "{sql}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_grouping_over_input_in_order_is_left_to_datafusion() {
+        // Two partitions, each in partner order and declared so: DataFusion's partial step
+        // then hands its groups on in order, which the steps above it may count on.
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("partner_id", DataType::Utf8View, true),
+            Field::new("revenue", DataType::Int64, true),
+        ]));
+        let batch = |partners: Vec<&str>, revenue: Vec<i64>| {
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(StringViewArray::from(partners)),
+                Arc::new(arrow::array::Int64Array::from(revenue)),
+            ];
+            RecordBatch::try_new(Arc::clone(&schema), columns).unwrap()
+        };
+        let partitions = vec![
+            vec![batch(vec!["P-1", "P-1", "P-2", "P-3"], vec![1, 2, 3, 4])],
+            vec![batch(vec!["P-2", "P-3", "P-3", "P-4"], vec![5, 6, 7, 8])],
+        ];
+        let mut answers = Vec::new();
+        for runs_first in [false, true] {
+            let config = SessionConfig::new().with_target_partitions(2);
+            let mut state = SessionStateBuilder::new()
+                .with_config(config)
+                .with_default_features();
+            if runs_first {
+                state = state.with_physical_optimizer_rule(Arc::new(RunsFirst));
+            }
+            let ctx = SessionContext::new_with_state(state.build());
+            let table = MemTable::try_new(Arc::clone(&schema), partitions.clone())
+                .unwrap()
+                .with_sort_order(vec![vec![
+                    datafusion::prelude::col("partner_id").sort(true, false),
+                ]]);
+            ctx.register_table("orders", Arc::new(table)).unwrap();
+            let frame = ctx
+                .sql("SELECT partner_id, SUM(revenue) FROM orders GROUP BY partner_id ORDER BY 1")
+                .await
+                .unwrap();
+            let plan = frame.clone().create_physical_plan().await.unwrap();
+            let plan = datafusion::physical_plan::displayable(plan.as_ref())
+                .indent(false)
+                .to_string();
+            assert!(plan.contains("ordering_mode=Sorted"), "{plan}");
+            assert!(!plan.contains("RunsAggregateExec"), "{plan}");
+            let rows = frame.collect().await.unwrap();
+            answers.push(pretty_format_batches(&rows).unwrap().to_string());
+        }
+        assert_eq!(answers[0], answers[1]);
+        assert!(answers[0].contains("| P-3        | 17 "), "{}", answers[0]);
     }
 
     #[test]
