@@ -477,7 +477,8 @@ mod tests {
         partitions
     }
 
-    async fn answer(runs_first: bool, sql: &str, lines: &[Vec<RecordBatch>]) -> (String, String) {
+    /// A session of two partitions, with the rule or without.
+    fn session(runs_first: bool) -> SessionContext {
         let config = SessionConfig::new().with_target_partitions(2);
         let mut state = SessionStateBuilder::new()
             .with_config(config)
@@ -485,13 +486,11 @@ mod tests {
         if runs_first {
             state = state.with_physical_optimizer_rule(Arc::new(RunsFirst));
         }
-        let ctx = SessionContext::new_with_state(state.build());
-        let schema = lines[0][0].schema();
-        ctx.register_table(
-            "orders",
-            Arc::new(MemTable::try_new(schema, lines.to_vec()).unwrap()),
-        )
-        .unwrap();
+        SessionContext::new_with_state(state.build())
+    }
+
+    /// A question's answer as a table of text, and its physical plan.
+    async fn answer_in(ctx: &SessionContext, sql: &str) -> (String, String) {
         let frame = ctx.sql(sql).await.unwrap();
         let plan = frame.clone().create_physical_plan().await.unwrap();
         let plan = datafusion::physical_plan::displayable(plan.as_ref())
@@ -499,6 +498,14 @@ mod tests {
             .to_string();
         let rows = frame.collect().await.unwrap();
         (pretty_format_batches(&rows).unwrap().to_string(), plan)
+    }
+
+    async fn answer(runs_first: bool, sql: &str, lines: &[Vec<RecordBatch>]) -> (String, String) {
+        let ctx = session(runs_first);
+        let schema = lines[0][0].schema();
+        let table = MemTable::try_new(schema, lines.to_vec()).unwrap();
+        ctx.register_table("orders", Arc::new(table)).unwrap();
+        answer_in(&ctx, sql).await
     }
 
     #[tokio::test]
@@ -568,32 +575,18 @@ mod tests {
         ];
         let mut answers = Vec::new();
         for runs_first in [false, true] {
-            let config = SessionConfig::new().with_target_partitions(2);
-            let mut state = SessionStateBuilder::new()
-                .with_config(config)
-                .with_default_features();
-            if runs_first {
-                state = state.with_physical_optimizer_rule(Arc::new(RunsFirst));
-            }
-            let ctx = SessionContext::new_with_state(state.build());
+            let ctx = session(runs_first);
             let table = MemTable::try_new(Arc::clone(&schema), partitions.clone())
                 .unwrap()
                 .with_sort_order(vec![vec![
                     datafusion::prelude::col("partner_id").sort(true, false),
                 ]]);
             ctx.register_table("orders", Arc::new(table)).unwrap();
-            let frame = ctx
-                .sql("SELECT partner_id, SUM(revenue) FROM orders GROUP BY partner_id ORDER BY 1")
-                .await
-                .unwrap();
-            let plan = frame.clone().create_physical_plan().await.unwrap();
-            let plan = datafusion::physical_plan::displayable(plan.as_ref())
-                .indent(false)
-                .to_string();
+            let sql = "SELECT partner_id, SUM(revenue) FROM orders GROUP BY partner_id ORDER BY 1";
+            let (rows, plan) = answer_in(&ctx, sql).await;
             assert!(plan.contains("ordering_mode=Sorted"), "{plan}");
             assert!(!plan.contains("RunsAggregateExec"), "{plan}");
-            let rows = frame.collect().await.unwrap();
-            answers.push(pretty_format_batches(&rows).unwrap().to_string());
+            answers.push(rows);
         }
         assert_eq!(answers[0], answers[1]);
         assert!(answers[0].contains("| P-3        | 17 "), "{}", answers[0]);
