@@ -3,16 +3,15 @@
 //! The facts are stored in the order of their partner (and the order lines in the Z-order of
 //! product and partner), so consecutive rows mostly share their partner: a dozen lines in a row
 //! on average in the order lines at scale 8 (four at scale 100), thousands in the
-//! partner-ordered facts. DataFusion's grouping hashes and looks up every row's value all the
-//! same: in revenue by partner off the rollups, its hash table's look-ups were nearly half the
-//! CPU. [`RunsFirst`] replaces the partial step of such an aggregation by [`RunsAggregateExec`],
-//! which compares each value with the one before it (mostly a compare of their 16-byte views)
-//! and looks up only the first of each run. A sum of amounts or integers and a count take each
-//! run whole: their partial state over the run (a sum, wrapping as DataFusion's does; a count)
-//! is merged into the run's group by DataFusion's own accumulator. Every other aggregate is given
-//! every row with the group of its run. Either way what each aggregate computes (filters, nulls,
-//! the final value) is DataFusion's. Where runs are short (grouped by customer, say) a batch is
-//! looked up and aggregated row by row as before.
+//! partner-ordered facts. DataFusion's grouping
+//! hashes and looks up every row's value all the same: in revenue by partner off the rollups,
+//! its hash table's look-ups were nearly half the CPU. [`RunsFirst`] replaces the partial step
+//! of such an aggregation by [`RunsAggregateExec`], which compares each value with the one
+//! before it (mostly a compare of their 16-byte views) and looks up only the first of each run;
+//! every
+//! row is still given to DataFusion's own accumulators, with the group of its run, so what each
+//! aggregate computes (sums, counts, filters, nulls) is DataFusion's. Where runs are short
+//! (grouped by customer, say) a batch is looked up row by row as before.
 
 use std::fmt;
 use std::pin::Pin;
@@ -218,17 +217,10 @@ impl ExecutionPlan for RunsAggregateExec {
         let reservation = MemoryConsumer::new(format!("RunsAggregateExec[{partition}]"))
             .register(context.memory_pool());
         let baseline = metrics::BaselineMetrics::new(&self.metrics, partition);
-        let input_schema = self.input.schema();
-        let by_runs = self
-            .aggregates
-            .iter()
-            .map(|a| ByRuns::of(a, &input_schema))
-            .collect::<Result<Vec<_>>>()?;
         let state = Grouping {
             input,
             group: Arc::clone(&self.group),
             arguments: self.aggregates.iter().map(|a| a.expressions()).collect(),
-            by_runs,
             filters: self.filters.clone(),
             values: new_group_values(Arc::clone(&self.group_schema), &GroupOrdering::None)?,
             accumulators,
@@ -257,8 +249,6 @@ struct Grouping {
     input: SendableRecordBatchStream,
     group: Arc<dyn PhysicalExpr>,
     arguments: Vec<Vec<Arc<dyn PhysicalExpr>>>,
-    /// How each aggregate takes a run whole, if it can.
-    by_runs: Vec<ByRuns>,
     filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
     values: Box<dyn GroupValues>,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
@@ -322,15 +312,19 @@ impl Grouping {
         let column = self.group.evaluate(batch)?.into_array(rows)?;
         runs_of(&column, &mut self.heads)?;
         self.groups.clear();
-        // Runs too short to pay for themselves: every row looked up.
-        let in_runs = self.heads.len() * 2 <= rows;
-        if in_runs {
+        if self.heads.len() * 2 > rows {
+            // Runs too short to pay for themselves: every row looked up.
+            self.values
+                .intern(std::slice::from_ref(&column), &mut self.groups)?;
+        } else {
             let first_rows = UInt32Array::from_iter_values(self.heads.iter().copied());
             let heads = take(&column, &first_rows, None)?;
             self.values.intern(&[heads], &mut self.head_groups)?;
-        } else {
-            self.values
-                .intern(std::slice::from_ref(&column), &mut self.groups)?;
+            let ends = self.heads.iter().skip(1).map(|&h| h as usize).chain([rows]);
+            for ((&start, end), &group) in self.heads.iter().zip(ends).zip(&self.head_groups) {
+                self.groups
+                    .resize(self.groups.len() + end - start as usize, group);
+            }
         }
         let total = self.values.len();
         for (i, accumulator) in self.accumulators.iter_mut().enumerate() {
@@ -343,19 +337,6 @@ impl Grouping {
                 None => None,
             };
             let filter: Option<&BooleanArray> = filter.as_ref().map(|f| f.as_boolean());
-            if in_runs && let Some(states) = self.by_runs[i].states(&arguments, filter, &self.heads)
-            {
-                // Each run's partial state, merged into its group once.
-                accumulator.merge_batch(&[states?], &self.head_groups, total)?;
-                continue;
-            }
-            if in_runs && self.groups.is_empty() {
-                let ends = self.heads.iter().skip(1).map(|&h| h as usize).chain([rows]);
-                for ((&start, end), &group) in self.heads.iter().zip(ends).zip(&self.head_groups) {
-                    self.groups
-                        .resize(self.groups.len() + end - start as usize, group);
-                }
-            }
             accumulator.update_batch(&arguments, &self.groups, filter, total)?;
         }
         let size = self.values.size()
@@ -393,110 +374,6 @@ impl Grouping {
         self.reservation.resize(self.values.size());
         Ok(())
     }
-}
-
-/// How an aggregate takes a run of rows whole: its partial state over the run computed here and
-/// merged into the run's group by DataFusion's accumulator, rather than each row given to it. A
-/// sum of amounts or integers (its state: the sum, wrapping as DataFusion's does, none where no
-/// row counted) and a count (its state: the count). Any other aggregate takes the rows.
-#[derive(Clone, Debug)]
-enum ByRuns {
-    Sum(DataType),
-    Count,
-    Rows,
-}
-
-impl ByRuns {
-    fn of(aggregate: &AggregateFunctionExpr, input: &arrow::datatypes::Schema) -> Result<ByRuns> {
-        let arguments = aggregate.expressions();
-        let states = aggregate.state_fields()?;
-        if arguments.len() != 1 || states.len() != 1 {
-            return Ok(ByRuns::Rows);
-        }
-        let argument = arguments[0].data_type(input)?;
-        let state = states[0].data_type().clone();
-        Ok(match (aggregate.fun().name(), &argument, &state) {
-            ("sum", DataType::Decimal128(..), DataType::Decimal128(..))
-            | ("sum", DataType::Int64, DataType::Int64) => ByRuns::Sum(state),
-            ("count", _, DataType::Int64) => ByRuns::Count,
-            _ => ByRuns::Rows,
-        })
-    }
-
-    /// Each run's partial state, the runs starting at `heads`; none where the aggregate takes
-    /// the rows one by one.
-    fn states(
-        &self,
-        arguments: &[ArrayRef],
-        filter: Option<&BooleanArray>,
-        heads: &[u32],
-    ) -> Option<Result<ArrayRef>> {
-        let argument = arguments.first()?;
-        let rows = argument.len();
-        let nulls = argument.logical_nulls();
-        // A row counts where its value is there and the aggregate's filter, if any, is true.
-        let counts = |i: usize| {
-            nulls.as_ref().is_none_or(|n| n.is_valid(i))
-                && filter.is_none_or(|f| f.is_valid(i) && f.value(i))
-        };
-        let every_row_counts = nulls.is_none() && filter.is_none();
-        let ends = heads.iter().skip(1).map(|&h| h as usize).chain([rows]);
-        let runs = heads.iter().map(|&h| h as usize).zip(ends);
-        Some(match self {
-            ByRuns::Rows => return None,
-            ByRuns::Count => {
-                let counted: arrow::array::Int64Array = runs
-                    .map(|(start, end)| match every_row_counts {
-                        true => (end - start) as i64,
-                        false => (start..end).filter(|&i| counts(i)).count() as i64,
-                    })
-                    .collect();
-                Ok(Arc::new(counted) as ArrayRef)
-            }
-            ByRuns::Sum(state) => match argument.data_type() {
-                DataType::Int64 => {
-                    let values = argument
-                        .as_primitive::<arrow::datatypes::Int64Type>()
-                        .values();
-                    let sums: arrow::array::Int64Array =
-                        run_sums(runs, values, every_row_counts, counts, i64::wrapping_add)
-                            .collect();
-                    Ok(Arc::new(sums) as ArrayRef)
-                }
-                _ => {
-                    let values = argument
-                        .as_primitive::<arrow::datatypes::Decimal128Type>()
-                        .values();
-                    let sums: arrow::array::Decimal128Array =
-                        run_sums(runs, values, every_row_counts, counts, i128::wrapping_add)
-                            .collect();
-                    Ok(Arc::new(sums.with_data_type(state.clone())) as ArrayRef)
-                }
-            },
-        })
-    }
-}
-
-/// The sum of each run's counted values, none where no row of it counted.
-fn run_sums<'a, T: Copy + Default + 'a>(
-    runs: impl Iterator<Item = (usize, usize)> + 'a,
-    values: &'a [T],
-    every_row_counts: bool,
-    counts: impl Fn(usize) -> bool + 'a,
-    add: fn(T, T) -> T,
-) -> impl Iterator<Item = Option<T>> + 'a {
-    runs.map(move |(start, end)| match every_row_counts {
-        true => Some(
-            values[start..end]
-                .iter()
-                .fold(T::default(), |a, &v| add(a, v)),
-        ),
-        false => {
-            let mut counted = (start..end).filter(|&i| counts(i)).peekable();
-            counted.peek()?;
-            Some(counted.fold(T::default(), |a, i| add(a, values[i])))
-        }
-    })
 }
 
 /// The first row of each run of equal values of a column of text views: a row starts a run
@@ -577,7 +454,6 @@ mod tests {
             Field::new("partner_id", DataType::Utf8View, true),
             Field::new("revenue", DataType::Decimal128(18, 2), true),
             Field::new("won", DataType::Boolean, false),
-            Field::new("quantity", DataType::Int64, true),
         ]));
         let partner = |i: usize| match (i / run) % 97 {
             0 => None,
@@ -594,16 +470,8 @@ mod tests {
                 .collect::<Decimal128Array>()
                 .with_precision_and_scale(18, 2)
                 .unwrap();
-            let won: BooleanArray = rows.clone().map(|i| Some(i % 3 == 0)).collect();
-            let quantity: arrow::array::Int64Array = rows
-                .map(|i| (i % 13 != 0).then_some(i as i64 % 50 - 5))
-                .collect();
-            let columns: Vec<ArrayRef> = vec![
-                Arc::new(partners),
-                Arc::new(revenue),
-                Arc::new(won),
-                Arc::new(quantity),
-            ];
+            let won: BooleanArray = rows.map(|i| Some(i % 3 == 0)).collect();
+            let columns: Vec<ArrayRef> = vec![Arc::new(partners), Arc::new(revenue), Arc::new(won)];
             partitions[b % 2].push(RecordBatch::try_new(Arc::clone(&schema), columns).unwrap());
         }
         partitions
@@ -644,8 +512,7 @@ mod tests {
     async fn a_grouping_by_runs_answers_as_datafusion_s_own_and_takes_its_place() {
         let sql = "SELECT partner_id, SUM(revenue), COUNT(revenue), COUNT(*), \
                    SUM(revenue) FILTER (WHERE won), COUNT(*) FILTER (WHERE NOT won), \
-                   AVG(revenue), MIN(revenue), MAX(revenue), \
-                   SUM(quantity), SUM(quantity) FILTER (WHERE won), COUNT(quantity) \
+                   AVG(revenue), MIN(revenue), MAX(revenue) \
                    FROM orders GROUP BY partner_id ORDER BY partner_id NULLS FIRST";
         // Runs looked up once each, and runs of one row (every row looked up); more groups
         // than the step holds, so that it hands them on early and the final step merges a
