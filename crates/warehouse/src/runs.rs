@@ -454,6 +454,7 @@ mod tests {
             Field::new("partner_id", DataType::Utf8View, true),
             Field::new("revenue", DataType::Decimal128(18, 2), true),
             Field::new("won", DataType::Boolean, false),
+            Field::new("quantity", DataType::Int64, true),
         ]));
         let partner = |i: usize| match (i / run) % 97 {
             0 => None,
@@ -470,8 +471,16 @@ mod tests {
                 .collect::<Decimal128Array>()
                 .with_precision_and_scale(18, 2)
                 .unwrap();
-            let won: BooleanArray = rows.map(|i| Some(i % 3 == 0)).collect();
-            let columns: Vec<ArrayRef> = vec![Arc::new(partners), Arc::new(revenue), Arc::new(won)];
+            let won: BooleanArray = rows.clone().map(|i| Some(i % 3 == 0)).collect();
+            let quantity: arrow::array::Int64Array = rows
+                .map(|i| (i % 13 != 0).then_some(i as i64 % 50 - 5))
+                .collect();
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(partners),
+                Arc::new(revenue),
+                Arc::new(won),
+                Arc::new(quantity),
+            ];
             partitions[b % 2].push(RecordBatch::try_new(Arc::clone(&schema), columns).unwrap());
         }
         partitions
@@ -512,7 +521,8 @@ mod tests {
     async fn a_grouping_by_runs_answers_as_datafusion_s_own_and_takes_its_place() {
         let sql = "SELECT partner_id, SUM(revenue), COUNT(revenue), COUNT(*), \
                    SUM(revenue) FILTER (WHERE won), COUNT(*) FILTER (WHERE NOT won), \
-                   AVG(revenue), MIN(revenue), MAX(revenue) \
+                   AVG(revenue), MIN(revenue), MAX(revenue), \
+                   SUM(quantity), SUM(quantity) FILTER (WHERE won), COUNT(quantity) \
                    FROM orders GROUP BY partner_id ORDER BY partner_id NULLS FIRST";
         // Runs looked up once each, and runs of one row (every row looked up); more groups
         // than the step holds, so that it hands them on early and the final step merges a
