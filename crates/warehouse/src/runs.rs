@@ -38,6 +38,7 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties, metrics,
+    metrics::RecordOutput,
 };
 use futures::{Stream, StreamExt};
 
@@ -271,9 +272,11 @@ impl Grouping {
     async fn next(&mut self) -> Option<Result<RecordBatch>> {
         loop {
             if let Some(batch) = self.pending.pop() {
-                return Some(Ok(batch));
+                // Rows, batches and bytes handed on, as `explain --analyze` shows them.
+                return Some(Ok(batch.record_output(&self.baseline)));
             }
             if self.done {
+                self.baseline.done();
                 return None;
             }
             match self.input.next().await {
@@ -367,7 +370,6 @@ impl Grouping {
             batches.push(batch.slice(at, len));
             at += len;
         }
-        self.baseline.record_output(batch.num_rows());
         // Popped from the end, so put in reverse.
         batches.reverse();
         self.pending.extend(batches);
