@@ -3,20 +3,17 @@
 //! The facts are stored in the order of their partner (and the order lines in the Z-order of
 //! product and partner), so consecutive rows mostly share their partner: a dozen lines in a row
 //! on average in the order lines at scale 8 (four at scale 100), thousands in the
-//! partner-ordered facts. DataFusion's grouping
-//! hashes and looks up every row's value all the same: in revenue by partner off the rollups,
-//! its hash table's look-ups were nearly half the CPU. [`RunsFirst`] replaces the partial step
-//! of such an aggregation by [`RunsAggregateExec`], which compares each value with the one
-//! before it (mostly a compare of their 16-byte views) and looks up only the first of each run;
-//! every
-//! row is still given to DataFusion's own accumulators, with the group of its run, so what each
-//! aggregate computes (sums, counts, filters, nulls) is DataFusion's. Where runs are short
-//! (grouped by customer, say) a batch is looked up row by row as before.
+//! partner-ordered facts. DataFusion's grouping hashes and looks up every row's value all the
+//! same: in revenue by partner off the rollups, its hash table's look-ups were nearly half the
+//! CPU. [`RunsFirst`] replaces the partial step of such an aggregation by [`RunsAggregateExec`],
+//! which compares each value with the one before it (mostly a compare of their 16-byte views)
+//! and looks up only the first of each run; every row is still given to DataFusion's own
+//! accumulators, with the group of its run, so what each aggregate computes (sums, counts,
+//! filters, nulls) is DataFusion's. Where runs are short (grouped by customer, say) a batch is
+//! looked up row by row as before.
 
 use std::fmt;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::take;
@@ -25,7 +22,7 @@ use datafusion::common::Result;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
-use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::EmitTo;
 use datafusion::logical_expr::GroupsAccumulator;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
@@ -36,11 +33,12 @@ use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties, metrics,
     metrics::RecordOutput,
 };
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 
 /// Groups held before the partial step hands them on and starts again: the final step merges
 /// them whatever their number, so this only bounds the memory of a grouping by many values.
@@ -116,12 +114,7 @@ impl RunsAggregateExec {
             return Ok(None);
         }
         let schema = aggregate.schema();
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(Arc::clone(&schema)),
-            aggregate.input().output_partitioning().clone(),
-            EmissionType::Final,
-            Boundedness::Bounded,
-        );
+        let properties = properties(&schema, aggregate.input());
         Ok(Some(RunsAggregateExec {
             input: Arc::clone(aggregate.input()),
             group: Arc::clone(&by.expr()[0].0),
@@ -129,10 +122,20 @@ impl RunsAggregateExec {
             aggregates: aggregate.aggr_expr().to_vec(),
             filters: aggregate.filter_expr().to_vec(),
             schema,
-            properties: Arc::new(properties),
+            properties,
             metrics: Default::default(),
         }))
     }
+}
+
+/// A partial step's properties: its input's partitions, in no order, all handed on at the end.
+fn properties(schema: &SchemaRef, input: &Arc<dyn ExecutionPlan>) -> Arc<PlanProperties> {
+    Arc::new(PlanProperties::new(
+        EquivalenceProperties::new(Arc::clone(schema)),
+        input.output_partitioning().clone(),
+        EmissionType::Final,
+        Boundedness::Bounded,
+    ))
 }
 
 impl DisplayAs for RunsAggregateExec {
@@ -182,12 +185,7 @@ impl ExecutionPlan for RunsAggregateExec {
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let input = children.swap_remove(0);
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(Arc::clone(&self.schema)),
-            input.output_partitioning().clone(),
-            EmissionType::Final,
-            Boundedness::Bounded,
-        );
+        let properties = properties(&self.schema, &input);
         Ok(Arc::new(RunsAggregateExec {
             input,
             group: Arc::clone(&self.group),
@@ -195,7 +193,7 @@ impl ExecutionPlan for RunsAggregateExec {
             aggregates: self.aggregates.clone(),
             filters: self.filters.clone(),
             schema: Arc::clone(&self.schema),
-            properties: Arc::new(properties),
+            properties,
             metrics: Default::default(),
         }))
     }
@@ -235,13 +233,13 @@ impl ExecutionPlan for RunsAggregateExec {
             pending: Vec::new(),
             done: false,
         };
-        Ok(Box::pin(RunsStream {
-            schema: Arc::clone(&self.schema),
-            inner: futures::stream::unfold(state, |mut state| async move {
-                state.next().await.map(|batch| (batch, state))
-            })
-            .boxed(),
-        }))
+        let batches = futures::stream::unfold(state, |mut state| async move {
+            state.next().await.map(|batch| (batch, state))
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            batches,
+        )))
     }
 }
 
@@ -313,7 +311,7 @@ impl Grouping {
             return Ok(());
         }
         let column = self.group.evaluate(batch)?.into_array(rows)?;
-        runs_of(&column, &mut self.heads)?;
+        runs_of(&column, &mut self.heads);
         self.groups.clear();
         if self.heads.len() * 2 > rows {
             // Runs too short to pay for themselves: every row looked up.
@@ -384,7 +382,7 @@ impl Grouping {
 /// holds its text; a longer one its length, its first four bytes and its place: views that
 /// differ hold different texts unless both are long with the same length and first bytes, and
 /// only then are the texts compared.
-fn runs_of(column: &ArrayRef, heads: &mut Vec<u32>) -> Result<()> {
+fn runs_of(column: &ArrayRef, heads: &mut Vec<u32>) {
     heads.clear();
     heads.push(0);
     let texts = column.as_string_view();
@@ -412,27 +410,6 @@ fn runs_of(column: &ArrayRef, heads: &mut Vec<u32>) -> Result<()> {
                     .map(|((i, _), _)| i as u32 + 1),
             )
         }
-    }
-    Ok(())
-}
-
-/// The partial step's output as a stream of batches.
-struct RunsStream {
-    schema: SchemaRef,
-    inner: futures::stream::BoxStream<'static, Result<RecordBatch>>,
-}
-
-impl Stream for RunsStream {
-    type Item = Result<RecordBatch>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.inner.poll_next_unpin(cx)
-    }
-}
-
-impl RecordBatchStream for RunsStream {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
     }
 }
 
@@ -618,7 +595,7 @@ mod tests {
             None,
         ]));
         let mut heads = Vec::new();
-        runs_of(&column, &mut heads).unwrap();
+        runs_of(&column, &mut heads);
         assert_eq!(heads, vec![0, 2, 4, 6, 7]);
     }
 }
