@@ -61,9 +61,10 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// column, as a load's row groups are) comes from an arena that hands its pages back the moment
 /// it is freed, so the next such buffer faulted in and zeroed fresh pages: a tenth of a load's
 /// time. Up to 32 MB they are now served like the others, and every arena keeps freed pages two
-/// seconds (not ten) for reuse: a load 0.93-0.95x the time at scale 8, 0.94x at scale 100,
-/// at about the same peak memory. Larger ones (a rollup's hash tables at scale 100) are still handed back at once: with those
-/// kept too, one load at scale 100 peaked at 4.2 GB instead of 3.0 (BENCHMARKS.md).
+/// seconds (not ten) for reuse: a load 0.93-0.95x the time at scale 8, 0.94x at scale 100, at
+/// about the same peak memory. Larger ones (a rollup's hash tables at scale 100) are still
+/// handed back at once: with those kept too, one load at scale 100 peaked at 4.2 GB instead of
+/// 3.0 (BENCHMARKS.md).
 // Unsafe only in name: a static of constant bytes that jemalloc reads once as its settings;
 // the symbol is jemalloc's own, which no other library of the binary defines.
 #[allow(unsafe_code)]

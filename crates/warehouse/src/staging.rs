@@ -122,7 +122,7 @@ pub(crate) fn table_file_properties(entity: Entity) -> WriterProperties {
 /// The columns of a table written bit-packed by their differences: those stored as 64-bit
 /// integers in Parquet (integers, amounts of money, instants). An amount wider than 18 digits
 /// would be stored as fixed-length bytes, which that encoding does not take.
-pub(crate) fn packed_columns(entity: Entity) -> Vec<String> {
+fn packed_columns(entity: Entity) -> Vec<String> {
     entity
         .schema()
         .fields()

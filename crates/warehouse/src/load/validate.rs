@@ -479,15 +479,13 @@ impl StagedFile<'_> {
                 on_reject(f, &records[i]);
             }
             if let Some(batch) = chunk.batch {
+                let keep = keep.map(arrow::array::BooleanArray::from);
                 let batch = match &keep {
-                    Some(keep) => arrow::compute::filter_record_batch(
-                        &batch,
-                        &arrow::array::BooleanArray::from(keep.clone()),
-                    )
-                    .expect("mask matches the batch"),
+                    Some(keep) => arrow::compute::filter_record_batch(&batch, keep)
+                        .expect("mask matches the batch"),
                     None => batch,
                 };
-                let kept = |row: &usize| keep.as_ref().is_none_or(|k| k[*row]);
+                let kept = |row: &usize| keep.as_ref().is_none_or(|k| k.value(*row));
                 let digests = (chunk.keys.iter().enumerate())
                     .filter(|(row, _)| kept(row))
                     .map(|(_, (digest, _))| *digest);
