@@ -28,6 +28,7 @@ mod load;
 mod runs;
 mod staging;
 mod storage;
+mod texts;
 pub mod versions;
 
 use std::collections::BTreeMap;
