@@ -153,13 +153,14 @@ pub fn cluster() -> Option<Cluster> {
 pub(crate) fn session(config: SessionConfig) -> Result<SessionContext> {
     let Some(cluster) = cluster() else {
         // On this machine, a grouping by one text column looks up each run of equal values
-        // once (`runs`), and metrics' conditions compare text by its views (`texts`); the
-        // workers of a cluster plan with DataFusion's own steps and functions only, which they
-        // can be sent.
+        // once (`runs`), and metrics' conditions and filters compare text by its views
+        // (`texts`); the workers of a cluster plan with DataFusion's own steps and functions
+        // only, which they can be sent.
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
             .with_optimizer_rule(Arc::new(crate::texts::TextsByView))
+            .with_physical_optimizer_rule(Arc::new(crate::texts::FiltersByView))
             .with_physical_optimizer_rule(Arc::new(crate::runs::RunsFirst))
             .build();
         return Ok(SessionContext::new_with_state(state));

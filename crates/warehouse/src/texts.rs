@@ -12,11 +12,15 @@
 //! Filters (`WHERE`) are left as DataFusion wrote them: it prunes row groups and pages by their
 //! comparisons, which it could not do with a function of Prism's.
 
+use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use arrow::buffer::{BooleanBuffer, Buffer};
 use arrow::datatypes::DataType;
+use arrow::datatypes::Schema;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::TransformedResult;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result, ScalarValue, exec_err};
 use datafusion::logical_expr::expr::{Case, InList, ScalarFunction};
@@ -27,6 +31,13 @@ use datafusion::logical_expr::{
     ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
+use datafusion::physical_expr::expressions::{
+    BinaryExpr as PhysicalBinaryExpr, Column, InListExpr, Literal, not,
+};
+use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 
 /// The logical optimiser rule that writes a view column's comparisons with text constants, in
 /// aggregations and projections, as [`TextIs`]: `=` and `IN` as it, `<>` and `NOT IN` as its
@@ -64,6 +75,106 @@ impl OptimizerRule for TextsByView {
             Ok(e.update_data(|e| name.restore(e)))
         })
     }
+}
+
+/// The physical optimiser rule that evaluates a filter's comparisons of a column of views with
+/// text constants (`=`, `<>`, `IN`, `NOT IN`) by [`TextIs`]. It runs after DataFusion has
+/// given the scan below the filter its own copy of the predicate, by which the scan prunes row
+/// groups and pages; the rows the scan returns are then kept by the faster comparison.
+#[derive(Debug, Default)]
+pub struct FiltersByView;
+
+impl PhysicalOptimizerRule for FiltersByView {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let config = Arc::new(config.clone());
+        plan.transform_up(|step| {
+            let Some(filter) = step.downcast_ref::<FilterExec>() else {
+                return Ok(Transformed::no(step));
+            };
+            let schema = filter.input().schema();
+            let predicate = (filter.predicate().clone())
+                .transform_up(|e| physical_by_view(e, &schema, &config))?;
+            if !predicate.transformed {
+                return Ok(Transformed::no(step));
+            }
+            let rewritten = FilterExecBuilder::new(predicate.data, filter.input().clone())
+                .apply_projection_by_ref(filter.projection().as_ref())?
+                .with_default_selectivity(filter.default_selectivity())
+                .with_batch_size(filter.batch_size())
+                .with_fetch(filter.fetch())
+                .build()?;
+            Ok(Transformed::yes(
+                Arc::new(rewritten) as Arc<dyn ExecutionPlan>
+            ))
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "prism_filters_by_view"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// A physical comparison of a column of views with text constants as a call of [`TextIs`].
+fn physical_by_view(
+    e: Arc<dyn PhysicalExpr>,
+    schema: &Schema,
+    config: &Arc<ConfigOptions>,
+) -> Result<Transformed<Arc<dyn PhysicalExpr>>> {
+    let view_column = |e: &Arc<dyn PhysicalExpr>| {
+        e.downcast_ref::<Column>().is_some() && e.data_type(schema).ok() == Some(DataType::Utf8View)
+    };
+    let text = |e: &Arc<dyn PhysicalExpr>| {
+        (e.downcast_ref::<Literal>())
+            .and_then(|l| l.value().try_as_str().flatten().map(str::to_string))
+    };
+    let found = if let Some(b) = e.downcast_ref::<PhysicalBinaryExpr>() {
+        let pair = match (text(b.left()), text(b.right())) {
+            (None, Some(t)) if view_column(b.left()) => Some((b.left(), t)),
+            (Some(t), None) if view_column(b.right()) => Some((b.right(), t)),
+            _ => None,
+        };
+        match (b.op(), pair) {
+            (Operator::Eq, Some((c, t))) => Some((c.clone(), vec![t], false)),
+            (Operator::NotEq, Some((c, t))) => Some((c.clone(), vec![t], true)),
+            _ => None,
+        }
+    } else if let Some(i) = e.downcast_ref::<InListExpr>() {
+        let texts: Option<Vec<String>> = i.list().iter().map(text).collect();
+        match texts {
+            Some(texts) if view_column(i.expr()) => Some((i.expr().clone(), texts, i.negated())),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let Some((column, texts, negated)) = found else {
+        return Ok(Transformed::no(e));
+    };
+    let args =
+        std::iter::once(column)
+            .chain(texts.into_iter().map(|t| {
+                Arc::new(Literal::new(ScalarValue::Utf8(Some(t)))) as Arc<dyn PhysicalExpr>
+            }))
+            .collect();
+    let is: Arc<dyn PhysicalExpr> = Arc::new(ScalarFunctionExpr::try_new(
+        text_is_function(),
+        args,
+        schema,
+        config.clone(),
+    )?);
+    Ok(Transformed::yes(match negated {
+        false => is,
+        true => not(is)?,
+    }))
 }
 
 /// `e` with its own comparison written as [`TextIs`], when it is one (its operands have been
@@ -179,8 +290,6 @@ fn text_is_of(e: &Expr) -> Option<(&Expr, Vec<String>)> {
 
 /// `column` is one of `texts`.
 fn text_is(column: Expr, texts: Vec<String>) -> Expr {
-    static FUNCTION: LazyLock<Arc<ScalarUDF>> =
-        LazyLock::new(|| Arc::new(ScalarUDF::new_from_impl(TextIs::default())));
     let args = std::iter::once(column)
         .chain(
             texts
@@ -188,7 +297,14 @@ fn text_is(column: Expr, texts: Vec<String>) -> Expr {
                 .map(|t| Expr::Literal(ScalarValue::Utf8(Some(t)), None)),
         )
         .collect();
-    Expr::ScalarFunction(ScalarFunction::new_udf(FUNCTION.clone(), args))
+    Expr::ScalarFunction(ScalarFunction::new_udf(text_is_function(), args))
+}
+
+/// [`TextIs`], made once.
+fn text_is_function() -> Arc<ScalarUDF> {
+    static FUNCTION: LazyLock<Arc<ScalarUDF>> =
+        LazyLock::new(|| Arc::new(ScalarUDF::new_from_impl(TextIs::default())));
+    FUNCTION.clone()
 }
 
 /// `prism_text_is(column, 'a', 'b', …)`: whether each value is one of the texts; null for a
@@ -251,21 +367,54 @@ pub(crate) fn is_any(values: &ArrayRef, texts: &[&str]) -> Result<BooleanArray> 
     };
     let values = values.as_string_view();
     let (views, buffers): (&[u128], _) = (values.views(), values.data_buffers());
-    // One pass over the views for each text, each a loop the compiler can unroll, rather than
-    // one pass asking each view about every text.
-    let mut is = BooleanBuffer::new_unset(views.len());
-    for text in texts {
-        let w = Wanted::of(text);
-        let (mask, view) = (w.mask, w.view);
-        let found = match w.text.len() <= 12 {
-            true => BooleanBuffer::collect_bool(views.len(), |i| views[i] & mask == view),
-            false => BooleanBuffer::collect_bool(views.len(), |i| {
-                views[i] & mask == view && w.rest_matches(views[i], buffers)
-            }),
-        };
-        is = &is | &found;
-    }
+    let wanted: Vec<Wanted> = texts.iter().map(|t| Wanted::of(t)).collect();
+    let is = match wanted.len() {
+        // A few texts: one pass over the views for each, each a loop the compiler can unroll,
+        // rather than one pass asking each view about every text.
+        ..=FEW => {
+            let mut is = BooleanBuffer::new_unset(views.len());
+            for w in &wanted {
+                let (mask, view) = (w.mask, w.view);
+                let found = match w.text.len() <= 12 {
+                    true => BooleanBuffer::collect_bool(views.len(), |i| views[i] & mask == view),
+                    false => BooleanBuffer::collect_bool(views.len(), |i| {
+                        views[i] & mask == view && w.rest_matches(views[i], buffers)
+                    }),
+                };
+                is = &is | &found;
+            }
+            is
+        }
+        // More (the twenty accounts a page shows, say): each view looked up once, a short
+        // text's by its whole view, a long one's among the long texts.
+        _ => {
+            let (short, long): (Vec<&Wanted>, Vec<&Wanted>) =
+                wanted.iter().partition(|w| w.text.len() <= 12);
+            let short: HashSet<u128, foldhash::fast::RandomState> =
+                short.iter().map(|w| w.view).collect();
+            BooleanBuffer::collect_bool(views.len(), |i| {
+                let view = views[i];
+                match view as u32 {
+                    n @ ..=12 => short.contains(&(view & held(n))),
+                    _ => (long.iter())
+                        .any(|w| view & w.mask == w.view && w.rest_matches(view, buffers)),
+                }
+            })
+        }
+    };
     Ok(BooleanArray::new(is, values.nulls().cloned()))
+}
+
+/// Up to this many texts, a column is compared with each in turn; with more, each value is
+/// looked up in a set of them.
+const FEW: usize = 4;
+
+/// The bits of a view that hold a text of `length` bytes, up to 12, and its length.
+fn held(length: u32) -> u128 {
+    match 4 + length {
+        16 => u128::MAX,
+        n => (1u128 << (8 * n)) - 1,
+    }
 }
 
 /// A text as a view is compared with it: the bits of the view it must have, and which.
@@ -289,18 +438,14 @@ impl<'a> Wanted<'a> {
         };
         let mut bytes = [0u8; 16];
         bytes[..4].copy_from_slice(&length.to_le_bytes());
-        let held = if text.len() <= 12 { text.len() } else { 4 };
-        bytes[4..4 + held].copy_from_slice(&text[..held]);
-        let compared = 4 + held;
+        let held_bytes = if text.len() <= 12 { text.len() } else { 4 };
+        bytes[4..4 + held_bytes].copy_from_slice(&text[..held_bytes]);
         Wanted {
             text,
             view: u128::from_le_bytes(bytes),
             // The padding after a short text is not compared: Arrow asks for zeros there, but
             // a writer that left something else must not make a value unequal.
-            mask: match compared {
-                16 => u128::MAX,
-                n => (1u128 << (8 * n)) - 1,
-            },
+            mask: held(held_bytes as u32),
         }
     }
 
@@ -361,6 +506,22 @@ mod tests {
             vec!["thirteen bytes, and then some morx"],
             vec!["Négociation", "nothing like it", "Clo"],
             vec![],
+            // More than a few: looked up in a set.
+            vec![
+                "Closed Won",
+                "",
+                "Clos",
+                "thirteen bytes, and then some more",
+                "twelve bytes",
+            ],
+            vec![
+                "thirteen byte",
+                "thirteen bytes, and then some mora",
+                "Qualification",
+                "abcdefghijklmn",
+                "Prospectingg",
+            ],
+            vec!["a", "b", "c", "d", "e", "Closed Lost", "twelve bytez"],
         ]
     }
 
@@ -392,7 +553,9 @@ mod tests {
             .with_config(SessionConfig::new().with_target_partitions(2))
             .with_default_features();
         if by_view {
-            state = state.with_optimizer_rule(Arc::new(TextsByView));
+            state = state
+                .with_optimizer_rule(Arc::new(TextsByView))
+                .with_physical_optimizer_rule(Arc::new(FiltersByView));
         }
         let ctx = SessionContext::new_with_state(state.build());
         let stages = values();
@@ -491,6 +654,90 @@ mod tests {
         let (calls, left) = comparisons(&by_view, QUESTION).await;
         assert!(calls >= 8, "{calls} calls");
         assert_eq!(left, Vec::<String>::new());
+    }
+
+    /// The filters' predicates of the physical plan of `sql`.
+    async fn filters(ctx: &SessionContext, sql: &str) -> Vec<String> {
+        let plan = ctx
+            .sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let text = datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(true)
+            .to_string();
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix("FilterExec: "))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn filters_keep_rows_by_view_as_datafusion_does_and_scans_prune_by_the_comparisons() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.parquet");
+        let own = session(false);
+        // Row groups of 40 rows in the order of the stage: only those whose range of stages
+        // holds 'Closed Won' are read.
+        let options = datafusion::dataframe::DataFrameWriteOptions::new();
+        let mut parquet = datafusion::common::config::TableParquetOptions::default();
+        parquet.global.max_row_group_size = 40;
+        let sorted = own
+            .sql("SELECT * FROM t ORDER BY stage NULLS LAST, partner, amount")
+            .await
+            .unwrap();
+        sorted
+            .write_parquet(file.to_str().unwrap(), options, Some(parquet))
+            .await
+            .unwrap();
+        let questions = [
+            "SELECT partner, count(*), sum(amount) FROM t WHERE stage = 'Closed Won' GROUP BY partner ORDER BY partner",
+            "SELECT partner, count(*), sum(amount) FROM t WHERE stage <> 'Qualification' AND partner IN ('P-1', 'P-2') GROUP BY partner ORDER BY partner",
+            "SELECT partner, count(*) FROM t WHERE stage IN ('', 'Clos', 'twelve bytes', 'thirteen bytes, and then some more', 'Négociation', 'x') GROUP BY partner ORDER BY partner",
+            "SELECT partner, count(*) FROM t WHERE stage NOT IN ('', 'Clos', 'twelve bytes', 'thirteen bytes, and then some more', 'Négociation', 'x') GROUP BY partner ORDER BY partner",
+        ];
+        for (by_view, own) in [(session(true), session(false))] {
+            for ctx in [&by_view, &own] {
+                ctx.deregister_table("t").unwrap();
+                ctx.register_parquet("t", file.to_str().unwrap(), Default::default())
+                    .await
+                    .unwrap();
+            }
+            for q in questions {
+                assert_eq!(rows(&by_view, q).await, rows(&own, q).await, "{q}");
+                let kept_by = filters(&by_view, q).await;
+                assert!(
+                    kept_by.iter().all(|f| f.contains("prism_text_is")),
+                    "{q}: {kept_by:?}"
+                );
+                assert!(
+                    !kept_by.is_empty()
+                        && !kept_by
+                            .iter()
+                            .any(|f| f.contains(" IN (") || f.contains(" = ")),
+                    "{q}: {kept_by:?}"
+                );
+            }
+            // The scan still has DataFusion's comparison, and prunes row groups by it.
+            let q = questions[0];
+            let plan = by_view
+                .sql(&format!("EXPLAIN ANALYZE {q}"))
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let plan = arrow::util::pretty::pretty_format_batches(&plan)
+                .unwrap()
+                .to_string();
+            assert!(plan.contains("predicate=stage@1 = Closed Won"), "{plan}");
+            assert!(
+                plan.contains("row_groups_pruned_statistics=4 total → 2 matched"),
+                "{plan}"
+            );
+        }
     }
 
     #[tokio::test]
