@@ -1,4 +1,4 @@
-//! A text column compared with constants by its views, in the conditions of metrics.
+//! Text compared with constants by its views, in metrics' conditions and in filters.
 //!
 //! Metrics keep or sort their rows by comparing a text column with constants: `stage NOT IN
 //! ('Closed Won', 'Closed Lost')`, `stage = 'Closed Won'`, `CASE priority WHEN 'P1' …`. Arrow
@@ -9,8 +9,11 @@
 //! constant's as two numbers, and reads a row's bytes only when the constant is longer than a
 //! view holds and the row has its length and first four bytes.
 //!
-//! Filters (`WHERE`) are left as DataFusion wrote them: it prunes row groups and pages by their
-//! comparisons, which it could not do with a function of Prism's.
+//! A filter's comparisons are left as DataFusion wrote them in the logical plan: it prunes row
+//! groups and pages by them, which it could not do with a function of Prism's. Once the scan
+//! has its copy of the predicate, [`FiltersByView`] rewrites the filter step's own, which keeps
+//! the rows the scan returns; with many constants (the twenty accounts a page shows), each
+//! view is looked up in a set of them.
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
