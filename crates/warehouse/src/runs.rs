@@ -7,17 +7,22 @@
 //! same: in revenue by partner off the rollups, its hash table's look-ups were nearly half the
 //! CPU. [`RunsFirst`] replaces the partial step of such an aggregation by [`RunsAggregateExec`],
 //! which compares each value with the one before it (mostly a compare of their 16-byte views)
-//! and looks up only the first of each run; every row is still given to DataFusion's own
-//! accumulators, with the group of its run, so what each aggregate computes (sums, counts,
-//! filters, nulls) is DataFusion's. Where runs are short (grouped by customer, say) a batch is
-//! looked up row by row as before.
+//! and looks up only the first of each run. Counts and sums of integers and decimals are
+//! computed for each run by the step itself and merged by DataFusion's own accumulators as
+//! they merge partial states ([`Partial`]); every other aggregate is given every row, with the
+//! group of its run, so what it computes (filters, nulls, averages) is DataFusion's. Where runs
+//! are short (grouped by customer, say) a batch is looked up row by row as before.
 
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, ArrowNativeTypeOp, ArrowPrimitiveType, AsArray, BooleanArray, Int64Array,
+    PrimitiveArray, RecordBatch, UInt32Array,
+};
+use arrow::buffer::BooleanBuffer;
 use arrow::compute::take;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, Decimal128Type, Int64Type, SchemaRef};
 use datafusion::common::Result;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
@@ -223,6 +228,7 @@ impl ExecutionPlan for RunsAggregateExec {
             filters: self.filters.clone(),
             values: new_group_values(Arc::clone(&self.group_schema), &GroupOrdering::None)?,
             accumulators,
+            partials: self.aggregates.iter().map(|a| Partial::of(a)).collect(),
             schema: Arc::clone(&self.schema),
             batch_size: context.session_config().batch_size(),
             reservation,
@@ -251,6 +257,8 @@ struct Grouping {
     filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
     values: Box<dyn GroupValues>,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    /// For each aggregate, the state the step computes for a whole run itself, if any.
+    partials: Vec<Option<Partial>>,
     schema: SchemaRef,
     batch_size: usize,
     reservation: MemoryReservation,
@@ -313,19 +321,16 @@ impl Grouping {
         let column = self.group.evaluate(batch)?.into_array(rows)?;
         runs_of(&column, &mut self.heads);
         self.groups.clear();
-        if self.heads.len() * 2 > rows {
-            // Runs too short to pay for themselves: every row looked up.
-            self.values
-                .intern(std::slice::from_ref(&column), &mut self.groups)?;
-        } else {
+        // Runs too short to pay for themselves: every row looked up, and given to each
+        // accumulator.
+        let by_run = self.heads.len() * 2 <= rows;
+        if by_run {
             let first_rows = UInt32Array::from_iter_values(self.heads.iter().copied());
             let heads = take(&column, &first_rows, None)?;
             self.values.intern(&[heads], &mut self.head_groups)?;
-            let ends = self.heads.iter().skip(1).map(|&h| h as usize).chain([rows]);
-            for ((&start, end), &group) in self.heads.iter().zip(ends).zip(&self.head_groups) {
-                self.groups
-                    .resize(self.groups.len() + end - start as usize, group);
-            }
+        } else {
+            self.values
+                .intern(std::slice::from_ref(&column), &mut self.groups)?;
         }
         let total = self.values.len();
         for (i, accumulator) in self.accumulators.iter_mut().enumerate() {
@@ -338,6 +343,20 @@ impl Grouping {
                 None => None,
             };
             let filter: Option<&BooleanArray> = filter.as_ref().map(|f| f.as_boolean());
+            if by_run
+                && let Some(part) = &self.partials[i]
+                && let Some(state) = part.of_runs(&arguments, filter, &self.heads, rows)
+            {
+                accumulator.merge_batch(&[state], &self.head_groups, total)?;
+                continue;
+            }
+            if by_run && self.groups.is_empty() {
+                let ends = self.heads.iter().skip(1).map(|&h| h as usize).chain([rows]);
+                for ((&start, end), &group) in self.heads.iter().zip(ends).zip(&self.head_groups) {
+                    self.groups
+                        .resize(self.groups.len() + end - start as usize, group);
+                }
+            }
             accumulator.update_batch(&arguments, &self.groups, filter, total)?;
         }
         let size = self.values.size()
@@ -373,6 +392,121 @@ impl Grouping {
         self.pending.extend(batches);
         self.reservation.resize(self.values.size());
         Ok(())
+    }
+}
+
+/// An aggregate whose state the step computes for each run of rows itself, handing
+/// DataFusion's accumulator one state per run to merge, as its final step merges the partial
+/// steps' states: per row, the accumulator tracks which groups it has seen and adds to a group
+/// found by index, which was a third of revenue by partner's grouping. Only where adding in
+/// another order gives the same result: counts, and sums of integers and decimals (wrapping on
+/// overflow, as DataFusion's own), never of floating-point numbers.
+#[derive(Debug, Clone)]
+enum Partial {
+    /// `SUM` of one argument, with its state's type (`Int64` or `Decimal128`).
+    Sum(DataType),
+    /// `COUNT` of one argument: its rows neither null nor filtered out.
+    Count,
+}
+
+impl Partial {
+    fn of(aggregate: &AggregateFunctionExpr) -> Option<Partial> {
+        if aggregate.is_distinct() || aggregate.expressions().len() != 1 {
+            return None;
+        }
+        let state = aggregate.state_fields().ok()?;
+        let [state] = state.as_slice() else {
+            return None;
+        };
+        match (aggregate.fun().name(), state.data_type()) {
+            ("sum", t @ (DataType::Int64 | DataType::Decimal128(_, _))) => {
+                Some(Partial::Sum(t.clone()))
+            }
+            ("count", DataType::Int64) => Some(Partial::Count),
+            _ => None,
+        }
+    }
+
+    /// The state of each run (`heads` its first rows, of `rows` in all), or `None` where the
+    /// argument is not of the type this sum adds (left to the accumulator, row by row).
+    fn of_runs(
+        &self,
+        arguments: &[ArrayRef],
+        filter: Option<&BooleanArray>,
+        heads: &[u32],
+        rows: usize,
+    ) -> Option<ArrayRef> {
+        let argument = arguments.first()?;
+        // The rows that count: not null, and kept by the filter (a null filter keeps none).
+        let filter = filter.map(|f| match f.nulls() {
+            Some(n) => f.values() & n.inner(),
+            None => f.values().clone(),
+        });
+        let valid = argument.logical_nulls().map(|n| n.into_inner());
+        let counted = match (filter, valid) {
+            (Some(f), Some(v)) => Some(&f & &v),
+            (f, v) => f.or(v),
+        };
+        let counted = counted.as_ref();
+        let ends = heads.iter().skip(1).map(|&h| h as usize).chain([rows]);
+        let runs = heads.iter().map(|&h| h as usize).zip(ends);
+        match self {
+            Partial::Count => {
+                let counts: Int64Array = runs
+                    .map(|(start, end)| match counted {
+                        Some(c) => c.slice(start, end - start).count_set_bits() as i64,
+                        None => (end - start) as i64,
+                    })
+                    .collect();
+                Some(Arc::new(counts))
+            }
+            Partial::Sum(state) => match (state, argument.data_type()) {
+                (DataType::Int64, DataType::Int64) => Some(Arc::new(sums_of_runs(
+                    argument.as_primitive::<Int64Type>(),
+                    counted,
+                    runs,
+                ))),
+                (DataType::Decimal128(_, scale), DataType::Decimal128(_, s)) if scale == s => {
+                    let sums =
+                        sums_of_runs(argument.as_primitive::<Decimal128Type>(), counted, runs);
+                    Some(Arc::new(sums.with_data_type(state.clone())))
+                }
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Each run's sum of the rows counted (all, without `counted`), wrapping on overflow; null
+/// where a run has none.
+fn sums_of_runs<T: ArrowPrimitiveType>(
+    values: &PrimitiveArray<T>,
+    counted: Option<&BooleanBuffer>,
+    runs: impl Iterator<Item = (usize, usize)>,
+) -> PrimitiveArray<T> {
+    let values = values.values();
+    let zero = T::Native::default();
+    match counted {
+        None => runs
+            .map(|(start, end)| {
+                Some(
+                    values[start..end]
+                        .iter()
+                        .fold(zero, |a, &v| a.add_wrapping(v)),
+                )
+            })
+            .collect(),
+        Some(counted) => runs
+            .map(|(start, end)| {
+                let mut any = false;
+                let mut sum = zero;
+                for row in counted.slice(start, end - start).set_indices() {
+                    any = true;
+                    sum = sum.add_wrapping(values[start + row]);
+                }
+                any.then_some(sum)
+            })
+            .collect(),
     }
 }
 
@@ -501,7 +635,9 @@ mod tests {
         let sql = "SELECT partner_id, SUM(revenue), COUNT(revenue), COUNT(*), \
                    SUM(revenue) FILTER (WHERE won), COUNT(*) FILTER (WHERE NOT won), \
                    AVG(revenue), MIN(revenue), MAX(revenue), \
-                   SUM(quantity), SUM(quantity) FILTER (WHERE won), COUNT(quantity) \
+                   SUM(quantity), SUM(quantity) FILTER (WHERE won), COUNT(quantity), \
+                   SUM(revenue) FILTER (WHERE quantity > 10), \
+                   COUNT(revenue) FILTER (WHERE quantity < 0) \
                    FROM orders GROUP BY partner_id ORDER BY partner_id NULLS FIRST";
         // Runs looked up once each, and runs of one row (every row looked up); more groups
         // than the step holds, so that it hands them on early and the final step merges a
