@@ -379,6 +379,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             no_cache,
             options,
         } => {
+            prism_warehouse::set_file_cache_mb(options.file_cache_mb);
             let model = query_cmd::load_model(data, model.as_ref())?;
             let engine = if no_cache {
                 Engine::new(model)

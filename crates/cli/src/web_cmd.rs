@@ -172,6 +172,10 @@ pub struct ServeOptions {
     /// The private key of --sql-tls-cert (PEM).
     #[arg(long, value_name = "FILE", requires_all = ["sql_addr", "sql_tls_cert"])]
     pub sql_tls_key: Option<std::path::PathBuf>,
+    /// Megabytes of the warehouse's Parquet files kept in memory between questions (0: none):
+    /// a question off the rollups reads its columns from memory instead of the disk or bucket.
+    #[arg(long, default_value_t = 1024, value_name = "MB")]
+    pub file_cache_mb: usize,
     #[command(flatten)]
     pub outbound: crate::alerts_cmd::OutboundArgs,
 }
@@ -187,6 +191,7 @@ impl Default for ServeOptions {
             sql_addr: None,
             sql_tls_cert: None,
             sql_tls_key: None,
+            file_cache_mb: 1024,
             outbound: Default::default(),
         }
     }

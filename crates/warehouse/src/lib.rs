@@ -24,6 +24,7 @@
 
 mod cluster;
 mod distributed;
+mod kept;
 mod load;
 mod runs;
 mod staging;
@@ -42,6 +43,7 @@ use prism_contract::Entity;
 use url::Url;
 
 pub use distributed::{Cluster, cluster, serve_worker, set_cluster};
+pub use kept::set_file_cache_mb;
 pub use load::{DeltaMeasure, RollupBuild, RollupDelta, RollupSlices, SlicePeriod};
 pub use load::{FileOutcome, LoadOptions, LoadPhases, LoadProgress, LoadReport, NoProgress};
 pub use storage::{is_remote, set_storage_options};
@@ -483,6 +485,7 @@ impl Snapshot {
         filter_while_decoding(config.options_mut(), false);
         let ctx = distributed::session(config)?;
         self.register(&ctx).await?;
+        self.root.register_kept_store(&ctx);
         Ok(Arc::new(ctx))
     }
 }

@@ -132,6 +132,8 @@ pub(crate) struct Remote {
     pub url: Url,
     pub store: Arc<dyn ObjectStore>,
     pub prefix: ObjectPath,
+    /// The bucket's store with the Parquet bytes questions read kept in memory (`kept`).
+    pub kept: Arc<crate::kept::KeptReads>,
 }
 
 /// Where a warehouse's tables, version file and load reports live.
@@ -160,7 +162,16 @@ impl Root {
         let store = s3_store(&url, &HashMap::new())?;
         let prefix = ObjectPath::parse(url.path())
             .map_err(|e| WarehouseError::Storage(format!("{data}: {e}")))?;
-        Ok(Root::Remote(Arc::new(Remote { url, store, prefix })))
+        let kept = Arc::new(crate::kept::KeptReads::new(
+            store.clone(),
+            crate::kept::budget(),
+        ));
+        Ok(Root::Remote(Arc::new(Remote {
+            url,
+            store,
+            prefix,
+            kept,
+        })))
     }
 
     /// The URL of a folder under the root (`tables/orders`), ending in `/`.
@@ -194,6 +205,24 @@ impl Root {
             let mut bucket = r.url.clone();
             bucket.set_path("");
             runtime.register_object_store(&bucket, r.store.clone());
+        }
+    }
+
+    /// Makes a session answering questions read the root's Parquet files through the store
+    /// that keeps their bytes in memory between questions (`kept`). Only such sessions: a
+    /// load's scans of whole tables would push out what the pages use.
+    pub fn register_kept_store(&self, ctx: &datafusion::prelude::SessionContext) {
+        let runtime = ctx.runtime_env();
+        match self {
+            Root::Local(_) => {
+                let files = Url::parse("file://").expect("a valid URL");
+                runtime.register_object_store(&files, crate::kept::local());
+            }
+            Root::Remote(r) => {
+                let mut bucket = r.url.clone();
+                bucket.set_path("");
+                runtime.register_object_store(&bucket, r.kept.clone());
+            }
         }
     }
 
