@@ -487,15 +487,12 @@ fn sums_of_runs<T: ArrowPrimitiveType>(
     let values = values.values();
     let zero = T::Native::default();
     match counted {
-        None => runs
-            .map(|(start, end)| {
-                Some(
-                    values[start..end]
-                        .iter()
-                        .fold(zero, |a, &v| a.add_wrapping(v)),
-                )
-            })
-            .collect(),
+        // Every run has a row: no nulls to track.
+        None => PrimitiveArray::from_iter_values(runs.map(|(start, end)| {
+            values[start..end]
+                .iter()
+                .fold(zero, |a, &v| a.add_wrapping(v))
+        })),
         Some(counted) => runs
             .map(|(start, end)| {
                 let mut any = false;
