@@ -730,5 +730,22 @@ mod tests {
         let mut heads = Vec::new();
         runs_of(&column, &mut heads);
         assert_eq!(heads, vec![0, 2, 4, 6, 7]);
+        // Without nulls: two long texts alike in length and first four bytes, differing in
+        // their last byte, and runs of one row.
+        let column: ArrayRef = Arc::new(StringViewArray::from(vec![
+            "P-1",
+            "P-1",
+            "a partner with a long name",
+            "a partner with a long name",
+            "a partner with a long nama",
+            "P-2",
+            "P-1",
+            "P-1",
+        ]));
+        runs_of(&column, &mut heads);
+        assert_eq!(heads, vec![0, 2, 4, 5, 6]);
+        let one: ArrayRef = Arc::new(StringViewArray::from(vec!["P-1"]));
+        runs_of(&one, &mut heads);
+        assert_eq!(heads, vec![0]);
     }
 }
