@@ -20,7 +20,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::Range;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -60,15 +61,48 @@ pub(crate) fn budget() -> usize {
     mb.saturating_mul(1 << 20)
 }
 
+/// Every store of the process that keeps bytes, for [`file_cache_stats`].
+static STORES: Mutex<Vec<Weak<KeptReads>>> = Mutex::new(Vec::new());
+
+/// What the stores that keep Parquet bytes hold and have handed out, summed over the process
+/// (the local files' store and a bucket's): for an operator's metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileCacheStats {
+    /// The budget of each store, in bytes.
+    pub budget_bytes: u64,
+    /// Bytes kept now.
+    pub kept_bytes: u64,
+    /// Bytes of data files handed out from memory, since the process started.
+    pub from_memory_bytes: u64,
+    /// Bytes of data files read from the disk or the bucket, since the process started.
+    pub from_storage_bytes: u64,
+}
+
+/// The stats of every store that keeps bytes.
+pub fn file_cache_stats() -> FileCacheStats {
+    let stores = STORES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stats = FileCacheStats {
+        budget_bytes: budget() as u64,
+        ..FileCacheStats::default()
+    };
+    for store in stores.iter().filter_map(Weak::upgrade) {
+        let own = store.stats();
+        stats.kept_bytes += own.kept_bytes;
+        stats.from_memory_bytes += own.from_memory_bytes;
+        stats.from_storage_bytes += own.from_storage_bytes;
+    }
+    stats
+}
+
 /// The one store in front of this machine's files, shared by every session of the process
 /// (each session's own runtime would otherwise keep its own copy).
 pub(crate) fn local() -> Arc<KeptReads> {
     static LOCAL: OnceLock<Arc<KeptReads>> = OnceLock::new();
     Arc::clone(LOCAL.get_or_init(|| {
-        Arc::new(KeptReads::new(
+        KeptReads::shared(
             Arc::new(object_store::local::LocalFileSystem::new()),
             budget(),
-        ))
+        )
     }))
 }
 
@@ -78,6 +112,8 @@ pub struct KeptReads {
     inner: Arc<dyn ObjectStore>,
     budget: usize,
     kept: Mutex<Kept>,
+    from_memory: AtomicU64,
+    from_storage: AtomicU64,
 }
 
 /// The bytes kept: for each file, its ranges by where they start.
@@ -108,13 +144,28 @@ impl KeptReads {
             inner,
             budget,
             kept: Mutex::new(Kept::default()),
+            from_memory: AtomicU64::new(0),
+            from_storage: AtomicU64::new(0),
         }
     }
 
-    /// The bytes kept now.
-    #[cfg(test)]
-    fn kept_bytes(&self) -> usize {
-        self.lock().bytes
+    /// A store in front of `inner`, counted in [`file_cache_stats`].
+    pub fn shared(inner: Arc<dyn ObjectStore>, budget: usize) -> Arc<KeptReads> {
+        let store = Arc::new(KeptReads::new(inner, budget));
+        let mut stores = STORES.lock().unwrap_or_else(|e| e.into_inner());
+        stores.retain(|s| s.strong_count() > 0);
+        stores.push(Arc::downgrade(&store));
+        store
+    }
+
+    /// What this store holds and has handed out.
+    pub fn stats(&self) -> FileCacheStats {
+        FileCacheStats {
+            budget_bytes: self.budget as u64,
+            kept_bytes: self.lock().bytes as u64,
+            from_memory_bytes: self.from_memory.load(Ordering::Relaxed),
+            from_storage_bytes: self.from_storage.load(Ordering::Relaxed),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
@@ -142,6 +193,8 @@ impl KeptReads {
             return None;
         }
         entry.used = clock;
+        self.from_memory
+            .fetch_add(range.end - range.start, Ordering::Relaxed);
         let from = (range.start - start) as usize;
         Some(
             entry
@@ -153,6 +206,8 @@ impl KeptReads {
     /// Keeps `bytes`, read at `start` of `location`, pushing out the longest unused if the
     /// budget is passed.
     fn keep(&self, location: &Path, start: u64, bytes: &Bytes, meta: Option<&ObjectMeta>) {
+        self.from_storage
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if bytes.len() > self.budget / LARGEST_SHARE {
             return;
         }
@@ -453,7 +508,16 @@ mod tests {
             assert_eq!(got.as_ref(), expected(2_000..2_100).as_slice());
         }
         assert_eq!(counted.read.load(Ordering::SeqCst), 6_100);
-        assert_eq!(kept.kept_bytes(), 6_100);
+        // Two rounds of both ranges, the slice and the footer's second read from memory.
+        assert_eq!(
+            kept.stats(),
+            FileCacheStats {
+                budget_bytes: 1 << 20,
+                kept_bytes: 6_100,
+                from_memory_bytes: 2 * 5_000 + 500 + 100,
+                from_storage_bytes: 6_100,
+            }
+        );
     }
 
     #[tokio::test]
@@ -467,7 +531,7 @@ mod tests {
             kept.get_range(&version, 0..500).await.unwrap();
         }
         assert_eq!(counted.read.load(Ordering::SeqCst), 2_000);
-        assert_eq!(kept.kept_bytes(), 0);
+        assert_eq!(kept.stats().kept_bytes, 0);
         // No budget, nothing kept.
         let file = Path::from("tables/orders/part-0.parquet");
         let (counted, kept) = store_with(&[(file.as_ref(), 1_000)], 0).await;
@@ -486,12 +550,12 @@ mod tests {
         for i in 0..8 {
             one(&kept, &file, range(i)).await;
         }
-        assert_eq!(kept.kept_bytes(), 8_000);
+        assert_eq!(kept.stats().kept_bytes, 8_000);
         // The first range is used again, then a ninth is read: the budget is passed, and the
         // ranges used longest ago (the second and third) make room down to 7,200 bytes.
         one(&kept, &file, range(0)).await;
         one(&kept, &file, range(8)).await;
-        assert_eq!(kept.kept_bytes(), 7_000);
+        assert_eq!(kept.stats().kept_bytes, 7_000);
         let before = counted.read.load(Ordering::SeqCst);
         for i in [0, 3, 4, 5, 6, 7, 8] {
             one(&kept, &file, range(i)).await;
@@ -502,6 +566,6 @@ mod tests {
         // A range over an eighth of the budget is handed on, never kept.
         let got = one(&kept, &file, 10_000..11_001).await;
         assert_eq!(got.as_ref(), expected(10_000..11_001).as_slice());
-        assert!(kept.kept_bytes() <= 8_000);
+        assert!(kept.stats().kept_bytes <= 8_000);
     }
 }

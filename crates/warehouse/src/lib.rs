@@ -43,7 +43,7 @@ use prism_contract::Entity;
 use url::Url;
 
 pub use distributed::{Cluster, cluster, serve_worker, set_cluster};
-pub use kept::set_file_cache_mb;
+pub use kept::{FileCacheStats, file_cache_stats, set_file_cache_mb};
 pub use load::{DeltaMeasure, RollupBuild, RollupDelta, RollupSlices, SlicePeriod};
 pub use load::{FileOutcome, LoadOptions, LoadPhases, LoadProgress, LoadReport, NoProgress};
 pub use storage::{is_remote, set_storage_options};

@@ -162,10 +162,7 @@ impl Root {
         let store = s3_store(&url, &HashMap::new())?;
         let prefix = ObjectPath::parse(url.path())
             .map_err(|e| WarehouseError::Storage(format!("{data}: {e}")))?;
-        let kept = Arc::new(crate::kept::KeptReads::new(
-            store.clone(),
-            crate::kept::budget(),
-        ));
+        let kept = crate::kept::KeptReads::shared(store.clone(), crate::kept::budget());
         Ok(Root::Remote(Arc::new(Remote {
             url,
             store,

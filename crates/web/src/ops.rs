@@ -104,6 +104,37 @@ struct WarehouseCollector {
 
 impl Collector for WarehouseCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // The Parquet bytes kept in memory between questions (`--file-cache-mb`): how full,
+        // and how much of what questions read came from memory.
+        let cache = prism_warehouse::file_cache_stats();
+        for (name, help, value) in [
+            (
+                "prism_file_cache_budget_bytes",
+                "The bytes of Parquet files that may be kept in memory between questions",
+                cache.budget_bytes,
+            ),
+            (
+                "prism_file_cache_bytes",
+                "The bytes of Parquet files kept in memory now",
+                cache.kept_bytes,
+            ),
+        ] {
+            let g = ConstGauge::new(value as i64);
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        let mut read = encoder.encode_descriptor(
+            "prism_file_cache_read_bytes",
+            "Bytes of Parquet data files questions read, from memory or from storage",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (from, bytes) in [
+            ("memory", cache.from_memory_bytes),
+            ("storage", cache.from_storage_bytes),
+        ] {
+            ConstCounter::new(bytes).encode(read.encode_family(&[("from", from)])?)?;
+        }
+        drop(read);
         let Ok(file) = prism_warehouse::Warehouse::open(&self.data).and_then(|w| w.versions())
         else {
             return Ok(());

@@ -2571,6 +2571,16 @@ async fn health_readiness_and_metrics_for_an_operator() {
     assert_eq!(value("prism_sign_in_failures_total"), 1.0);
     assert_eq!(value("prism_warehouse_version"), 1.0);
     assert_eq!(value("prism_warehouse_loads_total"), 1.0);
+    // The page's questions read Parquet files through the store that keeps them.
+    assert_eq!(
+        value("prism_file_cache_budget_bytes"),
+        1024.0 * 1024.0 * 1024.0
+    );
+    assert!(value("prism_file_cache_bytes") > 0.0, "{m}");
+    assert!(
+        value("prism_file_cache_read_bytes_total{from=\"storage\"}") > 0.0,
+        "{m}"
+    );
     // The fixture's order lines and partners, as its README counts them.
     assert_eq!(value("prism_warehouse_table_rows{table=\"orders\"}"), 4.0);
     assert_eq!(value("prism_warehouse_table_rows{table=\"partners\"}"), 3.0);
