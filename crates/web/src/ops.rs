@@ -122,19 +122,21 @@ impl Collector for WarehouseCollector {
             let g = ConstGauge::new(value as i64);
             g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
         }
-        let mut read = encoder.encode_descriptor(
-            "prism_file_cache_read_bytes",
-            "Bytes of Parquet data files questions read, from memory or from storage",
-            None,
-            prometheus_client::metrics::MetricType::Counter,
-        )?;
-        for (from, bytes) in [
-            ("memory", cache.from_memory_bytes),
-            ("storage", cache.from_storage_bytes),
-        ] {
-            ConstCounter::new(bytes).encode(read.encode_family(&[("from", from)])?)?;
+        // A family's encoder holds the encoder until it goes out of scope.
+        {
+            let mut read = encoder.encode_descriptor(
+                "prism_file_cache_read_bytes",
+                "Bytes of Parquet data files questions read, from memory or from storage",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (from, bytes) in [
+                ("memory", cache.from_memory_bytes),
+                ("storage", cache.from_storage_bytes),
+            ] {
+                ConstCounter::new(bytes).encode(read.encode_family(&[("from", from)])?)?;
+            }
         }
-        drop(read);
         let Ok(file) = prism_warehouse::Warehouse::open(&self.data).and_then(|w| w.versions())
         else {
             return Ok(());
