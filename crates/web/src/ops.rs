@@ -102,6 +102,17 @@ struct WarehouseCollector {
     data: PathBuf,
 }
 
+/// One gauge without labels.
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: f64,
+) -> Result<(), std::fmt::Error> {
+    let g = ConstGauge::new(value);
+    g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
 impl Collector for WarehouseCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         // The Parquet bytes kept in memory between questions (`--file-cache-mb`): how full,
@@ -111,16 +122,15 @@ impl Collector for WarehouseCollector {
             (
                 "prism_file_cache_budget_bytes",
                 "The bytes of Parquet files that may be kept in memory between questions",
-                cache.budget_bytes,
+                cache.budget_bytes as f64,
             ),
             (
                 "prism_file_cache_bytes",
                 "The bytes of Parquet files kept in memory now",
-                cache.kept_bytes,
+                cache.kept_bytes as f64,
             ),
         ] {
-            let g = ConstGauge::new(value as i64);
-            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+            gauge(&mut encoder, name, help, value)?;
         }
         // A family's encoder holds the encoder until it goes out of scope.
         {
@@ -176,8 +186,7 @@ impl Collector for WarehouseCollector {
                 current.rollups_build_ms as f64 / 1000.0,
             ),
         ] {
-            let g = ConstGauge::new(value);
-            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+            gauge(&mut encoder, name, help, value)?;
         }
         let mut rows = encoder.encode_descriptor(
             "prism_warehouse_table_rows",
