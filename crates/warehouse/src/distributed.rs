@@ -405,17 +405,21 @@ impl WorkerChannel for Named {
 
 /// Runs a worker on `listener` until `shutdown` completes: it executes the stages coordinators
 /// send it, reading the warehouse's files from `data`'s storage (a bucket's store is registered
-/// for it; local files are read where the coordinator's plan says they are).
+/// for it; local files are read where the coordinator's plan says they are), through the store
+/// that keeps the Parquet bytes it read between questions (`kept`): a worker only answers
+/// questions, and reads the same columns for each.
 pub async fn serve_worker(
     listener: tokio::net::TcpListener,
     data: &Path,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<()> {
     let runtime = RuntimeEnv::default();
-    if crate::storage::is_remote(data) {
-        let root = Root::remote(data.to_str().unwrap_or_default())?;
-        root.register_store_in(&runtime);
-    }
+    let root = if crate::storage::is_remote(data) {
+        Root::remote(data.to_str().unwrap_or_default())?
+    } else {
+        Root::Local(data.to_path_buf())
+    };
+    root.register_kept_store_in(&runtime);
     let worker = Worker::default()
         .with_runtime_env(Arc::new(runtime))
         .with_version(env!("CARGO_PKG_VERSION"));

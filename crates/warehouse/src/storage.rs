@@ -209,7 +209,11 @@ impl Root {
     /// that keeps their bytes in memory between questions (`kept`). Only such sessions: a
     /// load's scans of whole tables would push out what the pages use.
     pub fn register_kept_store(&self, ctx: &datafusion::prelude::SessionContext) {
-        let runtime = ctx.runtime_env();
+        self.register_kept_store_in(&ctx.runtime_env());
+    }
+
+    /// The same for a worker's runtime, whose sessions answer the stages of questions only.
+    pub fn register_kept_store_in(&self, runtime: &datafusion::execution::runtime_env::RuntimeEnv) {
         match self {
             Root::Local(_) => {
                 let files = Url::parse("file://").expect("a valid URL");
