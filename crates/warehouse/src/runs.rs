@@ -28,8 +28,8 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::EmitTo;
 use datafusion::logical_expr::GroupsAccumulator;
+use datafusion::logical_expr::{ColumnarValue, EmitTo};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
@@ -334,10 +334,12 @@ impl Grouping {
         }
         let total = self.values.len();
         for (i, accumulator) in self.accumulators.iter_mut().enumerate() {
+            // Arguments as evaluated: a constant (`COUNT(*)` counts `1`) is made a column of
+            // it only if the accumulator is given every row.
             let arguments = self.arguments[i]
                 .iter()
-                .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
-                .collect::<Result<Vec<ArrayRef>>>()?;
+                .map(|e| e.evaluate(batch))
+                .collect::<Result<Vec<ColumnarValue>>>()?;
             let filter = match &self.filters[i] {
                 Some(f) => Some(f.evaluate(batch)?.into_array(rows)?),
                 None => None,
@@ -351,12 +353,13 @@ impl Grouping {
                 continue;
             }
             if by_run && self.groups.is_empty() {
-                let ends = self.heads.iter().skip(1).map(|&h| h as usize).chain([rows]);
-                for ((&start, end), &group) in self.heads.iter().zip(ends).zip(&self.head_groups) {
-                    self.groups
-                        .resize(self.groups.len() + end - start as usize, group);
+                for ((start, end), &group) in runs(&self.heads, rows).zip(&self.head_groups) {
+                    self.groups.resize(self.groups.len() + end - start, group);
                 }
             }
+            let arguments = (arguments.into_iter())
+                .map(|a| a.into_array(rows))
+                .collect::<Result<Vec<ArrayRef>>>()?;
             accumulator.update_batch(&arguments, &self.groups, filter, total)?;
         }
         let size = self.values.size()
@@ -428,28 +431,36 @@ impl Partial {
     }
 
     /// The state of each run (`heads` its first rows, of `rows` in all), or `None` where the
-    /// argument is not of the type this sum adds (left to the accumulator, row by row).
+    /// argument is not of the type this sum adds, or a constant it does not count (left to the
+    /// accumulator, row by row).
     fn of_runs(
         &self,
-        arguments: &[ArrayRef],
+        arguments: &[ColumnarValue],
         filter: Option<&BooleanArray>,
         heads: &[u32],
         rows: usize,
     ) -> Option<ArrayRef> {
-        let argument = arguments.first()?;
+        let argument = match (self, arguments.first()?) {
+            (_, ColumnarValue::Array(a)) => Some(a),
+            // A count of a constant counts every row the filter keeps (none, if it is null).
+            (Partial::Count, ColumnarValue::Scalar(s)) if !s.is_null() => None,
+            // A sum of a constant, or a count of null: left to the accumulator.
+            (_, ColumnarValue::Scalar(_)) => return None,
+        };
         // The rows that count: not null, and kept by the filter (a null filter keeps none).
         let filter = filter.map(|f| match f.nulls() {
             Some(n) => f.values() & n.inner(),
             None => f.values().clone(),
         });
-        let valid = argument.logical_nulls().map(|n| n.into_inner());
+        let valid = argument
+            .and_then(|a| a.logical_nulls())
+            .map(|n| n.into_inner());
         let counted = match (filter, valid) {
             (Some(f), Some(v)) => Some(&f & &v),
             (f, v) => f.or(v),
         };
         let counted = counted.as_ref();
-        let ends = heads.iter().skip(1).map(|&h| h as usize).chain([rows]);
-        let runs = heads.iter().map(|&h| h as usize).zip(ends);
+        let runs = runs(heads, rows);
         match self {
             Partial::Count => {
                 let counts: Int64Array = runs
@@ -460,21 +471,28 @@ impl Partial {
                     .collect();
                 Some(Arc::new(counts))
             }
-            Partial::Sum(state) => match (state, argument.data_type()) {
+            Partial::Sum(state) => match (state, argument?.data_type()) {
                 (DataType::Int64, DataType::Int64) => Some(Arc::new(sums_of_runs(
-                    argument.as_primitive::<Int64Type>(),
+                    argument?.as_primitive::<Int64Type>(),
                     counted,
                     runs,
                 ))),
                 (DataType::Decimal128(_, scale), DataType::Decimal128(_, s)) if scale == s => {
                     let sums =
-                        sums_of_runs(argument.as_primitive::<Decimal128Type>(), counted, runs);
+                        sums_of_runs(argument?.as_primitive::<Decimal128Type>(), counted, runs);
                     Some(Arc::new(sums.with_data_type(state.clone())))
                 }
                 _ => None,
             },
         }
     }
+}
+
+/// Each run's first row and the row after its last, from the first rows of the runs of a
+/// batch of `rows`.
+fn runs(heads: &[u32], rows: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let ends = heads.iter().skip(1).map(|&h| h as usize).chain([rows]);
+    heads.iter().map(|&h| h as usize).zip(ends)
 }
 
 /// Each run's sum of the rows counted (all, without `counted`), wrapping on overflow; null
@@ -634,7 +652,8 @@ mod tests {
                    AVG(revenue), MIN(revenue), MAX(revenue), \
                    SUM(quantity), SUM(quantity) FILTER (WHERE won), COUNT(quantity), \
                    SUM(revenue) FILTER (WHERE quantity > 10), \
-                   COUNT(revenue) FILTER (WHERE quantity < 0) \
+                   COUNT(revenue) FILTER (WHERE quantity < 0), \
+                   SUM(1) FILTER (WHERE won), COUNT(NULL) \
                    FROM orders GROUP BY partner_id ORDER BY partner_id NULLS FIRST";
         // Runs looked up once each, and runs of one row (every row looked up); more groups
         // than the step holds, so that it hands them on early and the final step merges a
