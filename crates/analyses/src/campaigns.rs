@@ -140,12 +140,15 @@ pub async fn campaigns(cx: &Context<'_>) -> Result<Campaigns> {
         by,
         ..Query::default()
     };
-    let total = Funds::from_row(&cx.totals(&METRICS).await?);
-    let known = known_campaigns(cx).await?;
-    let rows = cx
-        .run(query(vec!["campaign.campaign_id".into()]))
-        .await?
-        .rows();
+    // Four independent reads, asked together.
+    let (total, known, rows, by_partner) = tokio::try_join!(
+        cx.totals(&METRICS),
+        known_campaigns(cx),
+        cx.run(query(vec!["campaign.campaign_id".into()])),
+        cx.by_partner(&METRICS),
+    )?;
+    let total = Funds::from_row(&total);
+    let rows = rows.rows();
     let mut campaigns: Vec<CampaignRow> = rows
         .into_iter()
         .map(|row| {
@@ -181,9 +184,7 @@ pub async fn campaigns(cx: &Context<'_>) -> Result<Campaigns> {
             })
             .then_with(|| a.campaign_id.cmp(&b.campaign_id))
     });
-    let partners = cx
-        .by_partner(&METRICS)
-        .await?
+    let partners = by_partner
         .into_iter()
         .map(|(partner_id, row)| PartnerFunds {
             partner_id,

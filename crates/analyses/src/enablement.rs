@@ -104,25 +104,16 @@ pub async fn enablement(cx: &Context<'_>) -> Result<Enablement> {
         by: vec!["partner.partner_id".into(), by.into()],
         ..Query::default()
     };
-    let by_track = by_partner_and(
-        cx.run(state("certification.track", "certified_people"))
-            .await?
-            .rows(),
-        "certification.track",
-        "certified_people",
-    );
-    let by_level = by_partner_and(
-        cx.run(state("certification.level", "certified_people"))
-            .await?
-            .rows(),
-        "certification.level",
-        "certified_people",
-    );
-    let totals = cx
-        .by_partner(&["certified_people", "expiring_certifications"])
-        .await?;
-    let gaps = gaps(cx).await?;
-    let partners = cx.partners().await?;
+    // Five independent reads, asked together.
+    let (by_track, by_level, totals, gaps, partners) = tokio::try_join!(
+        cx.run(state("certification.track", "certified_people")),
+        cx.run(state("certification.level", "certified_people")),
+        cx.by_partner(&["certified_people", "expiring_certifications"]),
+        gaps(cx),
+        cx.partners(),
+    )?;
+    let by_track = by_partner_and(by_track.rows(), "certification.track", "certified_people");
+    let by_level = by_partner_and(by_level.rows(), "certification.level", "certified_people");
     let mut rows: Vec<PartnerEnablement> = partners
         .values()
         .filter(|p| totals.contains_key(&p.partner_id) || gaps.contains_key(&p.partner_id))

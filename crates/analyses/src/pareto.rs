@@ -71,9 +71,10 @@ pub async fn pareto(cx: &Context<'_>, by: Option<&str>) -> Result<Pareto> {
             prism_model::did_you_mean(b, CUTS)
         )));
     }
-    let revenue = cx.by_partner(&["closed_revenue"]).await?;
+    // Asked together: the partners' list is read while the revenue is summed.
+    let (revenue, partners) = tokio::try_join!(cx.by_partner(&["closed_revenue"]), cx.partners())?;
     let revenue_of = |id: &str| revenue.get(id).and_then(|r| r.money("closed_revenue"));
-    let partners = active_partners(&cx.partners().await?, |id| revenue_of(id).is_some());
+    let partners = active_partners(&partners, |id| revenue_of(id).is_some());
 
     let mut groups: std::collections::BTreeMap<Option<String>, Vec<(Partner, Money, bool)>> =
         Default::default();

@@ -95,9 +95,9 @@ pub struct Registrations {
 
 /// Registrations submitted, decided, approved and won, for the audience and each partner, the bottom quartile flagged.
 pub async fn registrations(cx: &Context<'_>) -> Result<Registrations> {
-    let total = Funnel::from_row(&cx.totals(&METRICS).await?);
-    let by_partner = cx.by_partner(&METRICS).await?;
-    let partners = cx.partners().await?;
+    let (total, by_partner, partners) =
+        tokio::try_join!(cx.totals(&METRICS), cx.by_partner(&METRICS), cx.partners())?;
+    let total = Funnel::from_row(&total);
     let mut rows: Vec<PartnerFunnel> = by_partner
         .iter()
         .filter_map(|(id, row)| {

@@ -161,8 +161,9 @@ pub struct Scorecard {
 /// Every active partner the audience sees, scored with `weights`.
 pub async fn scorecard(cx: &Context<'_>, weights: Weights) -> Result<Scorecard> {
     let metrics: Vec<&str> = ATTRIBUTES.iter().map(|a| a.0).collect();
-    let values = cx.by_partner(&metrics).await?;
-    let partners = active_partners(&cx.partners().await?, |id| {
+    // Asked together: the partners' list is read while the metrics are computed.
+    let (values, partners) = tokio::try_join!(cx.by_partner(&metrics), cx.partners())?;
+    let partners = active_partners(&partners, |id| {
         values
             .get(id)
             .is_some_and(|v| !v.get("closed_revenue").is_missing())

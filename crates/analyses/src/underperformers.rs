@@ -151,10 +151,10 @@ async fn decliners(
     out: &mut Vec<Underperformer>,
 ) -> Result<()> {
     let previous = period.previous();
-    let revenue = cx
-        .by_partner(&["closed_revenue", "closed_revenue:previous_period"])
-        .await?;
-    let partners = cx.partners().await?;
+    let (revenue, partners) = tokio::try_join!(
+        cx.by_partner(&["closed_revenue", "closed_revenue:previous_period"]),
+        cx.partners()
+    )?;
     for (id, v) in &revenue {
         let (now, then) = (
             v.money("closed_revenue"),

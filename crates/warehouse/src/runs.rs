@@ -586,6 +586,8 @@ mod tests {
         ]));
         let partner = |i: usize| match (i / run) % 97 {
             0 => None,
+            // An empty text, whose view is all zeros.
+            1 => Some(String::new()),
             p if p % 3 == 0 => Some(format!("P-{p:05}")),
             p => Some(format!("a partner with a long name number {p}")),
         };
