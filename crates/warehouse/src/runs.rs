@@ -7,11 +7,12 @@
 //! same: in revenue by partner off the rollups, its hash table's look-ups were nearly half the
 //! CPU. [`RunsFirst`] replaces the partial step of such an aggregation by [`RunsAggregateExec`],
 //! which compares each value with the one before it (mostly a compare of their 16-byte views)
-//! and looks up only the first of each run. Counts and sums of integers and decimals are
-//! computed for each run by the step itself and merged by DataFusion's own accumulators as
-//! they merge partial states ([`Partial`]); every other aggregate is given every row, with the
-//! group of its run, so what it computes (filters, nulls, averages) is DataFusion's. Where runs
-//! are short (grouped by customer, say) a batch is looked up row by row as before.
+//! and looks up only the first of each run. Counts and sums of integers, decimals and
+//! durations are computed for each run by the step itself and merged by DataFusion's own
+//! accumulators as they merge partial states ([`Partial`]); every other aggregate is given
+//! every row, with the group of its run, so what it computes (filters, nulls, averages) is
+//! DataFusion's. Where runs are short (grouped by customer, say) a batch is looked up row by
+//! row as before.
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,7 +23,10 @@ use arrow::array::{
 };
 use arrow::buffer::BooleanBuffer;
 use arrow::compute::take;
-use arrow::datatypes::{DataType, Decimal128Type, Int64Type, SchemaRef};
+use arrow::datatypes::{
+    DataType, Decimal128Type, DurationMicrosecondType, DurationMillisecondType,
+    DurationNanosecondType, DurationSecondType, Int64Type, SchemaRef, TimeUnit, UInt64Type,
+};
 use datafusion::common::Result;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
@@ -402,11 +406,13 @@ impl Grouping {
 /// DataFusion's accumulator one state per run to merge, as its final step merges the partial
 /// steps' states: per row, the accumulator tracks which groups it has seen and adds to a group
 /// found by index, which was a third of revenue by partner's grouping. Only where adding in
-/// another order gives the same result: counts, and sums of integers and decimals (wrapping on
-/// overflow, as DataFusion's own), never of floating-point numbers.
+/// another order gives the same result: counts, and sums of integers, decimals and durations
+/// (a service request's time to first response; wrapping on overflow, as DataFusion's own),
+/// never of floating-point numbers.
 #[derive(Debug, Clone)]
 enum Partial {
-    /// `SUM` of one argument, with its state's type (`Int64` or `Decimal128`).
+    /// `SUM` of one argument, with its state's type (`Int64`, `UInt64`, `Decimal128` or a
+    /// `Duration`).
     Sum(DataType),
     /// `COUNT` of one argument: its rows neither null nor filtered out.
     Count,
@@ -422,9 +428,13 @@ impl Partial {
             return None;
         };
         match (aggregate.fun().name(), state.data_type()) {
-            ("sum", t @ (DataType::Int64 | DataType::Decimal128(_, _))) => {
-                Some(Partial::Sum(t.clone()))
-            }
+            (
+                "sum",
+                t @ (DataType::Int64
+                | DataType::UInt64
+                | DataType::Decimal128(_, _)
+                | DataType::Duration(_)),
+            ) => Some(Partial::Sum(t.clone())),
             ("count", DataType::Int64) => Some(Partial::Count),
             _ => None,
         }
@@ -477,6 +487,36 @@ impl Partial {
                     counted,
                     runs,
                 ))),
+                (DataType::UInt64, DataType::UInt64) => Some(Arc::new(sums_of_runs(
+                    argument?.as_primitive::<UInt64Type>(),
+                    counted,
+                    runs,
+                ))),
+                (DataType::Duration(unit), DataType::Duration(u)) if unit == u => {
+                    let a = argument?;
+                    Some(match unit {
+                        TimeUnit::Second => Arc::new(sums_of_runs(
+                            a.as_primitive::<DurationSecondType>(),
+                            counted,
+                            runs,
+                        )),
+                        TimeUnit::Millisecond => Arc::new(sums_of_runs(
+                            a.as_primitive::<DurationMillisecondType>(),
+                            counted,
+                            runs,
+                        )),
+                        TimeUnit::Microsecond => Arc::new(sums_of_runs(
+                            a.as_primitive::<DurationMicrosecondType>(),
+                            counted,
+                            runs,
+                        )),
+                        TimeUnit::Nanosecond => Arc::new(sums_of_runs(
+                            a.as_primitive::<DurationNanosecondType>(),
+                            counted,
+                            runs,
+                        )),
+                    })
+                }
                 (DataType::Decimal128(_, scale), DataType::Decimal128(_, s)) if scale == s => {
                     let sums =
                         sums_of_runs(argument?.as_primitive::<Decimal128Type>(), counted, runs);
@@ -583,6 +623,7 @@ mod tests {
             Field::new("revenue", DataType::Decimal128(18, 2), true),
             Field::new("won", DataType::Boolean, false),
             Field::new("quantity", DataType::Int64, true),
+            Field::new("waited", DataType::Duration(TimeUnit::Microsecond), true),
         ]));
         let partner = |i: usize| match (i / run) % 97 {
             0 => None,
@@ -603,13 +644,19 @@ mod tests {
                 .unwrap();
             let won: BooleanArray = rows.clone().map(|i| Some(i % 3 == 0)).collect();
             let quantity: arrow::array::Int64Array = rows
+                .clone()
                 .map(|i| (i % 13 != 0).then_some(i as i64 % 50 - 5))
+                .collect();
+            // A service request's wait for its first response.
+            let waited: arrow::array::DurationMicrosecondArray = rows
+                .map(|i| (i % 7 != 0).then_some(i as i64 * 1_000_003 % 86_400_000_000))
                 .collect();
             let columns: Vec<ArrayRef> = vec![
                 Arc::new(partners),
                 Arc::new(revenue),
                 Arc::new(won),
                 Arc::new(quantity),
+                Arc::new(waited),
             ];
             partitions[b % 2].push(RecordBatch::try_new(Arc::clone(&schema), columns).unwrap());
         }
@@ -655,7 +702,8 @@ mod tests {
                    SUM(quantity), SUM(quantity) FILTER (WHERE won), COUNT(quantity), \
                    SUM(revenue) FILTER (WHERE quantity > 10), \
                    COUNT(revenue) FILTER (WHERE quantity < 0), \
-                   SUM(1) FILTER (WHERE won), COUNT(NULL) \
+                   SUM(1) FILTER (WHERE won), COUNT(NULL), \
+                   SUM(waited), SUM(waited) FILTER (WHERE NOT won) \
                    FROM orders GROUP BY partner_id ORDER BY partner_id NULLS FIRST";
         // Runs looked up once each, and runs of one row (every row looked up); more groups
         // than the step holds, so that it hands them on early and the final step merges a
