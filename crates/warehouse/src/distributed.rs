@@ -153,13 +153,15 @@ pub fn cluster() -> Option<Cluster> {
 pub(crate) fn session(config: SessionConfig) -> Result<SessionContext> {
     let Some(cluster) = cluster() else {
         // On this machine, a grouping by one text column looks up each run of equal values
-        // once (`runs`), and metrics' conditions and filters compare text by its views
-        // (`texts`); the workers of a cluster plan with DataFusion's own steps and functions
+        // once (`runs`), metrics' conditions and filters compare text by its views (`texts`),
+        // and an integer cast to a decimal it always fits is widened unchecked (`decimals`);
+        // the workers of a cluster plan with DataFusion's own steps and functions
         // only, which they can be sent.
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
             .with_optimizer_rule(Arc::new(crate::texts::TextsByView))
+            .with_optimizer_rule(Arc::new(crate::decimals::IntegersAsDecimals))
             .with_physical_optimizer_rule(Arc::new(crate::texts::FiltersByView))
             .with_physical_optimizer_rule(Arc::new(crate::runs::RunsFirst))
             .build();

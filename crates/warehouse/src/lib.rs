@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 mod cluster;
+mod decimals;
 mod distributed;
 mod kept;
 mod load;
