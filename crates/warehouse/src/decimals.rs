@@ -16,11 +16,9 @@ use arrow::datatypes::{
     ArrowPrimitiveType, DataType, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
     UInt32Type, UInt64Type,
 };
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::expr::{Cast, ScalarFunction};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, Volatility,
@@ -47,32 +45,18 @@ impl OptimizerRule for IntegersAsDecimals {
         plan: LogicalPlan,
         _config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        if !matches!(plan, LogicalPlan::Aggregate(_) | LogicalPlan::Projection(_)) {
-            return Ok(Transformed::no(plan));
-        }
-        let schema = merge_schema(&plan.inputs());
-        // Each expression keeps its name, so the plan's columns keep theirs.
-        let names = NamePreserver::new(&plan);
-        plan.map_expressions(|e| {
-            if let Expr::GroupingSet(_) = e {
+        crate::texts::rewrite_aggregations_and_projections(plan, |e, schema| {
+            let Expr::Cast(Cast { expr, field }) = &e else {
+                return Ok(Transformed::no(e));
+            };
+            let data_type = field.data_type();
+            if !widens(&expr.get_type(schema)?, data_type) {
                 return Ok(Transformed::no(e));
             }
-            let name = names.save(&e);
-            let e = e.transform_up(|e| {
-                let Expr::Cast(Cast { expr, field }) = &e else {
-                    return Ok(Transformed::no(e));
-                };
-                let data_type = field.data_type();
-                let from = expr.get_type(&schema)?;
-                if !widens(&from, data_type) {
-                    return Ok(Transformed::no(e));
-                }
-                let udf = ScalarUDF::new_from_impl(IntegerAsDecimal::to(data_type.clone()));
-                Ok(Transformed::yes(Expr::ScalarFunction(
-                    ScalarFunction::new_udf(Arc::new(udf), vec![expr.as_ref().clone()]),
-                )))
-            })?;
-            Ok(e.update_data(|e| name.restore(e)))
+            let udf = ScalarUDF::new_from_impl(IntegerAsDecimal::to(data_type.clone()));
+            Ok(Transformed::yes(Expr::ScalarFunction(
+                ScalarFunction::new_udf(Arc::new(udf), vec![expr.as_ref().clone()]),
+            )))
         })
     }
 }

@@ -63,21 +63,30 @@ impl OptimizerRule for TextsByView {
         plan: LogicalPlan,
         _config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        if !matches!(plan, LogicalPlan::Aggregate(_) | LogicalPlan::Projection(_)) {
-            return Ok(Transformed::no(plan));
-        }
-        let schema = merge_schema(&plan.inputs());
-        // Each expression keeps its name, so the plan's columns keep theirs.
-        let names = NamePreserver::new(&plan);
-        plan.map_expressions(|e| {
-            if let Expr::GroupingSet(_) = e {
-                return Ok(Transformed::no(e));
-            }
-            let name = names.save(&e);
-            let e = e.transform_up(|e| Ok(by_view(e, &schema)))?;
-            Ok(e.update_data(|e| name.restore(e)))
-        })
+        rewrite_aggregations_and_projections(plan, |e, schema| Ok(by_view(e, schema)))
     }
+}
+
+/// Rewrites each expression of an aggregation or a projection from the leaves up with
+/// `rewrite` (given the input's schema), each keeping its name so that the plan's columns keep
+/// theirs; other steps (filters, by which the scan prunes) are left as they are.
+pub(crate) fn rewrite_aggregations_and_projections(
+    plan: LogicalPlan,
+    rewrite: impl Fn(Expr, &DFSchema) -> Result<Transformed<Expr>>,
+) -> Result<Transformed<LogicalPlan>> {
+    if !matches!(plan, LogicalPlan::Aggregate(_) | LogicalPlan::Projection(_)) {
+        return Ok(Transformed::no(plan));
+    }
+    let schema = merge_schema(&plan.inputs());
+    let names = NamePreserver::new(&plan);
+    plan.map_expressions(|e| {
+        if let Expr::GroupingSet(_) = e {
+            return Ok(Transformed::no(e));
+        }
+        let name = names.save(&e);
+        let e = e.transform_up(|e| rewrite(e, &schema))?;
+        Ok(e.update_data(|e| name.restore(e)))
+    })
 }
 
 /// The physical optimiser rule that evaluates a filter's comparisons of a column of views with
