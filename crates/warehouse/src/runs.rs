@@ -17,16 +17,14 @@
 use std::fmt;
 use std::sync::Arc;
 
+use arrow::array::downcast_primitive_array;
 use arrow::array::{
     Array, ArrayRef, ArrowNativeTypeOp, ArrowPrimitiveType, AsArray, BooleanArray, Int64Array,
     PrimitiveArray, RecordBatch, UInt32Array,
 };
 use arrow::buffer::BooleanBuffer;
 use arrow::compute::take;
-use arrow::datatypes::{
-    DataType, Decimal128Type, DurationMicrosecondType, DurationMillisecondType,
-    DurationNanosecondType, DurationSecondType, Int64Type, SchemaRef, TimeUnit, UInt64Type,
-};
+use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::Result;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
@@ -481,49 +479,25 @@ impl Partial {
                     .collect();
                 Some(Arc::new(counts))
             }
-            Partial::Sum(state) => match (state, argument?.data_type()) {
-                (DataType::Int64, DataType::Int64) => Some(Arc::new(sums_of_runs(
-                    argument?.as_primitive::<Int64Type>(),
-                    counted,
-                    runs,
-                ))),
-                (DataType::UInt64, DataType::UInt64) => Some(Arc::new(sums_of_runs(
-                    argument?.as_primitive::<UInt64Type>(),
-                    counted,
-                    runs,
-                ))),
-                (DataType::Duration(unit), DataType::Duration(u)) if unit == u => {
-                    let a = argument?;
-                    Some(match unit {
-                        TimeUnit::Second => Arc::new(sums_of_runs(
-                            a.as_primitive::<DurationSecondType>(),
-                            counted,
-                            runs,
-                        )),
-                        TimeUnit::Millisecond => Arc::new(sums_of_runs(
-                            a.as_primitive::<DurationMillisecondType>(),
-                            counted,
-                            runs,
-                        )),
-                        TimeUnit::Microsecond => Arc::new(sums_of_runs(
-                            a.as_primitive::<DurationMicrosecondType>(),
-                            counted,
-                            runs,
-                        )),
-                        TimeUnit::Nanosecond => Arc::new(sums_of_runs(
-                            a.as_primitive::<DurationNanosecondType>(),
-                            counted,
-                            runs,
-                        )),
-                    })
+            Partial::Sum(state) => {
+                let argument = argument?;
+                // The state is the argument's type (a decimal's precision aside): sums are added
+                // as they are stored.
+                let same = match (state, argument.data_type()) {
+                    (DataType::Decimal128(_, scale), DataType::Decimal128(_, s)) => scale == s,
+                    (state, t) => state == t,
+                };
+                if !same {
+                    return None;
                 }
-                (DataType::Decimal128(_, scale), DataType::Decimal128(_, s)) if scale == s => {
-                    let sums =
-                        sums_of_runs(argument?.as_primitive::<Decimal128Type>(), counted, runs);
-                    Some(Arc::new(sums.with_data_type(state.clone())))
-                }
-                _ => None,
-            },
+                // `Partial::of` took integers, decimals and durations only.
+                Some(downcast_primitive_array!(
+                    argument => Arc::new(
+                        sums_of_runs(argument, counted, runs).with_data_type(state.clone())
+                    ),
+                    _ => return None,
+                ))
+            }
         }
     }
 }
@@ -605,7 +579,7 @@ fn runs_of(column: &ArrayRef, heads: &mut Vec<u32>) {
 #[cfg(test)]
 mod tests {
     use arrow::array::{Decimal128Array, StringViewArray};
-    use arrow::datatypes::{Field, Schema};
+    use arrow::datatypes::{Field, Schema, TimeUnit};
     use arrow::util::pretty::pretty_format_batches;
     use datafusion::datasource::MemTable;
     use datafusion::execution::SessionStateBuilder;
