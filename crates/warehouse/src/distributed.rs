@@ -152,20 +152,7 @@ pub fn cluster() -> Option<Cluster> {
 /// are cut into stages that run on its workers.
 pub(crate) fn session(config: SessionConfig) -> Result<SessionContext> {
     let Some(cluster) = cluster() else {
-        // On this machine, a grouping by one text column looks up each run of equal values
-        // once (`runs`), metrics' conditions and filters compare text by its views (`texts`),
-        // and an integer cast to a decimal it always fits is widened unchecked (`decimals`);
-        // the workers of a cluster plan with DataFusion's own steps and functions
-        // only, which they can be sent.
-        let state = SessionStateBuilder::new()
-            .with_config(config)
-            .with_default_features()
-            .with_optimizer_rule(Arc::new(crate::texts::TextsByView))
-            .with_optimizer_rule(Arc::new(crate::decimals::IntegersAsDecimals))
-            .with_physical_optimizer_rule(Arc::new(crate::texts::FiltersByView))
-            .with_physical_optimizer_rule(Arc::new(crate::runs::RunsFirst))
-            .build();
-        return Ok(SessionContext::new_with_state(state));
+        return Ok(local_session(config));
     };
     let builder = SessionStateBuilder::new()
         .with_config(config)
@@ -179,6 +166,24 @@ pub(crate) fn session(config: SessionConfig) -> Result<SessionContext> {
         None => builder,
     };
     Ok(SessionContext::new_with_state(builder.build()))
+}
+
+/// A session with `config` on this machine, with Prism's own steps and functions: a grouping
+/// by one text column looks up each run of equal values once (`runs`), metrics' conditions and
+/// filters compare text by its views (`texts`), and an integer cast to a decimal it always fits
+/// is widened unchecked (`decimals`). Each gives the answers DataFusion's own would, and each leaves alone what it
+/// does not apply to (the load's sessions read text as plain strings, not views). The workers
+/// of a cluster plan with DataFusion's own steps and functions only, which they can be sent.
+pub(crate) fn local_session(config: SessionConfig) -> SessionContext {
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_optimizer_rule(Arc::new(crate::texts::TextsByView))
+        .with_optimizer_rule(Arc::new(crate::decimals::IntegersAsDecimals))
+        .with_physical_optimizer_rule(Arc::new(crate::texts::FiltersByView))
+        .with_physical_optimizer_rule(Arc::new(crate::runs::RunsFirst))
+        .build();
+    SessionContext::new_with_state(state)
 }
 
 /// One task for every stage that holds a step which must see all its input at once: an

@@ -31,7 +31,9 @@ pub(crate) async fn build_rollups(
         return Ok(out);
     }
     let kept = kept_rollups(pins, previous, builds);
-    let ctx = SessionContext::new_with_config(crate::session_config()?);
+    // Prism's own rules too: the service rollups' summed durations are widened to decimals
+    // without a check of each value, as a question's are.
+    let ctx = crate::distributed::local_session(crate::session_config()?);
     let cores = ctx.state().config().target_partitions();
     // The kept rollups are registered too: others may be built from them.
     crate::register_tables(&wh.root, pins, &kept, &ctx, crate::Text::Strings).await?;
