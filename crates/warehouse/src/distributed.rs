@@ -171,9 +171,10 @@ pub(crate) fn session(config: SessionConfig) -> Result<SessionContext> {
 /// A session with `config` on this machine, with Prism's own steps and functions: a grouping
 /// by one text column looks up each run of equal values once (`runs`), metrics' conditions and
 /// filters compare text by its views (`texts`), and an integer cast to a decimal it always fits
-/// is widened unchecked (`decimals`). Each gives the answers DataFusion's own would, and each leaves alone what it
-/// does not apply to (the load's sessions read text as plain strings, not views). The workers
-/// of a cluster plan with DataFusion's own steps and functions only, which they can be sent.
+/// is widened unchecked (`decimals`). Each gives the answers DataFusion's own would, and each
+/// leaves alone what it does not apply to (a day's load reads text as plain strings, not
+/// views). The workers of a cluster plan with DataFusion's own steps and functions only, which
+/// they can be sent.
 pub(crate) fn local_session(config: SessionConfig) -> SessionContext {
     let state = SessionStateBuilder::new()
         .with_config(config)
