@@ -172,19 +172,32 @@ pub(crate) fn session(config: SessionConfig) -> Result<SessionContext> {
 /// by one text column looks up each run of equal values once (`runs`), metrics' conditions and
 /// filters compare text by its views (`texts`), and an integer cast to a decimal it always fits
 /// is widened unchecked (`decimals`). Each gives the answers DataFusion's own would, and each
-/// leaves alone what it does not apply to (a day's load reads text as plain strings, not
-/// views). The workers of a cluster plan with DataFusion's own steps and functions only, which
+/// leaves alone what it does not apply to (text read as plain strings, not views). The workers of a cluster plan with DataFusion's own steps and functions only, which
 /// they can be sent.
 pub(crate) fn local_session(config: SessionConfig) -> SessionContext {
-    let state = SessionStateBuilder::new()
+    let state = local_state(config)
+        .with_physical_optimizer_rule(Arc::new(crate::runs::RunsFirst))
+        .build();
+    SessionContext::new_with_state(state)
+}
+
+/// The session a load builds and brings its rollups up to date in: `local_session`'s, but
+/// for the runs. A rollup groups by text its rows are not in the order of (the brand owner's
+/// customers over order lines in the Z-order of product and partner), where a run is a row or
+/// two and the step hands on a state for nearly every row: with it, a day's load at scale 100
+/// peaked at 4.3 GB, without it at 3.1-3.4 GB, no slower.
+pub(crate) fn load_session(config: SessionConfig) -> SessionContext {
+    SessionContext::new_with_state(local_state(config).build())
+}
+
+/// Prism's own rules but for the runs.
+fn local_state(config: SessionConfig) -> SessionStateBuilder {
+    SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
         .with_optimizer_rule(Arc::new(crate::texts::TextsByView))
         .with_optimizer_rule(Arc::new(crate::decimals::IntegersAsDecimals))
         .with_physical_optimizer_rule(Arc::new(crate::texts::FiltersByView))
-        .with_physical_optimizer_rule(Arc::new(crate::runs::RunsFirst))
-        .build();
-    SessionContext::new_with_state(state)
 }
 
 /// One task for every stage that holds a step which must see all its input at once: an

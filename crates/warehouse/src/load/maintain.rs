@@ -214,7 +214,7 @@ async fn changed_files(
 /// A session with every table of `ctx` under the same name: the fact's name is then given to
 /// its changed slices' rows, for the rollup's own SQL to read.
 async fn copied_session(ctx: &SessionContext, root: &Root) -> Result<SessionContext> {
-    let copy = crate::distributed::local_session(ctx.copied_config());
+    let copy = crate::distributed::load_session(ctx.copied_config());
     root.register_store(&copy);
     let catalog = ctx.catalog("datafusion").expect("the default catalog");
     let schema = catalog.schema("public").expect("the default schema");

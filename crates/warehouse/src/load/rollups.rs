@@ -33,20 +33,13 @@ pub(crate) async fn build_rollups(
     let kept = kept_rollups(pins, previous, builds);
     // Prism's own rules too: the service rollups' summed durations are widened to decimals
     // without a check of each value, as a question's are.
-    let ctx = crate::distributed::local_session(crate::session_config()?);
+    let ctx = crate::distributed::load_session(crate::session_config()?);
     let cores = ctx.state().config().target_partitions();
-    // Text is read as views where every rollup is built whole (no table was merged by key):
-    // grouping and joining views is faster, and the writer casts the rows to the rollups'
-    // strings (a full load at scale 8: the rollups 2.4 s → 2.1 s, the same rows). A day's load,
-    // which brings rollups up to date by merging the version before's rows with rows it
-    // computed, reads plain strings: with views its peak rose by a tenth to a quarter.
-    let text = if merged.is_empty() {
-        crate::Text::Views
-    } else {
-        crate::Text::Strings
-    };
-    // The kept rollups are registered too: others may be built from them.
-    crate::register_tables(&wh.root, pins, &kept, &ctx, text).await?;
+    // The kept rollups are registered too: others may be built from them. Text is read as
+    // plain strings: read as views, a full load's rollups were an eighth faster at scale 8 but
+    // no faster at scale 100, where the load then peaked at 4.0-4.4 GB instead of 3.0
+    // (BENCHMARKS.md).
+    crate::register_tables(&wh.root, pins, &kept, &ctx, crate::Text::Strings).await?;
     if !kept.is_empty() {
         progress.step(&format!(
             "keeping {} rollup(s) whose tables did not change",
