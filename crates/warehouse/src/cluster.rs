@@ -10,7 +10,9 @@
 //! rows, and is sorted by comparing instead.
 
 use arrow::array::{Array, ArrayAccessor, ArrayRef, AsArray, UInt32Array};
-use arrow::compute::{BatchCoalescer, SortOptions, cast, sort_to_indices, take_record_batch};
+use arrow::compute::{
+    SortOptions, cast, interleave_record_batch, sort_to_indices, take_record_batch,
+};
 use arrow::datatypes::{DataType, Int32Type};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
@@ -419,45 +421,37 @@ pub(crate) fn merged(
         None => (None, None),
     };
     let rest_rows = rest.as_ref().map_or(0, |r| r.num_rows());
-    let mut out = BatchCoalescer::new(schema.clone(), rows.max(1));
-    let mut done = Vec::new();
-    let mut push = |out: &mut BatchCoalescer, b: RecordBatch| -> Result<(), ArrowError> {
-        if b.num_rows() > 0 {
-            out.push_batch(b)?;
-            while let Some(full) = out.next_completed_batch() {
-                done.push(full);
-            }
-        }
-        Ok(())
-    };
+    // Where each row comes from, in order: (batch, row) of the runs' batches and, last, of
+    // `rest`. The rows are then gathered by these a group at a time; cutting the runs into
+    // slices between the rows computed again and coalescing them copied each slice's columns
+    // one by one (a row computed again every dozen rows: the brand owner's 4.2 M customers at
+    // scale 100 took 1.9 s to merge).
+    let mut sources: Vec<&RecordBatch> = keyed.iter().flatten().map(|(b, _)| *b).collect();
+    let rest_source = sources.len();
+    if let Some(r) = &rest {
+        sources.push(r);
+    }
+    let mut order: Vec<(usize, usize)> =
+        Vec::with_capacity(sources.iter().map(|b| b.num_rows()).sum());
     // The next row of `rest` not yet placed.
     let mut next = 0;
-    for (batch, batch_keys) in keyed.iter().flatten() {
-        let mut from = 0;
+    for (source, (batch, batch_keys)) in keyed.iter().flatten().enumerate() {
         for i in 0..batch.num_rows() {
-            let (Some(r), Some(rk)) = (&rest, &rest_keys) else {
-                break;
-            };
-            let mut until = next;
-            while until < rest_rows && rk.row(until) < batch_keys.row(i) {
-                until += 1;
+            if let Some(rk) = &rest_keys {
+                while next < rest_rows && rk.row(next) < batch_keys.row(i) {
+                    order.push((rest_source, next));
+                    next += 1;
+                }
             }
-            if until > next {
-                push(&mut out, batch.slice(from, i - from))?;
-                push(&mut out, r.slice(next, until - next))?;
-                (from, next) = (i, until);
-            }
+            order.push((source, i));
         }
-        push(&mut out, batch.slice(from, batch.num_rows() - from))?;
     }
-    if let Some(r) = &rest {
-        push(&mut out, r.slice(next, rest_rows - next))?;
-    }
-    out.finish_buffered_batch()?;
-    while let Some(full) = out.next_completed_batch() {
-        done.push(full);
-    }
-    Ok(Ok(done))
+    order.extend((next..rest_rows).map(|row| (rest_source, row)));
+    order
+        .chunks(rows.max(1))
+        .map(|group| interleave_record_batch(&sources, group))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Ok)
 }
 
 /// Row indices ordered by rank, stable within a rank.
