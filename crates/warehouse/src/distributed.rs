@@ -172,8 +172,8 @@ pub(crate) fn session(config: SessionConfig) -> Result<SessionContext> {
 /// by one text column looks up each run of equal values once (`runs`), metrics' conditions and
 /// filters compare text by its views (`texts`), and an integer cast to a decimal it always fits
 /// is widened unchecked (`decimals`). Each gives the answers DataFusion's own would, and each
-/// leaves alone what it does not apply to (text read as plain strings, not views). The workers of a cluster plan with DataFusion's own steps and functions only, which
-/// they can be sent.
+/// leaves alone what it does not apply to (text read as plain strings, not views). The workers
+/// of a cluster plan with DataFusion's own steps and functions only, which they can be sent.
 pub(crate) fn local_session(config: SessionConfig) -> SessionContext {
     let state = local_state(config)
         .with_physical_optimizer_rule(Arc::new(crate::runs::RunsFirst))
